@@ -1,0 +1,2 @@
+//! Micro-benchmarks (criterion): placeholder replaced below.
+fn main() {}

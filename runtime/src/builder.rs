@@ -1,0 +1,345 @@
+//! `Runtime::builder()`: choose cores and sizes, then `run` one future per core.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crate::shard;
+use crate::shared::{Config, Shared};
+use crate::signal;
+
+/// Default submission queue size of each core's ring.
+pub const DEFAULT_RING_ENTRIES: u32 = 1024;
+/// Default cooperative budget: ready leaf operations per task poll.
+pub const DEFAULT_BUDGET: u32 = 128;
+/// Default CPU shares of the (latency-critical, background) classes.
+pub const DEFAULT_SHARES: (u32, u32) = (4, 1);
+/// Default capacity of each (from, to) cross-core channel.
+pub const DEFAULT_MESH_CAPACITY: usize = 1024;
+/// Default number of provided receive buffers per core.
+pub const DEFAULT_BUF_RING_ENTRIES: u16 = 1024;
+/// Default size of each provided receive buffer.
+pub const DEFAULT_BUF_SIZE: u32 = 4096;
+/// Default number of task polls per loop turn before the core checks I/O again.
+pub const DEFAULT_MAX_POLLS_PER_TURN: u32 = 256;
+
+/// Which cores get a shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cores {
+    /// Every core this process may run on (its CPU affinity mask).
+    All,
+    /// The first `n` of those cores.
+    Count(usize),
+    /// Exactly these core ids.
+    List(Vec<usize>),
+}
+
+/// Configures a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    cores: Cores,
+    config: Config,
+    handle_signals: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            cores: Cores::All,
+            config: Config {
+                ring_entries: DEFAULT_RING_ENTRIES,
+                budget: DEFAULT_BUDGET,
+                shares: [DEFAULT_SHARES.0, DEFAULT_SHARES.1],
+                mesh_capacity: DEFAULT_MESH_CAPACITY,
+                shutdown_grace: Duration::ZERO,
+                portable_ops: false,
+                buf_ring_entries: DEFAULT_BUF_RING_ENTRIES,
+                buf_size: DEFAULT_BUF_SIZE,
+                max_polls_per_turn: DEFAULT_MAX_POLLS_PER_TURN,
+            },
+            handle_signals: true,
+        }
+    }
+}
+
+impl Builder {
+    /// Selects the cores (default: [`Cores::All`]).
+    pub fn cores(mut self, cores: Cores) -> Self {
+        self.cores = cores;
+        self
+    }
+
+    /// One shard on each of the first `n` allowed cores.
+    pub fn core_count(self, n: usize) -> Self {
+        self.cores(Cores::Count(n))
+    }
+
+    /// One shard on each listed core id.
+    pub fn core_list(self, ids: &[usize]) -> Self {
+        self.cores(Cores::List(ids.to_vec()))
+    }
+
+    /// Submission queue entries per core (rounded up to a power of two; default
+    /// [`DEFAULT_RING_ENTRIES`]). The completion queue is four times larger.
+    pub fn ring_entries(mut self, n: u32) -> Self {
+        self.config.ring_entries = n;
+        self
+    }
+
+    /// Ready leaf operations a task may consume per poll before it must yield (default
+    /// [`DEFAULT_BUDGET`]).
+    pub fn budget(mut self, n: u32) -> Self {
+        self.config.budget = n.max(1);
+        self
+    }
+
+    /// CPU shares of the latency-critical and background classes when both have work
+    /// (default 4:1).
+    pub fn class_shares(mut self, latency: u32, background: u32) -> Self {
+        self.config.shares = [latency.max(1), background.max(1)];
+        self
+    }
+
+    /// Capacity of each cross-core channel (default [`DEFAULT_MESH_CAPACITY`]).
+    pub fn mesh_capacity(mut self, n: usize) -> Self {
+        self.config.mesh_capacity = n.max(1);
+        self
+    }
+
+    /// How long the main futures may keep running after shutdown is requested (Ctrl-C,
+    /// SIGTERM, [`request_shutdown`](crate::request_shutdown)) before they are dropped.
+    /// Default zero: stop at once. Servers that drain connections set a deadline here and
+    /// watch [`shutdown_requested`](crate::shutdown_requested).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// Whether `run` turns SIGINT and SIGTERM into a shutdown request (default true).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
+    /// Forces the portable I/O paths: no `SINGLE_ISSUER`/`DEFER_TASKRUN`/`COOP_TASKRUN`, no
+    /// multishot accept or receive, no provided buffer ring. This is what older kernels get;
+    /// it exists so both paths can be tested on one machine.
+    pub fn portable_ops(mut self, on: bool) -> Self {
+        self.config.portable_ops = on;
+        self
+    }
+
+    /// Provided receive buffers per core and their size (defaults
+    /// [`DEFAULT_BUF_RING_ENTRIES`] x [`DEFAULT_BUF_SIZE`]).
+    pub fn buf_ring(mut self, entries: u16, size: u32) -> Self {
+        self.config.buf_ring_entries = entries.max(1);
+        self.config.buf_size = size.max(64);
+        self
+    }
+
+    /// Task polls per loop turn before the core looks at I/O again.
+    pub fn max_polls_per_turn(mut self, n: u32) -> Self {
+        self.config.max_polls_per_turn = n.max(1);
+        self
+    }
+
+    /// Resolves the cores and creates the cross-core mesh. Rings are created by `run`, on
+    /// each core's own thread (a ring is only ever touched by the thread that made it).
+    pub fn build(self) -> io::Result<Runtime> {
+        let allowed: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        if allowed.is_empty() {
+            return Err(io::Error::other(
+                "ringcore: could not read this process's CPU affinity mask",
+            ));
+        }
+        let cores = match &self.cores {
+            Cores::All => allowed.clone(),
+            Cores::Count(n) => {
+                if *n == 0 || *n > allowed.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "ringcore: asked for {n} cores but this process may use {} ({allowed:?})",
+                            allowed.len()
+                        ),
+                    ));
+                }
+                allowed[..*n].to_vec()
+            }
+            Cores::List(ids) => {
+                if ids.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "ringcore: empty core list",
+                    ));
+                }
+                for id in ids {
+                    if !allowed.contains(id) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("ringcore: core {id} is not in this process's CPU set {allowed:?}"),
+                        ));
+                    }
+                }
+                let mut seen = ids.clone();
+                seen.sort_unstable();
+                seen.dedup();
+                if seen.len() != ids.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "ringcore: a core is listed twice",
+                    ));
+                }
+                ids.clone()
+            }
+        };
+        let shared = Shared::new(self.config, &cores)?;
+        Ok(Runtime {
+            shared,
+            cores,
+            handle_signals: self.handle_signals,
+        })
+    }
+}
+
+/// A thread-per-core runtime: one pinned OS thread, io_uring, executor and timer set per core.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    cores: Vec<usize>,
+    handle_signals: bool,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").field("cores", &self.cores).finish()
+    }
+}
+
+/// Stops a running runtime from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ShutdownHandle")
+    }
+}
+
+impl ShutdownHandle {
+    /// Requests shutdown: as Ctrl-C does.
+    pub fn shutdown(&self) {
+        self.shared.request_shutdown();
+    }
+}
+
+impl Runtime {
+    /// A builder with the defaults: all allowed cores, [`DEFAULT_RING_ENTRIES`], signals
+    /// handled.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The core ids the shards will run on, in shard order.
+    pub fn cores(&self) -> &[usize] {
+        &self.cores
+    }
+
+    /// A handle that can stop the runtime from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Starts one pinned thread per core, runs `f()` on each as that core's main future, and
+    /// returns once every main future has finished, or shutdown was requested (SIGINT,
+    /// SIGTERM, [`request_shutdown`](crate::request_shutdown)) and the grace period is over.
+    ///
+    /// The result holds each shard's output in shard order (`None` where shutdown stopped
+    /// the main future first). An error names the shard and the cause: a ring that could not
+    /// be created (with the remedy), a failed pin, or a main future that panicked.
+    pub fn run<F, Fut, R>(self, f: F) -> io::Result<Vec<Option<R>>>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: Send + 'static,
+    {
+        let n = self.cores.len();
+        let f = Arc::new(f);
+        let mask = if self.handle_signals {
+            Some(signal::block_termination_signals())
+        } else {
+            None
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut threads = Vec::with_capacity(n);
+        let mut spawn_error = None;
+        for (i, &core) in self.cores.iter().enumerate() {
+            let shared = self.shared.clone();
+            let f = f.clone();
+            let tx = tx.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("ringcore-{i}"))
+                .spawn(move || {
+                    let out = shard::run_shard(i, core, shared.clone(), move || f());
+                    if out.is_err() {
+                        shared.request_shutdown();
+                    }
+                    let _ = tx.send((i, out));
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    spawn_error = Some(e);
+                    self.shared.request_shutdown();
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let mut results: Vec<Option<io::Result<Option<R>>>> = (0..n).map(|_| None).collect();
+        let mut received = 0;
+        while received < threads.len() {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok((i, out)) => {
+                    results[i] = Some(out);
+                    received += 1;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+            if mask.is_some() && signal::take_pending_termination() {
+                self.shared.request_shutdown();
+            }
+        }
+        for t in threads {
+            if t.join().is_err() {
+                spawn_error.get_or_insert_with(|| io::Error::other("ringcore: a shard thread panicked"));
+            }
+        }
+        if let Some(old) = mask {
+            signal::restore(&old);
+        }
+        if let Some(e) = spawn_error {
+            return Err(e);
+        }
+        let mut out = Vec::with_capacity(n);
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Some(Ok(v)) => out.push(v),
+                Some(Err(e)) => return Err(io::Error::new(e.kind(), format!("shard {i}: {e}"))),
+                None => return Err(io::Error::other(format!("shard {i} ended without a result"))),
+            }
+        }
+        Ok(out)
+    }
+}

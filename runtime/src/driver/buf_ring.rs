@@ -1,0 +1,137 @@
+//! The per-core provided buffer ring for multishot receive.
+//!
+//! One ring of `n` equally sized buffers per shard, registered with the kernel as buffer group
+//! [`BUF_GROUP`]. A multishot receive takes a buffer only when data arrives, so an idle
+//! connection holds no receive buffer. The buffer comes back to the ring when the
+//! [`RecvBuf`](crate::net::RecvBuf) that carries it is dropped.
+
+use std::cell::Cell;
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
+use io_uring::IoUring;
+
+/// The buffer group id of the shard's ring.
+pub(crate) const BUF_GROUP: u16 = 0;
+
+pub(crate) struct BufRing {
+    ring: NonNull<BufRingEntry>,
+    ring_bytes: usize,
+    entries: u16,
+    buf_size: u32,
+    bufs: Box<[u8]>,
+    tail: Cell<u16>,
+    /// Buffers out with the application or queued in a stream (gauge for tests and stats).
+    out: Cell<u32>,
+}
+
+impl BufRing {
+    /// Allocates and registers the ring. `entries` is rounded to a power of two.
+    pub(crate) fn new(ring: &IoUring, entries: u16, buf_size: u32) -> io::Result<Self> {
+        let entries = entries.clamp(1, 32768).next_power_of_two();
+        let ring_bytes = usize::from(entries) * std::mem::size_of::<BufRingEntry>();
+        // SAFETY: an anonymous private mapping; all arguments are valid and the result checked.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                ring_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let Some(ptr) = NonNull::new(addr.cast::<BufRingEntry>()) else {
+            return Err(io::Error::other("mmap returned null"));
+        };
+        let bufs = vec![0u8; usize::from(entries) * buf_size as usize].into_boxed_slice();
+        let this = Self {
+            ring: ptr,
+            ring_bytes,
+            entries,
+            buf_size,
+            bufs,
+            tail: Cell::new(0),
+            out: Cell::new(u32::from(entries)),
+        };
+        // SAFETY: the ring memory is page aligned (mmap), `entries` long, and lives until
+        // `unregister` + drop; the kernel reads it only while registered.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(ptr.as_ptr() as u64, entries, BUF_GROUP, 0)?;
+        }
+        for bid in 0..entries {
+            this.recycle(bid);
+        }
+        Ok(this)
+    }
+
+    pub(crate) fn buf_size(&self) -> u32 {
+        self.buf_size
+    }
+
+    /// Buffers not currently in the ring (held by the application or queued in streams).
+    pub(crate) fn out(&self) -> u32 {
+        self.out.get()
+    }
+
+    /// The bytes of buffer `bid`, `len` long.
+    ///
+    /// # Safety
+    ///
+    /// `bid` must have been handed out by the kernel with `len` bytes written and not yet be
+    /// recycled.
+    pub(crate) unsafe fn slice(&self, bid: u16, len: usize) -> &[u8] {
+        let start = usize::from(bid) * self.buf_size as usize;
+        &self.bufs[start..start + len.min(self.buf_size as usize)]
+    }
+
+    /// Hands buffer `bid` back to the kernel.
+    pub(crate) fn recycle(&self, bid: u16) {
+        if bid >= self.entries {
+            return;
+        }
+        let tail = self.tail.get();
+        let idx = usize::from(tail & (self.entries - 1));
+        let addr = self.bufs.as_ptr() as u64 + u64::from(bid) * u64::from(self.buf_size);
+        // SAFETY: `idx < entries`, so the entry is inside the mapping. The kernel reads entries
+        // only up to the published tail, and this one is beyond it until the store below.
+        unsafe {
+            let entry = &mut *self.ring.as_ptr().add(idx);
+            entry.set_addr(addr);
+            entry.set_len(self.buf_size);
+            entry.set_bid(bid);
+        }
+        let next = tail.wrapping_add(1);
+        self.tail.set(next);
+        // SAFETY: the tail field lives in entry 0 of our mapping and is 2-byte aligned; the
+        // kernel reads it concurrently, hence the atomic release store.
+        unsafe {
+            let tail_ptr = BufRingEntry::tail(self.ring.as_ptr()) as *mut u16;
+            AtomicU16::from_ptr(tail_ptr).store(next, Ordering::Release);
+        }
+        self.out.set(self.out.get().saturating_sub(1));
+    }
+
+    /// Records that the kernel handed out a buffer.
+    pub(crate) fn taken(&self) {
+        self.out.set(self.out.get() + 1);
+    }
+
+    pub(crate) fn unregister(&self, ring: &IoUring) {
+        let _ = ring.submitter().unregister_buf_ring(BUF_GROUP);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created in `new` with this length and is unmapped once. The
+        // driver unregisters the ring (or closes it) before the last reference goes.
+        unsafe { libc::munmap(self.ring.as_ptr().cast(), self.ring_bytes) };
+    }
+}

@@ -1,0 +1,528 @@
+//! The I/O driver: one io_uring per core, and the table of operations in flight.
+//!
+//! # The seam
+//!
+//! The rest of the crate sees the driver only through this module's crate-internal API:
+//! operation futures built by the functions in [`op`] (`op::recv(fd, buf)`, `op::accept(fd)`,
+//! ...), multishot streams ([`op::Multi`]), the provided-buffer handle, and [`Driver::turn`]
+//! (submit, wait up to a deadline, complete). `net/`, `time/` and `mesh/` never name an
+//! io_uring type. A readiness (epoll) backend for machines where io_uring is blocked would
+//! implement the same functions; the public API would not change.
+//!
+//! # Operation life
+//!
+//! Every in-flight operation has a slot in a per-core [`slab::Slab`]; the slot key is the SQE's
+//! `user_data`. The future that submitted it ([`op::Op`]) owns the operation's resources
+//! (fd handle, buffer, sockaddr). If the future is dropped before the completion arrives, the
+//! resources move into the slot ([`Lifecycle::Ignored`]) and an `ASYNC_CANCEL` is submitted;
+//! the slot, and with it the resources, is freed only when the kernel's last completion for it
+//! arrives. A late completion that carries an fd (accept) closes it; one that carries a
+//! provided buffer returns it to the ring.
+
+pub(crate) mod buf_ring;
+pub(crate) mod op;
+mod uring;
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use slab::Slab;
+
+use crate::shared::ShardRemote;
+use crate::stats;
+use buf_ring::BufRing;
+pub(crate) use uring::Features;
+
+/// `user_data` of the `ASYNC_CANCEL` requests we submit; their completions are ignored.
+const CANCEL_USER_DATA: u64 = u64::MAX;
+/// `user_data` of the read on the shard's wake-up eventfd.
+const EVENTFD_USER_DATA: u64 = u64::MAX - 1;
+/// Highest `user_data` an operation slot may have.
+const MAX_OP_KEY: usize = (u64::MAX - 16) as usize;
+
+/// What to do with a completion nobody waits for any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Orphan {
+    /// Nothing beyond freeing the resources.
+    Nothing,
+    /// A non-negative result is a new fd: close it.
+    CloseFd,
+}
+
+pub(crate) enum Lifecycle {
+    /// Submitted; nobody has polled it yet.
+    Submitted,
+    /// A task waits for the completion.
+    Waiting(Waker),
+    /// The future was dropped; the slot keeps the resources until the last completion.
+    Ignored(Option<Box<dyn Any>>),
+    /// The completion arrived and waits to be collected.
+    Completed(i32, u32),
+    /// A multishot operation: completions queue up until the stream polls them.
+    Multi {
+        wakers: Vec<Waker>,
+        results: VecDeque<(i32, u32)>,
+        /// The kernel posted the final completion (no `IORING_CQE_F_MORE`).
+        finished: bool,
+    },
+}
+
+struct Slot {
+    state: Lifecycle,
+    orphan: Orphan,
+}
+
+/// How long a loop turn may wait in the ring.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Submit and collect what is ready; do not block.
+    No,
+    /// Block until a completion arrives or the deadline passes (`None`: no deadline).
+    Until(Option<Instant>),
+}
+
+pub(crate) struct Driver {
+    ring: IoUring,
+    ops: Slab<Slot>,
+    features: Features,
+    buf_ring: Option<Rc<BufRing>>,
+    eventfd: i32,
+    eventfd_buf: Box<[u8; 8]>,
+    eventfd_armed: bool,
+    /// Set by `shutdown`: the eventfd read is not re-armed any more.
+    closing: bool,
+    /// Completions copied out of the CQ before they are handled (reused between turns).
+    cqes: Vec<(u64, i32, u32)>,
+    /// Wakers and resources to release once the driver borrow is dropped.
+    to_wake: Vec<Waker>,
+    to_drop: Vec<Box<dyn Any>>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        remote: &ShardRemote,
+        entries: u32,
+        portable: bool,
+        buf_entries: u16,
+        buf_size: u32,
+    ) -> io::Result<Self> {
+        let (ring, mut features) = uring::build(entries, portable)?;
+        let buf_ring = if features.multishot_recv {
+            match BufRing::new(&ring, buf_entries, buf_size) {
+                Ok(b) => Some(Rc::new(b)),
+                Err(_) => {
+                    features.multishot_recv = false;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut driver = Self {
+            ring,
+            ops: Slab::with_capacity(usize::try_from(entries).unwrap_or(256)),
+            features,
+            buf_ring,
+            eventfd: remote.eventfd(),
+            eventfd_buf: Box::new([0; 8]),
+            eventfd_armed: false,
+            closing: false,
+            cqes: Vec::with_capacity(256),
+            to_wake: Vec::new(),
+            to_drop: Vec::new(),
+        };
+        driver.arm_eventfd()?;
+        Ok(driver)
+    }
+
+    pub(crate) fn features(&self) -> Features {
+        self.features
+    }
+
+    pub(crate) fn buf_ring(&self) -> Option<&Rc<BufRing>> {
+        self.buf_ring.as_ref()
+    }
+
+    pub(crate) fn ops_in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
+    fn arm_eventfd(&mut self) -> io::Result<()> {
+        let sqe = opcode::Read::new(types::Fd(self.eventfd), self.eventfd_buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(EVENTFD_USER_DATA);
+        // SAFETY: the 8-byte buffer is owned by the driver and outlives the ring's use of it
+        // (the driver cancels and drains all requests before it drops).
+        unsafe { self.push(&sqe) }?;
+        self.eventfd_armed = true;
+        Ok(())
+    }
+
+    /// Pushes an SQE, flushing the submission queue to the kernel first if it is full.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `sqe` must stay valid until its completion arrives.
+    unsafe fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: forwarded from the caller.
+            if unsafe { self.ring.submission().push(sqe) }.is_ok() {
+                return Ok(());
+            }
+            // Full: hand what we have to the kernel now (a second enter this turn).
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    self.reap();
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Registers a new operation and queues its SQE. Returns the slot key.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `sqe` must stay valid until the operation's last completion: the
+    /// caller keeps the resources in the op future, which hands them to the slot on drop.
+    pub(crate) unsafe fn submit(
+        &mut self,
+        sqe: squeue::Entry,
+        orphan: Orphan,
+        multi: bool,
+    ) -> io::Result<usize> {
+        let entry = self.ops.vacant_entry();
+        let key = entry.key();
+        if key > MAX_OP_KEY {
+            return Err(io::Error::other("operation table full"));
+        }
+        entry.insert(Slot {
+            state: if multi {
+                Lifecycle::Multi {
+                    wakers: Vec::new(),
+                    results: VecDeque::new(),
+                    finished: false,
+                }
+            } else {
+                Lifecycle::Submitted
+            },
+            orphan,
+        });
+        let sqe = sqe.user_data(key as u64);
+        // SAFETY: forwarded from the caller.
+        if let Err(e) = unsafe { self.push(&sqe) } {
+            self.ops.remove(key);
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    /// Polls a single-shot operation.
+    pub(crate) fn poll_op(&mut self, key: usize, waker: &Waker) -> Option<(i32, u32)> {
+        let slot = self.ops.get_mut(key)?;
+        match &mut slot.state {
+            Lifecycle::Completed(res, flags) => {
+                let out = (*res, *flags);
+                self.ops.remove(key);
+                Some(out)
+            }
+            Lifecycle::Waiting(w) => {
+                if !w.will_wake(waker) {
+                    *w = waker.clone();
+                }
+                None
+            }
+            state => {
+                *state = Lifecycle::Waiting(waker.clone());
+                None
+            }
+        }
+    }
+
+    /// Polls a multishot operation: the next completion, `Err(())` when the stream has ended,
+    /// or `Ok(None)` when nothing is queued (the waker is registered).
+    pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker) -> Result<Option<(i32, u32)>, ()> {
+        let Some(slot) = self.ops.get_mut(key) else {
+            return Err(());
+        };
+        let Lifecycle::Multi {
+            wakers,
+            results,
+            finished,
+        } = &mut slot.state
+        else {
+            return Err(());
+        };
+        if let Some(r) = results.pop_front() {
+            return Ok(Some(r));
+        }
+        if *finished {
+            self.ops.remove(key);
+            return Err(());
+        }
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+        Ok(None)
+    }
+
+    /// The future of operation `key` was dropped: keep `data` alive until the kernel is done.
+    pub(crate) fn drop_op(&mut self, key: usize, data: Option<Box<dyn Any>>) {
+        let Some(slot) = self.ops.get_mut(key) else {
+            self.to_drop.extend(data);
+            return;
+        };
+        let orphan = slot.orphan;
+        match &mut slot.state {
+            Lifecycle::Completed(res, flags) => {
+                let (res, flags) = (*res, *flags);
+                self.ops.remove(key);
+                self.orphan_result(orphan, res, flags);
+                self.to_drop.extend(data);
+            }
+            Lifecycle::Multi {
+                results, finished, ..
+            } => {
+                let queued: Vec<_> = results.drain(..).collect();
+                let finished = *finished;
+                for (res, flags) in queued {
+                    self.orphan_result(orphan, res, flags);
+                }
+                if finished {
+                    self.ops.remove(key);
+                    self.to_drop.extend(data);
+                } else {
+                    slot_state(&mut self.ops, key, Lifecycle::Ignored(data));
+                    self.cancel(key);
+                }
+            }
+            Lifecycle::Ignored(_) => {}
+            Lifecycle::Submitted | Lifecycle::Waiting(_) => {
+                slot_state(&mut self.ops, key, Lifecycle::Ignored(data));
+                self.cancel(key);
+            }
+        }
+    }
+
+    fn cancel(&mut self, key: usize) {
+        let sqe = opcode::AsyncCancel::new(key as u64)
+            .build()
+            .user_data(CANCEL_USER_DATA);
+        // SAFETY: ASYNC_CANCEL carries no pointers.
+        let _ = unsafe { self.push(&sqe) };
+    }
+
+    /// Handles a completion nobody waits for.
+    fn orphan_result(&mut self, orphan: Orphan, res: i32, flags: u32) {
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            if let Some(ring) = &self.buf_ring {
+                ring.taken();
+                ring.recycle(bid);
+            }
+        }
+        if orphan == Orphan::CloseFd && res >= 0 {
+            // SAFETY: the kernel just created this fd for us and nobody else knows it.
+            unsafe { libc::close(res) };
+        }
+    }
+
+    /// One trip to the kernel: submit everything queued, wait as told, handle completions.
+    pub(crate) fn turn(&mut self, remote: &ShardRemote, wait: Wait) -> io::Result<()> {
+        let to_submit = self.ring.submission().len();
+        let res = match wait {
+            Wait::No => {
+                // SAFETY: no argument pointer is passed. GETEVENTS makes the kernel run
+                // deferred task work, so completions appear even with DEFER_TASKRUN.
+                unsafe {
+                    self.ring.submitter().enter::<libc::sigset_t>(
+                        to_submit as u32,
+                        0,
+                        io_uring::EnterFlags::GETEVENTS.bits(),
+                        None,
+                    )
+                }
+            }
+            Wait::Until(None) => self.ring.submit_and_wait(1),
+            Wait::Until(Some(deadline)) => {
+                let dur = deadline.saturating_duration_since(Instant::now());
+                if dur.is_zero() {
+                    self.ring.submit()
+                } else {
+                    let dur = dur.max(Duration::from_micros(1));
+                    let ts = types::Timespec::new().sec(dur.as_secs()).nsec(dur.subsec_nanos());
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+            }
+        };
+        stats::bump(&remote.stats.ring_enters, 1);
+        match res {
+            Ok(n) => stats::bump(&remote.stats.sqes_submitted, n as u64),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                    stats::bump(&remote.stats.sqes_submitted, to_submit as u64);
+                }
+                _ => return Err(e),
+            },
+        }
+        let n = self.reap();
+        stats::bump(&remote.stats.completions, n as u64);
+        stats::set(&remote.stats.ops_in_flight, self.ops.len() as u64);
+        if !self.eventfd_armed && !self.closing {
+            self.arm_eventfd()?;
+        }
+        Ok(())
+    }
+
+    /// Moves completions from the CQ into the op slots. Returns how many were handled.
+    fn reap(&mut self) -> usize {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        {
+            let mut cq = self.ring.completion();
+            cq.sync();
+            cqes.extend(cq.map(|c| (c.user_data(), c.result(), c.flags())));
+        }
+        let n = cqes.len();
+        for &(user_data, res, flags) in &cqes {
+            self.complete(user_data, res, flags);
+        }
+        cqes.clear();
+        self.cqes = cqes;
+        n
+    }
+
+    fn complete(&mut self, user_data: u64, res: i32, flags: u32) {
+        match user_data {
+            CANCEL_USER_DATA => return,
+            EVENTFD_USER_DATA => {
+                self.eventfd_armed = false;
+                return;
+            }
+            _ => {}
+        }
+        let key = user_data as usize;
+        let more = cqueue::more(flags);
+        let Some(slot) = self.ops.get_mut(key) else {
+            return;
+        };
+        let orphan = slot.orphan;
+        match &mut slot.state {
+            Lifecycle::Submitted => slot.state = Lifecycle::Completed(res, flags),
+            Lifecycle::Waiting(_) => {
+                if let Lifecycle::Waiting(w) =
+                    std::mem::replace(&mut slot.state, Lifecycle::Completed(res, flags))
+                {
+                    self.to_wake.push(w);
+                }
+            }
+            Lifecycle::Completed(..) => {}
+            Lifecycle::Multi {
+                wakers,
+                results,
+                finished,
+            } => {
+                if cqueue::buffer_select(flags).is_some() {
+                    if let Some(ring) = &self.buf_ring {
+                        ring.taken();
+                    }
+                }
+                results.push_back((res, flags));
+                if !more {
+                    *finished = true;
+                }
+                self.to_wake.append(wakers);
+            }
+            Lifecycle::Ignored(_) => {
+                if cqueue::buffer_select(flags).is_some() {
+                    if let Some(ring) = &self.buf_ring {
+                        ring.taken();
+                    }
+                }
+                if !more {
+                    if let Lifecycle::Ignored(data) = self.ops.remove(key).state {
+                        self.to_drop.extend(data);
+                    }
+                }
+                self.orphan_result(orphan, res, flags);
+            }
+        }
+    }
+
+    /// Wakers to call and resources to free, taken out so the caller can release them with
+    /// no driver borrow held (a dropped resource may itself use the driver).
+    pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
+        wake.append(&mut self.to_wake);
+        drop_.append(&mut self.to_drop);
+    }
+
+    /// Cancels everything in flight and waits (bounded) for the kernel to finish with it.
+    ///
+    /// Returns the resources of operations the kernel has not released in time: the caller
+    /// must leak them rather than free memory the kernel may still write.
+    pub(crate) fn shutdown(&mut self, remote: &ShardRemote) -> Vec<Box<dyn Any>> {
+        let keys: Vec<usize> = self.ops.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.cancel(key);
+        }
+        let eventfd_cancel = opcode::AsyncCancel::new(EVENTFD_USER_DATA)
+            .build()
+            .user_data(CANCEL_USER_DATA);
+        // SAFETY: ASYNC_CANCEL carries no pointers.
+        let _ = unsafe { self.push(&eventfd_cancel) };
+        self.closing = true;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while (!self.ops.is_empty() || self.eventfd_armed) && Instant::now() < deadline {
+            let step = Instant::now() + Duration::from_millis(10);
+            if self.turn(remote, Wait::Until(Some(step))).is_err() {
+                break;
+            }
+        }
+        if let Some(ring) = &self.buf_ring {
+            ring.unregister(&self.ring);
+        }
+        let mut leaked = Vec::new();
+        for slot in self.ops.drain() {
+            if let Lifecycle::Ignored(Some(data)) = slot.state {
+                leaked.push(data);
+            }
+        }
+        leaked
+    }
+}
+
+fn slot_state(ops: &mut Slab<Slot>, key: usize, state: Lifecycle) {
+    if let Some(slot) = ops.get_mut(key) {
+        slot.state = state;
+    }
+}
+
+impl Driver {
+    /// True if the single-shot op `key` has its completion waiting.
+    pub(crate) fn is_completed(&self, key: usize) -> bool {
+        matches!(
+            self.ops.get(key),
+            Some(Slot {
+                state: Lifecycle::Completed(..),
+                ..
+            })
+        )
+    }
+
+    /// Puts a multishot completion back at the front of its queue (the task had to yield).
+    pub(crate) fn unpoll_multi(&mut self, key: usize, v: (i32, u32)) {
+        if let Some(Slot {
+            state: Lifecycle::Multi { results, .. },
+            ..
+        }) = self.ops.get_mut(key)
+        {
+            results.push_front(v);
+        }
+    }
+}

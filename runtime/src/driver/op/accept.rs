@@ -1,0 +1,49 @@
+//! `IORING_OP_ACCEPT`, single-shot and multishot.
+
+use std::io;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{cqe_result, Multi, Op, OpKind};
+use crate::driver::Orphan;
+use crate::fd::SharedFd;
+
+const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+
+pub(crate) struct Accept {
+    fd: SharedFd,
+}
+
+impl OpKind for Accept {
+    type Output = io::Result<SharedFd>;
+    const ORPHAN: Orphan = Orphan::CloseFd;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::Accept::new(
+            types::Fd(self.fd.raw()),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+        .flags(ACCEPT_FLAGS)
+        .build()
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        cqe_result(res).map(|fd| SharedFd::new(fd as i32))
+    }
+}
+
+/// Accepts one connection on listening socket `fd`.
+pub(crate) fn accept(fd: &SharedFd) -> io::Result<Op<Accept>> {
+    Op::submit(Accept { fd: fd.clone() }).map_err(|(e, _)| e)
+}
+
+/// Arms a multishot accept: every new connection is one completion carrying the new fd.
+pub(crate) fn accept_multi(fd: &SharedFd) -> io::Result<Multi> {
+    let sqe = opcode::AcceptMulti::new(types::Fd(fd.raw()))
+        .flags(ACCEPT_FLAGS)
+        .build();
+    // SAFETY: the SQE carries no pointers; the fd handle travels with the stream so the fd
+    // stays open while the kernel accepts on it.
+    unsafe { Multi::submit(sqe, Orphan::CloseFd, Box::new(fd.clone())) }
+}

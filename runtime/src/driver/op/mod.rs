@@ -1,0 +1,181 @@
+//! Operation futures: one file per opcode, one generic future ([`Op`]) that drives them.
+//!
+//! An op struct owns everything the kernel touches (the fd handle, the buffer, the sockaddr)
+//! and turns itself into an SQE ([`OpKind::sqe`]). [`Op`] submits it, waits for the
+//! completion, and hands the resources back with the result ([`OpKind::complete`]). Dropping
+//! an [`Op`] early hands the resources to the driver, which keeps them until the kernel is done.
+
+mod accept;
+mod close;
+mod connect;
+mod nop;
+mod recv;
+mod send;
+mod shutdown;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use io_uring::squeue;
+
+pub(crate) use accept::{accept, accept_multi, Accept};
+pub(crate) use close::close;
+pub(crate) use connect::connect;
+pub(crate) use nop::nop;
+pub(crate) use recv::{recv, recv_multi, Recv};
+pub(crate) use send::{send, sendmsg};
+pub(crate) use shutdown::shutdown;
+
+use super::Orphan;
+use crate::context;
+use crate::executor::coop;
+
+/// An io_uring operation: how to build its SQE and what its completion means.
+pub(crate) trait OpKind: Unpin + 'static {
+    type Output;
+
+    /// What a completion means when nobody waits for it any more.
+    const ORPHAN: Orphan = Orphan::Nothing;
+
+    /// The SQE. Pointers in it point into `self`'s heap-owned resources.
+    fn sqe(&mut self) -> squeue::Entry;
+
+    /// Turns the completion into the output, handing the resources back.
+    fn complete(self, res: i32, flags: u32) -> Self::Output;
+}
+
+/// The future of one single-shot operation.
+pub(crate) struct Op<T: OpKind> {
+    key: usize,
+    data: Option<T>,
+}
+
+impl<T: OpKind> Op<T> {
+    /// Submits `data` (the SQE goes to the kernel with this core's next ring enter).
+    ///
+    /// On failure (the ring is unusable) the resources come back with the error.
+    pub(crate) fn submit(mut data: T) -> Result<Op<T>, (io::Error, T)> {
+        let sqe = data.sqe();
+        let key = context::with(|cx| {
+            // SAFETY: the SQE's pointers point into `data`'s heap resources, which the
+            // returned `Op` owns, and which move into the driver's slot if the `Op` is dropped
+            // before the completion (see `Drop`), so they stay valid until the kernel is done.
+            unsafe { cx.driver.borrow_mut().submit(sqe, T::ORPHAN, false) }
+        });
+        match key {
+            Ok(key) => Ok(Op {
+                key,
+                data: Some(data),
+            }),
+            Err(e) => Err((e, data)),
+        }
+    }
+}
+
+impl<T: OpKind> Future for Op<T> {
+    type Output = T::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
+        let key = self.key;
+        let done = context::with(|c| c.driver.borrow_mut().is_completed(key));
+        if done && coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let polled = context::with(|c| c.driver.borrow_mut().poll_op(key, cx.waker()));
+        match polled {
+            Some((res, flags)) => match self.data.take() {
+                Some(data) => Poll::Ready(data.complete(res, flags)),
+                None => panic!("ringcore: operation polled after completion"),
+            },
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<T: OpKind> Drop for Op<T> {
+    fn drop(&mut self) {
+        if let Some(data) = self.data.take() {
+            let key = self.key;
+            let boxed: Box<dyn std::any::Any> = Box::new(data);
+            let handled = context::try_with(|cx| cx.driver.borrow_mut().drop_op(key, Some(boxed)));
+            if handled.is_none() {
+                // No context: the shard is gone and its ring closed (the driver cancelled
+                // and drained everything before that). Nothing can touch the data now.
+            }
+        }
+    }
+}
+
+/// A multishot operation: a stream of completions from one SQE.
+pub(crate) struct Multi {
+    key: Option<usize>,
+    /// Resources the kernel uses for the whole stream (the listener / socket fd handle).
+    data: Option<Box<dyn std::any::Any>>,
+}
+
+impl Multi {
+    /// # Safety
+    ///
+    /// Every pointer in `sqe` must point into `data`'s heap-owned resources.
+    pub(crate) unsafe fn submit(
+        sqe: squeue::Entry,
+        orphan: Orphan,
+        data: Box<dyn std::any::Any>,
+    ) -> io::Result<Multi> {
+        // SAFETY: forwarded from the caller; `data` moves into the slot if this stream is
+        // dropped before the kernel's final completion.
+        let key = context::with(|cx| unsafe { cx.driver.borrow_mut().submit(sqe, orphan, true) })?;
+        Ok(Multi {
+            key: Some(key),
+            data: Some(data),
+        })
+    }
+
+    /// The next completion, or `None` once the kernel has ended the stream (re-arm then).
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(i32, u32)>> {
+        let Some(key) = self.key else {
+            return Poll::Ready(None);
+        };
+        let r = context::with(|c| c.driver.borrow_mut().poll_multi(key, cx.waker()));
+        match r {
+            Ok(Some(v)) => {
+                if coop::poll_proceed(cx).is_pending() {
+                    // Put it back in front: nothing is lost by yielding.
+                    context::with(|c| c.driver.borrow_mut().unpoll_multi(key, v));
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(v))
+            }
+            Ok(None) => Poll::Pending,
+            Err(()) => {
+                self.key = None;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for Multi {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let data = self.data.take();
+            context::try_with(|cx| cx.driver.borrow_mut().drop_op(key, data));
+        }
+    }
+}
+
+/// Converts a CQE result to `io::Result`.
+pub(crate) fn cqe_result(res: i32) -> io::Result<u32> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res as u32)
+    }
+}
+
+/// The provided-ring buffer id a completion carries, if any.
+pub(crate) fn buffer_id(flags: u32) -> Option<u16> {
+    io_uring::cqueue::buffer_select(flags)
+}

@@ -1,0 +1,25 @@
+//! `IORING_OP_NOP`: a round trip through the ring with no work, for benchmarks and tests.
+
+use std::io;
+
+use io_uring::{opcode, squeue};
+
+use super::{cqe_result, Op, OpKind};
+
+pub(crate) struct Nop;
+
+impl OpKind for Nop {
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::Nop::new().build()
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        cqe_result(res).map(|_| ())
+    }
+}
+
+pub(crate) fn nop() -> io::Result<Op<Nop>> {
+    Op::submit(Nop).map_err(|(e, _)| e)
+}

@@ -1,0 +1,29 @@
+//! `IORING_OP_SHUTDOWN`.
+
+use std::io;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{cqe_result, Op, OpKind};
+use crate::fd::SharedFd;
+
+pub(crate) struct Shutdown {
+    fd: SharedFd,
+    how: i32,
+}
+
+impl OpKind for Shutdown {
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::Shutdown::new(types::Fd(self.fd.raw()), self.how).build()
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        cqe_result(res).map(|_| ())
+    }
+}
+
+pub(crate) fn shutdown(fd: &SharedFd, how: i32) -> io::Result<Op<Shutdown>> {
+    Op::submit(Shutdown { fd: fd.clone(), how }).map_err(|(e, _)| e)
+}

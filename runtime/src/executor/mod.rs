@@ -1,0 +1,258 @@
+//! The per-core executor: `!Send` tasks in a slab, two scheduling classes, a cooperative budget.
+//!
+//! - Tasks live in a per-core [`slab::Slab`]; a task's key is stable for its life.
+//! - Ready tasks wait in one FIFO queue per [`TaskClass`]. When both classes have work, the
+//!   class with the smaller *virtual runtime* (CPU time spent divided by its share) runs next,
+//!   as Seastar's scheduling groups and Linux CFS do; a class that was idle does not bank credit.
+//! - Each poll of a task gets a budget of `budget` ready leaf operations (see [`coop`]). When it
+//!   is spent, the runtime's own futures return `Pending` once and re-wake the task, so a task
+//!   that keeps being ready yields the core instead of starving its neighbours.
+
+pub(crate) mod coop;
+mod join;
+mod sched;
+mod task;
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskCx, Poll};
+use std::time::Instant;
+
+use slab::Slab;
+
+pub use join::{JoinError, JoinHandle};
+pub use sched::TaskClass;
+pub(crate) use task::TaskWaker;
+
+use crate::context;
+use crate::shared::ShardRemote;
+use crate::stats;
+use join::JoinInner;
+use sched::Scheduler;
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+struct TaskEntry {
+    /// `None` while the task is being polled (the future is taken out so no borrow is held).
+    future: Option<BoxFuture>,
+    waker: Arc<TaskWaker>,
+    class: TaskClass,
+    generation: u32,
+    /// Abort requested while the task was being polled.
+    aborted: bool,
+}
+
+pub(crate) struct Executor {
+    tasks: RefCell<Slab<TaskEntry>>,
+    sched: RefCell<Scheduler>,
+    next_generation: Cell<u32>,
+    /// Class of the task being polled now (spawned tasks inherit it).
+    current_class: Cell<TaskClass>,
+    budget: u32,
+}
+
+impl Executor {
+    pub(crate) fn new(budget: u32, shares: [u32; 2]) -> Self {
+        Self {
+            tasks: RefCell::new(Slab::with_capacity(256)),
+            sched: RefCell::new(Scheduler::new(shares)),
+            next_generation: Cell::new(1),
+            current_class: Cell::new(TaskClass::Latency),
+            budget,
+        }
+    }
+
+    pub(crate) fn spawn<F>(&self, remote: &ShardRemote, class: TaskClass, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let generation = self.next_generation.get();
+        self.next_generation.set(generation.wrapping_add(1));
+        let mut tasks = self.tasks.borrow_mut();
+        let entry = tasks.vacant_entry();
+        let key = entry.key();
+        let inner = JoinInner::new(key, generation);
+        let task_future = join::Harness::new(fut, inner.clone());
+        let waker = Arc::new(TaskWaker::new(remote, key, generation));
+        entry.insert(TaskEntry {
+            future: Some(Box::pin(task_future)),
+            waker: waker.clone(),
+            class,
+            generation,
+            aborted: false,
+        });
+        let alive = tasks.len() as u64;
+        drop(tasks);
+        stats::bump(&remote.stats.tasks_spawned, 1);
+        stats::set(&remote.stats.tasks_alive, alive);
+        // A new task is ready at once.
+        waker.mark_notified();
+        self.sched.borrow_mut().push(class, key, generation);
+        JoinHandle::new(inner)
+    }
+
+    pub(crate) fn current_class(&self) -> TaskClass {
+        self.current_class.get()
+    }
+
+    /// Queues a task woken on its own shard.
+    pub(crate) fn schedule(&self, key: usize, generation: u32) {
+        let class = match self.tasks.try_borrow() {
+            Ok(tasks) => match tasks.get(key) {
+                Some(t) if t.generation == generation => t.class,
+                _ => return,
+            },
+            // Only the executor itself holds this borrow, briefly, and never wakes meanwhile.
+            Err(_) => TaskClass::Latency,
+        };
+        self.sched.borrow_mut().push(class, key, generation);
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.sched.borrow().is_empty()
+    }
+
+    /// Polls up to `max` ready tasks. Returns how many were polled.
+    pub(crate) fn run_ready(&self, remote: &ShardRemote, max: u32) -> u32 {
+        let mut polled = 0;
+        while polled < max {
+            let pick = self.sched.borrow_mut().pick();
+            let Some((class, key, generation, contended)) = pick else {
+                break;
+            };
+            let taken = {
+                let mut tasks = self.tasks.borrow_mut();
+                match tasks.get_mut(key) {
+                    Some(t) if t.generation == generation && t.future.is_some() => {
+                        t.future.take().map(|f| (f, t.waker.clone()))
+                    }
+                    _ => None,
+                }
+            };
+            let Some((mut future, waker)) = taken else {
+                continue;
+            };
+            polled += 1;
+            waker.clear_notified();
+            let std_waker = std::task::Waker::from(waker);
+            let mut cx = TaskCx::from_waker(&std_waker);
+            self.current_class.set(class);
+            coop::reset(self.budget);
+            let started = contended.then(Instant::now);
+            let done = matches!(future.as_mut().poll(&mut cx), Poll::Ready(()));
+            if let Some(t0) = started {
+                self.sched.borrow_mut().account(class, t0.elapsed());
+            }
+            coop::reset(u32::MAX);
+            // Put the future back, or drop it (finished or aborted) with no borrow held.
+            let to_drop = {
+                let mut tasks = self.tasks.borrow_mut();
+                match tasks.get_mut(key) {
+                    Some(t) if !done && !t.aborted => {
+                        t.future = Some(future);
+                        None
+                    }
+                    _ => {
+                        tasks.try_remove(key);
+                        Some(future)
+                    }
+                }
+            };
+            if to_drop.is_some() {
+                drop(to_drop);
+                stats::set(&remote.stats.tasks_alive, self.tasks.borrow().len() as u64);
+            }
+        }
+        stats::bump(&remote.stats.tasks_polled, polled as u64);
+        let (l, b) = self.sched.borrow().depths();
+        stats::set(&remote.stats.ready_latency, l as u64);
+        stats::set(&remote.stats.ready_background, b as u64);
+        polled
+    }
+
+    /// Drops a task's future (abort). Returns false if the task is gone already.
+    pub(crate) fn abort(&self, key: usize, generation: u32) -> bool {
+        let future = {
+            let mut tasks = self.tasks.borrow_mut();
+            match tasks.get_mut(key) {
+                Some(t) if t.generation == generation => match t.future.take() {
+                    Some(f) => {
+                        tasks.remove(key);
+                        Some(f)
+                    }
+                    None => {
+                        // Being polled right now (it aborted itself): drop after the poll.
+                        t.aborted = true;
+                        None
+                    }
+                },
+                _ => return false,
+            }
+        };
+        drop(future);
+        context::try_with(|cx| {
+            stats::set(
+                &cx.shared.shards[cx.shard_id].stats.tasks_alive,
+                self.tasks.borrow().len() as u64,
+            )
+        });
+        true
+    }
+
+    /// Drops every task, on this thread, with no borrow held while a future drops.
+    pub(crate) fn drop_all(&self) {
+        loop {
+            let next = {
+                let mut tasks = self.tasks.borrow_mut();
+                let key = tasks.iter().next().map(|(k, _)| k);
+                key.map(|k| tasks.remove(k))
+            };
+            match next {
+                Some(entry) => drop(entry),
+                None => break,
+            }
+        }
+        self.sched.borrow_mut().clear();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.tasks.borrow().len()
+    }
+}
+
+/// Spawns a `!Send` task on the current core, in the calling task's scheduling class.
+///
+/// The task starts running on this core's next loop turn and never moves to another core.
+/// Dropping the returned [`JoinHandle`] detaches the task; [`JoinHandle::abort`] cancels it.
+///
+/// # Panics
+///
+/// Outside a ringcore shard.
+pub fn spawn_local<F>(fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    context::with(|cx| {
+        let class = cx.executor.current_class();
+        cx.executor.spawn(&cx.shared.shards[cx.shard_id], class, fut)
+    })
+}
+
+/// Spawns a `!Send` task on the current core in the given scheduling class.
+///
+/// # Panics
+///
+/// Outside a ringcore shard.
+pub fn spawn_local_in<F>(class: TaskClass, fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    context::with(|cx| cx.executor.spawn(&cx.shared.shards[cx.shard_id], class, fut))
+}
+
+pub use coop::{consume_budget, yield_now};

@@ -1,0 +1,81 @@
+//! # ringcore-runtime
+//!
+//! A thread-per-core, shared-nothing async runtime on io_uring.
+//!
+//! Each selected core gets one pinned OS thread with its own io_uring, task queues, timers and
+//! slab allocators. Tasks are `!Send`: per-core state is plain `Rc`/`RefCell`. Cores share
+//! nothing by default; they talk only through a mesh of bounded channels
+//! ([`submit_to`], [`Sharded`]).
+//!
+//! ```no_run
+//! use ringcore_runtime::net::TcpListener;
+//! use ringcore_runtime::{spawn_local, Runtime};
+//!
+//! // A TCP echo server on every core: each core binds the same port (SO_REUSEPORT) and
+//! // serves the connections it accepts.
+//! Runtime::builder().build()?.run(|| async {
+//!     let listener = TcpListener::bind("127.0.0.1:7000").expect("bind");
+//!     loop {
+//!         let Ok(stream) = listener.accept_stream().await else { continue };
+//!         spawn_local(async move {
+//!             loop {
+//!                 let chunk = match stream.recv().await {
+//!                     Ok(c) if !c.is_empty() => c,
+//!                     _ => break, // EOF or error
+//!                 };
+//!                 // The received ring buffer is written back as is: no copy.
+//!                 let (res, _) = stream.write_all(chunk).await;
+//!                 if res.is_err() { break; }
+//!             }
+//!         })
+//!         .detach();
+//!     }
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ## What you get
+//!
+//! - [`Runtime`]: cores (all, a count, a list), ring size, budget, class shares; `run` returns
+//!   when every core's main future ends or on SIGINT/SIGTERM.
+//! - Tasks: [`spawn_local`] / [`spawn_local_in`] with a [`JoinHandle`] (await, detach, abort),
+//!   two [`TaskClass`]es with CPU shares, a cooperative budget ([`yield_now`],
+//!   [`consume_budget`]).
+//! - I/O: [`net::TcpListener`] (per-core `SO_REUSEPORT`, multishot accept) and
+//!   [`net::TcpStream`] (owned buffers in and out, multishot receive from a provided buffer
+//!   ring so idle connections hold no receive buffer).
+//! - Time: [`time::sleep`], [`time::timeout`], [`time::interval`].
+//! - Cross-core: [`submit_to`], [`try_submit_to`], [`Sharded`].
+//! - Counters: [`stats`], readable from every core.
+//!
+//! ## Starting fails loudly
+//!
+//! If io_uring cannot be used (disabled by sysctl, blocked by seccomp, an old kernel, too
+//! little locked memory), `run` returns an error that names the cause and the remedy.
+#![warn(missing_docs)]
+
+mod buf;
+mod builder;
+mod context;
+mod driver;
+mod executor;
+mod fd;
+mod mesh;
+pub mod net;
+mod shard;
+mod shared;
+mod signal;
+pub mod stats;
+pub mod time;
+
+pub use buf::{IoBuf, IoBufMut};
+pub use builder::{
+    Builder, Cores, Runtime, ShutdownHandle, DEFAULT_BUDGET, DEFAULT_BUF_RING_ENTRIES, DEFAULT_BUF_SIZE,
+    DEFAULT_MAX_POLLS_PER_TURN, DEFAULT_MESH_CAPACITY, DEFAULT_RING_ENTRIES, DEFAULT_SHARES,
+};
+pub use context::{n_shards, shard_id};
+pub use executor::{
+    consume_budget, spawn_local, spawn_local_in, yield_now, JoinError, JoinHandle, TaskClass,
+};
+pub use mesh::{submit_to, try_submit_to, Sharded, Submit, SubmitError, TrySubmitError};
+pub use shard::{is_shutting_down, local_state, nop, request_shutdown, shutdown_requested, LocalState};

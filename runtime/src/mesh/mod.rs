@@ -1,0 +1,506 @@
+//! The cross-core mesh: one bounded channel per (from, to) pair of shards.
+//!
+//! [`submit_to`] runs a closure on another core and resolves to its result, like Seastar's
+//! `smp::submit_to`; on the calling core it runs at once (the same-core fast path). A full
+//! channel is back-pressure: [`try_submit_to`] reports [`TrySubmitError::Full`] at once and
+//! hands the closure back; [`submit_to`] waits for room. The target is woken through its
+//! ring's eventfd, and only when it is parked in its ring wait.
+//!
+//! Replies travel back over the target's channel to the caller. A reply never waits for
+//! room: if that channel is full, the target keeps the reply in a local outbox and retries
+//! on its next loop turn, so no result is ever dropped.
+
+mod sharded;
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+
+use crossbeam_channel::TrySendError;
+use slab::Slab;
+
+pub use sharded::Sharded;
+
+use crate::context::{self, Context as ShardCx};
+use crate::executor::coop;
+use crate::stats;
+
+type Call = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
+
+/// What travels between cores.
+pub(crate) enum Message {
+    /// Run `f` and send its result back to `(from, key)`.
+    Call { from: usize, key: usize, f: Call },
+    /// The result of the caller's call `key`.
+    Reply { key: usize, value: Box<dyn Any + Send> },
+    /// The target stopped before running call `key`.
+    Dropped { key: usize },
+}
+
+/// Why a cross-core call produced no result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The target shard index is not in `0..n_shards()`.
+    NoSuchShard,
+    /// The target shard has stopped (the runtime is shutting down); the closure was dropped
+    /// without running.
+    Closed,
+    /// The closure panicked on the target shard.
+    Panicked,
+}
+
+impl fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SubmitError::NoSuchShard => "no such shard",
+            SubmitError::Closed => "target shard has stopped",
+            SubmitError::Panicked => "the submitted closure panicked",
+        })
+    }
+}
+
+impl std::error::Error for SubmitError {}
+
+/// Why [`try_submit_to`] did not send; the closure comes back.
+pub enum TrySubmitError<F> {
+    /// The channel to the target is full right now.
+    Full(F),
+    /// The target has stopped, or does not exist.
+    Closed(F),
+}
+
+impl<F> TrySubmitError<F> {
+    /// The closure that was not sent.
+    pub fn into_inner(self) -> F {
+        match self {
+            TrySubmitError::Full(f) | TrySubmitError::Closed(f) => f,
+        }
+    }
+
+    /// True for `Full`.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySubmitError::Full(_))
+    }
+}
+
+impl<F> fmt::Debug for TrySubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySubmitError::Full(_) => "Full(..)",
+            TrySubmitError::Closed(_) => "Closed(..)",
+        })
+    }
+}
+
+impl<F> fmt::Display for TrySubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySubmitError::Full(_) => "cross-core channel is full",
+            TrySubmitError::Closed(_) => "target shard has stopped",
+        })
+    }
+}
+
+enum ReplyState {
+    Waiting(Option<Waker>),
+    Ready(Result<Box<dyn Any + Send>, SubmitError>),
+    /// The caller's future was dropped; the reply is discarded on arrival.
+    Abandoned,
+}
+
+/// The shard-local half of the mesh.
+pub(crate) struct MeshLocal {
+    replies: RefCell<Slab<ReplyState>>,
+    /// Replies that found the caller's channel full, retried every turn.
+    outbox: RefCell<VecDeque<(usize, Message)>>,
+    /// Tasks waiting for room in a full channel, re-polled every turn.
+    room_waiters: RefCell<Vec<Waker>>,
+}
+
+impl MeshLocal {
+    pub(crate) fn new() -> Self {
+        Self {
+            replies: RefCell::new(Slab::new()),
+            outbox: RefCell::new(VecDeque::new()),
+            room_waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn has_backlog(&self) -> bool {
+        !self.outbox.borrow().is_empty() || !self.room_waiters.borrow().is_empty()
+    }
+}
+
+/// Sends `msg` from the current shard to `to`. Returns the message if the channel is full.
+fn send(cx: &ShardCx, to: usize, msg: Message) -> Result<(), TrySendError<Message>> {
+    let me = cx.shard_id;
+    cx.shared.senders[me][to].try_send(msg)?;
+    stats::bump(&cx.shared.shards[me].stats.mesh_sent, 1);
+    cx.shared.shards[to].unpark();
+    Ok(())
+}
+
+/// Handles up to `max` messages from every inbox, retries the outbox, and wakes room waiters.
+/// Returns how many messages were handled.
+pub(crate) fn poll_inbox(cx: &ShardCx, max: usize) -> usize {
+    let me = cx.shard_id;
+    // Retry replies that found a full channel.
+    loop {
+        let next = cx.mesh.outbox.borrow_mut().pop_front();
+        let Some((to, msg)) = next else { break };
+        match send(cx, to, msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(msg)) => {
+                cx.mesh.outbox.borrow_mut().push_front((to, msg));
+                break;
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+    let mut handled = 0;
+    for from in 0..cx.shared.n_shards() {
+        let rx = &cx.shared.receivers[me][from];
+        while handled < max {
+            let Ok(msg) = rx.try_recv() else { break };
+            handled += 1;
+            handle(cx, from, msg);
+        }
+    }
+    if handled > 0 {
+        stats::bump(&cx.shared.shards[me].stats.mesh_received, handled as u64);
+    }
+    let waiters = std::mem::take(&mut *cx.mesh.room_waiters.borrow_mut());
+    for w in waiters {
+        w.wake();
+    }
+    handled
+}
+
+fn handle(cx: &ShardCx, from: usize, msg: Message) {
+    match msg {
+        Message::Call { from: caller, key, f } => {
+            let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                Ok(value) => Message::Reply { key, value },
+                Err(_) => Message::Dropped { key: key | PANIC_BIT },
+            };
+            debug_assert_eq!(caller, from);
+            reply_to(cx, caller, reply);
+        }
+        Message::Reply { key, value } => complete(cx, key, Ok(value)),
+        Message::Dropped { key } => {
+            let err = if key & PANIC_BIT != 0 {
+                SubmitError::Panicked
+            } else {
+                SubmitError::Closed
+            };
+            complete(cx, key & !PANIC_BIT, Err(err));
+        }
+    }
+}
+
+/// Marks a `Dropped` reply as "the closure panicked" (keys never reach this bit).
+const PANIC_BIT: usize = 1 << (usize::BITS - 1);
+
+fn reply_to(cx: &ShardCx, to: usize, msg: Message) {
+    if !cx.mesh.outbox.borrow().is_empty() {
+        cx.mesh.outbox.borrow_mut().push_back((to, msg));
+        return;
+    }
+    match send(cx, to, msg) {
+        Ok(()) => {}
+        Err(TrySendError::Full(msg)) => cx.mesh.outbox.borrow_mut().push_back((to, msg)),
+        Err(TrySendError::Disconnected(_)) => {}
+    }
+}
+
+fn complete(cx: &ShardCx, key: usize, value: Result<Box<dyn Any + Send>, SubmitError>) {
+    let mut replies = cx.mesh.replies.borrow_mut();
+    let Some(state) = replies.get_mut(key) else {
+        return;
+    };
+    match std::mem::replace(state, ReplyState::Ready(value)) {
+        ReplyState::Waiting(w) => {
+            drop(replies);
+            if let Some(w) = w {
+                w.wake();
+            }
+        }
+        ReplyState::Abandoned => {
+            let gone = replies.remove(key);
+            drop(replies);
+            drop(gone);
+        }
+        ReplyState::Ready(_) => {}
+    }
+}
+
+/// At shard exit: every call still queued to this shard is dropped and its caller told.
+pub(crate) fn drain_on_exit(cx: &ShardCx) {
+    let me = cx.shard_id;
+    for from in 0..cx.shared.n_shards() {
+        while let Ok(msg) = cx.shared.receivers[me][from].try_recv() {
+            if let Message::Call { from: caller, key, f } = msg {
+                drop(f);
+                if !cx.shared.shards[caller].exited.load(Ordering::Acquire) {
+                    let _ = cx.shared.senders[me][caller].try_send(Message::Dropped { key });
+                    cx.shared.shards[caller].unpark();
+                }
+            }
+        }
+    }
+    cx.mesh.outbox.borrow_mut().clear();
+    let pending: Vec<Option<Waker>> = cx
+        .mesh
+        .replies
+        .borrow_mut()
+        .drain()
+        .filter_map(|s| match s {
+            ReplyState::Waiting(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    drop(pending);
+}
+
+/// The future of [`submit_to`]: resolves to the closure's result.
+pub struct Submit<R> {
+    state: SubmitState,
+    _result: PhantomData<fn() -> R>,
+}
+
+enum SubmitState {
+    /// Ran on this core already.
+    Local(Option<Result<Box<dyn Any + Send>, SubmitError>>),
+    /// Waiting for room in the channel to `to`.
+    Unsent {
+        to: usize,
+        key: usize,
+        msg: Option<Message>,
+    },
+    /// Sent; waiting for the reply in slot `key`.
+    Sent {
+        key: usize,
+    },
+    Done,
+}
+
+impl<R> fmt::Debug for Submit<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Submit")
+    }
+}
+
+fn boxed_call<F, R>(f: F) -> Call
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    Box::new(move || Box::new(f()) as Box<dyn Any + Send>)
+}
+
+/// Runs `f` on shard `shard` and resolves to its result.
+///
+/// On the calling shard, `f` runs at once. Otherwise it is queued on the bounded channel to
+/// that shard; if the channel is full, the future waits for room (back-pressure). The result
+/// is `Err(SubmitError::Closed)` if the target stopped before running `f`.
+///
+/// # Panics
+///
+/// Outside a ringcore shard.
+pub fn submit_to<F, R>(shard: usize, f: F) -> Submit<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    context::with(|cx| {
+        if shard >= cx.shared.n_shards() {
+            return Submit {
+                state: SubmitState::Local(Some(Err(SubmitError::NoSuchShard))),
+                _result: PhantomData,
+            };
+        }
+        if shard == cx.shard_id {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .map(|r| Box::new(r) as Box<dyn Any + Send>)
+                .map_err(|_| SubmitError::Panicked);
+            return Submit {
+                state: SubmitState::Local(Some(out)),
+                _result: PhantomData,
+            };
+        }
+        if cx.shared.shards[shard].exited.load(Ordering::Acquire) {
+            return Submit {
+                state: SubmitState::Local(Some(Err(SubmitError::Closed))),
+                _result: PhantomData,
+            };
+        }
+        let key = cx.mesh.replies.borrow_mut().insert(ReplyState::Waiting(None));
+        let msg = Message::Call {
+            from: cx.shard_id,
+            key,
+            f: boxed_call(f),
+        };
+        let state = match send(cx, shard, msg) {
+            Ok(()) => SubmitState::Sent { key },
+            Err(TrySendError::Full(msg)) => SubmitState::Unsent {
+                to: shard,
+                key,
+                msg: Some(msg),
+            },
+            Err(TrySendError::Disconnected(_)) => {
+                cx.mesh.replies.borrow_mut().remove(key);
+                SubmitState::Local(Some(Err(SubmitError::Closed)))
+            }
+        };
+        Submit {
+            state,
+            _result: PhantomData,
+        }
+    })
+}
+
+/// Like [`submit_to`], but never waits for room: if the channel to `shard` is full it
+/// returns `Err(TrySubmitError::Full(f))` at once, handing `f` back unrun.
+///
+/// # Panics
+///
+/// Outside a ringcore shard.
+pub fn try_submit_to<F, R>(shard: usize, f: F) -> Result<Submit<R>, TrySubmitError<F>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let verdict = context::with(|cx| {
+        if shard >= cx.shared.n_shards() || cx.shared.shards[shard].exited.load(Ordering::Acquire) {
+            return Err(false);
+        }
+        if shard == cx.shard_id {
+            return Ok(true);
+        }
+        // Only this shard sends on (me, shard), and the receiver only frees room, so a
+        // channel that is not full now accepts our send below.
+        if cx.shared.senders[cx.shard_id][shard].is_full() {
+            stats::bump(&cx.shared.shards[cx.shard_id].stats.mesh_full, 1);
+            return Err(true);
+        }
+        Ok(false)
+    });
+    match verdict {
+        Err(true) => Err(TrySubmitError::Full(f)),
+        Err(false) => Err(TrySubmitError::Closed(f)),
+        Ok(_) => Ok(submit_to(shard, f)),
+    }
+}
+
+impl<R: Send + 'static> Future for Submit<R> {
+    type Output = Result<R, SubmitError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match &mut self.state {
+                SubmitState::Done => return Poll::Ready(Err(SubmitError::Closed)),
+                SubmitState::Local(out) => {
+                    if coop::poll_proceed(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let out = out.take().unwrap_or(Err(SubmitError::Closed));
+                    self.state = SubmitState::Done;
+                    return Poll::Ready(downcast(out));
+                }
+                SubmitState::Unsent { to, key, msg } => {
+                    let (to, key) = (*to, *key);
+                    let Some(m) = msg.take() else {
+                        self.state = SubmitState::Done;
+                        continue;
+                    };
+                    let sent = context::with(|c| match send(c, to, m) {
+                        Ok(()) => Ok(()),
+                        Err(TrySendError::Full(m)) => {
+                            c.mesh.room_waiters.borrow_mut().push(cx.waker().clone());
+                            Err(Some(m))
+                        }
+                        Err(TrySendError::Disconnected(_)) => Err(None),
+                    });
+                    match sent {
+                        Ok(()) => self.state = SubmitState::Sent { key },
+                        Err(Some(m)) => {
+                            if let SubmitState::Unsent { msg, .. } = &mut self.state {
+                                *msg = Some(m);
+                            }
+                            return Poll::Pending;
+                        }
+                        Err(None) => {
+                            context::with(|c| c.mesh.replies.borrow_mut().try_remove(key));
+                            self.state = SubmitState::Done;
+                            return Poll::Ready(Err(SubmitError::Closed));
+                        }
+                    }
+                }
+                SubmitState::Sent { key } => {
+                    let key = *key;
+                    let ready = context::with(|c| {
+                        let mut replies = c.mesh.replies.borrow_mut();
+                        match replies.get_mut(key) {
+                            Some(ReplyState::Ready(_)) => {
+                                if coop::poll_proceed(cx).is_pending() {
+                                    return None;
+                                }
+                                match replies.remove(key) {
+                                    ReplyState::Ready(v) => Some(v),
+                                    _ => Some(Err(SubmitError::Closed)),
+                                }
+                            }
+                            Some(ReplyState::Waiting(w)) => {
+                                *w = Some(cx.waker().clone());
+                                None
+                            }
+                            _ => Some(Err(SubmitError::Closed)),
+                        }
+                    });
+                    return match ready {
+                        Some(v) => {
+                            self.state = SubmitState::Done;
+                            Poll::Ready(downcast(v))
+                        }
+                        None => Poll::Pending,
+                    };
+                }
+            }
+        }
+    }
+}
+
+fn downcast<R: 'static>(v: Result<Box<dyn Any + Send>, SubmitError>) -> Result<R, SubmitError> {
+    v.and_then(|b| b.downcast::<R>().map(|b| *b).map_err(|_| SubmitError::Closed))
+}
+
+impl<R> Drop for Submit<R> {
+    fn drop(&mut self) {
+        let key = match &self.state {
+            SubmitState::Sent { key } | SubmitState::Unsent { key, .. } => *key,
+            _ => return,
+        };
+        let unsent = matches!(self.state, SubmitState::Unsent { .. });
+        context::try_with(|c| {
+            let mut replies = c.mesh.replies.borrow_mut();
+            if unsent {
+                replies.try_remove(key);
+                return;
+            }
+            let finished = matches!(replies.get(key), Some(ReplyState::Ready(_)));
+            if finished {
+                let v = replies.remove(key);
+                drop(replies);
+                drop(v);
+            } else if let Some(s) = replies.get_mut(key) {
+                *s = ReplyState::Abandoned;
+            }
+        });
+    }
+}

@@ -1,0 +1,314 @@
+//! One core's life: pin, build the ring, run the loop, tear down in a safe order.
+//!
+//! A loop turn: poll ready tasks (up to `max_polls_per_turn`), handle cross-core messages,
+//! fire expired timers, then one `io_uring_enter` that submits every queued SQE and either
+//! collects completions without blocking (work is pending) or parks until a completion, the
+//! next timer deadline, or an eventfd wake-up from another core.
+//!
+//! HOT PATH: everything in `event_loop` runs per turn. No locks, no allocation in the steady
+//! state, no syscall but the one `io_uring_enter`.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context as TaskCx, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use crate::context::{self, Context};
+use crate::driver::{Driver, Wait};
+use crate::executor::{Executor, JoinHandle, TaskClass};
+use crate::mesh::{self, MeshLocal};
+use crate::shared::Shared;
+use crate::stats;
+use crate::time::Timers;
+
+/// Messages handled per inbox pass, so a flood from other cores cannot starve local tasks.
+const MAX_MESSAGES_PER_TURN: usize = 1024;
+/// How long a core with a blocked cross-core send waits before retrying.
+const MESH_RETRY: Duration = Duration::from_micros(50);
+
+pub(crate) fn run_shard<F, Fut, R>(id: usize, core: usize, shared: Arc<Shared>, f: F) -> io::Result<Option<R>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = R> + 'static,
+    R: 'static,
+{
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        return Err(io::Error::other(format!(
+            "could not pin the shard thread to core {core}"
+        )));
+    }
+    let cfg = shared.config.clone();
+    let remote = &shared.shards[id];
+    let driver = Driver::new(
+        remote,
+        cfg.ring_entries,
+        cfg.portable_ops,
+        cfg.buf_ring_entries,
+        cfg.buf_size,
+    )?;
+    let cx = Rc::new(Context {
+        shard_id: id,
+        shared: shared.clone(),
+        executor: Executor::new(cfg.budget, cfg.shares),
+        driver: RefCell::new(driver),
+        timers: RefCell::new(Timers::new()),
+        mesh: MeshLocal::new(),
+        shutdown_seen: Cell::new(false),
+        shutdown_waiters: RefCell::new(Vec::new()),
+        sharded: RefCell::new(HashMap::new()),
+    });
+    context::enter(cx.clone());
+    let fut = f();
+    let main = cx.executor.spawn(remote, TaskClass::Latency, fut);
+    let looped = event_loop(&cx, &main);
+    let output = take_output(main);
+
+    // Tear down, in an order that keeps every resource valid while the kernel may use it.
+    remote.exited.store(true, Ordering::Release);
+    cx.executor.drop_all();
+    mesh::drain_on_exit(&cx);
+    let sharded = std::mem::take(&mut *cx.sharded.borrow_mut());
+    drop(sharded);
+    let timers = cx.timers.borrow_mut().clear();
+    drop(timers);
+    release_deferred(&cx);
+    let leaked = cx.driver.borrow_mut().shutdown(remote);
+    // Resources the kernel did not release in time must not be freed: leak them.
+    std::mem::forget(leaked);
+    release_deferred(&cx);
+    context::exit();
+    drop(cx);
+
+    looped?;
+    output
+}
+
+fn take_output<R>(mut main: JoinHandle<R>) -> io::Result<Option<R>> {
+    if !main.is_finished() {
+        return Ok(None);
+    }
+    let waker = Waker::from(Arc::new(NoopWake));
+    let mut tcx = TaskCx::from_waker(&waker);
+    crate::executor::coop::reset(u32::MAX);
+    match std::pin::Pin::new(&mut main).poll(&mut tcx) {
+        Poll::Ready(Ok(v)) => Ok(Some(v)),
+        Poll::Ready(Err(e)) if e.is_cancelled() => Ok(None),
+        Poll::Ready(Err(e)) => Err(io::Error::other(format!("main future {e}"))),
+        Poll::Pending => Ok(None),
+    }
+}
+
+struct NoopWake;
+
+impl Wake for NoopWake {
+    fn wake(self: Arc<Self>) {}
+}
+
+fn release_deferred(cx: &Context) {
+    let mut wake = Vec::new();
+    let mut gone: Vec<Box<dyn Any>> = Vec::new();
+    cx.driver.borrow_mut().take_deferred(&mut wake, &mut gone);
+    for w in wake {
+        w.wake();
+    }
+    drop(gone);
+}
+
+fn fire_timers(cx: &Context, buf: &mut Vec<Waker>) {
+    cx.timers.borrow_mut().expire(Instant::now(), buf);
+    for w in buf.drain(..) {
+        w.wake();
+    }
+}
+
+fn inbox_empty(cx: &Context) -> bool {
+    cx.shared.receivers[cx.shard_id].iter().all(|r| r.is_empty())
+}
+
+fn take_remote_wakes(cx: &Context) {
+    let remote = &cx.shared.shards[cx.shard_id];
+    if !remote.has_remote_wakes.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let wakes = match remote.remote_wakes.lock() {
+        Ok(mut q) => std::mem::take(&mut *q),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    };
+    for (key, generation) in wakes {
+        cx.executor.schedule(key, generation);
+    }
+}
+
+fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
+    let shared = &cx.shared;
+    let remote = &shared.shards[cx.shard_id];
+    let max_polls = shared.config.max_polls_per_turn;
+    let mut main_done = false;
+    let mut grace_deadline: Option<Instant> = None;
+    let mut wakers = Vec::new();
+    loop {
+        cx.executor.run_ready(remote, max_polls);
+
+        if !main_done && main.is_finished() {
+            main_done = true;
+            shared.finished.fetch_add(1, Ordering::SeqCst);
+            if shared.all_finished() {
+                for s in &shared.shards {
+                    s.force_unpark();
+                }
+            }
+        }
+        if shared.all_finished() {
+            return Ok(());
+        }
+        if shared.shutdown.load(Ordering::Acquire) {
+            if !cx.shutdown_seen.get() {
+                cx.shutdown_seen.set(true);
+                grace_deadline = Some(Instant::now() + shared.config.shutdown_grace);
+                let waiters = std::mem::take(&mut *cx.shutdown_waiters.borrow_mut());
+                waiters.into_iter().for_each(Waker::wake);
+            }
+            if main_done || grace_deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(());
+            }
+        }
+
+        let handled = mesh::poll_inbox(cx, MAX_MESSAGES_PER_TURN);
+        take_remote_wakes(cx);
+        fire_timers(cx, &mut wakers);
+
+        let wait = if cx.executor.has_ready() || handled > 0 {
+            Wait::No
+        } else {
+            remote.set_parked(true);
+            let must_run = !inbox_empty(cx)
+                || remote.has_remote_wakes.load(Ordering::Acquire)
+                || (shared.shutdown.load(Ordering::Acquire) && !cx.shutdown_seen.get())
+                || shared.all_finished()
+                || cx.executor.has_ready();
+            if must_run {
+                Wait::No
+            } else {
+                let mut deadline = cx.timers.borrow().next_deadline();
+                if let Some(g) = grace_deadline {
+                    deadline = Some(deadline.map_or(g, |d| d.min(g)));
+                }
+                if cx.mesh.has_backlog() {
+                    let retry = Instant::now() + MESH_RETRY;
+                    deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
+                }
+                stats::bump(&remote.stats.parks, 1);
+                Wait::Until(deadline)
+            }
+        };
+        let turned = cx.driver.borrow_mut().turn(remote, wait);
+        remote.set_parked(false);
+        turned?;
+        release_deferred(cx);
+        fire_timers(cx, &mut wakers);
+        stats::set(&remote.stats.timers_pending, cx.timers.borrow().len() as u64);
+    }
+}
+
+/// Resolves once shutdown of the runtime has been requested (Ctrl-C, SIGTERM,
+/// [`request_shutdown`], or a [`ShutdownHandle`](crate::ShutdownHandle)).
+///
+/// Servers select on this to stop accepting and drain; see `Builder::shutdown_grace`.
+///
+/// # Panics
+///
+/// Outside a ringcore shard.
+pub async fn shutdown_requested() {
+    std::future::poll_fn(|tcx| {
+        context::with(|cx| {
+            if cx.shutdown_seen.get() || cx.shared.shutdown.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                cx.shutdown_waiters.borrow_mut().push(tcx.waker().clone());
+                Poll::Pending
+            }
+        })
+    })
+    .await
+}
+
+/// True once shutdown has been requested.
+///
+/// # Panics
+///
+/// Outside a ringcore shard.
+pub fn is_shutting_down() -> bool {
+    context::with(|cx| cx.shared.shutdown.load(Ordering::Acquire))
+}
+
+/// Asks every shard of the running runtime to stop, as Ctrl-C does.
+///
+/// # Panics
+///
+/// Outside a ringcore shard.
+pub fn request_shutdown() {
+    context::with(|cx| cx.shared.request_shutdown());
+}
+
+/// One round trip through this core's ring with no work (`IORING_OP_NOP`): a diagnostic and
+/// the unit of the driver's micro-benchmark.
+///
+/// # Panics
+///
+/// Outside a ringcore shard.
+pub async fn nop() -> io::Result<()> {
+    crate::driver::op::nop()?.await
+}
+
+/// Live numbers of this core's driver and executor, exact at the moment of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LocalState {
+    /// Operations with a slot in the driver's slab (submitted, not yet fully completed).
+    pub ops_in_flight: usize,
+    /// Tasks alive on this core.
+    pub tasks: usize,
+    /// Timers registered on this core.
+    pub timers: usize,
+    /// Provided receive buffers not in the ring (held by streams or the application).
+    pub recv_buffers_out: u32,
+    /// Whether this core's ring uses multishot accept.
+    pub multishot_accept: bool,
+    /// Whether this core's ring uses multishot receive from a provided buffer ring.
+    pub multishot_recv: bool,
+    /// Whether the ring was created with `IORING_SETUP_SINGLE_ISSUER`.
+    pub single_issuer: bool,
+    /// Whether the ring was created with `IORING_SETUP_DEFER_TASKRUN`.
+    pub defer_taskrun: bool,
+    /// Whether the ring was created with `IORING_SETUP_COOP_TASKRUN`.
+    pub coop_taskrun: bool,
+}
+
+/// This core's [`LocalState`].
+///
+/// # Panics
+///
+/// Outside a ringcore shard.
+pub fn local_state() -> LocalState {
+    context::with(|cx| {
+        let d = cx.driver.borrow();
+        let f = d.features();
+        LocalState {
+            ops_in_flight: d.ops_in_flight(),
+            tasks: cx.executor.len(),
+            timers: cx.timers.borrow().len(),
+            recv_buffers_out: d.buf_ring().map_or(0, |r| r.out()),
+            multishot_accept: f.multishot_accept,
+            multishot_recv: f.multishot_recv,
+            single_issuer: f.single_issuer,
+            defer_taskrun: f.defer_taskrun,
+            coop_taskrun: f.coop_taskrun,
+        }
+    })
+}

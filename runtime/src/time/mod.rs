@@ -1,0 +1,325 @@
+//! Timers: `sleep`, `sleep_until`, `timeout`, `interval`, driven by the ring's wait.
+//!
+//! Each core keeps its pending deadlines in an ordered map. A loop turn fires every deadline
+//! that has passed, and when the core has nothing to run it waits in `io_uring_enter` with the
+//! nearest deadline as the wait's timeout, so no extra SQE or thread is needed for time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::context;
+use crate::executor::coop;
+
+pub(crate) struct Timers {
+    map: BTreeMap<(Instant, u64), Waker>,
+    next_id: u64,
+}
+
+impl Timers {
+    pub(crate) fn new() -> Self {
+        Self {
+            map: BTreeMap::new(),
+            next_id: 0,
+        }
+    }
+
+    fn insert(&mut self, deadline: Instant, waker: Waker) -> (Instant, u64) {
+        let key = (deadline, self.next_id);
+        self.next_id += 1;
+        self.map.insert(key, waker);
+        key
+    }
+
+    fn update(&mut self, key: (Instant, u64), waker: &Waker) {
+        if let Some(w) = self.map.get_mut(&key) {
+            if !w.will_wake(waker) {
+                *w = waker.clone();
+            }
+        }
+    }
+
+    fn remove(&mut self, key: (Instant, u64)) {
+        self.map.remove(&key);
+    }
+
+    /// Moves the wakers of all deadlines up to `now` into `out`, earliest first.
+    pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Waker>) {
+        while let Some(entry) = self.map.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            out.push(entry.remove());
+        }
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.map.first_key_value().map(|(k, _)| k.0)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn clear(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.map).into_values().collect()
+    }
+}
+
+/// The future of [`sleep`] and [`sleep_until`].
+pub struct Sleep {
+    deadline: Instant,
+    key: Option<(Instant, u64)>,
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep").field("deadline", &self.deadline).finish()
+    }
+}
+
+impl Sleep {
+    /// The instant this sleep ends.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Moves the deadline (the timer is re-registered on the next poll).
+    pub fn reset(&mut self, deadline: Instant) {
+        self.unregister();
+        self.deadline = deadline;
+    }
+
+    fn unregister(&mut self) {
+        if let Some(key) = self.key.take() {
+            context::try_with(|cx| cx.timers.borrow_mut().remove(key));
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            if coop::poll_proceed(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.unregister();
+            return Poll::Ready(());
+        }
+        let deadline = self.deadline;
+        match self.key {
+            Some(key) => context::with(|c| c.timers.borrow_mut().update(key, cx.waker())),
+            None => {
+                let key = context::with(|c| c.timers.borrow_mut().insert(deadline, cx.waker().clone()));
+                self.key = Some(key);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+/// Waits until `dur` has passed.
+pub fn sleep(dur: Duration) -> Sleep {
+    sleep_until(Instant::now().checked_add(dur).unwrap_or_else(far_future))
+}
+
+/// Waits until `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep { deadline, key: None }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}
+
+/// The deadline of a [`timeout`] passed before its future finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(_: Elapsed) -> Self {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline has elapsed")
+    }
+}
+
+/// The future of [`timeout`].
+pub struct Timeout<F> {
+    fut: Pin<Box<F>>,
+    sleep: Sleep,
+}
+
+impl<F> fmt::Debug for Timeout<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timeout")
+            .field("deadline", &self.sleep.deadline)
+            .finish()
+    }
+}
+
+/// Runs `fut` for at most `dur`. On expiry the inner future is dropped (cancelled) and
+/// `Err(Elapsed)` is returned. The inner future is polled first, so a future that is ready
+/// at the deadline still wins.
+pub fn timeout<F: Future>(dur: Duration, fut: F) -> Timeout<F> {
+    Timeout {
+        fut: Box::pin(fut),
+        sleep: sleep(dur),
+    }
+}
+
+/// Like [`timeout`] with an absolute deadline.
+pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
+    Timeout {
+        fut: Box::pin(fut),
+        sleep: sleep_until(deadline),
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(v) = self.fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match Pin::new(&mut self.sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Ticks at a fixed period on a fixed grid: tick `n` is due at `start + n * period`.
+///
+/// Lateness never accumulates: a late tick does not push later ones back. When the task falls
+/// more than a whole period behind, the missed ticks are skipped (not burst) and the next tick
+/// is the next grid point in the future.
+#[derive(Debug)]
+pub struct Interval {
+    next: Instant,
+    period: Duration,
+    sleep: Sleep,
+}
+
+/// A ticker whose first tick is immediate and which then ticks every `period`.
+///
+/// # Panics
+///
+/// If `period` is zero.
+pub fn interval(period: Duration) -> Interval {
+    interval_at(Instant::now(), period)
+}
+
+/// A ticker whose first tick is at `start`.
+///
+/// # Panics
+///
+/// If `period` is zero.
+pub fn interval_at(start: Instant, period: Duration) -> Interval {
+    assert!(!period.is_zero(), "interval period must be non-zero");
+    Interval {
+        next: start,
+        period,
+        sleep: sleep_until(start),
+    }
+}
+
+impl Interval {
+    /// Waits for the next tick and returns its scheduled instant.
+    pub async fn tick(&mut self) -> Instant {
+        std::future::poll_fn(|cx| self.poll_tick(cx)).await
+    }
+
+    /// Polls for the next tick.
+    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        if Pin::new(&mut self.sleep).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let due = self.next;
+        let now = Instant::now();
+        let mut next = due + self.period;
+        if next <= now {
+            // Skip missed grid points, staying on the grid.
+            let behind = now.duration_since(due).as_nanos() / self.period.as_nanos().max(1);
+            let skip = u32::try_from(behind).unwrap_or(u32::MAX);
+            next = due + self.period * skip.saturating_add(1);
+            if next <= now {
+                next += self.period;
+            }
+        }
+        self.next = next;
+        self.sleep.reset(next);
+        Poll::Ready(due)
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn expire_fires_in_deadline_order_and_only_past_ones() {
+        let mut t = Timers::new();
+        let base = Instant::now();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Rec(usize, Arc<std::sync::Mutex<Vec<usize>>>);
+        impl Wake for Rec {
+            fn wake(self: Arc<Self>) {
+                if let Ok(mut v) = self.1.lock() {
+                    v.push(self.0);
+                }
+            }
+        }
+        for (i, ms) in [30u64, 10, 20, 40].iter().enumerate() {
+            t.insert(
+                base + Duration::from_millis(*ms),
+                Waker::from(Arc::new(Rec(i, order.clone()))),
+            );
+        }
+        let mut out = Vec::new();
+        t.expire(base + Duration::from_millis(30), &mut out);
+        out.into_iter().for_each(Waker::wake);
+        assert_eq!(*order.lock().unwrap_or_else(|e| e.into_inner()), vec![1, 2, 0]);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.next_deadline(), Some(base + Duration::from_millis(40)));
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        let key = t.insert(base, Waker::from(c.clone()));
+        t.remove(key);
+        let mut out = Vec::new();
+        t.expire(base + Duration::from_millis(35), &mut out);
+        assert!(out.is_empty());
+    }
+}
