@@ -336,6 +336,11 @@ impl Driver {
     /// One trip to the kernel: submit everything queued, wait as told, handle completions.
     pub(crate) fn turn(&mut self, remote: &ShardRemote, wait: Wait) -> io::Result<()> {
         let to_submit = self.ring.submission().len();
+        // A deadline already passed is a non-blocking turn.
+        let wait = match wait {
+            Wait::Until(Some(d)) if d <= Instant::now() => Wait::No,
+            w => w,
+        };
         let res = match wait {
             Wait::No => {
                 // SAFETY: no argument pointer is passed. GETEVENTS makes the kernel run
@@ -351,15 +356,12 @@ impl Driver {
             }
             Wait::Until(None) => self.ring.submit_and_wait(1),
             Wait::Until(Some(deadline)) => {
-                let dur = deadline.saturating_duration_since(Instant::now());
-                if dur.is_zero() {
-                    self.ring.submit()
-                } else {
-                    let dur = dur.max(Duration::from_micros(1));
-                    let ts = types::Timespec::new().sec(dur.as_secs()).nsec(dur.subsec_nanos());
-                    let args = types::SubmitArgs::new().timespec(&ts);
-                    self.ring.submitter().submit_with_args(1, &args)
-                }
+                let dur = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_micros(1));
+                let ts = types::Timespec::new().sec(dur.as_secs()).nsec(dur.subsec_nanos());
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
             }
         };
         stats::bump(&remote.stats.ring_enters, 1);
