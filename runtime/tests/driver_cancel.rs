@@ -82,7 +82,36 @@ async fn scenario() {
         drop(listener);
     }
 
-    // 4. A read future dropped while its stream is dropped too (cancel races the close).
+    // 4. Data received into ring buffers that nobody reads, then the stream is dropped: the
+    //    queued buffers must go back to the ring.
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let server = listener.accept_stream().await.expect("accept");
+        let (res, _) = client.write_all(vec![7u8; 100]).await;
+        res.expect("write");
+        let first = server.recv().await.expect("recv");
+        assert!(!first.is_empty());
+        // More data arrives while the first chunk is still held.
+        for _ in 0..4 {
+            let (res, _) = client.write_all(vec![8u8; 3000]).await;
+            res.expect("write");
+            sleep(Duration::from_millis(2)).await;
+        }
+        if server.uses_buf_ring() {
+            assert!(
+                local_state().recv_buffers_out >= 1,
+                "the held chunk is a ring buffer"
+            );
+        }
+        drop(first);
+        drop(server);
+        drop(client);
+        drop(listener);
+    }
+
+    // 5. A read future dropped while its stream is dropped too (cancel races the close).
     {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -319,11 +319,11 @@ impl Driver {
         let _ = unsafe { self.push(&sqe) };
     }
 
-    /// Handles a completion nobody waits for.
+    /// Handles a completion nobody waits for. (A provided buffer it carries was already
+    /// counted as taken when the completion arrived.)
     fn orphan_result(&mut self, orphan: Orphan, res: i32, flags: u32) {
         if let Some(bid) = cqueue::buffer_select(flags) {
             if let Some(ring) = &self.buf_ring {
-                ring.taken();
                 ring.recycle(bid);
             }
         }
