@@ -71,7 +71,8 @@ pub mod time;
 pub use buf::{IoBuf, IoBufMut};
 pub use builder::{
     Builder, Cores, Runtime, ShutdownHandle, DEFAULT_BUDGET, DEFAULT_BUF_RING_ENTRIES, DEFAULT_BUF_SIZE,
-    DEFAULT_MAX_POLLS_PER_TURN, DEFAULT_MESH_CAPACITY, DEFAULT_RING_ENTRIES, DEFAULT_SHARES,
+    DEFAULT_IDLE_SPIN, DEFAULT_MAX_POLLS_PER_TURN, DEFAULT_MESH_CAPACITY, DEFAULT_RING_ENTRIES,
+    DEFAULT_SHARES,
 };
 pub use context::{n_shards, shard_id};
 pub use executor::{

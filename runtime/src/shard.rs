@@ -43,6 +43,10 @@ where
             "could not pin the shard thread to core {core}"
         )));
     }
+    // Timer precision: the ring wait's timeout is an hrtimer; the default 50 us slack would
+    // make every short sleep late by that much.
+    // SAFETY: PR_SET_TIMERSLACK takes plain integers and affects only this thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
     let cfg = shared.config.clone();
     let remote = &shared.shards[id];
     let driver = Driver::new(
@@ -152,6 +156,9 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
     let mut main_done = false;
     let mut grace_deadline: Option<Instant> = None;
     let mut wakers = Vec::new();
+    let spin = shared.config.idle_spin;
+    let multi_shard = shared.n_shards() > 1;
+    let mut last_mesh = Instant::now();
     loop {
         cx.executor.run_ready(remote, max_polls);
 
@@ -179,9 +186,31 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
             }
         }
 
-        let handled = mesh::poll_inbox(cx, MAX_MESSAGES_PER_TURN);
+        let mut handled = mesh::poll_inbox(cx, MAX_MESSAGES_PER_TURN);
         take_remote_wakes(cx);
         fire_timers(cx, &mut wakers);
+
+        if handled > 0 || cx.mesh.pending_replies() > 0 {
+            last_mesh = Instant::now();
+        }
+        if !spin.is_zero() && !cx.executor.has_ready() && handled == 0 {
+            let now = Instant::now();
+            let next_timer = cx.timers.borrow().next_deadline();
+            let timer_soon = next_timer.is_some_and(|d| d <= now + spin);
+            let talking = multi_shard && now.duration_since(last_mesh) < spin;
+            if talking || timer_soon {
+                let until = next_timer.map_or(now + spin, |d| d.min(now + spin));
+                stats::bump(&remote.stats.spins, 1);
+                if idle_poll(cx, until)? {
+                    handled = mesh::poll_inbox(cx, MAX_MESSAGES_PER_TURN);
+                    take_remote_wakes(cx);
+                    if handled > 0 {
+                        last_mesh = Instant::now();
+                    }
+                }
+                fire_timers(cx, &mut wakers);
+            }
+        }
 
         let wait = if cx.executor.has_ready() || handled > 0 {
             Wait::No
@@ -213,6 +242,35 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
         release_deferred(cx);
         fire_timers(cx, &mut wakers);
         stats::set(&remote.stats.timers_pending, cx.timers.borrow().len() as u64);
+    }
+}
+
+/// Polls inboxes (continuously) and the ring (every 2 us) until something is ready or
+/// `until` passes. Returns true if a message or foreign wake arrived.
+fn idle_poll(cx: &Context, until: Instant) -> io::Result<bool> {
+    let shared = &cx.shared;
+    let remote = &shared.shards[cx.shard_id];
+    loop {
+        let slice_end = Instant::now() + Duration::from_micros(2);
+        loop {
+            if !inbox_empty(cx)
+                || remote.has_remote_wakes.load(Ordering::Acquire)
+                || shared.shutdown.load(Ordering::Relaxed)
+                || shared.all_finished()
+            {
+                return Ok(true);
+            }
+            std::hint::spin_loop();
+            let now = Instant::now();
+            if now >= slice_end || now >= until {
+                break;
+            }
+        }
+        cx.driver.borrow_mut().turn(remote, Wait::No)?;
+        release_deferred(cx);
+        if cx.executor.has_ready() || Instant::now() >= until {
+            return Ok(false);
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub(crate) struct Config {
     pub(crate) buf_ring_entries: u16,
     pub(crate) buf_size: u32,
     pub(crate) max_polls_per_turn: u32,
+    pub(crate) idle_spin: Duration,
 }
 
 /// The part of a shard other threads may touch.

@@ -64,6 +64,8 @@ counters! {
     ready_background,
     /// Loop turns that parked in the ring wait.
     parks,
+    /// Idle spells spent polling instead of parking (see `Builder::idle_spin`).
+    spins,
     /// Multishot receives re-armed after the kernel ended them.
     recv_rearms,
     /// Receives that fell back to a private buffer because the provided buffer ring was empty.

@@ -135,6 +135,11 @@ impl MeshLocal {
     pub(crate) fn has_backlog(&self) -> bool {
         !self.outbox.borrow().is_empty() || !self.room_waiters.borrow().is_empty()
     }
+
+    /// Calls this shard has sent and whose replies have not arrived yet.
+    pub(crate) fn pending_replies(&self) -> usize {
+        self.replies.borrow().len()
+    }
 }
 
 /// Sends `msg` from the current shard to `to`. Returns the message if the channel is full.
