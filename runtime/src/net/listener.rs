@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::task::Poll;
@@ -141,4 +141,12 @@ impl TcpListener {
     }
 }
 
-use std::future::Future;
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        // A cancelled multishot accept keeps the fd open until its last completion arrives;
+        // shutting the listening socket down now stops it listening at once (it leaves the
+        // SO_REUSEPORT group), so new connections go to other cores or are refused.
+        // SAFETY: shutdown on a socket fd we own; failure is harmless (the fd closes anyway).
+        unsafe { libc::shutdown(self.fd.raw(), libc::SHUT_RDWR) };
+    }
+}

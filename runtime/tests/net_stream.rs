@@ -1,0 +1,159 @@
+//! The TcpStream API beyond echo: vectored writes, half-close, explicit close, options,
+//! addresses, connect errors; and per-core counters read from another core.
+
+use std::net::Shutdown;
+use std::time::Duration;
+
+use ringcore_runtime::net::{TcpListener, TcpStream};
+use ringcore_runtime::time::timeout;
+use ringcore_runtime::{shard_id, stats, submit_to, Runtime};
+
+fn one_core(portable: bool) -> ringcore_runtime::Builder {
+    Runtime::builder()
+        .core_count(1)
+        .portable_ops(portable)
+        .handle_signals(false)
+}
+
+async fn read_to_end(s: &TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let chunk = timeout(Duration::from_secs(5), s.recv())
+            .await
+            .expect("in time")
+            .expect("recv");
+        if chunk.is_empty() {
+            return out;
+        }
+        out.extend_from_slice(&chunk);
+    }
+}
+
+async fn stream_api() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let client = TcpStream::connect(addr).await.expect("connect");
+    let (server, peer) = listener.accept().await.expect("accept");
+
+    // Addresses agree on both ends.
+    assert_eq!(peer, client.local_addr().expect("client local"));
+    assert_eq!(client.peer_addr().expect("client peer"), addr);
+    assert_eq!(server.local_addr().expect("server local"), addr);
+
+    // TCP_NODELAY round-trips.
+    client.set_nodelay(true).expect("nodelay on");
+    assert!(client.nodelay().expect("get"));
+    client.set_nodelay(false).expect("nodelay off");
+    assert!(!client.nodelay().expect("get"));
+
+    // writev_all sends every buffer, in order, of mixed types.
+    let parts: Vec<Vec<u8>> = vec![b"alpha-".to_vec(), vec![b'x'; 100_000], b"-omega".to_vec()];
+    let expected: Vec<u8> = parts.concat();
+    let (res, back) = client.writev_all(parts).await;
+    res.expect("writev_all");
+    assert_eq!(back.len(), 3, "buffers come back");
+    // write + write_all with 'static data.
+    let (res, _) = client.write_all(&b"static-tail"[..]).await;
+    res.expect("write_all");
+    // Half-close: the server reads everything, then EOF, and can still answer.
+    client.shutdown(Shutdown::Write).await.expect("shutdown write");
+    let got = read_to_end(&server).await;
+    assert_eq!(got.len(), expected.len() + 11);
+    assert_eq!(&got[..expected.len()], &expected[..]);
+    assert_eq!(&got[expected.len()..], b"static-tail");
+    let (res, _) = server.write_all(b"reply after half-close".to_vec()).await;
+    res.expect("server write after peer half-close");
+    server.close().await.expect("close");
+    assert_eq!(read_to_end(&client).await, b"reply after half-close");
+
+    // read() appends into spare capacity and refuses a full buffer.
+    let client2 = TcpStream::connect(addr).await.expect("connect");
+    let server2 = listener.accept_stream().await.expect("accept");
+    let (res, _) = client2.write_all(b"0123456789".to_vec()).await;
+    res.expect("write");
+    let mut buf = Vec::with_capacity(4);
+    buf.extend_from_slice(b"ab");
+    let (res, buf) = server2.read(buf).await;
+    assert_eq!(res.expect("read"), 2, "only the spare capacity is filled");
+    assert_eq!(buf, b"ab01");
+    let (res, buf) = server2.read(buf).await;
+    assert_eq!(
+        res.expect_err("full buffer").kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+    assert_eq!(buf, b"ab01", "a refused read leaves the buffer untouched");
+    let mut rest = Vec::with_capacity(64);
+    while rest.len() < 8 {
+        let (res, b) = server2.read(rest).await;
+        rest = b;
+        assert!(res.expect("read") > 0);
+    }
+    assert_eq!(rest, b"23456789", "bytes beyond a short read are kept, in order");
+    drop(client2);
+    let (res, _) = server2.read(Vec::with_capacity(8)).await;
+    assert_eq!(res.expect("eof"), 0);
+
+    // Connecting to a closed port is an error, not a hang.
+    drop(listener);
+    let err = timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .expect("in time");
+    assert_eq!(
+        err.expect_err("refused").kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+}
+
+#[test]
+fn stream_api_multishot() {
+    let out = one_core(false)
+        .build()
+        .expect("build")
+        .run(stream_api)
+        .expect("run");
+    assert_eq!(out, vec![Some(())]);
+}
+
+#[test]
+fn stream_api_portable() {
+    let out = one_core(true)
+        .build()
+        .expect("build")
+        .run(stream_api)
+        .expect("run");
+    assert_eq!(out, vec![Some(())]);
+}
+
+#[test]
+fn counters_are_readable_from_every_core() {
+    let out = Runtime::builder()
+        .core_count(2)
+        .handle_signals(false)
+        .build()
+        .expect("build")
+        .run(|| async {
+            if shard_id() != 0 {
+                return None;
+            }
+            for _ in 0..100 {
+                submit_to(1, || ()).await.expect("submit");
+            }
+            let mine = stats::shard(0);
+            let theirs = stats::shard(1);
+            let all = stats::all();
+            Some((mine, theirs, all))
+        })
+        .expect("run");
+    let (mine, theirs, all) = out[0].clone().flatten().expect("shard 0 result");
+    assert_eq!(all.len(), 2);
+    assert!(mine.mesh_sent >= 100, "{mine:?}");
+    assert!(
+        theirs.mesh_received >= 100,
+        "shard 1's counters seen from shard 0: {theirs:?}"
+    );
+    assert!(theirs.tasks_polled >= 1 && theirs.ring_enters >= 1, "{theirs:?}");
+    assert!(
+        mine.tasks_spawned >= 1 && mine.tasks_polled >= 100 && mine.ring_enters >= 1,
+        "{mine:?}"
+    );
+}
