@@ -1,1 +1,284 @@
 //! Shared helpers of the benchmark binaries.
+//!
+//! The three fixed-response servers (`naive_uring`, `tokio_ct`, `ringcore_fixed`) share their
+//! command line ([`ServerArgs`]), their request framing ([`RequestCounter`]: one request per
+//! `"\r\n\r\n"`, pipelining allowed) and their reply ([`RESPONSE`], batched with
+//! [`responses`]), so the benchmark compares the I/O layers and nothing else.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::OnceLock;
+
+/// The one response every server sends for every request.
+pub const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+
+/// The most responses [`responses`] returns in one slice (more pipelined requests are answered
+/// in several sends).
+pub const MAX_BATCH: usize = 64;
+
+/// A request longer than this without its `"\r\n\r\n"` closes the connection.
+pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+/// Listen backlog of the baseline servers (the same as ringcore's `DEFAULT_BACKLOG`).
+pub const BACKLOG: i32 = 1024;
+
+/// `n` copies of [`RESPONSE`] back to back, for `1 <= n <= MAX_BATCH` (clamped), in a static
+/// buffer: answering a burst of pipelined requests is one send with no allocation.
+pub fn responses(n: usize) -> &'static [u8] {
+    static BATCH: OnceLock<Vec<u8>> = OnceLock::new();
+    let all = BATCH.get_or_init(|| RESPONSE.repeat(MAX_BATCH));
+    &all[..n.clamp(1, MAX_BATCH) * RESPONSE.len()]
+}
+
+/// The request head is longer than [`MAX_REQUEST_HEAD`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTooLarge;
+
+/// Counts complete requests (each ends with `"\r\n\r\n"`) in a byte stream that arrives in
+/// arbitrary chunks.
+///
+/// Only an incomplete request is copied (into `partial`); a chunk that holds whole requests is
+/// scanned where it lies. An idle connection holds no buffer.
+#[derive(Debug, Default)]
+pub struct RequestCounter {
+    partial: Vec<u8>,
+}
+
+/// Finds every `"\r\n\r\n"` in `data`; returns (how many, bytes up to the end of the last).
+fn scan(data: &[u8]) -> (usize, usize) {
+    let mut count = 0;
+    let mut consumed = 0;
+    for nl in memchr::memchr_iter(b'\n', data) {
+        if nl >= consumed + 3 && &data[nl - 3..=nl] == b"\r\n\r\n" {
+            count += 1;
+            consumed = nl + 1;
+        }
+    }
+    (count, consumed)
+}
+
+impl RequestCounter {
+    /// A counter with no pending bytes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds the next received chunk; returns how many requests it completed.
+    pub fn feed(&mut self, data: &[u8]) -> Result<usize, RequestTooLarge> {
+        if self.partial.is_empty() {
+            let (n, used) = scan(data);
+            let rest = &data[used..];
+            if rest.len() > MAX_REQUEST_HEAD {
+                return Err(RequestTooLarge);
+            }
+            self.partial.extend_from_slice(rest);
+            return Ok(n);
+        }
+        // `partial` holds no terminator, but one may straddle the old end: rescan its last
+        // three bytes with the new chunk.
+        let start = self.partial.len().saturating_sub(3);
+        self.partial.extend_from_slice(data);
+        let (n, used) = scan(&self.partial[start..]);
+        if n > 0 {
+            self.partial.drain(..start + used);
+        }
+        if self.partial.len() > MAX_REQUEST_HEAD {
+            return Err(RequestTooLarge);
+        }
+        if self.partial.is_empty() && self.partial.capacity() > 4096 {
+            self.partial = Vec::new();
+        }
+        Ok(n)
+    }
+
+    /// Bytes of an incomplete request held back.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+}
+
+/// Command line of the three fixed-response servers.
+#[derive(Debug, Clone)]
+pub struct ServerArgs {
+    /// `--addr HOST:PORT` (default `127.0.0.1:8080`).
+    pub addr: SocketAddr,
+    /// `--cores N` (the first N cores this process may use), `--cores 0` (core 0) or
+    /// `--cores 0,2,5`; default 1 (the first allowed core).
+    pub cores: Vec<usize>,
+}
+
+/// Parses `--addr` and `--cores` from the process arguments; `Err` holds the message to print.
+pub fn parse_server_args(name: &str) -> Result<ServerArgs, String> {
+    let usage = format!("usage: {name} [--addr HOST:PORT] [--cores N | --cores 0,2,5]");
+    let mut addr = "127.0.0.1:8080".to_string();
+    let mut cores = "1".to_string();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--addr" => addr = it.next().ok_or_else(|| usage.clone())?,
+            "--cores" => cores = it.next().ok_or_else(|| usage.clone())?,
+            "-h" | "--help" => return Err(usage),
+            other => return Err(format!("unknown argument {other:?}\n{usage}")),
+        }
+    }
+    let addr = resolve(&addr)?;
+    let cores = parse_cores(&cores)?;
+    Ok(ServerArgs { addr, cores })
+}
+
+/// Resolves `HOST:PORT` to its first address.
+pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("address {addr:?} resolves to nothing"))
+}
+
+/// `N` (the first N cores of this process's affinity mask), a comma-separated id list
+/// (`0,2,5`; one id alone as `3,`), or `0`, which means core 0 (a count of zero means nothing).
+pub fn parse_cores(v: &str) -> Result<Vec<usize>, String> {
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    if v.contains(',') || v.trim() == "0" {
+        let ids = v
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.trim()
+                    .parse::<usize>()
+                    .map_err(|e| format!("bad core id {s:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if ids.is_empty() {
+            return Err("empty core list".into());
+        }
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                return Err(format!("core {id} is listed twice"));
+            }
+            if !allowed.contains(id) {
+                return Err(format!("core {id} is not in this process's CPU set {allowed:?}"));
+            }
+        }
+        return Ok(ids);
+    }
+    let n = v
+        .parse::<usize>()
+        .map_err(|e| format!("bad core count {v:?}: {e}"))?;
+    if n == 0 || n > allowed.len() {
+        return Err(format!(
+            "asked for {n} cores but this process may use {} ({allowed:?})",
+            allowed.len()
+        ));
+    }
+    Ok(allowed[..n].to_vec())
+}
+
+/// A listening socket with `SO_REUSEADDR` and `SO_REUSEPORT`, so one per core can share `addr`.
+pub fn reuseport_listener(addr: SocketAddr, nonblocking: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(nonblocking)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Pins the calling thread to `core`; false if the kernel refused.
+pub fn pin_to(core: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: core })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[test]
+    fn one_request_in_one_chunk() {
+        let mut c = RequestCounter::new();
+        assert_eq!(c.feed(REQ), Ok(1));
+        assert_eq!(c.pending(), 0);
+    }
+
+    #[test]
+    fn pipelined_requests_in_one_chunk() {
+        let mut c = RequestCounter::new();
+        let three = REQ.repeat(3);
+        assert_eq!(c.feed(&three), Ok(3));
+        assert_eq!(c.pending(), 0);
+    }
+
+    #[test]
+    fn every_split_point_counts_once() {
+        let two = REQ.repeat(2);
+        for cut in 0..=two.len() {
+            let mut c = RequestCounter::new();
+            let a = c.feed(&two[..cut]).unwrap_or(99);
+            let b = c.feed(&two[cut..]).unwrap_or(99);
+            assert_eq!(a + b, 2, "cut at {cut}");
+            assert_eq!(c.pending(), 0, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time() {
+        let mut c = RequestCounter::new();
+        let mut total = 0;
+        for b in REQ.repeat(4) {
+            total += c.feed(&[b]).unwrap_or(99);
+        }
+        assert_eq!(total, 4);
+        assert_eq!(c.pending(), 0);
+    }
+
+    #[test]
+    fn partial_tail_is_kept() {
+        let mut c = RequestCounter::new();
+        let mut data = REQ.to_vec();
+        data.extend_from_slice(b"GET / HT");
+        assert_eq!(c.feed(&data), Ok(1));
+        assert_eq!(c.pending(), 8);
+        assert_eq!(c.feed(&REQ[8..]), Ok(1));
+        assert_eq!(c.pending(), 0);
+    }
+
+    #[test]
+    fn overlapping_terminators_do_not_double_count() {
+        let mut c = RequestCounter::new();
+        // "\r\n\r\n\r\n": one terminator, then the start of nothing.
+        assert_eq!(c.feed(b"GET / HTTP/1.1\r\n\r\n\r\n"), Ok(1));
+        assert_eq!(c.pending(), 2);
+    }
+
+    #[test]
+    fn oversized_head_is_refused() {
+        let mut c = RequestCounter::new();
+        let junk = vec![b'a'; MAX_REQUEST_HEAD + 1];
+        assert_eq!(c.feed(&junk), Err(RequestTooLarge));
+    }
+
+    #[test]
+    fn batched_responses() {
+        assert_eq!(responses(1), RESPONSE);
+        assert_eq!(responses(3), RESPONSE.repeat(3).as_slice());
+        assert_eq!(responses(1000).len(), MAX_BATCH * RESPONSE.len());
+    }
+
+    #[test]
+    fn core_lists() {
+        let first = core_affinity::get_core_ids().unwrap_or_default()[0].id;
+        assert_eq!(parse_cores("1"), Ok(vec![first]));
+        assert_eq!(parse_cores(&format!("{first},")), Ok(vec![first]));
+        assert!(parse_cores(&format!("{first},{first}")).is_err());
+        assert!(parse_cores(",").is_err());
+        assert!(parse_cores("x").is_err());
+    }
+}

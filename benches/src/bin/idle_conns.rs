@@ -1,0 +1,161 @@
+//! `idle_conns`: opens many keep-alive connections, makes one request on each, then holds them
+//! all open and idle for a bounded time, so a server's memory per idle connection can be read.
+//!
+//! Run with: `idle_conns --addr 127.0.0.1:8080 --conns 10000 --hold 10`
+//!
+//! Prints `ready N` (N = connections established and answered) once every connection has its
+//! response, then holds them `--hold` seconds (at most 600) and exits 0. It raises its own
+//! RLIMIT_NOFILE as far as the hard limit allows. Exits non-zero if not every connection
+//! could be made and answered within `--timeout` seconds (default 60).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ringcore_benches::{resolve, RESPONSE};
+
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+const MAX_HOLD_S: u64 = 600;
+
+struct Args {
+    addr: SocketAddr,
+    conns: usize,
+    hold: Duration,
+    timeout: Duration,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let usage = "usage: idle_conns [--addr HOST:PORT] [--conns N] [--hold SECS] [--timeout SECS]";
+    let mut addr = "127.0.0.1:8080".to_string();
+    let mut conns = 10_000usize;
+    let mut hold = 10u64;
+    let mut timeout = 60u64;
+    let mut it = std::env::args().skip(1);
+    let num = |v: Option<String>, what: &str| -> Result<u64, String> {
+        let v = v.ok_or_else(|| format!("{what} needs a number\n{usage}"))?;
+        v.parse::<u64>().map_err(|e| format!("bad {what} {v:?}: {e}"))
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--addr" => addr = it.next().ok_or(usage)?,
+            "--conns" => conns = num(it.next(), "--conns")? as usize,
+            "--hold" => hold = num(it.next(), "--hold")?,
+            "--timeout" => timeout = num(it.next(), "--timeout")?,
+            "-h" | "--help" => return Err(usage.into()),
+            other => return Err(format!("unknown argument {other:?}\n{usage}")),
+        }
+    }
+    if hold > MAX_HOLD_S {
+        return Err(format!("--hold is at most {MAX_HOLD_S} seconds"));
+    }
+    Ok(Args {
+        addr: resolve(&addr)?,
+        conns,
+        hold: Duration::from_secs(hold),
+        timeout: Duration::from_secs(timeout.max(1)),
+    })
+}
+
+/// Raises the soft RLIMIT_NOFILE to `want` (or to the hard limit, or higher if we may).
+fn raise_nofile(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into a live local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur >= want {
+        return lim.rlim_cur;
+    }
+    // Privileged: lift the hard limit too. Otherwise: up to the hard limit.
+    let raised = libc::rlimit {
+        rlim_cur: want,
+        rlim_max: lim.rlim_max.max(want),
+    };
+    // SAFETY: setrlimit reads one rlimit from a live local.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        return want;
+    }
+    let capped = libc::rlimit {
+        rlim_cur: lim.rlim_max,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &capped) } == 0 {
+        return lim.rlim_max;
+    }
+    lim.rlim_cur
+}
+
+/// Connects, sends one request and reads its whole response.
+fn open_one(addr: SocketAddr, deadline: Instant) -> io::Result<TcpStream> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "out of time"));
+    }
+    let mut s = TcpStream::connect_timeout(&addr, left)?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(left.max(Duration::from_millis(10))))?;
+    s.write_all(REQUEST)?;
+    let mut got = [0u8; 256];
+    let mut n = 0;
+    while n < RESPONSE.len() {
+        let r = s.read(&mut got[n..])?;
+        if r == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before the response",
+            ));
+        }
+        n += r;
+    }
+    if &got[..RESPONSE.len()] != RESPONSE {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected response"));
+    }
+    Ok(s)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let limit = raise_nofile(args.conns as u64 + 64);
+    if limit < args.conns as u64 + 16 {
+        eprintln!(
+            "idle_conns: RLIMIT_NOFILE is {limit}, too low for {} connections",
+            args.conns
+        );
+        return ExitCode::FAILURE;
+    }
+    let start = Instant::now();
+    let deadline = start + args.timeout;
+    let mut held = Vec::with_capacity(args.conns);
+    for i in 0..args.conns {
+        match open_one(args.addr, deadline) {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                eprintln!("idle_conns: connection {i} to {}: {e}", args.addr);
+                println!("failed {}", held.len());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("ready {}", held.len());
+    let _ = io::stdout().flush();
+    eprintln!(
+        "idle_conns: {} connections in {:.2}s, holding {}s",
+        held.len(),
+        start.elapsed().as_secs_f64(),
+        args.hold.as_secs()
+    );
+    std::thread::sleep(args.hold);
+    drop(held);
+    ExitCode::SUCCESS
+}
