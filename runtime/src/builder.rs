@@ -299,12 +299,18 @@ impl Runtime {
             None
         };
         let (tx, rx) = crossbeam_channel::unbounded();
+        let done = Arc::new(signal::eventfd()?);
+        let signals = match mask {
+            Some(_) => Some(signal::termination_fd()?),
+            None => None,
+        };
         let mut threads = Vec::with_capacity(n);
         let mut spawn_error = None;
         for (i, &core) in self.cores.iter().enumerate() {
             let shared = self.shared.clone();
             let f = f.clone();
             let tx = tx.clone();
+            let done = done.clone();
             let spawned = thread::Builder::new()
                 .name(format!("ringcore-{i}"))
                 .spawn(move || {
@@ -313,6 +319,7 @@ impl Runtime {
                         shared.request_shutdown();
                     }
                     let _ = tx.send((i, out));
+                    signal::notify(&done);
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -327,15 +334,15 @@ impl Runtime {
         let mut results: Vec<Option<io::Result<Option<R>>>> = (0..n).map(|_| None).collect();
         let mut received = 0;
         while received < threads.len() {
-            match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok((i, out)) => {
-                    results[i] = Some(out);
-                    received += 1;
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            while let Ok((i, out)) = rx.try_recv() {
+                results[i] = Some(out);
+                received += 1;
             }
-            if mask.is_some() && signal::take_pending_termination() {
+            if received == threads.len() {
+                break;
+            }
+            // Sleeps until a shard finishes or a signal arrives: no periodic wake-ups.
+            if signal::wait(&done, signals.as_ref()) {
                 self.shared.request_shutdown();
             }
         }
