@@ -115,3 +115,15 @@ unsafe impl IoBuf for Rc<[u8]> {
         self.len()
     }
 }
+
+// SAFETY: a `Bytes` points into shared (or 'static) storage that is immutable and is not
+// freed or moved while any handle, this one included, lives.
+#[cfg(feature = "bytes")]
+unsafe impl IoBuf for bytes::Bytes {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+}

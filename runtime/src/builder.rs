@@ -40,6 +40,36 @@ pub enum Cores {
     List(Vec<usize>),
 }
 
+impl std::str::FromStr for Cores {
+    type Err = String;
+
+    /// `all`, a count (`4`), or a comma-separated list of core ids (`0,2,5`; a single id
+    /// as a list is written `3,`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("all") {
+            return Ok(Cores::All);
+        }
+        if s.contains(',') {
+            let ids = s
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse::<usize>().map_err(|e| format!("bad core id {p:?}: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            if ids.is_empty() {
+                return Err("empty core list".into());
+            }
+            return Ok(Cores::List(ids));
+        }
+        match s.parse::<usize>() {
+            Ok(0) => Err("core count must be at least 1 (a list like `0,` names core 0)".into()),
+            Ok(n) => Ok(Cores::Count(n)),
+            Err(e) => Err(format!("bad core count {s:?}: {e}")),
+        }
+    }
+}
+
 /// Configures a [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct Builder {

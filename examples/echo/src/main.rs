@@ -26,7 +26,7 @@ fn parse_args() -> Result<Args, String> {
             "--addr" => args.addr = it.next().ok_or("--addr needs HOST:PORT")?,
             "--cores" => {
                 let v = it.next().ok_or("--cores needs N or a list like 0,2,5")?;
-                args.cores = parse_cores(&v)?;
+                args.cores = v.parse()?;
             }
             "-h" | "--help" => {
                 return Err("usage: echo [--addr HOST:PORT] [--cores N | --cores 0,2,5]".into());
@@ -35,25 +35,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(args)
-}
-
-fn parse_cores(v: &str) -> Result<Cores, String> {
-    if v.contains(',') {
-        let ids = v
-            .split(',')
-            .map(|s| {
-                s.trim()
-                    .parse::<usize>()
-                    .map_err(|e| format!("bad core id {s:?}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Cores::List(ids))
-    } else {
-        let n = v
-            .parse::<usize>()
-            .map_err(|e| format!("bad core count {v:?}: {e}"))?;
-        Ok(Cores::Count(n))
-    }
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,79 @@
+//! `GET /plaintext`, `GET /json` (the TechEmpower shapes) and `/echo` (any method: the request
+//! body back with its Content-Type), on every core.
+//!
+//! Run with: `cargo run --release -p hello -- --addr 127.0.0.1:8080 --cores 2`
+
+use std::process::ExitCode;
+
+use ringcore_http::header::CONTENT_TYPE;
+use ringcore_http::runtime::Cores;
+use ringcore_http::{any, get, HeaderValue, Json, Request, Response, Router, Server};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Message {
+    message: &'static str,
+}
+
+async fn plaintext() -> &'static str {
+    "Hello, World!"
+}
+
+async fn json() -> Json<Message> {
+    Json(Message {
+        message: "Hello, World!",
+    })
+}
+
+async fn echo(req: Request) -> Response {
+    let ctype = req
+        .header(CONTENT_TYPE.as_str())
+        .and_then(|v| HeaderValue::from_bytes(v).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let body = req.into_body();
+    Response::with_body(ringcore_http::Body::Full(body)).header(CONTENT_TYPE, ctype)
+}
+
+fn router() -> Router {
+    Router::new()
+        .route("/plaintext", get(plaintext))
+        .route("/json", get(json))
+        .route("/echo", any(echo))
+}
+
+fn main() -> ExitCode {
+    let mut addr = "127.0.0.1:8080".to_string();
+    let mut cores = Cores::All;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let value = args.next();
+        let parsed = match (a.as_str(), value) {
+            ("--addr", Some(v)) => {
+                addr = v;
+                Ok(())
+            }
+            ("--cores", Some(v)) => v.parse().map(|c| cores = c),
+            _ => Err(format!(
+                "usage: hello [--addr HOST:PORT] [--cores N | --cores 0,2,5] (got {a:?})"
+            )),
+        };
+        if let Err(e) = parsed {
+            eprintln!("hello: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let result = Server::bind(addr)
+        .cores(cores)
+        .on_listening(|a| println!("hello listening on {a}"))
+        .serve(router);
+    match result {
+        Ok(report) => {
+            println!("hello stopped: {report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hello: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Protocol limits: each a named constant with its default, overridable with [`Limits`].
+
+use std::time::Duration;
+
+/// Longest request line (method, target, version) accepted; longer gets 414.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// Largest header section (request line + fields) accepted; larger gets 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most header fields accepted in one request (or in a chunked body's trailers); more gets 431.
+pub const MAX_HEADERS: usize = 64;
+/// Largest request body accepted (Content-Length or chunked total); larger gets 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest chunk-size line (size plus extensions) in a chunked body; longer gets 400.
+pub const MAX_CHUNK_LINE: usize = 1024;
+/// Time allowed to receive a complete request head once its first byte arrived (slowloris
+/// defence); exceeded gets 408 and the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed to receive a request body once its head arrived; exceeded gets 408 + close.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an idle keep-alive connection is kept open; then it is closed silently.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most open connections per core; a connection beyond it gets 503 and is closed.
+pub const MAX_CONNECTIONS_PER_CORE: usize = 16 * 1024;
+/// Most responses queued in one coalesced write before it is flushed.
+pub const MAX_PIPELINE_FLUSH_BYTES: usize = 64 * 1024;
+
+/// The limits a server enforces. `Limits::default()` uses the constants above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// See [`MAX_REQUEST_LINE`].
+    pub max_request_line: usize,
+    /// See [`MAX_HEADER_BYTES`].
+    pub max_header_bytes: usize,
+    /// See [`MAX_HEADERS`].
+    pub max_headers: usize,
+    /// See [`MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
+    /// See [`MAX_CHUNK_LINE`].
+    pub max_chunk_line: usize,
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// See [`BODY_READ_TIMEOUT`].
+    pub body_read_timeout: Duration,
+    /// See [`KEEP_ALIVE_TIMEOUT`].
+    pub keep_alive_timeout: Duration,
+    /// See [`MAX_CONNECTIONS_PER_CORE`].
+    pub max_connections_per_core: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_line: MAX_REQUEST_LINE,
+            max_header_bytes: MAX_HEADER_BYTES,
+            max_headers: MAX_HEADERS,
+            max_body_bytes: MAX_BODY_BYTES,
+            max_chunk_line: MAX_CHUNK_LINE,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: BODY_READ_TIMEOUT,
+            keep_alive_timeout: KEEP_ALIVE_TIMEOUT,
+            max_connections_per_core: MAX_CONNECTIONS_PER_CORE,
+        }
+    }
+}

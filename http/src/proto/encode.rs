@@ -1,0 +1,145 @@
+//! Response encoding into the connection's output buffer.
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING};
+use http::StatusCode;
+
+use super::date;
+
+/// How the body of this response is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delimit {
+    /// `Content-Length: n` (n may be 0).
+    Length(u64),
+    /// No body and no length field (1xx, 204, 304).
+    NoBody,
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Ended by closing the connection (streaming to an HTTP/1.0 client).
+    Close,
+}
+
+/// Statuses that never carry a body or a Content-Length.
+pub(crate) fn bodyless(status: StatusCode) -> bool {
+    status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
+}
+
+/// Writes the status line and header section.
+pub(crate) fn head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &[(HeaderName, HeaderValue)],
+    server: &HeaderValue,
+    delimit: Delimit,
+    close: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_server = false;
+    let mut has_date = false;
+    for (name, value) in headers {
+        if *name == CONTENT_LENGTH || *name == TRANSFER_ENCODING || *name == CONNECTION {
+            continue;
+        }
+        has_server |= *name == SERVER;
+        has_date |= *name == DATE;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_server && !server.is_empty() {
+        out.extend_from_slice(b"Server: ");
+        out.extend_from_slice(server.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        out.extend_from_slice(b"Date: ");
+        date::with_date(|d| out.extend_from_slice(d));
+        out.extend_from_slice(b"\r\n");
+    }
+    match delimit {
+        Delimit::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Delimit::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Delimit::NoBody | Delimit::Close => {}
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes one chunk of a chunked body.
+pub(crate) fn chunk(out: &mut Vec<u8>, data: &Bytes) {
+    if data.is_empty() {
+        return;
+    }
+    let mut hex = [0u8; 16];
+    let mut n = data.len();
+    let mut i = hex.len();
+    loop {
+        i -= 1;
+        hex[i] = b"0123456789abcdef"[n % 16];
+        n /= 16;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&hex[i..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk and an empty trailer section.
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The interim response to `Expect: 100-continue`.
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_has_length_date_server_and_no_user_framing() {
+        let mut out = Vec::new();
+        let headers = vec![
+            (http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
+            (CONTENT_LENGTH, HeaderValue::from_static("999")),
+        ];
+        head(
+            &mut out,
+            StatusCode::OK,
+            &headers,
+            &HeaderValue::from_static("ringcore"),
+            Delimit::Length(13),
+            true,
+        );
+        let s = String::from_utf8(out).unwrap_or_default();
+        assert!(s.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nServer: ringcore\r\nDate: "));
+        assert!(
+            s.ends_with(" GMT\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"),
+            "{s}"
+        );
+        assert!(!s.contains("999"));
+    }
+
+    #[test]
+    fn chunks_are_hex_framed() {
+        let mut out = Vec::new();
+        chunk(&mut out, &Bytes::from(vec![b'a'; 300]));
+        assert!(out.starts_with(b"12c\r\naaa"));
+        assert!(out.ends_with(b"a\r\n"));
+        let mut empty = Vec::new();
+        chunk(&mut empty, &Bytes::new());
+        assert!(empty.is_empty(), "an empty chunk would end the body");
+    }
+}

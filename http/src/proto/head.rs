@@ -1,0 +1,464 @@
+//! Request head parsing and validation.
+//!
+//! `httparse` does the tokenising (it rejects bad tokens, control characters in values,
+//! whitespace before a colon, obs-fold); this module applies the rest of RFC 9112 / 9110 that
+//! a server must enforce: method, target form, version, Host, and message framing.
+
+use std::ops::Range;
+
+use http::{Method, StatusCode, Version};
+
+use crate::limits::Limits;
+
+/// How the request body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A validated request head; ranges point into the head bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub(crate) method: Method,
+    pub(crate) version: Version,
+    pub(crate) target: Range<usize>,
+    pub(crate) headers: Vec<(Range<usize>, Range<usize>)>,
+    pub(crate) len: usize,
+    pub(crate) framing: Framing,
+    pub(crate) keep_alive: bool,
+    pub(crate) expect_continue: bool,
+}
+
+/// Why a head was refused: the status to answer with. Every refusal closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reject {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: &'static str,
+}
+
+fn reject(status: StatusCode, reason: &'static str) -> Reject {
+    Reject { status, reason }
+}
+
+fn bad(reason: &'static str) -> Reject {
+    reject(StatusCode::BAD_REQUEST, reason)
+}
+
+fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// Length of the first line (up to but excluding its LF), if complete.
+fn first_line_len(buf: &[u8]) -> Option<usize> {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    buf[start..].iter().position(|&b| b == b'\n')
+}
+
+/// Parses and validates a request head at the start of `buf`.
+///
+/// `Ok(None)`: incomplete, read more. `Err`: answer with the status and close.
+pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
+    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut storage);
+    let status = match req.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(reject(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many header fields",
+            ));
+        }
+        Err(httparse::Error::Version) => {
+            // A well-formed HTTP-version we do not speak gets 505; anything else 400.
+            return Err(if looks_like_other_version(buf) {
+                reject(
+                    StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                    "HTTP version not supported",
+                )
+            } else {
+                bad("malformed HTTP version")
+            });
+        }
+        Err(httparse::Error::Token) => return Err(first_line_problem(buf, limits, "malformed request line")),
+        Err(httparse::Error::HeaderName) => return Err(bad("malformed header field name")),
+        Err(httparse::Error::HeaderValue) => return Err(bad("malformed header field value")),
+        Err(httparse::Error::NewLine) => return Err(bad("malformed line ending")),
+        Err(_) => return Err(bad("malformed request")),
+    };
+    let len = match status {
+        httparse::Status::Partial => {
+            match first_line_len(buf) {
+                None if buf.len() > limits.max_request_line => {
+                    return Err(reject(StatusCode::URI_TOO_LONG, "request line too long"));
+                }
+                Some(n) if n > limits.max_request_line => {
+                    return Err(reject(StatusCode::URI_TOO_LONG, "request line too long"));
+                }
+                _ => {}
+            }
+            if buf.len() > limits.max_header_bytes {
+                return Err(reject(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "header section too large",
+                ));
+            }
+            return Ok(None);
+        }
+        httparse::Status::Complete(n) => n,
+    };
+    if first_line_len(buf).is_some_and(|n| n > limits.max_request_line) {
+        return Err(reject(StatusCode::URI_TOO_LONG, "request line too long"));
+    }
+    if len > limits.max_header_bytes {
+        return Err(reject(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header section too large",
+        ));
+    }
+
+    let method_str = req.method.unwrap_or("");
+    let method = match method_str {
+        "GET" => Method::GET,
+        "POST" => Method::POST,
+        "HEAD" => Method::HEAD,
+        "PUT" => Method::PUT,
+        "DELETE" => Method::DELETE,
+        "PATCH" => Method::PATCH,
+        "OPTIONS" => Method::OPTIONS,
+        "CONNECT" => Method::CONNECT,
+        "TRACE" => Method::TRACE,
+        _ => return Err(reject(StatusCode::NOT_IMPLEMENTED, "unknown method")),
+    };
+    let version = match req.version {
+        Some(0) => Version::HTTP_10,
+        Some(1) => Version::HTTP_11,
+        _ => return Err(bad("malformed HTTP version")),
+    };
+    let path = req.path.unwrap_or("");
+    validate_target(&method, path)?;
+    let target = range_of(buf, path.as_bytes());
+
+    let mut headers = Vec::with_capacity(req.headers.len());
+    let mut host_count = 0;
+    let mut content_length: Option<u64> = None;
+    let mut te_seen = false;
+    let mut chunked_final = false;
+    let mut te_bad = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        let value = h.value;
+        headers.push((range_of(buf, name.as_bytes()), range_of(buf, value)));
+        if name.eq_ignore_ascii_case("host") {
+            host_count += 1;
+            if !valid_host(value) {
+                return Err(bad("invalid Host header"));
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(value).ok_or_else(|| bad("invalid Content-Length"))?;
+            match content_length {
+                Some(prev) if prev != n => return Err(bad("conflicting Content-Length values")),
+                _ => content_length = Some(n),
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            te_seen = true;
+            for coding in split_list(value) {
+                if chunked_final {
+                    // Anything after `chunked` (including a second `chunked`) is invalid.
+                    te_bad = true;
+                }
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    chunked_final = true;
+                } else {
+                    // We implement no other transfer coding.
+                    te_bad = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in split_list(value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_token = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if value.eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = true;
+            } else {
+                return Err(reject(StatusCode::EXPECTATION_FAILED, "unsupported expectation"));
+            }
+        }
+    }
+    if version == Version::HTTP_11 && host_count == 0 {
+        return Err(bad("missing Host header"));
+    }
+    if host_count > 1 {
+        return Err(bad("more than one Host header"));
+    }
+    let framing = if te_seen {
+        if content_length.is_some() {
+            return Err(bad("both Content-Length and Transfer-Encoding"));
+        }
+        if version == Version::HTTP_10 {
+            return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if te_bad || !chunked_final {
+            return Err(bad("unsupported transfer coding"));
+        }
+        Framing::Chunked
+    } else {
+        match content_length {
+            Some(0) | None => Framing::None,
+            Some(n) => Framing::Length(n),
+        }
+    };
+    if let Framing::Length(n) = framing {
+        if n > limits.max_body_bytes as u64 {
+            return Err(reject(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+        }
+    }
+    let keep_alive = match version {
+        Version::HTTP_11 => !close,
+        _ => keep_alive_token && !close,
+    };
+    Ok(Some(Head {
+        method,
+        version,
+        target,
+        headers,
+        len,
+        framing,
+        keep_alive,
+        expect_continue: expect_continue && version == Version::HTTP_11 && framing != Framing::None,
+    }))
+}
+
+fn looks_like_other_version(buf: &[u8]) -> bool {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = buf[..line_end].strip_suffix(b"\r").unwrap_or(&buf[..line_end]);
+    let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
+        return false;
+    };
+    let v = &line[sp + 1..];
+    v.len() == 8
+        && v.starts_with(b"HTTP/")
+        && v[5].is_ascii_digit()
+        && v[6] == b'.'
+        && v[7].is_ascii_digit()
+        && v[5] != b'1'
+}
+
+fn first_line_problem(buf: &[u8], limits: &Limits, reason: &'static str) -> Reject {
+    match first_line_len(buf) {
+        Some(n) if n > limits.max_request_line => reject(StatusCode::URI_TOO_LONG, "request line too long"),
+        _ => bad(reason),
+    }
+}
+
+fn validate_target(method: &Method, path: &str) -> Result<(), Reject> {
+    if path.is_empty() {
+        return Err(bad("empty request target"));
+    }
+    if path.contains('#') {
+        return Err(bad("fragment in request target"));
+    }
+    if path.starts_with('/') {
+        return Ok(()); // origin-form
+    }
+    if path == "*" {
+        return if *method == Method::OPTIONS {
+            Ok(()) // asterisk-form
+        } else {
+            Err(bad("asterisk-form is only for OPTIONS"))
+        };
+    }
+    if *method == Method::CONNECT {
+        return if path.contains(':') && !path.contains('/') {
+            Ok(()) // authority-form
+        } else {
+            Err(bad("CONNECT needs authority-form"))
+        };
+    }
+    let lower = path.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(()); // absolute-form
+    }
+    Err(bad("invalid request target"))
+}
+
+/// Host = uri-host [ ":" port ]; empty is allowed (RFC 9112 3.2).
+fn valid_host(v: &[u8]) -> bool {
+    v.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'.' | b'-' | b'_' | b'~' | b'%' | b':' | b'[' | b']' | b'!' | b'$' | b'&'
+            )
+            || matches!(b, b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+    })
+}
+
+/// `Content-Length = 1*DIGIT`; a list of identical values ("5, 5") is accepted as one.
+fn parse_content_length(v: &[u8]) -> Option<u64> {
+    let mut out: Option<u64> = None;
+    for part in split_list(v) {
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &d in part {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        match out {
+            Some(prev) if prev != n => return None,
+            _ => out = Some(n),
+        }
+    }
+    out
+}
+
+/// Splits a comma-separated field value into trimmed, non-empty elements.
+pub(crate) fn split_list(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(trim_ows).filter(|p| !p.is_empty())
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Option<Head>, Reject> {
+        parse(s.as_bytes(), &Limits::default())
+    }
+
+    fn status(s: &str) -> StatusCode {
+        match p(s) {
+            Err(r) => r.status,
+            Ok(_) => StatusCode::OK,
+        }
+    }
+
+    #[test]
+    fn content_length_rules() {
+        assert_eq!(parse_content_length(b"42"), Some(42));
+        assert_eq!(parse_content_length(b"7, 7"), Some(7));
+        assert_eq!(parse_content_length(b"7, 8"), None);
+        assert_eq!(parse_content_length(b"+7"), None);
+        assert_eq!(parse_content_length(b"0x10"), None);
+        assert_eq!(parse_content_length(b"99999999999999999999999"), None);
+        assert_eq!(parse_content_length(b""), None);
+    }
+
+    #[test]
+    fn framing_and_smuggling() {
+        let ok = p("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(ok.ok().flatten().map(|h| h.framing), Some(Framing::Length(5)));
+        let te = p("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(te.ok().flatten().map(|h| h.framing), Some(Framing::Chunked));
+        for bad in [
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+        ] {
+            assert_eq!(status(bad), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+        assert_eq!(
+            status("GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED
+        );
+        assert_eq!(
+            status("BREW / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            StatusCode::NOT_IMPLEMENTED
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nExpect: tea\r\nContent-Length: 1\r\n\r\n"),
+            StatusCode::EXPECTATION_FAILED
+        );
+    }
+
+    #[test]
+    fn versions_and_connection() {
+        let h10 = p("GET / HTTP/1.0\r\n\r\n")
+            .ok()
+            .flatten()
+            .map(|h| (h.version, h.keep_alive));
+        assert_eq!(h10, Some((Version::HTTP_10, false)));
+        let h10ka = p("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .ok()
+            .flatten()
+            .map(|h| h.keep_alive);
+        assert_eq!(h10ka, Some(true));
+        let h11c = p("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .ok()
+            .flatten()
+            .map(|h| h.keep_alive);
+        assert_eq!(h11c, Some(false));
+        // Leading empty lines are skipped (RFC 9112 2.2).
+        assert!(matches!(
+            p("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Ok(Some(_))
+        ));
+        // Asterisk-form for OPTIONS, absolute-form, authority-form for CONNECT.
+        assert!(matches!(p("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(Some(_))));
+        assert!(matches!(
+            p("GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Ok(Some(_))
+        ));
+        assert!(matches!(
+            p("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
+            Ok(Some(_))
+        ));
+    }
+
+    #[test]
+    fn size_limits() {
+        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(MAX));
+        assert_eq!(status(&long_uri), StatusCode::URI_TOO_LONG);
+        let partial_long = format!("GET /{}", "a".repeat(MAX));
+        assert_eq!(status(&partial_long), StatusCode::URI_TOO_LONG);
+        let big_header = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "b".repeat(20_000));
+        assert_eq!(status(&big_header), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let many: String = (0..100).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+        assert_eq!(status(&many), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let huge = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999\r\n\r\n";
+        assert_eq!(status(huge), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            matches!(p("GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None)),
+            "incomplete head"
+        );
+    }
+
+    const MAX: usize = crate::limits::MAX_REQUEST_LINE + 10;
+}

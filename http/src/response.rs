@@ -1,0 +1,319 @@
+//! `Response`, its `Body`, and what handlers may return (`IntoResponse`).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::StatusCode;
+use serde::Serialize;
+
+/// A response body.
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A complete body, sent with `Content-Length`.
+    Full(Bytes),
+    /// A body produced over time, sent with `Transfer-Encoding: chunked` (or, to an HTTP/1.0
+    /// client, delimited by closing the connection). See [`Body::channel`].
+    Stream(BodyReceiver),
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
+            Body::Stream(_) => f.write_str("Body::Stream"),
+        }
+    }
+}
+
+impl Body {
+    /// A streaming body and the sender that feeds it (from any task on the same core).
+    /// The body ends when the sender is dropped.
+    pub fn channel() -> (BodySender, Body) {
+        let shared = Rc::new(RefCell::new(Chan {
+            chunks: VecDeque::new(),
+            closed: false,
+            waker: None,
+        }));
+        (
+            BodySender {
+                shared: shared.clone(),
+            },
+            Body::Stream(BodyReceiver { shared }),
+        )
+    }
+}
+
+struct Chan {
+    chunks: VecDeque<Bytes>,
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+/// Feeds a [`Body::channel`] stream.
+pub struct BodySender {
+    shared: Rc<RefCell<Chan>>,
+}
+
+impl fmt::Debug for BodySender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BodySender")
+    }
+}
+
+impl BodySender {
+    /// Queues a chunk; empty chunks are skipped (an empty chunk would end a chunked body).
+    pub fn send(&self, chunk: impl Into<Bytes>) {
+        let chunk = chunk.into();
+        if chunk.is_empty() {
+            return;
+        }
+        let w = {
+            let mut c = self.shared.borrow_mut();
+            c.chunks.push_back(chunk);
+            c.waker.take()
+        };
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for BodySender {
+    fn drop(&mut self) {
+        let w = {
+            let mut c = self.shared.borrow_mut();
+            c.closed = true;
+            c.waker.take()
+        };
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
+
+/// The reading half of a [`Body::channel`].
+pub struct BodyReceiver {
+    shared: Rc<RefCell<Chan>>,
+}
+
+impl fmt::Debug for BodyReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BodyReceiver")
+    }
+}
+
+impl BodyReceiver {
+    /// The next chunk, or `None` when the sender is gone and everything was read.
+    pub async fn next(&self) -> Option<Bytes> {
+        poll_fn(|cx| {
+            let mut c = self.shared.borrow_mut();
+            if let Some(b) = c.chunks.pop_front() {
+                return Poll::Ready(Some(b));
+            }
+            if c.closed {
+                return Poll::Ready(None);
+            }
+            c.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Everything queued right now, without waiting.
+    pub(crate) fn drain_ready(&self, out: &mut Vec<Bytes>) -> bool {
+        let mut c = self.shared.borrow_mut();
+        out.extend(c.chunks.drain(..));
+        c.closed
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    status: StatusCode,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Body,
+}
+
+impl Response {
+    /// A response with `status` and no body.
+    pub fn new(status: StatusCode) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// A 200 response with `body` and no `Content-Type`.
+    pub fn with_body(body: Body) -> Self {
+        Self {
+            status: StatusCode::OK,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// Sets the status.
+    pub fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Adds a header field (kept in order; `Content-Length`, `Transfer-Encoding` and
+    /// `Connection` are managed by the server and ignored here).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The status.
+    pub fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The header fields.
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
+    }
+
+    /// Mutable header fields.
+    pub fn headers_mut(&mut self) -> &mut Vec<(HeaderName, HeaderValue)> {
+        &mut self.headers
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    pub(crate) fn into_parts(self) -> (StatusCode, Vec<(HeaderName, HeaderValue)>, Body) {
+        (self.status, self.headers, self.body)
+    }
+
+    /// A plain-text error response: `status` with its reason phrase as the body.
+    pub fn error(status: StatusCode) -> Self {
+        let text = status.canonical_reason().unwrap_or("error");
+        (status, text).into_response()
+    }
+}
+
+/// Anything a handler may return.
+pub trait IntoResponse {
+    /// Converts into a response.
+    fn into_response(self) -> Response;
+}
+
+const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+const OCTETS: HeaderValue = HeaderValue::from_static("application/octet-stream");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+fn with_type(body: Bytes, ctype: HeaderValue) -> Response {
+    Response {
+        status: StatusCode::OK,
+        headers: vec![(CONTENT_TYPE, ctype)],
+        body: Body::Full(body),
+    }
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl IntoResponse for &'static str {
+    fn into_response(self) -> Response {
+        with_type(Bytes::from_static(self.as_bytes()), TEXT)
+    }
+}
+
+impl IntoResponse for String {
+    fn into_response(self) -> Response {
+        with_type(Bytes::from(self), TEXT)
+    }
+}
+
+impl IntoResponse for Vec<u8> {
+    fn into_response(self) -> Response {
+        with_type(Bytes::from(self), OCTETS)
+    }
+}
+
+impl IntoResponse for Bytes {
+    fn into_response(self) -> Response {
+        with_type(self, OCTETS)
+    }
+}
+
+impl IntoResponse for &'static [u8] {
+    fn into_response(self) -> Response {
+        with_type(Bytes::from_static(self), OCTETS)
+    }
+}
+
+impl IntoResponse for Body {
+    fn into_response(self) -> Response {
+        Response::with_body(self)
+    }
+}
+
+impl IntoResponse for StatusCode {
+    fn into_response(self) -> Response {
+        Response::new(self)
+    }
+}
+
+impl IntoResponse for () {
+    fn into_response(self) -> Response {
+        Response::new(StatusCode::OK)
+    }
+}
+
+impl<T: IntoResponse> IntoResponse for (StatusCode, T) {
+    fn into_response(self) -> Response {
+        self.1.into_response().status(self.0)
+    }
+}
+
+impl<T: IntoResponse, const N: usize> IntoResponse for (StatusCode, [(HeaderName, HeaderValue); N], T) {
+    fn into_response(self) -> Response {
+        let mut r = self.2.into_response().status(self.0);
+        for (n, v) in self.1 {
+            r.headers.retain(|(k, _)| *k != n);
+            r.headers.push((n, v));
+        }
+        r
+    }
+}
+
+impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
+    fn into_response(self) -> Response {
+        match self {
+            Ok(t) => t.into_response(),
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+/// A JSON body: as a response, serialises `T` with `Content-Type: application/json`; as an
+/// extractor, parses the request body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(v) => with_type(Bytes::from(v), JSON),
+            Err(_) => Response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! `Router`: method + path routing with parameters, automatic 404 / 405 (+ `Allow`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+
+use http::header::{HeaderValue, ALLOW};
+use http::{Method, StatusCode};
+
+use crate::handler::{erase, BoxHandler, Handler};
+use crate::request::Request;
+use crate::response::Response;
+
+/// Handlers for one path, by method.
+pub struct MethodRouter<S = ()> {
+    handlers: Vec<(Method, BoxHandler<S>)>,
+    any: Option<BoxHandler<S>>,
+}
+
+impl<S> fmt::Debug for MethodRouter<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MethodRouter")
+            .field(
+                "methods",
+                &self.handlers.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
+            )
+            .field("any", &self.any.is_some())
+            .finish()
+    }
+}
+
+impl<S> Default for MethodRouter<S> {
+    fn default() -> Self {
+        Self {
+            handlers: Vec::new(),
+            any: None,
+        }
+    }
+}
+
+macro_rules! method_fns {
+    ($($name:ident => $method:expr,)*) => {
+        $(
+            #[doc = concat!("A route answering `", stringify!($name), "` requests with `handler`.")]
+            pub fn $name<H, T, S>(handler: H) -> MethodRouter<S>
+            where
+                H: Handler<T, S>,
+                T: 'static,
+                S: 'static,
+            {
+                MethodRouter::default().on($method, handler)
+            }
+        )*
+
+        impl<S: 'static> MethodRouter<S> {
+            $(
+                #[doc = concat!("Also answers `", stringify!($name), "` with `handler`.")]
+                pub fn $name<H, T>(self, handler: H) -> Self
+                where
+                    H: Handler<T, S>,
+                    T: 'static,
+                {
+                    self.on($method, handler)
+                }
+            )*
+        }
+    };
+}
+
+method_fns! {
+    get => Method::GET,
+    post => Method::POST,
+    put => Method::PUT,
+    delete => Method::DELETE,
+    patch => Method::PATCH,
+    options => Method::OPTIONS,
+}
+
+/// A route answering every method with `handler`.
+pub fn any<H, T, S>(handler: H) -> MethodRouter<S>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: 'static,
+{
+    MethodRouter {
+        handlers: Vec::new(),
+        any: Some(erase(handler)),
+    }
+}
+
+impl<S: 'static> MethodRouter<S> {
+    /// Answers `method` with `handler` (replacing an earlier one for that method).
+    pub fn on<H, T>(mut self, method: Method, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        self.handlers.retain(|(m, _)| *m != method);
+        self.handlers.push((method, erase(handler)));
+        self
+    }
+
+    fn merge(&mut self, other: MethodRouter<S>) {
+        for (m, h) in other.handlers {
+            self.handlers.retain(|(k, _)| *k != m);
+            self.handlers.push((m, h));
+        }
+        if other.any.is_some() {
+            self.any = other.any;
+        }
+    }
+
+    /// The handler for `method`: exact, then GET for HEAD, then `any`.
+    fn find(&self, method: &Method) -> Option<&BoxHandler<S>> {
+        let exact = self.handlers.iter().find(|(m, _)| m == method).map(|(_, h)| h);
+        let head_as_get = || {
+            if *method == Method::HEAD {
+                self.handlers
+                    .iter()
+                    .find(|(m, _)| *m == Method::GET)
+                    .map(|(_, h)| h)
+            } else {
+                None
+            }
+        };
+        exact.or_else(head_as_get).or(self.any.as_ref())
+    }
+
+    fn allow(&self) -> String {
+        let mut methods: Vec<&str> = self.handlers.iter().map(|(m, _)| m.as_str()).collect();
+        if methods.contains(&"GET") && !methods.contains(&"HEAD") {
+            methods.push("HEAD");
+        }
+        methods.join(", ")
+    }
+}
+
+/// Routes requests to handlers by path and method.
+///
+/// Paths use `{name}` for a parameter segment and `{*rest}` for a catch-all; a static segment
+/// wins over a parameter at the same position. A path with no route gets 404; a path whose
+/// route has no handler for the method gets 405 with an `Allow` header. HEAD is answered by
+/// the GET handler, without a body.
+///
+/// Routers are built on each core by the factory given to
+/// [`Server::serve`](crate::Server::serve), so handlers and state need not be `Send`.
+pub struct Router<S = ()> {
+    matcher: matchit::Router<usize>,
+    paths: HashMap<String, usize>,
+    routes: Vec<MethodRouter<S>>,
+    state: Rc<S>,
+    fallback: Option<BoxHandler<S>>,
+}
+
+impl<S> fmt::Debug for Router<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("paths", &self.paths.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Default for Router<()> {
+    fn default() -> Self {
+        Router::with_state(())
+    }
+}
+
+impl Router<()> {
+    /// An empty router without application state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<S: 'static> Router<S> {
+    /// An empty router whose handlers can take `State<S>` (this core's instance).
+    pub fn with_state(state: S) -> Self {
+        Self {
+            matcher: matchit::Router::new(),
+            paths: HashMap::new(),
+            routes: Vec::new(),
+            state: Rc::new(state),
+            fallback: None,
+        }
+    }
+
+    /// Adds the handlers of `methods` for `path` (merged with earlier ones for that path).
+    ///
+    /// # Panics
+    ///
+    /// If `path` is not a valid route or conflicts with another route (a programming error,
+    /// found at start-up).
+    pub fn route(mut self, path: &str, methods: MethodRouter<S>) -> Self {
+        if let Some(&i) = self.paths.get(path) {
+            self.routes[i].merge(methods);
+            return self;
+        }
+        let i = self.routes.len();
+        if let Err(e) = self.matcher.insert(path, i) {
+            panic!("invalid route {path:?}: {e}");
+        }
+        self.paths.insert(path.to_string(), i);
+        self.routes.push(methods);
+        self
+    }
+
+    /// Answers requests that match no route with `handler` (instead of 404).
+    pub fn fallback<H, T>(mut self, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        self.fallback = Some(erase(handler));
+        self
+    }
+
+    /// Routes one request to its handler and returns the response.
+    pub async fn handle(&self, mut req: Request) -> Response {
+        let found = match self.matcher.at(req.path()) {
+            Ok(m) => {
+                let params: Vec<(String, String)> = m
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                Some((*m.value, params))
+            }
+            Err(_) => None,
+        };
+        match found {
+            Some((i, params)) => {
+                let route = &self.routes[i];
+                match route.find(req.method()) {
+                    Some(h) => {
+                        req.set_params(params);
+                        h(req, self.state.clone()).await
+                    }
+                    None => {
+                        let mut r = Response::error(StatusCode::METHOD_NOT_ALLOWED);
+                        if let Ok(v) = HeaderValue::from_str(&route.allow()) {
+                            r = r.header(ALLOW, v);
+                        }
+                        r
+                    }
+                }
+            }
+            None => match &self.fallback {
+                Some(h) => h(req, self.state.clone()).await,
+                None => Response::error(StatusCode::NOT_FOUND),
+            },
+        }
+    }
+}

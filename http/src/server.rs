@@ -1,0 +1,305 @@
+//! `Server`: one `SO_REUSEPORT` listener and router per core, graceful shutdown.
+
+use std::cell::Cell;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use http::header::HeaderValue;
+use ringcore_runtime::net::TcpListener;
+use ringcore_runtime::time::sleep;
+use ringcore_runtime::{n_shards, shard_id, shutdown_requested, spawn_local, submit_to, Cores, Runtime};
+
+use crate::conn::{self, ConnConfig, CoreConns};
+use crate::limits::Limits;
+use crate::router::Router;
+
+/// Default time in-flight requests get to finish after shutdown is requested.
+pub const DEFAULT_GRACEFUL_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Listening = Arc<dyn Fn(SocketAddr) + Send + Sync>;
+
+/// An HTTP/1.1 server: `Server::bind(addr).serve(|| router)`.
+///
+/// `serve` starts a [`Runtime`] on the selected cores; each core builds its own router with
+/// the factory, binds its own listener on the same address (`SO_REUSEPORT`), and serves the
+/// connections it accepts. On SIGINT/SIGTERM it stops accepting, closes idle keep-alive
+/// connections, lets in-flight requests finish within the graceful timeout, and reports how
+/// many connections it had to cut.
+pub struct Server {
+    addr: String,
+    cores: Cores,
+    limits: Limits,
+    server_header: HeaderValue,
+    graceful: Duration,
+    on_listening: Option<Listening>,
+    runtime: Option<Box<dyn FnOnce(ringcore_runtime::Builder) -> ringcore_runtime::Builder + Send>>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("cores", &self.cores)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// What a server did, reported when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Connections refused with 503 because a core was at its connection limit.
+    pub refused: u64,
+    /// Connections still open when the graceful timeout ran out (cut).
+    pub cut: u64,
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} connections, {} requests, {} refused at the limit, {} cut at shutdown",
+            self.connections, self.requests, self.refused, self.cut
+        )
+    }
+}
+
+thread_local! {
+    static BOUND: Cell<Option<SocketAddr>> = const { Cell::new(None) };
+}
+
+impl Server {
+    /// A server for `addr` (`host:port`; port 0 picks a free port shared by all cores).
+    pub fn bind(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            cores: Cores::All,
+            limits: Limits::default(),
+            server_header: HeaderValue::from_static("ringcore"),
+            graceful: DEFAULT_GRACEFUL_TIMEOUT,
+            on_listening: None,
+            runtime: None,
+        }
+    }
+
+    /// Which cores serve (default: all).
+    pub fn cores(mut self, cores: Cores) -> Self {
+        self.cores = cores;
+        self
+    }
+
+    /// Protocol limits (default: [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The `Server` header value (default `ringcore`; empty to send none).
+    pub fn server_header(mut self, value: HeaderValue) -> Self {
+        self.server_header = value;
+        self
+    }
+
+    /// How long in-flight requests may take to finish after shutdown is requested.
+    pub fn graceful_timeout(mut self, timeout: Duration) -> Self {
+        self.graceful = timeout;
+        self
+    }
+
+    /// Called once, on core 0, with the bound address, when every core listens.
+    pub fn on_listening(mut self, f: impl Fn(SocketAddr) + Send + Sync + 'static) -> Self {
+        self.on_listening = Some(Arc::new(f));
+        self
+    }
+
+    /// Adjusts the runtime (budget, ring size, signal handling, ...) before it starts.
+    pub fn runtime(
+        mut self,
+        f: impl FnOnce(ringcore_runtime::Builder) -> ringcore_runtime::Builder + Send + 'static,
+    ) -> Self {
+        self.runtime = Some(Box::new(f));
+        self
+    }
+
+    /// Serves until shutdown (SIGINT, SIGTERM, or a shutdown request from a handler).
+    ///
+    /// `factory` runs once on each core to build that core's router.
+    pub fn serve<S, F>(self, factory: F) -> io::Result<ShutdownReport>
+    where
+        S: 'static,
+        F: Fn() -> Router<S> + Send + Sync + 'static,
+    {
+        let mut builder = Runtime::builder()
+            .cores(self.cores.clone())
+            .shutdown_grace(self.graceful + Duration::from_secs(1));
+        if let Some(f) = self.runtime {
+            builder = f(builder);
+        }
+        let rt = builder.build()?;
+        let addr = self.addr.clone();
+        let cfg = ConnConfig {
+            limits: self.limits.clone(),
+            server_header: self.server_header.clone(),
+        };
+        let graceful = self.graceful;
+        let on_listening = self.on_listening.clone();
+        let factory = Arc::new(factory);
+        let outs = rt.run(move || {
+            let (addr, cfg, factory, on_listening) =
+                (addr.clone(), cfg.clone(), factory.clone(), on_listening.clone());
+            async move { serve_core(addr, cfg, factory, on_listening, graceful).await }
+        })?;
+        let mut report = ShutdownReport::default();
+        for out in outs.into_iter().flatten() {
+            let r = out?;
+            report.connections += r.connections;
+            report.requests += r.requests;
+            report.refused += r.refused;
+            report.cut += r.cut;
+        }
+        Ok(report)
+    }
+}
+
+async fn bind_all(addr: &str) -> io::Result<TcpListener> {
+    if shard_id() == 0 {
+        let listener = TcpListener::bind(addr)?;
+        let bound = listener.local_addr()?;
+        for s in 1..n_shards() {
+            submit_to(s, move || BOUND.with(|b| b.set(Some(bound))))
+                .await
+                .map_err(|e| io::Error::other(format!("telling core {s} the address: {e}")))?;
+        }
+        Ok(listener)
+    } else {
+        let bound = loop {
+            if let Some(a) = BOUND.with(Cell::get) {
+                break a;
+            }
+            if ringcore_runtime::is_shutting_down() {
+                return Err(io::Error::other("shut down before listening"));
+            }
+            sleep(Duration::from_millis(1)).await;
+        };
+        TcpListener::bind(bound)
+    }
+}
+
+async fn serve_core<S: 'static, F>(
+    addr: String,
+    cfg: ConnConfig,
+    factory: Arc<F>,
+    on_listening: Option<Listening>,
+    graceful: Duration,
+) -> io::Result<ShutdownReport>
+where
+    F: Fn() -> Router<S> + Send + Sync + 'static,
+{
+    let router = Rc::new(factory());
+    let cfg = Rc::new(cfg);
+    let core = Rc::new(CoreConns::default());
+    let listener = match bind_all(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            ringcore_runtime::request_shutdown();
+            return Err(io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")));
+        }
+    };
+    if shard_id() == 0 {
+        // Every other core bound before core 0 returned from `bind_all`'s calls? No: they
+        // bind when they see the address; wait until each has a listener before announcing.
+        for s in 1..n_shards() {
+            loop {
+                let ready = submit_to(s, || LISTENING.with(Cell::get)).await.unwrap_or(true);
+                if ready {
+                    break;
+                }
+                sleep(Duration::from_millis(1)).await;
+            }
+        }
+        if let (Some(f), Ok(a)) = (&on_listening, listener.local_addr()) {
+            f(a);
+        }
+    }
+    LISTENING.with(|l| l.set(true));
+    let refuse: Rc<[u8]> = Rc::from(conn::refuse_response(&cfg));
+    {
+        let mut stop = pin!(shutdown_requested());
+        loop {
+            let accepted = {
+                let accept = pin!(listener.accept_stream());
+                select_accept(accept, stop.as_mut()).await
+            };
+            let Some(accepted) = accepted else { break };
+            let stream = match accepted {
+                Ok(s) => s,
+                Err(_) => continue, // EMFILE, ECONNABORTED: keep serving
+            };
+            core.accepted.set(core.accepted.get() + 1);
+            if core.active.get() >= cfg.limits.max_connections_per_core {
+                core.refused.set(core.refused.get() + 1);
+                let refuse = refuse.clone();
+                spawn_local(async move {
+                    let (_, _) = stream.write_all(refuse).await;
+                })
+                .detach();
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let peer = stream.peer_addr().ok();
+            spawn_local(conn::serve(
+                stream,
+                peer,
+                router.clone(),
+                cfg.clone(),
+                core.clone(),
+            ))
+            .detach();
+        }
+    }
+    // Graceful shutdown: stop accepting, close idle connections, let the rest finish.
+    drop(listener);
+    core.drain.start();
+    let deadline = Instant::now() + graceful;
+    while core.active.get() > 0 && Instant::now() < deadline {
+        sleep(Duration::from_millis(2)).await;
+    }
+    Ok(ShutdownReport {
+        connections: core.accepted.get(),
+        requests: core.requests.get(),
+        refused: core.refused.get(),
+        cut: core.active.get() as u64,
+    })
+}
+
+thread_local! {
+    static LISTENING: Cell<bool> = const { Cell::new(false) };
+}
+
+async fn select_accept<A, T>(
+    mut accept: std::pin::Pin<&mut A>,
+    mut stop: std::pin::Pin<&mut T>,
+) -> Option<A::Output>
+where
+    A: Future,
+    T: Future<Output = ()>,
+{
+    poll_fn(|cx| {
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        accept.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
