@@ -298,7 +298,7 @@ mod tests {
         let (out, n) = decode_all(b"5\r\nhello\r\n6;name=val\r\n world\r\n0\r\nX-Trailer: t\r\n\r\nNEXT")
             .unwrap_or_default();
         assert_eq!(out, b"hello world");
-        assert_eq!(n, 54, "stops right after the body");
+        assert_eq!(n, 49, "stops right after the body");
         let (out, _) = decode_all(b"A\r\n0123456789\r\n0\r\n\r\n").unwrap_or_default();
         assert_eq!(out, b"0123456789");
         let (out, _) = decode_all(b"3\nabc\n0\n\n").unwrap_or_default();
