@@ -1,6 +1,6 @@
 //! Handlers are plain `async fn`s whose arguments are extractors.
 //!
-//! ```ignore
+//! ```text
 //! async fn show(Path(id): Path<u64>, State(db): State<Db>) -> impl IntoResponse { .. }
 //! async fn raw(req: Request) -> String { .. }
 //! ```

@@ -65,11 +65,18 @@ impl Request {
     /// The path (without the query), for origin-form and absolute-form targets.
     pub fn path(&self) -> &str {
         let uri = self.uri();
-        let path = match uri.find("://") {
-            Some(i) => uri[i + 3..].find('/').map_or("/", |j| &uri[i + 3 + j..]),
-            None => uri,
+        let path = if uri.starts_with('/') {
+            uri // origin-form: the common case
+        } else {
+            match uri.find("://") {
+                Some(i) => uri[i + 3..].find('/').map_or("/", |j| &uri[i + 3 + j..]),
+                None => uri,
+            }
         };
-        path.split('?').next().unwrap_or(path)
+        match path.as_bytes().iter().position(|&b| b == b'?') {
+            Some(q) => &path[..q],
+            None => path,
+        }
     }
 
     /// The query string after `?`, if any.

@@ -4,11 +4,15 @@
 //! whitespace before a colon, obs-fold); this module applies the rest of RFC 9112 / 9110 that
 //! a server must enforce: method, target form, version, Host, and message framing.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use http::{Method, StatusCode, Version};
 
 use crate::limits::Limits;
+
+/// Header slots kept on the stack while parsing (limits up to this need no allocation).
+const STACK_HEADERS: usize = 128;
 
 /// How the request body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +71,18 @@ fn first_line_len(buf: &[u8]) -> Option<usize> {
 ///
 /// `Ok(None)`: incomplete, read more. `Err`: answer with the status and close.
 pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut storage);
-    let status = match req.parse(buf) {
+    // Header slots on the stack, uninitialised (no per-request allocation or zeroing);
+    // a limit beyond the stack array falls back to the heap.
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= STACK_HEADERS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
+        &mut heap
+    };
+    let mut req = httparse::Request::new(&mut []);
+    let status = match req.parse_with_uninit_headers(buf, slots) {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => {
             return Err(reject(

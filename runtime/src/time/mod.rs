@@ -163,7 +163,7 @@ impl From<Elapsed> for std::io::Error {
 
 /// The future of [`timeout`].
 pub struct Timeout<F> {
-    fut: Pin<Box<F>>,
+    fut: F,
     sleep: Sleep,
 }
 
@@ -180,7 +180,7 @@ impl<F> fmt::Debug for Timeout<F> {
 /// at the deadline still wins.
 pub fn timeout<F: Future>(dur: Duration, fut: F) -> Timeout<F> {
     Timeout {
-        fut: Box::pin(fut),
+        fut,
         sleep: sleep(dur),
     }
 }
@@ -188,7 +188,7 @@ pub fn timeout<F: Future>(dur: Duration, fut: F) -> Timeout<F> {
 /// Like [`timeout`] with an absolute deadline.
 pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
     Timeout {
-        fut: Box::pin(fut),
+        fut,
         sleep: sleep_until(deadline),
     }
 }
@@ -196,11 +196,17 @@ pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
 impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Poll::Ready(v) = self.fut.as_mut().poll(cx) {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of `fut`: it is never moved out of a pinned `Timeout`
+        // (no method hands it out by value, and `Timeout` has no `Drop` impl that moves it);
+        // `Timeout` is `Unpin` only when `F` is. `sleep` is `Unpin` and not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above; `this.fut` stays where the pinned `Timeout` put it.
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        if let Poll::Ready(v) = fut.poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        match Pin::new(&mut self.sleep).poll(cx) {
+        match Pin::new(&mut this.sleep).poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
             Poll::Pending => Poll::Pending,
         }
