@@ -17,7 +17,7 @@ use ringcore_runtime::time::timeout_at;
 use slab::Slab;
 
 use crate::limits::{Limits, MAX_PIPELINE_FLUSH_BYTES};
-use crate::proto::encode::{self, Delimit};
+use crate::proto::encode::{self, Delimit, Persist};
 use crate::proto::{Parser, ProtoError};
 use crate::request::Request;
 use crate::response::Body;
@@ -125,7 +125,7 @@ fn error_response(out: &mut Vec<u8>, cfg: &ConnConfig, err: ProtoError) {
         &headers,
         &cfg.server_header,
         Delimit::Length(body.len() as u64 + 1),
-        true,
+        Persist::Close,
     );
     out.extend_from_slice(body);
     out.push(b'\n');
@@ -139,7 +139,7 @@ fn timeout_response(out: &mut Vec<u8>, cfg: &ConnConfig) {
         &[],
         &cfg.server_header,
         Delimit::Length(body.len() as u64),
-        true,
+        Persist::Close,
     );
     out.extend_from_slice(body);
 }
@@ -155,7 +155,7 @@ pub(crate) fn refuse_response(cfg: &ConnConfig) -> Vec<u8> {
         &headers,
         &cfg.server_header,
         Delimit::Length(body.len() as u64),
-        true,
+        Persist::Close,
     );
     out.extend_from_slice(body);
     out
@@ -191,9 +191,12 @@ pub(crate) async fn serve<S: 'static>(
             body_started = None;
             let is_head = *raw.method() == Method::HEAD;
             let version = raw.head.version;
-            let keep_alive = raw.keep_alive() && !core.drain.is_draining();
+            let wants_keep_alive = raw.keep_alive();
             core.requests.set(core.requests.get() + 1);
             let resp = router.handle(Request::new(raw, peer)).await;
+            // Decided after the handler: shutdown may have started while it ran.
+            let keep_alive = wants_keep_alive && !core.drain.is_draining();
+            let persist = Persist::new(version, keep_alive);
             let (status, headers, body) = resp.into_parts();
             let bodyless = encode::bodyless(status);
             match body {
@@ -203,7 +206,7 @@ pub(crate) async fn serve<S: 'static>(
                     } else {
                         Delimit::Length(0)
                     };
-                    encode::head(&mut out, status, &headers, &cfg.server_header, d, !keep_alive);
+                    encode::head(&mut out, status, &headers, &cfg.server_header, d, persist);
                 }
                 Body::Full(b) => {
                     let d = if bodyless {
@@ -211,7 +214,7 @@ pub(crate) async fn serve<S: 'static>(
                     } else {
                         Delimit::Length(b.len() as u64)
                     };
-                    encode::head(&mut out, status, &headers, &cfg.server_header, d, !keep_alive);
+                    encode::head(&mut out, status, &headers, &cfg.server_header, d, persist);
                     if !is_head && !bodyless {
                         if out.len() + b.len() > MAX_PIPELINE_FLUSH_BYTES && b.len() > 16 * 1024 {
                             // A large body goes out in its own write, without a copy.
@@ -234,12 +237,12 @@ pub(crate) async fn serve<S: 'static>(
                         } else {
                             Delimit::Chunked
                         };
-                        encode::head(&mut out, status, &headers, &cfg.server_header, d, !keep_alive);
+                        encode::head(&mut out, status, &headers, &cfg.server_header, d, persist);
                     } else {
                         let chunked = version == Version::HTTP_11;
                         let d = if chunked { Delimit::Chunked } else { Delimit::Close };
-                        let close = !keep_alive || !chunked;
-                        encode::head(&mut out, status, &headers, &cfg.server_header, d, close);
+                        let persist = if chunked { persist } else { Persist::Close };
+                        encode::head(&mut out, status, &headers, &cfg.server_header, d, persist);
                         let mut ready: Vec<Bytes> = Vec::new();
                         loop {
                             let closed = rx.drain_ready(&mut ready);
@@ -279,6 +282,11 @@ pub(crate) async fn serve<S: 'static>(
                 return;
             }
         }
+        if parser.has_partial() && head_started.is_none() {
+            // The rest of a pipelined batch is a partial head: its clock starts now, and
+            // dripping more bytes does not restart it.
+            head_started = Some(Instant::now());
+        }
         if parser.wants_continue() {
             out.extend_from_slice(encode::CONTINUE);
             parser.continue_sent();
@@ -307,7 +315,7 @@ pub(crate) async fn serve<S: 'static>(
         };
         match read {
             Read::Data(chunk) => {
-                if !parser.has_partial() {
+                if head_started.is_none() {
                     head_started = Some(Instant::now());
                 }
                 parser.push(&chunk);

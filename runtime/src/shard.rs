@@ -188,6 +188,10 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
 
         let mut handled = mesh::poll_inbox(cx, MAX_MESSAGES_PER_TURN);
         take_remote_wakes(cx);
+        // Resources of ops dropped by the tasks just polled (e.g. the fd of a stream whose
+        // multishot receive had ended): release them now, not after the next park, or a
+        // closed connection would stay open until something else woke this core.
+        release_deferred(cx);
         fire_timers(cx, &mut wakers);
 
         if handled > 0 || cx.mesh.pending_replies() > 0 {

@@ -157,3 +157,49 @@ fn counters_are_readable_from_every_core() {
         "{mine:?}"
     );
 }
+
+/// A stream dropped after it read EOF is closed at once, even though the core then has
+/// nothing to do (regression: the fd used to stay open until the core's next wake-up).
+#[test]
+fn dropped_stream_closes_promptly_on_an_idle_core() {
+    for portable in [false, true] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rt = one_core(portable).build().expect("build");
+        let server = std::thread::spawn(move || {
+            rt.run(move || {
+                let tx = tx.clone();
+                async move {
+                    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+                    tx.send(listener.local_addr().expect("addr")).expect("send addr");
+                    let stream = listener.accept_stream().await.expect("accept");
+                    loop {
+                        let chunk = stream.recv().await.expect("recv");
+                        if chunk.is_empty() {
+                            break;
+                        }
+                    }
+                    drop(stream);
+                    // Idle for a long time: the close must not wait for this.
+                    ringcore_runtime::time::sleep(Duration::from_secs(3)).await;
+                }
+            })
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(5)).expect("addr");
+        let mut client = std::net::TcpStream::connect(addr).expect("connect");
+        std::io::Write::write_all(&mut client, b"bye").expect("write");
+        client.shutdown(Shutdown::Write).expect("half-close");
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let t0 = std::time::Instant::now();
+        let mut buf = [0u8; 8];
+        let n = std::io::Read::read(&mut client, &mut buf);
+        assert!(matches!(n, Ok(0)), "portable={portable}: expected EOF, got {n:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "portable={portable}: close took {:?}",
+            t0.elapsed()
+        );
+        server.join().expect("server").expect("run");
+    }
+}

@@ -19,6 +19,28 @@ pub(crate) enum Delimit {
     Close,
 }
 
+/// The `Connection` field a response carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Persist {
+    /// None: HTTP/1.1 keeps the connection open by default.
+    Default,
+    /// `Connection: close`: the server closes after this response.
+    Close,
+    /// `Connection: keep-alive`: an HTTP/1.0 client asked to keep the connection.
+    KeepAlive,
+}
+
+impl Persist {
+    /// For a response to a request of `version` on a connection that stays open or not.
+    pub(crate) fn new(version: http::Version, keep_alive: bool) -> Self {
+        match (keep_alive, version == http::Version::HTTP_10) {
+            (false, _) => Persist::Close,
+            (true, true) => Persist::KeepAlive,
+            (true, false) => Persist::Default,
+        }
+    }
+}
+
 /// Statuses that never carry a body or a Content-Length.
 pub(crate) fn bodyless(status: StatusCode) -> bool {
     status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
@@ -31,7 +53,7 @@ pub(crate) fn head(
     headers: &[(HeaderName, HeaderValue)],
     server: &HeaderValue,
     delimit: Delimit,
-    close: bool,
+    persist: Persist,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -70,8 +92,10 @@ pub(crate) fn head(
         Delimit::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Delimit::NoBody | Delimit::Close => {}
     }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
+    match persist {
+        Persist::Close => out.extend_from_slice(b"Connection: close\r\n"),
+        Persist::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Persist::Default => {}
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -121,7 +145,7 @@ mod tests {
             &headers,
             &HeaderValue::from_static("ringcore"),
             Delimit::Length(13),
-            true,
+            Persist::Close,
         );
         let s = String::from_utf8(out).unwrap_or_default();
         assert!(s.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nServer: ringcore\r\nDate: "));

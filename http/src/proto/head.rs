@@ -58,13 +58,19 @@ fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-/// Length of the first line (up to but excluding its LF), if complete.
+/// Length of the first line (excluding its CR LF or LF), if complete.
 fn first_line_len(buf: &[u8]) -> Option<usize> {
     let start = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len());
-    buf[start..].iter().position(|&b| b == b'\n')
+    let line = &buf[start..];
+    let lf = line.iter().position(|&b| b == b'\n')?;
+    Some(if lf > 0 && line[lf - 1] == b'\r' {
+        lf - 1
+    } else {
+        lf
+    })
 }
 
 /// Parses and validates a request head at the start of `buf`.
@@ -91,6 +97,18 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
             ));
         }
         Err(httparse::Error::Version) => {
+            // httparse rejects a version as soon as it sees it is not 1.0/1.1, even before
+            // the line is complete; the verdict below needs the whole line, so that the same
+            // bytes give the same answer however they are split.
+            if version_may_complete(buf) {
+                return Ok(None);
+            }
+            // HTTP/1.x with x > 1 is processed as HTTP/1.1 (RFC 9110 section 2.5).
+            if let Some(at) = higher_minor_version(buf) {
+                let mut patched = buf[..buf.len().min(limits.max_header_bytes + 1)].to_vec();
+                patched[at] = b'1';
+                return parse(&patched, limits);
+            }
             // A well-formed HTTP-version we do not speak gets 505; anything else 400.
             return Err(if looks_like_other_version(buf) {
                 reject(
@@ -110,7 +128,7 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
     let len = match status {
         httparse::Status::Partial => {
             match first_line_len(buf) {
-                None if buf.len() > limits.max_request_line => {
+                None if buf.len() > limits.max_request_line + 1 => {
                     return Err(reject(StatusCode::URI_TOO_LONG, "request line too long"));
                 }
                 Some(n) if n > limits.max_request_line => {
@@ -256,6 +274,45 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11 && framing != Framing::None,
     }))
+}
+
+/// True if the first line is incomplete and its last word is still a prefix of
+/// `HTTP/d.d` (optionally followed by CR).
+fn version_may_complete(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    if line.contains(&b'\n') {
+        return false;
+    }
+    let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
+        return false;
+    };
+    let word = &line[sp + 1..];
+    word.len() <= 9
+        && word.iter().enumerate().all(|(i, &c)| match i {
+            0..=4 => c == b"HTTP/"[i],
+            5 | 7 => c.is_ascii_digit(),
+            6 => c == b'.',
+            _ => c == b'\r',
+        })
+}
+
+/// The offset of the minor digit when the request line ends in `HTTP/1.d` with d > 1.
+fn higher_minor_version(buf: &[u8]) -> Option<usize> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let lf = buf[start..].iter().position(|&b| b == b'\n')? + start;
+    let end = if lf > start && buf[lf - 1] == b'\r' {
+        lf - 1
+    } else {
+        lf
+    };
+    let line = &buf[start..end];
+    let v = line.get(line.len().checked_sub(8)?..)?;
+    let preceded_by_space = line.len() > 8 && line[line.len() - 9] == b' ';
+    (preceded_by_space && v.starts_with(b"HTTP/1.") && matches!(v[7], b'2'..=b'9')).then_some(end - 1)
 }
 
 fn looks_like_other_version(buf: &[u8]) -> bool {
@@ -474,4 +531,19 @@ mod tests {
     }
 
     const MAX: usize = crate::limits::MAX_REQUEST_LINE + 10;
+}
+#[cfg(test)]
+mod limit_edge {
+    use super::*;
+    #[test]
+    fn request_line_exactly_at_limit() {
+        let limits = Limits::default();
+        let target = "a".repeat(limits.max_request_line - "GET /".len() - " HTTP/1.1".len());
+        let req = format!("GET /{target} HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(first_line_len(req.as_bytes()), Some(limits.max_request_line));
+        for cut in [4096, 8192, 8193, req.len()] {
+            let r = parse(&req.as_bytes()[..cut], &limits);
+            assert!(r.is_ok(), "cut {cut}: {r:?}");
+        }
+    }
 }
