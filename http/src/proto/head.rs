@@ -4,7 +4,6 @@
 //! whitespace before a colon, obs-fold); this module applies the rest of RFC 9112 / 9110 that
 //! a server must enforce: method, target form, version, Host, and message framing.
 
-use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use http::{Method, StatusCode, Version};
@@ -12,7 +11,7 @@ use http::{Method, StatusCode, Version};
 use crate::limits::Limits;
 
 /// Header slots kept on the stack while parsing (limits up to this need no allocation).
-const STACK_HEADERS: usize = 128;
+const STACK_HEADERS: usize = 64;
 
 /// How the request body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,85 +57,141 @@ fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-/// Length of the first line (excluding its CR LF or LF), if complete.
-fn first_line_len(buf: &[u8]) -> Option<usize> {
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    let line = &buf[start..];
-    let lf = line.iter().position(|&b| b == b'\n')?;
-    Some(if lf > 0 && line[lf - 1] == b'\r' {
-        lf - 1
-    } else {
-        lf
-    })
+/// Where the request line ends and what it holds (ranges into the buffer).
+struct Line {
+    method: Range<usize>,
+    target: Range<usize>,
+    major: u8,
+    minor: u8,
+    /// Index just past the line's LF.
+    end: usize,
+}
+
+#[derive(Clone, Copy)]
+enum LineState {
+    Method,
+    Target,
+    /// `k` bytes of `HTTP/d.d` seen.
+    Version(usize),
+    Cr,
+}
+
+/// Scans the request line left to right from `start`.
+///
+/// Every verdict is positional: the first byte that breaks the grammar (400) or crosses a
+/// size limit (414 for the line, 431 for the head) decides, so the outcome for a byte stream
+/// does not depend on how it was split into reads. `Ok(None)`: incomplete, no verdict yet.
+fn scan_line(buf: &[u8], start: usize, limits: &Limits) -> Result<Option<Line>, Reject> {
+    let line_cap = start.saturating_add(limits.max_request_line);
+    let mut st = LineState::Method;
+    let (mut method_end, mut target_start, mut target_end) = (start, start, start);
+    let (mut major, mut minor) = (0u8, 0u8);
+    for (i, &b) in buf.iter().enumerate().skip(start) {
+        if i >= limits.max_header_bytes {
+            return Err(reject(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header section too large",
+            ));
+        }
+        let terminator = matches!(st, LineState::Cr)
+            || (matches!(st, LineState::Version(8)) && (b == b'\r' || b == b'\n'));
+        if i >= line_cap && !terminator {
+            return Err(reject(StatusCode::URI_TOO_LONG, "request line too long"));
+        }
+        st = match st {
+            LineState::Method if is_tchar(b) => LineState::Method,
+            LineState::Method if b == b' ' && i > start => {
+                method_end = i;
+                target_start = i + 1;
+                LineState::Target
+            }
+            LineState::Method => return Err(bad("malformed request line")),
+            LineState::Target if (0x21..=0x7e).contains(&b) => LineState::Target,
+            LineState::Target if b == b' ' && i > target_start => {
+                target_end = i;
+                LineState::Version(0)
+            }
+            LineState::Target => return Err(bad("malformed request target")),
+            LineState::Version(k) if k < 8 => {
+                let ok = match k {
+                    0..=4 => b == b"HTTP/"[k],
+                    5 | 7 => b.is_ascii_digit(),
+                    _ => b == b'.',
+                };
+                if !ok {
+                    return Err(bad("malformed HTTP version"));
+                }
+                match k {
+                    5 => major = b - b'0',
+                    7 => minor = b - b'0',
+                    _ => {}
+                }
+                LineState::Version(k + 1)
+            }
+            LineState::Version(_) => match b {
+                b'\r' => LineState::Cr,
+                b'\n' => {
+                    return Ok(Some(Line {
+                        method: start..method_end,
+                        target: target_start..target_end,
+                        major,
+                        minor,
+                        end: i + 1,
+                    }))
+                }
+                _ => return Err(bad("malformed HTTP version")),
+            },
+            LineState::Cr if b == b'\n' => {
+                return Ok(Some(Line {
+                    method: start..method_end,
+                    target: target_start..target_end,
+                    major,
+                    minor,
+                    end: i + 1,
+                }))
+            }
+            LineState::Cr => return Err(bad("CR without LF in request line")),
+        };
+    }
+    Ok(None)
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Parses and validates a request head at the start of `buf`.
 ///
 /// `Ok(None)`: incomplete, read more. `Err`: answer with the status and close.
 pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
-    // Header slots on the stack, uninitialised (no per-request allocation or zeroing);
-    // a limit beyond the stack array falls back to the heap.
-    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
-    let mut heap = Vec::new();
-    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= STACK_HEADERS {
-        &mut stack[..limits.max_headers]
-    } else {
-        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
-        &mut heap
-    };
-    let mut req = httparse::Request::new(&mut []);
-    let status = match req.parse_with_uninit_headers(buf, slots) {
-        Ok(s) => s,
-        Err(httparse::Error::TooManyHeaders) => {
+    // Leading empty lines are skipped (RFC 9112 section 2.2); they count toward the head size.
+    let Some(start) = buf.iter().position(|&b| b != b'\r' && b != b'\n') else {
+        if buf.len() >= limits.max_header_bytes {
             return Err(reject(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "too many header fields",
+                "header section too large",
             ));
         }
-        Err(httparse::Error::Version) => {
-            // httparse rejects a version as soon as it sees it is not 1.0/1.1, even before
-            // the line is complete; the verdict below needs the whole line, so that the same
-            // bytes give the same answer however they are split.
-            if version_may_complete(buf) {
-                return Ok(None);
-            }
-            // HTTP/1.x with x > 1 is processed as HTTP/1.1 (RFC 9110 section 2.5).
-            if let Some(at) = higher_minor_version(buf) {
-                let mut patched = buf[..buf.len().min(limits.max_header_bytes + 1)].to_vec();
-                patched[at] = b'1';
-                return parse(&patched, limits);
-            }
-            // A well-formed HTTP-version we do not speak gets 505; anything else 400.
-            return Err(if looks_like_other_version(buf) {
-                reject(
-                    StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-                    "HTTP version not supported",
-                )
-            } else {
-                bad("malformed HTTP version")
-            });
-        }
-        Err(httparse::Error::Token) => return Err(first_line_problem(buf, limits, "malformed request line")),
-        Err(httparse::Error::HeaderName) => return Err(bad("malformed header field name")),
-        Err(httparse::Error::HeaderValue) => return Err(bad("malformed header field value")),
-        Err(httparse::Error::NewLine) => return Err(bad("malformed line ending")),
-        Err(_) => return Err(bad("malformed request")),
+        return Ok(None);
     };
-    let len = match status {
-        httparse::Status::Partial => {
-            match first_line_len(buf) {
-                None if buf.len() > limits.max_request_line + 1 => {
-                    return Err(reject(StatusCode::URI_TOO_LONG, "request line too long"));
-                }
-                Some(n) if n > limits.max_request_line => {
-                    return Err(reject(StatusCode::URI_TOO_LONG, "request line too long"));
-                }
-                _ => {}
-            }
-            if buf.len() > limits.max_header_bytes {
+    let Some(line) = scan_line(buf, start, limits)? else {
+        return Ok(None);
+    };
+    // The header block, parsed only up to the head size limit (positional, as above).
+    let cap = buf.len().min(limits.max_header_bytes);
+    let block = buf.get(line.end..cap).unwrap_or(&[]);
+    let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let slots: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
+        &mut slots[..limits.max_headers]
+    } else {
+        heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut heap
+    };
+    let (block_len, fields) = match httparse::parse_headers(block, slots) {
+        Ok(httparse::Status::Complete(done)) => done,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= limits.max_header_bytes {
                 return Err(reject(
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "header section too large",
@@ -144,41 +199,48 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
             }
             return Ok(None);
         }
-        httparse::Status::Complete(n) => n,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(reject(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many header fields",
+            ));
+        }
+        Err(httparse::Error::HeaderName) => return Err(bad("malformed header field name")),
+        Err(httparse::Error::HeaderValue) => return Err(bad("malformed header field value")),
+        Err(_) => return Err(bad("malformed header section")),
     };
-    if first_line_len(buf).is_some_and(|n| n > limits.max_request_line) {
-        return Err(reject(StatusCode::URI_TOO_LONG, "request line too long"));
-    }
-    if len > limits.max_header_bytes {
-        return Err(reject(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "header section too large",
-        ));
-    }
+    let len = line.end + block_len;
 
-    let method_str = req.method.unwrap_or("");
-    let method = match method_str {
-        "GET" => Method::GET,
-        "POST" => Method::POST,
-        "HEAD" => Method::HEAD,
-        "PUT" => Method::PUT,
-        "DELETE" => Method::DELETE,
-        "PATCH" => Method::PATCH,
-        "OPTIONS" => Method::OPTIONS,
-        "CONNECT" => Method::CONNECT,
-        "TRACE" => Method::TRACE,
+    let method = match &buf[line.method.clone()] {
+        b"GET" => Method::GET,
+        b"POST" => Method::POST,
+        b"HEAD" => Method::HEAD,
+        b"PUT" => Method::PUT,
+        b"DELETE" => Method::DELETE,
+        b"PATCH" => Method::PATCH,
+        b"OPTIONS" => Method::OPTIONS,
+        b"CONNECT" => Method::CONNECT,
+        b"TRACE" => Method::TRACE,
         _ => return Err(reject(StatusCode::NOT_IMPLEMENTED, "unknown method")),
     };
-    let version = match req.version {
-        Some(0) => Version::HTTP_10,
-        Some(1) => Version::HTTP_11,
-        _ => return Err(bad("malformed HTTP version")),
+    // HTTP/1.x with x > 1 is processed as HTTP/1.1 (RFC 9110 section 2.5); another major
+    // version gets 505.
+    let version = match (line.major, line.minor) {
+        (1, 0) => Version::HTTP_10,
+        (1, _) => Version::HTTP_11,
+        _ => {
+            return Err(reject(
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                "HTTP version not supported",
+            ));
+        }
     };
-    let path = req.path.unwrap_or("");
+    // The scanner admitted only visible ASCII here.
+    let path = std::str::from_utf8(&buf[line.target.clone()]).map_err(|_| bad("malformed request target"))?;
     validate_target(&method, path)?;
-    let target = range_of(buf, path.as_bytes());
+    let target = line.target;
 
-    let mut headers = Vec::with_capacity(req.headers.len());
+    let mut headers = Vec::with_capacity(fields.len());
     let mut host_count = 0;
     let mut content_length: Option<u64> = None;
     let mut te_seen = false;
@@ -187,7 +249,7 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
     let mut close = false;
     let mut keep_alive_token = false;
     let mut expect_continue = false;
-    for h in req.headers.iter() {
+    for h in fields.iter() {
         let name = h.name;
         let value = h.value;
         headers.push((range_of(buf, name.as_bytes()), range_of(buf, value)));
@@ -274,67 +336,6 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11 && framing != Framing::None,
     }))
-}
-
-/// True if the first line is incomplete and its last word is still a prefix of
-/// `HTTP/d.d` (optionally followed by CR).
-fn version_may_complete(buf: &[u8]) -> bool {
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    let line = &buf[start..];
-    if line.contains(&b'\n') {
-        return false;
-    }
-    let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
-        return false;
-    };
-    let word = &line[sp + 1..];
-    word.len() <= 9
-        && word.iter().enumerate().all(|(i, &c)| match i {
-            0..=4 => c == b"HTTP/"[i],
-            5 | 7 => c.is_ascii_digit(),
-            6 => c == b'.',
-            _ => c == b'\r',
-        })
-}
-
-/// The offset of the minor digit when the request line ends in `HTTP/1.d` with d > 1.
-fn higher_minor_version(buf: &[u8]) -> Option<usize> {
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
-    let lf = buf[start..].iter().position(|&b| b == b'\n')? + start;
-    let end = if lf > start && buf[lf - 1] == b'\r' {
-        lf - 1
-    } else {
-        lf
-    };
-    let line = &buf[start..end];
-    let v = line.get(line.len().checked_sub(8)?..)?;
-    let preceded_by_space = line.len() > 8 && line[line.len() - 9] == b' ';
-    (preceded_by_space && v.starts_with(b"HTTP/1.") && matches!(v[7], b'2'..=b'9')).then_some(end - 1)
-}
-
-fn looks_like_other_version(buf: &[u8]) -> bool {
-    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let line = buf[..line_end].strip_suffix(b"\r").unwrap_or(&buf[..line_end]);
-    let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
-        return false;
-    };
-    let v = &line[sp + 1..];
-    v.len() == 8
-        && v.starts_with(b"HTTP/")
-        && v[5].is_ascii_digit()
-        && v[6] == b'.'
-        && v[7].is_ascii_digit()
-        && v[5] != b'1'
-}
-
-fn first_line_problem(buf: &[u8], limits: &Limits, reason: &'static str) -> Reject {
-    match first_line_len(buf) {
-        Some(n) if n > limits.max_request_line => reject(StatusCode::URI_TOO_LONG, "request line too long"),
-        _ => bad(reason),
-    }
 }
 
 fn validate_target(method: &Method, path: &str) -> Result<(), Reject> {
@@ -535,15 +536,24 @@ mod tests {
 #[cfg(test)]
 mod limit_edge {
     use super::*;
+
     #[test]
     fn request_line_exactly_at_limit() {
         let limits = Limits::default();
         let target = "a".repeat(limits.max_request_line - "GET /".len() - " HTTP/1.1".len());
         let req = format!("GET /{target} HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert_eq!(first_line_len(req.as_bytes()), Some(limits.max_request_line));
         for cut in [4096, 8192, 8193, req.len()] {
             let r = parse(&req.as_bytes()[..cut], &limits);
             assert!(r.is_ok(), "cut {cut}: {r:?}");
+        }
+        let over = format!("GET /a{target} HTTP/1.1\r\nHost: t\r\n\r\n");
+        for cut in [8193, 8194, over.len()] {
+            let r = parse(&over.as_bytes()[..cut], &limits).map(|_| ());
+            assert_eq!(
+                r.map_err(|e| e.status),
+                Err(StatusCode::URI_TOO_LONG),
+                "cut {cut}"
+            );
         }
     }
 }
