@@ -16,7 +16,7 @@ use ringcore_runtime::net::TcpStream;
 use ringcore_runtime::time::timeout_at;
 use slab::Slab;
 
-use crate::limits::{Limits, MAX_PIPELINE_FLUSH_BYTES};
+use crate::limits::{Limits, LINGER_MAX_BYTES, MAX_PIPELINE_FLUSH_BYTES};
 use crate::proto::encode::{self, Delimit, Persist};
 use crate::proto::{Parser, ProtoError};
 use crate::request::Request;
@@ -144,6 +144,24 @@ fn timeout_response(out: &mut Vec<u8>, cfg: &ConnConfig) {
     out.extend_from_slice(body);
 }
 
+/// Closes in stages (RFC 9112 section 9.6): half-close our side, then read and discard what
+/// the client still sends until it closes, the linger timeout passes, or enough was read. A
+/// plain close with unread input would make the kernel send a reset, which can destroy the
+/// response the client has not read yet.
+pub(crate) async fn linger(stream: &TcpStream, limits: &Limits) {
+    if stream.shutdown(std::net::Shutdown::Write).await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + limits.linger_timeout;
+    let mut discarded = 0;
+    while discarded < LINGER_MAX_BYTES {
+        match timeout_at(deadline, stream.recv()).await {
+            Ok(Ok(chunk)) if !chunk.is_empty() => discarded += chunk.len(),
+            _ => return,
+        }
+    }
+}
+
 /// The 503 sent to a connection over the per-core limit.
 pub(crate) fn refuse_response(cfg: &ConnConfig) -> Vec<u8> {
     let mut out = Vec::new();
@@ -161,7 +179,8 @@ pub(crate) fn refuse_response(cfg: &ConnConfig) -> Vec<u8> {
     out
 }
 
-/// Serves one connection until it closes. Returns how many requests it answered.
+/// Serves one connection until it closes. A connection that only lingers (draining what the
+/// client still sends before the final close) no longer counts as active.
 pub(crate) async fn serve<S: 'static>(
     stream: TcpStream,
     peer: Option<SocketAddr>,
@@ -170,7 +189,23 @@ pub(crate) async fn serve<S: 'static>(
     core: Rc<CoreConns>,
 ) {
     core.active.set(core.active.get() + 1);
-    let _guard = ActiveGuard(core.clone());
+    let guard = ActiveGuard(core.clone());
+    let wants_linger = serve_requests(&stream, peer, &router, &cfg, &core).await;
+    drop(guard);
+    if wants_linger {
+        linger(&stream, &cfg.limits).await;
+    }
+}
+
+/// The request loop. Returns true if the server chose to close and should linger.
+async fn serve_requests<S: 'static>(
+    stream: &TcpStream,
+    peer: Option<SocketAddr>,
+    router: &Router<S>,
+    cfg: &ConnConfig,
+    core: &CoreConns,
+) -> bool {
+    let stream = stream;
     let mut parser = Parser::new(cfg.limits.clone());
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut head_started: Option<Instant> = None;
@@ -182,9 +217,8 @@ pub(crate) async fn serve<S: 'static>(
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(e) => {
-                    error_response(&mut out, &cfg, e);
-                    flush(&stream, &mut out).await;
-                    return;
+                    error_response(&mut out, cfg, e);
+                    return flush(stream, &mut out).await;
                 }
             };
             head_started = None;
@@ -218,12 +252,12 @@ pub(crate) async fn serve<S: 'static>(
                     if !is_head && !bodyless {
                         if out.len() + b.len() > MAX_PIPELINE_FLUSH_BYTES && b.len() > 16 * 1024 {
                             // A large body goes out in its own write, without a copy.
-                            if !flush(&stream, &mut out).await {
-                                return;
+                            if !flush(stream, &mut out).await {
+                                return false;
                             }
                             let (res, _) = stream.write_all(b).await;
                             if res.is_err() {
-                                return;
+                                return false;
                             }
                         } else {
                             out.extend_from_slice(&b);
@@ -256,8 +290,8 @@ pub(crate) async fn serve<S: 'static>(
                             if closed {
                                 break;
                             }
-                            if !flush(&stream, &mut out).await {
-                                return;
+                            if !flush(stream, &mut out).await {
+                                return false;
                             }
                             match rx.next().await {
                                 Some(c) if chunked => encode::chunk(&mut out, &c),
@@ -268,18 +302,16 @@ pub(crate) async fn serve<S: 'static>(
                         if chunked {
                             out.extend_from_slice(encode::LAST_CHUNK);
                         } else {
-                            flush(&stream, &mut out).await;
-                            return;
+                            return flush(stream, &mut out).await;
                         }
                     }
                 }
             }
             if !keep_alive {
-                flush(&stream, &mut out).await;
-                return;
+                return flush(stream, &mut out).await;
             }
-            if out.len() >= MAX_PIPELINE_FLUSH_BYTES && !flush(&stream, &mut out).await {
-                return;
+            if out.len() >= MAX_PIPELINE_FLUSH_BYTES && !flush(stream, &mut out).await {
+                return false;
             }
         }
         if parser.has_partial() && head_started.is_none() {
@@ -291,11 +323,11 @@ pub(crate) async fn serve<S: 'static>(
             out.extend_from_slice(encode::CONTINUE);
             parser.continue_sent();
         }
-        if !flush(&stream, &mut out).await {
-            return;
+        if !flush(stream, &mut out).await {
+            return false;
         }
         if core.drain.is_draining() && !parser.has_partial() {
-            return;
+            return false;
         }
 
         // Read more, under the deadline that applies to where we are in the request.
@@ -324,13 +356,13 @@ pub(crate) async fn serve<S: 'static>(
                 }
             }
             // Half-close: every complete request was answered above; a partial one is dropped.
-            Read::Eof | Read::Failed | Read::Drained => return,
+            Read::Eof | Read::Failed | Read::Drained => return false,
             Read::TimedOut => {
                 if answer_408 {
-                    timeout_response(&mut out, &cfg);
-                    flush(&stream, &mut out).await;
+                    timeout_response(&mut out, cfg);
+                    return flush(stream, &mut out).await;
                 }
-                return;
+                return false;
             }
         }
     }

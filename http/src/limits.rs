@@ -19,6 +19,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an idle keep-alive connection is kept open; then it is closed silently.
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// After the server decides to close a connection, how long it keeps reading (and
+/// discarding) what the client still sends, after half-closing its side, so that unread input
+/// does not turn the close into a reset that destroys the last response (RFC 9112 section 9.6).
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most bytes discarded while lingering before the connection is closed anyway.
+pub const LINGER_MAX_BYTES: usize = 1024 * 1024;
 /// Most open connections per core; a connection beyond it gets 503 and is closed.
 pub const MAX_CONNECTIONS_PER_CORE: usize = 16 * 1024;
 /// Most responses queued in one coalesced write before it is flushed.
@@ -46,6 +52,8 @@ pub struct Limits {
     pub keep_alive_timeout: Duration,
     /// See [`MAX_CONNECTIONS_PER_CORE`].
     pub max_connections_per_core: usize,
+    /// See [`LINGER_TIMEOUT`].
+    pub linger_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -60,6 +68,7 @@ impl Default for Limits {
             body_read_timeout: BODY_READ_TIMEOUT,
             keep_alive_timeout: KEEP_ALIVE_TIMEOUT,
             max_connections_per_core: MAX_CONNECTIONS_PER_CORE,
+            linger_timeout: LINGER_TIMEOUT,
         }
     }
 }

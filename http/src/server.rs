@@ -250,8 +250,12 @@ where
             if core.active.get() >= cfg.limits.max_connections_per_core {
                 core.refused.set(core.refused.get() + 1);
                 let refuse = refuse.clone();
+                let limits = cfg.limits.clone();
                 spawn_local(async move {
-                    let (_, _) = stream.write_all(refuse).await;
+                    let (res, _) = stream.write_all(refuse).await;
+                    if res.is_ok() {
+                        conn::linger(&stream, &limits).await;
+                    }
                 })
                 .detach();
                 continue;

@@ -19,6 +19,8 @@ enum State {
         value: u64,
         digits: u8,
     },
+    /// After the size, whitespace before a `;` (BWS).
+    ExtWs,
     /// In a chunk extension, until the line end.
     Ext,
     /// Saw CR at the end of a size line; LF must follow.
@@ -137,14 +139,29 @@ impl ChunkedDecoder {
                         return Err(bad("chunk size missing"));
                     } else {
                         match b {
-                            b';' | b' ' | b'\t' => {
+                            b';' => {
                                 self.state = State::Ext;
+                                self.ext_value(value);
+                            }
+                            b' ' | b'\t' => {
+                                self.state = State::ExtWs;
                                 self.ext_value(value);
                             }
                             b'\r' => self.state = State::SizeLf { value },
                             b'\n' => self.end_size_line(value, limits)?,
                             _ => return Err(bad("invalid chunk size")),
                         }
+                    }
+                }
+                State::ExtWs => {
+                    self.line_len += 1;
+                    let value = self.pending_value;
+                    match b {
+                        b' ' | b'\t' => {}
+                        b';' => self.state = State::Ext,
+                        b'\r' => self.state = State::SizeLf { value },
+                        b'\n' => self.end_size_line(value, limits)?,
+                        _ => return Err(bad("invalid chunk size")),
                     }
                 }
                 State::Ext => {
@@ -314,6 +331,7 @@ mod tests {
             b"5\rX",
             b"ffffffffffffffffff\r\n",
             b"5;\x01\r\n",
+            b"1 garbage\r\n",
             b"0\r\nno colon here\r\n\r\n",
             b"0\r\n: empty name\r\n\r\n",
             b"0\r\nX: a\x00b\r\n\r\n",

@@ -345,6 +345,14 @@ fn validate_target(method: &Method, path: &str) -> Result<(), Reject> {
     if path.contains('#') {
         return Err(bad("fragment in request target"));
     }
+    if *method == Method::CONNECT {
+        // authority-form only (RFC 9112 section 3.2.3): host:port.
+        return if !path.starts_with('/') && path.contains(':') && !path.contains('/') {
+            Ok(())
+        } else {
+            Err(bad("CONNECT needs authority-form"))
+        };
+    }
     if path.starts_with('/') {
         return Ok(()); // origin-form
     }
@@ -353,13 +361,6 @@ fn validate_target(method: &Method, path: &str) -> Result<(), Reject> {
             Ok(()) // asterisk-form
         } else {
             Err(bad("asterisk-form is only for OPTIONS"))
-        };
-    }
-    if *method == Method::CONNECT {
-        return if path.contains(':') && !path.contains('/') {
-            Ok(()) // authority-form
-        } else {
-            Err(bad("CONNECT needs authority-form"))
         };
     }
     let lower = path.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
