@@ -205,7 +205,6 @@ async fn serve_requests<S: 'static>(
     cfg: &ConnConfig,
     core: &CoreConns,
 ) -> bool {
-    let stream = stream;
     let mut parser = Parser::new(cfg.limits.clone());
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut head_started: Option<Instant> = None;
