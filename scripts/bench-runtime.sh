@@ -17,6 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
+# shellcheck source=scripts/lib/bench-common.sh
+. scripts/lib/bench-common.sh
 
 MODE=default
 DUR=10
@@ -32,6 +34,7 @@ CONNS=64
 BUDGET=900 # seconds for the measurements (after the build); the script stops past it
 CMDLINE="scripts/bench-runtime.sh $*"
 
+# shellcheck disable=SC2034 # BUDGET is read by check_budget (scripts/lib/bench-common.sh)
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) MODE=quick; DUR=3; REPS=2; IDLE=2000; BUDGET=170 ;;
@@ -55,45 +58,11 @@ ADDR="127.0.0.1:$PORT"
 CORE_ARG=$SERVER_CORE
 [ "$SERVER_CORE" = 0 ] || CORE_ARG="$SERVER_CORE,"
 URL="http://$ADDR/"
-T0=$(date +%s)
-
-# ---------------------------------------------------------------- processes we started
-STARTED=()
-cleanup() {
-    local p
-    for p in "${STARTED[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -TERM "$p" 2>/dev/null || true
-            sleep 0.2
-            kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null || true
-        fi
-    done
-    [ -n "${WORK:-}" ] && rm -rf "$WORK"
-}
-forget() { # pid: reaped, so never signal that number again
-    local p keep=()
-    for p in "${STARTED[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    STARTED=("${keep[@]}")
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-WORK=$(mktemp -d /tmp/bench-runtime.XXXXXX)
-
-log() { echo "[$(($(date +%s) - T0))s] $*" >&2; }
-die() { echo "bench-runtime: $*" >&2; exit 1; }
+bench_init bench-runtime
 
 # ---------------------------------------------------------------- prerequisites
-[ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (server and client on different cores)"
-if ! command -v wrk >/dev/null 2>&1; then
-    log "installing wrk"
-    if [ "$(id -u)" -eq 0 ]; then
-        apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
-    else
-        sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq wrk >/dev/null
-    fi
-    command -v wrk >/dev/null 2>&1 || die "could not install wrk"
-fi
+need_cpus 2
+ensure_wrk
 log "building release binaries"
 cargo build --release -q -p ringcore-benches --bins
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
@@ -102,11 +71,7 @@ for b in naive_uring ringcore_fixed tokio_ct idle_conns; do
     [ -x "$BIN/$b" ] || die "missing $BIN/$b"
 done
 
-T1=$(date +%s) # the budget starts after the build
-check_budget() { # seconds the next step may take
-    local spent=$(($(date +%s) - T1))
-    [ $((spent + $1)) -le "$BUDGET" ] || die "over the ${BUDGET} s budget ($spent s spent): use fewer --reps or a shorter --dur"
-}
+budget_start # the budget starts after the build
 
 # Servers and idle_conns each need IDLE fds and then some.
 NOFILE=$((IDLE + 1024))
@@ -115,85 +80,34 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$NOFILE" ]; then
 fi
 
 # ---------------------------------------------------------------- helpers
-SRV_PID=
-start_server() { # name -> sets SRV_PID
-    local name=$1 bin=${BIN_OF[$1]} i
+start_one() { # name -> sets SRV_PID
     # `--cores 0` is core 0; any other single id is written as a list (`3,`): `3` is a count.
-    taskset -c "$SERVER_CORE" "$BIN/$bin" --addr "$ADDR" --cores "$CORE_ARG" \
-        >"$WORK/$name.log" 2>&1 &
-    SRV_PID=$!
-    STARTED+=("$SRV_PID")
-    for i in $(seq 100); do
-        grep -q "^listening on" "$WORK/$name.log" 2>/dev/null && return 0
-        kill -0 "$SRV_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    cat "$WORK/$name.log" >&2
-    die "$name did not start"
+    start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/${BIN_OF[$1]}" \
+        --addr "$ADDR" --cores "$CORE_ARG"
 }
-
-stop_server() { # name pid -> appends to $WORK/stops
-    local name=$1 pid=$2 i rc=0
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null || true
-        echo "$name killed" >>"$WORK/stops"
-    fi
-    wait "$pid" || rc=$?
-    forget "$pid"
-    echo "$name $rc" >>"$WORK/stops"
-}
-
-cpu_ns() { # pid -> total on-CPU ns of all its threads
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'
-}
-
-rss_kib() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
 
 run_wrk() { # seconds -> wrk output on stdout
-    taskset -c "$CLIENT_CORE" timeout $(($1 + 20)) \
-        wrk -t1 -c"$CONNS" -d"$1"s --latency "$URL"
+    wrk_run "$CLIENT_CORE" "$1" -c"$CONNS" --latency "$URL"
 }
-
-check_pipelining() { # name: three requests in two writes must get three responses
-    local name=$1 got
-    got=$(
-        exec 3<>"/dev/tcp/127.0.0.1/$PORT"
-        printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HT' >&3
-        sleep 0.1
-        printf 'TP/1.1\r\nHost: x\r\n\r\n' >&3
-        timeout 1 cat <&3 | grep -c 'Hello, World!' || true
-    )
-    [ "$got" = 3 ] || die "$name answered $got of 3 pipelined requests"
-}
-
-median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-
-# wrk latency "1.23ms" / "850.00us" / "1.02s" -> microseconds
-to_us() { awk '{v = $1; if (v ~ /us$/) {sub(/us$/, "", v); print v} else if (v ~ /ms$/) {sub(/ms$/, "", v); print v * 1000} else if (v ~ /s$/) {sub(/s$/, "", v); print v * 1000000} else print "nan"}'; }
 
 # ---------------------------------------------------------------- throughput
 echo "server rep rps requests cpu_ns ns_per_req busy_pct p99_us errors" >"$WORK/runs"
 for rep in $(seq "$REPS"); do
     for name in "${SERVERS[@]}"; do
         check_budget $((DUR + WARM + 5))
-        start_server "$name"
+        start_one "$name"
         pid=$SRV_PID
-        [ "$rep" = 1 ] && check_pipelining "$name"
+        [ "$rep" = 1 ] && check_pipelining "$name" "$PORT" /
         run_wrk "$WARM" >/dev/null
         c0=$(cpu_ns "$pid")
         out=$(run_wrk "$DUR")
         c1=$(cpu_ns "$pid")
         kill -0 "$pid" 2>/dev/null || die "$name died during the run"
-        stop_server "$name" "$pid"
-        reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-        rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-        p99=$(awk '$1 == "99%" {print $2}' <<<"$out" | to_us)
-        errs=$(awk '/Socket errors:/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10} /Non-2xx/ {e += $NF} END {print e + 0}' <<<"$out")
+        stop_server "$name" "$pid" "$WORK/stops"
+        reqs=$(wrk_requests <<<"$out")
+        rps=$(wrk_rps <<<"$out")
+        p99=$(wrk_pct_us 99% <<<"$out")
+        errs=$(wrk_errors <<<"$out")
         [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || die "no requests parsed from wrk for $name: $out"
         cpu=$((c1 - c0))
         nspr=$(awk -v c="$cpu" -v r="$reqs" 'BEGIN {printf "%.0f", c / r}')
@@ -203,42 +117,32 @@ for rep in $(seq "$REPS"); do
     done
 done
 
-col() { awk -v s="$1" -v c="$2" '$1 == s {print $c}' "$WORK/runs" | median; }
 declare -A RPS NSPR BUSY P99 ERRS
 for name in "${SERVERS[@]}"; do
-    RPS[$name]=$(col "$name" 3)
-    NSPR[$name]=$(col "$name" 6)
-    BUSY[$name]=$(col "$name" 7)
-    P99[$name]=$(col "$name" 8)
+    RPS[$name]=$(col "$name" 3 "$WORK/runs")
+    NSPR[$name]=$(col "$name" 6 "$WORK/runs")
+    BUSY[$name]=$(col "$name" 7 "$WORK/runs")
+    P99[$name]=$(col "$name" 8 "$WORK/runs")
     ERRS[$name]=$(awk -v s="$name" '$1 == s {e += $9} END {print e + 0}' "$WORK/runs")
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "nan"}'; }
-# Median over reps of (server's figure / base server's figure in the same rep): the servers of
-# one rep ran back to back, so this cancels most of the machine's drift between reps.
-paired() { # server base column
-    awk -v a="$1" -v b="$2" -v c="$3" '$1 == a {x[$2] = $c} $1 == b {y[$2] = $c}
-        END {for (r in x) if (y[r] > 0) print x[r] / y[r]}' "$WORK/runs" | median |
-        awk '{printf "%.3f", $1}'
-}
 
 # ---------------------------------------------------------------- memory per idle connection
 HOLD=$(( HOLD_MAX ))
 echo "server cold_kib warm_kib held_kib kib_per_conn conns" >"$WORK/mem"
 for name in "${SERVERS[@]}"; do
     check_budget 15
-    start_server "$name"
+    start_one "$name"
     pid=$SRV_PID
     cold=$(rss_kib "$pid")
     # Warm-up: touches the receive buffers and allocator arenas a loaded server uses anyway.
     run_wrk "$WARM" >/dev/null
     sleep 0.3
     warm=$(rss_kib "$pid")
-    taskset -c "$CLIENT_CORE" timeout $((HOLD + 90)) "$BIN/idle_conns" --addr "$ADDR" \
-        --conns "$IDLE" --hold "$HOLD" --timeout 60 >"$WORK/idle.out" 2>"$WORK/idle.err" &
-    ipid=$!
-    STARTED+=("$ipid")
+    start_bg taskset -c "$CLIENT_CORE" timeout $((HOLD + 90)) "$BIN/idle_conns" --addr "$ADDR" \
+        --conns "$IDLE" --hold "$HOLD" --timeout 60 >"$WORK/idle.out" 2>"$WORK/idle.err"
+    ipid=$BG_PID
     ok=0
-    for i in $(seq 1200); do
+    for _ in $(seq 1200); do
         if grep -q '^ready' "$WORK/idle.out"; then ok=1; break; fi
         kill -0 "$ipid" 2>/dev/null || break
         sleep 0.05
@@ -250,7 +154,7 @@ for name in "${SERVERS[@]}"; do
     kill -TERM "$ipid" 2>/dev/null || true
     wait "$ipid" || true
     forget "$ipid"
-    stop_server "$name" "$pid"
+    stop_server "$name" "$pid" "$WORK/stops"
     per=$(awk -v h="$held" -v w="$warm" -v n="$n" 'BEGIN {printf "%.2f", (h - w) / n}')
     echo "$name $cold $warm $held $per $n" >>"$WORK/mem"
     log "$name: VmRSS cold $cold KiB, warm $warm KiB, with $n idle conns $held KiB -> $per KiB/conn"
@@ -267,8 +171,6 @@ log "$STOPS"
 ELAPSED=$(($(date +%s) - T0))
 BUSY_RANGE=$(awk 'NR > 1 {if (min == "" || $7 < min) min = $7; if ($7 > max) max = $7} END {printf "%.0f-%.0f%%", min, max}' "$WORK/runs")
 RPS_RANGE=$(awk 'NR > 1 {if (min == "" || $3 < min) min = $3; if ($3 > max) max = $3} END {printf "%.0fk-%.0fk", min / 1000, max / 1000}' "$WORK/runs")
-CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-WRK_VER=$( (wrk -v 2>&1 || true) | head -1)
 {
 cat <<EOF
 # Runtime benchmark: naive io_uring vs ringcore vs tokio
@@ -318,8 +220,7 @@ thread on the one core they are given.
 
 ## Machine
 
-- kernel: \`$(uname -r)\`, CPUs: $(nproc), model: $CPU_MODEL
-- client: \`$WRK_VER\`
+$(machine_md)
 - $(if [ "$MODE" = quick ]; then echo "mode: **quick** (--quick: ${DUR} s runs, $REPS reps, $IDLE idle connections)"; else echo "mode: ${DUR} s runs, $REPS reps, $IDLE idle connections"; fi)
 - generated $(date -u +%Y-%m-%dT%H:%MZ) in ${ELAPSED} s by:
 
@@ -345,8 +246,8 @@ EOF
 for name in "${SERVERS[@]}"; do
     printf '| %s | %.0f | %.0f | %.1f%% | %.0f us | %s | %s | %s | %s | %s |\n' "$name" "${RPS[$name]}" \
         "${NSPR[$name]}" "${BUSY[$name]}" "${P99[$name]}" \
-        "$(paired "$name" naive 6)" "$(paired "$name" tokio_ct 6)" \
-        "$(paired "$name" naive 3)" "$(paired "$name" tokio_ct 3)" "${ERRS[$name]}"
+        "$(paired "$name" naive 6 "$WORK/runs")" "$(paired "$name" tokio_ct 6 "$WORK/runs")" \
+        "$(paired "$name" naive 3 "$WORK/runs")" "$(paired "$name" tokio_ct 3 "$WORK/runs")" "${ERRS[$name]}"
 done
 cat <<EOF
 

@@ -1,0 +1,198 @@
+# shellcheck shell=bash
+# Shared pieces of the server benchmarks (scripts/bench-runtime.sh, scripts/bench-http.sh).
+# Sourced, never run: the caller sets `set -euo pipefail` and `LC_ALL=C`, then calls
+# `bench_init NAME` once before anything else here.
+#
+#   bench_init NAME          T0, WORK (a temporary folder, removed at exit), traps; log/die
+#                            messages are prefixed with NAME
+#   log MSG / die MSG        progress on stderr / message and exit 1
+#   need_cpus N              die unless the machine has N CPUs
+#   ensure_wrk               apt-get install wrk if it is missing
+#   budget_start; check_budget S
+#                            the measurement budget ($BUDGET seconds, counted from
+#                            budget_start): die if the next step (S seconds) would overrun it
+#   start_server NAME LOG CMD...
+#                            run CMD in the background (output to LOG), wait for "listening on"
+#                            in LOG; sets SRV_PID. Every PID started is killed at exit.
+#   start_bg CMD...          run CMD in the background, remembered for the exit cleanup; sets
+#                            BG_PID
+#   stop_server NAME PID STOPS
+#                            SIGTERM, wait up to 5 s, then SIGKILL; appends "NAME RC" (and
+#                            "NAME killed") to the file STOPS
+#   forget PID               a reaped PID: never signal that number again
+#   cpu_ns PID               on-CPU ns of all threads of PID (schedstat field 1, summed)
+#   rss_kib PID              VmRSS in KiB
+#   wrk_run CORE SECONDS ARGS...
+#                            `wrk -t1 -dSECONDS ARGS` on CORE under `timeout`; wrk's output on
+#                            stdout, wrk's own CPU seconds (user + system) into $WORK/wrk.cpu
+#   wrk_requests, wrk_rps, wrk_pct_us PCT, wrk_max_us, wrk_errors
+#                            read a wrk --latency output on stdin
+#   check_pipelining NAME PORT PATH
+#                            three requests in two writes must get three "Hello, World!"s
+#   median, to_us            filters: median of numbers / wrk latency (1.2ms) -> us
+#   ratio A B                A / B to 2 decimals
+#   paired SERVER BASE COL FILE
+#                            median over repetitions of SERVER's column COL over BASE's in the
+#                            same repetition (FILE: "server rep ..." lines), 3 decimals
+#   col SERVER COL FILE      median of SERVER's column COL in FILE
+#   machine_md               "- kernel: ..., CPUs: ..., model: ..." and "- client: `wrk ...`"
+
+bench_init() {
+    BENCH_NAME=$1
+    T0=$(date +%s)
+    STARTED=()
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+    WORK=$(mktemp -d "/tmp/$BENCH_NAME.XXXXXX")
+}
+
+bench_cleanup() {
+    local p
+    for p in "${STARTED[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill -TERM "$p" 2>/dev/null || true
+            sleep 0.2
+            kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null || true
+        fi
+    done
+    [ -n "${WORK:-}" ] && rm -rf "$WORK"
+}
+
+forget() { # pid: reaped, so never signal that number again
+    local p keep=()
+    for p in "${STARTED[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    STARTED=("${keep[@]}")
+}
+
+log() { echo "[$(($(date +%s) - T0))s] $*" >&2; }
+die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
+
+need_cpus() {
+    [ "$(nproc)" -ge "$1" ] || die "needs at least $1 CPUs (server and client on different cores)"
+}
+
+ensure_wrk() {
+    command -v wrk >/dev/null 2>&1 && return 0
+    log "installing wrk"
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
+    else
+        sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq wrk >/dev/null
+    fi
+    command -v wrk >/dev/null 2>&1 || die "could not install wrk"
+}
+
+budget_start() { T1=$(date +%s); }
+check_budget() { # seconds the next step may take
+    local spent=$(($(date +%s) - T1))
+    [ $((spent + $1)) -le "$BUDGET" ] || die "over the ${BUDGET} s budget ($spent s spent): use fewer --reps or a shorter --dur"
+}
+
+SRV_PID=
+start_server() { # name log cmd... -> sets SRV_PID
+    local name=$1 logf=$2
+    shift 2
+    # Empty the log here, not in the child's redirection: a child not scheduled yet would
+    # leave the previous run's "listening on" for the loop below to find.
+    : >"$logf"
+    "$@" >>"$logf" 2>&1 &
+    SRV_PID=$!
+    STARTED+=("$SRV_PID")
+    for _ in $(seq 100); do
+        grep -q "listening on" "$logf" 2>/dev/null && return 0
+        kill -0 "$SRV_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$logf" >&2
+    die "$name did not start"
+}
+
+BG_PID=
+start_bg() { # cmd... -> sets BG_PID
+    "$@" &
+    BG_PID=$!
+    STARTED+=("$BG_PID")
+}
+
+stop_server() { # name pid stops-file
+    local name=$1 pid=$2 stops=$3 rc=0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+        echo "$name killed" >>"$stops"
+    fi
+    wait "$pid" || rc=$?
+    forget "$pid"
+    echo "$name $rc" >>"$stops"
+}
+
+cpu_ns() { # pid -> total on-CPU ns of all its threads
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
+
+wrk_run() { # core seconds wrk-args... -> wrk output; wrk's CPU seconds into $WORK/wrk.cpu
+    local core=$1 secs=$2 rc=0
+    shift 2
+    rm -f "$WORK/wrk.times"
+    # `times` in the wrapper shell reports its reaped child's (wrk's) user and system time.
+    taskset -c "$core" timeout $((secs + 20)) bash -c \
+        'wrk "$@"; rc=$?; times >"$0"; exit $rc' "$WORK/wrk.times" -t1 -d"$secs"s "$@" || rc=$?
+    awk 'NR == 2 {
+            n = split($0, t, " "); s = 0
+            for (i = 1; i <= n; i++) { split(t[i], p, "m"); sub(/s$/, "", p[2]); s += p[1] * 60 + p[2] }
+            printf "%.3f\n", s
+        }' "$WORK/wrk.times" >"$WORK/wrk.cpu" 2>/dev/null || echo nan >"$WORK/wrk.cpu"
+    return "$rc"
+}
+
+wrk_requests() { awk '/requests in/ {print $1}'; }
+wrk_rps() { awk '/^Requests\/sec:/ {print $2}'; }
+wrk_pct_us() { awk -v p="$1" '$1 == p {print $2}' | to_us; } # pct: 50% 75% 90% 99%
+wrk_max_us() { awk '$1 == "Latency" && NF >= 4 {print $4; exit}' | to_us; }
+wrk_errors() {
+    awk '/Socket errors:/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10} /Non-2xx/ {e += $NF} END {print e + 0}'
+}
+
+check_pipelining() { # name port path: three requests in two writes must get three responses
+    local name=$1 port=$2 path=$3 got
+    got=$(
+        exec 3<>"/dev/tcp/127.0.0.1/$port"
+        printf 'GET %s HTTP/1.1\r\nHost: x\r\n\r\nGET %s HTTP/1.1\r\nHost: x\r\n\r\nGET %s HT' \
+            "$path" "$path" "$path" >&3
+        sleep 0.1
+        printf 'TP/1.1\r\nHost: x\r\n\r\n' >&3
+        timeout 1 cat <&3 | grep -c 'Hello, World!' || true
+    )
+    [ "$got" = 3 ] || die "$name answered $got of 3 pipelined requests"
+}
+
+median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+# wrk latency "1.23ms" / "850.00us" / "1.02s" / "2.00m" -> microseconds
+to_us() { awk '{v = $1; if (v ~ /us$/) {sub(/us$/, "", v); print v} else if (v ~ /ms$/) {sub(/ms$/, "", v); print v * 1000} else if (v ~ /m$/) {sub(/m$/, "", v); print v * 60000000} else if (v ~ /s$/) {sub(/s$/, "", v); print v * 1000000} else print "nan"}'; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "nan"}'; }
+
+# Median over reps of (server's figure / base server's figure in the same rep): the servers of
+# one rep ran back to back, so this cancels most of the machine's drift between reps.
+paired() { # server base column file
+    awk -v a="$1" -v b="$2" -v c="$3" '$1 == a {x[$2] = $c} $1 == b {y[$2] = $c}
+        END {for (r in x) if (y[r] > 0) print x[r] / y[r]}' "$4" | median |
+        awk '{printf "%.3f", $1}'
+}
+
+col() { awk -v s="$1" -v c="$2" '$1 == s {print $c}' "$3" | median; }
+
+machine_md() {
+    local model wrkv
+    model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+    wrkv=$( (wrk -v 2>&1 || true) | head -1)
+    echo "- kernel: \`$(uname -r)\`, CPUs: $(nproc), model: $model"
+    echo "- client: \`$wrkv\`"
+}
