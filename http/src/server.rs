@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use http::header::HeaderValue;
 use ringcore_runtime::net::TcpListener;
 use ringcore_runtime::time::sleep;
-use ringcore_runtime::{n_shards, shard_id, shutdown_requested, spawn_local, submit_to, Cores, Runtime};
+use ringcore_runtime::{
+    n_shards, shard_id, shutdown_requested, spawn_local, spawn_local_in, submit_to, Cores, Runtime, TaskClass,
+};
 
 use crate::conn::{self, ConnConfig, CoreConns};
 use crate::limits::Limits;
@@ -233,6 +235,13 @@ where
         }
     }
     LISTENING.with(|l| l.set(true));
+    // Keeps this core's cached Date value current, so responses never read the clock.
+    let date_task = spawn_local_in(TaskClass::Background, async {
+        loop {
+            let next = crate::proto::date::refresh();
+            sleep(next).await;
+        }
+    });
     let refuse: Rc<[u8]> = Rc::from(conn::refuse_response(&cfg));
     {
         let mut stop = pin!(shutdown_requested());
@@ -279,6 +288,8 @@ where
     while core.active.get() > 0 && Instant::now() < deadline {
         sleep(Duration::from_millis(2)).await;
     }
+    date_task.abort();
+    crate::proto::date::undrive();
     Ok(ShutdownReport {
         connections: core.accepted.get(),
         requests: core.requests.get(),

@@ -10,8 +10,20 @@ use http::{Method, StatusCode, Version};
 
 use crate::limits::Limits;
 
-/// Header slots kept on the stack while parsing (limits up to this need no allocation).
-const STACK_HEADERS: usize = 64;
+/// Header slots tried first, on the stack; more fields re-parse with `max_headers` slots.
+const SMALL_HEADERS: usize = 16;
+
+type Fields<'b, 'h> = (usize, &'h [httparse::Header<'b>]);
+
+fn parse_block<'b, 'h>(
+    block: &'b [u8],
+    slots: &'h mut [httparse::Header<'b>],
+) -> Result<Option<Fields<'b, 'h>>, httparse::Error> {
+    match httparse::parse_headers(block, slots)? {
+        httparse::Status::Complete(done) => Ok(Some(done)),
+        httparse::Status::Partial => Ok(None),
+    }
+}
 
 /// How the request body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,17 +192,21 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
     // The header block, parsed only up to the head size limit (positional, as above).
     let cap = buf.len().min(limits.max_header_bytes);
     let block = buf.get(line.end..cap).unwrap_or(&[]);
-    let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut heap = Vec::new();
-    let slots: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
-        &mut slots[..limits.max_headers]
-    } else {
-        heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
-        &mut heap
+    // Most requests have few fields: try a small slot array first (cheap to initialise) and
+    // re-parse with the full limit only if it overflows. The verdict is the same either way.
+    let mut small = [httparse::EMPTY_HEADER; SMALL_HEADERS];
+    let mut big = Vec::new();
+    let first = parse_block(block, &mut small[..limits.max_headers.min(SMALL_HEADERS)]);
+    let parsed = match first {
+        Err(httparse::Error::TooManyHeaders) if limits.max_headers > SMALL_HEADERS => {
+            big.resize(limits.max_headers, httparse::EMPTY_HEADER);
+            parse_block(block, &mut big)
+        }
+        other => other,
     };
-    let (block_len, fields) = match httparse::parse_headers(block, slots) {
-        Ok(httparse::Status::Complete(done)) => done,
-        Ok(httparse::Status::Partial) => {
+    let (block_len, fields) = match parsed {
+        Ok(Some(done)) => done,
+        Ok(None) => {
             if buf.len() >= limits.max_header_bytes {
                 return Err(reject(
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
