@@ -115,14 +115,12 @@ async fn flush(stream: &TcpStream, out: &mut Vec<u8>) -> bool {
 
 fn error_response(out: &mut Vec<u8>, cfg: &ConnConfig, err: ProtoError) {
     let body = err.reason().as_bytes();
-    let headers = [(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    )];
+    let ctype = HeaderValue::from_static("text/plain; charset=utf-8");
     encode::head(
         out,
         err.status(),
-        &headers,
+        Some(&ctype),
+        &[],
         &cfg.server_header,
         Delimit::Length(body.len() as u64 + 1),
         Persist::Close,
@@ -136,6 +134,7 @@ fn timeout_response(out: &mut Vec<u8>, cfg: &ConnConfig) {
     encode::head(
         out,
         StatusCode::REQUEST_TIMEOUT,
+        None,
         &[],
         &cfg.server_header,
         Delimit::Length(body.len() as u64),
@@ -170,6 +169,7 @@ pub(crate) fn refuse_response(cfg: &ConnConfig) -> Vec<u8> {
     encode::head(
         &mut out,
         StatusCode::SERVICE_UNAVAILABLE,
+        None,
         &headers,
         &cfg.server_header,
         Delimit::Length(body.len() as u64),
@@ -230,7 +230,7 @@ async fn serve_requests<S: 'static>(
             // Decided after the handler: shutdown may have started while it ran.
             let keep_alive = wants_keep_alive && !core.drain.is_draining();
             let persist = Persist::new(version, keep_alive);
-            let (status, headers, body) = resp.into_parts();
+            let (status, ctype, headers, body) = resp.into_parts();
             let bodyless = encode::bodyless(status);
             match body {
                 Body::Empty => {
@@ -239,7 +239,15 @@ async fn serve_requests<S: 'static>(
                     } else {
                         Delimit::Length(0)
                     };
-                    encode::head(&mut out, status, &headers, &cfg.server_header, d, persist);
+                    encode::head(
+                        &mut out,
+                        status,
+                        ctype.as_ref(),
+                        &headers,
+                        &cfg.server_header,
+                        d,
+                        persist,
+                    );
                 }
                 Body::Full(b) => {
                     let d = if bodyless {
@@ -247,7 +255,15 @@ async fn serve_requests<S: 'static>(
                     } else {
                         Delimit::Length(b.len() as u64)
                     };
-                    encode::head(&mut out, status, &headers, &cfg.server_header, d, persist);
+                    encode::head(
+                        &mut out,
+                        status,
+                        ctype.as_ref(),
+                        &headers,
+                        &cfg.server_header,
+                        d,
+                        persist,
+                    );
                     if !is_head && !bodyless {
                         if out.len() + b.len() > MAX_PIPELINE_FLUSH_BYTES && b.len() > 16 * 1024 {
                             // A large body goes out in its own write, without a copy.
@@ -270,12 +286,28 @@ async fn serve_requests<S: 'static>(
                         } else {
                             Delimit::Chunked
                         };
-                        encode::head(&mut out, status, &headers, &cfg.server_header, d, persist);
+                        encode::head(
+                            &mut out,
+                            status,
+                            ctype.as_ref(),
+                            &headers,
+                            &cfg.server_header,
+                            d,
+                            persist,
+                        );
                     } else {
                         let chunked = version == Version::HTTP_11;
                         let d = if chunked { Delimit::Chunked } else { Delimit::Close };
                         let persist = if chunked { persist } else { Persist::Close };
-                        encode::head(&mut out, status, &headers, &cfg.server_header, d, persist);
+                        encode::head(
+                            &mut out,
+                            status,
+                            ctype.as_ref(),
+                            &headers,
+                            &cfg.server_header,
+                            d,
+                            persist,
+                        );
                         let mut ready: Vec<Bytes> = Vec::new();
                         loop {
                             let closed = rx.drain_ready(&mut ready);

@@ -136,9 +136,13 @@ impl BodyReceiver {
 }
 
 /// An HTTP response.
+///
+/// `Content-Type` is kept in its own field (no allocation for the common response); other
+/// fields are in [`headers`](Self::headers).
 #[derive(Debug)]
 pub struct Response {
     status: StatusCode,
+    content_type: Option<HeaderValue>,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Body,
 }
@@ -148,6 +152,7 @@ impl Response {
     pub fn new(status: StatusCode) -> Self {
         Self {
             status,
+            content_type: None,
             headers: Vec::new(),
             body: Body::Empty,
         }
@@ -157,6 +162,7 @@ impl Response {
     pub fn with_body(body: Body) -> Self {
         Self {
             status: StatusCode::OK,
+            content_type: None,
             headers: Vec::new(),
             body,
         }
@@ -168,11 +174,21 @@ impl Response {
         self
     }
 
-    /// Adds a header field (kept in order; `Content-Length`, `Transfer-Encoding` and
-    /// `Connection` are managed by the server and ignored here).
+    /// Adds a header field (kept in order; `Content-Type` replaces the current one;
+    /// `Content-Length`, `Transfer-Encoding` and `Connection` are managed by the server and
+    /// ignored here).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+        if name == CONTENT_TYPE {
+            self.content_type = Some(value);
+        } else {
+            self.headers.push((name, value));
+        }
         self
+    }
+
+    /// The `Content-Type`, if set.
+    pub fn content_type(&self) -> Option<&HeaderValue> {
+        self.content_type.as_ref()
     }
 
     /// The status.
@@ -180,12 +196,13 @@ impl Response {
         self.status
     }
 
-    /// The header fields.
+    /// The header fields other than `Content-Type`.
     pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
         &self.headers
     }
 
-    /// Mutable header fields.
+    /// Mutable header fields other than `Content-Type` (a `Content-Type` pushed here is
+    /// sent as well, after the one set with [`header`](Self::header)).
     pub fn headers_mut(&mut self) -> &mut Vec<(HeaderName, HeaderValue)> {
         &mut self.headers
     }
@@ -195,8 +212,15 @@ impl Response {
         &self.body
     }
 
-    pub(crate) fn into_parts(self) -> (StatusCode, Vec<(HeaderName, HeaderValue)>, Body) {
-        (self.status, self.headers, self.body)
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        StatusCode,
+        Option<HeaderValue>,
+        Vec<(HeaderName, HeaderValue)>,
+        Body,
+    ) {
+        (self.status, self.content_type, self.headers, self.body)
     }
 
     /// A plain-text error response: `status` with its reason phrase as the body.
@@ -219,7 +243,8 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 fn with_type(body: Bytes, ctype: HeaderValue) -> Response {
     Response {
         status: StatusCode::OK,
-        headers: vec![(CONTENT_TYPE, ctype)],
+        content_type: Some(ctype),
+        headers: Vec::new(),
         body: Body::Full(body),
     }
 }
@@ -289,7 +314,7 @@ impl<T: IntoResponse, const N: usize> IntoResponse for (StatusCode, [(HeaderName
         let mut r = self.2.into_response().status(self.0);
         for (n, v) in self.1 {
             r.headers.retain(|(k, _)| *k != n);
-            r.headers.push((n, v));
+            r = r.header(n, v);
         }
         r
     }

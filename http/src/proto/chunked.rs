@@ -9,7 +9,7 @@
 
 use http::StatusCode;
 
-use super::head::Reject;
+use super::head::{is_tchar, Reject};
 use crate::limits::Limits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,10 +74,6 @@ fn hex(b: u8) -> Option<u64> {
         b'A'..=b'F' => Some(u64::from(b - b'A' + 10)),
         _ => None,
     }
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 impl ChunkedDecoder {

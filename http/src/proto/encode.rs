@@ -50,6 +50,7 @@ pub(crate) fn bodyless(status: StatusCode) -> bool {
 pub(crate) fn head(
     out: &mut Vec<u8>,
     status: StatusCode,
+    content_type: Option<&HeaderValue>,
     headers: &[(HeaderName, HeaderValue)],
     server: &HeaderValue,
     delimit: Delimit,
@@ -60,6 +61,11 @@ pub(crate) fn head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
+    if let Some(ct) = content_type {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(ct.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     let mut has_server = false;
     let mut has_date = false;
     for (name, value) in headers {
@@ -142,13 +148,17 @@ mod tests {
         head(
             &mut out,
             StatusCode::OK,
+            None,
             &headers,
             &HeaderValue::from_static("ringcore"),
             Delimit::Length(13),
             Persist::Close,
         );
         let s = String::from_utf8(out).unwrap_or_default();
-        assert!(s.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nServer: ringcore\r\nDate: "));
+        assert!(
+            s.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nServer: ringcore\r\nDate: "),
+            "{s}"
+        );
         assert!(
             s.ends_with(" GMT\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"),
             "{s}"

@@ -79,13 +79,93 @@ struct Line {
     end: usize,
 }
 
-#[derive(Clone, Copy)]
-enum LineState {
-    Method,
-    Target,
-    /// `k` bytes of `HTTP/d.d` seen.
-    Version(usize),
-    Cr,
+/// Byte classes for the scanners (one table lookup per byte on the hot path).
+const TCHAR: u8 = 1;
+const TARGET: u8 = 2;
+const HOST: u8 = 4;
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let alnum = c.is_ascii_alphanumeric();
+        let mut v = 0;
+        if alnum
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            )
+        {
+            v |= TCHAR;
+        }
+        if c >= 0x21 && c <= 0x7e {
+            v |= TARGET;
+        }
+        if alnum
+            || matches!(
+                c,
+                b'.' | b'-'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+        {
+            v |= HOST;
+        }
+        t[b] = v;
+        b += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 256] = classes();
+
+pub(crate) fn is_tchar(b: u8) -> bool {
+    CLASS[usize::from(b)] & TCHAR != 0
+}
+
+/// Why a scan stopped at position `at` without a verdict from the grammar: the buffer ended
+/// there (incomplete), or a size limit is crossed there.
+fn stop_at(at: usize, buf_len: usize, line_cap: usize, head_cap: usize) -> Result<Option<Line>, Reject> {
+    if at >= head_cap {
+        Err(reject(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header section too large",
+        ))
+    } else if at >= line_cap {
+        Err(reject(StatusCode::URI_TOO_LONG, "request line too long"))
+    } else {
+        debug_assert!(at >= buf_len);
+        Ok(None)
+    }
 }
 
 /// Scans the request line left to right from `start`.
@@ -95,81 +175,78 @@ enum LineState {
 /// does not depend on how it was split into reads. `Ok(None)`: incomplete, no verdict yet.
 fn scan_line(buf: &[u8], start: usize, limits: &Limits) -> Result<Option<Line>, Reject> {
     let line_cap = start.saturating_add(limits.max_request_line);
-    let mut st = LineState::Method;
-    let (mut method_end, mut target_start, mut target_end) = (start, start, start);
-    let (mut major, mut minor) = (0u8, 0u8);
-    for (i, &b) in buf.iter().enumerate().skip(start) {
-        if i >= limits.max_header_bytes {
-            return Err(reject(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "header section too large",
-            ));
-        }
-        let terminator = matches!(st, LineState::Cr)
-            || (matches!(st, LineState::Version(8)) && (b == b'\r' || b == b'\n'));
-        if i >= line_cap && !terminator {
-            return Err(reject(StatusCode::URI_TOO_LONG, "request line too long"));
-        }
-        st = match st {
-            LineState::Method if is_tchar(b) => LineState::Method,
-            LineState::Method if b == b' ' && i > start => {
-                method_end = i;
-                target_start = i + 1;
-                LineState::Target
-            }
-            LineState::Method => return Err(bad("malformed request line")),
-            LineState::Target if (0x21..=0x7e).contains(&b) => LineState::Target,
-            LineState::Target if b == b' ' && i > target_start => {
-                target_end = i;
-                LineState::Version(0)
-            }
-            LineState::Target => return Err(bad("malformed request target")),
-            LineState::Version(k) if k < 8 => {
-                let ok = match k {
-                    0..=4 => b == b"HTTP/"[k],
-                    5 | 7 => b.is_ascii_digit(),
-                    _ => b == b'.',
-                };
-                if !ok {
-                    return Err(bad("malformed HTTP version"));
-                }
-                match k {
-                    5 => major = b - b'0',
-                    7 => minor = b - b'0',
-                    _ => {}
-                }
-                LineState::Version(k + 1)
-            }
-            LineState::Version(_) => match b {
-                b'\r' => LineState::Cr,
-                b'\n' => {
-                    return Ok(Some(Line {
-                        method: start..method_end,
-                        target: target_start..target_end,
-                        major,
-                        minor,
-                        end: i + 1,
-                    }))
-                }
-                _ => return Err(bad("malformed HTTP version")),
-            },
-            LineState::Cr if b == b'\n' => {
-                return Ok(Some(Line {
-                    method: start..method_end,
-                    target: target_start..target_end,
-                    major,
-                    minor,
-                    end: i + 1,
-                }))
-            }
-            LineState::Cr => return Err(bad("CR without LF in request line")),
-        };
-    }
-    Ok(None)
-}
+    let head_cap = limits.max_header_bytes;
+    // Content bytes (method, target, version) must lie before both caps; the line terminator
+    // only before the head cap.
+    let content_end = buf.len().min(line_cap).min(head_cap);
+    let stop = |at: usize| stop_at(at, buf.len(), line_cap, head_cap);
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    // method = token, then one SP
+    let mut i = start;
+    while i < content_end && CLASS[usize::from(buf[i])] & TCHAR != 0 {
+        i += 1;
+    }
+    if i == content_end {
+        return stop(i);
+    }
+    if buf[i] != b' ' || i == start {
+        return Err(bad("malformed request line"));
+    }
+    let method = start..i;
+    // request-target = visible ASCII, then one SP
+    let target_start = i + 1;
+    i = target_start;
+    while i < content_end && CLASS[usize::from(buf[i])] & TARGET != 0 {
+        i += 1;
+    }
+    if i == content_end {
+        return stop(i);
+    }
+    if buf[i] != b' ' || i == target_start {
+        return Err(bad("malformed request target"));
+    }
+    let target = target_start..i;
+    // HTTP-version = "HTTP/" DIGIT "." DIGIT
+    let vs = i + 1;
+    for k in 0..8 {
+        let at = vs + k;
+        if at >= content_end {
+            return stop(at);
+        }
+        let b = buf[at];
+        let ok = match k {
+            0..=4 => b == b"HTTP/"[k],
+            5 | 7 => b.is_ascii_digit(),
+            _ => b == b'.',
+        };
+        if !ok {
+            return Err(bad("malformed HTTP version"));
+        }
+    }
+    let (major, minor) = (buf[vs + 5] - b'0', buf[vs + 7] - b'0');
+    // CRLF or a bare LF.
+    let mut at = vs + 8;
+    if at >= head_cap || at >= buf.len() {
+        return stop_at(at, buf.len(), usize::MAX, head_cap);
+    }
+    if buf[at] == b'\r' {
+        at += 1;
+        if at >= head_cap || at >= buf.len() {
+            return stop_at(at, buf.len(), usize::MAX, head_cap);
+        }
+        if buf[at] != b'\n' {
+            return Err(bad("CR without LF in request line"));
+        }
+    } else if buf[at] != b'\n' {
+        return Err(bad("malformed HTTP version"));
+    }
+    Ok(Some(Line {
+        method,
+        target,
+        major,
+        minor,
+        end: at + 1,
+    }))
 }
 
 /// Parses and validates a request head at the start of `buf`.
@@ -269,6 +346,10 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
         let name = h.name;
         let value = h.value;
         headers.push((range_of(buf, name.as_bytes()), range_of(buf, value)));
+        let known = matches!(name.len(), 4 | 6 | 10 | 14 | 17);
+        if !known {
+            continue;
+        }
         if name.eq_ignore_ascii_case("host") {
             host_count += 1;
             if !valid_host(value) {
@@ -388,14 +469,7 @@ fn validate_target(method: &Method, path: &str) -> Result<(), Reject> {
 
 /// Host = uri-host [ ":" port ]; empty is allowed (RFC 9112 3.2).
 fn valid_host(v: &[u8]) -> bool {
-    v.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'.' | b'-' | b'_' | b'~' | b'%' | b':' | b'[' | b']' | b'!' | b'$' | b'&'
-            )
-            || matches!(b, b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
-    })
+    v.iter().all(|&b| CLASS[usize::from(b)] & HOST != 0)
 }
 
 /// `Content-Length = 1*DIGIT`; a list of identical values ("5, 5") is accepted as one.
