@@ -4,9 +4,10 @@
 //!
 //! Run with: `rc_load --addr 127.0.0.1:8080 --cores 8,9 --conns 32 --duration 5 --mode http`
 //!
-//! `--mode http` sends `GET / HTTP/1.1` and expects the fixed 78-byte "Hello, World!" response
-//! of the benchmark servers; `--mode echo` sends `--size` bytes and expects them back. Prints
-//! one JSON line: requests, seconds, requests/s, errors.
+//! `--mode http` sends `GET /plaintext HTTP/1.1` and expects responses of `--resp-len` bytes
+//! each (default 78, the fixed answer of the benchmark servers; `hello` answers 148);
+//! `--mode echo` sends `--size` bytes and expects them back. Prints one JSON line: requests,
+//! seconds, requests/s, errors.
 
 use std::cell::Cell;
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use ringcore_runtime::net::TcpStream;
 use ringcore_runtime::time::timeout;
 use ringcore_runtime::{spawn_local, Cores, Runtime};
 
-const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+const REQUEST: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: bench\r\n\r\n";
 const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
 
@@ -30,6 +31,7 @@ struct Args {
     duration: Duration,
     http: bool,
     size: usize,
+    resp_len: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -41,6 +43,7 @@ fn parse() -> Result<Args, String> {
         duration: Duration::from_secs(5),
         http: true,
         size: 64,
+        resp_len: RESPONSE.len(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -66,6 +69,7 @@ fn parse() -> Result<Args, String> {
             }
             "--mode" => a.http = v()? == "http",
             "--size" => a.size = v()?.parse().map_err(|e| format!("--size: {e}"))?,
+            "--resp-len" => a.resp_len = v()?.parse().map_err(|e| format!("--resp-len: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -82,7 +86,7 @@ async fn connection(args: Rc<Args>, deadline: Instant, done: Rc<Cell<u64>>, erro
     };
     let _ = stream.set_nodelay(true);
     let (one_req, one_resp): (Vec<u8>, usize) = if args.http {
-        (REQUEST.to_vec(), RESPONSE.len())
+        (REQUEST.to_vec(), args.resp_len)
     } else {
         (vec![b'x'; args.size], args.size)
     };
