@@ -232,6 +232,17 @@ async fn serve_requests<S: 'static>(
             let persist = Persist::new(version, keep_alive);
             let (status, ctype, headers, body) = resp.into_parts();
             let bodyless = encode::bodyless(status);
+            let write_head = |out: &mut Vec<u8>, d: Delimit, persist: Persist| {
+                encode::head(
+                    out,
+                    status,
+                    ctype.as_ref(),
+                    &headers,
+                    &cfg.server_header,
+                    d,
+                    persist,
+                );
+            };
             match body {
                 Body::Empty => {
                     let d = if bodyless {
@@ -239,15 +250,7 @@ async fn serve_requests<S: 'static>(
                     } else {
                         Delimit::Length(0)
                     };
-                    encode::head(
-                        &mut out,
-                        status,
-                        ctype.as_ref(),
-                        &headers,
-                        &cfg.server_header,
-                        d,
-                        persist,
-                    );
+                    write_head(&mut out, d, persist);
                 }
                 Body::Full(b) => {
                     let d = if bodyless {
@@ -255,15 +258,7 @@ async fn serve_requests<S: 'static>(
                     } else {
                         Delimit::Length(b.len() as u64)
                     };
-                    encode::head(
-                        &mut out,
-                        status,
-                        ctype.as_ref(),
-                        &headers,
-                        &cfg.server_header,
-                        d,
-                        persist,
-                    );
+                    write_head(&mut out, d, persist);
                     if !is_head && !bodyless {
                         if out.len() + b.len() > MAX_PIPELINE_FLUSH_BYTES && b.len() > 16 * 1024 {
                             // A large body goes out in its own write, without a copy.
@@ -286,28 +281,12 @@ async fn serve_requests<S: 'static>(
                         } else {
                             Delimit::Chunked
                         };
-                        encode::head(
-                            &mut out,
-                            status,
-                            ctype.as_ref(),
-                            &headers,
-                            &cfg.server_header,
-                            d,
-                            persist,
-                        );
+                        write_head(&mut out, d, persist);
                     } else {
                         let chunked = version == Version::HTTP_11;
                         let d = if chunked { Delimit::Chunked } else { Delimit::Close };
                         let persist = if chunked { persist } else { Persist::Close };
-                        encode::head(
-                            &mut out,
-                            status,
-                            ctype.as_ref(),
-                            &headers,
-                            &cfg.server_header,
-                            d,
-                            persist,
-                        );
+                        write_head(&mut out, d, persist);
                         let mut ready: Vec<Bytes> = Vec::new();
                         loop {
                             let closed = rx.drain_ready(&mut ready);
