@@ -42,7 +42,9 @@ pub(crate) struct Head {
     pub(crate) method: Method,
     pub(crate) version: Version,
     pub(crate) target: Range<usize>,
-    pub(crate) headers: Vec<(Range<usize>, Range<usize>)>,
+    /// The field lines (validated), from the first field to the end of the head: read lazily
+    /// by [`fields`], so a request whose handler reads no field costs no allocation.
+    pub(crate) fields: Range<usize>,
     pub(crate) len: usize,
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
@@ -62,11 +64,6 @@ fn reject(status: StatusCode, reason: &'static str) -> Reject {
 
 fn bad(reason: &'static str) -> Reject {
     reject(StatusCode::BAD_REQUEST, reason)
-}
-
-fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-    start..start + part.len()
 }
 
 /// Where the request line ends and what it holds (ranges into the buffer).
@@ -333,7 +330,7 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
     validate_target(&method, path)?;
     let target = line.target;
 
-    let mut headers = Vec::with_capacity(fields.len());
+    let field_block = line.end..len;
     let mut host_count = 0;
     let mut content_length: Option<u64> = None;
     let mut te_seen = false;
@@ -345,7 +342,6 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
     for h in fields.iter() {
         let name = h.name;
         let value = h.value;
-        headers.push((range_of(buf, name.as_bytes()), range_of(buf, value)));
         let known = matches!(name.len(), 4 | 6 | 10 | 14 | 17);
         if !known {
             continue;
@@ -427,7 +423,7 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
         method,
         version,
         target,
-        headers,
+        fields: field_block,
         len,
         framing,
         keep_alive,
@@ -489,6 +485,16 @@ fn parse_content_length(v: &[u8]) -> Option<u64> {
         }
     }
     out
+}
+
+/// The (name, value) pairs of a validated field block, in order (values without surrounding
+/// whitespace). Only for blocks `parse` accepted: it relies on their shape.
+pub(crate) fn fields(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    block.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], trim_ows(&line[colon + 1..])))
+    })
 }
 
 /// Splits a comma-separated field value into trimmed, non-empty elements.

@@ -67,10 +67,7 @@ impl RawRequest {
 
     /// Header fields in order, as (name, value) bytes.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.head
-            .headers
-            .iter()
-            .map(|(n, v)| (&self.head_bytes[n.clone()], &self.head_bytes[v.clone()]))
+        super::head::fields(&self.head_bytes[self.head.fields.clone()])
     }
 
     /// The decoded body.
