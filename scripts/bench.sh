@@ -11,7 +11,10 @@
 # Options: --dur S, --warm S, --reps N, --closed-reps N, --fracs "0.2 0.4 ..." (offered rates as
 # fractions of tokio_ct's closed-loop maximum), --over X (the above-saturation rate: X times the
 # highest closed-loop maximum, default 1.2), --conns N (64), --depth D (1), --idle N, --port P,
-# --server-core C (0), --client-core C (1), --load PATH (a load generator with ringcore-load's
+# --server-core C (0), --client-core C (1; a list or range such as 8-15 for a machine with more
+# cores), --gen-shards N (generator shards, 1; one per client core is the usual choice),
+# --bin DIR (prebuilt binaries: skip the build, e.g. static ones on a machine without cargo),
+# --load PATH (a load generator with ringcore-load's
 # command line and JSON; default: the one built here), --doc FILE (docs/benchmarks.md),
 # --budget S (seconds the measurements may take after the build; the script stops past it).
 #
@@ -40,6 +43,8 @@ IDLE=10000
 PORT=18520
 SERVER_CORE=0
 CLIENT_CORE=1
+GEN_SHARDS=1
+PREBUILT=""
 LOAD=
 DOC=docs/benchmarks.md
 BUDGET=2400
@@ -61,6 +66,8 @@ while [ $# -gt 0 ]; do
         --port) PORT="$2"; shift ;;
         --server-core) SERVER_CORE="$2"; shift ;;
         --client-core) CLIENT_CORE="$2"; shift ;;
+        --gen-shards) GEN_SHARDS="$2"; shift ;;
+        --bin) PREBUILT="$2"; shift ;;
         --load) LOAD="$2"; shift ;;
         --doc) DOC="$2"; shift ;;
         --budget) BUDGET="$2"; shift ;;
@@ -85,10 +92,15 @@ SRC_DIRTY=$(git status --porcelain -- runtime http examples benches 2>/dev/null 
 
 # ---------------------------------------------------------------- prerequisites
 need_cpus 2
-log "building release binaries"
-cargo build --release -q -p hello -p ringcore-benches --bins
-TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-BIN="$TARGET_DIR/release"
+if [ -n "$PREBUILT" ]; then
+    BIN="$PREBUILT"
+    log "using prebuilt binaries in $BIN"
+else
+    log "building release binaries"
+    cargo build --release -q -p hello -p ringcore-benches --bins
+    TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+    BIN="$TARGET_DIR/release"
+fi
 for b in hello tokio_ct axum_hello glommio_hello naive_uring ringcore_fixed idle_conns bench_report; do
     [ -x "$BIN/$b" ] || die "missing $BIN/$b"
 done
@@ -122,10 +134,16 @@ steal_pct() {
     awk 'FNR == NR && $1 == "cpu" {for (i = 2; i <= 9; i++) a[i] = $i; next}
          $1 == "cpu" {t = 0; for (i = 2; i <= 9; i++) t += $i - a[i]; printf "%.3f", (t > 0 ? 100 * ($9 - a[9]) / t : 0)}' "$1" "$2"
 }
+# busy % averaged over the cores of a taskset-style list ("1", "8-15", "2,4-5")
 core_busy_pct() {
-    awk -v c="cpu$3" 'FNR == NR && $1 == c {for (i = 2; i <= 9; i++) a[i] = $i; next}
-         $1 == c {t = 0; for (i = 2; i <= 9; i++) t += $i - a[i]; idle = ($5 - a[5]) + ($6 - a[6])
-                  printf "%.1f", (t > 0 ? 100 * (t - idle) / t : 0)}' "$1" "$2"
+    local set="" part
+    for part in ${3//,/ }; do
+        if [[ $part == *-* ]]; then set+=" $(seq -s ' ' "${part%-*}" "${part#*-}")"; else set+=" $part"; fi
+    done
+    awk -v set="$set" 'BEGIN {n = split(set, l, " "); for (k = 1; k <= n; k++) want["cpu" l[k]] = 1}
+         FNR == NR && ($1 in want) {for (i = 2; i <= 9; i++) a[$1, i] = $i; next}
+         ($1 in want) {for (i = 2; i <= 9; i++) t += $i - a[$1, i]; idle += ($5 - a[$1, 5]) + ($6 - a[$1, 6])}
+         END {printf "%.1f", (t > 0 ? 100 * (t - idle) / t : 0)}' "$1" "$2"
 }
 json_num() { tr -d ' \n' <"$2" | sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"; }
 
@@ -144,7 +162,7 @@ run_one() {
     c0=$(cpu_ns "$pid")
     t0=$(date +%s%N)
     taskset -c "$CLIENT_CORE" timeout $((RUN_S + 30)) "$LOAD" --url "$URL" --rate "$rate" \
-        --conns "$CONNS" --depth "$DEPTH" --duration "$DUR" --warmup "$WARM" --cores 1 \
+        --conns "$CONNS" --depth "$DEPTH" --duration "$DUR" --warmup "$WARM" --cores "$GEN_SHARDS" \
         --json "$WORK/gen.json" --no-progress >"$WORK/gen.out" 2>&1 || rc=$?
     c1=$(cpu_ns "$pid")
     t1=$(date +%s%N)
@@ -250,10 +268,10 @@ MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
     printf '{"meta":{'
     printf '"mode":"%s","cmdline":"%s","date":"%s","elapsed_s":%d,' "$MODE" "$(jstr "$CMDLINE")" "$(date -u +%Y-%m-%dT%H:%MZ)" $(($(date +%s) - T0))
-    printf '"kernel":"%s","cpu_model":"%s","cpus":%d,"rustc":"%s","crates":"%s",' "$(uname -r)" "$(jstr "$MODEL")" "$(nproc)" "$(rustc -V)" "$CRATES"
+    printf '"kernel":"%s","cpu_model":"%s","cpus":%d,"rustc":"%s","crates":"%s",' "$(uname -r)" "$(jstr "$MODEL")" "$(nproc)" "$(rustc -V 2>/dev/null || echo "prebuilt binaries")" "$CRATES"
     printf '"commit":"%s","dirty":%d,"load_before":"%s","load_after":"%s",' "$SRC_REV" "$SRC_DIRTY" "$LOAD_BEFORE" "$LOAD_AFTER"
     printf '"generator":"%s","dur":%s,"warm":%s,"reps":%s,"closed_reps":%s,"conns":%s,"depth":%s,' "$(jstr "$GENERATOR")" "$DUR" "$WARM" "$REPS" "$CLOSED_REPS" "$CONNS" "$DEPTH"
-    printf '"server_core":%s,"client_core":%s,"tokio_max":%s,"rates":[%s],"results_file":"%s"},' "$SERVER_CORE" "$CLIENT_CORE" "$TOKIO_MAX" "$(IFS=,; echo "${RATES[*]}")" "$RESULTS"
+    printf '"server_core":%s,"client_core":"%s","gen_shards":%s,"tokio_max":%s,"rates":[%s],"results_file":"%s"},' "$SERVER_CORE" "$CLIENT_CORE" "$GEN_SHARDS" "$TOKIO_MAX" "$(IFS=,; echo "${RATES[*]}")" "$RESULTS"
     printf '"servers":["%s"],' "$(printf '%s","' "${SERVERS[@]}" | sed 's/","$//')"
     printf '"runs":[%s],' "$(paste -sd, "$WORK/runs.jsonl")"
     printf '"idle":[%s],' "$(paste -sd, "$WORK/idle.jsonl")"
