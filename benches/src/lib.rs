@@ -195,6 +195,29 @@ pub fn pin_to(core: usize) -> bool {
     core_affinity::set_for_current(core_affinity::CoreId { id: core })
 }
 
+/// Waits for one start-up report from each of `n` server threads (`Ok(())` once a thread
+/// listens); prints the first failure as `name: error`. True if all started.
+pub fn wait_started<E: std::fmt::Display>(
+    name: &str,
+    rx: &std::sync::mpsc::Receiver<Result<(), E>>,
+    n: usize,
+) -> bool {
+    for _ in 0..n {
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("{name}: {e}");
+                return false;
+            }
+            Err(_) => {
+                eprintln!("{name}: a server thread died during start-up");
+                return false;
+            }
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@ use std::thread;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
-use ringcore_benches::{parse_server_args, reuseport_listener, RESPONSE};
+use ringcore_benches::{parse_server_args, reuseport_listener, wait_started, RESPONSE};
 
 /// The `/json` response (the same shape as the fixed plaintext one).
 const JSON_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 27\r\nContent-Type: application/json\r\n\r\n{\"message\":\"Hello, World!\"}";
@@ -180,18 +180,8 @@ fn main() -> ExitCode {
         }
     }
     drop(ready_tx);
-    for _ in &args.cores {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                eprintln!("glommio_hello: {e}");
-                return ExitCode::FAILURE;
-            }
-            Err(_) => {
-                eprintln!("glommio_hello: an executor thread died during start-up");
-                return ExitCode::FAILURE;
-            }
-        }
+    if !wait_started("glommio_hello", &ready_rx, args.cores.len()) {
+        return ExitCode::FAILURE;
     }
     println!("listening on {addr}");
     let _ = io::Write::flush(&mut io::stdout());

@@ -25,7 +25,9 @@ use std::thread;
 
 use io_uring::types::{BufRingEntry, Fd};
 use io_uring::{cqueue, opcode, squeue, IoUring};
-use ringcore_benches::{parse_server_args, pin_to, responses, reuseport_listener, RequestCounter, MAX_BATCH};
+use ringcore_benches::{
+    parse_server_args, pin_to, responses, reuseport_listener, wait_started, RequestCounter, MAX_BATCH,
+};
 use slab::Slab;
 
 /// Submission queue entries per ring (the completion queue gets four times more), as ringcore.
@@ -535,18 +537,8 @@ fn main() -> ExitCode {
         }
     }
     drop(tx);
-    for _ in 0..threads.len() {
-        match rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                eprintln!("naive_uring: {e}");
-                return ExitCode::FAILURE;
-            }
-            Err(_) => {
-                eprintln!("naive_uring: a thread died during start-up");
-                return ExitCode::FAILURE;
-            }
-        }
+    if !wait_started("naive_uring", &rx, threads.len()) {
+        return ExitCode::FAILURE;
     }
     println!("listening on {addr}");
     let mut code = ExitCode::SUCCESS;

@@ -17,7 +17,9 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
 
-use ringcore_benches::{parse_server_args, pin_to, responses, reuseport_listener, RequestCounter, MAX_BATCH};
+use ringcore_benches::{
+    parse_server_args, pin_to, responses, reuseport_listener, wait_started, RequestCounter, MAX_BATCH,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -149,18 +151,8 @@ fn main() -> ExitCode {
         }
     }
     drop(ready_tx);
-    for _ in 0..threads.len() {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                eprintln!("tokio_ct: {e}");
-                return ExitCode::FAILURE;
-            }
-            Err(_) => {
-                eprintln!("tokio_ct: a thread died during start-up");
-                return ExitCode::FAILURE;
-            }
-        }
+    if !wait_started("tokio_ct", &ready_rx, threads.len()) {
+        return ExitCode::FAILURE;
     }
     // The main thread only waits for SIGINT/SIGTERM, on a runtime of its own.
     let signals = tokio::runtime::Builder::new_current_thread()
