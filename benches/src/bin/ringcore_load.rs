@@ -579,11 +579,18 @@ async fn connection(plan: Rc<Plan>, conn: usize, local: Rc<Local>, hist: Rc<RefC
         if now >= plan.drain_end || (plan.sending_over(next_due, now) && outq.is_empty()) {
             break;
         }
-        let stream = match timeout_at(plan.drain_end, TcpStream::connect(plan.addr.as_str())).await {
+        // A connect is bounded by the request timeout: against a listener whose backlog is
+        // full the SYN goes unanswered, and waiting for the run's end would hide that stall.
+        let connect_deadline = (now + plan.timeout).min(plan.drain_end);
+        let stream = match timeout_at(connect_deadline, TcpStream::connect(plan.addr.as_str())).await {
             Ok(Ok(s)) => s,
             Ok(Err(_)) => {
                 bump(&local.errors, 1);
                 sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            Err(_) if Instant::now() < plan.drain_end => {
+                bump(&local.errors, 1);
                 continue;
             }
             Err(_) => break,
