@@ -490,6 +490,11 @@ impl Driver {
             ring.unregister(&self.ring);
         }
         let mut leaked = Vec::new();
+        if self.eventfd_armed {
+            // The kernel may still own the eventfd read's buffer: never free it.
+            let buf = std::mem::replace(&mut self.eventfd_buf, Box::new([0; 8]));
+            leaked.push(buf as Box<dyn Any>);
+        }
         for slot in self.ops.drain() {
             if let Lifecycle::Ignored(Some(data)) = slot.state {
                 leaked.push(data);
