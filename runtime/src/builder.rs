@@ -344,7 +344,13 @@ impl Runtime {
             let spawned = thread::Builder::new()
                 .name(format!("ringcore-{i}"))
                 .spawn(move || {
-                    let out = shard::run_shard(i, core, shared.clone(), move || f());
+                    // Whatever happens in the shard, `run` must hear about it (or it would wait
+                    // forever for this thread's result).
+                    let shared2 = shared.clone();
+                    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                        shard::run_shard(i, core, shared2, move || f())
+                    }))
+                    .unwrap_or_else(|_| Err(io::Error::other("the shard thread panicked")));
                     if out.is_err() {
                         shared.request_shutdown();
                     }

@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -68,29 +69,60 @@ where
         sharded: RefCell::new(HashMap::new()),
     });
     context::enter(cx.clone());
-    let fut = f();
-    let main = cx.executor.spawn(remote, TaskClass::Latency, fut);
-    let looped = event_loop(&cx, &main);
-    let output = take_output(main);
+    // A panic that escapes the loop (a task's `Drop` panicking, a bug) must still run the
+    // teardown below: freeing the tasks' buffers with the ring live would hand the kernel
+    // freed memory.
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        let fut = f();
+        let main = cx.executor.spawn(remote, TaskClass::Latency, fut);
+        let looped = event_loop(&cx, &main);
+        (looped, take_output(main))
+    }));
 
     // Tear down, in an order that keeps every resource valid while the kernel may use it.
-    remote.exited.store(true, Ordering::Release);
-    cx.executor.drop_all();
-    mesh::drain_on_exit(&cx);
-    let sharded = std::mem::take(&mut *cx.sharded.borrow_mut());
-    drop(sharded);
-    let timers = cx.timers.borrow_mut().clear();
-    drop(timers);
-    release_deferred(&cx);
-    let leaked = cx.driver.borrow_mut().shutdown(remote);
-    // Resources the kernel did not release in time must not be freed: leak them.
-    std::mem::forget(leaked);
-    release_deferred(&cx);
-    context::exit();
+    let torn = catch_unwind(AssertUnwindSafe(|| {
+        remote.exited.store(true, Ordering::Release);
+        cx.executor.drop_all();
+        mesh::drain_on_exit(&cx);
+        let sharded = std::mem::take(&mut *cx.sharded.borrow_mut());
+        drop(sharded);
+        let timers = cx.timers.borrow_mut().clear();
+        drop(timers);
+        release_deferred(&cx);
+        let leaked = cx.driver.borrow_mut().shutdown(remote);
+        // Resources the kernel did not release in time must not be freed: leak them.
+        std::mem::forget(leaked);
+        release_deferred(&cx);
+    }));
+    let current = context::exit();
+    if torn.is_err() {
+        // The teardown itself panicked: the ring may still own memory reachable from the
+        // context, so none of it may be freed. Leak it all (this thread is ending anyway).
+        std::mem::forget(current);
+        std::mem::forget(cx);
+        return Err(io::Error::other(
+            "a panic during shard teardown; its resources were leaked",
+        ));
+    }
+    drop(current);
     drop(cx);
 
-    looped?;
-    output
+    match ran {
+        Ok((looped, output)) => {
+            looped?;
+            output
+        }
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(io::Error::other(format!(
+                "the shard's event loop panicked: {msg}"
+            )))
+        }
+    }
 }
 
 fn take_output<R>(mut main: JoinHandle<R>) -> io::Result<Option<R>> {

@@ -221,3 +221,46 @@ fn core_selection_errors_are_clear() {
         .expect_err("duplicate");
     assert!(err.to_string().contains("twice"), "{err}");
 }
+
+/// A panic that escapes the event loop (here: a finished task's future whose `Drop` panics,
+/// which happens outside the task's panic capture) fails `run` with an error, after the
+/// shard's safe teardown, while another task has a receive in flight. No hang, no crash.
+#[test]
+fn a_panic_escaping_the_loop_fails_run_after_a_safe_teardown() {
+    use ringcore_runtime::net::{TcpListener, TcpStream};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    struct ReadyThenBoom;
+    impl Future for ReadyThenBoom {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            Poll::Ready(())
+        }
+    }
+    impl Drop for ReadyThenBoom {
+        fn drop(&mut self) {
+            panic!("boom in drop");
+        }
+    }
+
+    let err = one_core()
+        .build()
+        .expect("build")
+        .run(|| async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let _client = TcpStream::connect(addr).await.expect("connect");
+            let server = listener.accept_stream().await.expect("accept");
+            spawn_local(async move {
+                let _ = server.recv().await; // in flight when the panic hits
+            })
+            .detach();
+            sleep(Duration::from_millis(5)).await;
+            spawn_local(ReadyThenBoom).detach();
+            sleep(Duration::from_secs(30)).await;
+        })
+        .expect_err("the escaped panic fails run");
+    assert!(err.to_string().contains("panicked"), "{err}");
+}

@@ -21,7 +21,10 @@ pub(crate) struct BufRing {
     ring_bytes: usize,
     entries: u16,
     buf_size: u32,
-    bufs: Box<[u8]>,
+    /// The buffer area, from `Box::into_raw` (mutable provenance: the kernel writes into it
+    /// while we hold no reference to it); freed in `Drop`.
+    bufs: NonNull<u8>,
+    bufs_len: usize,
     tail: Cell<u16>,
     /// Buffers out with the application or queued in a stream (gauge for tests and stats).
     out: Cell<u32>,
@@ -49,13 +52,18 @@ impl BufRing {
         let Some(ptr) = NonNull::new(addr.cast::<BufRingEntry>()) else {
             return Err(io::Error::other("mmap returned null"));
         };
-        let bufs = vec![0u8; usize::from(entries) * buf_size as usize].into_boxed_slice();
+        let area: Box<[u8]> = vec![0u8; usize::from(entries) * buf_size as usize].into_boxed_slice();
+        let bufs_len = area.len();
+        let Some(bufs) = NonNull::new(Box::into_raw(area).cast::<u8>()) else {
+            return Err(io::Error::other("buffer allocation returned null"));
+        };
         let this = Self {
             ring: ptr,
             ring_bytes,
             entries,
             buf_size,
             bufs,
+            bufs_len,
             tail: Cell::new(0),
             out: Cell::new(u32::from(entries)),
         };
@@ -87,8 +95,13 @@ impl BufRing {
     /// `bid` must have been handed out by the kernel with `len` bytes written and not yet be
     /// recycled.
     pub(crate) unsafe fn slice(&self, bid: u16, len: usize) -> &[u8] {
-        let start = usize::from(bid) * self.buf_size as usize;
-        &self.bufs[start..start + len.min(self.buf_size as usize)]
+        let start = usize::from(bid.min(self.entries - 1)) * self.buf_size as usize;
+        let len = len.min(self.buf_size as usize);
+        // SAFETY: `start + len <= bufs_len` (bid < entries, len <= buf_size); the caller
+        // guarantees the kernel is done with this buffer and it is not recycled while the
+        // returned slice lives. Only this buffer's bytes are covered, so the kernel may write
+        // other buffers meanwhile.
+        unsafe { std::slice::from_raw_parts(self.bufs.as_ptr().add(start), len) }
     }
 
     /// Hands buffer `bid` back to the kernel.
@@ -99,13 +112,17 @@ impl BufRing {
         let tail = self.tail.get();
         let idx = usize::from(tail & (self.entries - 1));
         let addr = self.bufs.as_ptr() as u64 + u64::from(bid) * u64::from(self.buf_size);
-        // SAFETY: `idx < entries`, so the entry is inside the mapping. The kernel reads entries
-        // only up to the published tail, and this one is beyond it until the store below.
+        // SAFETY: `idx < entries`, so the entry is inside the page-aligned mapping, and the
+        // fields are written through raw pointers at their ABI offsets (struct io_uring_buf:
+        // addr u64 at 0, len u32 at 8, bid u16 at 12, resv/tail u16 at 14) without forming a
+        // reference to the entry: entry 0's last field is the tail the kernel reads. The
+        // kernel reads entries only up to the published tail, and this one is beyond it until
+        // the store below.
         unsafe {
-            let entry = &mut *self.ring.as_ptr().add(idx);
-            entry.set_addr(addr);
-            entry.set_len(self.buf_size);
-            entry.set_bid(bid);
+            let entry = self.ring.as_ptr().add(idx).cast::<u8>();
+            entry.cast::<u64>().write(addr);
+            entry.add(8).cast::<u32>().write(self.buf_size);
+            entry.add(12).cast::<u16>().write(bid);
         }
         let next = tail.wrapping_add(1);
         self.tail.set(next);
@@ -133,5 +150,14 @@ impl Drop for BufRing {
         // SAFETY: the mapping was created in `new` with this length and is unmapped once. The
         // driver unregisters the ring (or closes it) before the last reference goes.
         unsafe { libc::munmap(self.ring.as_ptr().cast(), self.ring_bytes) };
+        // SAFETY: `bufs`/`bufs_len` came from `Box::into_raw` of a boxed slice of that length
+        // in `new`, and are freed once, here, when no RecvBuf (each holds an Rc to us) and no
+        // registered ring can reach them any more.
+        drop(unsafe {
+            Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                self.bufs.as_ptr(),
+                self.bufs_len,
+            ))
+        });
     }
 }

@@ -96,6 +96,9 @@ pub(crate) struct Driver {
     eventfd_armed: bool,
     /// Set by `shutdown`: the eventfd read is not re-armed any more.
     closing: bool,
+    /// Set when `shutdown` gave up waiting with operations still in the kernel: resources of
+    /// such an operation, dropped later with no slot left, are leaked, not freed.
+    leak_orphans: bool,
     /// Completions copied out of the CQ before they are handled (reused between turns).
     cqes: Vec<(u64, i32, u32)>,
     /// Wakers and resources to release once the driver borrow is dropped.
@@ -132,6 +135,7 @@ impl Driver {
             eventfd_buf: Box::new([0; 8]),
             eventfd_armed: false,
             closing: false,
+            leak_orphans: false,
             cqes: Vec::with_capacity(256),
             to_wake: Vec::new(),
             to_drop: Vec::new(),
@@ -276,7 +280,11 @@ impl Driver {
     /// The future of operation `key` was dropped: keep `data` alive until the kernel is done.
     pub(crate) fn drop_op(&mut self, key: usize, data: Option<Box<dyn Any>>) {
         let Some(slot) = self.ops.get_mut(key) else {
-            self.to_drop.extend(data);
+            if self.leak_orphans {
+                std::mem::forget(data);
+            } else {
+                self.to_drop.extend(data);
+            }
             return;
         };
         let orphan = slot.orphan;
@@ -490,6 +498,13 @@ impl Driver {
             ring.unregister(&self.ring);
         }
         let mut leaked = Vec::new();
+        if !self.ops.is_empty() {
+            self.leak_orphans = true;
+            // A receive still in the kernel may yet pick a provided buffer: keep the area.
+            if let Some(ring) = self.buf_ring.take() {
+                std::mem::forget(ring);
+            }
+        }
         if self.eventfd_armed {
             // The kernel may still own the eventfd read's buffer: never free it.
             let buf = std::mem::replace(&mut self.eventfd_buf, Box::new([0; 8]));

@@ -259,18 +259,12 @@ pub(crate) fn drain_on_exit(cx: &ShardCx) {
             }
         }
     }
-    cx.mesh.outbox.borrow_mut().clear();
-    let pending: Vec<Option<Waker>> = cx
-        .mesh
-        .replies
-        .borrow_mut()
-        .drain()
-        .filter_map(|s| match s {
-            ReplyState::Waiting(w) => Some(w),
-            _ => None,
-        })
-        .collect();
-    drop(pending);
+    // Taken out first: dropping a reply value or a waker runs user code, which must not
+    // find these cells borrowed.
+    let outbox = std::mem::take(&mut *cx.mesh.outbox.borrow_mut());
+    drop(outbox);
+    let replies = std::mem::take(&mut *cx.mesh.replies.borrow_mut());
+    drop(replies);
 }
 
 /// The future of [`submit_to`]: resolves to the closure's result.

@@ -99,11 +99,11 @@ impl<T: OpKind> Drop for Op<T> {
         if let Some(data) = self.data.take() {
             let key = self.key;
             let boxed: Box<dyn std::any::Any> = Box::new(data);
-            let handled = context::try_with(|cx| cx.driver.borrow_mut().drop_op(key, Some(boxed)));
-            if handled.is_none() {
-                // No context: the shard is gone and its ring closed (the driver cancelled
-                // and drained everything before that). Nothing can touch the data now.
-            }
+            let mut boxed = Some(boxed);
+            context::try_with(|cx| cx.driver.borrow_mut().drop_op(key, boxed.take()));
+            // No context (the shard is tearing down abnormally): the kernel may still own
+            // these resources, so they are leaked rather than freed.
+            std::mem::forget(boxed);
         }
     }
 }
@@ -160,8 +160,10 @@ impl Multi {
 impl Drop for Multi {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            let data = self.data.take();
-            context::try_with(|cx| cx.driver.borrow_mut().drop_op(key, data));
+            let mut data = self.data.take();
+            context::try_with(|cx| cx.driver.borrow_mut().drop_op(key, data.take()));
+            // No context: leak rather than free what the kernel may still use.
+            std::mem::forget(data);
         }
     }
 }
