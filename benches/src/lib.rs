@@ -218,6 +218,29 @@ pub fn wait_started<E: std::fmt::Display>(
     true
 }
 
+/// Binds `n` non-blocking `SO_REUSEPORT` listeners on `addr` (port 0 picks one port, which
+/// every later listener shares). Returns the bound address and the listeners, or prints
+/// `name: cannot bind ...` and returns `None`.
+pub fn bind_listeners(name: &str, addr: SocketAddr, n: usize) -> Option<(SocketAddr, Vec<TcpListener>)> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(n);
+    for _ in 0..n {
+        match reuseport_listener(addr, true) {
+            Ok(l) => {
+                if let Ok(a) = l.local_addr() {
+                    addr = a;
+                }
+                listeners.push(l);
+            }
+            Err(e) => {
+                eprintln!("{name}: cannot bind {addr}: {e}");
+                return None;
+            }
+        }
+    }
+    Some((addr, listeners))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,6 @@
 //! 10 MiB.
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +29,7 @@ use std::thread;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
-use ringcore_benches::{parse_server_args, reuseport_listener, wait_started, RESPONSE};
+use ringcore_benches::{bind_listeners, parse_server_args, wait_started, RESPONSE};
 
 /// The `/json` response (the same shape as the fixed plaintext one).
 const JSON_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 27\r\nContent-Type: application/json\r\n\r\n{\"message\":\"Hello, World!\"}";
@@ -133,22 +132,10 @@ fn main() -> ExitCode {
         }
     };
     let signals = block_signals();
-    let mut addr: SocketAddr = args.addr;
-    let mut listeners = Vec::with_capacity(args.cores.len());
-    for _ in &args.cores {
-        match reuseport_listener(addr, true) {
-            Ok(l) => {
-                if let Ok(a) = l.local_addr() {
-                    addr = a;
-                }
-                listeners.push(l);
-            }
-            Err(e) => {
-                eprintln!("glommio_hello: cannot bind {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
+    // Bind every listener up front (port 0 picks one port, then every core shares it).
+    let Some((addr, listeners)) = bind_listeners("glommio_hello", args.addr, args.cores.len()) else {
+        return ExitCode::FAILURE;
+    };
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     for (listener, &core) in listeners.into_iter().zip(&args.cores) {
         let ready = ready_tx.clone();

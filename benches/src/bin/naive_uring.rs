@@ -15,7 +15,6 @@
 
 use std::io;
 use std::mem;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
 use std::ptr;
@@ -26,7 +25,7 @@ use std::thread;
 use io_uring::types::{BufRingEntry, Fd};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use ringcore_benches::{
-    parse_server_args, pin_to, responses, reuseport_listener, wait_started, RequestCounter, MAX_BATCH,
+    bind_listeners, parse_server_args, pin_to, responses, wait_started, RequestCounter, MAX_BATCH,
 };
 use slab::Slab;
 
@@ -489,22 +488,9 @@ fn main() -> ExitCode {
         }
     };
     // Bind every listener up front (port 0 picks one port, then every core shares it).
-    let mut addr: SocketAddr = args.addr;
-    let mut listeners = Vec::with_capacity(args.cores.len());
-    for _ in &args.cores {
-        match reuseport_listener(addr, true) {
-            Ok(l) => {
-                if let Ok(a) = l.local_addr() {
-                    addr = a;
-                }
-                listeners.push(l);
-            }
-            Err(e) => {
-                eprintln!("naive_uring: cannot bind {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
+    let Some((addr, listeners)) = bind_listeners("naive_uring", args.addr, args.cores.len()) else {
+        return ExitCode::FAILURE;
+    };
     let (tx, rx) = mpsc::channel::<io::Result<()>>();
     let mut threads = Vec::new();
     for (listener, &core) in listeners.into_iter().zip(&args.cores) {

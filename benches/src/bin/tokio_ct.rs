@@ -12,13 +12,12 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
 
 use ringcore_benches::{
-    parse_server_args, pin_to, responses, reuseport_listener, wait_started, RequestCounter, MAX_BATCH,
+    bind_listeners, parse_server_args, pin_to, responses, wait_started, RequestCounter, MAX_BATCH,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -96,22 +95,9 @@ fn main() -> ExitCode {
         }
     };
     // Bind every listener up front (port 0 picks one port, then every core shares it).
-    let mut addr: SocketAddr = args.addr;
-    let mut listeners = Vec::with_capacity(args.cores.len());
-    for _ in &args.cores {
-        match reuseport_listener(addr, true) {
-            Ok(l) => {
-                if let Ok(a) = l.local_addr() {
-                    addr = a;
-                }
-                listeners.push(l);
-            }
-            Err(e) => {
-                eprintln!("tokio_ct: cannot bind {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
+    let Some((addr, listeners)) = bind_listeners("tokio_ct", args.addr, args.cores.len()) else {
+        return ExitCode::FAILURE;
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let mut threads = Vec::new();
