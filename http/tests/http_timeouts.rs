@@ -156,34 +156,39 @@ fn connection_that_never_sends_is_closed_silently() {
     server.stop();
 }
 
-#[test]
-fn partial_content_length_body_gets_408_after_the_body_timeout() {
+/// Sends `request` (a head and part of its body, or none) and expects a 408 once the body
+/// read timeout has passed.
+fn body_stalls_get_408(request: &[u8], what: &str) {
     let server = start_limits(limits(|l| l.body_read_timeout = TIMEOUT), test_router);
     let mut c = server.client();
     let t0 = Instant::now();
-    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
-    expect_408_in_time(&mut c, t0, "partial body");
+    c.send(request);
+    expect_408_in_time(&mut c, t0, what);
     server.stop();
+}
+
+#[test]
+fn partial_content_length_body_gets_408_after_the_body_timeout() {
+    body_stalls_get_408(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc",
+        "partial body",
+    );
 }
 
 #[test]
 fn body_without_any_byte_gets_408_after_the_body_timeout() {
-    let server = start_limits(limits(|l| l.body_read_timeout = TIMEOUT), test_router);
-    let mut c = server.client();
-    let t0 = Instant::now();
-    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n");
-    expect_408_in_time(&mut c, t0, "head then nothing");
-    server.stop();
+    body_stalls_get_408(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n",
+        "head then nothing",
+    );
 }
 
 #[test]
 fn partial_chunked_body_gets_408_after_the_body_timeout() {
-    let server = start_limits(limits(|l| l.body_read_timeout = TIMEOUT), test_router);
-    let mut c = server.client();
-    let t0 = Instant::now();
-    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab");
-    expect_408_in_time(&mut c, t0, "partial chunked body");
-    server.stop();
+    body_stalls_get_408(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        "partial chunked body",
+    );
 }
 
 #[test]
