@@ -1,0 +1,1 @@
+//! The embedded per-core order journal (append-only, checksummed, group commit).

@@ -1,0 +1,4 @@
+//! The flash-sale service as a library: the binary (`src/main.rs`) and the tests use it.
+
+pub mod journal;
+pub mod redis;
