@@ -13,10 +13,11 @@ use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Method, StatusCode, Version};
 use ringcore_runtime::net::TcpStream;
-use ringcore_runtime::time::timeout_at;
+use ringcore_runtime::time::{loop_now, timeout_at};
 use slab::Slab;
 
 use crate::limits::{Limits, LINGER_MAX_BYTES, MAX_PIPELINE_FLUSH_BYTES};
+use crate::metrics::{Counter, Gauge};
 use crate::proto::encode::{self, Delimit, Persist};
 use crate::proto::{Parser, ProtoError};
 use crate::request::Request;
@@ -76,14 +77,35 @@ impl Drain {
     }
 }
 
-/// Per-core connection bookkeeping.
-#[derive(Default)]
+/// Per-core connection bookkeeping (and the matching exported metrics).
 pub(crate) struct CoreConns {
     pub(crate) active: Cell<usize>,
     pub(crate) accepted: Cell<u64>,
     pub(crate) requests: Cell<u64>,
     pub(crate) refused: Cell<u64>,
     pub(crate) drain: Drain,
+    pub(crate) m_accepted: Counter,
+    pub(crate) m_refused: Counter,
+    m_active: Gauge,
+}
+
+impl Default for CoreConns {
+    fn default() -> Self {
+        Self {
+            active: Cell::new(0),
+            accepted: Cell::new(0),
+            requests: Cell::new(0),
+            refused: Cell::new(0),
+            drain: Drain::default(),
+            m_accepted: Counter::new("ringcore_http_connections_total", "Connections accepted.", &[]),
+            m_refused: Counter::new(
+                "ringcore_http_connections_refused_total",
+                "Connections refused with 503 at the per-core connection limit.",
+                &[],
+            ),
+            m_active: Gauge::new("ringcore_http_connections_active", "Connections open now.", &[]),
+        }
+    }
 }
 
 struct ActiveGuard(Rc<CoreConns>);
@@ -91,6 +113,7 @@ struct ActiveGuard(Rc<CoreConns>);
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get().saturating_sub(1));
+        self.0.m_active.add(-1);
     }
 }
 
@@ -189,6 +212,7 @@ pub(crate) async fn serve<S: 'static>(
     core: Rc<CoreConns>,
 ) {
     core.active.set(core.active.get() + 1);
+    core.m_active.add(1);
     let guard = ActiveGuard(core.clone());
     let wants_linger = serve_requests(&stream, peer, &router, &cfg, &core).await;
     drop(guard);
@@ -209,6 +233,7 @@ async fn serve_requests<S: 'static>(
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut head_started: Option<Instant> = None;
     let mut body_started: Option<Instant> = None;
+    let mut arrived = loop_now();
     loop {
         // Answer every complete request already buffered, in order, into one write.
         loop {
@@ -226,7 +251,7 @@ async fn serve_requests<S: 'static>(
             let version = raw.head.version;
             let wants_keep_alive = raw.keep_alive();
             core.requests.set(core.requests.get() + 1);
-            let resp = router.handle(Request::new(raw, peer)).await;
+            let resp = router.handle(Request::new(raw, peer, arrived)).await;
             // Decided after the handler: shutdown may have started while it ran.
             let keep_alive = wants_keep_alive && !core.drain.is_draining();
             let persist = Persist::new(version, keep_alive);
@@ -357,6 +382,7 @@ async fn serve_requests<S: 'static>(
         };
         match read {
             Read::Data(chunk) => {
+                arrived = loop_now();
                 if head_started.is_none() {
                     head_started = Some(Instant::now());
                 }

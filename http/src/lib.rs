@@ -66,6 +66,8 @@
 mod conn;
 mod handler;
 pub mod limits;
+pub mod metrics;
+pub mod middleware;
 pub mod proto;
 mod request;
 mod response;

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Version};
@@ -17,6 +18,7 @@ pub struct Request {
     raw: Option<RawRequest>,
     params: Vec<(String, String)>,
     peer: Option<SocketAddr>,
+    arrived: Option<Instant>,
 }
 
 impl fmt::Debug for Request {
@@ -33,12 +35,20 @@ impl fmt::Debug for Request {
 static EMPTY: Bytes = Bytes::new();
 
 impl Request {
-    pub(crate) fn new(raw: RawRequest, peer: Option<SocketAddr>) -> Self {
+    pub(crate) fn new(raw: RawRequest, peer: Option<SocketAddr>, arrived: Instant) -> Self {
         Self {
             raw: Some(raw),
             params: Vec::new(),
             peer,
+            arrived: Some(arrived),
         }
+    }
+
+    /// When the bytes that completed this request reached its core (the loop turn that
+    /// collected them, see `ringcore_runtime::time::loop_now`). Time since then is time
+    /// spent waiting on the core plus handling; metrics and load shedding use it.
+    pub fn received_at(&self) -> Option<Instant> {
+        self.arrived
     }
 
     pub(crate) fn set_params(&mut self, params: Vec<(String, String)>) {

@@ -7,7 +7,14 @@ use std::rc::Rc;
 use http::header::{HeaderValue, ALLOW};
 use http::{Method, StatusCode};
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::time::Instant;
+
 use crate::handler::{erase, BoxHandler, Handler};
+use crate::metrics::RouteMetrics;
+use crate::middleware::{wrap, Middleware};
 use crate::request::Request;
 use crate::response::Response;
 
@@ -101,6 +108,22 @@ impl<S: 'static> MethodRouter<S> {
         self
     }
 
+    /// Wraps every handler of this route in `middleware` (runs before the handlers, and
+    /// before middleware added earlier).
+    pub fn layer<M: Middleware>(self, middleware: M) -> Self {
+        self.layer_rc(Rc::new(middleware))
+    }
+
+    fn layer_rc(mut self, mw: Rc<dyn Middleware>) -> Self {
+        self.handlers = self
+            .handlers
+            .into_iter()
+            .map(|(m, h)| (m, wrap(h, mw.clone())))
+            .collect();
+        self.any = self.any.map(|h| wrap(h, mw));
+        self
+    }
+
     fn merge(&mut self, other: MethodRouter<S>) {
         for (m, h) in other.handlers {
             self.handlers.retain(|(k, _)| *k != m);
@@ -149,9 +172,15 @@ pub struct Router<S = ()> {
     matcher: matchit::Router<usize>,
     paths: HashMap<String, usize>,
     routes: Vec<MethodRouter<S>>,
+    metrics: Vec<Rc<RouteMetrics>>,
+    unmatched: Rc<RouteMetrics>,
     state: Rc<S>,
     fallback: Option<BoxHandler<S>>,
+    access_log: bool,
+    prewarm: Vec<(String, PrewarmHook)>,
 }
+
+pub(crate) type PrewarmHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = io::Result<()>>>>>;
 
 impl<S> fmt::Debug for Router<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -177,13 +206,88 @@ impl Router<()> {
 impl<S: 'static> Router<S> {
     /// An empty router whose handlers can take `State<S>` (this core's instance).
     pub fn with_state(state: S) -> Self {
+        Self::with_shared_state(Rc::new(state))
+    }
+
+    fn with_shared_state(state: Rc<S>) -> Self {
         Self {
             matcher: matchit::Router::new(),
             paths: HashMap::new(),
             routes: Vec::new(),
-            state: Rc::new(state),
+            metrics: Vec::new(),
+            unmatched: RouteMetrics::for_route(crate::metrics::UNMATCHED),
+            state,
             fallback: None,
+            access_log: false,
+            prewarm: Vec::new(),
         }
+    }
+
+    /// This core's application state.
+    pub fn state(&self) -> &Rc<S> {
+        &self.state
+    }
+
+    /// Wraps every route added so far (and the fallback) in `middleware`. One instance is
+    /// shared by all those routes on this core (one rate-limit bucket, one breaker).
+    pub fn layer<M: Middleware>(mut self, middleware: M) -> Self {
+        let mw: Rc<dyn Middleware> = Rc::new(middleware);
+        self.routes = self.routes.into_iter().map(|r| r.layer_rc(mw.clone())).collect();
+        self.fallback = self.fallback.map(|h| wrap(h, mw));
+        self
+    }
+
+    /// Adds a group of routes under `prefix` (`""` for none): `build` gets an empty router
+    /// with the same state, adds routes and layers that apply to the group only, and the
+    /// group's routes are added here with `prefix` in front of their paths.
+    ///
+    /// ```no_run
+    /// # use ringcore_http::{get, Router, middleware::RateLimit};
+    /// # async fn h() -> &'static str { "" }
+    /// let r = Router::new()
+    ///     .route("/", get(h))
+    ///     .group("/api", |api| {
+    ///         api.route("/a", get(h)).route("/b", get(h)).layer(RateLimit::per_second(100.0))
+    ///     });
+    /// ```
+    pub fn group(mut self, prefix: &str, build: impl FnOnce(Router<S>) -> Router<S>) -> Self {
+        let group = build(Router::with_shared_state(self.state.clone()));
+        let mut paths: Vec<(String, usize)> = group.paths.into_iter().collect();
+        paths.sort_by_key(|(_, i)| *i);
+        let mut routes: Vec<Option<MethodRouter<S>>> = group.routes.into_iter().map(Some).collect();
+        for (path, i) in paths {
+            if let Some(r) = routes[i].take() {
+                self = self.route(&format!("{prefix}{path}"), r);
+            }
+        }
+        self.prewarm.extend(group.prewarm);
+        self
+    }
+
+    /// Logs every request through `tracing` (target `ringcore_http::access`, level INFO:
+    /// method, path, route, status, microseconds). Off by default; when off it costs one
+    /// branch per request.
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
+    }
+
+    /// Runs `hook` on this core before its listener accepts (load hot data, fill caches,
+    /// touch memory). Hooks run in the order added; each one's duration is logged and
+    /// exported as `ringcore_prewarm_duration_microseconds{hook,core}`. An error stops the
+    /// server from starting.
+    pub fn prewarm<F, Fut>(mut self, name: &str, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + 'static,
+        Fut: Future<Output = io::Result<()>> + 'static,
+    {
+        self.prewarm
+            .push((name.to_string(), Box::new(move || Box::pin(hook()))));
+        self
+    }
+
+    pub(crate) fn take_prewarm(&mut self) -> Vec<(String, PrewarmHook)> {
+        std::mem::take(&mut self.prewarm)
     }
 
     /// Adds the handlers of `methods` for `path` (merged with earlier ones for that path).
@@ -203,6 +307,7 @@ impl<S: 'static> Router<S> {
         }
         self.paths.insert(path.to_string(), i);
         self.routes.push(methods);
+        self.metrics.push(RouteMetrics::for_route(path));
         self
     }
 
@@ -217,7 +322,27 @@ impl<S: 'static> Router<S> {
     }
 
     /// Routes one request to its handler and returns the response.
-    pub async fn handle(&self, mut req: Request) -> Response {
+    pub async fn handle(&self, req: Request) -> Response {
+        let since = req.received_at().unwrap_or_else(Instant::now);
+        let method = req.method().clone();
+        let log = self.access_log.then(|| req.path().to_string());
+        let (resp, i) = self.dispatch(req).await;
+        let metrics = i.map_or(&self.unmatched, |i| &self.metrics[i]);
+        metrics.record(&method, resp.status_code(), since);
+        if let Some(path) = log {
+            tracing::info!(
+                target: "ringcore_http::access",
+                method = %method,
+                path = %path,
+                route = %metrics.route(),
+                status = resp.status_code().as_u16(),
+                micros = since.elapsed().as_micros() as u64,
+            );
+        }
+        resp
+    }
+
+    async fn dispatch(&self, mut req: Request) -> (Response, Option<usize>) {
         let found = match self.matcher.at(req.path()) {
             Ok(m) => {
                 let params: Vec<(String, String)> = m
@@ -235,20 +360,20 @@ impl<S: 'static> Router<S> {
                 match route.find(req.method()) {
                     Some(h) => {
                         req.set_params(params);
-                        h(req, self.state.clone()).await
+                        (h(req, self.state.clone()).await, Some(i))
                     }
                     None => {
                         let mut r = Response::error(StatusCode::METHOD_NOT_ALLOWED);
                         if let Ok(v) = HeaderValue::from_str(&route.allow()) {
                             r = r.header(ALLOW, v);
                         }
-                        r
+                        (r, Some(i))
                     }
                 }
             }
             None => match &self.fallback {
-                Some(h) => h(req, self.state.clone()).await,
-                None => Response::error(StatusCode::NOT_FOUND),
+                Some(h) => (h(req, self.state.clone()).await, None),
+                None => (Response::error(StatusCode::NOT_FOUND), None),
             },
         }
     }

@@ -20,6 +20,7 @@ use ringcore_runtime::{
 
 use crate::conn::{self, ConnConfig, CoreConns};
 use crate::limits::Limits;
+use crate::metrics::Gauge;
 use crate::router::Router;
 
 /// Default time in-flight requests get to finish after shutdown is requested.
@@ -208,7 +209,28 @@ async fn serve_core<S: 'static, F>(
 where
     F: Fn() -> Router<S> + Send + Sync + 'static,
 {
-    let router = Rc::new(factory());
+    let mut router = factory();
+    // Pre-warm hooks run before this core listens, so no request meets a cold core.
+    for (name, hook) in router.take_prewarm() {
+        let started = Instant::now();
+        if let Err(e) = hook().await {
+            ringcore_runtime::request_shutdown();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("pre-warm hook {name:?} failed on core {}: {e}", shard_id()),
+            ));
+        }
+        let took = started.elapsed();
+        let core_label = shard_id().to_string();
+        Gauge::new(
+            "ringcore_prewarm_duration_microseconds",
+            "How long each pre-warm hook took on each core before it listened.",
+            &[("hook", &name), ("core", &core_label)],
+        )
+        .set(took.as_micros() as i64);
+        tracing::info!(hook = %name, core = shard_id(), micros = took.as_micros() as u64, "pre-warm hook done");
+    }
+    let router = Rc::new(router);
     let cfg = Rc::new(cfg);
     let core = Rc::new(CoreConns::default());
     let listener = match bind_all(&addr).await {
@@ -256,8 +278,10 @@ where
                 Err(_) => continue, // EMFILE, ECONNABORTED: keep serving
             };
             core.accepted.set(core.accepted.get() + 1);
+            core.m_accepted.inc();
             if core.active.get() >= cfg.limits.max_connections_per_core {
                 core.refused.set(core.refused.get() + 1);
+                core.m_refused.inc();
                 let refuse = refuse.clone();
                 let limits = cfg.limits.clone();
                 spawn_local(async move {

@@ -90,3 +90,8 @@ pub fn shard_id() -> usize {
 pub fn n_shards() -> usize {
     with(|cx| cx.shared.n_shards())
 }
+
+/// `Some(n_shards())` on a shard thread, `None` elsewhere.
+pub fn try_n_shards() -> Option<usize> {
+    try_with(|cx| cx.shared.n_shards())
+}

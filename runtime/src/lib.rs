@@ -74,7 +74,7 @@ pub use builder::{
     DEFAULT_IDLE_SPIN, DEFAULT_MAX_POLLS_PER_TURN, DEFAULT_MESH_CAPACITY, DEFAULT_RING_ENTRIES,
     DEFAULT_SHARES,
 };
-pub use context::{n_shards, shard_id};
+pub use context::{n_shards, shard_id, try_n_shards};
 pub use executor::{
     consume_budget, spawn_local, spawn_local_in, yield_now, JoinError, JoinHandle, TaskClass,
 };

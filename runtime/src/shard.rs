@@ -157,7 +157,9 @@ fn release_deferred(cx: &Context) {
 }
 
 fn fire_timers(cx: &Context, buf: &mut Vec<Waker>) {
-    cx.timers.borrow_mut().expire(Instant::now(), buf);
+    let now = Instant::now();
+    crate::time::set_loop_now(now);
+    cx.timers.borrow_mut().expire(now, buf);
     for w in buf.drain(..) {
         w.wake();
     }

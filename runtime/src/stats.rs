@@ -24,6 +24,13 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: u64,)*
         }
 
+        impl ShardCounters {
+            /// Every counter as `(name, value)`, in declaration order (for exporters).
+            pub fn fields(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+
         impl ShardStats {
             pub(crate) fn snapshot(&self, shard_id: usize) -> ShardCounters {
                 ShardCounters {

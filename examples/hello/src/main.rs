@@ -1,6 +1,10 @@
 //! `GET /plaintext`, `GET /json` (the TechEmpower shapes) and `/echo` (any method: the request
 //! body back with its Content-Type), on every core.
 //!
+//! `GET /metrics` serves every core's metrics in the Prometheus text format. Logs go to
+//! stderr through `tracing` (`RUST_LOG=info` for start-up details, `RUST_LOG=
+//! ringcore_http::access=info` adds the access log).
+//!
 //! Run with: `cargo run --release -p hello -- --addr 127.0.0.1:8080 --cores 2`
 
 use std::process::ExitCode;
@@ -9,6 +13,7 @@ use ringcore_http::header::CONTENT_TYPE;
 use ringcore_http::runtime::Cores;
 use ringcore_http::{any, get, HeaderValue, Json, Request, Response, Router, Server};
 use serde::Serialize;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Serialize)]
 struct Message {
@@ -39,9 +44,15 @@ fn router() -> Router {
         .route("/plaintext", get(plaintext))
         .route("/json", get(json))
         .route("/echo", any(echo))
+        .route("/metrics", get(ringcore_http::metrics::prometheus))
+        .access_log(tracing::enabled!(target: "ringcore_http::access", tracing::Level::INFO))
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
     let mut addr = "127.0.0.1:8080".to_string();
     let mut cores = Cores::All;
     let mut args = std::env::args().skip(1);

@@ -14,6 +14,25 @@ use std::time::{Duration, Instant};
 use crate::context;
 use crate::executor::coop;
 
+thread_local! {
+    static LOOP_NOW: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+pub(crate) fn set_loop_now(now: Instant) {
+    LOOP_NOW.with(|c| c.set(Some(now)));
+}
+
+/// The instant this core last collected completions and fired timers: a clock with the
+/// resolution of one loop turn that costs no system call.
+///
+/// Data a task received in this turn arrived no later than this instant, so `loop_now()`
+/// read right after an I/O completes is when the work became known to the core; the time
+/// from it to when the task gets to run is the core's queueing delay (what load shedding
+/// measures). Off a shard thread (or before the first turn) it reads the real clock.
+pub fn loop_now() -> Instant {
+    LOOP_NOW.with(|c| c.get()).unwrap_or_else(Instant::now)
+}
+
 pub(crate) struct Timers {
     map: BTreeMap<(Instant, u64), Waker>,
     next_id: u64,

@@ -1,0 +1,82 @@
+//! `Timeout`: a deadline for producing the response.
+
+use std::cell::OnceCell;
+use std::future::Future;
+use std::time::Duration;
+
+use ringcore_runtime::time::timeout;
+
+use super::{rejected_counter, Fallback, Middleware, Next, Rejection, ResponseFuture};
+use crate::metrics::Counter;
+use crate::request::Request;
+use crate::response::Response;
+
+/// Gives the rest of the chain `duration` to produce a response; past it, the handler's
+/// future is dropped (cancelling whatever it awaited) and the client gets 503
+/// `{"error":"timed_out"}`, or the [`fallback`](Self::fallback)'s response.
+///
+/// The deadline covers producing the response (status, headers and a full body, or the
+/// start of a streaming body), not sending it. The request body was read completely
+/// before the handler ran, so abandoning the handler leaves no half-read request on the
+/// connection: the connection stays usable and the next pipelined request is answered
+/// normally. A handler that never yields (pure CPU work) cannot be interrupted: the
+/// deadline is checked when it awaits.
+#[derive(Debug, Clone)]
+pub struct Timeout {
+    duration: Duration,
+    fallback: Fallback,
+    name: String,
+    rejected: OnceCell<Counter>,
+}
+
+impl Timeout {
+    /// A deadline of `duration` per request.
+    pub fn new(duration: Duration) -> Self {
+        Self {
+            duration,
+            fallback: Fallback::default(),
+            name: String::from("timeout"),
+            rejected: OnceCell::new(),
+        }
+    }
+
+    /// The instance name in metrics (`ringcore_governance_rejected_total{name=..}`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Answers timed-out requests with `f(request, Rejection::TimedOut)` (degradation).
+    pub fn fallback<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Request, Rejection) -> Fut + 'static,
+        Fut: Future<Output = Response> + 'static,
+    {
+        self.fallback = Fallback::new(f);
+        self
+    }
+}
+
+impl Middleware for Timeout {
+    fn call(&self, req: Request, next: Next) -> ResponseFuture {
+        let duration = self.duration;
+        let fallback = self.fallback.clone();
+        // Only a fallback needs the request after the handler took it.
+        let copy = fallback.is_set().then(|| req.clone());
+        let counter = self
+            .rejected
+            .get_or_init(|| rejected_counter("timeout", &self.name, "timed_out"))
+            .clone();
+        Box::pin(async move {
+            match timeout(duration, next.run(req)).await {
+                Ok(resp) => resp,
+                Err(_) => {
+                    counter.inc();
+                    fallback
+                        .respond(copy.unwrap_or_default(), Rejection::TimedOut)
+                        .await
+                }
+            }
+        })
+    }
+}
