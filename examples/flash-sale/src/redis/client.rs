@@ -16,6 +16,9 @@
 //! gets an error, and the next command opens a new connection. A command that got an I/O
 //! error may or may not have run on the server.
 //!
+//! Blocking commands (`BLPOP`, `XREAD BLOCK`) that wait longer than [`REPLY_TIMEOUT`] are
+//! not supported, and would hold up every command queued behind them anyway.
+//!
 //! The client is `!Send`: one per core (share it with `Rc`).
 
 use std::cell::{Cell, RefCell};
@@ -177,15 +180,12 @@ impl Slot {
     async fn wait(&self) -> io::Result<Vec<Value>> {
         poll_fn(|cx| {
             let mut st = self.0.borrow_mut();
-            match &mut *st {
-                SlotState::Waiting(w) => {
-                    *w = Some(cx.waker().clone());
+            match std::mem::replace(&mut *st, SlotState::Taken) {
+                SlotState::Done(r) => Poll::Ready(r),
+                SlotState::Waiting(_) => {
+                    *st = SlotState::Waiting(Some(cx.waker().clone()));
                     Poll::Pending
                 }
-                SlotState::Done(_) => match std::mem::replace(&mut *st, SlotState::Taken) {
-                    SlotState::Done(r) => Poll::Ready(r),
-                    _ => Poll::Pending,
-                },
                 SlotState::Taken => Poll::Ready(Err(io::Error::other("redis reply already taken"))),
             }
         })
