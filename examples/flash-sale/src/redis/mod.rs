@@ -1,0 +1,60 @@
+//! The Redis store: stock, per-user records and orders in one Redis server, so that several
+//! service instances behind a load balancer share one sale (`--store redis://host:port`).
+//!
+//! - [`resp`]: RESP2 without I/O (command encoder, incremental reply decoder).
+//! - [`client`]: [`Client`], a minimal async client on the runtime's `TcpStream`; one
+//!   connection per core, requests queued to one connection task and pipelined.
+//! - [`store`]: [`RedisStore`], the flash-sale operations, each one atomic in Redis.
+//!
+//! # Key layout
+//!
+//! Every key starts with a configurable prefix `P` (default `fs`), so that tests, or two
+//! sales, can share a server:
+//!
+//! | key              | type   | content                                              |
+//! |------------------|--------|------------------------------------------------------|
+//! | `P:item:{item}`  | hash   | `stock`, `sold`, `remaining`, optional `price`, `name` |
+//! | `P:buyers:{item}`| hash   | user → order id, one field per buyer                 |
+//! | `P:order:{id}`   | hash   | `item`, `user`, `ts`                                 |
+//! | `P:orders`       | stream | one entry per order: `order`, `item`, `user`, `ts`   |
+//!
+//! The kind of key is the second segment, before any id, so no item, user or order id (even
+//! one containing `:`) can make two kinds of key collide (`P:item:x:buyers` would be item
+//! `x:buyers`'s hash, never item `x`'s buyers).
+//!
+//! # The buy script
+//!
+//! One `EVALSHA` (with `EVAL` as the fallback on `NOSCRIPT`) per purchase, keys passed as
+//! `KEYS`:
+//!
+//! 1. no item hash → `unknown`;
+//! 2. the user has a field in the buyers hash → `already` with that order id;
+//! 3. `remaining <= 0` → `sold_out`;
+//! 4. the order hash exists already → an error reply (an order id reused by a misconfigured
+//!    instance must fail, not overwrite);
+//! 5. only now write: `remaining - 1`, `sold + 1`, buyers[user] = order, the order hash,
+//!    `XADD P:orders * order .. item .. user .. ts ..` → `bought`.
+//!
+//! Why it cannot oversell or sell twice: Redis runs a script to its end before it runs any
+//! other command, from any connection. The check of `remaining` and of the buyers hash and
+//! the writes that change them are one indivisible step, so two buyers, on any cores of any
+//! instances, can never both see the last unit, nor one user buy twice. Every check comes
+//! before the first write, so a script that stops early leaves nothing half done (Redis does
+//! not roll back a script's writes on error). `put_item` is a script for the same reason: it
+//! resets stock only if `sold` is still 0, atomically with that check.
+//!
+//! A buy whose reply is lost (connection failure) may or may not have run; retrying it with
+//! the same user is safe, since a second run answers `already` with the first order.
+//!
+//! Durability is the server's: run Redis with `appendonly yes` (and `appendfsync always` for
+//! "never acknowledge an order that is not durable") in production; the tests run it without.
+
+pub mod client;
+pub mod resp;
+pub mod store;
+
+pub use client::{parse_url, Client, RedisError};
+pub use resp::Value;
+pub use store::{
+    new_order_id, run_tag, BuyOutcome, ItemView, OrderView, PutOutcome, RedisStore, DEFAULT_PREFIX,
+};
