@@ -44,6 +44,10 @@ struct TaskEntry {
     aborted: bool,
 }
 
+/// How long background tasks may run in one `run_ready` call before the loop goes back to
+/// the ring for completions (which may wake latency-critical tasks).
+pub(crate) const BACKGROUND_SLICE: std::time::Duration = std::time::Duration::from_micros(100);
+
 pub(crate) struct Executor {
     tasks: RefCell<Slab<TaskEntry>>,
     sched: RefCell<Scheduler>,
@@ -116,8 +120,13 @@ impl Executor {
     }
 
     /// Polls up to `max` ready tasks. Returns how many were polled.
+    ///
+    /// Returns early once background work has run for [`BACKGROUND_SLICE`] in this call, so
+    /// the loop collects completions (and with them the latency-critical tasks they wake)
+    /// between background tasks instead of after all of them.
     pub(crate) fn run_ready(&self, remote: &ShardRemote, max: u32) -> u32 {
         let mut polled = 0;
+        let mut slice_start: Option<Instant> = None;
         while polled < max {
             let pick = self.sched.borrow_mut().pick();
             let Some((class, key, generation, contended)) = pick else {
@@ -141,10 +150,18 @@ impl Executor {
             let mut cx = TaskCx::from_waker(&std_waker);
             self.current_class.set(class);
             coop::reset(self.budget);
-            let started = contended.then(Instant::now);
+            let background = class == TaskClass::Background;
+            let started = (contended || background).then(Instant::now);
             let done = matches!(future.as_mut().poll(&mut cx), Poll::Ready(()));
+            let mut yield_to_io = false;
             if let Some(t0) = started {
-                self.sched.borrow_mut().account(class, t0.elapsed());
+                if contended {
+                    self.sched.borrow_mut().account(class, t0.elapsed());
+                }
+                if background {
+                    let since = *slice_start.get_or_insert(t0);
+                    yield_to_io = since.elapsed() >= BACKGROUND_SLICE;
+                }
             }
             coop::reset(u32::MAX);
             // Put the future back, or drop it (finished or aborted) with no borrow held.
@@ -164,6 +181,9 @@ impl Executor {
             if to_drop.is_some() {
                 drop(to_drop);
                 stats::set(&remote.stats.tasks_alive, self.tasks.borrow().len() as u64);
+            }
+            if yield_to_io {
+                break;
             }
         }
         stats::bump(&remote.stats.tasks_polled, polled as u64);

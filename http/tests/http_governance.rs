@@ -1,0 +1,354 @@
+//! Governance middleware end to end over real sockets: timeouts, rate limits, concurrency
+//! limits, circuit breaking, fallbacks, route groups and isolation.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{get_req, start, Client};
+use ringcore_http::middleware::{
+    from_fn, BreakerConfig, CircuitBreaker, ConcurrencyLimit, Isolate, KeyBy, Next, RateLimit, Timeout,
+};
+use ringcore_http::runtime::time::sleep;
+use ringcore_http::runtime::TaskClass;
+use ringcore_http::{get, HeaderName, HeaderValue, IntoResponse, Path, Request, Response, Router, StatusCode};
+
+async fn slow(Path(ms): Path<u64>) -> &'static str {
+    sleep(Duration::from_millis(ms)).await;
+    "slept"
+}
+
+#[test]
+fn a_timed_out_request_gets_503_and_the_connection_stays_usable() {
+    let server = start(|| {
+        Router::new()
+            .route("/slow/{ms}", get(slow).layer(Timeout::new(Duration::from_millis(50))))
+            .route("/fast", get(|| async { "fast" }))
+    });
+    let mut c = server.client();
+    let started = Instant::now();
+    c.send(&get_req("/slow/2000"));
+    let r = c.read_response();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.text(), r#"{"error":"timed_out"}"#);
+    assert!(started.elapsed() < Duration::from_millis(1500), "answered at the deadline");
+    assert!(!r.has_close(), "a timeout is not a protocol error");
+    // Same connection: the next request is answered normally, nothing of the abandoned
+    // handler leaks into it.
+    c.send(&get_req("/fast"));
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "fast"));
+    c.send(&get_req("/slow/10"));
+    assert_eq!(c.read_response().text(), "slept");
+    server.stop();
+}
+
+#[test]
+fn a_timeout_fallback_degrades_instead_of_failing() {
+    let server = start(|| {
+        Router::new().route(
+            "/slow/{ms}",
+            get(slow).layer(
+                Timeout::new(Duration::from_millis(30))
+                    .fallback(|req: Request, _| async move { format!("cached answer for {}", req.path()).into_response() }),
+            ),
+        )
+    });
+    let r = common::roundtrip(server.addr, &get_req("/slow/1000"));
+    assert_eq!((r.status, r.text().as_str()), (200, "cached answer for /slow/1000"));
+    server.stop();
+}
+
+/// Sends `n` requests one after the other on one connection; returns the statuses and the
+/// last `Retry-After` seen.
+fn burst(c: &mut Client, path: &str, n: usize, extra: &str) -> (Vec<u16>, Option<String>) {
+    let mut statuses = Vec::new();
+    let mut retry = None;
+    for _ in 0..n {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes());
+        let r = c.read_response();
+        if let Some(v) = r.header("retry-after") {
+            retry = Some(v.to_string());
+        }
+        statuses.push(r.status);
+    }
+    (statuses, retry)
+}
+
+#[test]
+fn a_rate_limit_admits_its_burst_then_its_rate_and_answers_429_with_retry_after() {
+    let server = start(|| {
+        Router::new().route(
+            "/limited",
+            get(|| async { "ok" }).layer(RateLimit::per_second(50.0).burst(10).name("limited")),
+        )
+    });
+    let mut c = server.client();
+    // The burst at once.
+    let (statuses, retry) = burst(&mut c, "/limited", 15, "");
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok, 10, "{statuses:?}");
+    assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(retry.as_deref(), Some("1"));
+
+    // Then the sustained rate: requests back to back for a bounded time.
+    let started = Instant::now();
+    let mut admitted = 0;
+    let mut limited = 0;
+    while started.elapsed() < Duration::from_millis(1000) {
+        let (s, _) = burst(&mut c, "/limited", 1, "");
+        match s[0] {
+            200 => admitted += 1,
+            429 => limited += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let expected = 50.0 * secs;
+    assert!(
+        (admitted as f64 - expected).abs() <= 6.0,
+        "admitted {admitted} in {secs:.2}s at 50/s (limited {limited})"
+    );
+    assert!(limited > admitted, "the client asked far more often than the limit");
+    server.stop();
+}
+
+#[test]
+fn keyed_rate_limits_keep_clients_apart() {
+    let server = start(|| {
+        Router::new().route(
+            "/k",
+            get(|| async { "ok" }).layer(RateLimit::per_second(1.0).burst(3).key_by(KeyBy::Header("x-user"))),
+        )
+    });
+    let mut c = server.client();
+    let (alice, _) = burst(&mut c, "/k", 5, "x-user: alice\r\n");
+    assert_eq!(alice, vec![200, 200, 200, 429, 429]);
+    let (bob, _) = burst(&mut c, "/k", 4, "x-user: bob\r\n");
+    assert_eq!(bob, vec![200, 200, 200, 429]);
+    server.stop();
+}
+
+#[test]
+fn a_concurrency_limit_sheds_beyond_its_permits_and_queue() {
+    let server = start(|| {
+        Router::new()
+            .route("/slow/{ms}", get(slow).layer(ConcurrencyLimit::new(2)))
+            .route(
+                "/queued/{ms}",
+                get(slow).layer(ConcurrencyLimit::new(1).queue(2).max_wait(Duration::from_secs(2))),
+            )
+    });
+    let run = |path: &'static str, n: usize| -> Vec<(u16, Option<String>)> {
+        let addr = server.addr;
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    // Stagger the starts so the order of arrival is known.
+                    std::thread::sleep(Duration::from_millis(20 * i as u64));
+                    let r = common::roundtrip(addr, &get_req(path));
+                    (r.status, r.header("retry-after").map(str::to_string))
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("client thread")).collect()
+    };
+    let out = run("/slow/400", 4);
+    assert_eq!(out[0].0, 200);
+    assert_eq!(out[1].0, 200);
+    assert_eq!(out[2], (503, Some("1".to_string())));
+    assert_eq!(out[3], (503, Some("1".to_string())));
+    // One permit, two waiters: 3 are served one after the other, the 4th is shed.
+    let out = run("/queued/150", 4);
+    let statuses: Vec<u16> = out.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, vec![200, 200, 200, 503]);
+    server.stop();
+}
+
+#[test]
+fn a_queued_request_that_waits_too_long_is_shed() {
+    let server = start(|| {
+        Router::new().route(
+            "/q/{ms}",
+            get(slow).layer(ConcurrencyLimit::new(1).queue(5).max_wait(Duration::from_millis(50))),
+        )
+    });
+    let addr = server.addr;
+    let first = std::thread::spawn(move || common::roundtrip(addr, &get_req("/q/500")).status);
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    let r = common::roundtrip(addr, &get_req("/q/1"));
+    assert_eq!(r.status, 503);
+    assert!(started.elapsed() < Duration::from_millis(400), "shed after max_wait, not after the permit");
+    assert_eq!(first.join().expect("first"), 200);
+    // The permit is free again and nothing is left queued.
+    assert_eq!(common::roundtrip(addr, &get_req("/q/1")).status, 200);
+    server.stop();
+}
+
+#[test]
+fn a_circuit_breaker_opens_half_opens_and_closes_and_its_fallback_degrades() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (h, n) = (healthy.clone(), calls.clone());
+    let server = start(move || {
+        let (h, n) = (h.clone(), n.clone());
+        let downstream = move || {
+            let (h, n) = (h.clone(), n.clone());
+            async move {
+                n.fetch_add(1, Ordering::SeqCst);
+                if h.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "fresh")
+                } else {
+                    (StatusCode::BAD_GATEWAY, "downstream failed")
+                }
+            }
+        };
+        let breaker = CircuitBreaker::with_config(
+            "downstream",
+            BreakerConfig::default()
+                .window(4)
+                .minimum_calls(4)
+                .failure_rate(0.5)
+                .open_duration(Duration::from_millis(300))
+                .half_open_calls(2),
+        )
+        .fallback(|_, why| async move {
+            let resp: Response = format!("stale ({})", why.reason()).into_response();
+            resp.header(HeaderName::from_static("x-degraded"), HeaderValue::from_static("1"))
+        });
+        Router::new()
+            .route("/d", get(downstream).layer(breaker))
+            .route("/metrics", get(ringcore_http::metrics::prometheus))
+    });
+    let mut c = server.client();
+    let (statuses, _) = burst(&mut c, "/d", 4, "");
+    assert_eq!(statuses, vec![502; 4]);
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    // Open: the downstream is not called, the fallback answers.
+    c.send(&get_req("/d"));
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "stale (circuit_open)"));
+    assert_eq!(r.header("x-degraded"), Some("1"));
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+    // After the open duration, probes go through; two good ones close it.
+    std::thread::sleep(Duration::from_millis(350));
+    healthy.store(true, Ordering::SeqCst);
+    let (statuses, _) = burst(&mut c, "/d", 3, "");
+    assert_eq!(statuses, vec![200; 3]);
+    assert_eq!(calls.load(Ordering::SeqCst), 7);
+
+    let text = common::roundtrip(server.addr, &get_req("/metrics")).text();
+    for (to, n) in [("open", 1), ("half_open", 1), ("closed", 1)] {
+        let line = format!("ringcore_circuit_breaker_transitions_total{{name=\"downstream\",to=\"{to}\"}} {n}");
+        assert!(text.contains(&line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("ringcore_circuit_breaker_state{name=\"downstream\",state=\"closed\"} 1"));
+    assert!(text.contains("ringcore_circuit_breaker_calls_total{name=\"downstream\",outcome=\"rejected\"} 1"));
+    server.stop();
+}
+
+#[test]
+fn layers_apply_to_their_group_only_and_run_outside_in() {
+    let server = start(|| {
+        let tag = |value: &'static str| {
+            from_fn(move |req: Request, next: Next| async move {
+                let resp = next.run(req).await;
+                let mut resp = resp;
+                resp.headers_mut().push((HeaderName::from_static("x-layer"), HeaderValue::from_static(value)));
+                resp
+            })
+        };
+        Router::new()
+            .route("/open", get(|| async { "open" }))
+            .group("/api", |api| {
+                api.route("/a", get(|| async { "a" }).layer(tag("route")))
+                    .route("/b", get(|| async { "b" }))
+                    .layer(tag("group"))
+            })
+    });
+    let r = common::roundtrip(server.addr, &get_req("/api/a"));
+    assert_eq!(r.text(), "a");
+    // The route's layer is inside the group's: it adds its field first.
+    assert_eq!(r.header_all("x-layer"), vec!["route", "group"]);
+    let r = common::roundtrip(server.addr, &get_req("/api/b"));
+    assert_eq!(r.header_all("x-layer"), vec!["group"]);
+    let r = common::roundtrip(server.addr, &get_req("/open"));
+    assert!(r.header("x-layer").is_none());
+    assert_eq!(common::roundtrip(server.addr, &get_req("/a")).status, 404);
+    server.stop();
+}
+
+/// Burns `ms` of CPU without yielding (a handler doing real work).
+fn spin(ms: u64) {
+    let until = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+/// The median and the maximum latency of `n` sequential requests to `/critical` while 12
+/// connections keep `/heavy` busy.
+fn critical_latency_under_flood(isolate: bool) -> (Duration, Duration) {
+    let server = start(move || {
+        let heavy = get(|| async {
+            spin(4);
+            "heavy"
+        });
+        let heavy = if isolate {
+            heavy.layer(Isolate::new(TaskClass::Background))
+        } else {
+            heavy
+        };
+        Router::new()
+            .route("/critical", get(|| async { "critical" }))
+            .route("/heavy", heavy)
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood: Vec<_> = (0..12)
+        .map(|_| {
+            let (addr, stop) = (server.addr, stop.clone());
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    c.send(&get_req("/heavy"));
+                    assert_eq!(c.read_response().status, 200);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = server.client();
+    let mut lat = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        c.send(&get_req("/critical"));
+        assert_eq!(c.read_response().status, 200);
+        lat.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in flood {
+        t.join().expect("flood thread");
+    }
+    server.stop();
+    lat.sort();
+    (lat[lat.len() / 2], lat[lat.len() - 1])
+}
+
+#[test]
+fn an_isolated_flood_does_not_slow_the_critical_route() {
+    let (iso_median, iso_max) = critical_latency_under_flood(true);
+    let (mixed_median, _) = critical_latency_under_flood(false);
+    // Without isolation a critical request queues behind about 12 heavy ones (~48 ms);
+    // with it, behind at most the one running.
+    assert!(
+        iso_median * 3 < mixed_median,
+        "isolated median {iso_median:?} vs not isolated {mixed_median:?}"
+    );
+    assert!(iso_max < Duration::from_millis(40), "isolated max {iso_max:?}");
+}
