@@ -44,6 +44,8 @@
 //! - I/O: [`net::TcpListener`] (per-core `SO_REUSEPORT`, multishot accept) and
 //!   [`net::TcpStream`] (owned buffers in and out, multishot receive from a provided buffer
 //!   ring so idle connections hold no receive buffer).
+//! - Files: [`fs::File`] and [`fs::OpenOptions`]: open, positioned reads and writes with owned
+//!   buffers, `fsync` / `fdatasync`, truncation and close, all on the ring.
 //! - Time: [`time::sleep`], [`time::timeout`], [`time::interval`].
 //! - Cross-core: [`submit_to`], [`try_submit_to`], [`Sharded`].
 //! - Counters: [`stats`], readable from every core.
@@ -60,6 +62,7 @@ mod context;
 mod driver;
 mod executor;
 mod fd;
+pub mod fs;
 mod mesh;
 pub mod net;
 mod shard;

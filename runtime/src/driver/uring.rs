@@ -13,6 +13,8 @@ pub(crate) struct Features {
     pub(crate) coop_taskrun: bool,
     pub(crate) multishot_accept: bool,
     pub(crate) multishot_recv: bool,
+    /// `IORING_OP_FTRUNCATE` (6.9+); without it `File::set_len` calls `ftruncate(2)`.
+    pub(crate) ftruncate: bool,
 }
 
 /// Kernel version as (major, minor), from uname.
@@ -96,6 +98,7 @@ fn probe(ring: &IoUring, single: bool, defer: bool, coop: bool, portable: bool) 
         coop_taskrun: coop,
         multishot_accept: !portable && accept && at_least(5, 19),
         multishot_recv: !portable && recv && at_least(6, 0),
+        ftruncate: !portable && probed && probe.is_supported(opcode::Ftruncate::CODE),
     }
 }
 

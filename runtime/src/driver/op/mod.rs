@@ -8,10 +8,15 @@
 mod accept;
 mod close;
 mod connect;
+mod fsync;
+mod ftruncate;
 mod nop;
+mod open;
+mod read;
 mod recv;
 mod send;
 mod shutdown;
+mod write;
 
 use std::future::Future;
 use std::io;
@@ -23,10 +28,15 @@ use io_uring::squeue;
 pub(crate) use accept::{accept, accept_multi, Accept};
 pub(crate) use close::close;
 pub(crate) use connect::connect;
+pub(crate) use fsync::fsync;
+pub(crate) use ftruncate::ftruncate;
 pub(crate) use nop::nop;
+pub(crate) use open::openat;
+pub(crate) use read::read_at;
 pub(crate) use recv::{recv, recv_multi, Recv};
 pub(crate) use send::{send, sendmsg};
 pub(crate) use shutdown::shutdown;
+pub(crate) use write::write_at;
 
 use super::Orphan;
 use crate::context;

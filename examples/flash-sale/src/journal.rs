@@ -1,1 +1,0 @@
-//! The embedded per-core order journal (append-only, checksummed, group commit).

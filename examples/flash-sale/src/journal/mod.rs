@@ -1,0 +1,73 @@
+//! The per-core order journal: append-only, checksummed records, group commit through the
+//! ring, replay with damage detection.
+//!
+//! Each core owns one file, `journal-<core>.log`, and is its only writer. An order is
+//! acknowledged only after its record is on disk: [`Journal::append`] resolves once the record
+//! has been written and `fdatasync`ed. On start, [`Journal::open`] replays the file so the
+//! service can rebuild its stock, sold counts and per-user records.
+//!
+//! # Format
+//!
+//! ```text
+//! header   "RCJOURNL" | version: u32 LE (1) | reserved: u32 (0)        16 bytes
+//! record   len: u32 LE | crc32: u32 LE (CRC-32 of the payload) | payload (len bytes)
+//! record   ...
+//! ```
+//!
+//! Payloads are opaque bytes (the service stores its order events in them); a payload has 1
+//! to [`MAX_RECORD_LEN`] bytes. A zero length is never written, so zero-filled blocks (what a
+//! crash can leave past the last synced write on some file systems) cannot read as a record.
+//!
+//! # Group commit
+//!
+//! `append` encodes the record into the batch being gathered and returns a [`Commit`] future.
+//! A flusher task on the same core (background class) takes the whole batch, writes it with
+//! one positioned `write_all_at` at the journal's end and makes it durable with one
+//! `sync_data` (`IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`), then resolves every
+//! `Commit` of that batch. Appends made while a batch is on its way to the disk gather in the
+//! next one, so under load one `fdatasync` covers many orders; an idle journal writes a lone
+//! record at once. One batch is in flight at a time, so records land in append order.
+//! Everything is per core (`Rc`, `RefCell`, `Cell`): no locks.
+//!
+//! **Fail-stop.** If a write or a sync fails, every append of that batch and every append
+//! queued behind it gets the error, and the journal refuses all further appends. After a
+//! failed `fsync` the kernel may have dropped the dirty pages, so nothing later could be
+//! trusted: nothing is acknowledged that may not be durable. Restart the core to replay.
+//!
+//! # Replay rules
+//!
+//! Records are read in order from the header on; replay stops at the **first** record that
+//! is cut short (the file ends inside it), has an invalid length (zero or over the maximum),
+//! or fails its checksum, and reports it as [`Damage`]. No byte after that point is
+//! interpreted, even when valid-looking records follow (a damaged length field means record
+//! boundaries after it cannot be trusted): a record is never misread. The bytes from the
+//! damage on are saved to a side file (`journal-<core>.log.cut-<offset>`) and then cut off the
+//! journal, so new records follow the valid prefix. A torn or corrupt tail is the normal
+//! result of a crash during an append that was never acknowledged; damage followed by more
+//! data means the disk or something else corrupted acknowledged records, and the side file
+//! keeps them for an operator.
+//!
+//! A file that is not a journal, or of another version, is refused and left untouched.
+//!
+//! ```no_run
+//! use flash_sale::journal::Journal;
+//! use ringcore_runtime::{shard_id, Runtime};
+//!
+//! Runtime::builder().build()?.run(|| async {
+//!     let (journal, replay) = Journal::open("/var/lib/flash-sale", shard_id()).await?;
+//!     for record in &replay.records {
+//!         // rebuild state from `record`
+//!     }
+//!     journal.append(b"{\"order\":1}").await?; // durable from here on
+//!     Ok::<(), std::io::Error>(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+mod commit;
+mod format;
+mod open;
+
+pub use commit::{Commit, Journal, JournalStats};
+pub use format::{Damage, HEADER_LEN, MAX_RECORD_LEN, RECORD_OVERHEAD};
+pub use open::{file_name, Replay};

@@ -1,0 +1,270 @@
+//! The journal's promise under failure, in child processes: a process killed (SIGKILL) while
+//! appending loses no acknowledged record, and a failed write stops the journal (fail-stop)
+//! without acknowledging anything that is not in the file.
+//!
+//! Each test re-runs this test binary as a child, selecting itself with `--exact` and a
+//! `JOURNAL_CHILD` variable that puts it in child mode.
+//!
+//! What SIGKILL can and cannot show: the page cache survives a killed process, so this checks
+//! that nothing is acknowledged before its batch has been written and its sync has returned
+//! (and that replay finds every such record, intact), not that the device honours `fdatasync`
+//! across a power cut.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use flash_sale::journal::{Journal, Replay};
+use ringcore_runtime::{spawn_local, Runtime};
+
+const CHILD_ENV: &str = "JOURNAL_CHILD";
+/// File size limit (`RLIMIT_FSIZE`) in the fail-stop child: writes past it fail with `EFBIG`.
+const FSIZE_LIMIT: u64 = 64 * 1024;
+const APPENDERS: usize = 16;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("flash-sale-journal-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn payload(seq: u64) -> Vec<u8> {
+    let mut p = format!("seq {seq}|").into_bytes();
+    p.extend((0..200 + seq % 100).map(|k| (k as u8) ^ (seq as u8)));
+    p
+}
+
+fn seq_of(record: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(record);
+    let seq = text
+        .strip_prefix("seq ")
+        .and_then(|s| s.split('|').next())
+        .and_then(|s| s.parse().ok())
+        .expect("record carries a sequence number");
+    assert_eq!(record, payload(seq), "record {seq} intact");
+    seq
+}
+
+/// Prints one line to the parent and flushes it (the parent may kill us right after).
+fn tell(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn run1<F, Fut, R>(f: F) -> R
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = R> + 'static,
+    R: Send + 'static,
+{
+    let mut out = Runtime::builder()
+        .core_count(1)
+        .handle_signals(false)
+        .build()
+        .expect("build")
+        .run(f)
+        .expect("run");
+    out.pop().flatten().expect("main future did not finish")
+}
+
+/// Child: `APPENDERS` tasks append numbered records until they fail (or for 20 s at most),
+/// printing `ack <seq>` after each acknowledged one and `err <seq>` after each refused one.
+fn child_append_loop(dir: PathBuf) {
+    run1(move || {
+        let dir = dir.clone();
+        async move {
+            let (j, _) = Journal::open(&dir, 0).await.expect("child open");
+            let j = Rc::new(j);
+            let next = Rc::new(Cell::new(0u64));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let tasks: Vec<_> = (0..APPENDERS)
+                .map(|_| {
+                    let (j, next) = (j.clone(), next.clone());
+                    spawn_local(async move {
+                        while Instant::now() < deadline {
+                            let seq = next.get();
+                            next.set(seq + 1);
+                            match j.append(&payload(seq)).await {
+                                Ok(()) => tell(&format!("ack {seq}")),
+                                Err(_) => {
+                                    tell(&format!("err {seq}"));
+                                    return;
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+            // After a failure, the journal refuses at once.
+            if j.is_failed() {
+                let refused = j.append(b"after the failure").await.is_err();
+                tell(&format!("after-failure refused={refused}"));
+            }
+        }
+    });
+}
+
+/// Starts this binary as a child running test `name` in child mode `mode`, with its stdout
+/// lines sent to the returned channel.
+fn spawn_child(name: &str, mode: &str, dir: &Path) -> (std::process::Child, mpsc::Receiver<String>) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut child = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("{mode}:{}", dir.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Child mode, if this process is a child for test `mode`: runs the child and returns true.
+fn child_mode(mode: &str) -> bool {
+    let Ok(v) = std::env::var(CHILD_ENV) else {
+        return false;
+    };
+    let Some(dir) = v.strip_prefix(&format!("{mode}:")) else {
+        return false;
+    };
+    if mode == "fsize" {
+        // SAFETY: setting a signal disposition to SIG_IGN; no handler code runs.
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+        let lim = libc::rlimit {
+            rlim_cur: FSIZE_LIMIT,
+            rlim_max: FSIZE_LIMIT,
+        };
+        // SAFETY: `lim` is a valid rlimit that outlives the call.
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) };
+        assert_eq!(rc, 0, "setrlimit");
+    }
+    child_append_loop(PathBuf::from(dir));
+    true
+}
+
+fn replay(dir: &Path) -> Replay {
+    let d = dir.to_path_buf();
+    run1(move || {
+        let d = d.clone();
+        async move { Journal::open(&d, 0).await.expect("replay").1 }
+    })
+}
+
+fn parse(lines: &[String], tag: &str) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(tag))
+        .map(|s| s.parse().expect("sequence number"))
+        .collect()
+}
+
+#[test]
+fn sigkill_while_appending_loses_no_acknowledged_record() {
+    if child_mode("crash") {
+        return;
+    }
+    let tmp = TempDir::new("crash");
+    let (mut child, rx) = spawn_child(
+        "sigkill_while_appending_loses_no_acknowledged_record",
+        "crash",
+        &tmp.0,
+    );
+    let mut lines = Vec::new();
+    // Wait for the first acknowledgement, then let the child run ~300 ms more.
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("child acknowledged nothing");
+    lines.push(first);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: plain kill(2) of our own child, which has not been waited for yet (its pid
+    // cannot have been reused).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill child");
+    let status = child.wait().expect("wait child");
+    assert!(!status.success(), "the child was killed, not finished");
+    lines.extend(rx.iter()); // everything it printed before dying
+    let acked = parse(&lines, "ack ");
+    assert!(
+        acked.len() > 10,
+        "too few acknowledgements to test anything: {}",
+        acked.len()
+    );
+
+    let r = replay(&tmp.0);
+    let replayed: Vec<u64> = r.records.iter().map(|rec| seq_of(rec)).collect();
+    let set: HashSet<u64> = replayed.iter().copied().collect();
+    assert_eq!(set.len(), replayed.len(), "no record replayed twice");
+    let lost: Vec<u64> = acked.iter().copied().filter(|s| !set.contains(s)).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged records missing after the crash: {lost:?}"
+    );
+    eprintln!(
+        "crash: {} acknowledged, {} replayed, damage: {:?}",
+        acked.len(),
+        replayed.len(),
+        r.damage
+    );
+}
+
+#[test]
+fn failed_write_stops_the_journal_and_acknowledges_only_what_is_on_disk() {
+    if child_mode("fsize") {
+        return;
+    }
+    let tmp = TempDir::new("fsize");
+    let (mut child, rx) = spawn_child(
+        "failed_write_stops_the_journal_and_acknowledges_only_what_is_on_disk",
+        "fsize",
+        &tmp.0,
+    );
+    let status = child.wait().expect("wait child");
+    let lines: Vec<String> = rx.iter().collect();
+    assert!(status.success(), "child failed: {status}; output: {lines:?}");
+    let acked = parse(&lines, "ack ");
+    let errs = parse(&lines, "err ");
+    assert!(!acked.is_empty(), "nothing fit under the limit: {lines:?}");
+    assert_eq!(errs.len(), APPENDERS, "every appender saw the failure: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l == "after-failure refused=true"),
+        "appends after the failure must be refused: {lines:?}"
+    );
+    // Acknowledged records all fit under the limit: none was acknowledged past the failure.
+    let acked_bytes: u64 = acked.iter().map(|&s| 8 + payload(s).len() as u64).sum();
+    assert!(16 + acked_bytes <= FSIZE_LIMIT);
+
+    let r = replay(&tmp.0);
+    let set: HashSet<u64> = r.records.iter().map(|rec| seq_of(rec)).collect();
+    let lost: Vec<u64> = acked.iter().copied().filter(|s| !set.contains(s)).collect();
+    assert!(lost.is_empty(), "acknowledged records missing: {lost:?}");
+}

@@ -1,0 +1,353 @@
+//! The journal over a real ring and real files: group commit under concurrent appends, and
+//! replay of intact, empty, torn, corrupt and foreign files.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use flash_sale::journal::{file_name, Damage, Journal, HEADER_LEN, RECORD_OVERHEAD};
+use ringcore_runtime::{spawn_local, Runtime};
+
+/// A fresh, empty directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("flash-sale-journal-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `f` on one core and returns its output.
+fn run1<F, Fut, R>(f: F) -> R
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = R> + 'static,
+    R: Send + 'static,
+{
+    let mut out = Runtime::builder()
+        .core_count(1)
+        .handle_signals(false)
+        .build()
+        .expect("build")
+        .run(f)
+        .expect("run");
+    out.pop().flatten().expect("main future did not finish")
+}
+
+/// Record `i`'s payload: its number and a body whose length varies with it.
+fn payload(i: usize) -> Vec<u8> {
+    let mut p = format!("order {i}:").into_bytes();
+    p.extend((0..(i * 7919) % 300).map(|k| (k ^ i) as u8));
+    p
+}
+
+/// Writes `n` records (one at a time) into a new journal in `dir`, returns the file's path.
+fn write_records(dir: &Path, n: usize) -> PathBuf {
+    let d = dir.to_path_buf();
+    run1(move || {
+        let d = d.clone();
+        async move {
+            let (j, replay) = Journal::open(&d, 0).await.expect("open");
+            assert!(replay.records.is_empty());
+            for i in 0..n {
+                j.append(&payload(i)).await.expect("append");
+            }
+            j.path().to_path_buf()
+        }
+    })
+}
+
+/// Opens core 0's journal in `dir` and returns what replay found.
+fn reopen(dir: &Path) -> flash_sale::journal::Replay {
+    let d = dir.to_path_buf();
+    run1(move || {
+        let d = d.clone();
+        async move {
+            let (_j, replay) = Journal::open(&d, 0).await.expect("reopen");
+            replay
+        }
+    })
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("stat").len()
+}
+
+fn record_len(i: usize) -> u64 {
+    (RECORD_OVERHEAD + payload(i).len()) as u64
+}
+
+#[test]
+fn concurrent_appends_are_group_committed_and_replayed() {
+    const TASKS: usize = 100;
+    const PER_TASK: usize = 20;
+    let tmp = TempDir::new("group");
+    let d = tmp.0.clone();
+    let stats = run1(move || {
+        let d = d.clone();
+        async move {
+            let (j, replay) = Journal::open(&d, 3).await.expect("open");
+            assert!(replay.records.is_empty() && replay.damage.is_none());
+            let j = Rc::new(j);
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let j = j.clone();
+                    spawn_local(async move {
+                        for k in 0..PER_TASK {
+                            j.append(&payload(t * PER_TASK + k)).await.expect("append");
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("appender");
+            }
+            assert_eq!(j.end(), file_len(j.path()), "every batch is in the file");
+            j.stats()
+        }
+    });
+    const N: usize = TASKS * PER_TASK;
+    assert_eq!(stats.records, N as u64);
+    assert!(
+        stats.batches < N as u64,
+        "no group commit: {} batches for {N} records",
+        stats.batches
+    );
+    assert!(stats.max_batch_records > 1);
+    let expected_bytes: u64 = (0..N).map(record_len).sum();
+    assert_eq!(stats.bytes, expected_bytes);
+
+    let d = tmp.0.clone();
+    let replay = run1(move || {
+        let d = d.clone();
+        async move { Journal::open(&d, 3).await.expect("reopen").1 }
+    });
+    assert_eq!(replay.damage, None);
+    assert_eq!(replay.truncated_bytes, 0);
+    assert_eq!(replay.records.len(), N);
+    assert_eq!(replay.valid_len, HEADER_LEN + expected_bytes);
+    // Every payload intact, each exactly once; each task's records in its own order.
+    let mut seen = vec![false; N];
+    let mut last_of_task = vec![None; TASKS];
+    for r in &replay.records {
+        let text = String::from_utf8_lossy(r);
+        let i: usize = text
+            .strip_prefix("order ")
+            .and_then(|s| s.split(':').next())
+            .and_then(|s| s.parse().ok())
+            .expect("record number");
+        assert_eq!(r, &payload(i), "payload {i} intact");
+        assert!(!seen[i], "record {i} twice");
+        seen[i] = true;
+        let (t, k) = (i / PER_TASK, i % PER_TASK);
+        assert!(last_of_task[t].map_or(true, |l| l < k), "task {t} out of order");
+        last_of_task[t] = Some(k);
+    }
+    assert!(seen.iter().all(|&s| s));
+}
+
+#[test]
+fn new_journal_replays_nothing() {
+    let tmp = TempDir::new("new");
+    let d = tmp.0.join("nested/dir");
+    let dd = d.clone();
+    let replay = run1(move || {
+        let d = dd.clone();
+        async move { Journal::open(&d, 7).await.expect("open").1 }
+    });
+    assert!(replay.records.is_empty());
+    assert_eq!((replay.damage, replay.truncated_bytes), (None, 0));
+    assert_eq!(
+        file_len(&d.join(file_name(7))),
+        HEADER_LEN,
+        "a new journal is just its header"
+    );
+    // And again, now that the file exists.
+    let replay = run1(move || {
+        let d = d.clone();
+        async move { Journal::open(&d, 7).await.expect("reopen").1 }
+    });
+    assert!(replay.records.is_empty() && replay.damage.is_none());
+}
+
+#[test]
+fn torn_tail_is_cut_and_appending_continues() {
+    let tmp = TempDir::new("torn");
+    let path = write_records(&tmp.0, 10);
+    let full = file_len(&path);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+    f.set_len(full - 3).expect("cut 3 bytes");
+    drop(f);
+
+    let valid = full - record_len(9);
+    let d = tmp.0.clone();
+    let replay = run1(move || {
+        let d = d.clone();
+        async move {
+            let (j, replay) = Journal::open(&d, 0).await.expect("reopen");
+            assert_eq!(
+                file_len(j.path()),
+                replay.valid_len,
+                "the file is cut to the valid prefix"
+            );
+            j.append(b"after the tear").await.expect("append after replay");
+            replay
+        }
+    });
+    assert_eq!(replay.records, (0..9).map(payload).collect::<Vec<_>>());
+    assert_eq!(replay.valid_len, valid);
+    assert_eq!(replay.truncated_bytes, record_len(9) - 3);
+    assert_eq!(
+        replay.damage,
+        Some(Damage::Torn {
+            offset: valid,
+            present: record_len(9) - 3
+        })
+    );
+    let saved = replay.cut_saved_to.expect("cut bytes saved");
+    assert_eq!(file_len(&saved), record_len(9) - 3);
+
+    let replay = reopen(&tmp.0);
+    assert_eq!(
+        replay.damage, None,
+        "the appended record follows the valid prefix cleanly"
+    );
+    assert_eq!(replay.records.len(), 10);
+    assert_eq!(replay.records[9], b"after the tear");
+}
+
+/// Flips one byte at `offset` in the file.
+fn flip(path: &Path, offset: u64) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[offset as usize] ^= 0x20;
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[test]
+fn flipped_byte_in_last_record_is_checksum_damage() {
+    let tmp = TempDir::new("flip-last");
+    let path = write_records(&tmp.0, 10);
+    let full = file_len(&path);
+    let last = full - record_len(9);
+    flip(&path, last + RECORD_OVERHEAD as u64 + 2);
+
+    let replay = reopen(&tmp.0);
+    assert_eq!(replay.records, (0..9).map(payload).collect::<Vec<_>>());
+    assert_eq!(
+        replay.damage,
+        Some(Damage::Checksum {
+            offset: last,
+            len: payload(9).len() as u32
+        })
+    );
+    assert_eq!(replay.truncated_bytes, record_len(9));
+    assert_eq!(file_len(&path), last);
+}
+
+#[test]
+fn corruption_mid_file_stops_replay_and_keeps_the_rest_aside() {
+    let tmp = TempDir::new("flip-mid");
+    let path = write_records(&tmp.0, 10);
+    let original = std::fs::read(&path).expect("read");
+    let at5 = HEADER_LEN + (0..5).map(record_len).sum::<u64>();
+    flip(&path, at5 + RECORD_OVERHEAD as u64);
+
+    let replay = reopen(&tmp.0);
+    assert_eq!(
+        replay.records,
+        (0..5).map(payload).collect::<Vec<_>>(),
+        "nothing past the damage"
+    );
+    assert!(matches!(replay.damage, Some(Damage::Checksum { offset, .. }) if offset == at5));
+    assert_eq!(file_len(&path), at5);
+    // The records after the damage are not lost: they are in the side file, byte for byte
+    // (with the damaged record first).
+    let saved = std::fs::read(replay.cut_saved_to.expect("saved")).expect("read side file");
+    assert_eq!(saved.len(), original.len() - at5 as usize);
+    assert_eq!(
+        saved[RECORD_OVERHEAD + 1..],
+        original[at5 as usize + RECORD_OVERHEAD + 1..]
+    );
+}
+
+#[test]
+fn zero_filled_tail_is_not_read_as_records() {
+    let tmp = TempDir::new("zeros");
+    let path = write_records(&tmp.0, 3);
+    let full = file_len(&path);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+    f.set_len(full + 4096).expect("extend with zeros");
+    drop(f);
+    let replay = reopen(&tmp.0);
+    assert_eq!(replay.records.len(), 3);
+    assert_eq!(replay.damage, Some(Damage::BadLength { offset: full, len: 0 }));
+    assert_eq!(replay.truncated_bytes, 4096);
+    assert_eq!(file_len(&path), full);
+}
+
+#[test]
+fn foreign_file_is_refused_and_left_alone() {
+    let tmp = TempDir::new("foreign");
+    std::fs::create_dir_all(&tmp.0).expect("mkdir");
+    let path = tmp.0.join(file_name(0));
+    std::fs::write(&path, b"this is somebody else's file").expect("write");
+    let d = tmp.0.clone();
+    let err = run1(move || {
+        let d = d.clone();
+        async move { Journal::open(&d, 0).await.map(drop).map_err(|e| e.kind()) }
+    });
+    assert_eq!(err, Err(io::ErrorKind::InvalidData));
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        b"this is somebody else's file"
+    );
+}
+
+#[test]
+fn torn_header_starts_a_fresh_journal() {
+    let tmp = TempDir::new("torn-header");
+    std::fs::create_dir_all(&tmp.0).expect("mkdir");
+    let path = tmp.0.join(file_name(0));
+    std::fs::write(&path, b"RCJOU").expect("write");
+    let replay = reopen(&tmp.0);
+    assert_eq!(replay.damage, Some(Damage::TornHeader { len: 5 }));
+    assert!(replay.records.is_empty());
+    assert_eq!(file_len(&path), HEADER_LEN);
+}
+
+#[test]
+fn invalid_payloads_are_refused() {
+    let tmp = TempDir::new("invalid");
+    let d = tmp.0.clone();
+    let kinds = run1(move || {
+        let d = d.clone();
+        async move {
+            let (j, _) = Journal::open(&d, 0).await.expect("open");
+            let empty = j.append(b"").await.map_err(|e| e.kind());
+            let huge = vec![1u8; flash_sale::journal::MAX_RECORD_LEN + 1];
+            let huge = j.append(&huge).await.map_err(|e| e.kind());
+            j.append(b"fine").await.expect("a valid record still goes in");
+            (empty, huge, j.stats().records, j.is_failed())
+        }
+    });
+    assert_eq!(
+        kinds,
+        (
+            Err(io::ErrorKind::InvalidInput),
+            Err(io::ErrorKind::InvalidInput),
+            1,
+            false
+        )
+    );
+}

@@ -1,0 +1,39 @@
+//! `IORING_OP_FSYNC`, whole file, with or without `IORING_FSYNC_DATASYNC`.
+
+use std::io;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{cqe_result, Op, OpKind};
+use crate::fd::SharedFd;
+
+pub(crate) struct Fsync {
+    fd: SharedFd,
+    datasync: bool,
+}
+
+impl OpKind for Fsync {
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let flags = if self.datasync {
+            types::FsyncFlags::DATASYNC
+        } else {
+            types::FsyncFlags::empty()
+        };
+        opcode::Fsync::new(types::Fd(self.fd.raw())).flags(flags).build()
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        cqe_result(res).map(|_| ())
+    }
+}
+
+/// `fsync(fd)`, or `fdatasync(fd)` when `datasync`.
+pub(crate) fn fsync(fd: &SharedFd, datasync: bool) -> io::Result<Op<Fsync>> {
+    Op::submit(Fsync {
+        fd: fd.clone(),
+        datasync,
+    })
+    .map_err(|(e, _)| e)
+}

@@ -1,0 +1,30 @@
+//! `IORING_OP_FTRUNCATE` (Linux 6.9+; callers check `Features::ftruncate` first).
+
+use std::io;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{cqe_result, Op, OpKind};
+use crate::fd::SharedFd;
+
+pub(crate) struct Ftruncate {
+    fd: SharedFd,
+    len: u64,
+}
+
+impl OpKind for Ftruncate {
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::Ftruncate::new(types::Fd(self.fd.raw()), self.len).build()
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        cqe_result(res).map(|_| ())
+    }
+}
+
+/// Sets the length of the file `fd` to `len` bytes.
+pub(crate) fn ftruncate(fd: &SharedFd, len: u64) -> io::Result<Op<Ftruncate>> {
+    Op::submit(Ftruncate { fd: fd.clone(), len }).map_err(|(e, _)| e)
+}

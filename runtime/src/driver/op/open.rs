@@ -1,0 +1,39 @@
+//! `IORING_OP_OPENAT`.
+
+use std::ffi::CString;
+use std::io;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{cqe_result, Op, OpKind};
+use crate::driver::Orphan;
+use crate::fd::SharedFd;
+
+pub(crate) struct OpenAt {
+    /// The path the kernel reads; owned here so it outlives the op even if the future is dropped.
+    path: CString,
+    flags: i32,
+    mode: libc::mode_t,
+}
+
+impl OpKind for OpenAt {
+    type Output = io::Result<SharedFd>;
+    /// A completion nobody waits for carries a new fd: close it.
+    const ORPHAN: Orphan = Orphan::CloseFd;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), self.path.as_ptr())
+            .flags(self.flags)
+            .mode(self.mode)
+            .build()
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        cqe_result(res).map(|fd| SharedFd::new(fd as i32))
+    }
+}
+
+/// Opens `path` (relative paths from the current directory) with `open(2)` `flags` and `mode`.
+pub(crate) fn openat(path: CString, flags: i32, mode: libc::mode_t) -> io::Result<Op<OpenAt>> {
+    Op::submit(OpenAt { path, flags, mode }).map_err(|(e, _)| e)
+}

@@ -1,0 +1,27 @@
+//! The two file calls that do not go through the ring, as checked libc wrappers.
+
+use std::fs::Metadata;
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{FromRawFd, RawFd};
+
+/// `fstat(fd)` as a `std::fs::Metadata`. `fd` stays open and owned by the caller.
+pub(super) fn metadata(fd: RawFd) -> io::Result<Metadata> {
+    // SAFETY: `fd` is an open file descriptor (the caller's `SharedFd` keeps it open for this
+    // call). The `std::fs::File` only borrows it: `ManuallyDrop` never runs its `Drop`, so the
+    // fd is not closed here and keeps exactly one owner.
+    let file = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+    file.metadata()
+}
+
+/// `ftruncate(fd, len)`.
+pub(super) fn ftruncate(fd: RawFd, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file length does not fit in off_t"))?;
+    // SAFETY: plain syscall on an fd the caller keeps open; no pointers.
+    if unsafe { libc::ftruncate(fd, len) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
