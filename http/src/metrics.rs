@@ -12,9 +12,9 @@
 //! - `ringcore_http_requests_total{route,method,code}` and
 //!   `ringcore_http_request_duration_seconds{route}` (a summary with quantiles 0.5, 0.9,
 //!   0.99, 0.999 and `_sum` / `_count`): from the moment the request's bytes reached the
-//!   core to the moment its response was ready, per route pattern (`/items/{id}`, not the
-//!   path, so label cardinality is bounded); requests that match no route count as
-//!   `route="unmatched"`.
+//!   core to the moment its response was ready, per route pattern (not per path, so label
+//!   cardinality is bounded; `/items/{id}` is labelled `/items/:id`, `{*rest}` as `*rest`);
+//!   requests that match no route count as `route="unmatched"`.
 //! - `ringcore_http_connections_total`, `ringcore_http_connections_active`,
 //!   `ringcore_http_connections_refused_total`.
 //! - The runtime's per-core counters (`ringcore_runtime_*{core}`).
@@ -145,6 +145,13 @@ impl Gauge {
     }
 }
 
+/// The label for a route pattern: parameters written `:name` and `*name` instead of
+/// `{name}` and `{*name}`, so that the label has no braces (valid in the format, but
+/// several exposition parsers split label sets at the first `}`).
+fn route_label(pattern: &str) -> String {
+    pattern.replace("{*", "*").replace('{', ":").replace('}', "")
+}
+
 /// One route's latency histogram and status counts on one core.
 pub(crate) struct RouteMetrics {
     route: String,
@@ -158,13 +165,14 @@ impl RouteMetrics {
     pub(crate) fn for_route(route: &str) -> Rc<RouteMetrics> {
         REGISTRY.with(|r| {
             let mut routes = r.routes.borrow_mut();
-            if let Some(m) = routes.iter().find(|m| m.route == route) {
+            let label = route_label(route);
+            if let Some(m) = routes.iter().find(|m| m.route == label) {
                 return m.clone();
             }
             let hist = Histogram::new_with_bounds(1, HIST_MAX_US, HIST_SIGFIG)
                 .expect("constant histogram bounds are valid");
             let m = Rc::new(RouteMetrics {
-                route: route.to_string(),
+                route: route_label(route),
                 hist: RefCell::new(hist),
                 by_status: RefCell::new(Vec::new()),
             });

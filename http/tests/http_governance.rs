@@ -13,7 +13,9 @@ use ringcore_http::middleware::{
 };
 use ringcore_http::runtime::time::sleep;
 use ringcore_http::runtime::TaskClass;
-use ringcore_http::{get, HeaderName, HeaderValue, IntoResponse, Path, Request, Response, Router, StatusCode};
+use ringcore_http::{
+    get, HeaderName, HeaderValue, IntoResponse, Path, Request, Response, Router, StatusCode,
+};
 
 async fn slow(Path(ms): Path<u64>) -> &'static str {
     sleep(Duration::from_millis(ms)).await;
@@ -24,7 +26,10 @@ async fn slow(Path(ms): Path<u64>) -> &'static str {
 fn a_timed_out_request_gets_503_and_the_connection_stays_usable() {
     let server = start(|| {
         Router::new()
-            .route("/slow/{ms}", get(slow).layer(Timeout::new(Duration::from_millis(50))))
+            .route(
+                "/slow/{ms}",
+                get(slow).layer(Timeout::new(Duration::from_millis(50))),
+            )
             .route("/fast", get(|| async { "fast" }))
     });
     let mut c = server.client();
@@ -33,7 +38,10 @@ fn a_timed_out_request_gets_503_and_the_connection_stays_usable() {
     let r = c.read_response();
     assert_eq!(r.status, 503);
     assert_eq!(r.text(), r#"{"error":"timed_out"}"#);
-    assert!(started.elapsed() < Duration::from_millis(1500), "answered at the deadline");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "answered at the deadline"
+    );
     assert!(!r.has_close(), "a timeout is not a protocol error");
     // Same connection: the next request is answered normally, nothing of the abandoned
     // handler leaks into it.
@@ -51,13 +59,17 @@ fn a_timeout_fallback_degrades_instead_of_failing() {
         Router::new().route(
             "/slow/{ms}",
             get(slow).layer(
-                Timeout::new(Duration::from_millis(30))
-                    .fallback(|req: Request, _| async move { format!("cached answer for {}", req.path()).into_response() }),
+                Timeout::new(Duration::from_millis(30)).fallback(|req: Request, _| async move {
+                    format!("cached answer for {}", req.path()).into_response()
+                }),
             ),
         )
     });
     let r = common::roundtrip(server.addr, &get_req("/slow/1000"));
-    assert_eq!((r.status, r.text().as_str()), (200, "cached answer for /slow/1000"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "cached answer for /slow/1000")
+    );
     server.stop();
 }
 
@@ -111,7 +123,10 @@ fn a_rate_limit_admits_its_burst_then_its_rate_and_answers_429_with_retry_after(
         (admitted as f64 - expected).abs() <= 6.0,
         "admitted {admitted} in {secs:.2}s at 50/s (limited {limited})"
     );
-    assert!(limited > admitted, "the client asked far more often than the limit");
+    assert!(
+        limited > admitted,
+        "the client asked far more often than the limit"
+    );
     server.stop();
 }
 
@@ -120,7 +135,11 @@ fn keyed_rate_limits_keep_clients_apart() {
     let server = start(|| {
         Router::new().route(
             "/k",
-            get(|| async { "ok" }).layer(RateLimit::per_second(1.0).burst(3).key_by(KeyBy::Header("x-user"))),
+            get(|| async { "ok" }).layer(
+                RateLimit::per_second(1.0)
+                    .burst(3)
+                    .key_by(KeyBy::Header("x-user")),
+            ),
         )
     });
     let mut c = server.client();
@@ -153,7 +172,10 @@ fn a_concurrency_limit_sheds_beyond_its_permits_and_queue() {
                 })
             })
             .collect();
-        threads.into_iter().map(|t| t.join().expect("client thread")).collect()
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("client thread"))
+            .collect()
     };
     let out = run("/slow/400", 4);
     assert_eq!(out[0].0, 200);
@@ -172,7 +194,11 @@ fn a_queued_request_that_waits_too_long_is_shed() {
     let server = start(|| {
         Router::new().route(
             "/q/{ms}",
-            get(slow).layer(ConcurrencyLimit::new(1).queue(5).max_wait(Duration::from_millis(50))),
+            get(slow).layer(
+                ConcurrencyLimit::new(1)
+                    .queue(5)
+                    .max_wait(Duration::from_millis(50)),
+            ),
         )
     });
     let addr = server.addr;
@@ -181,7 +207,10 @@ fn a_queued_request_that_waits_too_long_is_shed() {
     let started = Instant::now();
     let r = common::roundtrip(addr, &get_req("/q/1"));
     assert_eq!(r.status, 503);
-    assert!(started.elapsed() < Duration::from_millis(400), "shed after max_wait, not after the permit");
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "shed after max_wait, not after the permit"
+    );
     assert_eq!(first.join().expect("first"), 200);
     // The permit is free again and nothing is left queued.
     assert_eq!(common::roundtrip(addr, &get_req("/q/1")).status, 200);
@@ -217,7 +246,10 @@ fn a_circuit_breaker_opens_half_opens_and_closes_and_its_fallback_degrades() {
         )
         .fallback(|_, why| async move {
             let resp: Response = format!("stale ({})", why.reason()).into_response();
-            resp.header(HeaderName::from_static("x-degraded"), HeaderValue::from_static("1"))
+            resp.header(
+                HeaderName::from_static("x-degraded"),
+                HeaderValue::from_static("1"),
+            )
         });
         Router::new()
             .route("/d", get(downstream).layer(breaker))
@@ -243,7 +275,8 @@ fn a_circuit_breaker_opens_half_opens_and_closes_and_its_fallback_degrades() {
 
     let text = common::roundtrip(server.addr, &get_req("/metrics")).text();
     for (to, n) in [("open", 1), ("half_open", 1), ("closed", 1)] {
-        let line = format!("ringcore_circuit_breaker_transitions_total{{name=\"downstream\",to=\"{to}\"}} {n}");
+        let line =
+            format!("ringcore_circuit_breaker_transitions_total{{name=\"downstream\",to=\"{to}\"}} {n}");
         assert!(text.contains(&line), "missing {line:?} in\n{text}");
     }
     assert!(text.contains("ringcore_circuit_breaker_state{name=\"downstream\",state=\"closed\"} 1"));
@@ -258,7 +291,10 @@ fn layers_apply_to_their_group_only_and_run_outside_in() {
             from_fn(move |req: Request, next: Next| async move {
                 let resp = next.run(req).await;
                 let mut resp = resp;
-                resp.headers_mut().push((HeaderName::from_static("x-layer"), HeaderValue::from_static(value)));
+                resp.headers_mut().push((
+                    HeaderName::from_static("x-layer"),
+                    HeaderValue::from_static(value),
+                ));
                 resp
             })
         };

@@ -20,8 +20,15 @@ use ringcore_http::{get, Router, Server, State};
 fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
     let r = common::roundtrip(addr, &get_req("/metrics"));
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
-    let lines = r.text().lines().map(|l| Ok(l.to_string())).collect::<Vec<io::Result<String>>>();
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let lines = r
+        .text()
+        .lines()
+        .map(|l| Ok(l.to_string()))
+        .collect::<Vec<io::Result<String>>>();
     prometheus_parse::Scrape::parse(lines.into_iter()).expect("the exposition parses")
 }
 
@@ -53,7 +60,10 @@ fn metrics_parse_and_count_every_request_across_cores() {
         assert_eq!(common::roundtrip(server.addr, &get_req("/a")).status, 200);
     }
     for i in 0..5 {
-        assert_eq!(common::roundtrip(server.addr, &get_req(&format!("/items/{i}"))).status, 200);
+        assert_eq!(
+            common::roundtrip(server.addr, &get_req(&format!("/items/{i}"))).status,
+            200
+        );
     }
     let post = b"POST /items/9 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n";
     assert_eq!(common::roundtrip(server.addr, post).status, 200);
@@ -62,11 +72,35 @@ fn metrics_parse_and_count_every_request_across_cores() {
     }
     let s = scrape(server.addr);
     let req = "ringcore_http_requests_total";
-    assert_eq!(value(&s, req, &[("route", "/a"), ("method", "GET"), ("code", "200")]), Some(7.0));
+    assert_eq!(
+        value(&s, req, &[("route", "/a"), ("method", "GET"), ("code", "200")]),
+        Some(7.0)
+    );
     // One series per route pattern, not per path.
-    assert_eq!(value(&s, req, &[("route", "/items/{id}"), ("method", "GET"), ("code", "200")]), Some(5.0));
-    assert_eq!(value(&s, req, &[("route", "/items/{id}"), ("method", "POST"), ("code", "200")]), Some(1.0));
-    assert_eq!(value(&s, req, &[("route", "unmatched"), ("method", "GET"), ("code", "404")]), Some(3.0));
+    assert_eq!(
+        value(
+            &s,
+            req,
+            &[("route", "/items/:id"), ("method", "GET"), ("code", "200")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            req,
+            &[("route", "/items/:id"), ("method", "POST"), ("code", "200")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            req,
+            &[("route", "unmatched"), ("method", "GET"), ("code", "404")]
+        ),
+        Some(3.0)
+    );
     // The summary's count matches, and its quantiles are ordered.
     let summary = s
         .samples
@@ -81,7 +115,11 @@ fn metrics_parse_and_count_every_request_across_cores() {
         }
         other => panic!("not a summary: {other:?}"),
     }
-    let count = value(&s, "ringcore_http_request_duration_seconds_count", &[("route", "/a")]);
+    let count = value(
+        &s,
+        "ringcore_http_request_duration_seconds_count",
+        &[("route", "/a")],
+    );
     assert_eq!(count, Some(7.0));
     // Connections: 16 before the scrape, plus the scrape's own.
     let conns = value(&s, "ringcore_http_connections_total", &[]).expect("connections");
@@ -104,7 +142,10 @@ fn prewarm_hooks_run_on_every_core_before_it_listens_and_are_reported() {
             let router = Router::with_state(Warm::default());
             let state = router.state().clone();
             router
-                .route("/warm", get(|State(w): State<Warm>| async move { w.0.get().to_string() }))
+                .route(
+                    "/warm",
+                    get(|State(w): State<Warm>| async move { w.0.get().to_string() }),
+                )
                 .route("/metrics", get(ringcore_http::metrics::prometheus))
                 .prewarm("fill", move || async move {
                     ringcore_http::runtime::time::sleep(Duration::from_millis(30)).await;
@@ -120,8 +161,12 @@ fn prewarm_hooks_run_on_every_core_before_it_listens_and_are_reported() {
     }
     let s = scrape(server.addr);
     for core in ["0", "1"] {
-        let us = value(&s, "ringcore_prewarm_duration_microseconds", &[("hook", "fill"), ("core", core)])
-            .expect("duration per core");
+        let us = value(
+            &s,
+            "ringcore_prewarm_duration_microseconds",
+            &[("hook", "fill"), ("core", core)],
+        )
+        .expect("duration per core");
         assert!(us >= 30_000.0, "core {core}: {us} us");
     }
     server.stop();
@@ -139,7 +184,10 @@ fn a_failing_prewarm_hook_stops_the_server_from_starting() {
         })
         .expect_err("must not start");
     let msg = err.to_string();
-    assert!(msg.contains("pre-warm hook \"load\" failed") && msg.contains("hot items file missing"), "{msg}");
+    assert!(
+        msg.contains("pre-warm hook \"load\" failed") && msg.contains("hot items file missing"),
+        "{msg}"
+    );
 }
 
 /// Burns `us` microseconds of CPU (a handler doing real work, without yielding).
@@ -202,7 +250,11 @@ fn open_loop(
                         continue;
                     }
                     let r = c.read_response();
-                    let t = times.lock().expect("times").pop_front().expect("a request was sent");
+                    let t = times
+                        .lock()
+                        .expect("times")
+                        .pop_front()
+                        .expect("a request was sent");
                     mine.push((t.elapsed(), r.status));
                 }
                 w.join().expect("writer");
@@ -234,17 +286,34 @@ fn under_twice_its_capacity_the_server_sheds_answers_everyone_and_keeps_admitted
                     "done"
                 }),
             )
-            .layer(LoadShed::new().target(Duration::from_millis(5)).interval(Duration::from_millis(50)))
+            .layer(
+                LoadShed::new()
+                    .target(Duration::from_millis(5))
+                    .interval(Duration::from_millis(50)),
+            )
             .route("/metrics", get(ringcore_http::metrics::prometheus))
     });
     // 2x overload for 1.5 s: 20 connections x 100 requests/s.
-    let (answers, sent) = open_loop(server.addr, 20, Duration::from_millis(10), Duration::from_millis(1500));
+    let (answers, sent) = open_loop(
+        server.addr,
+        20,
+        Duration::from_millis(10),
+        Duration::from_millis(1500),
+    );
     assert_eq!(answers.len(), sent, "every request got an answer");
-    let ok: Vec<Duration> = answers.iter().filter(|(_, s)| *s == 200).map(|(d, _)| *d).collect();
+    let ok: Vec<Duration> = answers
+        .iter()
+        .filter(|(_, s)| *s == 200)
+        .map(|(d, _)| *d)
+        .collect();
     let shed = answers.iter().filter(|(_, s)| *s == 503).count();
     assert_eq!(ok.len() + shed, sent, "only 200 and 503");
     assert!(shed > sent / 5, "shedding engaged: {shed} of {sent} shed");
-    assert!(ok.len() > sent / 5, "it kept serving: {} of {sent} admitted", ok.len());
+    assert!(
+        ok.len() > sent / 5,
+        "it kept serving: {} of {sent} admitted",
+        ok.len()
+    );
     let p99_ok = p99(ok.clone());
     // Without shedding the queue grows by ~1000 requests/s: p99 would be near a second.
     assert!(p99_ok < Duration::from_millis(150), "p99 of admitted {p99_ok:?}");

@@ -166,6 +166,17 @@ impl Client {
         }
     }
 
+    /// A client over an already connected stream (e.g. one whose clone another thread
+    /// writes to).
+    pub(crate) fn from_stream(stream: TcpStream) -> Self {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).expect("read timeout");
+        Self {
+            stream,
+            buf: Vec::new(),
+            reads: 0,
+        }
+    }
+
     /// Writes all of `data`; panics on error.
     pub(crate) fn send(&mut self, data: &[u8]) {
         self.stream
