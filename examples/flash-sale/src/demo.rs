@@ -1,0 +1,1 @@
+//! `flash-sale demo`: start the service, create items, fire a bounded flash crowd, report.
