@@ -1,1 +1,0 @@
-//! `flash-sale demo`: start the service, create items, fire a bounded flash crowd, report.
