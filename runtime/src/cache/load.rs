@@ -179,7 +179,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     {
         let mut first = true;
         loop {
-            if let Some(v) = self.lookup(&key, Instant::now(), first) {
+            if let Some(v) = self.lookup(&key, Instant::now, first) {
                 return Ok(v);
             }
             first = false;

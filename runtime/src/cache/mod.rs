@@ -18,7 +18,8 @@
 //!   at or after that instant is a miss and removes it. Expired entries are not swept in the
 //!   background: they leave when looked up, evicted, or by
 //!   [`purge_expired`](Cache::purge_expired). The `*_at` methods take the current instant
-//!   from the caller (tests, or a per-turn clock); the others read `Instant::now()`.
+//!   from the caller (tests, or a per-turn clock); the others read `Instant::now()`, and
+//!   only when the entry has a deadline: a cache without TTLs never reads the clock.
 //! - **Loads.** [`get_or_load`](Cache::get_or_load) returns a hit at once; on a miss it runs
 //!   the loader, unless a load of that key is already in flight on this core, in which case
 //!   it waits for that load's result instead (one load, many waiters).
@@ -45,10 +46,10 @@
 //! are dropped after its internal borrow is released, and the weigher and loaders run
 //! outside it, so they may use the cache. `Hash`, `Eq` and `Clone` of `K`, and `Clone` of
 //! `V`, run inside it and must not call back into the same cache (that would panic).
-//!
-//! Files: `store.rs` (the `Cache`, its builder, the synchronous API), `lru.rs` (the slab and
-//! intrusive list, pure data), `load.rs` (`get_or_load`: flights of loads and their waiters),
-//! `stats.rs` (counters).
+
+// Files: `store.rs` (the `Cache`, its builder, the synchronous API), `lru.rs` (the slab and
+// intrusive list, pure data), `load.rs` (`get_or_load`: flights of loads and their waiters),
+// `stats.rs` (counters).
 
 mod load;
 mod lru;

@@ -57,9 +57,9 @@ impl Counters {
     }
 }
 
-/// A reference to a cache's counters that outlives neither core nor purpose: keep it in a
-/// metrics exporter on the same core and read it whenever. It stays readable after the
-/// cache is dropped (the counters then stop moving).
+/// A shared reference to a cache's counters, for a metrics exporter on the same core: keep
+/// it and read it whenever. It is `!Send` like the cache, and stays readable after the cache
+/// is dropped (the counters then stop moving).
 #[derive(Debug, Clone)]
 pub struct StatsHandle(pub(super) Rc<Counters>);
 

@@ -125,7 +125,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.get_at(key, Instant::now())
+        self.lookup(key, Instant::now, true)
     }
 
     /// [`get`](Self::get) with `now` as the current instant.
@@ -134,11 +134,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.lookup(key, now, true)
+        self.lookup(key, || now, true)
     }
 
-    /// `count`: whether this lookup moves the hit/miss counters.
-    pub(super) fn lookup<Q>(&self, key: &Q, now: Instant, count: bool) -> Option<V>
+    /// `count`: whether this lookup moves the hit/miss counters. `now` is called only for an
+    /// entry with a deadline, so a cache without TTLs never reads the clock.
+    pub(super) fn lookup<Q>(&self, key: &Q, now: impl FnOnce() -> Instant, count: bool) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -147,7 +148,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         let found = lru.index.get(key).copied();
         let (value, expired) = match found {
             None => (None, false),
-            Some(i) if lru.slab[i].expires.is_some_and(|t| now >= t) => {
+            Some(i) if lru.slab[i].expires.is_some_and(|t| now() >= t) => {
                 let v = lru.remove_slot(i);
                 lru.dead_values.push(v);
                 (None, true)
@@ -159,14 +160,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         };
         drop(lru);
         if count {
-            add(
-                if value.is_some() {
-                    &self.stats.hits
-                } else {
-                    &self.stats.misses
-                },
-                1,
-            );
+            let counter = if value.is_some() {
+                &self.stats.hits
+            } else {
+                &self.stats.misses
+            };
+            add(counter, 1);
         }
         if expired {
             add(&self.stats.expirations, 1);
@@ -180,28 +179,29 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// bounds hold. Returns false, and stores nothing (removing any old value for the key),
     /// when the entry alone is heavier than `max_bytes` or `max_entries` is zero.
     pub fn insert(&self, key: K, value: V) -> bool {
-        self.insert_inner(key, value, self.ttl, Instant::now())
+        self.insert_inner(key, value, self.ttl, Instant::now)
     }
 
     /// [`insert`](Self::insert) with `now` as the current instant.
     pub fn insert_at(&self, key: K, value: V, now: Instant) -> bool {
-        self.insert_inner(key, value, self.ttl, now)
+        self.insert_inner(key, value, self.ttl, || now)
     }
 
     /// [`insert`](Self::insert) with this entry's own TTL instead of the cache's.
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) -> bool {
-        self.insert_inner(key, value, Some(ttl), Instant::now())
+        self.insert_inner(key, value, Some(ttl), Instant::now)
     }
 
     /// [`insert_with_ttl`](Self::insert_with_ttl) with `now` as the current instant.
     pub fn insert_with_ttl_at(&self, key: K, value: V, ttl: Duration, now: Instant) -> bool {
-        self.insert_inner(key, value, Some(ttl), now)
+        self.insert_inner(key, value, Some(ttl), || now)
     }
 
-    fn insert_inner(&self, key: K, value: V, ttl: Option<Duration>, now: Instant) -> bool {
+    /// `now` is called only when the entry gets a TTL.
+    fn insert_inner(&self, key: K, value: V, ttl: Option<Duration>, now: impl FnOnce() -> Instant) -> bool {
         let weight = (self.weigher)(&key, &value);
         // A deadline past what `Instant` can hold is no deadline.
-        let expires = ttl.and_then(|ttl| now.checked_add(ttl));
+        let expires = ttl.and_then(|ttl| now().checked_add(ttl));
         let stored = weight <= self.max_bytes && self.max_entries > 0;
         let mut lru = self.lru.borrow_mut();
         if stored {
