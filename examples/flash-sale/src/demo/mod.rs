@@ -90,26 +90,22 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut o = Options::default();
     let mut it = args.iter();
     while let Some(k) = it.next() {
-        if k == "--hot" {
-            o.hot = true;
-            continue;
-        }
-        if k == "-h" || k == "--help" {
-            return Err(USAGE.into());
-        }
-        let v = it.next().ok_or_else(|| format!("{k} needs a value\n{USAGE}"))?;
+        let mut value = || it.next().ok_or_else(|| format!("{k} needs a value\n{USAGE}"));
         match k.as_str() {
+            "--hot" => o.hot = true,
+            "-h" | "--help" => return Err(USAGE.into()),
             "--cores" => {
+                let v = value()?;
                 v.parse::<Cores>().map_err(|e| format!("--cores {v:?}: {e}"))?;
                 o.cores = Some(v.clone());
             }
-            "--items" => o.items = num(k, v)?,
-            "--stock" => o.stock = num(k, v)?,
-            "--users" => o.users = num(k, v)?,
-            "--rate" => o.rate = num(k, v)?,
-            "--conns" => o.conns = num(k, v)?,
+            "--items" => o.items = num(k, value()?)?,
+            "--stock" => o.stock = num(k, value()?)?,
+            "--users" => o.users = num(k, value()?)?,
+            "--rate" => o.rate = num(k, value()?)?,
+            "--conns" => o.conns = num(k, value()?)?,
             "--duration" => {
-                let s: f64 = num(k, v)?;
+                let s: f64 = num(k, value()?)?;
                 if !s.is_finite() || s <= 0.0 {
                     return Err("--duration must be > 0".into());
                 }
@@ -139,6 +135,10 @@ fn server_cores(cores: Option<&str>) -> usize {
 
 /// Runs the demo on the arguments after `demo`.
 pub fn main(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let opts = match parse_args(args) {
         Ok(o) => o,
         Err(e) => {
@@ -339,17 +339,20 @@ fn summary(opts: &Options, attempts: &[Attempt], fired: &crowd::Fired) -> String
         opts.rate,
         server_cores(opts.cores.as_deref()),
     );
+    // Users who tried each item (first tries that went out).
     let mut demand = vec![0u64; opts.items as usize];
-    for a in attempts.iter().filter(|a| !a.repeat) {
-        demand[a.item as usize] += 1;
+    for (a, o) in attempts.iter().zip(&fired.outcomes) {
+        if !a.repeat && !matches!(o, Outcome::Cut | Outcome::Unsent) {
+            demand[a.item as usize] += 1;
+        }
     }
     let wants: Vec<_> = demand
         .iter()
         .enumerate()
         .filter(|(_, &d)| d > 0)
-        .map(|(k, d)| format!("{} {d}", item_name(k as u32)))
+        .map(|(k, d)| format!("{}: {d} users", item_name(k as u32)))
         .collect();
-    s += &format!("  demand        {} users\n", wants.join("  "));
+    s += &format!("  demand        {}\n", wants.join("  "));
     s += &format!(
         "  requests      {sent:<7} (200: {}  sold_out: {}  already_bought: {}  429: {}  503: {}  other: {}  lost: {})\n",
         t.ok, t.sold_out, t.already, t.too_many, t.unavailable, t.other, t.lost

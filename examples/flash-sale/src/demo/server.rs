@@ -95,6 +95,7 @@ impl Service {
         std::thread::Builder::new()
             .name("flash-sale-demo-stdout".into())
             .spawn(move || {
+                block_termination_signals();
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     if tx.send(line).is_err() {
@@ -152,6 +153,22 @@ impl Service {
                 Err(e) => return Some(format!("wait: {e}")),
             }
         }
+    }
+}
+
+/// Keeps SIGINT and SIGTERM away from the calling thread. While the crowd runs, the ringcore
+/// runtime blocks them in its own threads and takes them through a signalfd (Ctrl-C ends the
+/// crowd early and the demo still cleans up); a helper thread that left them unblocked would
+/// take the default action instead, killing the demo without its guard.
+fn block_termination_signals() {
+    // SAFETY: `set` is a local, initialised by sigemptyset before use; pthread_sigmask only
+    // changes this thread's mask and accepts a null old-set pointer.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
