@@ -269,7 +269,7 @@ pub(crate) fn fire(cfg: &Config, attempts: Vec<Attempt>) -> Result<Fired, String
     let mut hist = new_hist();
     let mut last = start;
     for out in outs {
-        let out = out.ok_or("interrupted")?;
+        let out = out.ok_or("the crowd was interrupted (SIGINT or SIGTERM)")?;
         hist.add(&out.hist).map_err(|e| format!("histogram merge: {e}"))?;
         for (j, o) in out.outcomes {
             outcomes[j] = o;

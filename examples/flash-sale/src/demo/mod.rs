@@ -361,6 +361,13 @@ fn summary(opts: &Options, attempts: &[Attempt], fired: &crowd::Fired) -> String
     let secs = fired.elapsed.as_secs_f64();
     let rate = if secs > 0.0 { answered as f64 / secs } else { 0.0 };
     s += &format!("  throughput    {rate:.0} req/s over {secs:.2} s\n");
+    if answered > 0 && rate < 0.9 * opts.rate {
+        s += &format!(
+            "  note          {rate:.0} of {:.0} req/s answered: the service (or the generator, on at most \
+2 cores of this machine) fell behind, and the latency above includes that wait\n",
+            opts.rate
+        );
+    }
     if t.cut > 0 {
         s += &format!(
             "  not sent      {} attempts: the {:?} duration cap came first\n",
@@ -493,7 +500,11 @@ mod tests {
             "  latency       p50 0.40 ms  p90 12.0 ms  p99 12.0 ms  p99.9 12.0 ms  max 12.0 ms"
         );
         assert_eq!(lines[4], "  throughput    6 req/s over 0.50 s");
-        assert!(lines[5].starts_with("  lost          1 attempts"), "{s}");
+        assert!(
+            lines[5].starts_with("  note          6 of 20000 req/s answered"),
+            "{s}"
+        );
+        assert!(lines[6].starts_with("  lost          1 attempts"), "{s}");
         let inv = invariant_lines(&[
             Check {
                 ok: true,
