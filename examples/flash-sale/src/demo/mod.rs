@@ -331,13 +331,19 @@ fn summary(opts: &Options, attempts: &[Attempt], fired: &crowd::Fired) -> String
     let answered = t.ok + t.sold_out + t.already + t.too_many + t.unavailable + t.other;
     let sent = answered + t.lost;
     let mut s = format!(
-        "flash sale: {} items x {} stock, {} users{}, {:.0} req/s offered, {} cores\n",
+        "flash sale: {} item{} x {} stock, {} users{}, {:.0} req/s offered, {} core{}\n",
         opts.items,
+        if opts.items == 1 { "" } else { "s" },
         opts.stock,
         opts.users,
         if opts.hot { " all after item-0" } else { "" },
         opts.rate,
         server_cores(opts.cores.as_deref()),
+        if server_cores(opts.cores.as_deref()) == 1 {
+            ""
+        } else {
+            "s"
+        },
     );
     // Users who tried each item (first tries that went out).
     let mut demand = vec![0u64; opts.items as usize];
