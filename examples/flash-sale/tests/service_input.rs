@@ -1,0 +1,227 @@
+//! Bad input to `flash-sale serve` (started with `--admin-token`): each malformed or
+//! unauthorised request gets its status, and none of them writes to the journal or changes
+//! an item, neither right away nor after a restart.
+
+mod support_service;
+
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use support_service::{
+    assert_order, journal_sizes, outcome, read_response, unique, Client, Config, ItemState, Outcome,
+    Response, Service, TempDir,
+};
+
+/// `POST path` with a body of `len` bytes, sent the way a careful client sends a large body:
+/// the head first, then (only if no answer came within 2 s) the body. A server that refuses
+/// the size from the head answers at once; one that reads the body first gets it.
+fn post_large(addr: SocketAddr, path: &str, len: usize) -> Response {
+    let mut body = b"{\"user\":\"".to_vec();
+    body.resize(len - 2, b'a');
+    body.extend_from_slice(b"\"}");
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    (&stream).write_all(head.as_bytes()).expect("send head");
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    match read_response(&mut reader) {
+        Ok(resp) => resp,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            // No early answer: send the body (the server may stop reading and close; that is
+            // its right, so write errors are ignored) and read the answer.
+            let _ = (&stream).write_all(&body);
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            read_response(&mut reader).unwrap_or_else(|e| panic!("POST {path} ({len} bytes): {e}"))
+        }
+        Err(e) => panic!("POST {path} ({len} bytes), head only: {e}"),
+    }
+}
+
+fn item_state(client: &mut Client, item: &str) -> ItemState {
+    let resp = client.must_get(&format!("/items/{item}"));
+    assert_eq!(resp.status, 200, "GET /items/{item}: {}", resp.describe());
+    ItemState::from_json(&resp.json())
+}
+
+fn expect(resp: Response, status: u16, error: Option<&str>, what: &str) {
+    assert_eq!(resp.status, status, "{what}: {}", resp.describe());
+    if let Some(error) = error {
+        assert_eq!(
+            resp.error().as_deref(),
+            Some(error),
+            "{what}: error field: {}",
+            resp.describe()
+        );
+    }
+}
+
+#[test]
+fn bad_requests_get_their_status_and_write_nothing() {
+    let token = unique("s3cret");
+    let dir = TempDir::new("input");
+    let mut config = Config::new(2, dir.path());
+    config.admin_token = Some(token.clone());
+    let service = Service::start(&config);
+    let addr = service.addr();
+
+    let mut admin = Client::with_admin_token(addr, &token);
+    let mut user = Client::new(addr);
+    let sold_item = unique("bag");
+    let fresh_item = unique("hat");
+    let put = admin.put_item(&sold_item, 20);
+    assert_eq!(put.status, 201, "create {sold_item}: {}", put.describe());
+    let put = admin.put_item(&fresh_item, 5);
+    assert_eq!(put.status, 201, "create {fresh_item}: {}", put.describe());
+    // Buying needs no admin token.
+    let orders: Vec<(String, String)> = (0..3)
+        .map(|i| {
+            let u = format!("good-{i}");
+            let resp = user.buy(&sold_item, &u).expect("buy");
+            match outcome(&resp, &sold_item, &u) {
+                Outcome::Ordered(order) => (u, order),
+                other => panic!("valid buy by {u}: {other:?}"),
+            }
+        })
+        .collect();
+
+    // Let GET caches expire and any write settle, then take the baseline.
+    thread::sleep(Duration::from_millis(300));
+    let journals_before = journal_sizes(dir.path());
+    assert!(
+        journals_before.values().any(|&len| len > 16),
+        "no journal record in {} after 2 items and 3 orders: {journals_before:?}",
+        dir.path().display()
+    );
+    let sold_before = item_state(&mut user, &sold_item);
+    let fresh_before = item_state(&mut user, &fresh_item);
+    assert_eq!(
+        (sold_before.stock, sold_before.sold, sold_before.remaining),
+        (20, 3, 17)
+    );
+    assert_eq!(
+        (fresh_before.stock, fresh_before.sold, fresh_before.remaining),
+        (5, 0, 5)
+    );
+
+    let buy_path = format!("/items/{sold_item}/buy");
+    let bad_buys: [(&str, &str); 6] = [
+        ("{\"user\":", "truncated JSON"),
+        ("not json at all", "not JSON"),
+        ("[\"good-9\"]", "a JSON array"),
+        ("{}", "no user"),
+        ("{\"name\":\"good-9\"}", "no user field"),
+        ("", "empty body"),
+    ];
+    for (body, what) in bad_buys {
+        let resp = user.post(&buy_path, body).expect("bad buy");
+        expect(
+            resp,
+            400,
+            Some("bad_request"),
+            &format!("buy with {what} {body:?}"),
+        );
+    }
+    let resp = post_large(addr, &buy_path, 2 * 1024 * 1024);
+    expect(resp, 413, None, "buy with a 2 MiB body");
+
+    let resp = user.buy_once("no-such-item", "good-9").expect("buy unknown");
+    expect(resp, 404, Some("unknown_item"), "buy of an unknown item");
+    expect(
+        user.must_get("/items/no-such-item"),
+        404,
+        None,
+        "GET unknown item",
+    );
+    expect(
+        user.must_get("/orders/no-such-order"),
+        404,
+        None,
+        "GET unknown order",
+    );
+
+    let fresh_path = format!("/items/{fresh_item}");
+    let new_path = format!("/items/{}", unique("never"));
+    let bad_stock = [
+        ("{\"stock\": -5}", "negative stock"),
+        ("{\"stock\": 1.5}", "fractional stock"),
+        ("{\"stock\": \"7\"}", "stock as a string"),
+        ("{\"stock\": null}", "null stock"),
+        ("{\"stock\": 7", "truncated JSON"),
+    ];
+    for path in [&fresh_path, &new_path] {
+        for (body, what) in bad_stock {
+            let resp = admin.put(path, body).expect("bad put");
+            expect(resp, 400, None, &format!("PUT {path} with {what} {body:?}"));
+        }
+    }
+    let no_token = user
+        .put(&fresh_path, "{\"stock\": 9}")
+        .expect("put without token");
+    expect(no_token, 401, None, "PUT an item without X-Admin-Token");
+    let no_token = user.put(&new_path, "{\"stock\": 9}").expect("put without token");
+    expect(no_token, 401, None, "PUT a new item without X-Admin-Token");
+    let mut wrong = Client::with_admin_token(addr, &format!("{token}x"));
+    let resp = wrong.put(&fresh_path, "{\"stock\": 9}").expect("put wrong token");
+    expect(resp, 401, None, "PUT an item with a wrong X-Admin-Token");
+    let resp = wrong.put(&new_path, "{\"stock\": 9}").expect("put wrong token");
+    expect(resp, 401, None, "PUT a new item with a wrong X-Admin-Token");
+
+    // Nothing written, nothing changed.
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        journal_sizes(dir.path()),
+        journals_before,
+        "bad requests changed the journal files"
+    );
+    let check_state = |client: &mut Client, when: &str| {
+        assert_eq!(item_state(client, &sold_item), sold_before, "{sold_item} {when}");
+        assert_eq!(
+            item_state(client, &fresh_item),
+            fresh_before,
+            "{fresh_item} {when}"
+        );
+        expect(
+            client.must_get(&new_path),
+            404,
+            None,
+            &format!("{new_path} {when}"),
+        );
+        expect(
+            client.must_get("/items/no-such-item"),
+            404,
+            None,
+            &format!("unknown item {when}"),
+        );
+        for (u, order) in &orders {
+            assert_order(&client.order(order), order, &sold_item, u);
+        }
+    };
+    check_state(&mut user, "after the bad requests");
+
+    drop((admin, user, wrong));
+    service.stop_clean();
+    let service = Service::start(&config);
+    let mut client = Client::new(service.addr());
+    check_state(&mut client, "after a restart");
+    // The user named in the rejected buys never bought anything.
+    let resp = client.buy(&sold_item, "good-9").expect("buy");
+    assert!(
+        matches!(outcome(&resp, &sold_item, "good-9"), Outcome::Ordered(_)),
+        "good-9 (only in rejected requests) buys: {}",
+        resp.describe()
+    );
+    drop(client);
+    service.stop_clean();
+}
