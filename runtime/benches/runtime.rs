@@ -3,7 +3,8 @@
 //! Work must run inside a shard, so every bench uses `Bencher::iter_custom`: each sample
 //! builds a fresh runtime, runs the requested number of iterations inside shard 0's main
 //! future, times them there with `Instant`, and hands the duration back. Runtime start-up
-//! and tear-down are outside the timed region.
+//! and tear-down are outside the timed region. The `cache` group is the exception: a
+//! `Cache` needs no shard, so it runs on the bench thread with plain `iter`.
 //!
 //! ```text
 //! cargo bench -p ringcore-runtime --bench runtime
@@ -22,6 +23,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, Throughput};
+use ringcore_runtime::cache::Cache;
 use ringcore_runtime::time::{sleep, timeout};
 use ringcore_runtime::{nop, shard_id, spawn_local, stats, submit_to, yield_now, Runtime};
 
@@ -31,6 +33,8 @@ const BATCH: usize = 32;
 const RTT_SAMPLES: usize = 100_000;
 /// Untimed round trips before those.
 const RTT_WARMUP: usize = 10_000;
+/// Entries (and `max_entries`) of the `cache` benches' cache.
+const CACHE_ENTRIES: u64 = 10_000;
 
 /// Builds a runtime on the first `cores` cores, runs `body()` on shard 0 (the other shards
 /// return at once and keep serving cross-core calls until shard 0 is done), and returns
@@ -208,6 +212,48 @@ fn nop_op(c: &mut Criterion) {
     g.finish();
 }
 
+/// A full `Cache<u64, u64>` of `CACHE_ENTRIES` entries, keys `0..CACHE_ENTRIES`.
+fn full_cache() -> Cache<u64, u64> {
+    let cache = Cache::builder().max_entries(CACHE_ENTRIES as usize).build();
+    for k in 0..CACHE_ENTRIES {
+        cache.insert(k, k);
+    }
+    cache
+}
+
+fn cache_ops(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cache");
+    // Keys stride through the cache so each hit moves a different entry to the front.
+    g.bench_function("get_hit", |b| {
+        let cache = full_cache();
+        let mut k = 0;
+        b.iter(|| {
+            k = (k + 7919) % CACHE_ENTRIES;
+            black_box(cache.get(&k))
+        })
+    });
+    // The same without the `Instant::now()` inside `get`.
+    g.bench_function("get_hit_at", |b| {
+        let cache = full_cache();
+        let now = Instant::now();
+        let mut k = 0;
+        b.iter(|| {
+            k = (k + 7919) % CACHE_ENTRIES;
+            black_box(cache.get_at(&k, now))
+        })
+    });
+    // Every insert is a new key into a full cache: one eviction each.
+    g.bench_function("insert_evict", |b| {
+        let cache = full_cache();
+        let mut k = CACHE_ENTRIES;
+        b.iter(|| {
+            k += 1;
+            black_box(cache.insert(k, k))
+        })
+    });
+    g.finish();
+}
+
 /// Times `RTT_SAMPLES` single `submit_to(1, ..)` round trips and prints their percentiles,
 /// plus what the runtime's own counters say each measured op cost in syscalls and parks.
 fn rtt_percentiles() {
@@ -274,7 +320,7 @@ fn rtt_percentiles() {
 criterion_group! {
     name = benches;
     config = config();
-    targets = spawn_complete, submit_to_round_trip, timer_insert_fire, nop_op
+    targets = spawn_complete, submit_to_round_trip, timer_insert_fire, nop_op, cache_ops
 }
 
 fn main() {

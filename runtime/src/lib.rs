@@ -49,6 +49,7 @@
 //! - Time: [`time::sleep`], [`time::timeout`], [`time::interval`].
 //! - Cross-core: [`submit_to`], [`try_submit_to`], [`Sharded`].
 //! - Counters: [`stats`], readable from every core.
+//! - Per-core data: [`cache::Cache`], an LRU with TTL and coalesced loads.
 //!
 //! ## Starting fails loudly
 //!
@@ -58,6 +59,7 @@
 
 mod buf;
 mod builder;
+pub mod cache;
 mod context;
 mod driver;
 mod executor;
