@@ -116,10 +116,9 @@ fn bad_requests_get_their_status_and_write_nothing() {
     );
 
     let buy_path = format!("/items/{sold_item}/buy");
-    let bad_buys: [(&str, &str); 6] = [
+    let bad_buys: [(&str, &str); 5] = [
         ("{\"user\":", "truncated JSON"),
         ("not json at all", "not JSON"),
-        ("[\"good-9\"]", "a JSON array"),
         ("{}", "no user"),
         ("{\"name\":\"good-9\"}", "no user field"),
         ("", "empty body"),
@@ -223,5 +222,66 @@ fn bad_requests_get_their_status_and_write_nothing() {
         resp.describe()
     );
     drop(client);
+    service.stop_clean();
+}
+
+/// A JSON array is not the object the contract asks for (`{"user": ...}`, `{"stock": N}`),
+/// so it has no user (no stock): 400, and nothing is bought or created.
+#[test]
+fn json_array_bodies_are_bad_requests() {
+    let token = unique("s3cret");
+    let dir = TempDir::new("input-array");
+    let mut config = Config::new(1, dir.path());
+    config.admin_token = Some(token.clone());
+    let service = Service::start(&config);
+    let addr = service.addr();
+    let mut admin = Client::with_admin_token(addr, &token);
+    let mut user = Client::new(addr);
+    let item = unique("scarf");
+    let put = admin.put_item(&item, 5);
+    assert_eq!(put.status, 201, "create {item}: {}", put.describe());
+
+    let resp = user
+        .post(&format!("/items/{item}/buy"), "[\"arr-user\"]")
+        .expect("buy with an array body");
+    let answer = resp.describe();
+    // Whatever the answer, arr-user must not hold an order afterwards unless it was a 200.
+    let follow_up = user.buy(&item, "arr-user").expect("buy");
+    assert_eq!(
+        resp.status,
+        400,
+        "buy with the body [\"arr-user\"] (an array, no \"user\" field): {answer}; \
+         a proper buy by arr-user afterwards: {}",
+        follow_up.describe()
+    );
+    assert_eq!(resp.error().as_deref(), Some("bad_request"), "{answer}");
+    assert_eq!(
+        follow_up.status,
+        200,
+        "arr-user buys properly: {}",
+        follow_up.describe()
+    );
+
+    let never = unique("never");
+    let resp = admin
+        .put(&format!("/items/{never}"), "[7]")
+        .expect("put with an array body");
+    let answer = resp.describe();
+    let after = user.must_get(&format!("/items/{never}"));
+    assert_eq!(
+        resp.status,
+        400,
+        "PUT /items/{never} with the body [7] (an array, no \"stock\" field): {answer}; \
+         GET afterwards: {}",
+        after.describe()
+    );
+    assert_eq!(
+        after.status,
+        404,
+        "item from a rejected PUT: {}",
+        after.describe()
+    );
+
+    drop((admin, user));
     service.stop_clean();
 }

@@ -173,14 +173,30 @@ fn crowd_with_duplicates_sells_exactly_the_stock_once_per_user() {
     assert_eq!(attempts.len(), BUYERS + THREADS * DUPS_PER_THREAD);
     let orders = check_attempts(&attempts, STOCK as usize);
 
-    // Both attempts of a duplicated user that bought: one 200, the other must not be a 200
-    // (checked above) and, if it said already_bought, named the same order (checked above).
-    let dup_buyers = duplicated.iter().filter(|u| orders.contains_key(*u)).count();
-    eprintln!(
-        "{} of {} duplicated users bought; {} attempts",
-        dup_buyers,
-        duplicated.len(),
-        attempts.len()
+    // A duplicated user who bought: one attempt got the 200, the other (sent at the same
+    // time from another connection) is told already_bought with that same order.
+    let mut dup_buyers = 0;
+    for user in &duplicated {
+        let Some(order) = orders.get(user) else {
+            continue;
+        };
+        dup_buyers += 1;
+        let answers: Vec<&Outcome> = attempts
+            .iter()
+            .filter(|a| &a.user == user)
+            .map(|a| &a.outcome)
+            .collect();
+        assert_eq!(answers.len(), 2, "{user} was tried twice");
+        assert!(
+            answers.contains(&&Outcome::AlreadyBought(order.clone())),
+            "{user} bought (order {order}) from one connection; the simultaneous attempt from \
+             another connection got {answers:?}, expected already_bought with that order"
+        );
+    }
+    assert!(
+        dup_buyers > 0,
+        "none of the {} duplicated users bought: the duplicate check did not run",
+        duplicated.len()
     );
 
     check_orders_readable(addr, &item, &orders);

@@ -108,6 +108,7 @@ pub(crate) struct Service {
     addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
     stdout_lines: Arc<Mutex<Vec<String>>>,
+    stderr_reader: Option<thread::JoinHandle<()>>,
     exited: Option<ExitStatus>,
 }
 
@@ -139,7 +140,7 @@ impl Service {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().expect("stderr pipe");
         let err_sink = stderr.clone();
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             let mut buf = [0u8; 4096];
             // Ends at EOF, when the service exits.
             while let Ok(n) = err_pipe.read(&mut buf) {
@@ -171,6 +172,7 @@ impl Service {
             addr: "127.0.0.1:1".parse().unwrap(),
             stderr,
             stdout_lines,
+            stderr_reader: Some(stderr_reader),
             exited: None,
         };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -241,12 +243,12 @@ impl Service {
         self.stderr()
     }
 
-    /// Stderr once it contains `needle` (case-insensitive), or whatever is there after 1 s.
-    pub(crate) fn stderr_containing(&self, needle: &str) -> String {
+    /// Stderr once `done` holds for it, or whatever is there after 1 s.
+    pub(crate) fn stderr_until(&self, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(1);
         loop {
             let s = self.stderr();
-            if s.to_lowercase().contains(&needle.to_lowercase()) || Instant::now() >= deadline {
+            if done(&s) || Instant::now() >= deadline {
                 return s;
             }
             thread::sleep(Duration::from_millis(20));
@@ -279,7 +281,13 @@ impl Service {
     pub(crate) fn stop(mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
         match self.wait_exit(STOP_TIMEOUT) {
-            Some(status) => status,
+            Some(status) => {
+                // The process is gone, so its stderr is at EOF: collect all of it.
+                if let Some(reader) = self.stderr_reader.take() {
+                    let _ = reader.join();
+                }
+                status
+            }
             None => {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
@@ -291,15 +299,16 @@ impl Service {
         }
     }
 
-    /// SIGTERM and asserts a clean exit (status 0).
-    pub(crate) fn stop_clean(self) {
+    /// SIGTERM and asserts a clean exit (status 0); returns all the service wrote on stderr.
+    pub(crate) fn stop_clean(self) -> String {
         let stderr = self.stderr.clone();
         let status = self.stop();
+        let stderr = stderr.lock().unwrap().clone();
         assert!(
             status.success(),
-            "flash-sale after SIGTERM: {status}, expected exit status 0; stderr:\n{}",
-            stderr.lock().unwrap()
+            "flash-sale after SIGTERM: {status}, expected exit status 0; stderr:\n{stderr}"
         );
+        stderr
     }
 
     /// SIGKILL by PID, then reaps the process.
