@@ -219,10 +219,17 @@ fn records(path: &Path) -> Vec<(u64, u32)> {
 /// Lines of `stderr` that mention the journal and have no counterpart (digits aside) in
 /// `clean`, the stderr of a start on intact journals.
 fn damage_report(clean: &str, stderr: &str) -> Vec<String> {
+    // Every run of digits becomes one '#'.
     let shape = |line: &str| -> String {
-        line.chars()
-            .map(|c| if c.is_ascii_digit() { '#' } else { c })
-            .collect()
+        let mut out = String::new();
+        for c in line.chars() {
+            if !c.is_ascii_digit() {
+                out.push(c);
+            } else if !out.ends_with('#') {
+                out.push('#');
+            }
+        }
+        out
     };
     let routine: HashSet<String> = clean.lines().map(shape).collect();
     stderr

@@ -78,6 +78,14 @@ fn bad_requests_get_their_status_and_write_nothing() {
 
     let mut admin = Client::with_admin_token(addr, &token);
     let mut user = Client::new(addr);
+    expect(user.must_get("/healthz"), 200, None, "GET /healthz");
+    let metrics = user.must_get("/metrics");
+    assert_eq!(metrics.status, 200, "GET /metrics: {}", metrics.describe());
+    assert!(
+        metrics.text().contains("# TYPE "),
+        "GET /metrics is not Prometheus text: {}",
+        metrics.describe()
+    );
     let sold_item = unique("bag");
     let fresh_item = unique("hat");
     let put = admin.put_item(&sold_item, 20);
