@@ -293,3 +293,105 @@ fn json_array_bodies_are_bad_requests() {
     drop((admin, user));
     service.stop_clean();
 }
+
+/// `PUT` on an existing item changes its stock (200) until the first sale, then answers
+/// 409 sale_started and leaves it alone; the state survives a restart.
+#[test]
+fn put_changes_stock_until_the_sale_starts() {
+    let dir = TempDir::new("input-put");
+    let config = Config::new(2, dir.path());
+    let service = Service::start(&config);
+    let mut client = Client::new(service.addr());
+    let item = unique("lamp");
+
+    expect(client.put_item(&item, 10), 201, None, "create");
+    expect(
+        client.put_item(&item, 3),
+        200,
+        None,
+        "change the stock before any sale",
+    );
+    let state = client.item_until(&item, |s| s.stock == 3);
+    assert_eq!(
+        (state.stock, state.sold, state.remaining),
+        (3, 0, 3),
+        "after the change"
+    );
+
+    let resp = client.buy(&item, "first").expect("buy");
+    assert!(
+        matches!(outcome(&resp, &item, "first"), Outcome::Ordered(_)),
+        "first buy: {}",
+        resp.describe()
+    );
+    expect(
+        client.put_item(&item, 50),
+        409,
+        Some("sale_started"),
+        "change the stock after a sale",
+    );
+    let state = client.item_until(&item, |s| s.sold == 1);
+    assert_eq!(
+        (state.stock, state.sold, state.remaining),
+        (3, 1, 2),
+        "after the refused change"
+    );
+
+    drop(client);
+    service.stop_clean();
+    let service = Service::start(&config);
+    let mut client = Client::new(service.addr());
+    let state = client.item_until(&item, |_| true);
+    assert_eq!(
+        (state.stock, state.sold, state.remaining),
+        (3, 1, 2),
+        "after a restart"
+    );
+    expect(
+        client.put_item(&item, 50),
+        409,
+        Some("sale_started"),
+        "change the stock after a sale, after a restart",
+    );
+    drop(client);
+    // SIGINT (Ctrl-C) stops it as cleanly as SIGTERM.
+    service.stop_clean_with(libc::SIGINT);
+}
+
+/// One user firing buys back to back is held to the per-user rate (default 10/s, burst 10):
+/// 429 with Retry-After, while another user goes through meanwhile.
+#[test]
+fn one_user_hammering_is_rate_limited() {
+    let dir = TempDir::new("input-rate");
+    let service = Service::start(&Config::new(1, dir.path()));
+    let mut client = Client::new(service.addr());
+    let item = unique("pen");
+    expect(client.put_item(&item, 100), 201, None, "create");
+
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let resp = client.buy_once(&item, "hammer").expect("buy");
+        if resp.status == 429 {
+            assert!(
+                resp.header("retry-after").is_some(),
+                "429 without Retry-After: {:?}",
+                resp.headers
+            );
+        }
+        statuses.push(resp.status);
+    }
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    assert_eq!(ok, 1, "one order for the hammering user: {statuses:?}");
+    assert!(
+        statuses.contains(&429),
+        "40 back-to-back buys by one user, none rate limited: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 409, 429].contains(s)),
+        "unexpected statuses: {statuses:?}"
+    );
+    let resp = client.buy_once(&item, "bystander").expect("buy");
+    assert_eq!(resp.status, 200, "another user meanwhile: {}", resp.describe());
+    drop(client);
+    service.stop_clean();
+}

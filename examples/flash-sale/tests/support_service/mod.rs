@@ -278,8 +278,14 @@ impl Service {
 
     /// SIGTERM, then waits (at most [`STOP_TIMEOUT`]) for the exit status. A service that
     /// does not stop in time is killed and the test fails.
-    pub(crate) fn stop(mut self) -> ExitStatus {
-        self.signal(libc::SIGTERM);
+    pub(crate) fn stop(self) -> ExitStatus {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `sig` (SIGTERM or SIGINT), then waits (at most [`STOP_TIMEOUT`]) for the exit
+    /// status. A service that does not stop in time is killed and the test fails.
+    pub(crate) fn stop_with(mut self, sig: libc::c_int) -> ExitStatus {
+        self.signal(sig);
         match self.wait_exit(STOP_TIMEOUT) {
             Some(status) => {
                 // The process is gone, so its stderr is at EOF: collect all of it.
@@ -292,7 +298,7 @@ impl Service {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
-                    "flash-sale did not exit within {STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}",
+                    "flash-sale did not exit within {STOP_TIMEOUT:?} of signal {sig}; stderr:\n{}",
                     self.stderr()
                 );
             }
@@ -301,12 +307,18 @@ impl Service {
 
     /// SIGTERM and asserts a clean exit (status 0); returns all the service wrote on stderr.
     pub(crate) fn stop_clean(self) -> String {
+        self.stop_clean_with(libc::SIGTERM)
+    }
+
+    /// `sig` (SIGTERM or SIGINT) and asserts a clean exit (status 0); returns all the
+    /// service wrote on stderr.
+    pub(crate) fn stop_clean_with(self, sig: libc::c_int) -> String {
         let stderr = self.stderr.clone();
-        let status = self.stop();
+        let status = self.stop_with(sig);
         let stderr = stderr.lock().unwrap().clone();
         assert!(
             status.success(),
-            "flash-sale after SIGTERM: {status}, expected exit status 0; stderr:\n{stderr}"
+            "flash-sale after signal {sig}: {status}, expected exit status 0; stderr:\n{stderr}"
         );
         stderr
     }
