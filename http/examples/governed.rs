@@ -72,9 +72,21 @@ fn main() -> ExitCode {
                 true
             }
             "--addr" => args.next().map(|v| addr = v).is_some(),
-            "--cores" => args.next().and_then(|v| v.parse().ok()).map(|c| cores = c).is_some(),
-            "--work-us" => args.next().and_then(|v| v.parse().ok()).map(|w| work_us = w).is_some(),
-            "--target-ms" => args.next().and_then(|v| v.parse().ok()).map(|t| target_ms = t).is_some(),
+            "--cores" => args
+                .next()
+                .and_then(|v| v.parse().ok())
+                .map(|c| cores = c)
+                .is_some(),
+            "--work-us" => args
+                .next()
+                .and_then(|v| v.parse().ok())
+                .map(|w| work_us = w)
+                .is_some(),
+            "--target-ms" => args
+                .next()
+                .and_then(|v| v.parse().ok())
+                .map(|t| target_ms = t)
+                .is_some(),
             _ => false,
         };
         if !ok {
