@@ -265,6 +265,15 @@ fn redis_of(app: &App) -> Option<Rc<RedisStore>> {
     }
 }
 
+/// Parses a JSON *object* into `T` (serde would also take an array in field order).
+fn object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    let v: serde_json::Value = serde_json::from_slice(body)?;
+    if !v.is_object() {
+        return Err(serde::de::Error::custom("the body must be a JSON object"));
+    }
+    serde_json::from_value(v)
+}
+
 #[derive(Deserialize)]
 struct BuyBody {
     user: Option<String>,
@@ -288,7 +297,7 @@ async fn on<R: Send + 'static>(core: usize, f: impl FnOnce() -> R + Send + 'stat
 }
 
 async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> Response {
-    let user = match serde_json::from_slice::<BuyBody>(req.body()) {
+    let user = match object::<BuyBody>(req.body()) {
         Ok(BuyBody { user: Some(u) }) if !u.is_empty() && u.len() <= 256 => u,
         Ok(_) => return bad_request("a non-empty \"user\" (at most 256 bytes) is required"),
         Err(e) => return bad_request(&format!("malformed JSON: {e}")),
@@ -450,7 +459,7 @@ async fn put_item(Path(item): Path<String>, State(app): State<App>, req: Request
     if !authorized(&app, &req) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
-    let body: PutBody = match serde_json::from_slice(req.body()) {
+    let body: PutBody = match object(req.body()) {
         Ok(b) => b,
         Err(e) => return bad_request(&format!("malformed JSON: {e}")),
     };
