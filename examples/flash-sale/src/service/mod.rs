@@ -373,10 +373,12 @@ async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64)
         };
         if !got {
             match steal(item, u, n).await? {
-                Some(extra) => {
+                Some((giver, extra)) => {
                     if extra > 0 {
                         let i = item.to_string();
                         on(u, move || embedded::deposit(&i, extra)).await?;
+                        let i = item.to_string();
+                        on(giver, move || embedded::settle(&i, extra)).await?;
                     }
                 }
                 None => {
@@ -423,28 +425,29 @@ async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64)
     Ok(order)
 }
 
-/// Takes units of `item` from the other cores for core `u`: `Some(extra)` when one unit was
-/// found (plus `extra` more to refill `u`), `None` when no core has any. Waits out stock
-/// changes in progress.
-async fn steal(item: &str, u: usize, n: usize) -> Result<Option<u64>, Response> {
+/// Takes units of `item` from any core for core `u`: `Some((giver, extra))` when one unit
+/// was found (plus `extra` more, lent by `giver`, to deposit on `u`), `None` when no core has
+/// any and none are in transit. Waits out stock changes and transits in progress.
+async fn steal(item: &str, u: usize, n: usize) -> Result<Option<(usize, u64)>, Response> {
     let started = std::time::Instant::now();
-    'again: loop {
-        for step in 1..n {
+    loop {
+        let mut wait = false;
+        for step in 0..n {
             let k = (u + step) % n;
             let i = item.to_string();
             match on(k, move || embedded::take(&i)).await? {
-                Take::Units(0) => {}
-                Take::Units(g) => return Ok(Some(g - 1)),
-                Take::Frozen => {
-                    if started.elapsed() > WAIT_LIMIT {
-                        return Err(unavailable("the item is busy"));
-                    }
-                    sleep(Duration::from_millis(1)).await;
-                    continue 'again;
-                }
+                Take::Units(g) => return Ok(Some((k, g - 1))),
+                Take::Empty { lent } => wait |= lent > 0,
+                Take::Frozen => wait = true,
             }
         }
-        return Ok(None);
+        if !wait {
+            return Ok(None);
+        }
+        if started.elapsed() > WAIT_LIMIT {
+            return Err(unavailable("the item is busy"));
+        }
+        sleep(Duration::from_millis(1)).await;
     }
 }
 
