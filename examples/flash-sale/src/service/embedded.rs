@@ -53,6 +53,9 @@ pub(crate) struct Item {
     /// as deposited on the stealer's target core: while any are in transit, no buy may
     /// conclude "sold out".
     pub(crate) lent: u64,
+    /// How many times units were put back into this segment (deposits, releases): a
+    /// sold-out verdict needs two scans that saw no change here.
+    pub(crate) deposits: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +144,7 @@ pub(crate) fn install(snap: &Arc<Snapshot>, me: usize, n: usize) -> Rc<Core> {
                     sold: 0,
                     frozen: false,
                     lent: 0,
+                    deposits: 0,
                 },
             );
             if me == 0 {
@@ -226,9 +230,11 @@ pub(crate) fn reserve(item: &str, user: &str) -> Reserve {
 pub(crate) enum Take {
     /// This many units (at least 1): one for the buy, the rest to deposit.
     Units(u64),
-    /// None here; this many lent units are still in transit from this core.
+    /// None here; `lent` units are still in transit from this core; `deposits` counts the
+    /// refills of this segment so far.
     Empty {
         lent: u64,
+        deposits: u64,
     },
     Frozen,
 }
@@ -237,17 +243,20 @@ pub(crate) enum Take {
 /// first count as lent until [`settle`].
 pub(crate) fn take(item: &str) -> Take {
     let Some(core) = try_core() else {
-        return Take::Empty { lent: 0 };
+        return Take::Empty { lent: 0, deposits: 0 };
     };
     let mut items = core.items.borrow_mut();
     let Some(it) = items.get_mut(item) else {
-        return Take::Empty { lent: 0 };
+        return Take::Empty { lent: 0, deposits: 0 };
     };
     if it.frozen {
         return Take::Frozen;
     }
     if it.segment == 0 {
-        return Take::Empty { lent: it.lent };
+        return Take::Empty {
+            lent: it.lent,
+            deposits: it.deposits,
+        };
     }
     let n = it.segment.div_ceil(2);
     it.segment -= n;
@@ -271,6 +280,7 @@ pub(crate) fn deposit(item: &str, units: u64) {
         let mut items = core.items.borrow_mut();
         if let Some(it) = items.get_mut(item) {
             it.segment += units;
+            it.deposits += 1;
         }
     }
 }
@@ -287,6 +297,7 @@ pub(crate) fn release(item: &str, user: &str, unit: bool) {
         let mut items = core.items.borrow_mut();
         if let Some(it) = items.get_mut(item) {
             it.segment += 1;
+            it.deposits += 1;
         }
     }
 }
@@ -380,6 +391,7 @@ pub(crate) fn set_item(item: &str, stock: u64, price: Option<i64>, name: Option<
             sold: 0,
             frozen: false,
             lent: 0,
+            deposits: 0,
         });
         e.stock = stock;
         e.price = price;

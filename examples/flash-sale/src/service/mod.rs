@@ -430,20 +430,33 @@ async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64)
 /// any and none are in transit. Waits out stock changes and transits in progress.
 async fn steal(item: &str, u: usize, n: usize) -> Result<Option<(usize, u64)>, Response> {
     let started = std::time::Instant::now();
+    // "Sold out" needs two scans in a row that found every segment empty, nothing in
+    // transit, and no segment refilled in between (a unit deposited on a core the first
+    // scan had already passed would otherwise be missed).
+    let mut previous: Option<Vec<u64>> = None;
     loop {
         let mut wait = false;
+        let mut refills = Vec::with_capacity(n);
         for step in 0..n {
             let k = (u + step) % n;
             let i = item.to_string();
             match on(k, move || embedded::take(&i)).await? {
                 Take::Units(g) => return Ok(Some((k, g - 1))),
-                Take::Empty { lent } => wait |= lent > 0,
+                Take::Empty { lent, deposits } => {
+                    wait |= lent > 0;
+                    refills.push(deposits);
+                }
                 Take::Frozen => wait = true,
             }
         }
         if !wait {
-            return Ok(None);
+            if previous.as_ref() == Some(&refills) {
+                return Ok(None);
+            }
+            previous = Some(refills);
+            continue;
         }
+        previous = None;
         if started.elapsed() > WAIT_LIMIT {
             return Err(unavailable("the item is busy"));
         }
