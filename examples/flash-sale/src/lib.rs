@@ -3,3 +3,4 @@
 pub mod demo;
 pub mod journal;
 pub mod redis;
+pub mod service;

@@ -1,0 +1,388 @@
+//! The embedded store: the sale's state split over cores, decided without locks.
+//!
+//! Each core holds, in a thread-local [`Core`]:
+//!
+//! - the item catalog (every core has a copy) and, per item, this core's **stock segment**:
+//!   the units this core may sell without asking anyone;
+//! - the **purchase records** of the users it owns (`hash(user) % n`), so the one-per-user
+//!   rule is decided on exactly one core;
+//! - the **orders** it owns (the core that journaled them) and its **journal**.
+//!
+//! A buy arriving on core `c` for a user owned by core `u`:
+//!
+//! 1. `reserve` on `u` (one mesh message): refuses a user who bought (or is buying) already,
+//!    otherwise marks the user pending and takes a unit from `u`'s segment;
+//! 2. if `u`'s segment is empty, `c` **steals** from the other cores in turn: each `take`
+//!    hands over half of that core's segment; one unit serves this buy and the rest refill
+//!    `u`'s segment. Nobody has a unit left: sold out (and the pending mark is cleared);
+//! 3. `c` appends the order to **its own journal** and waits for the group commit;
+//! 4. `commit` on `u` turns the pending mark into the order; `c` indexes the order; then,
+//!    and only then, the client gets 200.
+//!
+//! A unit is in exactly one place at any moment (a segment, or a buy in progress), so the
+//! stock can never be oversold; a pending mark blocks a second buy by the same user while the
+//! first is in flight. A stock change (`PUT`) freezes the item on every core, checks that all
+//! units are still in their segments (nothing sold or in flight), journals the new stock with
+//! a version from core 0, and hands out new segments.
+
+use std::cell::RefCell;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::replay::Snapshot;
+use crate::journal::Journal;
+
+/// An item on one core.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    pub(crate) stock: u64,
+    pub(crate) price: Option<i64>,
+    pub(crate) name: Option<String>,
+    /// Units this core may sell.
+    pub(crate) segment: u64,
+    /// Acknowledged orders of users owned by this core.
+    pub(crate) sold: u64,
+    /// A stock change is in progress: nothing moves.
+    pub(crate) frozen: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Purchase {
+    Pending,
+    Bought(String),
+}
+
+/// An order, as `GET /orders` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub order: String,
+    pub item: String,
+    pub user: String,
+    pub ts: u64,
+}
+
+/// One core's part of the sale.
+#[derive(Debug, Default)]
+pub(crate) struct Core {
+    pub(crate) items: RefCell<HashMap<String, Item>>,
+    purchases: RefCell<HashMap<(String, String), Purchase>>,
+    orders: RefCell<HashMap<String, Order>>,
+    pub(crate) journal: RefCell<Option<Rc<Journal>>>,
+    /// Core 0 only: items being changed, and the last version of each item.
+    locks: RefCell<HashMap<String, ()>>,
+    versions: RefCell<HashMap<String, u64>>,
+}
+
+thread_local! {
+    static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// This core's state. Panics if [`install`] has not run on this core (a start-up bug).
+pub(crate) fn core() -> Rc<Core> {
+    CORE.with(|c| c.borrow().clone())
+        .expect("flash-sale core state installed at start-up")
+}
+
+fn try_core() -> Option<Rc<Core>> {
+    CORE.with(|c| c.borrow().clone())
+}
+
+fn stable_hash(s: &str) -> u64 {
+    // `DefaultHasher::new()` has fixed keys: the same user maps to the same core in every
+    // process of this build, which replay relies on.
+    let mut h = DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// The core that owns `user`'s purchase records.
+pub(crate) fn user_owner(user: &str, n: usize) -> usize {
+    (stable_hash(user) % n as u64) as usize
+}
+
+/// The core that indexes order `id`: the core named in the id (`<core>-...`) if it exists
+/// in this run, else a hash.
+pub(crate) fn order_owner(id: &str, n: usize) -> usize {
+    match id.split('-').next().and_then(|c| c.parse::<usize>().ok()) {
+        Some(c) if c < n => c,
+        _ => (stable_hash(id) % n as u64) as usize,
+    }
+}
+
+/// Core `k`'s share of `units` split over `n` cores.
+pub(crate) fn split(units: u64, k: usize, n: usize) -> u64 {
+    let n64 = n as u64;
+    units / n64 + u64::from((k as u64) < units % n64)
+}
+
+/// Builds this core's state from the replayed snapshot and installs it.
+pub(crate) fn install(snap: &Arc<Snapshot>, me: usize, n: usize) -> Rc<Core> {
+    let core = Core::default();
+    {
+        let mut items = core.items.borrow_mut();
+        for (id, s) in &snap.items {
+            let remaining = s.stock.saturating_sub(s.sold);
+            items.insert(
+                id.clone(),
+                Item {
+                    stock: s.stock,
+                    price: s.price,
+                    name: s.name.clone(),
+                    segment: split(remaining, me, n),
+                    sold: 0,
+                    frozen: false,
+                },
+            );
+            if me == 0 {
+                core.versions.borrow_mut().insert(id.clone(), s.version);
+            }
+        }
+        let mut purchases = core.purchases.borrow_mut();
+        let mut orders = core.orders.borrow_mut();
+        for o in &snap.orders {
+            if user_owner(&o.user, n) == me {
+                purchases.insert(
+                    (o.item.clone(), o.user.clone()),
+                    Purchase::Bought(o.order.clone()),
+                );
+                if let Some(i) = items.get_mut(&o.item) {
+                    i.sold += 1;
+                }
+            }
+            if order_owner(&o.order, n) == me {
+                orders.insert(
+                    o.order.clone(),
+                    Order {
+                        order: o.order.clone(),
+                        item: o.item.clone(),
+                        user: o.user.clone(),
+                        ts: o.ts,
+                    },
+                );
+            }
+        }
+    }
+    let core = Rc::new(core);
+    CORE.with(|c| *c.borrow_mut() = Some(core.clone()));
+    core
+}
+
+/// What `reserve` found on the user's core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reserve {
+    /// A unit is reserved for this user.
+    Got,
+    /// The user is marked pending, but this core's segment is empty: steal.
+    Empty,
+    /// The user bought already.
+    Already(String),
+    /// Another buy by this user is in flight.
+    InFlight,
+    /// The item is being changed; try again shortly.
+    Frozen,
+    Unknown,
+    NotReady,
+}
+
+pub(crate) fn reserve(item: &str, user: &str) -> Reserve {
+    let Some(core) = try_core() else {
+        return Reserve::NotReady;
+    };
+    let mut items = core.items.borrow_mut();
+    let Some(it) = items.get_mut(item) else {
+        return Reserve::Unknown;
+    };
+    let mut purchases = core.purchases.borrow_mut();
+    let key = (item.to_string(), user.to_string());
+    match purchases.get(&key) {
+        Some(Purchase::Bought(o)) => return Reserve::Already(o.clone()),
+        Some(Purchase::Pending) => return Reserve::InFlight,
+        None => {}
+    }
+    if it.frozen {
+        return Reserve::Frozen;
+    }
+    purchases.insert(key, Purchase::Pending);
+    if it.segment > 0 {
+        it.segment -= 1;
+        Reserve::Got
+    } else {
+        Reserve::Empty
+    }
+}
+
+/// What `take` handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    Units(u64),
+    Frozen,
+}
+
+/// Hands over half of this core's segment of `item` (rounded up).
+pub(crate) fn take(item: &str) -> Take {
+    let Some(core) = try_core() else {
+        return Take::Units(0);
+    };
+    let mut items = core.items.borrow_mut();
+    let Some(it) = items.get_mut(item) else {
+        return Take::Units(0);
+    };
+    if it.frozen {
+        return Take::Frozen;
+    }
+    let n = it.segment.div_ceil(2);
+    it.segment -= n;
+    Take::Units(n)
+}
+
+/// Puts `units` back into this core's segment of `item`.
+pub(crate) fn deposit(item: &str, units: u64) {
+    if let Some(core) = try_core() {
+        let mut items = core.items.borrow_mut();
+        if let Some(it) = items.get_mut(item) {
+            it.segment += units;
+        }
+    }
+}
+
+/// Clears a pending mark; with `unit`, the reserved unit goes back to this core's segment.
+pub(crate) fn release(item: &str, user: &str, unit: bool) {
+    let Some(core) = try_core() else { return };
+    let key = (item.to_string(), user.to_string());
+    let mut purchases = core.purchases.borrow_mut();
+    if matches!(purchases.get(&key), Some(Purchase::Pending)) {
+        purchases.remove(&key);
+    }
+    if unit {
+        let mut items = core.items.borrow_mut();
+        if let Some(it) = items.get_mut(item) {
+            it.segment += 1;
+        }
+    }
+}
+
+/// Records the durable order on the user's core.
+pub(crate) fn commit(item: &str, user: &str, order: &str) {
+    let Some(core) = try_core() else { return };
+    core.purchases.borrow_mut().insert(
+        (item.to_string(), user.to_string()),
+        Purchase::Bought(order.to_string()),
+    );
+    let mut items = core.items.borrow_mut();
+    if let Some(it) = items.get_mut(item) {
+        it.sold += 1;
+    }
+}
+
+/// Indexes an order on this core.
+pub(crate) fn index_order(o: Order) {
+    if let Some(core) = try_core() {
+        core.orders.borrow_mut().insert(o.order.clone(), o);
+    }
+}
+
+pub(crate) fn lookup_order(id: &str) -> Option<Order> {
+    try_core()?.orders.borrow().get(id).cloned()
+}
+
+/// This core's view of an item: (stock, sold here, segment here), if it exists.
+pub(crate) fn item_local(item: &str) -> Option<(u64, u64, u64)> {
+    let core = try_core()?;
+    let items = core.items.borrow();
+    items.get(item).map(|i| (i.stock, i.sold, i.segment))
+}
+
+/// Core 0: takes the change lock of `item`; returns the next version, or `None` if another
+/// change holds it.
+pub(crate) fn lock_item(item: &str) -> Option<u64> {
+    let core = try_core()?;
+    let mut locks = core.locks.borrow_mut();
+    if locks.contains_key(item) {
+        return None;
+    }
+    locks.insert(item.to_string(), ());
+    let mut versions = core.versions.borrow_mut();
+    let v = versions.get(item).copied().unwrap_or(0) + 1;
+    versions.insert(item.to_string(), v);
+    Some(v)
+}
+
+/// Core 0: releases the change lock of `item`.
+pub(crate) fn unlock_item(item: &str) {
+    if let Some(core) = try_core() {
+        core.locks.borrow_mut().remove(item);
+    }
+}
+
+/// Freezes `item` on this core; returns (exists, stock, segment, sold here).
+pub(crate) fn freeze(item: &str) -> (bool, u64, u64, u64) {
+    let Some(core) = try_core() else {
+        return (false, 0, 0, 0);
+    };
+    let mut items = core.items.borrow_mut();
+    match items.get_mut(item) {
+        Some(it) => {
+            it.frozen = true;
+            (true, it.stock, it.segment, it.sold)
+        }
+        None => (false, 0, 0, 0),
+    }
+}
+
+pub(crate) fn unfreeze(item: &str) {
+    if let Some(core) = try_core() {
+        let mut items = core.items.borrow_mut();
+        if let Some(it) = items.get_mut(item) {
+            it.frozen = false;
+        }
+    }
+}
+
+/// Sets (or creates) `item` on this core with its new segment, unfrozen.
+pub(crate) fn set_item(item: &str, stock: u64, price: Option<i64>, name: Option<String>, segment: u64) {
+    if let Some(core) = try_core() {
+        let mut items = core.items.borrow_mut();
+        let e = items.entry(item.to_string()).or_insert(Item {
+            stock,
+            price,
+            name: name.clone(),
+            segment,
+            sold: 0,
+            frozen: false,
+        });
+        e.stock = stock;
+        e.price = price;
+        e.name = name;
+        e.segment = segment;
+        e.frozen = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_split_every_unit() {
+        for units in [0u64, 1, 2, 7, 1000, 1001] {
+            for n in 1..=5 {
+                let total: u64 = (0..n).map(|k| split(units, k, n)).sum();
+                assert_eq!(total, units, "{units} over {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn orders_are_indexed_on_the_core_named_in_their_id() {
+        assert_eq!(order_owner("1-abc-5", 2), 1);
+        assert_eq!(order_owner("0-abc-5", 4), 0);
+        // A core that does not exist in this run (the sale restarted on fewer cores):
+        // hashed, the same way at replay and at lookup.
+        let h = order_owner("7-abc-5", 2);
+        assert!(h < 2);
+        assert_eq!(order_owner("7-abc-5", 2), h);
+    }
+}

@@ -1,0 +1,650 @@
+//! The flash-sale HTTP service: routes, governance in front of buy, the two stores.
+//!
+//! `serve` replays the journals (embedded store), then starts one router per core. Handlers
+//! only touch this core's state, talk to other cores through the mesh (`submit_to`), and
+//! write to this core's journal; see [`embedded`] for how a buy is decided.
+
+pub mod embedded;
+pub mod replay;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ringcore_http::metrics::Counter;
+use ringcore_http::middleware::{KeyBy, LoadShed, RateLimit};
+use ringcore_http::runtime::cache::Cache;
+use ringcore_http::runtime::time::sleep;
+use ringcore_http::runtime::{n_shards, shard_id, submit_to, Cores, Runtime};
+use ringcore_http::{
+    get, post, put, IntoResponse, Json, Limits, Path, Request, Response, Router, Server, ShutdownReport,
+    State, StatusCode,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use self::embedded::{Order, Reserve, Take};
+use self::replay::{Record, Snapshot};
+use crate::journal::Journal;
+use crate::redis::{new_order_id, run_tag, BuyOutcome, PutOutcome, RedisStore};
+
+/// How `serve` is set up (the command line's options).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HOST:PORT` to listen on (port 0: any free port).
+    pub addr: String,
+    /// Which cores serve.
+    pub cores: Cores,
+    /// Where the embedded store keeps its journals.
+    pub data_dir: PathBuf,
+    /// `redis://host:port`: keep the sale in Redis instead.
+    pub store: Option<String>,
+    /// Key prefix in Redis.
+    pub prefix: String,
+    /// Required `X-Admin-Token` for `PUT /items/..`, if set.
+    pub admin_token: Option<String>,
+    /// Buys per second per user (burst the same).
+    pub user_rate: f64,
+    /// Buys per second over the whole server (0: no global limit).
+    pub global_rate: f64,
+    /// How long `GET /items/..` answers may be cached per core.
+    pub item_cache_ttl: Duration,
+}
+
+impl Config {
+    /// The defaults for `addr` and `data_dir`.
+    pub fn new(addr: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            addr: addr.into(),
+            cores: Cores::All,
+            data_dir: data_dir.into(),
+            store: None,
+            prefix: crate::redis::DEFAULT_PREFIX.to_string(),
+            admin_token: None,
+            user_rate: 10.0,
+            global_rate: 0.0,
+            item_cache_ttl: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Starts the service and serves until SIGINT/SIGTERM. `on_listening` gets the address once
+/// every core accepts; `on_replay` gets the replayed snapshot (embedded store) before that.
+pub fn serve(
+    cfg: Config,
+    on_replay: impl FnOnce(&Snapshot),
+    on_listening: impl Fn(SocketAddr) + Send + Sync + 'static,
+) -> io::Result<ShutdownReport> {
+    let snapshot = if cfg.store.is_none() {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("data dir {}: {e}", cfg.data_dir.display())))?;
+        let dir = cfg.data_dir.clone();
+        let out = Runtime::builder()
+            .cores(Cores::Count(1))
+            .handle_signals(false)
+            .build()?
+            .run(move || {
+                let dir = dir.clone();
+                async move { replay::replay_dir(&dir).await }
+            })?;
+        out.into_iter()
+            .flatten()
+            .next()
+            .unwrap_or_else(|| Err(io::Error::other("replay did not finish")))?
+    } else {
+        Snapshot::default()
+    };
+    on_replay(&snapshot);
+    let snapshot = Arc::new(snapshot);
+    let tag = run_tag();
+    let mut limits = Limits::default();
+    limits.max_body_bytes = 64 * 1024;
+    let cfg = Arc::new(cfg);
+    let cfg2 = cfg.clone();
+    Server::bind(cfg.addr.clone())
+        .cores(cfg.cores.clone())
+        .limits(limits)
+        .server_header(ringcore_http::HeaderValue::from_static("flash-sale"))
+        .on_listening(on_listening)
+        .serve(move || router(&cfg2, &snapshot, &tag))
+}
+
+/// Where the sale's state lives.
+enum Store {
+    Embedded,
+    Redis(std::cell::RefCell<Option<Rc<RedisStore>>>),
+}
+
+/// One core's application state.
+struct App {
+    store: Store,
+    cache: Cache<String, Bytes>,
+    tag: String,
+    admin_token: Option<String>,
+    seq: std::cell::Cell<u64>,
+    m: Metrics,
+}
+
+struct Metrics {
+    sold: Counter,
+    sold_out: Counter,
+    already: Counter,
+    journal_batches: ringcore_http::metrics::Gauge,
+}
+
+fn router(cfg: &Config, snapshot: &Arc<Snapshot>, tag: &str) -> Router<App> {
+    let (me, n) = (shard_id(), n_shards());
+    let store = match &cfg.store {
+        None => {
+            embedded::install(snapshot, me, n);
+            Store::Embedded
+        }
+        Some(_) => Store::Redis(std::cell::RefCell::new(None)),
+    };
+    let outcome = |o: &str| {
+        Counter::new(
+            "flash_sale_buys_total",
+            "Buy attempts answered, by outcome.",
+            &[("outcome", o)],
+        )
+    };
+    let app = App {
+        store,
+        cache: Cache::builder()
+            .max_entries(100_000)
+            .ttl(cfg.item_cache_ttl)
+            .build(),
+        tag: tag.to_string(),
+        admin_token: cfg.admin_token.clone(),
+        seq: std::cell::Cell::new(0),
+        m: Metrics {
+            sold: outcome("sold"),
+            sold_out: outcome("sold_out"),
+            already: outcome("already_bought"),
+            journal_batches: ringcore_http::metrics::Gauge::new(
+                "flash_sale_journal_batches",
+                "Group commits (write + fdatasync) done by this process's journals.",
+                &[],
+            ),
+        },
+    };
+    let per_user = RateLimit::per_second(cfg.user_rate)
+        .burst(cfg.user_rate.ceil().max(1.0) as u32)
+        .key_by(KeyBy::Func(Rc::new(|req: &Request| {
+            serde_json::from_slice::<BuyBody>(req.body())
+                .ok()
+                .and_then(|b| b.user)
+        })))
+        .name("buy_per_user");
+    let mut buy = post(buy).layer(per_user);
+    if cfg.global_rate > 0.0 {
+        buy = buy.layer(RateLimit::per_second(cfg.global_rate).name("buy_global"));
+    }
+    let buy = buy.layer(LoadShed::new().name("buy"));
+
+    let router = Router::with_state(app);
+    let state = router.state().clone();
+    let snap = snapshot.clone();
+    let store_url = cfg.store.clone();
+    let prefix = cfg.prefix.clone();
+    let data_dir = cfg.data_dir.clone();
+    router
+        .route("/items/{item}", put(put_item).get(get_item))
+        .route("/items/{item}/buy", buy)
+        .route("/orders/{order}", get(get_order))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(ringcore_http::metrics::prometheus))
+        .prewarm("store", move || async move {
+            match store_url {
+                None => {
+                    let (journal, _) = Journal::open(&data_dir, shard_id()).await?;
+                    *embedded::core().journal.borrow_mut() = Some(Rc::new(journal));
+                    // The item cache starts with every item as replayed.
+                    for (id, s) in &snap.items {
+                        let view = item_json(id, s.stock, s.sold);
+                        state.cache.insert(id.clone(), view);
+                    }
+                }
+                Some(url) => {
+                    let store = RedisStore::connect(&url, &prefix).await?;
+                    if let Store::Redis(slot) = &state.store {
+                        *slot.borrow_mut() = Some(Rc::new(store));
+                    }
+                }
+            }
+            Ok(())
+        })
+}
+
+fn item_json(item: &str, stock: u64, sold: u64) -> Bytes {
+    let v = json!({"item": item, "stock": stock, "sold": sold, "remaining": stock.saturating_sub(sold)});
+    Bytes::from(v.to_string())
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn error(status: StatusCode, code: &str) -> Response {
+    json_response(status, json!({ "error": code }))
+}
+
+fn bad_request(detail: &str) -> Response {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({"error": "bad_request", "detail": detail}),
+    )
+}
+
+fn unavailable(detail: &str) -> Response {
+    let r = json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "unavailable", "detail": detail}),
+    );
+    r.header(
+        ringcore_http::header::RETRY_AFTER,
+        ringcore_http::HeaderValue::from_static("1"),
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn redis_of(app: &App) -> Option<Rc<RedisStore>> {
+    match &app.store {
+        Store::Redis(slot) => slot.borrow().clone(),
+        Store::Embedded => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct BuyBody {
+    user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PutBody {
+    stock: serde_json::Value,
+    #[serde(default)]
+    price: Option<i64>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// A mesh call that cannot fail in a running server (the target core exists and runs until
+/// shutdown); if it does, the request gets 503.
+async fn on<R: Send + 'static>(core: usize, f: impl FnOnce() -> R + Send + 'static) -> Result<R, Response> {
+    submit_to(core, f)
+        .await
+        .map_err(|e| unavailable(&format!("core {core}: {e}")))
+}
+
+async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> Response {
+    let user = match serde_json::from_slice::<BuyBody>(req.body()) {
+        Ok(BuyBody { user: Some(u) }) if !u.is_empty() && u.len() <= 256 => u,
+        Ok(_) => return bad_request("a non-empty \"user\" (at most 256 bytes) is required"),
+        Err(e) => return bad_request(&format!("malformed JSON: {e}")),
+    };
+    let me = shard_id();
+    let seq = app.seq.get() + 1;
+    app.seq.set(seq);
+    let order = new_order_id(&format!("{me}-{}", app.tag), 0, seq);
+    let ts = now_ms();
+    let resp = match redis_of(&app) {
+        Some(store) => match store.buy(&item, &user, &order, ts).await {
+            Ok(BuyOutcome::Bought { order }) => Ok(order),
+            Ok(BuyOutcome::SoldOut) => Err(error(StatusCode::CONFLICT, "sold_out")),
+            Ok(BuyOutcome::AlreadyBought { order }) => Err(already(&order)),
+            Ok(BuyOutcome::UnknownItem) => Err(error(StatusCode::NOT_FOUND, "unknown_item")),
+            Err(e) => Err(unavailable(&format!("store: {e}"))),
+        },
+        None => buy_embedded(&app, &item, &user, order, ts).await,
+    };
+    match resp {
+        Ok(order) => {
+            app.m.sold.inc();
+            json_response(
+                StatusCode::OK,
+                json!({"order": order, "item": item, "user": user}),
+            )
+        }
+        Err(r) => {
+            if r.status_code() == StatusCode::CONFLICT {
+                let body = match r.body() {
+                    ringcore_http::Body::Full(b) => b.clone(),
+                    _ => Bytes::new(),
+                };
+                if body.starts_with(br#"{"error":"sold_out""#) {
+                    app.m.sold_out.inc();
+                } else {
+                    app.m.already.inc();
+                }
+            }
+            r
+        }
+    }
+}
+
+fn already(order: &str) -> Response {
+    json_response(
+        StatusCode::CONFLICT,
+        json!({"error": "already_bought", "order": order}),
+    )
+}
+
+/// How long a buy waits for a stock change or an earlier buy by the same user.
+const WAIT_LIMIT: Duration = Duration::from_secs(2);
+
+async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64) -> Result<String, Response> {
+    let n = n_shards();
+    let u = embedded::user_owner(user, n);
+    let started = std::time::Instant::now();
+    loop {
+        if started.elapsed() > WAIT_LIMIT {
+            return Err(unavailable("the item is busy"));
+        }
+        let (i, us) = (item.to_string(), user.to_string());
+        let got = match on(u, move || embedded::reserve(&i, &us)).await? {
+            Reserve::Got => true,
+            Reserve::Empty => false,
+            Reserve::Already(o) => return Err(already(&o)),
+            Reserve::Unknown => return Err(error(StatusCode::NOT_FOUND, "unknown_item")),
+            Reserve::InFlight | Reserve::Frozen | Reserve::NotReady => {
+                sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+        };
+        if !got {
+            match steal(item, u, n).await? {
+                Some(extra) => {
+                    if extra > 0 {
+                        let i = item.to_string();
+                        on(u, move || embedded::deposit(&i, extra)).await?;
+                    }
+                }
+                None => {
+                    let (i, us) = (item.to_string(), user.to_string());
+                    on(u, move || embedded::release(&i, &us, false)).await?;
+                    return Err(error(StatusCode::CONFLICT, "sold_out"));
+                }
+            }
+        }
+        // A unit is ours and the user is pending: make the order durable.
+        break;
+    }
+    let rec = Record::Order {
+        order: order.clone(),
+        item: item.to_string(),
+        user: user.to_string(),
+        ts,
+    };
+    let payload = serde_json::to_vec(&rec).map_err(|e| unavailable(&e.to_string()))?;
+    let journal = embedded::core().journal.borrow().clone();
+    let durable = match journal {
+        Some(j) => {
+            let r = j.append(&payload).await;
+            app.m.journal_batches.set(j.stats().batches as i64);
+            r
+        }
+        None => Err(io::Error::other("journal not open")),
+    };
+    if let Err(e) = durable {
+        let (i, us) = (item.to_string(), user.to_string());
+        on(u, move || embedded::release(&i, &us, true)).await?;
+        return Err(unavailable(&format!("journal: {e}")));
+    }
+    let (i, us, o) = (item.to_string(), user.to_string(), order.clone());
+    on(u, move || embedded::commit(&i, &us, &o)).await?;
+    let owner = embedded::order_owner(&order, n);
+    let o = Order {
+        order: order.clone(),
+        item: item.to_string(),
+        user: user.to_string(),
+        ts,
+    };
+    on(owner, move || embedded::index_order(o)).await?;
+    Ok(order)
+}
+
+/// Takes units of `item` from the other cores for core `u`: `Some(extra)` when one unit was
+/// found (plus `extra` more to refill `u`), `None` when no core has any. Waits out stock
+/// changes in progress.
+async fn steal(item: &str, u: usize, n: usize) -> Result<Option<u64>, Response> {
+    let started = std::time::Instant::now();
+    'again: loop {
+        for step in 1..n {
+            let k = (u + step) % n;
+            let i = item.to_string();
+            match on(k, move || embedded::take(&i)).await? {
+                Take::Units(0) => {}
+                Take::Units(g) => return Ok(Some(g - 1)),
+                Take::Frozen => {
+                    if started.elapsed() > WAIT_LIMIT {
+                        return Err(unavailable("the item is busy"));
+                    }
+                    sleep(Duration::from_millis(1)).await;
+                    continue 'again;
+                }
+            }
+        }
+        return Ok(None);
+    }
+}
+
+fn authorized(app: &App, req: &Request) -> bool {
+    match &app.admin_token {
+        None => true,
+        Some(t) => req.header_str("x-admin-token") == Some(t.as_str()),
+    }
+}
+
+async fn put_item(Path(item): Path<String>, State(app): State<App>, req: Request) -> Response {
+    if !authorized(&app, &req) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let body: PutBody = match serde_json::from_slice(req.body()) {
+        Ok(b) => b,
+        Err(e) => return bad_request(&format!("malformed JSON: {e}")),
+    };
+    let Some(stock) = body.stock.as_u64() else {
+        return bad_request("\"stock\" must be a non-negative integer");
+    };
+    if item.is_empty() || item.len() > 256 {
+        return bad_request("item ids are 1 to 256 bytes");
+    }
+    let outcome = match redis_of(&app) {
+        Some(store) => match store
+            .put_item(&item, stock, body.price, body.name.as_deref())
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => return unavailable(&format!("store: {e}")),
+        },
+        None => match put_embedded(&item, stock, body.price, body.name).await {
+            Ok(o) => o,
+            Err(r) => return r,
+        },
+    };
+    // Every core forgets its cached view.
+    for k in 0..n_shards() {
+        let i = item.clone();
+        let _ = submit_to(k, move || CACHE_INVALIDATE.with(|c| c.borrow_mut().push(i))).await;
+    }
+    app.cache.remove(&item);
+    match outcome {
+        PutOutcome::Created => json_response(StatusCode::CREATED, json!({"item": item, "stock": stock})),
+        PutOutcome::Updated => json_response(StatusCode::OK, json!({"item": item, "stock": stock})),
+        PutOutcome::SaleStarted => error(StatusCode::CONFLICT, "sale_started"),
+    }
+}
+
+thread_local! {
+    /// Items whose cached view another core asked this core to drop.
+    static CACHE_INVALIDATE: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+async fn put_embedded(
+    item: &str,
+    stock: u64,
+    price: Option<i64>,
+    name: Option<String>,
+) -> Result<PutOutcome, Response> {
+    let n = n_shards();
+    let started = std::time::Instant::now();
+    let version = loop {
+        let i = item.to_string();
+        if let Some(v) = on(0, move || embedded::lock_item(&i)).await? {
+            break v;
+        }
+        if started.elapsed() > WAIT_LIMIT {
+            return Err(unavailable("another change of this item is in progress"));
+        }
+        sleep(Duration::from_millis(1)).await;
+    };
+    let result = put_locked(item, stock, price, name, version, n).await;
+    let i = item.to_string();
+    on(0, move || embedded::unlock_item(&i)).await?;
+    result
+}
+
+async fn put_locked(
+    item: &str,
+    stock: u64,
+    price: Option<i64>,
+    name: Option<String>,
+    version: u64,
+    n: usize,
+) -> Result<PutOutcome, Response> {
+    let mut exists = false;
+    let mut old_stock = 0;
+    let mut segments = 0;
+    let mut sold = 0;
+    for k in 0..n {
+        let i = item.to_string();
+        let (e, st, seg, s) = on(k, move || embedded::freeze(&i)).await?;
+        exists |= e;
+        old_stock = old_stock.max(st);
+        segments += seg;
+        sold += s;
+    }
+    let unfreeze_all = || async {
+        for k in 0..n {
+            let i = item.to_string();
+            let _ = submit_to(k, move || embedded::unfreeze(&i)).await;
+        }
+    };
+    if exists && (sold > 0 || segments < old_stock) {
+        unfreeze_all().await;
+        return Ok(PutOutcome::SaleStarted);
+    }
+    let rec = Record::Item {
+        item: item.to_string(),
+        stock,
+        price,
+        name: name.clone(),
+        v: version,
+    };
+    let payload = serde_json::to_vec(&rec).map_err(|e| unavailable(&e.to_string()))?;
+    let journal = embedded::core().journal.borrow().clone();
+    let durable = match journal {
+        Some(j) => j.append(&payload).await,
+        None => Err(io::Error::other("journal not open")),
+    };
+    if let Err(e) = durable {
+        unfreeze_all().await;
+        return Err(unavailable(&format!("journal: {e}")));
+    }
+    for k in 0..n {
+        let (i, nm) = (item.to_string(), name.clone());
+        let seg = embedded::split(stock, k, n);
+        on(k, move || embedded::set_item(&i, stock, price, nm, seg)).await?;
+    }
+    Ok(if exists {
+        PutOutcome::Updated
+    } else {
+        PutOutcome::Created
+    })
+}
+
+async fn get_item(Path(item): Path<String>, State(app): State<App>) -> Response {
+    let stale: Vec<String> = CACHE_INVALIDATE.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    for i in stale {
+        app.cache.remove(&i);
+    }
+    let store = redis_of(&app);
+    let key = item.clone();
+    let loaded = app
+        .cache
+        .get_or_load(key, || async move {
+            match store {
+                Some(s) => match s.get_item(&item).await {
+                    Ok(Some(v)) => Ok(item_json(&item, v.stock, v.sold)),
+                    Ok(None) => Err(Missing::NotFound),
+                    Err(e) => Err(Missing::Store(e.to_string())),
+                },
+                None => {
+                    let mut stock = None;
+                    let mut sold = 0;
+                    for k in 0..n_shards() {
+                        let i = item.clone();
+                        match submit_to(k, move || embedded::item_local(&i)).await {
+                            Ok(Some((st, s, _))) => {
+                                stock = Some(st);
+                                sold += s;
+                            }
+                            Ok(None) => {}
+                            Err(e) => return Err(Missing::Store(e.to_string())),
+                        }
+                    }
+                    match stock {
+                        Some(st) => Ok(item_json(&item, st, sold)),
+                        None => Err(Missing::NotFound),
+                    }
+                }
+            }
+        })
+        .await;
+    match loaded {
+        Ok(body) => Response::with_body(ringcore_http::Body::Full(body)).header(
+            ringcore_http::header::CONTENT_TYPE,
+            ringcore_http::HeaderValue::from_static("application/json"),
+        ),
+        Err(Missing::NotFound) => error(StatusCode::NOT_FOUND, "unknown_item"),
+        Err(Missing::Store(e)) => unavailable(&e),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Missing {
+    NotFound,
+    Store(String),
+}
+
+async fn get_order(Path(order): Path<String>, State(app): State<App>) -> Response {
+    let found = match redis_of(&app) {
+        Some(store) => match store.get_order(&order).await {
+            Ok(o) => o.map(|o| json!({"order": o.order, "item": o.item, "user": o.user, "ts": o.ts})),
+            Err(e) => return unavailable(&format!("store: {e}")),
+        },
+        None => {
+            let owner = embedded::order_owner(&order, n_shards());
+            let id = order.clone();
+            match on(owner, move || embedded::lookup_order(&id)).await {
+                Ok(o) => o.map(|o| json!({"order": o.order, "item": o.item, "user": o.user, "ts": o.ts})),
+                Err(r) => return r,
+            }
+        }
+    };
+    match found {
+        Some(v) => json_response(StatusCode::OK, v),
+        None => error(StatusCode::NOT_FOUND, "unknown_order"),
+    }
+}
