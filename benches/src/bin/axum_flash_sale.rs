@@ -6,15 +6,16 @@
 //!
 //! # HTTP contract (the same as the ringcore service)
 //!
-//! - `PUT /items/{item}` `{"stock":N,"price"?:P,"name"?:S}` → 201 created, 200 updated (only
-//!   while nothing is sold), 409 `{"error":"sale_started"}`, 400 `{"error":"bad_stock"}` (stock
-//!   missing or not a non-negative integer) or `{"error":"bad_request"}` (not a JSON object).
+//! - `PUT /items/{item}` `{"stock":N,"price"?:P,"name"?:S}` → 201 `{"item","stock"}` created,
+//!   200 updated (only while nothing is sold), 409 `{"error":"sale_started"}`, 400
+//!   `{"error":"bad_request","detail":..}` (not a JSON object, stock missing or not a
+//!   non-negative integer).
 //! - `GET /items/{item}` → 200 `{"item","stock","sold","remaining"}`, 404
 //!   `{"error":"unknown_item"}`.
 //! - `POST /items/{item}/buy` `{"user":"..."}` → 200 `{"order","item","user"}` once the order
 //!   is durable; 409 `{"error":"sold_out"}`; 409 `{"error":"already_bought","order":"..."}`;
 //!   404 `{"error":"unknown_item"}`; 400 `{"error":"bad_request"}`; 503
-//!   `{"error":"journal_failed"}` after a failed write or sync.
+//!   `{"error":"unavailable"}` after a failed journal write or sync.
 //! - `GET /orders/{order}` → 200 `{"order","item","user","ts"}` (ts: ms since the Unix epoch),
 //!   404 `{"error":"unknown_order"}`. `GET /healthz` → 200 `ok`.
 //!
@@ -30,7 +31,7 @@
 //! `oneshot` of the batch: group commit. Buys arriving while a batch is on its way to the disk
 //! gather in the next one. Only then does the handler insert the order (visible to
 //! `GET /orders`) and answer 200; if the write failed it releases the unit and the user record
-//! and answers 503. A failed write or sync stops the journal for good (fail-stop, like the
+//! and answers 503 `unavailable`. A failed write or sync stops the journal for good (fail-stop, like the
 //! ringcore journal: after a failed `fsync` nothing later could be trusted).
 //!
 //! `PUT` goes through the journal too (the stock must survive a restart); on failure the
@@ -337,6 +338,14 @@ fn err(status: StatusCode, error: &str) -> Response {
     (status, Json(json!({ "error": error }))).into_response()
 }
 
+fn bad_request(detail: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": "bad_request", "detail": detail })),
+    )
+        .into_response()
+}
+
 async fn durable(rx: oneshot::Receiver<Result<(), JournalError>>) -> bool {
     matches!(rx.await, Ok(Ok(())))
 }
@@ -360,7 +369,7 @@ async fn put_item(State(app): State<Shared>, UrlPath(item): UrlPath<String>, bod
         return err(StatusCode::BAD_REQUEST, "bad_request");
     }
     let Some(stock) = obj.get("stock").and_then(Value::as_u64) else {
-        return err(StatusCode::BAD_REQUEST, "bad_stock");
+        return bad_request("\"stock\" must be a non-negative integer");
     };
     let price = match obj.get("price") {
         None | Some(Value::Null) => None,
@@ -408,21 +417,14 @@ async fn put_item(State(app): State<Shared>, UrlPath(item): UrlPath<String>, bod
                 }
             }
         }
-        return err(StatusCode::SERVICE_UNAVAILABLE, "journal_failed");
+        return err(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     }
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let sale = app.lock();
-    let (stock, sold) = sale.items.get(&item).map_or((stock, 0), |it| (it.stock, it.sold));
-    drop(sale);
-    (
-        status,
-        Json(json!({ "item": item, "stock": stock, "sold": sold, "remaining": stock.saturating_sub(sold) })),
-    )
-        .into_response()
+    (status, Json(json!({ "item": item, "stock": stock }))).into_response()
 }
 
 async fn get_item(State(app): State<Shared>, UrlPath(item): UrlPath<String>) -> Response {
@@ -482,7 +484,7 @@ async fn buy(State(app): State<Shared>, UrlPath(item): UrlPath<String>, body: By
             }
         }
         drop(sale);
-        return err(StatusCode::SERVICE_UNAVAILABLE, "journal_failed");
+        return err(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     }
     sale.orders.insert(
         order.clone(),
