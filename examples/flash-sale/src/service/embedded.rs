@@ -12,9 +12,11 @@
 //!
 //! 1. `reserve` on `u` (one mesh message): refuses a user who bought (or is buying) already,
 //!    otherwise marks the user pending and takes a unit from `u`'s segment;
-//! 2. if `u`'s segment is empty, `c` **steals** from the other cores in turn: each `take`
-//!    hands over half of that core's segment; one unit serves this buy and the rest refill
-//!    `u`'s segment. Nobody has a unit left: sold out (and the pending mark is cleared);
+//! 2. if `u`'s segment is empty, `c` **steals**: it asks every core in turn (`u` first,
+//!    which a concurrent steal may have refilled); a `take` hands over half of that core's
+//!    segment, one unit serves this buy and the rest refill `u`'s segment (counted as *lent*
+//!    by the giving core until the deposit is confirmed). Only when every core is empty and
+//!    none has units in transit is the item sold out (and the pending mark cleared);
 //! 3. `c` appends the order to **its own journal** and waits for the group commit;
 //! 4. `commit` on `u` turns the pending mark into the order; `c` indexes the order; then,
 //!    and only then, the client gets 200.
@@ -47,6 +49,10 @@ pub(crate) struct Item {
     pub(crate) sold: u64,
     /// A stock change is in progress: nothing moves.
     pub(crate) frozen: bool,
+    /// Units this core handed to a stealer beyond the one its buy used, not yet confirmed
+    /// as deposited on the stealer's target core: while any are in transit, no buy may
+    /// conclude "sold out".
+    pub(crate) lent: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +140,7 @@ pub(crate) fn install(snap: &Arc<Snapshot>, me: usize, n: usize) -> Rc<Core> {
                     segment: split(remaining, me, n),
                     sold: 0,
                     frozen: false,
+                    lent: 0,
                 },
             );
             if me == 0 {
@@ -217,25 +224,45 @@ pub(crate) fn reserve(item: &str, user: &str) -> Reserve {
 /// What `take` handed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Take {
+    /// This many units (at least 1): one for the buy, the rest to deposit.
     Units(u64),
+    /// None here; this many lent units are still in transit from this core.
+    Empty {
+        lent: u64,
+    },
     Frozen,
 }
 
-/// Hands over half of this core's segment of `item` (rounded up).
+/// Hands over half of this core's segment of `item` (rounded up); the units beyond the
+/// first count as lent until [`settle`].
 pub(crate) fn take(item: &str) -> Take {
     let Some(core) = try_core() else {
-        return Take::Units(0);
+        return Take::Empty { lent: 0 };
     };
     let mut items = core.items.borrow_mut();
     let Some(it) = items.get_mut(item) else {
-        return Take::Units(0);
+        return Take::Empty { lent: 0 };
     };
     if it.frozen {
         return Take::Frozen;
     }
+    if it.segment == 0 {
+        return Take::Empty { lent: it.lent };
+    }
     let n = it.segment.div_ceil(2);
     it.segment -= n;
+    it.lent += n - 1;
     Take::Units(n)
+}
+
+/// Confirms that `units` lent by this core arrived in another core's segment.
+pub(crate) fn settle(item: &str, units: u64) {
+    if let Some(core) = try_core() {
+        let mut items = core.items.borrow_mut();
+        if let Some(it) = items.get_mut(item) {
+            it.lent = it.lent.saturating_sub(units);
+        }
+    }
 }
 
 /// Puts `units` back into this core's segment of `item`.
@@ -352,6 +379,7 @@ pub(crate) fn set_item(item: &str, stock: u64, price: Option<i64>, name: Option<
             segment,
             sold: 0,
             frozen: false,
+            lent: 0,
         });
         e.stock = stock;
         e.price = price;

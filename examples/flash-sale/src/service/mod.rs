@@ -265,6 +265,15 @@ fn redis_of(app: &App) -> Option<Rc<RedisStore>> {
     }
 }
 
+/// Parses a JSON *object* into `T` (serde would also take an array in field order).
+fn object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    let v: serde_json::Value = serde_json::from_slice(body)?;
+    if !v.is_object() {
+        return Err(serde::de::Error::custom("the body must be a JSON object"));
+    }
+    serde_json::from_value(v)
+}
+
 #[derive(Deserialize)]
 struct BuyBody {
     user: Option<String>,
@@ -288,7 +297,7 @@ async fn on<R: Send + 'static>(core: usize, f: impl FnOnce() -> R + Send + 'stat
 }
 
 async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> Response {
-    let user = match serde_json::from_slice::<BuyBody>(req.body()) {
+    let user = match object::<BuyBody>(req.body()) {
         Ok(BuyBody { user: Some(u) }) if !u.is_empty() && u.len() <= 256 => u,
         Ok(_) => return bad_request("a non-empty \"user\" (at most 256 bytes) is required"),
         Err(e) => return bad_request(&format!("malformed JSON: {e}")),
@@ -364,10 +373,12 @@ async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64)
         };
         if !got {
             match steal(item, u, n).await? {
-                Some(extra) => {
+                Some((giver, extra)) => {
                     if extra > 0 {
                         let i = item.to_string();
                         on(u, move || embedded::deposit(&i, extra)).await?;
+                        let i = item.to_string();
+                        on(giver, move || embedded::settle(&i, extra)).await?;
                     }
                 }
                 None => {
@@ -414,28 +425,29 @@ async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64)
     Ok(order)
 }
 
-/// Takes units of `item` from the other cores for core `u`: `Some(extra)` when one unit was
-/// found (plus `extra` more to refill `u`), `None` when no core has any. Waits out stock
-/// changes in progress.
-async fn steal(item: &str, u: usize, n: usize) -> Result<Option<u64>, Response> {
+/// Takes units of `item` from any core for core `u`: `Some((giver, extra))` when one unit
+/// was found (plus `extra` more, lent by `giver`, to deposit on `u`), `None` when no core has
+/// any and none are in transit. Waits out stock changes and transits in progress.
+async fn steal(item: &str, u: usize, n: usize) -> Result<Option<(usize, u64)>, Response> {
     let started = std::time::Instant::now();
-    'again: loop {
-        for step in 1..n {
+    loop {
+        let mut wait = false;
+        for step in 0..n {
             let k = (u + step) % n;
             let i = item.to_string();
             match on(k, move || embedded::take(&i)).await? {
-                Take::Units(0) => {}
-                Take::Units(g) => return Ok(Some(g - 1)),
-                Take::Frozen => {
-                    if started.elapsed() > WAIT_LIMIT {
-                        return Err(unavailable("the item is busy"));
-                    }
-                    sleep(Duration::from_millis(1)).await;
-                    continue 'again;
-                }
+                Take::Units(g) => return Ok(Some((k, g - 1))),
+                Take::Empty { lent } => wait |= lent > 0,
+                Take::Frozen => wait = true,
             }
         }
-        return Ok(None);
+        if !wait {
+            return Ok(None);
+        }
+        if started.elapsed() > WAIT_LIMIT {
+            return Err(unavailable("the item is busy"));
+        }
+        sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -450,7 +462,7 @@ async fn put_item(Path(item): Path<String>, State(app): State<App>, req: Request
     if !authorized(&app, &req) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
-    let body: PutBody = match serde_json::from_slice(req.body()) {
+    let body: PutBody = match object(req.body()) {
         Ok(b) => b,
         Err(e) => return bad_request(&format!("malformed JSON: {e}")),
     };
