@@ -4,6 +4,7 @@
 //! ringcore-load --url http://127.0.0.1:PORT/plaintext  [--rate R | --rates R1,R2,...]  [--conns N=64]
 //!               [--depth D=1] [--duration S=10] [--warmup S=1] [--cores N|0,2,5 (default 1)]
 //!               [--json FILE] [--no-progress] [--timeout-ms 2000]
+//!               [--method GET] [--body TEMPLATE] [--content-type application/json]
 //! ```
 //!
 //! - `--rate R` (> 0): open loop. Request `k` of connection `i` (of `N`) is due at
@@ -15,6 +16,19 @@
 //! - `--rate 0`: closed loop (max throughput); every connection keeps `--depth` requests
 //!   outstanding and latency is measured from the actual send.
 //! - `--rates R1,R2,...`: a sweep, one run (with its own warm-up) per rate; JSON is an array.
+//!
+//! - `--method M --body TEMPLATE`: requests with a body (`Content-Length` set). Every `{n}` in
+//!   the template becomes the request's sequence number, unique across the run (all
+//!   connections and cores, warm-up included) and across the runs of a `--rates` sweep: request
+//!   `k` of connection `i` is number `base + i + k * N`, the slot of its scheduled send, so
+//!   numbering costs no coordination between cores. `--body '{"user":"u{n}"}'` makes every
+//!   request a different user. `--content-type` (default `application/json` when a body is
+//!   given). A template without `{n}` is rendered once, like a plain GET.
+//!
+//! Responses are counted by status class (`1xx` .. `5xx`, `other`) twice in the JSON: `status`
+//! for the requests due in the measurement window (the ones in the latency histogram) and
+//! `status_all` for every response of the run, warm-up and drain included (what the server
+//! did in total, e.g. how many buys succeeded).
 //!
 //! Responses are delimited by `Content-Length` or `Transfer-Encoding: chunked`. Errors
 //! (connect failures, resets, EOF with requests outstanding, timeouts, malformed responses) are
@@ -62,11 +76,15 @@ struct Args {
     json: Option<String>,
     progress: bool,
     timeout: Duration,
+    method: String,
+    body: Option<String>,
+    content_type: Option<String>,
 }
 
 const USAGE: &str = "usage: ringcore-load --url http://HOST:PORT/PATH [--rate R | --rates R1,R2,...] \
 [--conns N=64] [--depth D=1] [--duration S=10] [--warmup S=1] [--cores N|0,2,5 (default 1)] \
-[--json FILE] [--no-progress] [--timeout-ms 2000]\n  --rate 0 = closed loop (max throughput)";
+[--json FILE] [--no-progress] [--timeout-ms 2000] [--method GET] [--body TEMPLATE ({n}: sequence number)] \
+[--content-type application/json]\n  --rate 0 = closed loop (max throughput)";
 
 /// Splits `http://host[:port][/path]` into (connect address, Host header, path).
 fn parse_url(url: &str) -> Result<(String, String, String), String> {
@@ -126,6 +144,9 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
         json: None,
         progress: true,
         timeout: Duration::from_millis(2000),
+        method: "GET".to_string(),
+        body: None,
+        content_type: None,
     };
     let mut it = argv.into_iter();
     while let Some(k) = it.next() {
@@ -164,6 +185,9 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--timeout-ms" => {
                 a.timeout = Duration::from_millis(v()?.parse().map_err(|e| format!("--timeout-ms: {e}"))?)
             }
+            "--method" => a.method = v()?,
+            "--body" => a.body = Some(v()?),
+            "--content-type" => a.content_type = Some(v()?),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -184,6 +208,20 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
     if a.timeout.is_zero() {
         return Err("--timeout-ms must be > 0".into());
     }
+    if a.method.is_empty() || !a.method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "--method {:?}: one upper-case token such as GET or POST",
+            a.method
+        ));
+    }
+    if a.body.is_some() && a.content_type.is_none() {
+        a.content_type = Some("application/json".to_string());
+    }
+    if let Some(ct) = &a.content_type {
+        if ct.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err("--content-type: no line breaks".into());
+        }
+    }
     Ok(a)
 }
 
@@ -197,6 +235,92 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
 fn intended_offset_ns(conn: usize, k: u64, conns: usize, rate: f64) -> u64 {
     let slot = conn as f64 + k as f64 * conns as f64;
     (slot * 1e9 / rate) as u64
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------
+
+/// The bytes of every request of a run.
+#[derive(Debug, Clone, PartialEq)]
+enum RequestTemplate {
+    /// The same bytes every time (no body, or a body without `{n}`).
+    Fixed(Vec<u8>),
+    /// A body with `{n}` in it: the head up to `Content-Length: `, then the body's pieces
+    /// around each `{n}`.
+    Numbered { head: Vec<u8>, parts: Vec<Vec<u8>> },
+}
+
+/// `v` in decimal, written at the end of `buf` (no allocation per request).
+fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// The placeholder for the sequence number in `--body`.
+const SEQ: &str = "{n}";
+
+impl RequestTemplate {
+    fn new(a: &Args) -> Self {
+        let mut head = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", a.method, a.path, a.host);
+        if let Some(ct) = &a.content_type {
+            head.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        let body = a.body.as_deref().unwrap_or("");
+        let framed = a.body.is_some() || !matches!(a.method.as_str(), "GET" | "HEAD");
+        if !framed {
+            head.push_str("\r\n");
+            return Self::Fixed(head.into_bytes());
+        }
+        head.push_str("Content-Length: ");
+        if !body.contains(SEQ) {
+            head.push_str(&format!("{}\r\n\r\n{body}", body.len()));
+            return Self::Fixed(head.into_bytes());
+        }
+        let parts = body.split(SEQ).map(|p| p.as_bytes().to_vec()).collect();
+        Self::Numbered {
+            head: head.into_bytes(),
+            parts,
+        }
+    }
+
+    /// Appends request number `n` to `out`.
+    fn render(&self, n: u64, out: &mut Vec<u8>) {
+        match self {
+            Self::Fixed(bytes) => out.extend_from_slice(bytes),
+            Self::Numbered { head, parts } => {
+                let mut buf = [0u8; 20];
+                let digits = decimal(n, &mut buf);
+                let len = parts.iter().map(Vec::len).sum::<usize>() + (parts.len() - 1) * digits.len();
+                out.extend_from_slice(head);
+                out.extend_from_slice(decimal(len as u64, &mut [0u8; 20]));
+                out.extend_from_slice(b"\r\n\r\n");
+                for (j, p) in parts.iter().enumerate() {
+                    if j > 0 {
+                        out.extend_from_slice(digits);
+                    }
+                    out.extend_from_slice(p);
+                }
+            }
+        }
+    }
+
+    /// About how long one request is.
+    fn len_hint(&self) -> usize {
+        match self {
+            Self::Fixed(b) => b.len(),
+            Self::Numbered { head, parts } => {
+                head.len() + 32 + parts.iter().map(|p| p.len() + 20).sum::<usize>()
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,6 +582,44 @@ fn percentiles(h: &Histogram<u64>) -> Latency {
     }
 }
 
+/// Responses by status class.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+struct StatusClasses {
+    #[serde(rename = "1xx")]
+    informational: u64,
+    #[serde(rename = "2xx")]
+    success: u64,
+    #[serde(rename = "3xx")]
+    redirect: u64,
+    #[serde(rename = "4xx")]
+    client_error: u64,
+    #[serde(rename = "5xx")]
+    server_error: u64,
+    /// Any other code (under 100 or over 599).
+    other: u64,
+}
+
+/// Index of `status`'s class in a `[_; 6]` of counts: 1xx .. 5xx, then everything else.
+fn status_class(status: u16) -> usize {
+    match status / 100 {
+        c @ 1..=5 => usize::from(c - 1),
+        _ => 5,
+    }
+}
+
+impl StatusClasses {
+    fn from_counts(c: [u64; 6]) -> Self {
+        Self {
+            informational: c[0],
+            success: c[1],
+            redirect: c[2],
+            client_error: c[3],
+            server_error: c[4],
+            other: c[5],
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct RunResult {
     url: String,
@@ -476,6 +638,10 @@ struct RunResult {
     /// (open loop against a saturated server: the backlog). Not in the latency histogram.
     unfinished: u64,
     cores: usize,
+    /// Responses to the requests due in the window (the ones counted in `requests`), by class.
+    status: StatusClasses,
+    /// Every response of the run (warm-up and drain included), by class.
+    status_all: StatusClasses,
 }
 
 /// What one shard sends back to the main thread.
@@ -490,6 +656,10 @@ struct ShardOut {
     errors: u64,
     unfinished: u64,
     cpu_ns: u64,
+    status: [u64; 6],
+    status_all: [u64; 6],
+    /// The highest request index `k` any connection of this shard reached.
+    max_k: u64,
 }
 
 #[derive(Default)]
@@ -500,6 +670,9 @@ struct Local {
     errors: Cell<u64>,
     unfinished: Cell<u64>,
     progress: Cell<u64>,
+    status: [Cell<u64>; 6],
+    status_all: [Cell<u64>; 6],
+    max_k: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>, n: u64) {
@@ -522,7 +695,9 @@ fn thread_cpu_ns() -> u64 {
 #[derive(Debug, Clone)]
 struct Plan {
     addr: String,
-    request: Vec<u8>,
+    request: RequestTemplate,
+    /// Sequence number (`{n}`) of request 0 of connection 0.
+    seq_base: u64,
     rate: f64,
     conns: usize,
     depth: usize,
@@ -569,7 +744,7 @@ async fn connection(plan: Rc<Plan>, conn: usize, local: Rc<Local>, hist: Rc<RefC
         plan.intended(conn, 0)
     };
     let mut outq: VecDeque<Outstanding> = VecDeque::with_capacity(plan.depth);
-    let mut wbuf: Vec<u8> = Vec::with_capacity(plan.request.len() * plan.depth);
+    let mut wbuf: Vec<u8> = Vec::with_capacity(plan.request.len_hint() * plan.depth);
     let lose = |outq: &mut VecDeque<Outstanding>| {
         bump(&local.errors, outq.len() as u64);
         outq.clear();
@@ -608,7 +783,9 @@ async fn connection(plan: Rc<Plan>, conn: usize, local: Rc<Local>, hist: Rc<RefC
             }
             wbuf.clear();
             while outq.len() < plan.depth && next_due <= now && !plan.sending_over(next_due, now) {
-                wbuf.extend_from_slice(&plan.request);
+                // The request's slot in the merged schedule: unique over connections and cores.
+                let n = plan.seq_base + conn as u64 + k * plan.conns as u64;
+                plan.request.render(n, &mut wbuf);
                 outq.push_back(Outstanding {
                     intended: if closed { now } else { next_due },
                     sent: now,
@@ -670,8 +847,11 @@ async fn connection(plan: Rc<Plan>, conn: usize, local: Rc<Local>, hist: Rc<RefC
                     bump(&local.completed_in_window, 1);
                 }
                 bump(&local.progress, 1);
+                let class = status_class(status);
+                bump(&local.status_all[class], 1);
                 if plan.in_window(o.intended) {
                     bump(&local.requests, 1);
+                    bump(&local.status[class], 1);
                     if !(200..300).contains(&status) {
                         bump(&local.non_2xx, 1);
                     }
@@ -688,6 +868,7 @@ async fn connection(plan: Rc<Plan>, conn: usize, local: Rc<Local>, hist: Rc<RefC
             }
         }
     }
+    local.max_k.set(local.max_k.get().max(k));
     // Requests due in the window that never completed or failed (the backlog at the end).
     let mut unfinished = outq.iter().filter(|o| plan.in_window(o.intended)).count() as u64;
     if !closed {
@@ -747,10 +928,15 @@ async fn shard_main(plan: Arc<Plan>, progress: Option<Arc<AtomicU64>>) -> ShardO
         errors: local.errors.get(),
         unfinished: local.unfinished.get(),
         cpu_ns,
+        status: local.status.each_ref().map(Cell::get),
+        status_all: local.status_all.each_ref().map(Cell::get),
+        max_k: local.max_k.get(),
     }
 }
 
-fn run_once(args: &Args, rate: f64) -> Result<RunResult, String> {
+/// One run at `rate`; request `{n}`s start at `seq_base`. Returns the result and the first
+/// sequence number the next run may use.
+fn run_once(args: &Args, rate: f64, seq_base: u64) -> Result<(RunResult, u64), String> {
     let rt = Runtime::builder()
         .cores(args.cores.clone())
         .handle_signals(true)
@@ -760,7 +946,7 @@ fn run_once(args: &Args, rate: f64) -> Result<RunResult, String> {
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
     let n_cores = rt.cores().len();
-    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", args.path, args.host).into_bytes();
+    let request = RequestTemplate::new(args);
     // Leave the shards time to start and connect before the schedule begins.
     let start = Instant::now() + Duration::from_millis(50);
     let window_start = start + args.warmup;
@@ -768,6 +954,7 @@ fn run_once(args: &Args, rate: f64) -> Result<RunResult, String> {
     let plan = Arc::new(Plan {
         addr: args.addr.clone(),
         request,
+        seq_base,
         rate,
         conns: args.conns,
         depth: args.depth,
@@ -802,7 +989,13 @@ fn run_once(args: &Args, rate: f64) -> Result<RunResult, String> {
     }
     let mut hist = new_hist();
     let (mut completed, mut requests, mut non_2xx, mut errors, mut unfinished, mut cpu) = (0, 0, 0, 0, 0, 0);
+    let (mut status, mut status_all, mut max_k) = ([0u64; 6], [0u64; 6], 0);
     for o in outs.into_iter().flatten() {
+        for i in 0..6 {
+            status[i] += o.status[i];
+            status_all[i] += o.status_all[i];
+        }
+        max_k = max_k.max(o.max_k);
         hist.add(&o.hist).map_err(|e| format!("histogram merge: {e}"))?;
         completed += o.completed_in_window;
         requests += o.requests;
@@ -813,7 +1006,8 @@ fn run_once(args: &Args, rate: f64) -> Result<RunResult, String> {
     }
     let secs = args.duration.as_secs_f64();
     let achieved = completed as f64 / secs;
-    Ok(RunResult {
+    let next_seq = seq_base + max_k * args.conns as u64;
+    let result = RunResult {
         url: args.url.clone(),
         target_rate: rate,
         achieved_rate: achieved,
@@ -832,7 +1026,10 @@ fn run_once(args: &Args, rate: f64) -> Result<RunResult, String> {
         },
         unfinished,
         cores: n_cores,
-    })
+        status: StatusClasses::from_counts(status),
+        status_all: StatusClasses::from_counts(status_all),
+    };
+    Ok((result, next_seq))
 }
 
 fn progress_bar(
@@ -885,6 +1082,18 @@ fn print_summary(r: &RunResult) {
         "  latency (us)    p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
         l.p50, l.p90, l.p99, l.p99_9, l.p99_99, l.max
     );
+    let (s, a) = (&r.status, &r.status_all);
+    println!(
+        "  status          2xx {}  4xx {}  5xx {}  other {}  (whole run: 2xx {}  4xx {}  5xx {}  other {})",
+        s.success,
+        s.client_error,
+        s.server_error,
+        s.informational + s.redirect + s.other,
+        a.success,
+        a.client_error,
+        a.server_error,
+        a.informational + a.redirect + a.other
+    );
     println!("  generator CPU   {:.0} ns/request", r.generator_cpu_ns_per_req);
     if r.saturated {
         println!(
@@ -903,9 +1112,11 @@ fn main() -> ExitCode {
         }
     };
     let mut results = Vec::new();
+    let mut seq = 0;
     for &rate in &args.rates {
-        match run_once(&args, rate) {
-            Ok(r) => {
+        match run_once(&args, rate, seq) {
+            Ok((r, next)) => {
+                seq = next;
                 print_summary(&r);
                 let _ = std::io::stdout().flush();
                 results.push(r);
@@ -1096,6 +1307,104 @@ a\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n";
         assert_eq!((a.len(), percentiles(&a).max), (2, 1_000));
     }
 
+    fn template(argv: &str, extra: &[&str]) -> RequestTemplate {
+        let mut v: Vec<String> = argv.split_whitespace().map(String::from).collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        RequestTemplate::new(&parse_args(v).unwrap())
+    }
+
+    fn rendered(t: &RequestTemplate, n: u64) -> String {
+        let mut out = Vec::new();
+        t.render(n, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn plain_get_is_the_old_request() {
+        let t = template("--url http://127.0.0.1:8080/plaintext", &[]);
+        assert_eq!(
+            t,
+            RequestTemplate::Fixed(b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n".to_vec())
+        );
+        assert_eq!(rendered(&t, 7), rendered(&t, 8));
+    }
+
+    #[test]
+    fn numbered_bodies() {
+        let t = template(
+            "--url http://h:1/items/hot/buy --method POST",
+            &["--body", r#"{"user":"u{n}","again":"{n}"}"#],
+        );
+        let want = |n: &str| {
+            let body = format!(r#"{{"user":"u{n}","again":"{n}"}}"#);
+            format!(
+                "POST /items/hot/buy HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        for n in [0, 9, 10, 12345, u64::MAX] {
+            assert_eq!(rendered(&t, n), want(&n.to_string()));
+        }
+        // Requests back to back parse as separate requests with the right lengths.
+        let mut two = Vec::new();
+        t.render(5, &mut two);
+        t.render(123, &mut two);
+        assert_eq!(String::from_utf8(two).unwrap(), want("5") + &want("123"));
+        // A body without {n} is rendered once; a POST without a body says Content-Length: 0.
+        let t = template(
+            "--url http://h:1/p --method PUT --content-type text/plain",
+            &["--body", "stock"],
+        );
+        assert_eq!(
+            t,
+            RequestTemplate::Fixed(
+                b"PUT /p HTTP/1.1\r\nHost: h:1\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nstock"
+                    .to_vec()
+            )
+        );
+        let t = template("--url http://h:1/p --method POST", &[]);
+        assert_eq!(
+            rendered(&t, 1),
+            "POST /p HTTP/1.1\r\nHost: h:1\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn sequence_numbers_are_unique_over_connections() {
+        // n = base + conn + k * conns: every (conn, k) its own number, no gaps.
+        let (conns, base) = (7u64, 1000u64);
+        let mut all: Vec<u64> = (0..conns)
+            .flat_map(|c| (0..50).map(move |k| base + c + k * conns))
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (base..base + conns * 50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn status_classes() {
+        let mut c = [0u64; 6];
+        for s in [100, 200, 201, 204, 301, 404, 409, 409, 503, 99, 600] {
+            c[status_class(s)] += 1;
+        }
+        let s = StatusClasses::from_counts(c);
+        assert_eq!(
+            (
+                s.informational,
+                s.success,
+                s.redirect,
+                s.client_error,
+                s.server_error,
+                s.other
+            ),
+            (1, 3, 1, 3, 1, 2)
+        );
+        let j = serde_json::to_value(s).unwrap();
+        assert_eq!(
+            (j["2xx"].as_u64(), j["4xx"].as_u64(), j["other"].as_u64()),
+            (Some(3), Some(3), Some(2))
+        );
+    }
+
     #[test]
     fn cli_contract() {
         let a = |s: &str| parse_args(s.split_whitespace().map(String::from));
@@ -1137,5 +1446,16 @@ a\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n";
         assert!(a("--rate 5").is_err());
         assert!(a("--url http://h/ --rate -1").is_err());
         assert!(a("--url http://h/ --bogus").is_err());
+        assert_eq!(
+            (x.method.as_str(), x.body.as_deref(), x.content_type.as_deref()),
+            ("GET", None, None)
+        );
+        let x = a("--url http://h/ --method POST --body {\"user\":\"u{n}\"}").unwrap();
+        assert_eq!(
+            (x.method.as_str(), x.body.as_deref(), x.content_type.as_deref()),
+            ("POST", Some(r#"{"user":"u{n}"}"#), Some("application/json"))
+        );
+        assert!(a("--url http://h/ --method post").is_err());
+        assert!(a("--url http://h/ --method").is_err());
     }
 }

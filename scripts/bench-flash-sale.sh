@@ -1,0 +1,355 @@
+#!/usr/bin/env bash
+# Flash-sale buy path, one pinned server core, open loop: the ringcore service
+# (examples/flash-sale, embedded journal) vs the same service on tokio + axum
+# (benches/src/bin/axum_flash_sale.rs, mutex state + group-commit writer task) and, when
+# redis-server is installed, the ringcore service with its Redis store. Every buy is made
+# durable before its 200 (fdatasync of a group commit; Redis: appendfsync as --redis-fsync).
+#
+#   scripts/bench-flash-sale.sh            # 10 s runs, 2 s warm-up, 3 reps, rates 5000,10000,20000
+#   scripts/bench-flash-sale.sh --quick    # 2 s runs, 1 s warm-up, 1 rep, rates 5000,10000 (~1 min)
+#
+# Options: --dur S, --warm S, --reps N, --rates R1,R2,.. (buys/s offered), --conns N (64),
+# --depth D (1), --servers "ringcore axum ringcore-redis" (default: all three, the last only
+# when redis-server is installed), --no-redis, --soldout-stock N (1000), --soldout-rate R
+# (2000), --port P, --redis-port P, --server-core C (0), --client-core C (1), --redis-core C
+# (default: the server core), --redis-fsync always|everysec|no (always), --bin DIR (prebuilt
+# binaries, no build), --load PATH (a generator with ringcore-load's command line and JSON),
+# --doc FILE (also put the report between <!-- bench-flash-sale.sh:begin --> and
+# <!-- bench-flash-sale.sh:end --> in FILE; the block is appended when the markers are
+# missing), --budget S (seconds the measurements may take after the build).
+#
+# Steps: for each repetition, for each offered rate, the servers back to back (A B C A B C),
+# each run a fresh server on a fresh data dir (Redis: a fresh key prefix): PUT /items/hot with
+# a stock of 10^9 (never sells out: this measures the buy path), then ringcore-load POSTs
+# /items/hot/buy with a new user per request ({"user":"u{n}"}) at the offered rate. Then, per
+# repetition and server, the sold-out run: stock --soldout-stock, buys at --soldout-rate for
+# --dur seconds; the server must report sold == stock and remaining == 0. The server's CPU time
+# (schedstat, all threads) is read around each run. Medians over repetitions go to stdout and
+# bench-results/flash-sale-DATE.md, every run to bench-results/flash-sale-DATE.jsonl.
+# Only 127.0.0.1; every run is bounded by `timeout`; only the PIDs started here are signalled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LC_ALL=C
+# shellcheck source=scripts/lib/bench-common.sh
+. scripts/lib/bench-common.sh
+
+MODE=full
+DUR=10
+WARM=2
+REPS=3
+RATES=5000,10000,20000
+CONNS=64
+DEPTH=1
+SERVERS_OPT=""
+NO_REDIS=0
+SOLDOUT_STOCK=1000
+SOLDOUT_RATE=2000
+PORT=18540
+REDIS_PORT=18541
+SERVER_CORE=0
+CLIENT_CORE=1
+REDIS_CORE=""
+REDIS_FSYNC=always
+PREBUILT=""
+LOAD=""
+DOC=""
+BUDGET=1200
+HOT_STOCK=1000000000
+CMDLINE="scripts/bench-flash-sale.sh $*"
+
+# shellcheck disable=SC2034 # BUDGET is read by check_budget (scripts/lib/bench-common.sh)
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) MODE=quick; DUR=2; WARM=1; REPS=1; RATES=5000,10000; BUDGET=240 ;;
+        --dur) DUR="$2"; shift ;;
+        --warm) WARM="$2"; shift ;;
+        --reps) REPS="$2"; shift ;;
+        --rates) RATES="$2"; shift ;;
+        --conns) CONNS="$2"; shift ;;
+        --depth) DEPTH="$2"; shift ;;
+        --servers) SERVERS_OPT="$2"; shift ;;
+        --no-redis) NO_REDIS=1 ;;
+        --soldout-stock) SOLDOUT_STOCK="$2"; shift ;;
+        --soldout-rate) SOLDOUT_RATE="$2"; shift ;;
+        --port) PORT="$2"; shift ;;
+        --redis-port) REDIS_PORT="$2"; shift ;;
+        --server-core) SERVER_CORE="$2"; shift ;;
+        --client-core) CLIENT_CORE="$2"; shift ;;
+        --redis-core) REDIS_CORE="$2"; shift ;;
+        --redis-fsync) REDIS_FSYNC="$2"; shift ;;
+        --bin) PREBUILT="$2"; shift ;;
+        --load) LOAD="$2"; shift ;;
+        --doc) DOC="$2"; shift ;;
+        --budget) BUDGET="$2"; shift ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ -n "$REDIS_CORE" ] || REDIS_CORE=$SERVER_CORE
+case "$REDIS_FSYNC" in always|everysec|no) ;; *) echo "--redis-fsync: always, everysec or no" >&2; exit 2 ;; esac
+
+bench_init bench-flash-sale
+command -v curl >/dev/null 2>&1 || die "needs curl"
+need_cpus 2
+ADDR="127.0.0.1:$PORT"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RUN_ID=$(printf '%s-%d' "$STAMP" $$)
+SRC_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+SRC_DIRTY=$(git status --porcelain -- runtime http examples benches 2>/dev/null | wc -l)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+if [ -n "$SERVERS_OPT" ]; then
+    read -r -a SERVERS <<<"$SERVERS_OPT"
+else
+    SERVERS=(ringcore axum)
+    if [ "$NO_REDIS" = 0 ] && command -v redis-server >/dev/null 2>&1; then
+        SERVERS+=(ringcore-redis)
+    else
+        log "redis-server not installed (or --no-redis): no ringcore-redis runs"
+    fi
+fi
+NEED_REDIS=0
+for s in "${SERVERS[@]}"; do
+    case "$s" in
+        ringcore|axum) ;;
+        ringcore-redis) NEED_REDIS=1 ;;
+        *) die "unknown server $s (ringcore, axum, ringcore-redis)" ;;
+    esac
+done
+[ "$NEED_REDIS" = 0 ] || command -v redis-server >/dev/null 2>&1 || die "ringcore-redis needs redis-server"
+
+# ---------------------------------------------------------------- build
+if [ -n "$PREBUILT" ]; then
+    BIN="$PREBUILT"
+    log "using prebuilt binaries in $BIN"
+else
+    log "building release binaries"
+    cargo build --release -q -p flash-sale -p ringcore-benches
+    BIN="${CARGO_TARGET_DIR:-target}/release"
+fi
+for b in flash-sale axum_flash_sale ringcore-load; do
+    [ -x "$BIN/$b" ] || die "missing $BIN/$b"
+done
+GENERATOR=ringcore-load
+if [ -z "$LOAD" ]; then LOAD="$BIN/ringcore-load"; else GENERATOR="$LOAD"; fi
+[ -x "$LOAD" ] || die "missing load generator $LOAD"
+mkdir -p bench-results
+OUT_MD="bench-results/flash-sale-$STAMP.md"
+OUT_JSONL="bench-results/flash-sale-$STAMP.jsonl"
+: >"$OUT_JSONL"
+budget_start
+
+# ---------------------------------------------------------------- helpers
+# http METHOD PATH [BODY] -> "STATUS BODY" (one line)
+http() {
+    local out
+    out=$(curl -sS -m 5 -X "$1" -H 'Content-Type: application/json' ${3:+--data-binary "$3"} \
+        -w '\n%{http_code}' "http://$ADDR$2" 2>&1) || { echo "000 $out" | tr '\n' ' '; return 0; }
+    printf '%s %s\n' "$(tail -n1 <<<"$out")" "$(sed '$d' <<<"$out" | tr -d '\n')"
+}
+json_num() { tr -d ' \n' <"$2" | sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"; }
+# the value of "KEY" inside the JSON object "OBJ" of FILE
+json_in() { tr -d ' \n' <"$3" | sed -n "s/.*\"$1\":{\([^}]*\)}.*/\1/p" | sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p"; }
+stat_snap() { grep '^cpu' /proc/stat >"$1"; }
+steal_pct() {
+    awk 'FNR == NR && $1 == "cpu" {for (i = 2; i <= 9; i++) a[i] = $i; next}
+         $1 == "cpu" {t = 0; for (i = 2; i <= 9; i++) t += $i - a[i]; printf "%.2f", (t > 0 ? 100 * ($9 - a[9]) / t : 0)}' "$1" "$2"
+}
+
+REDIS_PID=
+start_redis() {
+    local dir="$WORK/redis"
+    mkdir -p "$dir"
+    start_bg taskset -c "$REDIS_CORE" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+        --dir "$dir" --save '' --appendonly yes --appendfsync "$REDIS_FSYNC" --protected-mode yes \
+        --daemonize no --logfile "$WORK/redis.log"
+    REDIS_PID=$BG_PID
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
+            log "redis-server $(redis-server --version | awk '{print $3}') on core $REDIS_CORE, appendfsync $REDIS_FSYNC"
+            return 0
+        fi
+        kill -0 "$REDIS_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$WORK/redis.log" >&2 || true
+    die "redis-server did not start"
+}
+
+SEQ=0
+# start_one NAME -> SRV_PID, a fresh data dir (or Redis prefix) per run
+start_one() {
+    SEQ=$((SEQ + 1))
+    local dir="$WORK/data-$SEQ"
+    rm -rf "$WORK"/data-*
+    case "$1" in
+        ringcore)
+            start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/flash-sale" serve \
+                --addr "$ADDR" --cores 1 --data-dir "$dir" ;;
+        axum)
+            start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/axum_flash_sale" \
+                --addr "$ADDR" --threads 1 --data-dir "$dir" ;;
+        ringcore-redis)
+            start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/flash-sale" serve \
+                --addr "$ADDR" --cores 1 --data-dir "$dir" --store "redis://127.0.0.1:$REDIS_PORT" \
+                --prefix "bench-$RUN_ID-$SEQ" ;;
+    esac
+}
+
+# run_one NAME PHASE REP RATE STOCK: fresh server, PUT the stock, one generator run, then
+# GET the item; one JSON line into $OUT_JSONL, one line into $WORK/runs.txt
+run_one() {
+    local name=$1 phase=$2 rep=$3 rate=$4 stock=$5 warm=$WARM pid c0 c1 r0 r1 t0 t1 rc=0 put item
+    [ "$phase" = soldout ] && warm=0
+    check_budget $((RUN_S + 8))
+    start_one "$name"
+    pid=$SRV_PID
+    put=$(http PUT /items/hot "{\"stock\":$stock}")
+    [ "${put%% *}" = 201 ] || die "$name: PUT /items/hot answered $put"
+    rm -f "$WORK/gen.json"
+    stat_snap "$WORK/stat0"
+    c0=$(cpu_ns "$pid")
+    r0=0; [ -n "$REDIS_PID" ] && r0=$(cpu_ns "$REDIS_PID")
+    t0=$(date +%s%N)
+    taskset -c "$CLIENT_CORE" timeout $((RUN_S + 30)) "$LOAD" --url "http://$ADDR/items/hot/buy" \
+        --method POST --body '{"user":"u{n}"}' --rate "$rate" --conns "$CONNS" --depth "$DEPTH" \
+        --duration "$DUR" --warmup "$warm" --cores 1 --json "$WORK/gen.json" --no-progress \
+        >"$WORK/gen.out" 2>&1 || rc=$?
+    c1=$(cpu_ns "$pid")
+    r1=0; [ -n "$REDIS_PID" ] && r1=$(cpu_ns "$REDIS_PID")
+    t1=$(date +%s%N)
+    stat_snap "$WORK/stat1"
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name died during the run"; }
+    # The ringcore service caches GET /items answers for 100 ms per core.
+    sleep 0.25
+    item=$(http GET /items/hot)
+    stop_server "$name" "$pid" "$WORK/stops"
+    [ -s "$WORK/gen.json" ] || { cat "$WORK/gen.out" >&2; die "generator wrote no JSON (rc $rc) for $name at $rate"; }
+    local g="$WORK/gen.json" ach p50 p99 p999 ok4 ok2 ok5 errs all2 all4 all5 unf sold rem cpu_us rcpu_us steal
+    ach=$(json_num achieved_rate "$g")
+    p50=$(json_num p50 "$g"); p99=$(json_num p99 "$g"); p999=$(json_num p99_9 "$g")
+    errs=$(json_num errors "$g"); unf=$(json_num unfinished "$g")
+    ok2=$(json_in status 2xx "$g"); ok4=$(json_in status 4xx "$g"); ok5=$(json_in status 5xx "$g")
+    all2=$(json_in status_all 2xx "$g"); all4=$(json_in status_all 4xx "$g"); all5=$(json_in status_all 5xx "$g")
+    sold=$(sed -n 's/.*"sold":\([0-9]*\).*/\1/p' <<<"$item")
+    rem=$(sed -n 's/.*"remaining":\([0-9]*\).*/\1/p' <<<"$item")
+    [ -n "$sold" ] || die "$name: GET /items/hot answered $item"
+    # Server CPU per buy answered in the window (warm-up excluded from the answers, not from
+    # the CPU: the CPU is read around the whole generator run, so divide by every answer).
+    cpu_us=$(awk -v c=$((c1 - c0)) -v n="$((all2 + all4 + all5))" 'BEGIN {printf "%.1f", (n > 0 ? c / n / 1000 : 0)}')
+    rcpu_us=$(awk -v c=$((r1 - r0)) -v n="$((all2 + all4 + all5))" 'BEGIN {printf "%.1f", (n > 0 ? c / n / 1000 : 0)}')
+    steal=$(steal_pct "$WORK/stat0" "$WORK/stat1")
+    printf '{"server":"%s","phase":"%s","rep":%d,"rate":%s,"stock":%s,"sold":%s,"remaining":%s,"server_cpu_ns":%s,"redis_cpu_ns":%s,"wall_ns":%s,"steal_pct":%s,"load":%s}\n' \
+        "$name" "$phase" "$rep" "$rate" "$stock" "$sold" "${rem:-null}" "$((c1 - c0))" "$((r1 - r0))" "$((t1 - t0))" \
+        "$steal" "$(tr -d '\n' <"$g")" >>"$OUT_JSONL"
+    echo "$name $phase $rep $rate $ach $p50 $p99 $p999 $ok2 $ok4 $ok5 $errs $unf $all2 $all4 $sold ${rem:-nan} $cpu_us $rcpu_us $steal $all5" >>"$WORK/runs.txt"
+    log "$phase rep $rep $name @ $rate/s: achieved $ach/s, p50 $p50 p99 $p99 p99.9 $p999 us, 2xx $ok2 4xx $ok4 5xx $ok5 errors $errs, sold $sold, server ${cpu_us} us/buy, steal ${steal}%"
+    if [ "$phase" = soldout ]; then
+        if [ "$sold" != "$stock" ] || [ "${rem:-x}" != 0 ]; then
+            die "$name sold $sold of $stock (remaining ${rem:-?})"
+        fi
+        [ "$all2" = "$stock" ] || log "warning: $name: the generator saw $all2 200s for $stock units sold (lost responses: errors $errs)"
+    fi
+}
+
+# whole seconds of one generator run (--dur and --warm may be fractions)
+RUN_S=$(awk -v d="$DUR" -v w="$WARM" 'BEGIN {s = d + w; printf "%d", s == int(s) ? s : int(s) + 1}')
+: >"$WORK/runs.txt"
+: >"$WORK/stops"
+IFS=, read -r -a RATE_LIST <<<"$RATES"
+[ "${#RATE_LIST[@]}" -gt 0 ] || die "--rates: no rate"
+[ "$NEED_REDIS" = 0 ] || start_redis
+
+# ---------------------------------------------------------------- 1. buy path at fixed rates
+for rep in $(seq "$REPS"); do
+    for rate in "${RATE_LIST[@]}"; do
+        for name in "${SERVERS[@]}"; do
+            run_one "$name" buy "$rep" "$rate" "$HOT_STOCK"
+        done
+    done
+done
+# ---------------------------------------------------------------- 2. sold out
+for rep in $(seq "$REPS"); do
+    for name in "${SERVERS[@]}"; do
+        run_one "$name" soldout "$rep" "$SOLDOUT_RATE" "$SOLDOUT_STOCK"
+    done
+done
+if [ -n "$REDIS_PID" ]; then
+    stop_server redis-server "$REDIS_PID" "$WORK/stops"
+    REDIS_PID=
+fi
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+unclean=$(awk '$2 != 0' "$WORK/stops" | sort | uniq -c || true)
+if [ -z "$unclean" ]; then
+    STOPS="every server exited 0 on SIGTERM"
+else
+    STOPS="NOT every server exited 0 on SIGTERM: $(echo "$unclean" | tr '\n' ';')"
+fi
+
+# ---------------------------------------------------------------- report
+# median of column C over the reps of (server, phase, rate)
+med() { awk -v s="$1" -v p="$2" -v r="$3" -v c="$4" '$1 == s && $2 == p && $4 == r {print $c}' "$WORK/runs.txt" | median; }
+fmt0() { awk -v v="$1" 'BEGIN {if (v == "nan") print "nan"; else printf "%.0f", v}'; }
+label() {
+    case "$1" in
+        ringcore) echo "ringcore (embedded journal)" ;;
+        axum) echo "axum + tokio (mutex + journal task)" ;;
+        ringcore-redis) echo "ringcore + Redis (appendfsync $REDIS_FSYNC)" ;;
+    esac
+}
+crate_v() { awk -v n="$1" '$0 == "name = \"" n "\"" {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock; }
+MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+REPORT="$WORK/report.md"
+{
+    echo "## Flash sale: the buy path (\`scripts/bench-flash-sale.sh\`)"
+    echo
+    echo "Generated by \`$CMDLINE\` on $(date -u +%Y-%m-%d) ($MODE mode, commit \`$SRC_REV\`$([ "$SRC_DIRTY" = 0 ] || echo ", $SRC_DIRTY files changed"))."
+    echo
+    echo "- machine: \`nproc\` $(nproc), kernel \`$(uname -r)\`, $MODEL; load average $LOAD_BEFORE before, $LOAD_AFTER after"
+    echo "- server on core $SERVER_CORE (\`taskset\`, one core: \`--cores 1\` / \`--threads 1\`), generator on core $CLIENT_CORE$([ "$NEED_REDIS" = 0 ] || echo ", redis-server on core $REDIS_CORE")"
+    echo "- generator: \`$GENERATOR\`, open loop, $CONNS connections, depth $DEPTH, $DUR s measured after $WARM s warm-up, latency from the scheduled send time; each request \`POST /items/hot/buy\` with a new user (\`{\"user\":\"u{n}\"}\`)"
+    echo "- every run a fresh server and data dir; stock $HOT_STOCK (never sells out); $REPS repetition(s), servers interleaved; medians over repetitions"
+    echo "- crates: tokio $(crate_v tokio), axum $(crate_v axum), hyper $(crate_v hyper); $(rustc -V 2>/dev/null || echo "prebuilt binaries"); $STOPS"
+    echo
+    echo "| offered buys/s | server | achieved/s | p50 µs | p99 µs | p99.9 µs | 200s | 4xx | 5xx | errors | server CPU µs/buy | steal % |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for rate in "${RATE_LIST[@]}"; do
+        for name in "${SERVERS[@]}"; do
+            cpu=$(med "$name" buy "$rate" 18)
+            [ "$name" = ringcore-redis ] && cpu="$cpu + redis $(med "$name" buy "$rate" 19)"
+            echo "| $rate | $(label "$name") | $(fmt0 "$(med "$name" buy "$rate" 5)") | $(med "$name" buy "$rate" 6) | $(med "$name" buy "$rate" 7) | $(med "$name" buy "$rate" 8) | $(med "$name" buy "$rate" 9) | $(med "$name" buy "$rate" 10) | $(med "$name" buy "$rate" 11) | $(med "$name" buy "$rate" 12) | $cpu | $(med "$name" buy "$rate" 20) |"
+        done
+    done
+    echo
+    echo "200s, 4xx, 5xx: answers to the buys scheduled in the measured window; errors: requests lost (timeouts, resets). Server CPU: the server's on-CPU time over the whole generator run (all threads, schedstat) per buy answered."
+    echo
+    echo "**Sold out:** stock $SOLDOUT_STOCK, $SOLDOUT_RATE buys/s of new users for $DUR s (no warm-up); every server must end with sold = $SOLDOUT_STOCK, remaining = 0."
+    echo
+    echo "| server | buys sent | 200 (sold) | 409 (sold out) | 5xx | errors | sold (GET /items/hot) | remaining | p50 µs | p99 µs |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for name in "${SERVERS[@]}"; do
+        sent=$(awk -v s="$name" '$1 == s && $2 == "soldout" {print $14 + $15 + $21 + $12}' "$WORK/runs.txt" | median)
+        echo "| $(label "$name") | $(fmt0 "$sent") | $(med "$name" soldout "$SOLDOUT_RATE" 14) | $(med "$name" soldout "$SOLDOUT_RATE" 15) | $(med "$name" soldout "$SOLDOUT_RATE" 21) | $(med "$name" soldout "$SOLDOUT_RATE" 12) | $(med "$name" soldout "$SOLDOUT_RATE" 16) | $(med "$name" soldout "$SOLDOUT_RATE" 17) | $(med "$name" soldout "$SOLDOUT_RATE" 6) | $(med "$name" soldout "$SOLDOUT_RATE" 7) |"
+    done
+    echo
+    echo "Every run: \`$OUT_JSONL\`."
+} >"$REPORT"
+cp "$REPORT" "$OUT_MD"
+cat "$REPORT"
+if [ -n "$DOC" ]; then
+    BEGIN_M='<!-- bench-flash-sale.sh:begin -->'
+    END_M='<!-- bench-flash-sale.sh:end -->'
+    [ -f "$DOC" ] || : >"$DOC"
+    if grep -qF "$BEGIN_M" "$DOC" && grep -qF "$END_M" "$DOC"; then
+        awk -v b="$BEGIN_M" -v e="$END_M" -v f="$REPORT" '
+            $0 == b {print; while ((getline l < f) > 0) print l; skip = 1; next}
+            $0 == e {skip = 0}
+            !skip {print}' "$DOC" >"$WORK/doc.new"
+    else
+        { cat "$DOC"; echo; echo "$BEGIN_M"; cat "$REPORT"; echo "$END_M"; } >"$WORK/doc.new"
+    fi
+    cat "$WORK/doc.new" >"$DOC"
+    log "updated $DOC"
+fi
+log "wrote $OUT_MD and $OUT_JSONL in $(($(date +%s) - T0)) s"
