@@ -5,6 +5,7 @@
 //! write to this core's journal; see [`embedded`] for how a buy is decided.
 
 pub mod embedded;
+pub mod health;
 pub mod replay;
 
 use std::io;
@@ -196,7 +197,7 @@ fn router(cfg: &Config, snapshot: &Arc<Snapshot>, tag: &str) -> Router<App> {
         .route("/items/{item}", put(put_item).get(get_item))
         .route("/items/{item}/buy", buy)
         .route("/orders/{order}", get(get_order))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(ringcore_http::metrics::prometheus))
         .prewarm("store", move || async move {
             match store_url {
@@ -218,6 +219,20 @@ fn router(cfg: &Config, snapshot: &Arc<Snapshot>, tag: &str) -> Router<App> {
             }
             Ok(())
         })
+}
+
+/// `GET /healthz`: 200 `{"status":"ok","failing":[]}` when every part of every core is
+/// healthy, else 503 with each failing part, its error and since when.
+async fn healthz() -> Response {
+    let failing = health::gather().await;
+    if failing.is_empty() {
+        json_response(StatusCode::OK, json!({"status": "ok", "failing": []}))
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "failing", "failing": failing}),
+        )
+    }
 }
 
 fn item_json(item: &str, stock: u64, sold: u64) -> Bytes {
