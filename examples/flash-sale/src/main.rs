@@ -16,6 +16,8 @@ const USAGE: &str = "usage:
   flash-sale serve --addr HOST:PORT [--cores N | --cores 0,2,5] --data-dir DIR
                    [--store redis://HOST:PORT] [--prefix P] [--admin-token T]
                    [--user-rate BUYS_PER_SEC] [--global-rate BUYS_PER_SEC]
+                   [--share-addr]   (serve an address another process serves too:
+                                     for a zero-downtime restart)
   flash-sale demo  [options]   (flash-sale demo --help)";
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn parse_serve(args: &[String]) -> Result<Config, String> {
             "--admin-token" => cfg.admin_token = Some(value()?),
             "--user-rate" => cfg.user_rate = rate(&value()?)?,
             "--global-rate" => cfg.global_rate = rate(&value()?)?,
+            "--share-addr" => cfg.share_addr = true,
             other => return Err(format!("unknown option {other:?}")),
         }
     }

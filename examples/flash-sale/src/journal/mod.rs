@@ -29,10 +29,22 @@
 //! record at once. One batch is in flight at a time, so records land in append order.
 //! Everything is per core (`Rc`, `RefCell`, `Cell`): no locks.
 //!
-//! **Fail-stop.** If a write or a sync fails, every append of that batch and every append
-//! queued behind it gets the error, and the journal refuses all further appends. After a
-//! failed `fsync` the kernel may have dropped the dirty pages, so nothing later could be
-//! trusted: nothing is acknowledged that may not be durable. Restart the core to replay.
+//! **A failure never releases what may be durable.** If a write or a sync fails, the journal
+//! stops: the batch's appends and every append queued behind it get an [`AppendError`], and
+//! new appends are refused at once. A failed write can leave whole records of the batch in
+//! the file (a short write, ENOSPC after some pages), and after a failed `fdatasync` they may
+//! be durable or not, so the flusher cuts the file back to the end of the last durable batch
+//! (`ftruncate` + `fdatasync`). When that cut succeeds the batch is
+//! [`NotWritten`](AppendError::NotWritten): its records are certainly not in the file and the
+//! caller may give back what it reserved for them. When the cut fails too, the batch is
+//! [`InDoubt`](AppendError::InDoubt): the caller must hold what it reserved (a replay after a
+//! crash may find the records) until the [`Doubt`] resolves, which happens at the first
+//! successful cut.
+//!
+//! **Recovery without a restart.** A stopped journal probes with back-off (10 ms doubling to
+//! 1 s): cut back to the end, write and `fdatasync` one page of zeros past it, cut it off
+//! again. Once a probe succeeds the journal takes appends again. [`Journal::on_health`]
+//! tells an observer (the service's `/healthz`) each change.
 //!
 //! # Replay rules
 //!
@@ -68,6 +80,6 @@ mod commit;
 mod format;
 mod open;
 
-pub use commit::{Commit, Journal, JournalStats};
+pub use commit::{AppendError, Commit, Doubt, Health, Journal, JournalStats};
 pub use format::{Damage, HEADER_LEN, MAX_RECORD_LEN, RECORD_OVERHEAD};
 pub use open::{file_name, Replay};

@@ -62,6 +62,10 @@ pub(crate) struct Item {
 enum Purchase {
     Pending,
     Bought(String),
+    /// The order's journal batch failed and could not be cut off the file: it may be
+    /// durable. The unit stays reserved and the user blocked until the journal resolves the
+    /// doubt (then [`release`]), or a restart replays the journal and finds the order or not.
+    InDoubt,
 }
 
 /// An order, as `GET /orders` shows it.
@@ -192,6 +196,8 @@ pub(crate) enum Reserve {
     Already(String),
     /// Another buy by this user is in flight.
     InFlight,
+    /// An earlier buy by this user is in doubt (its journal write failed and may be on disk).
+    InDoubt,
     /// The item is being changed; try again shortly.
     Frozen,
     Unknown,
@@ -211,6 +217,7 @@ pub(crate) fn reserve(item: &str, user: &str) -> Reserve {
     match purchases.get(&key) {
         Some(Purchase::Bought(o)) => return Reserve::Already(o.clone()),
         Some(Purchase::Pending) => return Reserve::InFlight,
+        Some(Purchase::InDoubt) => return Reserve::InDoubt,
         None => {}
     }
     if it.frozen {
@@ -285,12 +292,13 @@ pub(crate) fn deposit(item: &str, units: u64) {
     }
 }
 
-/// Clears a pending mark; with `unit`, the reserved unit goes back to this core's segment.
+/// Clears a pending (or in-doubt) mark; with `unit`, the reserved unit goes back to this
+/// core's segment.
 pub(crate) fn release(item: &str, user: &str, unit: bool) {
     let Some(core) = try_core() else { return };
     let key = (item.to_string(), user.to_string());
     let mut purchases = core.purchases.borrow_mut();
-    if matches!(purchases.get(&key), Some(Purchase::Pending)) {
+    if matches!(purchases.get(&key), Some(Purchase::Pending | Purchase::InDoubt)) {
         purchases.remove(&key);
     }
     if unit {
@@ -300,6 +308,15 @@ pub(crate) fn release(item: &str, user: &str, unit: bool) {
             it.deposits += 1;
         }
     }
+}
+
+/// Turns a pending mark into an in-doubt one: the buy's record may be durable, so its unit
+/// and the user's mark are held until the journal resolves the doubt.
+pub(crate) fn mark_in_doubt(item: &str, user: &str) {
+    let Some(core) = try_core() else { return };
+    core.purchases
+        .borrow_mut()
+        .insert((item.to_string(), user.to_string()), Purchase::InDoubt);
 }
 
 /// Records the durable order on the user's core.

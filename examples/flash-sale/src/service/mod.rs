@@ -20,7 +20,7 @@ use ringcore_http::metrics::Counter;
 use ringcore_http::middleware::{KeyBy, LoadShed, RateLimit};
 use ringcore_http::runtime::cache::Cache;
 use ringcore_http::runtime::time::sleep;
-use ringcore_http::runtime::{n_shards, shard_id, submit_to, Cores, Runtime};
+use ringcore_http::runtime::{n_shards, shard_id, spawn_local_in, submit_to, Cores, Runtime, TaskClass};
 use ringcore_http::{
     get, post, put, IntoResponse, Json, Limits, Path, Request, Response, Router, Server, ShutdownReport,
     State, StatusCode,
@@ -30,7 +30,7 @@ use serde_json::json;
 
 use self::embedded::{Order, Reserve, Take};
 use self::replay::{Record, Snapshot};
-use crate::journal::Journal;
+use crate::journal::{AppendError, Health, Journal};
 use crate::redis::{new_order_id, run_tag, BuyOutcome, PutOutcome, RedisStore};
 
 /// How `serve` is set up (the command line's options).
@@ -54,6 +54,10 @@ pub struct Config {
     pub global_rate: f64,
     /// How long `GET /items/..` answers may be cached per core.
     pub item_cache_ttl: Duration,
+    /// Serve `addr` even if another process already listens on it (both then take
+    /// connections through `SO_REUSEPORT`): for a zero-downtime restart, start the new
+    /// instance with this set (on its own data dir or store), then stop the old one.
+    pub share_addr: bool,
 }
 
 impl Config {
@@ -69,20 +73,31 @@ impl Config {
             user_rate: 10.0,
             global_rate: 0.0,
             item_cache_ttl: Duration::from_millis(100),
+            share_addr: false,
         }
     }
 }
 
 /// Starts the service and serves until SIGINT/SIGTERM. `on_listening` gets the address once
 /// every core accepts; `on_replay` gets the replayed snapshot (embedded store) before that.
+///
+/// Refuses to start (before touching any journal) when another process holds the data dir
+/// ([`datadir::lock`](crate::datadir::lock)) or already serves `addr` (unless
+/// [`Config::share_addr`]).
 pub fn serve(
     cfg: Config,
     on_replay: impl FnOnce(&Snapshot),
     on_listening: impl Fn(SocketAddr) + Send + Sync + 'static,
 ) -> io::Result<ShutdownReport> {
+    // Held until `serve` returns; the kernel drops it if the process dies.
+    let _lock = match cfg.store {
+        None => Some(crate::datadir::lock(&cfg.data_dir)?),
+        Some(_) => None,
+    };
+    if !cfg.share_addr {
+        refuse_served_addr(&cfg.addr)?;
+    }
     let snapshot = if cfg.store.is_none() {
-        std::fs::create_dir_all(&cfg.data_dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("data dir {}: {e}", cfg.data_dir.display())))?;
         let dir = cfg.data_dir.clone();
         let out = Runtime::builder()
             .cores(Cores::Count(1))
@@ -112,6 +127,34 @@ pub fn serve(
         .server_header(ringcore_http::HeaderValue::from_static("flash-sale"))
         .on_listening(on_listening)
         .serve(move || router(&cfg2, &snapshot, &tag))
+}
+
+/// Fails if another process already listens on `addr`. Our listeners set `SO_REUSEPORT`,
+/// which would let them join that process's socket silently (the kernel would then split
+/// the connections between two services); a probe bind without it fails instead.
+fn refuse_served_addr(addr: &str) -> io::Result<()> {
+    use std::net::ToSocketAddrs;
+    let addrs = addr
+        .to_socket_addrs()
+        .map_err(|e| io::Error::new(e.kind(), format!("--addr {addr}: {e}")))?;
+    for a in addrs.filter(|a| a.port() != 0) {
+        match std::net::TcpListener::bind(a) {
+            Ok(probe) => drop(probe),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "{a} is already served by another process; stop it, choose another \
+                         --addr, or pass --share-addr to share it on purpose (zero-downtime \
+                         restart: both take connections until the old one stops)"
+                    ),
+                ))
+            }
+            // Other errors (no such local address, permission) surface from the real bind.
+            Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Where the sale's state lives.
@@ -203,6 +246,18 @@ fn router(cfg: &Config, snapshot: &Arc<Snapshot>, tag: &str) -> Router<App> {
             match store_url {
                 None => {
                     let (journal, _) = Journal::open(&data_dir, shard_id()).await?;
+                    let part = format!("journal-{}", shard_id());
+                    journal.on_health(move |h| match h {
+                        Health::Healthy => {
+                            if health::set_healthy(&part) {
+                                tracing::info!("{part}: accepting writes again");
+                            }
+                        }
+                        Health::Stopped(why) => {
+                            tracing::warn!("{part}: {why}");
+                            health::set_failing(&part, why.clone());
+                        }
+                    });
                     *embedded::core().journal.borrow_mut() = Some(Rc::new(journal));
                     // The item cache starts with every item as replayed.
                     for (id, s) in &snap.items {
@@ -368,6 +423,15 @@ fn already(order: &str) -> Response {
 const WAIT_LIMIT: Duration = Duration::from_secs(2);
 
 async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64) -> Result<String, Response> {
+    if let Some(why) = embedded::core()
+        .journal
+        .borrow()
+        .as_ref()
+        .and_then(|j| j.failure())
+    {
+        // Nothing could be made durable: answer before reserving anything.
+        return Err(unavailable(&format!("journal: {why}")));
+    }
     let n = n_shards();
     let u = embedded::user_owner(user, n);
     let started = std::time::Instant::now();
@@ -381,6 +445,11 @@ async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64)
             Reserve::Empty => false,
             Reserve::Already(o) => return Err(already(&o)),
             Reserve::Unknown => return Err(error(StatusCode::NOT_FOUND, "unknown_item")),
+            Reserve::InDoubt => {
+                return Err(unavailable(
+                    "an earlier buy by this user is in doubt (a journal write failed); retry later",
+                ))
+            }
             Reserve::InFlight | Reserve::Frozen | Reserve::NotReady => {
                 sleep(Duration::from_millis(1)).await;
                 continue;
@@ -414,18 +483,35 @@ async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64)
     };
     let payload = serde_json::to_vec(&rec).map_err(|e| unavailable(&e.to_string()))?;
     let journal = embedded::core().journal.borrow().clone();
-    let durable = match journal {
-        Some(j) => {
-            let r = j.append(&payload).await;
-            app.m.journal_batches.set(j.stats().batches as i64);
-            r
-        }
-        None => Err(io::Error::other("journal not open")),
-    };
-    if let Err(e) = durable {
+    let Some(journal) = journal else {
         let (i, us) = (item.to_string(), user.to_string());
         on(u, move || embedded::release(&i, &us, true)).await?;
-        return Err(unavailable(&format!("journal: {e}")));
+        return Err(unavailable("journal not open"));
+    };
+    let durable = journal.append(&payload).await;
+    app.m.journal_batches.set(journal.stats().batches as i64);
+    match durable {
+        Ok(()) => {}
+        Err(AppendError::NotWritten(e)) => {
+            // Certainly not in the file: the unit and the user's mark go back.
+            let (i, us) = (item.to_string(), user.to_string());
+            on(u, move || embedded::release(&i, &us, true)).await?;
+            return Err(unavailable(&format!("journal: {e}")));
+        }
+        Err(AppendError::InDoubt(e, doubt)) => {
+            // Maybe durable: hold the unit and the mark until the journal cuts the batch off.
+            let (i, us) = (item.to_string(), user.to_string());
+            on(u, move || embedded::mark_in_doubt(&i, &us)).await?;
+            let (i, us) = (item.to_string(), user.to_string());
+            spawn_local_in(TaskClass::Background, async move {
+                doubt.await;
+                let _ = submit_to(u, move || embedded::release(&i, &us, true)).await;
+            })
+            .detach();
+            return Err(unavailable(&format!(
+                "journal: {e}; this buy is in doubt, retry later"
+            )));
+        }
     }
     let (i, us, o) = (item.to_string(), user.to_string(), order.clone());
     on(u, move || embedded::commit(&i, &us, &o)).await?;
@@ -596,11 +682,30 @@ async fn put_locked(
     let journal = embedded::core().journal.borrow().clone();
     let durable = match journal {
         Some(j) => j.append(&payload).await,
-        None => Err(io::Error::other("journal not open")),
+        None => Err(AppendError::NotWritten(io::Error::other("journal not open"))),
     };
-    if let Err(e) = durable {
-        unfreeze_all().await;
-        return Err(unavailable(&format!("journal: {e}")));
+    match durable {
+        Ok(()) => {}
+        Err(AppendError::NotWritten(e)) => {
+            unfreeze_all().await;
+            return Err(unavailable(&format!("journal: {e}")));
+        }
+        Err(AppendError::InDoubt(e, doubt)) => {
+            // The new stock may be durable: the item stays frozen (no buy takes the old
+            // segments) until the journal cuts the record off.
+            let i = item.to_string();
+            spawn_local_in(TaskClass::Background, async move {
+                doubt.await;
+                for k in 0..n {
+                    let i = i.clone();
+                    let _ = submit_to(k, move || embedded::unfreeze(&i)).await;
+                }
+            })
+            .detach();
+            return Err(unavailable(&format!(
+                "journal: {e}; the change is in doubt, retry later"
+            )));
+        }
     }
     for k in 0..n {
         let (i, nm) = (item.to_string(), name.clone());

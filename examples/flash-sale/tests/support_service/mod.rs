@@ -87,6 +87,13 @@ pub(crate) struct Config {
     pub(crate) store: Option<String>,
     pub(crate) admin_token: Option<String>,
     pub(crate) prefix: Option<String>,
+    /// `--addr` (default `127.0.0.1:0`, any free port).
+    pub(crate) addr: Option<String>,
+    /// More command-line arguments, after the others.
+    pub(crate) extra_args: Vec<String>,
+    /// Start with SIGXFSZ ignored (inherited through exec), so that a write past an
+    /// `RLIMIT_FSIZE` set later fails with EFBIG instead of killing the service.
+    pub(crate) ignore_sigxfsz: bool,
 }
 
 impl Config {
@@ -98,6 +105,9 @@ impl Config {
             store: None,
             admin_token: None,
             prefix: None,
+            addr: None,
+            extra_args: Vec::new(),
+            ignore_sigxfsz: false,
         }
     }
 }
@@ -113,11 +123,45 @@ pub(crate) struct Service {
 }
 
 impl Service {
-    /// Starts the service and waits (at most [`START_TIMEOUT`]) for its listening line.
-    pub(crate) fn start(config: &Config) -> Service {
+    /// Starts the service expecting it to refuse: waits (at most [`START_TIMEOUT`]) for it
+    /// to exit and returns its status and stderr. Panics if it starts listening instead.
+    pub(crate) fn start_refused(config: &Config) -> (ExitStatus, String) {
+        let mut child = Self::command(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn flash-sale");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                let mut out = String::new();
+                let mut err = String::new();
+                if let Some(mut o) = child.stdout.take() {
+                    let _ = o.read_to_string(&mut out);
+                }
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                assert!(
+                    !out.contains("flash-sale listening on"),
+                    "expected a refusal, but it listened: stdout {out:?}, stderr {err:?}"
+                );
+                return (status, err);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("flash-sale neither refused nor exited within {START_TIMEOUT:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn command(config: &Config) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flash-sale"));
         cmd.arg("serve")
-            .args(["--addr", "127.0.0.1:0"])
+            .args(["--addr", config.addr.as_deref().unwrap_or("127.0.0.1:0")])
             .args(["--cores", &config.cores.to_string()])
             .arg("--data-dir")
             .arg(&config.data_dir);
@@ -130,7 +174,24 @@ impl Service {
         if let Some(prefix) = &config.prefix {
             cmd.args(["--prefix", prefix]);
         }
-        let mut child = cmd
+        cmd.args(&config.extra_args);
+        if config.ignore_sigxfsz {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only async-signal-safe calls are allowed;
+            // signal(2) with SIG_IGN is one, and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
+        cmd
+    }
+
+    /// Starts the service and waits (at most [`START_TIMEOUT`]) for its listening line.
+    pub(crate) fn start(config: &Config) -> Service {
+        let mut child = Self::command(config)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
