@@ -56,5 +56,6 @@ pub mod store;
 pub use client::{parse_url, Client, RedisError};
 pub use resp::Value;
 pub use store::{
-    new_order_id, run_tag, BuyOutcome, ItemView, OrderView, PutOutcome, RedisStore, DEFAULT_PREFIX,
+    new_order_id, run_tag, BuyOutcome, Durability, ItemView, OrderView, PutOutcome, RedisStore,
+    DEFAULT_PREFIX,
 };
