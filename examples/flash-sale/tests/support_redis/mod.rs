@@ -84,12 +84,14 @@ impl RedisServer {
         self.signal(libc::SIGCONT);
     }
 
-    /// SIGKILL, then a new server on the same port and directory (so it reloads what the old
-    /// one wrote to its append-only file). Waits (bounded) until the new one answers.
-    pub(crate) fn kill9_and_restart(&mut self) {
+    /// SIGKILL, `down` with nothing listening, then a new server on the same port and
+    /// directory (so it reloads what the old one wrote to its append-only file). Waits
+    /// (bounded) until the new one answers.
+    pub(crate) fn kill9_and_restart(&mut self, down: Duration) {
         // `Child::kill` sends SIGKILL to exactly this child's PID.
         self.child.kill().expect("SIGKILL redis-server");
         self.child.wait().expect("reap redis-server");
+        std::thread::sleep(down);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match try_start(self.port, &self.dir, &self.settings) {
