@@ -32,7 +32,7 @@
 //! 3. `remaining <= 0` → `sold_out`;
 //! 4. the order hash exists already → an error reply (an order id reused by a misconfigured
 //!    instance must fail, not overwrite);
-//! 5. only now write: `remaining - 1`, `sold + 1`, buyers[user] = order, the order hash,
+//! 5. only now write: `remaining - 1`, `sold + 1`, `buyers[user] = order`, the order hash,
 //!    `XADD P:orders * order .. item .. user .. ts ..` → `bought`.
 //!
 //! Why it cannot oversell or sell twice: Redis runs a script to its end before it runs any
