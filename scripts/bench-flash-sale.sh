@@ -191,9 +191,12 @@ start_one() {
             start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/axum_flash_sale" \
                 --addr "$ADDR" --threads 1 --data-dir "$dir" ;;
         ringcore-redis)
+            # The service refuses a Redis that can lose acknowledged orders unless told.
+            local lossy=()
+            [ "$REDIS_FSYNC" = always ] || lossy=(--allow-redis-data-loss)
             start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/flash-sale" serve \
                 --addr "$ADDR" --cores 1 --data-dir "$dir" --store "redis://127.0.0.1:$REDIS_PORT" \
-                --prefix "bench-$RUN_ID-$SEQ" ;;
+                --prefix "bench-$RUN_ID-$SEQ" "${lossy[@]}" ;;
     esac
 }
 

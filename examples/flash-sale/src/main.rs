@@ -3,6 +3,7 @@
 //! ```text
 //! flash-sale serve --addr HOST:PORT --cores N --data-dir DIR [--store redis://HOST:PORT]
 //!                  [--admin-token T] [--prefix P] [--user-rate R] [--global-rate R]
+//!                  [--redis-timeout MS] [--allow-redis-data-loss] [--share-addr]
 //! flash-sale demo  [--cores N] [--items K] [--stock S] [--users U] [--rate R] ...
 //! ```
 
@@ -16,9 +17,18 @@ const USAGE: &str = "usage:
   flash-sale serve --addr HOST:PORT [--cores N | --cores 0,2,5] --data-dir DIR
                    [--store redis://HOST:PORT] [--prefix P] [--admin-token T]
                    [--user-rate BUYS_PER_SEC] [--global-rate BUYS_PER_SEC]
-                   [--share-addr]   (serve an address another process serves too:
-                                     for a zero-downtime restart)
-  flash-sale demo  [options]   (flash-sale demo --help)";
+                   [--redis-timeout MS] [--allow-redis-data-loss] [--share-addr]
+  flash-sale demo  [options]   (flash-sale demo --help)
+
+  --share-addr             serve HOST:PORT even if another process already serves it (both
+                           take connections via SO_REUSEPORT): for a zero-downtime restart,
+                           start the new instance, then stop the old one. Without it, a
+                           served address is refused at start
+  --redis-timeout MS       deadline of every Redis operation (default 1000); past it the
+                           request answers 503 + Retry-After (a buy is then in doubt: its
+                           retry answers already_bought if it went through)
+  --allow-redis-data-loss  start even if Redis can lose acknowledged orders (anything but
+                           appendonly yes + appendfsync always) or refuses CONFIG GET";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -60,6 +70,18 @@ fn parse_serve(args: &[String]) -> Result<Config, String> {
             "--user-rate" => cfg.user_rate = rate(&value()?)?,
             "--global-rate" => cfg.global_rate = rate(&value()?)?,
             "--share-addr" => cfg.share_addr = true,
+            "--redis-timeout" => {
+                let v = value()?;
+                cfg.redis_timeout = match v.parse::<u64>() {
+                    Ok(ms) if (1..=3_600_000).contains(&ms) => std::time::Duration::from_millis(ms),
+                    _ => {
+                        return Err(format!(
+                            "--redis-timeout: not a number of milliseconds in 1..=3600000: {v:?}"
+                        ))
+                    }
+                };
+            }
+            "--allow-redis-data-loss" => cfg.allow_redis_data_loss = true,
             other => return Err(format!("unknown option {other:?}")),
         }
     }

@@ -167,13 +167,31 @@ fn a_dropped_caller_does_not_shift_replies() {
             let url = url.clone();
             async move {
                 let c = Client::connect(&url).await.expect("connect");
-                for i in 0..20 {
-                    // Queued, then abandoned before its reply: the command still runs, and its
-                    // reply is not handed to the next caller.
+                c.cmd(&["SET", "x", "start"]).await.expect("SET");
+                for i in 0..10 {
+                    // Queued, then abandoned before it was written: it is never sent.
                     let v = i.to_string();
                     let abandoned = timeout(Duration::ZERO, c.cmd(&["SET", "x", &v])).await;
                     assert!(abandoned.is_err(), "the zero timeout fires first");
-                    assert_eq!(c.cmd(&["GET", "x"]).await.expect("GET"), bulk(&v), "round {i}");
+                    assert_eq!(
+                        c.cmd(&["GET", "x"]).await.expect("GET"),
+                        bulk("start"),
+                        "round {i}: an abandoned command that was never written must not run"
+                    );
+                    // Written, then abandoned while the server works on it (BLPOP answers nil
+                    // after 100 ms): its late reply is read and thrown away, not handed to the
+                    // next caller.
+                    let abandoned = timeout(
+                        Duration::from_millis(20),
+                        c.cmd(&["BLPOP", "no-such-list", "0.1"]),
+                    )
+                    .await;
+                    assert!(abandoned.is_err(), "BLPOP answers after 100 ms");
+                    assert_eq!(
+                        c.cmd(&["GET", "x"]).await.expect("GET"),
+                        bulk("start"),
+                        "round {i}"
+                    );
                 }
             }
         })

@@ -9,15 +9,34 @@
 //! Why a task rather than an async mutex around the stream: a caller that is dropped (a
 //! timeout, a cancelled request) after its command was written would leave its reply on the
 //! wire for the next caller to read. Here the task owns the exchange; a dropped caller's
-//! reply is read and thrown away, and the connection stays in step.
+//! reply is read and thrown away, and the connection stays in step. A caller that is gone
+//! *before* its command was written is skipped: its command is never sent.
 //!
-//! Failures: if the connection fails (I/O error, EOF, a reply that is not RESP, no byte for
-//! [`REPLY_TIMEOUT`]), every command of the batch in flight and everything queued behind it
-//! gets an error, and the next command opens a new connection. A command that got an I/O
-//! error may or may not have run on the server.
+//! # Deadlines
 //!
-//! Blocking commands (`BLPOP`, `XREAD BLOCK`) that wait longer than [`REPLY_TIMEOUT`] are
-//! not supported, and would hold up every command queued behind them anyway.
+//! Every call has a deadline ([`Client::deadline`], [`DEFAULT_DEADLINE`] unless set with
+//! [`Client::connect_with`]), counted from the call: time in the queue, a reconnect, the
+//! write and the reply all count. Past it the caller gets an `io::ErrorKind::TimedOut` error,
+//! whatever the connection task is doing, so a stalled server (`SIGSTOP`, a slow script, a
+//! silent network) can hold a caller no longer than the deadline. A command that timed out
+//! after it was written may still run on the server: its result is in doubt.
+//!
+//! The connection task bounds itself the same way: a connect, a write, or a batch's replies
+//! that take longer than the deadline give the connection up (the socket is closed, so a late
+//! reply can never reach a later caller), every request of the batch gets an error, and the
+//! next batch opens a new connection.
+//!
+//! # Failures and back-off
+//!
+//! If the connection fails (I/O error, EOF, a reply that is not RESP, the deadline), every
+//! command of the batch in flight gets an error and the next batch reconnects at once. If
+//! that fails too, reconnects back off ([`BACKOFF_FIRST`] doubling up to [`BACKOFF_MAX`]);
+//! until the next attempt is due, commands fail at once with the last error instead of
+//! waiting, so an unreachable server costs callers nothing but the error. The first reply
+//! read resets the back-off.
+//!
+//! Blocking commands (`BLPOP`, `XREAD BLOCK`) that wait longer than the deadline are not
+//! supported, and would hold up every command queued behind them anyway.
 //!
 //! The client is `!Send`: one per core (share it with `Rc`).
 
@@ -28,17 +47,24 @@ use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringcore_runtime::net::TcpStream;
 use ringcore_runtime::spawn_local;
-use ringcore_runtime::time::timeout;
+use ringcore_runtime::time::{timeout, timeout_at};
 
 use super::resp::{encode_command, Decoder, Value};
 
-/// How long the connection task waits for more bytes of a reply before it gives the
-/// connection up (Redis's own `busy-reply-threshold` for a slow script is 5 s).
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a call may take, from the call to its reply, unless [`Client::connect_with`]
+/// says otherwise.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(1);
+
+/// The wait before the second reconnect in a row (the first is immediate).
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(25);
+
+/// The longest wait between two reconnects: once the server is back, the client finds it
+/// within this.
+pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// The port of a `redis://host` URL without one.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -130,6 +156,7 @@ pub struct Client {
     shared: Rc<Shared>,
     host: String,
     port: u16,
+    deadline: Duration,
 }
 
 impl fmt::Debug for Client {
@@ -137,6 +164,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("deadline", &self.deadline)
             .field("queued", &self.shared.queue.borrow().len())
             .finish()
     }
@@ -168,6 +196,13 @@ enum SlotState {
     Taken,
 }
 
+impl Request {
+    /// The caller is gone (timed out, cancelled): nobody will read the reply.
+    fn abandoned(&self) -> bool {
+        Rc::strong_count(&self.slot) == 1
+    }
+}
+
 impl Slot {
     fn fill(&self, result: io::Result<Vec<Value>>) {
         let prev = std::mem::replace(&mut *self.0.borrow_mut(), SlotState::Done(result));
@@ -194,20 +229,38 @@ impl Slot {
 }
 
 impl Client {
-    /// Connects to `redis://host:port` and starts the connection task on this core.
+    /// Connects to `redis://host:port` with [`DEFAULT_DEADLINE`] on every call; see
+    /// [`Client::connect_with`].
+    pub async fn connect(url: &str) -> io::Result<Client> {
+        Client::connect_with(url, DEFAULT_DEADLINE).await
+    }
+
+    /// Connects to `redis://host:port` and starts the connection task on this core. Every
+    /// call (and this connect) fails with `TimedOut` once `deadline` has passed.
     ///
     /// Must be called on a runtime core. The connection is made now, so a wrong address
     /// fails here rather than at the first command.
-    pub async fn connect(url: &str) -> io::Result<Client> {
+    pub async fn connect_with(url: &str, deadline: Duration) -> io::Result<Client> {
         let (host, port) = parse_url(url)?;
-        let stream = open(&host, port).await?;
+        let stream = open_within(&host, port, deadline).await?;
         let shared = Rc::new(Shared {
             queue: RefCell::new(VecDeque::new()),
             task: RefCell::new(None),
             closed: Cell::new(false),
         });
-        spawn_local(connection_task(shared.clone(), host.clone(), port, stream)).detach();
-        Ok(Client { shared, host, port })
+        let task = connection_task(shared.clone(), host.clone(), port, stream, deadline);
+        spawn_local(task).detach();
+        Ok(Client {
+            shared,
+            host,
+            port,
+            deadline,
+        })
+    }
+
+    /// How long each call may take.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// The server's `host:port`.
@@ -253,7 +306,15 @@ impl Client {
             slot: slot.clone(),
         });
         self.shared.wake_task();
-        slot.wait().await
+        match timeout(self.deadline, slot.wait()).await {
+            Ok(r) => r,
+            // Dropping `slot` here tells the task nobody waits: if the command is still
+            // queued, it is never sent.
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("redis: no reply from {} within {:?}", self.addr(), self.deadline),
+            )),
+        }
     }
 }
 
@@ -272,10 +333,12 @@ impl Shared {
         }
     }
 
-    /// Everything queued, or `None` once the client is gone and nothing is left.
+    /// Everything queued whose caller still waits, or `None` once the client is gone and
+    /// nothing is left.
     async fn next_batch(&self) -> Option<Vec<Request>> {
         poll_fn(|cx| {
             let mut q = self.queue.borrow_mut();
+            q.retain(|r| !r.abandoned());
             if !q.is_empty() {
                 return Poll::Ready(Some(q.drain(..).collect()));
             }
@@ -297,51 +360,143 @@ async fn open(host: &str, port: u16) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
+/// [`open`], bounded by `deadline`.
+async fn open_within(host: &str, port: u16, deadline: Duration) -> io::Result<TcpStream> {
+    timeout(deadline, open(host, port)).await.unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("redis: cannot connect to {host}:{port} within {deadline:?}"),
+        ))
+    })
+}
+
+/// When the connection task may try to connect again after failures.
+///
+/// The first reconnect after a failure is immediate (a server that closed one idle
+/// connection is usually fine); each further failure in a row doubles the wait, from
+/// [`BACKOFF_FIRST`] up to [`BACKOFF_MAX`]. A reply read resets it.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// Failures in a row.
+    failures: u32,
+    /// No connect before this.
+    retry_at: Option<Instant>,
+    /// What the last failure was.
+    last_error: String,
+}
+
+impl Backoff {
+    fn failed(&mut self, e: &io::Error, now: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        self.last_error = e.to_string();
+        let wait = match self.failures {
+            0 | 1 => Duration::ZERO,
+            n => BACKOFF_FIRST
+                .saturating_mul(1 << (n - 2).min(16))
+                .min(BACKOFF_MAX),
+        };
+        self.retry_at = Some(now + wait);
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+    }
+
+    /// The error to answer with while a connect is not yet due, `None` when one may be tried.
+    fn refuse(&self, now: Instant) -> Option<io::Error> {
+        let at = self.retry_at?;
+        let left = at.checked_duration_since(now).filter(|d| !d.is_zero())?;
+        Some(io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!(
+                "{} (next reconnect in {} ms)",
+                self.last_error,
+                left.as_millis().max(1)
+            ),
+        ))
+    }
+}
+
 /// Owns the socket: writes each batch, reads its replies, hands them out.
-async fn connection_task(shared: Rc<Shared>, host: String, port: u16, stream: TcpStream) {
+async fn connection_task(shared: Rc<Shared>, host: String, port: u16, stream: TcpStream, deadline: Duration) {
     let mut conn = Some(stream);
+    let mut backoff = Backoff::default();
     let mut out = Vec::new();
-    while let Some(batch) = shared.next_batch().await {
+    while let Some(mut batch) = shared.next_batch().await {
         let stream = match conn.take() {
             Some(s) => s,
-            None => match open(&host, port).await {
-                Ok(s) => s,
-                Err(e) => {
+            None => {
+                if let Some(e) = backoff.refuse(Instant::now()) {
                     fail(batch, &e);
                     continue;
                 }
-            },
+                match open_within(&host, port, deadline).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        backoff.failed(&e, Instant::now());
+                        fail(batch, &e);
+                        continue;
+                    }
+                }
+            }
         };
+        // Callers that gave up while we connected: their commands are not sent.
+        batch.retain(|r| !r.abandoned());
+        if batch.is_empty() {
+            conn = Some(stream);
+            continue;
+        }
         out.clear();
         for r in &batch {
             out.extend_from_slice(&r.bytes);
         }
-        let (res, buf) = stream.write_all(out).await;
-        out = buf;
-        if let Err(e) = res {
-            fail(
-                batch,
-                &io::Error::new(e.kind(), format!("redis: write failed: {e}")),
-            );
+        let until = Instant::now() + deadline;
+        let written = match timeout_at(until, stream.write_all(std::mem::take(&mut out))).await {
+            Ok((res, buf)) => {
+                out = buf;
+                res.map_err(|e| io::Error::new(e.kind(), format!("redis: write failed: {e}")))
+            }
+            // The buffer stays with the cancelled write; the next batch gets a new one.
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("redis: {host}:{port} took no request within {deadline:?}; connection dropped"),
+            )),
+        };
+        if let Err(e) = written {
+            backoff.failed(&e, Instant::now());
+            fail(batch, &e);
             continue;
         }
-        match read_replies(&stream, batch).await {
-            Ok(()) => conn = Some(stream),
-            // The stream is dropped (closed); the next batch reconnects.
-            Err((e, rest)) => fail(rest, &e),
+        match read_replies(&stream, batch, until, deadline).await {
+            Ok(()) => {
+                backoff.succeeded();
+                conn = Some(stream);
+            }
+            // The stream is dropped (closed), so a late reply can reach nobody; the next
+            // batch reconnects.
+            Err((e, rest)) => {
+                backoff.failed(&e, Instant::now());
+                fail(rest, &e);
+            }
         }
     }
 }
 
-/// Reads the replies of `batch` in order and fills each slot; on a failure, returns the
-/// error and the requests that got no reply.
-async fn read_replies(stream: &TcpStream, batch: Vec<Request>) -> Result<(), (io::Error, Vec<Request>)> {
+/// Reads the replies of `batch` in order and fills each slot; on a failure (or once `until`
+/// has passed), returns the error and the requests that got no reply.
+async fn read_replies(
+    stream: &TcpStream,
+    batch: Vec<Request>,
+    until: Instant,
+    deadline: Duration,
+) -> Result<(), (io::Error, Vec<Request>)> {
     let mut decoder = Decoder::new();
     let mut pending = batch.into_iter();
     while let Some(req) = pending.next() {
         let mut replies = Vec::with_capacity(req.replies);
         while replies.len() < req.replies {
-            match next_reply(stream, &mut decoder).await {
+            match next_reply(stream, &mut decoder, until, deadline).await {
                 Ok(v) => replies.push(v),
                 Err(e) => {
                     let mut rest = vec![req];
@@ -359,17 +514,22 @@ async fn read_replies(stream: &TcpStream, batch: Vec<Request>) -> Result<(), (io
     Ok(())
 }
 
-async fn next_reply(stream: &TcpStream, decoder: &mut Decoder) -> io::Result<Value> {
+async fn next_reply(
+    stream: &TcpStream,
+    decoder: &mut Decoder,
+    until: Instant,
+    deadline: Duration,
+) -> io::Result<Value> {
     loop {
         if let Some(v) = decoder.decode()? {
             return Ok(v);
         }
-        let chunk = timeout(REPLY_TIMEOUT, stream.recv())
+        let chunk = timeout_at(until, stream.recv())
             .await
             .map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("redis: no reply within {REPLY_TIMEOUT:?}"),
+                    format!("redis: no reply within {deadline:?}; connection dropped"),
                 )
             })?
             .map_err(|e| io::Error::new(e.kind(), format!("redis: read failed: {e}")))?;
@@ -423,6 +583,35 @@ mod tests {
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}");
             assert!(e.to_string().contains("redis://host:port"), "{e}");
         }
+    }
+
+    #[test]
+    fn backoff_retries_at_once_then_doubles_up_to_the_cap() {
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        assert!(b.refuse(t0).is_none(), "a fresh client connects");
+        let e = io::Error::other("redis: boom");
+        b.failed(&e, t0);
+        assert!(b.refuse(t0).is_none(), "the first reconnect is immediate");
+        b.failed(&e, t0);
+        let refused = b.refuse(t0).expect("the second waits");
+        assert_eq!(refused.kind(), io::ErrorKind::NotConnected);
+        assert!(refused.to_string().contains("boom"), "{refused}");
+        assert!(b.refuse(t0 + BACKOFF_FIRST).is_none());
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            b.failed(&e, t0);
+            let due = (1..=2000u64)
+                .map(Duration::from_millis)
+                .find(|d| b.refuse(t0 + *d).is_none())
+                .expect("due within 2 s");
+            waits.push(due.as_millis());
+        }
+        assert_eq!(&waits[..5], &[50, 100, 200, 400, 500]);
+        assert!(waits.iter().all(|w| *w <= BACKOFF_MAX.as_millis()), "{waits:?}");
+        b.succeeded();
+        b.failed(&e, t0);
+        assert!(b.refuse(t0).is_none(), "a success resets the back-off");
     }
 
     #[test]

@@ -32,7 +32,7 @@
 //! 3. `remaining <= 0` → `sold_out`;
 //! 4. the order hash exists already → an error reply (an order id reused by a misconfigured
 //!    instance must fail, not overwrite);
-//! 5. only now write: `remaining - 1`, `sold + 1`, buyers[user] = order, the order hash,
+//! 5. only now write: `remaining - 1`, `sold + 1`, `buyers[user] = order`, the order hash,
 //!    `XADD P:orders * order .. item .. user .. ts ..` → `bought`.
 //!
 //! Why it cannot oversell or sell twice: Redis runs a script to its end before it runs any
@@ -43,11 +43,28 @@
 //! not roll back a script's writes on error). `put_item` is a script for the same reason: it
 //! resets stock only if `sold` is still 0, atomically with that check.
 //!
-//! A buy whose reply is lost (connection failure) may or may not have run; retrying it with
-//! the same user is safe, since a second run answers `already` with the first order.
+//! # Deadlines, and a buy in doubt
 //!
-//! Durability is the server's: run Redis with `appendonly yes` (and `appendfsync always` for
-//! "never acknowledge an order that is not durable") in production; the tests run it without.
+//! Every call has a deadline (`serve --redis-timeout`, 1 s by default; see [`client`]): a
+//! stalled or unreachable Redis costs a caller at most that, then an error (the service
+//! answers 503 + `Retry-After`). A connection whose reply is late is closed, never reused,
+//! so a late reply cannot reach another caller; reconnects back off.
+//!
+//! A buy that timed out after its command was written may or may not have run (Redis may
+//! run it when it wakes up, even after the connection is gone). Retrying with the same user
+//! is safe and tells the truth: the script answers `already` with the first order if that
+//! attempt went through (step 2 runs before any write, whichever attempt Redis runs first),
+//! and never sells a second unit. A command whose caller gave up before it was written is
+//! never sent.
+//!
+//! # Durability
+//!
+//! Durability is the server's. "Never acknowledge an order that is not durable" needs
+//! `appendonly yes` *and* `appendfsync always` (Redis answers a write only once it is in
+//! the fsynced append-only file). `RedisStore::durability` reads both with `CONFIG GET`, and
+//! `serve` refuses to start against anything else, or against a server that refuses
+//! `CONFIG` (renamed, ACL), unless `--allow-redis-data-loss` is given (it then starts with a
+//! warning). The tests run Redis with both settings.
 
 pub mod client;
 pub mod resp;
@@ -56,5 +73,6 @@ pub mod store;
 pub use client::{parse_url, Client, RedisError};
 pub use resp::Value;
 pub use store::{
-    new_order_id, run_tag, BuyOutcome, ItemView, OrderView, PutOutcome, RedisStore, DEFAULT_PREFIX,
+    new_order_id, run_tag, BuyOutcome, Durability, ItemView, OrderView, PutOutcome, RedisStore,
+    DEFAULT_PREFIX,
 };

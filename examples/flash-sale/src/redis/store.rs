@@ -3,6 +3,7 @@
 
 use std::io;
 use std::rc::Rc;
+use std::time::Duration;
 
 use super::client::{Client, RedisError};
 use super::resp::Value;
@@ -90,6 +91,27 @@ pub enum BuyOutcome {
     UnknownItem,
 }
 
+/// What [`RedisStore::durability`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Durability {
+    /// `appendonly yes` and `appendfsync always`: a write is on disk before Redis answers
+    /// it, so every acknowledged order survives a crash or a power cut.
+    Durable,
+    /// A crash can lose acknowledged writes: no append-only file, or one synced only now
+    /// and then (`everysec`: up to a second of writes; `no`: whatever the kernel held).
+    Lossy {
+        /// The `appendonly` setting (`yes`/`no`).
+        appendonly: String,
+        /// The `appendfsync` setting (`always`/`everysec`/`no`).
+        appendfsync: String,
+    },
+    /// The server would not say (`CONFIG` renamed, disabled or denied by an ACL).
+    Unknown {
+        /// Why, in words.
+        why: String,
+    },
+}
+
 /// A stored order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderView {
@@ -132,9 +154,16 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port`) and opens the store under `prefix`.
+    /// Connects to `url` (`redis://host:port`) and opens the store under `prefix`, with the
+    /// client's default deadline on every call.
     pub async fn connect(url: &str, prefix: &str) -> io::Result<RedisStore> {
         RedisStore::open(Rc::new(Client::connect(url).await?), prefix).await
+    }
+
+    /// Like [`RedisStore::connect`], every Redis call bounded by `deadline`
+    /// ([`Client::connect_with`]).
+    pub async fn connect_with(url: &str, prefix: &str, deadline: Duration) -> io::Result<RedisStore> {
+        RedisStore::open(Rc::new(Client::connect_with(url, deadline).await?), prefix).await
     }
 
     /// Opens the store on an existing client: loads the two scripts into the server's
@@ -325,6 +354,45 @@ impl RedisStore {
             .as_int()
             .and_then(|n| u64::try_from(n).ok())
             .ok_or_else(|| unexpected("XLEN", Some(&reply)))
+    }
+
+    /// Whether the server keeps what it acknowledged across a crash (`CONFIG GET appendonly`
+    /// and `appendfsync`): see [`Durability`].
+    pub async fn durability(&self) -> io::Result<Durability> {
+        let replies = self
+            .client
+            .pipeline(&[["CONFIG", "GET", "appendonly"], ["CONFIG", "GET", "appendfsync"]])
+            .await?;
+        let mut values = Vec::with_capacity(2);
+        for (name, reply) in ["appendonly", "appendfsync"].into_iter().zip(&replies) {
+            match reply {
+                Value::Error(e) => {
+                    return Ok(Durability::Unknown {
+                        why: format!("CONFIG GET {name} was refused: {e}"),
+                    })
+                }
+                // `[name, value]`; an empty array for a parameter the server does not know.
+                Value::Array(kv) => match kv.get(1).and_then(Value::as_str) {
+                    Some(v) => values.push(v.to_ascii_lowercase()),
+                    None => {
+                        return Ok(Durability::Unknown {
+                            why: format!("CONFIG GET {name} answered no value ({reply:?})"),
+                        })
+                    }
+                },
+                other => return Err(unexpected("CONFIG GET", Some(other))),
+            }
+        }
+        let [appendonly, appendfsync] =
+            <[String; 2]>::try_from(values).map_err(|_| unexpected("CONFIG GET", replies.first()))?;
+        if appendonly == "yes" && appendfsync == "always" {
+            Ok(Durability::Durable)
+        } else {
+            Ok(Durability::Lossy {
+                appendonly,
+                appendfsync,
+            })
+        }
     }
 
     /// `EVALSHA`, falling back to `EVAL` (which caches the script again) when the server

@@ -6,6 +6,7 @@
 
 pub mod embedded;
 pub mod health;
+mod redis_calls;
 pub mod replay;
 
 use std::io;
@@ -58,6 +59,10 @@ pub struct Config {
     /// connections through `SO_REUSEPORT`): for a zero-downtime restart, start the new
     /// instance with this set (on its own data dir or store), then stop the old one.
     pub share_addr: bool,
+    /// The deadline of every Redis operation (past it: 503 + `Retry-After`).
+    pub redis_timeout: Duration,
+    /// Start even against a Redis that can lose acknowledged orders (or will not say).
+    pub allow_redis_data_loss: bool,
 }
 
 impl Config {
@@ -74,6 +79,8 @@ impl Config {
             global_rate: 0.0,
             item_cache_ttl: Duration::from_millis(100),
             share_addr: false,
+            redis_timeout: crate::redis::client::DEFAULT_DEADLINE,
+            allow_redis_data_loss: false,
         }
     }
 }
@@ -236,6 +243,7 @@ fn router(cfg: &Config, snapshot: &Arc<Snapshot>, tag: &str) -> Router<App> {
     let store_url = cfg.store.clone();
     let prefix = cfg.prefix.clone();
     let data_dir = cfg.data_dir.clone();
+    let (redis_timeout, allow_loss) = (cfg.redis_timeout, cfg.allow_redis_data_loss);
     router
         .route("/items/{item}", put(put_item).get(get_item))
         .route("/items/{item}/buy", buy)
@@ -266,7 +274,10 @@ fn router(cfg: &Config, snapshot: &Arc<Snapshot>, tag: &str) -> Router<App> {
                     }
                 }
                 Some(url) => {
-                    let store = RedisStore::connect(&url, &prefix).await?;
+                    let store = RedisStore::connect_with(&url, &prefix, redis_timeout).await?;
+                    if shard_id() == 0 {
+                        redis_calls::check_durability(&store, allow_loss).await?;
+                    }
                     if let Store::Redis(slot) = &state.store {
                         *slot.borrow_mut() = Some(Rc::new(store));
                     }
@@ -378,12 +389,16 @@ async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> 
     let order = new_order_id(&format!("{me}-{}", app.tag), 0, seq);
     let ts = now_ms();
     let resp = match redis_of(&app) {
-        Some(store) => match store.buy(&item, &user, &order, ts).await {
+        Some(store) => match redis_calls::call(&store, store.buy(&item, &user, &order, ts)).await {
             Ok(BuyOutcome::Bought { order }) => Ok(order),
             Ok(BuyOutcome::SoldOut) => Err(error(StatusCode::CONFLICT, "sold_out")),
             Ok(BuyOutcome::AlreadyBought { order }) => Err(already(&order)),
             Ok(BuyOutcome::UnknownItem) => Err(error(StatusCode::NOT_FOUND, "unknown_item")),
-            Err(e) => Err(unavailable(&format!("store: {e}"))),
+            // In doubt when it timed out: the script may have run. A retry tells the truth
+            // (`already_bought` with that order), and never sells a second unit.
+            Err(e) => Err(unavailable(&format!(
+                "store: {e}; retry: a buy that went through answers already_bought"
+            ))),
         },
         None => buy_embedded(&app, &item, &user, order, ts).await,
     };
@@ -587,9 +602,11 @@ async fn put_item(Path(item): Path<String>, State(app): State<App>, req: Request
         return bad_request("item ids are 1 to 256 bytes");
     }
     let outcome = match redis_of(&app) {
-        Some(store) => match store
-            .put_item(&item, stock, body.price, body.name.as_deref())
-            .await
+        Some(store) => match redis_calls::call(
+            &store,
+            store.put_item(&item, stock, body.price, body.name.as_deref()),
+        )
+        .await
         {
             Ok(o) => o,
             Err(e) => return unavailable(&format!("store: {e}")),
@@ -730,7 +747,7 @@ async fn get_item(Path(item): Path<String>, State(app): State<App>) -> Response 
         .cache
         .get_or_load(key, || async move {
             match store {
-                Some(s) => match s.get_item(&item).await {
+                Some(s) => match redis_calls::call(&s, s.get_item(&item)).await {
                     Ok(Some(v)) => Ok(item_json(&item, v.stock, v.sold)),
                     Ok(None) => Err(Missing::NotFound),
                     Err(e) => Err(Missing::Store(e.to_string())),
@@ -775,7 +792,7 @@ enum Missing {
 
 async fn get_order(Path(order): Path<String>, State(app): State<App>) -> Response {
     let found = match redis_of(&app) {
-        Some(store) => match store.get_order(&order).await {
+        Some(store) => match redis_calls::call(&store, store.get_order(&order)).await {
             Ok(o) => o.map(|o| json!({"order": o.order, "item": o.item, "user": o.user, "ts": o.ts})),
             Err(e) => return unavailable(&format!("store: {e}")),
         },

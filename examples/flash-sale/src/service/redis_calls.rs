@@ -1,0 +1,128 @@
+//! Every Redis call a handler makes: one deadline over the whole operation, and the
+//! `redis-<core>` part of [`health`](super::health) kept true.
+//!
+//! - [`call`] bounds an operation of [`RedisStore`] (which may be two commands: `EVALSHA`,
+//!   then `EVAL` after a Redis restart) by the client's deadline (`serve --redis-timeout`).
+//!   A failure or a timeout marks `redis-<core>` failing (503 on `/healthz`, with the error
+//!   and since when); the first success marks it healthy again.
+//! - While it is failing, one probe task per core sends `PING` with back-off, so `/healthz`
+//!   turns 200 once Redis answers again even on a core that gets no traffic.
+//! - [`check_durability`] runs once at start: a Redis that could lose an acknowledged order
+//!   is refused unless the user allowed it (`--allow-redis-data-loss`).
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ringcore_http::runtime::time::{sleep, timeout};
+use ringcore_http::runtime::{shard_id, spawn_local};
+
+use super::health;
+use crate::redis::{Durability, RedisStore};
+
+/// The first wait of the health probe; it doubles up to [`PROBE_MAX`].
+const PROBE_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between two probes.
+const PROBE_MAX: Duration = Duration::from_millis(500);
+
+thread_local! {
+    /// A probe task runs on this core.
+    static PROBING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn part() -> String {
+    format!("redis-{}", shard_id())
+}
+
+/// Runs `op` (a call of `store`) for at most the client's deadline, and records the outcome
+/// in this core's health.
+pub(super) async fn call<T>(
+    store: &Rc<RedisStore>,
+    op: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    let deadline = store.client().deadline();
+    let result = timeout(deadline, op).await.unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "redis: no answer from {} within {deadline:?}",
+                store.client().addr()
+            ),
+        ))
+    });
+    match &result {
+        Ok(_) => {
+            health::set_healthy(&part());
+        }
+        Err(e) => failing(store, e),
+    }
+    result
+}
+
+fn failing(store: &Rc<RedisStore>, e: &io::Error) {
+    health::set_failing(&part(), e.to_string());
+    if PROBING.with(|p| p.replace(true)) {
+        return;
+    }
+    let store = store.clone();
+    spawn_local(async move {
+        let mut wait = PROBE_FIRST;
+        loop {
+            sleep(wait).await;
+            match timeout(store.client().deadline(), store.client().cmd(&["PING"])).await {
+                Ok(Ok(_)) => {
+                    health::set_healthy(&part());
+                    break;
+                }
+                Ok(Err(e)) => health::set_failing(&part(), e.to_string()),
+                Err(_) => health::set_failing(&part(), "redis: PING timed out"),
+            }
+            wait = (wait * 2).min(PROBE_MAX);
+        }
+        PROBING.with(|p| p.set(false));
+    })
+    .detach();
+}
+
+/// Refuses (an error naming the setting, its value and the remedy) a Redis that could lose
+/// an acknowledged order, unless `allow_loss`; then it only warns.
+pub(super) async fn check_durability(store: &RedisStore, allow_loss: bool) -> io::Result<()> {
+    let addr = store.client().addr();
+    const NEEDED: &str = "`appendonly yes` and `appendfsync always` (in redis.conf, or \
+                          CONFIG SET appendonly yes + CONFIG SET appendfsync always)";
+    let problem = match store.durability().await? {
+        Durability::Durable => return Ok(()),
+        Durability::Lossy {
+            appendonly,
+            appendfsync,
+        } => {
+            let mut wrong = Vec::new();
+            if appendonly != "yes" {
+                wrong.push(format!("appendonly is {appendonly:?}"));
+            }
+            if appendfsync != "always" {
+                wrong.push(format!("appendfsync is {appendfsync:?}"));
+            }
+            format!(
+                "redis at {addr} can lose acknowledged orders in a crash: {}; a 200 must mean \
+                 the order is on disk, which needs {NEEDED}",
+                wrong.join(" and ")
+            )
+        }
+        Durability::Unknown { why } => format!(
+            "cannot check that redis at {addr} keeps acknowledged orders: {why}; make sure it \
+             runs with {NEEDED}"
+        ),
+    };
+    if allow_loss {
+        tracing::warn!("{problem}; starting anyway (--allow-redis-data-loss)");
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{problem}; or pass --allow-redis-data-loss to start anyway"),
+        ))
+    }
+}
