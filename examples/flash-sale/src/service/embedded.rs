@@ -32,7 +32,6 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use super::replay::Snapshot;
 use crate::journal::Journal;
@@ -127,15 +126,16 @@ pub(crate) fn split(units: u64, k: usize, n: usize) -> u64 {
     units / n64 + u64::from((k as u64) < units % n64)
 }
 
-/// Builds this core's state from the replayed snapshot and installs it.
-pub(crate) fn install(snap: &Arc<Snapshot>, me: usize, n: usize) -> Rc<Core> {
+/// Builds this core's state from the replayed snapshot and installs it. The snapshot is
+/// only read: the caller drops it once every core has installed.
+pub(crate) fn install(snap: &Snapshot, me: usize, n: usize) -> Rc<Core> {
     let core = Core::default();
     {
         let mut items = core.items.borrow_mut();
-        for (id, s) in &snap.items {
+        for s in &snap.items {
             let remaining = s.stock.saturating_sub(s.sold);
             items.insert(
-                id.clone(),
+                s.id.clone(),
                 Item {
                     stock: s.stock,
                     price: s.price,
@@ -148,28 +148,29 @@ pub(crate) fn install(snap: &Arc<Snapshot>, me: usize, n: usize) -> Rc<Core> {
                 },
             );
             if me == 0 {
-                core.versions.borrow_mut().insert(id.clone(), s.version);
+                core.versions.borrow_mut().insert(s.id.clone(), s.version);
             }
         }
         let mut purchases = core.purchases.borrow_mut();
         let mut orders = core.orders.borrow_mut();
-        for o in &snap.orders {
-            if user_owner(&o.user, n) == me {
+        for o in snap.orders() {
+            let item = &snap.items[o.item as usize].id;
+            if user_owner(o.user, n) == me {
                 purchases.insert(
-                    (o.item.clone(), o.user.clone()),
-                    Purchase::Bought(o.order.clone()),
+                    (item.clone(), o.user.to_string()),
+                    Purchase::Bought(o.order.to_string()),
                 );
-                if let Some(i) = items.get_mut(&o.item) {
+                if let Some(i) = items.get_mut(item) {
                     i.sold += 1;
                 }
             }
-            if order_owner(&o.order, n) == me {
+            if order_owner(o.order, n) == me {
                 orders.insert(
-                    o.order.clone(),
+                    o.order.to_string(),
                     Order {
-                        order: o.order.clone(),
-                        item: o.item.clone(),
-                        user: o.user.clone(),
+                        order: o.order.to_string(),
+                        item: item.clone(),
+                        user: o.user.to_string(),
                         ts: o.ts,
                     },
                 );

@@ -51,13 +51,7 @@ fn with_part<R>(part: &str, f: impl FnOnce(&mut Part) -> R) -> R {
                 "1 while a part of the service (a core's journal, a core's Redis connection) is failing.",
                 &[("part", part)],
             );
-            parts.insert(
-                part.to_string(),
-                Part {
-                    failing: None,
-                    gauge,
-                },
-            );
+            parts.insert(part.to_string(), Part { failing: None, gauge });
         }
         let entry = parts.get_mut(part).expect("inserted above");
         f(entry)
