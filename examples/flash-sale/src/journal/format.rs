@@ -65,6 +65,27 @@ pub(super) fn encode_into(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// A whole journal file holding `payloads` as records, as the journal would have written
+/// them: for tools and tests that prepare a data dir. Each payload must have 1 to
+/// [`MAX_RECORD_LEN`] bytes (`InvalidInput` otherwise).
+pub fn encode_file<P: AsRef<[u8]>>(payloads: &[P]) -> std::io::Result<Vec<u8>> {
+    let mut out = header().to_vec();
+    for p in payloads {
+        let p = p.as_ref();
+        if p.is_empty() || p.len() > MAX_RECORD_LEN {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "journal record of {} bytes: payloads must have 1 to {MAX_RECORD_LEN} bytes",
+                    p.len()
+                ),
+            ));
+        }
+        encode_into(&mut out, p);
+    }
+    Ok(out)
+}
+
 /// Why replay stopped before the end of the file. Offsets are from the start of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {

@@ -82,5 +82,5 @@ mod format;
 mod open;
 
 pub use commit::{Commit, Journal, JournalStats};
-pub use format::{Damage, HEADER_LEN, MAX_RECORD_LEN, RECORD_OVERHEAD};
+pub use format::{encode_file, Damage, HEADER_LEN, MAX_RECORD_LEN, RECORD_OVERHEAD};
 pub use open::{file_name, repair, replay, Corruption, Entry, Replay};

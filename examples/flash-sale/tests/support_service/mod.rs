@@ -87,6 +87,8 @@ pub(crate) struct Config {
     pub(crate) store: Option<String>,
     pub(crate) admin_token: Option<String>,
     pub(crate) prefix: Option<String>,
+    /// More arguments after the others (`--accept-data-loss`).
+    pub(crate) extra_args: Vec<String>,
 }
 
 impl Config {
@@ -98,6 +100,7 @@ impl Config {
             store: None,
             admin_token: None,
             prefix: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -130,6 +133,7 @@ impl Service {
         if let Some(prefix) = &config.prefix {
             cmd.args(["--prefix", prefix]);
         }
+        cmd.args(&config.extra_args);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
