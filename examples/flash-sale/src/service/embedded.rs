@@ -29,10 +29,11 @@
 
 use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
+use super::orders::Orders;
 use super::replay::Snapshot;
 use crate::journal::Journal;
 
@@ -57,12 +58,6 @@ pub(crate) struct Item {
     pub(crate) deposits: u64,
 }
 
-#[derive(Debug, Clone)]
-enum Purchase {
-    Pending,
-    Bought(String),
-}
-
 /// An order, as `GET /orders` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
@@ -76,8 +71,10 @@ pub struct Order {
 #[derive(Debug, Default)]
 pub(crate) struct Core {
     pub(crate) items: RefCell<HashMap<String, Item>>,
-    purchases: RefCell<HashMap<(String, String), Purchase>>,
-    orders: RefCell<HashMap<String, Order>>,
+    /// `(item, user)` of the buys in flight of users owned by this core.
+    pending: RefCell<HashSet<(String, String)>>,
+    /// Purchase records of the users owned by this core, and the orders it indexes.
+    orders: RefCell<Orders>,
     pub(crate) journal: RefCell<Option<Rc<Journal>>>,
     /// Core 0 only: items being changed, and the last version of each item.
     locks: RefCell<HashMap<String, ()>>,
@@ -151,30 +148,23 @@ pub(crate) fn install(snap: &Snapshot, me: usize, n: usize) -> Rc<Core> {
                 core.versions.borrow_mut().insert(s.id.clone(), s.version);
             }
         }
-        let mut purchases = core.purchases.borrow_mut();
         let mut orders = core.orders.borrow_mut();
         for o in snap.orders() {
             let item = &snap.items[o.item as usize].id;
-            if user_owner(o.user, n) == me {
-                purchases.insert(
-                    (item.clone(), o.user.to_string()),
-                    Purchase::Bought(o.order.to_string()),
-                );
+            let purchase = user_owner(o.user, n) == me;
+            if purchase {
                 if let Some(i) = items.get_mut(item) {
                     i.sold += 1;
                 }
             }
-            if order_owner(o.order, n) == me {
-                orders.insert(
-                    o.order.to_string(),
-                    Order {
-                        order: o.order.to_string(),
-                        item: item.clone(),
-                        user: o.user.to_string(),
-                        ts: o.ts,
-                    },
-                );
-            }
+            orders.add(
+                o.order,
+                item,
+                o.user,
+                o.ts,
+                purchase,
+                order_owner(o.order, n) == me,
+            );
         }
     }
     let core = Rc::new(core);
@@ -207,17 +197,18 @@ pub(crate) fn reserve(item: &str, user: &str) -> Reserve {
     let Some(it) = items.get_mut(item) else {
         return Reserve::Unknown;
     };
-    let mut purchases = core.purchases.borrow_mut();
+    if let Some(o) = core.orders.borrow().bought(item, user) {
+        return Reserve::Already(o.to_string());
+    }
+    let mut pending = core.pending.borrow_mut();
     let key = (item.to_string(), user.to_string());
-    match purchases.get(&key) {
-        Some(Purchase::Bought(o)) => return Reserve::Already(o.clone()),
-        Some(Purchase::Pending) => return Reserve::InFlight,
-        None => {}
+    if pending.contains(&key) {
+        return Reserve::InFlight;
     }
     if it.frozen {
         return Reserve::Frozen;
     }
-    purchases.insert(key, Purchase::Pending);
+    pending.insert(key);
     if it.segment > 0 {
         it.segment -= 1;
         Reserve::Got
@@ -289,11 +280,9 @@ pub(crate) fn deposit(item: &str, units: u64) {
 /// Clears a pending mark; with `unit`, the reserved unit goes back to this core's segment.
 pub(crate) fn release(item: &str, user: &str, unit: bool) {
     let Some(core) = try_core() else { return };
-    let key = (item.to_string(), user.to_string());
-    let mut purchases = core.purchases.borrow_mut();
-    if matches!(purchases.get(&key), Some(Purchase::Pending)) {
-        purchases.remove(&key);
-    }
+    core.pending
+        .borrow_mut()
+        .remove(&(item.to_string(), user.to_string()));
     if unit {
         let mut items = core.items.borrow_mut();
         if let Some(it) = items.get_mut(item) {
@@ -306,10 +295,10 @@ pub(crate) fn release(item: &str, user: &str, unit: bool) {
 /// Records the durable order on the user's core.
 pub(crate) fn commit(item: &str, user: &str, order: &str) {
     let Some(core) = try_core() else { return };
-    core.purchases.borrow_mut().insert(
-        (item.to_string(), user.to_string()),
-        Purchase::Bought(order.to_string()),
-    );
+    core.pending
+        .borrow_mut()
+        .remove(&(item.to_string(), user.to_string()));
+    core.orders.borrow_mut().add(order, item, user, 0, true, false);
     let mut items = core.items.borrow_mut();
     if let Some(it) = items.get_mut(item) {
         it.sold += 1;
@@ -319,12 +308,22 @@ pub(crate) fn commit(item: &str, user: &str, order: &str) {
 /// Indexes an order on this core.
 pub(crate) fn index_order(o: Order) {
     if let Some(core) = try_core() {
-        core.orders.borrow_mut().insert(o.order.clone(), o);
+        core.orders
+            .borrow_mut()
+            .add(&o.order, &o.item, &o.user, o.ts, false, true);
     }
 }
 
 pub(crate) fn lookup_order(id: &str) -> Option<Order> {
-    try_core()?.orders.borrow().get(id).cloned()
+    let core = try_core()?;
+    let orders = core.orders.borrow();
+    let o = orders.lookup(id)?;
+    Some(Order {
+        order: o.order.to_string(),
+        item: o.item.to_string(),
+        user: o.user.to_string(),
+        ts: o.ts,
+    })
 }
 
 /// This core's view of an item: (stock, sold here, segment here), if it exists.
