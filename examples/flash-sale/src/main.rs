@@ -1,10 +1,12 @@
-//! `flash-sale serve | demo`: the reference service on ringcore.
+//! `flash-sale serve | repair | demo`: the reference service on ringcore.
 //!
 //! ```text
-//! flash-sale serve --addr HOST:PORT --cores N --data-dir DIR [--store redis://HOST:PORT]
-//!                  [--admin-token T] [--prefix P] [--user-rate R] [--global-rate R]
-//!                  [--redis-timeout MS] [--allow-redis-data-loss] [--share-addr]
-//! flash-sale demo  [--cores N] [--items K] [--stock S] [--users U] [--rate R] ...
+//! flash-sale serve  --addr HOST:PORT --cores N --data-dir DIR [--store redis://HOST:PORT]
+//!                   [--admin-token T] [--prefix P] [--user-rate R] [--global-rate R]
+//!                   [--accept-data-loss] [--share-addr]
+//!                   [--redis-timeout MS] [--allow-redis-data-loss]
+//! flash-sale repair --data-dir DIR
+//! flash-sale demo   [--cores N] [--items K] [--stock S] [--users U] [--rate R] ...
 //! ```
 
 use std::process::ExitCode;
@@ -14,11 +16,13 @@ use ringcore_http::runtime::Cores;
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage:
-  flash-sale serve --addr HOST:PORT [--cores N | --cores 0,2,5] --data-dir DIR
-                   [--store redis://HOST:PORT] [--prefix P] [--admin-token T]
-                   [--user-rate BUYS_PER_SEC] [--global-rate BUYS_PER_SEC]
-                   [--redis-timeout MS] [--allow-redis-data-loss] [--share-addr]
-  flash-sale demo  [options]   (flash-sale demo --help)
+  flash-sale serve  --addr HOST:PORT [--cores N | --cores 0,2,5] --data-dir DIR
+                    [--store redis://HOST:PORT] [--prefix P] [--admin-token T]
+                    [--user-rate BUYS_PER_SEC] [--global-rate BUYS_PER_SEC]
+                    [--accept-data-loss] [--share-addr]
+                    [--redis-timeout MS] [--allow-redis-data-loss]
+  flash-sale repair --data-dir DIR
+  flash-sale demo   [options]   (flash-sale demo --help)
 
   --share-addr             serve HOST:PORT even if another process already serves it (both
                            take connections via SO_REUSEPORT): for a zero-downtime restart,
@@ -28,7 +32,13 @@ const USAGE: &str = "usage:
                            request answers 503 + Retry-After (a buy is then in doubt: its
                            retry answers already_bought if it went through)
   --allow-redis-data-loss  start even if Redis can lose acknowledged orders (anything but
-                           appendonly yes + appendfsync always) or refuses CONFIG GET";
+                           appendonly yes + appendfsync always) or refuses CONFIG GET
+
+serve refuses to start on a journal whose damage is followed by valid records (acknowledged
+orders were corrupted). repair cuts each such journal at the damage (the cut bytes are kept in
+journal-<core>.log.cut-<offset>) and prints every order it drops; --accept-data-loss does the
+same at start (the list goes to stderr) and then serves. A dropped order's unit is for sale
+again and its user may buy again: contact the users listed.";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -38,6 +48,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
+        Some("repair") => repair(&args[1..]),
         Some("demo") => flash_sale::demo::main(&args[1..]),
         Some("--help" | "-h" | "help") => {
             println!("{USAGE}");
@@ -82,6 +93,7 @@ fn parse_serve(args: &[String]) -> Result<Config, String> {
                 };
             }
             "--allow-redis-data-loss" => cfg.allow_redis_data_loss = true,
+            "--accept-data-loss" => cfg.accept_data_loss = true,
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -109,6 +121,7 @@ fn serve(args: &[String]) -> ExitCode {
         }
     };
     let embedded = cfg.store.is_none();
+    let data_dir = cfg.data_dir.clone();
     let result = service::serve(
         cfg,
         |snap| {
@@ -117,11 +130,14 @@ fn serve(args: &[String]) -> ExitCode {
                     "flash-sale: replayed {} journal records: {} items, {} orders",
                     snap.records,
                     snap.items.len(),
-                    snap.orders.len()
+                    snap.order_count()
                 );
             }
             for d in &snap.damage {
                 eprintln!("flash-sale: journal damage repaired: {d}");
+            }
+            for d in &snap.dropped {
+                eprintln!("flash-sale: --accept-data-loss dropped {d}");
             }
         },
         |addr| {
@@ -137,6 +153,68 @@ fn serve(args: &[String]) -> ExitCode {
         }
         Err(e) => {
             eprintln!("flash-sale: {e}");
+            if flash_sale::journal::Corruption::of(&e).is_some() {
+                eprintln!(
+                    "flash-sale: to start anyway, run `flash-sale repair --data-dir {}` (it cuts \
+                     the journal at the damage, keeps the cut bytes in a side file and lists every \
+                     order it drops), or serve with --accept-data-loss",
+                    data_dir.display()
+                );
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn repair(args: &[String]) -> ExitCode {
+    let dir = match args {
+        [flag, dir] if flag == "--data-dir" => std::path::PathBuf::from(dir),
+        _ => {
+            eprintln!("flash-sale: repair takes --data-dir DIR\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if !dir.is_dir() {
+        eprintln!("flash-sale: repair: {} is not a directory", dir.display());
+        return ExitCode::FAILURE;
+    }
+    // A running server on this dir would keep appending at offsets the repair moves.
+    let _lock = match flash_sale::datadir::lock(&dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("flash-sale: repair: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match service::replay::repair_dir(&dir) {
+        Ok(r) => {
+            for c in &r.cuts {
+                println!("flash-sale repair: cut {c}");
+            }
+            for d in &r.dropped {
+                println!("flash-sale repair: dropped {d}");
+            }
+            let orders = r
+                .dropped
+                .iter()
+                .filter(|d| matches!(d.record, Some(service::replay::Record::Order { .. })))
+                .count();
+            if r.dropped.is_empty() {
+                println!(
+                    "flash-sale repair: no acknowledged record dropped ({} journal(s) cut)",
+                    r.cuts.len()
+                );
+            } else {
+                println!(
+                    "flash-sale repair: dropped {} record(s), {orders} of them readable orders: their units \
+                     are for sale again and their users may buy again; the cut bytes are in the side files",
+                    r.dropped.len()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("flash-sale: repair: {e}");
             ExitCode::FAILURE
         }
     }

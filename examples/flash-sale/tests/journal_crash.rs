@@ -224,7 +224,7 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
     );
 
     let r = replay(&tmp.0);
-    let replayed: Vec<u64> = r.records.iter().map(|rec| seq_of(rec)).collect();
+    let replayed: Vec<u64> = r.records().map(|rec| seq_of(rec.payload)).collect();
     let set: HashSet<u64> = replayed.iter().copied().collect();
     assert_eq!(set.len(), replayed.len(), "no record replayed twice");
     let lost: Vec<u64> = acked.iter().copied().filter(|s| !set.contains(s)).collect();
@@ -267,7 +267,7 @@ fn failed_write_stops_the_journal_and_acknowledges_only_what_is_on_disk() {
     assert!(16 + acked_bytes <= FSIZE_LIMIT);
 
     let r = replay(&tmp.0);
-    let set: HashSet<u64> = r.records.iter().map(|rec| seq_of(rec)).collect();
+    let set: HashSet<u64> = r.records().map(|rec| seq_of(rec.payload)).collect();
     let lost: Vec<u64> = acked.iter().copied().filter(|s| !set.contains(s)).collect();
     assert!(lost.is_empty(), "acknowledged records missing: {lost:?}");
     // The failed batch was cut off the file: none of its whole records (which a short write

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use flash_sale::journal::{file_name, Damage, Journal, HEADER_LEN, RECORD_OVERHEAD};
+use flash_sale::journal::{file_name, Corruption, Damage, Journal, HEADER_LEN, RECORD_OVERHEAD};
 use ringcore_runtime::{spawn_local, Runtime};
 
 /// A fresh, empty directory under the system temp dir, removed on drop.
@@ -59,7 +59,7 @@ fn write_records(dir: &Path, n: usize) -> PathBuf {
         let d = d.clone();
         async move {
             let (j, replay) = Journal::open(&d, 0).await.expect("open");
-            assert!(replay.records.is_empty());
+            assert_eq!(replay.records().len(), 0);
             for i in 0..n {
                 j.append(&payload(i)).await.expect("append");
             }
@@ -98,7 +98,7 @@ fn concurrent_appends_are_group_committed_and_replayed() {
         let d = d.clone();
         async move {
             let (j, replay) = Journal::open(&d, 3).await.expect("open");
-            assert!(replay.records.is_empty() && replay.damage.is_none());
+            assert!(replay.records().len() == 0 && replay.damage.is_none());
             let j = Rc::new(j);
             let tasks: Vec<_> = (0..TASKS)
                 .map(|t| {
@@ -135,19 +135,19 @@ fn concurrent_appends_are_group_committed_and_replayed() {
     });
     assert_eq!(replay.damage, None);
     assert_eq!(replay.truncated_bytes, 0);
-    assert_eq!(replay.records.len(), N);
+    assert_eq!(replay.records().len(), N);
     assert_eq!(replay.valid_len, HEADER_LEN + expected_bytes);
     // Every payload intact, each exactly once; each task's records in its own order.
     let mut seen = vec![false; N];
     let mut last_of_task = vec![None; TASKS];
-    for r in &replay.records {
+    for r in replay.payloads() {
         let text = String::from_utf8_lossy(r);
         let i: usize = text
             .strip_prefix("order ")
             .and_then(|s| s.split(':').next())
             .and_then(|s| s.parse().ok())
             .expect("record number");
-        assert_eq!(r, &payload(i), "payload {i} intact");
+        assert_eq!(r, payload(i), "payload {i} intact");
         assert!(!seen[i], "record {i} twice");
         seen[i] = true;
         let (t, k) = (i / PER_TASK, i % PER_TASK);
@@ -166,7 +166,7 @@ fn new_journal_replays_nothing() {
         let d = dd.clone();
         async move { Journal::open(&d, 7).await.expect("open").1 }
     });
-    assert!(replay.records.is_empty());
+    assert_eq!(replay.records().len(), 0);
     assert_eq!((replay.damage, replay.truncated_bytes), (None, 0));
     assert_eq!(
         file_len(&d.join(file_name(7))),
@@ -178,7 +178,7 @@ fn new_journal_replays_nothing() {
         let d = d.clone();
         async move { Journal::open(&d, 7).await.expect("reopen").1 }
     });
-    assert!(replay.records.is_empty() && replay.damage.is_none());
+    assert!(replay.records().len() == 0 && replay.damage.is_none());
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn torn_tail_is_cut_and_appending_continues() {
             replay
         }
     });
-    assert_eq!(replay.records, (0..9).map(payload).collect::<Vec<_>>());
+    assert_eq!(replay.payloads(), (0..9).map(payload).collect::<Vec<_>>());
     assert_eq!(replay.valid_len, valid);
     assert_eq!(replay.truncated_bytes, record_len(9) - 3);
     assert_eq!(
@@ -223,8 +223,8 @@ fn torn_tail_is_cut_and_appending_continues() {
         replay.damage, None,
         "the appended record follows the valid prefix cleanly"
     );
-    assert_eq!(replay.records.len(), 10);
-    assert_eq!(replay.records[9], b"after the tear");
+    assert_eq!(replay.records().len(), 10);
+    assert_eq!(replay.payloads()[9], b"after the tear");
 }
 
 /// Flips one byte at `offset` in the file.
@@ -243,7 +243,7 @@ fn flipped_byte_in_last_record_is_checksum_damage() {
     flip(&path, last + RECORD_OVERHEAD as u64 + 2);
 
     let replay = reopen(&tmp.0);
-    assert_eq!(replay.records, (0..9).map(payload).collect::<Vec<_>>());
+    assert_eq!(replay.payloads(), (0..9).map(payload).collect::<Vec<_>>());
     assert_eq!(
         replay.damage,
         Some(Damage::Checksum {
@@ -256,29 +256,61 @@ fn flipped_byte_in_last_record_is_checksum_damage() {
 }
 
 #[test]
-fn corruption_mid_file_stops_replay_and_keeps_the_rest_aside() {
+fn corruption_mid_file_is_refused_and_only_repair_cuts_it() {
     let tmp = TempDir::new("flip-mid");
     let path = write_records(&tmp.0, 10);
     let original = std::fs::read(&path).expect("read");
     let at5 = HEADER_LEN + (0..5).map(record_len).sum::<u64>();
     flip(&path, at5 + RECORD_OVERHEAD as u64);
+    let damaged = std::fs::read(&path).expect("read");
 
-    let replay = reopen(&tmp.0);
+    // Replay (and so `Journal::open`) refuses: valid records follow the damage.
+    let err = flash_sale::journal::replay(&tmp.0, 0).expect_err("corruption is refused");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    let c = Corruption::of(&err).expect("a corruption report");
     assert_eq!(
-        replay.records,
-        (0..5).map(payload).collect::<Vec<_>>(),
-        "nothing past the damage"
+        (c.path.clone(), c.damage.offset(), c.valid_after),
+        (path.clone(), at5, 4)
     );
-    assert!(matches!(replay.damage, Some(Damage::Checksum { offset, .. }) if offset == at5));
+    let text = err.to_string();
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains(&format!("offset {at5}")),
+        "the error names the file and the offset: {text}"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        damaged,
+        "a refused journal is left untouched"
+    );
+    let d = tmp.0.clone();
+    let opened = run1(move || {
+        let d = d.clone();
+        async move { Journal::open(&d, 0).await.map(drop).map_err(|e| e.kind()) }
+    });
+    assert_eq!(opened, Err(io::ErrorKind::InvalidData));
+
+    // Repair cuts at the damage, lists the whole records it drops, and keeps the cut bytes.
+    let repaired = flash_sale::journal::repair(&tmp.0, 0).expect("repair");
+    assert_eq!(repaired.payloads(), (0..5).map(payload).collect::<Vec<_>>());
+    assert_eq!(
+        repaired.dropped().map(|e| e.payload.to_vec()).collect::<Vec<_>>(),
+        (6..10).map(payload).collect::<Vec<_>>(),
+        "the valid records after the damage are listed as dropped"
+    );
+    assert_eq!(
+        repaired.dropped().next().map(|e| e.offset),
+        Some(at5 + record_len(5))
+    );
     assert_eq!(file_len(&path), at5);
-    // The records after the damage are not lost: they are in the side file, byte for byte
-    // (with the damaged record first).
-    let saved = std::fs::read(replay.cut_saved_to.expect("saved")).expect("read side file");
+    let saved = std::fs::read(repaired.cut_saved_to.expect("saved")).expect("read side file");
     assert_eq!(saved.len(), original.len() - at5 as usize);
     assert_eq!(
         saved[RECORD_OVERHEAD + 1..],
         original[at5 as usize + RECORD_OVERHEAD + 1..]
     );
+    // Now a plain replay starts, with the valid prefix.
+    let replay = reopen(&tmp.0);
+    assert_eq!((replay.records().len(), replay.damage.clone()), (5, None));
 }
 
 #[test]
@@ -290,7 +322,7 @@ fn zero_filled_tail_is_not_read_as_records() {
     f.set_len(full + 4096).expect("extend with zeros");
     drop(f);
     let replay = reopen(&tmp.0);
-    assert_eq!(replay.records.len(), 3);
+    assert_eq!(replay.records().len(), 3);
     assert_eq!(replay.damage, Some(Damage::BadLength { offset: full, len: 0 }));
     assert_eq!(replay.truncated_bytes, 4096);
     assert_eq!(file_len(&path), full);
@@ -322,7 +354,7 @@ fn torn_header_starts_a_fresh_journal() {
     std::fs::write(&path, b"RCJOU").expect("write");
     let replay = reopen(&tmp.0);
     assert_eq!(replay.damage, Some(Damage::TornHeader { len: 5 }));
-    assert!(replay.records.is_empty());
+    assert_eq!(replay.records().len(), 0);
     assert_eq!(file_len(&path), HEADER_LEN);
 }
 

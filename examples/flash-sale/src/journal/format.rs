@@ -65,6 +65,27 @@ pub(super) fn encode_into(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// A whole journal file holding `payloads` as records, as the journal would have written
+/// them: for tools and tests that prepare a data dir. Each payload must have 1 to
+/// [`MAX_RECORD_LEN`] bytes (`InvalidInput` otherwise).
+pub fn encode_file<P: AsRef<[u8]>>(payloads: &[P]) -> std::io::Result<Vec<u8>> {
+    let mut out = header().to_vec();
+    for p in payloads {
+        let p = p.as_ref();
+        if p.is_empty() || p.len() > MAX_RECORD_LEN {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "journal record of {} bytes: payloads must have 1 to {MAX_RECORD_LEN} bytes",
+                    p.len()
+                ),
+            ));
+        }
+        encode_into(&mut out, p);
+    }
+    Ok(out)
+}
+
 /// Why replay stopped before the end of the file. Offsets are from the start of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {
@@ -136,48 +157,103 @@ pub(super) struct Scan {
     pub(super) valid: usize,
     /// Why the scan stopped before the end, if it did.
     pub(super) damage: Option<Damage>,
+    /// Payload ranges of the whole, checksummed records found *after* the damage (empty
+    /// without damage). None of them is part of the valid prefix; they only tell a torn tail
+    /// (none) from corruption of records that were followed by more writes (some).
+    pub(super) after_damage: Vec<Range<usize>>,
 }
 
-/// Scans `body` (the file from offset `base` on) record by record and stops at the first
-/// record that is cut short, has an invalid length, or fails its checksum. Nothing after
-/// that point is interpreted.
+impl Scan {
+    /// Damage followed by valid records: not a torn append but corruption of records that
+    /// more writes came after (acknowledged ones, as each batch is synced before the next).
+    pub(super) fn is_corruption(&self) -> bool {
+        self.damage.is_some() && !self.after_damage.is_empty()
+    }
+}
+
+/// What the record starting at `rest[0]` is.
+enum Head {
+    /// A whole record whose payload is `rest[RECORD_OVERHEAD..end]`.
+    Valid {
+        end: usize,
+    },
+    Damaged(Damage),
+}
+
+fn head(rest: &[u8], offset: u64) -> Head {
+    if rest.len() < RECORD_OVERHEAD {
+        return Head::Damaged(Damage::Torn {
+            offset,
+            present: rest.len() as u64,
+        });
+    }
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+    let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+    if len == 0 || len as usize > MAX_RECORD_LEN {
+        return Head::Damaged(Damage::BadLength { offset, len });
+    }
+    let end = RECORD_OVERHEAD + len as usize;
+    if rest.len() < end {
+        return Head::Damaged(Damage::Torn {
+            offset,
+            present: rest.len() as u64,
+        });
+    }
+    if crc32fast::hash(&rest[RECORD_OVERHEAD..end]) != crc {
+        return Head::Damaged(Damage::Checksum { offset, len });
+    }
+    Head::Valid { end }
+}
+
+/// Reads whole records from `body[at..]` until the end or the first damaged one; returns
+/// where it stopped and why.
+fn run(body: &[u8], mut at: usize, base: u64, records: &mut Vec<Range<usize>>) -> (usize, Option<Damage>) {
+    while at < body.len() {
+        match head(&body[at..], base + at as u64) {
+            Head::Valid { end } => {
+                records.push(at + RECORD_OVERHEAD..at + end);
+                at += end;
+            }
+            Head::Damaged(d) => return (at, Some(d)),
+        }
+    }
+    (at, None)
+}
+
+/// The first offset at or after `from` where a whole record starts: a length of 1 to
+/// [`MAX_RECORD_LEN`], the whole payload present, and a matching CRC-32.
+///
+/// A false match needs a small length field and a 32-bit checksum matching by chance; inside
+/// the service's JSON payloads no offset even has a valid length (any four text bytes read
+/// as a length over [`MAX_RECORD_LEN`]).
+pub(super) fn next_record(body: &[u8], from: usize) -> Option<usize> {
+    (from..body.len()).find(|&at| matches!(head(&body[at..], 0), Head::Valid { .. }))
+}
+
+/// Scans `body` (the file from offset `base` on) record by record and stops the valid prefix
+/// at the first record that is cut short, has an invalid length, or fails its checksum: no
+/// record after that point is ever part of the replay. The bytes after the damage are then
+/// searched, offset by offset, for whole checksummed records ([`Scan::after_damage`]), to
+/// tell a torn tail from corruption.
 pub(super) fn scan(body: &[u8], base: u64) -> Scan {
     let mut records = Vec::new();
-    let mut at = 0usize;
-    let damage = loop {
-        let rest = &body[at..];
-        if rest.is_empty() {
-            break None;
+    let (valid, damage) = run(body, 0, base, &mut records);
+    let mut after_damage = Vec::new();
+    if damage.is_some() {
+        let mut from = valid + 1;
+        while let Some(start) = next_record(body, from) {
+            let (stop, more) = run(body, start, base, &mut after_damage);
+            if more.is_none() {
+                break;
+            }
+            from = stop + 1;
         }
-        let offset = base + at as u64;
-        if rest.len() < RECORD_OVERHEAD {
-            break Some(Damage::Torn {
-                offset,
-                present: rest.len() as u64,
-            });
-        }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if len == 0 || len as usize > MAX_RECORD_LEN {
-            break Some(Damage::BadLength { offset, len });
-        }
-        let end = RECORD_OVERHEAD + len as usize;
-        if rest.len() < end {
-            break Some(Damage::Torn {
-                offset,
-                present: rest.len() as u64,
-            });
-        }
-        if crc32fast::hash(&rest[RECORD_OVERHEAD..end]) != crc {
-            break Some(Damage::Checksum { offset, len });
-        }
-        records.push(at + RECORD_OVERHEAD..at + end);
-        at += end;
-    };
+    }
     Scan {
         records,
-        valid: at,
+        valid,
         damage,
+        after_damage,
     }
 }
 
@@ -253,12 +329,61 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_record_hides_everything_after_it() {
-        let mut body = encode(&[b"one", b"two", b"three"]);
+    fn a_bad_record_hides_everything_after_it_but_is_told_from_a_torn_tail() {
+        let mut body = encode(&[b"one", b"two", b"three", b"four"]);
         body[8 + 3 + 8] ^= 0xff; // first payload byte of "two"
         let s = scan(&body, 0);
         assert_eq!(s.records.len(), 1, "records after the damage are not read");
         assert_eq!(s.valid, 11);
+        assert!(s.is_corruption());
+        let after: Vec<&[u8]> = s.after_damage.iter().map(|r| &body[r.clone()]).collect();
+        assert_eq!(after, vec![&b"three"[..], b"four"]);
+    }
+
+    #[test]
+    fn damaged_length_fields_are_resynced_past() {
+        for field in 0..8 {
+            let mut body = encode(&[b"one", b"two", b"three"]);
+            body[11 + field] ^= 0x40; // length or CRC of "two"
+            let s = scan(&body, 16);
+            assert_eq!((s.records.len(), s.valid), (1, 11), "field byte {field}");
+            assert_eq!(s.damage.as_ref().map(Damage::offset), Some(16 + 11));
+            let after: Vec<&[u8]> = s.after_damage.iter().map(|r| &body[r.clone()]).collect();
+            assert_eq!(after, vec![&b"three"[..]], "field byte {field}");
+        }
+    }
+
+    #[test]
+    fn several_damaged_spots_still_find_every_valid_record_after_them() {
+        let mut body = encode(&[b"a1", b"b22", b"c333", b"d4444", b"e55555"]);
+        body[10 + 8] ^= 1; // "b22"
+        body[10 + 11 + 12 + 8] ^= 1; // "d4444"
+        let s = scan(&body, 0);
+        let after: Vec<&[u8]> = s.after_damage.iter().map(|r| &body[r.clone()]).collect();
+        assert_eq!(after, vec![&b"c333"[..], b"e55555"]);
+    }
+
+    #[test]
+    fn torn_and_zero_filled_tails_are_not_corruption() {
+        let body = encode(&[b"first", b"second record", b"third"]);
+        for cut in 0..body.len() {
+            let s = scan(&body[..cut], 0);
+            assert!(!s.is_corruption(), "cut at {cut}: {:?}", s.after_damage);
+        }
+        let mut zeros = body.clone();
+        zeros.extend_from_slice(&[0u8; 4096]);
+        let s = scan(&zeros, 0);
+        assert!(s.damage.is_some() && !s.is_corruption());
+    }
+
+    #[test]
+    fn next_record_needs_a_whole_checksummed_record() {
+        let body = encode(&[b"xyz"]);
+        let mut junk = vec![0xffu8, 0, 0, 0, 1, 2];
+        junk.extend_from_slice(&body);
+        assert_eq!(next_record(&junk, 0), Some(6));
+        assert_eq!(next_record(&junk, 7), None);
+        assert_eq!(next_record(&junk[..junk.len() - 1], 0), None, "payload cut short");
     }
 
     #[test]

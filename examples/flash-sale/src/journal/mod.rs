@@ -3,8 +3,10 @@
 //!
 //! Each core owns one file, `journal-<core>.log`, and is its only writer. An order is
 //! acknowledged only after its record is on disk: [`Journal::append`] resolves once the record
-//! has been written and `fdatasync`ed. On start, [`Journal::open`] replays the file so the
-//! service can rebuild its stock, sold counts and per-user records.
+//! has been written and `fdatasync`ed. On start, [`replay`] reads the file once so the
+//! service can rebuild its stock, sold counts and per-user records, and
+//! [`Journal::open_replayed`] opens it for appends without reading it again
+//! ([`Journal::open`] does both).
 //!
 //! # Format
 //!
@@ -48,18 +50,29 @@
 //!
 //! # Replay rules
 //!
-//! Records are read in order from the header on; replay stops at the **first** record that
-//! is cut short (the file ends inside it), has an invalid length (zero or over the maximum),
-//! or fails its checksum, and reports it as [`Damage`]. No byte after that point is
-//! interpreted, even when valid-looking records follow (a damaged length field means record
-//! boundaries after it cannot be trusted): a record is never misread. The bytes from the
-//! damage on are saved to a side file (`journal-<core>.log.cut-<offset>`) and then cut off the
-//! journal, so new records follow the valid prefix. A torn or corrupt tail is the normal
-//! result of a crash during an append that was never acknowledged; damage followed by more
-//! data means the disk or something else corrupted acknowledged records, and the side file
-//! keeps them for an operator.
+//! Records are read in order from the header on; the valid prefix ends at the **first**
+//! record that is cut short (the file ends inside it), has an invalid length (zero or over
+//! the maximum), or fails its checksum ([`Damage`]). No record after that point is ever
+//! replayed (a damaged length field means record boundaries after it cannot be trusted). The
+//! bytes after the damage are then searched, offset by offset, for whole records with a valid
+//! length and a matching checksum, which decides what the damage is:
+//!
+//! - **None follows: a torn tail**, the normal result of a crash during an append that was
+//!   never acknowledged (or zero-filled blocks past the last synced write). [`replay`] saves
+//!   the bytes from the damage on to a side file (`journal-<core>.log.cut-<offset>`) and cuts
+//!   them off the journal, so new records follow the valid prefix.
+//! - **Valid records follow: corruption.** Each batch is synced before the next is written,
+//!   so records behind the damage were acknowledged after it: something damaged durable data.
+//!   [`replay`] refuses with a [`Corruption`] error (the file, the offset, how many valid
+//!   records follow) and leaves the file untouched. Only [`repair`] cuts it, saving the cut
+//!   bytes to the side file and returning the whole records it drops ([`Replay::dropped`]), so
+//!   the caller can list them. (One crash can also read as corruption: a power cut that made a
+//!   later page of an unacknowledged batch durable but not an earlier one. Refusing is the
+//!   safe side of that; repair then lists records that were never acknowledged.)
 //!
 //! A file that is not a journal, or of another version, is refused and left untouched.
+//! Every record comes back with its file offset ([`Entry`]), so the caller can name the
+//! record whose *content* is wrong.
 //!
 //! ```no_run
 //! use flash_sale::journal::Journal;
@@ -67,8 +80,8 @@
 //!
 //! Runtime::builder().build()?.run(|| async {
 //!     let (journal, replay) = Journal::open("/var/lib/flash-sale", shard_id()).await?;
-//!     for record in &replay.records {
-//!         // rebuild state from `record`
+//!     for record in replay.records() {
+//!         // rebuild state from `record.payload` (found at `record.offset`)
 //!     }
 //!     journal.append(b"{\"order\":1}").await?; // durable from here on
 //!     Ok::<(), std::io::Error>(())
@@ -81,5 +94,5 @@ mod format;
 mod open;
 
 pub use commit::{AppendError, Commit, Doubt, Health, Journal, JournalStats};
-pub use format::{Damage, HEADER_LEN, MAX_RECORD_LEN, RECORD_OVERHEAD};
-pub use open::{file_name, Replay};
+pub use format::{encode_file, Damage, HEADER_LEN, MAX_RECORD_LEN, RECORD_OVERHEAD};
+pub use open::{file_name, repair, replay, Corruption, Entry, Replay};

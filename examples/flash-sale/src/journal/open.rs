@@ -1,19 +1,29 @@
-//! `Journal::open`: create or replay the file, cut a damaged tail (keeping a copy of it).
+//! Reading a journal file at start-up: [`replay`] (cut a torn tail, refuse corruption),
+//! [`repair`] (cut at any damage), and opening the replayed file for appends.
+//!
+//! Start-up I/O is plain blocking `std::fs`: it runs once, before the service accepts
+//! anything, and reading the file in one `read` is what takes the time.
 
-use std::io;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use ringcore_runtime::fs::{File, OpenOptions};
+use ringcore_runtime::fs::OpenOptions;
 
-use super::format::{self, Damage, HeaderCheck, HEADER_LEN};
+use super::format::{self, Damage, HeaderCheck, HEADER_LEN, RECORD_OVERHEAD};
 use super::Journal;
 
-/// What [`Journal::open`] found in the file.
+/// What [`replay`] (or [`repair`], or [`Journal::open`]) found in a journal file.
 #[derive(Debug, Default)]
 pub struct Replay {
-    /// The payloads of the valid records, in the order they were appended.
-    pub records: Vec<Vec<u8>>,
-    /// Length of the valid prefix: the file's length after `open`.
+    /// The file's bytes as read (the cut part included).
+    bytes: Vec<u8>,
+    /// Payload ranges of the valid records within `bytes`, in order.
+    records: Vec<Range<usize>>,
+    /// Payload ranges of the whole records that a repair cut off after the damage.
+    dropped: Vec<Range<usize>>,
+    /// Length of the valid prefix: the file's length after replay.
     pub valid_len: u64,
     /// Bytes cut off the end of the file (0 when the file was intact).
     pub truncated_bytes: u64,
@@ -22,6 +32,94 @@ pub struct Replay {
     /// Where the cut bytes were saved before the file was truncated (none for an intact file
     /// or a cut-short header, which holds no records).
     pub cut_saved_to: Option<PathBuf>,
+}
+
+/// One record of a replayed journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// Where the record starts in the file (its length field).
+    pub offset: u64,
+    /// The payload, as appended.
+    pub payload: &'a [u8],
+}
+
+impl Replay {
+    fn entries<'a>(&'a self, ranges: &'a [Range<usize>]) -> impl ExactSizeIterator<Item = Entry<'a>> + 'a {
+        ranges.iter().map(|r| Entry {
+            offset: (r.start - RECORD_OVERHEAD) as u64,
+            payload: &self.bytes[r.clone()],
+        })
+    }
+
+    /// The valid records, in the order they were appended.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = Entry<'_>> + '_ {
+        self.entries(&self.records)
+    }
+
+    /// The payloads of the valid records, in order.
+    pub fn payloads(&self) -> Vec<&[u8]> {
+        self.records().map(|e| e.payload).collect()
+    }
+
+    /// The payload of the first damaged record when it failed its checksum (all its bytes are
+    /// there, but any of them may be wrong).
+    pub fn damaged_payload(&self) -> Option<&[u8]> {
+        match self.damage {
+            Some(Damage::Checksum { offset, len }) => {
+                let start = offset as usize + RECORD_OVERHEAD;
+                self.bytes.get(start..start + len as usize)
+            }
+            _ => None,
+        }
+    }
+
+    /// The whole, checksummed records that [`repair`] cut off after the damage (empty for
+    /// [`replay`], which never cuts a valid record). They are also in the side file.
+    pub fn dropped(&self) -> impl ExactSizeIterator<Item = Entry<'_>> + '_ {
+        self.entries(&self.dropped)
+    }
+}
+
+/// Damage followed by valid records: the error [`replay`] returns (inside an
+/// `io::ErrorKind::InvalidData` error; get it back with [`Corruption::of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    /// The journal file.
+    pub path: PathBuf,
+    /// The first damaged record.
+    pub damage: Damage,
+    /// Whole, checksummed records found after it.
+    pub valid_after: usize,
+}
+
+impl Corruption {
+    /// The corruption report inside `e`, if `e` is one.
+    pub fn of(e: &io::Error) -> Option<&Corruption> {
+        e.get_ref()?.downcast_ref::<Corruption>()
+    }
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "journal {}: corrupt at offset {}: {}, and {} valid record(s) follow it, so this is \
+             damage to acknowledged records, not a torn tail; the file is left untouched",
+            self.path.display(),
+            self.damage.offset(),
+            self.damage,
+            self.valid_after
+        )
+    }
+}
+
+impl std::error::Error for Corruption {}
+
+/// What to do with damage that valid records follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnCorruption {
+    Refuse,
+    Cut,
 }
 
 /// The file name of core `core_id`'s journal.
@@ -33,44 +131,46 @@ fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("journal {}: {what}: {e}", path.display()))
 }
 
-impl Journal {
-    /// Opens (creating it and `dir` if missing) core `core_id`'s journal `dir/journal-<core>.log`,
-    /// replays it, and starts the flusher.
-    ///
-    /// The valid records come back in [`Replay::records`]. If the file ends in a damaged record
-    /// (cut short, bad length or bad checksum), or any record fails, the file is cut at the
-    /// first bad record: the bytes from there on are first saved, durably, to
-    /// `journal-<core>.log.cut-<offset>[-n]` next to it ([`Replay::cut_saved_to`]), then the
-    /// journal is truncated and synced, and appends continue from the valid end.
-    ///
-    /// Errors: `InvalidData` for a file that is not a journal or has another format version
-    /// (the file is left untouched); I/O errors with the path in the message.
-    ///
-    /// Must run on a ringcore shard (the flusher is a task on the calling core). Creating
-    /// `dir` is a plain blocking call: `open` runs at start-up.
-    pub async fn open(dir: impl AsRef<Path>, core_id: usize) -> io::Result<(Journal, Replay)> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| with_path(e, "create directory", dir))?;
-        let path = dir.join(file_name(core_id));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .open(&path)
-            .await
-            .map_err(|e| with_path(e, "open", &path))?;
-        let replay = replay(&file, dir, &path).await?;
-        let journal = Journal::start(file, path, replay.valid_len);
-        Ok((journal, replay))
-    }
+/// Reads core `core_id`'s journal in `dir` (creating `dir` and the file if missing) and
+/// returns its valid records, each with its file offset.
+///
+/// A damaged record (cut short, bad length or bad checksum) with no valid record after it is a
+/// **torn tail**: the bytes from it on are first saved, durably, to
+/// `journal-<core>.log.cut-<offset>[-n]` next to the file ([`Replay::cut_saved_to`]), then the
+/// file is truncated there and synced. A damaged record *followed by* valid records is
+/// **corruption**: an `InvalidData` error carrying a [`Corruption`], and the file is left
+/// untouched ([`repair`] cuts it).
+///
+/// Errors: `InvalidData` also for a file that is not a journal or has another format version
+/// (left untouched); I/O errors with the path in the message.
+pub fn replay(dir: &Path, core_id: usize) -> io::Result<Replay> {
+    read(dir, core_id, OnCorruption::Refuse)
 }
 
-async fn replay(file: &File, dir: &Path, path: &Path) -> io::Result<Replay> {
-    let len = file.metadata().map_err(|e| with_path(e, "fstat", path))?.len();
+/// Like [`replay`], but cuts the file at the first damaged record even when valid records
+/// follow it (saving the cut bytes to the side file first): the records after the damage are
+/// lost from the journal, and [`Replay::dropped`] lists them.
+pub fn repair(dir: &Path, core_id: usize) -> io::Result<Replay> {
+    read(dir, core_id, OnCorruption::Cut)
+}
+
+fn read(dir: &Path, core_id: usize, on_corruption: OnCorruption) -> io::Result<Replay> {
+    std::fs::create_dir_all(dir).map_err(|e| with_path(e, "create directory", dir))?;
+    let path = dir.join(file_name(core_id));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| with_path(e, "open", &path))?;
+    let len = file.metadata().map_err(|e| with_path(e, "fstat", &path))?.len();
     let cap = usize::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "journal larger than memory"))?;
-    let (res, bytes) = file.read_exact_at(Vec::with_capacity(cap), 0).await;
-    res.map_err(|e| with_path(e, "read", path))?;
+    let mut bytes = Vec::with_capacity(cap);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| with_path(e, "read", &path))?;
+    let len = bytes.len() as u64;
 
     let mut replay = Replay::default();
     match format::check_header(&bytes) {
@@ -81,11 +181,13 @@ async fn replay(file: &File, dir: &Path, path: &Path) -> io::Result<Replay> {
             if len > 0 {
                 replay.damage = Some(Damage::TornHeader { len });
                 replay.truncated_bytes = len;
+                file.set_len(0).map_err(|e| with_path(e, "truncate", &path))?;
             }
-            let (res, _) = file.write_all_at(format::header().to_vec(), 0).await;
-            res.map_err(|e| with_path(e, "write header", path))?;
-            file.sync_all().await.map_err(|e| with_path(e, "fsync", path))?;
-            sync_dir(dir).await?;
+            std::io::Seek::rewind(&mut file).map_err(|e| with_path(e, "seek", &path))?;
+            file.write_all(&format::header())
+                .map_err(|e| with_path(e, "write header", &path))?;
+            file.sync_all().map_err(|e| with_path(e, "fsync", &path))?;
+            sync_dir(dir)?;
             replay.valid_len = HEADER_LEN;
             return Ok(replay);
         }
@@ -110,25 +212,38 @@ async fn replay(file: &File, dir: &Path, path: &Path) -> io::Result<Replay> {
         }
     }
 
-    let body = &bytes[HEADER_LEN as usize..];
-    let scan = format::scan(body, HEADER_LEN);
-    replay.records = scan.records.iter().map(|r| body[r.clone()].to_vec()).collect();
+    let base = HEADER_LEN as usize;
+    let scan = format::scan(&bytes[base..], HEADER_LEN);
+    if scan.is_corruption() && on_corruption == OnCorruption::Refuse {
+        let damage = scan.damage.clone().unwrap_or(Damage::TornHeader { len });
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            Corruption {
+                path,
+                damage,
+                valid_after: scan.after_damage.len(),
+            },
+        ));
+    }
+    let shift = |r: &Range<usize>| r.start + base..r.end + base;
+    replay.records = scan.records.iter().map(shift).collect();
+    replay.dropped = scan.after_damage.iter().map(shift).collect();
     replay.valid_len = HEADER_LEN + scan.valid as u64;
     replay.damage = scan.damage;
     if replay.valid_len < len {
-        let cut = bytes[replay.valid_len as usize..].to_vec();
-        replay.cut_saved_to = Some(save_cut(dir, path, replay.valid_len, cut).await?);
+        let cut = &bytes[replay.valid_len as usize..];
+        replay.cut_saved_to = Some(save_cut(dir, &path, replay.valid_len, cut)?);
         file.set_len(replay.valid_len)
-            .await
-            .map_err(|e| with_path(e, "truncate", path))?;
-        file.sync_all().await.map_err(|e| with_path(e, "fsync", path))?;
+            .map_err(|e| with_path(e, "truncate", &path))?;
+        file.sync_all().map_err(|e| with_path(e, "fsync", &path))?;
         replay.truncated_bytes = len - replay.valid_len;
     }
+    replay.bytes = bytes;
     Ok(replay)
 }
 
 /// Saves the bytes about to be cut off the journal to a new file next to it, durably.
-async fn save_cut(dir: &Path, path: &Path, offset: u64, cut: Vec<u8>) -> io::Result<PathBuf> {
+fn save_cut(dir: &Path, path: &Path, offset: u64, cut: &[u8]) -> io::Result<PathBuf> {
     let base = format!("{}.cut-{offset}", path.display());
     for n in 0..1000 {
         let side = PathBuf::from(if n == 0 {
@@ -136,13 +251,17 @@ async fn save_cut(dir: &Path, path: &Path, offset: u64, cut: Vec<u8>) -> io::Res
         } else {
             format!("{base}-{n}")
         });
-        match OpenOptions::new().write(true).create_new(true).open(&side).await {
-            Ok(f) => {
-                let (res, _) = f.write_all_at(cut, 0).await;
-                res.map_err(|e| with_path(e, "save the damaged tail", &side))?;
-                f.sync_all().await.map_err(|e| with_path(e, "fsync", &side))?;
-                f.close().await.map_err(|e| with_path(e, "close", &side))?;
-                sync_dir(dir).await?;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&side)
+        {
+            Ok(mut f) => {
+                f.write_all(cut)
+                    .map_err(|e| with_path(e, "save the damaged tail", &side))?;
+                f.sync_all().map_err(|e| with_path(e, "fsync", &side))?;
+                drop(f);
+                sync_dir(dir)?;
                 return Ok(side);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -156,15 +275,49 @@ async fn save_cut(dir: &Path, path: &Path, offset: u64, cut: Vec<u8>) -> io::Res
 }
 
 /// `fsync` on the directory, so a file created in it survives a crash.
-async fn sync_dir(dir: &Path) -> io::Result<()> {
-    let d = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY)
-        .open(dir)
-        .await
-        .map_err(|e| with_path(e, "open directory", dir))?;
-    d.sync_all()
-        .await
-        .map_err(|e| with_path(e, "fsync directory", dir))?;
-    d.close().await.map_err(|e| with_path(e, "close directory", dir))
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| with_path(e, "fsync directory", dir))
+}
+
+impl Journal {
+    /// Replays core `core_id`'s journal in `dir` with [`replay`] (creating it if missing),
+    /// then opens it for appends ([`Journal::open_replayed`]).
+    ///
+    /// Must run on a ringcore shard (the flusher is a task on the calling core). The replay
+    /// is plain blocking I/O: `open` runs at start-up.
+    pub async fn open(dir: impl AsRef<Path>, core_id: usize) -> io::Result<(Journal, Replay)> {
+        let dir = dir.as_ref();
+        let replay = replay(dir, core_id)?;
+        let journal = Journal::open_replayed(dir, core_id, replay.valid_len).await?;
+        Ok((journal, replay))
+    }
+
+    /// Opens core `core_id`'s journal in `dir`, already replayed to `valid_len` bytes, for
+    /// appends, without reading it again, and starts the flusher on the calling core.
+    ///
+    /// Errors: `InvalidData` if the file's length is not `valid_len` (it changed since the
+    /// replay); I/O errors with the path in the message.
+    pub async fn open_replayed(dir: impl AsRef<Path>, core_id: usize, valid_len: u64) -> io::Result<Journal> {
+        let path = dir.as_ref().join(file_name(core_id));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .await
+            .map_err(|e| with_path(e, "open", &path))?;
+        let len = file.metadata().map_err(|e| with_path(e, "fstat", &path))?.len();
+        if len != valid_len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "journal {}: {len} bytes, but replay read {valid_len}: the file changed \
+                     since it was replayed",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(Journal::start(file, path, valid_len))
+    }
 }

@@ -32,8 +32,8 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
-use std::sync::Arc;
 
+use super::orders::Orders;
 use super::replay::Snapshot;
 use crate::journal::Journal;
 
@@ -58,16 +58,6 @@ pub(crate) struct Item {
     pub(crate) deposits: u64,
 }
 
-#[derive(Debug, Clone)]
-enum Purchase {
-    Pending,
-    Bought(String),
-    /// The order's journal batch failed and could not be cut off the file: it may be
-    /// durable. The unit stays reserved and the user blocked until the journal resolves the
-    /// doubt (then [`release`]), or a restart replays the journal and finds the order or not.
-    InDoubt,
-}
-
 /// An order, as `GET /orders` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
@@ -77,12 +67,26 @@ pub struct Order {
     pub ts: u64,
 }
 
+/// A user's buy of an item that is neither bought nor free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// In flight.
+    Pending,
+    /// The order's journal batch failed and could not be cut off the file: it may be
+    /// durable. The unit stays reserved and the user blocked until the journal resolves the
+    /// doubt (then [`release`]), or a restart replays the journal and finds the order or not.
+    InDoubt,
+}
+
 /// One core's part of the sale.
 #[derive(Debug, Default)]
 pub(crate) struct Core {
     pub(crate) items: RefCell<HashMap<String, Item>>,
-    purchases: RefCell<HashMap<(String, String), Purchase>>,
-    orders: RefCell<HashMap<String, Order>>,
+    /// `(item, user)` of the buys in flight of users owned by this core, and of those in
+    /// doubt.
+    pending: RefCell<HashMap<(String, String), Mark>>,
+    /// Purchase records of the users owned by this core, and the orders it indexes.
+    orders: RefCell<Orders>,
     pub(crate) journal: RefCell<Option<Rc<Journal>>>,
     /// Core 0 only: items being changed, and the last version of each item.
     locks: RefCell<HashMap<String, ()>>,
@@ -131,15 +135,16 @@ pub(crate) fn split(units: u64, k: usize, n: usize) -> u64 {
     units / n64 + u64::from((k as u64) < units % n64)
 }
 
-/// Builds this core's state from the replayed snapshot and installs it.
-pub(crate) fn install(snap: &Arc<Snapshot>, me: usize, n: usize) -> Rc<Core> {
+/// Builds this core's state from the replayed snapshot and installs it. The snapshot is
+/// only read: the caller drops it once every core has installed.
+pub(crate) fn install(snap: &Snapshot, me: usize, n: usize) -> Rc<Core> {
     let core = Core::default();
     {
         let mut items = core.items.borrow_mut();
-        for (id, s) in &snap.items {
+        for s in &snap.items {
             let remaining = s.stock.saturating_sub(s.sold);
             items.insert(
-                id.clone(),
+                s.id.clone(),
                 Item {
                     stock: s.stock,
                     price: s.price,
@@ -152,32 +157,26 @@ pub(crate) fn install(snap: &Arc<Snapshot>, me: usize, n: usize) -> Rc<Core> {
                 },
             );
             if me == 0 {
-                core.versions.borrow_mut().insert(id.clone(), s.version);
+                core.versions.borrow_mut().insert(s.id.clone(), s.version);
             }
         }
-        let mut purchases = core.purchases.borrow_mut();
         let mut orders = core.orders.borrow_mut();
-        for o in &snap.orders {
-            if user_owner(&o.user, n) == me {
-                purchases.insert(
-                    (o.item.clone(), o.user.clone()),
-                    Purchase::Bought(o.order.clone()),
-                );
-                if let Some(i) = items.get_mut(&o.item) {
+        for o in snap.orders() {
+            let item = &snap.items[o.item as usize].id;
+            let purchase = user_owner(o.user, n) == me;
+            if purchase {
+                if let Some(i) = items.get_mut(item) {
                     i.sold += 1;
                 }
             }
-            if order_owner(&o.order, n) == me {
-                orders.insert(
-                    o.order.clone(),
-                    Order {
-                        order: o.order.clone(),
-                        item: o.item.clone(),
-                        user: o.user.clone(),
-                        ts: o.ts,
-                    },
-                );
-            }
+            orders.add(
+                o.order,
+                item,
+                o.user,
+                o.ts,
+                purchase,
+                order_owner(o.order, n) == me,
+            );
         }
     }
     let core = Rc::new(core);
@@ -212,18 +211,20 @@ pub(crate) fn reserve(item: &str, user: &str) -> Reserve {
     let Some(it) = items.get_mut(item) else {
         return Reserve::Unknown;
     };
-    let mut purchases = core.purchases.borrow_mut();
+    if let Some(o) = core.orders.borrow().bought(item, user) {
+        return Reserve::Already(o.to_string());
+    }
+    let mut pending = core.pending.borrow_mut();
     let key = (item.to_string(), user.to_string());
-    match purchases.get(&key) {
-        Some(Purchase::Bought(o)) => return Reserve::Already(o.clone()),
-        Some(Purchase::Pending) => return Reserve::InFlight,
-        Some(Purchase::InDoubt) => return Reserve::InDoubt,
+    match pending.get(&key) {
+        Some(Mark::Pending) => return Reserve::InFlight,
+        Some(Mark::InDoubt) => return Reserve::InDoubt,
         None => {}
     }
     if it.frozen {
         return Reserve::Frozen;
     }
-    purchases.insert(key, Purchase::Pending);
+    pending.insert(key, Mark::Pending);
     if it.segment > 0 {
         it.segment -= 1;
         Reserve::Got
@@ -296,11 +297,9 @@ pub(crate) fn deposit(item: &str, units: u64) {
 /// core's segment.
 pub(crate) fn release(item: &str, user: &str, unit: bool) {
     let Some(core) = try_core() else { return };
-    let key = (item.to_string(), user.to_string());
-    let mut purchases = core.purchases.borrow_mut();
-    if matches!(purchases.get(&key), Some(Purchase::Pending | Purchase::InDoubt)) {
-        purchases.remove(&key);
-    }
+    core.pending
+        .borrow_mut()
+        .remove(&(item.to_string(), user.to_string()));
     if unit {
         let mut items = core.items.borrow_mut();
         if let Some(it) = items.get_mut(item) {
@@ -314,18 +313,18 @@ pub(crate) fn release(item: &str, user: &str, unit: bool) {
 /// and the user's mark are held until the journal resolves the doubt.
 pub(crate) fn mark_in_doubt(item: &str, user: &str) {
     let Some(core) = try_core() else { return };
-    core.purchases
+    core.pending
         .borrow_mut()
-        .insert((item.to_string(), user.to_string()), Purchase::InDoubt);
+        .insert((item.to_string(), user.to_string()), Mark::InDoubt);
 }
 
 /// Records the durable order on the user's core.
 pub(crate) fn commit(item: &str, user: &str, order: &str) {
     let Some(core) = try_core() else { return };
-    core.purchases.borrow_mut().insert(
-        (item.to_string(), user.to_string()),
-        Purchase::Bought(order.to_string()),
-    );
+    core.pending
+        .borrow_mut()
+        .remove(&(item.to_string(), user.to_string()));
+    core.orders.borrow_mut().add(order, item, user, 0, true, false);
     let mut items = core.items.borrow_mut();
     if let Some(it) = items.get_mut(item) {
         it.sold += 1;
@@ -335,12 +334,22 @@ pub(crate) fn commit(item: &str, user: &str, order: &str) {
 /// Indexes an order on this core.
 pub(crate) fn index_order(o: Order) {
     if let Some(core) = try_core() {
-        core.orders.borrow_mut().insert(o.order.clone(), o);
+        core.orders
+            .borrow_mut()
+            .add(&o.order, &o.item, &o.user, o.ts, false, true);
     }
 }
 
 pub(crate) fn lookup_order(id: &str) -> Option<Order> {
-    try_core()?.orders.borrow().get(id).cloned()
+    let core = try_core()?;
+    let orders = core.orders.borrow();
+    let o = orders.lookup(id)?;
+    Some(Order {
+        order: o.order.to_string(),
+        item: o.item.to_string(),
+        user: o.user.to_string(),
+        ts: o.ts,
+    })
 }
 
 /// This core's view of an item: (stock, sold here, segment here), if it exists.

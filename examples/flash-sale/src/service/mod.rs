@@ -6,6 +6,7 @@
 
 pub mod embedded;
 pub mod health;
+mod orders;
 mod redis_calls;
 pub mod replay;
 
@@ -21,7 +22,7 @@ use ringcore_http::metrics::Counter;
 use ringcore_http::middleware::{KeyBy, LoadShed, RateLimit};
 use ringcore_http::runtime::cache::Cache;
 use ringcore_http::runtime::time::sleep;
-use ringcore_http::runtime::{n_shards, shard_id, spawn_local_in, submit_to, Cores, Runtime, TaskClass};
+use ringcore_http::runtime::{n_shards, shard_id, spawn_local_in, submit_to, Cores, TaskClass};
 use ringcore_http::{
     get, post, put, IntoResponse, Json, Limits, Path, Request, Response, Router, Server, ShutdownReport,
     State, StatusCode,
@@ -30,7 +31,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use self::embedded::{Order, Reserve, Take};
-use self::replay::{Record, Snapshot};
+use self::replay::{OnCorruption, Record, Snapshot};
 use crate::journal::{AppendError, Health, Journal};
 use crate::redis::{new_order_id, run_tag, BuyOutcome, PutOutcome, RedisStore};
 
@@ -63,6 +64,9 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// Start even against a Redis that can lose acknowledged orders (or will not say).
     pub allow_redis_data_loss: bool,
+    /// Start even on a corrupt journal: cut it at the damage (as `flash-sale repair` does)
+    /// and list the dropped records in [`Snapshot::dropped`].
+    pub accept_data_loss: bool,
 }
 
 impl Config {
@@ -81,6 +85,7 @@ impl Config {
             share_addr: false,
             redis_timeout: crate::redis::client::DEFAULT_DEADLINE,
             allow_redis_data_loss: false,
+            accept_data_loss: false,
         }
     }
 }
@@ -91,6 +96,11 @@ impl Config {
 /// Refuses to start (before touching any journal) when another process holds the data dir
 /// ([`datadir::lock`](crate::datadir::lock)) or already serves `addr` (unless
 /// [`Config::share_addr`]).
+///
+/// Start-up reads each journal once ([`replay::replay_dir`], on the calling thread), then
+/// every core installs its part of the snapshot and opens its journal where the replay left
+/// it ([`Journal::open_replayed`]: no second read); the snapshot is dropped once every core
+/// has installed.
 pub fn serve(
     cfg: Config,
     on_replay: impl FnOnce(&Snapshot),
@@ -105,24 +115,19 @@ pub fn serve(
         refuse_served_addr(&cfg.addr)?;
     }
     let snapshot = if cfg.store.is_none() {
-        let dir = cfg.data_dir.clone();
-        let out = Runtime::builder()
-            .cores(Cores::Count(1))
-            .handle_signals(false)
-            .build()?
-            .run(move || {
-                let dir = dir.clone();
-                async move { replay::replay_dir(&dir).await }
-            })?;
-        out.into_iter()
-            .flatten()
-            .next()
-            .unwrap_or_else(|| Err(io::Error::other("replay did not finish")))?
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("data dir {}: {e}", cfg.data_dir.display())))?;
+        let on_corruption = if cfg.accept_data_loss {
+            OnCorruption::Cut
+        } else {
+            OnCorruption::Refuse
+        };
+        replay::replay_dir(&cfg.data_dir, on_corruption)?
     } else {
         Snapshot::default()
     };
     on_replay(&snapshot);
-    let snapshot = Arc::new(snapshot);
+    let handoff = Arc::new(Handoff::new(snapshot));
     let tag = run_tag();
     let mut limits = Limits::default();
     limits.max_body_bytes = 64 * 1024;
@@ -133,7 +138,47 @@ pub fn serve(
         .limits(limits)
         .server_header(ringcore_http::HeaderValue::from_static("flash-sale"))
         .on_listening(on_listening)
-        .serve(move || router(&cfg2, &snapshot, &tag))
+        .serve(move || router(&cfg2, &handoff, &tag))
+}
+
+/// The replayed snapshot on its way to the cores: each core takes it once to install its
+/// part, and the last one leaves nothing behind, so it is freed after start-up.
+struct Handoff {
+    /// The snapshot (until every core took it) and how many cores took it.
+    slot: std::sync::Mutex<(Option<Arc<Snapshot>>, usize)>,
+}
+
+impl Handoff {
+    fn new(snap: Snapshot) -> Handoff {
+        Handoff {
+            slot: std::sync::Mutex::new((Some(Arc::new(snap)), 0)),
+        }
+    }
+
+    /// The snapshot for one of `n` cores; after the `n`-th call it is no longer held here.
+    fn take(&self, n: usize) -> Arc<Snapshot> {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        slot.1 += 1;
+        let snap = if slot.1 >= n {
+            slot.0.take()
+        } else {
+            slot.0.clone()
+        };
+        // Every core calls the router factory exactly once, so the n-th is the last.
+        snap.expect("the replay snapshot is taken once per core")
+    }
+}
+
+/// Hands the heap pages freed at start-up (the replay's file buffers, the snapshot, the
+/// tables' growth) back to the kernel: glibc keeps freed memory below its mmap threshold
+/// (which a freed 32 MiB buffer raises to 32 MiB) in its arenas otherwise.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only walks glibc's own arenas under their
+    // locks and returns whole free pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Fails if another process already listens on `addr`. Our listeners set `SO_REUSEPORT`,
@@ -187,15 +232,25 @@ struct Metrics {
     journal_batches: ringcore_http::metrics::Gauge,
 }
 
-fn router(cfg: &Config, snapshot: &Arc<Snapshot>, tag: &str) -> Router<App> {
+fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
     let (me, n) = (shard_id(), n_shards());
+    let snap = handoff.take(n);
+    // What the prewarm needs from the snapshot: this core's journal length and the item views.
+    let journal_len = snap.journals.get(&me).copied();
+    let views: Vec<(String, Bytes)> = snap
+        .items
+        .iter()
+        .map(|s| (s.id.clone(), item_json(&s.id, s.stock, s.sold)))
+        .collect();
     let store = match &cfg.store {
         None => {
-            embedded::install(snapshot, me, n);
+            embedded::install(&snap, me, n);
             Store::Embedded
         }
         Some(_) => Store::Redis(std::cell::RefCell::new(None)),
     };
+    drop(snap);
+    release_free_memory();
     let outcome = |o: &str| {
         Counter::new(
             "flash_sale_buys_total",
@@ -239,7 +294,6 @@ fn router(cfg: &Config, snapshot: &Arc<Snapshot>, tag: &str) -> Router<App> {
 
     let router = Router::with_state(app);
     let state = router.state().clone();
-    let snap = snapshot.clone();
     let store_url = cfg.store.clone();
     let prefix = cfg.prefix.clone();
     let data_dir = cfg.data_dir.clone();
@@ -253,7 +307,12 @@ fn router(cfg: &Config, snapshot: &Arc<Snapshot>, tag: &str) -> Router<App> {
         .prewarm("store", move || async move {
             match store_url {
                 None => {
-                    let (journal, _) = Journal::open(&data_dir, shard_id()).await?;
+                    let journal = match journal_len {
+                        // Replayed at start: open where the replay left it, without reading.
+                        Some(len) => Journal::open_replayed(&data_dir, shard_id(), len).await?,
+                        // A core with no journal yet (more cores than before): a new file.
+                        None => Journal::open(&data_dir, shard_id()).await?.0,
+                    };
                     let part = format!("journal-{}", shard_id());
                     journal.on_health(move |h| match h {
                         Health::Healthy => {
@@ -268,9 +327,8 @@ fn router(cfg: &Config, snapshot: &Arc<Snapshot>, tag: &str) -> Router<App> {
                     });
                     *embedded::core().journal.borrow_mut() = Some(Rc::new(journal));
                     // The item cache starts with every item as replayed.
-                    for (id, s) in &snap.items {
-                        let view = item_json(id, s.stock, s.sold);
-                        state.cache.insert(id.clone(), view);
+                    for (id, view) in views {
+                        state.cache.insert(id, view);
                     }
                 }
                 Some(url) => {

@@ -89,7 +89,7 @@ pub(crate) struct Config {
     pub(crate) prefix: Option<String>,
     /// `--addr` (default `127.0.0.1:0`, any free port).
     pub(crate) addr: Option<String>,
-    /// More command-line arguments, after the others.
+    /// More command-line arguments, after the others (`--accept-data-loss`, ...).
     pub(crate) extra_args: Vec<String>,
     /// Start with SIGXFSZ ignored (inherited through exec), so that a write past an
     /// `RLIMIT_FSIZE` set later fails with EFBIG instead of killing the service.
