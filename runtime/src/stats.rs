@@ -79,6 +79,47 @@ counters! {
     recv_buf_ring_empty,
 }
 
+/// CPU time the calling thread has used so far, user and kernel (`CLOCK_THREAD_CPUTIME_ID`).
+///
+/// On a shard its growth over a window, against the window's length, is how busy the core
+/// was: work done inside `io_uring_enter` (with `DEFER_TASKRUN` the kernel runs the network
+/// stack's completions there) counts, time asleep in the ring wait does not. One system call;
+/// meant for once per window, not per request. Zero if the clock cannot be read.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec that outlives the call; the clock id is a
+    // constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// How long the calling thread has wanted a CPU so far: time on a CPU plus time ready to run
+/// but waiting for one (`/proc/thread-self/schedstat`), or [`thread_cpu_time`] where the
+/// kernel does not keep scheduler statistics.
+///
+/// A shard's demand over a window, against the window's length, says whether the core keeps
+/// up: a shard that always has work reaches 100% even when other threads (the ring's own
+/// io-wq workers, another process) take part of its CPU, where CPU time alone would not.
+/// Reads a small file; meant for once per window, not per request.
+pub fn thread_demand_time() -> std::time::Duration {
+    let from_schedstat = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| {
+            let mut f = s.split_whitespace().map(|v| v.parse::<u64>().ok());
+            Some(f.next()?? + f.next()??)
+        });
+    match from_schedstat {
+        Some(ns) => std::time::Duration::from_nanos(ns),
+        None => thread_cpu_time(),
+    }
+}
+
 /// Adds `n` to a counter owned by the calling shard (single writer: load + store).
 #[inline]
 pub(crate) fn bump(c: &AtomicU64, n: u64) {

@@ -632,6 +632,11 @@ struct RunResult {
     conns: usize,
     depth: usize,
     latency_us: Latency,
+    /// Latency of the *admitted* answers only: every status but 429 and 5xx (what a service
+    /// that sheds load promises to keep fast).
+    latency_admitted_us: Latency,
+    /// How many answers `latency_admitted_us` covers.
+    admitted: u64,
     saturated: bool,
     generator_cpu_ns_per_req: f64,
     /// Requests due in the window that neither completed nor failed before the drain ended
@@ -648,6 +653,8 @@ struct RunResult {
 #[derive(Debug)]
 struct ShardOut {
     hist: Histogram<u64>,
+    /// The admitted answers' latencies (not 429, not 5xx).
+    admitted: Histogram<u64>,
     /// Responses (any status) completed inside the measurement window.
     completed_in_window: u64,
     /// Responses to requests due inside the window (these are in `hist`).
@@ -735,7 +742,17 @@ struct Outstanding {
 
 /// Drives one connection until its schedule (or, closed loop, the window) ends and its last
 /// responses are in, or the drain deadline passes.
-async fn connection(plan: Rc<Plan>, conn: usize, local: Rc<Local>, hist: Rc<RefCell<Histogram<u64>>>) {
+/// The latency histograms of one shard: every answer, and the admitted ones.
+struct Hists {
+    all: Histogram<u64>,
+    admitted: Histogram<u64>,
+}
+
+fn is_admitted(status: u16) -> bool {
+    status != 429 && !(500..600).contains(&status)
+}
+
+async fn connection(plan: Rc<Plan>, conn: usize, local: Rc<Local>, hist: Rc<RefCell<Hists>>) {
     let closed = plan.closed();
     let mut k: u64 = 0;
     let mut next_due = if closed {
@@ -856,7 +873,10 @@ async fn connection(plan: Rc<Plan>, conn: usize, local: Rc<Local>, hist: Rc<RefC
                         bump(&local.non_2xx, 1);
                     }
                     let us = now.saturating_duration_since(o.intended).as_micros() as u64;
-                    h.saturating_record(us);
+                    h.all.saturating_record(us);
+                    if is_admitted(status) {
+                        h.admitted.saturating_record(us);
+                    }
                 }
             });
             drop(h);
@@ -887,7 +907,10 @@ async fn shard_main(plan: Arc<Plan>, progress: Option<Arc<AtomicU64>>) -> ShardO
     let (me, shards) = (shard_id(), n_shards());
     let plan = Rc::new(Plan::clone(&plan));
     let local = Rc::new(Local::default());
-    let hist = Rc::new(RefCell::new(new_hist()));
+    let hist = Rc::new(RefCell::new(Hists {
+        all: new_hist(),
+        admitted: new_hist(),
+    }));
     let tasks: Vec<_> = (0..plan.conns)
         .filter(|c| c % shards == me)
         .map(|c| spawn_local(connection(plan.clone(), c, local.clone(), hist.clone())))
@@ -919,9 +942,13 @@ async fn shard_main(plan: Arc<Plan>, progress: Option<Arc<AtomicU64>>) -> ShardO
         t.abort();
     }
     let cpu_ns = cpu.await.unwrap_or(0);
-    let hist = hist.replace(new_hist());
+    let hists = hist.replace(Hists {
+        all: new_hist(),
+        admitted: new_hist(),
+    });
     ShardOut {
-        hist,
+        hist: hists.all,
+        admitted: hists.admitted,
         completed_in_window: local.completed_in_window.get(),
         requests: local.requests.get(),
         non_2xx: local.non_2xx.get(),
@@ -988,6 +1015,7 @@ fn run_once(args: &Args, rate: f64, seq_base: u64) -> Result<(RunResult, u64), S
         return Err("interrupted".into());
     }
     let mut hist = new_hist();
+    let mut admitted = new_hist();
     let (mut completed, mut requests, mut non_2xx, mut errors, mut unfinished, mut cpu) = (0, 0, 0, 0, 0, 0);
     let (mut status, mut status_all, mut max_k) = ([0u64; 6], [0u64; 6], 0);
     for o in outs.into_iter().flatten() {
@@ -997,6 +1025,9 @@ fn run_once(args: &Args, rate: f64, seq_base: u64) -> Result<(RunResult, u64), S
         }
         max_k = max_k.max(o.max_k);
         hist.add(&o.hist).map_err(|e| format!("histogram merge: {e}"))?;
+        admitted
+            .add(&o.admitted)
+            .map_err(|e| format!("histogram merge: {e}"))?;
         completed += o.completed_in_window;
         requests += o.requests;
         non_2xx += o.non_2xx;
@@ -1018,6 +1049,8 @@ fn run_once(args: &Args, rate: f64, seq_base: u64) -> Result<(RunResult, u64), S
         conns: args.conns,
         depth: args.depth,
         latency_us: percentiles(&hist),
+        latency_admitted_us: percentiles(&admitted),
+        admitted: admitted.len(),
         saturated: rate > 0.0 && achieved < 0.99 * rate,
         generator_cpu_ns_per_req: if completed > 0 {
             cpu as f64 / completed as f64
@@ -1081,6 +1114,11 @@ fn print_summary(r: &RunResult) {
     println!(
         "  latency (us)    p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
         l.p50, l.p90, l.p99, l.p99_9, l.p99_99, l.max
+    );
+    let l = &r.latency_admitted_us;
+    println!(
+        "  admitted (us)   p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} answers neither 429 nor 5xx)",
+        l.p50, l.p90, l.p99, l.p99_9, l.max, r.admitted
     );
     let (s, a) = (&r.status, &r.status_all);
     println!(

@@ -3,7 +3,7 @@
 //! ```text
 //! flash-sale serve  --addr HOST:PORT --cores N --data-dir DIR [--store redis://HOST:PORT]
 //!                   [--admin-token T] [--prefix P] [--user-rate R] [--global-rate R]
-//!                   [--accept-data-loss] [--share-addr]
+//!                   [--accept-data-loss] [--share-addr] [--shed-grace MS]
 //!                   [--redis-timeout MS] [--allow-redis-data-loss]
 //! flash-sale repair --data-dir DIR
 //! flash-sale demo   [--cores N] [--items K] [--stock S] [--users U] [--rate R] ...
@@ -19,7 +19,7 @@ const USAGE: &str = "usage:
   flash-sale serve  --addr HOST:PORT [--cores N | --cores 0,2,5] --data-dir DIR
                     [--store redis://HOST:PORT] [--prefix P] [--admin-token T]
                     [--user-rate BUYS_PER_SEC] [--global-rate BUYS_PER_SEC]
-                    [--accept-data-loss] [--share-addr]
+                    [--accept-data-loss] [--share-addr] [--shed-grace MS]
                     [--redis-timeout MS] [--allow-redis-data-loss]
   flash-sale repair --data-dir DIR
   flash-sale demo   [options]   (flash-sale demo --help)
@@ -28,6 +28,9 @@ const USAGE: &str = "usage:
                            take connections via SO_REUSEPORT): for a zero-downtime restart,
                            start the new instance, then stop the old one. Without it, a
                            served address is refused at start
+  --shed-grace MS          how long a core may stay saturated before buys are shed with
+                           503 + Retry-After (default 30): a shorter burst is queued and
+                           served, a standing overload is shed so admitted buys stay fast
   --redis-timeout MS       deadline of every Redis operation (default 1000); past it the
                            request answers 503 + Retry-After (a buy is then in doubt: its
                            retry answers already_bought if it went through)
@@ -81,6 +84,17 @@ fn parse_serve(args: &[String]) -> Result<Config, String> {
             "--user-rate" => cfg.user_rate = rate(&value()?)?,
             "--global-rate" => cfg.global_rate = rate(&value()?)?,
             "--share-addr" => cfg.share_addr = true,
+            "--shed-grace" => {
+                let v = value()?;
+                cfg.shed_grace = match v.parse::<u64>() {
+                    Ok(ms) if (10..=600_000).contains(&ms) => std::time::Duration::from_millis(ms),
+                    _ => {
+                        return Err(format!(
+                            "--shed-grace: not a number of milliseconds in 10..=600000: {v:?}"
+                        ))
+                    }
+                };
+            }
             "--redis-timeout" => {
                 let v = value()?;
                 cfg.redis_timeout = match v.parse::<u64>() {

@@ -59,7 +59,7 @@ pub use breaker::{BreakerConfig, BreakerError, BreakerState, CircuitBreaker, Out
 pub use concurrency::ConcurrencyLimit;
 pub use isolate::Isolate;
 pub use rate_limit::{KeyBy, RateLimit, TokenBucket};
-pub use shed::{Codel, LoadShed};
+pub use shed::{Codel, LoadShed, Saturation};
 pub use timeout::Timeout;
 
 /// A boxed response future, as middleware return.

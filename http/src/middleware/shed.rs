@@ -91,6 +91,130 @@ impl Codel {
     }
 }
 
+/// Shedding on saturation: the queue a core cannot see.
+///
+/// A core that serves as fast as it can reads each request only when it gets to it; the
+/// rest wait in the kernel's socket buffers and accept queue, or in the clients, where no
+/// sojourn clock runs. What the core can see is that it never runs dry: its thread is on the
+/// CPU, or ready and waiting for it, all the time (`ringcore_runtime::stats::
+/// thread_demand_time`: kernel work in the ring included, time taken by the ring's io-wq
+/// workers or another process on the same CPU too) instead of sleeping in the ring wait.
+/// Time is cut into windows; each window's busy share (how much of it the thread wanted the
+/// CPU) is smoothed over the last few windows ([`SMOOTHING`](Self::SMOOTHING)), so one window
+/// in which the core briefly waited for the disk does not hide a standing overload; a *busy*
+/// window is one whose smoothed share is above [`BUSY_FLOOR`](Self::BUSY_FLOOR). After
+/// [`ENGAGE_AFTER`](Self::ENGAGE_AFTER) busy windows in a row the core admits only a
+/// fraction of requests, multiplied by [`DECREASE`](Self::DECREASE) after every further busy
+/// window (down to [`MIN_ADMIT`](Self::MIN_ADMIT)) and raised by [`INCREASE`](Self::INCREASE)
+/// after every window that was not busy (AIMD), until it admits everything again. The
+/// requests it does not admit are answered at once, which costs far less than serving them,
+/// so the core gets idle moments back and the hidden queues drain.
+#[derive(Debug, Clone)]
+pub struct Saturation {
+    window: Duration,
+    engage_after: u32,
+    window_start: Option<Instant>,
+    cpu_at_start: u64,
+    busy_share: f64,
+    busy_windows: u32,
+    admit: f64,
+    credit: f64,
+}
+
+impl Saturation {
+    /// Busy windows in a row before shedding starts by default (see
+    /// [`engage_after`](Self::engage_after)): with 10 ms windows, a burst that keeps the core
+    /// busy for less than about 30 ms (plus the smoothing's lag) is absorbed.
+    pub const ENGAGE_AFTER: u32 = 3;
+    /// The admitted fraction is multiplied by this after each further busy window.
+    pub const DECREASE: f64 = 0.7;
+    /// The admitted fraction grows by this after each window that was not busy.
+    pub const INCREASE: f64 = 0.05;
+    /// The admitted fraction never goes below this (some requests always get through).
+    pub const MIN_ADMIT: f64 = 0.02;
+    /// A window whose smoothed busy share is above this is busy.
+    pub const BUSY_FLOOR: f64 = 0.95;
+    /// Weight of the newest window in the smoothed busy share (an exponential moving average
+    /// over about 1 / SMOOTHING windows).
+    pub const SMOOTHING: f64 = 0.5;
+
+    /// A decision over windows of `window`.
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            engage_after: Self::ENGAGE_AFTER,
+            window_start: None,
+            cpu_at_start: 0,
+            busy_share: 0.0,
+            busy_windows: 0,
+            admit: 1.0,
+            credit: 0.0,
+        }
+    }
+
+    /// Busy windows in a row before shedding starts (at least 1): how long a burst that
+    /// saturates the core is absorbed before the core sheds.
+    pub fn engage_after(mut self, windows: u32) -> Self {
+        self.engage_after = windows.max(1);
+        self
+    }
+
+    /// Whether to shed a request seen at `now`. `cpu` returns how long the core's thread has
+    /// wanted the CPU so far, in nanoseconds (a counter that only grows); it is called once
+    /// per window.
+    pub fn should_shed(&mut self, now: Instant, cpu: impl FnOnce() -> u64) -> bool {
+        match self.window_start {
+            None => {
+                self.window_start = Some(now);
+                self.cpu_at_start = cpu();
+            }
+            Some(start) if now.saturating_duration_since(start) >= self.window => {
+                let cpu_now = cpu();
+                let span = now.saturating_duration_since(start).as_nanos() as f64;
+                let share = cpu_now.saturating_sub(self.cpu_at_start) as f64 / span;
+                self.busy_share += Self::SMOOTHING * (share.min(1.0) - self.busy_share);
+                let busy = self.busy_share > Self::BUSY_FLOOR;
+                self.window_start = Some(now);
+                self.cpu_at_start = cpu_now;
+                if busy {
+                    self.busy_windows = self.busy_windows.saturating_add(1);
+                    if self.busy_windows >= self.engage_after {
+                        self.admit = (self.admit * Self::DECREASE).max(Self::MIN_ADMIT);
+                    }
+                } else {
+                    self.busy_windows = 0;
+                    if self.admit < 1.0 {
+                        self.admit = (self.admit + Self::INCREASE).min(1.0);
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+        if self.admit >= 1.0 {
+            self.credit = 0.0;
+            return false;
+        }
+        // Spread the admitted fraction evenly: admit each time the credit reaches one.
+        self.credit += self.admit;
+        if self.credit >= 1.0 {
+            self.credit -= 1.0;
+            false
+        } else {
+            true
+        }
+    }
+
+    /// True while only a fraction of requests is admitted.
+    pub fn is_engaged(&self) -> bool {
+        self.admit < 1.0
+    }
+
+    /// The fraction of requests admitted now (1.0: all).
+    pub fn admitted_fraction(&self) -> f64 {
+        self.admit
+    }
+}
+
 /// Sheds requests that queued too long on an overloaded core, with 503
 /// `{"error":"overloaded"}` and `Retry-After: 1` (or the [`fallback`](Self::fallback)'s
 /// response), so the requests it admits keep a bounded latency instead of everyone waiting
@@ -102,18 +226,26 @@ impl Codel {
 /// time spent behind other work on the core: handlers, parsing, writes. A shed request
 /// costs a parse and a short response, far less than serving it, so an overloaded core
 /// catches up. Each core decides alone.
+///
+/// That clock cannot see requests still waiting in the kernel or in the clients while the
+/// core is saturated (one request per connection at a time, open loop): add
+/// [`on_saturation`](Self::on_saturation) to also shed, by [`Saturation`], while the core
+/// never runs dry (counted as `reason="saturated"`).
 #[derive(Clone)]
 pub struct LoadShed {
     target: Duration,
     interval: Duration,
     name: String,
     fallback: Fallback,
+    saturation: Option<(Duration, u32)>,
     state: Rc<OnceCell<State>>,
 }
 
 struct State {
     codel: RefCell<Codel>,
+    saturation: Option<RefCell<Saturation>>,
     shed: Counter,
+    shed_saturated: Counter,
     overloaded: Gauge,
 }
 
@@ -141,8 +273,19 @@ impl LoadShed {
             interval: Duration::from_millis(100),
             name: String::from("load_shed"),
             fallback: Fallback::default(),
+            saturation: None,
             state: Rc::new(OnceCell::new()),
         }
+    }
+
+    /// Also shed while the core is saturated (its thread on the CPU almost all of each
+    /// `window`), by [`Saturation`]'s rule, once it has been saturated for `grace` (a burst
+    /// shorter than that is absorbed); 10 ms windows and a 30 ms grace are good defaults.
+    /// Off by default.
+    pub fn on_saturation(mut self, window: Duration, grace: Duration) -> Self {
+        let windows = (grace.as_nanos() / window.as_nanos().max(1)).max(1);
+        self.saturation = Some((window, u32::try_from(windows).unwrap_or(u32::MAX)));
+        self
     }
 
     /// The queueing delay above which requests are shed while overloaded.
@@ -177,7 +320,11 @@ impl LoadShed {
     fn state(&self) -> &State {
         self.state.get_or_init(|| State {
             codel: RefCell::new(Codel::new(self.target, self.interval)),
+            saturation: self
+                .saturation
+                .map(|(w, n)| RefCell::new(Saturation::new(w).engage_after(n))),
             shed: rejected_counter("load_shed", &self.name, "overloaded"),
+            shed_saturated: rejected_counter("load_shed", &self.name, "saturated"),
             overloaded: Gauge::new(
                 "ringcore_governance_overloaded",
                 "Cores where load shedding is engaged, by instance name.",
@@ -198,14 +345,28 @@ impl Middleware for LoadShed {
         let now = Instant::now();
         let turn = req.received_at().unwrap_or(now);
         let sojourn = now.saturating_duration_since(turn);
-        let shed = {
+        let (shed, saturated) = {
             let mut codel = st.codel.borrow_mut();
-            let shed = codel.should_shed(sojourn, turn, now);
-            st.overloaded.set(i64::from(codel.is_overloaded()));
-            shed
+            let mut shed = codel.should_shed(sojourn, turn, now);
+            let mut engaged = codel.is_overloaded();
+            let mut saturated = false;
+            if let Some(sat) = &st.saturation {
+                let mut sat = sat.borrow_mut();
+                if !shed {
+                    saturated = sat.should_shed(now, cpu_ns);
+                    shed = saturated;
+                }
+                engaged |= sat.is_engaged();
+            }
+            st.overloaded.set(i64::from(engaged));
+            (shed, saturated)
         };
         if shed {
-            st.shed.inc();
+            if saturated {
+                st.shed_saturated.inc();
+            } else {
+                st.shed.inc();
+            }
             return self.fallback.respond(
                 req,
                 Rejection::Overloaded {
@@ -217,6 +378,11 @@ impl Middleware for LoadShed {
     }
 }
 
+/// How long this core's thread has wanted the CPU so far (ns).
+fn cpu_ns() -> u64 {
+    ringcore_runtime::stats::thread_demand_time().as_nanos() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +392,106 @@ mod tests {
     /// One request per turn: the turn stamp is when it arrived.
     fn shed(c: &mut Codel, sojourn: Duration, now: Instant) -> bool {
         c.should_shed(sojourn, now - sojourn, now)
+    }
+
+    /// A simulated core: a clock, and the CPU time its thread has used.
+    struct Sim {
+        t: Instant,
+        cpu: u64,
+    }
+
+    impl Sim {
+        fn new() -> Sim {
+            Sim {
+                t: Instant::now(),
+                cpu: 0,
+            }
+        }
+
+        /// Feeds `n` requests spread over one 10 ms window in which the thread was on the CPU
+        /// for `busy_ms`; returns how many were shed.
+        fn window(&mut self, s: &mut Saturation, busy_ms: u64, n: u32) -> u32 {
+            let mut shed = 0;
+            for k in 0..n {
+                let now = self.t + k * (10 * MS) / n;
+                let cpu = self.cpu;
+                shed += u32::from(s.should_shed(now, || cpu));
+            }
+            self.t += 10 * MS;
+            self.cpu += busy_ms * 1_000_000;
+            shed
+        }
+    }
+
+    /// Busy windows until shedding engages (panics past `limit`).
+    fn until_engaged(sim: &mut Sim, s: &mut Saturation, limit: u32) -> u32 {
+        let mut windows = 0;
+        loop {
+            let shed = sim.window(s, 10, 100);
+            windows += 1;
+            if s.is_engaged() {
+                return windows;
+            }
+            assert_eq!(shed, 0, "nothing is shed before engaging");
+            assert!(windows <= limit, "not engaged after {limit} busy windows");
+        }
+    }
+
+    #[test]
+    fn saturation_engages_after_busy_windows_and_backs_off_when_idle_returns() {
+        let mut sim = Sim::new();
+        let mut s = Saturation::new(10 * MS);
+        // Half idle: nothing shed.
+        for _ in 0..20 {
+            assert_eq!(sim.window(&mut s, 5, 100), 0);
+        }
+        // A short burst of busy windows is absorbed...
+        for _ in 0..Saturation::ENGAGE_AFTER {
+            assert_eq!(sim.window(&mut s, 10, 100), 0);
+        }
+        assert!(!s.is_engaged());
+        // ...one idle window in a standing overload does not reset it...
+        assert_eq!(sim.window(&mut s, 8, 100), 0);
+        // ...and a standing one engages shedding, which deepens while the core stays busy.
+        let took = until_engaged(&mut sim, &mut s, 20);
+        assert!(took >= 1);
+        let mut last = sim.window(&mut s, 10, 100);
+        assert!(last > 0);
+        for _ in 0..5 {
+            let shed = sim.window(&mut s, 10, 100);
+            assert!(shed >= last, "shedding deepens while busy: {shed} < {last}");
+            last = shed;
+        }
+        assert!(last < 100, "some requests always get through");
+        // Idle time comes back: the admitted fraction climbs back to all.
+        let mut windows = 0;
+        while s.is_engaged() {
+            sim.window(&mut s, 5, 100);
+            windows += 1;
+            assert!(windows < 100, "never disengaged");
+        }
+        assert_eq!(sim.window(&mut s, 5, 100), 0);
+    }
+
+    #[test]
+    fn saturation_admits_its_fraction_evenly() {
+        let mut sim = Sim::new();
+        let mut s = Saturation::new(10 * MS);
+        until_engaged(&mut sim, &mut s, 30);
+        let f = s.admitted_fraction();
+        assert!((f - Saturation::DECREASE).abs() < 1e-9, "{f}");
+        // Within one window, the admitted share matches the fraction.
+        let before = s.admitted_fraction();
+        let shed = sim.window(&mut s, 10, 1000);
+        let admitted = 1000 - shed;
+        // The window's first request closes the previous window (one more decrease).
+        let after = s.admitted_fraction();
+        assert!(after < before);
+        let expected = (1000.0 * after) as u32;
+        assert!(
+            admitted.abs_diff(expected) <= 2,
+            "{admitted} admitted, {expected} expected"
+        );
     }
 
     #[test]

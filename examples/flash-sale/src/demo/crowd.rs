@@ -198,6 +198,9 @@ pub(crate) struct Fired {
     pub(crate) outcomes: Vec<Outcome>,
     /// Latency (µs, from the due time) of every answered attempt.
     pub(crate) hist: Histogram<u64>,
+    /// The same, for the admitted attempts only (every answer but 429 and 503): what load
+    /// shedding promises to keep short.
+    pub(crate) admitted: Histogram<u64>,
     /// From the first due time to the last answer.
     pub(crate) elapsed: Duration,
 }
@@ -227,12 +230,14 @@ impl Plan {
 struct ShardOut {
     outcomes: Vec<(usize, Outcome)>,
     hist: Histogram<u64>,
+    admitted: Histogram<u64>,
     last: Option<Instant>,
 }
 
 struct Shared {
     outcomes: RefCell<Vec<(usize, Outcome)>>,
     hist: RefCell<Histogram<u64>>,
+    admitted: RefCell<Histogram<u64>>,
     last: RefCell<Option<Instant>>,
 }
 
@@ -267,10 +272,14 @@ pub(crate) fn fire(cfg: &Config, attempts: Vec<Attempt>) -> Result<Fired, String
         *o = Outcome::Unsent;
     }
     let mut hist = new_hist();
+    let mut admitted = new_hist();
     let mut last = start;
     for out in outs {
         let out = out.ok_or("the crowd was interrupted (SIGINT or SIGTERM)")?;
         hist.add(&out.hist).map_err(|e| format!("histogram merge: {e}"))?;
+        admitted
+            .add(&out.admitted)
+            .map_err(|e| format!("histogram merge: {e}"))?;
         for (j, o) in out.outcomes {
             outcomes[j] = o;
         }
@@ -281,6 +290,7 @@ pub(crate) fn fire(cfg: &Config, attempts: Vec<Attempt>) -> Result<Fired, String
     Ok(Fired {
         outcomes,
         hist,
+        admitted,
         elapsed: last.saturating_duration_since(start),
     })
 }
@@ -290,6 +300,7 @@ async fn shard_main(plan: Arc<Plan>) -> ShardOut {
     let shared = Rc::new(Shared {
         outcomes: RefCell::new(Vec::new()),
         hist: RefCell::new(new_hist()),
+        admitted: RefCell::new(new_hist()),
         last: RefCell::new(None),
     });
     let tasks: Vec<_> = (0..plan.cfg.conns)
@@ -300,10 +311,12 @@ async fn shard_main(plan: Arc<Plan>) -> ShardOut {
         let _ = t.await;
     }
     let hist = shared.hist.replace(new_hist());
+    let admitted = shared.admitted.replace(new_hist());
     let last = *shared.last.borrow();
     ShardOut {
         outcomes: shared.outcomes.take(),
         hist,
+        admitted,
         last,
     }
 }
@@ -412,7 +425,11 @@ async fn connection(plan: Arc<Plan>, conn: usize, shared: Rc<Shared>) {
                         };
                         let us = now.saturating_duration_since(plan.due(o.j)).as_micros() as u64;
                         shared.hist.borrow_mut().saturating_record(us);
-                        shared.outcomes.borrow_mut().push((o.j, classify(&resp)));
+                        let outcome = classify(&resp);
+                        if !matches!(outcome, Outcome::TooMany { .. } | Outcome::Unavailable { .. }) {
+                            shared.admitted.borrow_mut().saturating_record(us);
+                        }
+                        shared.outcomes.borrow_mut().push((o.j, outcome));
                         *shared.last.borrow_mut() = Some(now);
                         if resp.close {
                             broken = true;

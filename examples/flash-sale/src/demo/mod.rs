@@ -3,6 +3,7 @@
 //! ```text
 //! flash-sale demo [--cores N] [--items K=3] [--stock S=1000] [--users U=20000]
 //!                 [--rate R=20000] [--conns C=64] [--duration SECS=10] [--hot]
+//!                 [--shed-grace MS]   (passed to the service: see `serve --shed-grace`)
 //! ```
 //!
 //! The service runs as a child process of this executable (`serve` on an ephemeral port with
@@ -50,7 +51,8 @@ const CHECKERS: usize = 4;
 const CHECK_BATCH: usize = 64;
 
 const USAGE: &str = "usage: flash-sale demo [--cores N|0,2,5] [--items K=3] [--stock S=1000] \
-[--users U=20000] [--rate R=20000] [--conns C=64] [--duration SECS=10] [--hot]";
+[--users U=20000] [--rate R=20000] [--conns C=64] [--duration SECS=10] [--hot] \
+[--shed-grace MS (serve's)]";
 
 #[derive(Debug, Clone, PartialEq)]
 struct Options {
@@ -63,6 +65,8 @@ struct Options {
     conns: usize,
     duration: Duration,
     hot: bool,
+    /// Passed to `serve --shed-grace` when given.
+    shed_grace_ms: Option<u64>,
 }
 
 impl Default for Options {
@@ -76,6 +80,7 @@ impl Default for Options {
             conns: 64,
             duration: Duration::from_secs(10),
             hot: false,
+            shed_grace_ms: None,
         }
     }
 }
@@ -100,6 +105,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 o.cores = Some(v.clone());
             }
             "--items" => o.items = num(k, value()?)?,
+            "--shed-grace" => o.shed_grace_ms = Some(num(k, value()?)?),
             "--stock" => o.stock = num(k, value()?)?,
             "--users" => o.users = num(k, value()?)?,
             "--rate" => o.rate = num(k, value()?)?,
@@ -158,7 +164,11 @@ pub fn main(args: &[String]) -> ExitCode {
 
 /// The whole demo; `Ok(all invariants held)`.
 fn run(opts: &Options) -> Result<bool, String> {
-    let service = Service::start(opts.cores.as_deref())?;
+    let extra: Vec<String> = match opts.shed_grace_ms {
+        Some(ms) => vec!["--shed-grace".into(), ms.to_string()],
+        None => Vec::new(),
+    };
+    let service = Service::start(opts.cores.as_deref(), &extra)?;
     let addr = service.addr();
     eprintln!(
         "flash-sale demo: service pid {} listening on {addr}",
@@ -364,6 +374,10 @@ fn summary(opts: &Options, attempts: &[Attempt], fired: &crowd::Fired) -> String
         t.ok, t.sold_out, t.already, t.too_many, t.unavailable, t.other, t.lost
     );
     s += &format!("  latency       {}\n", latency_line(&fired.hist));
+    s += &format!(
+        "  admitted      {}   (answers but 429/503)\n",
+        latency_line(&fired.admitted)
+    );
     let secs = fired.elapsed.as_secs_f64();
     let rate = if secs > 0.0 { answered as f64 / secs } else { 0.0 };
     s += &format!("  throughput    {rate:.0} req/s over {secs:.2} s\n");
@@ -429,7 +443,8 @@ mod tests {
     fn command_line() {
         assert_eq!(parse_args(&[]).unwrap(), Options::default());
         let o = parse_args(&args(
-            "--cores 2 --items 2 --stock 200 --users 1000 --rate 4000 --conns 8 --duration 2.5 --hot",
+            "--cores 2 --items 2 --stock 200 --users 1000 --rate 4000 --conns 8 --duration 2.5 --hot \
+             --shed-grace 500",
         ))
         .unwrap();
         assert_eq!(
@@ -443,6 +458,7 @@ mod tests {
                 conns: 8,
                 duration: Duration::from_millis(2500),
                 hot: true,
+                shed_grace_ms: Some(500),
             }
         );
         for bad in [
@@ -478,9 +494,12 @@ mod tests {
             Outcome::Unavailable { retry_after: true },
             Outcome::Lost,
         ];
+        let mut admitted = crowd::new_hist();
+        admitted.record(400).expect("record");
         let fired = crowd::Fired {
             outcomes,
             hist,
+            admitted,
             elapsed: Duration::from_millis(500),
         };
         let opts = Options {
@@ -505,12 +524,16 @@ mod tests {
             lines[3],
             "  latency       p50 0.40 ms  p90 12.0 ms  p99 12.0 ms  p99.9 12.0 ms  max 12.0 ms"
         );
-        assert_eq!(lines[4], "  throughput    6 req/s over 0.50 s");
+        assert_eq!(
+            lines[4],
+            "  admitted      p50 0.40 ms  p90 0.40 ms  p99 0.40 ms  p99.9 0.40 ms  max 0.40 ms   (answers but 429/503)"
+        );
+        assert_eq!(lines[5], "  throughput    6 req/s over 0.50 s");
         assert!(
-            lines[5].starts_with("  note          6 of 20000 req/s answered"),
+            lines[6].starts_with("  note          6 of 20000 req/s answered"),
             "{s}"
         );
-        assert!(lines[6].starts_with("  lost          1 attempts"), "{s}");
+        assert!(lines[7].starts_with("  lost          1 attempts"), "{s}");
         let inv = invariant_lines(&[
             Check {
                 ok: true,

@@ -53,7 +53,7 @@ pub(crate) struct Service {
 impl Service {
     /// Starts `current_exe serve --addr 127.0.0.1:0 [--cores C] --data-dir DIR` and waits (at
     /// most 10 s) for its `flash-sale listening on ADDR` line.
-    pub(crate) fn start(cores: Option<&str>) -> Result<Service, String> {
+    pub(crate) fn start(cores: Option<&str>, extra: &[String]) -> Result<Service, String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let dir = TempDir::new("demo").map_err(|e| format!("temp dir: {e}"))?;
         let mut cmd = Command::new(&exe);
@@ -61,6 +61,7 @@ impl Service {
         if let Some(c) = cores {
             cmd.args(["--cores", c]);
         }
+        cmd.args(extra);
         cmd.arg("--data-dir")
             .arg(dir.path())
             .stdin(Stdio::null())

@@ -60,6 +60,9 @@ pub struct Config {
     /// connections through `SO_REUSEPORT`): for a zero-downtime restart, start the new
     /// instance with this set (on its own data dir or store), then stop the old one.
     pub share_addr: bool,
+    /// How long a core must be saturated before the buy route sheds (503) the requests it
+    /// cannot see waiting in the kernel: a burst shorter than this is absorbed.
+    pub shed_grace: Duration,
     /// The deadline of every Redis operation (past it: 503 + `Retry-After`).
     pub redis_timeout: Duration,
     /// Start even against a Redis that can lose acknowledged orders (or will not say).
@@ -83,6 +86,7 @@ impl Config {
             global_rate: 0.0,
             item_cache_ttl: Duration::from_millis(100),
             share_addr: false,
+            shed_grace: Duration::from_millis(30),
             redis_timeout: crate::redis::client::DEFAULT_DEADLINE,
             allow_redis_data_loss: false,
             accept_data_loss: false,
@@ -222,13 +226,47 @@ struct App {
     tag: String,
     admin_token: Option<String>,
     seq: std::cell::Cell<u64>,
+    /// Buys in progress on this core (from the handler's start to its answer).
+    buys_in_flight: Rc<std::cell::Cell<usize>>,
     m: Metrics,
+}
+
+/// Most buys in progress on one core: reserving over the mesh, stealing, or waiting for
+/// their group commit. Past it a buy is answered 503 at once (a bounded queue, not a
+/// growing one).
+const MAX_BUYS_IN_FLIGHT: usize = 1024;
+/// A buy is refused (503) while the group commit ahead of it has been on its way to the disk
+/// longer than this: its own wait would be at least as long.
+const COMMIT_WAIT_TARGET: Duration = Duration::from_millis(50);
+/// Most records waiting for the next group commit on one core.
+const MAX_QUEUED_RECORDS: u64 = 4096;
+
+/// Counts one buy in progress until dropped (the handler's future may be dropped midway).
+struct InFlight(Rc<std::cell::Cell<usize>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+fn overloaded(detail: &str) -> Response {
+    let r = json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "overloaded", "detail": detail}),
+    );
+    r.header(
+        ringcore_http::header::RETRY_AFTER,
+        ringcore_http::HeaderValue::from_static("1"),
+    )
 }
 
 struct Metrics {
     sold: Counter,
     sold_out: Counter,
     already: Counter,
+    /// Buys refused by the service's own bounds (in flight, group commit backlog).
+    shed: Counter,
     journal_batches: ringcore_http::metrics::Gauge,
 }
 
@@ -267,10 +305,12 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
         tag: tag.to_string(),
         admin_token: cfg.admin_token.clone(),
         seq: std::cell::Cell::new(0),
+        buys_in_flight: Rc::new(std::cell::Cell::new(0)),
         m: Metrics {
             sold: outcome("sold"),
             sold_out: outcome("sold_out"),
             already: outcome("already_bought"),
+            shed: outcome("overloaded"),
             journal_batches: ringcore_http::metrics::Gauge::new(
                 "flash_sale_journal_batches",
                 "Group commits (write + fdatasync) done by this process's journals.",
@@ -290,7 +330,13 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
     if cfg.global_rate > 0.0 {
         buy = buy.layer(RateLimit::per_second(cfg.global_rate).name("buy_global"));
     }
-    let buy = buy.layer(LoadShed::new().name("buy"));
+    // Shed on the wait inside the core (CoDel) and, since a saturated core cannot see the
+    // requests still in the kernel or the clients, on saturation too.
+    let buy = buy.layer(
+        LoadShed::new()
+            .on_saturation(Duration::from_millis(10), cfg.shed_grace)
+            .name("buy"),
+    );
 
     let router = Router::with_state(app);
     let state = router.state().clone();
@@ -441,6 +487,12 @@ async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> 
         Ok(_) => return bad_request("a non-empty \"user\" (at most 256 bytes) is required"),
         Err(e) => return bad_request(&format!("malformed JSON: {e}")),
     };
+    if app.buys_in_flight.get() >= MAX_BUYS_IN_FLIGHT {
+        app.m.shed.inc();
+        return overloaded("too many buys in progress on this core");
+    }
+    app.buys_in_flight.set(app.buys_in_flight.get() + 1);
+    let _in_flight = InFlight(app.buys_in_flight.clone());
     let me = shard_id();
     let seq = app.seq.get() + 1;
     app.seq.set(seq);
@@ -458,7 +510,13 @@ async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> 
                 "store: {e}; retry: a buy that went through answers already_bought"
             ))),
         },
-        None => buy_embedded(&app, &item, &user, order, ts).await,
+        None => match commit_backlog() {
+            Some(why) => {
+                app.m.shed.inc();
+                Err(overloaded(&why))
+            }
+            None => buy_embedded(&app, &item, &user, order, ts).await,
+        },
     };
     match resp {
         Ok(order) => {
@@ -494,6 +552,20 @@ fn already(order: &str) -> Response {
 
 /// How long a buy waits for a stock change or an earlier buy by the same user.
 const WAIT_LIMIT: Duration = Duration::from_secs(2);
+
+/// Why this core's group commit cannot take another buy in time, if it cannot.
+fn commit_backlog() -> Option<String> {
+    let journal = embedded::core().journal.borrow().clone()?;
+    let age = journal.flush_age();
+    if age > COMMIT_WAIT_TARGET {
+        return Some(format!(
+            "the group commit ahead has waited {} ms for the disk",
+            age.as_millis()
+        ));
+    }
+    let queued = journal.queued_records();
+    (queued >= MAX_QUEUED_RECORDS).then(|| format!("{queued} records wait for the group commit"))
+}
 
 async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64) -> Result<String, Response> {
     if let Some(why) = embedded::core()
