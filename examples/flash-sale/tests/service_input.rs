@@ -395,3 +395,64 @@ fn one_user_hammering_is_rate_limited() {
     drop(client);
     service.stop_clean();
 }
+
+/// The per-user limit holds across cores: one user's buys spread over 16 connections (which
+/// the kernel spreads over both cores) for 2 s get no more than the configured rate (5/s,
+/// burst 5), where a per-core limit would let about twice as many through.
+#[test]
+fn the_per_user_limit_is_exact_across_cores() {
+    const RATE: f64 = 5.0;
+    const BURST: f64 = 5.0;
+    const SPAN: Duration = Duration::from_secs(2);
+    let dir = TempDir::new("input-rate-cores");
+    let mut config = Config::new(2, dir.path());
+    config.extra_args = vec!["--user-rate".into(), "5".into()];
+    let service = Service::start(&config);
+    let mut client = Client::new(service.addr());
+    let item = unique("pen");
+    expect(client.put_item(&item, 100), 201, None, "create");
+    let addr = service.addr();
+    let start = std::time::Instant::now();
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let item = item.clone();
+            thread::spawn(move || {
+                let mut client = Client::new(addr);
+                let mut through = 0u32;
+                let mut limited = 0u32;
+                while start.elapsed() < SPAN {
+                    let resp = client.buy_once(&item, "spreader").expect("buy");
+                    match resp.status {
+                        200 | 409 => through += 1,
+                        429 => {
+                            assert!(resp.header("retry-after").is_some(), "429 without Retry-After");
+                            limited += 1;
+                        }
+                        other => panic!("unexpected {other}: {}", resp.describe()),
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+                (through, limited)
+            })
+        })
+        .collect();
+    let (mut through, mut limited) = (0, 0);
+    for t in threads {
+        let (a, b) = t.join().expect("buyer thread");
+        through += a;
+        limited += b;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let allowed = BURST + RATE * elapsed;
+    assert!(limited > 0, "the user was never limited ({through} through)");
+    assert!(
+        f64::from(through) <= allowed + 1.0,
+        "{through} buys got through in {elapsed:.2} s; the limit allows {allowed:.1}"
+    );
+    assert!(
+        f64::from(through) >= 0.5 * allowed,
+        "only {through} of the {allowed:.1} allowed buys got through"
+    );
+    drop(client);
+    service.stop_clean();
+}

@@ -9,6 +9,7 @@ pub mod health;
 mod orders;
 mod redis_calls;
 pub mod replay;
+mod user_limit;
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ringcore_http::metrics::Counter;
-use ringcore_http::middleware::{KeyBy, LoadShed, RateLimit};
+use ringcore_http::middleware::{retry_after_secs, LoadShed, RateLimit};
 use ringcore_http::runtime::cache::Cache;
 use ringcore_http::runtime::time::sleep;
 use ringcore_http::runtime::{n_shards, shard_id, spawn_local_in, submit_to, Cores, TaskClass};
@@ -267,6 +268,8 @@ struct Metrics {
     already: Counter,
     /// Buys refused by the service's own bounds (in flight, group commit backlog).
     shed: Counter,
+    /// Buys refused by the per-user limit.
+    rate_limited: Counter,
     journal_batches: ringcore_http::metrics::Gauge,
 }
 
@@ -311,6 +314,7 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
             sold_out: outcome("sold_out"),
             already: outcome("already_bought"),
             shed: outcome("overloaded"),
+            rate_limited: outcome("rate_limited"),
             journal_batches: ringcore_http::metrics::Gauge::new(
                 "flash_sale_journal_batches",
                 "Group commits (write + fdatasync) done by this process's journals.",
@@ -318,15 +322,10 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
             ),
         },
     };
-    let per_user = RateLimit::per_second(cfg.user_rate)
-        .burst(cfg.user_rate.ceil().max(1.0) as u32)
-        .key_by(KeyBy::Func(Rc::new(|req: &Request| {
-            serde_json::from_slice::<BuyBody>(req.body())
-                .ok()
-                .and_then(|b| b.user)
-        })))
-        .name("buy_per_user");
-    let mut buy = post(buy).layer(per_user);
+    // The per-user limit is checked on the user's owner core, in the handler (exact across
+    // cores); the global one is split over the cores.
+    user_limit::configure(cfg.user_rate, cfg.user_rate.ceil().max(1.0) as u32);
+    let mut buy = post(buy);
     if cfg.global_rate > 0.0 {
         buy = buy.layer(RateLimit::per_second(cfg.global_rate).name("buy_global"));
     }
@@ -493,6 +492,23 @@ async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> 
     }
     app.buys_in_flight.set(app.buys_in_flight.get() + 1);
     let _in_flight = InFlight(app.buys_in_flight.clone());
+    let owner = embedded::user_owner(&user, n_shards());
+    let u = user.clone();
+    match on(owner, move || user_limit::take(&u)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(wait)) => {
+            app.m.rate_limited.inc();
+            return json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"error": "rate_limited", "detail": "this user's buys per second"}),
+            )
+            .header(
+                ringcore_http::header::RETRY_AFTER,
+                ringcore_http::HeaderValue::from(retry_after_secs(wait)),
+            );
+        }
+        Err(r) => return r,
+    }
     let me = shard_id();
     let seq = app.seq.get() + 1;
     app.seq.set(seq);
