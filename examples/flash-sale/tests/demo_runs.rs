@@ -52,6 +52,7 @@ fn a_small_flash_crowd_keeps_every_invariant() {
 /// (this failed 7 runs in 8 before stolen surplus was counted as lent).
 #[test]
 fn a_burst_just_above_the_stock_sells_every_unit() {
+    let mut served_all = false;
     for _ in 0..3 {
         let out = run_demo(&[
             "--cores",
@@ -71,11 +72,40 @@ fn a_burst_just_above_the_stock_sells_every_unit() {
             "--shed-grace",
             "5000",
         ]);
-        assert!(
-            out.contains("[ok] item-0: sold 999 == stock 999 (remaining 0;"),
-            "{out}"
-        );
+        // `run_demo` already failed the run if anyone heard sold_out while a unit remained.
+        // When every buyer was served, every unit must be sold; a buyer shed with 503 (a
+        // busy machine: the in-core wait or the group commit over its target) leaves units,
+        // and then the demo's own check is what guards the race.
+        if count(&out, "503: ") == 0 {
+            assert!(
+                out.contains("[ok] item-0: sold 999 == stock 999 (remaining 0;"),
+                "{out}"
+            );
+        } else {
+            eprintln!("some buyers were shed; the sell-out check is the demo's: {out}");
+        }
+        served_all |= count(&out, "503: ") == 0;
     }
+    assert!(
+        served_all,
+        "in 3 runs, never every buyer served: the race was not exercised"
+    );
+}
+
+/// The count after `label` on the demo's `requests` line.
+fn count(out: &str, label: &str) -> u64 {
+    let requests = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("requests"))
+        .unwrap_or_else(|| panic!("no requests line: {out}"));
+    let at = requests
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label} in {requests:?}"));
+    requests[at + label.len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count after {label} in {requests:?}"))
 }
 
 /// A crowd far above what one core serves (in a debug build, on a 2-core machine shared
@@ -100,25 +130,11 @@ fn overload_is_shed_and_admitted_buys_stay_fast() {
         "--duration",
         "3",
     ]);
-    let requests = out
-        .lines()
-        .find(|l| l.trim_start().starts_with("requests"))
-        .unwrap_or_else(|| panic!("no requests line: {out}"));
-    let count = |label: &str| -> u64 {
-        let at = requests
-            .find(label)
-            .unwrap_or_else(|| panic!("no {label} in {requests:?}"));
-        requests[at + label.len()..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no count after {label} in {requests:?}"))
-    };
-    assert_eq!(count("lost: "), 0, "{out}");
-    assert_eq!(count("other: "), 0, "{out}");
+    assert_eq!(count(&out, "lost: "), 0, "{out}");
+    assert_eq!(count(&out, "other: "), 0, "{out}");
     assert!(!out.contains("unsent"), "every due attempt went out: {out}");
-    assert!(count("503: ") > 0, "the crowd was not shed at all: {out}");
-    assert!(count("200: ") > 0, "nothing was admitted: {out}");
+    assert!(count(&out, "503: ") > 0, "the crowd was not shed at all: {out}");
+    assert!(count(&out, "200: ") > 0, "nothing was admitted: {out}");
     let admitted = out
         .lines()
         .find(|l| l.trim_start().starts_with("admitted"))
