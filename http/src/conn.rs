@@ -86,6 +86,8 @@ pub(crate) struct CoreConns {
     pub(crate) drain: Drain,
     pub(crate) m_accepted: Counter,
     pub(crate) m_refused: Counter,
+    /// Accepts that failed for lack of descriptors or memory (the loop then backs off).
+    pub(crate) m_accept_exhausted: Counter,
     m_active: Gauge,
 }
 
@@ -101,6 +103,11 @@ impl Default for CoreConns {
             m_refused: Counter::new(
                 "ringcore_http_connections_refused_total",
                 "Connections refused with 503 at the per-core connection limit.",
+                &[],
+            ),
+            m_accept_exhausted: Counter::new(
+                "ringcore_http_accept_exhausted_total",
+                "Accepts that failed with EMFILE, ENFILE, ENOBUFS or ENOMEM (accepting then backs off).",
                 &[],
             ),
             m_active: Gauge::new("ringcore_http_connections_active", "Connections open now.", &[]),

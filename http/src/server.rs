@@ -143,6 +143,23 @@ impl Server {
         S: 'static,
         F: Fn() -> Router<S> + Send + Sync + 'static,
     {
+        // The soft open-files limit (often 1024) is met long before the connection limit.
+        let n_cores = match &self.cores {
+            Cores::Count(n) => *n,
+            Cores::List(ids) => ids.len(),
+            _ => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        let want = self.limits.max_connections_per_core.saturating_mul(n_cores);
+        match ringcore_runtime::raise_nofile_limit() {
+            Ok(n) if (n as usize) < want => tracing::warn!(
+                open_files = n,
+                connection_limit = want,
+                "RLIMIT_NOFILE allows fewer open files than the connection limit: about {n} \
+                 connections at most (raise the hard limit, e.g. `ulimit -Hn` or LimitNOFILE=)"
+            ),
+            Ok(n) => tracing::debug!(open_files = n, "RLIMIT_NOFILE"),
+            Err(e) => tracing::warn!("could not raise RLIMIT_NOFILE: {e}"),
+        }
         let mut builder = Runtime::builder()
             .cores(self.cores.clone())
             .shutdown_grace(self.graceful + Duration::from_secs(1));
@@ -267,6 +284,7 @@ where
     let refuse: Rc<[u8]> = Rc::from(conn::refuse_response(&cfg));
     {
         let mut stop = pin!(shutdown_requested());
+        let mut backoff = AcceptBackoff::default();
         loop {
             let accepted = {
                 let accept = pin!(listener.accept_stream());
@@ -274,8 +292,23 @@ where
             };
             let Some(accepted) = accepted else { break };
             let stream = match accepted {
-                Ok(s) => s,
-                Err(_) => continue, // EMFILE, ECONNABORTED: keep serving
+                Ok(s) => {
+                    backoff.reset();
+                    s
+                }
+                Err(e) if is_exhaustion(&e) => {
+                    // Out of descriptors or memory: accepting again at once would fail again
+                    // and spin (each failure re-arms the accept). Back off on this core;
+                    // existing connections, and the other cores, keep serving.
+                    core.m_accept_exhausted.inc();
+                    let wait = backoff.next(&e);
+                    let pause = pin!(sleep(wait));
+                    if select_accept(pause, stop.as_mut()).await.is_none() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(_) => continue, // ECONNABORTED and the like: that client is gone
             };
             core.accepted.set(core.accepted.get() + 1);
             core.m_accepted.inc();
@@ -320,6 +353,55 @@ where
         refused: core.refused.get(),
         cut: core.active.get() as u64,
     })
+}
+
+/// Whether an accept failed for lack of a resource that frees up by itself (descriptors,
+/// kernel memory), as opposed to one client's problem.
+fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// The accept loop's pause after running out of descriptors: 1 ms, doubling to 100 ms (as
+/// Go's and tokio's accept loops do), reset by the next successful accept. One warning per
+/// second at most.
+#[derive(Default)]
+struct AcceptBackoff {
+    wait: Duration,
+    warned: Option<Instant>,
+    failed_since_warning: u64,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(1);
+    const MAX: Duration = Duration::from_millis(100);
+    const WARN_EVERY: Duration = Duration::from_secs(1);
+
+    fn next(&mut self, e: &io::Error) -> Duration {
+        self.wait = if self.wait.is_zero() {
+            Self::FIRST
+        } else {
+            (self.wait * 2).min(Self::MAX)
+        };
+        self.failed_since_warning += 1;
+        if !self.warned.is_some_and(|t| t.elapsed() < Self::WARN_EVERY) {
+            tracing::warn!(
+                core = shard_id(),
+                failures = self.failed_since_warning,
+                "accept failed: {e}; pausing accepts on this core (up to {:?})",
+                Self::MAX
+            );
+            self.warned = Some(Instant::now());
+            self.failed_since_warning = 0;
+        }
+        self.wait
+    }
+
+    fn reset(&mut self) {
+        self.wait = Duration::ZERO;
+    }
 }
 
 thread_local! {

@@ -24,7 +24,9 @@ pub(crate) struct Context {
     pub(crate) mesh: MeshLocal,
     /// Set once this shard has seen the runtime's shutdown request.
     pub(crate) shutdown_seen: Cell<bool>,
-    pub(crate) shutdown_waiters: RefCell<Vec<std::task::Waker>>,
+    /// Tasks waiting in [`shutdown_requested`](crate::shutdown_requested): one slot per
+    /// waiting future, freed when it is dropped, drained (and woken) at shutdown.
+    pub(crate) shutdown_waiters: RefCell<slab::Slab<std::task::Waker>>,
     pub(crate) sharded: RefCell<std::collections::HashMap<u64, Rc<dyn std::any::Any>>>,
 }
 

@@ -84,4 +84,8 @@ pub use executor::{
     consume_budget, spawn_local, spawn_local_in, yield_now, JoinError, JoinHandle, TaskClass,
 };
 pub use mesh::{submit_to, try_submit_to, Sharded, Submit, SubmitError, TrySubmitError};
-pub use shard::{is_shutting_down, local_state, nop, request_shutdown, shutdown_requested, LocalState};
+mod limits;
+pub use limits::raise_nofile_limit;
+pub use shard::{
+    is_shutting_down, local_state, nop, request_shutdown, shutdown_requested, LocalState, ShutdownRequested,
+};

@@ -65,7 +65,7 @@ where
         timers: RefCell::new(Timers::new()),
         mesh: MeshLocal::new(),
         shutdown_seen: Cell::new(false),
-        shutdown_waiters: RefCell::new(Vec::new()),
+        shutdown_waiters: RefCell::new(slab::Slab::new()),
         sharded: RefCell::new(HashMap::new()),
     });
     context::enter(cx.clone());
@@ -212,7 +212,7 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
             if !cx.shutdown_seen.get() {
                 cx.shutdown_seen.set(true);
                 grace_deadline = Some(Instant::now() + shared.config.shutdown_grace);
-                let waiters = std::mem::take(&mut *cx.shutdown_waiters.borrow_mut());
+                let waiters: Vec<Waker> = cx.shutdown_waiters.borrow_mut().drain().collect();
                 waiters.into_iter().for_each(Waker::wake);
             }
             if main_done || grace_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -320,18 +320,70 @@ fn idle_poll(cx: &Context, until: Instant) -> io::Result<bool> {
 /// # Panics
 ///
 /// Outside a ringcore shard.
-pub async fn shutdown_requested() {
-    std::future::poll_fn(|tcx| {
+pub fn shutdown_requested() -> ShutdownRequested {
+    ShutdownRequested { slot: None }
+}
+
+/// The future of [`shutdown_requested`]. However often it is polled, it holds one waker
+/// slot on its core (updated in place), and gives it back when dropped.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct ShutdownRequested {
+    slot: Option<usize>,
+}
+
+impl Future for ShutdownRequested {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, tcx: &mut TaskCx<'_>) -> Poll<()> {
         context::with(|cx| {
             if cx.shutdown_seen.get() || cx.shared.shutdown.load(Ordering::Acquire) {
-                Poll::Ready(())
-            } else {
-                cx.shutdown_waiters.borrow_mut().push(tcx.waker().clone());
-                Poll::Pending
+                // At shutdown the slab was drained: the slot is gone already.
+                self.slot = None;
+                return Poll::Ready(());
             }
+            let replaced = {
+                let mut waiters = cx.shutdown_waiters.borrow_mut();
+                let replaced = match self.slot.and_then(|k| waiters.get_mut(k)) {
+                    Some(w) if w.will_wake(tcx.waker()) => None,
+                    Some(w) => Some(std::mem::replace(w, tcx.waker().clone())),
+                    None => {
+                        self.slot = Some(waiters.insert(tcx.waker().clone()));
+                        None
+                    }
+                };
+                stats::set(
+                    &cx.shared.shards[cx.shard_id].stats.shutdown_waiters,
+                    waiters.len() as u64,
+                );
+                replaced
+            };
+            // The old waker is dropped after the borrow (a waker's drop may run any code).
+            drop(replaced);
+            Poll::Pending
         })
-    })
-    .await
+    }
+}
+
+impl Drop for ShutdownRequested {
+    fn drop(&mut self) {
+        let Some(k) = self.slot.take() else { return };
+        // Dropped outside a shard (a runtime torn down): nothing to give back.
+        let removed = context::try_with(|cx| {
+            let mut waiters = cx.shutdown_waiters.borrow_mut();
+            // Before shutdown only this future uses slot `k` (slots are freed only here); at
+            // shutdown the slab is drained and nothing is inserted after, so a missing slot
+            // is simply gone.
+            let removed = (!cx.shutdown_seen.get() && waiters.contains(k)).then(|| waiters.remove(k));
+            stats::set(
+                &cx.shared.shards[cx.shard_id].stats.shutdown_waiters,
+                waiters.len() as u64,
+            );
+            removed
+        });
+        // Dropped after the borrow (a waker's drop may run any code).
+        drop(removed);
+    }
 }
 
 /// True once shutdown has been requested.

@@ -73,6 +73,8 @@ counters! {
     parks,
     /// Idle spells spent polling instead of parking (see `Builder::idle_spin`).
     spins,
+    /// Tasks waiting for shutdown (`shutdown_requested` futures alive and polled) now (gauge).
+    shutdown_waiters,
     /// Multishot receives re-armed after the kernel ended them.
     recv_rearms,
     /// Receives that fell back to a private buffer because the provided buffer ring was empty.
