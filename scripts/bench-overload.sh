@@ -182,18 +182,6 @@ if grep -q killed "$STOPS"; then
     log "a server had to be killed: $(grep killed "$STOPS" | tr '\n' ' ')"
 fi
 if [ -n "$DOC" ]; then
-    BEGIN_M='<!-- bench-overload.sh:begin -->'
-    END_M='<!-- bench-overload.sh:end -->'
-    [ -f "$DOC" ] || : >"$DOC"
-    if grep -qF "$BEGIN_M" "$DOC" && grep -qF "$END_M" "$DOC"; then
-        awk -v b="$BEGIN_M" -v e="$END_M" -v f="$REPORT" '
-            $0 == b {print; while ((getline l < f) > 0) print l; skip = 1; next}
-            $0 == e {skip = 0}
-            !skip {print}' "$DOC" >"$WORK/doc.new"
-    else
-        { cat "$DOC"; echo; echo "$BEGIN_M"; cat "$REPORT"; echo "$END_M"; } >"$WORK/doc.new"
-    fi
-    cat "$WORK/doc.new" >"$DOC"
-    log "updated $DOC"
+    update_doc bench-overload.sh "$REPORT" "$DOC"
 fi
 log "wrote $OUT_MD and $OUT_JSONL in $(($(date +%s) - T0)) s"

@@ -36,6 +36,9 @@
 #                            same repetition (FILE: "server rep ..." lines), 3 decimals
 #   col SERVER COL FILE      median of SERVER's column COL in FILE
 #   machine_md               "- kernel: ..., CPUs: ..., model: ..." and "- client: `wrk ...`"
+#   update_doc NAME REPORT DOC
+#                            put REPORT between <!-- NAME:begin --> and <!-- NAME:end --> in
+#                            DOC (appended with the markers when they are missing)
 
 bench_init() {
     BENCH_NAME=$1
@@ -195,4 +198,19 @@ machine_md() {
     wrkv=$( (wrk -v 2>&1 || true) | head -1)
     echo "- kernel: \`$(uname -r)\`, CPUs: $(nproc), model: $model"
     echo "- client: \`$wrkv\`"
+}
+
+update_doc() { # name report doc
+    local begin_m="<!-- $1:begin -->" end_m="<!-- $1:end -->" report=$2 doc=$3
+    [ -f "$doc" ] || : >"$doc"
+    if grep -qF "$begin_m" "$doc" && grep -qF "$end_m" "$doc"; then
+        awk -v b="$begin_m" -v e="$end_m" -v f="$report" '
+            $0 == b {print; while ((getline l < f) > 0) print l; skip = 1; next}
+            $0 == e {skip = 0}
+            !skip {print}' "$doc" >"$WORK/doc.new"
+    else
+        { cat "$doc"; echo; echo "$begin_m"; cat "$report"; echo "$end_m"; } >"$WORK/doc.new"
+    fi
+    cat "$WORK/doc.new" >"$doc"
+    log "updated $doc"
 }

@@ -252,14 +252,7 @@ impl Drop for InFlight {
 }
 
 fn overloaded(detail: &str) -> Response {
-    let r = json_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        json!({"error": "overloaded", "detail": detail}),
-    );
-    r.header(
-        ringcore_http::header::RETRY_AFTER,
-        ringcore_http::HeaderValue::from_static("1"),
-    )
+    retry_later("overloaded", detail)
 }
 
 struct Metrics {
@@ -425,11 +418,16 @@ fn bad_request(detail: &str) -> Response {
 }
 
 fn unavailable(detail: &str) -> Response {
-    let r = json_response(
+    retry_later("unavailable", detail)
+}
+
+/// 503 `{"error": code, "detail": detail}` with `Retry-After: 1`.
+fn retry_later(code: &str, detail: &str) -> Response {
+    json_response(
         StatusCode::SERVICE_UNAVAILABLE,
-        json!({"error": "unavailable", "detail": detail}),
-    );
-    r.header(
+        json!({"error": code, "detail": detail}),
+    )
+    .header(
         ringcore_http::header::RETRY_AFTER,
         ringcore_http::HeaderValue::from_static("1"),
     )
