@@ -41,9 +41,12 @@ pub const MAX_PENDING_RESPONSE_BYTES: usize = MAX_PIPELINE_FLUSH_BYTES;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most bytes of request bodies one core holds in memory across reads, for all its
 /// connections together. A body that arrives with its head in one read is handled at once and
-/// not counted; one that needs more reads reserves each read's bytes before they are kept,
-/// and releases them when its request has been answered. Keep it at least
-/// [`MAX_BODY_BYTES`], or the largest bodies can never be accepted.
+/// not counted. Otherwise, when the head is complete, a body of declared length
+/// (Content-Length) reserves all of it, so a body that started can always finish; a chunked
+/// body reserves each read's bytes before they are kept. Everything is given back when the
+/// request has been answered or the connection ends. A body that finds no room waits up to
+/// [`BODY_BUDGET_WAIT`], then gets 503 + `Retry-After`. Keep it at least [`MAX_BODY_BYTES`],
+/// or the largest bodies can never be accepted.
 pub const BODY_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
 /// How long a body waits for room in the core's [`BODY_BUFFER_BUDGET`] before it is answered
 /// `503 Service Unavailable` with `Retry-After` (and the connection is closed).

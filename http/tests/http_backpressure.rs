@@ -205,3 +205,35 @@ fn a_connection_reset_mid_request_is_released_at_once() {
     let report = server.stop();
     assert_eq!(report.cut, 0, "{report}");
 }
+
+#[test]
+fn chunked_bodies_reserve_each_read_within_the_budget() {
+    const BUDGET: usize = 16 * 1024;
+    let mut limits = Limits::default();
+    limits.body_buffer_budget = BUDGET;
+    limits.body_budget_wait = Duration::from_millis(100);
+    let server = start_limits(limits, router);
+    let addr = server.addr;
+    let mut req = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3000\r\n".to_vec();
+    req.extend_from_slice(&[b'c'; 0x3000]);
+    req.extend_from_slice(b"\r\n");
+    let mut first = Client::connect(addr);
+    first.send(&req);
+    assert!(
+        wait_metric(addr, BODY_BYTES, |v| v > 0.0) > 0.0,
+        "the first body reserved nothing"
+    );
+    // The second 12 KiB does not fit next to the first.
+    let mut second = Client::connect(addr);
+    second.send(&req);
+    let r = second.read_response();
+    assert_eq!(r.status, 503, "{}", r.head_raw);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let in_use = metric(addr, BODY_BYTES);
+    assert!(in_use <= BUDGET as f64, "{in_use} bytes reserved");
+    first.send(b"0\r\n\r\n");
+    let r = first.read_response();
+    assert_eq!((r.status, r.body.len()), (200, 0x3000));
+    assert_eq!(wait_metric(addr, BODY_BYTES, |v| v == 0.0), 0.0);
+    server.stop();
+}
