@@ -1,5 +1,5 @@
 //! One connection: read, parse every complete request, answer in order with one coalesced
-//! write per batch, enforce the read deadlines. HOT PATH.
+//! write per batch, enforce the read and write deadlines and the body budget. HOT PATH.
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -14,9 +14,11 @@ use http::header::HeaderValue;
 use http::{Method, StatusCode, Version};
 use ringcore_runtime::net::TcpStream;
 use ringcore_runtime::time::{loop_now, timeout_at};
+use ringcore_runtime::IoBuf;
 use slab::Slab;
 
-use crate::limits::{Limits, LINGER_MAX_BYTES, MAX_PIPELINE_FLUSH_BYTES};
+use crate::budget::{BodyBudget, Reservation};
+use crate::limits::{Limits, LINGER_MAX_BYTES};
 use crate::metrics::{Counter, Gauge};
 use crate::proto::encode::{self, Delimit, Persist};
 use crate::proto::{Parser, ProtoError};
@@ -88,11 +90,15 @@ pub(crate) struct CoreConns {
     pub(crate) m_refused: Counter,
     /// Accepts that failed for lack of descriptors or memory (the loop then backs off).
     pub(crate) m_accept_exhausted: Counter,
+    /// Connections closed because a write made no progress within the write timeout.
+    m_write_timeouts: Counter,
     m_active: Gauge,
+    /// Request bodies held across reads, all connections of this core together.
+    pub(crate) body_budget: Rc<BodyBudget>,
 }
 
-impl Default for CoreConns {
-    fn default() -> Self {
+impl CoreConns {
+    pub(crate) fn new(limits: &Limits) -> Self {
         Self {
             active: Cell::new(0),
             accepted: Cell::new(0),
@@ -110,7 +116,13 @@ impl Default for CoreConns {
                 "Accepts that failed with EMFILE, ENFILE, ENOBUFS or ENOMEM (accepting then backs off).",
                 &[],
             ),
+            m_write_timeouts: Counter::new(
+                "ringcore_http_write_timeouts_total",
+                "Connections closed because a write made no progress within the write timeout.",
+                &[],
+            ),
             m_active: Gauge::new("ringcore_http_connections_active", "Connections open now.", &[]),
+            body_budget: Rc::new(BodyBudget::new(limits.body_buffer_budget)),
         }
     }
 }
@@ -132,15 +144,52 @@ enum Read {
     Drained,
 }
 
-async fn flush(stream: &TcpStream, out: &mut Vec<u8>) -> bool {
+/// Writes all of `buf` and hands it back; `None` if the connection failed or a send accepted
+/// no byte within the write timeout (the client stopped reading). `advance` drops the bytes
+/// already sent from the front of `buf`.
+async fn send_all<B: IoBuf>(
+    stream: &TcpStream,
+    mut buf: B,
+    advance: fn(&mut B, usize),
+    cfg: &ConnConfig,
+    core: &CoreConns,
+) -> Option<B> {
+    loop {
+        let deadline = loop_now() + cfg.limits.write_timeout;
+        match timeout_at(deadline, stream.write(buf)).await {
+            Ok((Ok(n), b)) if n > 0 => {
+                buf = b;
+                if n == buf.bytes_init() {
+                    return Some(buf);
+                }
+                advance(&mut buf, n);
+            }
+            Ok((Err(e), b)) if e.kind() == std::io::ErrorKind::Interrupted => buf = b,
+            Ok(_) => return None,
+            Err(_) => {
+                // The send is cancelled with its future; its buffer stays with the driver
+                // until the kernel lets go of it.
+                core.m_write_timeouts.inc();
+                return None;
+            }
+        }
+    }
+}
+
+/// Writes and clears `out` (keeping its allocation); false if the connection is done for.
+async fn flush(stream: &TcpStream, out: &mut Vec<u8>, cfg: &ConnConfig, core: &CoreConns) -> bool {
     if out.is_empty() {
         return true;
     }
     let buf = std::mem::take(out);
-    let (res, mut buf) = stream.write_all(buf).await;
-    buf.clear();
-    *out = buf;
-    res.is_ok()
+    match send_all(stream, buf, |b, n| drop(b.drain(..n)), cfg, core).await {
+        Some(mut buf) => {
+            buf.clear();
+            *out = buf;
+            true
+        }
+        None => false,
+    }
 }
 
 fn error_response(out: &mut Vec<u8>, cfg: &ConnConfig, err: ProtoError) {
@@ -189,6 +238,29 @@ pub(crate) async fn linger(stream: &TcpStream, limits: &Limits) {
             _ => return,
         }
     }
+}
+
+/// How long a body may wait for room in the budget, starting `now`.
+fn budget_deadline(now: Instant, cfg: &ConnConfig) -> Instant {
+    now + cfg.limits.body_budget_wait
+}
+
+/// Answers 503 + `Retry-After` to a body that found no room in the core's budget, and closes.
+async fn refuse_body(stream: &TcpStream, out: &mut Vec<u8>, cfg: &ConnConfig, core: &CoreConns) -> bool {
+    core.body_budget.m_refused.inc();
+    let body = b"request body budget exhausted\n";
+    let headers = [(http::header::RETRY_AFTER, HeaderValue::from_static("1"))];
+    encode::head(
+        out,
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        &headers,
+        &cfg.server_header,
+        Delimit::Length(body.len() as u64),
+        Persist::Close,
+    );
+    out.extend_from_slice(body);
+    flush(stream, out, cfg, core).await
 }
 
 /// The 503 sent to a connection over the per-core limit.
@@ -240,6 +312,14 @@ async fn serve_requests<S: 'static>(
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut head_started: Option<Instant> = None;
     let mut body_started: Option<Instant> = None;
+    // This request's body bytes held across reads, reserved from the core's budget.
+    let mut body_mem = Reservation::new(core.body_budget.clone());
+    // The size of the last read: an upper bound on the body bytes a just-completed head left
+    // in the parser.
+    let mut last_read = 0;
+    // The body being read reserved its whole declared length up front.
+    let mut body_prepaid = false;
+    let cap = cfg.limits.max_pending_response_bytes;
     let mut arrived = loop_now();
     loop {
         // Answer every complete request already buffered, in order, into one write.
@@ -249,7 +329,7 @@ async fn serve_requests<S: 'static>(
                 Ok(None) => break,
                 Err(e) => {
                     error_response(&mut out, cfg, e);
-                    return flush(stream, &mut out).await;
+                    return flush(stream, &mut out, cfg, core).await;
                 }
             };
             head_started = None;
@@ -259,6 +339,8 @@ async fn serve_requests<S: 'static>(
             let wants_keep_alive = raw.keep_alive();
             core.requests.set(core.requests.get() + 1);
             let resp = router.handle(Request::new(raw, peer, arrived)).await;
+            // The request, and with it its body buffer, is gone.
+            body_mem.release();
             // Decided after the handler: shutdown may have started while it ran.
             let keep_alive = wants_keep_alive && !core.drain.is_draining();
             let persist = Persist::new(version, keep_alive);
@@ -292,13 +374,13 @@ async fn serve_requests<S: 'static>(
                     };
                     write_head(&mut out, d, persist);
                     if !is_head && !bodyless {
-                        if out.len() + b.len() > MAX_PIPELINE_FLUSH_BYTES && b.len() > 16 * 1024 {
+                        if out.len() + b.len() > cap && b.len() > 16 * 1024 {
                             // A large body goes out in its own write, without a copy.
-                            if !flush(stream, &mut out).await {
+                            if !flush(stream, &mut out, cfg, core).await {
                                 return false;
                             }
-                            let (res, _) = stream.write_all(b).await;
-                            if res.is_err() {
+                            let advance: fn(&mut Bytes, usize) = bytes::Buf::advance;
+                            if send_all(stream, b, advance, cfg, core).await.is_none() {
                                 return false;
                             }
                         } else {
@@ -332,7 +414,7 @@ async fn serve_requests<S: 'static>(
                             if closed {
                                 break;
                             }
-                            if !flush(stream, &mut out).await {
+                            if !flush(stream, &mut out, cfg, core).await {
                                 return false;
                             }
                             match rx.next().await {
@@ -344,15 +426,17 @@ async fn serve_requests<S: 'static>(
                         if chunked {
                             out.extend_from_slice(encode::LAST_CHUNK);
                         } else {
-                            return flush(stream, &mut out).await;
+                            return flush(stream, &mut out, cfg, core).await;
                         }
                     }
                 }
             }
             if !keep_alive {
-                return flush(stream, &mut out).await;
+                return flush(stream, &mut out, cfg, core).await;
             }
-            if out.len() >= MAX_PIPELINE_FLUSH_BYTES && !flush(stream, &mut out).await {
+            // The pending-output cap: nothing more is read or handled until this is written,
+            // so a client that never reads meets TCP flow control, not a growing queue.
+            if out.len() >= cap && !flush(stream, &mut out, cfg, core).await {
                 return false;
             }
         }
@@ -361,11 +445,26 @@ async fn serve_requests<S: 'static>(
             // dripping more bytes does not restart it.
             head_started = Some(Instant::now());
         }
+        if parser.in_body() && body_started.is_none() {
+            // The head is complete: the body's clock starts now, and its bytes count against
+            // the core's budget from here (before any `100 Continue` invites the rest). A
+            // body of declared length reserves all of it at once, so a body that started
+            // always has room to finish; a chunked one reserves each read as it comes.
+            let now = Instant::now();
+            body_started = Some(now);
+            body_prepaid = parser.body_len().is_some();
+            let want = parser
+                .body_len()
+                .map_or(last_read, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            if !body_mem.grow(want, budget_deadline(now, cfg)).await {
+                return refuse_body(stream, &mut out, cfg, core).await;
+            }
+        }
         if parser.wants_continue() {
             out.extend_from_slice(encode::CONTINUE);
             parser.continue_sent();
         }
-        if !flush(stream, &mut out).await {
+        if !flush(stream, &mut out, cfg, core).await {
             return false;
         }
         if core.drain.is_draining() && !parser.has_partial() {
@@ -393,17 +492,22 @@ async fn serve_requests<S: 'static>(
                 if head_started.is_none() {
                     head_started = Some(Instant::now());
                 }
-                parser.push(&chunk);
-                if parser.in_body() && body_started.is_none() {
-                    body_started = Some(Instant::now());
+                if parser.in_body() && !body_prepaid {
+                    // Room in the budget first, then the copy into the parser.
+                    let deadline = budget_deadline(Instant::now(), cfg).min(deadline);
+                    if !body_mem.grow(chunk.len(), deadline).await {
+                        return refuse_body(stream, &mut out, cfg, core).await;
+                    }
                 }
+                last_read = chunk.len();
+                parser.push(&chunk);
             }
             // Half-close: every complete request was answered above; a partial one is dropped.
             Read::Eof | Read::Failed | Read::Drained => return false,
             Read::TimedOut => {
                 if answer_408 {
                     timeout_response(&mut out, cfg);
-                    return flush(stream, &mut out).await;
+                    return flush(stream, &mut out, cfg, core).await;
                 }
                 return false;
             }

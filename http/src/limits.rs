@@ -27,8 +27,30 @@ pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 pub const LINGER_MAX_BYTES: usize = 1024 * 1024;
 /// Most open connections per core; a connection beyond it gets 503 and is closed.
 pub const MAX_CONNECTIONS_PER_CORE: usize = 16 * 1024;
-/// Most responses queued in one coalesced write before it is flushed.
+/// Most responses queued in one coalesced write before it is flushed (the default of
+/// [`Limits::max_pending_response_bytes`]).
 pub const MAX_PIPELINE_FLUSH_BYTES: usize = 64 * 1024;
+/// Most response bytes a connection queues in user space before it stops reading and handling
+/// requests until that output is written. A client that pipelines requests and never reads
+/// its responses then meets TCP flow control: its requests stay in the kernel's buffers and
+/// then on its side of the connection.
+pub const MAX_PENDING_RESPONSE_BYTES: usize = MAX_PIPELINE_FLUSH_BYTES;
+/// How long a write may make no progress (not one byte accepted by the kernel) before the
+/// connection is closed: a client that stops reading its responses (like nginx's
+/// `send_timeout`).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most bytes of request bodies one core holds in memory across reads, for all its
+/// connections together. A body that arrives with its head in one read is handled at once and
+/// not counted. Otherwise, when the head is complete, a body of declared length
+/// (Content-Length) reserves all of it, so a body that started can always finish; a chunked
+/// body reserves each read's bytes before they are kept. Everything is given back when the
+/// request has been answered or the connection ends. A body that finds no room waits up to
+/// [`BODY_BUDGET_WAIT`], then gets 503 + `Retry-After`. Keep it at least [`MAX_BODY_BYTES`],
+/// or the largest bodies can never be accepted.
+pub const BODY_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
+/// How long a body waits for room in the core's [`BODY_BUFFER_BUDGET`] before it is answered
+/// `503 Service Unavailable` with `Retry-After` (and the connection is closed).
+pub const BODY_BUDGET_WAIT: Duration = Duration::from_secs(1);
 
 /// The limits a server enforces. `Limits::default()` uses the constants above.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +76,14 @@ pub struct Limits {
     pub max_connections_per_core: usize,
     /// See [`LINGER_TIMEOUT`].
     pub linger_timeout: Duration,
+    /// See [`WRITE_TIMEOUT`].
+    pub write_timeout: Duration,
+    /// See [`MAX_PENDING_RESPONSE_BYTES`].
+    pub max_pending_response_bytes: usize,
+    /// See [`BODY_BUFFER_BUDGET`].
+    pub body_buffer_budget: usize,
+    /// See [`BODY_BUDGET_WAIT`].
+    pub body_budget_wait: Duration,
 }
 
 impl Default for Limits {
@@ -69,6 +99,10 @@ impl Default for Limits {
             keep_alive_timeout: KEEP_ALIVE_TIMEOUT,
             max_connections_per_core: MAX_CONNECTIONS_PER_CORE,
             linger_timeout: LINGER_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+            max_pending_response_bytes: MAX_PENDING_RESPONSE_BYTES,
+            body_buffer_budget: BODY_BUFFER_BUDGET,
+            body_budget_wait: BODY_BUDGET_WAIT,
         }
     }
 }

@@ -249,7 +249,7 @@ where
     }
     let router = Rc::new(router);
     let cfg = Rc::new(cfg);
-    let core = Rc::new(CoreConns::default());
+    let core = Rc::new(CoreConns::new(&cfg.limits));
     let listener = match bind_all(&addr).await {
         Ok(l) => l,
         Err(e) => {

@@ -208,6 +208,22 @@ fn dripping_a_body_does_not_extend_the_body_timeout() {
 }
 
 #[test]
+fn the_body_timeout_counts_from_the_end_of_the_head() {
+    // Each gap is shorter than the timeout, but the body completes well after it: counted
+    // from the head (not from the first body byte) that is a 408, not a 200.
+    let server = start_limits(limits(|l| l.body_read_timeout = TIMEOUT), test_router);
+    let mut c = server.client();
+    let t0 = Instant::now();
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n");
+    std::thread::sleep(TIMEOUT * 2 / 3);
+    let _ = c.try_send(b"a");
+    std::thread::sleep(TIMEOUT * 2 / 3);
+    let _ = c.try_send(b"b");
+    expect_408_in_time(&mut c, t0, "body completed after the timeout");
+    server.stop();
+}
+
+#[test]
 fn timeouts_do_not_cut_a_request_that_arrives_in_time() {
     let server = start_limits(
         limits(|l| {

@@ -143,6 +143,18 @@ impl Parser {
         matches!(self.state, State::Body { .. })
     }
 
+    /// The declared length (Content-Length) of the body being read; `None` when no body is
+    /// being read or it is chunked.
+    pub fn body_len(&self) -> Option<u64> {
+        match &self.state {
+            State::Body {
+                body: BodyState::Length(n),
+                ..
+            } => Some(*n),
+            _ => None,
+        }
+    }
+
     /// True if the head asked for `100 Continue`, the body has not fully arrived, and no
     /// interim response was sent yet.
     pub fn wants_continue(&self) -> bool {
