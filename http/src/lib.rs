@@ -38,8 +38,9 @@
 //! The server follows RFC 9112 and RFC 9110 for what a server must do, and makes these
 //! choices where the RFCs allow one:
 //!
-//! - **Bare LF** is accepted as a line terminator in the head and in chunked framing (RFC 9112
-//!   section 2.2 allows it); a bare CR is rejected (400).
+//! - **Bare LF** is accepted as a line terminator in the head (RFC 9112 section 2.2 allows
+//!   it); a bare CR is rejected (400). Chunked framing takes CRLF only (section 7.1): a bare LF
+//!   after a chunk size, chunk data, the last chunk or a trailer line is 400 and close.
 //! - **obs-fold** (a header line starting with whitespace) is rejected with 400, never unfolded.
 //! - **Leading empty lines** before a request line are skipped (section 2.2).
 //! - **Content-Length** with a list of identical values (`5, 5`, or repeated fields with the
