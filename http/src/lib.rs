@@ -52,6 +52,10 @@
 //!   and discarded; they never become request headers.
 //! - **Unknown methods** get 501; a well-formed HTTP version other than 1.x gets 505.
 //! - **Host**: an HTTP/1.1 request without exactly one valid Host gets 400.
+//! - **Absolute-form** targets (`http://host/path?q`, any scheme case, `https` too) are routed
+//!   on their path: the authority ends at the first `/` or `?` (`http://a?/x` is path `/`,
+//!   query `/x`), an empty path is `/`. The authority must be `[userinfo@]host[:port]` with a
+//!   non-empty host, else 400; userinfo is checked, then ignored. Host is still required.
 //! - **Half-close**: when a client shuts down its sending side, every complete request
 //!   received before that is answered, then the connection is closed; an incomplete one is
 //!   dropped without a response.

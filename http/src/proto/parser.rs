@@ -65,6 +65,12 @@ impl RawRequest {
         &self.head_bytes[self.head.target.clone()]
     }
 
+    /// The path and query the router sees: the whole target, or for absolute-form what follows
+    /// the authority (possibly empty, or starting with `?`).
+    pub(crate) fn path_and_query(&self) -> &[u8] {
+        &self.head_bytes[self.head.path_and_query.clone()]
+    }
+
     /// Header fields in order, as (name, value) bytes.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         super::head::fields(&self.head_bytes[self.head.fields.clone()])
