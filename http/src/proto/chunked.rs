@@ -11,7 +11,8 @@
 
 use http::StatusCode;
 
-use super::head::{is_tchar, Reject};
+use super::head::Reject;
+use super::line::is_tchar;
 use crate::limits::Limits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

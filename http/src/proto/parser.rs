@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 
 use super::chunked::ChunkedDecoder;
-use super::head::{self, Framing, Head, Reject};
+use super::head::{Framing, Head, HeadScan, Reject};
 use crate::limits::Limits;
 
 /// A protocol error: the status to answer with before closing the connection.
@@ -119,6 +119,8 @@ enum BodyState {
 pub struct Parser {
     buf: BytesMut,
     state: State,
+    /// The head being received: resumes where the last call left off.
+    head_scan: HeadScan,
     limits: Limits,
     continue_sent: bool,
 }
@@ -129,6 +131,7 @@ impl Parser {
         Self {
             buf: BytesMut::with_capacity(4096),
             state: State::Head,
+            head_scan: HeadScan::default(),
             limits,
             continue_sent: false,
         }
@@ -167,11 +170,12 @@ impl Parser {
             match &mut self.state {
                 State::Failed(e) => return Err(*e),
                 State::Head => {
-                    let head = match head::parse(&self.buf, &self.limits) {
+                    let head = match self.head_scan.advance(&self.buf, &self.limits) {
                         Ok(Some(h)) => h,
                         Ok(None) => return Ok(None),
                         Err(r) => return Err(self.fail(r.into())),
                     };
+                    self.head_scan = HeadScan::default();
                     let head_bytes = self.buf.split_to(head.len).freeze();
                     self.continue_sent = false;
                     let body = match head.framing {
