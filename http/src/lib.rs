@@ -38,8 +38,9 @@
 //! The server follows RFC 9112 and RFC 9110 for what a server must do, and makes these
 //! choices where the RFCs allow one:
 //!
-//! - **Bare LF** is accepted as a line terminator in the head and in chunked framing (RFC 9112
-//!   section 2.2 allows it); a bare CR is rejected (400).
+//! - **Bare LF** is accepted as a line terminator in the head (RFC 9112 section 2.2 allows
+//!   it); a bare CR is rejected (400). Chunked framing takes CRLF only (section 7.1): a bare LF
+//!   after a chunk size, chunk data, the last chunk or a trailer line is 400 and close.
 //! - **obs-fold** (a header line starting with whitespace) is rejected with 400, never unfolded.
 //! - **Leading empty lines** before a request line are skipped (section 2.2).
 //! - **Content-Length** with a list of identical values (`5, 5`, or repeated fields with the
@@ -51,6 +52,10 @@
 //!   and discarded; they never become request headers.
 //! - **Unknown methods** get 501; a well-formed HTTP version other than 1.x gets 505.
 //! - **Host**: an HTTP/1.1 request without exactly one valid Host gets 400.
+//! - **Absolute-form** targets (`http://host/path?q`, any scheme case, `https` too) are routed
+//!   on their path: the authority ends at the first `/` or `?` (`http://a?/x` is path `/`,
+//!   query `/x`), an empty path is `/`. The authority must be `[userinfo@]host[:port]` with a
+//!   non-empty host, else 400; userinfo is checked, then ignored. Host is still required.
 //! - **Half-close**: when a client shuts down its sending side, every complete request
 //!   received before that is answered, then the connection is closed; an incomplete one is
 //!   dropped without a response.

@@ -72,26 +72,31 @@ impl Request {
             .map_or("", |r| std::str::from_utf8(r.target()).unwrap_or(""))
     }
 
-    /// The path (without the query), for origin-form and absolute-form targets.
+    /// The path (without the query), for origin-form and absolute-form targets: for
+    /// `http://host?q` (no path) it is `/`.
     pub fn path(&self) -> &str {
-        let uri = self.uri();
-        let path = if uri.starts_with('/') {
-            uri // origin-form: the common case
-        } else {
-            match uri.find("://") {
-                Some(i) => uri[i + 3..].find('/').map_or("/", |j| &uri[i + 3 + j..]),
-                None => uri,
-            }
+        let Some(raw) = &self.raw else { return "" };
+        // The scanner admitted only visible ASCII in the target.
+        let pq = std::str::from_utf8(raw.path_and_query()).unwrap_or("");
+        let path = match pq.as_bytes().iter().position(|&b| b == b'?') {
+            Some(q) => &pq[..q],
+            None => pq,
         };
-        match path.as_bytes().iter().position(|&b| b == b'?') {
-            Some(q) => &path[..q],
-            None => path,
+        if path.is_empty() {
+            "/"
+        } else {
+            path
         }
     }
 
-    /// The query string after `?`, if any.
+    /// The query string after `?`, if any (for absolute-form, the first `?` after the
+    /// authority).
     pub fn query(&self) -> Option<&str> {
-        self.uri().split_once('?').map(|(_, q)| q)
+        let raw = self.raw.as_ref()?;
+        std::str::from_utf8(raw.path_and_query())
+            .ok()?
+            .split_once('?')
+            .map(|(_, q)| q)
     }
 
     /// The first value of header `name` (case-insensitive), as bytes.

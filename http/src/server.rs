@@ -281,7 +281,6 @@ where
             sleep(next).await;
         }
     });
-    let refuse: Rc<[u8]> = Rc::from(conn::refuse_response(&cfg));
     {
         let mut stop = pin!(shutdown_requested());
         let mut backoff = AcceptBackoff::default();
@@ -315,7 +314,9 @@ where
             if core.active.get() >= cfg.limits.max_connections_per_core {
                 core.refused.set(core.refused.get() + 1);
                 core.m_refused.inc();
-                let refuse = refuse.clone();
+                // Built per refusal, so its Date is current (a few hundred bytes: small next
+                // to the accept, write and close it comes with).
+                let refuse = conn::refuse_response(&cfg);
                 let limits = cfg.limits.clone();
                 spawn_local(async move {
                     let (res, _) = stream.write_all(refuse).await;

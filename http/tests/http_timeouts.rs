@@ -1,6 +1,6 @@
 //! Read deadlines and the connection limit: the header-read timeout (slowloris) and the
 //! body-read timeout answer 408 and close; an idle keep-alive connection is closed silently;
-//! a connection over the per-core limit gets 503 with Retry-After.
+//! a connection over the per-core limit gets 503 with Retry-After and the current Date.
 
 mod common;
 
@@ -297,4 +297,62 @@ fn connection_over_the_per_core_limit_gets_503_and_the_others_still_work() {
     c4.expect_closed();
     let report = server.stop();
     assert_eq!(report.refused, 1, "{report}");
+}
+
+/// The refusal's `Date` and how far it is from this machine's clock.
+fn refusal_date(server: &common::TestServer) -> (String, Duration) {
+    let mut c = server.client();
+    let _ = c.try_send(&get_req("/p/over"));
+    let r = c.read_response();
+    assert_eq!(r.status, 503, "{}", r.head_raw);
+    c.expect_closed();
+    let date = r
+        .header("date")
+        .unwrap_or_else(|| panic!("503 without Date: {}", r.head_raw));
+    let at = httpdate::parse_http_date(date).unwrap_or_else(|e| panic!("bad Date {date:?}: {e}"));
+    let now = std::time::SystemTime::now();
+    let off = now
+        .duration_since(at)
+        .or_else(|_| at.duration_since(now))
+        .unwrap_or_default();
+    (date.to_string(), off)
+}
+
+#[test]
+fn the_503_at_the_connection_limit_carries_the_current_date() {
+    let server = start_limits(limits(|l| l.max_connections_per_core = 1), test_router);
+    let mut held = server.client();
+    held.send(&get_req("/p/held"));
+    assert_eq!(held.read_response().status, 200);
+    let t0 = Instant::now();
+    let (first, off) = refusal_date(&server);
+    assert!(
+        off <= Duration::from_secs(2),
+        "503 Date {first} is {off:?} off the clock"
+    );
+    // Refusals more than a second apart carry different Dates (one built at start would not).
+    let mut refused = 1;
+    let later = loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let (date, off) = refusal_date(&server);
+        refused += 1;
+        assert!(
+            off <= Duration::from_secs(2),
+            "503 Date {date} is {off:?} off the clock"
+        );
+        if date != first || t0.elapsed() > Duration::from_secs(5) {
+            break date;
+        }
+    };
+    assert_ne!(
+        later,
+        first,
+        "the 503's Date stayed {first} for {:?}",
+        t0.elapsed()
+    );
+    held.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(held.read_response().status, 200);
+    held.expect_closed();
+    let report = server.stop();
+    assert_eq!(report.refused, refused, "{report}");
 }

@@ -300,11 +300,11 @@ fn is_bws(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-/// A complete line starting at `i`: its content without CRLF / LF, and the index after it.
-/// `Err(true)`: no LF yet; `Err(false)`: a CR that is not right before the LF.
+/// A complete line starting at `i`: its content without the CRLF, and the index after it.
+/// `Err(true)`: no LF yet; `Err(false)`: a bare LF, or a CR that is not right before the LF.
 fn line(d: &[u8], i: usize) -> Result<(&[u8], usize), bool> {
     let lf = d[i..].iter().position(|&b| b == b'\n').ok_or(true)? + i;
-    let content = d[i..lf].strip_suffix(b"\r").unwrap_or(&d[i..lf]);
+    let content = d[i..lf].strip_suffix(b"\r").ok_or(false)?;
     if content.contains(&b'\r') {
         return Err(false);
     }
@@ -376,7 +376,7 @@ fn valid_field_line(l: &[u8]) -> bool {
             .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f))
 }
 
-/// A strict decoder of a chunked body at the start of `d` (CRLF or bare LF line ends, as the
+/// A strict decoder of a chunked body at the start of `d` (CRLF line ends only, as the
 /// parser documents). Anything near one of `limits` is [`Ref::Skip`].
 pub fn reference_chunked(d: &[u8], limits: &Limits) -> Ref {
     let mut i = 0;
@@ -426,7 +426,6 @@ pub fn reference_chunked(d: &[u8], limits: &Limits) -> Ref {
         match d.get(i..) {
             Some([]) | Some([b'\r']) => return Ref::Incomplete,
             Some([b'\r', b'\n', ..]) => i += 2,
-            Some([b'\n', ..]) => i += 1,
             _ => return Ref::Invalid,
         }
     }
@@ -482,6 +481,9 @@ mod tests {
             Ref::Invalid
         );
         assert_eq!(reference_chunked(b"0\r\n: x\r\n\r\n", &l), Ref::Invalid);
+        assert_eq!(reference_chunked(b"3\nabc\r\n0\r\n\r\n", &l), Ref::Invalid);
+        assert_eq!(reference_chunked(b"3\r\nabc\n0\r\n\r\n", &l), Ref::Invalid);
+        assert_eq!(reference_chunked(b"0\n\r\n", &l), Ref::Invalid);
     }
 
     #[test]

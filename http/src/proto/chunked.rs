@@ -4,12 +4,15 @@
 //! digits, the running total is bounded by the body limit, a chunk-size line (extensions
 //! included) by `max_chunk_line`, and the trailer section by the header limits. Extensions are
 //! checked for control characters and skipped; trailer fields are checked for `name:` shape
-//! and skipped (never merged into the request's headers). Line ends are CRLF or a bare LF
-//! (the same choice as for the head).
+//! and skipped (never merged into the request's headers). Every line end is CRLF: after the
+//! chunk-size line, after chunk data, after the last chunk and after each trailer line (RFC
+//! 9112 section 7.1). A bare LF there is 400, unlike in the head: lenient chunk-line ends are a
+//! request-smuggling vector behind a front end that reads them differently.
 
 use http::StatusCode;
 
-use super::head::{is_tchar, Reject};
+use super::head::Reject;
+use super::line::is_tchar;
 use crate::limits::Limits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +68,11 @@ fn bad(reason: &'static str) -> Reject {
         status: StatusCode::BAD_REQUEST,
         reason,
     }
+}
+
+/// A line end in chunked framing without its CR.
+fn bare_lf() -> Reject {
+    bad("bare LF in chunked framing")
 }
 
 fn hex(b: u8) -> Option<u64> {
@@ -144,7 +152,7 @@ impl ChunkedDecoder {
                                 self.ext_value(value);
                             }
                             b'\r' => self.state = State::SizeLf { value },
-                            b'\n' => self.end_size_line(value, limits)?,
+                            b'\n' => return Err(bare_lf()),
                             _ => return Err(bad("invalid chunk size")),
                         }
                     }
@@ -156,7 +164,7 @@ impl ChunkedDecoder {
                         b' ' | b'\t' => {}
                         b';' => self.state = State::Ext,
                         b'\r' => self.state = State::SizeLf { value },
-                        b'\n' => self.end_size_line(value, limits)?,
+                        b'\n' => return Err(bare_lf()),
                         _ => return Err(bad("invalid chunk size")),
                     }
                 }
@@ -167,10 +175,7 @@ impl ChunkedDecoder {
                             let value = self.pending_value;
                             self.state = State::SizeLf { value };
                         }
-                        b'\n' => {
-                            let value = self.pending_value;
-                            self.end_size_line(value, limits)?;
-                        }
+                        b'\n' => return Err(bare_lf()),
                         b'\t' | b' '..=b'~' | 0x80..=0xff => {}
                         _ => return Err(bad("control character in chunk extension")),
                     }
@@ -183,7 +188,7 @@ impl ChunkedDecoder {
                 }
                 State::DataEnd => match b {
                     b'\r' => self.state = State::DataLf,
-                    b'\n' => self.start_size(),
+                    b'\n' => return Err(bare_lf()),
                     _ => return Err(bad("chunk data longer than its size")),
                 },
                 State::DataLf => {
@@ -194,7 +199,7 @@ impl ChunkedDecoder {
                 }
                 State::TrailerStart => match b {
                     b'\r' => self.state = State::TrailerLf { last: true },
-                    b'\n' => self.state = State::Done,
+                    b'\n' => return Err(bare_lf()),
                     _ => {
                         self.trailer_fields += 1;
                         if self.trailer_fields > limits.max_headers {
@@ -218,7 +223,7 @@ impl ChunkedDecoder {
                     match b {
                         b'\r' | b'\n' if !colon => return Err(bad("trailer field without a colon")),
                         b'\r' => self.state = State::TrailerLf { last: false },
-                        b'\n' => self.state = State::TrailerStart,
+                        b'\n' => return Err(bare_lf()),
                         b':' if !colon => {
                             if name_len == 0 {
                                 return Err(bad("empty trailer field name"));
@@ -314,8 +319,41 @@ mod tests {
         assert_eq!(n, 49, "stops right after the body");
         let (out, _) = decode_all(b"A\r\n0123456789\r\n0\r\n\r\n").unwrap_or_default();
         assert_eq!(out, b"0123456789");
-        let (out, _) = decode_all(b"3\nabc\n0\n\n").unwrap_or_default();
-        assert_eq!(out, b"abc", "bare LF accepted");
+    }
+
+    #[test]
+    fn bare_lf_anywhere_in_the_framing_is_rejected() {
+        for bad in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],  // after the chunk size
+            b"5;ext=1\nhello\r\n0\r\n\r\n", // after an extension
+            b"5 \nhello\r\n0\r\n\r\n",      // after whitespace before an extension
+            b"5\r\nhello\n0\r\n\r\n",       // after chunk data
+            b"0\n\r\n",                     // after the last chunk
+            b"0\r\n\n",                     // as the final empty line
+            b"0\r\nT: v\n\r\n",             // after a trailer field
+            b"3\nabc\n0\n\n",               // everywhere
+        ] {
+            let mut d = ChunkedDecoder::new();
+            let r = d.decode(bad, &mut Vec::new(), &Limits::default());
+            assert_eq!(
+                r.map_err(|e| (e.status, e.reason)),
+                Err((StatusCode::BAD_REQUEST, "bare LF in chunked framing")),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+            // Byte by byte, the same verdict at the same byte.
+            let mut d = ChunkedDecoder::new();
+            let at = bad.iter().position(|b| {
+                d.decode(std::slice::from_ref(b), &mut Vec::new(), &Limits::default())
+                    .is_err()
+            });
+            assert_eq!(
+                at,
+                bad.windows(2)
+                    .position(|w| w[1] == b'\n' && w[0] != b'\r')
+                    .map(|i| i + 1)
+            );
+        }
     }
 
     #[test]

@@ -3,11 +3,17 @@
 //! `httparse` does the tokenising (it rejects bad tokens, control characters in values,
 //! whitespace before a colon, obs-fold); this module applies the rest of RFC 9112 / 9110 that
 //! a server must enforce: method, target form, version, Host, and message framing.
+//!
+//! [`HeadScan`] resumes where the last read left off (the request line through
+//! [`LineScan`](super::line::LineScan), the fields a complete line at a time), so a head costs
+//! time linear in its size however the network split it.
 
 use std::ops::Range;
 
 use http::{Method, StatusCode, Version};
 
+use super::line::{is_host_char, Line, LineScan};
+use super::target::validate_target;
 use crate::limits::Limits;
 
 /// Header slots tried first, on the stack; more fields re-parse with `max_headers` slots.
@@ -42,6 +48,10 @@ pub(crate) struct Head {
     pub(crate) method: Method,
     pub(crate) version: Version,
     pub(crate) target: Range<usize>,
+    /// The part of the target routed on: path and query. The whole target for origin-form
+    /// (and asterisk- and authority-form); after the authority for absolute-form, where it may
+    /// be empty or start with `?` (the path is then `/`).
+    pub(crate) path_and_query: Range<usize>,
     /// The field lines (validated), from the first field to the end of the head: read lazily
     /// by [`fields`], so a request whose handler reads no field costs no allocation.
     pub(crate) fields: Range<usize>,
@@ -58,249 +68,215 @@ pub(crate) struct Reject {
     pub(crate) reason: &'static str,
 }
 
-fn reject(status: StatusCode, reason: &'static str) -> Reject {
+pub(super) fn reject(status: StatusCode, reason: &'static str) -> Reject {
     Reject { status, reason }
 }
 
-fn bad(reason: &'static str) -> Reject {
+pub(super) fn bad(reason: &'static str) -> Reject {
     reject(StatusCode::BAD_REQUEST, reason)
 }
 
-/// Where the request line ends and what it holds (ranges into the buffer).
-struct Line {
-    method: Range<usize>,
-    target: Range<usize>,
-    major: u8,
-    minor: u8,
-    /// Index just past the line's LF.
-    end: usize,
+pub(super) fn too_large() -> Reject {
+    reject(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "header section too large",
+    )
 }
 
-/// Byte classes for the scanners (one table lookup per byte on the hot path).
-const TCHAR: u8 = 1;
-const TARGET: u8 = 2;
-const HOST: u8 = 4;
-
-const fn classes() -> [u8; 256] {
-    let mut t = [0u8; 256];
-    let mut b = 0usize;
-    while b < 256 {
-        let c = b as u8;
-        let alnum = c.is_ascii_alphanumeric();
-        let mut v = 0;
-        if alnum
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            )
-        {
-            v |= TCHAR;
-        }
-        if c >= 0x21 && c <= 0x7e {
-            v |= TARGET;
-        }
-        if alnum
-            || matches!(
-                c,
-                b'.' | b'-'
-                    | b'_'
-                    | b'~'
-                    | b'%'
-                    | b':'
-                    | b'['
-                    | b']'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            )
-        {
-            v |= HOST;
-        }
-        t[b] = v;
-        b += 1;
-    }
-    t
+/// What `httparse` made of (part of) a field block.
+enum Block<T> {
+    /// The empty line that ends the head was found; `T` from the fields.
+    Complete(T),
+    /// No end yet, no error.
+    Partial,
+    Failed(Reject),
 }
 
-static CLASS: [u8; 256] = classes();
-
-pub(crate) fn is_tchar(b: u8) -> bool {
-    CLASS[usize::from(b)] & TCHAR != 0
-}
-
-/// Why a scan stopped at position `at` without a verdict from the grammar: the buffer ended
-/// there (incomplete), or a size limit is crossed there.
-fn stop_at(at: usize, buf_len: usize, line_cap: usize, head_cap: usize) -> Result<Option<Line>, Reject> {
-    if at >= head_cap {
-        Err(reject(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "header section too large",
-        ))
-    } else if at >= line_cap {
-        Err(reject(StatusCode::URI_TOO_LONG, "request line too long"))
-    } else {
-        debug_assert!(at >= buf_len);
-        Ok(None)
-    }
-}
-
-/// Scans the request line left to right from `start`.
-///
-/// Every verdict is positional: the first byte that breaks the grammar (400) or crosses a
-/// size limit (414 for the line, 431 for the head) decides, so the outcome for a byte stream
-/// does not depend on how it was split into reads. `Ok(None)`: incomplete, no verdict yet.
-fn scan_line(buf: &[u8], start: usize, limits: &Limits) -> Result<Option<Line>, Reject> {
-    let line_cap = start.saturating_add(limits.max_request_line);
-    let head_cap = limits.max_header_bytes;
-    // Content bytes (method, target, version) must lie before both caps; the line terminator
-    // only before the head cap.
-    let content_end = buf.len().min(line_cap).min(head_cap);
-    let stop = |at: usize| stop_at(at, buf.len(), line_cap, head_cap);
-
-    // method = token, then one SP
-    let mut i = start;
-    while i < content_end && CLASS[usize::from(buf[i])] & TCHAR != 0 {
-        i += 1;
-    }
-    if i == content_end {
-        return stop(i);
-    }
-    if buf[i] != b' ' || i == start {
-        return Err(bad("malformed request line"));
-    }
-    let method = start..i;
-    // request-target = visible ASCII, then one SP
-    let target_start = i + 1;
-    i = target_start;
-    while i < content_end && CLASS[usize::from(buf[i])] & TARGET != 0 {
-        i += 1;
-    }
-    if i == content_end {
-        return stop(i);
-    }
-    if buf[i] != b' ' || i == target_start {
-        return Err(bad("malformed request target"));
-    }
-    let target = target_start..i;
-    // HTTP-version = "HTTP/" DIGIT "." DIGIT
-    let vs = i + 1;
-    for k in 0..8 {
-        let at = vs + k;
-        if at >= content_end {
-            return stop(at);
-        }
-        let b = buf[at];
-        let ok = match k {
-            0..=4 => b == b"HTTP/"[k],
-            5 | 7 => b.is_ascii_digit(),
-            _ => b == b'.',
-        };
-        if !ok {
-            return Err(bad("malformed HTTP version"));
-        }
-    }
-    let (major, minor) = (buf[vs + 5] - b'0', buf[vs + 7] - b'0');
-    // CRLF or a bare LF.
-    let mut at = vs + 8;
-    if at >= head_cap || at >= buf.len() {
-        return stop_at(at, buf.len(), usize::MAX, head_cap);
-    }
-    if buf[at] == b'\r' {
-        at += 1;
-        if at >= head_cap || at >= buf.len() {
-            return stop_at(at, buf.len(), usize::MAX, head_cap);
-        }
-        if buf[at] != b'\n' {
-            return Err(bad("CR without LF in request line"));
-        }
-    } else if buf[at] != b'\n' {
-        return Err(bad("malformed HTTP version"));
-    }
-    Ok(Some(Line {
-        method,
-        target,
-        major,
-        minor,
-        end: at + 1,
-    }))
-}
-
-/// Parses and validates a request head at the start of `buf`.
-///
-/// `Ok(None)`: incomplete, read more. `Err`: answer with the status and close.
-pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
-    // Leading empty lines are skipped (RFC 9112 section 2.2); they count toward the head size.
-    let Some(start) = buf.iter().position(|&b| b != b'\r' && b != b'\n') else {
-        if buf.len() >= limits.max_header_bytes {
-            return Err(reject(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "header section too large",
-            ));
-        }
-        return Ok(None);
-    };
-    let Some(line) = scan_line(buf, start, limits)? else {
-        return Ok(None);
-    };
-    // The header block, parsed only up to the head size limit (positional, as above).
-    let cap = buf.len().min(limits.max_header_bytes);
-    let block = buf.get(line.end..cap).unwrap_or(&[]);
-    // Most requests have few fields: try a small slot array first (cheap to initialise) and
-    // re-parse with the full limit only if it overflows. The verdict is the same either way.
+/// Parses `block` with `slots` header slots. Most requests have few fields: a small slot
+/// array is tried first (cheap to initialise) and the full count only if it overflows. The
+/// verdict is the same either way.
+fn parse_fields<T>(
+    block: &[u8],
+    slots: usize,
+    on_complete: impl FnOnce(usize, &[httparse::Header<'_>]) -> T,
+) -> Block<T> {
     let mut small = [httparse::EMPTY_HEADER; SMALL_HEADERS];
     let mut big = Vec::new();
-    let first = parse_block(block, &mut small[..limits.max_headers.min(SMALL_HEADERS)]);
+    let first = parse_block(block, &mut small[..slots.min(SMALL_HEADERS)]);
     let parsed = match first {
-        Err(httparse::Error::TooManyHeaders) if limits.max_headers > SMALL_HEADERS => {
-            big.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        Err(httparse::Error::TooManyHeaders) if slots > SMALL_HEADERS => {
+            big.resize(slots, httparse::EMPTY_HEADER);
             parse_block(block, &mut big)
         }
         other => other,
     };
-    let (block_len, fields) = match parsed {
-        Ok(Some(done)) => done,
-        Ok(None) => {
-            if buf.len() >= limits.max_header_bytes {
-                return Err(reject(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "header section too large",
-                ));
-            }
-            return Ok(None);
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(reject(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "too many header fields",
-            ));
-        }
-        Err(httparse::Error::HeaderName) => return Err(bad("malformed header field name")),
-        Err(httparse::Error::HeaderValue) => return Err(bad("malformed header field value")),
-        Err(_) => return Err(bad("malformed header section")),
-    };
-    let len = line.end + block_len;
+    match parsed {
+        Ok(Some((len, fields))) => Block::Complete(on_complete(len, fields)),
+        Ok(None) => Block::Partial,
+        Err(httparse::Error::TooManyHeaders) => Block::Failed(reject(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too many header fields",
+        )),
+        Err(httparse::Error::HeaderName) => Block::Failed(bad("malformed header field name")),
+        Err(httparse::Error::HeaderValue) => Block::Failed(bad("malformed header field value")),
+        Err(_) => Block::Failed(bad("malformed header section")),
+    }
+}
 
+/// A request-head parse that resumes where the last read left off, so a head costs time
+/// linear in its size however it is split into reads (a 16 KB head sent one byte per read
+/// used to be re-parsed from its start on every read).
+///
+/// It skips leading empty lines, scans the request line with [`LineScan`], then hands the
+/// field block to `httparse` a complete line at a time: only lines up to the last LF received
+/// (never the unfinished line after it), each line once. Verdicts stay positional: a line
+/// is judged once its LF arrives, or when the head reaches its size limit (then the bytes
+/// before the limit decide, unfinished line included, as a parse of the whole head would).
+/// So the outcome depends only on the bytes received, never on how they were split.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeadScan {
+    /// Leading CR / LF bytes skipped so far.
+    skip: usize,
+    line: Option<LineScan>,
+    done_line: Option<Line>,
+    /// Bytes of the field block up to here were searched for a LF.
+    searched: usize,
+    /// Field lines up to here were validated by `httparse`.
+    validated: usize,
+    /// How many field lines those are (they count toward `max_headers`).
+    fields_seen: usize,
+    /// Bytes examined so far, rescans included (tests check that it grows linearly).
+    work: usize,
+}
+
+impl HeadScan {
+    /// Bytes examined so far by this scan.
+    #[cfg(test)]
+    fn work(&self) -> usize {
+        self.work
+    }
+
+    /// Parses the head at the start of `buf`, which holds everything the last call saw plus
+    /// what arrived since (a fresh scan for each head).
+    ///
+    /// `Ok(None)`: incomplete, read more. `Err`: answer with the status and close.
+    pub(crate) fn advance(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
+        let head_cap = limits.max_header_bytes;
+        let line = match &self.done_line {
+            Some(line) => line.clone(),
+            None => {
+                let scan = match &mut self.line {
+                    Some(scan) => scan,
+                    None => {
+                        // Leading empty lines are skipped (RFC 9112 section 2.2); they count
+                        // toward the head size.
+                        let end = buf.len().min(head_cap);
+                        let from = self.skip;
+                        while self.skip < end && matches!(buf[self.skip], b'\r' | b'\n') {
+                            self.skip += 1;
+                        }
+                        self.work += self.skip - from;
+                        if self.skip >= head_cap {
+                            return Err(too_large());
+                        }
+                        if self.skip == buf.len() {
+                            return Ok(None);
+                        }
+                        self.line.insert(LineScan::new(self.skip))
+                    }
+                };
+                let from = scan.i;
+                let scanned = scan.advance(buf, limits);
+                self.work += scan.i - from;
+                let Some(line) = scanned? else {
+                    return Ok(None);
+                };
+                self.searched = line.end;
+                self.validated = line.end;
+                self.done_line.insert(line).clone()
+            }
+        };
+        // The field block, parsed only up to the head size limit (positional, as above).
+        let cap = buf.len().min(head_cap);
+        if cap > self.searched {
+            let from = self.searched;
+            self.searched = cap;
+            self.work += cap - from;
+            if let Some(lf) = buf[from..cap].iter().rposition(|&b| b == b'\n') {
+                let upto = from + lf + 1;
+                let block = &buf[self.validated..upto];
+                self.work += block.len();
+                // From the first field on (the usual case: the head came in one read), the
+                // fields are all here; after a resumption, parse the whole block once more.
+                let whole = self.validated == line.end;
+                let slots = limits.max_headers.saturating_sub(self.fields_seen);
+                let done = parse_fields(block, slots, |len, fields| {
+                    whole.then(|| finish(buf, &line, line.end + len, fields, limits))
+                });
+                match done {
+                    Block::Complete(Some(head)) => return head.map(Some),
+                    Block::Complete(None) => return self.reparse(buf, &line, cap, limits),
+                    Block::Failed(r) => return Err(r),
+                    Block::Partial => {
+                        // No obs-fold and no end yet: every LF ended one field line.
+                        self.fields_seen += block.iter().filter(|&&b| b == b'\n').count();
+                        self.validated = upto;
+                    }
+                }
+            }
+        }
+        if buf.len() >= head_cap {
+            // At the limit without an end: the unfinished line before the limit is judged
+            // too (a malformed byte there is 400, as for a whole parse), else 431.
+            let block = &buf[self.validated..cap];
+            self.work += block.len();
+            let slots = limits.max_headers.saturating_sub(self.fields_seen);
+            return match parse_fields(block, slots, |_, _| ()) {
+                Block::Failed(r) => Err(r),
+                Block::Complete(()) | Block::Partial => Err(too_large()),
+            };
+        }
+        Ok(None)
+    }
+
+    /// The head ended after a resumption: parse its whole field block once for the fields.
+    fn reparse(
+        &mut self,
+        buf: &[u8],
+        line: &Line,
+        cap: usize,
+        limits: &Limits,
+    ) -> Result<Option<Head>, Reject> {
+        let block = &buf[line.end..cap];
+        self.work += block.len();
+        match parse_fields(block, limits.max_headers, |len, fields| {
+            finish(buf, line, line.end + len, fields, limits)
+        }) {
+            Block::Complete(head) => head.map(Some),
+            Block::Failed(r) => Err(r),
+            // The lines were validated one by one, and the end of the head was found.
+            Block::Partial => Err(bad("malformed header section")),
+        }
+    }
+}
+
+/// Parses and validates a request head at the start of `buf` (one [`HeadScan`] call).
+///
+/// `Ok(None)`: incomplete, read more. `Err`: answer with the status and close.
+#[cfg(test)]
+fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
+    HeadScan::default().advance(buf, limits)
+}
+
+/// The checks on a complete head: method, version, target form, then the fields (Host,
+/// framing, connection options). `len` is the head's length, empty line included.
+fn finish(
+    buf: &[u8],
+    line: &Line,
+    len: usize,
+    fields: &[httparse::Header<'_>],
+    limits: &Limits,
+) -> Result<Head, Reject> {
     let method = match &buf[line.method.clone()] {
         b"GET" => Method::GET,
         b"POST" => Method::POST,
@@ -327,8 +303,9 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
     };
     // The scanner admitted only visible ASCII here.
     let path = std::str::from_utf8(&buf[line.target.clone()]).map_err(|_| bad("malformed request target"))?;
-    validate_target(&method, path)?;
-    let target = line.target;
+    let origin_at = validate_target(&method, path)?;
+    let target = line.target.clone();
+    let path_and_query = target.start + origin_at..target.end;
 
     let field_block = line.end..len;
     let mut host_count = 0;
@@ -419,53 +396,22 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject>
         Version::HTTP_11 => !close,
         _ => keep_alive_token && !close,
     };
-    Ok(Some(Head {
+    Ok(Head {
         method,
         version,
         target,
+        path_and_query,
         fields: field_block,
         len,
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11 && framing != Framing::None,
-    }))
-}
-
-fn validate_target(method: &Method, path: &str) -> Result<(), Reject> {
-    if path.is_empty() {
-        return Err(bad("empty request target"));
-    }
-    if path.contains('#') {
-        return Err(bad("fragment in request target"));
-    }
-    if *method == Method::CONNECT {
-        // authority-form only (RFC 9112 section 3.2.3): host:port.
-        return if !path.starts_with('/') && path.contains(':') && !path.contains('/') {
-            Ok(())
-        } else {
-            Err(bad("CONNECT needs authority-form"))
-        };
-    }
-    if path.starts_with('/') {
-        return Ok(()); // origin-form
-    }
-    if path == "*" {
-        return if *method == Method::OPTIONS {
-            Ok(()) // asterisk-form
-        } else {
-            Err(bad("asterisk-form is only for OPTIONS"))
-        };
-    }
-    let lower = path.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Ok(()); // absolute-form
-    }
-    Err(bad("invalid request target"))
+    })
 }
 
 /// Host = uri-host [ ":" port ]; empty is allowed (RFC 9112 3.2).
 fn valid_host(v: &[u8]) -> bool {
-    v.iter().all(|&b| CLASS[usize::from(b)] & HOST != 0)
+    v.iter().all(|&b| is_host_char(b))
 }
 
 /// `Content-Length = 1*DIGIT`; a list of identical values ("5, 5") is accepted as one.
@@ -651,6 +597,137 @@ mod limit_edge {
                 Err(StatusCode::URI_TOO_LONG),
                 "cut {cut}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod resume {
+    use super::*;
+
+    /// Feeds `stream` one more byte per call, as a client sending a byte per segment would;
+    /// returns each call's verdict (status, or 0 for a head, 1 for incomplete) once one is
+    /// reached, and the bytes examined in all.
+    fn byte_per_read(stream: &[u8], limits: &Limits) -> (Vec<u16>, usize) {
+        let mut scan = HeadScan::default();
+        let mut verdicts = Vec::new();
+        for n in 1..=stream.len() {
+            let v = match scan.advance(&stream[..n], limits) {
+                Ok(Some(_)) => 0,
+                Ok(None) => 1,
+                Err(r) => r.status.as_u16(),
+            };
+            verdicts.push(v);
+            if v != 1 {
+                break;
+            }
+        }
+        (verdicts, scan.work())
+    }
+
+    fn verdict(stream: &[u8], limits: &Limits) -> u16 {
+        match parse(stream, limits) {
+            Ok(Some(_)) => 0,
+            Ok(None) => 1,
+            Err(r) => r.status.as_u16(),
+        }
+    }
+
+    /// A head of about `size` bytes: a long request line, then many fields with long values.
+    fn big_head(size: usize) -> Vec<u8> {
+        let mut h = format!("GET /{} HTTP/1.1\r\nHost: a\r\n", "p".repeat(4000)).into_bytes();
+        let mut i = 0;
+        while h.len() + 300 < size {
+            h.extend_from_slice(format!("X-{i}: {}\r\n", "v".repeat(250)).as_bytes());
+            i += 1;
+        }
+        h.extend_from_slice(b"\r\n");
+        h
+    }
+
+    #[test]
+    fn a_head_sent_one_byte_per_read_costs_linear_work() {
+        let limits = Limits::default();
+        for size in [2_000, 8_000, 16_000] {
+            let head = big_head(size);
+            let n = head.len();
+            assert!(n <= limits.max_header_bytes, "{n}");
+            let (verdicts, work) = byte_per_read(&head, &limits);
+            assert_eq!(verdicts.last(), Some(&0), "size {size}: parsed");
+            assert_eq!(verdicts.len(), n, "complete exactly at the last byte");
+            // Each byte is looked at a bounded number of times (the line scan once, the LF
+            // search once, httparse once per line and once more for the whole block at the
+            // end); a re-parse from the start per read would be about n * n / 2.
+            assert!(
+                work <= 4 * n,
+                "size {size}: {work} bytes examined for a {n}-byte head"
+            );
+        }
+    }
+
+    #[test]
+    fn one_long_unfinished_field_line_costs_linear_work() {
+        // No LF for 16 KB: the line is judged once, at the size limit.
+        let limits = Limits::default();
+        let mut head = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+        head.resize(limits.max_header_bytes + 1, b'v');
+        let (verdicts, work) = byte_per_read(&head, &limits);
+        assert_eq!(verdicts.last(), Some(&431));
+        assert!(work <= 4 * head.len(), "{work}");
+    }
+
+    #[test]
+    fn verdicts_match_a_whole_parse_at_every_prefix() {
+        let limits = Limits {
+            max_header_bytes: 200,
+            max_request_line: 60,
+            max_headers: 3,
+            ..Limits::default()
+        };
+        let long_value = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "v".repeat(200));
+        let bad_at_cap = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\x01{}",
+            "v".repeat(160),
+            "v".repeat(60)
+        );
+        let leading = format!("{}GET / HTTP/1.1\r\nHost: a\r\n\r\n", "\r\n".repeat(120));
+        let long_line = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(80));
+        let streams: Vec<&[u8]> = vec![
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\r\n\nGET http://a?/x HTTP/1.1\nHost: a\nX: 1\n\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nY: 2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\rX\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: 1",
+            b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            b"BREW / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET  / HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\rX",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            long_value.as_bytes(),
+            bad_at_cap.as_bytes(),
+            leading.as_bytes(),
+            long_line.as_bytes(),
+        ];
+        for stream in streams {
+            // Whole parses of each prefix against one resumed scan over the same prefixes.
+            let mut scan = HeadScan::default();
+            for n in 0..=stream.len() {
+                let whole = verdict(&stream[..n], &limits);
+                let resumed = match scan.advance(&stream[..n], &limits) {
+                    Ok(Some(_)) => 0,
+                    Ok(None) => 1,
+                    Err(r) => r.status.as_u16(),
+                };
+                let show = String::from_utf8_lossy(&stream[..n]);
+                assert_eq!(resumed, whole, "prefix {n} of {show:?}");
+                if whole != 1 {
+                    break;
+                }
+            }
         }
     }
 }

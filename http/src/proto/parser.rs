@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 
 use super::chunked::ChunkedDecoder;
-use super::head::{self, Framing, Head, Reject};
+use super::head::{Framing, Head, HeadScan, Reject};
 use crate::limits::Limits;
 
 /// A protocol error: the status to answer with before closing the connection.
@@ -65,6 +65,12 @@ impl RawRequest {
         &self.head_bytes[self.head.target.clone()]
     }
 
+    /// The path and query the router sees: the whole target, or for absolute-form what follows
+    /// the authority (possibly empty, or starting with `?`).
+    pub(crate) fn path_and_query(&self) -> &[u8] {
+        &self.head_bytes[self.head.path_and_query.clone()]
+    }
+
     /// Header fields in order, as (name, value) bytes.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         super::head::fields(&self.head_bytes[self.head.fields.clone()])
@@ -113,6 +119,8 @@ enum BodyState {
 pub struct Parser {
     buf: BytesMut,
     state: State,
+    /// The head being received: resumes where the last call left off.
+    head_scan: HeadScan,
     limits: Limits,
     continue_sent: bool,
 }
@@ -123,6 +131,7 @@ impl Parser {
         Self {
             buf: BytesMut::with_capacity(4096),
             state: State::Head,
+            head_scan: HeadScan::default(),
             limits,
             continue_sent: false,
         }
@@ -173,11 +182,12 @@ impl Parser {
             match &mut self.state {
                 State::Failed(e) => return Err(*e),
                 State::Head => {
-                    let head = match head::parse(&self.buf, &self.limits) {
+                    let head = match self.head_scan.advance(&self.buf, &self.limits) {
                         Ok(Some(h)) => h,
                         Ok(None) => return Ok(None),
                         Err(r) => return Err(self.fail(r.into())),
                     };
+                    self.head_scan = HeadScan::default();
                     let head_bytes = self.buf.split_to(head.len).freeze();
                     self.continue_sent = false;
                     let body = match head.framing {
