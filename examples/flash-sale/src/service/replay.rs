@@ -1,10 +1,12 @@
 //! Journal records and the start-up replay that rebuilds the sale from every core's journal,
 //! checking that what it reads could have happened.
 //!
-//! Replay reads each `journal-<n>.log` once ([`journal::replay`]), parses its records in
-//! place (strings borrowed from the file's bytes where they have no escapes), and keeps the
-//! sale in a compact [`Snapshot`]: a few large allocations, freed in one piece once every
-//! core has installed its part. Then it checks the meaning of the whole:
+//! Replay reads each `journal-<n>.log` once, all of them in parallel ([`journal::load`], one
+//! thread each), parses its records in place (strings borrowed from the file's bytes where
+//! they have no escapes; the service's own order records without serde), hashes what the
+//! cores will look up, and keeps the sale in a compact [`Snapshot`]: a few large allocations
+//! per journal, freed in one piece once every core has installed its part. Then, file by file
+//! in core order, it cuts what needs cutting and checks the meaning of the whole:
 //!
 //! - every order is for an item that has an item record (in any journal);
 //! - no item sells more than its stock (the highest-version item record);
