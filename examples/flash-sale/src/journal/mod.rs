@@ -95,4 +95,4 @@ mod open;
 
 pub use commit::{AppendError, Commit, Doubt, Health, Journal, JournalStats};
 pub use format::{encode_file, Damage, HEADER_LEN, MAX_RECORD_LEN, RECORD_OVERHEAD};
-pub use open::{file_name, repair, replay, Corruption, Entry, Replay};
+pub use open::{file_name, load, repair, replay, Corruption, Entry, Loaded, Replay};

@@ -155,6 +155,30 @@ pub fn repair(dir: &Path, core_id: usize) -> io::Result<Replay> {
 }
 
 fn read(dir: &Path, core_id: usize, on_corruption: OnCorruption) -> io::Result<Replay> {
+    load(dir, core_id)?.settle(on_corruption)
+}
+
+/// A journal file read and scanned, with nothing on disk changed yet: [`load`] does the
+/// reading (which can run on any thread, several files at once), then [`Loaded::replay`] or
+/// [`Loaded::repair`] cuts what needs cutting, exactly as [`replay`] and [`repair`] do.
+#[derive(Debug)]
+pub struct Loaded {
+    dir: PathBuf,
+    path: PathBuf,
+    file: std::fs::File,
+    /// The file's bytes as read.
+    bytes: Vec<u8>,
+    /// The scan of the records after the header; `None` when the header is incomplete (a
+    /// new file, or its creation was cut short).
+    scan: Option<format::Scan>,
+}
+
+/// Reads and scans core `core_id`'s journal in `dir` (creating `dir` and the file if
+/// missing), changing nothing else on disk: the first half of [`replay`].
+///
+/// Errors: `InvalidData` for a file that is not a journal or has another format version;
+/// I/O errors with the path in the message.
+pub fn load(dir: &Path, core_id: usize) -> io::Result<Loaded> {
     std::fs::create_dir_all(dir).map_err(|e| with_path(e, "create directory", dir))?;
     let path = dir.join(file_name(core_id));
     let mut file = std::fs::OpenOptions::new()
@@ -170,27 +194,10 @@ fn read(dir: &Path, core_id: usize, on_corruption: OnCorruption) -> io::Result<R
     let mut bytes = Vec::with_capacity(cap);
     file.read_to_end(&mut bytes)
         .map_err(|e| with_path(e, "read", &path))?;
-    let len = bytes.len() as u64;
 
-    let mut replay = Replay::default();
-    match format::check_header(&bytes) {
-        HeaderCheck::Valid => {}
-        HeaderCheck::Partial => {
-            // New, or its creation was cut short: (re)write the header, make the file's
-            // directory entry durable too, and start empty.
-            if len > 0 {
-                replay.damage = Some(Damage::TornHeader { len });
-                replay.truncated_bytes = len;
-                file.set_len(0).map_err(|e| with_path(e, "truncate", &path))?;
-            }
-            std::io::Seek::rewind(&mut file).map_err(|e| with_path(e, "seek", &path))?;
-            file.write_all(&format::header())
-                .map_err(|e| with_path(e, "write header", &path))?;
-            file.sync_all().map_err(|e| with_path(e, "fsync", &path))?;
-            sync_dir(dir)?;
-            replay.valid_len = HEADER_LEN;
-            return Ok(replay);
-        }
+    let scan = match format::check_header(&bytes) {
+        HeaderCheck::Valid => Some(format::scan(&bytes[HEADER_LEN as usize..], HEADER_LEN)),
+        HeaderCheck::Partial => None,
         HeaderCheck::Foreign => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -210,36 +217,93 @@ fn read(dir: &Path, core_id: usize, on_corruption: OnCorruption) -> io::Result<R
                 ),
             ));
         }
+    };
+    Ok(Loaded {
+        dir: dir.to_path_buf(),
+        path,
+        file,
+        bytes,
+        scan,
+    })
+}
+
+impl Loaded {
+    /// The records of the valid prefix, in order: what [`Replay::records`] will hold (unless
+    /// [`Loaded::replay`] refuses the file).
+    pub fn records(&self) -> impl ExactSizeIterator<Item = Entry<'_>> + '_ {
+        let base = HEADER_LEN as usize;
+        let ranges: &[Range<usize>] = self.scan.as_ref().map_or(&[], |s| &s.records);
+        ranges.iter().map(move |r| Entry {
+            offset: (r.start + base - RECORD_OVERHEAD) as u64,
+            payload: &self.bytes[r.start + base..r.end + base],
+        })
     }
 
-    let base = HEADER_LEN as usize;
-    let scan = format::scan(&bytes[base..], HEADER_LEN);
-    if scan.is_corruption() && on_corruption == OnCorruption::Refuse {
-        let damage = scan.damage.clone().unwrap_or(Damage::TornHeader { len });
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            Corruption {
-                path,
-                damage,
-                valid_after: scan.after_damage.len(),
-            },
-        ));
+    /// Finishes [`replay`]: cuts a torn tail, refuses corruption.
+    pub fn replay(self) -> io::Result<Replay> {
+        self.settle(OnCorruption::Refuse)
     }
-    let shift = |r: &Range<usize>| r.start + base..r.end + base;
-    replay.records = scan.records.iter().map(shift).collect();
-    replay.dropped = scan.after_damage.iter().map(shift).collect();
-    replay.valid_len = HEADER_LEN + scan.valid as u64;
-    replay.damage = scan.damage;
-    if replay.valid_len < len {
-        let cut = &bytes[replay.valid_len as usize..];
-        replay.cut_saved_to = Some(save_cut(dir, &path, replay.valid_len, cut)?);
-        file.set_len(replay.valid_len)
-            .map_err(|e| with_path(e, "truncate", &path))?;
-        file.sync_all().map_err(|e| with_path(e, "fsync", &path))?;
-        replay.truncated_bytes = len - replay.valid_len;
+
+    /// Finishes [`repair`]: cuts at any damage.
+    pub fn repair(self) -> io::Result<Replay> {
+        self.settle(OnCorruption::Cut)
     }
-    replay.bytes = bytes;
-    Ok(replay)
+
+    fn settle(self, on_corruption: OnCorruption) -> io::Result<Replay> {
+        let Loaded {
+            dir,
+            path,
+            mut file,
+            bytes,
+            scan,
+        } = self;
+        let len = bytes.len() as u64;
+        let mut replay = Replay::default();
+        let Some(scan) = scan else {
+            // New, or its creation was cut short: (re)write the header, make the file's
+            // directory entry durable too, and start empty.
+            if len > 0 {
+                replay.damage = Some(Damage::TornHeader { len });
+                replay.truncated_bytes = len;
+                file.set_len(0).map_err(|e| with_path(e, "truncate", &path))?;
+            }
+            std::io::Seek::rewind(&mut file).map_err(|e| with_path(e, "seek", &path))?;
+            file.write_all(&format::header())
+                .map_err(|e| with_path(e, "write header", &path))?;
+            file.sync_all().map_err(|e| with_path(e, "fsync", &path))?;
+            sync_dir(&dir)?;
+            replay.valid_len = HEADER_LEN;
+            return Ok(replay);
+        };
+
+        let base = HEADER_LEN as usize;
+        if scan.is_corruption() && on_corruption == OnCorruption::Refuse {
+            let damage = scan.damage.clone().unwrap_or(Damage::TornHeader { len });
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                Corruption {
+                    path,
+                    damage,
+                    valid_after: scan.after_damage.len(),
+                },
+            ));
+        }
+        let shift = |r: &Range<usize>| r.start + base..r.end + base;
+        replay.records = scan.records.iter().map(shift).collect();
+        replay.dropped = scan.after_damage.iter().map(shift).collect();
+        replay.valid_len = HEADER_LEN + scan.valid as u64;
+        replay.damage = scan.damage;
+        if replay.valid_len < len {
+            let cut = &bytes[replay.valid_len as usize..];
+            replay.cut_saved_to = Some(save_cut(&dir, &path, replay.valid_len, cut)?);
+            file.set_len(replay.valid_len)
+                .map_err(|e| with_path(e, "truncate", &path))?;
+            file.sync_all().map_err(|e| with_path(e, "fsync", &path))?;
+            replay.truncated_bytes = len - replay.valid_len;
+        }
+        replay.bytes = bytes;
+        Ok(replay)
+    }
 }
 
 /// Saves the bytes about to be cut off the journal to a new file next to it, durably.

@@ -107,7 +107,8 @@ fn try_core() -> Option<Rc<Core>> {
     CORE.with(|c| c.borrow().clone())
 }
 
-fn stable_hash(s: &str) -> u64 {
+/// The hash that places users and orders on cores.
+pub(crate) fn stable_hash(s: &str) -> u64 {
     // `DefaultHasher::new()` has fixed keys: the same user maps to the same core in every
     // process of this build, which replay relies on.
     let mut h = DefaultHasher::new();
@@ -115,17 +116,27 @@ fn stable_hash(s: &str) -> u64 {
     h.finish()
 }
 
+/// The core, of `n`, that a [`stable_hash`] places on.
+pub(crate) fn owner_of(hash: u64, n: usize) -> usize {
+    (hash % n as u64) as usize
+}
+
 /// The core that owns `user`'s purchase records.
 pub(crate) fn user_owner(user: &str, n: usize) -> usize {
-    (stable_hash(user) % n as u64) as usize
+    owner_of(stable_hash(user), n)
+}
+
+/// The core number an order id starts with (`<core>-...`), if it does.
+pub(crate) fn id_core(id: &str) -> Option<usize> {
+    id.split('-').next().and_then(|c| c.parse::<usize>().ok())
 }
 
 /// The core that indexes order `id`: the core named in the id (`<core>-...`) if it exists
 /// in this run, else a hash.
 pub(crate) fn order_owner(id: &str, n: usize) -> usize {
-    match id.split('-').next().and_then(|c| c.parse::<usize>().ok()) {
+    match id_core(id) {
         Some(c) if c < n => c,
-        _ => (stable_hash(id) % n as u64) as usize,
+        _ => owner_of(stable_hash(id), n),
     }
 }
 
@@ -137,11 +148,55 @@ pub(crate) fn split(units: u64, k: usize, n: usize) -> u64 {
 
 /// Builds this core's state from the replayed snapshot and installs it. The snapshot is
 /// only read: the caller drops it once every core has installed.
+///
+/// Replay has checked that every order id and every `(item, user)` is there once, and
+/// hashed what the tables need ([`Snapshot::replayed`]): this core counts its orders, sizes
+/// its tables once, and fills them without hashing or comparing a string.
 pub(crate) fn install(snap: &Snapshot, me: usize, n: usize) -> Rc<Core> {
     let core = Core::default();
+    // Per snapshot item: orders of users owned by this core.
+    let mut sold = vec![0u64; snap.items.len()];
+    let (mut rows, mut text, mut indexed) = (0usize, 0usize, 0usize);
+    for o in snap.replayed() {
+        let purchase = o.user_owner(n) == me;
+        let index = o.order_owner(n) == me;
+        if purchase {
+            sold[o.view.item as usize] += 1;
+        }
+        if index {
+            indexed += 1;
+        }
+        if purchase || index {
+            rows += 1;
+            text += o.view.order.len() + o.view.user.len();
+        }
+    }
+    let purchases = sold.iter().sum::<u64>() as usize;
+    let mut orders = Orders::for_replay(
+        snap.items.iter().map(|s| s.id.as_str()),
+        rows,
+        text,
+        purchases,
+        indexed,
+    );
+    for o in snap.replayed() {
+        let purchase = o.user_owner(n) == me;
+        let index = o.order_owner(n) == me;
+        if purchase || index {
+            orders.add_replayed(
+                o.view.order,
+                o.view.item,
+                o.view.user,
+                o.view.ts,
+                purchase.then_some(o.user_hash),
+                index.then_some(o.id_hash),
+            );
+        }
+    }
+    *core.orders.borrow_mut() = orders;
     {
         let mut items = core.items.borrow_mut();
-        for s in &snap.items {
+        for (s, sold) in snap.items.iter().zip(sold) {
             let remaining = s.stock.saturating_sub(s.sold);
             items.insert(
                 s.id.clone(),
@@ -150,7 +205,7 @@ pub(crate) fn install(snap: &Snapshot, me: usize, n: usize) -> Rc<Core> {
                     price: s.price,
                     name: s.name.clone(),
                     segment: split(remaining, me, n),
-                    sold: 0,
+                    sold,
                     frozen: false,
                     lent: 0,
                     deposits: 0,
@@ -159,24 +214,6 @@ pub(crate) fn install(snap: &Snapshot, me: usize, n: usize) -> Rc<Core> {
             if me == 0 {
                 core.versions.borrow_mut().insert(s.id.clone(), s.version);
             }
-        }
-        let mut orders = core.orders.borrow_mut();
-        for o in snap.orders() {
-            let item = &snap.items[o.item as usize].id;
-            let purchase = user_owner(o.user, n) == me;
-            if purchase {
-                if let Some(i) = items.get_mut(item) {
-                    i.sold += 1;
-                }
-            }
-            orders.add(
-                o.order,
-                item,
-                o.user,
-                o.ts,
-                purchase,
-                order_owner(o.order, n) == me,
-            );
         }
     }
     let core = Rc::new(core);

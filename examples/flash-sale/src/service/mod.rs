@@ -102,7 +102,7 @@ impl Config {
 /// ([`datadir::lock`](crate::datadir::lock)) or already serves `addr` (unless
 /// [`Config::share_addr`]).
 ///
-/// Start-up reads each journal once ([`replay::replay_dir`], on the calling thread), then
+/// Start-up reads each journal once ([`replay::replay_dir`], one thread per journal), then
 /// every core installs its part of the snapshot and opens its journal where the replay left
 /// it ([`Journal::open_replayed`]: no second read); the snapshot is dropped once every core
 /// has installed.

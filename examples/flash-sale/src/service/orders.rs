@@ -7,10 +7,16 @@
 //! an open-addressing table of row numbers (4 bytes a slot, at most half full) that hashes
 //! the row's strings when it probes. Rows are never removed (an order is forever); pending
 //! purchase marks are few and short-lived and stay in `embedded`'s own map.
+//!
+//! The hashes ([`text_hash`], [`pair_hash`]) are SipHash with keys drawn once per process:
+//! clients choose user ids, and must not be able to aim them at one stretch of a table. They
+//! are the same on every core, so replay hashes each order once, on its own threads, and a
+//! core fills its tables from those hashes ([`Orders::for_replay`]).
 
-use std::collections::hash_map::DefaultHasher;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 /// One order as stored: where its strings are in the text, and its item and time.
 #[derive(Debug, Clone, Copy)]
@@ -81,11 +87,16 @@ impl Index {
     }
 }
 
-fn hash_of(parts: impl Hash) -> u64 {
-    // Fixed keys: the tables live in one process; any decent spread will do.
-    let mut h = DefaultHasher::new();
-    parts.hash(&mut h);
-    h.finish()
+/// This process's hash of an order id or a user, for the tables here (and replay's checks).
+pub(crate) fn text_hash(s: &str) -> u64 {
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    KEYS.get_or_init(RandomState::new).hash_one(s)
+}
+
+/// The hash of `(item, user)` from the user's [`text_hash`]: distinct items move a user's
+/// hash to distinct places, and the keyed user hash keeps the whole unpredictable.
+pub(crate) fn pair_hash(item: u32, user_hash: u64) -> u64 {
+    user_hash ^ u64::from(item).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// An order as looked up.
@@ -112,6 +123,56 @@ pub(crate) struct Orders {
 }
 
 impl Orders {
+    /// Empty tables sized for a replay: `items` numbered in order, room for `rows` rows with
+    /// `text` bytes of strings, `purchases` purchase records and `indexed` indexed orders.
+    pub(crate) fn for_replay<'a>(
+        items: impl IntoIterator<Item = &'a str>,
+        rows: usize,
+        text: usize,
+        purchases: usize,
+        indexed: usize,
+    ) -> Orders {
+        let mut o = Orders {
+            rows: Vec::with_capacity(rows),
+            text: String::with_capacity(text),
+            bought: Index::with_capacity(purchases),
+            by_id: Index::with_capacity(indexed),
+            ..Orders::default()
+        };
+        for id in items {
+            o.item_id(id);
+        }
+        o
+    }
+
+    /// Adds a replayed order of item number `item`: as its user's purchase if `purchase`
+    /// gives the user's [`text_hash`], to the order index if `index` gives the order id's.
+    /// Neither table may hold the order or the purchase already (replay checked that each
+    /// is there once), so no string is hashed or compared, unless a table must grow.
+    pub(crate) fn add_replayed(
+        &mut self,
+        order: &str,
+        item: u32,
+        user: &str,
+        ts: u64,
+        purchase: Option<u64>,
+        index: Option<u64>,
+    ) {
+        let r = self.push(order, item, user, ts);
+        if let Some(user_hash) = purchase {
+            let mut bought = std::mem::take(&mut self.bought);
+            let this = &*self;
+            bought.insert(pair_hash(item, user_hash), r, |_| false, |x| rehash_on(this, x));
+            self.bought = bought;
+        }
+        if let Some(id_hash) = index {
+            let mut by_id = std::mem::take(&mut self.by_id);
+            let this = &*self;
+            by_id.insert(id_hash, r, |_| false, |x| text_hash(this.order_of(x)));
+            self.by_id = by_id;
+        }
+    }
+
     /// The number of item `id`, numbering it if new.
     pub(crate) fn item_id(&mut self, id: &str) -> u32 {
         if let Some(&n) = self.item_numbers.get(id) {
@@ -163,7 +224,7 @@ impl Orders {
             let mut bought = std::mem::take(&mut self.bought);
             let this = &*self;
             bought.insert(
-                hash_of((item, user)),
+                pair_hash(item, text_hash(user)),
                 r,
                 |x| eq_on(this, x, item, user),
                 |x| rehash_on(this, x),
@@ -171,14 +232,14 @@ impl Orders {
             self.bought = bought;
         }
         if index {
-            let hash = hash_of(order);
+            let hash = text_hash(order);
             let mut by_id = std::mem::take(&mut self.by_id);
             let this = &*self;
             by_id.insert(
                 hash,
                 r,
                 |x| this.order_of(x) == order,
-                |x| hash_of(this.order_of(x)),
+                |x| text_hash(this.order_of(x)),
             );
             self.by_id = by_id;
         }
@@ -189,13 +250,13 @@ impl Orders {
         let &item = self.item_numbers.get(item)?;
         let r = self
             .bought
-            .find(hash_of((item, user)), |x| eq_on(self, x, item, user))?;
+            .find(pair_hash(item, text_hash(user)), |x| eq_on(self, x, item, user))?;
         Some(self.order_of(r))
     }
 
     /// The order with id `order`, if this core indexes it.
     pub(crate) fn lookup(&self, order: &str) -> Option<Found<'_>> {
-        let r = self.by_id.find(hash_of(order), |x| self.order_of(x) == order)?;
+        let r = self.by_id.find(text_hash(order), |x| self.order_of(x) == order)?;
         let row = &self.rows[r as usize];
         Some(Found {
             order: self.order_of(r),
@@ -211,7 +272,7 @@ fn eq_on(o: &Orders, x: u32, item: u32, user: &str) -> bool {
 }
 
 fn rehash_on(o: &Orders, x: u32) -> u64 {
-    hash_of((o.rows[x as usize].item, o.user_of(x)))
+    pair_hash(o.rows[x as usize].item, text_hash(o.user_of(x)))
 }
 
 #[cfg(test)]
@@ -261,5 +322,46 @@ mod tests {
         let o = Orders::default();
         assert_eq!(o.bought("x", "u"), None);
         assert_eq!(o.lookup("o"), None);
+    }
+
+    #[test]
+    fn replayed_tables_find_what_add_finds_and_keep_growing() {
+        // Sized for 3 rows; 2 purchases and 2 indexed orders among them.
+        let mut o = Orders::for_replay(["a", "b"], 3, 0, 2, 2);
+        let rows = [
+            ("0-1", 0, "u1", true, true),
+            ("0-2", 1, "u1", true, false),
+            ("1-3", 0, "u2", false, true),
+        ];
+        for (id, item, user, purchase, index) in rows {
+            o.add_replayed(
+                id,
+                item,
+                user,
+                9,
+                purchase.then(|| text_hash(user)),
+                index.then(|| text_hash(id)),
+            );
+        }
+        assert_eq!(o.bought("a", "u1"), Some("0-1"));
+        assert_eq!(o.bought("b", "u1"), Some("0-2"));
+        assert_eq!(o.bought("a", "u2"), None, "indexed only");
+        assert_eq!(o.lookup("0-2"), None, "a purchase only");
+        assert_eq!(
+            o.lookup("1-3"),
+            Some(Found {
+                order: "1-3",
+                item: "a",
+                user: "u2",
+                ts: 9
+            })
+        );
+        // The service's own adds go on past the replayed size.
+        for k in 0..100u64 {
+            o.add(&format!("0-x-{k}"), "c", &format!("v{k}"), k, true, true);
+        }
+        assert_eq!(o.bought("c", "v99"), Some("0-x-99"));
+        assert_eq!(o.bought("a", "u1"), Some("0-1"));
+        assert_eq!(o.lookup("0-1").map(|f| f.user), Some("u1"));
     }
 }

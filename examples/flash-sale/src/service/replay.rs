@@ -1,10 +1,12 @@
 //! Journal records and the start-up replay that rebuilds the sale from every core's journal,
 //! checking that what it reads could have happened.
 //!
-//! Replay reads each `journal-<n>.log` once ([`journal::replay`]), parses its records in
-//! place (strings borrowed from the file's bytes where they have no escapes), and keeps the
-//! sale in a compact [`Snapshot`]: a few large allocations, freed in one piece once every
-//! core has installed its part. Then it checks the meaning of the whole:
+//! Replay reads each `journal-<n>.log` once, all of them in parallel ([`journal::load`], one
+//! thread each), parses its records in place (strings borrowed from the file's bytes where
+//! they have no escapes; the service's own order records without serde), hashes what the
+//! cores will look up, and keeps the sale in a compact [`Snapshot`]: a few large allocations
+//! per journal, freed in one piece once every core has installed its part. Then, file by file
+//! in core order, it cuts what needs cutting and checks the meaning of the whole:
 //!
 //! - every order is for an item that has an item record (in any journal);
 //! - no item sells more than its stock (the highest-version item record);
@@ -23,7 +25,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{self, file_name, Entry, Replay};
+use super::{embedded, orders};
+use crate::journal::{self, file_name, Entry, Loaded, Replay};
 
 /// One journal record (JSON payload).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -76,6 +79,7 @@ struct Raw<'a> {
 }
 
 /// A parsed record, strings borrowed.
+#[derive(Debug, PartialEq, Eq)]
 enum Parsed<'a> {
     Item {
         item: Cow<'a, str>,
@@ -93,6 +97,13 @@ enum Parsed<'a> {
 }
 
 fn parse(payload: &[u8]) -> Result<Parsed<'_>, String> {
+    match parse_plain_order(payload) {
+        Some(order) => Ok(order),
+        None => parse_json(payload),
+    }
+}
+
+fn parse_json(payload: &[u8]) -> Result<Parsed<'_>, String> {
     let raw: Raw<'_> = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     let need = |what: &str| format!("a {:?} record without {what:?}", raw.t.0);
     match &*raw.t.0 {
@@ -110,6 +121,47 @@ fn parse(payload: &[u8]) -> Result<Parsed<'_>, String> {
             ts: raw.ts.ok_or_else(|| need("ts"))?,
         }),
         other => Err(format!("unknown record type {other:?}")),
+    }
+}
+
+/// An order record exactly as the service writes it ([`Record::Order`] through serde_json)
+/// when no string needs an escape, which is nearly every record of a big journal: parsed
+/// without serde (its share of a 1,000,000-order start-up, `scripts/bench-flash-sale-startup.sh`,
+/// went from about 0.3 s per journal to a fraction of it). Anything else, `None`, and serde
+/// decides; what this accepts, serde reads the same.
+fn parse_plain_order(payload: &[u8]) -> Option<Parsed<'_>> {
+    let rest = payload.strip_prefix(br#"{"t":"order","order":""#)?;
+    let (order, rest) = plain_str(rest)?;
+    let (item, rest) = plain_str(rest.strip_prefix(br#","item":""#)?)?;
+    let (user, rest) = plain_str(rest.strip_prefix(br#","user":""#)?)?;
+    let ts = plain_u64(rest.strip_prefix(br#","ts":"#)?.strip_suffix(b"}")?)?;
+    Some(Parsed::Order {
+        order: Cow::Borrowed(order),
+        item: Cow::Borrowed(item),
+        user: Cow::Borrowed(user),
+        ts,
+    })
+}
+
+/// A JSON string's body up to its closing quote, when it has no escape and no control
+/// character, and the bytes after the quote.
+fn plain_str(b: &[u8]) -> Option<(&str, &[u8])> {
+    let end = b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    if b[end] != b'"' {
+        return None;
+    }
+    Some((std::str::from_utf8(&b[..end]).ok()?, &b[end + 1..]))
+}
+
+/// A JSON integer without sign, exponent or leading zero that fits a `u64`.
+fn plain_u64(digits: &[u8]) -> Option<u64> {
+    match digits {
+        [b'0'] => Some(0),
+        [b'1'..=b'9', ..] => digits.iter().try_fold(0u64, |n, &c| {
+            c.is_ascii_digit()
+                .then(|| n.checked_mul(10)?.checked_add(u64::from(c - b'0')))?
+        }),
+        _ => None,
     }
 }
 
@@ -156,16 +208,45 @@ pub struct ItemState {
     pub sold: u64,
 }
 
-/// An order in the snapshot: its strings live in [`Snapshot`]'s text.
+/// An order in the snapshot: its strings live in its [`Part`]'s text. Replay works out here,
+/// once, what each core's install needs (the hashes and the owner cores' inputs), so no core
+/// hashes a string again.
 #[derive(Debug, Clone, Copy)]
 struct OrderRec {
     ts: u64,
     /// Where the order id starts in the text; the user follows it.
     at: usize,
+    /// [`embedded::stable_hash`] of the user: the user's owner core is this modulo the
+    /// number of cores.
+    owner_hash: u64,
+    /// [`orders::text_hash`] of the order id and of the user.
+    id_hash: u64,
+    user_hash: u64,
     order_len: u32,
     user_len: u32,
     /// Index into [`Snapshot::items`].
     item: u32,
+    /// The core number the order id starts with ([`embedded::id_core`]), `u32::MAX` if none
+    /// (or one no run has).
+    id_core: u32,
+}
+
+/// One journal's orders: their records and their strings, back to back.
+#[derive(Debug, Default)]
+struct Part {
+    orders: Vec<OrderRec>,
+    text: String,
+}
+
+impl Part {
+    fn order(&self, o: &OrderRec) -> &str {
+        &self.text[o.at..o.at + o.order_len as usize]
+    }
+
+    fn user(&self, o: &OrderRec) -> &str {
+        let start = o.at + o.order_len as usize;
+        &self.text[start..start + o.user_len as usize]
+    }
 }
 
 /// An order as replayed.
@@ -176,6 +257,32 @@ pub struct OrderView<'a> {
     pub item: u32,
     pub user: &'a str,
     pub ts: u64,
+}
+
+/// An order as a core's install reads it: the view, and what replay worked out for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Replayed<'a> {
+    pub(crate) view: OrderView<'a>,
+    /// [`orders::text_hash`] of the order id and of the user.
+    pub(crate) id_hash: u64,
+    pub(crate) user_hash: u64,
+    owner_hash: u64,
+    id_core: u32,
+}
+
+impl Replayed<'_> {
+    /// [`embedded::user_owner`] of the order's user.
+    pub(crate) fn user_owner(&self, n: usize) -> usize {
+        embedded::owner_of(self.owner_hash, n)
+    }
+
+    /// [`embedded::order_owner`] of the order.
+    pub(crate) fn order_owner(&self, n: usize) -> usize {
+        match self.id_core as usize {
+            c if c < n => c,
+            _ => embedded::owner_of(embedded::stable_hash(self.view.order), n),
+        }
+    }
 }
 
 /// A record a repair cut off the journal, as the operator is told.
@@ -220,9 +327,8 @@ impl fmt::Display for Dropped {
 pub struct Snapshot {
     /// Every item; orders refer to them by index.
     pub items: Vec<ItemState>,
-    orders: Vec<OrderRec>,
-    /// Order ids and users, back to back.
-    text: String,
+    /// The orders, journal by journal.
+    parts: Vec<Part>,
     /// One line per journal whose torn tail was cut.
     pub damage: Vec<String>,
     /// Records a repair (`--accept-data-loss`) cut off, to be listed.
@@ -236,21 +342,54 @@ pub struct Snapshot {
 impl Snapshot {
     /// Number of orders.
     pub fn order_count(&self) -> usize {
-        self.orders.len()
+        self.parts.iter().map(|p| p.orders.len()).sum()
     }
 
     /// Every order, in replay order.
-    pub fn orders(&self) -> impl ExactSizeIterator<Item = OrderView<'_>> + '_ {
-        self.orders.iter().map(|o| self.view(o))
+    pub fn orders(&self) -> impl Iterator<Item = OrderView<'_>> + '_ {
+        self.replayed().map(|r| r.view)
     }
 
-    fn view(&self, o: &OrderRec) -> OrderView<'_> {
-        let order_end = o.at + o.order_len as usize;
-        OrderView {
-            order: &self.text[o.at..order_end],
-            item: o.item,
-            user: &self.text[order_end..order_end + o.user_len as usize],
-            ts: o.ts,
+    /// Every order with what replay worked out for it, in replay order.
+    pub(crate) fn replayed(&self) -> impl Iterator<Item = Replayed<'_>> + '_ {
+        self.parts
+            .iter()
+            .flat_map(|p| p.orders.iter().map(move |o| p.replayed(o)))
+    }
+
+    /// The order numbered `k` in replay order: (its file's number, its number in the file).
+    /// `k` must be below [`Snapshot::order_count`].
+    fn locate(&self, k: usize) -> (usize, usize) {
+        let mut k = k;
+        for (file, p) in self.parts.iter().enumerate() {
+            if k < p.orders.len() {
+                return (file, k);
+            }
+            k -= p.orders.len();
+        }
+        (self.parts.len(), k)
+    }
+
+    fn nth(&self, k: usize) -> (&Part, &OrderRec) {
+        let (file, i) = self.locate(k);
+        let p = &self.parts[file];
+        (p, &p.orders[i])
+    }
+}
+
+impl Part {
+    fn replayed(&self, o: &OrderRec) -> Replayed<'_> {
+        Replayed {
+            view: OrderView {
+                order: self.order(o),
+                item: o.item,
+                user: self.user(o),
+                ts: o.ts,
+            },
+            id_hash: o.id_hash,
+            user_hash: o.user_hash,
+            owner_hash: o.owner_hash,
+            id_core: o.id_core,
         }
     }
 }
@@ -314,6 +453,124 @@ struct Loc {
     offset: u64,
 }
 
+/// One journal parsed on its own thread, its items numbered in the order the file first
+/// names them.
+#[derive(Default)]
+struct Parsed1 {
+    /// Item ids by this file's numbers.
+    items: Vec<String>,
+    /// The file's item records, in order.
+    stock: Vec<Stock>,
+    /// The file's orders (their `item` is this file's number until [`Builder::add_file`]).
+    part: Part,
+    /// Per order: where its record starts.
+    offsets: Vec<u64>,
+    records: usize,
+}
+
+/// An item record.
+struct Stock {
+    item: u32,
+    stock: u64,
+    price: Option<i64>,
+    name: Option<String>,
+    v: u64,
+    offset: u64,
+}
+
+/// Parses one journal's records and hashes what the cores will look up (see [`OrderRec`]);
+/// stops at the first record that cannot be, with its offset and the problem. Reads nothing
+/// outside the file, so the journals are parsed in parallel.
+fn parse_file<'a>(records: impl ExactSizeIterator<Item = Entry<'a>>) -> Result<Parsed1, (u64, String)> {
+    let mut f = Parsed1 {
+        records: records.len(),
+        ..Parsed1::default()
+    };
+    f.part.orders.reserve(records.len());
+    f.offsets.reserve(records.len());
+    let mut numbers: HashMap<String, u32> = HashMap::new();
+    // Per item: an order of it came earlier in this file.
+    let mut ordered: Vec<bool> = Vec::new();
+    let mut number = |f: &mut Parsed1, ordered: &mut Vec<bool>, id: &str| -> u32 {
+        if let Some(&i) = numbers.get(id) {
+            return i;
+        }
+        let i = f.items.len() as u32;
+        f.items.push(id.to_string());
+        ordered.push(false);
+        numbers.insert(id.to_string(), i);
+        i
+    };
+    for Entry { offset, payload } in records {
+        let rec = parse(payload).map_err(|e| {
+            (
+                offset,
+                format!("a checksummed record is not a flash-sale record: {e}"),
+            )
+        })?;
+        match rec {
+            Parsed::Item {
+                item,
+                stock,
+                price,
+                name,
+                v,
+            } => {
+                let i = number(&mut f, &mut ordered, &item);
+                if ordered[i as usize] {
+                    return Err((
+                        offset,
+                        format!(
+                            "a stock change of item {item:?} (stock {stock}, version {v}) after \
+                             sales of it in the same journal (stock changes are refused once a \
+                             sale started)"
+                        ),
+                    ));
+                }
+                f.stock.push(Stock {
+                    item: i,
+                    stock,
+                    price,
+                    name,
+                    v,
+                    offset,
+                });
+            }
+            Parsed::Order {
+                order,
+                item,
+                user,
+                ts,
+            } => {
+                let i = number(&mut f, &mut ordered, &item);
+                ordered[i as usize] = true;
+                let (order_len, user_len) = (u32::try_from(order.len()), u32::try_from(user.len()));
+                let (Ok(order_len), Ok(user_len)) = (order_len, user_len) else {
+                    return Err((offset, "an order with a field over 4 GiB".into()));
+                };
+                let at = f.part.text.len();
+                f.part.text.push_str(&order);
+                f.part.text.push_str(&user);
+                f.part.orders.push(OrderRec {
+                    ts,
+                    at,
+                    owner_hash: embedded::stable_hash(&user),
+                    id_hash: orders::text_hash(&order),
+                    user_hash: orders::text_hash(&user),
+                    order_len,
+                    user_len,
+                    item: i,
+                    id_core: embedded::id_core(&order)
+                        .and_then(|c| u32::try_from(c).ok())
+                        .unwrap_or(u32::MAX),
+                });
+                f.offsets.push(offset);
+            }
+        }
+    }
+    Ok(f)
+}
+
 /// Builds the snapshot file by file; `check` then tests the whole.
 #[derive(Default)]
 struct Builder {
@@ -321,10 +578,22 @@ struct Builder {
     ids: HashMap<String, u32>,
     /// Per item: declared by an item record (and where the winning one is).
     declared: Vec<Option<Loc>>,
-    /// Per item: the file of the last order seen, to catch a stock change after sales.
-    ordered_in: Vec<Option<u32>>,
     paths: Vec<PathBuf>,
-    order_locs: Vec<Loc>,
+    /// Per file, per order: where its record starts.
+    offsets: Vec<Vec<u64>>,
+}
+
+/// What is wrong with an order, in the order the checks run on each order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Wrong {
+    /// Its item has no item record.
+    Undeclared,
+    /// Its id came before, at this order number.
+    RepeatedId(usize),
+    /// Its user bought the item before, in this order.
+    RepeatedBuyer(usize),
+    /// It sells this unit of an item with less stock.
+    Oversold(u64),
 }
 
 impl Builder {
@@ -342,7 +611,6 @@ impl Builder {
             sold: 0,
         });
         self.declared.push(None);
-        self.ordered_in.push(None);
         self.ids.insert(id.to_string(), i);
         i
     }
@@ -358,156 +626,238 @@ impl Builder {
         )
     }
 
-    fn add_file<'a>(
-        &mut self,
-        path: PathBuf,
-        records: impl ExactSizeIterator<Item = Entry<'a>>,
-    ) -> io::Result<()> {
+    /// Adds a parsed file (or reports why it could not be parsed).
+    fn add_file(&mut self, path: PathBuf, parsed: Result<Parsed1, (u64, String)>) -> io::Result<()> {
         let file = self.paths.len() as u32;
         self.paths.push(path);
-        self.snap.records += records.len();
-        self.snap.orders.reserve(records.len());
-        for Entry { offset, payload } in records {
-            let loc = Loc { file, offset };
-            let rec = parse(payload).map_err(|e| {
-                self.impossible(
-                    loc,
-                    format!("a checksummed record is not a flash-sale record: {e}"),
-                )
-            })?;
-            match rec {
-                Parsed::Item {
-                    item,
-                    stock,
-                    price,
-                    name,
-                    v,
-                } => {
-                    let i = self.item_index(&item);
-                    if self.ordered_in[i as usize] == Some(file) {
-                        return Err(self.impossible(
-                            loc,
-                            format!(
-                                "a stock change of item {item:?} (stock {stock}, version {v}) after \
-                                 sales of it in the same journal (stock changes are refused once a \
-                                 sale started)"
-                            ),
-                        ));
-                    }
-                    let s = &mut self.snap.items[i as usize];
-                    if self.declared[i as usize].is_none() || v >= s.version {
-                        (s.stock, s.price, s.name, s.version) = (stock, price, name, v);
-                        self.declared[i as usize] = Some(loc);
-                    }
-                }
-                Parsed::Order {
-                    order,
-                    item,
-                    user,
-                    ts,
-                } => {
-                    let i = self.item_index(&item);
-                    self.ordered_in[i as usize] = Some(file);
-                    let (order_len, user_len) = (u32::try_from(order.len()), u32::try_from(user.len()));
-                    let (Ok(order_len), Ok(user_len)) = (order_len, user_len) else {
-                        return Err(self.impossible(loc, "an order with a field over 4 GiB".into()));
-                    };
-                    let at = self.snap.text.len();
-                    self.snap.text.push_str(&order);
-                    self.snap.text.push_str(&user);
-                    self.snap.orders.push(OrderRec {
-                        ts,
-                        at,
-                        order_len,
-                        user_len,
-                        item: i,
-                    });
-                    self.order_locs.push(loc);
-                }
+        let f = parsed.map_err(|(offset, problem)| self.impossible(Loc { file, offset }, problem))?;
+        self.snap.records += f.records;
+        let global: Vec<u32> = f.items.iter().map(|id| self.item_index(id)).collect();
+        for st in f.stock {
+            let i = global[st.item as usize] as usize;
+            let s = &mut self.snap.items[i];
+            if self.declared[i].is_none() || st.v >= s.version {
+                (s.stock, s.price, s.name, s.version) = (st.stock, st.price, st.name, st.v);
+                self.declared[i] = Some(Loc {
+                    file,
+                    offset: st.offset,
+                });
             }
         }
+        let mut part = f.part;
+        for o in &mut part.orders {
+            o.item = global[o.item as usize];
+        }
+        self.snap.parts.push(part);
+        self.offsets.push(f.offsets);
         Ok(())
     }
 
-    /// Checks the whole sale and counts the sold units.
+    fn loc_of(&self, k: usize) -> Loc {
+        let (file, i) = self.snap.locate(k);
+        Loc {
+            file: file as u32,
+            offset: self.offsets[file][i],
+        }
+    }
+
+    /// Checks the whole sale and counts the sold units. The repeat checks (order ids, and
+    /// `(item, user)`) run on two threads; the first order that breaks any check is reported,
+    /// as if the orders were checked one by one.
     fn check(mut self) -> io::Result<Snapshot> {
         let snap = &self.snap;
-        let mut ids: HashMap<&str, usize> = HashMap::with_capacity(snap.orders.len());
-        let mut buyers: HashMap<(u32, &str), usize> = HashMap::with_capacity(snap.orders.len());
+        let count = snap.order_count();
+        if count >= u32::MAX as usize {
+            let loc = self.loc_of(count - 1);
+            return Err(self.impossible(loc, "more than 4 billion orders".into()));
+        }
+        let (repeated_id, repeated_buyer) = std::thread::scope(|s| {
+            let ids = s.spawn(|| {
+                first_repeat(
+                    snap,
+                    count,
+                    |o| o.id_hash,
+                    |(p, o), (q, r)| p.order(o) == q.order(r),
+                )
+            });
+            let buyers = first_repeat(
+                snap,
+                count,
+                |o| orders::pair_hash(o.item, o.user_hash),
+                |(p, o), (q, r)| o.item == r.item && p.user(o) == q.user(r),
+            );
+            let ids = ids.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (ids, buyers)
+        });
         let mut sold = vec![0u64; snap.items.len()];
-        let at = |k: usize| {
-            let l = self.order_locs[k];
-            format!("{} offset {}", self.paths[l.file as usize].display(), l.offset)
-        };
-        for (k, o) in snap.orders.iter().enumerate() {
-            let v = snap.view(o);
-            let item = &snap.items[o.item as usize];
-            let loc = self.order_locs[k];
-            let Some(declared) = self.declared[o.item as usize] else {
-                return Err(self.impossible(
-                    loc,
-                    format!(
-                        "order {:?} is for item {:?}, which no item record creates",
-                        v.order, item.id
-                    ),
-                ));
-            };
-            if let Some(first) = ids.insert(v.order, k) {
-                return Err(self.impossible(
-                    loc,
-                    format!("order id {:?} again (first at {})", v.order, at(first)),
-                ));
+        let mut wrong: Option<(usize, Wrong)> = None;
+        'orders: for (k, o) in snap.parts.iter().flat_map(|p| p.orders.iter()).enumerate() {
+            let i = o.item as usize;
+            if self.declared[i].is_none() {
+                wrong = Some((k, Wrong::Undeclared));
+                break 'orders;
             }
-            if let Some(first) = buyers.insert((o.item, v.user), k) {
-                return Err(self.impossible(
-                    loc,
-                    format!(
-                        "a second order ({:?}) of item {:?} for user {:?} (the first, {:?}, at {})",
-                        v.order,
-                        item.id,
-                        v.user,
-                        snap.view(&snap.orders[first]).order,
-                        at(first)
-                    ),
-                ));
-            }
-            sold[o.item as usize] += 1;
-            if sold[o.item as usize] > item.stock {
-                return Err(self.impossible(
-                    loc,
-                    format!(
-                        "order {:?} sells unit {} of item {:?}, whose stock is {} (item record at {} \
-                         offset {})",
-                        v.order,
-                        sold[o.item as usize],
-                        item.id,
-                        item.stock,
-                        self.paths[declared.file as usize].display(),
-                        declared.offset
-                    ),
-                ));
+            sold[i] += 1;
+            if sold[i] > snap.items[i].stock {
+                wrong = Some((k, Wrong::Oversold(sold[i])));
+                break 'orders;
             }
         }
-        drop((ids, buyers));
+        let wrong = [
+            wrong,
+            repeated_id.map(|(k, first)| (k, Wrong::RepeatedId(first))),
+            repeated_buyer.map(|(k, first)| (k, Wrong::RepeatedBuyer(first))),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some((k, wrong)) = wrong {
+            return Err(self.wrong(k, wrong));
+        }
         for (item, s) in self.snap.items.iter_mut().zip(sold) {
             item.sold = s;
         }
         Ok(self.snap)
+    }
+
+    /// The error for order `k`.
+    fn wrong(&self, k: usize, wrong: Wrong) -> io::Error {
+        let snap = &self.snap;
+        let (p, o) = snap.nth(k);
+        let v = p.replayed(o).view;
+        let item = &snap.items[o.item as usize];
+        let loc = self.loc_of(k);
+        let at = |k: usize| {
+            let l = self.loc_of(k);
+            format!("{} offset {}", self.paths[l.file as usize].display(), l.offset)
+        };
+        let problem = match wrong {
+            Wrong::Undeclared => format!(
+                "order {:?} is for item {:?}, which no item record creates",
+                v.order, item.id
+            ),
+            Wrong::RepeatedId(first) => format!("order id {:?} again (first at {})", v.order, at(first)),
+            Wrong::RepeatedBuyer(first) => {
+                let (q, r) = snap.nth(first);
+                format!(
+                    "a second order ({:?}) of item {:?} for user {:?} (the first, {:?}, at {})",
+                    v.order,
+                    item.id,
+                    v.user,
+                    q.order(r),
+                    at(first)
+                )
+            }
+            Wrong::Oversold(unit) => {
+                let declared = self.declared[o.item as usize].unwrap_or(loc);
+                format!(
+                    "order {:?} sells unit {} of item {:?}, whose stock is {} (item record at {} \
+                     offset {})",
+                    v.order,
+                    unit,
+                    item.id,
+                    item.stock,
+                    self.paths[declared.file as usize].display(),
+                    declared.offset
+                )
+            }
+        };
+        self.impossible(loc, problem)
+    }
+}
+
+/// The first order (in replay order) whose key an earlier order has, and that earlier order:
+/// `(k, first)`. `hash` gives an order's key hash, `same` tells equal keys.
+fn first_repeat(
+    snap: &Snapshot,
+    count: usize,
+    hash: impl Fn(&OrderRec) -> u64,
+    same: impl Fn((&Part, &OrderRec), (&Part, &OrderRec)) -> bool,
+) -> Option<(usize, usize)> {
+    let mut seen = Seen::with_capacity(count);
+    let mut k = 0u32;
+    for p in &snap.parts {
+        for o in &p.orders {
+            if let Some(first) = seen.insert(hash(o), k, |x| same((p, o), snap.nth(x as usize))) {
+                return Some((k as usize, first as usize));
+            }
+            k += 1;
+        }
+    }
+    None
+}
+
+/// The repeat finder's table: open addressing of order numbers, linear probing, at most half
+/// full; each slot holds the upper half of its key's hash beside the number (stored + 1; 0 is
+/// an empty slot), so a probe compares keys only when 32 more bits of hash agree. The hashes
+/// are keyed per process ([`orders::text_hash`]): journaled user ids cannot be chosen to
+/// collide.
+struct Seen {
+    slots: Vec<u64>,
+}
+
+impl Seen {
+    fn with_capacity(n: usize) -> Seen {
+        Seen {
+            slots: vec![0; (n * 2).next_power_of_two().max(2)],
+        }
+    }
+
+    /// Adds order `k` with key hash `hash`, unless an order whose key `same` accepts is
+    /// there: then returns that order's number.
+    fn insert(&mut self, hash: u64, k: u32, same: impl Fn(u32) -> bool) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let tag = hash >> 32;
+        let mut i = hash as usize & mask;
+        loop {
+            match self.slots[i] {
+                0 => {
+                    self.slots[i] = tag << 32 | (u64::from(k) + 1);
+                    return None;
+                }
+                s if s >> 32 == tag && same(s as u32 - 1) => return Some(s as u32 - 1),
+                _ => i = (i + 1) & mask,
+            }
+        }
     }
 }
 
 /// Reads every journal in `dir` once, cutting torn tails (and, with [`OnCorruption::Cut`],
 /// corruption), and rebuilds and checks the sale. Plain blocking I/O: runs at start-up.
 ///
+/// The journals are read, scanned and parsed in parallel, one thread each, changing nothing
+/// on disk ([`journal::load`]); then, file by file in core order, each is cut where needed
+/// and its records join the snapshot, so errors and cuts come out as if the files were read
+/// one after the other.
+///
 /// Errors (`InvalidData`): an unrecognised `journal-*` file ([`journal_cores`]), corruption
 /// with [`OnCorruption::Refuse`] (a [`journal::Corruption`] inside), a record that cannot be (an
 /// [`Impossible`] inside); I/O errors.
 pub fn replay_dir(dir: &Path, on_corruption: OnCorruption) -> io::Result<Snapshot> {
+    let cores = journal_cores(dir)?;
+    type Read = io::Result<(Loaded, Result<Parsed1, (u64, String)>)>;
+    let read: Vec<Read> = std::thread::scope(|s| {
+        let threads: Vec<_> = cores
+            .iter()
+            .map(|&core| {
+                s.spawn(move || -> Read {
+                    let loaded = journal::load(dir, core)?;
+                    let parsed = parse_file(loaded.records());
+                    Ok((loaded, parsed))
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let mut b = Builder::default();
-    for core in journal_cores(dir)? {
+    for (core, read) in cores.into_iter().zip(read) {
+        let (loaded, parsed) = read?;
         let replay = match on_corruption {
-            OnCorruption::Refuse => journal::replay(dir, core)?,
-            OnCorruption::Cut => journal::repair(dir, core)?,
+            OnCorruption::Refuse => loaded.replay()?,
+            OnCorruption::Cut => loaded.repair()?,
         };
         let path = dir.join(file_name(core));
         if let Some(d) = &replay.damage {
@@ -515,7 +865,8 @@ pub fn replay_dir(dir: &Path, on_corruption: OnCorruption) -> io::Result<Snapsho
         }
         b.snap.dropped.extend(dropped(&path, &replay));
         b.snap.journals.insert(core, replay.valid_len);
-        b.add_file(path, replay.records())?;
+        drop(replay);
+        b.add_file(path, parsed)?;
     }
     b.check()
 }
@@ -625,5 +976,137 @@ mod tests {
         assert!(parse(br#"{"t":"order","order":"o","item":"x","user":"u"}"#).is_err());
         assert!(parse(br#"{"t":"refund","order":"o"}"#).is_err());
         assert!(parse(b"[1,2]").is_err());
+    }
+
+    #[test]
+    fn plain_orders_parse_exactly_as_serde_does() {
+        let plain: &[&[u8]] = &[
+            br#"{"t":"order","order":"0-a-1","item":"x","user":"u","ts":7}"#,
+            br#"{"t":"order","order":"","item":"","user":"","ts":0}"#,
+            "{\"t\":\"order\",\"order\":\"ü\",\"item\":\"x y\",\"user\":\"☃\",\"ts\":18446744073709551615}"
+                .as_bytes(),
+        ];
+        for &p in plain {
+            assert!(parse_plain_order(p).is_some(), "{}", String::from_utf8_lossy(p));
+            assert_eq!(parse(p), parse_json(p));
+        }
+        // Everything else is serde's to read or refuse.
+        let other: &[&[u8]] = &[
+            br#"{"t":"order","order":"a\"b","item":"x","user":"u","ts":7}"#,
+            br#"{"t":"order","order":"a\u0041","item":"x","user":"u","ts":7}"#,
+            b"{\"t\":\"order\",\"order\":\"a\tb\",\"item\":\"x\",\"user\":\"u\",\"ts\":7}",
+            b"{\"t\":\"order\",\"order\":\"\xff\",\"item\":\"x\",\"user\":\"u\",\"ts\":7}",
+            br#"{"t":"order","order":"o","item":"x","user":"u","ts":07}"#,
+            br#"{"t":"order","order":"o","item":"x","user":"u","ts":-7}"#,
+            br#"{"t":"order","order":"o","item":"x","user":"u","ts":7.0}"#,
+            br#"{"t":"order","order":"o","item":"x","user":"u","ts":18446744073709551616}"#,
+            br#"{"t":"order","order":"o","item":"x","user":"u","ts":7} "#,
+            br#"{"t":"order","order":"o","item":"x","user":"u","ts":7}}"#,
+            br#"{"t":"order","order":"o","item":"x","user":"u","ts":7,"x":1}"#,
+            br#"{"t":"order","order":"o","item":"x","user":"u","ts":}"#,
+            br#"{"t":"order","order":"o","item":"x","user":"u"}"#,
+            br#"{"t":"order","order":"o","item":"x","user":"u","ts":"7"}"#,
+            br#"{"t":"order","order":"o","user":"u","item":"x","ts":7}"#,
+            br#"{"t":"order","order":"o","item":"x","user":"u","ts":7"#,
+        ];
+        for &p in other {
+            assert_eq!(parse_plain_order(p), None, "{}", String::from_utf8_lossy(p));
+            assert_eq!(parse(p), parse_json(p));
+        }
+    }
+
+    fn journal_dir(name: &str, files: &[&[Record]]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("flash-sale-replay-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create dir");
+        for (core, records) in files.iter().enumerate() {
+            let payloads: Vec<Vec<u8>> = records
+                .iter()
+                .map(|r| serde_json::to_vec(r).expect("serialize"))
+                .collect();
+            let bytes = journal::encode_file(&payloads).expect("encode");
+            std::fs::write(dir.join(file_name(core)), bytes).expect("write");
+        }
+        dir
+    }
+
+    fn item(id: &str, stock: u64) -> Record {
+        Record::Item {
+            item: id.into(),
+            stock,
+            price: None,
+            name: None,
+            v: 1,
+        }
+    }
+
+    fn order(id: &str, item: &str, user: &str) -> Record {
+        Record::Order {
+            order: id.into(),
+            item: item.into(),
+            user: user.into(),
+            ts: 1,
+        }
+    }
+
+    /// Offset of record `n` of a journal whose records are `records`.
+    fn offset_of(records: &[Record], n: usize) -> u64 {
+        journal::HEADER_LEN
+            + records[..n]
+                .iter()
+                .map(|r| (journal::RECORD_OVERHEAD + serde_json::to_vec(r).expect("json").len()) as u64)
+                .sum::<u64>()
+    }
+
+    #[test]
+    fn the_first_impossible_order_is_named_whichever_check_finds_it() {
+        // Core 1's third record is a repeated (item, user) and oversells `a`; its fourth
+        // repeats an order id; core 0 is fine. The checks run apart, the first order wins,
+        // and at one order the checks' own order decides (repeated buyer before oversold).
+        let zero = [
+            item("a", 3),
+            item("b", 5),
+            order("0-1", "a", "u1"),
+            order("0-2", "a", "u2"),
+        ];
+        let one = [
+            order("1-1", "a", "u3"),
+            order("1-2", "b", "u1"),
+            order("1-3", "a", "u1"),
+            order("0-1", "a", "u4"),
+        ];
+        let dir = journal_dir("first", &[&zero, &one]);
+        let e = replay_dir(&dir, OnCorruption::Refuse).expect_err("impossible");
+        let report = Impossible::of(&e).expect("an impossible record");
+        assert_eq!(report.path, dir.join(file_name(1)));
+        assert_eq!(report.offset, offset_of(&one, 2), "{report}");
+        assert!(report.problem.contains("a second order (\"1-3\")"), "{report}");
+        assert!(
+            report
+                .problem
+                .contains(&format!("offset {}", offset_of(&zero, 2))),
+            "names the first order: {report}"
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
+
+        // Without the repeated buyer, the repeated id...
+        let one = [order("1-1", "b", "u3"), order("0-1", "a", "u4")];
+        let dir = journal_dir("first-id", &[&zero, &one]);
+        let e = replay_dir(&dir, OnCorruption::Refuse).expect_err("impossible");
+        let report = Impossible::of(&e).expect("an impossible record");
+        assert_eq!(report.offset, offset_of(&one, 1), "{report}");
+        assert!(report.problem.contains("order id \"0-1\" again"), "{report}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+
+        // ...and the same sale without it starts, every order counted once.
+        let one = [order("1-1", "b", "u3"), order("1-2", "a", "u4")];
+        let dir = journal_dir("first-ok", &[&zero, &one]);
+        let snap = replay_dir(&dir, OnCorruption::Refuse).expect("valid");
+        let sold: Vec<(&str, u64)> = snap.items.iter().map(|i| (i.id.as_str(), i.sold)).collect();
+        assert_eq!(sold, [("a", 3), ("b", 1)]);
+        let ids: Vec<&str> = snap.orders().map(|o| o.order).collect();
+        assert_eq!(ids, ["0-1", "0-2", "1-1", "1-2"]);
+        assert_eq!(snap.journals.len(), 2);
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }
