@@ -484,7 +484,16 @@ async fn serve_requests<S: 'static>(
         let read = {
             let recv = pin!(timeout_at(deadline, stream.recv()));
             let drained = pin!(core.drain.wait());
-            select_read(recv, drained, idle).await
+            // An idle keep-alive connection that has to wait holds no buffers: they are
+            // given back the first time the read finds nothing ready (not on every request
+            // of a busy connection, whose next bytes are usually there already).
+            let release = || {
+                if idle && out.is_empty() {
+                    out = Vec::new();
+                    parser.release_idle();
+                }
+            };
+            select_read(recv, drained, idle, release).await
         };
         match read {
             Read::Data(chunk) => {
@@ -516,10 +525,12 @@ async fn serve_requests<S: 'static>(
 }
 
 /// Waits for data (or EOF, error, timeout), or, when the connection is idle, for draining.
+/// `on_wait` runs once, the first time nothing is ready.
 async fn select_read<R, D>(
     mut recv: std::pin::Pin<&mut R>,
     mut drained: std::pin::Pin<&mut D>,
     idle: bool,
+    on_wait: impl FnOnce(),
 ) -> Read
 where
     R: Future<
@@ -527,6 +538,7 @@ where
     >,
     D: Future<Output = ()>,
 {
+    let mut on_wait = Some(on_wait);
     poll_fn(|cx| {
         if let Poll::Ready(r) = recv.as_mut().poll(cx) {
             return Poll::Ready(match r {
@@ -538,6 +550,9 @@ where
         }
         if idle && drained.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Read::Drained);
+        }
+        if let Some(f) = on_wait.take() {
+            f();
         }
         Poll::Pending
     })

@@ -142,6 +142,14 @@ impl Parser {
         self.buf.extend_from_slice(data);
     }
 
+    /// Gives the receive buffer's memory back while nothing is buffered (an idle keep-alive
+    /// connection); the next [`push`](Self::push) allocates again. No-op otherwise.
+    pub fn release_idle(&mut self) {
+        if self.buf.is_empty() && matches!(self.state, State::Head) && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// True if bytes of an unfinished request are buffered (or a body is being read).
     pub fn has_partial(&self) -> bool {
         !self.buf.is_empty() || matches!(self.state, State::Body { .. })
@@ -250,5 +258,27 @@ impl Parser {
         self.state = State::Failed(e);
         self.buf.clear();
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_parser_gives_its_buffer_back_and_works_after() {
+        let mut p = Parser::new(Limits::default());
+        p.push(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(p.next_request().expect("valid").is_some());
+        assert!(p.next_request().expect("valid").is_none());
+        p.release_idle();
+        assert_eq!(p.buf.capacity(), 0, "an idle parser holds no buffer");
+        // A partial head is kept: releasing then would lose bytes.
+        p.push(b"GET /b HT");
+        p.release_idle();
+        assert!(p.buf.capacity() > 0);
+        p.push(b"TP/1.1\r\nHost: x\r\n\r\n");
+        let r = p.next_request().expect("valid").expect("complete");
+        assert_eq!(r.target(), b"/b");
     }
 }
