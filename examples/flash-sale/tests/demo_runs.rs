@@ -110,8 +110,9 @@ fn count(out: &str, label: &str) -> u64 {
 
 /// A crowd far above what one core serves (in a debug build, on a 2-core machine shared
 /// with the generator: about 3x), open loop for 3 s: every attempt is answered (200, 409 or
-/// 503 with Retry-After; none lost, none unsent), the overload is shed, the buys the service
-/// admits stay fast (latency from their scheduled send time), and the invariants hold.
+/// 503 with Retry-After; none lost, none unsent), the overload is shed (or, on a machine fast
+/// enough to serve it all, kept up with), the buys the service admits stay fast (latency from
+/// their scheduled send time), and the invariants hold.
 #[test]
 fn overload_is_shed_and_admitted_buys_stay_fast() {
     let out = run_demo(&[
@@ -133,8 +134,11 @@ fn overload_is_shed_and_admitted_buys_stay_fast() {
     assert_eq!(count(&out, "lost: "), 0, "{out}");
     assert_eq!(count(&out, "other: "), 0, "{out}");
     assert!(!out.contains("unsent"), "every due attempt went out: {out}");
-    assert!(count(&out, "503: ") > 0, "the crowd was not shed at all: {out}");
     assert!(count(&out, "200: ") > 0, "nothing was admitted: {out}");
+    if count(&out, "503: ") == 0 {
+        // A machine fast enough to serve the whole crowd: then it must have kept up.
+        assert!(!out.contains("fell behind"), "not shed, yet behind: {out}");
+    }
     let admitted = out
         .lines()
         .find(|l| l.trim_start().starts_with("admitted"))
