@@ -134,3 +134,29 @@ fn interval_skips_missed_ticks_but_stays_on_grid() {
         assert!(next > late + PERIOD, "missed ticks must be skipped, not burst");
     });
 }
+
+/// An inner future that spends the whole cooperative budget on every poll (an endless run of
+/// elapsed zero sleeps) still times out: the deadline is not subject to the budget.
+#[test]
+fn timeout_fires_even_when_the_inner_future_uses_up_the_budget() {
+    // The runtime runs on its own thread so that a regression (a timeout that never fires)
+    // fails this test after 10 s instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        run1(|| async {
+            let started = Instant::now();
+            let r: Result<(), Elapsed> = timeout(Duration::from_millis(20), async {
+                loop {
+                    sleep(Duration::ZERO).await;
+                }
+            })
+            .await;
+            let took = started.elapsed();
+            assert!(r.is_err(), "the inner future cannot finish");
+            assert!(took < Duration::from_secs(2), "fired after {took:?}");
+        });
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the timeout never fired (or the runtime failed): its deadline waited for budget");
+}

@@ -225,6 +225,13 @@ impl<F: Future> Future for Timeout<F> {
         if let Poll::Ready(v) = fut.poll(cx) {
             return Poll::Ready(Ok(v));
         }
+        // The deadline is checked outside the cooperative budget (as tokio's `Timeout` does):
+        // an inner future that spends the whole budget on every poll would otherwise make the
+        // elapsed sleep yield forever, and the timeout could never fire.
+        if Instant::now() >= this.sleep.deadline {
+            this.sleep.unregister();
+            return Poll::Ready(Err(Elapsed(())));
+        }
         match Pin::new(&mut this.sleep).poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
             Poll::Pending => Poll::Pending,
