@@ -42,6 +42,9 @@ pub(crate) struct ShardRemote {
     pub(crate) has_remote_wakes: AtomicBool,
     /// Set when the shard has left its loop: the mesh refuses new messages to it.
     pub(crate) exited: AtomicBool,
+    /// Set once its exit has handed over every reply and notice it could (after `exited`):
+    /// from then on nothing more comes from it.
+    pub(crate) drained: AtomicBool,
 }
 
 impl ShardRemote {
@@ -59,6 +62,7 @@ impl ShardRemote {
             remote_wakes: Mutex::new(Vec::new()),
             has_remote_wakes: AtomicBool::new(false),
             exited: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
         })
     }
 

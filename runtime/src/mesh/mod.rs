@@ -21,6 +21,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
 use slab::Slab;
@@ -108,7 +109,11 @@ impl<F> fmt::Display for TrySubmitError<F> {
 }
 
 enum ReplyState {
-    Waiting(Option<Waker>),
+    /// Sent to shard `to`; the caller's waker once it polled.
+    Waiting {
+        to: usize,
+        waker: Option<Waker>,
+    },
     Ready(Result<Box<dyn Any + Send>, SubmitError>),
     /// The caller's future was dropped; the reply is discarded on arrival.
     Abandoned,
@@ -184,7 +189,38 @@ pub(crate) fn poll_inbox(cx: &ShardCx, max: usize) -> usize {
     for w in waiters {
         w.wake();
     }
+    fail_orphans(cx);
     handled
+}
+
+/// Calls sent to a shard whose exit is complete (`drained`) and whose reply channel holds
+/// nothing more can never be answered: they complete with `Closed` now, not when this shard
+/// tears down. (A shard's exit hands over its last replies and notices first, then sets
+/// `drained` and wakes every shard.)
+fn fail_orphans(cx: &ShardCx) {
+    if cx.mesh.replies.borrow().is_empty() {
+        return;
+    }
+    let me = cx.shard_id;
+    let gone = |to: usize| {
+        cx.shared.shards[to].drained.load(Ordering::Acquire) && cx.shared.receivers[me][to].is_empty()
+    };
+    if !(0..cx.shared.n_shards()).any(|s| s != me && cx.shared.shards[s].drained.load(Ordering::Acquire)) {
+        return;
+    }
+    let orphans: Vec<(usize, usize)> = cx
+        .mesh
+        .replies
+        .borrow()
+        .iter()
+        .filter_map(|(key, st)| match st {
+            ReplyState::Waiting { to, .. } if gone(*to) => Some((*to, key)),
+            _ => None,
+        })
+        .collect();
+    for (to, key) in orphans {
+        complete(cx, to, key, Err(SubmitError::Closed));
+    }
 }
 
 fn handle(cx: &ShardCx, from: usize, msg: Message) {
@@ -197,14 +233,14 @@ fn handle(cx: &ShardCx, from: usize, msg: Message) {
             debug_assert_eq!(caller, from);
             reply_to(cx, caller, reply);
         }
-        Message::Reply { key, value } => complete(cx, key, Ok(value)),
+        Message::Reply { key, value } => complete(cx, from, key, Ok(value)),
         Message::Dropped { key } => {
             let err = if key & PANIC_BIT != 0 {
                 SubmitError::Panicked
             } else {
                 SubmitError::Closed
             };
-            complete(cx, key & !PANIC_BIT, Err(err));
+            complete(cx, from, key & !PANIC_BIT, Err(err));
         }
     }
 }
@@ -224,15 +260,21 @@ fn reply_to(cx: &ShardCx, to: usize, msg: Message) {
     }
 }
 
-fn complete(cx: &ShardCx, key: usize, value: Result<Box<dyn Any + Send>, SubmitError>) {
+/// Completes the call in slot `key`, if it is one sent to shard `from` (a slot freed and
+/// reused for a call to another shard is left alone).
+fn complete(cx: &ShardCx, from: usize, key: usize, value: Result<Box<dyn Any + Send>, SubmitError>) {
     let mut replies = cx.mesh.replies.borrow_mut();
     let Some(state) = replies.get_mut(key) else {
         return;
     };
+    match state {
+        ReplyState::Waiting { to, .. } if *to != from => return,
+        _ => {}
+    }
     match std::mem::replace(state, ReplyState::Ready(value)) {
-        ReplyState::Waiting(w) => {
+        ReplyState::Waiting { waker, .. } => {
             drop(replies);
-            if let Some(w) = w {
+            if let Some(w) = waker {
                 w.wake();
             }
         }
@@ -245,24 +287,63 @@ fn complete(cx: &ShardCx, key: usize, value: Result<Box<dyn Any + Send>, SubmitE
     }
 }
 
-/// At shard exit: every call still queued to this shard is dropped and its caller told.
+/// How long an exiting shard keeps trying to hand its last replies to a caller whose channel
+/// is full (the caller drains it every loop turn; one that does not for this long is stuck).
+const EXIT_DELIVERY_LIMIT: Duration = Duration::from_secs(1);
+
+/// Sends `msg` to `to` at shard exit, waiting (bounded) for room; gives up if `to` has exited
+/// too. Returns whether it was delivered.
+fn deliver_on_exit(cx: &ShardCx, to: usize, mut msg: Message, until: Instant) -> bool {
+    let me = cx.shard_id;
+    loop {
+        if cx.shared.shards[to].exited.load(Ordering::Acquire) {
+            return false;
+        }
+        match cx.shared.senders[me][to].try_send(msg) {
+            Ok(()) => {
+                cx.shared.shards[to].unpark();
+                return true;
+            }
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(m)) => {
+                if Instant::now() >= until {
+                    return false;
+                }
+                msg = m;
+                cx.shared.shards[to].unpark();
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+}
+
+/// At shard exit: replies still waiting for room are delivered, every call still queued to
+/// this shard is dropped and its caller told (`Closed`), and every other shard is woken so
+/// that a call sent after this drain fails at once (see [`fail_orphans`]). A reply or notice
+/// is lost only if its caller exited too, or did not drain its inbox for
+/// [`EXIT_DELIVERY_LIMIT`].
 pub(crate) fn drain_on_exit(cx: &ShardCx) {
     let me = cx.shard_id;
+    let until = Instant::now() + EXIT_DELIVERY_LIMIT;
+    // Replies first: they were decided before the calls still queued.
+    let outbox = std::mem::take(&mut *cx.mesh.outbox.borrow_mut());
+    for (to, msg) in outbox {
+        deliver_on_exit(cx, to, msg, until);
+    }
     for from in 0..cx.shared.n_shards() {
         while let Ok(msg) = cx.shared.receivers[me][from].try_recv() {
             if let Message::Call { from: caller, key, f } = msg {
                 drop(f);
-                if !cx.shared.shards[caller].exited.load(Ordering::Acquire) {
-                    let _ = cx.shared.senders[me][caller].try_send(Message::Dropped { key });
-                    cx.shared.shards[caller].unpark();
-                }
+                deliver_on_exit(cx, caller, Message::Dropped { key }, until);
             }
         }
     }
+    cx.shared.shards[me].drained.store(true, Ordering::Release);
+    for s in &cx.shared.shards {
+        s.unpark();
+    }
     // Taken out first: dropping a reply value or a waker runs user code, which must not
     // find these cells borrowed.
-    let outbox = std::mem::take(&mut *cx.mesh.outbox.borrow_mut());
-    drop(outbox);
     let replies = std::mem::take(&mut *cx.mesh.replies.borrow_mut());
     drop(replies);
 }
@@ -339,7 +420,10 @@ where
                 _result: PhantomData,
             };
         }
-        let key = cx.mesh.replies.borrow_mut().insert(ReplyState::Waiting(None));
+        let key = cx.mesh.replies.borrow_mut().insert(ReplyState::Waiting {
+            to: shard,
+            waker: None,
+        });
         let msg = Message::Call {
             from: cx.shard_id,
             key,
@@ -418,6 +502,13 @@ impl<R: Send + 'static> Future for Submit<R> {
                         self.state = SubmitState::Done;
                         continue;
                     };
+                    // The target stopped before this call could be queued: it will never run.
+                    if context::with(|c| c.shared.shards[to].exited.load(Ordering::Acquire)) {
+                        drop(m);
+                        context::with(|c| c.mesh.replies.borrow_mut().try_remove(key));
+                        self.state = SubmitState::Done;
+                        return Poll::Ready(Err(SubmitError::Closed));
+                    }
                     let sent = context::with(|c| match send(c, to, m) {
                         Ok(()) => Ok(()),
                         Err(TrySendError::Full(m)) => {
@@ -455,8 +546,8 @@ impl<R: Send + 'static> Future for Submit<R> {
                                     _ => Some(Err(SubmitError::Closed)),
                                 }
                             }
-                            Some(ReplyState::Waiting(w)) => {
-                                *w = Some(cx.waker().clone());
+                            Some(ReplyState::Waiting { waker, .. }) => {
+                                *waker = Some(cx.waker().clone());
                                 None
                             }
                             _ => Some(Err(SubmitError::Closed)),
