@@ -513,7 +513,7 @@ async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> 
     let order = new_order_id(&format!("{me}-{}", app.tag), 0, seq);
     let ts = now_ms();
     let resp = match redis_of(&app) {
-        Some(store) => match redis_calls::call(&store, store.buy(&item, &user, &order, ts)).await {
+        Some(store) => match redis_calls::call(&store, || store.buy(&item, &user, &order, ts)).await {
             Ok(BuyOutcome::Bought { order }) => Ok(order),
             Ok(BuyOutcome::SoldOut) => Err(error(StatusCode::CONFLICT, "sold_out")),
             Ok(BuyOutcome::AlreadyBought { order }) => Err(already(&order)),
@@ -746,10 +746,9 @@ async fn put_item(Path(item): Path<String>, State(app): State<App>, req: Request
         return bad_request("item ids are 1 to 256 bytes");
     }
     let outcome = match redis_of(&app) {
-        Some(store) => match redis_calls::call(
-            &store,
-            store.put_item(&item, stock, body.price, body.name.as_deref()),
-        )
+        Some(store) => match redis_calls::call(&store, || {
+            store.put_item(&item, stock, body.price, body.name.as_deref())
+        })
         .await
         {
             Ok(o) => o,
@@ -891,7 +890,7 @@ async fn get_item(Path(item): Path<String>, State(app): State<App>) -> Response 
         .cache
         .get_or_load(key, || async move {
             match store {
-                Some(s) => match redis_calls::call(&s, s.get_item(&item)).await {
+                Some(s) => match redis_calls::call(&s, || s.get_item(&item)).await {
                     Ok(Some(v)) => Ok(item_json(&item, v.stock, v.sold)),
                     Ok(None) => Err(Missing::NotFound),
                     Err(e) => Err(Missing::Store(e.to_string())),
@@ -936,7 +935,7 @@ enum Missing {
 
 async fn get_order(Path(order): Path<String>, State(app): State<App>) -> Response {
     let found = match redis_of(&app) {
-        Some(store) => match redis_calls::call(&store, store.get_order(&order)).await {
+        Some(store) => match redis_calls::call(&store, || store.get_order(&order)).await {
             Ok(o) => o.map(|o| json!({"order": o.order, "item": o.item, "user": o.user, "ts": o.ts})),
             Err(e) => return unavailable(&format!("store: {e}")),
         },

@@ -38,12 +38,24 @@ fn part() -> String {
 
 /// Runs `op` (a call of `store`) for at most the client's deadline, and records the outcome
 /// in this core's health.
-pub(super) async fn call<T>(
-    store: &Rc<RedisStore>,
-    op: impl Future<Output = io::Result<T>>,
-) -> io::Result<T> {
+///
+/// If the connection turns out to have been closed (Redis restarted, and this core had not
+/// used the connection since), the operation is made once more, on a fresh connection,
+/// within the same deadline. That is safe for every operation the service makes: reads, the
+/// item script, and the buy script, which is idempotent per (item, user) (a buy that went
+/// through the first time answers `already_bought` with its order).
+pub(super) async fn call<T, F>(store: &Rc<RedisStore>, mut op: impl FnMut() -> F) -> io::Result<T>
+where
+    F: Future<Output = io::Result<T>>,
+{
     let deadline = store.client().deadline();
-    let result = timeout(deadline, op).await.unwrap_or_else(|_| {
+    let attempts = async {
+        match op().await {
+            Err(e) if found_closed(&e) => op().await,
+            r => r,
+        }
+    };
+    let result = timeout(deadline, attempts).await.unwrap_or_else(|_| {
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
@@ -59,6 +71,18 @@ pub(super) async fn call<T>(
         Err(e) => failing(store, e),
     }
     result
+}
+
+/// Whether `e` says the connection was gone, not that Redis refused or was slow.
+fn found_closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::NotConnected
+    )
 }
 
 fn failing(store: &Rc<RedisStore>, e: &io::Error) {
