@@ -239,7 +239,10 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
             if talking || timer_soon {
                 let until = next_timer.map_or(now + spin, |d| d.min(now + spin));
                 stats::bump(&remote.stats.spins, 1);
-                if idle_poll(cx, until)? {
+                let spun_at = Instant::now();
+                let woke = idle_poll(cx, until);
+                stats::bump(&remote.stats.spin_ns, spun_at.elapsed().as_nanos() as u64);
+                if woke? {
                     handled = mesh::poll_inbox(cx, MAX_MESSAGES_PER_TURN);
                     take_remote_wakes(cx);
                     if handled > 0 {
@@ -255,6 +258,7 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
         } else {
             remote.set_parked(true);
             let must_run = !inbox_empty(cx)
+                || mesh::has_orphans(cx)
                 || remote.has_remote_wakes.load(Ordering::Acquire)
                 || (shared.shutdown.load(Ordering::Acquire) && !cx.shutdown_seen.get())
                 || shared.all_finished()
@@ -321,7 +325,10 @@ fn idle_poll(cx: &Context, until: Instant) -> io::Result<bool> {
 ///
 /// Outside a ringcore shard.
 pub fn shutdown_requested() -> ShutdownRequested {
-    ShutdownRequested { slot: None }
+    ShutdownRequested {
+        slot: None,
+        _not_send: std::marker::PhantomData,
+    }
 }
 
 /// The future of [`shutdown_requested`]. However often it is polled, it holds one waker
@@ -330,6 +337,8 @@ pub fn shutdown_requested() -> ShutdownRequested {
 #[must_use = "futures do nothing unless polled"]
 pub struct ShutdownRequested {
     slot: Option<usize>,
+    /// The slot indexes this core's waiter slab: the future must stay on this core.
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl Future for ShutdownRequested {

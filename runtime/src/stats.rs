@@ -73,6 +73,9 @@ counters! {
     parks,
     /// Idle spells spent polling instead of parking (see `Builder::idle_spin`).
     spins,
+    /// Nanoseconds spent in those idle spells: on the CPU, but with nothing to do (a load
+    /// measure such as `thread_demand_time` should not count them as work).
+    spin_ns,
     /// Tasks waiting for shutdown (`shutdown_requested` futures alive and polled) now (gauge).
     shutdown_waiters,
     /// Multishot receives re-armed after the kernel ended them.
@@ -117,8 +120,10 @@ pub fn thread_demand_time() -> std::time::Duration {
             Some(f.next()?? + f.next()??)
         });
     match from_schedstat {
-        Some(ns) => std::time::Duration::from_nanos(ns),
-        None => thread_cpu_time(),
+        // All zeros: the kernel keeps no scheduler statistics (e.g. `nodelayacct` on a
+        // kernel without schedstats), so the file says nothing.
+        Some(ns) if ns > 0 => std::time::Duration::from_nanos(ns),
+        _ => thread_cpu_time(),
     }
 }
 

@@ -170,9 +170,15 @@ impl Saturation {
             }
             Some(start) if now.saturating_duration_since(start) >= self.window => {
                 let cpu_now = cpu();
-                let span = now.saturating_duration_since(start).as_nanos() as f64;
-                let share = cpu_now.saturating_sub(self.cpu_at_start) as f64 / span;
-                self.busy_share += Self::SMOOTHING * (share.min(1.0) - self.busy_share);
+                let span = now.saturating_duration_since(start);
+                let share = cpu_now.saturating_sub(self.cpu_at_start) as f64 / span.as_nanos() as f64;
+                // A span of several windows (no request for a while) counts as that many
+                // windows at its average share: a quiet spell after an overload restores the
+                // admitted fraction as it would have with steady traffic.
+                let windows = (span.as_nanos() / self.window.as_nanos().max(1)).clamp(1, 1000) as u32;
+                for _ in 0..windows {
+                    self.busy_share += Self::SMOOTHING * (share.min(1.0) - self.busy_share);
+                }
                 let busy = self.busy_share > Self::BUSY_FLOOR;
                 self.window_start = Some(now);
                 self.cpu_at_start = cpu_now;
@@ -184,7 +190,7 @@ impl Saturation {
                 } else {
                     self.busy_windows = 0;
                     if self.admit < 1.0 {
-                        self.admit = (self.admit + Self::INCREASE).min(1.0);
+                        self.admit = (self.admit + Self::INCREASE * f64::from(windows)).min(1.0);
                     }
                 }
             }
@@ -378,9 +384,12 @@ impl Middleware for LoadShed {
     }
 }
 
-/// How long this core's thread has wanted the CPU so far (ns).
+/// How long this core's thread has wanted the CPU so far (ns), less the idle spells it spent
+/// spinning (`Builder::idle_spin`): on the CPU, but with nothing to do.
 fn cpu_ns() -> u64 {
-    ringcore_runtime::stats::thread_demand_time().as_nanos() as u64
+    let demand = ringcore_runtime::stats::thread_demand_time().as_nanos() as u64;
+    let spun = ringcore_runtime::stats::shard(ringcore_runtime::shard_id()).spin_ns;
+    demand.saturating_sub(spun)
 }
 
 #[cfg(test)]
@@ -471,6 +480,23 @@ mod tests {
             assert!(windows < 100, "never disengaged");
         }
         assert_eq!(sim.window(&mut s, 5, 100), 0);
+    }
+
+    #[test]
+    fn a_quiet_spell_after_an_overload_restores_admission_at_once() {
+        let mut sim = Sim::new();
+        let mut s = Saturation::new(10 * MS);
+        until_engaged(&mut sim, &mut s, 30);
+        for _ in 0..20 {
+            sim.window(&mut s, 10, 100);
+        }
+        assert!(s.admitted_fraction() < 0.1, "{}", s.admitted_fraction());
+        // No request for a second, the core idle: the next request is admitted.
+        sim.t += Duration::from_secs(1);
+        sim.cpu += 1_000_000;
+        let cpu = sim.cpu;
+        assert!(!s.should_shed(sim.t, || cpu), "shed after a quiet second");
+        assert!(!s.is_engaged());
     }
 
     #[test]

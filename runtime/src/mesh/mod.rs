@@ -49,8 +49,10 @@ pub(crate) enum Message {
 pub enum SubmitError {
     /// The target shard index is not in `0..n_shards()`.
     NoSuchShard,
-    /// The target shard has stopped (the runtime is shutting down); the closure was dropped
-    /// without running.
+    /// The target shard has stopped (the runtime is shutting down). Almost always the
+    /// closure was dropped without running; the one exception is a reply the target could not
+    /// hand over at its exit because this (calling) shard did not read its inbox for a whole
+    /// second (`EXIT_DELIVERY_LIMIT`): then it ran and its result was lost.
     Closed,
     /// The closure panicked on the target shard.
     Panicked,
@@ -198,18 +200,30 @@ pub(crate) fn poll_inbox(cx: &ShardCx, max: usize) -> usize {
 /// tears down. (A shard's exit hands over its last replies and notices first, then sets
 /// `drained` and wakes every shard.)
 fn fail_orphans(cx: &ShardCx) {
+    for (to, key) in orphans(cx) {
+        complete(cx, to, key, Err(SubmitError::Closed));
+    }
+}
+
+/// Whether this shard waits on calls that [`fail_orphans`] would complete: checked before
+/// parking, since the `drained` wake-up may have come before this shard was parked.
+pub(crate) fn has_orphans(cx: &ShardCx) -> bool {
+    !orphans(cx).is_empty()
+}
+
+/// `(target, key)` of the calls waiting on a drained shard with nothing left in its channel.
+fn orphans(cx: &ShardCx) -> Vec<(usize, usize)> {
     if cx.mesh.replies.borrow().is_empty() {
-        return;
+        return Vec::new();
     }
     let me = cx.shard_id;
     let gone = |to: usize| {
         cx.shared.shards[to].drained.load(Ordering::Acquire) && cx.shared.receivers[me][to].is_empty()
     };
     if !(0..cx.shared.n_shards()).any(|s| s != me && cx.shared.shards[s].drained.load(Ordering::Acquire)) {
-        return;
+        return Vec::new();
     }
-    let orphans: Vec<(usize, usize)> = cx
-        .mesh
+    cx.mesh
         .replies
         .borrow()
         .iter()
@@ -217,10 +231,7 @@ fn fail_orphans(cx: &ShardCx) {
             ReplyState::Waiting { to, .. } if gone(*to) => Some((*to, key)),
             _ => None,
         })
-        .collect();
-    for (to, key) in orphans {
-        complete(cx, to, key, Err(SubmitError::Closed));
-    }
+        .collect()
 }
 
 fn handle(cx: &ShardCx, from: usize, msg: Message) {

@@ -615,7 +615,17 @@ async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64)
             }
         };
         if !got {
-            match steal(item, u, n).await? {
+            let stolen = match steal(item, u, n).await {
+                Ok(s) => s,
+                Err(r) => {
+                    // No unit was taken: the user's pending mark goes, or every later buy
+                    // of this user would wait on it.
+                    let (i, us) = (item.to_string(), user.to_string());
+                    on(u, move || embedded::release(&i, &us, false)).await?;
+                    return Err(r);
+                }
+            };
+            match stolen {
                 Some((giver, extra)) => {
                     if extra > 0 {
                         let i = item.to_string();
@@ -795,10 +805,32 @@ async fn put_embedded(
         }
         sleep(Duration::from_millis(1)).await;
     };
-    let result = put_locked(item, stock, price, name, version, n).await;
-    let i = item.to_string();
-    on(0, move || embedded::unlock_item(&i)).await?;
-    result
+    match put_locked(item, stock, price, name, version, n).await {
+        // In doubt: the doubt task unfreezes and unlocks the item once resolved; until then
+        // no other change may start (it would thaw or reset the segments under it).
+        Err(Unlock::Deferred(r)) => Err(r),
+        result => {
+            let i = item.to_string();
+            on(0, move || embedded::unlock_item(&i)).await?;
+            result.map_err(|e| match e {
+                Unlock::Now(r) | Unlock::Deferred(r) => r,
+            })
+        }
+    }
+}
+
+/// How `put_locked` failed, and who releases the item's change lock.
+enum Unlock {
+    /// The caller, now.
+    Now(Response),
+    /// The task that waits out a journal doubt.
+    Deferred(Response),
+}
+
+impl From<Response> for Unlock {
+    fn from(r: Response) -> Self {
+        Unlock::Now(r)
+    }
 }
 
 async fn put_locked(
@@ -808,7 +840,7 @@ async fn put_locked(
     name: Option<String>,
     version: u64,
     n: usize,
-) -> Result<PutOutcome, Response> {
+) -> Result<PutOutcome, Unlock> {
     let mut exists = false;
     let mut old_stock = 0;
     let mut segments = 0;
@@ -838,7 +870,7 @@ async fn put_locked(
         name: name.clone(),
         v: version,
     };
-    let payload = serde_json::to_vec(&rec).map_err(|e| unavailable(&e.to_string()))?;
+    let payload = serde_json::to_vec(&rec).map_err(|e| Unlock::Now(unavailable(&e.to_string())))?;
     let journal = embedded::core().journal.borrow().clone();
     let durable = match journal {
         Some(j) => j.append(&payload).await,
@@ -848,11 +880,12 @@ async fn put_locked(
         Ok(()) => {}
         Err(AppendError::NotWritten(e)) => {
             unfreeze_all().await;
-            return Err(unavailable(&format!("journal: {e}")));
+            return Err(unavailable(&format!("journal: {e}")).into());
         }
         Err(AppendError::InDoubt(e, doubt)) => {
             // The new stock may be durable: the item stays frozen (no buy takes the old
-            // segments) until the journal cuts the record off.
+            // segments) and locked (no other change starts) until the journal cuts the
+            // record off; then both are released.
             let i = item.to_string();
             spawn_local_in(TaskClass::Background, async move {
                 doubt.await;
@@ -860,11 +893,12 @@ async fn put_locked(
                     let i = i.clone();
                     let _ = submit_to(k, move || embedded::unfreeze(&i)).await;
                 }
+                let _ = submit_to(0, move || embedded::unlock_item(&i)).await;
             })
             .detach();
-            return Err(unavailable(&format!(
+            return Err(Unlock::Deferred(unavailable(&format!(
                 "journal: {e}; the change is in doubt, retry later"
-            )));
+            ))));
         }
     }
     for k in 0..n {
