@@ -248,7 +248,19 @@ fn budget_deadline(now: Instant, cfg: &ConnConfig) -> Instant {
 /// Answers 503 + `Retry-After` to a body that found no room in the core's budget, and closes.
 async fn refuse_body(stream: &TcpStream, out: &mut Vec<u8>, cfg: &ConnConfig, core: &CoreConns) -> bool {
     core.body_budget.m_refused.inc();
-    let body = b"request body budget exhausted\n";
+    unavailable_and_close(out, cfg, b"request body budget exhausted\n");
+    flush(stream, out, cfg, core).await
+}
+
+/// The 503 sent to a connection over the per-core limit.
+pub(crate) fn refuse_response(cfg: &ConnConfig) -> Vec<u8> {
+    let mut out = Vec::new();
+    unavailable_and_close(&mut out, cfg, b"server at connection limit\n");
+    out
+}
+
+/// Appends a 503 with `Retry-After: 1`, `Connection: close` and the text `body`.
+fn unavailable_and_close(out: &mut Vec<u8>, cfg: &ConnConfig, body: &[u8]) {
     let headers = [(http::header::RETRY_AFTER, HeaderValue::from_static("1"))];
     encode::head(
         out,
@@ -260,25 +272,6 @@ async fn refuse_body(stream: &TcpStream, out: &mut Vec<u8>, cfg: &ConnConfig, co
         Persist::Close,
     );
     out.extend_from_slice(body);
-    flush(stream, out, cfg, core).await
-}
-
-/// The 503 sent to a connection over the per-core limit.
-pub(crate) fn refuse_response(cfg: &ConnConfig) -> Vec<u8> {
-    let mut out = Vec::new();
-    let body = b"server at connection limit\n";
-    let headers = [(http::header::RETRY_AFTER, HeaderValue::from_static("1"))];
-    encode::head(
-        &mut out,
-        StatusCode::SERVICE_UNAVAILABLE,
-        None,
-        &headers,
-        &cfg.server_header,
-        Delimit::Length(body.len() as u64),
-        Persist::Close,
-    );
-    out.extend_from_slice(body);
-    out
 }
 
 /// Serves one connection until it closes. A connection that only lingers (draining what the

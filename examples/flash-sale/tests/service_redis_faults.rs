@@ -157,6 +157,20 @@ fn healthz_until(addr: std::net::SocketAddr, want: u16, within: Duration) -> (se
 /// The sale's invariants from what the users were told: one order per user, distinct order
 /// ids, every order readable with its user, and `sold` equal to the users holding an order.
 /// Returns that number.
+/// Joins the buyer threads and collects their attempts and final outcomes.
+fn join_buyers(
+    threads: Vec<thread::JoinHandle<(Vec<Attempt>, Vec<(String, Final)>)>>,
+) -> (Vec<Attempt>, Vec<(String, Final)>) {
+    let mut attempts = Vec::new();
+    let mut finals = Vec::new();
+    for t in threads {
+        let (a, f) = t.join().expect("buyer thread");
+        attempts.extend(a);
+        finals.extend(f);
+    }
+    (attempts, finals)
+}
+
 fn check_sale(addr: std::net::SocketAddr, item: &str, stock: u64, finals: &[(String, Final)]) -> u64 {
     let mut client = Client::new(addr);
     let mut users = HashSet::new();
@@ -245,13 +259,7 @@ fn a_stalled_redis_answers_503_within_the_deadline_and_recovers() {
     thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::Relaxed);
 
-    let mut attempts = Vec::new();
-    let mut finals = Vec::new();
-    for t in threads {
-        let (a, f) = t.join().expect("buyer thread");
-        attempts.extend(a);
-        finals.extend(f);
-    }
+    let (attempts, finals) = join_buyers(threads);
 
     let longest = attempts.iter().max_by_key(|a| a.took()).expect("attempts");
     let in_stall: Vec<&Attempt> = attempts
@@ -381,13 +389,7 @@ fn a_killed_and_restarted_redis_is_served_again_without_a_service_restart() {
     // A few sold-out answers after the last unit.
     thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
-    let mut attempts = Vec::new();
-    let mut finals = Vec::new();
-    for t in threads {
-        let (a, f) = t.join().expect("buyer thread");
-        attempts.extend(a);
-        finals.extend(f);
-    }
+    let (attempts, finals) = join_buyers(threads);
 
     let longest = attempts.iter().max_by_key(|a| a.took()).expect("attempts");
     let n503 = attempts
