@@ -77,6 +77,9 @@ enum Final {
     SoldOut,
 }
 
+/// What one buyer thread saw: every attempt, and each user's final outcome.
+type Outcomes = (Vec<Attempt>, Vec<(String, Final)>);
+
 /// A buyer thread: users `{tag}-{k}` one after another, each retrying its 503s every 50 ms
 /// until a definitive answer; stops at the first user after `stop` is set.
 fn buyer(
@@ -87,7 +90,7 @@ fn buyer(
     stop: Arc<AtomicBool>,
     orders_seen: Arc<AtomicUsize>,
     pause: Duration,
-) -> (Vec<Attempt>, Vec<(String, Final)>) {
+) -> Outcomes {
     let mut client = Client::new(addr);
     let mut attempts = Vec::new();
     let mut finals = Vec::new();
@@ -158,9 +161,7 @@ fn healthz_until(addr: std::net::SocketAddr, want: u16, within: Duration) -> (se
 /// ids, every order readable with its user, and `sold` equal to the users holding an order.
 /// Returns that number.
 /// Joins the buyer threads and collects their attempts and final outcomes.
-fn join_buyers(
-    threads: Vec<thread::JoinHandle<(Vec<Attempt>, Vec<(String, Final)>)>>,
-) -> (Vec<Attempt>, Vec<(String, Final)>) {
+fn join_buyers(threads: Vec<thread::JoinHandle<Outcomes>>) -> Outcomes {
     let mut attempts = Vec::new();
     let mut finals = Vec::new();
     for t in threads {
