@@ -238,12 +238,21 @@ pub(crate) enum Reserve {
     Frozen,
     Unknown,
     NotReady,
+    /// The user is over the per-user buy rate; a token is there after this long.
+    RateLimited(std::time::Duration),
 }
 
-pub(crate) fn reserve(item: &str, user: &str) -> Reserve {
+/// On the user's core: with `take_token`, first charges the user's buy rate
+/// ([`user_limit`](super::user_limit), which lives on this same core), then reserves.
+pub(crate) fn reserve(item: &str, user: &str, take_token: bool) -> Reserve {
     let Some(core) = try_core() else {
         return Reserve::NotReady;
     };
+    if take_token {
+        if let Err(wait) = super::user_limit::take(user) {
+            return Reserve::RateLimited(wait);
+        }
+    }
     let mut items = core.items.borrow_mut();
     let Some(it) = items.get_mut(item) else {
         return Reserve::Unknown;

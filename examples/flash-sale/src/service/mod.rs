@@ -490,22 +490,15 @@ async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> 
     }
     app.buys_in_flight.set(app.buys_in_flight.get() + 1);
     let _in_flight = InFlight(app.buys_in_flight.clone());
-    let owner = embedded::user_owner(&user, n_shards());
-    let u = user.clone();
-    match on(owner, move || user_limit::take(&u)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(wait)) => {
-            app.m.rate_limited.inc();
-            return json_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                json!({"error": "rate_limited", "detail": "this user's buys per second"}),
-            )
-            .header(
-                ringcore_http::header::RETRY_AFTER,
-                ringcore_http::HeaderValue::from(retry_after_secs(wait)),
-            );
+    if redis_of(&app).is_some() {
+        // The embedded store charges the user's rate in `reserve`, on the same core trip.
+        let owner = embedded::user_owner(&user, n_shards());
+        let u = user.clone();
+        match on(owner, move || user_limit::take(&u)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(wait)) => return rate_limited(&app, wait),
+            Err(r) => return r,
         }
-        Err(r) => return r,
     }
     let me = shard_id();
     let seq = app.seq.get() + 1;
@@ -557,6 +550,19 @@ async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> 
     }
 }
 
+/// 429 for a user over the per-user buy rate.
+fn rate_limited(app: &App, wait: Duration) -> Response {
+    app.m.rate_limited.inc();
+    json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"error": "rate_limited", "detail": "this user's buys per second"}),
+    )
+    .header(
+        ringcore_http::header::RETRY_AFTER,
+        ringcore_http::HeaderValue::from(retry_after_secs(wait)),
+    )
+}
+
 fn already(order: &str) -> Response {
     json_response(
         StatusCode::CONFLICT,
@@ -594,12 +600,17 @@ async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64)
     let n = n_shards();
     let u = embedded::user_owner(user, n);
     let started = std::time::Instant::now();
+    let mut take_token = true;
     loop {
         if started.elapsed() > WAIT_LIMIT {
             return Err(unavailable("the item is busy"));
         }
         let (i, us) = (item.to_string(), user.to_string());
-        let got = match on(u, move || embedded::reserve(&i, &us)).await? {
+        let reserved = on(u, move || embedded::reserve(&i, &us, take_token)).await?;
+        // One token per buy, not per retry of the reservation.
+        take_token = false;
+        let got = match reserved {
+            Reserve::RateLimited(wait) => return Err(rate_limited(app, wait)),
             Reserve::Got => true,
             Reserve::Empty => false,
             Reserve::Already(o) => return Err(already(&o)),
