@@ -28,6 +28,30 @@ fn http11_keeps_the_connection_open_by_default() {
     assert_eq!(report.requests, 5, "{report}");
 }
 
+/// A connection left idle longer than the server keeps its per-request state (200 ms) goes
+/// back to its small idle form; what the client sends next, one request or a pipelined batch
+/// split mid-head, is answered exactly as on a fresh connection.
+#[test]
+fn a_connection_idle_past_its_busy_state_serves_the_next_requests() {
+    let server = start(test_router);
+    let mut c = server.client();
+    for round in 0..3 {
+        c.send(&get_req(&format!("/p/a{round}")));
+        assert_eq!(c.read_response().text(), format!("/p/a{round}"));
+        c.expect_silence(Duration::from_millis(450));
+    }
+    let batch = [get_req("/p/b1"), get_req("/p/b2")].concat();
+    let (first, rest) = batch.split_at(get_req("/p/b1").len() + 7);
+    c.send(first);
+    assert_eq!(c.read_response().text(), "/p/b1");
+    c.expect_silence(Duration::from_millis(300));
+    c.send(rest);
+    assert_eq!(c.read_response().text(), "/p/b2");
+    let report = server.stop();
+    // The five above and the harness's readiness probe, on two connections.
+    assert_eq!((report.connections, report.requests), (2, 6), "{report}");
+}
+
 #[test]
 fn http11_connection_close_is_answered_then_closed() {
     let server = start(test_router);
