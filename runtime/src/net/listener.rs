@@ -109,11 +109,8 @@ impl TcpListener {
                         continue;
                     };
                     match multi.poll_next(cx) {
-                        Poll::Ready(Some((res, _))) => {
-                            if res >= 0 {
-                                return Poll::Ready(Ok(SharedFd::new(res)));
-                            }
-                            return Poll::Ready(Err(io::Error::from_raw_os_error(-res)));
+                        Poll::Ready(Some(c)) => {
+                            return Poll::Ready(c.io_result().map(|fd| SharedFd::new(fd as i32)));
                         }
                         // The kernel ended the multishot (e.g. after an error): re-arm.
                         Poll::Ready(None) => st.multi = None,

@@ -15,6 +15,7 @@ use crate::buf::{IoBuf, IoBufMut};
 use crate::context;
 use crate::driver::buf_ring::BufRing;
 use crate::driver::op::{self, Multi, Op, Recv};
+use crate::driver::Errno;
 use crate::fd::SharedFd;
 use crate::stats;
 
@@ -169,34 +170,40 @@ impl TcpStream {
                     st.multi = None;
                     context::with(|c| stats::bump(&c.shared.shards[c.shard_id].stats.recv_rearms, 1));
                 }
-                Poll::Ready(Some((res, flags))) => {
-                    let chunk =
-                        op::buffer_id(flags).map(|bid| RecvBuf::ring(ring.clone(), bid, res.max(0) as usize));
-                    if res > 0 {
-                        if let Some(chunk) = chunk {
-                            return Poll::Ready(Ok(chunk));
+                Poll::Ready(Some(c)) => {
+                    let chunk = c.buffer_id().map(|bid| {
+                        let len = c.result.unwrap_or(0) as usize;
+                        RecvBuf::ring(ring.clone(), bid, len)
+                    });
+                    match c.result {
+                        Ok(0) => {
+                            drop(chunk);
+                            st.eof = true;
+                            st.multi = None;
+                            return Poll::Ready(Ok(RecvBuf::owned(Vec::new())));
                         }
-                        return Poll::Ready(Err(io::Error::other(
-                            "multishot receive completed without a buffer",
-                        )));
+                        Ok(_) => {
+                            return Poll::Ready(chunk.ok_or_else(|| {
+                                io::Error::other("multishot receive completed without a buffer")
+                            }));
+                        }
+                        Err(Errno(libc::ENOBUFS)) => {
+                            drop(chunk);
+                            st.multi = None;
+                            // Every ring buffer is out: receive this time into a private buffer.
+                            context::with(|c| {
+                                stats::bump(&c.shared.shards[c.shard_id].stats.recv_buf_ring_empty, 1)
+                            });
+                            let buf = Vec::with_capacity(ring.buf_size() as usize);
+                            st.single = Some(op::recv(&self.fd, buf).map_err(|(e, _)| e)?);
+                            continue;
+                        }
+                        Err(e) => {
+                            drop(chunk);
+                            st.multi = None;
+                            return Poll::Ready(Err(e.into()));
+                        }
                     }
-                    drop(chunk);
-                    if res == 0 {
-                        st.eof = true;
-                        st.multi = None;
-                        return Poll::Ready(Ok(RecvBuf::owned(Vec::new())));
-                    }
-                    st.multi = None;
-                    if -res == libc::ENOBUFS {
-                        // Every ring buffer is out: receive this time into a private buffer.
-                        context::with(|c| {
-                            stats::bump(&c.shared.shards[c.shard_id].stats.recv_buf_ring_empty, 1)
-                        });
-                        let buf = Vec::with_capacity(ring.buf_size() as usize);
-                        st.single = Some(op::recv(&self.fd, buf).map_err(|(e, _)| e)?);
-                        continue;
-                    }
-                    return Poll::Ready(Err(io::Error::from_raw_os_error(-res)));
                 }
             }
         }
