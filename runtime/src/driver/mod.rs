@@ -22,9 +22,12 @@
 //! arrives. A late completion that carries an fd (accept) closes it; one that carries a
 //! provided buffer returns it to the ring.
 
+mod accept_stream;
 pub(crate) mod buf_ring;
 mod lifecycle;
 pub(crate) mod op;
+mod recv_buf;
+mod recv_stream;
 mod uring;
 
 use std::any::Any;
@@ -37,9 +40,13 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::shared::ShardRemote;
 use crate::stats;
+pub(crate) use accept_stream::AcceptStream;
 use buf_ring::BufRing;
 pub(crate) use lifecycle::{Completion, Errno, MultiPoll, Orphan};
 use lifecycle::{OpTable, MAX_OP_KEY};
+pub use recv_buf::RecvBuf;
+pub(crate) use recv_stream::RecvStream;
+pub use recv_stream::FALLBACK_RECV_SIZE;
 pub(crate) use uring::Features;
 
 /// `user_data` of the `ASYNC_CANCEL` requests we submit; their completions are ignored.
