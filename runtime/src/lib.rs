@@ -69,7 +69,6 @@ mod mesh;
 pub mod net;
 mod shard;
 mod shared;
-mod signal;
 pub mod stats;
 mod sys;
 pub mod time;

@@ -46,8 +46,7 @@ where
     }
     // Timer precision: the ring wait's timeout is an hrtimer; the default 50 us slack would
     // make every short sleep late by that much.
-    // SAFETY: PR_SET_TIMERSLACK takes plain integers and affects only this thread.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
+    crate::sys::set_timer_slack(1);
     let cfg = shared.config.clone();
     let remote = &shared.shards[id];
     let driver = Driver::new(

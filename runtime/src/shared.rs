@@ -5,7 +5,7 @@
 //! owner's relaxed counter stores and, when a message is sent, the target's parked flag.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::mesh::Message;
 use crate::stats::ShardStats;
+use crate::sys;
 
 /// Settings the shards read at start.
 #[derive(Debug, Clone)]
@@ -49,14 +50,8 @@ pub(crate) struct ShardRemote {
 
 impl ShardRemote {
     fn new() -> io::Result<Self> {
-        // SAFETY: eventfd has no memory-safety preconditions; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Self {
-            // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
-            eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
+            eventfd: sys::eventfd()?,
             parked: AtomicBool::new(false),
             stats: ShardStats::default(),
             remote_wakes: Mutex::new(Vec::new()),
@@ -95,16 +90,7 @@ impl ShardRemote {
 
     /// Writes the eventfd unconditionally.
     pub(crate) fn force_unpark(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live local to an eventfd we own. A failed write
-        // (EAGAIN when the counter is saturated) still leaves the shard woken.
-        unsafe {
-            libc::write(
-                self.eventfd.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            );
-        }
+        sys::eventfd_write(&self.eventfd);
     }
 }
 

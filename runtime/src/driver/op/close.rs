@@ -27,8 +27,8 @@ impl OpKind for Close {
 pub(crate) fn close(fd: RawFd) -> io::Result<Op<Close>> {
     Op::submit(Close { fd }).map_err(|(e, c)| {
         // The ring refused the op: close synchronously so the fd is not leaked.
-        // SAFETY: the caller gave up ownership of `c.fd`; it is closed once, here.
-        unsafe { libc::close(c.fd) };
+        // The caller gave up ownership of `c.fd`; it is closed once, here.
+        crate::sys::close(c.fd);
         e
     })
 }
