@@ -361,6 +361,8 @@ impl Runtime {
                 Ok(t) => threads.push(t),
                 Err(e) => {
                     spawn_error = Some(e);
+                    // The shards not spawned will never reach the start latch.
+                    self.shared.start.fail();
                     self.shared.request_shutdown();
                     break;
                 }

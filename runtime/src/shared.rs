@@ -7,7 +7,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -31,13 +31,37 @@ pub(crate) struct Config {
     pub(crate) idle_spin: Duration,
 }
 
+/// Size of the unit of cache coherence we pad to: two 64-byte lines, because x86's adjacent
+/// line prefetcher pulls lines in pairs (crossbeam's `CachePadded` uses 128 on x86_64 and
+/// aarch64 for the same reason).
+pub(crate) const CACHE_LINE: usize = 128;
+
+/// `T` alone on its own cache line(s): nothing else shares a line with it.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// The part of a shard other threads may touch.
+///
+/// Aligned (and so sized) to whole cache lines: shard `i`'s flags and counters never share a
+/// line with shard `i + 1`'s in `Shared::shards`, so one core's per-turn counter stores do not
+/// invalidate its neighbour's lines. The counters sit on lines of their own too, apart from
+/// the `parked` flag that other cores read on every cross-core send.
+#[repr(align(128))]
 pub(crate) struct ShardRemote {
     /// Written by anyone who needs the shard to leave its ring wait; read by the shard's ring.
     eventfd: OwnedFd,
     /// True while the shard is (about to be) blocked in its ring wait.
     parked: AtomicBool,
-    pub(crate) stats: ShardStats,
+    pub(crate) stats: Padded<ShardStats>,
     /// Task wake-ups coming from threads that are not this shard (rare path).
     pub(crate) remote_wakes: Mutex<Vec<(usize, u32)>>,
     pub(crate) has_remote_wakes: AtomicBool,
@@ -53,7 +77,7 @@ impl ShardRemote {
         Ok(Self {
             eventfd: sys::eventfd()?,
             parked: AtomicBool::new(false),
-            stats: ShardStats::default(),
+            stats: Padded::default(),
             remote_wakes: Mutex::new(Vec::new()),
             has_remote_wakes: AtomicBool::new(false),
             exited: AtomicBool::new(false),
@@ -94,6 +118,52 @@ impl ShardRemote {
     }
 }
 
+const _: () = assert!(std::mem::align_of::<ShardRemote>() == CACHE_LINE);
+const _: () = assert!(std::mem::size_of::<ShardRemote>() % CACHE_LINE == 0);
+const _: () = assert!(std::mem::align_of::<Padded<ShardStats>>() == CACHE_LINE);
+
+/// The start-up latch: every shard counts down once its ring and context exist (or once it
+/// has failed to build them); main futures start only when every shard has, and not at all
+/// if one failed. A countdown rather than `std::sync::Barrier` because a shard that fails
+/// must release the others without waiting itself.
+pub(crate) struct StartLatch {
+    /// `(shards yet to arrive, whether one failed)`.
+    state: Mutex<(usize, bool)>,
+    all_arrived: Condvar,
+}
+
+impl StartLatch {
+    fn new(n: usize) -> Self {
+        StartLatch {
+            state: Mutex::new((n, false)),
+            all_arrived: Condvar::new(),
+        }
+    }
+
+    /// Counts this shard in (`ok`: it is ready to run) and, if it is ready, waits for every
+    /// other shard. Returns true when every shard started; false when one failed (the caller
+    /// then runs no user code).
+    pub(crate) fn arrive(&self, ok: bool) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0 = st.0.saturating_sub(1);
+        st.1 |= !ok;
+        if st.0 == 0 || st.1 {
+            self.all_arrived.notify_all();
+        }
+        while ok && st.0 > 0 && !st.1 {
+            st = self.all_arrived.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        !st.1
+    }
+
+    /// A shard that will never arrive (its thread could not be spawned): release the others.
+    pub(crate) fn fail(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.1 = true;
+        self.all_arrived.notify_all();
+    }
+}
+
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) shards: Vec<ShardRemote>,
@@ -104,6 +174,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     /// How many shards' main futures have finished.
     pub(crate) finished: AtomicUsize,
+    pub(crate) start: StartLatch,
 }
 
 impl Shared {
@@ -130,6 +201,7 @@ impl Shared {
             receivers,
             shutdown: AtomicBool::new(false),
             finished: AtomicUsize::new(0),
+            start: StartLatch::new(n),
         }))
     }
 

@@ -25,16 +25,27 @@ fn unsafe_only_in_driver_sys_and_buf() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
-    assert!(files.len() > 20, "expected the runtime's sources under {}", src.display());
+    assert!(
+        files.len() > 20,
+        "expected the runtime's sources under {}",
+        src.display()
+    );
     let mut offenders = Vec::new();
     let mut allowed_hits = 0;
     for file in &files {
         let rel = file.strip_prefix(&src).expect("under src");
-        let top = rel.components().next().and_then(|c| c.as_os_str().to_str()).unwrap_or("");
+        let top = rel
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .unwrap_or("");
         let text = fs::read_to_string(file).expect("read source");
         for (i, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");
-            if code.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == "unsafe") {
+            if code
+                .split(|c: char| !c.is_alphanumeric() && c != '_')
+                .any(|w| w == "unsafe")
+            {
                 if ALLOWED.contains(&top) {
                     allowed_hits += 1;
                 } else {
@@ -44,5 +55,9 @@ fn unsafe_only_in_driver_sys_and_buf() {
         }
     }
     assert!(allowed_hits > 0, "the scan must see the driver's unsafe code");
-    assert!(offenders.is_empty(), "unsafe outside driver/, sys/, buf.rs:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "unsafe outside driver/, sys/, buf.rs:\n{}",
+        offenders.join("\n")
+    );
 }
