@@ -67,6 +67,7 @@ mod fd;
 pub mod fs;
 mod mesh;
 pub mod net;
+mod park;
 mod shard;
 mod shared;
 pub mod stats;

@@ -6,13 +6,14 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::mesh::Message;
+use crate::park::ParkFlag;
 use crate::stats::ShardStats;
 use crate::sys;
 
@@ -59,8 +60,8 @@ impl<T> std::ops::Deref for Padded<T> {
 pub(crate) struct ShardRemote {
     /// Written by anyone who needs the shard to leave its ring wait; read by the shard's ring.
     eventfd: OwnedFd,
-    /// True while the shard is (about to be) blocked in its ring wait.
-    parked: AtomicBool,
+    /// True while the shard is (about to be) blocked in its ring wait (`park.rs`).
+    parked: ParkFlag,
     pub(crate) stats: Padded<ShardStats>,
     /// Task wake-ups coming from threads that are not this shard (rare path).
     pub(crate) remote_wakes: Mutex<Vec<(usize, u32)>>,
@@ -76,7 +77,7 @@ impl ShardRemote {
     fn new() -> io::Result<Self> {
         Ok(Self {
             eventfd: sys::eventfd()?,
-            parked: AtomicBool::new(false),
+            parked: ParkFlag::new(),
             stats: Padded::default(),
             remote_wakes: Mutex::new(Vec::new()),
             has_remote_wakes: AtomicBool::new(false),
@@ -96,18 +97,16 @@ impl ShardRemote {
 
     /// Marks the shard as about to park. The caller must re-check its inboxes afterwards.
     pub(crate) fn set_parked(&self, parked: bool) {
-        self.parked.store(parked, Ordering::SeqCst);
         if parked {
-            // Pairs with the fence in `unpark`: either the sender sees `parked`, or we see its
-            // message when we re-check the inboxes.
-            fence(Ordering::SeqCst);
+            self.parked.park();
+        } else {
+            self.parked.clear();
         }
     }
 
     /// Wakes the shard out of its ring wait, but only if it is parked (no syscall otherwise).
     pub(crate) fn unpark(&self) {
-        fence(Ordering::SeqCst);
-        if self.parked.load(Ordering::SeqCst) {
+        if self.parked.must_wake() {
             self.force_unpark();
         }
     }
