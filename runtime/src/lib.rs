@@ -67,10 +67,11 @@ mod fd;
 pub mod fs;
 mod mesh;
 pub mod net;
+mod park;
 mod shard;
 mod shared;
-mod signal;
 pub mod stats;
+mod sys;
 pub mod time;
 
 pub use buf::{IoBuf, IoBufMut};

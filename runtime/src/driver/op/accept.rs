@@ -4,8 +4,8 @@ use std::io;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cqe_result, Multi, Op, OpKind};
-use crate::driver::Orphan;
+use super::{Multi, Op, OpKind};
+use crate::driver::{Completion, Orphan};
 use crate::fd::SharedFd;
 
 const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
@@ -28,18 +28,18 @@ impl OpKind for Accept {
         .build()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
-        cqe_result(res).map(|fd| SharedFd::new(fd as i32))
+    fn complete(self, c: Completion) -> Self::Output {
+        c.io_result().map(|fd| SharedFd::new(fd as i32))
     }
 }
 
 /// Accepts one connection on listening socket `fd`.
-pub(crate) fn accept(fd: &SharedFd) -> io::Result<Op<Accept>> {
+pub(in crate::driver) fn accept(fd: &SharedFd) -> io::Result<Op<Accept>> {
     Op::submit(Accept { fd: fd.clone() }).map_err(|(e, _)| e)
 }
 
 /// Arms a multishot accept: every new connection is one completion carrying the new fd.
-pub(crate) fn accept_multi(fd: &SharedFd) -> io::Result<Multi> {
+pub(in crate::driver) fn accept_multi(fd: &SharedFd) -> io::Result<Multi> {
     let sqe = opcode::AcceptMulti::new(types::Fd(fd.raw()))
         .flags(ACCEPT_FLAGS)
         .build();

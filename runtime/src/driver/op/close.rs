@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cqe_result, Op, OpKind};
+use super::{Completion, Op, OpKind};
 
 pub(crate) struct Close {
     fd: RawFd,
@@ -18,8 +18,8 @@ impl OpKind for Close {
         opcode::Close::new(types::Fd(self.fd)).build()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
-        cqe_result(res).map(|_| ())
+    fn complete(self, c: Completion) -> Self::Output {
+        c.io_result().map(|_| ())
     }
 }
 
@@ -27,8 +27,8 @@ impl OpKind for Close {
 pub(crate) fn close(fd: RawFd) -> io::Result<Op<Close>> {
     Op::submit(Close { fd }).map_err(|(e, c)| {
         // The ring refused the op: close synchronously so the fd is not leaked.
-        // SAFETY: the caller gave up ownership of `c.fd`; it is closed once, here.
-        unsafe { libc::close(c.fd) };
+        // The caller gave up ownership of `c.fd`; it is closed once, here.
+        crate::sys::close(c.fd);
         e
     })
 }
