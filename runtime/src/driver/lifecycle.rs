@@ -156,8 +156,8 @@ pub(crate) enum Lifecycle {
     Completed(Completion),
     /// A multishot operation: completions queue up until the stream polls them.
     Multi {
-        wakers: Vec<Waker>,
-        results: VecDeque<Completion>,
+        wakers: Wakers,
+        results: Results,
         /// The final completion (no `more`) has arrived.
         finished: bool,
     },
@@ -166,6 +166,69 @@ pub(crate) enum Lifecycle {
 struct Slot {
     state: Lifecycle,
     orphan: Orphan,
+}
+
+/// The tasks waiting on a multishot operation: nearly always one, kept inline; more (two
+/// tasks reading one socket) go to a vector that is allocated only then. A multishot receive
+/// lives as long as its connection, so its idle cost is per connection.
+#[derive(Default)]
+pub(crate) struct Wakers {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Wakers {
+    fn register(&mut self, waker: &Waker) {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                if !self.more.iter().any(|w| w.will_wake(waker)) {
+                    self.more.push(waker.clone());
+                }
+            }
+        }
+    }
+
+    fn take_into(&mut self, out: &mut Vec<Waker>) {
+        out.extend(self.first.take());
+        out.append(&mut self.more);
+    }
+}
+
+/// The completions of a multishot operation not yet polled, in order: nearly always at most
+/// one, kept inline; a burst goes on to a queue that is allocated only then. Invariant: the
+/// queue is empty while `first` is `None`.
+#[derive(Default)]
+pub(crate) struct Results {
+    first: Option<Completion>,
+    rest: VecDeque<Completion>,
+}
+
+impl Results {
+    fn push_back(&mut self, c: Completion) {
+        if self.first.is_none() {
+            self.first = Some(c);
+        } else {
+            self.rest.push_back(c);
+        }
+    }
+
+    fn push_front(&mut self, c: Completion) {
+        if let Some(old) = self.first.replace(c) {
+            self.rest.push_front(old);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Completion> {
+        let c = self.first.take()?;
+        self.first = self.rest.pop_front();
+        Some(c)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Completion> + '_ {
+        self.first.take().into_iter().chain(self.rest.drain(..))
+    }
 }
 
 /// What polling a multishot operation found.
@@ -222,8 +285,8 @@ impl OpTable {
         }
         let state = if multi {
             Lifecycle::Multi {
-                wakers: Vec::new(),
-                results: VecDeque::new(),
+                wakers: Wakers::default(),
+                results: Results::default(),
                 finished: false,
             }
         } else {
@@ -295,9 +358,7 @@ impl OpTable {
             self.slots.remove(key);
             return MultiPoll::Ended;
         }
-        if !wakers.iter().any(|w| w.will_wake(waker)) {
-            wakers.push(waker.clone());
-        }
+        wakers.register(waker);
         MultiPoll::Pending
     }
 
@@ -340,11 +401,8 @@ impl OpTable {
                 results, finished, ..
             } => {
                 let finished = *finished;
-                self.orphaned.extend(
-                    results
-                        .drain(..)
-                        .map(|completion| Orphaned { orphan, completion }),
-                );
+                self.orphaned
+                    .extend(results.drain().map(|completion| Orphaned { orphan, completion }));
                 if finished {
                     self.slots.remove(key);
                     self.to_drop.extend(data);
@@ -395,7 +453,7 @@ impl OpTable {
                 if !c.more() {
                     *finished = true;
                 }
-                self.to_wake.append(wakers);
+                wakers.take_into(&mut self.to_wake);
             }
             Lifecycle::Ignored(_) => {
                 if !c.more() {
@@ -498,6 +556,56 @@ mod tests {
         assert_eq!(c.buffer_id(), Some(7));
         assert_eq!(Completion::from_raw(0, 0).buffer_id(), None);
         assert!(!Completion::from_raw(0, 0).more());
+    }
+
+    #[test]
+    fn a_multishot_queue_keeps_order_through_a_burst_and_a_put_back() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, true).expect("slot");
+        let (_, w) = waker();
+        for n in 1..=4 {
+            t.complete(key, Completion::from_raw(n, F_MORE));
+        }
+        let MultiPoll::Item(first) = t.poll_multi(key, &w) else {
+            panic!("a completion is queued");
+        };
+        assert_eq!(first.result, Ok(1));
+        // The task had to yield: the completion goes back in front of the rest.
+        t.unpoll_multi(key, first);
+        let mut got = Vec::new();
+        while let MultiPoll::Item(c) = t.poll_multi(key, &w) {
+            got.push(c.result);
+        }
+        assert_eq!(got, vec![Ok(1), Ok(2), Ok(3), Ok(4)]);
+        t.complete(key, Completion::from_raw(5, F_MORE));
+        assert_eq!(
+            t.poll_multi(key, &w),
+            MultiPoll::Item(Completion::from_raw(5, F_MORE))
+        );
+    }
+
+    #[test]
+    fn every_task_waiting_on_a_multishot_op_is_woken() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, true).expect("slot");
+        let (a, wa) = waker();
+        let (b, wb) = waker();
+        assert_eq!(t.poll_multi(key, &wa), MultiPoll::Pending);
+        assert_eq!(t.poll_multi(key, &wb), MultiPoll::Pending);
+        assert_eq!(t.poll_multi(key, &wa), MultiPoll::Pending, "registered once");
+        t.complete(key, Completion::from_raw(1, F_MORE));
+        assert_eq!(wake_all(&mut t), 2);
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+        assert_eq!(b.0.load(Ordering::SeqCst), 1);
+        // Woken wakers are not kept: the next completion wakes only who polled again.
+        assert_eq!(
+            t.poll_multi(key, &wb),
+            MultiPoll::Item(Completion::from_raw(1, F_MORE))
+        );
+        assert_eq!(t.poll_multi(key, &wb), MultiPoll::Pending);
+        t.complete(key, Completion::from_raw(2, F_MORE));
+        assert_eq!(wake_all(&mut t), 1);
+        assert_eq!(b.0.load(Ordering::SeqCst), 2);
     }
 
     #[test]
