@@ -67,6 +67,7 @@ where
         shutdown_seen: Cell::new(false),
         shutdown_waiters: RefCell::new(slab::Slab::new()),
         sharded: RefCell::new(HashMap::new()),
+        locals: RefCell::default(),
     });
     context::enter(cx.clone());
     // A panic that escapes the loop (a task's `Drop` panicking, a bug) must still run the
@@ -86,6 +87,7 @@ where
         mesh::drain_on_exit(&cx);
         let sharded = std::mem::take(&mut *cx.sharded.borrow_mut());
         drop(sharded);
+        crate::local::drop_all(&cx);
         let timers = cx.timers.borrow_mut().clear();
         drop(timers);
         release_deferred(&cx);
