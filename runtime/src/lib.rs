@@ -48,7 +48,8 @@
 //!   buffers, `fsync` / `fdatasync`, truncation and close, all on the ring.
 //! - Time: [`time::sleep`], [`time::timeout`], [`time::interval`].
 //! - Cross-core: [`submit_to`], [`try_submit_to`], [`Sharded`].
-//! - Counters: [`stats`], readable from every core.
+//! - Counters: [`stats`], the runtime's own, readable from every core; [`metrics`], the
+//!   application's counters and gauges, merged over cores and rendered for Prometheus.
 //! - Per-core state: [`core_local!`] / [`CoreLocal`] (a module's state, one value per core,
 //!   created on first use and dropped at shard exit), [`Sharded`] (a service instance per
 //!   core, reachable from other cores), [`cache::Cache`] (an LRU with TTL and coalesced
@@ -69,6 +70,7 @@ mod executor;
 mod fd;
 pub mod fs;
 mod mesh;
+pub mod metrics;
 pub mod net;
 mod shard;
 mod shared;
