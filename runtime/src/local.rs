@@ -7,8 +7,9 @@
 //! its tasks and `Sharded` instances, before its ring is shut down), so a value may hold
 //! runtime resources. Using it off a shard thread panics with a message naming the type.
 //!
-//! An access is a thread-local read, a `RefCell` borrow, an index and an `Rc` clone: no lock,
-//! no atomic read-modify-write, no hashing. `cargo bench -p ringcore-runtime --bench runtime
+//! An access is a thread-local read, a relaxed load of the slot number, two `RefCell`
+//! borrows, an index and two non-atomic `Rc` clones (the shard context's and the value's): no
+//! lock, no atomic read-modify-write, no hashing. `cargo bench -p ringcore-runtime --bench runtime
 //! -- core_local` compares it with a plain `thread_local!` (not yet measured on a quiet
 //! machine; the development VM is shared).
 //!
