@@ -17,8 +17,8 @@ use ringcore_http::middleware::LoadShed;
 use ringcore_http::runtime::{n_shards, submit_to, Cores};
 use ringcore_http::{get, Request, Router, Server};
 
-thread_local! {
-    static ADMITTED: RefCell<Option<Histogram<u64>>> = const { RefCell::new(None) };
+ringcore_http::runtime::core_local! {
+    static ADMITTED: RefCell<Option<Histogram<u64>>> = RefCell::new(None);
 }
 
 fn record(us: u64) {

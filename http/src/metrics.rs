@@ -1,11 +1,15 @@
-//! Metrics: per-core counters, gauges and latency histograms, merged across cores on demand
-//! and served in the Prometheus text exposition format.
+//! Metrics: per-route latency histograms and status counts, with the runtime's per-core
+//! counters and gauges, merged across cores on demand and served in the Prometheus text
+//! exposition format.
 //!
-//! Every core records into its own registry (a thread-local: plain `Cell`s and one
-//! `hdrhistogram` per route, no locks or atomics on the request path). A scrape of
-//! [`prometheus`] (mount it with `.route("/metrics", get(metrics::prometheus))`) asks every
-//! core for a copy of its registry over the cross-core mesh, merges the copies (counters
-//! summed, histograms added) and renders them.
+//! [`Counter`], [`Gauge`] and their per-core registry live in
+//! [`ringcore_runtime::metrics`] (re-exported here), so a service on the runtime alone can
+//! export metrics too. This module adds what HTTP records: every core keeps one
+//! `hdrhistogram` per route in a [`core_local!`](ringcore_runtime::core_local) (plain
+//! `RefCell`s, no locks or atomics on the request path). A scrape of [`prometheus`] (mount
+//! it with `.route("/metrics", get(metrics::prometheus))`) asks every core for a copy of its
+//! registry and routes over the cross-core mesh, merges the copies (counters summed,
+//! histograms added) and renders them.
 //!
 //! What is recorded without any setup:
 //!
@@ -21,7 +25,7 @@
 //! - Whatever the governance middleware, caches and the application register with
 //!   [`Counter::new`] and [`Gauge::new`] (shed, limited, breaker state, cache hits, ...).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -29,8 +33,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use http::{Method, StatusCode};
+use ringcore_runtime::metrics::escape_label_value as escape;
 
 use crate::response::Response;
+
+pub use ringcore_runtime::metrics::{Counter, Gauge};
 
 /// Latencies are recorded in microseconds, from 1 us to one hour, with 3 significant digits.
 const HIST_MAX_US: u64 = 3_600_000_000;
@@ -39,110 +46,9 @@ const HIST_SIGFIG: u8 = 3;
 /// The route label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
-type Labels = Vec<(&'static str, String)>;
-
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Key {
-    name: &'static str,
-    labels: Labels,
-}
-
-#[derive(Default)]
-struct Registry {
-    help: RefCell<BTreeMap<&'static str, &'static str>>,
-    counters: RefCell<Vec<(Key, Rc<Cell<u64>>)>>,
-    gauges: RefCell<Vec<(Key, Rc<Cell<i64>>)>>,
-    routes: RefCell<Vec<Rc<RouteMetrics>>>,
-}
-
-thread_local! {
-    static REGISTRY: Registry = Registry::default();
-}
-
-fn key(name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Key {
-    REGISTRY.with(|r| r.help.borrow_mut().insert(name, help));
-    Key {
-        name,
-        labels: labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
-    }
-}
-
-/// A monotonically increasing count on this core, exported summed over all cores.
-///
-/// Creating a counter with the same name and labels twice on one core gives the same
-/// counter. Clone it into the code that counts; `inc` is a plain add.
-#[derive(Clone, Debug)]
-pub struct Counter(Rc<Cell<u64>>);
-
-impl Counter {
-    /// The counter `name{labels}` of this core (created at zero if new).
-    pub fn new(name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Self {
-        let key = key(name, help, labels);
-        REGISTRY.with(|r| {
-            let mut counters = r.counters.borrow_mut();
-            if let Some((_, c)) = counters.iter().find(|(k, _)| *k == key) {
-                return Counter(c.clone());
-            }
-            let c = Rc::new(Cell::new(0));
-            counters.push((key, c.clone()));
-            Counter(c)
-        })
-    }
-
-    /// Adds one.
-    #[inline]
-    pub fn inc(&self) {
-        self.0.set(self.0.get() + 1);
-    }
-
-    /// Adds `n`.
-    #[inline]
-    pub fn add(&self, n: u64) {
-        self.0.set(self.0.get() + n);
-    }
-
-    /// This core's count.
-    pub fn get(&self) -> u64 {
-        self.0.get()
-    }
-}
-
-/// A value that goes up and down on this core, exported summed over all cores (so a gauge
-/// set to 1 on each core in some state reads as the number of cores in that state).
-#[derive(Clone, Debug)]
-pub struct Gauge(Rc<Cell<i64>>);
-
-impl Gauge {
-    /// The gauge `name{labels}` of this core (created at zero if new).
-    pub fn new(name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Self {
-        let key = key(name, help, labels);
-        REGISTRY.with(|r| {
-            let mut gauges = r.gauges.borrow_mut();
-            if let Some((_, g)) = gauges.iter().find(|(k, _)| *k == key) {
-                return Gauge(g.clone());
-            }
-            let g = Rc::new(Cell::new(0));
-            gauges.push((key, g.clone()));
-            Gauge(g)
-        })
-    }
-
-    /// Sets the value.
-    #[inline]
-    pub fn set(&self, v: i64) {
-        self.0.set(v);
-    }
-
-    /// Adds `d` (may be negative).
-    #[inline]
-    pub fn add(&self, d: i64) {
-        self.0.set(self.0.get() + d);
-    }
-
-    /// This core's value.
-    pub fn get(&self) -> i64 {
-        self.0.get()
-    }
+ringcore_runtime::core_local! {
+    /// This core's route metrics, shared by every router on the core.
+    static ROUTES: RefCell<Vec<Rc<RouteMetrics>>> = RefCell::new(Vec::new());
 }
 
 /// The label for a route pattern: parameters written `:name` and `*name` instead of
@@ -161,24 +67,29 @@ pub(crate) struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    /// The metrics of `route` on this core (shared by every router on the core).
+    /// The metrics of `route` on this core (shared by every router on the core). Off a
+    /// shard (a router built in a unit test), detached: recorded, never exported.
     pub(crate) fn for_route(route: &str) -> Rc<RouteMetrics> {
-        REGISTRY.with(|r| {
-            let mut routes = r.routes.borrow_mut();
-            let label = route_label(route);
+        let label = route_label(route);
+        let fresh = |label: String| {
+            let hist = Histogram::new_with_bounds(1, HIST_MAX_US, HIST_SIGFIG)
+                .expect("constant histogram bounds are valid");
+            Rc::new(RouteMetrics {
+                route: label,
+                hist: RefCell::new(hist),
+                by_status: RefCell::new(Vec::new()),
+            })
+        };
+        let registered = ROUTES.try_with(|routes| {
+            let mut routes = routes.borrow_mut();
             if let Some(m) = routes.iter().find(|m| m.route == label) {
                 return m.clone();
             }
-            let hist = Histogram::new_with_bounds(1, HIST_MAX_US, HIST_SIGFIG)
-                .expect("constant histogram bounds are valid");
-            let m = Rc::new(RouteMetrics {
-                route: route_label(route),
-                hist: RefCell::new(hist),
-                by_status: RefCell::new(Vec::new()),
-            });
+            let m = fresh(label.clone());
             routes.push(m.clone());
             m
-        })
+        });
+        registered.unwrap_or_else(|| fresh(label))
     }
 
     pub(crate) fn route(&self) -> &str {
@@ -200,14 +111,12 @@ impl RouteMetrics {
     }
 }
 
-/// A copy of every core's metrics at one moment, merged. `Send`, so it can cross cores.
+/// A copy of every core's metrics at one moment, merged: the runtime registry's counters and
+/// gauges and the per-route latency. `Send`, so it can cross cores.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    help: BTreeMap<&'static str, &'static str>,
-    counters: BTreeMap<(&'static str, Labels), u64>,
-    gauges: BTreeMap<(&'static str, Labels), i64>,
+    registry: ringcore_runtime::metrics::Snapshot,
     routes: BTreeMap<String, RouteSnapshot>,
-    runtime: Vec<ringcore_runtime::stats::ShardCounters>,
 }
 
 #[derive(Debug)]
@@ -217,18 +126,14 @@ struct RouteSnapshot {
 }
 
 impl Snapshot {
-    /// This core's registry alone.
+    /// This core's metrics alone.
     pub fn local() -> Snapshot {
-        let mut s = Snapshot::default();
-        REGISTRY.with(|r| {
-            s.help = r.help.borrow().clone();
-            for (k, c) in r.counters.borrow().iter() {
-                *s.counters.entry((k.name, k.labels.clone())).or_default() += c.get();
-            }
-            for (k, g) in r.gauges.borrow().iter() {
-                *s.gauges.entry((k.name, k.labels.clone())).or_default() += g.get();
-            }
-            for m in r.routes.borrow().iter() {
+        let mut s = Snapshot {
+            registry: ringcore_runtime::metrics::Snapshot::local(),
+            routes: BTreeMap::new(),
+        };
+        ROUTES.try_with(|routes| {
+            for m in routes.borrow().iter() {
                 let by_status = m
                     .by_status
                     .borrow()
@@ -249,13 +154,7 @@ impl Snapshot {
 
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: Snapshot) {
-        self.help.extend(other.help);
-        for (k, v) in other.counters {
-            *self.counters.entry(k).or_default() += v;
-        }
-        for (k, v) in other.gauges {
-            *self.gauges.entry(k).or_default() += v;
-        }
+        self.registry.merge(other.registry);
         for (route, o) in other.routes {
             match self.routes.get_mut(&route) {
                 Some(mine) => {
@@ -269,25 +168,21 @@ impl Snapshot {
                 }
             }
         }
-        self.runtime.extend(other.runtime);
+    }
+
+    /// The counters, gauges and runtime counters (what a service without HTTP exports).
+    pub fn registry(&self) -> &ringcore_runtime::metrics::Snapshot {
+        &self.registry
     }
 
     /// The merged value of counter `name` with exactly these labels (0 if absent).
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.counters
-            .iter()
-            .filter(|((n, l), _)| *n == name && labels_eq(l, labels))
-            .map(|(_, v)| *v)
-            .sum()
+        self.registry.counter(name, labels)
     }
 
     /// The merged value of gauge `name` with exactly these labels (0 if absent).
     pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> i64 {
-        self.gauges
-            .iter()
-            .filter(|((n, l), _)| *n == name && labels_eq(l, labels))
-            .map(|(_, v)| *v)
-            .sum()
+        self.registry.gauge(name, labels)
     }
 
     /// Requests answered on `route` (all methods and statuses).
@@ -304,7 +199,6 @@ impl Snapshot {
     /// Renders the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let help = |name: &str| self.help.get(name).copied().unwrap_or("");
 
         out.push_str("# HELP ringcore_http_requests_total Requests answered, by route pattern, method and status code.\n");
         out.push_str("# TYPE ringcore_http_requests_total counter\n");
@@ -347,93 +241,19 @@ impl Snapshot {
             );
         }
 
-        let mut last = "";
-        for ((name, labels), v) in &self.counters {
-            if *name != last {
-                let _ = writeln!(out, "# HELP {name} {}", help(name));
-                let _ = writeln!(out, "# TYPE {name} counter");
-                last = name;
-            }
-            let _ = writeln!(out, "{name}{} {v}", render_labels(labels));
-        }
-        for ((name, labels), v) in &self.gauges {
-            if *name != last {
-                let _ = writeln!(out, "# HELP {name} {}", help(name));
-                let _ = writeln!(out, "# TYPE {name} gauge");
-                last = name;
-            }
-            let _ = writeln!(out, "{name}{} {v}", render_labels(labels));
-        }
-
-        if let Some(first) = self.runtime.first() {
-            for (i, (field, _)) in first.fields().into_iter().enumerate() {
-                let gauge = RUNTIME_GAUGES.contains(&field);
-                let name = if gauge {
-                    format!("ringcore_runtime_{field}")
-                } else {
-                    format!("ringcore_runtime_{field}_total")
-                };
-                let _ = writeln!(out, "# HELP {name} Runtime counter `{field}` per core.");
-                let _ = writeln!(out, "# TYPE {name} {}", if gauge { "gauge" } else { "counter" });
-                for c in &self.runtime {
-                    let v = c.fields()[i].1;
-                    let _ = writeln!(out, "{name}{{core=\"{}\"}} {v}", c.shard_id);
-                }
-            }
-        }
+        self.registry.render_into(&mut out);
         out
     }
-}
-
-const RUNTIME_GAUGES: &[&str] = &[
-    "tasks_alive",
-    "ops_in_flight",
-    "timers_pending",
-    "ready_latency",
-    "ready_background",
-];
-
-fn labels_eq(have: &Labels, want: &[(&str, &str)]) -> bool {
-    have.len() == want.len() && have.iter().zip(want).all(|((k, v), (wk, wv))| k == wk && v == wv)
-}
-
-fn render_labels(labels: &Labels) -> String {
-    if labels.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from("{");
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(s, "{k}=\"{}\"", escape(v));
-    }
-    s.push('}');
-    s
 }
 
 fn seconds(us: u64) -> String {
     format!("{}", us as f64 / 1e6)
 }
 
-/// Label values escape backslash, double quote and newline.
-fn escape(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
 /// Every core's metrics, merged. Call it on a shard (it asks each core over the mesh).
 pub async fn gather() -> Snapshot {
     let mut all = Snapshot::local();
-    all.runtime = ringcore_runtime::stats::all();
+    all.registry.read_runtime_counters();
     let me = ringcore_runtime::shard_id();
     for core in 0..ringcore_runtime::n_shards() {
         if core == me {
@@ -459,37 +279,63 @@ pub async fn prometheus() -> Response {
 mod tests {
     use super::*;
 
+    /// Runs `f` on one shard (the registries are per core: they exist only there).
+    fn on_a_shard<R: Send + 'static>(f: fn() -> R) -> R {
+        let out = ringcore_runtime::Runtime::builder()
+            .core_count(1)
+            .handle_signals(false)
+            .build()
+            .expect("build")
+            .run(move || async move { f() })
+            .expect("run");
+        out.into_iter().flatten().next().expect("the shard's result")
+    }
+
     #[test]
     fn counters_with_the_same_key_are_one_counter() {
-        let a = Counter::new("t_same_total", "help", &[("k", "v")]);
-        let b = Counter::new("t_same_total", "help", &[("k", "v")]);
-        let other = Counter::new("t_same_total", "help", &[("k", "w")]);
-        a.inc();
-        b.add(2);
-        other.inc();
-        let s = Snapshot::local();
-        assert_eq!(s.counter("t_same_total", &[("k", "v")]), 3);
-        assert_eq!(s.counter("t_same_total", &[("k", "w")]), 1);
+        let (v, w) = on_a_shard(|| {
+            let a = Counter::new("t_same_total", "help", &[("k", "v")]);
+            let b = Counter::new("t_same_total", "help", &[("k", "v")]);
+            let other = Counter::new("t_same_total", "help", &[("k", "w")]);
+            a.inc();
+            b.add(2);
+            other.inc();
+            let s = Snapshot::local();
+            (
+                s.counter("t_same_total", &[("k", "v")]),
+                s.counter("t_same_total", &[("k", "w")]),
+            )
+        });
+        assert_eq!((v, w), (3, 1));
     }
 
     #[test]
     fn merge_sums_counters_and_histograms() {
-        let m = RouteMetrics::for_route("/t/merge");
-        m.record(&Method::GET, StatusCode::OK, Instant::now());
-        m.record(&Method::GET, StatusCode::NOT_FOUND, Instant::now());
-        let mut a = Snapshot::local();
-        let b = Snapshot::local();
-        a.merge(b);
-        assert_eq!(a.route_requests("/t/merge"), 4);
-        let text = a.render();
+        let (requests, text) = on_a_shard(|| {
+            let m = RouteMetrics::for_route("/t/merge");
+            m.record(&Method::GET, StatusCode::OK, Instant::now());
+            m.record(&Method::GET, StatusCode::NOT_FOUND, Instant::now());
+            let mut a = Snapshot::local();
+            let b = Snapshot::local();
+            a.merge(b);
+            (a.route_requests("/t/merge"), a.render())
+        });
+        assert_eq!(requests, 4);
         assert!(
-            text.contains("ringcore_http_requests_total{route=\"/t/merge\",method=\"GET\",code=\"200\"} 2")
+            text.contains("ringcore_http_requests_total{route=\"/t/merge\",method=\"GET\",code=\"200\"} 2"),
+            "{text}"
         );
-        assert!(text.contains("ringcore_http_request_duration_seconds_count{route=\"/t/merge\"} 4"));
+        assert!(
+            text.contains("ringcore_http_request_duration_seconds_count{route=\"/t/merge\"} 4"),
+            "{text}"
+        );
     }
 
     #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn off_a_shard_route_metrics_record_but_are_not_exported() {
+        let m = RouteMetrics::for_route("/t/detached");
+        m.record(&Method::GET, StatusCode::OK, Instant::now());
+        assert_eq!(m.hist.borrow().len(), 1);
+        assert_eq!(Snapshot::local().route_requests("/t/detached"), 0);
     }
 }

@@ -78,8 +78,9 @@ impl fmt::Display for ShutdownReport {
     }
 }
 
-thread_local! {
-    static BOUND: Cell<Option<SocketAddr>> = const { Cell::new(None) };
+ringcore_runtime::core_local! {
+    /// The address core 0 bound, told to the other cores (port 0 resolved once).
+    static BOUND: Cell<Option<SocketAddr>> = Cell::new(None);
 }
 
 impl Server {
@@ -405,8 +406,9 @@ impl AcceptBackoff {
     }
 }
 
-thread_local! {
-    static LISTENING: Cell<bool> = const { Cell::new(false) };
+ringcore_runtime::core_local! {
+    /// This core listens (core 0 announces the server once every core does).
+    static LISTENING: Cell<bool> = Cell::new(false);
 }
 
 async fn select_accept<A, T>(

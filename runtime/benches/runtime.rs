@@ -317,10 +317,47 @@ fn rtt_percentiles() {
     println!("  io_uring_enter calls per nop: single {single:.3}, batch32 {batched:.3}");
 }
 
+ringcore_runtime::core_local! {
+    static CORE_COUNT: std::cell::Cell<u64> = std::cell::Cell::new(0);
+}
+
+thread_local! {
+    static THREAD_COUNT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A `core_local!` access (what the `Date` cache and every per-core registry pay) against
+/// the `thread_local!` it replaced, both on shard 0.
+fn core_local_access(c: &mut Criterion) {
+    let mut g = c.benchmark_group("core_local");
+    g.bench_function("core_local_with", |b| {
+        b.iter_custom(|iters| {
+            on_shard0(1, move || async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    CORE_COUNT.with(|n| n.set(black_box(n.get() + 1)));
+                }
+                start.elapsed()
+            })
+        });
+    });
+    g.bench_function("thread_local_with", |b| {
+        b.iter_custom(|iters| {
+            on_shard0(1, move || async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    THREAD_COUNT.with(|n| n.set(black_box(n.get() + 1)));
+                }
+                start.elapsed()
+            })
+        });
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = spawn_complete, submit_to_round_trip, timer_insert_fire, nop_op, cache_ops
+    targets = spawn_complete, submit_to_round_trip, timer_insert_fire, nop_op, cache_ops, core_local_access
 }
 
 fn main() {

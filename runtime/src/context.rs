@@ -28,6 +28,8 @@ pub(crate) struct Context {
     /// waiting future, freed when it is dropped, drained (and woken) at shutdown.
     pub(crate) shutdown_waiters: RefCell<slab::Slab<std::task::Waker>>,
     pub(crate) sharded: RefCell<std::collections::HashMap<u64, Rc<dyn std::any::Any>>>,
+    /// This shard's [`CoreLocal`](crate::CoreLocal) values, by slot number.
+    pub(crate) locals: RefCell<crate::local::Locals>,
 }
 
 thread_local! {

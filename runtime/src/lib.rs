@@ -48,8 +48,12 @@
 //!   buffers, `fsync` / `fdatasync`, truncation and close, all on the ring.
 //! - Time: [`time::sleep`], [`time::timeout`], [`time::interval`].
 //! - Cross-core: [`submit_to`], [`try_submit_to`], [`Sharded`].
-//! - Counters: [`stats`], readable from every core.
-//! - Per-core data: [`cache::Cache`], an LRU with TTL and coalesced loads.
+//! - Counters: [`stats`], the runtime's own, readable from every core; [`metrics`], the
+//!   application's counters and gauges, merged over cores and rendered for Prometheus.
+//! - Per-core state: [`core_local!`] / [`CoreLocal`] (a module's state, one value per core,
+//!   created on first use and dropped at shard exit), [`Sharded`] (a service instance per
+//!   core, reachable from other cores), [`cache::Cache`] (an LRU with TTL and coalesced
+//!   loads).
 //!
 //! ## Starting fails loudly
 //!
@@ -66,6 +70,7 @@ mod executor;
 mod fd;
 pub mod fs;
 mod mesh;
+pub mod metrics;
 pub mod net;
 mod park;
 mod shard;
@@ -86,7 +91,9 @@ pub use executor::{
 };
 pub use mesh::{submit_to, try_submit_to, Sharded, Submit, SubmitError, TrySubmitError};
 mod limits;
+mod local;
 pub use limits::raise_nofile_limit;
+pub use local::CoreLocal;
 pub use shard::{
     is_shutting_down, local_state, nop, request_shutdown, shutdown_requested, LocalState, ShutdownRequested,
 };

@@ -72,6 +72,7 @@ where
         shutdown_seen: Cell::new(false),
         shutdown_waiters: RefCell::new(slab::Slab::new()),
         sharded: RefCell::new(HashMap::new()),
+        locals: RefCell::default(),
     });
     context::enter(cx.clone());
     // Every shard has its ring and context before any main future runs; if one could not
@@ -97,6 +98,7 @@ where
         mesh::drain_on_exit(&cx);
         let sharded = std::mem::take(&mut *cx.sharded.borrow_mut());
         drop(sharded);
+        crate::local::drop_all(&cx);
         let timers = cx.timers.borrow_mut().clear();
         drop(timers);
         release_deferred(&cx);

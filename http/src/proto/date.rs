@@ -1,8 +1,10 @@
 //! The `Date` header value, formatted once per second per core.
 //!
 //! A server refreshes it from a per-core task at each second boundary ([`refresh`]), so
-//! encoding a response reads a thread-local and never calls the clock. Code that encodes
-//! without that task (tests, a custom runtime main) falls back to checking the clock.
+//! encoding a response reads this core's copy (a
+//! [`core_local!`](ringcore_runtime::core_local)) and never calls the clock. Code that
+//! encodes without that task (a custom runtime main) falls back to checking the clock, and
+//! code off a runtime core (unit tests, fuzzing) formats the clock's time on every call.
 
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,14 +16,18 @@ struct Cache {
     driven: bool,
 }
 
-thread_local! {
-    static CACHE: RefCell<Cache> = const {
-        RefCell::new(Cache {
+impl Cache {
+    const fn new() -> Cache {
+        Cache {
             secs: u64::MAX,
             value: [0; 29],
             driven: false,
-        })
-    };
+        }
+    }
+}
+
+ringcore_runtime::core_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::new());
 }
 
 fn update(c: &mut Cache, now: SystemTime) {
@@ -37,16 +43,28 @@ fn update(c: &mut Cache, now: SystemTime) {
 
 /// Runs `f` with the current IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 pub(crate) fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
-    CACHE.with(|c| {
+    let cached = CACHE.try_with(|c| {
         let mut c = c.borrow_mut();
         if !c.driven {
             update(&mut c, SystemTime::now());
         }
-        f(&c.value)
-    })
+        c.value
+    });
+    match cached {
+        Some(value) => f(&value),
+        None => {
+            let mut c = Cache::new();
+            update(&mut c, SystemTime::now());
+            f(&c.value)
+        }
+    }
 }
 
-/// Refreshes the cached value; returns how long until the next second boundary.
+/// Refreshes this core's cached value; returns how long until the next second boundary.
+///
+/// # Panics
+///
+/// Off a runtime core (the refresher is a task of the server's).
 pub(crate) fn refresh() -> Duration {
     let now = SystemTime::now();
     CACHE.with(|c| {
@@ -63,5 +81,19 @@ pub(crate) fn refresh() -> Duration {
 
 /// Stops trusting the refresher (it is gone): fall back to checking the clock.
 pub(crate) fn undrive() {
-    CACHE.with(|c| c.borrow_mut().driven = false);
+    CACHE.try_with(|c| c.borrow_mut().driven = false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_a_shard_the_date_is_the_clocks() {
+        let before = SystemTime::now();
+        let text = with_date(|d| String::from_utf8_lossy(d).into_owned());
+        let parsed = httpdate::parse_http_date(&text).expect("an IMF-fixdate");
+        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        assert!(secs(parsed) >= secs(before) && secs(parsed) <= secs(SystemTime::now()));
+    }
 }

@@ -2,7 +2,7 @@
 //! count and by bytes, with hit/miss counters and coalesced loads.
 //!
 //! A [`Cache`] lives on one core. It is `!Send` and holds no lock and no atomic: make one per
-//! core (in the per-core router factory, or a `thread_local!`) and share it between that
+//! core (in the per-core router factory, or a `core_local!`) and share it between that
 //! core's tasks with an `Rc`. Two cores that cache the same key each hold their own copy.
 //!
 //! - **Storage.** Entries live in a [`slab::Slab`], threaded on an intrusive doubly linked

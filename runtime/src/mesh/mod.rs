@@ -8,7 +8,10 @@
 //!
 //! Replies travel back over the target's channel to the caller. A reply never waits for
 //! room: if that channel is full, the target keeps the reply in a local outbox and retries
-//! on its next loop turn, so no result is ever dropped.
+//! on its next loop turn. At the target's exit its outbox is handed over, waiting for room
+//! up to `EXIT_DELIVERY_LIMIT` (1 s) per caller, and calls still queued to it are dropped with
+//! their callers told `Closed`; a reply is lost only when its caller has exited too or has
+//! not read its inbox for that long (the caller then sees `Closed`).
 
 mod sharded;
 

@@ -93,8 +93,9 @@ pub(crate) struct Core {
     versions: RefCell<HashMap<String, u64>>,
 }
 
-thread_local! {
-    static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+ringcore_http::runtime::core_local! {
+    /// This core's part of the sale, set by [`install`]; dropped with the shard.
+    static CORE: RefCell<Option<Rc<Core>>> = RefCell::new(None);
 }
 
 /// This core's state. Panics if [`install`] has not run on this core (a start-up bug).
@@ -103,8 +104,9 @@ pub(crate) fn core() -> Rc<Core> {
         .expect("flash-sale core state installed at start-up")
 }
 
+/// This core's state, if installed (`None` off a shard too).
 fn try_core() -> Option<Rc<Core>> {
-    CORE.with(|c| c.borrow().clone())
+    CORE.try_with(|c| c.borrow().clone()).flatten()
 }
 
 /// The hash that places users and orders on cores.

@@ -31,8 +31,9 @@ struct Part {
     gauge: Gauge,
 }
 
-thread_local! {
-    static PARTS: RefCell<BTreeMap<String, Part>> = const { RefCell::new(BTreeMap::new()) };
+ringcore_http::runtime::core_local! {
+    /// The parts this core owns, by name.
+    static PARTS: RefCell<BTreeMap<String, Part>> = RefCell::new(BTreeMap::new());
 }
 
 fn now_ms() -> u64 {

@@ -793,9 +793,9 @@ async fn put_item(Path(item): Path<String>, State(app): State<App>, req: Request
     }
 }
 
-thread_local! {
+ringcore_http::runtime::core_local! {
     /// Items whose cached view another core asked this core to drop.
-    static CACHE_INVALIDATE: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    static CACHE_INVALIDATE: std::cell::RefCell<Vec<String>> = std::cell::RefCell::new(Vec::new());
 }
 
 async fn put_embedded(

@@ -27,9 +27,9 @@ const PROBE_FIRST: Duration = Duration::from_millis(50);
 /// The longest wait between two probes.
 const PROBE_MAX: Duration = Duration::from_millis(500);
 
-thread_local! {
+ringcore_http::runtime::core_local! {
     /// A probe task runs on this core.
-    static PROBING: Cell<bool> = const { Cell::new(false) };
+    static PROBING: Cell<bool> = Cell::new(false);
 }
 
 fn part() -> String {
