@@ -61,12 +61,14 @@ mod buf;
 mod builder;
 pub mod cache;
 mod context;
+mod cpus;
 mod driver;
 mod executor;
 mod fd;
 pub mod fs;
 mod mesh;
 pub mod net;
+mod select;
 mod shard;
 mod shared;
 mod signal;
@@ -79,11 +81,12 @@ pub use builder::{
     DEFAULT_IDLE_SPIN, DEFAULT_MAX_POLLS_PER_TURN, DEFAULT_MESH_CAPACITY, DEFAULT_RING_ENTRIES,
     DEFAULT_SHARES,
 };
-pub use context::{n_shards, shard_id, try_n_shards};
+pub use context::{driver_kind, n_shards, shard_id, try_n_shards};
 pub use executor::{
     consume_budget, spawn_local, spawn_local_in, yield_now, JoinError, JoinHandle, TaskClass,
 };
 pub use mesh::{submit_to, try_submit_to, Sharded, Submit, SubmitError, TrySubmitError};
+pub use select::{Driver, DriverKind, DRIVER_ENV};
 mod limits;
 pub use limits::raise_nofile_limit;
 pub use shard::{

@@ -50,6 +50,12 @@ where
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
     let cfg = shared.config.clone();
     let remote = &shared.shards[id];
+    if cfg.driver == crate::DriverKind::Epoll {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "ringcore cannot start: the epoll driver is selected but not built yet",
+        ));
+    }
     let driver = Driver::new(
         remote,
         cfg.ring_entries,

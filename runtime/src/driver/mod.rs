@@ -21,7 +21,7 @@
 
 pub(crate) mod buf_ring;
 pub(crate) mod op;
-mod uring;
+pub(crate) mod uring;
 
 use std::any::Any;
 use std::collections::VecDeque;
