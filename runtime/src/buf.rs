@@ -39,6 +39,20 @@ pub unsafe trait IoBufMut: IoBuf {
     unsafe fn set_init(&mut self, n: usize);
 }
 
+/// Appends as much of `src` as fits into the spare capacity of `buf`; returns how many bytes.
+pub(crate) fn put_slice<B: IoBufMut>(buf: &mut B, src: &[u8]) -> usize {
+    let init = buf.bytes_init();
+    let n = src.len().min(buf.bytes_total().saturating_sub(init));
+    // SAFETY: `init + n <= bytes_total()`, so the copy stays inside the buffer's allocation
+    // (valid for writes per `IoBufMut`); `src` is a live, initialised slice that cannot overlap
+    // a buffer we hold by `&mut`; the `n` bytes after `init` are initialised by the copy.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), buf.stable_mut_ptr().add(init), n);
+        buf.set_init(init + n);
+    }
+    n
+}
+
 // SAFETY: a Vec's heap block does not move when the Vec value moves; `len` bytes are init.
 unsafe impl IoBuf for Vec<u8> {
     fn stable_ptr(&self) -> *const u8 {

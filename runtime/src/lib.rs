@@ -73,6 +73,7 @@ mod shard;
 mod shared;
 mod signal;
 pub mod stats;
+mod sys;
 pub mod time;
 
 pub use buf::{IoBuf, IoBufMut};

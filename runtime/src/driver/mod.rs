@@ -11,71 +11,49 @@
 //!
 //! # Operation life
 //!
-//! Every in-flight operation has a slot in a per-core [`slab::Slab`]; the slot key is the SQE's
-//! `user_data`. The future that submitted it ([`op::Op`]) owns the operation's resources
-//! (fd handle, buffer, sockaddr). If the future is dropped before the completion arrives, the
-//! resources move into the slot ([`Lifecycle::Ignored`]) and an `ASYNC_CANCEL` is submitted;
+//! Every in-flight operation has a slot in the per-core [`lifecycle::OpTable`] (a pure state
+//! machine, unit-tested with fabricated completions); the slot key is the SQE's `user_data`.
+//! Completions enter it already typed ([`Completion`]: `Result<u32, Errno>` + flags), so
+//! nothing above the driver sees a raw `(i32, u32)`. The future that submitted an operation
+//! ([`op::Op`]) owns its resources (fd handle, buffer, sockaddr). If the future is dropped
+//! before the completion arrives, the resources move into the slot (`Lifecycle::Ignored`)
+//! and an `ASYNC_CANCEL` is submitted;
 //! the slot, and with it the resources, is freed only when the kernel's last completion for it
 //! arrives. A late completion that carries an fd (accept) closes it; one that carries a
 //! provided buffer returns it to the ring.
 
+mod accept_stream;
 pub(crate) mod buf_ring;
+mod lifecycle;
 pub(crate) mod op;
+mod recv_buf;
+mod recv_stream;
 pub(crate) mod uring;
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
-use slab::Slab;
+use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::shared::ShardRemote;
 use crate::stats;
+pub(crate) use accept_stream::AcceptStream;
 use buf_ring::BufRing;
+pub(crate) use lifecycle::{Completion, Errno, MultiPoll, Orphan};
+use lifecycle::{OpTable, MAX_OP_KEY};
+pub use recv_buf::RecvBuf;
+pub(crate) use recv_stream::RecvStream;
+pub use recv_stream::FALLBACK_RECV_SIZE;
 pub(crate) use uring::Features;
 
 /// `user_data` of the `ASYNC_CANCEL` requests we submit; their completions are ignored.
 const CANCEL_USER_DATA: u64 = u64::MAX;
 /// `user_data` of the read on the shard's wake-up eventfd.
 const EVENTFD_USER_DATA: u64 = u64::MAX - 1;
-/// Highest `user_data` an operation slot may have.
-const MAX_OP_KEY: usize = (u64::MAX - 16) as usize;
-
-/// What to do with a completion nobody waits for any more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Orphan {
-    /// Nothing beyond freeing the resources.
-    Nothing,
-    /// A non-negative result is a new fd: close it.
-    CloseFd,
-}
-
-pub(crate) enum Lifecycle {
-    /// Submitted; nobody has polled it yet.
-    Submitted,
-    /// A task waits for the completion.
-    Waiting(Waker),
-    /// The future was dropped; the slot keeps the resources until the last completion.
-    Ignored(Option<Box<dyn Any>>),
-    /// The completion arrived and waits to be collected.
-    Completed(i32, u32),
-    /// A multishot operation: completions queue up until the stream polls them.
-    Multi {
-        wakers: Vec<Waker>,
-        results: VecDeque<(i32, u32)>,
-        /// The kernel posted the final completion (no `IORING_CQE_F_MORE`).
-        finished: bool,
-    },
-}
-
-struct Slot {
-    state: Lifecycle,
-    orphan: Orphan,
-}
+const _: () = assert!(EVENTFD_USER_DATA > MAX_OP_KEY as u64);
 
 /// How long a loop turn may wait in the ring.
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +66,7 @@ pub(crate) enum Wait {
 
 pub(crate) struct Driver {
     ring: IoUring,
-    ops: Slab<Slot>,
+    ops: OpTable,
     features: Features,
     buf_ring: Option<Rc<BufRing>>,
     eventfd: i32,
@@ -96,14 +74,8 @@ pub(crate) struct Driver {
     eventfd_armed: bool,
     /// Set by `shutdown`: the eventfd read is not re-armed any more.
     closing: bool,
-    /// Set when `shutdown` gave up waiting with operations still in the kernel: resources of
-    /// such an operation, dropped later with no slot left, are leaked, not freed.
-    leak_orphans: bool,
     /// Completions copied out of the CQ before they are handled (reused between turns).
     cqes: Vec<(u64, i32, u32)>,
-    /// Wakers and resources to release once the driver borrow is dropped.
-    to_wake: Vec<Waker>,
-    to_drop: Vec<Box<dyn Any>>,
 }
 
 impl Driver {
@@ -128,17 +100,14 @@ impl Driver {
         };
         let mut driver = Self {
             ring,
-            ops: Slab::with_capacity(usize::try_from(entries).unwrap_or(256)),
+            ops: OpTable::with_capacity(usize::try_from(entries).unwrap_or(256)),
             features,
             buf_ring,
             eventfd: remote.eventfd(),
             eventfd_buf: Box::new([0; 8]),
             eventfd_armed: false,
             closing: false,
-            leak_orphans: false,
             cqes: Vec::with_capacity(256),
-            to_wake: Vec::new(),
-            to_drop: Vec::new(),
         };
         driver.arm_eventfd()?;
         Ok(driver)
@@ -190,7 +159,7 @@ impl Driver {
         }
     }
 
-    /// Registers a new operation and queues its SQE. Returns the slot key.
+    /// Registers a new operation and queues its request. Returns the slot key.
     ///
     /// # Safety
     ///
@@ -202,121 +171,42 @@ impl Driver {
         orphan: Orphan,
         multi: bool,
     ) -> io::Result<usize> {
-        let entry = self.ops.vacant_entry();
-        let key = entry.key();
-        if key > MAX_OP_KEY {
-            return Err(io::Error::other("operation table full"));
-        }
-        entry.insert(Slot {
-            state: if multi {
-                Lifecycle::Multi {
-                    wakers: Vec::new(),
-                    results: VecDeque::new(),
-                    finished: false,
-                }
-            } else {
-                Lifecycle::Submitted
-            },
-            orphan,
-        });
+        let key = self.ops.insert(orphan, multi)?;
         let sqe = sqe.user_data(key as u64);
         // SAFETY: forwarded from the caller.
         if let Err(e) = unsafe { self.push(&sqe) } {
-            self.ops.remove(key);
+            self.ops.remove_unsubmitted(key);
             return Err(e);
         }
         Ok(key)
     }
 
-    /// Polls a single-shot operation.
-    pub(crate) fn poll_op(&mut self, key: usize, waker: &Waker) -> Option<(i32, u32)> {
-        let slot = self.ops.get_mut(key)?;
-        match &mut slot.state {
-            Lifecycle::Completed(res, flags) => {
-                let out = (*res, *flags);
-                self.ops.remove(key);
-                Some(out)
-            }
-            Lifecycle::Waiting(w) => {
-                if !w.will_wake(waker) {
-                    *w = waker.clone();
-                }
-                None
-            }
-            state => {
-                *state = Lifecycle::Waiting(waker.clone());
-                None
-            }
-        }
+    /// Polls a single-shot operation: its completion, or `None` (the waker is registered).
+    pub(crate) fn poll_op(&mut self, key: usize, waker: &Waker) -> Option<Completion> {
+        self.ops.poll_single(key, waker)
     }
 
-    /// Polls a multishot operation: the next completion, `Err(())` when the stream has ended,
-    /// or `Ok(None)` when nothing is queued (the waker is registered).
-    pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker) -> Result<Option<(i32, u32)>, ()> {
-        let Some(slot) = self.ops.get_mut(key) else {
-            return Err(());
-        };
-        let Lifecycle::Multi {
-            wakers,
-            results,
-            finished,
-        } = &mut slot.state
-        else {
-            return Err(());
-        };
-        if let Some(r) = results.pop_front() {
-            return Ok(Some(r));
-        }
-        if *finished {
-            self.ops.remove(key);
-            return Err(());
-        }
-        if !wakers.iter().any(|w| w.will_wake(waker)) {
-            wakers.push(waker.clone());
-        }
-        Ok(None)
+    /// True if the single-shot op `key` has its completion waiting.
+    pub(crate) fn is_completed(&self, key: usize) -> bool {
+        self.ops.is_completed(key)
+    }
+
+    /// Polls a multishot operation.
+    pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker) -> MultiPoll {
+        self.ops.poll_multi(key, waker)
+    }
+
+    /// Puts a multishot completion back at the front of its queue (the task had to yield).
+    pub(crate) fn unpoll_multi(&mut self, key: usize, c: Completion) {
+        self.ops.unpoll_multi(key, c);
     }
 
     /// The future of operation `key` was dropped: keep `data` alive until the kernel is done.
     pub(crate) fn drop_op(&mut self, key: usize, data: Option<Box<dyn Any>>) {
-        let Some(slot) = self.ops.get_mut(key) else {
-            if self.leak_orphans {
-                std::mem::forget(data);
-            } else {
-                self.to_drop.extend(data);
-            }
-            return;
-        };
-        let orphan = slot.orphan;
-        match &mut slot.state {
-            Lifecycle::Completed(res, flags) => {
-                let (res, flags) = (*res, *flags);
-                self.ops.remove(key);
-                self.orphan_result(orphan, res, flags);
-                self.to_drop.extend(data);
-            }
-            Lifecycle::Multi {
-                results, finished, ..
-            } => {
-                let queued: Vec<_> = results.drain(..).collect();
-                let finished = *finished;
-                for (res, flags) in queued {
-                    self.orphan_result(orphan, res, flags);
-                }
-                if finished {
-                    self.ops.remove(key);
-                    self.to_drop.extend(data);
-                } else {
-                    slot_state(&mut self.ops, key, Lifecycle::Ignored(data));
-                    self.cancel(key);
-                }
-            }
-            Lifecycle::Ignored(_) => {}
-            Lifecycle::Submitted | Lifecycle::Waiting(_) => {
-                slot_state(&mut self.ops, key, Lifecycle::Ignored(data));
-                self.cancel(key);
-            }
+        if self.ops.drop_op(key, data) {
+            self.cancel(key);
         }
+        self.dispose_orphaned();
     }
 
     fn cancel(&mut self, key: usize) {
@@ -327,17 +217,11 @@ impl Driver {
         let _ = unsafe { self.push(&sqe) };
     }
 
-    /// Handles a completion nobody waits for. (A provided buffer it carries was already
-    /// counted as taken when the completion arrived.)
-    fn orphan_result(&mut self, orphan: Orphan, res: i32, flags: u32) {
-        if let Some(bid) = cqueue::buffer_select(flags) {
-            if let Some(ring) = &self.buf_ring {
-                ring.recycle(bid);
-            }
-        }
-        if orphan == Orphan::CloseFd && res >= 0 {
-            // SAFETY: the kernel just created this fd for us and nobody else knows it.
-            unsafe { libc::close(res) };
+    /// Closes the fds and returns the provided buffers of completions nobody waits for.
+    fn dispose_orphaned(&mut self) {
+        let ring = self.buf_ring.as_deref();
+        for o in self.ops.take_orphaned() {
+            o.dispose(ring);
         }
     }
 
@@ -401,75 +285,30 @@ impl Driver {
         }
         let n = cqes.len();
         for &(user_data, res, flags) in &cqes {
-            self.complete(user_data, res, flags);
+            match user_data {
+                CANCEL_USER_DATA => {}
+                EVENTFD_USER_DATA => self.eventfd_armed = false,
+                key => {
+                    let c = Completion::from_raw(res, flags);
+                    if c.buffer_id().is_some() {
+                        if let Some(ring) = &self.buf_ring {
+                            ring.taken();
+                        }
+                    }
+                    self.ops.complete(key as usize, c);
+                }
+            }
         }
         cqes.clear();
         self.cqes = cqes;
+        self.dispose_orphaned();
         n
-    }
-
-    fn complete(&mut self, user_data: u64, res: i32, flags: u32) {
-        match user_data {
-            CANCEL_USER_DATA => return,
-            EVENTFD_USER_DATA => {
-                self.eventfd_armed = false;
-                return;
-            }
-            _ => {}
-        }
-        let key = user_data as usize;
-        let more = cqueue::more(flags);
-        let Some(slot) = self.ops.get_mut(key) else {
-            return;
-        };
-        let orphan = slot.orphan;
-        match &mut slot.state {
-            Lifecycle::Submitted => slot.state = Lifecycle::Completed(res, flags),
-            Lifecycle::Waiting(_) => {
-                if let Lifecycle::Waiting(w) =
-                    std::mem::replace(&mut slot.state, Lifecycle::Completed(res, flags))
-                {
-                    self.to_wake.push(w);
-                }
-            }
-            Lifecycle::Completed(..) => {}
-            Lifecycle::Multi {
-                wakers,
-                results,
-                finished,
-            } => {
-                if cqueue::buffer_select(flags).is_some() {
-                    if let Some(ring) = &self.buf_ring {
-                        ring.taken();
-                    }
-                }
-                results.push_back((res, flags));
-                if !more {
-                    *finished = true;
-                }
-                self.to_wake.append(wakers);
-            }
-            Lifecycle::Ignored(_) => {
-                if cqueue::buffer_select(flags).is_some() {
-                    if let Some(ring) = &self.buf_ring {
-                        ring.taken();
-                    }
-                }
-                if !more {
-                    if let Lifecycle::Ignored(data) = self.ops.remove(key).state {
-                        self.to_drop.extend(data);
-                    }
-                }
-                self.orphan_result(orphan, res, flags);
-            }
-        }
     }
 
     /// Wakers to call and resources to free, taken out so the caller can release them with
     /// no driver borrow held (a dropped resource may itself use the driver).
     pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
-        wake.append(&mut self.to_wake);
-        drop_.append(&mut self.to_drop);
+        self.ops.take_deferred(wake, drop_);
     }
 
     /// Cancels everything in flight and waits (bounded) for the kernel to finish with it.
@@ -477,7 +316,7 @@ impl Driver {
     /// Returns the resources of operations the kernel has not released in time: the caller
     /// must leak them rather than free memory the kernel may still write.
     pub(crate) fn shutdown(&mut self, remote: &ShardRemote) -> Vec<Box<dyn Any>> {
-        let keys: Vec<usize> = self.ops.iter().map(|(k, _)| k).collect();
+        let keys = self.ops.keys();
         for key in keys {
             self.cancel(key);
         }
@@ -497,54 +336,18 @@ impl Driver {
         if let Some(ring) = &self.buf_ring {
             ring.unregister(&self.ring);
         }
-        let mut leaked = Vec::new();
         if !self.ops.is_empty() {
-            self.leak_orphans = true;
             // A receive still in the kernel may yet pick a provided buffer: keep the area.
             if let Some(ring) = self.buf_ring.take() {
                 std::mem::forget(ring);
             }
         }
+        let mut leaked = self.ops.abandon();
         if self.eventfd_armed {
             // The kernel may still own the eventfd read's buffer: never free it.
             let buf = std::mem::replace(&mut self.eventfd_buf, Box::new([0; 8]));
             leaked.push(buf as Box<dyn Any>);
         }
-        for slot in self.ops.drain() {
-            if let Lifecycle::Ignored(Some(data)) = slot.state {
-                leaked.push(data);
-            }
-        }
         leaked
-    }
-}
-
-fn slot_state(ops: &mut Slab<Slot>, key: usize, state: Lifecycle) {
-    if let Some(slot) = ops.get_mut(key) {
-        slot.state = state;
-    }
-}
-
-impl Driver {
-    /// True if the single-shot op `key` has its completion waiting.
-    pub(crate) fn is_completed(&self, key: usize) -> bool {
-        matches!(
-            self.ops.get(key),
-            Some(Slot {
-                state: Lifecycle::Completed(..),
-                ..
-            })
-        )
-    }
-
-    /// Puts a multishot completion back at the front of its queue (the task had to yield).
-    pub(crate) fn unpoll_multi(&mut self, key: usize, v: (i32, u32)) {
-        if let Some(Slot {
-            state: Lifecycle::Multi { results, .. },
-            ..
-        }) = self.ops.get_mut(key)
-        {
-            results.push_front(v);
-        }
     }
 }

@@ -2,15 +2,13 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::task::Poll;
 
 use super::socket;
 use super::stream::TcpStream;
-use crate::context;
-use crate::driver::op::{self, Accept, Multi, Op};
+use crate::driver::AcceptStream;
 use crate::fd::SharedFd;
 
 /// The listen backlog used by [`TcpListener::bind`].
@@ -22,14 +20,7 @@ pub const DEFAULT_BACKLOG: i32 = 1024;
 /// the kernel load-balances incoming connections between the cores' listeners.
 pub struct TcpListener {
     fd: SharedFd,
-    multishot: bool,
-    state: RefCell<AcceptState>,
-}
-
-#[derive(Default)]
-struct AcceptState {
-    multi: Option<Multi>,
-    single: Option<Op<Accept>>,
+    accept: RefCell<AcceptStream>,
 }
 
 impl fmt::Debug for TcpListener {
@@ -37,7 +28,7 @@ impl fmt::Debug for TcpListener {
         f.debug_struct("TcpListener")
             .field("fd", &self.fd.raw())
             .field("local_addr", &self.local_addr().ok())
-            .field("multishot", &self.multishot)
+            .field("multishot", &self.is_multishot())
             .finish()
     }
 }
@@ -68,11 +59,9 @@ impl TcpListener {
         socket::set_opt(fd.raw(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
         socket::set_opt(fd.raw(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         socket::bind_listen(fd.raw(), addr, backlog)?;
-        let multishot = context::with(|cx| cx.driver.borrow().features().multishot_accept);
         Ok(TcpListener {
             fd,
-            multishot,
-            state: RefCell::new(AcceptState::default()),
+            accept: RefCell::new(AcceptStream::new()),
         })
     }
 
@@ -83,7 +72,7 @@ impl TcpListener {
 
     /// True if accepts use a multishot accept (one SQE for many connections).
     pub fn is_multishot(&self) -> bool {
-        self.multishot
+        self.accept.borrow().is_multishot()
     }
 
     /// Accepts the next connection, with its peer address.
@@ -98,45 +87,7 @@ impl TcpListener {
     /// Cancel-safe: dropping the future loses no connection (queued ones stay queued; one
     /// that completes after the listener is dropped is closed).
     pub async fn accept_stream(&self) -> io::Result<TcpStream> {
-        let fd = poll_fn(|cx| {
-            let mut st = self.state.borrow_mut();
-            if self.multishot {
-                loop {
-                    if st.multi.is_none() {
-                        st.multi = Some(op::accept_multi(&self.fd)?);
-                    }
-                    let Some(multi) = st.multi.as_mut() else {
-                        continue;
-                    };
-                    match multi.poll_next(cx) {
-                        Poll::Ready(Some((res, _))) => {
-                            if res >= 0 {
-                                return Poll::Ready(Ok(SharedFd::new(res)));
-                            }
-                            return Poll::Ready(Err(io::Error::from_raw_os_error(-res)));
-                        }
-                        // The kernel ended the multishot (e.g. after an error): re-arm.
-                        Poll::Ready(None) => st.multi = None,
-                        Poll::Pending => return Poll::Pending,
-                    }
-                }
-            } else {
-                if st.single.is_none() {
-                    st.single = Some(op::accept(&self.fd)?);
-                }
-                let Some(fut) = st.single.as_mut() else {
-                    return Poll::Pending;
-                };
-                match std::pin::Pin::new(fut).poll(cx) {
-                    Poll::Ready(r) => {
-                        st.single = None;
-                        Poll::Ready(r)
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        })
-        .await?;
+        let fd = poll_fn(|cx| self.accept.borrow_mut().poll_next(&self.fd, cx)).await?;
         Ok(TcpStream::from_fd(fd))
     }
 }

@@ -7,10 +7,9 @@
 //! buffer itself); writes take owned buffers and hand them back.
 
 mod listener;
-mod recv_buf;
 mod socket;
 mod stream;
 
+pub use crate::driver::{RecvBuf, FALLBACK_RECV_SIZE};
 pub use listener::{TcpListener, DEFAULT_BACKLOG};
-pub use recv_buf::RecvBuf;
-pub use stream::{TcpStream, FALLBACK_RECV_SIZE};
+pub use stream::TcpStream;

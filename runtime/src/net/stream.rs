@@ -2,24 +2,16 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::recv_buf::RecvBuf;
 use super::socket;
 use crate::buf::{IoBuf, IoBufMut};
-use crate::context;
-use crate::driver::buf_ring::BufRing;
-use crate::driver::op::{self, Multi, Op, Recv};
+use crate::driver::op;
+use crate::driver::{RecvBuf, RecvStream};
 use crate::fd::SharedFd;
-use crate::stats;
-
-/// Size of the private buffer a receive uses when no provided ring buffer is available.
-pub const FALLBACK_RECV_SIZE: usize = 16 * 1024;
 
 /// A TCP connection owned by one core.
 ///
@@ -36,14 +28,10 @@ pub struct TcpStream {
 }
 
 struct RecvState {
-    /// The core's provided buffer ring, when multishot receive is in use.
-    ring: Option<Rc<BufRing>>,
-    multi: Option<Multi>,
+    /// The driver's receive stream (multishot from the buffer ring, or single-shot).
+    stream: RecvStream,
     /// A received chunk only partly handed to the application.
     leftover: Option<RecvBuf>,
-    /// A single-shot receive in flight (the portable path, or the ring ran dry).
-    single: Option<Op<Recv<Vec<u8>>>>,
-    eof: bool,
 }
 
 impl fmt::Debug for TcpStream {
@@ -57,22 +45,11 @@ impl fmt::Debug for TcpStream {
 
 impl TcpStream {
     pub(crate) fn from_fd(fd: SharedFd) -> TcpStream {
-        let ring = context::with(|cx| {
-            let d = cx.driver.borrow();
-            if d.features().multishot_recv {
-                d.buf_ring().cloned()
-            } else {
-                None
-            }
-        });
         TcpStream {
             fd,
             recv: RefCell::new(RecvState {
-                ring,
-                multi: None,
+                stream: RecvStream::new(),
                 leftover: None,
-                single: None,
-                eof: false,
             }),
         }
     }
@@ -123,7 +100,7 @@ impl TcpStream {
 
     /// True if reads come from a multishot receive on the core's provided buffer ring.
     pub fn uses_buf_ring(&self) -> bool {
-        self.recv.borrow().ring.is_some()
+        self.recv.borrow().stream.uses_buf_ring()
     }
 
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<io::Result<RecvBuf>> {
@@ -131,75 +108,7 @@ impl TcpStream {
         if let Some(b) = st.leftover.take() {
             return Poll::Ready(Ok(b));
         }
-        if st.eof {
-            return Poll::Ready(Ok(RecvBuf::owned(Vec::new())));
-        }
-        loop {
-            if let Some(single) = st.single.as_mut() {
-                return match Pin::new(single).poll(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready((res, buf)) => {
-                        st.single = None;
-                        match res {
-                            Ok(0) => {
-                                st.eof = true;
-                                Poll::Ready(Ok(RecvBuf::owned(Vec::new())))
-                            }
-                            Ok(_) => Poll::Ready(Ok(RecvBuf::owned(buf))),
-                            Err(e) => Poll::Ready(Err(e)),
-                        }
-                    }
-                };
-            }
-            let Some(ring) = st.ring.clone() else {
-                st.single =
-                    Some(op::recv(&self.fd, Vec::with_capacity(FALLBACK_RECV_SIZE)).map_err(|(e, _)| e)?);
-                continue;
-            };
-            if st.multi.is_none() {
-                st.multi = Some(op::recv_multi(&self.fd)?);
-            }
-            let Some(multi) = st.multi.as_mut() else {
-                continue;
-            };
-            match multi.poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => {
-                    // The kernel ended the multishot receive without an error: re-arm.
-                    st.multi = None;
-                    context::with(|c| stats::bump(&c.shared.shards[c.shard_id].stats.recv_rearms, 1));
-                }
-                Poll::Ready(Some((res, flags))) => {
-                    let chunk =
-                        op::buffer_id(flags).map(|bid| RecvBuf::ring(ring.clone(), bid, res.max(0) as usize));
-                    if res > 0 {
-                        if let Some(chunk) = chunk {
-                            return Poll::Ready(Ok(chunk));
-                        }
-                        return Poll::Ready(Err(io::Error::other(
-                            "multishot receive completed without a buffer",
-                        )));
-                    }
-                    drop(chunk);
-                    if res == 0 {
-                        st.eof = true;
-                        st.multi = None;
-                        return Poll::Ready(Ok(RecvBuf::owned(Vec::new())));
-                    }
-                    st.multi = None;
-                    if -res == libc::ENOBUFS {
-                        // Every ring buffer is out: receive this time into a private buffer.
-                        context::with(|c| {
-                            stats::bump(&c.shared.shards[c.shard_id].stats.recv_buf_ring_empty, 1)
-                        });
-                        let buf = Vec::with_capacity(ring.buf_size() as usize);
-                        st.single = Some(op::recv(&self.fd, buf).map_err(|(e, _)| e)?);
-                        continue;
-                    }
-                    return Poll::Ready(Err(io::Error::from_raw_os_error(-res)));
-                }
-            }
-        }
+        st.stream.poll_next(&self.fd, cx)
     }
 
     /// Receives the next chunk of bytes, without copying when the core's provided buffer ring
@@ -222,7 +131,7 @@ impl TcpStream {
         }
         let direct = {
             let st = self.recv.borrow();
-            st.ring.is_none() && st.leftover.is_none() && st.single.is_none()
+            st.stream.is_direct() && st.leftover.is_none()
         };
         if direct {
             // Portable path: the kernel writes straight into the caller's buffer.
@@ -238,13 +147,7 @@ impl TcpStream {
             Ok(c) => c,
             Err(e) => return (Err(e), buf),
         };
-        let n = chunk.len().min(total - init);
-        // SAFETY: `n <= total - init`, so the copy stays inside the buffer's allocation, and the
-        // source is a live, initialised slice that cannot overlap a buffer we own exclusively.
-        unsafe {
-            std::ptr::copy_nonoverlapping(chunk.as_ptr(), buf.stable_mut_ptr().add(init), n);
-            buf.set_init(init + n);
-        }
+        let n = crate::buf::put_slice(&mut buf, &chunk);
         if n < chunk.len() {
             chunk.advance(n);
             self.recv.borrow_mut().leftover = Some(chunk);

@@ -4,8 +4,8 @@ use std::io;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cqe_result, Multi, Op, OpKind};
-use crate::driver::Orphan;
+use super::{Multi, Op, OpKind};
+use crate::driver::{Completion, Orphan};
 use crate::fd::SharedFd;
 
 const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
@@ -28,8 +28,8 @@ impl OpKind for Accept {
         .build()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
-        cqe_result(res).map(|fd| SharedFd::new(fd as i32))
+    fn complete(self, c: Completion) -> Self::Output {
+        c.io_result().map(|fd| SharedFd::new(fd as i32))
     }
 }
 

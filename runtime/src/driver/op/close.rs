@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cqe_result, Op, OpKind};
+use super::{Completion, Op, OpKind};
 
 pub(crate) struct Close {
     fd: RawFd,
@@ -18,8 +18,8 @@ impl OpKind for Close {
         opcode::Close::new(types::Fd(self.fd)).build()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
-        cqe_result(res).map(|_| ())
+    fn complete(self, c: Completion) -> Self::Output {
+        c.io_result().map(|_| ())
     }
 }
 

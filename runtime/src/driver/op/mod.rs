@@ -38,7 +38,7 @@ pub(crate) use send::{send, sendmsg};
 pub(crate) use shutdown::shutdown;
 pub(crate) use write::write_at;
 
-use super::Orphan;
+use super::{Completion, MultiPoll, Orphan};
 use crate::context;
 use crate::executor::coop;
 
@@ -53,7 +53,7 @@ pub(crate) trait OpKind: Unpin + 'static {
     fn sqe(&mut self) -> squeue::Entry;
 
     /// Turns the completion into the output, handing the resources back.
-    fn complete(self, res: i32, flags: u32) -> Self::Output;
+    fn complete(self, c: Completion) -> Self::Output;
 }
 
 /// The future of one single-shot operation.
@@ -95,8 +95,8 @@ impl<T: OpKind> Future for Op<T> {
         }
         let polled = context::with(|c| c.driver.borrow_mut().poll_op(key, cx.waker()));
         match polled {
-            Some((res, flags)) => match self.data.take() {
-                Some(data) => Poll::Ready(data.complete(res, flags)),
+            Some(c) => match self.data.take() {
+                Some(data) => Poll::Ready(data.complete(c)),
                 None => panic!("ringcore: operation polled after completion"),
             },
             None => Poll::Pending,
@@ -144,13 +144,13 @@ impl Multi {
     }
 
     /// The next completion, or `None` once the kernel has ended the stream (re-arm then).
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(i32, u32)>> {
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Completion>> {
         let Some(key) = self.key else {
             return Poll::Ready(None);
         };
         let r = context::with(|c| c.driver.borrow_mut().poll_multi(key, cx.waker()));
         match r {
-            Ok(Some(v)) => {
+            MultiPoll::Item(v) => {
                 if coop::poll_proceed(cx).is_pending() {
                     // Put it back in front: nothing is lost by yielding.
                     context::with(|c| c.driver.borrow_mut().unpoll_multi(key, v));
@@ -158,8 +158,8 @@ impl Multi {
                 }
                 Poll::Ready(Some(v))
             }
-            Ok(None) => Poll::Pending,
-            Err(()) => {
+            MultiPoll::Pending => Poll::Pending,
+            MultiPoll::Ended => {
                 self.key = None;
                 Poll::Ready(None)
             }
@@ -176,18 +176,4 @@ impl Drop for Multi {
             std::mem::forget(data);
         }
     }
-}
-
-/// Converts a CQE result to `io::Result`.
-pub(crate) fn cqe_result(res: i32) -> io::Result<u32> {
-    if res < 0 {
-        Err(io::Error::from_raw_os_error(-res))
-    } else {
-        Ok(res as u32)
-    }
-}
-
-/// The provided-ring buffer id a completion carries, if any.
-pub(crate) fn buffer_id(flags: u32) -> Option<u16> {
-    io_uring::cqueue::buffer_select(flags)
 }

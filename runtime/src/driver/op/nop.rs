@@ -4,7 +4,7 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
-use super::{cqe_result, Op, OpKind};
+use super::{Completion, Op, OpKind};
 
 pub(crate) struct Nop;
 
@@ -15,8 +15,8 @@ impl OpKind for Nop {
         opcode::Nop::new().build()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
-        cqe_result(res).map(|_| ())
+    fn complete(self, c: Completion) -> Self::Output {
+        c.io_result().map(|_| ())
     }
 }
 

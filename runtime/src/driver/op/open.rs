@@ -5,8 +5,8 @@ use std::io;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cqe_result, Op, OpKind};
-use crate::driver::Orphan;
+use super::{Op, OpKind};
+use crate::driver::{Completion, Orphan};
 use crate::fd::SharedFd;
 
 pub(crate) struct OpenAt {
@@ -28,8 +28,8 @@ impl OpKind for OpenAt {
             .build()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
-        cqe_result(res).map(|fd| SharedFd::new(fd as i32))
+    fn complete(self, c: Completion) -> Self::Output {
+        c.io_result().map(|fd| SharedFd::new(fd as i32))
     }
 }
 

@@ -4,7 +4,7 @@ use std::io;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cqe_result, Op, OpKind};
+use super::{Completion, Op, OpKind};
 use crate::buf::IoBufMut;
 use crate::fd::SharedFd;
 
@@ -28,8 +28,8 @@ impl<B: IoBufMut> OpKind for Read<B> {
             .build()
     }
 
-    fn complete(mut self, res: i32, _flags: u32) -> Self::Output {
-        let out = cqe_result(res).map(|n| {
+    fn complete(mut self, c: Completion) -> Self::Output {
+        let out = c.io_result().map(|n| {
             let n = n as usize;
             let init = self.buf.bytes_init();
             // SAFETY: the kernel wrote `n` bytes right after the initialised prefix.

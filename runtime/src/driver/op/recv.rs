@@ -4,10 +4,10 @@ use std::io;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cqe_result, Multi, Op, OpKind};
+use super::{Multi, Op, OpKind};
 use crate::buf::IoBufMut;
 use crate::driver::buf_ring::BUF_GROUP;
-use crate::driver::Orphan;
+use crate::driver::{Completion, Orphan};
 use crate::fd::SharedFd;
 
 pub(crate) struct Recv<B> {
@@ -27,8 +27,8 @@ impl<B: IoBufMut> OpKind for Recv<B> {
         opcode::Recv::new(types::Fd(self.fd.raw()), ptr, len).build()
     }
 
-    fn complete(mut self, res: i32, _flags: u32) -> Self::Output {
-        let out = cqe_result(res).map(|n| {
+    fn complete(mut self, c: Completion) -> Self::Output {
+        let out = c.io_result().map(|n| {
             let n = n as usize;
             let init = self.buf.bytes_init();
             // SAFETY: the kernel wrote `n` bytes right after the initialised prefix.

@@ -4,7 +4,7 @@ use std::io;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cqe_result, Op, OpKind};
+use super::{Completion, Op, OpKind};
 use crate::buf::IoBuf;
 use crate::fd::SharedFd;
 
@@ -28,8 +28,8 @@ impl<B: IoBuf> OpKind for Send<B> {
             .build()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
-        (cqe_result(res).map(|n| n as usize), self.buf)
+    fn complete(self, c: Completion) -> Self::Output {
+        (c.io_result().map(|n| n as usize), self.buf)
     }
 }
 
@@ -61,8 +61,8 @@ impl<B: IoBuf> OpKind for SendMsg<B> {
             .build()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
-        (cqe_result(res).map(|n| n as usize), self.bufs)
+    fn complete(self, c: Completion) -> Self::Output {
+        (c.io_result().map(|n| n as usize), self.bufs)
     }
 }
 

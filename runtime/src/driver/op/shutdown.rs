@@ -4,7 +4,7 @@ use std::io;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cqe_result, Op, OpKind};
+use super::{Completion, Op, OpKind};
 use crate::fd::SharedFd;
 
 pub(crate) struct Shutdown {
@@ -19,8 +19,8 @@ impl OpKind for Shutdown {
         opcode::Shutdown::new(types::Fd(self.fd.raw()), self.how).build()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
-        cqe_result(res).map(|_| ())
+    fn complete(self, c: Completion) -> Self::Output {
+        c.io_result().map(|_| ())
     }
 }
 

@@ -4,7 +4,7 @@ use std::io;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cqe_result, Op, OpKind};
+use super::{Completion, Op, OpKind};
 use crate::buf::IoBuf;
 use crate::fd::SharedFd;
 
@@ -30,8 +30,8 @@ impl<B: IoBuf> OpKind for Write<B> {
             .build()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
-        (cqe_result(res).map(|n| n as usize), self.buf)
+    fn complete(self, c: Completion) -> Self::Output {
+        (c.io_result().map(|n| n as usize), self.buf)
     }
 }
 

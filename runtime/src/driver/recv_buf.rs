@@ -4,8 +4,8 @@ use std::fmt;
 use std::ops::Deref;
 use std::rc::Rc;
 
+use super::buf_ring::BufRing;
 use crate::buf::IoBuf;
-use crate::driver::buf_ring::BufRing;
 
 /// Bytes received from a socket.
 ///

@@ -1,0 +1,695 @@
+//! The life of an operation: a pure state machine over completions, with no ring in it.
+//!
+//! [`OpTable`] holds one slot per operation in flight (the slot key is what the backend
+//! tags the request with: the SQE's `user_data` on io_uring). It decides what each event
+//! means — a poll, a completion, the future being dropped — and queues the side effects for
+//! the backend to carry out once its borrow is released: wakers to call, resources to free,
+//! and completions nobody waits for any more ([`Orphaned`]), whose fd must be closed or whose
+//! provided buffer must go back to the ring. It never talks to the kernel itself, which is
+//! why the tests below drive it with fabricated completions.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::task::Waker;
+
+use slab::Slab;
+
+use super::buf_ring::BufRing;
+use crate::sys;
+
+/// Highest key an operation slot may have (the keys above are reserved by the backend).
+pub(crate) const MAX_OP_KEY: usize = (u64::MAX - 16) as usize;
+
+/// io_uring's `IORING_CQE_F_BUFFER`: the completion carries a provided buffer id.
+const F_BUFFER: u32 = 1 << 0;
+/// io_uring's `IORING_CQE_F_MORE`: more completions follow for this (multishot) request.
+const F_MORE: u32 = 1 << 1;
+/// Where the buffer id sits in the flags (`IORING_CQE_BUFFER_SHIFT`).
+const BUFFER_SHIFT: u32 = 16;
+
+/// An errno, as a completion carries it: `Copy`, turned into an [`io::Error`] on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Errno(pub(crate) i32);
+
+impl From<Errno> for io::Error {
+    fn from(e: Errno) -> io::Error {
+        io::Error::from_raw_os_error(e.0)
+    }
+}
+
+/// One completion of an operation, as it crosses the driver boundary.
+///
+/// The result is already typed: a byte count / new fd, or the errno. It is a plain `Copy`
+/// value (an [`Errno`] rather than an `io::Error`, which is not `Copy`); `io_result()` gives
+/// the `io::Result<u32>`. The flags are kept with io_uring's bit layout and read through
+/// [`more`](Self::more) and [`buffer_id`](Self::buffer_id); a readiness backend would build
+/// its completions as `Completion { result, flags: 0 }`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Completion {
+    pub(crate) result: Result<u32, Errno>,
+    pub(crate) flags: u32,
+}
+
+impl Completion {
+    /// A completion with `result` and no flags (what a readiness backend produces).
+    #[cfg(test)]
+    pub(crate) fn new(result: Result<u32, Errno>) -> Self {
+        Completion { result, flags: 0 }
+    }
+
+    /// Converts a raw CQE (`res` is a count or `-errno`).
+    pub(crate) fn from_raw(res: i32, flags: u32) -> Self {
+        let result = if res < 0 {
+            Err(Errno(res.saturating_neg()))
+        } else {
+            Ok(res as u32)
+        };
+        Completion { result, flags }
+    }
+
+    /// Marks the completion as carrying provided buffer `bid`.
+    #[cfg(test)]
+    pub(crate) fn with_buffer(mut self, bid: u16) -> Self {
+        self.flags |= F_BUFFER | (u32::from(bid) << BUFFER_SHIFT);
+        self
+    }
+
+    /// Marks the completion as not the last of its (multishot) request.
+    #[cfg(test)]
+    pub(crate) fn with_more(mut self) -> Self {
+        self.flags |= F_MORE;
+        self
+    }
+
+    pub(crate) fn io_result(self) -> io::Result<u32> {
+        self.result.map_err(io::Error::from)
+    }
+
+    /// True if more completions follow for the same request (multishot).
+    pub(crate) fn more(self) -> bool {
+        self.flags & F_MORE != 0
+    }
+
+    /// The provided buffer the kernel filled, if any.
+    pub(crate) fn buffer_id(self) -> Option<u16> {
+        if self.flags & F_BUFFER != 0 {
+            Some((self.flags >> BUFFER_SHIFT) as u16)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completion")
+            .field("result", &self.result)
+            .field("more", &self.more())
+            .field("buffer_id", &self.buffer_id())
+            .finish()
+    }
+}
+
+/// What to do with a completion nobody waits for any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Orphan {
+    /// Nothing beyond freeing the resources (and returning a provided buffer it carries).
+    Nothing,
+    /// A non-negative result is a new fd: close it.
+    CloseFd,
+}
+
+/// A completion that reached no future: what it carries must not leak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Orphaned {
+    pub(crate) orphan: Orphan,
+    pub(crate) completion: Completion,
+}
+
+impl Orphaned {
+    /// Closes the fd it carries (if its op makes fds) and returns its provided buffer.
+    pub(crate) fn dispose(self, ring: Option<&BufRing>) {
+        if let (Some(bid), Some(ring)) = (self.completion.buffer_id(), ring) {
+            ring.recycle(bid);
+        }
+        if self.orphan == Orphan::CloseFd {
+            if let Ok(fd) = self.completion.result {
+                // The kernel created this fd for an op whose future is gone: nobody else
+                // knows it.
+                sys::close(fd as i32);
+            }
+        }
+    }
+}
+
+/// Where an operation is in its life.
+pub(crate) enum Lifecycle {
+    /// Submitted; nobody has polled it yet.
+    Submitted,
+    /// A task waits for the completion.
+    Waiting(Waker),
+    /// The future was dropped; the slot keeps the resources until the last completion.
+    Ignored(Option<Box<dyn Any>>),
+    /// The completion arrived and waits to be collected.
+    Completed(Completion),
+    /// A multishot operation: completions queue up until the stream polls them.
+    Multi {
+        wakers: Vec<Waker>,
+        results: VecDeque<Completion>,
+        /// The final completion (no `more`) has arrived.
+        finished: bool,
+    },
+}
+
+struct Slot {
+    state: Lifecycle,
+    orphan: Orphan,
+}
+
+/// What polling a multishot operation found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum MultiPoll {
+    /// The next completion.
+    Item(Completion),
+    /// Nothing queued; the waker is registered.
+    Pending,
+    /// The stream has ended (its final completion was collected); the slot is free.
+    Ended,
+}
+
+/// The table of operations in flight on one core.
+pub(crate) struct OpTable {
+    slots: Slab<Slot>,
+    /// Set when the backend gave up waiting for the kernel at shutdown: the resources of an
+    /// operation dropped later, with no slot left, are leaked, not freed.
+    leak_orphans: bool,
+    to_wake: Vec<Waker>,
+    to_drop: Vec<Box<dyn Any>>,
+    orphaned: Vec<Orphaned>,
+}
+
+impl OpTable {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        OpTable {
+            slots: Slab::with_capacity(n),
+            leak_orphans: false,
+            to_wake: Vec::new(),
+            to_drop: Vec::new(),
+            orphaned: Vec::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub(crate) fn keys(&self) -> Vec<usize> {
+        self.slots.iter().map(|(k, _)| k).collect()
+    }
+
+    /// Opens a slot for a new operation; returns its key.
+    pub(crate) fn insert(&mut self, orphan: Orphan, multi: bool) -> io::Result<usize> {
+        let entry = self.slots.vacant_entry();
+        let key = entry.key();
+        if key > MAX_OP_KEY {
+            return Err(io::Error::other("operation table full"));
+        }
+        let state = if multi {
+            Lifecycle::Multi {
+                wakers: Vec::new(),
+                results: VecDeque::new(),
+                finished: false,
+            }
+        } else {
+            Lifecycle::Submitted
+        };
+        entry.insert(Slot { state, orphan });
+        Ok(key)
+    }
+
+    /// Frees a slot whose request never reached the kernel.
+    pub(crate) fn remove_unsubmitted(&mut self, key: usize) {
+        if self.slots.contains(key) {
+            self.slots.remove(key);
+        }
+    }
+
+    /// True if the single-shot op `key` has its completion waiting.
+    pub(crate) fn is_completed(&self, key: usize) -> bool {
+        matches!(
+            self.slots.get(key),
+            Some(Slot {
+                state: Lifecycle::Completed(..),
+                ..
+            })
+        )
+    }
+
+    /// Polls a single-shot operation: its completion (the slot is freed), or `None` with the
+    /// waker registered.
+    pub(crate) fn poll_single(&mut self, key: usize, waker: &Waker) -> Option<Completion> {
+        let slot = self.slots.get_mut(key)?;
+        match &mut slot.state {
+            Lifecycle::Completed(c) => {
+                let c = *c;
+                self.slots.remove(key);
+                Some(c)
+            }
+            Lifecycle::Waiting(w) => {
+                if !w.will_wake(waker) {
+                    *w = waker.clone();
+                }
+                None
+            }
+            state => {
+                *state = Lifecycle::Waiting(waker.clone());
+                None
+            }
+        }
+    }
+
+    /// Polls a multishot operation.
+    pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker) -> MultiPoll {
+        let Some(Slot {
+            state:
+                Lifecycle::Multi {
+                    wakers,
+                    results,
+                    finished,
+                },
+            ..
+        }) = self.slots.get_mut(key)
+        else {
+            return MultiPoll::Ended;
+        };
+        if let Some(c) = results.pop_front() {
+            return MultiPoll::Item(c);
+        }
+        if *finished {
+            self.slots.remove(key);
+            return MultiPoll::Ended;
+        }
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+        MultiPoll::Pending
+    }
+
+    /// Puts a multishot completion back at the front of its queue (the task had to yield).
+    pub(crate) fn unpoll_multi(&mut self, key: usize, c: Completion) {
+        if let Some(Slot {
+            state: Lifecycle::Multi { results, .. },
+            ..
+        }) = self.slots.get_mut(key)
+        {
+            results.push_front(c);
+        }
+    }
+
+    /// The future of operation `key` was dropped: keep `data` alive until the kernel is done.
+    ///
+    /// Returns true if the backend must cancel the request (it is still in the kernel).
+    pub(crate) fn drop_op(&mut self, key: usize, data: Option<Box<dyn Any>>) -> bool {
+        let Some(slot) = self.slots.get_mut(key) else {
+            if self.leak_orphans {
+                std::mem::forget(data);
+            } else {
+                self.to_drop.extend(data);
+            }
+            return false;
+        };
+        let orphan = slot.orphan;
+        match &mut slot.state {
+            Lifecycle::Completed(c) => {
+                let c = *c;
+                self.slots.remove(key);
+                self.orphaned.push(Orphaned {
+                    orphan,
+                    completion: c,
+                });
+                self.to_drop.extend(data);
+                false
+            }
+            Lifecycle::Multi {
+                results, finished, ..
+            } => {
+                let finished = *finished;
+                self.orphaned.extend(
+                    results
+                        .drain(..)
+                        .map(|completion| Orphaned { orphan, completion }),
+                );
+                if finished {
+                    self.slots.remove(key);
+                    self.to_drop.extend(data);
+                    false
+                } else {
+                    slot.state = Lifecycle::Ignored(data);
+                    true
+                }
+            }
+            // Dropped twice: cannot happen (the future is gone after the first drop).
+            Lifecycle::Ignored(_) => false,
+            Lifecycle::Submitted | Lifecycle::Waiting(_) => {
+                slot.state = Lifecycle::Ignored(data);
+                true
+            }
+        }
+    }
+
+    /// Files a completion for operation `key`.
+    pub(crate) fn complete(&mut self, key: usize, c: Completion) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            // No such operation: return what the completion carries.
+            self.orphaned.push(Orphaned {
+                orphan: Orphan::Nothing,
+                completion: c,
+            });
+            return;
+        };
+        let orphan = slot.orphan;
+        match &mut slot.state {
+            Lifecycle::Submitted => slot.state = Lifecycle::Completed(c),
+            Lifecycle::Waiting(_) => {
+                if let Lifecycle::Waiting(w) = std::mem::replace(&mut slot.state, Lifecycle::Completed(c)) {
+                    self.to_wake.push(w);
+                }
+            }
+            // A second completion for a single-shot op: return what it carries.
+            Lifecycle::Completed(_) => self.orphaned.push(Orphaned {
+                orphan,
+                completion: c,
+            }),
+            Lifecycle::Multi {
+                wakers,
+                results,
+                finished,
+            } => {
+                results.push_back(c);
+                if !c.more() {
+                    *finished = true;
+                }
+                self.to_wake.append(wakers);
+            }
+            Lifecycle::Ignored(_) => {
+                if !c.more() {
+                    if let Lifecycle::Ignored(data) = self.slots.remove(key).state {
+                        self.to_drop.extend(data);
+                    }
+                }
+                self.orphaned.push(Orphaned {
+                    orphan,
+                    completion: c,
+                });
+            }
+        }
+    }
+
+    /// Completions that reached no future since the last call, for the backend to dispose of.
+    pub(crate) fn take_orphaned(&mut self) -> std::vec::Drain<'_, Orphaned> {
+        self.orphaned.drain(..)
+    }
+
+    /// Wakers to call and resources to free, taken out so the caller can release them with
+    /// no driver borrow held (a dropped resource may itself use the driver).
+    pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
+        wake.append(&mut self.to_wake);
+        drop_.append(&mut self.to_drop);
+    }
+
+    /// At shutdown, after the backend gave up waiting: empties the table and returns the
+    /// resources of operations still in the kernel (to be leaked, never freed). Operations
+    /// dropped after this leak their resources too.
+    pub(crate) fn abandon(&mut self) -> Vec<Box<dyn Any>> {
+        if !self.slots.is_empty() {
+            self.leak_orphans = true;
+        }
+        let mut leaked = Vec::new();
+        for slot in self.slots.drain() {
+            if let Lifecycle::Ignored(Some(data)) = slot.state {
+                leaked.push(data);
+            }
+        }
+        leaked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::rc::Rc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+    use std::time::Duration;
+
+    use super::*;
+
+    struct CountWake(AtomicUsize);
+
+    impl Wake for CountWake {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<CountWake>, Waker) {
+        let w = Arc::new(CountWake(AtomicUsize::new(0)));
+        (w.clone(), Waker::from(w))
+    }
+
+    fn wake_all(t: &mut OpTable) -> usize {
+        let (mut wake, mut gone) = (Vec::new(), Vec::new());
+        t.take_deferred(&mut wake, &mut gone);
+        let n = wake.len();
+        wake.into_iter().for_each(Waker::wake);
+        n
+    }
+
+    fn dropped(t: &mut OpTable) -> Vec<Box<dyn Any>> {
+        let (mut wake, mut gone) = (Vec::new(), Vec::new());
+        t.take_deferred(&mut wake, &mut gone);
+        gone
+    }
+
+    fn ok(n: u32) -> Completion {
+        Completion::new(Ok(n))
+    }
+
+    #[test]
+    fn raw_results_are_typed_at_the_boundary() {
+        let c = Completion::from_raw(-libc::ENOBUFS, 0);
+        assert_eq!(c.result, Err(Errno(libc::ENOBUFS)));
+        assert_eq!(
+            c.io_result().map_err(|e| e.raw_os_error()),
+            Err(Some(libc::ENOBUFS))
+        );
+        let c = Completion::from_raw(42, F_MORE | F_BUFFER | (7 << BUFFER_SHIFT));
+        assert_eq!(c.result, Ok(42));
+        assert!(c.more());
+        assert_eq!(c.buffer_id(), Some(7));
+        assert_eq!(Completion::from_raw(0, 0).buffer_id(), None);
+        assert!(!Completion::from_raw(0, 0).more());
+    }
+
+    #[test]
+    fn a_polled_op_is_woken_once_and_collects_its_completion() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, false).expect("slot");
+        let (count, w) = waker();
+        assert_eq!(t.poll_single(key, &w), None);
+        assert!(!t.is_completed(key));
+        t.complete(key, ok(5));
+        assert!(t.is_completed(key));
+        assert_eq!(wake_all(&mut t), 1);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(t.poll_single(key, &w), Some(ok(5)));
+        assert!(t.is_empty(), "collecting the completion frees the slot");
+        assert_eq!(t.take_orphaned().count(), 0);
+    }
+
+    #[test]
+    fn drop_before_completion_keeps_resources_until_the_completion() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, false).expect("slot");
+        let (_, w) = waker();
+        assert_eq!(t.poll_single(key, &w), None);
+        let buffer = Rc::new(vec![0u8; 64]);
+        assert!(
+            t.drop_op(key, Some(Box::new(buffer.clone()))),
+            "an op in flight is cancelled"
+        );
+        assert!(
+            dropped(&mut t).is_empty(),
+            "the kernel may still write the buffer"
+        );
+        assert_eq!(Rc::strong_count(&buffer), 2);
+        assert_eq!(t.len(), 1);
+        t.complete(key, Completion::from_raw(-libc::ECANCELED, 0));
+        assert!(t.is_empty());
+        assert_eq!(wake_all(&mut t), 0, "nobody waits for a dropped op");
+        drop(dropped(&mut t));
+        assert_eq!(Rc::strong_count(&buffer), 1, "freed on the completion");
+    }
+
+    #[test]
+    fn drop_after_completion_frees_at_once_without_cancel() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, false).expect("slot");
+        t.complete(key, ok(3));
+        assert!(!t.drop_op(key, Some(Box::new(1u8))));
+        assert!(t.is_empty());
+        assert_eq!(dropped(&mut t).len(), 1);
+    }
+
+    #[test]
+    fn late_completion_carrying_an_fd_is_closed() {
+        let (ours, peer) = UnixStream::pair().expect("socketpair");
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::CloseFd, false).expect("slot");
+        assert!(t.drop_op(key, None));
+        // The "accepted" fd arrives after the future is gone.
+        t.complete(key, ok(peer.into_raw_fd() as u32));
+        let orphans: Vec<_> = t.take_orphaned().collect();
+        assert_eq!(orphans.len(), 1);
+        for o in orphans {
+            o.dispose(None);
+        }
+        // The other end sees EOF: the fd was closed, not leaked.
+        let mut ours = ours;
+        ours.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut b = [0u8; 1];
+        assert_eq!(ours.read(&mut b).expect("read"), 0);
+    }
+
+    #[test]
+    fn a_failed_late_completion_closes_nothing() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::CloseFd, false).expect("slot");
+        assert!(t.drop_op(key, None));
+        t.complete(key, Completion::from_raw(-libc::ECANCELED, 0));
+        let orphans: Vec<_> = t.take_orphaned().collect();
+        assert_eq!(orphans[0].completion.result, Err(Errno(libc::ECANCELED)));
+        // dispose must not call close(-ECANCELED as fd) or close(0).
+        orphans[0].dispose(None);
+    }
+
+    #[test]
+    fn late_completion_carrying_a_provided_buffer_is_returned() {
+        let ring = io_uring::IoUring::new(8).expect("io_uring");
+        let bufs = BufRing::new(&ring, 4, 64).expect("buffer ring");
+        assert_eq!(bufs.out(), 0, "all buffers start in the ring");
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, true).expect("slot");
+        assert!(t.drop_op(key, None), "a live multishot is cancelled");
+        // The kernel filled buffer 2 before it saw the cancel.
+        bufs.taken();
+        t.complete(key, ok(10).with_buffer(2).with_more());
+        assert_eq!(t.len(), 1, "more completions follow: the slot stays");
+        for o in t.take_orphaned() {
+            o.dispose(Some(&bufs));
+        }
+        assert_eq!(bufs.out(), 0, "the buffer went back to the ring");
+        t.complete(key, Completion::from_raw(-libc::ECANCELED, 0));
+        assert!(t.is_empty(), "the final completion frees the slot");
+        bufs.unregister(&ring);
+    }
+
+    #[test]
+    fn multishot_queues_completions_until_the_final_one() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, true).expect("slot");
+        let (count, w) = waker();
+        assert_eq!(t.poll_multi(key, &w), MultiPoll::Pending);
+        t.complete(key, ok(1).with_more());
+        t.complete(key, ok(2).with_more());
+        assert_eq!(wake_all(&mut t), 1, "the waker is taken once");
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(t.poll_multi(key, &w), MultiPoll::Item(ok(1).with_more()));
+        // A task that had to yield puts its item back in front.
+        let second = ok(2).with_more();
+        assert_eq!(t.poll_multi(key, &w), MultiPoll::Item(second));
+        t.unpoll_multi(key, second);
+        assert_eq!(t.poll_multi(key, &w), MultiPoll::Item(second));
+        assert_eq!(t.poll_multi(key, &w), MultiPoll::Pending);
+        t.complete(key, Completion::from_raw(-libc::ENOBUFS, 0));
+        assert_eq!(wake_all(&mut t), 1);
+        assert_eq!(
+            t.poll_multi(key, &w),
+            MultiPoll::Item(Completion::from_raw(-libc::ENOBUFS, 0))
+        );
+        assert_eq!(t.len(), 1, "the final item is collected before the slot is freed");
+        assert_eq!(t.poll_multi(key, &w), MultiPoll::Ended);
+        assert!(t.is_empty());
+        assert_eq!(t.poll_multi(key, &w), MultiPoll::Ended, "stays ended");
+    }
+
+    #[test]
+    fn dropping_a_multishot_returns_its_queued_completions() {
+        let (ours, peer) = UnixStream::pair().expect("socketpair");
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::CloseFd, true).expect("slot");
+        t.complete(key, ok(peer.into_raw_fd() as u32).with_more());
+        assert!(t.drop_op(key, Some(Box::new(7u8))), "still armed: cancel it");
+        let orphans: Vec<_> = t.take_orphaned().collect();
+        assert_eq!(orphans.len(), 1, "the queued accept nobody will collect");
+        orphans.into_iter().for_each(|o| o.dispose(None));
+        let mut ours = ours;
+        ours.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        assert_eq!(ours.read(&mut [0u8; 1]).expect("read"), 0, "its fd was closed");
+        assert!(dropped(&mut t).is_empty(), "kept until the final completion");
+        t.complete(key, Completion::from_raw(-libc::ECANCELED, 0));
+        assert!(t.is_empty());
+        assert_eq!(dropped(&mut t).len(), 1);
+    }
+
+    #[test]
+    fn cancel_of_a_finished_multishot_frees_at_once() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, true).expect("slot");
+        t.complete(key, ok(0));
+        assert!(!t.drop_op(key, Some(Box::new(1u8))), "nothing left in the kernel");
+        assert!(t.is_empty());
+        assert_eq!(t.take_orphaned().count(), 1);
+        assert_eq!(dropped(&mut t).len(), 1);
+    }
+
+    #[test]
+    fn a_completion_for_no_slot_still_returns_its_buffer() {
+        let mut t = OpTable::with_capacity(4);
+        t.complete(3, ok(5).with_buffer(1));
+        let o: Vec<_> = t.take_orphaned().collect();
+        assert_eq!(o[0].completion.buffer_id(), Some(1));
+        assert_eq!(o[0].orphan, Orphan::Nothing);
+    }
+
+    #[test]
+    fn abandoned_resources_are_handed_out_and_later_drops_leak() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, false).expect("slot");
+        let buffer = Rc::new(1u8);
+        assert!(t.drop_op(key, Some(Box::new(buffer.clone()))));
+        let other = t.insert(Orphan::Nothing, false).expect("slot");
+        let leaked = t.abandon();
+        assert_eq!(leaked.len(), 1);
+        assert!(t.is_empty());
+        std::mem::forget(leaked);
+        let late = Rc::new(2u8);
+        assert!(!t.drop_op(other, Some(Box::new(late.clone()))));
+        assert!(
+            dropped(&mut t).is_empty(),
+            "not freed: the kernel may still use it"
+        );
+        assert_eq!(Rc::strong_count(&late), 2);
+    }
+}
