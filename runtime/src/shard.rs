@@ -50,19 +50,7 @@ where
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
     let cfg = shared.config.clone();
     let remote = &shared.shards[id];
-    if cfg.driver == crate::DriverKind::Epoll {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "ringcore cannot start: the epoll driver is selected but not built yet",
-        ));
-    }
-    let driver = Driver::new(
-        remote,
-        cfg.ring_entries,
-        cfg.portable_ops,
-        cfg.buf_ring_entries,
-        cfg.buf_size,
-    )?;
+    let driver = Driver::new(remote, &cfg)?;
     let cx = Rc::new(Context {
         shard_id: id,
         shared: shared.clone(),
