@@ -11,7 +11,7 @@ use crate::cpus;
 use crate::select::{self, Driver, DriverKind};
 use crate::shard;
 use crate::shared::{Config, Shared};
-use crate::signal;
+use crate::sys::{self, signal};
 
 /// Default submission queue size of each core's ring.
 pub const DEFAULT_RING_ENTRIES: u32 = 1024;
@@ -358,7 +358,7 @@ impl Runtime {
             None
         };
         let (tx, rx) = crossbeam_channel::unbounded();
-        let done = Arc::new(signal::eventfd()?);
+        let done = Arc::new(sys::eventfd()?);
         let signals = match mask {
             Some(_) => Some(signal::termination_fd()?),
             None => None,
@@ -384,12 +384,14 @@ impl Runtime {
                         shared.request_shutdown();
                     }
                     let _ = tx.send((i, out));
-                    signal::notify(&done);
+                    sys::eventfd_write(&done);
                 });
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
                     spawn_error = Some(e);
+                    // The shards not spawned will never reach the start latch.
+                    self.shared.start.fail();
                     self.shared.request_shutdown();
                     break;
                 }

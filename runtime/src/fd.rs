@@ -52,7 +52,7 @@ impl SharedFd {
 
 impl Drop for FdInner {
     fn drop(&mut self) {
-        // SAFETY: we own `fd`; it is closed exactly once, here.
-        unsafe { libc::close(self.fd) };
+        // We own `fd`; it is closed exactly once, here.
+        crate::sys::close(self.fd);
     }
 }

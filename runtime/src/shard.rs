@@ -39,6 +39,12 @@ where
     Fut: Future<Output = R> + 'static,
     R: 'static,
 {
+    // Until this shard has counted itself in at the start latch, leaving (an error, a panic)
+    // counts it as failed, so no other shard waits for it.
+    let mut arrival = Arrival {
+        shared: &shared,
+        done: false,
+    };
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         return Err(io::Error::other(format!(
             "could not pin the shard thread to core {core}"
@@ -46,8 +52,7 @@ where
     }
     // Timer precision: the ring wait's timeout is an hrtimer; the default 50 us slack would
     // make every short sleep late by that much.
-    // SAFETY: PR_SET_TIMERSLACK takes plain integers and affects only this thread.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
+    crate::sys::set_timer_slack(1);
     let cfg = shared.config.clone();
     let remote = &shared.shards[id];
     let driver = Driver::new(remote, &cfg)?;
@@ -63,10 +68,16 @@ where
         sharded: RefCell::new(HashMap::new()),
     });
     context::enter(cx.clone());
+    // Every shard has its ring and context before any main future runs; if one could not
+    // build them, none runs (the runtime reports that shard's error).
+    let started = arrival.arrive();
     // A panic that escapes the loop (a task's `Drop` panicking, a bug) must still run the
     // teardown below: freeing the tasks' buffers with the ring live would hand the kernel
     // freed memory.
     let ran = catch_unwind(AssertUnwindSafe(|| {
+        if !started {
+            return (Ok(()), Ok(None));
+        }
         let fut = f();
         let main = cx.executor.spawn(remote, TaskClass::Latency, fut);
         let looped = event_loop(&cx, &main);
@@ -115,6 +126,28 @@ where
             Err(io::Error::other(format!(
                 "the shard's event loop panicked: {msg}"
             )))
+        }
+    }
+}
+
+/// This shard's place at the start latch.
+struct Arrival<'a> {
+    shared: &'a Shared,
+    done: bool,
+}
+
+impl Arrival<'_> {
+    /// Counts this shard in as ready and waits for the others; false if one failed.
+    fn arrive(&mut self) -> bool {
+        self.done = true;
+        self.shared.start.arrive(true)
+    }
+}
+
+impl Drop for Arrival<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.start.arrive(false);
         }
     }
 }

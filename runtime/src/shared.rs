@@ -5,15 +5,17 @@
 //! owner's relaxed counter stores and, when a message is sent, the target's parked flag.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::mesh::Message;
+use crate::park::ParkFlag;
 use crate::stats::ShardStats;
+use crate::sys;
 
 /// Settings the shards read at start.
 #[derive(Debug, Clone)]
@@ -32,13 +34,37 @@ pub(crate) struct Config {
     pub(crate) idle_spin: Duration,
 }
 
+/// Size of the unit of cache coherence we pad to: two 64-byte lines, because x86's adjacent
+/// line prefetcher pulls lines in pairs (crossbeam's `CachePadded` uses 128 on x86_64 and
+/// aarch64 for the same reason).
+pub(crate) const CACHE_LINE: usize = 128;
+
+/// `T` alone on its own cache line(s): nothing else shares a line with it.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// The part of a shard other threads may touch.
+///
+/// Aligned (and so sized) to whole cache lines: shard `i`'s flags and counters never share a
+/// line with shard `i + 1`'s in `Shared::shards`, so one core's per-turn counter stores do not
+/// invalidate its neighbour's lines. The counters sit on lines of their own too, apart from
+/// the `parked` flag that other cores read on every cross-core send.
+#[repr(align(128))]
 pub(crate) struct ShardRemote {
     /// Written by anyone who needs the shard to leave its ring wait; read by the shard's ring.
     eventfd: OwnedFd,
-    /// True while the shard is (about to be) blocked in its ring wait.
-    parked: AtomicBool,
-    pub(crate) stats: ShardStats,
+    /// True while the shard is (about to be) blocked in its ring wait (`park.rs`).
+    parked: ParkFlag,
+    pub(crate) stats: Padded<ShardStats>,
     /// Task wake-ups coming from threads that are not this shard (rare path).
     pub(crate) remote_wakes: Mutex<Vec<(usize, u32)>>,
     pub(crate) has_remote_wakes: AtomicBool,
@@ -51,16 +77,10 @@ pub(crate) struct ShardRemote {
 
 impl ShardRemote {
     fn new() -> io::Result<Self> {
-        // SAFETY: eventfd has no memory-safety preconditions; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Self {
-            // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
-            eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
-            parked: AtomicBool::new(false),
-            stats: ShardStats::default(),
+            eventfd: sys::eventfd()?,
+            parked: ParkFlag::new(),
+            stats: Padded::default(),
             remote_wakes: Mutex::new(Vec::new()),
             has_remote_wakes: AtomicBool::new(false),
             exited: AtomicBool::new(false),
@@ -79,34 +99,69 @@ impl ShardRemote {
 
     /// Marks the shard as about to park. The caller must re-check its inboxes afterwards.
     pub(crate) fn set_parked(&self, parked: bool) {
-        self.parked.store(parked, Ordering::SeqCst);
         if parked {
-            // Pairs with the fence in `unpark`: either the sender sees `parked`, or we see its
-            // message when we re-check the inboxes.
-            fence(Ordering::SeqCst);
+            self.parked.park();
+        } else {
+            self.parked.clear();
         }
     }
 
     /// Wakes the shard out of its ring wait, but only if it is parked (no syscall otherwise).
     pub(crate) fn unpark(&self) {
-        fence(Ordering::SeqCst);
-        if self.parked.load(Ordering::SeqCst) {
+        if self.parked.must_wake() {
             self.force_unpark();
         }
     }
 
     /// Writes the eventfd unconditionally.
     pub(crate) fn force_unpark(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live local to an eventfd we own. A failed write
-        // (EAGAIN when the counter is saturated) still leaves the shard woken.
-        unsafe {
-            libc::write(
-                self.eventfd.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            );
+        sys::eventfd_write(&self.eventfd);
+    }
+}
+
+const _: () = assert!(std::mem::align_of::<ShardRemote>() == CACHE_LINE);
+const _: () = assert!(std::mem::size_of::<ShardRemote>() % CACHE_LINE == 0);
+const _: () = assert!(std::mem::align_of::<Padded<ShardStats>>() == CACHE_LINE);
+
+/// The start-up latch: every shard counts down once its ring and context exist (or once it
+/// has failed to build them); main futures start only when every shard has, and not at all
+/// if one failed. A countdown rather than `std::sync::Barrier` because a shard that fails
+/// must release the others without waiting itself.
+pub(crate) struct StartLatch {
+    /// `(shards yet to arrive, whether one failed)`.
+    state: Mutex<(usize, bool)>,
+    all_arrived: Condvar,
+}
+
+impl StartLatch {
+    fn new(n: usize) -> Self {
+        StartLatch {
+            state: Mutex::new((n, false)),
+            all_arrived: Condvar::new(),
         }
+    }
+
+    /// Counts this shard in (`ok`: it is ready to run) and, if it is ready, waits for every
+    /// other shard. Returns true when every shard started; false when one failed (the caller
+    /// then runs no user code).
+    pub(crate) fn arrive(&self, ok: bool) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0 = st.0.saturating_sub(1);
+        st.1 |= !ok;
+        if st.0 == 0 || st.1 {
+            self.all_arrived.notify_all();
+        }
+        while ok && st.0 > 0 && !st.1 {
+            st = self.all_arrived.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        !st.1
+    }
+
+    /// A shard that will never arrive (its thread could not be spawned): release the others.
+    pub(crate) fn fail(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.1 = true;
+        self.all_arrived.notify_all();
     }
 }
 
@@ -120,6 +175,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     /// How many shards' main futures have finished.
     pub(crate) finished: AtomicUsize,
+    pub(crate) start: StartLatch,
 }
 
 impl Shared {
@@ -146,6 +202,7 @@ impl Shared {
             receivers,
             shutdown: AtomicBool::new(false),
             finished: AtomicUsize::new(0),
+            start: StartLatch::new(n),
         }))
     }
 

@@ -91,17 +91,7 @@ counters! {
 /// stack's completions there) counts, time asleep in the ring wait does not. One system call;
 /// meant for once per window, not per request. Zero if the clock cannot be read.
 pub fn thread_cpu_time() -> std::time::Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec that outlives the call; the clock id is a
-    // constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return std::time::Duration::ZERO;
-    }
-    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    crate::sys::thread_cpu_time().unwrap_or(std::time::Duration::ZERO)
 }
 
 /// How long the calling thread has wanted a CPU so far: time on a CPU plus time ready to run

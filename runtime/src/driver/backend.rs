@@ -35,7 +35,17 @@ impl Driver {
                 cfg.buf_ring_entries,
                 cfg.buf_size,
             )?),
-            DriverKind::Epoll => Driver::Epoll(EpollDriver::new(remote, cfg.ring_entries)?),
+            DriverKind::Epoll => Driver::Epoll(EpollDriver::new(remote, cfg.ring_entries).map_err(|e| {
+                let msg = e.to_string();
+                if msg.starts_with("ringcore cannot start") {
+                    e
+                } else {
+                    io::Error::new(
+                        e.kind(),
+                        format!("ringcore cannot start: the epoll driver could not be set up: {msg}"),
+                    )
+                }
+            })?),
         })
     }
 

@@ -3,11 +3,13 @@
 //! # The seam
 //!
 //! The rest of the crate sees the driver only through this module's crate-internal API:
-//! operation futures built by the functions in [`op`] (`op::recv(fd, buf)`, `op::accept(fd)`,
-//! ...), multishot streams ([`op::Multi`]), the provided-buffer handle, and [`Driver::turn`]
-//! (submit, wait up to a deadline, complete). `net/`, `time/` and `mesh/` never name an
-//! io_uring type. A readiness (epoll) backend for machines where io_uring is blocked would
-//! implement the same functions; the public API would not change.
+//! operation futures built by the functions in [`op`] (`op::recv(fd, buf)`,
+//! `op::send(fd, buf, offset)`, `op::openat(..)`, ...), the receive and accept streams
+//! ([`RecvStream`], [`AcceptStream`]: "the next received bytes", "the next connection"),
+//! typed [`Completion`]s, and [`Driver::turn`] (submit, wait up to a deadline, complete).
+//! `net/`, `fs/`, `time/` and `mesh/` never name an io_uring type. A readiness (epoll)
+//! backend for machines where io_uring is blocked would implement the same items
+//! (`docs/ARCHITECTURE.md`, "The driver seam", lists them); the public API would not change.
 //!
 //! # Operation life
 //!

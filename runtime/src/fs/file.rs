@@ -4,11 +4,12 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
-use super::{sys, OpenOptions};
+use super::OpenOptions;
 use crate::buf::{IoBuf, IoBufMut};
 use crate::context;
 use crate::driver::op;
 use crate::fd::SharedFd;
+use crate::sys;
 
 /// An open file owned by one core.
 ///
@@ -162,13 +163,13 @@ impl File {
         if on_ring {
             op::ftruncate(&self.fd, len)?.await
         } else {
-            sys::ftruncate(self.fd.raw(), len)
+            sys::fs::ftruncate(self.fd.raw(), len)
         }
     }
 
     /// The file's metadata (a plain `fstat`); `metadata()?.len()` is its length.
     pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
-        sys::metadata(self.fd.raw())
+        sys::fs::metadata(self.fd.raw())
     }
 
     /// The raw fd (for calls this type does not wrap). Do not close it.

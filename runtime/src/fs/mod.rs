@@ -30,7 +30,6 @@
 
 mod file;
 mod open_options;
-mod sys;
 
 pub use file::File;
 pub use open_options::OpenOptions;

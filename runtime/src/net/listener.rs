@@ -6,10 +6,10 @@ use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use super::socket;
 use super::stream::TcpStream;
 use crate::driver::AcceptStream;
 use crate::fd::SharedFd;
+use crate::sys::socket;
 
 /// The listen backlog used by [`TcpListener::bind`].
 pub const DEFAULT_BACKLOG: i32 = 1024;
@@ -97,7 +97,7 @@ impl Drop for TcpListener {
         // A cancelled multishot accept keeps the fd open until its last completion arrives;
         // shutting the listening socket down now stops it listening at once (it leaves the
         // SO_REUSEPORT group), so new connections go to other cores or are refused.
-        // SAFETY: shutdown on a socket fd we own; failure is harmless (the fd closes anyway).
-        unsafe { libc::shutdown(self.fd.raw(), libc::SHUT_RDWR) };
+        // Failure is harmless: the fd closes anyway.
+        let _ = socket::shutdown(self.fd.raw(), libc::SHUT_RDWR);
     }
 }

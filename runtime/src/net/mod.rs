@@ -7,7 +7,6 @@
 //! buffer itself); writes take owned buffers and hand them back.
 
 mod listener;
-mod socket;
 mod stream;
 
 pub use crate::driver::{RecvBuf, FALLBACK_RECV_SIZE};

@@ -7,11 +7,11 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::task::{Context, Poll};
 
-use super::socket;
 use crate::buf::{IoBuf, IoBufMut};
 use crate::driver::op;
 use crate::driver::{RecvBuf, RecvStream};
 use crate::fd::SharedFd;
+use crate::sys::socket;
 
 /// A TCP connection owned by one core.
 ///

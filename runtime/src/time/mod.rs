@@ -180,10 +180,13 @@ impl From<Elapsed> for std::io::Error {
     }
 }
 
-/// The future of [`timeout`].
-pub struct Timeout<F> {
-    fut: F,
-    sleep: Sleep,
+pin_project_lite::pin_project! {
+    /// The future of [`timeout`].
+    pub struct Timeout<F> {
+        #[pin]
+        fut: F,
+        sleep: Sleep,
+    }
 }
 
 impl<F> fmt::Debug for Timeout<F> {
@@ -216,13 +219,9 @@ impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: structural pinning of `fut`: it is never moved out of a pinned `Timeout`
-        // (no method hands it out by value, and `Timeout` has no `Drop` impl that moves it);
-        // `Timeout` is `Unpin` only when `F` is. `sleep` is `Unpin` and not pinned.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: see above; `this.fut` stays where the pinned `Timeout` put it.
-        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-        if let Poll::Ready(v) = fut.poll(cx) {
+        // `fut` is structurally pinned; `sleep` is `Unpin` and not.
+        let this = self.project();
+        if let Poll::Ready(v) = this.fut.poll(cx) {
             return Poll::Ready(Ok(v));
         }
         // The deadline is checked outside the cooperative budget (as tokio's `Timeout` does):
@@ -232,7 +231,7 @@ impl<F: Future> Future for Timeout<F> {
             this.sleep.unregister();
             return Poll::Ready(Err(Elapsed(())));
         }
-        match Pin::new(&mut this.sleep).poll(cx) {
+        match Pin::new(this.sleep).poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
             Poll::Pending => Poll::Pending,
         }

@@ -42,12 +42,12 @@ impl OpKind for Accept {
 }
 
 /// Accepts one connection on listening socket `fd`.
-pub(crate) fn accept(fd: &SharedFd) -> io::Result<Op<Accept>> {
+pub(in crate::driver) fn accept(fd: &SharedFd) -> io::Result<Op<Accept>> {
     Op::submit(Accept { fd: fd.clone() }).map_err(|(e, _)| e)
 }
 
 /// Arms a multishot accept: every new connection is one completion carrying the new fd.
-pub(crate) fn accept_multi(fd: &SharedFd) -> io::Result<Multi> {
+pub(in crate::driver) fn accept_multi(fd: &SharedFd) -> io::Result<Multi> {
     let sqe = opcode::AcceptMulti::new(types::Fd(fd.raw()))
         .flags(ACCEPT_FLAGS)
         .build();

@@ -48,8 +48,8 @@ pub(crate) fn close_file(fd: RawFd) -> io::Result<Op<Close>> {
 fn submit(close: Close) -> io::Result<Op<Close>> {
     Op::submit(close).map_err(|(e, c)| {
         // The ring refused the op: close synchronously so the fd is not leaked.
-        // SAFETY: the caller gave up ownership of `c.fd`; it is closed once, here.
-        unsafe { libc::close(c.fd) };
+        // The caller gave up ownership of `c.fd`; it is closed once, here.
+        crate::sys::close(c.fd);
         e
     })
 }

@@ -25,7 +25,7 @@ use std::task::{Context, Poll};
 
 use io_uring::squeue;
 
-pub(crate) use accept::{accept, accept_multi, Accept};
+pub(in crate::driver) use accept::{accept, accept_multi, Accept};
 pub(crate) use close::{close, close_file};
 pub(crate) use connect::connect;
 pub(crate) use fsync::fsync;
@@ -33,7 +33,8 @@ pub(crate) use ftruncate::ftruncate;
 pub(crate) use nop::nop;
 pub(crate) use open::openat;
 pub(crate) use read::read_at;
-pub(crate) use recv::{recv, recv_multi, Recv};
+pub(crate) use recv::recv;
+pub(in crate::driver) use recv::{recv_multi, Recv};
 pub(crate) use send::{send, sendmsg};
 pub(crate) use shutdown::shutdown;
 pub(crate) use write::write_at;

@@ -60,7 +60,7 @@ pub(crate) fn recv<B: IoBufMut>(fd: &SharedFd, buf: B) -> Result<Op<Recv<B>>, (i
 }
 
 /// Arms a multishot receive that picks buffers from the shard's provided buffer ring.
-pub(crate) fn recv_multi(fd: &SharedFd) -> io::Result<Multi> {
+pub(in crate::driver) fn recv_multi(fd: &SharedFd) -> io::Result<Multi> {
     let sqe = opcode::RecvMulti::new(types::Fd(fd.raw()), BUF_GROUP).build();
     // SAFETY: the SQE carries no pointers of ours (the kernel picks ring buffers, which the
     // driver owns); the fd handle travels with the stream.

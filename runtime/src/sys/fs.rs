@@ -1,4 +1,5 @@
-//! The two file calls that do not go through the ring, as checked libc wrappers.
+//! The two file calls that do not go through the ring (`fstat`, and `ftruncate` where the
+//! ring has no `FTRUNCATE`), as checked libc wrappers.
 
 use std::fs::Metadata;
 use std::io;
@@ -6,7 +7,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, RawFd};
 
 /// `fstat(fd)` as a `std::fs::Metadata`. `fd` stays open and owned by the caller.
-pub(super) fn metadata(fd: RawFd) -> io::Result<Metadata> {
+pub(crate) fn metadata(fd: RawFd) -> io::Result<Metadata> {
     // SAFETY: `fd` is an open file descriptor (the caller's `SharedFd` keeps it open for this
     // call). The `std::fs::File` only borrows it: `ManuallyDrop` never runs its `Drop`, so the
     // fd is not closed here and keeps exactly one owner.
@@ -15,7 +16,7 @@ pub(super) fn metadata(fd: RawFd) -> io::Result<Metadata> {
 }
 
 /// `ftruncate(fd, len)`.
-pub(super) fn ftruncate(fd: RawFd, len: u64) -> io::Result<()> {
+pub(crate) fn ftruncate(fd: RawFd, len: u64) -> io::Result<()> {
     let len = libc::off_t::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file length does not fit in off_t"))?;
     // SAFETY: plain syscall on an fd the caller keeps open; no pointers.

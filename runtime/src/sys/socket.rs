@@ -5,7 +5,7 @@ use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
-pub(crate) fn check(ret: i32) -> io::Result<i32> {
+fn check(ret: i32) -> io::Result<i32> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -146,4 +146,10 @@ pub(crate) fn bind_listen(fd: RawFd, addr: &SocketAddr, backlog: i32) -> io::Res
     // SAFETY: listen has no memory-safety preconditions.
     check(unsafe { libc::listen(fd, backlog) })?;
     Ok(())
+}
+
+/// `shutdown(fd, how)`, synchronously (for `Drop`, where no ring op can be awaited).
+pub(crate) fn shutdown(fd: RawFd, how: i32) -> io::Result<()> {
+    // SAFETY: shutdown takes plain integers; no pointers.
+    check(unsafe { libc::shutdown(fd, how) }).map(|_| ())
 }
