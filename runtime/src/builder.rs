@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use crate::cpus;
+use crate::select::{self, Driver, DriverKind};
 use crate::shard;
 use crate::shared::{Config, Shared};
 use crate::sys::{self, signal};
@@ -32,7 +34,10 @@ pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 /// Which cores get a shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cores {
-    /// Every core this process may run on (its CPU affinity mask).
+    /// Every core this process may run on (its CPU affinity mask), but no more than its
+    /// cgroup CPU quota allows: `ceil(quota / period)` cores, at least one (cgroup v2
+    /// `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`). A container limited to 2 CPUs
+    /// on a 64-core host gets 2 shards.
     All,
     /// The first `n` of those cores.
     Count(usize),
@@ -74,6 +79,7 @@ impl std::str::FromStr for Cores {
 #[derive(Debug, Clone)]
 pub struct Builder {
     cores: Cores,
+    driver: Driver,
     config: Config,
     handle_signals: bool,
 }
@@ -82,7 +88,9 @@ impl Default for Builder {
     fn default() -> Self {
         Self {
             cores: Cores::All,
+            driver: Driver::Auto,
             config: Config {
+                driver: DriverKind::IoUring,
                 ring_entries: DEFAULT_RING_ENTRIES,
                 budget: DEFAULT_BUDGET,
                 shares: [DEFAULT_SHARES.0, DEFAULT_SHARES.1],
@@ -114,6 +122,14 @@ impl Builder {
     /// One shard on each listed core id.
     pub fn core_list(self, ids: &[usize]) -> Self {
         self.cores(Cores::List(ids.to_vec()))
+    }
+
+    /// The I/O driver (default [`Driver::Auto`]: io_uring where it works, else epoll with one
+    /// `info` log line saying why). The environment variable `RINGCORE_DRIVER`
+    /// (`auto` / `io_uring` / `epoll`) replaces `Auto` only; see [`Driver`].
+    pub fn driver(mut self, driver: Driver) -> Self {
+        self.driver = driver;
+        self
     }
 
     /// Submission queue entries per core (rounded up to a power of two; default
@@ -194,9 +210,13 @@ impl Builder {
         self
     }
 
-    /// Resolves the cores and creates the cross-core mesh. Rings are created by `run`, on
-    /// each core's own thread (a ring is only ever touched by the thread that made it).
-    pub fn build(self) -> io::Result<Runtime> {
+    /// Resolves the cores and the driver, and creates the cross-core mesh. Rings (or epoll
+    /// instances) are created by `run`, on each core's own thread (a ring is only ever touched
+    /// by the thread that made it).
+    ///
+    /// Fails on a bad `RINGCORE_DRIVER` value or a core selection this process cannot use.
+    pub fn build(mut self) -> io::Result<Runtime> {
+        self.config.driver = select::resolve(self.driver, self.config.portable_ops)?;
         let allowed: Vec<usize> = core_affinity::get_core_ids()
             .unwrap_or_default()
             .into_iter()
@@ -208,7 +228,7 @@ impl Builder {
             ));
         }
         let cores = match &self.cores {
-            Cores::All => allowed.clone(),
+            Cores::All => cpus::all_cores(&allowed, cpus::cgroup_cpu_quota()),
             Cores::Count(n) => {
                 if *n == 0 || *n > allowed.len() {
                     return Err(io::Error::new(
@@ -257,7 +277,7 @@ impl Builder {
     }
 }
 
-/// A thread-per-core runtime: one pinned OS thread, io_uring, executor and timer set per core.
+/// A thread-per-core runtime: one pinned OS thread, I/O driver, executor and timer set per core.
 pub struct Runtime {
     shared: Arc<Shared>,
     cores: Vec<usize>,
@@ -266,7 +286,10 @@ pub struct Runtime {
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime").field("cores", &self.cores).finish()
+        f.debug_struct("Runtime")
+            .field("cores", &self.cores)
+            .field("driver", &self.shared.config.driver)
+            .finish()
     }
 }
 
@@ -294,6 +317,12 @@ impl Runtime {
     /// handled.
     pub fn builder() -> Builder {
         Builder::default()
+    }
+
+    /// The I/O driver every core of this runtime will use (decided by
+    /// [`Builder::build`]).
+    pub fn driver_kind(&self) -> DriverKind {
+        self.shared.config.driver
     }
 
     /// The core ids the shards will run on, in shard order.

@@ -99,3 +99,13 @@ pub fn n_shards() -> usize {
 pub fn try_n_shards() -> Option<usize> {
     try_with(|cx| cx.shared.n_shards())
 }
+
+/// The I/O driver this shard runs on ([`DriverKind::IoUring`](crate::DriverKind::IoUring) or
+/// [`DriverKind::Epoll`](crate::DriverKind::Epoll)); the same on every shard of a runtime.
+///
+/// # Panics
+///
+/// Outside a ringcore shard thread.
+pub fn driver_kind() -> crate::DriverKind {
+    with(|cx| cx.shared.config.driver)
+}

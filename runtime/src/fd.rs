@@ -1,5 +1,6 @@
 //! A file descriptor shared by a socket and the operations in flight on it.
 
+use std::cell::Cell;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
@@ -10,16 +11,30 @@ pub(crate) struct SharedFd(Rc<FdInner>);
 
 struct FdInner {
     fd: RawFd,
+    /// The epoll driver added this fd to its core's epoll set (it stays there until closed).
+    polled: Cell<bool>,
 }
 
 impl SharedFd {
     /// Takes ownership of `fd`.
     pub(crate) fn new(fd: RawFd) -> Self {
-        SharedFd(Rc::new(FdInner { fd }))
+        SharedFd(Rc::new(FdInner {
+            fd,
+            polled: Cell::new(false),
+        }))
     }
 
     pub(crate) fn raw(&self) -> RawFd {
         self.0.fd
+    }
+
+    /// True once the epoll driver has added this fd to its core's epoll set.
+    pub(crate) fn is_polled(&self) -> bool {
+        self.0.polled.get()
+    }
+
+    pub(crate) fn set_polled(&self) {
+        self.0.polled.set(true);
     }
 
     /// Gives the fd back if this is the last user, for an explicit asynchronous close.

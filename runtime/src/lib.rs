@@ -55,16 +55,30 @@
 //!   core, reachable from other cores), [`cache::Cache`] (an LRU with TTL and coalesced
 //!   loads).
 //!
+//! ## Two drivers, one API
+//!
+//! Every core runs io_uring where the kernel and the process allow it, and an epoll
+//! (readiness) driver where they do not (seccomp profiles of Docker and Kubernetes, RHEL 9's
+//! `kernel.io_uring_disabled`, gVisor, kernels before 5.11): [`Driver::Auto`], the default,
+//! probes io_uring once at [`Builder::build`] and falls back to epoll with one `info` log line
+//! (target `ringcore_runtime`) naming why. Everything in this crate, and everything built on
+//! it, works the same on both; on epoll, file I/O runs on a small blocking pool, and there is
+//! no multishot accept or receive. [`Builder::driver`] or the `RINGCORE_DRIVER` environment
+//! variable (`auto`, `io_uring`, `epoll`; it replaces `Auto` only) choose one;
+//! [`driver_kind`] says which a core runs.
+//!
 //! ## Starting fails loudly
 //!
-//! If io_uring cannot be used (disabled by sysctl, blocked by seccomp, an old kernel, too
-//! little locked memory), `run` returns an error that names the cause and the remedy.
+//! If the chosen driver cannot start (io_uring forced where it is disabled by sysctl, blocked
+//! by seccomp, too old, or short of locked memory; a bad `RINGCORE_DRIVER` value), `build` or
+//! `run` returns an error that names the cause and the remedy.
 #![warn(missing_docs)]
 
 mod buf;
 mod builder;
 pub mod cache;
 mod context;
+mod cpus;
 mod driver;
 mod executor;
 mod fd;
@@ -73,6 +87,7 @@ mod mesh;
 pub mod metrics;
 pub mod net;
 mod park;
+mod select;
 mod shard;
 mod shared;
 pub mod stats;
@@ -85,11 +100,12 @@ pub use builder::{
     DEFAULT_IDLE_SPIN, DEFAULT_MAX_POLLS_PER_TURN, DEFAULT_MESH_CAPACITY, DEFAULT_RING_ENTRIES,
     DEFAULT_SHARES,
 };
-pub use context::{n_shards, shard_id, try_n_shards};
+pub use context::{driver_kind, n_shards, shard_id, try_n_shards};
 pub use executor::{
     consume_budget, spawn_local, spawn_local_in, yield_now, JoinError, JoinHandle, TaskClass,
 };
 pub use mesh::{submit_to, try_submit_to, Sharded, Submit, SubmitError, TrySubmitError};
+pub use select::{Driver, DriverKind, DRIVER_ENV};
 mod limits;
 mod local;
 pub use limits::raise_nofile_limit;

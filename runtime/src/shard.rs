@@ -55,13 +55,7 @@ where
     crate::sys::set_timer_slack(1);
     let cfg = shared.config.clone();
     let remote = &shared.shards[id];
-    let driver = Driver::new(
-        remote,
-        cfg.ring_entries,
-        cfg.portable_ops,
-        cfg.buf_ring_entries,
-        cfg.buf_size,
-    )?;
+    let driver = Driver::new(remote, &cfg)?;
     let cx = Rc::new(Context {
         shard_id: id,
         shared: shared.clone(),

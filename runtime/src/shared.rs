@@ -20,6 +20,8 @@ use crate::sys;
 /// Settings the shards read at start.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    /// The driver every shard uses, resolved once in `Builder::build`.
+    pub(crate) driver: crate::select::DriverKind,
     pub(crate) ring_entries: u32,
     pub(crate) budget: u32,
     pub(crate) shares: [u32; 2],

@@ -1,9 +1,10 @@
-//! With io_uring made unavailable by a seccomp filter, start-up fails with an error that
-//! names the cause and the remedy.
+//! With io_uring made unavailable by a seccomp filter, start-up with the io_uring driver
+//! forced fails with an error that names the cause and the remedy. (`Driver::Auto` falls back
+//! to epoll there: `examples/hello/tests/hello_seccomp.rs`.)
 
 use std::thread;
 
-use ringcore_runtime::Runtime;
+use ringcore_runtime::{Driver, Runtime};
 
 const SYS_IO_URING_SETUP: u32 = 425; // same number on x86_64 and aarch64
 
@@ -63,6 +64,7 @@ fn start_under_filter(errno: u32) -> String {
         deny_io_uring_setup(errno);
         let rt = Runtime::builder()
             .core_count(1)
+            .driver(Driver::IoUring)
             .handle_signals(false)
             .build()
             .expect("build");

@@ -43,9 +43,13 @@ journal-<core>.log.cut-<offset>) and prints every order it drops; --accept-data-
 same at start (the list goes to stderr) and then serves. A dropped order's unit is for sale
 again and its user may buy again: contact the users listed.";
 
+/// Warnings, and the runtime's start-up facts (the driver and why, when io_uring is
+/// unavailable). `RUST_LOG` replaces it.
+const DEFAULT_LOG: &str = "warn,ringcore_runtime=info";
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)))
         .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -156,7 +160,10 @@ fn serve(args: &[String]) -> ExitCode {
         },
         |addr| {
             use std::io::Write;
-            println!("flash-sale listening on {addr}");
+            println!(
+                "flash-sale listening on {addr} (driver: {})",
+                ringcore_http::runtime::driver_kind()
+            );
             let _ = std::io::stdout().flush();
         },
     );

@@ -48,9 +48,13 @@ fn router() -> Router {
         .access_log(tracing::enabled!(target: "ringcore_http::access", tracing::Level::INFO))
 }
 
+/// Warnings, and the runtime's start-up facts (the driver and why, when io_uring is
+/// unavailable). `RUST_LOG` replaces it.
+const DEFAULT_LOG: &str = "warn,ringcore_runtime=info";
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)))
         .with_writer(std::io::stderr)
         .init();
     let mut addr = "127.0.0.1:8080".to_string();
@@ -75,7 +79,12 @@ fn main() -> ExitCode {
     }
     let result = Server::bind(addr)
         .cores(cores)
-        .on_listening(|a| println!("hello listening on {a}"))
+        .on_listening(|a| {
+            println!(
+                "hello listening on {a} (driver: {})",
+                ringcore_http::runtime::driver_kind()
+            )
+        })
         .serve(router);
     match result {
         Ok(report) => {

@@ -24,6 +24,7 @@ fn start_hello() -> Hello {
     let first = lines.next().expect("a line").expect("utf-8");
     let addr = first
         .strip_prefix("hello listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
         .to_string();
     Hello { child, lines, addr }

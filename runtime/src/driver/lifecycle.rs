@@ -54,7 +54,6 @@ pub(crate) struct Completion {
 
 impl Completion {
     /// A completion with `result` and no flags (what a readiness backend produces).
-    #[cfg(test)]
     pub(crate) fn new(result: Result<u32, Errno>) -> Self {
         Completion { result, flags: 0 }
     }

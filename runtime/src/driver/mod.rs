@@ -25,12 +25,15 @@
 //! provided buffer returns it to the ring.
 
 mod accept_stream;
+mod backend;
+mod blocking;
 pub(crate) mod buf_ring;
+pub(crate) mod epoll;
 mod lifecycle;
 pub(crate) mod op;
 mod recv_buf;
 mod recv_stream;
-mod uring;
+pub(crate) mod uring;
 
 use std::any::Any;
 use std::io;
@@ -43,6 +46,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 use crate::shared::ShardRemote;
 use crate::stats;
 pub(crate) use accept_stream::AcceptStream;
+pub(crate) use backend::Driver;
 use buf_ring::BufRing;
 pub(crate) use lifecycle::{Completion, Errno, MultiPoll, Orphan};
 use lifecycle::{OpTable, MAX_OP_KEY};
@@ -66,7 +70,8 @@ pub(crate) enum Wait {
     Until(Option<Instant>),
 }
 
-pub(crate) struct Driver {
+/// The io_uring backend of [`Driver`].
+pub(crate) struct UringDriver {
     ring: IoUring,
     ops: OpTable,
     features: Features,
@@ -80,7 +85,7 @@ pub(crate) struct Driver {
     cqes: Vec<(u64, i32, u32)>,
 }
 
-impl Driver {
+impl UringDriver {
     pub(crate) fn new(
         remote: &ShardRemote,
         entries: u32,

@@ -17,27 +17,29 @@ pub(crate) struct Features {
     pub(crate) ftruncate: bool,
 }
 
-/// Kernel version as (major, minor), from uname.
-fn kernel_version() -> (u32, u32) {
-    // SAFETY: utsname is plain old data; uname fills it or fails, and we check.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `uts` is a valid, writable utsname.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return (0, 0);
-    }
-    let release: String = uts
-        .release
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8 as char)
-        .collect();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor)
-}
+/// Opcodes every io_uring path of the driver submits, with a name for the error message.
+/// `SHUTDOWN` (5.11) is the newest of them.
+const REQUIRED_OPCODES: &[(u8, &str)] = &[
+    (opcode::Nop::CODE, "IORING_OP_NOP"),
+    (opcode::Read::CODE, "IORING_OP_READ"),
+    (opcode::Write::CODE, "IORING_OP_WRITE"),
+    (opcode::Fsync::CODE, "IORING_OP_FSYNC"),
+    (opcode::OpenAt::CODE, "IORING_OP_OPENAT"),
+    (opcode::Close::CODE, "IORING_OP_CLOSE"),
+    (opcode::Accept::CODE, "IORING_OP_ACCEPT"),
+    (opcode::Connect::CODE, "IORING_OP_CONNECT"),
+    (opcode::Recv::CODE, "IORING_OP_RECV"),
+    (opcode::Send::CODE, "IORING_OP_SEND"),
+    (opcode::SendMsg::CODE, "IORING_OP_SENDMSG"),
+    (opcode::Shutdown::CODE, "IORING_OP_SHUTDOWN"),
+    (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
+];
 
 /// Builds the ring with the strongest flag set the kernel accepts.
+///
+/// Fails (with the cause and the remedy) when `io_uring_setup` is refused, or when the ring
+/// lacks a feature or an opcode the driver needs (asked through the kernel's probe interface,
+/// never inferred from the kernel version: gVisor and backports make versions meaningless).
 pub(crate) fn build(entries: u32, portable: bool) -> io::Result<(IoUring, Features)> {
     let entries = entries.clamp(8, 32768).next_power_of_two();
     let attempts: &[(bool, bool, bool)] = if portable {
@@ -66,14 +68,16 @@ pub(crate) fn build(entries: u32, portable: bool) -> io::Result<(IoUring, Featur
         }
         match b.build(entries) {
             Ok(ring) => {
-                if !ring.params().is_feature_ext_arg() {
-                    return Err(io::Error::new(
+                let features = probe(&ring, single, defer, coop, portable).map_err(|missing| {
+                    io::Error::new(
                         io::ErrorKind::Unsupported,
-                        "io_uring is too old on this kernel: IORING_FEAT_EXT_ARG (Linux 5.11) \
-                         is missing. Remedy: run on Linux 5.19 or newer (6.1+ recommended).",
-                    ));
-                }
-                let features = probe(&ring, single, defer, coop, portable);
+                        format!(
+                            "ringcore cannot start: {missing}. Remedy: run on Linux 5.11 or \
+                             newer with the full io_uring (6.1+ recommended), or use the epoll \
+                             driver (Driver::Auto or Driver::Epoll, RINGCORE_DRIVER=epoll)."
+                        ),
+                    )
+                })?;
                 return Ok((ring, features));
             }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last_err = Some(e),
@@ -85,21 +89,61 @@ pub(crate) fn build(entries: u32, portable: bool) -> io::Result<(IoUring, Featur
     ))
 }
 
-fn probe(ring: &IoUring, single: bool, defer: bool, coop: bool, portable: bool) -> Features {
+/// Whether the io_uring driver can run here: sets up a small ring and probes it exactly as
+/// [`build`] does. `Err` carries the reason, for the fallback's log line.
+pub(crate) fn check(portable: bool) -> Result<(), String> {
+    match build(8, portable) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let msg = e.to_string();
+            Err(msg
+                .strip_prefix("ringcore cannot start: ")
+                .map(str::to_string)
+                .unwrap_or(msg))
+        }
+    }
+}
+
+/// What the ring can do, from its parameters and the kernel's opcode probe; `Err` names the
+/// first thing the driver needs and the ring lacks.
+fn probe(ring: &IoUring, single: bool, defer: bool, coop: bool, portable: bool) -> Result<Features, String> {
+    let params = ring.params();
+    if !params.is_feature_ext_arg() {
+        return Err(
+            "io_uring lacks IORING_FEAT_EXT_ARG (a ring wait with a timeout, Linux 5.11), which \
+             the driver's park needs"
+                .into(),
+        );
+    }
     let mut probe = Probe::new();
-    let probed = ring.submitter().register_probe(&mut probe).is_ok();
-    let (major, minor) = kernel_version();
-    let at_least = |maj: u32, min: u32| (major, minor) >= (maj, min);
-    let accept = probed && probe.is_supported(opcode::Accept::CODE);
-    let recv = probed && probe.is_supported(opcode::Recv::CODE);
-    Features {
+    if let Err(e) = ring.submitter().register_probe(&mut probe) {
+        return Err(format!(
+            "io_uring refuses IORING_REGISTER_PROBE ({e}), so the opcodes the driver needs \
+             cannot be checked"
+        ));
+    }
+    if let Some((_, name)) = REQUIRED_OPCODES
+        .iter()
+        .find(|(code, _)| !probe.is_supported(*code))
+    {
+        return Err(format!(
+            "io_uring lacks the opcode {name}, which the driver needs"
+        ));
+    }
+    // The probe lists opcodes, not per-opcode flags. Multishot accept arrived in 5.19 with
+    // IORING_OP_SOCKET, multishot receive (and provided buffer rings) in 6.0 with
+    // IORING_OP_SEND_ZC: those opcodes stand for the flags. A ring without them gets the
+    // single-shot paths; a buffer ring that cannot be registered turns multishot receive off.
+    let socket_op = probe.is_supported(opcode::Socket::CODE);
+    let send_zc = probe.is_supported(opcode::SendZc::CODE);
+    Ok(Features {
         single_issuer: single,
         defer_taskrun: defer,
         coop_taskrun: coop,
-        multishot_accept: !portable && accept && at_least(5, 19),
-        multishot_recv: !portable && recv && at_least(6, 0),
-        ftruncate: !portable && probed && probe.is_supported(opcode::Ftruncate::CODE),
-    }
+        multishot_accept: !portable && socket_op,
+        multishot_recv: !portable && send_zc,
+        ftruncate: !portable && probe.is_supported(opcode::Ftruncate::CODE),
+    })
 }
 
 /// Turns a failed `io_uring_setup` into an error naming the cause and the remedy.
@@ -149,5 +193,11 @@ pub(crate) fn explain(e: io::Error) -> io::Error {
         }
         _ => format!("io_uring_setup failed: {e}"),
     };
-    io::Error::new(e.kind(), format!("ringcore cannot start: {msg} (os error: {e})"))
+    io::Error::new(
+        e.kind(),
+        format!(
+            "ringcore cannot start: {msg} (os error: {e}) Or run on the epoll driver \
+             (Driver::Auto falls back to it; Driver::Epoll or RINGCORE_DRIVER=epoll forces it)."
+        ),
+    )
 }

@@ -181,7 +181,7 @@ impl File {
     /// may show up here; call [`sync_all`](Self::sync_all) first to be sure data is durable).
     pub async fn close(self) -> io::Result<()> {
         match self.fd.try_unwrap() {
-            Ok(raw) => op::close(raw)?.await,
+            Ok(raw) => op::close_file(raw)?.await,
             // A cancelled operation still holds the fd; it closes when the kernel lets go.
             Err(shared) => {
                 drop(shared);

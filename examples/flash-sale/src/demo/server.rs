@@ -112,8 +112,11 @@ impl Service {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(a) = line.trim().strip_prefix(LISTENING) {
+                        // `ADDR (driver: KIND)`: the address is the first word.
                         service.addr = a
-                            .trim()
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
                             .parse()
                             .map_err(|e| format!("service listening line {line:?}: {e}"))?;
                         return Ok(service);

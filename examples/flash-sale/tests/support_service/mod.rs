@@ -242,8 +242,11 @@ impl Service {
             match rx.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix("flash-sale listening on ") {
+                        // `ADDR (driver: KIND)`: the address is the first word.
                         service.addr = addr
-                            .trim()
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
                             .parse()
                             .unwrap_or_else(|e| panic!("listening line {line:?} has no address: {e}"));
                         assert!(

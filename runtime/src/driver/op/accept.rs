@@ -5,6 +5,7 @@ use std::io;
 use io_uring::{opcode, squeue, types};
 
 use super::{Multi, Op, OpKind};
+use crate::driver::epoll::{ReadyCall, ReadyOp, SysOp};
 use crate::driver::{Completion, Orphan};
 use crate::fd::SharedFd;
 
@@ -26,6 +27,13 @@ impl OpKind for Accept {
         )
         .flags(ACCEPT_FLAGS)
         .build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        SysOp::Ready(ReadyOp {
+            fd: self.fd.clone(),
+            call: ReadyCall::Accept,
+        })
     }
 
     fn complete(self, c: Completion) -> Self::Output {

@@ -5,6 +5,7 @@ use std::io;
 use io_uring::{opcode, squeue, types};
 
 use super::{Completion, Op, OpKind};
+use crate::driver::epoll::{ReadyCall, ReadyOp, SysOp};
 use crate::fd::SharedFd;
 
 pub(crate) struct Connect {
@@ -19,6 +20,17 @@ impl OpKind for Connect {
     fn sqe(&mut self) -> squeue::Entry {
         let ptr = (&*self.addr as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
         opcode::Connect::new(types::Fd(self.fd.raw()), ptr, self.len).build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        SysOp::Ready(ReadyOp {
+            fd: self.fd.clone(),
+            call: ReadyCall::Connect {
+                addr: (&*self.addr as *const libc::sockaddr_storage).cast::<libc::sockaddr>(),
+                len: self.len,
+                connected: false,
+            },
+        })
     }
 
     fn complete(self, c: Completion) -> Self::Output {

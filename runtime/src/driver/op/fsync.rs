@@ -5,6 +5,7 @@ use std::io;
 use io_uring::{opcode, squeue, types};
 
 use super::{Completion, Op, OpKind};
+use crate::driver::epoll::{BlockingOp, SysOp};
 use crate::fd::SharedFd;
 
 pub(crate) struct Fsync {
@@ -22,6 +23,13 @@ impl OpKind for Fsync {
             types::FsyncFlags::empty()
         };
         opcode::Fsync::new(types::Fd(self.fd.raw())).flags(flags).build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        SysOp::Blocking(BlockingOp::Fsync {
+            fd: self.fd.raw(),
+            datasync: self.datasync,
+        })
     }
 
     fn complete(self, c: Completion) -> Self::Output {

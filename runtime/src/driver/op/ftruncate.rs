@@ -5,6 +5,7 @@ use std::io;
 use io_uring::{opcode, squeue, types};
 
 use super::{Completion, Op, OpKind};
+use crate::driver::epoll::{BlockingOp, SysOp};
 use crate::fd::SharedFd;
 
 pub(crate) struct Ftruncate {
@@ -17,6 +18,13 @@ impl OpKind for Ftruncate {
 
     fn sqe(&mut self) -> squeue::Entry {
         opcode::Ftruncate::new(types::Fd(self.fd.raw()), self.len).build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        SysOp::Blocking(BlockingOp::Ftruncate {
+            fd: self.fd.raw(),
+            len: self.len,
+        })
     }
 
     fn complete(self, c: Completion) -> Self::Output {

@@ -26,7 +26,7 @@ use std::task::{Context, Poll};
 use io_uring::squeue;
 
 pub(in crate::driver) use accept::{accept, accept_multi, Accept};
-pub(crate) use close::close;
+pub(crate) use close::{close, close_file};
 pub(crate) use connect::connect;
 pub(crate) use fsync::fsync;
 pub(crate) use ftruncate::ftruncate;
@@ -39,7 +39,8 @@ pub(crate) use send::{send, sendmsg};
 pub(crate) use shutdown::shutdown;
 pub(crate) use write::write_at;
 
-use super::{Completion, MultiPoll, Orphan};
+use super::epoll::SysOp;
+use super::{Completion, Driver, MultiPoll, Orphan};
 use crate::context;
 use crate::executor::coop;
 
@@ -52,6 +53,11 @@ pub(crate) trait OpKind: Unpin + 'static {
 
     /// The SQE. Pointers in it point into `self`'s heap-owned resources.
     fn sqe(&mut self) -> squeue::Entry;
+
+    /// The same operation for the epoll driver (a non-blocking socket call, a blocking-pool
+    /// file call, or one done at once). Pointers in it point into `self`'s heap-owned
+    /// resources, as the SQE's do.
+    fn sys_op(&mut self) -> SysOp;
 
     /// Turns the completion into the output, handing the resources back.
     fn complete(self, c: Completion) -> Self::Output;
@@ -68,12 +74,15 @@ impl<T: OpKind> Op<T> {
     ///
     /// On failure (the ring is unusable) the resources come back with the error.
     pub(crate) fn submit(mut data: T) -> Result<Op<T>, (io::Error, T)> {
-        let sqe = data.sqe();
-        let key = context::with(|cx| {
-            // SAFETY: the SQE's pointers point into `data`'s heap resources, which the
-            // returned `Op` owns, and which move into the driver's slot if the `Op` is dropped
-            // before the completion (see `Drop`), so they stay valid until the kernel is done.
-            unsafe { cx.driver.borrow_mut().submit(sqe, T::ORPHAN, false) }
+        // The request's pointers point into `data`'s heap resources, which the returned `Op`
+        // owns, and which move into the driver's slot if the `Op` is dropped before the
+        // completion (see `Drop`), so they stay valid until the kernel (or, on epoll, the
+        // blocking pool) is done with them.
+        let key = context::with(|cx| match &mut *cx.driver.borrow_mut() {
+            // SAFETY: see above; the SQE's pointers point into `data`.
+            Driver::Uring(d) => unsafe { d.submit(data.sqe(), T::ORPHAN, false) },
+            // SAFETY: see above; the SysOp's pointers point into `data`.
+            Driver::Epoll(d) => unsafe { d.submit(data.sys_op(), T::ORPHAN) },
         });
         match key {
             Ok(key) => Ok(Op {
@@ -135,9 +144,17 @@ impl Multi {
         orphan: Orphan,
         data: Box<dyn std::any::Any>,
     ) -> io::Result<Multi> {
-        // SAFETY: forwarded from the caller; `data` moves into the slot if this stream is
-        // dropped before the kernel's final completion.
-        let key = context::with(|cx| unsafe { cx.driver.borrow_mut().submit(sqe, orphan, true) })?;
+        let key = context::with(|cx| match &mut *cx.driver.borrow_mut() {
+            // SAFETY: forwarded from the caller; `data` moves into the slot if this stream
+            // is dropped before the kernel's final completion.
+            Driver::Uring(d) => unsafe { d.submit(sqe, orphan, true) },
+            // Multishot requests exist only on io_uring; the epoll driver's features say so,
+            // so the streams never ask it for one.
+            Driver::Epoll(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "multishot operations need the io_uring driver",
+            )),
+        })?;
         Ok(Multi {
             key: Some(key),
             data: Some(data),

@@ -5,6 +5,7 @@ use std::io;
 use io_uring::{opcode, squeue};
 
 use super::{Completion, Op, OpKind};
+use crate::driver::epoll::SysOp;
 
 pub(crate) struct Nop;
 
@@ -13,6 +14,10 @@ impl OpKind for Nop {
 
     fn sqe(&mut self) -> squeue::Entry {
         opcode::Nop::new().build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        SysOp::Nop
     }
 
     fn complete(self, c: Completion) -> Self::Output {

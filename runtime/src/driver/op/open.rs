@@ -6,6 +6,7 @@ use std::io;
 use io_uring::{opcode, squeue, types};
 
 use super::{Op, OpKind};
+use crate::driver::epoll::{BlockingOp, SysOp};
 use crate::driver::{Completion, Orphan};
 use crate::fd::SharedFd;
 
@@ -26,6 +27,14 @@ impl OpKind for OpenAt {
             .flags(self.flags)
             .mode(self.mode)
             .build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        SysOp::Blocking(BlockingOp::OpenAt {
+            path: self.path.as_ptr(),
+            flags: self.flags,
+            mode: self.mode,
+        })
     }
 
     fn complete(self, c: Completion) -> Self::Output {

@@ -6,6 +6,7 @@ use io_uring::{opcode, squeue, types};
 
 use super::{Completion, Op, OpKind};
 use crate::buf::IoBufMut;
+use crate::driver::epoll::{BlockingOp, SysOp};
 use crate::fd::SharedFd;
 
 pub(crate) struct Read<B> {
@@ -26,6 +27,19 @@ impl<B: IoBufMut> OpKind for Read<B> {
         opcode::Read::new(types::Fd(self.fd.raw()), ptr, len)
             .offset(self.pos)
             .build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        let init = self.buf.bytes_init();
+        let total = self.buf.bytes_total();
+        // SAFETY: `init <= total`, so the pointer stays inside the buffer's allocation.
+        let ptr = unsafe { self.buf.stable_mut_ptr().add(init) };
+        SysOp::Blocking(BlockingOp::Read {
+            fd: self.fd.raw(),
+            ptr,
+            len: total - init,
+            pos: self.pos,
+        })
     }
 
     fn complete(mut self, c: Completion) -> Self::Output {

@@ -7,6 +7,7 @@ use io_uring::{opcode, squeue, types};
 use super::{Multi, Op, OpKind};
 use crate::buf::IoBufMut;
 use crate::driver::buf_ring::BUF_GROUP;
+use crate::driver::epoll::{ReadyCall, ReadyOp, SysOp};
 use crate::driver::{Completion, Orphan};
 use crate::fd::SharedFd;
 
@@ -25,6 +26,20 @@ impl<B: IoBufMut> OpKind for Recv<B> {
         let ptr = unsafe { self.buf.stable_mut_ptr().add(init) };
         let len = u32::try_from(total - init).unwrap_or(u32::MAX);
         opcode::Recv::new(types::Fd(self.fd.raw()), ptr, len).build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        let init = self.buf.bytes_init();
+        let total = self.buf.bytes_total();
+        // SAFETY: `init <= total`, so the pointer stays inside the buffer's allocation.
+        let ptr = unsafe { self.buf.stable_mut_ptr().add(init) };
+        SysOp::Ready(ReadyOp {
+            fd: self.fd.clone(),
+            call: ReadyCall::Recv {
+                ptr,
+                len: total - init,
+            },
+        })
     }
 
     fn complete(mut self, c: Completion) -> Self::Output {

@@ -6,6 +6,7 @@ use io_uring::{opcode, squeue, types};
 
 use super::{Completion, Op, OpKind};
 use crate::buf::IoBuf;
+use crate::driver::epoll::{ReadyCall, ReadyOp, SysOp};
 use crate::fd::SharedFd;
 
 pub(crate) struct Send<B> {
@@ -26,6 +27,20 @@ impl<B: IoBuf> OpKind for Send<B> {
         opcode::Send::new(types::Fd(self.fd.raw()), ptr, len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        let init = self.buf.bytes_init();
+        let offset = self.offset.min(init);
+        // SAFETY: `offset <= init`, inside the buffer.
+        let ptr = unsafe { self.buf.stable_ptr().add(offset) };
+        SysOp::Ready(ReadyOp {
+            fd: self.fd.clone(),
+            call: ReadyCall::Send {
+                ptr,
+                len: init - offset,
+            },
+        })
     }
 
     fn complete(self, c: Completion) -> Self::Output {
@@ -59,6 +74,15 @@ impl<B: IoBuf> OpKind for SendMsg<B> {
         opcode::SendMsg::new(types::Fd(self.fd.raw()), &*self.msg)
             .flags(libc::MSG_NOSIGNAL as u32)
             .build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        self.msg.msg_iov = self.iovecs.as_mut_ptr();
+        self.msg.msg_iovlen = self.iovecs.len() as _;
+        SysOp::Ready(ReadyOp {
+            fd: self.fd.clone(),
+            call: ReadyCall::SendMsg { msg: &*self.msg },
+        })
     }
 
     fn complete(self, c: Completion) -> Self::Output {

@@ -5,6 +5,7 @@ use std::io;
 use io_uring::{opcode, squeue, types};
 
 use super::{Completion, Op, OpKind};
+use crate::driver::epoll::{ReadyCall, ReadyOp, SysOp};
 use crate::fd::SharedFd;
 
 pub(crate) struct Shutdown {
@@ -17,6 +18,13 @@ impl OpKind for Shutdown {
 
     fn sqe(&mut self) -> squeue::Entry {
         opcode::Shutdown::new(types::Fd(self.fd.raw()), self.how).build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        SysOp::Ready(ReadyOp {
+            fd: self.fd.clone(),
+            call: ReadyCall::Shutdown { how: self.how },
+        })
     }
 
     fn complete(self, c: Completion) -> Self::Output {

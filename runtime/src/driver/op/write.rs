@@ -6,6 +6,7 @@ use io_uring::{opcode, squeue, types};
 
 use super::{Completion, Op, OpKind};
 use crate::buf::IoBuf;
+use crate::driver::epoll::{BlockingOp, SysOp};
 use crate::fd::SharedFd;
 
 pub(crate) struct Write<B> {
@@ -28,6 +29,19 @@ impl<B: IoBuf> OpKind for Write<B> {
         opcode::Write::new(types::Fd(self.fd.raw()), ptr, len)
             .offset(self.pos)
             .build()
+    }
+
+    fn sys_op(&mut self) -> SysOp {
+        let init = self.buf.bytes_init();
+        let skip = self.skip.min(init);
+        // SAFETY: `skip <= init`, inside the buffer.
+        let ptr = unsafe { self.buf.stable_ptr().add(skip) };
+        SysOp::Blocking(BlockingOp::Write {
+            fd: self.fd.raw(),
+            ptr,
+            len: init - skip,
+            pos: self.pos,
+        })
     }
 
     fn complete(self, c: Completion) -> Self::Output {

@@ -1,0 +1,128 @@
+//! [`Driver`]: the core's I/O driver, io_uring or epoll, chosen once when the core starts.
+//!
+//! Both backends keep their operations in the same [`OpTable`](super::lifecycle::OpTable)
+//! state machine and answer the same calls (poll, drop, turn, shutdown); only submission
+//! differs (an SQE or a [`SysOp`](super::epoll::SysOp)), which is the one branch
+//! [`op::Op::submit`](super::op::Op::submit) takes per operation. Every other call is a
+//! `match` on a value that never changes for the life of the core, so the branch predictor
+//! always gets it right.
+
+use std::any::Any;
+use std::io;
+use std::rc::Rc;
+use std::task::Waker;
+
+use super::buf_ring::BufRing;
+use super::epoll::EpollDriver;
+use super::{Completion, Features, MultiPoll, UringDriver, Wait};
+use crate::select::DriverKind;
+use crate::shared::{Config, ShardRemote};
+
+/// One core's I/O driver.
+pub(crate) enum Driver {
+    Uring(UringDriver),
+    Epoll(EpollDriver),
+}
+
+impl Driver {
+    /// Creates the backend `cfg.driver` names, on the calling (shard) thread.
+    pub(crate) fn new(remote: &ShardRemote, cfg: &Config) -> io::Result<Self> {
+        Ok(match cfg.driver {
+            DriverKind::IoUring => Driver::Uring(UringDriver::new(
+                remote,
+                cfg.ring_entries,
+                cfg.portable_ops,
+                cfg.buf_ring_entries,
+                cfg.buf_size,
+            )?),
+            DriverKind::Epoll => Driver::Epoll(EpollDriver::new(remote, cfg.ring_entries).map_err(|e| {
+                let msg = e.to_string();
+                if msg.starts_with("ringcore cannot start") {
+                    e
+                } else {
+                    io::Error::new(
+                        e.kind(),
+                        format!("ringcore cannot start: the epoll driver could not be set up: {msg}"),
+                    )
+                }
+            })?),
+        })
+    }
+
+    pub(crate) fn features(&self) -> Features {
+        match self {
+            Driver::Uring(d) => d.features(),
+            Driver::Epoll(d) => d.features(),
+        }
+    }
+
+    pub(crate) fn buf_ring(&self) -> Option<&Rc<BufRing>> {
+        match self {
+            Driver::Uring(d) => d.buf_ring(),
+            Driver::Epoll(_) => None,
+        }
+    }
+
+    pub(crate) fn ops_in_flight(&self) -> usize {
+        match self {
+            Driver::Uring(d) => d.ops_in_flight(),
+            Driver::Epoll(d) => d.ops_in_flight(),
+        }
+    }
+
+    pub(crate) fn poll_op(&mut self, key: usize, waker: &Waker) -> Option<Completion> {
+        match self {
+            Driver::Uring(d) => d.poll_op(key, waker),
+            Driver::Epoll(d) => d.poll_op(key, waker),
+        }
+    }
+
+    pub(crate) fn is_completed(&self, key: usize) -> bool {
+        match self {
+            Driver::Uring(d) => d.is_completed(key),
+            Driver::Epoll(d) => d.is_completed(key),
+        }
+    }
+
+    pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker) -> MultiPoll {
+        match self {
+            Driver::Uring(d) => d.poll_multi(key, waker),
+            Driver::Epoll(d) => d.poll_multi(key, waker),
+        }
+    }
+
+    pub(crate) fn unpoll_multi(&mut self, key: usize, c: Completion) {
+        match self {
+            Driver::Uring(d) => d.unpoll_multi(key, c),
+            Driver::Epoll(d) => d.unpoll_multi(key, c),
+        }
+    }
+
+    pub(crate) fn drop_op(&mut self, key: usize, data: Option<Box<dyn Any>>) {
+        match self {
+            Driver::Uring(d) => d.drop_op(key, data),
+            Driver::Epoll(d) => d.drop_op(key, data),
+        }
+    }
+
+    pub(crate) fn turn(&mut self, remote: &ShardRemote, wait: Wait) -> io::Result<()> {
+        match self {
+            Driver::Uring(d) => d.turn(remote, wait),
+            Driver::Epoll(d) => d.turn(remote, wait),
+        }
+    }
+
+    pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
+        match self {
+            Driver::Uring(d) => d.take_deferred(wake, drop_),
+            Driver::Epoll(d) => d.take_deferred(wake, drop_),
+        }
+    }
+
+    pub(crate) fn shutdown(&mut self, remote: &ShardRemote) -> Vec<Box<dyn Any>> {
+        match self {
+            Driver::Uring(d) => d.shutdown(remote),
+            Driver::Epoll(d) => d.shutdown(remote),
+        }
+    }
+}
