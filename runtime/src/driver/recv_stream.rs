@@ -6,6 +6,9 @@
 //! receive then goes into a private buffer, and the next one re-arms the multishot. A
 //! multishot the kernel ends without an error is re-armed too. Without the ring (older
 //! kernels, `portable_ops`), every receive is a single-shot `RECV` into a private buffer.
+//! On the epoll driver a receive is made only when bytes are there: one that would block
+//! gives its buffer back and the stream waits for the fd's next readable edge holding
+//! nothing, so an idle connection holds no receive buffer there either.
 //! The caller (`net::TcpStream`) sees none of this: it asks for the next chunk.
 
 use std::future::Future;
@@ -14,8 +17,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use super::backend::Driver;
 use super::buf_ring::BufRing;
-use super::op::{self, Multi, Op, Recv};
+use super::op::{self, Multi, Op, Readable, Recv};
 use super::recv_buf::RecvBuf;
 use super::Errno;
 use crate::context;
@@ -32,6 +36,12 @@ pub(crate) struct RecvStream {
     multi: Option<Multi>,
     /// A single-shot receive in flight (the portable path, or the ring ran dry).
     single: Option<Op<Recv<Vec<u8>>>>,
+    /// The epoll driver: a receive is made only when bytes are there ([`op::recv_now`]), and
+    /// the wait for them ([`op::readable`]) holds no buffer, so an idle connection holds
+    /// none (a parked receive would hold its 16 KiB buffer for as long as the peer is quiet).
+    readiness: bool,
+    /// The wait for readability in flight (epoll).
+    readable: Option<Op<Readable>>,
     /// The peer closed its sending side: every later receive is empty at once.
     eof: bool,
 }
@@ -39,18 +49,21 @@ pub(crate) struct RecvStream {
 impl RecvStream {
     /// A receive stream for a socket of this core (multishot if the core has a buffer ring).
     pub(crate) fn new() -> Self {
-        let ring = context::with(|cx| {
+        let (ring, readiness) = context::with(|cx| {
             let d = cx.driver.borrow();
-            if d.features().multishot_recv {
+            let ring = if d.features().multishot_recv {
                 d.buf_ring().cloned()
             } else {
                 None
-            }
+            };
+            (ring, matches!(*d, Driver::Epoll(_)))
         });
         RecvStream {
             ring,
             multi: None,
             single: None,
+            readiness,
+            readable: None,
             eof: false,
         }
     }
@@ -63,7 +76,7 @@ impl RecvStream {
     /// True if a receive may go straight into the caller's own buffer (`op::recv`): no
     /// buffer ring in use and no receive of this stream in flight.
     pub(crate) fn is_direct(&self) -> bool {
-        self.ring.is_none() && self.single.is_none()
+        self.ring.is_none() && self.single.is_none() && self.readable.is_none()
     }
 
     /// The next received bytes on `fd`; an empty chunk means EOF.
@@ -75,6 +88,12 @@ impl RecvStream {
             if let Some(single) = self.single.as_mut() {
                 let (res, buf) = std::task::ready!(Pin::new(single).poll(cx));
                 self.single = None;
+                if self.readiness && matches!(&res, Err(e) if e.raw_os_error() == Some(libc::EAGAIN)) {
+                    // Nothing there: wait for the next bytes without the buffer.
+                    drop(buf);
+                    self.readable = Some(op::readable(fd)?);
+                    continue;
+                }
                 return Poll::Ready(match res {
                     Ok(0) => {
                         self.eof = true;
@@ -84,9 +103,19 @@ impl RecvStream {
                     Err(e) => Err(e),
                 });
             }
+            if let Some(readable) = self.readable.as_mut() {
+                let res = std::task::ready!(Pin::new(readable).poll(cx));
+                self.readable = None;
+                res?;
+            }
             let Some(ring) = self.ring.as_ref() else {
                 let buf = Vec::with_capacity(FALLBACK_RECV_SIZE);
-                self.single = Some(op::recv(fd, buf).map_err(|(e, _)| e)?);
+                let op = if self.readiness {
+                    op::recv_now(fd, buf)
+                } else {
+                    op::recv(fd, buf)
+                };
+                self.single = Some(op.map_err(|(e, _)| e)?);
                 continue;
             };
             let multi = match self.multi.as_mut() {

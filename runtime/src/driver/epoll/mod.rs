@@ -20,7 +20,10 @@
 //!   through `epoll_pwait2` (5.11+), else `epoll_wait` rounded up to the millisecond.
 //!
 //! No multishot accept or receive and no provided buffers: every accept and every receive is
-//! one call (receives into a private 16 KiB buffer, as on io_uring's portable path).
+//! one call. A receive goes into a private 16 KiB buffer, made only when bytes are there:
+//! the stream's receive that would block completes with `EAGAIN` and gives the buffer back,
+//! and the stream then waits with a `Readable` call that holds nothing and completes on the
+//! fd's next readable edge (`driver/recv_stream.rs`).
 
 pub(crate) mod sysop;
 
