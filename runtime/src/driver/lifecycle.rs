@@ -173,7 +173,7 @@ struct Slot {
 #[derive(Default)]
 pub(crate) struct Wakers {
     first: Option<Waker>,
-    more: Vec<Waker>,
+    more: Option<Box<Vec<Waker>>>,
 }
 
 impl Wakers {
@@ -182,8 +182,9 @@ impl Wakers {
             None => self.first = Some(waker.clone()),
             Some(w) if w.will_wake(waker) => {}
             Some(_) => {
-                if !self.more.iter().any(|w| w.will_wake(waker)) {
-                    self.more.push(waker.clone());
+                let more = self.more.get_or_insert_with(Box::default);
+                if !more.iter().any(|w| w.will_wake(waker)) {
+                    more.push(waker.clone());
                 }
             }
         }
@@ -191,7 +192,9 @@ impl Wakers {
 
     fn take_into(&mut self, out: &mut Vec<Waker>) {
         out.extend(self.first.take());
-        out.append(&mut self.more);
+        if let Some(more) = self.more.as_mut() {
+            out.append(more);
+        }
     }
 }
 
@@ -201,7 +204,7 @@ impl Wakers {
 #[derive(Default)]
 pub(crate) struct Results {
     first: Option<Completion>,
-    rest: VecDeque<Completion>,
+    rest: Option<Box<VecDeque<Completion>>>,
 }
 
 impl Results {
@@ -209,24 +212,27 @@ impl Results {
         if self.first.is_none() {
             self.first = Some(c);
         } else {
-            self.rest.push_back(c);
+            self.rest.get_or_insert_with(Box::default).push_back(c);
         }
     }
 
     fn push_front(&mut self, c: Completion) {
         if let Some(old) = self.first.replace(c) {
-            self.rest.push_front(old);
+            self.rest.get_or_insert_with(Box::default).push_front(old);
         }
     }
 
     fn pop_front(&mut self) -> Option<Completion> {
         let c = self.first.take()?;
-        self.first = self.rest.pop_front();
+        self.first = self.rest.as_mut().and_then(|r| r.pop_front());
         Some(c)
     }
 
     fn drain(&mut self) -> impl Iterator<Item = Completion> + '_ {
-        self.first.take().into_iter().chain(self.rest.drain(..))
+        self.first
+            .take()
+            .into_iter()
+            .chain(self.rest.iter_mut().flat_map(|r| r.drain(..)))
     }
 }
 
@@ -555,6 +561,17 @@ mod tests {
         assert_eq!(c.buffer_id(), Some(7));
         assert_eq!(Completion::from_raw(0, 0).buffer_id(), None);
         assert!(!Completion::from_raw(0, 0).more());
+    }
+
+    /// A connection holds a slot for its multishot receive for as long as it lives, and the
+    /// slab keeps every slot at the size of the largest state: keep it to a cache line.
+    #[test]
+    fn an_op_slot_fits_a_cache_line() {
+        assert!(
+            std::mem::size_of::<Slot>() <= 64,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
     }
 
     #[test]

@@ -54,8 +54,58 @@ const POOL_RETRY: Duration = Duration::from_millis(1);
 /// The calls waiting for one fd's readiness (op keys).
 #[derive(Default)]
 struct FdWaiters {
-    read: Vec<usize>,
-    write: Vec<usize>,
+    read: KeyList,
+    write: KeyList,
+}
+
+/// Op keys waiting on one fd for one readiness: nearly always at most one (a socket's
+/// receive, or its send), kept inline; more go to a vector allocated only then. An idle
+/// connection's waiting receive thus costs no allocation here.
+struct KeyList {
+    /// `NONE` when empty; the vector is empty while this is.
+    first: usize,
+    more: Vec<usize>,
+}
+
+impl KeyList {
+    const NONE: usize = usize::MAX;
+
+    fn push(&mut self, key: usize) {
+        if self.first == Self::NONE {
+            self.first = key;
+        } else {
+            self.more.push(key);
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        if self.first == key {
+            self.first = if self.more.is_empty() {
+                Self::NONE
+            } else {
+                self.more.remove(0)
+            };
+        } else {
+            self.more.retain(|&k| k != key);
+        }
+    }
+
+    /// Moves every key, in order, to the end of `out`.
+    fn take_into(&mut self, out: &mut Vec<usize>) {
+        if self.first != Self::NONE {
+            out.push(std::mem::replace(&mut self.first, Self::NONE));
+            out.append(&mut self.more);
+        }
+    }
+}
+
+impl Default for KeyList {
+    fn default() -> Self {
+        Self {
+            first: Self::NONE,
+            more: Vec::new(),
+        }
+    }
 }
 
 pub(crate) struct EpollDriver {
@@ -266,8 +316,8 @@ impl EpollDriver {
             .ok()
             .and_then(|i| self.fds.get_mut(i))
         {
-            w.read.retain(|&k| k != key);
-            w.write.retain(|&k| k != key);
+            w.read.remove(key);
+            w.write.remove(key);
         }
         self.ops
             .complete(key, Completion::new(Err(Errno(libc::ECANCELED))));
@@ -399,10 +449,10 @@ impl EpollDriver {
         let writable = err || bits & libc::EPOLLOUT as u32 != 0;
         let mut keys = std::mem::take(&mut self.scratch);
         if readable {
-            keys.append(&mut w.read);
+            w.read.take_into(&mut keys);
         }
         if writable {
-            keys.append(&mut w.write);
+            w.write.take_into(&mut keys);
         }
         let mut completed = 0;
         for &key in &keys {
@@ -456,5 +506,36 @@ impl EpollDriver {
             }
         }
         self.ops.abandon()
+    }
+}
+
+#[cfg(test)]
+mod key_list_tests {
+    use super::KeyList;
+
+    fn taken(l: &mut KeyList) -> Vec<usize> {
+        let mut out = Vec::new();
+        l.take_into(&mut out);
+        out
+    }
+
+    #[test]
+    fn keys_come_out_in_order_and_removal_keeps_the_rest() {
+        let mut l = KeyList::default();
+        assert!(taken(&mut l).is_empty());
+        for k in [4, 7, 9] {
+            l.push(k);
+        }
+        l.remove(4);
+        assert_eq!(taken(&mut l), vec![7, 9]);
+        assert!(taken(&mut l).is_empty(), "taking empties the list");
+        l.push(1);
+        l.push(2);
+        l.remove(2);
+        l.push(3);
+        assert_eq!(taken(&mut l), vec![1, 3]);
+        l.push(0);
+        l.remove(5);
+        assert_eq!(taken(&mut l), vec![0]);
     }
 }
