@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! ringcore-load --url http://127.0.0.1:PORT/plaintext  [--rate R | --rates R1,R2,...]  [--conns N=64]
-//!               [--depth D=1] [--duration S=10] [--warmup S=1] [--cores N|0,2,5 (default 1)]
+//!               [--depth D=1] [--duration S=10] [--warmup S=1] [--cores all|N|LIST (default 1)]
 //!               [--json FILE] [--no-progress] [--timeout-ms 2000]
 //!               [--method GET] [--body TEMPLATE] [--content-type application/json]
 //! ```
@@ -45,9 +45,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use ringcore_cli::CoreSpec;
 use ringcore_runtime::net::TcpStream;
 use ringcore_runtime::time::{sleep, sleep_until, timeout_at};
-use ringcore_runtime::{n_shards, shard_id, spawn_local, Cores, Runtime};
+use ringcore_runtime::{n_shards, shard_id, spawn_local, Runtime};
 use serde::Serialize;
 
 /// Highest latency the histogram tracks (larger values are clamped): one hour, in µs.
@@ -58,6 +59,59 @@ const MAX_HEAD: usize = 64 * 1024;
 // ---------------------------------------------------------------------------------------------
 // Command line
 // ---------------------------------------------------------------------------------------------
+
+/// An HTTP/1.1 load generator on ringcore's runtime, open loop by default.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "ringcore-load",
+    version,
+    after_help = "--rate 0 = closed loop (max throughput)"
+)]
+struct Cli {
+    /// The URL every request goes to.
+    #[arg(long, value_name = "http://HOST:PORT/PATH")]
+    url: String,
+    /// Requests per second, open loop (0: closed loop, max throughput).
+    #[arg(long, value_name = "R", value_parser = ringcore_cli::non_negative, conflicts_with = "rates")]
+    rate: Option<f64>,
+    /// A sweep: one run (with its own warm-up) per rate; the JSON is an array.
+    #[arg(long, value_name = "R1,R2,...", value_delimiter = ',', value_parser = ringcore_cli::non_negative)]
+    rates: Vec<f64>,
+    /// Connections (spread over the cores).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    conns: u32,
+    /// Most requests outstanding on one connection.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    depth: u32,
+    /// Seconds measured.
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = ringcore_cli::secs)]
+    duration: Duration,
+    /// Seconds of warm-up before the measurement.
+    #[arg(long, default_value = "1", value_name = "SECS", value_parser = ringcore_cli::secs)]
+    warmup: Duration,
+    /// Generator cores: `all`, `N` (the first N of this process's CPU set) or a list such as
+    /// `0,2-3`.
+    #[arg(long, default_value = "1", value_name = "all|N|LIST")]
+    cores: CoreSpec,
+    /// Write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// A request unanswered this long is an error (its connection reconnects).
+    #[arg(long = "timeout-ms", default_value = "2000", value_name = "MS", value_parser = ringcore_cli::millis)]
+    timeout: Duration,
+    /// Request method (one upper-case token).
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request body; every `{n}` in it becomes the request's sequence number.
+    #[arg(long, value_name = "TEMPLATE")]
+    body: Option<String>,
+    /// Content-Type of the body (default application/json when a body is given).
+    #[arg(long, value_name = "TYPE")]
+    content_type: Option<String>,
+}
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -72,7 +126,7 @@ struct Args {
     depth: usize,
     duration: Duration,
     warmup: Duration,
-    cores: Cores,
+    cores: CoreSpec,
     json: Option<String>,
     progress: bool,
     timeout: Duration,
@@ -80,11 +134,6 @@ struct Args {
     body: Option<String>,
     content_type: Option<String>,
 }
-
-const USAGE: &str = "usage: ringcore-load --url http://HOST:PORT/PATH [--rate R | --rates R1,R2,...] \
-[--conns N=64] [--depth D=1] [--duration S=10] [--warmup S=1] [--cores N|0,2,5 (default 1)] \
-[--json FILE] [--no-progress] [--timeout-ms 2000] [--method GET] [--body TEMPLATE ({n}: sequence number)] \
-[--content-type application/json]\n  --rate 0 = closed loop (max throughput)";
 
 /// Splits `http://host[:port][/path]` into (connect address, Host header, path).
 fn parse_url(url: &str) -> Result<(String, String, String), String> {
@@ -109,120 +158,66 @@ fn parse_url(url: &str) -> Result<(String, String, String), String> {
     Ok((addr, hostport.to_string(), path.to_string()))
 }
 
-fn parse_rate(s: &str) -> Result<f64, String> {
-    let r: f64 = s.trim().parse().map_err(|e| format!("bad rate {s:?}: {e}"))?;
-    if !r.is_finite() || r < 0.0 {
-        return Err(format!("bad rate {s:?}: must be >= 0"));
+impl Args {
+    /// Checks what clap cannot and derives the connect address, Host and path from the URL.
+    fn from_cli(c: Cli) -> Result<Args, String> {
+        let (addr, host, path) = parse_url(&c.url)?;
+        let sweep = c.rate.is_none() && !c.rates.is_empty();
+        let rates = match c.rate {
+            Some(r) => vec![r],
+            None if c.rates.is_empty() => vec![0.0],
+            None => c.rates,
+        };
+        let mut a = Args {
+            url: c.url,
+            addr,
+            host,
+            path,
+            rates,
+            sweep,
+            conns: c.conns as usize,
+            depth: c.depth as usize,
+            duration: c.duration,
+            warmup: c.warmup,
+            cores: c.cores,
+            json: c.json,
+            progress: !c.no_progress,
+            timeout: c.timeout,
+            method: c.method,
+            body: c.body,
+            content_type: c.content_type,
+        };
+        if a.duration.is_zero() {
+            return Err("--duration must be > 0".into());
+        }
+        if a.timeout.is_zero() {
+            return Err("--timeout-ms must be > 0".into());
+        }
+        if a.method.is_empty() || !a.method.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(format!(
+                "--method {:?}: one upper-case token such as GET or POST",
+                a.method
+            ));
+        }
+        if a.body.is_some() && a.content_type.is_none() {
+            a.content_type = Some("application/json".to_string());
+        }
+        if let Some(ct) = &a.content_type {
+            if ct.bytes().any(|b| b == b'\r' || b == b'\n') {
+                return Err("--content-type: no line breaks".into());
+            }
+        }
+        Ok(a)
     }
-    Ok(r)
 }
 
-fn parse_secs(k: &str, s: &str) -> Result<Duration, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{k}: {e}"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("{k}: must be >= 0"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
+/// The command line after the program name, parsed and checked (for the tests).
+#[cfg(test)]
 fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
-    let mut url = None;
-    let mut rates = None;
-    let mut sweep = false;
-    let mut a = Args {
-        url: String::new(),
-        addr: String::new(),
-        host: String::new(),
-        path: String::new(),
-        rates: Vec::new(),
-        sweep: false,
-        conns: 64,
-        depth: 1,
-        duration: Duration::from_secs(10),
-        warmup: Duration::from_secs(1),
-        cores: Cores::Count(1),
-        json: None,
-        progress: true,
-        timeout: Duration::from_millis(2000),
-        method: "GET".to_string(),
-        body: None,
-        content_type: None,
-    };
-    let mut it = argv.into_iter();
-    while let Some(k) = it.next() {
-        let (k, inline) = match k.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
-            _ => (k, None),
-        };
-        let mut v = || {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or(format!("{k} needs a value"))
-        };
-        match k.as_str() {
-            "--url" => url = Some(v()?),
-            "--rate" => {
-                rates = Some(vec![parse_rate(&v()?)?]);
-                sweep = false;
-            }
-            "--rates" => {
-                rates = Some(
-                    v()?.split(',')
-                        .filter(|s| !s.trim().is_empty())
-                        .map(parse_rate)
-                        .collect::<Result<_, _>>()?,
-                );
-                sweep = true;
-            }
-            "--conns" => a.conns = v()?.parse().map_err(|e| format!("--conns: {e}"))?,
-            "--depth" => a.depth = v()?.parse().map_err(|e| format!("--depth: {e}"))?,
-            "--duration" => a.duration = parse_secs("--duration", &v()?)?,
-            "--warmup" => a.warmup = parse_secs("--warmup", &v()?)?,
-            "--cores" => a.cores = v()?.parse().map_err(|e| format!("--cores: {e}"))?,
-            "--json" => a.json = Some(v()?),
-            "--no-progress" => a.progress = false,
-            "--timeout-ms" => {
-                a.timeout = Duration::from_millis(v()?.parse().map_err(|e| format!("--timeout-ms: {e}"))?)
-            }
-            "--method" => a.method = v()?,
-            "--body" => a.body = Some(v()?),
-            "--content-type" => a.content_type = Some(v()?),
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
-    }
-    a.url = url.ok_or_else(|| format!("--url is required\n{USAGE}"))?;
-    (a.addr, a.host, a.path) = parse_url(&a.url)?;
-    a.rates = rates.unwrap_or_else(|| vec![0.0]);
-    if a.rates.is_empty() {
-        return Err("--rates: no rate given".into());
-    }
-    a.sweep = sweep;
-    if a.conns == 0 || a.depth == 0 {
-        return Err("--conns and --depth must be at least 1".into());
-    }
-    if a.duration.is_zero() {
-        return Err("--duration must be > 0".into());
-    }
-    if a.timeout.is_zero() {
-        return Err("--timeout-ms must be > 0".into());
-    }
-    if a.method.is_empty() || !a.method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(format!(
-            "--method {:?}: one upper-case token such as GET or POST",
-            a.method
-        ));
-    }
-    if a.body.is_some() && a.content_type.is_none() {
-        a.content_type = Some("application/json".to_string());
-    }
-    if let Some(ct) = &a.content_type {
-        if ct.bytes().any(|b| b == b'\r' || b == b'\n') {
-            return Err("--content-type: no line breaks".into());
-        }
-    }
-    Ok(a)
+    use clap::Parser;
+    let cli = Cli::try_parse_from(std::iter::once("ringcore-load".to_string()).chain(argv))
+        .map_err(|e| e.to_string())?;
+    Args::from_cli(cli)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -965,7 +960,7 @@ async fn shard_main(plan: Arc<Plan>, progress: Option<Arc<AtomicU64>>) -> ShardO
 /// sequence number the next run may use.
 fn run_once(args: &Args, rate: f64, seq_base: u64) -> Result<(RunResult, u64), String> {
     let rt = Runtime::builder()
-        .cores(args.cores.clone())
+        .cores(args.cores.to_runtime())
         .handle_signals(true)
         // Open-loop timers fall due every few µs; spinning for them would burn the core and
         // inflate the generator's CPU per request. The ring wait's timeout is precise enough.
@@ -1142,7 +1137,7 @@ fn print_summary(r: &RunResult) {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let args = match Args::from_cli(clap::Parser::parse()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("ringcore-load: {e}");
@@ -1463,7 +1458,7 @@ a\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n";
                 Duration::from_millis(2000)
             )
         );
-        assert_eq!(x.cores, Cores::Count(1));
+        assert_eq!(x.cores, CoreSpec::First(1));
         let x = a(
             "--url http://127.0.0.1:1/p --rates 1000,2000 --conns 8 --depth 4 --duration 2.5 --warmup 0 \
 --cores 0,2,5 --json out.json --no-progress --timeout-ms 300",
@@ -1476,7 +1471,7 @@ a\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n";
         );
         assert_eq!(
             (x.cores, x.json.as_deref(), x.progress),
-            (Cores::List(vec![0, 2, 5]), Some("out.json"), false)
+            (CoreSpec::List(vec![0, 2, 5]), Some("out.json"), false)
         );
         assert_eq!(x.timeout, Duration::from_millis(300));
         assert_eq!(a("--url http://h/ --rate 5000").unwrap().rates, vec![5000.0]);
