@@ -10,7 +10,12 @@
 //! - [`schedule`]: the open-loop schedule both load generators use: request `slot` is due at
 //!   `start + slot / rate`, and connection `c` of `n` sends slots `c, c + n, c + 2n, ...`.
 //!
-//! The crate does not depend on the runtime: it does no I/O.
+//! - [`rt`] (feature `runtime`, integration tests only): `one_core`, `run1`, `run_on`, the
+//!   helpers every test file used to copy.
+//!
+//! Without the `runtime` feature the crate does not depend on the runtime: it does no I/O.
 
 pub mod http1;
+#[cfg(feature = "runtime")]
+pub mod rt;
 pub mod schedule;
