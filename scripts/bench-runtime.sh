@@ -55,8 +55,7 @@ done
 SERVERS=(naive ringcore tokio_ct)
 declare -A BIN_OF=([naive]=naive_uring [ringcore]=ringcore_fixed [tokio_ct]=tokio_ct)
 ADDR="127.0.0.1:$PORT"
-CORE_ARG=$SERVER_CORE
-[ "$SERVER_CORE" = 0 ] || CORE_ARG="$SERVER_CORE,"
+CORE_ARG="$SERVER_CORE,"
 URL="http://$ADDR/"
 bench_init bench-runtime
 
@@ -81,7 +80,7 @@ fi
 
 # ---------------------------------------------------------------- helpers
 start_one() { # name -> sets SRV_PID
-    # `--cores 0` is core 0; any other single id is written as a list (`3,`): `3` is a count.
+    # One core id alone is written as a list (`3,`): a bare `3` is a count (the first 3 cores).
     start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/${BIN_OF[$1]}" \
         --addr "$ADDR" --cores "$CORE_ARG"
 }
@@ -191,7 +190,7 @@ thread on the one core they are given.
 ## Method
 
 - **Throughput and CPU.** Each server runs alone on core $SERVER_CORE (\`taskset -c $SERVER_CORE\`,
-  \`--cores $SERVER_CORE\`); \`wrk -t1 -c$CONNS -d${DUR}s --latency\` runs alone on core $CLIENT_CORE. Each
+  \`--cores $CORE_ARG\`); \`wrk -t1 -c$CONNS -d${DUR}s --latency\` runs alone on core $CLIENT_CORE. Each
   run starts a fresh server, warms it with a ${WARM} s wrk run, then measures. Servers are
   interleaved (naive, ringcore, tokio_ct, naive, ...) for $REPS repetitions so drift on the
   machine hits all three alike; the table gives medians.

@@ -1,13 +1,16 @@
 //! Shared helpers of the benchmark binaries.
 //!
-//! The three fixed-response servers (`naive_uring`, `tokio_ct`, `ringcore_fixed`) share their
-//! command line ([`ServerArgs`]), their request framing ([`RequestCounter`]: one request per
+//! The baseline servers share their command line ([`parse_server_args`], clap, the workspace's
+//! one `--cores` grammar); the three fixed-response servers (`naive_uring`, `tokio_ct`,
+//! `ringcore_fixed`) also share their request framing ([`RequestCounter`]: one request per
 //! `"\r\n\r\n"`, pipelining allowed) and their reply ([`RESPONSE`], batched with
 //! [`responses`]), so the benchmark compares the I/O layers and nothing else.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::OnceLock;
+
+use ringcore_cli::CoreSpec;
 
 /// The one response every server sends for every request.
 pub const RESPONSE: &[u8] =
@@ -98,33 +101,45 @@ impl RequestCounter {
     }
 }
 
-/// Command line of the three fixed-response servers.
+/// Command line of the baseline servers (`naive_uring`, `tokio_ct`, `ringcore_fixed`,
+/// `axum_hello`, `glommio_hello`), with the cores resolved to ids.
 #[derive(Debug, Clone)]
 pub struct ServerArgs {
     /// `--addr HOST:PORT` (default `127.0.0.1:8080`).
     pub addr: SocketAddr,
-    /// `--cores N` (the first N cores this process may use), `--cores 0` (core 0) or
-    /// `--cores 0,2,5`; default 1 (the first allowed core).
+    /// `--cores all|N|LIST` resolved against this process's CPU set (default `1`: the first
+    /// allowed core); see [`ringcore_cli::CoreSpec`].
     pub cores: Vec<usize>,
 }
 
-/// Parses `--addr` and `--cores` from the process arguments; `Err` holds the message to print.
-pub fn parse_server_args(name: &str) -> Result<ServerArgs, String> {
-    let usage = format!("usage: {name} [--addr HOST:PORT] [--cores N | --cores 0,2,5]");
-    let mut addr = "127.0.0.1:8080".to_string();
-    let mut cores = "1".to_string();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--addr" => addr = it.next().ok_or_else(|| usage.clone())?,
-            "--cores" => cores = it.next().ok_or_else(|| usage.clone())?,
-            "-h" | "--help" => return Err(usage),
-            other => return Err(format!("unknown argument {other:?}\n{usage}")),
-        }
-    }
-    let addr = resolve(&addr)?;
-    let cores = parse_cores(&cores)?;
-    Ok(ServerArgs { addr, cores })
+/// The baseline servers' options, as clap reads them.
+#[derive(Debug, clap::Parser)]
+#[command(
+    version,
+    about = "A baseline server: every request answered with the same fixed response"
+)]
+struct ServerCli {
+    /// Address every core listens on (SO_REUSEPORT); port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT", value_parser = resolve)]
+    addr: SocketAddr,
+    /// Cores to serve on, one pinned thread each: `all`, `N` (the first N of this process's
+    /// CPU set) or a list of ids such as `0,2-3`.
+    #[arg(long, default_value = "1", value_name = "all|N|LIST")]
+    cores: CoreSpec,
+}
+
+/// Parses `--addr` and `--cores` from the process arguments as binary `name`. `--help`,
+/// `--version` and a malformed command line exit here (0, 0, 2); `Err` holds the message for a
+/// `--cores` outside this process's CPU set.
+pub fn parse_server_args(name: &'static str) -> Result<ServerArgs, String> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = ServerCli::command().name(name).bin_name(name).get_matches();
+    let cli = ServerCli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cores = cli.cores.resolve().map_err(|e| format!("--cores: {e}"))?;
+    Ok(ServerArgs {
+        addr: cli.addr,
+        cores,
+    })
 }
 
 /// Resolves `HOST:PORT` to its first address.
@@ -133,49 +148,6 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("bad address {addr:?}: {e}"))?
         .next()
         .ok_or_else(|| format!("address {addr:?} resolves to nothing"))
-}
-
-/// `N` (the first N cores of this process's affinity mask), a comma-separated id list
-/// (`0,2,5`; one id alone as `3,`), or `0`, which means core 0 (a count of zero means nothing).
-pub fn parse_cores(v: &str) -> Result<Vec<usize>, String> {
-    let allowed: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    if v.contains(',') || v.trim() == "0" {
-        let ids = v
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| {
-                s.trim()
-                    .parse::<usize>()
-                    .map_err(|e| format!("bad core id {s:?}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if ids.is_empty() {
-            return Err("empty core list".into());
-        }
-        for (i, id) in ids.iter().enumerate() {
-            if ids[..i].contains(id) {
-                return Err(format!("core {id} is listed twice"));
-            }
-            if !allowed.contains(id) {
-                return Err(format!("core {id} is not in this process's CPU set {allowed:?}"));
-            }
-        }
-        return Ok(ids);
-    }
-    let n = v
-        .parse::<usize>()
-        .map_err(|e| format!("bad core count {v:?}: {e}"))?;
-    if n == 0 || n > allowed.len() {
-        return Err(format!(
-            "asked for {n} cores but this process may use {} ({allowed:?})",
-            allowed.len()
-        ));
-    }
-    Ok(allowed[..n].to_vec())
 }
 
 /// A listening socket with `SO_REUSEADDR` and `SO_REUSEPORT`, so one per core can share `addr`.
@@ -316,15 +288,5 @@ mod tests {
         assert_eq!(responses(1), RESPONSE);
         assert_eq!(responses(3), RESPONSE.repeat(3).as_slice());
         assert_eq!(responses(1000).len(), MAX_BATCH * RESPONSE.len());
-    }
-
-    #[test]
-    fn core_lists() {
-        let first = core_affinity::get_core_ids().unwrap_or_default()[0].id;
-        assert_eq!(parse_cores("1"), Ok(vec![first]));
-        assert_eq!(parse_cores(&format!("{first},")), Ok(vec![first]));
-        assert!(parse_cores(&format!("{first},{first}")).is_err());
-        assert!(parse_cores(",").is_err());
-        assert!(parse_cores("x").is_err());
     }
 }

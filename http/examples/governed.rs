@@ -12,9 +12,11 @@ use std::cell::RefCell;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use hdrhistogram::Histogram;
+use ringcore_cli::CoreSpec;
 use ringcore_http::middleware::LoadShed;
-use ringcore_http::runtime::{n_shards, submit_to, Cores};
+use ringcore_http::runtime::{n_shards, submit_to};
 use ringcore_http::{get, Request, Router, Server};
 
 ringcore_http::runtime::core_local! {
@@ -58,44 +60,37 @@ async fn admitted() -> String {
     }
 }
 
+/// A CPU-bound route behind load shedding, for the governance benchmark.
+#[derive(Debug, Parser)]
+#[command(name = "governed", version)]
+struct Args {
+    /// Address every core listens on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    addr: String,
+    /// Cores to serve on: `all`, `N` (the first N of this process's CPU set) or a list such
+    /// as `0,2-3`.
+    #[arg(long, default_value = "1", value_name = "all|N|LIST")]
+    cores: CoreSpec,
+    /// Microseconds of CPU each `/work` request spins.
+    #[arg(long, default_value_t = 200, value_name = "US")]
+    work_us: u64,
+    /// `LoadShed`'s queueing-time target.
+    #[arg(long, default_value_t = 5, value_name = "MS")]
+    target_ms: u64,
+    /// No load shedding.
+    #[arg(long)]
+    no_shed: bool,
+}
+
 fn main() -> ExitCode {
-    let mut addr = "127.0.0.1:8080".to_string();
-    let mut cores = Cores::Count(1);
-    let mut work_us = 200u64;
-    let mut shed = true;
-    let mut target_ms = 5u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let ok = match a.as_str() {
-            "--no-shed" => {
-                shed = false;
-                true
-            }
-            "--addr" => args.next().map(|v| addr = v).is_some(),
-            "--cores" => args
-                .next()
-                .and_then(|v| v.parse().ok())
-                .map(|c| cores = c)
-                .is_some(),
-            "--work-us" => args
-                .next()
-                .and_then(|v| v.parse().ok())
-                .map(|w| work_us = w)
-                .is_some(),
-            "--target-ms" => args
-                .next()
-                .and_then(|v| v.parse().ok())
-                .map(|t| target_ms = t)
-                .is_some(),
-            _ => false,
-        };
-        if !ok {
-            eprintln!(
-                "usage: governed [--addr HOST:PORT] [--cores N] [--work-us US] [--target-ms MS] [--no-shed] (at {a:?})"
-            );
-            return ExitCode::from(2);
-        }
-    }
+    let Args {
+        addr,
+        cores,
+        work_us,
+        target_ms,
+        no_shed,
+    } = Args::parse();
+    let (cores, shed) = (cores.to_runtime(), !no_shed);
     let result = Server::bind(addr)
         .cores(cores)
         .on_listening(|a| println!("governed listening on {a}"))

@@ -87,7 +87,7 @@ fn pipelined_stream_between_full_responses() {
     c.send(&batch);
     assert_eq!(c.read_response().text(), "/p/before");
     let s = c.read_response();
-    assert!(s.chunked, "{}", s.head_raw);
+    assert!(s.chunked(), "{}", s.head_raw);
     assert_eq!(s.text(), common::STREAM_BODY);
     assert_eq!(c.read_response().text(), "/p/after");
     server.stop();

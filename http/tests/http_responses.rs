@@ -61,7 +61,7 @@ fn streamed_body_is_chunked_for_http11() {
     c.send(&get_req("/stream"));
     let r = c.read_response();
     assert_eq!(r.status, 200);
-    assert!(r.chunked, "expected chunked: {}", r.head_raw);
+    assert!(r.chunked(), "expected chunked: {}", r.head_raw);
     assert!(r.header("content-length").is_none(), "{}", r.head_raw);
     assert_eq!(r.text(), STREAM_BODY);
     assert!(!r.has_close(), "{}", r.head_raw);
@@ -121,11 +121,11 @@ fn streamed_body_to_http10_is_delimited_by_close() {
         c.send(req);
         let r = c.read_response();
         assert_eq!(r.status, 200, "{}", r.head_raw);
-        assert!(!r.chunked, "no chunked coding for HTTP/1.0: {}", r.head_raw);
+        assert!(!r.chunked(), "no chunked coding for HTTP/1.0: {}", r.head_raw);
         assert!(r.header("transfer-encoding").is_none(), "{}", r.head_raw);
         assert!(r.header("content-length").is_none(), "{}", r.head_raw);
         assert!(r.has_close(), "{}", r.head_raw);
-        assert!(r.close_delimited);
+        assert!(r.close_delimited());
         assert_eq!(r.text(), STREAM_BODY);
     }
     server.stop();

@@ -6,23 +6,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ringcore_runtime::cache::Cache;
+use ringcore_runtime::spawn_local;
 use ringcore_runtime::time::{sleep, timeout};
-use ringcore_runtime::{spawn_local, Runtime};
-
-fn run1<F, Fut>(f: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    let out = Runtime::builder()
-        .core_count(1)
-        .handle_signals(false)
-        .build()
-        .expect("build")
-        .run(f)
-        .expect("run");
-    assert!(out[0].is_some(), "main future did not finish");
-}
+use ringcore_testkit::rt::run1;
 
 type Users = Rc<Cache<u32, String>>;
 

@@ -6,10 +6,7 @@ use std::time::{Duration, Instant};
 
 use ringcore_runtime::time::sleep;
 use ringcore_runtime::{consume_budget, spawn_local, spawn_local_in, yield_now, Runtime, TaskClass};
-
-fn one_core() -> ringcore_runtime::Builder {
-    Runtime::builder().core_count(1).handle_signals(false)
-}
+use ringcore_testkit::rt::one_core;
 
 /// A background task that is always ready (a loop of awaits that complete at once) yields
 /// after `budget` of them, so between two polls of a latency-critical task it can run at most
@@ -17,7 +14,7 @@ fn one_core() -> ringcore_runtime::Builder {
 #[test]
 fn busy_background_task_cannot_delay_latency_task_beyond_budget() {
     const BUDGET: u32 = 32;
-    let out = one_core()
+    let out = one_core(false)
         .budget(BUDGET)
         .class_shares(1000, 1)
         .build()
@@ -54,7 +51,7 @@ fn busy_background_task_cannot_delay_latency_task_beyond_budget() {
 /// Two CPU-bound tasks, one per class, shares 3:1: the latency class gets ~75% of the CPU.
 #[test]
 fn shares_divide_cpu_between_classes() {
-    let out = one_core()
+    let out = one_core(false)
         .class_shares(3, 1)
         .build()
         .expect("build")
@@ -93,7 +90,7 @@ fn shares_divide_cpu_between_classes() {
 
 #[test]
 fn consume_budget_lets_others_run() {
-    let out = one_core()
+    let out = one_core(false)
         .budget(16)
         .build()
         .expect("build")
@@ -118,7 +115,7 @@ fn consume_budget_lets_others_run() {
 
 #[test]
 fn join_handle_result_abort_detach_and_panic() {
-    let out = one_core()
+    let out = one_core(false)
         .build()
         .expect("build")
         .run(|| async {
@@ -188,7 +185,7 @@ fn join_handle_result_abort_detach_and_panic() {
 
 #[test]
 fn main_future_panic_is_an_error_naming_the_shard() {
-    let err = one_core()
+    let err = one_core(false)
         .build()
         .expect("build")
         .run(|| async {
@@ -245,7 +242,7 @@ fn a_panic_escaping_the_loop_fails_run_after_a_safe_teardown() {
         }
     }
 
-    let err = one_core()
+    let err = one_core(false)
         .build()
         .expect("build")
         .run(|| async {

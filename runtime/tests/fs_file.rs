@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use ringcore_runtime::fs::{File, OpenOptions};
 use ringcore_runtime::time::{sleep, timeout};
-use ringcore_runtime::{driver_kind, local_state, spawn_local, DriverKind, Runtime};
+use ringcore_runtime::{driver_kind, local_state, spawn_local, DriverKind};
+use ringcore_testkit::rt::{one_core, run1, run_on};
 
 /// A fresh, empty directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -38,23 +39,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Runs `f` on one core (the ring path, or the portable path that older kernels get).
-fn run1<F, Fut>(portable: bool, f: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    let out = Runtime::builder()
-        .core_count(1)
-        .portable_ops(portable)
-        .handle_signals(false)
-        .build()
-        .expect("build")
-        .run(f)
-        .expect("run");
-    assert!(out[0].is_some(), "main future did not finish");
 }
 
 /// Deterministic bytes, different for each `seed`.
@@ -82,7 +66,7 @@ async fn open_rw(path: &Path) -> File {
 
 #[test]
 fn write_then_read_back() {
-    run1(false, || async {
+    run1(|| async {
         let dir = TempDir::new("rw");
         let path = dir.path("a.txt");
         let file = open_rw(&path).await;
@@ -131,7 +115,7 @@ fn write_then_read_back() {
 
 #[test]
 fn write_all_at_large_buffer() {
-    run1(false, || async {
+    run1(|| async {
         let dir = TempDir::new("large");
         let path = dir.path("big.bin");
         let data = pattern(1, 24 * 1024 * 1024 + 123);
@@ -152,7 +136,7 @@ fn write_all_at_large_buffer() {
 
 #[test]
 fn sync_data_and_reopen() {
-    run1(false, || async {
+    run1(|| async {
         let dir = TempDir::new("sync");
         let path = dir.path("s.log");
         let file = OpenOptions::new()
@@ -197,7 +181,7 @@ fn sync_data_and_reopen() {
 
 #[test]
 fn open_missing_file_is_not_found() {
-    run1(false, || async {
+    run1(|| async {
         let dir = TempDir::new("missing");
         let err = File::open(dir.path("nope"))
             .await
@@ -220,7 +204,7 @@ fn open_missing_file_is_not_found() {
 }
 
 fn set_len_truncates(portable: bool) {
-    run1(portable, || async {
+    run_on(one_core(portable), || async {
         let dir = TempDir::new("trunc");
         let path = dir.path("t.bin");
         let file = open_rw(&path).await;
@@ -263,7 +247,7 @@ fn set_len_truncates_portable() {
 fn concurrent_writes_at_different_offsets() {
     const TASKS: usize = 256;
     const BLOCK: usize = 4096 + 17; // not page-aligned, so neighbours share pages
-    run1(false, || async {
+    run1(|| async {
         let dir = TempDir::new("concurrent");
         let path = dir.path("c.bin");
         let file = Rc::new(open_rw(&path).await);
@@ -317,7 +301,7 @@ async fn settle(baseline_ops: usize) {
 
 #[test]
 fn dropped_open_leaks_neither_slot_nor_fd() {
-    run1(false, || async {
+    run1(|| async {
         let dir = TempDir::new("drop-open");
         let path = dir.path("f");
         std::fs::write(&path, b"x").expect("create");
@@ -350,7 +334,7 @@ fn dropped_open_leaks_neither_slot_nor_fd() {
 
 #[test]
 fn dropped_read_in_flight_loses_nothing() {
-    run1(false, || async {
+    run1(|| async {
         let dir = TempDir::new("drop-read");
         let fifo = dir.path("p");
         let c = CString::new(fifo.as_os_str().as_bytes()).expect("path");

@@ -7,13 +7,7 @@ use std::time::Duration;
 use ringcore_runtime::net::{TcpListener, TcpStream};
 use ringcore_runtime::time::timeout;
 use ringcore_runtime::{shard_id, stats, submit_to, Runtime};
-
-fn one_core(portable: bool) -> ringcore_runtime::Builder {
-    Runtime::builder()
-        .core_count(1)
-        .portable_ops(portable)
-        .handle_signals(false)
-}
+use ringcore_testkit::rt::one_core;
 
 async fn read_to_end(s: &TcpStream) -> Vec<u8> {
     let mut out = Vec::new();

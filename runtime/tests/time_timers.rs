@@ -5,22 +5,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ringcore_runtime::time::{interval, sleep, sleep_until, timeout, Elapsed};
-use ringcore_runtime::{local_state, spawn_local, Runtime};
-
-fn run1<F, Fut>(f: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    let out = Runtime::builder()
-        .core_count(1)
-        .handle_signals(false)
-        .build()
-        .expect("build")
-        .run(f)
-        .expect("run");
-    assert!(out[0].is_some(), "main future did not finish");
-}
+use ringcore_runtime::{local_state, spawn_local};
+use ringcore_testkit::rt::run1;
 
 #[test]
 fn timers_fire_in_deadline_order() {

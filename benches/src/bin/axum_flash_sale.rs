@@ -524,41 +524,19 @@ fn router(app: Shared) -> Router {
 // Start-up
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug)]
+/// The flash-sale service written the usual tokio + axum way (the baseline).
+#[derive(Debug, clap::Parser)]
+#[command(name = "axum_flash_sale", version)]
 struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT", value_parser = ringcore_benches::resolve)]
     addr: SocketAddr,
-    threads: usize,
+    /// Tokio worker threads (not pinned: pin the process with `taskset`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: u32,
+    /// Where the journal goes.
+    #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
-}
-
-const USAGE: &str =
-    "usage: axum_flash_sale [--addr HOST:PORT (127.0.0.1:8080)] [--threads N (1)] --data-dir DIR";
-
-fn parse_args() -> Result<Args, String> {
-    let mut addr = "127.0.0.1:8080".to_string();
-    let mut threads = 1usize;
-    let mut data_dir = None;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut v = || it.next().ok_or_else(|| format!("{a} needs a value\n{USAGE}"));
-        match a.as_str() {
-            "--addr" => addr = v()?,
-            "--threads" => {
-                threads = v()?.parse().map_err(|e| format!("--threads: {e}"))?;
-                if threads == 0 {
-                    return Err("--threads must be at least 1".into());
-                }
-            }
-            "--data-dir" => data_dir = Some(PathBuf::from(v()?)),
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(Args {
-        addr: ringcore_benches::resolve(&addr)?,
-        threads,
-        data_dir: data_dir.ok_or_else(|| format!("--data-dir is required\n{USAGE}"))?,
-    })
 }
 
 /// Serves until SIGINT or SIGTERM; `Err` is the message to print.
@@ -596,15 +574,9 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("axum_flash_sale: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args: Args = clap::Parser::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
+        .worker_threads(args.threads as usize)
         .enable_all()
         .build();
     let rt = match rt {

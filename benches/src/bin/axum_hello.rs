@@ -5,8 +5,8 @@
 //! 127.0.0.1:8080 --cores 1`
 //!
 //! `GET /plaintext` answers `Hello, World!` (axum's `&'static str`: `text/plain;
-//! charset=utf-8`), `GET /json` answers `{"message":"Hello, World!"}`. `--cores N` (the first N
-//! cores of this process's affinity mask), `--cores 0` (core 0) or `--cores 0,2,5` sets the
+//! charset=utf-8`), `GET /json` answers `{"message":"Hello, World!"}`. `--cores` (`N`: the first N
+//! cores of this process's affinity mask, `all`, or a list such as `0,2-3`) sets the
 //! worker threads (one per core, each pinned to its core in turn); axum's default features,
 //! `TCP_NODELAY` on every accepted connection. Prints `listening on ADDR`; SIGINT/SIGTERM stop
 //! it with exit status 0 (open connections are dropped with the runtime).

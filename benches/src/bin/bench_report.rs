@@ -665,21 +665,27 @@ fn splice(doc: Option<&str>, block: &str) -> String {
     format!("{wrapped}\n{}", rest.trim_start_matches('\n'))
 }
 
+/// Tables and SVG plots from `scripts/bench.sh`'s results JSON.
+#[derive(Debug, clap::Parser)]
+#[command(name = "bench_report", version)]
+struct Args {
+    /// The results JSON.
+    #[arg(long, value_name = "FILE")]
+    results: String,
+    /// The Markdown file whose bench.sh block is rewritten.
+    #[arg(long, default_value = "docs/benchmarks.md", value_name = "FILE")]
+    doc: String,
+    /// Where the plots go.
+    #[arg(long, default_value = "docs", value_name = "DIR")]
+    svg_dir: String,
+}
+
 fn run() -> Result<(), String> {
-    let usage = "usage: bench_report --results FILE [--doc docs/benchmarks.md] [--svg-dir docs]";
-    let mut results = None;
-    let mut doc = "docs/benchmarks.md".to_string();
-    let mut svg_dir = "docs".to_string();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--results" => results = Some(it.next().ok_or(usage)?),
-            "--doc" => doc = it.next().ok_or(usage)?,
-            "--svg-dir" => svg_dir = it.next().ok_or(usage)?,
-            _ => return Err(usage.into()),
-        }
-    }
-    let results = results.ok_or(usage)?;
+    let Args {
+        results,
+        doc,
+        svg_dir,
+    } = clap::Parser::parse();
     let text = std::fs::read_to_string(&results).map_err(|e| format!("{results}: {e}"))?;
     let res: Results = serde_json::from_str(&text).map_err(|e| format!("{results}: {e}"))?;
     let block = report(&res);

@@ -2,7 +2,7 @@
 //! core: the established thread-per-core io_uring runtime, as a baseline for ringcore.
 //!
 //! Run with: `cargo run --release -p ringcore-benches --bin glommio_hello -- --addr
-//! 127.0.0.1:8080 --cores 0`
+//! 127.0.0.1:8080 --cores 0,`
 //!
 //! One executor thread per listed core (`Placement::Fixed`), each with its own `SO_REUSEPORT`
 //! listener on the same address (bound up front with `socket2`, so port 0 picks one port for

@@ -18,43 +18,22 @@ use ringcore_benches::{resolve, RESPONSE};
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 const MAX_HOLD_S: u64 = 600;
 
+/// Opens many keep-alive connections, one request each, then holds them idle.
+#[derive(Debug, clap::Parser)]
+#[command(name = "idle_conns", version)]
 struct Args {
+    /// Server to connect to.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT", value_parser = resolve)]
     addr: SocketAddr,
+    /// Connections to open.
+    #[arg(long, default_value_t = 10_000)]
     conns: usize,
-    hold: Duration,
-    timeout: Duration,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let usage = "usage: idle_conns [--addr HOST:PORT] [--conns N] [--hold SECS] [--timeout SECS]";
-    let mut addr = "127.0.0.1:8080".to_string();
-    let mut conns = 10_000usize;
-    let mut hold = 10u64;
-    let mut timeout = 60u64;
-    let mut it = std::env::args().skip(1);
-    let num = |v: Option<String>, what: &str| -> Result<u64, String> {
-        let v = v.ok_or_else(|| format!("{what} needs a number\n{usage}"))?;
-        v.parse::<u64>().map_err(|e| format!("bad {what} {v:?}: {e}"))
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--addr" => addr = it.next().ok_or(usage)?,
-            "--conns" => conns = num(it.next(), "--conns")? as usize,
-            "--hold" => hold = num(it.next(), "--hold")?,
-            "--timeout" => timeout = num(it.next(), "--timeout")?,
-            "-h" | "--help" => return Err(usage.into()),
-            other => return Err(format!("unknown argument {other:?}\n{usage}")),
-        }
-    }
-    if hold > MAX_HOLD_S {
-        return Err(format!("--hold is at most {MAX_HOLD_S} seconds"));
-    }
-    Ok(Args {
-        addr: resolve(&addr)?,
-        conns,
-        hold: Duration::from_secs(hold),
-        timeout: Duration::from_secs(timeout.max(1)),
-    })
+    /// Seconds to hold them idle (at most 600).
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=MAX_HOLD_S))]
+    hold: u64,
+    /// Seconds allowed to open and answer them all.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
 }
 
 /// Raises the soft RLIMIT_NOFILE to `want` (or to the hard limit, or higher if we may).
@@ -119,13 +98,8 @@ fn open_one(addr: SocketAddr, deadline: Instant) -> io::Result<TcpStream> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args: Args = clap::Parser::parse();
+    let (hold, timeout) = (Duration::from_secs(args.hold), Duration::from_secs(args.timeout));
     let limit = raise_nofile(args.conns as u64 + 64);
     if limit < args.conns as u64 + 16 {
         eprintln!(
@@ -135,7 +109,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let start = Instant::now();
-    let deadline = start + args.timeout;
+    let deadline = start + timeout;
     let mut held = Vec::with_capacity(args.conns);
     for i in 0..args.conns {
         match open_one(args.addr, deadline) {
@@ -153,9 +127,9 @@ fn main() -> ExitCode {
         "idle_conns: {} connections in {:.2}s, holding {}s",
         held.len(),
         start.elapsed().as_secs_f64(),
-        args.hold.as_secs()
+        args.hold
     );
-    std::thread::sleep(args.hold);
+    std::thread::sleep(hold);
     drop(held);
     ExitCode::SUCCESS
 }

@@ -2,7 +2,7 @@
 //! with no runtime: the floor a runtime should match.
 //!
 //! Run with: `cargo run --release -p ringcore-benches --bin naive_uring -- --addr
-//! 127.0.0.1:8080 --cores 0`
+//! 127.0.0.1:8080 --cores 0,`
 //!
 //! One thread per listed core (one by default), each with its own ring and its own
 //! `SO_REUSEPORT` listener, and one loop: publish recycled receive buffers, one

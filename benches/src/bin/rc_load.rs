@@ -2,7 +2,7 @@
 //! installed. Each client shard opens `--conns` connections; each connection keeps `--depth`
 //! requests in flight (pipelined), for `--duration` seconds.
 //!
-//! Run with: `rc_load --addr 127.0.0.1:8080 --cores 8,9 --conns 32 --duration 5 --mode http`
+//! Run with: `rc_load --addr 127.0.0.1:8080 --cores 8-9 --conns 32 --duration 5 --mode http`
 //!
 //! `--mode http` sends `GET /plaintext HTTP/1.1` and expects responses of `--resp-len` bytes
 //! each (default 78, the fixed answer of the benchmark servers; `hello` answers 148);
@@ -14,66 +14,45 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use ringcore_cli::CoreSpec;
 use ringcore_runtime::net::TcpStream;
 use ringcore_runtime::time::timeout;
-use ringcore_runtime::{spawn_local, Cores, Runtime};
+use ringcore_runtime::{spawn_local, Runtime};
 
 const REQUEST: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: bench\r\n\r\n";
 const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
 
-#[derive(Clone)]
+/// Closed-loop load client on ringcore, for multi-core scaling runs.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "rc_load", version)]
 struct Args {
+    /// Server to load.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
     addr: String,
-    cores: Cores,
+    /// Client cores: `all`, `N` (the first N of this process's CPU set) or a list such as
+    /// `8-9`.
+    #[arg(long, default_value = "1", value_name = "all|N|LIST")]
+    cores: CoreSpec,
+    /// Connections per client core.
+    #[arg(long, default_value_t = 32)]
     conns: usize,
-    depth: usize,
+    /// Requests in flight per connection (pipelined).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    depth: u32,
+    /// Seconds to run.
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = ringcore_cli::secs)]
     duration: Duration,
-    http: bool,
+    /// `http` (GET /plaintext) or `echo` (--size bytes, expected back).
+    #[arg(long, default_value = "http", value_parser = ["http", "echo"])]
+    mode: String,
+    /// Echo mode: bytes per request.
+    #[arg(long, default_value_t = 64)]
     size: usize,
+    /// HTTP mode: bytes of each response (78: the benchmark servers' fixed answer).
+    #[arg(long, default_value_t = RESPONSE.len())]
     resp_len: usize,
-}
-
-fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        addr: "127.0.0.1:8080".into(),
-        cores: Cores::Count(1),
-        conns: 32,
-        depth: 1,
-        duration: Duration::from_secs(5),
-        http: true,
-        size: 64,
-        resp_len: RESPONSE.len(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut v = || it.next().ok_or(format!("{k} needs a value"));
-        match k.as_str() {
-            "--addr" => a.addr = v()?,
-            "--cores" => {
-                let s = v()?;
-                a.cores = if s.contains(',') {
-                    Cores::List(
-                        s.split(',')
-                            .map(|x| x.parse().map_err(|e| format!("{x}: {e}")))
-                            .collect::<Result<_, _>>()?,
-                    )
-                } else {
-                    Cores::Count(s.parse().map_err(|e| format!("{s}: {e}"))?)
-                }
-            }
-            "--conns" => a.conns = v()?.parse().map_err(|e| format!("--conns: {e}"))?,
-            "--depth" => a.depth = v()?.parse::<usize>().map_err(|e| format!("--depth: {e}"))?.max(1),
-            "--duration" => {
-                a.duration = Duration::from_secs_f64(v()?.parse().map_err(|e| format!("--duration: {e}"))?)
-            }
-            "--mode" => a.http = v()? == "http",
-            "--size" => a.size = v()?.parse().map_err(|e| format!("--size: {e}"))?,
-            "--resp-len" => a.resp_len = v()?.parse().map_err(|e| format!("--resp-len: {e}"))?,
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(a)
 }
 
 async fn connection(args: Rc<Args>, deadline: Instant, done: Rc<Cell<u64>>, errors: Rc<Cell<u64>>) {
@@ -85,14 +64,14 @@ async fn connection(args: Rc<Args>, deadline: Instant, done: Rc<Cell<u64>>, erro
         }
     };
     let _ = stream.set_nodelay(true);
-    let (one_req, one_resp): (Vec<u8>, usize) = if args.http {
+    let (one_req, one_resp): (Vec<u8>, usize) = if args.mode == "http" {
         (REQUEST.to_vec(), args.resp_len)
     } else {
         (vec![b'x'; args.size], args.size)
     };
-    let batch: Vec<u8> = one_req.repeat(args.depth);
+    let batch: Vec<u8> = one_req.repeat(args.depth as usize);
     let batch: Rc<[u8]> = batch.into();
-    let want = one_resp * args.depth;
+    let want = one_resp * args.depth as usize;
     while Instant::now() < deadline {
         let (res, _) = stream.write_all(batch.clone()).await;
         if res.is_err() {
@@ -109,20 +88,14 @@ async fn connection(args: Rc<Args>, deadline: Instant, done: Rc<Cell<u64>>, erro
                 }
             }
         }
-        done.set(done.get() + args.depth as u64);
+        done.set(done.get() + u64::from(args.depth));
     }
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("rc_load: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
     let rt = match Runtime::builder()
-        .cores(args.cores.clone())
+        .cores(args.cores.to_runtime())
         .handle_signals(true)
         .build()
     {

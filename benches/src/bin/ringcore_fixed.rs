@@ -1,7 +1,7 @@
 //! `ringcore_fixed`: the fixed-response HTTP/1.1 server on ringcore-runtime.
 //!
 //! Run with: `cargo run --release -p ringcore-benches --bin ringcore_fixed -- --addr
-//! 127.0.0.1:8080 --cores 0`
+//! 127.0.0.1:8080 --cores 0,`
 //!
 //! One shard per listed core, each with its own `SO_REUSEPORT` listener (multishot accept) and
 //! one task per connection that takes chunks from the multishot receive on the core's provided

@@ -1,7 +1,7 @@
 //! `tokio_ct`: the fixed-response HTTP/1.1 server on tokio, thread-per-core style.
 //!
 //! Run with: `cargo run --release -p ringcore-benches --bin tokio_ct -- --addr 127.0.0.1:8080
-//! --cores 0`
+//! --cores 0,`
 //!
 //! One current-thread tokio runtime per listed core, each thread pinned there, each with its
 //! own `SO_REUSEPORT` listener on the same address: the shape of ringcore, on epoll. A

@@ -1,51 +1,33 @@
 //! TCP echo server on every core.
 //!
-//! Run with: `cargo run --release -p echo -- --addr 127.0.0.1:7000 --cores 0,1`
+//! Run with: `cargo run --release -p echo -- --addr 127.0.0.1:7000 --cores 0-1`
 //!
 //! Every core binds the same address with `SO_REUSEPORT` and echoes what it receives on the
 //! connections it accepts. Stops cleanly on Ctrl-C / SIGTERM.
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use ringcore_cli::CoreSpec;
 use ringcore_runtime::net::TcpListener;
-use ringcore_runtime::{shard_id, spawn_local, Cores, Runtime};
+use ringcore_runtime::{shard_id, spawn_local, Runtime};
 
+/// TCP echo server on every core.
+#[derive(Debug, Parser)]
+#[command(name = "echo", version)]
 struct Args {
+    /// Address every core listens on (SO_REUSEPORT); port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:7000", value_name = "HOST:PORT")]
     addr: String,
-    cores: Cores,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: "127.0.0.1:7000".to_string(),
-        cores: Cores::All,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--addr" => args.addr = it.next().ok_or("--addr needs HOST:PORT")?,
-            "--cores" => {
-                let v = it.next().ok_or("--cores needs N or a list like 0,2,5")?;
-                args.cores = v.parse()?;
-            }
-            "-h" | "--help" => {
-                return Err("usage: echo [--addr HOST:PORT] [--cores N | --cores 0,2,5]".into());
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(args)
+    /// Cores to serve on: `all`, `N` (the first N of this process's CPU set) or a list of
+    /// ids such as `0,2-3`.
+    #[arg(long, default_value = "all", value_name = "all|N|LIST")]
+    cores: CoreSpec,
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match Runtime::builder().cores(args.cores).build() {
+    let args = Args::parse();
+    let rt = match Runtime::builder().cores(args.cores.to_runtime()).build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("echo: {e}");

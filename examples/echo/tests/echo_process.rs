@@ -65,5 +65,23 @@ fn bad_arguments_get_a_clear_error() {
         .output()
         .expect("run echo");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad core count"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a core count"));
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let out = Command::new(env!("CARGO_BIN_EXE_echo"))
+        .arg("--help")
+        .output()
+        .expect("run echo");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--cores <all|N|LIST>"));
+    let out = Command::new(env!("CARGO_BIN_EXE_echo"))
+        .arg("--version")
+        .output()
+        .expect("run echo");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("echo {}\n", env!("CARGO_PKG_VERSION"))
+    );
 }

@@ -1,47 +1,109 @@
 //! `flash-sale serve | repair | demo`: the reference service on ringcore.
 //!
 //! ```text
-//! flash-sale serve  --addr HOST:PORT --cores N --data-dir DIR [--store redis://HOST:PORT]
+//! flash-sale serve  --addr HOST:PORT --cores all|N|LIST --data-dir DIR [--store redis://HOST:PORT]
 //!                   [--admin-token T] [--prefix P] [--user-rate R] [--global-rate R]
 //!                   [--accept-data-loss] [--share-addr] [--shed-grace MS]
 //!                   [--redis-timeout MS] [--allow-redis-data-loss]
 //! flash-sale repair --data-dir DIR
-//! flash-sale demo   [--cores N] [--items K] [--stock S] [--users U] [--rate R] ...
+//! flash-sale demo   [--cores all|N|LIST] [--items K] [--stock S] [--users U] [--rate R] ...
 //! ```
+//!
+//! `flash-sale --help` and `flash-sale SUBCOMMAND --help` list every option.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use clap::{Parser, Subcommand};
 use flash_sale::service::{self, Config};
-use ringcore_http::runtime::Cores;
+use ringcore_cli::CoreSpec;
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage:
-  flash-sale serve  --addr HOST:PORT [--cores N | --cores 0,2,5] --data-dir DIR
-                    [--store redis://HOST:PORT] [--prefix P] [--admin-token T]
-                    [--user-rate BUYS_PER_SEC] [--global-rate BUYS_PER_SEC]
-                    [--accept-data-loss] [--share-addr] [--shed-grace MS]
-                    [--redis-timeout MS] [--allow-redis-data-loss]
-  flash-sale repair --data-dir DIR
-  flash-sale demo   [options]   (flash-sale demo --help)
+const AFTER_HELP: &str = "serve refuses to start on a journal whose damage is followed by valid \
+records (acknowledged orders were corrupted). repair cuts each such journal at the damage (the \
+cut bytes are kept in journal-<core>.log.cut-<offset>) and prints every order it drops; \
+--accept-data-loss does the same at start (the list goes to stderr) and then serves. A dropped \
+order's unit is for sale again and its user may buy again: contact the users listed.";
 
-  --share-addr             serve HOST:PORT even if another process already serves it (both
-                           take connections via SO_REUSEPORT): for a zero-downtime restart,
-                           start the new instance, then stop the old one. Without it, a
-                           served address is refused at start
-  --shed-grace MS          how long a core may stay saturated before buys are shed with
-                           503 + Retry-After (default 30): a shorter burst is queued and
-                           served, a standing overload is shed so admitted buys stay fast
-  --redis-timeout MS       deadline of every Redis operation (default 1000); past it the
-                           request answers 503 + Retry-After (a buy is then in doubt: its
-                           retry answers already_bought if it went through)
-  --allow-redis-data-loss  start even if Redis can lose acknowledged orders (anything but
-                           appendonly yes + appendfsync always) or refuses CONFIG GET
+/// The flash-sale reference service on ringcore.
+#[derive(Debug, Parser)]
+#[command(name = "flash-sale", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-serve refuses to start on a journal whose damage is followed by valid records (acknowledged
-orders were corrupted). repair cuts each such journal at the damage (the cut bytes are kept in
-journal-<core>.log.cut-<offset>) and prints every order it drops; --accept-data-loss does the
-same at start (the list goes to stderr) and then serves. A dropped order's unit is for sale
-again and its user may buy again: contact the users listed.";
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the sale until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+    /// Cut each journal at its damage, keep the cut bytes in a side file, list what is dropped.
+    Repair {
+        /// The data directory of a stopped service.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+    /// Start the service, fire a flash crowd at it, check the invariants.
+    Demo(flash_sale::demo::Options),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address every core listens on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    addr: String,
+    /// Cores to serve on: `all`, `N` (the first N of this process's CPU set) or a list of
+    /// ids such as `0,2-3`.
+    #[arg(long, default_value = "all", value_name = "all|N|LIST")]
+    cores: CoreSpec,
+    /// Where the embedded store keeps its journals (required without --store).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Keep the sale in Redis (`redis://HOST:PORT`) instead of the embedded journal.
+    #[arg(long, value_name = "URL", value_parser = store_url)]
+    store: Option<String>,
+    /// Key prefix in Redis.
+    #[arg(long, value_name = "P")]
+    prefix: Option<String>,
+    /// Required `X-Admin-Token` for `PUT /items/..`.
+    #[arg(long, value_name = "T")]
+    admin_token: Option<String>,
+    /// Buys per second per user (burst the same; default 10).
+    #[arg(long, value_name = "BUYS_PER_SEC", value_parser = ringcore_cli::non_negative)]
+    user_rate: Option<f64>,
+    /// Buys per second over the whole server (default 0: no global limit).
+    #[arg(long, value_name = "BUYS_PER_SEC", value_parser = ringcore_cli::non_negative)]
+    global_rate: Option<f64>,
+    /// Start even on a corrupt journal: cut it at the damage (as `repair` does), list the
+    /// dropped orders on stderr, then serve.
+    #[arg(long)]
+    accept_data_loss: bool,
+    /// Serve HOST:PORT even if another process already serves it (both take connections via
+    /// SO_REUSEPORT): for a zero-downtime restart, start the new instance, then stop the old
+    /// one. Without it, a served address is refused at start.
+    #[arg(long)]
+    share_addr: bool,
+    /// How long a core may stay saturated before buys are shed with 503 + Retry-After
+    /// (default 30, 10..=600000): a shorter burst is queued and served, a standing overload is
+    /// shed so admitted buys stay fast.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    shed_grace: Option<u64>,
+    /// Deadline of every Redis operation (default 1000, 1..=3600000); past it the request
+    /// answers 503 + Retry-After (a buy is then in doubt: its retry answers already_bought if
+    /// it went through).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    redis_timeout: Option<u64>,
+    /// Start even if Redis can lose acknowledged orders (anything but appendonly yes +
+    /// appendfsync always) or refuses CONFIG GET.
+    #[arg(long)]
+    allow_redis_data_loss: bool,
+}
+
+fn store_url(url: &str) -> Result<String, String> {
+    flash_sale::redis::parse_url(url).map_err(|e| e.to_string())?;
+    Ok(url.to_string())
+}
 
 /// Warnings, and the runtime's start-up facts (the driver and why, when io_uring is
 /// unavailable). `RUST_LOG` replaces it.
@@ -52,92 +114,51 @@ fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)))
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("serve") => serve(&args[1..]),
-        Some("repair") => repair(&args[1..]),
-        Some("demo") => flash_sale::demo::main(&args[1..]),
-        Some("--help" | "-h" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+    match Cli::parse().command {
+        Command::Serve(args) => match config(args) {
+            Ok(cfg) => serve(cfg),
+            Err(e) => {
+                eprintln!("flash-sale: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Repair { data_dir } => repair(data_dir),
+        Command::Demo(opts) => flash_sale::demo::main(&opts),
     }
 }
 
-fn parse_serve(args: &[String]) -> Result<Config, String> {
-    let mut cfg = Config::new("127.0.0.1:8080", "");
-    let mut data_dir = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--addr" => cfg.addr = value()?,
-            "--cores" => cfg.cores = value()?.parse::<Cores>().map_err(|e| format!("--cores: {e}"))?,
-            "--data-dir" => data_dir = Some(value()?),
-            "--store" => {
-                let url = value()?;
-                flash_sale::redis::parse_url(&url).map_err(|e| format!("--store: {e}"))?;
-                cfg.store = Some(url);
-            }
-            "--prefix" => cfg.prefix = value()?,
-            "--admin-token" => cfg.admin_token = Some(value()?),
-            "--user-rate" => cfg.user_rate = rate(&value()?)?,
-            "--global-rate" => cfg.global_rate = rate(&value()?)?,
-            "--share-addr" => cfg.share_addr = true,
-            "--shed-grace" => {
-                let v = value()?;
-                cfg.shed_grace = match v.parse::<u64>() {
-                    Ok(ms) if (10..=600_000).contains(&ms) => std::time::Duration::from_millis(ms),
-                    _ => {
-                        return Err(format!(
-                            "--shed-grace: not a number of milliseconds in 10..=600000: {v:?}"
-                        ))
-                    }
-                };
-            }
-            "--redis-timeout" => {
-                let v = value()?;
-                cfg.redis_timeout = match v.parse::<u64>() {
-                    Ok(ms) if (1..=3_600_000).contains(&ms) => std::time::Duration::from_millis(ms),
-                    _ => {
-                        return Err(format!(
-                            "--redis-timeout: not a number of milliseconds in 1..=3600000: {v:?}"
-                        ))
-                    }
-                };
-            }
-            "--allow-redis-data-loss" => cfg.allow_redis_data_loss = true,
-            "--accept-data-loss" => cfg.accept_data_loss = true,
-            other => return Err(format!("unknown option {other:?}")),
-        }
+fn config(a: ServeArgs) -> Result<Config, String> {
+    let mut cfg = Config::new(a.addr, "");
+    cfg.cores = a.cores.to_runtime();
+    cfg.store = a.store;
+    if let Some(p) = a.prefix {
+        cfg.prefix = p;
     }
-    match data_dir {
-        Some(d) => cfg.data_dir = d.into(),
+    cfg.admin_token = a.admin_token;
+    if let Some(r) = a.user_rate {
+        cfg.user_rate = r;
+    }
+    if let Some(r) = a.global_rate {
+        cfg.global_rate = r;
+    }
+    cfg.share_addr = a.share_addr;
+    if let Some(ms) = a.shed_grace {
+        cfg.shed_grace = Duration::from_millis(ms);
+    }
+    if let Some(ms) = a.redis_timeout {
+        cfg.redis_timeout = Duration::from_millis(ms);
+    }
+    cfg.allow_redis_data_loss = a.allow_redis_data_loss;
+    cfg.accept_data_loss = a.accept_data_loss;
+    match a.data_dir {
+        Some(d) => cfg.data_dir = d,
         None if cfg.store.is_some() => cfg.data_dir = std::env::temp_dir(),
         None => return Err("--data-dir is required with the embedded store".into()),
     }
     Ok(cfg)
 }
 
-fn rate(v: &str) -> Result<f64, String> {
-    match v.parse::<f64>() {
-        Ok(r) if r >= 0.0 && r.is_finite() => Ok(r),
-        _ => Err(format!("not a rate: {v:?}")),
-    }
-}
-
-fn serve(args: &[String]) -> ExitCode {
-    let cfg = match parse_serve(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("flash-sale: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+fn serve(cfg: Config) -> ExitCode {
     let embedded = cfg.store.is_none();
     let data_dir = cfg.data_dir.clone();
     let result = service::serve(
@@ -187,14 +208,7 @@ fn serve(args: &[String]) -> ExitCode {
     }
 }
 
-fn repair(args: &[String]) -> ExitCode {
-    let dir = match args {
-        [flag, dir] if flag == "--data-dir" => std::path::PathBuf::from(dir),
-        _ => {
-            eprintln!("flash-sale: repair takes --data-dir DIR\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+fn repair(dir: PathBuf) -> ExitCode {
     if !dir.is_dir() {
         eprintln!("flash-sale: repair: {} is not a directory", dir.display());
         return ExitCode::FAILURE;

@@ -20,7 +20,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flash_sale::journal::{Journal, Replay};
-use ringcore_runtime::{spawn_local, Runtime};
+use ringcore_runtime::spawn_local;
+use ringcore_testkit::rt::run1;
 
 const CHILD_ENV: &str = "JOURNAL_CHILD";
 /// File size limit (`RLIMIT_FSIZE`) in the fail-stop child: writes past it fail with `EFBIG`.
@@ -66,22 +67,6 @@ fn tell(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-fn run1<F, Fut, R>(f: F) -> R
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = R> + 'static,
-    R: Send + 'static,
-{
-    let mut out = Runtime::builder()
-        .core_count(1)
-        .handle_signals(false)
-        .build()
-        .expect("build")
-        .run(f)
-        .expect("run");
-    out.pop().flatten().expect("main future did not finish")
 }
 
 /// Child: `APPENDERS` tasks append numbered records until they fail (or for 20 s at most),

@@ -7,7 +7,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flash_sale::journal::{file_name, Corruption, Damage, Journal, HEADER_LEN, RECORD_OVERHEAD};
-use ringcore_runtime::{spawn_local, Runtime};
+use ringcore_runtime::spawn_local;
+use ringcore_testkit::rt::run1;
 
 /// A fresh, empty directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -26,23 +27,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Runs `f` on one core and returns its output.
-fn run1<F, Fut, R>(f: F) -> R
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = R> + 'static,
-    R: Send + 'static,
-{
-    let mut out = Runtime::builder()
-        .core_count(1)
-        .handle_signals(false)
-        .build()
-        .expect("build")
-        .run(f)
-        .expect("run");
-    out.pop().flatten().expect("main future did not finish")
 }
 
 /// Record `i`'s payload: its number and a body whose length varies with it.

@@ -8,16 +8,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use flash_sale::redis::{Client, RedisError, Value};
+use ringcore_runtime::spawn_local;
 use ringcore_runtime::time::timeout;
-use ringcore_runtime::{spawn_local, Runtime};
+use ringcore_testkit::rt::one_core;
 use support_redis::RedisServer;
-
-fn one_core(portable: bool) -> ringcore_runtime::Builder {
-    Runtime::builder()
-        .core_count(1)
-        .portable_ops(portable)
-        .handle_signals(false)
-}
 
 fn bulk(s: &str) -> Value {
     Value::Bulk(s.as_bytes().to_vec())

@@ -9,8 +9,9 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use ringcore_cli::CoreSpec;
 use ringcore_http::header::CONTENT_TYPE;
-use ringcore_http::runtime::Cores;
 use ringcore_http::{any, get, HeaderValue, Json, Request, Response, Router, Server};
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
@@ -39,6 +40,19 @@ async fn echo(req: Request) -> Response {
     Response::with_body(ringcore_http::Body::Full(body)).header(CONTENT_TYPE, ctype)
 }
 
+/// `GET /plaintext`, `/json`, `/echo` and `/metrics` on every core.
+#[derive(Debug, Parser)]
+#[command(name = "hello", version)]
+struct Args {
+    /// Address every core listens on (SO_REUSEPORT); port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    addr: String,
+    /// Cores to serve on: `all`, `N` (the first N of this process's CPU set) or a list of
+    /// ids such as `0,2-3`.
+    #[arg(long, default_value = "all", value_name = "all|N|LIST")]
+    cores: CoreSpec,
+}
+
 fn router() -> Router {
     Router::new()
         .route("/plaintext", get(plaintext))
@@ -57,28 +71,9 @@ fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)))
         .with_writer(std::io::stderr)
         .init();
-    let mut addr = "127.0.0.1:8080".to_string();
-    let mut cores = Cores::All;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let value = args.next();
-        let parsed = match (a.as_str(), value) {
-            ("--addr", Some(v)) => {
-                addr = v;
-                Ok(())
-            }
-            ("--cores", Some(v)) => v.parse().map(|c| cores = c),
-            _ => Err(format!(
-                "usage: hello [--addr HOST:PORT] [--cores N | --cores 0,2,5] (got {a:?})"
-            )),
-        };
-        if let Err(e) = parsed {
-            eprintln!("hello: {e}");
-            return ExitCode::from(2);
-        }
-    }
-    let result = Server::bind(addr)
-        .cores(cores)
+    let args = Args::parse();
+    let result = Server::bind(args.addr)
+        .cores(args.cores.to_runtime())
         .on_listening(|a| {
             println!(
                 "hello listening on {a} (driver: {})",

@@ -1,7 +1,8 @@
 //! Shared helpers for the HTTP integration tests: a server on its own thread (one core,
 //! signals left alone, stopped through a shutdown route), a raw-bytes client over
-//! `std::net::TcpStream`, and a small independent response parser (status line, fields,
-//! Content-Length, chunked, close-delimited).
+//! `std::net::TcpStream` reading responses with the workspace's one client-side parser
+//! (`ringcore_testkit::http1`: fields, Content-Length, chunked, close-delimited, HEAD, 1xx),
+//! which shares no code with the server's request parser.
 //!
 //! Every wait is bounded: reads time out after [`READ_TIMEOUT`], server start and stop after
 //! a few seconds.
@@ -13,6 +14,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use ringcore_testkit::http1::RequestKind;
+pub(crate) use ringcore_testkit::http1::Response;
 
 use ringcore_http::runtime::time::sleep;
 use ringcore_http::runtime::{spawn_local, Cores};
@@ -220,22 +224,6 @@ impl Client {
         Ok(n)
     }
 
-    /// Reads more or panics (timeout, EOF or error) saying what was being read.
-    fn fill_or_panic(&mut self, what: &str) {
-        match self.fill() {
-            Ok(0) => panic!(
-                "connection closed while reading {what}; received so far: {:?}",
-                show(&self.buf)
-            ),
-            Ok(_) => {}
-            Err(e) => panic!(
-                "error while reading {what} ({e}, kind {:?}); received so far: {:?}",
-                e.kind(),
-                show(&self.buf)
-            ),
-        }
-    }
-
     /// Reads the next response to a request other than HEAD.
     pub(crate) fn read_response(&mut self) -> Response {
         self.read_response_with(false)
@@ -246,114 +234,39 @@ impl Client {
         self.read_response_with(true)
     }
 
-    /// Reads the next response; `no_body` for a response to HEAD.
+    /// Reads the next response (a 1xx too: it is returned like any other); `no_body` for a
+    /// response to HEAD. Parsed by the workspace's one client-side parser,
+    /// `ringcore_testkit::http1` (independent of the server's request parser); panics on a
+    /// malformed response, a timeout, or a close before the response's end.
     pub(crate) fn read_response_with(&mut self, no_body: bool) -> Response {
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i;
-            }
-            self.fill_or_panic("a response head");
-        };
-        let head: Vec<u8> = self.buf.drain(..head_end + 4).collect();
-        let head_raw = String::from_utf8(head).unwrap_or_else(|e| panic!("response head not UTF-8: {e}"));
-        let mut lines = head_raw[..head_raw.len() - 4].split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("").to_string();
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let reason = parts.next().unwrap_or("").to_string();
-        assert!(version.starts_with("HTTP/1."), "bad status line {status_line:?}");
-        let mut headers = Vec::new();
-        for line in lines {
-            let Some((n, v)) = line.split_once(':') else {
-                panic!("bad response field line {line:?} in {head_raw:?}");
-            };
-            assert!(
-                !n.is_empty() && !n.contains(' ') && !n.contains('\t'),
-                "bad field name {n:?} in {head_raw:?}"
-            );
-            headers.push((n.to_string(), v.trim_matches([' ', '\t']).to_string()));
-        }
-        let mut resp = Response {
-            version,
-            status,
-            reason,
-            headers,
-            body: Vec::new(),
-            chunked: false,
-            close_delimited: false,
-            trailers: Vec::new(),
-            head_raw,
-        };
-        if no_body || (100..200).contains(&status) || status == 204 || status == 304 {
-            return resp;
-        }
-        let te = resp.header("transfer-encoding").map(str::to_ascii_lowercase);
-        if let Some(te) = te {
-            assert_eq!(te, "chunked", "unexpected Transfer-Encoding in {}", resp.head_raw);
-            resp.chunked = true;
-            self.read_chunked(&mut resp);
-        } else if let Some(cl) = resp.header("content-length") {
-            let n: usize = cl
-                .parse()
-                .unwrap_or_else(|_| panic!("bad Content-Length {cl:?} in {}", resp.head_raw));
-            while self.buf.len() < n {
-                self.fill_or_panic("a Content-Length body");
-            }
-            resp.body = self.buf.drain(..n).collect();
+        let kind = if no_body {
+            RequestKind::Head
         } else {
-            // Delimited by close.
-            resp.close_delimited = true;
-            loop {
-                match self.fill() {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) => panic!(
-                        "error reading a close-delimited body: {e}; got {:?}",
-                        show(&self.buf)
-                    ),
-                }
-            }
-            resp.body = std::mem::take(&mut self.buf);
-        }
-        resp
-    }
-
-    fn line(&mut self, what: &str) -> String {
+            RequestKind::Other
+        };
+        let mut eof = false;
         loop {
-            if let Some(i) = find(&self.buf, b"\r\n") {
-                let l: Vec<u8> = self.buf.drain(..i + 2).collect();
-                return String::from_utf8_lossy(&l[..i]).into_owned();
-            }
-            self.fill_or_panic(what);
-        }
-    }
-
-    fn read_chunked(&mut self, resp: &mut Response) {
-        loop {
-            let size_line = self.line("a chunk-size line");
-            let size_hex = size_line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .unwrap_or_else(|_| panic!("bad chunk-size line {size_line:?}"));
-            if size == 0 {
-                loop {
-                    let t = self.line("the trailer section");
-                    if t.is_empty() {
-                        return;
-                    }
-                    let (n, v) = t.split_once(':').unwrap_or((&t, ""));
-                    resp.trailers.push((n.to_string(), v.trim().to_string()));
+            match Response::parse(&self.buf, kind, eof) {
+                Ok(Some((r, used))) => {
+                    self.buf.drain(..used);
+                    return r;
                 }
+                Ok(None) if eof => panic!(
+                    "connection closed while reading a response; received so far: {:?}",
+                    show(&self.buf)
+                ),
+                Ok(None) => {}
+                Err(e) => panic!("{e}; received: {:?}", show(&self.buf)),
             }
-            while self.buf.len() < size + 2 {
-                self.fill_or_panic("chunk data");
+            match self.fill() {
+                Ok(0) => eof = true,
+                Ok(_) => {}
+                Err(e) => panic!(
+                    "error while reading a response ({e}, kind {:?}); received so far: {:?}",
+                    e.kind(),
+                    show(&self.buf)
+                ),
             }
-            let data: Vec<u8> = self.buf.drain(..size + 2).collect();
-            assert_eq!(&data[size..], b"\r\n", "chunk data not followed by CRLF");
-            resp.body.extend_from_slice(&data[..size]);
         }
     }
 
@@ -405,52 +318,6 @@ impl Client {
                 Err(e) => panic!("reading until close: {e}; got {:?}", show(&self.buf)),
             }
         }
-    }
-}
-
-/// A parsed response.
-#[derive(Debug, Clone)]
-pub(crate) struct Response {
-    pub(crate) version: String,
-    pub(crate) status: u16,
-    pub(crate) reason: String,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-    pub(crate) chunked: bool,
-    pub(crate) close_delimited: bool,
-    pub(crate) trailers: Vec<(String, String)>,
-    /// The status line and fields as received, for messages.
-    pub(crate) head_raw: String,
-}
-
-impl Response {
-    /// The first value of field `name` (case-insensitive).
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every value of field `name`.
-    pub(crate) fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The body as text (lossy).
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// Whether a `Connection` field carries the `close` option.
-    pub(crate) fn has_close(&self) -> bool {
-        self.header_all("connection")
-            .iter()
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
     }
 }
 

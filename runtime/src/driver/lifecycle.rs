@@ -173,6 +173,8 @@ struct Slot {
 #[derive(Default)]
 pub(crate) struct Wakers {
     first: Option<Waker>,
+    // Boxed on purpose: 8 bytes in every slot instead of a vector's 24.
+    #[allow(clippy::box_collection)]
     more: Option<Box<Vec<Waker>>>,
 }
 
@@ -204,6 +206,8 @@ impl Wakers {
 #[derive(Default)]
 pub(crate) struct Results {
     first: Option<Completion>,
+    // Boxed on purpose: 8 bytes in every slot instead of a queue's 32.
+    #[allow(clippy::box_collection)]
     rest: Option<Box<VecDeque<Completion>>>,
 }
 

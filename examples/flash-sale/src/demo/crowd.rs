@@ -18,6 +18,7 @@ use hdrhistogram::Histogram;
 use ringcore_runtime::net::TcpStream;
 use ringcore_runtime::time::{sleep, sleep_until, timeout_at};
 use ringcore_runtime::{n_shards, shard_id, spawn_local, Cores, Runtime};
+use ringcore_testkit::schedule::OpenLoop;
 use serde::Deserialize;
 
 use super::http::{parse_response, request, Response};
@@ -220,8 +221,15 @@ struct Plan {
 }
 
 impl Plan {
+    /// When attempt `j` is due: slot `j` of the shared open-loop schedule (connection `c`
+    /// sends attempts `c, c + conns, ...`).
     fn due(&self, j: usize) -> Instant {
-        self.start + Duration::from_secs_f64(j as f64 / self.cfg.rate)
+        OpenLoop {
+            start: self.start,
+            rate: self.cfg.rate,
+            conns: self.cfg.conns,
+        }
+        .due(j as u64)
     }
 }
 

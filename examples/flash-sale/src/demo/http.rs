@@ -1,14 +1,14 @@
-//! The client side of HTTP/1.1, as much as the demo needs: request bytes, a parser that takes
-//! one complete response (head and body, `Content-Length` or chunked) off the front of a
-//! buffer, so pipelined responses come out in order, and a small blocking keep-alive client
-//! for setting up items and checking orders.
+//! The client side of HTTP/1.1, as much as the demo needs: request bytes, the workspace's one
+//! response parser (`ringcore_testkit::http1`) reduced to what the demo looks at, taking one
+//! complete response off the front of a buffer so pipelined responses come out in order, and
+//! a small blocking keep-alive client for setting up items and checking orders.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Longest response head accepted.
-const MAX_HEAD: usize = 64 * 1024;
+use ringcore_testkit::http1::{self, RequestKind};
+
 /// Largest response body accepted (the service's bodies are a few dozen bytes).
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -37,137 +37,26 @@ pub(crate) fn request(method: &str, path: &str, body: Option<&str>) -> Vec<u8> {
     r.into_bytes()
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &s[start..end.max(start)]
-}
-
-/// Parses one response off the front of `buf`: `Ok(Some((response, bytes used)))`, `Ok(None)`
-/// if `buf` does not hold a complete response yet, or an error for a malformed one.
+/// Parses one response off the front of `buf` with the workspace's one HTTP/1 parser
+/// ([`ringcore_testkit::http1`]): `Ok(Some((response, bytes used)))`, `Ok(None)` if `buf`
+/// does not hold a complete response yet, or an error for a malformed one (or a body over
+/// [`MAX_BODY`]).
 pub(crate) fn parse_response(buf: &[u8]) -> Result<Option<(Response, usize)>, String> {
-    let Some(head_len) = find(buf, b"\r\n\r\n").map(|i| i + 4) else {
-        if buf.len() > MAX_HEAD {
-            return Err("response head too long".into());
+    match http1::Response::parse(buf, RequestKind::Other, false) {
+        Ok(Some((r, _))) if r.body.len() > MAX_BODY => {
+            Err(format!("response body of {} bytes is too large", r.body.len()))
         }
-        return Ok(None);
-    };
-    let head = &buf[..head_len];
-    let mut lines = head.split(|&b| b == b'\n');
-    let status_line = lines.next().unwrap_or_default();
-    if !status_line.starts_with(b"HTTP/1.") || status_line.len() < 12 || status_line[8] != b' ' {
-        return Err(format!(
-            "bad status line {:?}",
-            String::from_utf8_lossy(status_line)
-        ));
-    }
-    let code = &status_line[9..12];
-    if !code.iter().all(u8::is_ascii_digit) {
-        return Err("bad status code".into());
-    }
-    let status = code.iter().fold(0u16, |a, &d| a * 10 + u16::from(d - b'0'));
-    let (mut len, mut chunked, mut retry_after, mut close) = (None, false, false, false);
-    for line in lines {
-        let line = trim(line);
-        if line.is_empty() {
-            continue;
-        }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or("header without a colon")?;
-        let (name, value) = (trim(&line[..colon]), trim(&line[colon + 1..]));
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(value)
-                .ok()
-                .and_then(|s| s.parse::<usize>().ok())
-                .ok_or("bad content-length")?;
-            len = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let last = value.rsplit(|&b| b == b',').next().map(trim).unwrap_or_default();
-            if !last.eq_ignore_ascii_case(b"chunked") {
-                return Err("unsupported transfer-encoding".into());
-            }
-            chunked = true;
-        } else if name.eq_ignore_ascii_case(b"retry-after") {
-            retry_after = true;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            close |= value
-                .split(|&b| b == b',')
-                .any(|t| trim(t).eq_ignore_ascii_case(b"close"));
-        }
-    }
-    let response = |body: Vec<u8>| Response {
-        status,
-        retry_after,
-        close,
-        body,
-    };
-    if (100..200).contains(&status) || status == 204 || status == 304 {
-        return Ok(Some((response(Vec::new()), head_len)));
-    }
-    if chunked {
-        return Ok(parse_chunked(&buf[head_len..])?.map(|(body, used)| (response(body), head_len + used)));
-    }
-    let n = len.ok_or("response without Content-Length or chunked encoding")?;
-    if n > MAX_BODY {
-        return Err(format!("response body of {n} bytes is too large"));
-    }
-    if buf.len() < head_len + n {
-        return Ok(None);
-    }
-    Ok(Some((
-        response(buf[head_len..head_len + n].to_vec()),
-        head_len + n,
-    )))
-}
-
-/// Decodes a chunked body at the front of `buf`: the body and the bytes used (trailers
-/// included), or `None` if incomplete.
-fn parse_chunked(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
-    let mut body = Vec::new();
-    let mut at = 0;
-    loop {
-        let Some(eol) = find(&buf[at..], b"\r\n") else {
-            return Ok(None);
-        };
-        let line = &buf[at..at + eol];
-        let hex = trim(line.split(|&b| b == b';').next().unwrap_or_default());
-        let size = std::str::from_utf8(hex)
-            .ok()
-            .and_then(|s| usize::from_str_radix(s, 16).ok())
-            .ok_or("bad chunk size")?;
-        at += eol + 2;
-        if size == 0 {
-            // Trailer lines until an empty one.
-            loop {
-                let Some(eol) = find(&buf[at..], b"\r\n") else {
-                    return Ok(None);
-                };
-                at += eol + 2;
-                if eol == 0 {
-                    return Ok(Some((body, at)));
-                }
-            }
-        }
-        if body.len() + size > MAX_BODY {
-            return Err("chunked body too large".into());
-        }
-        if buf.len() < at + size + 2 {
-            return Ok(None);
-        }
-        if &buf[at + size..at + size + 2] != b"\r\n" {
-            return Err("missing CRLF after chunk data".into());
-        }
-        body.extend_from_slice(&buf[at..at + size]);
-        at += size + 2;
+        Ok(Some((r, used))) => Ok(Some((
+            Response {
+                status: r.status,
+                retry_after: r.header("retry-after").is_some(),
+                close: r.has_close(),
+                body: r.body,
+            },
+            used,
+        ))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -312,38 +201,6 @@ mod tests {
         assert_eq!((got[2].status, got[2].close), (409, true));
         assert_eq!(got[2].body, b"{\"error\":\"sold_out\"}");
         assert_eq!((got[3].status, got[3].body.len()), (204, 0));
-    }
-
-    #[test]
-    fn every_prefix_is_incomplete_not_an_error() {
-        let buf = all();
-        let first = parse_response(&buf).unwrap().unwrap().1;
-        for i in 0..first {
-            assert_eq!(parse_response(&buf[..i]).unwrap(), None, "prefix {i}");
-        }
-        for r in [SHED, CHUNKED] {
-            for i in 0..r.len() {
-                assert_eq!(parse_response(&r[..i]).unwrap(), None, "prefix {i}");
-            }
-            assert_eq!(parse_response(r).unwrap().unwrap().1, r.len());
-        }
-    }
-
-    #[test]
-    fn malformed_responses_are_errors() {
-        for bad in [
-            &b"HTTX/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"[..],
-            b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nabX",
-        ] {
-            assert!(parse_response(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
-        }
-        assert!(parse_response(&vec![b'a'; MAX_HEAD + 1]).is_err());
     }
 
     #[test]

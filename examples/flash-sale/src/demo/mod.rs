@@ -1,7 +1,7 @@
 //! `flash-sale demo`: start the service, create items, fire a bounded flash crowd, report.
 //!
 //! ```text
-//! flash-sale demo [--cores N] [--items K=3] [--stock S=1000] [--users U=20000]
+//! flash-sale demo [--cores all|N|LIST] [--items K=3] [--stock S=1000] [--users U=20000]
 //!                 [--rate R=20000] [--conns C=64] [--duration SECS=10] [--hot]
 //!                 [--shed-grace MS]   (passed to the service: see `serve --shed-grace`)
 //! ```
@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use ringcore_runtime::Cores;
+use ringcore_cli::CoreSpec;
 
 use check::{Check, Evidence, ItemState, OrderLookup, OrderState};
 use crowd::{item_name, Attempt, Outcome};
@@ -50,109 +50,66 @@ const SETTLE: Duration = Duration::from_millis(200);
 const CHECKERS: usize = 4;
 const CHECK_BATCH: usize = 64;
 
-const USAGE: &str = "usage: flash-sale demo [--cores N|0,2,5] [--items K=3] [--stock S=1000] \
-[--users U=20000] [--rate R=20000] [--conns C=64] [--duration SECS=10] [--hot] \
-[--shed-grace MS (serve's)]";
-
-#[derive(Debug, Clone, PartialEq)]
-struct Options {
-    /// Passed to `serve --cores` as given; `None` leaves the service on all cores.
-    cores: Option<String>,
-    items: u32,
-    stock: u64,
-    users: u32,
-    rate: f64,
-    conns: usize,
-    duration: Duration,
-    hot: bool,
-    /// Passed to `serve --shed-grace` when given.
-    shed_grace_ms: Option<u64>,
+/// `flash-sale demo`'s options.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct Options {
+    /// Cores of the service (passed to `serve --cores`): `all`, `N` or a list such as
+    /// `0,2-3`; default: all.
+    #[arg(long, value_name = "all|N|LIST")]
+    pub cores: Option<CoreSpec>,
+    /// Items for sale (item 0 the hottest).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub items: u32,
+    /// Stock of each item.
+    #[arg(long, default_value_t = 1000)]
+    pub stock: u64,
+    /// Users in the crowd (each tries once; one attempt in fifty is a repeat).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub users: u32,
+    /// Attempts per second, open loop.
+    #[arg(long, default_value_t = 20_000.0, value_parser = positive)]
+    pub rate: f64,
+    /// Keep-alive connections of the crowd.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub conns: u32,
+    /// Nothing is sent after this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = positive_secs)]
+    pub duration: Duration,
+    /// Every user wants item 0.
+    #[arg(long)]
+    pub hot: bool,
+    /// Passed to `serve --shed-grace` (see `flash-sale serve --help`).
+    #[arg(long = "shed-grace", value_name = "MS")]
+    pub shed_grace_ms: Option<u64>,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            cores: None,
-            items: 3,
-            stock: 1000,
-            users: 20_000,
-            rate: 20_000.0,
-            conns: 64,
-            duration: Duration::from_secs(10),
-            hot: false,
-            shed_grace_ms: None,
-        }
+fn positive(s: &str) -> Result<f64, String> {
+    let v = ringcore_cli::non_negative(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be > 0".into())
     }
 }
 
-fn parse_args(args: &[String]) -> Result<Options, String> {
-    fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, String>
-    where
-        T::Err: std::fmt::Display,
-    {
-        v.parse().map_err(|e| format!("{k} {v:?}: {e}"))
+fn positive_secs(s: &str) -> Result<Duration, String> {
+    let d = ringcore_cli::secs(s)?;
+    if d.is_zero() {
+        Err("must be > 0".into())
+    } else {
+        Ok(d)
     }
-    let mut o = Options::default();
-    let mut it = args.iter();
-    while let Some(k) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{k} needs a value\n{USAGE}"));
-        match k.as_str() {
-            "--hot" => o.hot = true,
-            "-h" | "--help" => return Err(USAGE.into()),
-            "--cores" => {
-                let v = value()?;
-                v.parse::<Cores>().map_err(|e| format!("--cores {v:?}: {e}"))?;
-                o.cores = Some(v.clone());
-            }
-            "--items" => o.items = num(k, value()?)?,
-            "--shed-grace" => o.shed_grace_ms = Some(num(k, value()?)?),
-            "--stock" => o.stock = num(k, value()?)?,
-            "--users" => o.users = num(k, value()?)?,
-            "--rate" => o.rate = num(k, value()?)?,
-            "--conns" => o.conns = num(k, value()?)?,
-            "--duration" => {
-                let s: f64 = num(k, value()?)?;
-                if !s.is_finite() || s <= 0.0 {
-                    return Err("--duration must be > 0".into());
-                }
-                o.duration = Duration::from_secs_f64(s);
-            }
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
-    }
-    if o.items == 0 || o.users == 0 || o.conns == 0 {
-        return Err("--items, --users and --conns must be at least 1".into());
-    }
-    if !o.rate.is_finite() || o.rate <= 0.0 {
-        return Err("--rate must be > 0".into());
-    }
-    Ok(o)
 }
 
 /// Cores the service will run on, for the report.
-fn server_cores(cores: Option<&str>) -> usize {
-    let all = || std::thread::available_parallelism().map_or(1, usize::from);
-    match cores.and_then(|c| c.parse::<Cores>().ok()) {
-        Some(Cores::Count(n)) => n,
-        Some(Cores::List(ids)) => ids.len(),
-        Some(Cores::All) | None => all(),
-    }
+fn server_cores(cores: Option<&CoreSpec>) -> usize {
+    let all = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.unwrap_or(&CoreSpec::All).count_in(all)
 }
 
-/// Runs the demo on the arguments after `demo`.
-pub fn main(args: &[String]) -> ExitCode {
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let opts = match parse_args(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("flash-sale demo: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&opts) {
+/// Runs the demo; exit status 0 if every invariant held.
+pub fn main(opts: &Options) -> ExitCode {
+    match run(opts) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -168,7 +125,8 @@ fn run(opts: &Options) -> Result<bool, String> {
         Some(ms) => vec!["--shed-grace".into(), ms.to_string()],
         None => Vec::new(),
     };
-    let service = Service::start(opts.cores.as_deref(), &extra)?;
+    let cores = opts.cores.as_ref().map(CoreSpec::to_string);
+    let service = Service::start(cores.as_deref(), &extra)?;
     let addr = service.addr();
     eprintln!(
         "flash-sale demo: service pid {} listening on {addr}",
@@ -181,7 +139,7 @@ fn run(opts: &Options) -> Result<bool, String> {
     let cfg = crowd::Config {
         addr,
         rate: opts.rate,
-        conns: opts.conns,
+        conns: opts.conns as usize,
         depth: DEPTH,
         cap: opts.duration,
         timeout: ATTEMPT_TIMEOUT,
@@ -348,8 +306,8 @@ fn summary(opts: &Options, attempts: &[Attempt], fired: &crowd::Fired) -> String
         opts.users,
         if opts.hot { " all after item-0" } else { "" },
         opts.rate,
-        server_cores(opts.cores.as_deref()),
-        if server_cores(opts.cores.as_deref()) == 1 {
+        server_cores(opts.cores.as_ref()),
+        if server_cores(opts.cores.as_ref()) == 1 {
             ""
         } else {
             "s"
@@ -435,22 +393,53 @@ fn invariant_lines(checks: &[Check]) -> String {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    #[derive(clap::Parser)]
+    struct Demo {
+        #[command(flatten)]
+        o: Options,
+    }
+
+    fn parse_args(s: &str) -> Result<Options, clap::Error> {
+        use clap::Parser;
+        Demo::try_parse_from(std::iter::once("demo").chain(s.split_whitespace())).map(|d| d.o)
     }
 
     #[test]
     fn command_line() {
-        assert_eq!(parse_args(&[]).unwrap(), Options::default());
-        let o = parse_args(&args(
-            "--cores 2 --items 2 --stock 200 --users 1000 --rate 4000 --conns 8 --duration 2.5 --hot \
+        let d = parse_args("").unwrap();
+        assert_eq!(
+            (
+                d.cores,
+                d.items,
+                d.stock,
+                d.users,
+                d.rate,
+                d.conns,
+                d.duration,
+                d.hot,
+                d.shed_grace_ms
+            ),
+            (
+                None,
+                3,
+                1000,
+                20_000,
+                20_000.0,
+                64,
+                Duration::from_secs(10),
+                false,
+                None
+            )
+        );
+        let o = parse_args(
+            "--cores 2 --items 2 --stock=200 --users 1000 --rate 4000 --conns 8 --duration 2.5 --hot \
              --shed-grace 500",
-        ))
+        )
         .unwrap();
         assert_eq!(
             o,
             Options {
-                cores: Some("2".into()),
+                cores: Some(CoreSpec::First(2)),
                 items: 2,
                 stock: 200,
                 users: 1000,
@@ -471,10 +460,10 @@ mod tests {
             "--bogus 1",
             "--stock x",
         ] {
-            assert!(parse_args(&args(bad)).is_err(), "{bad}");
+            assert!(parse_args(bad).is_err(), "{bad}");
         }
-        assert_eq!(server_cores(Some("3")), 3);
-        assert_eq!(server_cores(Some("0,2")), 2);
+        assert_eq!(server_cores(Some(&CoreSpec::First(3))), 3);
+        assert_eq!(server_cores(Some(&"0,2".parse().unwrap())), 2);
     }
 
     #[test]
@@ -503,11 +492,11 @@ mod tests {
             elapsed: Duration::from_millis(500),
         };
         let opts = Options {
-            cores: Some("2".into()),
+            cores: Some(CoreSpec::First(2)),
             items: 2,
             stock: 1,
             users: 4,
-            ..Options::default()
+            ..parse_args("").unwrap()
         };
         let s = summary(&opts, &attempts, &fired);
         let lines: Vec<_> = s.lines().collect();

@@ -1,7 +1,7 @@
 //! Black-box helpers for the `flash-sale serve` tests: the service as a child process (started
 //! on a free port, stopped with SIGTERM or killed with SIGKILL by its own PID, killed on drop),
 //! a unique temporary data directory, and a small HTTP/1.1 client over `std::net::TcpStream`
-//! (keep-alive, Content-Length and chunked bodies).
+//! (keep-alive; responses read with `ringcore_testkit::http1`, the workspace's one parser).
 //!
 //! Every wait is bounded: the service must print its listening line within
 //! [`START_TIMEOUT`], every read times out after [`READ_TIMEOUT`], a stop waits at most
@@ -19,6 +19,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ringcore_testkit::http1::{self, RequestKind};
 use serde_json::Value;
 
 /// How long the service may take to print `flash-sale listening on ...`.
@@ -489,86 +490,39 @@ pub(crate) fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
     }
 }
 
-fn read_line(r: &mut impl BufRead) -> io::Result<String> {
-    let mut line = String::new();
-    let n = r.read_line(&mut line)?;
-    if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
-    }
-    if line.len() > 64 * 1024 {
-        return Err(io::Error::other("response line too long"));
-    }
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
-}
+/// The largest response accepted.
+const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
+/// Reads one response (a 1xx too) with the workspace's one client-side parser
+/// (`ringcore_testkit::http1`), consuming exactly its bytes from `r`.
 fn read_one(r: &mut impl BufRead) -> io::Result<Response> {
-    let status_line = read_line(r)?;
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .filter(|_| version.starts_with("HTTP/1."))
-        .ok_or_else(|| io::Error::other(format!("bad status line {status_line:?}")))?;
-    let mut headers = Vec::new();
-    for _ in 0..200 {
-        let line = read_line(r)?;
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| io::Error::other(format!("bad header line {line:?}")))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-    }
-    let mut resp = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if (100..200).contains(&status) || status == 204 || status == 304 {
-        return Ok(resp);
-    }
-    let chunked = resp
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        loop {
-            let size_line = read_line(r)?;
-            let size_hex = size_line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .map_err(|_| io::Error::other(format!("bad chunk size {size_line:?}")))?;
-            if size == 0 {
-                // Trailer fields until the empty line.
-                for _ in 0..200 {
-                    if read_line(r)?.is_empty() {
-                        break;
-                    }
-                }
-                break;
+    let mut acc = Vec::new();
+    loop {
+        let chunk = r.fill_buf()?;
+        let (eof, n) = (chunk.is_empty(), chunk.len());
+        let before = acc.len();
+        acc.extend_from_slice(chunk);
+        match http1::Response::parse(&acc, RequestKind::Other, eof) {
+            Ok(Some((resp, used))) => {
+                r.consume(used.saturating_sub(before));
+                return Ok(Response {
+                    status: resp.status,
+                    headers: resp
+                        .headers
+                        .into_iter()
+                        .map(|(n, v)| (n.to_ascii_lowercase(), v))
+                        .collect(),
+                    body: resp.body,
+                });
             }
-            if resp.body.len() + size > 64 * 1024 * 1024 {
-                return Err(io::Error::other("chunked body too large"));
+            Ok(None) if eof => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
             }
-            let start = resp.body.len();
-            resp.body.resize(start + size, 0);
-            r.read_exact(&mut resp.body[start..])?;
-            read_line(r)?;
+            Ok(None) if acc.len() > MAX_RESPONSE => return Err(io::Error::other("response too large")),
+            Ok(None) => r.consume(n),
+            Err(e) => return Err(io::Error::other(e)),
         }
-    } else if let Some(len) = resp.header("content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| io::Error::other(format!("bad Content-Length {len:?}")))?;
-        if len > 64 * 1024 * 1024 {
-            return Err(io::Error::other("body too large"));
-        }
-        resp.body.resize(len, 0);
-        r.read_exact(&mut resp.body)?;
-    } else {
-        // Close-delimited.
-        r.take(64 * 1024 * 1024).read_to_end(&mut resp.body)?;
     }
-    Ok(resp)
 }
 
 /// A keep-alive HTTP/1.1 client for one server.
