@@ -1,0 +1,100 @@
+//! `hyper_ct`: `GET /plaintext` on hyper 1's HTTP/1 server over tokio's current-thread
+//! runtime, one thread pinned to one core: hyper as a tokio user runs it per core (the
+//! `!Send`-friendly way, a `LocalSet` of connection tasks), the baseline the epoll-driver
+//! issue compares ringcore against.
+//!
+//! Run with: `cargo run --release -p ringcore-benches --bin hyper_ct -- --addr
+//! 127.0.0.1:8080 --cores 1`
+//!
+//! `GET /plaintext` answers `Hello, World!` (`text/plain; charset=utf-8`, hyper adds `Date`);
+//! any other path answers 404. `--cores` (the one grammar of every binary) picks the core:
+//! only the first is used. `TCP_NODELAY` on every accepted connection. Prints
+//! `listening on ADDR`; SIGINT/SIGTERM stop it with exit status 0.
+
+use std::convert::Infallible;
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use ringcore_benches::{parse_server_args, pin_to};
+
+async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut resp = if req.uri().path() == "/plaintext" {
+        Response::new(Full::new(Bytes::from_static(b"Hello, World!")))
+    } else {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        r
+    };
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+/// Serves until SIGINT or SIGTERM; `Err` is the message to print.
+async fn run(addr: std::net::SocketAddr) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("signal: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("signal: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| format!("local address: {e}"))?;
+    println!("listening on {local}");
+    let accept = async {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                // EMFILE and the like: that accept failed; keep serving the others.
+                Err(_) => continue,
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::task::spawn_local(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(answer))
+                    .await;
+            });
+        }
+    };
+    tokio::select! {
+        () = accept => Ok(()),
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_server_args("hyper_ct") {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(&core) = args.cores.first() {
+        let _ = pin_to(core);
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hyper_ct: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&rt, run(args.addr));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hyper_ct: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
