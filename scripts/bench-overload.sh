@@ -15,6 +15,8 @@
 # --doc FILE (also put the report between <!-- bench-overload.sh:begin --> and
 # <!-- bench-overload.sh:end --> in FILE), --budget S.
 #
+# Answer ceiling: a closed-loop run of `GET /nope` (404): the most requests the core can answer
+# per second at all, refusals included (a refusal costs at least this much).
 # Capacity: a closed-loop run (ringcore-load --rate 0, the same connections) against the
 # service with saturation shedding held off: the 2xx answers per second. Offered rates above
 # what the generator itself can send on its one core show as "achieved < offered".
@@ -52,7 +54,7 @@ while [ $# -gt 0 ]; do
         --bin) PREBUILT="$2"; shift ;;
         --doc) DOC="$2"; shift ;;
         --budget) BUDGET="$2"; shift ;;
-        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -131,7 +133,29 @@ open(jsonl, "a").write(json.dumps(r) + "\n")
 PY
 }
 
+# The answer ceiling: closed loop, the same connections, `GET /nope` (answered 404 by the
+# router: parse, route, a short answer). No refusal can cost less, so the core can answer at
+# most this many requests per second, buys and refusals together: offered rates above it
+# queue in the kernel and the generator whatever the service sheds.
+run_ceiling() {
+    local dir="$WORK/data-ceiling" json="$WORK/ceiling.json"
+    rm -rf "$dir"
+    start_server "flash-sale" "$WORK/server.log" taskset -c "$SERVER_CORE" "$BIN/flash-sale" serve \
+        --addr "127.0.0.1:$PORT" --cores 1 --data-dir "$dir"
+    local pid=$SRV_PID
+    timeout $((DUR + 40)) taskset -c "$CLIENT_CORE" "$BIN/ringcore-load" --url "$URL/nope" \
+        --rate 0 --conns "$CONNS" --depth 1 --no-progress --timeout-ms 10000 --json "$json" \
+        --duration "$DUR" --warmup 1 --max-error-rate 100% >"$WORK/load.out" 2>&1 ||
+        die "ringcore-load failed: $(tail -3 "$WORK/load.out")"
+    stop_server "flash-sale-ceiling" "$pid" "$STOPS"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.0f" % (r["status"]["client_error"] / float(sys.argv[2])))' "$json" "$DUR"
+}
+
 budget_start
+log "answer ceiling: closed loop, $CONNS connections, GET /nope (404)"
+check_budget $((DUR + 15))
+CEILING=$(run_ceiling)
+log "answer ceiling: $CEILING answers/s"
 log "capacity: closed loop, $CONNS connections, saturation shedding held off"
 check_budget $((DUR + 15))
 run_one codel 0 capacity
@@ -164,6 +188,7 @@ REPORT="$WORK/report.md"
     echo "- machine: \`nproc\` $(nproc), kernel \`$(uname -r)\`; load average $(cut -d' ' -f1-3 /proc/loadavg) after"
     echo "- service on core $SERVER_CORE (\`--cores 1\`, embedded journal), \`ringcore-load\` on core $CLIENT_CORE: open loop, $CONNS connections, one request at a time per connection, $DUR s measured after 1 s warm-up, a new user per buy; $REPS repetition(s), variants interleaved, medians"
     echo "- capacity: $CAPACITY buys/s (closed loop, saturation shedding held off)"
+    echo "- answer ceiling: $CEILING answers/s of \`GET /nope\` (404, closed loop, the same connections): no refusal costs less, so at most $(awk -v a="$CEILING" -v c="$CAPACITY" 'BEGIN {printf "%.1f", a / c}')x capacity can be answered at all on this core; above it, requests queue in the kernel and the generator whatever is shed"
     echo "- admitted: every answer but 429 and 5xx; latency from the scheduled send time (queueing in the generator, the kernel and the service included)"
     echo
     echo "| offered | variant | answered/s | 2xx | 5xx | lost | admitted p50 ms | admitted p99 ms | all p99 ms | sold == orders |"
