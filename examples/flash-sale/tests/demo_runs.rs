@@ -53,7 +53,11 @@ fn a_small_flash_crowd_keeps_every_invariant() {
 #[test]
 fn a_burst_just_above_the_stock_sells_every_unit() {
     let mut served_all = false;
-    for _ in 0..3 {
+    // Until one run serves every buyer (a busy machine sheds some: see below), at most 6.
+    for _ in 0..6 {
+        if served_all {
+            break;
+        }
         let out = run_demo(&[
             "--cores",
             "2",
@@ -88,7 +92,7 @@ fn a_burst_just_above_the_stock_sells_every_unit() {
     }
     assert!(
         served_all,
-        "in 3 runs, never every buyer served: the race was not exercised"
+        "in 6 runs, never every buyer served: the race was not exercised"
     );
 }
 
