@@ -33,6 +33,32 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! ## Testing
+//!
+//! A router answers a request in process with [`Router::oneshot`] (a [`Request`] from
+//! [`Request::builder`], on a core: `#[ringcore_runtime::test]`), or over a real socket with
+//! [`test::TestServer`], which serves it on `127.0.0.1:0` and gives a blocking client:
+//!
+//! ```ignore
+//! use ringcore_http::{get, Request, Router};
+//!
+//! fn app() -> Router {
+//!     Router::new().route("/", get(|| async { "hi" }))
+//! }
+//!
+//! #[ringcore_runtime::test]
+//! async fn in_process() {
+//!     let resp = app().oneshot(Request::builder().uri("/").body("").unwrap()).await;
+//!     assert_eq!(ringcore_http::test::body_text(&resp).await, "hi");
+//! }
+//!
+//! #[test]
+//! fn over_a_socket() {
+//!     let server = ringcore_http::test::TestServer::start(app);
+//!     assert_eq!(server.get("/").text(), "hi");
+//! } // dropping the server stops it
+//! ```
+//!
 //! ## Protocol choices
 //!
 //! The server follows RFC 9112 and RFC 9110 for what a server must do, and makes these
@@ -76,14 +102,17 @@ pub mod metrics;
 pub mod middleware;
 pub mod proto;
 mod request;
+mod request_builder;
 mod response;
 mod router;
 mod server;
+pub mod test;
 
 pub use handler::{FromRequest, Handler, Params, Path, State};
 pub use http::{header, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub use limits::Limits;
 pub use request::Request;
+pub use request_builder::{BuildError, RequestBuilder};
 pub use response::{Body, BodyReceiver, BodySender, IntoResponse, Json, Response};
 pub use ringcore_runtime as runtime;
 pub use router::{any, delete, get, options, patch, post, put, MethodRouter, Router};

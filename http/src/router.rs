@@ -321,7 +321,33 @@ impl<S: 'static> Router<S> {
         self
     }
 
-    /// Routes one request to its handler and returns the response.
+    /// Answers one request in process, without a socket: routing (404, 405 + `Allow`),
+    /// every middleware layer, the handler, metrics and the request span run as for a
+    /// request read off a connection. Call it on a ringcore core (in `#[..runtime::test]` or
+    /// `block_on`), as handlers and middleware may use timers and per-core state. What the
+    /// connection adds is not run: framing, limits, keep-alive, `Date` and `Server` headers,
+    /// and HEAD's body removal (the GET handler's body is returned). Pre-warm hooks are not
+    /// run either.
+    ///
+    /// ```
+    /// use ringcore_http::{get, Request, Router, StatusCode};
+    ///
+    /// // In a test file: `#[ringcore_runtime::test] async fn hello_answers() { .. }`.
+    /// ringcore_http::runtime::block_on_with(|| async {
+    ///     let app = Router::new().route("/hello/{name}", get(|req: Request| async move {
+    ///         format!("hello {}", req.param("name").unwrap_or("?"))
+    ///     }));
+    ///     let resp = app.oneshot(Request::builder().uri("/hello/ada").body("").unwrap()).await;
+    ///     assert_eq!(resp.status_code(), StatusCode::OK);
+    ///     assert_eq!(ringcore_http::test::body_text(&resp).await, "hello ada");
+    /// });
+    /// ```
+    pub async fn oneshot(&self, req: Request) -> Response {
+        self.handle(req).await
+    }
+
+    /// Routes one request to its handler and returns the response (what each connection
+    /// calls; [`oneshot`](Self::oneshot) is the same for tests).
     pub async fn handle(&self, req: Request) -> Response {
         let since = req.received_at().unwrap_or_else(Instant::now);
         let method = req.method().clone();

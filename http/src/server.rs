@@ -15,7 +15,8 @@ use http::header::HeaderValue;
 use ringcore_runtime::net::TcpListener;
 use ringcore_runtime::time::sleep;
 use ringcore_runtime::{
-    n_shards, shard_id, shutdown_requested, spawn_local, spawn_local_in, submit_to, Cores, Runtime, TaskClass,
+    n_shards, shard_id, shutdown_requested, spawn_local, spawn_local_in, submit_to, Cores, Runtime,
+    ShutdownHandle, TaskClass,
 };
 
 use crate::conn::{self, ConnConfig, CoreConns};
@@ -43,6 +44,7 @@ pub struct Server {
     graceful: Duration,
     on_listening: Option<Listening>,
     runtime: Option<Box<dyn FnOnce(ringcore_runtime::Builder) -> ringcore_runtime::Builder + Send>>,
+    on_runtime: Option<Box<dyn FnOnce(ShutdownHandle) + Send>>,
 }
 
 impl fmt::Debug for Server {
@@ -94,6 +96,7 @@ impl Server {
             graceful: DEFAULT_GRACEFUL_TIMEOUT,
             on_listening: None,
             runtime: None,
+            on_runtime: None,
         }
     }
 
@@ -136,6 +139,13 @@ impl Server {
         self
     }
 
+    /// Called once, from the thread calling `serve`, with a handle that stops this server
+    /// from any thread (as SIGTERM does: graceful), as soon as its runtime is built.
+    pub fn with_shutdown_handle(mut self, f: impl FnOnce(ShutdownHandle) + Send + 'static) -> Self {
+        self.on_runtime = Some(Box::new(f));
+        self
+    }
+
     /// Serves until shutdown (SIGINT, SIGTERM, or a shutdown request from a handler).
     ///
     /// `factory` runs once on each core to build that core's router.
@@ -168,6 +178,9 @@ impl Server {
             builder = f(builder);
         }
         let rt = builder.build()?;
+        if let Some(f) = self.on_runtime {
+            f(rt.shutdown_handle());
+        }
         let addr = self.addr.clone();
         let cfg = ConnConfig {
             limits: self.limits.clone(),
