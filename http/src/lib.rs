@@ -33,6 +33,13 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! ## Per-core set-up that awaits
+//!
+//! [`Server::serve`] takes a plain factory; [`Server::serve_async`] takes an async one,
+//! `|core| async move { .. }`, run on each core before any core listens (connect to a
+//! database, warm a cache, keep the result in the router's state). It returns a [`Router`]
+//! or `Result<Router, E>`: an error on any core stops start-up with its message.
+//!
 //! ## Testing
 //!
 //! A router answers a request in process with [`Router::oneshot`] (a [`Request`] from
@@ -116,4 +123,4 @@ pub use request_builder::{BuildError, RequestBuilder};
 pub use response::{Body, BodyReceiver, BodySender, IntoResponse, Json, Response};
 pub use ringcore_runtime as runtime;
 pub use router::{any, delete, get, options, patch, post, put, MethodRouter, Router};
-pub use server::{Server, ShutdownReport, DEFAULT_GRACEFUL_TIMEOUT};
+pub use server::{IntoRouter, Server, ShutdownReport, DEFAULT_GRACEFUL_TIMEOUT};
