@@ -45,6 +45,7 @@ pub struct Server {
     on_listening: Option<Listening>,
     runtime: Option<Box<dyn FnOnce(ringcore_runtime::Builder) -> ringcore_runtime::Builder + Send>>,
     on_runtime: Option<Box<dyn FnOnce(ShutdownHandle) + Send>>,
+    latency_buckets: Option<Arc<[Duration]>>,
 }
 
 impl fmt::Debug for Server {
@@ -97,6 +98,7 @@ impl Server {
             on_listening: None,
             runtime: None,
             on_runtime: None,
+            latency_buckets: None,
         }
     }
 
@@ -136,6 +138,15 @@ impl Server {
         f: impl FnOnce(ringcore_runtime::Builder) -> ringcore_runtime::Builder + Send + 'static,
     ) -> Self {
         self.runtime = Some(Box::new(f));
+        self
+    }
+
+    /// The bucket bounds of the request latency histogram
+    /// (`ringcore_http_request_duration_seconds`; default
+    /// [`DEFAULT_LATENCY_BUCKETS`](crate::metrics::DEFAULT_LATENCY_BUCKETS)); sorted, with
+    /// microsecond resolution, `+Inf` added. Every core uses the same bounds.
+    pub fn latency_buckets(mut self, bounds: impl Into<Vec<Duration>>) -> Self {
+        self.latency_buckets = Some(bounds.into().into());
         self
     }
 
@@ -236,10 +247,22 @@ impl Server {
         };
         let graceful = self.graceful;
         let on_listening = self.on_listening.clone();
+        let buckets = self.latency_buckets.clone();
         let outs = rt.run(move || {
-            let (addr, cfg, factory, on_listening) =
-                (addr.clone(), cfg.clone(), factory.clone(), on_listening.clone());
-            async move { serve_core(addr, cfg, factory, on_listening, graceful).await }
+            let (addr, cfg, factory, on_listening, buckets) = (
+                addr.clone(),
+                cfg.clone(),
+                factory.clone(),
+                on_listening.clone(),
+                buckets.clone(),
+            );
+            async move {
+                // Before the router exists: its routes' histograms take these bounds.
+                if let Some(b) = &buckets {
+                    crate::metrics::set_latency_buckets(b);
+                }
+                serve_core(addr, cfg, factory, on_listening, graceful).await
+            }
         })?;
         let mut report = ShutdownReport::default();
         let mut aborted = None;
