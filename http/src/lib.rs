@@ -40,6 +40,17 @@
 //! database, warm a cache, keep the result in the router's state). It returns a [`Router`]
 //! or `Result<Router, E>`: an error on any core stops start-up with its message.
 //!
+//! ## Observability
+//!
+//! - [`metrics::prometheus`] serves every core's metrics merged; request latency is the
+//!   histogram `ringcore_http_request_duration_seconds{route}` (bounds:
+//!   [`metrics::DEFAULT_LATENCY_BUCKETS`] or [`Server::latency_buckets`]).
+//! - Every request has a `tracing` span `request` (target `ringcore_http::request`, INFO:
+//!   `method`, `route`, `status`, `latency_us`, `request_id`) around its middleware and
+//!   handler, so any subscriber (fmt, OpenTelemetry, ...) sees requests. The request id is
+//!   the client's `X-Request-Id` or a new one, and is returned as `X-Request-Id`. With no
+//!   subscriber interested in that span, none of this runs (and no `X-Request-Id` is sent).
+//!
 //! ## Testing
 //!
 //! A router answers a request in process with [`Router::oneshot`] (a [`Request`] from
@@ -113,6 +124,7 @@ mod request_builder;
 mod response;
 mod router;
 mod server;
+mod span;
 pub mod test;
 
 pub use handler::{FromRequest, Handler, Params, Path, State};
@@ -124,3 +136,4 @@ pub use response::{Body, BodyReceiver, BodySender, IntoResponse, Json, Response}
 pub use ringcore_runtime as runtime;
 pub use router::{any, delete, get, options, patch, post, put, MethodRouter, Router};
 pub use server::{IntoRouter, Server, ShutdownReport, DEFAULT_GRACEFUL_TIMEOUT};
+pub use span::MAX_REQUEST_ID;

@@ -163,6 +163,8 @@ fn test_server_round_trips_over_a_real_socket_and_stops_on_drop() {
     let r = server.get("/items/7");
     assert_eq!((r.status, r.text().as_str()), (200, "item 7 q="));
     assert_eq!(r.header("x-tagged"), Some("none"));
+    // No tracing subscriber in this test binary: no request span, so no request id either.
+    assert_eq!(r.header("x-request-id"), None);
     let r = server.post("/echo", r#"{"a":1}"#);
     assert_eq!((r.status, r.text().as_str()), (200, r#"{"a":1}"#));
     // Keep-alive: two requests on one connection.
