@@ -33,6 +33,50 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! ## Per-core set-up that awaits
+//!
+//! [`Server::serve`] takes a plain factory; [`Server::serve_async`] takes an async one,
+//! `|core| async move { .. }`, run on each core before any core listens (connect to a
+//! database, warm a cache, keep the result in the router's state). It returns a [`Router`]
+//! or `Result<Router, E>`: an error on any core stops start-up with its message.
+//!
+//! ## Observability
+//!
+//! - [`metrics::prometheus`] serves every core's metrics merged; request latency is the
+//!   histogram `ringcore_http_request_duration_seconds{route}` (bounds:
+//!   [`metrics::DEFAULT_LATENCY_BUCKETS`] or [`Server::latency_buckets`]).
+//! - Every request has a `tracing` span `request` (target `ringcore_http::request`, INFO:
+//!   `method`, `route`, `status`, `latency_us`, `request_id`) around its middleware and
+//!   handler, so any subscriber (fmt, OpenTelemetry, ...) sees requests. The request id is
+//!   the client's `X-Request-Id` or a new one, and is returned as `X-Request-Id`. With no
+//!   subscriber interested in that span, none of this runs (and no `X-Request-Id` is sent).
+//!
+//! ## Testing
+//!
+//! A router answers a request in process with [`Router::oneshot`] (a [`Request`] from
+//! [`Request::builder`], on a core: `#[ringcore_runtime::test]`), or over a real socket with
+//! [`test::TestServer`], which serves it on `127.0.0.1:0` and gives a blocking client:
+//!
+//! ```ignore
+//! use ringcore_http::{get, Request, Router};
+//!
+//! fn app() -> Router {
+//!     Router::new().route("/", get(|| async { "hi" }))
+//! }
+//!
+//! #[ringcore_runtime::test]
+//! async fn in_process() {
+//!     let resp = app().oneshot(Request::builder().uri("/").body("").unwrap()).await;
+//!     assert_eq!(ringcore_http::test::body_text(&resp).await, "hi");
+//! }
+//!
+//! #[test]
+//! fn over_a_socket() {
+//!     let server = ringcore_http::test::TestServer::start(app);
+//!     assert_eq!(server.get("/").text(), "hi");
+//! } // dropping the server stops it
+//! ```
+//!
 //! ## Protocol choices
 //!
 //! The server follows RFC 9112 and RFC 9110 for what a server must do, and makes these
@@ -76,15 +120,20 @@ pub mod metrics;
 pub mod middleware;
 pub mod proto;
 mod request;
+mod request_builder;
 mod response;
 mod router;
 mod server;
+mod span;
+pub mod test;
 
 pub use handler::{FromRequest, Handler, Params, Path, State};
 pub use http::{header, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub use limits::Limits;
 pub use request::Request;
+pub use request_builder::{BuildError, RequestBuilder};
 pub use response::{Body, BodyReceiver, BodySender, IntoResponse, Json, Response};
 pub use ringcore_runtime as runtime;
 pub use router::{any, delete, get, options, patch, post, put, MethodRouter, Router};
-pub use server::{Server, ShutdownReport, DEFAULT_GRACEFUL_TIMEOUT};
+pub use server::{IntoRouter, Server, ShutdownReport, DEFAULT_GRACEFUL_TIMEOUT};
+pub use span::MAX_REQUEST_ID;

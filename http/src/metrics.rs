@@ -14,11 +14,16 @@
 //! What is recorded without any setup:
 //!
 //! - `ringcore_http_requests_total{route,method,code}` and
-//!   `ringcore_http_request_duration_seconds{route}` (a summary with quantiles 0.5, 0.9,
-//!   0.99, 0.999 and `_sum` / `_count`): from the moment the request's bytes reached the
-//!   core to the moment its response was ready, per route pattern (not per path, so label
-//!   cardinality is bounded; `/items/{id}` is labelled `/items/:id`, `{*rest}` as `*rest`);
-//!   requests that match no route count as `route="unmatched"`.
+//!   `ringcore_http_request_duration_seconds{route}`, a Prometheus **histogram**
+//!   (`_bucket{le}` cumulative, `_sum`, `_count`; bounds [`DEFAULT_LATENCY_BUCKETS`] or
+//!   [`Server::latency_buckets`](crate::Server::latency_buckets)), so latency can be
+//!   aggregated across instances and windows (`histogram_quantile(0.99, sum by (le)
+//!   (rate(..._bucket[5m])))`): from the moment the request's bytes reached the core to the
+//!   moment its response was ready, per route pattern (not per path, so label cardinality
+//!   is bounded; `/items/{id}` is labelled `/items/:id`, `{*rest}` as `*rest`); requests that
+//!   match no route count as `route="unmatched"`. Bucket counts are exact (one counter per
+//!   bucket per route per core). Next to them each route keeps its per-core `hdrhistogram`
+//!   (3 significant digits), which [`Snapshot::route_latency`] reads for exact quantiles.
 //! - `ringcore_http_connections_total`, `ringcore_http_connections_active`,
 //!   `ringcore_http_connections_refused_total`.
 //! - The runtime's per-core counters (`ringcore_runtime_*{core}`).
@@ -46,9 +51,82 @@ const HIST_SIGFIG: u8 = 3;
 /// The route label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
+/// The latency histogram's bucket bounds unless set otherwise: 100 us to 10 s, about three
+/// per decade (the requests of a service on ringcore usually take well under a millisecond).
+pub const DEFAULT_LATENCY_BUCKETS: &[Duration] = &[
+    Duration::from_micros(100),
+    Duration::from_micros(250),
+    Duration::from_micros(500),
+    Duration::from_millis(1),
+    Duration::from_micros(2_500),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_micros(2_500_000),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+];
+
 ringcore_runtime::core_local! {
     /// This core's route metrics, shared by every router on the core.
     static ROUTES: RefCell<Vec<Rc<RouteMetrics>>> = RefCell::new(Vec::new());
+    /// This core's latency bucket bounds in microseconds, ascending, distinct.
+    static BOUNDS: RefCell<Rc<[u64]>> = RefCell::new(to_micros(DEFAULT_LATENCY_BUCKETS));
+}
+
+fn to_micros(bounds: &[Duration]) -> Rc<[u64]> {
+    let mut us: Vec<u64> = bounds
+        .iter()
+        .map(|d| d.as_micros().clamp(1, u128::from(HIST_MAX_US)) as u64)
+        .collect();
+    us.sort_unstable();
+    us.dedup();
+    us.into()
+}
+
+/// Sets this core's latency histogram bounds (sorted, duplicates dropped, microsecond
+/// resolution; `+Inf` is always added). Routes registered on this core from then on use
+/// them, and those already registered start their bucket counts afresh with them. The
+/// server calls it on each core before building the router, with the bounds of
+/// [`Server::latency_buckets`](crate::Server::latency_buckets).
+pub fn set_latency_buckets(bounds: &[Duration]) {
+    let us = to_micros(bounds);
+    BOUNDS.try_with(|b| *b.borrow_mut() = us.clone());
+    ROUTES.try_with(|routes| {
+        for m in routes.borrow().iter() {
+            *m.buckets.borrow_mut() = Buckets::new(us.clone());
+        }
+    });
+}
+
+/// One route's histogram on one core: a count per bucket (the last is `+Inf`) and the sum.
+struct Buckets {
+    bounds: Rc<[u64]>,
+    counts: Vec<u64>,
+    sum_us: u64,
+}
+
+impl Buckets {
+    fn new(bounds: Rc<[u64]>) -> Self {
+        Buckets {
+            counts: vec![0; bounds.len() + 1],
+            bounds,
+            sum_us: 0,
+        }
+    }
+
+    #[inline]
+    fn record(&mut self, us: u64) {
+        // The first bound >= us (`le` is inclusive); past the last, `+Inf`.
+        let i = self.bounds.partition_point(|&b| b < us);
+        self.counts[i] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
 }
 
 /// The label for a route pattern: parameters written `:name` and `*name` instead of
@@ -62,6 +140,7 @@ fn route_label(pattern: &str) -> String {
 pub(crate) struct RouteMetrics {
     route: String,
     hist: RefCell<Histogram<u64>>,
+    buckets: RefCell<Buckets>,
     /// (method, status, count): a handful of entries per route, searched linearly.
     by_status: RefCell<Vec<(Method, u16, u64)>>,
 }
@@ -74,9 +153,13 @@ impl RouteMetrics {
         let fresh = |label: String| {
             let hist = Histogram::new_with_bounds(1, HIST_MAX_US, HIST_SIGFIG)
                 .expect("constant histogram bounds are valid");
+            let bounds = BOUNDS
+                .try_with(|b| b.borrow().clone())
+                .unwrap_or_else(|| to_micros(DEFAULT_LATENCY_BUCKETS));
             Rc::new(RouteMetrics {
                 route: label,
                 hist: RefCell::new(hist),
+                buckets: RefCell::new(Buckets::new(bounds)),
                 by_status: RefCell::new(Vec::new()),
             })
         };
@@ -102,6 +185,7 @@ impl RouteMetrics {
         let us = since.elapsed().as_micros().clamp(1, u128::from(HIST_MAX_US)) as u64;
         // Saturating record: values are clamped into the histogram's range above.
         let _ = self.hist.borrow_mut().record(us);
+        self.buckets.borrow_mut().record(us);
         let code = status.as_u16();
         let mut by = self.by_status.borrow_mut();
         match by.iter_mut().find(|(m, c, _)| *c == code && m == method) {
@@ -123,6 +207,9 @@ pub struct Snapshot {
 struct RouteSnapshot {
     hist: Histogram<u64>,
     by_status: BTreeMap<(String, u16), u64>,
+    /// Upper bound in microseconds (`u64::MAX` for `+Inf`) -> requests in that bucket alone.
+    buckets: BTreeMap<u64, u64>,
+    sum_us: u64,
 }
 
 impl Snapshot {
@@ -140,11 +227,17 @@ impl Snapshot {
                     .iter()
                     .map(|(meth, code, n)| ((meth.as_str().to_string(), *code), *n))
                     .collect();
+                let b = m.buckets.borrow();
+                let mut buckets: BTreeMap<u64, u64> =
+                    b.bounds.iter().copied().zip(b.counts.iter().copied()).collect();
+                buckets.insert(u64::MAX, b.counts.last().copied().unwrap_or(0));
                 s.routes.insert(
                     m.route.clone(),
                     RouteSnapshot {
                         hist: m.hist.borrow().clone(),
                         by_status,
+                        buckets,
+                        sum_us: b.sum_us,
                     },
                 );
             }
@@ -162,6 +255,12 @@ impl Snapshot {
                     for (k, n) in o.by_status {
                         *mine.by_status.entry(k).or_default() += n;
                     }
+                    // Cores share their bounds (one server sets them all); were they to
+                    // differ, the union of bounds is kept, each count under its own bound.
+                    for (le, n) in o.buckets {
+                        *mine.buckets.entry(le).or_default() += n;
+                    }
+                    mine.sum_us = mine.sum_us.saturating_add(o.sum_us);
                 }
                 None => {
                     self.routes.insert(route, o);
@@ -213,31 +312,33 @@ impl Snapshot {
             }
         }
         out.push_str("# HELP ringcore_http_request_duration_seconds Time from the request's arrival on its core to its response being ready.\n");
-        out.push_str("# TYPE ringcore_http_request_duration_seconds summary\n");
+        out.push_str("# TYPE ringcore_http_request_duration_seconds histogram\n");
         for (route, r) in &self.routes {
             let route = escape(route);
-            for q in [0.5, 0.9, 0.99, 0.999] {
-                let v = if r.hist.is_empty() {
-                    0
+            let mut cumulative = 0u64;
+            for (&le, &n) in &r.buckets {
+                cumulative += n;
+                if le == u64::MAX {
+                    let _ = writeln!(
+                        out,
+                        "ringcore_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}"
+                    );
                 } else {
-                    r.hist.value_at_quantile(q)
-                };
-                let _ = writeln!(
-                    out,
-                    "ringcore_http_request_duration_seconds{{route=\"{route}\",quantile=\"{q}\"}} {}",
-                    seconds(v)
-                );
+                    let _ = writeln!(
+                        out,
+                        "ringcore_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{}\"}} {cumulative}",
+                        seconds(le)
+                    );
+                }
             }
-            let sum_us: f64 = r.hist.mean() * r.hist.len() as f64;
             let _ = writeln!(
                 out,
                 "ringcore_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                sum_us / 1e6
+                seconds(r.sum_us)
             );
             let _ = writeln!(
                 out,
-                "ringcore_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                r.hist.len()
+                "ringcore_http_request_duration_seconds_count{{route=\"{route}\"}} {cumulative}"
             );
         }
 
@@ -328,6 +429,45 @@ mod tests {
         assert!(
             text.contains("ringcore_http_request_duration_seconds_count{route=\"/t/merge\"} 4"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_bucket_counts_values_up_to_and_including_its_bound() {
+        let mut b = Buckets::new(to_micros(&[
+            Duration::from_micros(10),
+            Duration::from_micros(100),
+        ]));
+        for us in [1, 10, 11, 100, 101, 5_000] {
+            b.record(us);
+        }
+        assert_eq!(b.counts, [2, 2, 2]);
+        assert_eq!(b.sum_us, 1 + 10 + 11 + 100 + 101 + 5_000);
+    }
+
+    #[test]
+    fn bounds_are_sorted_and_deduplicated_and_rendered_cumulative() {
+        let text = on_a_shard(|| {
+            set_latency_buckets(&[
+                Duration::from_millis(2),
+                Duration::from_millis(1),
+                Duration::from_millis(2),
+            ]);
+            let m = RouteMetrics::for_route("/t/buckets");
+            m.record(&Method::GET, StatusCode::OK, Instant::now());
+            Snapshot::local().render()
+        });
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("ringcore_http_request_duration_seconds_bucket{route=\"/t/buckets\""))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "ringcore_http_request_duration_seconds_bucket{route=\"/t/buckets\",le=\"0.001\"} 1",
+                "ringcore_http_request_duration_seconds_bucket{route=\"/t/buckets\",le=\"0.002\"} 1",
+                "ringcore_http_request_duration_seconds_bucket{route=\"/t/buckets\",le=\"+Inf\"} 1",
+            ]
         );
     }
 

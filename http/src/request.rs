@@ -35,6 +35,12 @@ impl fmt::Debug for Request {
 static EMPTY: Bytes = Bytes::new();
 
 impl Request {
+    /// A [`RequestBuilder`](crate::RequestBuilder) for a request made in code, for
+    /// [`Router::oneshot`](crate::Router::oneshot) and tests.
+    pub fn builder() -> crate::RequestBuilder {
+        crate::RequestBuilder::default()
+    }
+
     pub(crate) fn new(raw: RawRequest, peer: Option<SocketAddr>, arrived: Instant) -> Self {
         Self {
             raw: Some(raw),

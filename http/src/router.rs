@@ -12,6 +12,8 @@ use std::io;
 use std::pin::Pin;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use crate::handler::{erase, BoxHandler, Handler};
 use crate::metrics::RouteMetrics;
 use crate::middleware::{wrap, Middleware};
@@ -321,14 +323,62 @@ impl<S: 'static> Router<S> {
         self
     }
 
-    /// Routes one request to its handler and returns the response.
+    /// Answers one request in process, without a socket: routing (404, 405 + `Allow`),
+    /// every middleware layer, the handler, metrics and the request span run as for a
+    /// request read off a connection. Call it on a ringcore core (in `#[..runtime::test]` or
+    /// `block_on`), as handlers and middleware may use timers and per-core state. What the
+    /// connection adds is not run: framing, limits, keep-alive, `Date` and `Server` headers,
+    /// and HEAD's body removal (the GET handler's body is returned). Pre-warm hooks are not
+    /// run either.
+    ///
+    /// ```
+    /// use ringcore_http::{get, Request, Router, StatusCode};
+    ///
+    /// // In a test file: `#[ringcore_runtime::test] async fn hello_answers() { .. }`.
+    /// ringcore_http::runtime::block_on_with(|| async {
+    ///     let app = Router::new().route("/hello/{name}", get(|req: Request| async move {
+    ///         format!("hello {}", req.param("name").unwrap_or("?"))
+    ///     }));
+    ///     let resp = app.oneshot(Request::builder().uri("/hello/ada").body("").unwrap()).await;
+    ///     assert_eq!(resp.status_code(), StatusCode::OK);
+    ///     assert_eq!(ringcore_http::test::body_text(&resp).await, "hello ada");
+    /// });
+    /// ```
+    pub async fn oneshot(&self, req: Request) -> Response {
+        self.handle(req).await
+    }
+
+    /// Routes one request to its handler and returns the response (what each connection
+    /// calls; [`oneshot`](Self::oneshot) is the same for tests).
     pub async fn handle(&self, req: Request) -> Response {
         let since = req.received_at().unwrap_or_else(Instant::now);
         let method = req.method().clone();
         let log = self.access_log.then(|| req.path().to_string());
-        let (resp, i) = self.dispatch(req).await;
+        let span = crate::span::request_span(&req);
+        // No span work at all unless a subscriber wants request spans.
+        let (mut resp, i, id) = if span.is_disabled() {
+            let (resp, i) = self.dispatch(req, &span).await;
+            (resp, i, None)
+        } else {
+            let id = crate::span::request_id(&req);
+            span.record("request_id", id.to_str().unwrap_or(""));
+            let (resp, i) = self.dispatch(req, &span).instrument(span.clone()).await;
+            (resp, i, Some(id))
+        };
         let metrics = i.map_or(&self.unmatched, |i| &self.metrics[i]);
         metrics.record(&method, resp.status_code(), since);
+        if let Some(id) = id {
+            span.record("route", metrics.route());
+            span.record("status", resp.status_code().as_u16());
+            span.record("latency_us", since.elapsed().as_micros() as u64);
+            if !resp
+                .headers()
+                .iter()
+                .any(|(n, _)| *n == crate::span::X_REQUEST_ID)
+            {
+                resp.headers_mut().push((crate::span::X_REQUEST_ID, id));
+            }
+        }
         if let Some(path) = log {
             tracing::info!(
                 target: "ringcore_http::access",
@@ -342,7 +392,7 @@ impl<S: 'static> Router<S> {
         resp
     }
 
-    async fn dispatch(&self, mut req: Request) -> (Response, Option<usize>) {
+    async fn dispatch(&self, mut req: Request, span: &tracing::Span) -> (Response, Option<usize>) {
         let found = match self.matcher.at(req.path()) {
             Ok(m) => {
                 let params: Vec<(String, String)> = m
@@ -356,6 +406,10 @@ impl<S: 'static> Router<S> {
         };
         match found {
             Some((i, params)) => {
+                if !span.is_disabled() {
+                    // Known before the handler runs, so its events carry it.
+                    span.record("route", self.metrics[i].route());
+                }
                 let route = &self.routes[i];
                 match route.find(req.method()) {
                     Some(h) => {

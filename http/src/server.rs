@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
@@ -15,7 +15,8 @@ use http::header::HeaderValue;
 use ringcore_runtime::net::TcpListener;
 use ringcore_runtime::time::sleep;
 use ringcore_runtime::{
-    n_shards, shard_id, shutdown_requested, spawn_local, spawn_local_in, submit_to, Cores, Runtime, TaskClass,
+    n_shards, shard_id, shutdown_requested, spawn_local, spawn_local_in, submit_to, Cores, Runtime,
+    ShutdownHandle, TaskClass,
 };
 
 use crate::conn::{self, ConnConfig, CoreConns};
@@ -43,6 +44,8 @@ pub struct Server {
     graceful: Duration,
     on_listening: Option<Listening>,
     runtime: Option<Box<dyn FnOnce(ringcore_runtime::Builder) -> ringcore_runtime::Builder + Send>>,
+    on_runtime: Option<Box<dyn FnOnce(ShutdownHandle) + Send>>,
+    latency_buckets: Option<Arc<[Duration]>>,
 }
 
 impl fmt::Debug for Server {
@@ -94,6 +97,8 @@ impl Server {
             graceful: DEFAULT_GRACEFUL_TIMEOUT,
             on_listening: None,
             runtime: None,
+            on_runtime: None,
+            latency_buckets: None,
         }
     }
 
@@ -136,14 +141,78 @@ impl Server {
         self
     }
 
+    /// The bucket bounds of the request latency histogram
+    /// (`ringcore_http_request_duration_seconds`; default
+    /// [`DEFAULT_LATENCY_BUCKETS`](crate::metrics::DEFAULT_LATENCY_BUCKETS)); sorted, with
+    /// microsecond resolution, `+Inf` added. Every core uses the same bounds.
+    pub fn latency_buckets(mut self, bounds: impl Into<Vec<Duration>>) -> Self {
+        self.latency_buckets = Some(bounds.into().into());
+        self
+    }
+
+    /// Called once, from the thread calling `serve`, with a handle that stops this server
+    /// from any thread (as SIGTERM does: graceful), as soon as its runtime is built.
+    pub fn with_shutdown_handle(mut self, f: impl FnOnce(ShutdownHandle) + Send + 'static) -> Self {
+        self.on_runtime = Some(Box::new(f));
+        self
+    }
+
     /// Serves until shutdown (SIGINT, SIGTERM, or a shutdown request from a handler).
     ///
-    /// `factory` runs once on each core to build that core's router.
+    /// `factory` runs once on each core to build that core's router. For set-up that awaits
+    /// (connect to a database, load a cache) or can fail, use [`serve_async`](Self::serve_async).
     pub fn serve<S, F>(self, factory: F) -> io::Result<ShutdownReport>
     where
         S: 'static,
         F: Fn() -> Router<S> + Send + Sync + 'static,
     {
+        self.serve_boxed(Arc::new(move |_core| {
+            let router = factory();
+            Box::pin(async move { Ok(router) }) as BuildFuture<S>
+        }))
+    }
+
+    /// Serves until shutdown, building each core's router with an async factory: `factory`
+    /// is called on each core with the core's index (`0..n`) and its future runs there, so
+    /// it may hold `Rc`s, await I/O and timers, and put what it made into the router's state.
+    ///
+    /// The future returns a [`Router`], or a `Result<Router, E>` where `E: Display`. An error
+    /// on any core stops start-up: no core listens (every core's factory and pre-warm hooks
+    /// finish before core 0 binds), and `serve_async` returns an error whose message is
+    /// `the router factory failed on core N: <E>`.
+    ///
+    /// ```no_run
+    /// use std::rc::Rc;
+    /// use ringcore_http::{get, Router, Server, State};
+    ///
+    /// struct Db { name: String } // a per-core connection, say
+    ///
+    /// async fn connect(core: usize) -> std::io::Result<Db> {
+    ///     Ok(Db { name: format!("db for core {core}") })
+    /// }
+    ///
+    /// Server::bind("127.0.0.1:8080").serve_async(|core| async move {
+    ///     let db = connect(core).await?; // a failure stops start-up with its message
+    ///     Ok::<_, std::io::Error>(
+    ///         Router::with_state(db).route("/", get(|State(db): State<Db>| async move { db.name.clone() })),
+    ///     )
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn serve_async<S, F, Fut>(self, factory: F) -> io::Result<ShutdownReport>
+    where
+        S: 'static,
+        F: Fn(usize) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: IntoRouter<S>,
+    {
+        self.serve_boxed(Arc::new(move |core| {
+            let fut = factory(core);
+            Box::pin(async move { fut.await.into_router() }) as BuildFuture<S>
+        }))
+    }
+
+    fn serve_boxed<S: 'static>(self, factory: Arc<Factory<S>>) -> io::Result<ShutdownReport> {
         // The soft open-files limit (often 1024) is met long before the connection limit.
         let n_cores = match &self.cores {
             Cores::Count(n) => *n,
@@ -168,6 +237,9 @@ impl Server {
             builder = f(builder);
         }
         let rt = builder.build()?;
+        if let Some(f) = self.on_runtime {
+            f(rt.shutdown_handle());
+        }
         let addr = self.addr.clone();
         let cfg = ConnConfig {
             limits: self.limits.clone(),
@@ -175,22 +247,88 @@ impl Server {
         };
         let graceful = self.graceful;
         let on_listening = self.on_listening.clone();
-        let factory = Arc::new(factory);
+        let buckets = self.latency_buckets.clone();
         let outs = rt.run(move || {
-            let (addr, cfg, factory, on_listening) =
-                (addr.clone(), cfg.clone(), factory.clone(), on_listening.clone());
-            async move { serve_core(addr, cfg, factory, on_listening, graceful).await }
+            let (addr, cfg, factory, on_listening, buckets) = (
+                addr.clone(),
+                cfg.clone(),
+                factory.clone(),
+                on_listening.clone(),
+                buckets.clone(),
+            );
+            async move {
+                // Before the router exists: its routes' histograms take these bounds.
+                if let Some(b) = &buckets {
+                    crate::metrics::set_latency_buckets(b);
+                }
+                serve_core(addr, cfg, factory, on_listening, graceful).await
+            }
         })?;
         let mut report = ShutdownReport::default();
+        let mut aborted = None;
         for out in outs.into_iter().flatten() {
-            let r = out?;
+            let r = match out {
+                Ok(r) => r,
+                // A core that stopped because another failed: report the cause instead.
+                Err(e) if is_aborted(&e) => {
+                    aborted.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             report.connections += r.connections;
             report.requests += r.requests;
             report.refused += r.refused;
             report.cut += r.cut;
         }
-        Ok(report)
+        match aborted {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
+}
+
+/// What a router factory's future returns: a [`Router`], or `Result<Router, E>` whose error
+/// stops start-up (see [`Server::serve_async`]).
+pub trait IntoRouter<S> {
+    /// The router, or the error's message.
+    fn into_router(self) -> Result<Router<S>, String>;
+}
+
+impl<S> IntoRouter<S> for Router<S> {
+    fn into_router(self) -> Result<Router<S>, String> {
+        Ok(self)
+    }
+}
+
+impl<S, E: fmt::Display> IntoRouter<S> for Result<Router<S>, E> {
+    fn into_router(self) -> Result<Router<S>, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+type BuildFuture<S> = Pin<Box<dyn Future<Output = Result<Router<S>, String>>>>;
+type Factory<S> = dyn Fn(usize) -> BuildFuture<S> + Send + Sync;
+
+/// The error of a core that stopped starting because another core failed (or shutdown was
+/// requested first): `serve` reports the other core's error instead.
+#[derive(Debug)]
+struct StartAborted(&'static str);
+
+impl fmt::Display for StartAborted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for StartAborted {}
+
+fn aborted(why: &'static str) -> io::Error {
+    io::Error::other(StartAborted(why))
+}
+
+fn is_aborted(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<StartAborted>())
 }
 
 async fn bind_all(addr: &str) -> io::Result<TcpListener> {
@@ -209,7 +347,7 @@ async fn bind_all(addr: &str) -> io::Result<TcpListener> {
                 break a;
             }
             if ringcore_runtime::is_shutting_down() {
-                return Err(io::Error::other("shut down before listening"));
+                return Err(aborted("shut down before listening"));
             }
             sleep(Duration::from_millis(1)).await;
         };
@@ -217,17 +355,23 @@ async fn bind_all(addr: &str) -> io::Result<TcpListener> {
     }
 }
 
-async fn serve_core<S: 'static, F>(
+async fn serve_core<S: 'static>(
     addr: String,
     cfg: ConnConfig,
-    factory: Arc<F>,
+    factory: Arc<Factory<S>>,
     on_listening: Option<Listening>,
     graceful: Duration,
-) -> io::Result<ShutdownReport>
-where
-    F: Fn() -> Router<S> + Send + Sync + 'static,
-{
-    let mut router = factory();
+) -> io::Result<ShutdownReport> {
+    let mut router = match factory(shard_id()).await {
+        Ok(r) => r,
+        Err(e) => {
+            ringcore_runtime::request_shutdown();
+            return Err(io::Error::other(format!(
+                "the router factory failed on core {}: {e}",
+                shard_id()
+            )));
+        }
+    };
     // Pre-warm hooks run before this core listens, so no request meets a cold core.
     for (name, hook) in router.take_prewarm() {
         let started = Instant::now();
@@ -247,6 +391,22 @@ where
         )
         .set(took.as_micros() as i64);
         tracing::info!(hook = %name, core = shard_id(), micros = took.as_micros() as u64, "pre-warm hook done");
+    }
+    // No core listens before every core has built its router and run its hooks: core 0
+    // binds (and tells the others the address) only once each one says it is ready.
+    BUILT.with(|b| b.set(true));
+    if shard_id() == 0 {
+        for s in 1..n_shards() {
+            loop {
+                if ringcore_runtime::is_shutting_down() {
+                    return Err(aborted("shut down before listening"));
+                }
+                if submit_to(s, || BUILT.with(Cell::get)).await.unwrap_or(false) {
+                    break;
+                }
+                sleep(Duration::from_millis(1)).await;
+            }
+        }
     }
     let router = Rc::new(router);
     let cfg = Rc::new(cfg);
@@ -409,6 +569,8 @@ impl AcceptBackoff {
 ringcore_runtime::core_local! {
     /// This core listens (core 0 announces the server once every core does).
     static LISTENING: Cell<bool> = Cell::new(false);
+    /// This core built its router and ran its pre-warm hooks (core 0 binds once all have).
+    static BUILT: Cell<bool> = Cell::new(false);
 }
 
 async fn select_accept<A, T>(

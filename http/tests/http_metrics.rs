@@ -24,6 +24,7 @@ fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
         r.header("content-type"),
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
+    strict::check(&r.text());
     let lines = r
         .text()
         .lines()
@@ -42,6 +43,209 @@ fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> O
             | prometheus_parse::Value::Untyped(v) => v,
             _ => f64::NAN,
         })
+}
+
+/// A strict reading of the text exposition format (0.0.4), beyond what `prometheus-parse`
+/// checks: the line grammar, one `# TYPE` per family before its samples, a family's samples
+/// together, and for each histogram series: `le` strictly ascending, ending at `+Inf`,
+/// counts cumulative, `+Inf` equal to `_count`, and a `_sum`.
+mod strict {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+
+    fn is_name(n: &str) -> bool {
+        let mut c = n.chars();
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
+    }
+
+    /// `name{k="v",..} value` -> (name, labels in order, value).
+    fn sample(line: &str) -> (String, Vec<(String, String)>, f64) {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line:?}"));
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            None => (series, Vec::new()),
+            Some((name, rest)) => {
+                let body = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels: {line:?}"));
+                let mut labels = Vec::new();
+                let mut chars = body.chars().peekable();
+                while chars.peek().is_some() {
+                    let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+                    assert!(
+                        is_name(&key) && !key.starts_with("__"),
+                        "bad label name {key:?} in {line:?}"
+                    );
+                    assert_eq!(chars.next(), Some('"'), "unquoted label value in {line:?}");
+                    let mut v = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('\\') => match chars.next() {
+                                Some('n') => v.push('\n'),
+                                Some(c @ ('\\' | '"')) => v.push(c),
+                                other => panic!("bad escape {other:?} in {line:?}"),
+                            },
+                            Some('"') => break,
+                            Some(c) => v.push(c),
+                            None => panic!("unterminated label value in {line:?}"),
+                        }
+                    }
+                    labels.push((key, v));
+                    match chars.next() {
+                        Some(',') | None => {}
+                        other => panic!("expected , or }} after a label, got {other:?} in {line:?}"),
+                    }
+                }
+                (name, labels)
+            }
+        };
+        assert!(is_name(name), "bad metric name {name:?}");
+        (name.to_string(), labels, value)
+    }
+
+    pub(super) fn check(text: &str) {
+        let mut types: HashMap<String, String> = HashMap::new();
+        let mut done: HashSet<String> = HashSet::new();
+        let mut current: Option<String> = None;
+        // Histogram series (family, labels without le) -> (buckets in order, sum, count).
+        type Series = (Vec<(f64, f64)>, Option<f64>, Option<f64>);
+        let mut hists: BTreeMap<(String, Vec<(String, String)>), Series> = BTreeMap::new();
+        for line in text.lines() {
+            assert!(!line.is_empty(), "empty line in the exposition");
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, ty) = rest
+                    .split_once(' ')
+                    .unwrap_or_else(|| panic!("bad TYPE: {line:?}"));
+                assert!(is_name(name), "{line:?}");
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&ty),
+                    "{line:?}"
+                );
+                assert!(
+                    types.insert(name.to_string(), ty.to_string()).is_none(),
+                    "second TYPE for {name}"
+                );
+                if let Some(prev) = current.replace(name.to_string()) {
+                    done.insert(prev);
+                }
+                continue;
+            }
+            if line.starts_with("# HELP ") || line.starts_with('#') {
+                continue;
+            }
+            let (name, mut labels, value) = sample(line);
+            let family = types
+                .keys()
+                .filter(|f| {
+                    name == **f
+                        || (types[*f] == "histogram"
+                            && ["_bucket", "_sum", "_count"]
+                                .iter()
+                                .any(|s| name == format!("{f}{s}")))
+                })
+                .max_by_key(|f| f.len())
+                .unwrap_or_else(|| panic!("sample before its TYPE: {line:?}"))
+                .clone();
+            assert_eq!(
+                current.as_deref(),
+                Some(family.as_str()),
+                "{family}'s samples are not together"
+            );
+            assert!(!done.contains(&family));
+            if types[&family] != "histogram" {
+                continue;
+            }
+            let le = labels
+                .iter()
+                .position(|(k, _)| k == "le")
+                .map(|i| labels.remove(i).1);
+            let entry = hists.entry((family.clone(), labels)).or_default();
+            if name.ends_with("_bucket") {
+                let le = le.unwrap_or_else(|| panic!("bucket without le: {line:?}"));
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().expect("le is a number")
+                };
+                entry.0.push((le, value));
+            } else if name.ends_with("_sum") {
+                entry.1 = Some(value);
+            } else {
+                entry.2 = Some(value);
+            }
+        }
+        assert!(!hists.is_empty(), "no histogram in the exposition");
+        for ((family, labels), (buckets, sum, count)) in hists {
+            let what = format!("{family}{labels:?}");
+            assert!(
+                buckets.windows(2).all(|w| w[0].0 < w[1].0),
+                "{what}: le not ascending"
+            );
+            assert!(
+                buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+                "{what}: not cumulative"
+            );
+            let last = buckets.last().unwrap_or_else(|| panic!("{what}: no bucket"));
+            assert_eq!(last.0, f64::INFINITY, "{what}: no +Inf bucket");
+            assert_eq!(Some(last.1), count, "{what}: +Inf bucket != _count");
+            assert!(sum.is_some_and(|s| s >= 0.0), "{what}: no _sum");
+        }
+    }
+}
+
+#[test]
+fn latency_buckets_are_configurable_and_count_each_request_once() {
+    let server = start_with(
+        |s| {
+            s.cores(Cores::Count(2))
+                .latency_buckets(vec![Duration::from_millis(1), Duration::from_secs(1)])
+        },
+        || {
+            Router::new()
+                .route(
+                    "/slow",
+                    get(|| async {
+                        ringcore_http::runtime::time::sleep(Duration::from_millis(5)).await;
+                        "slow"
+                    }),
+                )
+                .route("/metrics", get(ringcore_http::metrics::prometheus))
+        },
+    );
+    for _ in 0..4 {
+        assert_eq!(common::roundtrip(server.addr, &get_req("/slow")).status, 200);
+    }
+    let r = common::roundtrip(server.addr, &get_req("/metrics"));
+    let text = r.text();
+    // Exactly the configured bounds; a 5 ms request is above 1 ms and (on any sane
+    // machine) under 1 s.
+    for (le, n) in [("0.001", 0), ("1", 4), ("+Inf", 4)] {
+        let line =
+            format!("ringcore_http_request_duration_seconds_bucket{{route=\"/slow\",le=\"{le}\"}} {n}");
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    let buckets = text
+        .lines()
+        .filter(|l| l.starts_with("ringcore_http_request_duration_seconds_bucket{route=\"/slow\""))
+        .count();
+    assert_eq!(buckets, 3, "{text}");
+    let sum = value(
+        &scrape(server.addr),
+        "ringcore_http_request_duration_seconds_sum",
+        &[("route", "/slow")],
+    )
+    .expect("sum");
+    assert!(sum >= 0.020, "4 requests of at least 5 ms sum to {sum}");
+    server.stop();
 }
 
 #[test]
@@ -101,19 +305,25 @@ fn metrics_parse_and_count_every_request_across_cores() {
         ),
         Some(3.0)
     );
-    // The summary's count matches, and its quantiles are ordered.
-    let summary = s
+    // The latency histogram: buckets cumulative, `+Inf` and `_count` equal to the requests
+    // made, on the merged exposition of both cores.
+    let hist = s
         .samples
         .iter()
         .find(|x| x.metric == "ringcore_http_request_duration_seconds" && x.labels.get("route") == Some("/a"))
-        .expect("summary for /a");
-    match &summary.value {
-        prometheus_parse::Value::Summary(qs) => {
-            assert_eq!(qs.len(), 4);
-            assert!(qs.windows(2).all(|w| w[0].count <= w[1].count), "{qs:?}");
-            assert!(qs.iter().all(|q| q.count > 0.0 && q.count < 1.0), "{qs:?}");
+        .expect("histogram for /a");
+    match &hist.value {
+        prometheus_parse::Value::Histogram(bs) => {
+            assert_eq!(
+                bs.len(),
+                ringcore_http::metrics::DEFAULT_LATENCY_BUCKETS.len() + 1
+            );
+            assert!(bs.windows(2).all(|w| w[0].less_than < w[1].less_than), "{bs:?}");
+            assert!(bs.windows(2).all(|w| w[0].count <= w[1].count), "{bs:?}");
+            let last = bs.last().expect("buckets");
+            assert_eq!((last.less_than, last.count), (f64::INFINITY, 7.0));
         }
-        other => panic!("not a summary: {other:?}"),
+        other => panic!("not a histogram: {other:?}"),
     }
     let count = value(
         &s,
@@ -121,6 +331,12 @@ fn metrics_parse_and_count_every_request_across_cores() {
         &[("route", "/a")],
     );
     assert_eq!(count, Some(7.0));
+    let items = value(
+        &s,
+        "ringcore_http_request_duration_seconds_count",
+        &[("route", "/items/:id")],
+    );
+    assert_eq!(items, Some(6.0));
     // Connections: 16 before the scrape, plus the scrape's own.
     let conns = value(&s, "ringcore_http_connections_total", &[]).expect("connections");
     assert_eq!(conns, 17.0);

@@ -48,6 +48,8 @@
 //!   buffers, `fsync` / `fdatasync`, truncation and close, all on the ring.
 //! - Time: [`time::sleep`], [`time::timeout`], [`time::interval`].
 //! - Cross-core: [`submit_to`], [`try_submit_to`], [`Sharded`].
+//! - One future on one core: [`block_on`] / [`block_on_with`], and the test attribute
+//!   [`#[ringcore_runtime::test]`](test) for async tests.
 //! - Counters: [`stats`], the runtime's own, readable from every core; [`metrics`], the
 //!   application's counters and gauges, merged over cores and rendered for Prometheus.
 //! - Per-core state: [`core_local!`] / [`CoreLocal`] (a module's state, one value per core,
@@ -74,6 +76,7 @@
 //! `run` returns an error that names the cause and the remedy.
 #![warn(missing_docs)]
 
+mod block_on;
 mod buf;
 mod builder;
 pub mod cache;
@@ -94,6 +97,7 @@ pub mod stats;
 mod sys;
 pub mod time;
 
+pub use block_on::{block_on, block_on_with};
 pub use buf::{IoBuf, IoBufMut};
 pub use builder::{
     Builder, Cores, Runtime, ShutdownHandle, DEFAULT_BUDGET, DEFAULT_BUF_RING_ENTRIES, DEFAULT_BUF_SIZE,
@@ -105,6 +109,21 @@ pub use executor::{
     consume_budget, spawn_local, spawn_local_in, yield_now, JoinError, JoinHandle, TaskClass,
 };
 pub use mesh::{submit_to, try_submit_to, Sharded, Submit, SubmitError, TrySubmitError};
+/// Runs an `async fn` test on one ringcore core: `#[ringcore_runtime::test]`.
+///
+/// ```
+/// #[ringcore_runtime::test]
+/// async fn sleeps_on_a_core() {
+///     ringcore_runtime::time::sleep(std::time::Duration::from_millis(1)).await;
+///     assert_eq!(ringcore_runtime::shard_id(), 0);
+/// }
+/// ```
+///
+/// The test becomes a plain `#[test] fn` running [`block_on_with`]`(|| async move { body })`:
+/// a one-core runtime, signals left to the harness, the future built on the core (so it may
+/// hold `Rc`s). A crate that reaches this runtime through another path names it:
+/// `#[ringcore_http::runtime::test(crate = ringcore_http::runtime)]`.
+pub use ringcore_macros::test;
 pub use select::{Driver, DriverKind, DRIVER_ENV};
 mod limits;
 mod local;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use ringcore_runtime::fs::{File, OpenOptions};
 use ringcore_runtime::time::{sleep, timeout};
 use ringcore_runtime::{driver_kind, local_state, spawn_local, DriverKind};
-use ringcore_testkit::rt::{one_core, run1, run_on};
+use ringcore_testkit::rt::{one_core, run_on};
 
 /// A fresh, empty directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -64,143 +64,135 @@ async fn open_rw(path: &Path) -> File {
         .expect("open read-write")
 }
 
-#[test]
-fn write_then_read_back() {
-    run1(|| async {
-        let dir = TempDir::new("rw");
-        let path = dir.path("a.txt");
-        let file = open_rw(&path).await;
-        let (res, buf) = file.write_at(b"hello, ring".to_vec(), 0).await;
-        assert_eq!(res.expect("write"), 11);
-        assert_eq!(buf, b"hello, ring", "the buffer comes back unchanged");
-        let (res, _) = file.write_at(b"RING" as &'static [u8], 7).await;
-        assert_eq!(res.expect("overwrite"), 4);
+#[ringcore_runtime::test]
+async fn write_then_read_back() {
+    let dir = TempDir::new("rw");
+    let path = dir.path("a.txt");
+    let file = open_rw(&path).await;
+    let (res, buf) = file.write_at(b"hello, ring".to_vec(), 0).await;
+    assert_eq!(res.expect("write"), 11);
+    assert_eq!(buf, b"hello, ring", "the buffer comes back unchanged");
+    let (res, _) = file.write_at(b"RING" as &'static [u8], 7).await;
+    assert_eq!(res.expect("overwrite"), 4);
 
-        let (res, buf) = file.read_at(Vec::with_capacity(64), 0).await;
-        let n = res.expect("read");
-        assert_eq!(&buf[..n], b"hello, RING");
-        // Reads append to what the buffer already holds.
-        let (res, buf) = file.read_at(buf, 7).await;
-        assert_eq!(res.expect("read again"), 4);
-        assert_eq!(&buf[..], b"hello, RINGRING");
-        // At the end of the file: Ok(0).
-        let (res, _) = file.read_at(Vec::with_capacity(8), 11).await;
-        assert_eq!(res.expect("read at end"), 0);
-        // A full buffer is refused rather than mistaken for end of file.
-        let (res, _) = file.read_at(Vec::new(), 0).await;
-        assert_eq!(res.map_err(|e| e.kind()), Err(io::ErrorKind::InvalidInput));
+    let (res, buf) = file.read_at(Vec::with_capacity(64), 0).await;
+    let n = res.expect("read");
+    assert_eq!(&buf[..n], b"hello, RING");
+    // Reads append to what the buffer already holds.
+    let (res, buf) = file.read_at(buf, 7).await;
+    assert_eq!(res.expect("read again"), 4);
+    assert_eq!(&buf[..], b"hello, RINGRING");
+    // At the end of the file: Ok(0).
+    let (res, _) = file.read_at(Vec::with_capacity(8), 11).await;
+    assert_eq!(res.expect("read at end"), 0);
+    // A full buffer is refused rather than mistaken for end of file.
+    let (res, _) = file.read_at(Vec::new(), 0).await;
+    assert_eq!(res.map_err(|e| e.kind()), Err(io::ErrorKind::InvalidInput));
 
-        assert_eq!(file.metadata().expect("fstat").len(), 11);
-        file.close().await.expect("close");
+    assert_eq!(file.metadata().expect("fstat").len(), 11);
+    file.close().await.expect("close");
 
-        // Another process-level reader sees the same bytes; File::open reads them back too.
-        assert_eq!(std::fs::read(&path).expect("std read"), b"hello, RING");
-        let ro = File::open(&path).await.expect("open read-only");
-        let (res, buf) = ro.read_exact_at(Vec::with_capacity(4), 7).await;
-        res.expect("read exact");
-        assert_eq!(buf, b"RING");
-        let (res, _) = ro.read_exact_at(Vec::with_capacity(8), 7).await;
-        assert_eq!(res.map_err(|e| e.kind()), Err(io::ErrorKind::UnexpectedEof));
-        // Read-only means read-only.
-        let (res, _) = ro.write_at(b"x".to_vec(), 0).await;
-        assert!(res.is_err(), "write on a read-only file must fail");
-        drop(ro);
+    // Another process-level reader sees the same bytes; File::open reads them back too.
+    assert_eq!(std::fs::read(&path).expect("std read"), b"hello, RING");
+    let ro = File::open(&path).await.expect("open read-only");
+    let (res, buf) = ro.read_exact_at(Vec::with_capacity(4), 7).await;
+    res.expect("read exact");
+    assert_eq!(buf, b"RING");
+    let (res, _) = ro.read_exact_at(Vec::with_capacity(8), 7).await;
+    assert_eq!(res.map_err(|e| e.kind()), Err(io::ErrorKind::UnexpectedEof));
+    // Read-only means read-only.
+    let (res, _) = ro.write_at(b"x".to_vec(), 0).await;
+    assert!(res.is_err(), "write on a read-only file must fail");
+    drop(ro);
 
-        // File::create truncates an existing file.
-        let f = File::create(&path).await.expect("create");
-        assert_eq!(f.metadata().expect("fstat").len(), 0);
-        f.close().await.expect("close");
-    });
+    // File::create truncates an existing file.
+    let f = File::create(&path).await.expect("create");
+    assert_eq!(f.metadata().expect("fstat").len(), 0);
+    f.close().await.expect("close");
 }
 
-#[test]
-fn write_all_at_large_buffer() {
-    run1(|| async {
-        let dir = TempDir::new("large");
-        let path = dir.path("big.bin");
-        let data = pattern(1, 24 * 1024 * 1024 + 123);
-        let file = open_rw(&path).await;
-        // Start past zero: the hole before it reads as zeros.
-        let (res, data) = file.write_all_at(data, 4096).await;
-        res.expect("write_all_at");
-        file.sync_all().await.expect("sync_all");
-        assert_eq!(file.metadata().expect("fstat").len(), 4096 + data.len() as u64);
+#[ringcore_runtime::test]
+async fn write_all_at_large_buffer() {
+    let dir = TempDir::new("large");
+    let path = dir.path("big.bin");
+    let data = pattern(1, 24 * 1024 * 1024 + 123);
+    let file = open_rw(&path).await;
+    // Start past zero: the hole before it reads as zeros.
+    let (res, data) = file.write_all_at(data, 4096).await;
+    res.expect("write_all_at");
+    file.sync_all().await.expect("sync_all");
+    assert_eq!(file.metadata().expect("fstat").len(), 4096 + data.len() as u64);
 
-        let (res, back) = file.read_exact_at(Vec::with_capacity(data.len() + 4096), 0).await;
-        res.expect("read back");
-        assert!(back[..4096].iter().all(|&b| b == 0), "the hole reads as zeros");
-        assert!(back[4096..] == data[..], "the large write reads back byte-exact");
-        file.close().await.expect("close");
-    });
+    let (res, back) = file.read_exact_at(Vec::with_capacity(data.len() + 4096), 0).await;
+    res.expect("read back");
+    assert!(back[..4096].iter().all(|&b| b == 0), "the hole reads as zeros");
+    assert!(back[4096..] == data[..], "the large write reads back byte-exact");
+    file.close().await.expect("close");
 }
 
-#[test]
-fn sync_data_and_reopen() {
-    run1(|| async {
-        let dir = TempDir::new("sync");
-        let path = dir.path("s.log");
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .expect("create_new");
-        for i in 0..10u64 {
-            let rec = format!("record {i}\n");
-            let pos = file.metadata().expect("fstat").len();
-            let (res, _) = file.write_all_at(rec, pos).await;
-            res.expect("write");
-            file.sync_data().await.expect("sync_data");
-        }
-        file.close().await.expect("close");
-        let text = std::fs::read_to_string(&path).expect("std read");
-        assert_eq!(text.lines().count(), 10);
-        assert_eq!(text.lines().last(), Some("record 9"));
+#[ringcore_runtime::test]
+async fn sync_data_and_reopen() {
+    let dir = TempDir::new("sync");
+    let path = dir.path("s.log");
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .await
+        .expect("create_new");
+    for i in 0..10u64 {
+        let rec = format!("record {i}\n");
+        let pos = file.metadata().expect("fstat").len();
+        let (res, _) = file.write_all_at(rec, pos).await;
+        res.expect("write");
+        file.sync_data().await.expect("sync_data");
+    }
+    file.close().await.expect("close");
+    let text = std::fs::read_to_string(&path).expect("std read");
+    assert_eq!(text.lines().count(), 10);
+    assert_eq!(text.lines().last(), Some("record 9"));
 
-        let again = OpenOptions::new().write(true).create_new(true).open(&path).await;
-        assert_eq!(
-            again.map(drop).map_err(|e| e.kind()),
-            Err(io::ErrorKind::AlreadyExists)
-        );
+    let again = OpenOptions::new().write(true).create_new(true).open(&path).await;
+    assert_eq!(
+        again.map(drop).map_err(|e| e.kind()),
+        Err(io::ErrorKind::AlreadyExists)
+    );
 
-        // Append mode: writes land at the end whatever position they name.
-        let app = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .await
-            .expect("open append");
-        let (res, _) = app.write_all_at(b"tail\n".to_vec(), 0).await;
-        res.expect("append");
-        app.sync_all().await.expect("sync_all");
-        drop(app);
-        assert!(std::fs::read_to_string(&path)
-            .expect("read")
-            .ends_with("record 9\ntail\n"));
-    });
+    // Append mode: writes land at the end whatever position they name.
+    let app = OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .await
+        .expect("open append");
+    let (res, _) = app.write_all_at(b"tail\n".to_vec(), 0).await;
+    res.expect("append");
+    app.sync_all().await.expect("sync_all");
+    drop(app);
+    assert!(std::fs::read_to_string(&path)
+        .expect("read")
+        .ends_with("record 9\ntail\n"));
 }
 
-#[test]
-fn open_missing_file_is_not_found() {
-    run1(|| async {
-        let dir = TempDir::new("missing");
-        let err = File::open(dir.path("nope"))
-            .await
-            .expect_err("missing file opened");
-        assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
-        // Creating inside a missing directory fails the same way.
-        let err = File::create(dir.path("no-dir/x"))
-            .await
-            .expect_err("created in a missing dir");
-        assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        let err = File::open("bad\0path").await.expect_err("NUL in path");
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        let err = OpenOptions::new()
-            .open(dir.path("x"))
-            .await
-            .expect_err("no access mode");
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-    });
+#[ringcore_runtime::test]
+async fn open_missing_file_is_not_found() {
+    let dir = TempDir::new("missing");
+    let err = File::open(dir.path("nope"))
+        .await
+        .expect_err("missing file opened");
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    // Creating inside a missing directory fails the same way.
+    let err = File::create(dir.path("no-dir/x"))
+        .await
+        .expect_err("created in a missing dir");
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    let err = File::open("bad\0path").await.expect_err("NUL in path");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    let err = OpenOptions::new()
+        .open(dir.path("x"))
+        .await
+        .expect_err("no access mode");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
 
 fn set_len_truncates(portable: bool) {
@@ -247,7 +239,7 @@ fn set_len_truncates_portable() {
 fn concurrent_writes_at_different_offsets() {
     const TASKS: usize = 256;
     const BLOCK: usize = 4096 + 17; // not page-aligned, so neighbours share pages
-    run1(|| async {
+    ringcore_runtime::block_on_with(|| async {
         let dir = TempDir::new("concurrent");
         let path = dir.path("c.bin");
         let file = Rc::new(open_rw(&path).await);
@@ -299,76 +291,72 @@ async fn settle(baseline_ops: usize) {
     }
 }
 
-#[test]
-fn dropped_open_leaks_neither_slot_nor_fd() {
-    run1(|| async {
-        let dir = TempDir::new("drop-open");
-        let path = dir.path("f");
-        std::fs::write(&path, b"x").expect("create");
-        let ops0 = local_state().ops_in_flight;
-        for _ in 0..50 {
-            // One poll queues the OPENAT; dropping the future right away means the kernel sees
-            // the SQE only after the future (and the caller's path) are gone: the op must own
-            // the path, and the fd the kernel opens for nobody must be closed by the driver.
-            let mut fut = Box::pin(File::open(&path));
-            let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-            assert!(
-                first.is_pending(),
-                "the open cannot complete before the ring is entered"
-            );
-            drop(fut);
-        }
-        settle(ops0).await;
-        assert_eq!(
-            local_state().ops_in_flight,
-            ops0,
-            "every dropped open's slot was freed"
+#[ringcore_runtime::test]
+async fn dropped_open_leaks_neither_slot_nor_fd() {
+    let dir = TempDir::new("drop-open");
+    let path = dir.path("f");
+    std::fs::write(&path, b"x").expect("create");
+    let ops0 = local_state().ops_in_flight;
+    for _ in 0..50 {
+        // One poll queues the OPENAT; dropping the future right away means the kernel sees
+        // the SQE only after the future (and the caller's path) are gone: the op must own
+        // the path, and the fd the kernel opens for nobody must be closed by the driver.
+        let mut fut = Box::pin(File::open(&path));
+        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+        assert!(
+            first.is_pending(),
+            "the open cannot complete before the ring is entered"
         );
-        assert_eq!(
-            fds_open_on(&path),
-            0,
-            "no fd opened for a dropped open is left open"
-        );
-    });
+        drop(fut);
+    }
+    settle(ops0).await;
+    assert_eq!(
+        local_state().ops_in_flight,
+        ops0,
+        "every dropped open's slot was freed"
+    );
+    assert_eq!(
+        fds_open_on(&path),
+        0,
+        "no fd opened for a dropped open is left open"
+    );
 }
 
-#[test]
-fn dropped_read_in_flight_loses_nothing() {
-    run1(|| async {
-        let dir = TempDir::new("drop-read");
-        let fifo = dir.path("p");
-        let c = CString::new(fifo.as_os_str().as_bytes()).expect("path");
-        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-        // Read-write on a FIFO never blocks the open, and a read then waits for data.
-        let pipe = open_rw(&fifo).await;
-        if driver_kind() == DriverKind::Epoll {
-            // The epoll driver runs file calls on its blocking pool as `pread`/`pwrite`, which
-            // a FIFO refuses (a positioned call needs a seekable file), and a call on the pool
-            // cannot be cancelled: what this test checks exists only on io_uring.
-            let (res, _) = pipe.read_at(Vec::with_capacity(64), 0).await;
-            let e = res.expect_err("pread on a FIFO");
-            assert_eq!(e.raw_os_error(), Some(libc::ESPIPE), "{e}");
-            return;
-        }
-        let ops0 = local_state().ops_in_flight;
-        for _ in 0..3 {
-            let r = timeout(Duration::from_millis(5), pipe.read_at(Vec::with_capacity(64), 0)).await;
-            assert!(r.is_err(), "no data yet: the read must still be in flight");
-        }
-        settle(ops0).await;
-        assert_eq!(
-            local_state().ops_in_flight,
-            ops0,
-            "the cancelled reads' slots were freed"
-        );
-        let (res, _) = pipe.write_all_at(b"after-cancel".to_vec(), 0).await;
-        res.expect("write into the FIFO");
-        let (res, buf) = timeout(Duration::from_secs(5), pipe.read_at(Vec::with_capacity(64), 0))
-            .await
-            .expect("read in time");
-        assert_eq!(res.expect("read"), 12);
-        assert_eq!(buf, b"after-cancel", "a cancelled read consumed nothing");
-        pipe.close().await.expect("close");
-    });
+#[ringcore_runtime::test]
+async fn dropped_read_in_flight_loses_nothing() {
+    let dir = TempDir::new("drop-read");
+    let fifo = dir.path("p");
+    let c = CString::new(fifo.as_os_str().as_bytes()).expect("path");
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    // Read-write on a FIFO never blocks the open, and a read then waits for data.
+    let pipe = open_rw(&fifo).await;
+    if driver_kind() == DriverKind::Epoll {
+        // The epoll driver runs file calls on its blocking pool as `pread`/`pwrite`, which
+        // a FIFO refuses (a positioned call needs a seekable file), and a call on the pool
+        // cannot be cancelled: what this test checks exists only on io_uring.
+        let (res, _) = pipe.read_at(Vec::with_capacity(64), 0).await;
+        let e = res.expect_err("pread on a FIFO");
+        assert_eq!(e.raw_os_error(), Some(libc::ESPIPE), "{e}");
+        return;
+    }
+    let ops0 = local_state().ops_in_flight;
+    for _ in 0..3 {
+        let r = timeout(Duration::from_millis(5), pipe.read_at(Vec::with_capacity(64), 0)).await;
+        assert!(r.is_err(), "no data yet: the read must still be in flight");
+    }
+    settle(ops0).await;
+    assert_eq!(
+        local_state().ops_in_flight,
+        ops0,
+        "the cancelled reads' slots were freed"
+    );
+    let (res, _) = pipe.write_all_at(b"after-cancel".to_vec(), 0).await;
+    res.expect("write into the FIFO");
+    let (res, buf) = timeout(Duration::from_secs(5), pipe.read_at(Vec::with_capacity(64), 0))
+        .await
+        .expect("read in time");
+    assert_eq!(res.expect("read"), 12);
+    assert_eq!(buf, b"after-cancel", "a cancelled read consumed nothing");
+    pipe.close().await.expect("close");
 }

@@ -6,119 +6,108 @@ use std::time::{Duration, Instant};
 
 use ringcore_runtime::time::{interval, sleep, sleep_until, timeout, Elapsed};
 use ringcore_runtime::{local_state, spawn_local};
-use ringcore_testkit::rt::run1;
 
-#[test]
-fn timers_fire_in_deadline_order() {
-    run1(|| async {
-        let order = Rc::new(RefCell::new(Vec::new()));
-        let base = Instant::now() + Duration::from_millis(20);
-        // Spawned in scrambled order; deadlines 0..8 ms apart.
-        let handles: Vec<_> = [5u64, 1, 7, 3, 0, 6, 2, 4]
-            .into_iter()
-            .map(|i| {
-                let order = order.clone();
-                spawn_local(async move {
-                    sleep_until(base + Duration::from_millis(i)).await;
-                    assert!(Instant::now() >= base + Duration::from_millis(i), "fired early");
-                    order.borrow_mut().push(i);
-                })
+#[ringcore_runtime::test]
+async fn timers_fire_in_deadline_order() {
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let base = Instant::now() + Duration::from_millis(20);
+    // Spawned in scrambled order; deadlines 0..8 ms apart.
+    let handles: Vec<_> = [5u64, 1, 7, 3, 0, 6, 2, 4]
+        .into_iter()
+        .map(|i| {
+            let order = order.clone();
+            spawn_local(async move {
+                sleep_until(base + Duration::from_millis(i)).await;
+                assert!(Instant::now() >= base + Duration::from_millis(i), "fired early");
+                order.borrow_mut().push(i);
             })
-            .collect();
-        for h in handles {
-            h.await.expect("timer task");
-        }
-        assert_eq!(*order.borrow(), vec![0, 1, 2, 3, 4, 5, 6, 7]);
-        assert_eq!(local_state().timers, 0);
-    });
-}
-
-#[test]
-fn sleep_never_returns_early() {
-    run1(|| async {
-        for ms in [1u64, 5, 20] {
-            let t0 = Instant::now();
-            sleep(Duration::from_millis(ms)).await;
-            assert!(t0.elapsed() >= Duration::from_millis(ms));
-        }
-    });
-}
-
-#[test]
-fn timeout_cancels_the_inner_future() {
-    run1(|| async {
-        struct Flag(Rc<RefCell<bool>>);
-        impl Drop for Flag {
-            fn drop(&mut self) {
-                *self.0.borrow_mut() = true;
-            }
-        }
-        let dropped = Rc::new(RefCell::new(false));
-        let guard = Flag(dropped.clone());
-        let t0 = Instant::now();
-        let r: Result<(), Elapsed> = timeout(Duration::from_millis(10), async move {
-            let _g = guard;
-            sleep(Duration::from_secs(30)).await;
         })
-        .await;
-        assert!(r.is_err(), "the inner future must not finish");
-        let waited = t0.elapsed();
-        assert!(waited >= Duration::from_millis(10), "timed out early: {waited:?}");
-        assert!(
-            waited < Duration::from_secs(5),
-            "timeout did not cancel: {waited:?}"
-        );
-        assert!(*dropped.borrow(), "inner future must be dropped on timeout");
-        assert_eq!(local_state().timers, 0, "the inner sleep must be unregistered");
+        .collect();
+    for h in handles {
+        h.await.expect("timer task");
+    }
+    assert_eq!(*order.borrow(), vec![0, 1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(local_state().timers, 0);
+}
 
-        // A future that finishes in time wins.
-        let r = timeout(Duration::from_secs(5), async { 42 }).await;
-        assert_eq!(r.ok(), Some(42));
-        assert_eq!(local_state().timers, 0);
-    });
+#[ringcore_runtime::test]
+async fn sleep_never_returns_early() {
+    for ms in [1u64, 5, 20] {
+        let t0 = Instant::now();
+        sleep(Duration::from_millis(ms)).await;
+        assert!(t0.elapsed() >= Duration::from_millis(ms));
+    }
+}
+
+#[ringcore_runtime::test]
+async fn timeout_cancels_the_inner_future() {
+    struct Flag(Rc<RefCell<bool>>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            *self.0.borrow_mut() = true;
+        }
+    }
+    let dropped = Rc::new(RefCell::new(false));
+    let guard = Flag(dropped.clone());
+    let t0 = Instant::now();
+    let r: Result<(), Elapsed> = timeout(Duration::from_millis(10), async move {
+        let _g = guard;
+        sleep(Duration::from_secs(30)).await;
+    })
+    .await;
+    assert!(r.is_err(), "the inner future must not finish");
+    let waited = t0.elapsed();
+    assert!(waited >= Duration::from_millis(10), "timed out early: {waited:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "timeout did not cancel: {waited:?}"
+    );
+    assert!(*dropped.borrow(), "inner future must be dropped on timeout");
+    assert_eq!(local_state().timers, 0, "the inner sleep must be unregistered");
+
+    // A future that finishes in time wins.
+    let r = timeout(Duration::from_secs(5), async { 42 }).await;
+    assert_eq!(r.ok(), Some(42));
+    assert_eq!(local_state().timers, 0);
 }
 
 /// Ticks are exactly on the grid `start + n * period`, and a tick that is handled late does
 /// not push the later ones back: 40 ticks of 5 ms, each handled with 2 ms of extra work,
 /// take about 200 ms, not 280 ms.
-#[test]
-fn interval_does_not_drift() {
-    run1(|| async {
-        const PERIOD: Duration = Duration::from_millis(5);
-        const TICKS: u32 = 40;
-        let mut iv = interval(PERIOD);
-        let first = iv.tick().await;
-        let start = Instant::now();
-        for n in 1..=TICKS {
-            let due = iv.tick().await;
-            assert_eq!(due, first + PERIOD * n, "tick {n} is off the grid");
-            assert!(Instant::now() >= due, "tick {n} fired early");
-            std::thread::sleep(Duration::from_millis(2)); // work done per tick
-        }
-        let total = start.elapsed();
-        let ideal = PERIOD * TICKS;
-        assert!(total >= ideal - PERIOD, "finished too early: {total:?}");
-        assert!(
-            total < ideal + Duration::from_millis(50),
-            "{TICKS} ticks took {total:?}: lateness accumulated (ideal {ideal:?}, drifting ~280 ms)"
-        );
-    });
+#[ringcore_runtime::test]
+async fn interval_does_not_drift() {
+    const PERIOD: Duration = Duration::from_millis(5);
+    const TICKS: u32 = 40;
+    let mut iv = interval(PERIOD);
+    let first = iv.tick().await;
+    let start = Instant::now();
+    for n in 1..=TICKS {
+        let due = iv.tick().await;
+        assert_eq!(due, first + PERIOD * n, "tick {n} is off the grid");
+        assert!(Instant::now() >= due, "tick {n} fired early");
+        std::thread::sleep(Duration::from_millis(2)); // work done per tick
+    }
+    let total = start.elapsed();
+    let ideal = PERIOD * TICKS;
+    assert!(total >= ideal - PERIOD, "finished too early: {total:?}");
+    assert!(
+        total < ideal + Duration::from_millis(50),
+        "{TICKS} ticks took {total:?}: lateness accumulated (ideal {ideal:?}, drifting ~280 ms)"
+    );
 }
 
-#[test]
-fn interval_skips_missed_ticks_but_stays_on_grid() {
-    run1(|| async {
-        const PERIOD: Duration = Duration::from_millis(4);
-        let mut iv = interval(PERIOD);
-        let first = iv.tick().await;
-        std::thread::sleep(PERIOD * 3 + Duration::from_millis(1)); // miss three ticks
-        let late = iv.tick().await; // the overdue tick fires once, at its grid point
-        assert_eq!(late, first + PERIOD);
-        let next = iv.tick().await;
-        let offset = next.duration_since(first);
-        assert_eq!(offset.as_nanos() % PERIOD.as_nanos(), 0, "off grid: {offset:?}");
-        assert!(next > late + PERIOD, "missed ticks must be skipped, not burst");
-    });
+#[ringcore_runtime::test]
+async fn interval_skips_missed_ticks_but_stays_on_grid() {
+    const PERIOD: Duration = Duration::from_millis(4);
+    let mut iv = interval(PERIOD);
+    let first = iv.tick().await;
+    std::thread::sleep(PERIOD * 3 + Duration::from_millis(1)); // miss three ticks
+    let late = iv.tick().await; // the overdue tick fires once, at its grid point
+    assert_eq!(late, first + PERIOD);
+    let next = iv.tick().await;
+    let offset = next.duration_since(first);
+    assert_eq!(offset.as_nanos() % PERIOD.as_nanos(), 0, "off grid: {offset:?}");
+    assert!(next > late + PERIOD, "missed ticks must be skipped, not burst");
 }
 
 /// An inner future that spends the whole cooperative budget on every poll (an endless run of
@@ -129,7 +118,7 @@ fn timeout_fires_even_when_the_inner_future_uses_up_the_budget() {
     // fails this test after 10 s instead of hanging it.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        run1(|| async {
+        ringcore_runtime::block_on_with(|| async {
             let started = Instant::now();
             let r: Result<(), Elapsed> = timeout(Duration::from_millis(20), async {
                 loop {
