@@ -1,26 +1,37 @@
-//! The Redis store: stock, per-user records and orders in one Redis server, so that several
-//! service instances behind a load balancer share one sale (`--store redis://host:port`).
+//! The Redis store: stock, per-user records and orders in one Redis server or a Redis
+//! Cluster, so that several service instances behind a load balancer share one sale
+//! (`--store redis://host:port` or `--store redis-cluster://host:port[,host:port...]`).
 //!
 //! - [`resp`]: RESP2 without I/O (command encoder, incremental reply decoder).
 //! - [`client`]: [`Client`], a minimal async client on the runtime's `TcpStream`; one
 //!   connection per core, requests queued to one connection task and pipelined.
-//! - [`store`]: [`RedisStore`], the flash-sale operations, each one atomic in Redis.
+//! - [`slot`]: cluster key slots (CRC16, hash tags) and a tag for any slot.
+//! - [`cluster`]: [`ClusterClient`], the slot map and one [`Client`] per node, `MOVED` /
+//!   `ASK` / `TRYAGAIN` followed.
+//! - [`store`]: [`RedisStore`], the flash-sale operations, each one atomic in Redis, on a
+//!   [`Backend`] (one server or a cluster: the same keys and the same scripts).
 //!
 //! # Key layout
 //!
-//! Every key starts with a configurable prefix `P` (default `fs`), so that tests, or two
-//! sales, can share a server:
+//! Every key carries a hash tag `{P:item}` (prefix `P`, default `fs`, which may not contain
+//! `{` or `}`), so all of an item's keys are on one cluster slot and the buy script, which
+//! touches them all, runs on one node (no `CROSSSLOT`). A single server ignores the tags.
 //!
-//! | key              | type   | content                                              |
-//! |------------------|--------|------------------------------------------------------|
-//! | `P:item:{item}`  | hash   | `stock`, `sold`, `remaining`, optional `price`, `name` |
-//! | `P:buyers:{item}`| hash   | user → order id, one field per buyer                 |
-//! | `P:order:{id}`   | hash   | `item`, `user`, `ts`                                 |
-//! | `P:orders`       | stream | one entry per order: `order`, `item`, `user`, `ts`   |
+//! | key                   | type   | content                                              |
+//! |-----------------------|--------|------------------------------------------------------|
+//! | `{P:item}:item`       | hash   | `stock`, `sold`, `remaining`, optional `price`, `name` |
+//! | `{P:item}:buyers`     | hash   | user → order id, one field per buyer                 |
+//! | `{P:item}:orders`     | stream | the item's orders: `order`, `item`, `user`, `ts`     |
+//! | `P:order:{T}:id`      | hash   | `item`, `user`, `ts`                                 |
 //!
-//! The kind of key is the second segment, before any id, so no item, user or order id (even
-//! one containing `:`) can make two kinds of key collide (`P:item:x:buyers` would be item
-//! `x:buyers`'s hash, never item `x`'s buyers).
+//! An order id is `{slot}~{base}` ([`RedisStore::order_id`]): the slot of its item's keys,
+//! then a unique base ([`new_order_id`]). `T` is a short tag that hashes to that slot
+//! ([`slot::slot_tag`]), so the order hash sits on its item's slot and `GET /orders/{id}`
+//! finds it from the id alone. (An id without a slot is stored as `P:order::id`, which only
+//! a single server accepts in the same script.)
+//!
+//! The kind of key is the last segment, after the tag, and kinds never contain `}:`, so no
+//! item or order id (even one containing `:`, `{` or `}`) can make two keys collide.
 //!
 //! # The buy script
 //!
@@ -33,7 +44,7 @@
 //! 4. the order hash exists already → an error reply (an order id reused by a misconfigured
 //!    instance must fail, not overwrite);
 //! 5. only now write: `remaining - 1`, `sold + 1`, `buyers[user] = order`, the order hash,
-//!    `XADD P:orders * order .. item .. user .. ts ..` → `bought`.
+//!    `XADD {P:item}:orders * order .. item .. user .. ts ..` → `bought`.
 //!
 //! Why it cannot oversell or sell twice: Redis runs a script to its end before it runs any
 //! other command, from any connection. The check of `remaining` and of the buyers hash and
@@ -67,12 +78,24 @@
 //! warning). The tests run Redis with both settings.
 
 pub mod client;
+pub mod cluster;
 pub mod resp;
+pub mod slot;
 pub mod store;
 
 pub use client::{parse_url, Client, RedisError};
+pub use cluster::{parse_cluster_url, ClusterClient};
 pub use resp::Value;
 pub use store::{
-    new_order_id, run_tag, BuyOutcome, Durability, ItemView, OrderView, PutOutcome, RedisStore,
+    new_order_id, run_tag, Backend, BuyOutcome, Durability, ItemView, OrderView, PutOutcome, RedisStore,
     DEFAULT_PREFIX,
 };
+
+/// Checks a `--store` URL: `redis://host:port` or `redis-cluster://host:port[,host:port...]`.
+pub fn check_store_url(url: &str) -> std::io::Result<()> {
+    if url.starts_with("redis-cluster://") {
+        parse_cluster_url(url).map(drop)
+    } else {
+        parse_url(url).map(drop)
+    }
+}

@@ -6,7 +6,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::client::{Client, RedisError};
+use super::cluster::ClusterClient;
 use super::resp::Value;
+use super::slot::{key_slot, slot_tag};
 
 /// `put_item`: refuse once anything is sold, else (re)set the stock.
 ///
@@ -147,51 +149,148 @@ pub fn run_tag() -> String {
 /// The flash-sale state in Redis, for one core (`!Send`; open one per core).
 #[derive(Debug)]
 pub struct RedisStore {
-    client: Rc<Client>,
+    backend: Backend,
     prefix: String,
     put_sha: String,
     buy_sha: String,
 }
 
+/// Where the store's keys live: one server, or a Redis Cluster (each command sent to the
+/// master of its key's slot).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// One server (`redis://host:port`).
+    Single(Rc<Client>),
+    /// A cluster (`redis-cluster://host:port[,host:port...]`).
+    Cluster(Rc<ClusterClient>),
+}
+
+impl Backend {
+    /// Connects to `url`: `redis://` for one server, `redis-cluster://` for a cluster.
+    pub async fn connect_with(url: &str, deadline: Duration) -> io::Result<Backend> {
+        if url.starts_with("redis-cluster://") {
+            Ok(Backend::Cluster(
+                ClusterClient::connect_with(url, deadline).await?,
+            ))
+        } else {
+            Ok(Backend::Single(Rc::new(
+                Client::connect_with(url, deadline).await?,
+            )))
+        }
+    }
+
+    /// How long each call may take.
+    pub fn deadline(&self) -> Duration {
+        match self {
+            Backend::Single(c) => c.deadline(),
+            Backend::Cluster(c) => c.deadline(),
+        }
+    }
+
+    /// The server's `host:port`, or the cluster's seeds, for messages.
+    pub fn addr(&self) -> String {
+        match self {
+            Backend::Single(c) => c.addr(),
+            Backend::Cluster(c) => c.addr(),
+        }
+    }
+
+    /// Runs one command; on a cluster, on the master of `key`'s slot (one server ignores
+    /// `key`).
+    pub async fn cmd(&self, key: &str, args: &[&str]) -> io::Result<Value> {
+        match self {
+            Backend::Single(c) => c.cmd(args).await,
+            Backend::Cluster(c) => c.cmd(key, args).await,
+        }
+    }
+
+    /// Runs `args` on the one server, or on every master of the cluster; the replies in
+    /// order (error replies included as [`Value::Error`]).
+    pub async fn on_every_node(&self, args: &[&str]) -> io::Result<Vec<(String, Value)>> {
+        match self {
+            Backend::Single(c) => {
+                let mut replies = c.pipeline(&[args]).await?;
+                Ok(vec![(c.addr(), replies.pop().unwrap_or(Value::Nil))])
+            }
+            Backend::Cluster(c) => c.on_every_master(args).await,
+        }
+    }
+
+    /// `PING` to the server, or to every master: `Ok` once each answers.
+    pub async fn ping(&self) -> io::Result<()> {
+        match self {
+            Backend::Single(c) => c.cmd(&["PING"]).await.map(drop),
+            Backend::Cluster(c) => {
+                c.refresh().await?;
+                for (node, reply) in c.on_every_master(&["PING"]).await? {
+                    if let Value::Error(e) = reply {
+                        return Err(io::Error::other(format!("redis: {node} answered {e}")));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port`) and opens the store under `prefix`, with the
-    /// client's default deadline on every call.
+    /// Connects to `url` (`redis://host:port` or `redis-cluster://host:port[,...]`) and
+    /// opens the store under `prefix`, with the client's default deadline on every call.
     pub async fn connect(url: &str, prefix: &str) -> io::Result<RedisStore> {
-        RedisStore::open(Rc::new(Client::connect(url).await?), prefix).await
+        RedisStore::connect_with(url, prefix, super::client::DEFAULT_DEADLINE).await
     }
 
     /// Like [`RedisStore::connect`], every Redis call bounded by `deadline`
     /// ([`Client::connect_with`]).
     pub async fn connect_with(url: &str, prefix: &str, deadline: Duration) -> io::Result<RedisStore> {
-        RedisStore::open(Rc::new(Client::connect_with(url, deadline).await?), prefix).await
+        RedisStore::open_on(Backend::connect_with(url, deadline).await?, prefix).await
     }
 
-    /// Opens the store on an existing client: loads the two scripts into the server's
-    /// script cache. Every key starts with `prefix:`.
+    /// Opens the store on an existing client of one server.
     pub async fn open(client: Rc<Client>, prefix: &str) -> io::Result<RedisStore> {
-        if prefix.is_empty() {
+        RedisStore::open_on(Backend::Single(client), prefix).await
+    }
+
+    /// Opens the store on `backend`: loads the two scripts into the script cache of the
+    /// server (of every master, on a cluster; a master that joins later gets them through
+    /// the `EVAL` fallback). Every key starts with `prefix:` inside a hash tag, so the
+    /// prefix may not contain `{` or `}`.
+    pub async fn open_on(backend: Backend, prefix: &str) -> io::Result<RedisStore> {
+        if prefix.is_empty() || prefix.contains(['{', '}']) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "redis store: empty key prefix",
+                format!("redis store: key prefix {prefix:?} must be non-empty, without '{{' or '}}'"),
             ));
         }
-        let load = |src: &'static str| ["SCRIPT", "LOAD", src];
-        let replies = client.pipeline(&[load(PUT_ITEM), load(BUY)]).await?;
-        let sha = |v: Option<&Value>| match v {
-            Some(Value::Bulk(b)) => String::from_utf8(b.clone()).map_err(|_| unexpected("SCRIPT LOAD", v)),
-            other => Err(unexpected("SCRIPT LOAD", other)),
-        };
+        let mut shas = Vec::with_capacity(2);
+        for src in [PUT_ITEM, BUY] {
+            let replies = backend.on_every_node(&["SCRIPT", "LOAD", src]).await?;
+            let reply = replies.first().map(|(_, v)| v);
+            match reply {
+                Some(Value::Bulk(b)) => {
+                    shas.push(String::from_utf8(b.clone()).map_err(|_| unexpected("SCRIPT LOAD", reply))?)
+                }
+                other => return Err(unexpected("SCRIPT LOAD", other)),
+            }
+        }
+        let [put_sha, buy_sha] =
+            <[String; 2]>::try_from(shas).map_err(|_| unexpected("SCRIPT LOAD", None))?;
         Ok(RedisStore {
-            put_sha: sha(replies.first())?,
-            buy_sha: sha(replies.get(1))?,
-            client,
+            put_sha,
+            buy_sha,
+            backend,
             prefix: prefix.to_owned(),
         })
     }
 
-    /// The client this store uses.
-    pub fn client(&self) -> &Rc<Client> {
-        &self.client
+    /// Where the keys live.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Runs one command, on a cluster on the master of `key`'s slot.
+    pub async fn cmd(&self, key: &str, args: &[&str]) -> io::Result<Value> {
+        self.backend.cmd(key, args).await
     }
 
     /// The key prefix.
@@ -199,24 +298,42 @@ impl RedisStore {
         &self.prefix
     }
 
+    /// The hash tag every key of `item` carries: `{P:item}`.
+    fn tag(&self, item: &str) -> String {
+        format!("{{{}:{item}}}", self.prefix)
+    }
+
     /// The key of an item's hash (`stock`, `sold`, `remaining`, `price`, `name`).
     pub fn item_key(&self, item: &str) -> String {
-        format!("{}:item:{item}", self.prefix)
+        format!("{}:item", self.tag(item))
     }
 
     /// The key of an item's buyers hash (user → order id).
     pub fn buyers_key(&self, item: &str) -> String {
-        format!("{}:buyers:{item}", self.prefix)
+        format!("{}:buyers", self.tag(item))
     }
 
-    /// The key of an order's hash (`item`, `user`, `ts`).
+    /// The key of an order's hash (`item`, `user`, `ts`): on the slot written in the id
+    /// ([`RedisStore::order_id`]), `P:order:{T}:id` with `T` a tag of that slot; an id
+    /// without a slot (`P:order::id`) works on one server only.
     pub fn order_key(&self, order: &str) -> String {
-        format!("{}:order:{order}", self.prefix)
+        match order_slot(order) {
+            Some(slot) => format!("{}:order:{{{}}}:{order}", self.prefix, slot_tag(slot)),
+            None => format!("{}:order::{order}", self.prefix),
+        }
     }
 
-    /// The key of the orders stream (one entry per order: `order`, `item`, `user`, `ts`).
-    pub fn orders_stream_key(&self) -> String {
-        format!("{}:orders", self.prefix)
+    /// The key of an item's orders stream (one entry per order: `order`, `item`, `user`,
+    /// `ts`).
+    pub fn orders_stream_key(&self, item: &str) -> String {
+        format!("{}:orders", self.tag(item))
+    }
+
+    /// The id for an order of `item` made from `base` (e.g. [`new_order_id`]):
+    /// `{slot}~{base}`, the slot of the item's keys, so that [`RedisStore::get_order`]
+    /// finds the order from its id alone, on a cluster too.
+    pub fn order_id(&self, item: &str, base: &str) -> String {
+        format!("{}~{base}", key_slot(self.tag(item).as_bytes()))
     }
 
     /// Creates an item or resets its stock, unless the sale has started. `None` leaves the
@@ -254,8 +371,10 @@ impl RedisStore {
     pub async fn get_item(&self, item: &str) -> io::Result<Option<ItemView>> {
         let key = self.item_key(item);
         let reply = self
-            .client
-            .cmd(&["HMGET", &key, "stock", "sold", "remaining", "price", "name"])
+            .cmd(
+                &key,
+                &["HMGET", &key, "stock", "sold", "remaining", "price", "name"],
+            )
             .await?;
         let Value::Array(f) = &reply else {
             return Err(unexpected("HMGET", Some(&reply)));
@@ -288,12 +407,20 @@ impl RedisStore {
         non_empty("item", item)?;
         non_empty("user", user)?;
         non_empty("order id", order_id)?;
+        if matches!(self.backend, Backend::Cluster(_))
+            && order_slot(order_id) != Some(key_slot(self.tag(item).as_bytes()))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("redis store: order id {order_id:?} is not on item {item:?}'s slot (see RedisStore::order_id)"),
+            ));
+        }
         let ts = ts.to_string();
         let keys = [
             self.item_key(item),
             self.buyers_key(item),
             self.order_key(order_id),
-            self.orders_stream_key(),
+            self.orders_stream_key(item),
         ];
         let args = [&keys[0], &keys[1], &keys[2], &keys[3], item, user, order_id, &ts];
         let reply = self.eval(&self.buy_sha, BUY, keys.len(), &args).await?;
@@ -320,7 +447,7 @@ impl RedisStore {
     /// A stored order, `None` if there is none with this id.
     pub async fn get_order(&self, order: &str) -> io::Result<Option<OrderView>> {
         let key = self.order_key(order);
-        let reply = self.client.cmd(&["HMGET", &key, "item", "user", "ts"]).await?;
+        let reply = self.cmd(&key, &["HMGET", &key, "item", "user", "ts"]).await?;
         let Value::Array(f) = &reply else {
             return Err(unexpected("HMGET", Some(&reply)));
         };
@@ -346,71 +473,105 @@ impl RedisStore {
         }))
     }
 
-    /// How many entries the orders stream holds (`XLEN`).
-    pub async fn orders_stream_len(&self) -> io::Result<u64> {
-        let key = self.orders_stream_key();
-        let reply = self.client.cmd(&["XLEN", &key]).await?;
+    /// How many entries `item`'s orders stream holds (`XLEN`).
+    pub async fn orders_stream_len(&self, item: &str) -> io::Result<u64> {
+        let key = self.orders_stream_key(item);
+        let reply = self.cmd(&key, &["XLEN", &key]).await?;
         reply
             .as_int()
             .and_then(|n| u64::try_from(n).ok())
             .ok_or_else(|| unexpected("XLEN", Some(&reply)))
     }
 
-    /// Whether the server keeps what it acknowledged across a crash (`CONFIG GET appendonly`
-    /// and `appendfsync`): see [`Durability`].
+    /// Whether the server (every master, on a cluster) keeps what it acknowledged across a
+    /// crash (`CONFIG GET appendonly` and `appendfsync`): see [`Durability`]. On a cluster
+    /// the first master that is not [`Durability::Durable`] decides.
     pub async fn durability(&self) -> io::Result<Durability> {
-        let replies = self
-            .client
-            .pipeline(&[["CONFIG", "GET", "appendonly"], ["CONFIG", "GET", "appendfsync"]])
+        let appendonly = self
+            .backend
+            .on_every_node(&["CONFIG", "GET", "appendonly"])
             .await?;
-        let mut values = Vec::with_capacity(2);
-        for (name, reply) in ["appendonly", "appendfsync"].into_iter().zip(&replies) {
-            match reply {
-                Value::Error(e) => {
+        let appendfsync = self
+            .backend
+            .on_every_node(&["CONFIG", "GET", "appendfsync"])
+            .await?;
+        for ((node, a), (_, f)) in appendonly.into_iter().zip(appendfsync) {
+            match durability_of(&[a, f])? {
+                Durability::Durable => {}
+                Durability::Unknown { why } => {
                     return Ok(Durability::Unknown {
-                        why: format!("CONFIG GET {name} was refused: {e}"),
+                        why: format!("{node}: {why}"),
                     })
                 }
-                // `[name, value]`; an empty array for a parameter the server does not know.
-                Value::Array(kv) => match kv.get(1).and_then(Value::as_str) {
-                    Some(v) => values.push(v.to_ascii_lowercase()),
-                    None => {
-                        return Ok(Durability::Unknown {
-                            why: format!("CONFIG GET {name} answered no value ({reply:?})"),
-                        })
-                    }
-                },
-                other => return Err(unexpected("CONFIG GET", Some(other))),
+                lossy => return Ok(lossy),
             }
         }
-        let [appendonly, appendfsync] =
-            <[String; 2]>::try_from(values).map_err(|_| unexpected("CONFIG GET", replies.first()))?;
-        if appendonly == "yes" && appendfsync == "always" {
-            Ok(Durability::Durable)
-        } else {
-            Ok(Durability::Lossy {
-                appendonly,
-                appendfsync,
-            })
+        Ok(Durability::Durable)
+    }
+}
+
+/// [`RedisStore::durability`] of one server, from its answers to `CONFIG GET appendonly` and
+/// `CONFIG GET appendfsync`.
+fn durability_of(replies: &[Value]) -> io::Result<Durability> {
+    let mut values = Vec::with_capacity(2);
+    for (name, reply) in ["appendonly", "appendfsync"].into_iter().zip(replies) {
+        match reply {
+            Value::Error(e) => {
+                return Ok(Durability::Unknown {
+                    why: format!("CONFIG GET {name} was refused: {e}"),
+                })
+            }
+            // `[name, value]`; an empty array for a parameter the server does not know.
+            Value::Array(kv) => match kv.get(1).and_then(Value::as_str) {
+                Some(v) => values.push(v.to_ascii_lowercase()),
+                None => {
+                    return Ok(Durability::Unknown {
+                        why: format!("CONFIG GET {name} answered no value ({reply:?})"),
+                    })
+                }
+            },
+            other => return Err(unexpected("CONFIG GET", Some(other))),
         }
     }
+    let [appendonly, appendfsync] =
+        <[String; 2]>::try_from(values).map_err(|_| unexpected("CONFIG GET", replies.first()))?;
+    if appendonly == "yes" && appendfsync == "always" {
+        Ok(Durability::Durable)
+    } else {
+        Ok(Durability::Lossy {
+            appendonly,
+            appendfsync,
+        })
+    }
+}
 
+impl RedisStore {
     /// `EVALSHA`, falling back to `EVAL` (which caches the script again) when the server
     /// lost its script cache (a restart, `SCRIPT FLUSH`). `args` is the keys, then the
     /// arguments.
     async fn eval(&self, sha: &str, src: &str, n_keys: usize, args: &[&str]) -> io::Result<Value> {
         let n_keys = n_keys.to_string();
+        let key = args.first().copied().unwrap_or("");
         let mut cmd = vec!["EVALSHA", sha, &n_keys];
         cmd.extend_from_slice(args);
-        match self.client.cmd(&cmd).await {
+        match self.cmd(key, &cmd).await {
             Err(e) if RedisError::of(&e).is_some_and(|r| r.code() == "NOSCRIPT") => {
                 cmd[0] = "EVAL";
                 cmd[1] = src;
-                self.client.cmd(&cmd).await
+                self.cmd(key, &cmd).await
             }
             other => other,
         }
     }
+}
+
+/// The slot written in an order id by [`RedisStore::order_id`] (`{slot}~...`).
+fn order_slot(order: &str) -> Option<u16> {
+    let (slot, _) = order.split_once('~')?;
+    if slot.is_empty() || slot.len() > 5 || !slot.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    slot.parse::<u16>().ok().filter(|s| *s < super::slot::SLOTS)
 }
 
 fn non_empty(what: &str, s: &str) -> io::Result<()> {

@@ -504,6 +504,11 @@ async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> 
     let seq = app.seq.get() + 1;
     app.seq.set(seq);
     let order = new_order_id(&format!("{me}-{}", app.tag), 0, seq);
+    // On Redis the id carries the item's slot, so `GET /orders/{order}` finds it on a cluster.
+    let order = match redis_of(&app) {
+        Some(store) => store.order_id(&item, &order),
+        None => order,
+    };
     let ts = now_ms();
     let resp = match redis_of(&app) {
         Some(store) => match redis_calls::call(&store, || store.buy(&item, &user, &order, ts)).await {

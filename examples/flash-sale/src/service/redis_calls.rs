@@ -48,7 +48,7 @@ pub(super) async fn call<T, F>(store: &Rc<RedisStore>, mut op: impl FnMut() -> F
 where
     F: Future<Output = io::Result<T>>,
 {
-    let deadline = store.client().deadline();
+    let deadline = store.backend().deadline();
     let attempts = async {
         match op().await {
             Err(e) if found_closed(&e) => op().await,
@@ -60,7 +60,7 @@ where
             io::ErrorKind::TimedOut,
             format!(
                 "redis: no answer from {} within {deadline:?}",
-                store.client().addr()
+                store.backend().addr()
             ),
         ))
     });
@@ -95,7 +95,7 @@ fn failing(store: &Rc<RedisStore>, e: &io::Error) {
         let mut wait = PROBE_FIRST;
         loop {
             sleep(wait).await;
-            match timeout(store.client().deadline(), store.client().cmd(&["PING"])).await {
+            match timeout(store.backend().deadline(), store.backend().ping()).await {
                 Ok(Ok(_)) => {
                     health::set_healthy(&part());
                     break;
@@ -113,7 +113,7 @@ fn failing(store: &Rc<RedisStore>, e: &io::Error) {
 /// Refuses (an error naming the setting, its value and the remedy) a Redis that could lose
 /// an acknowledged order, unless `allow_loss`; then it only warns.
 pub(super) async fn check_durability(store: &RedisStore, allow_loss: bool) -> io::Result<()> {
-    let addr = store.client().addr();
+    let addr = store.backend().addr();
     const NEEDED: &str = "`appendonly yes` and `appendfsync always` (in redis.conf, or \
                           CONFIG SET appendonly yes + CONFIG SET appendfsync always)";
     let problem = match store.durability().await? {
