@@ -1,7 +1,8 @@
 //! Two `flash-sale serve` instances on a private 3-master Redis Cluster
-//! (`--store redis-cluster://...`): a crowd with duplicate users over several items sells
-//! exactly each stock, one order per user and item, every 200 readable through both
-//! instances; then the hot item's slot is migrated to another master in the middle of a sale
+//! (`--store redis-cluster://...`): a crowd with duplicate users over several items, one of
+//! them hot and split over 8 buckets, sells exactly each stock, one order per user and item,
+//! every 200 readable through both instances; then the slot of bucket 0 of a 4-bucket item
+//! is migrated to another master in the middle of its sale
 //! (`ASK` / `TRYAGAIN` while it moves, `MOVED` after) and the same invariants hold, every buy
 //! answered 200, 409 or 503 (with `Retry-After`), never anything else.
 //!
@@ -105,6 +106,15 @@ fn check(addrs: [SocketAddr; 2], stock: &HashMap<String, u64>, attempts: &[(Stri
     }
 }
 
+/// `PUT /items/{item}` with `buckets`; must answer 201.
+fn put_buckets(addr: SocketAddr, item: &str, stock: u64, buckets: u32) {
+    let body = format!("{{\"stock\": {stock}, \"buckets\": {buckets}}}");
+    let put = Client::new(addr)
+        .put(&format!("/items/{item}"), &body)
+        .unwrap_or_else(|e| panic!("PUT {item}: {e}"));
+    assert_eq!(put.status, 201, "PUT {item}: {}", put.describe());
+}
+
 fn services(cluster: &RedisCluster, dirs: &[TempDir; 2], prefix: &str) -> Vec<Service> {
     dirs.iter()
         .map(|dir| {
@@ -138,15 +148,32 @@ fn two_instances_on_a_redis_cluster_sell_exactly_the_stock_also_while_a_slot_mov
         assert_eq!(put.status, 201, "PUT {item}: {}", put.describe());
         stock.insert(item.clone(), s);
     }
-    let attempts = crowd(addrs, &items, 160);
+    // And a hot item split over 8 buckets (slots).
+    let hot8 = unique("hot8");
+    put_buckets(addrs[1], &hot8, 30, 8);
+    stock.insert(hot8.clone(), 30);
+    let mut all = items.clone();
+    all.push(hot8.clone());
+    let attempts = crowd(addrs, &all, 200);
     check(addrs, &stock, &attempts);
+    let hot_slots: HashSet<&str> = attempts
+        .iter()
+        .filter(|a| a.0 == hot8)
+        .filter_map(|a| match &a.2 {
+            Outcome::Ordered(id) => id.split_once('~').map(|(slot, _)| slot),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        hot_slots.len() >= 4,
+        "the 8-bucket item's orders sit on its buckets' slots: {hot_slots:?}"
+    );
 
     // A slot moves during the sale: the hot item's keys go to another master, a few at a
     // time, while a crowd buys it through both instances.
     let hot = unique("hot");
     let hot_stock = 40;
-    let put = Client::new(addrs[0]).put_item(&hot, hot_stock);
-    assert_eq!(put.status, 201, "PUT {hot}: {}", put.describe());
+    put_buckets(addrs[0], &hot, hot_stock, 4);
     let slot = cluster.slot(&format!("{{{prefix}:{hot}}}:item"));
     let from = cluster.owner(slot);
     let to = cluster

@@ -8,6 +8,7 @@
 //! - [`slot`]: cluster key slots (CRC16, hash tags) and a tag for any slot.
 //! - [`cluster`]: [`ClusterClient`], the slot map and one [`Client`] per node, `MOVED` /
 //!   `ASK` / `TRYAGAIN` followed.
+//! - [`buckets`]: an item's stock over buckets: `put_item`, `get_item`, `buy`, borrowing.
 //! - [`store`]: [`RedisStore`], the flash-sale operations, each one atomic in Redis, on a
 //!   [`Backend`] (one server or a cluster: the same keys and the same scripts).
 //!
@@ -24,8 +25,15 @@
 //! | `{P:item}:orders`     | stream | the item's orders: `order`, `item`, `user`, `ts`     |
 //! | `P:order:{T}:id`      | hash   | `item`, `user`, `ts`                                 |
 //!
-//! An order id is `{slot}~{base}` ([`RedisStore::order_id`]): the slot of its item's keys,
-//! then a unique base ([`new_order_id`]). `T` is a short tag that hashes to that slot
+//! A hot item split over `B` buckets (`put_item_buckets`) has these keys once per bucket,
+//! bucket `b > 0` under the tag `{P#b:item}` (another slot), plus each bucket's transfer
+//! records `xout` / `xdone` (hashes) and `xin` (set); bucket 0's hash also holds the total
+//! `stock` and `buckets`. See [`buckets`] for the one-order-per-user rule across buckets and
+//! the crash-safe transfers.
+//!
+//! An order id is `{slot}~{base}` ([`RedisStore::buy`] makes it): the slot of the keys of
+//! the user's bucket, then a unique base ([`new_order_id`]); on one server, for an item with
+//! one bucket, the base alone. `T` is a short tag that hashes to that slot
 //! ([`slot::slot_tag`]), so the order hash sits on its item's slot and `GET /orders/{id}`
 //! finds it from the id alone. (An id without a slot is stored as `P:order::id`, which only
 //! a single server accepts in the same script.)
@@ -77,12 +85,14 @@
 //! `CONFIG` (renamed, ACL), unless `--allow-redis-data-loss` is given (it then starts with a
 //! warning). The tests run Redis with both settings.
 
+mod buckets;
 pub mod client;
 pub mod cluster;
 pub mod resp;
 pub mod slot;
 pub mod store;
 
+pub use buckets::{bucket_of, BORROW_ROUNDS, MAX_BUCKETS};
 pub use client::{parse_url, Client, RedisError};
 pub use cluster::{parse_cluster_url, ClusterClient};
 pub use resp::Value;

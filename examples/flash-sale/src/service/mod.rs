@@ -468,6 +468,10 @@ struct PutBody {
     price: Option<i64>,
     #[serde(default)]
     name: Option<String>,
+    /// Redis store: split the stock over this many buckets (hash slots); default 1. The
+    /// embedded store already splits every item's stock over the cores, and ignores it.
+    #[serde(default)]
+    buckets: Option<u32>,
 }
 
 /// A mesh call that cannot fail in a running server (the target core exists and runs until
@@ -504,11 +508,6 @@ async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> 
     let seq = app.seq.get() + 1;
     app.seq.set(seq);
     let order = new_order_id(&format!("{me}-{}", app.tag), 0, seq);
-    // On Redis the id carries the item's slot, so `GET /orders/{order}` finds it on a cluster.
-    let order = match redis_of(&app) {
-        Some(store) => store.order_id(&item, &order),
-        None => order,
-    };
     let ts = now_ms();
     let resp = match redis_of(&app) {
         Some(store) => match redis_calls::call(&store, || store.buy(&item, &user, &order, ts)).await {
@@ -771,9 +770,13 @@ async fn put_item(Path(item): Path<String>, State(app): State<App>, req: Request
     if item.is_empty() || item.len() > 256 {
         return bad_request("item ids are 1 to 256 bytes");
     }
+    let buckets = body.buckets.unwrap_or(1);
+    if !(1..=crate::redis::MAX_BUCKETS).contains(&buckets) {
+        return bad_request(&format!("\"buckets\" must be 1 to {}", crate::redis::MAX_BUCKETS));
+    }
     let outcome = match redis_of(&app) {
         Some(store) => match redis_calls::call(&store, || {
-            store.put_item(&item, stock, body.price, body.name.as_deref())
+            store.put_item_buckets(&item, stock, buckets, body.price, body.name.as_deref())
         })
         .await
         {

@@ -68,6 +68,10 @@ where
         Ok(_) => {
             health::set_healthy(&part());
         }
+        // Contention between a hot item's buckets, or a bad argument: Redis answered.
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::InvalidInput) => {
+            health::set_healthy(&part());
+        }
         Err(e) => failing(store, e),
     }
     result
