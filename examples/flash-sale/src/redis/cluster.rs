@@ -5,7 +5,7 @@
 //!   at start, after every `MOVED`, after a connection failure, and every
 //!   [`REFRESH_EVERY`] by a background task (which ends when the client is dropped).
 //! - **Routing.** A command is sent to the master of its key's slot
-//!   ([`key_slot`](super::slot::key_slot): CRC16 of the key or its hash tag).
+//!   ([`key_slot`]: CRC16 of the key or its hash tag).
 //! - **`MOVED slot host:port`**: the slot has a new owner for good: the map is corrected at
 //!   once for that slot, a full refresh is started in the background, and the command is
 //!   sent again to the new owner.

@@ -85,7 +85,7 @@
 //! `CONFIG` (renamed, ACL), unless `--allow-redis-data-loss` is given (it then starts with a
 //! warning). The tests run Redis with both settings.
 
-mod buckets;
+pub mod buckets;
 pub mod client;
 pub mod cluster;
 pub mod resp;
