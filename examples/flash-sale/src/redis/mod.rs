@@ -15,7 +15,7 @@
 //! # Key layout
 //!
 //! Every key carries a hash tag `{P:item}` (prefix `P`, default `fs`, which may not contain
-//! `{` or `}`), so all of an item's keys are on one cluster slot and the buy script, which
+//! `{`, `}` or `#`), so all of an item's keys are on one cluster slot and the buy script, which
 //! touches them all, runs on one node (no `CROSSSLOT`). A single server ignores the tags.
 //!
 //! | key                   | type   | content                                              |
@@ -46,12 +46,15 @@
 //! One `EVALSHA` (with `EVAL` as the fallback on `NOSCRIPT`) per purchase, keys passed as
 //! `KEYS`:
 //!
-//! 1. no item hash → `unknown`;
-//! 2. the user has a field in the buyers hash → `already` with that order id;
-//! 3. `remaining <= 0` → `sold_out`;
-//! 4. the order hash exists already → an error reply (an order id reused by a misconfigured
+//! 1. no item hash → `unknown` (for a bucket other than 0: `rebucket`);
+//! 2. the hash's `buckets` is not the count the caller assumed → `rebucket` (the caller reads
+//!    it again and recomputes the user's bucket);
+//! 3. the user has a field in the buyers hash → `already` with that order id;
+//! 4. `remaining <= 0` → `empty` (sold out for an item with one bucket; with more, the
+//!    caller borrows from the other buckets, see [`buckets`]);
+//! 5. the order hash exists already → an error reply (an order id reused by a misconfigured
 //!    instance must fail, not overwrite);
-//! 5. only now write: `remaining - 1`, `sold + 1`, `buyers[user] = order`, the order hash,
+//! 6. only now write: `remaining - 1`, `sold + 1`, `buyers[user] = order`, the order hash,
 //!    `XADD {P:item}:orders * order .. item .. user .. ts ..` → `bought`.
 //!
 //! Why it cannot oversell or sell twice: Redis runs a script to its end before it runs any
@@ -60,7 +63,9 @@
 //! instances, can never both see the last unit, nor one user buy twice. Every check comes
 //! before the first write, so a script that stops early leaves nothing half done (Redis does
 //! not roll back a script's writes on error). `put_item` is a script for the same reason: it
-//! resets stock only if `sold` is still 0, atomically with that check.
+//! resets stock only if `sold` is still 0, atomically with that check (per bucket: an item
+//! with several buckets is reset bucket by bucket, after all were checked, see
+//! [`RedisStore::put_item_buckets`]).
 //!
 //! # Deadlines, and a buy in doubt
 //!
