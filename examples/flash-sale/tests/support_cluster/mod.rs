@@ -171,9 +171,17 @@ impl RedisCluster {
     }
 
     /// Migrates `slot` from its owner to `to` (a port), `step` keys per `MIGRATE` with
-    /// `pause` between them, then gives the slot to `to` on every node. Returns how many keys
-    /// moved.
-    pub(crate) fn move_slot(&self, slot: u16, to: u16, step: usize, pause: Duration) -> usize {
+    /// `pause` between them, then gives the slot to `to` on every node. `on_migrating` runs
+    /// once both sides are in the migrating state, before the first key moves. Returns how
+    /// many keys moved.
+    pub(crate) fn move_slot(
+        &self,
+        slot: u16,
+        to: u16,
+        step: usize,
+        pause: Duration,
+        on_migrating: impl FnOnce(),
+    ) -> usize {
         let from = self.owner(slot);
         assert_ne!(from, to, "slot {slot} is already on {to}");
         let id = |port| cli(port, &["CLUSTER", "MYID"]);
@@ -181,6 +189,7 @@ impl RedisCluster {
         let s = slot.to_string();
         cli(to, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id]);
         cli(from, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id]);
+        on_migrating();
         let mut moved = 0;
         // Bounded: each round moves `step` keys; buyers add at most a few per round.
         for _ in 0..10_000 {
