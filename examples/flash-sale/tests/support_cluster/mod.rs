@@ -55,8 +55,14 @@ impl RedisCluster {
     /// Starts three durable masters and joins them into one cluster; returns once every node
     /// says `cluster_state:ok` (bounded: panics after 30 s).
     pub(crate) fn start() -> RedisCluster {
+        RedisCluster::start_with(0)
+    }
+
+    /// Like [`RedisCluster::start`], with `replicas` durable replicas per master; returns once
+    /// every replica's link to its master is up as well.
+    pub(crate) fn start_with(replicas: usize) -> RedisCluster {
         let mut nodes = Vec::new();
-        for i in 0..3 {
+        for i in 0..3 * (1 + replicas) {
             static SEQ: AtomicU64 = AtomicU64::new(0);
             let dir = std::env::temp_dir().join(format!(
                 "flash-sale-cluster-{}-{}-{i}",
@@ -102,7 +108,7 @@ impl RedisCluster {
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .expect("redis-cli --cluster create");
@@ -116,8 +122,38 @@ impl RedisCluster {
             cluster.wait(&format!("node {} cluster_state:ok", n.port), || {
                 cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
             });
+            if cli(n.port, &["ROLE"]).starts_with("slave") {
+                cluster.wait(&format!("replica {} in sync", n.port), || {
+                    cli(n.port, &["INFO", "replication"]).contains("master_link_status:up")
+                });
+            }
         }
         cluster
+    }
+
+    /// The port of a replica of the master on `master`.
+    pub(crate) fn replica_of(&self, master: u16) -> u16 {
+        let id = cli(master, &["CLUSTER", "MYID"]);
+        let nodes = cli(master, &["CLUSTER", "NODES"]);
+        nodes
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .find(|f| f.len() > 3 && f[2].contains("slave") && f[3] == id)
+            .and_then(|f| f[1].split([':', '@']).nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no replica of {master} in {nodes}"))
+    }
+
+    /// `CLUSTER FAILOVER` on the replica on `replica` (a manual failover: the replica catches
+    /// up with its master, then takes its slots); returns once every master sees it own
+    /// `slot` (bounded: panics after 30 s).
+    pub(crate) fn failover(&self, replica: u16, slot: u16) {
+        cli(replica, &["CLUSTER", "FAILOVER"]);
+        self.wait(&format!("failover to {replica}"), || {
+            self.nodes
+                .iter()
+                .filter(|n| cli(n.port, &["ROLE"]).starts_with("master"))
+                .all(|n| self.owner_seen_by(n.port, slot) == Some(replica))
+        });
     }
 
     /// `redis-cluster://` with every node as a seed.
@@ -145,29 +181,42 @@ impl RedisCluster {
             .expect("CLUSTER KEYSLOT")
     }
 
-    /// The port of the master serving `slot`, as node 0 sees it.
+    /// The port of the master serving `slot`, as the first master sees it.
     pub(crate) fn owner(&self, slot: u16) -> u16 {
-        let s = slot;
-        let nodes = cli(self.nodes[0].port, &["CLUSTER", "NODES"]);
+        let master = self
+            .nodes
+            .iter()
+            .map(|n| n.port)
+            .find(|p| cli(*p, &["ROLE"]).starts_with("master"))
+            .expect("a master");
+        self.owner_seen_by(master, slot)
+            .unwrap_or_else(|| panic!("no owner of slot {slot} seen by {master}"))
+    }
+
+    /// The port of the master serving `slot`, as the node on `port` sees it.
+    fn owner_seen_by(&self, port: u16, slot: u16) -> Option<u16> {
+        let nodes = cli(port, &["CLUSTER", "NODES"]);
         for line in nodes.lines() {
             let f: Vec<&str> = line.split(' ').collect();
-            let port: u16 = f[1]
-                .split(['@', ':'])
-                .nth(1)
-                .and_then(|p| p.parse().ok())
-                .expect("node address");
+            if f.len() < 8 || !f[2].contains("master") {
+                continue;
+            }
+            let Some(node) = f[1].split(['@', ':']).nth(1).and_then(|p| p.parse().ok()) else {
+                continue;
+            };
             for range in &f[8..] {
                 if range.starts_with('[') {
                     continue;
                 }
                 let (a, b) = range.split_once('-').unwrap_or((range, range));
-                let (a, b): (u16, u16) = (a.parse().expect("slot"), b.parse().expect("slot"));
-                if (a..=b).contains(&s) {
-                    return port;
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
+                    if (a..=b).contains(&slot) {
+                        return Some(node);
+                    }
                 }
             }
         }
-        panic!("no owner of slot {s} in {nodes}");
+        None
     }
 
     /// Migrates `slot` from its owner to `to` (a port), `step` keys per `MIGRATE` with
