@@ -43,6 +43,13 @@ fn two_instances_on_a_redis_cluster_sell_exactly_the_stock_also_while_a_slot_mov
         assert_eq!(put.status, 201, "PUT {item}: {}", put.describe());
         stock.insert(item.clone(), s);
     }
+    for bad in [0, 65] {
+        let body = format!("{{\"stock\": 5, \"buckets\": {bad}}}");
+        let resp = Client::new(addrs[0])
+            .put(&format!("/items/{}", unique("bad")), &body)
+            .expect("PUT answered");
+        assert_eq!(resp.status, 400, "{bad} buckets: {}", resp.describe());
+    }
     // And a hot item split over 8 buckets (slots).
     let hot8 = unique("hot8");
     put_buckets(addrs[1], &hot8, 30, 8);
