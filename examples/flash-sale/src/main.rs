@@ -1,7 +1,7 @@
 //! `flash-sale serve | repair | demo`: the reference service on ringcore.
 //!
 //! ```text
-//! flash-sale serve  --addr HOST:PORT --cores all|N|LIST --data-dir DIR [--store redis://HOST:PORT]
+//! flash-sale serve  --addr HOST:PORT --cores all|N|LIST --data-dir DIR [--store redis://HOST:PORT|redis-cluster://HOST:PORT,..]
 //!                   [--admin-token T] [--prefix P] [--user-rate R] [--global-rate R]
 //!                   [--accept-data-loss] [--share-addr] [--shed-grace MS]
 //!                   [--redis-timeout MS] [--allow-redis-data-loss]
@@ -60,7 +60,8 @@ struct ServeArgs {
     /// Where the embedded store keeps its journals (required without --store).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Keep the sale in Redis (`redis://HOST:PORT`) instead of the embedded journal.
+    /// Keep the sale in Redis (`redis://HOST:PORT`, or a Redis Cluster:
+    /// `redis-cluster://HOST:PORT[,HOST:PORT...]`) instead of the embedded journal.
     #[arg(long, value_name = "URL", value_parser = store_url)]
     store: Option<String>,
     /// Key prefix in Redis.
@@ -101,7 +102,7 @@ struct ServeArgs {
 }
 
 fn store_url(url: &str) -> Result<String, String> {
-    flash_sale::redis::parse_url(url).map_err(|e| e.to_string())?;
+    flash_sale::redis::check_store_url(url).map_err(|e| e.to_string())?;
     Ok(url.to_string())
 }
 

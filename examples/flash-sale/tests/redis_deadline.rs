@@ -157,7 +157,7 @@ fn a_buy_in_doubt_is_answered_truthfully_by_its_retry() {
             );
             let item = s.get_item("lamp").await.expect("get").expect("exists");
             assert_eq!((item.sold, item.remaining), (1, 2), "one unit for alice");
-            assert_eq!(s.orders_stream_len().await.expect("XLEN"), 1);
+            assert_eq!(s.orders_stream_len("lamp").await.expect("XLEN"), 1);
             let order = s.get_order("first").await.expect("get").expect("stored");
             assert_eq!(order.user, "alice");
             assert_eq!(s.get_order("retry").await.expect("get"), None);

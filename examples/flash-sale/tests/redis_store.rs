@@ -159,7 +159,7 @@ fn buy_sells_once_per_user_until_sold_out() {
             None,
             "a sold-out attempt stores no order"
         );
-        assert_eq!(s.orders_stream_len().await.expect("XLEN"), 2);
+        assert_eq!(s.orders_stream_len("mug").await.expect("XLEN"), 2);
 
         // An order id already used fails the buy and changes nothing.
         s.put_item("pen", 5, None, None).await.expect("put");
@@ -173,10 +173,10 @@ fn buy_sells_once_per_user_until_sold_out() {
         );
         let pen = s.get_item("pen").await.expect("get").expect("exists");
         assert_eq!((pen.sold, pen.remaining), (0, 5));
-        assert_eq!(s.orders_stream_len().await.expect("XLEN"), 2);
+        assert_eq!(s.orders_stream_len("pen").await.expect("XLEN"), 0);
 
         // The server lost its script cache (restart, SCRIPT FLUSH): EVAL takes over.
-        s.client().cmd(&["SCRIPT", "FLUSH"]).await.expect("SCRIPT FLUSH");
+        s.cmd("", &["SCRIPT", "FLUSH"]).await.expect("SCRIPT FLUSH");
         assert_eq!(
             s.buy("pen", "dave", "o6", 2_001).await.expect("buy"),
             bought("o6")
@@ -203,7 +203,7 @@ fn prefixes_keep_sales_apart() {
             s.put_item("x", 1, None, None).await.expect("put"),
             PutOutcome::Created
         );
-        assert_eq!(s.orders_stream_len().await.expect("XLEN"), 0);
+        assert_eq!(s.orders_stream_len("x").await.expect("XLEN"), 0);
     });
 }
 
@@ -267,10 +267,10 @@ fn check_sale(url: &str, prefix: &'static str, outcomes: &[(String, BuyOutcome)]
         async move {
             let item = s.get_item("hot").await.expect("get").expect("exists");
             assert_eq!((item.stock, item.sold, item.remaining), (STOCK, STOCK, 0));
-            assert_eq!(s.orders_stream_len().await.expect("XLEN"), STOCK);
+            assert_eq!(s.orders_stream_len("hot").await.expect("XLEN"), STOCK);
             // The stream holds exactly the acknowledged orders, each once.
-            let key = s.orders_stream_key();
-            let entries = s.client().cmd(&["XRANGE", &key, "-", "+"]).await.expect("XRANGE");
+            let key = s.orders_stream_key("hot");
+            let entries = s.cmd(&key, &["XRANGE", &key, "-", "+"]).await.expect("XRANGE");
             let Value::Array(entries) = entries else {
                 panic!("XRANGE reply {entries:?}")
             };

@@ -92,6 +92,11 @@ impl RedisError {
         e.get_ref().and_then(|inner| inner.downcast_ref::<RedisError>())
     }
 
+    /// The error for an error reply's line.
+    pub(crate) fn reply(message: String) -> io::Error {
+        RedisError { message }.into_io()
+    }
+
     fn into_io(self) -> io::Error {
         io::Error::other(self)
     }

@@ -1,39 +1,61 @@
-//! The Redis store: stock, per-user records and orders in one Redis server, so that several
-//! service instances behind a load balancer share one sale (`--store redis://host:port`).
+//! The Redis store: stock, per-user records and orders in one Redis server or a Redis
+//! Cluster, so that several service instances behind a load balancer share one sale
+//! (`--store redis://host:port` or `--store redis-cluster://host:port[,host:port...]`).
 //!
 //! - [`resp`]: RESP2 without I/O (command encoder, incremental reply decoder).
 //! - [`client`]: [`Client`], a minimal async client on the runtime's `TcpStream`; one
 //!   connection per core, requests queued to one connection task and pipelined.
-//! - [`store`]: [`RedisStore`], the flash-sale operations, each one atomic in Redis.
+//! - [`slot`]: cluster key slots (CRC16, hash tags) and a tag for any slot.
+//! - [`cluster`]: [`ClusterClient`], the slot map and one [`Client`] per node, `MOVED` /
+//!   `ASK` / `TRYAGAIN` followed.
+//! - [`buckets`]: an item's stock over buckets: `put_item`, `get_item`, `buy`, borrowing.
+//! - [`store`]: [`RedisStore`], the flash-sale operations, each one atomic in Redis, on a
+//!   [`Backend`] (one server or a cluster: the same keys and the same scripts).
 //!
 //! # Key layout
 //!
-//! Every key starts with a configurable prefix `P` (default `fs`), so that tests, or two
-//! sales, can share a server:
+//! Every key carries a hash tag `{P:item}` (prefix `P`, default `fs`, which may not contain
+//! `{`, `}` or `#`), so all of an item's keys are on one cluster slot and the buy script, which
+//! touches them all, runs on one node (no `CROSSSLOT`). A single server ignores the tags.
 //!
-//! | key              | type   | content                                              |
-//! |------------------|--------|------------------------------------------------------|
-//! | `P:item:{item}`  | hash   | `stock`, `sold`, `remaining`, optional `price`, `name` |
-//! | `P:buyers:{item}`| hash   | user → order id, one field per buyer                 |
-//! | `P:order:{id}`   | hash   | `item`, `user`, `ts`                                 |
-//! | `P:orders`       | stream | one entry per order: `order`, `item`, `user`, `ts`   |
+//! | key                   | type   | content                                              |
+//! |-----------------------|--------|------------------------------------------------------|
+//! | `{P:item}:item`       | hash   | `stock`, `sold`, `remaining`, optional `price`, `name` |
+//! | `{P:item}:buyers`     | hash   | user → order id, one field per buyer                 |
+//! | `{P:item}:orders`     | stream | the item's orders: `order`, `item`, `user`, `ts`     |
+//! | `P:order:{T}:id`      | hash   | `item`, `user`, `ts`                                 |
 //!
-//! The kind of key is the second segment, before any id, so no item, user or order id (even
-//! one containing `:`) can make two kinds of key collide (`P:item:x:buyers` would be item
-//! `x:buyers`'s hash, never item `x`'s buyers).
+//! A hot item split over `B` buckets (`put_item_buckets`) has these keys once per bucket,
+//! bucket `b > 0` under the tag `{P#b:item}` (another slot), plus each bucket's transfer
+//! records `xout` / `xdone` (hashes) and `xin` (set); bucket 0's hash also holds the total
+//! `stock` and `buckets`. See [`buckets`] for the one-order-per-user rule across buckets and
+//! the crash-safe transfers.
+//!
+//! An order id is `{slot}~{base}` ([`RedisStore::buy`] makes it): the slot of the keys of
+//! the user's bucket, then a unique base ([`new_order_id`]); on one server, for an item with
+//! one bucket, the base alone. `T` is a short tag that hashes to that slot
+//! ([`slot::slot_tag`]), so the order hash sits on its item's slot and `GET /orders/{id}`
+//! finds it from the id alone. (An id without a slot is stored as `P:order::id`, which only
+//! a single server accepts in the same script.)
+//!
+//! The kind of key is the last segment, after the tag, and kinds never contain `}:`, so no
+//! item or order id (even one containing `:`, `{` or `}`) can make two keys collide.
 //!
 //! # The buy script
 //!
 //! One `EVALSHA` (with `EVAL` as the fallback on `NOSCRIPT`) per purchase, keys passed as
 //! `KEYS`:
 //!
-//! 1. no item hash → `unknown`;
-//! 2. the user has a field in the buyers hash → `already` with that order id;
-//! 3. `remaining <= 0` → `sold_out`;
-//! 4. the order hash exists already → an error reply (an order id reused by a misconfigured
+//! 1. no item hash → `unknown` (for a bucket other than 0: `rebucket`);
+//! 2. the hash's `buckets` is not the count the caller assumed → `rebucket` (the caller reads
+//!    it again and recomputes the user's bucket);
+//! 3. the user has a field in the buyers hash → `already` with that order id;
+//! 4. `remaining <= 0` → `empty` (sold out for an item with one bucket; with more, the
+//!    caller borrows from the other buckets, see [`buckets`]);
+//! 5. the order hash exists already → an error reply (an order id reused by a misconfigured
 //!    instance must fail, not overwrite);
-//! 5. only now write: `remaining - 1`, `sold + 1`, `buyers[user] = order`, the order hash,
-//!    `XADD P:orders * order .. item .. user .. ts ..` → `bought`.
+//! 6. only now write: `remaining - 1`, `sold + 1`, `buyers[user] = order`, the order hash,
+//!    `XADD {P:item}:orders * order .. item .. user .. ts ..` → `bought`.
 //!
 //! Why it cannot oversell or sell twice: Redis runs a script to its end before it runs any
 //! other command, from any connection. The check of `remaining` and of the buyers hash and
@@ -41,7 +63,9 @@
 //! instances, can never both see the last unit, nor one user buy twice. Every check comes
 //! before the first write, so a script that stops early leaves nothing half done (Redis does
 //! not roll back a script's writes on error). `put_item` is a script for the same reason: it
-//! resets stock only if `sold` is still 0, atomically with that check.
+//! resets stock only if `sold` is still 0, atomically with that check (per bucket: an item
+//! with several buckets is reset bucket by bucket, after all were checked, see
+//! [`RedisStore::put_item_buckets`]).
 //!
 //! # Deadlines, and a buy in doubt
 //!
@@ -66,13 +90,27 @@
 //! `CONFIG` (renamed, ACL), unless `--allow-redis-data-loss` is given (it then starts with a
 //! warning). The tests run Redis with both settings.
 
+pub mod buckets;
 pub mod client;
+pub mod cluster;
 pub mod resp;
+pub mod slot;
 pub mod store;
 
+pub use buckets::{bucket_of, BORROW_ROUNDS, MAX_BUCKETS};
 pub use client::{parse_url, Client, RedisError};
+pub use cluster::{parse_cluster_url, ClusterClient};
 pub use resp::Value;
 pub use store::{
-    new_order_id, run_tag, BuyOutcome, Durability, ItemView, OrderView, PutOutcome, RedisStore,
+    new_order_id, run_tag, Backend, BuyOutcome, Durability, ItemView, OrderView, PutOutcome, RedisStore,
     DEFAULT_PREFIX,
 };
+
+/// Checks a `--store` URL: `redis://host:port` or `redis-cluster://host:port[,host:port...]`.
+pub fn check_store_url(url: &str) -> std::io::Result<()> {
+    if url.starts_with("redis-cluster://") {
+        parse_cluster_url(url).map(drop)
+    } else {
+        parse_url(url).map(drop)
+    }
+}

@@ -1,47 +1,17 @@
 //! `RedisStore`: the flash-sale operations, each one atomic in Redis (see the module docs of
 //! [`crate::redis`] for the key layout and the scripts' logic).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::buckets::{Script, SCRIPTS};
 use super::client::{Client, RedisError};
+use super::cluster::ClusterClient;
 use super::resp::Value;
-
-/// `put_item`: refuse once anything is sold, else (re)set the stock.
-///
-/// KEYS: item hash. ARGV: stock, has_price (`1`/`0`), price, has_name, name.
-const PUT_ITEM: &str = r"
-local sold = tonumber(redis.call('HGET', KEYS[1], 'sold') or '0') or 0
-if sold > 0 then return 'sale_started' end
-local existed = redis.call('EXISTS', KEYS[1])
-redis.call('HSET', KEYS[1], 'stock', ARGV[1], 'remaining', ARGV[1], 'sold', '0')
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'price', ARGV[3]) end
-if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'name', ARGV[5]) end
-if existed == 1 then return 'updated' end
-return 'created'
-";
-
-/// `buy`: every check before the first write, then all the writes.
-///
-/// KEYS: item hash, buyers hash, order hash, orders stream.
-/// ARGV: item id, user, order id, ts.
-const BUY: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
-local prev = redis.call('HGET', KEYS[2], ARGV[2])
-if prev then return {'already', prev} end
-local remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining') or '0') or 0
-if remaining <= 0 then return {'sold_out'} end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  return redis.error_reply('ERR flash-sale: order id ' .. ARGV[3] .. ' is already used')
-end
-redis.call('HINCRBY', KEYS[1], 'remaining', -1)
-redis.call('HINCRBY', KEYS[1], 'sold', 1)
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[3], 'item', ARGV[1], 'user', ARGV[2], 'ts', ARGV[4])
-redis.call('XADD', KEYS[4], '*', 'order', ARGV[3], 'item', ARGV[1], 'user', ARGV[2], 'ts', ARGV[4])
-return {'bought', ARGV[3]}
-";
+use super::slot::slot_tag;
 
 /// The key prefix when none is chosen.
 pub const DEFAULT_PREFIX: &str = "fs";
@@ -147,51 +117,149 @@ pub fn run_tag() -> String {
 /// The flash-sale state in Redis, for one core (`!Send`; open one per core).
 #[derive(Debug)]
 pub struct RedisStore {
-    client: Rc<Client>,
-    prefix: String,
-    put_sha: String,
-    buy_sha: String,
+    pub(super) backend: Backend,
+    pub(super) prefix: String,
+    /// The SHA1 of each of [`SCRIPTS`], in order.
+    pub(super) shas: Vec<String>,
+    /// Items seen with more than one bucket, and how many (a buy of an item not listed
+    /// assumes one; the buy script corrects a wrong guess).
+    pub(super) buckets: RefCell<HashMap<String, u32>>,
+}
+
+/// Where the store's keys live: one server, or a Redis Cluster (each command sent to the
+/// master of its key's slot).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// One server (`redis://host:port`).
+    Single(Rc<Client>),
+    /// A cluster (`redis-cluster://host:port[,host:port...]`).
+    Cluster(Rc<ClusterClient>),
+}
+
+impl Backend {
+    /// Connects to `url`: `redis://` for one server, `redis-cluster://` for a cluster.
+    pub async fn connect_with(url: &str, deadline: Duration) -> io::Result<Backend> {
+        if url.starts_with("redis-cluster://") {
+            Ok(Backend::Cluster(
+                ClusterClient::connect_with(url, deadline).await?,
+            ))
+        } else {
+            Ok(Backend::Single(Rc::new(
+                Client::connect_with(url, deadline).await?,
+            )))
+        }
+    }
+
+    /// How long each call may take.
+    pub fn deadline(&self) -> Duration {
+        match self {
+            Backend::Single(c) => c.deadline(),
+            Backend::Cluster(c) => c.deadline(),
+        }
+    }
+
+    /// The server's `host:port`, or the cluster's seeds, for messages.
+    pub fn addr(&self) -> String {
+        match self {
+            Backend::Single(c) => c.addr(),
+            Backend::Cluster(c) => c.addr(),
+        }
+    }
+
+    /// Runs one command; on a cluster, on the master of `key`'s slot (one server ignores
+    /// `key`).
+    pub async fn cmd(&self, key: &str, args: &[&str]) -> io::Result<Value> {
+        match self {
+            Backend::Single(c) => c.cmd(args).await,
+            Backend::Cluster(c) => c.cmd(key, args).await,
+        }
+    }
+
+    /// Runs `args` on the one server, or on every master of the cluster; the replies in
+    /// order (error replies included as [`Value::Error`]).
+    pub async fn on_every_node(&self, args: &[&str]) -> io::Result<Vec<(String, Value)>> {
+        match self {
+            Backend::Single(c) => {
+                let mut replies = c.pipeline(&[args]).await?;
+                Ok(vec![(c.addr(), replies.pop().unwrap_or(Value::Nil))])
+            }
+            Backend::Cluster(c) => c.on_every_master(args).await,
+        }
+    }
+
+    /// `PING` to the server, or to every master: `Ok` once each answers.
+    pub async fn ping(&self) -> io::Result<()> {
+        match self {
+            Backend::Single(c) => c.cmd(&["PING"]).await.map(drop),
+            Backend::Cluster(c) => {
+                c.refresh().await?;
+                for (node, reply) in c.on_every_master(&["PING"]).await? {
+                    if let Value::Error(e) = reply {
+                        return Err(io::Error::other(format!("redis: {node} answered {e}")));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port`) and opens the store under `prefix`, with the
-    /// client's default deadline on every call.
+    /// Connects to `url` (`redis://host:port` or `redis-cluster://host:port[,...]`) and
+    /// opens the store under `prefix`, with the client's default deadline on every call.
     pub async fn connect(url: &str, prefix: &str) -> io::Result<RedisStore> {
-        RedisStore::open(Rc::new(Client::connect(url).await?), prefix).await
+        RedisStore::connect_with(url, prefix, super::client::DEFAULT_DEADLINE).await
     }
 
     /// Like [`RedisStore::connect`], every Redis call bounded by `deadline`
     /// ([`Client::connect_with`]).
     pub async fn connect_with(url: &str, prefix: &str, deadline: Duration) -> io::Result<RedisStore> {
-        RedisStore::open(Rc::new(Client::connect_with(url, deadline).await?), prefix).await
+        RedisStore::open_on(Backend::connect_with(url, deadline).await?, prefix).await
     }
 
-    /// Opens the store on an existing client: loads the two scripts into the server's
-    /// script cache. Every key starts with `prefix:`.
+    /// Opens the store on an existing client of one server.
     pub async fn open(client: Rc<Client>, prefix: &str) -> io::Result<RedisStore> {
-        if prefix.is_empty() {
+        RedisStore::open_on(Backend::Single(client), prefix).await
+    }
+
+    /// Opens the store on `backend`: loads the two scripts into the script cache of the
+    /// server (of every master, on a cluster; a master that joins later gets them through
+    /// the `EVAL` fallback). Every key starts with `prefix:` inside a hash tag, so the
+    /// prefix may not contain `{` or `}`.
+    pub async fn open_on(backend: Backend, prefix: &str) -> io::Result<RedisStore> {
+        if prefix.is_empty() || prefix.contains(['{', '}', '#']) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "redis store: empty key prefix",
+                format!("redis store: key prefix {prefix:?} must be non-empty, without '{{', '}}' or '#'"),
             ));
         }
-        let load = |src: &'static str| ["SCRIPT", "LOAD", src];
-        let replies = client.pipeline(&[load(PUT_ITEM), load(BUY)]).await?;
-        let sha = |v: Option<&Value>| match v {
-            Some(Value::Bulk(b)) => String::from_utf8(b.clone()).map_err(|_| unexpected("SCRIPT LOAD", v)),
-            other => Err(unexpected("SCRIPT LOAD", other)),
-        };
+        let mut shas = Vec::with_capacity(SCRIPTS.len());
+        for src in SCRIPTS {
+            let replies = backend.on_every_node(&["SCRIPT", "LOAD", src]).await?;
+            let reply = replies.first().map(|(_, v)| v);
+            match reply {
+                Some(Value::Bulk(b)) => {
+                    shas.push(String::from_utf8(b.clone()).map_err(|_| unexpected("SCRIPT LOAD", reply))?)
+                }
+                other => return Err(unexpected("SCRIPT LOAD", other)),
+            }
+        }
         Ok(RedisStore {
-            put_sha: sha(replies.first())?,
-            buy_sha: sha(replies.get(1))?,
-            client,
+            shas,
+            backend,
             prefix: prefix.to_owned(),
+            buckets: RefCell::new(HashMap::new()),
         })
     }
 
-    /// The client this store uses.
-    pub fn client(&self) -> &Rc<Client> {
-        &self.client
+    /// Where the keys live.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Runs one command, on a cluster on the master of `key`'s slot.
+    pub async fn cmd(&self, key: &str, args: &[&str]) -> io::Result<Value> {
+        self.backend.cmd(key, args).await
     }
 
     /// The key prefix.
@@ -199,128 +267,54 @@ impl RedisStore {
         &self.prefix
     }
 
-    /// The key of an item's hash (`stock`, `sold`, `remaining`, `price`, `name`).
+    /// The hash tag of bucket `b` of `item`: `{P:item}` for bucket 0 (every key of an item
+    /// with one bucket), `{P#b:item}` for the others (the prefix has no `#`, so no item's
+    /// bucket 0 can have another item's bucket tag).
+    pub fn bucket_tag(&self, item: &str, b: u32) -> String {
+        if b == 0 {
+            format!("{{{}:{item}}}", self.prefix)
+        } else {
+            format!("{{{}#{b}:{item}}}", self.prefix)
+        }
+    }
+
+    /// The key of kind `kind` (`item`, `buyers`, `orders`, `xout`, `xdone`, `xin`) of bucket
+    /// `b` of `item`.
+    pub fn bucket_key(&self, item: &str, b: u32, kind: &str) -> String {
+        format!("{}:{kind}", self.bucket_tag(item, b))
+    }
+
+    /// The key of an item's hash (bucket 0: `stock`, `sold`, `remaining`, `buckets`,
+    /// `price`, `name`).
     pub fn item_key(&self, item: &str) -> String {
-        format!("{}:item:{item}", self.prefix)
+        self.bucket_key(item, 0, "item")
     }
 
-    /// The key of an item's buyers hash (user → order id).
+    /// The key of an item's buyers hash (bucket 0's; user → order id).
     pub fn buyers_key(&self, item: &str) -> String {
-        format!("{}:buyers:{item}", self.prefix)
+        self.bucket_key(item, 0, "buyers")
     }
 
-    /// The key of an order's hash (`item`, `user`, `ts`).
+    /// The key of an order's hash (`item`, `user`, `ts`): on the slot written in the id
+    /// (`{slot}~...`, see [`RedisStore::buy`]), `P:order:{T}:id` with `T` a tag of that slot; an id
+    /// without a slot (`P:order::id`) works on one server only.
     pub fn order_key(&self, order: &str) -> String {
-        format!("{}:order:{order}", self.prefix)
-    }
-
-    /// The key of the orders stream (one entry per order: `order`, `item`, `user`, `ts`).
-    pub fn orders_stream_key(&self) -> String {
-        format!("{}:orders", self.prefix)
-    }
-
-    /// Creates an item or resets its stock, unless the sale has started. `None` leaves the
-    /// price or name as it was.
-    pub async fn put_item(
-        &self,
-        item: &str,
-        stock: u64,
-        price: Option<i64>,
-        name: Option<&str>,
-    ) -> io::Result<PutOutcome> {
-        non_empty("item", item)?;
-        let stock = stock.to_string();
-        let price = price.map(|p| p.to_string());
-        let flag = |b: bool| if b { "1" } else { "0" };
-        let key = self.item_key(item);
-        let args = [
-            key.as_str(),
-            &stock,
-            flag(price.is_some()),
-            price.as_deref().unwrap_or(""),
-            flag(name.is_some()),
-            name.unwrap_or(""),
-        ];
-        let reply = self.eval(&self.put_sha, PUT_ITEM, 1, &args).await?;
-        match reply.as_str() {
-            Some("created") => Ok(PutOutcome::Created),
-            Some("updated") => Ok(PutOutcome::Updated),
-            Some("sale_started") => Ok(PutOutcome::SaleStarted),
-            _ => Err(unexpected("put_item script", Some(&reply))),
+        match order_slot(order) {
+            Some(slot) => format!("{}:order:{{{}}}:{order}", self.prefix, slot_tag(slot)),
+            None => format!("{}:order::{order}", self.prefix),
         }
     }
 
-    /// The item's counters, `None` if it does not exist.
-    pub async fn get_item(&self, item: &str) -> io::Result<Option<ItemView>> {
-        let key = self.item_key(item);
-        let reply = self
-            .client
-            .cmd(&["HMGET", &key, "stock", "sold", "remaining", "price", "name"])
-            .await?;
-        let Value::Array(f) = &reply else {
-            return Err(unexpected("HMGET", Some(&reply)));
-        };
-        let [stock, sold, remaining, price, name] = f.as_slice() else {
-            return Err(unexpected("HMGET", Some(&reply)));
-        };
-        if *stock == Value::Nil {
-            return Ok(None);
-        }
-        let count = |v: &Value| {
-            v.as_int()
-                .and_then(|n| u64::try_from(n).ok())
-                .ok_or_else(|| unexpected("item counter", Some(v)))
-        };
-        Ok(Some(ItemView {
-            stock: count(stock)?,
-            sold: count(sold)?,
-            remaining: count(remaining)?,
-            price: price.as_int(),
-            name: name.as_str().map(str::to_owned),
-        }))
-    }
-
-    /// Buys one unit of `item` for `user` as order `order_id`, atomically (one script).
-    ///
-    /// Safe to retry after an I/O error with the same arguments: if the first attempt ran,
-    /// the retry answers [`BuyOutcome::AlreadyBought`] with the same order.
-    pub async fn buy(&self, item: &str, user: &str, order_id: &str, ts: u64) -> io::Result<BuyOutcome> {
-        non_empty("item", item)?;
-        non_empty("user", user)?;
-        non_empty("order id", order_id)?;
-        let ts = ts.to_string();
-        let keys = [
-            self.item_key(item),
-            self.buyers_key(item),
-            self.order_key(order_id),
-            self.orders_stream_key(),
-        ];
-        let args = [&keys[0], &keys[1], &keys[2], &keys[3], item, user, order_id, &ts];
-        let reply = self.eval(&self.buy_sha, BUY, keys.len(), &args).await?;
-        let bad = || unexpected("buy script", Some(&reply));
-        let Value::Array(parts) = &reply else {
-            return Err(bad());
-        };
-        let order = || {
-            parts
-                .get(1)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(bad)
-        };
-        match parts.first().and_then(Value::as_str) {
-            Some("bought") => Ok(BuyOutcome::Bought { order: order()? }),
-            Some("already") => Ok(BuyOutcome::AlreadyBought { order: order()? }),
-            Some("sold_out") => Ok(BuyOutcome::SoldOut),
-            Some("unknown") => Ok(BuyOutcome::UnknownItem),
-            _ => Err(bad()),
-        }
+    /// The key of an item's orders stream (bucket 0's; one entry per order: `order`,
+    /// `item`, `user`, `ts`).
+    pub fn orders_stream_key(&self, item: &str) -> String {
+        self.bucket_key(item, 0, "orders")
     }
 
     /// A stored order, `None` if there is none with this id.
     pub async fn get_order(&self, order: &str) -> io::Result<Option<OrderView>> {
         let key = self.order_key(order);
-        let reply = self.client.cmd(&["HMGET", &key, "item", "user", "ts"]).await?;
+        let reply = self.cmd(&key, &["HMGET", &key, "item", "user", "ts"]).await?;
         let Value::Array(f) = &reply else {
             return Err(unexpected("HMGET", Some(&reply)));
         };
@@ -346,74 +340,113 @@ impl RedisStore {
         }))
     }
 
-    /// How many entries the orders stream holds (`XLEN`).
-    pub async fn orders_stream_len(&self) -> io::Result<u64> {
-        let key = self.orders_stream_key();
-        let reply = self.client.cmd(&["XLEN", &key]).await?;
-        reply
-            .as_int()
-            .and_then(|n| u64::try_from(n).ok())
-            .ok_or_else(|| unexpected("XLEN", Some(&reply)))
+    /// How many entries `item`'s orders streams hold (`XLEN` of each bucket's, summed).
+    pub async fn orders_stream_len(&self, item: &str) -> io::Result<u64> {
+        let mut total = 0;
+        for b in 0..self.known_buckets(item).await? {
+            let key = self.bucket_key(item, b, "orders");
+            let reply = self.cmd(&key, &["XLEN", &key]).await?;
+            total += reply
+                .as_int()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| unexpected("XLEN", Some(&reply)))?;
+        }
+        Ok(total)
     }
 
-    /// Whether the server keeps what it acknowledged across a crash (`CONFIG GET appendonly`
-    /// and `appendfsync`): see [`Durability`].
+    /// Whether the server (every master, on a cluster) keeps what it acknowledged across a
+    /// crash (`CONFIG GET appendonly` and `appendfsync`): see [`Durability`]. On a cluster
+    /// the first master that is not [`Durability::Durable`] decides.
     pub async fn durability(&self) -> io::Result<Durability> {
-        let replies = self
-            .client
-            .pipeline(&[["CONFIG", "GET", "appendonly"], ["CONFIG", "GET", "appendfsync"]])
+        let appendonly = self
+            .backend
+            .on_every_node(&["CONFIG", "GET", "appendonly"])
             .await?;
-        let mut values = Vec::with_capacity(2);
-        for (name, reply) in ["appendonly", "appendfsync"].into_iter().zip(&replies) {
-            match reply {
-                Value::Error(e) => {
+        let appendfsync = self
+            .backend
+            .on_every_node(&["CONFIG", "GET", "appendfsync"])
+            .await?;
+        for ((node, a), (_, f)) in appendonly.into_iter().zip(appendfsync) {
+            match durability_of(&[a, f])? {
+                Durability::Durable => {}
+                Durability::Unknown { why } => {
                     return Ok(Durability::Unknown {
-                        why: format!("CONFIG GET {name} was refused: {e}"),
+                        why: format!("{node}: {why}"),
                     })
                 }
-                // `[name, value]`; an empty array for a parameter the server does not know.
-                Value::Array(kv) => match kv.get(1).and_then(Value::as_str) {
-                    Some(v) => values.push(v.to_ascii_lowercase()),
-                    None => {
-                        return Ok(Durability::Unknown {
-                            why: format!("CONFIG GET {name} answered no value ({reply:?})"),
-                        })
-                    }
-                },
-                other => return Err(unexpected("CONFIG GET", Some(other))),
+                lossy => return Ok(lossy),
             }
         }
-        let [appendonly, appendfsync] =
-            <[String; 2]>::try_from(values).map_err(|_| unexpected("CONFIG GET", replies.first()))?;
-        if appendonly == "yes" && appendfsync == "always" {
-            Ok(Durability::Durable)
-        } else {
-            Ok(Durability::Lossy {
-                appendonly,
-                appendfsync,
-            })
+        Ok(Durability::Durable)
+    }
+}
+
+/// [`RedisStore::durability`] of one server, from its answers to `CONFIG GET appendonly` and
+/// `CONFIG GET appendfsync`.
+fn durability_of(replies: &[Value]) -> io::Result<Durability> {
+    let mut values = Vec::with_capacity(2);
+    for (name, reply) in ["appendonly", "appendfsync"].into_iter().zip(replies) {
+        match reply {
+            Value::Error(e) => {
+                return Ok(Durability::Unknown {
+                    why: format!("CONFIG GET {name} was refused: {e}"),
+                })
+            }
+            // `[name, value]`; an empty array for a parameter the server does not know.
+            Value::Array(kv) => match kv.get(1).and_then(Value::as_str) {
+                Some(v) => values.push(v.to_ascii_lowercase()),
+                None => {
+                    return Ok(Durability::Unknown {
+                        why: format!("CONFIG GET {name} answered no value ({reply:?})"),
+                    })
+                }
+            },
+            other => return Err(unexpected("CONFIG GET", Some(other))),
         }
     }
+    let [appendonly, appendfsync] =
+        <[String; 2]>::try_from(values).map_err(|_| unexpected("CONFIG GET", replies.first()))?;
+    if appendonly == "yes" && appendfsync == "always" {
+        Ok(Durability::Durable)
+    } else {
+        Ok(Durability::Lossy {
+            appendonly,
+            appendfsync,
+        })
+    }
+}
 
+impl RedisStore {
     /// `EVALSHA`, falling back to `EVAL` (which caches the script again) when the server
     /// lost its script cache (a restart, `SCRIPT FLUSH`). `args` is the keys, then the
     /// arguments.
-    async fn eval(&self, sha: &str, src: &str, n_keys: usize, args: &[&str]) -> io::Result<Value> {
+    pub(super) async fn eval(&self, script: Script, n_keys: usize, args: &[&str]) -> io::Result<Value> {
+        let (sha, src) = (&self.shas[script as usize], SCRIPTS[script as usize]);
         let n_keys = n_keys.to_string();
+        let key = args.first().copied().unwrap_or("");
         let mut cmd = vec!["EVALSHA", sha, &n_keys];
         cmd.extend_from_slice(args);
-        match self.client.cmd(&cmd).await {
+        match self.cmd(key, &cmd).await {
             Err(e) if RedisError::of(&e).is_some_and(|r| r.code() == "NOSCRIPT") => {
                 cmd[0] = "EVAL";
                 cmd[1] = src;
-                self.client.cmd(&cmd).await
+                self.cmd(key, &cmd).await
             }
             other => other,
         }
     }
 }
 
-fn non_empty(what: &str, s: &str) -> io::Result<()> {
+/// The slot written in an order id (`{slot}~...`).
+pub(super) fn order_slot(order: &str) -> Option<u16> {
+    let (slot, _) = order.split_once('~')?;
+    if slot.is_empty() || slot.len() > 5 || !slot.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    slot.parse::<u16>().ok().filter(|s| *s < super::slot::SLOTS)
+}
+
+pub(super) fn non_empty(what: &str, s: &str) -> io::Result<()> {
     if s.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -423,7 +456,7 @@ fn non_empty(what: &str, s: &str) -> io::Result<()> {
     Ok(())
 }
 
-fn unexpected(what: &str, v: Option<&Value>) -> io::Error {
+pub(super) fn unexpected(what: &str, v: Option<&Value>) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!("redis store: unexpected reply to {what}: {v:?}"),

@@ -468,6 +468,10 @@ struct PutBody {
     price: Option<i64>,
     #[serde(default)]
     name: Option<String>,
+    /// Redis store: split the stock over this many buckets (hash slots); default 1. The
+    /// embedded store already splits every item's stock over the cores, and ignores it.
+    #[serde(default)]
+    buckets: Option<u32>,
 }
 
 /// A mesh call that cannot fail in a running server (the target core exists and runs until
@@ -766,9 +770,13 @@ async fn put_item(Path(item): Path<String>, State(app): State<App>, req: Request
     if item.is_empty() || item.len() > 256 {
         return bad_request("item ids are 1 to 256 bytes");
     }
+    let buckets = body.buckets.unwrap_or(1);
+    if !(1..=crate::redis::MAX_BUCKETS).contains(&buckets) {
+        return bad_request(&format!("\"buckets\" must be 1 to {}", crate::redis::MAX_BUCKETS));
+    }
     let outcome = match redis_of(&app) {
         Some(store) => match redis_calls::call(&store, || {
-            store.put_item(&item, stock, body.price, body.name.as_deref())
+            store.put_item_buckets(&item, stock, buckets, body.price, body.name.as_deref())
         })
         .await
         {

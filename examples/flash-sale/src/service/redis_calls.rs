@@ -48,7 +48,7 @@ pub(super) async fn call<T, F>(store: &Rc<RedisStore>, mut op: impl FnMut() -> F
 where
     F: Future<Output = io::Result<T>>,
 {
-    let deadline = store.client().deadline();
+    let deadline = store.backend().deadline();
     let attempts = async {
         match op().await {
             Err(e) if found_closed(&e) => op().await,
@@ -60,12 +60,16 @@ where
             io::ErrorKind::TimedOut,
             format!(
                 "redis: no answer from {} within {deadline:?}",
-                store.client().addr()
+                store.backend().addr()
             ),
         ))
     });
     match &result {
         Ok(_) => {
+            health::set_healthy(&part());
+        }
+        // Contention between a hot item's buckets, or a bad argument: Redis answered.
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::InvalidInput) => {
             health::set_healthy(&part());
         }
         Err(e) => failing(store, e),
@@ -95,7 +99,7 @@ fn failing(store: &Rc<RedisStore>, e: &io::Error) {
         let mut wait = PROBE_FIRST;
         loop {
             sleep(wait).await;
-            match timeout(store.client().deadline(), store.client().cmd(&["PING"])).await {
+            match timeout(store.backend().deadline(), store.backend().ping()).await {
                 Ok(Ok(_)) => {
                     health::set_healthy(&part());
                     break;
@@ -113,7 +117,7 @@ fn failing(store: &Rc<RedisStore>, e: &io::Error) {
 /// Refuses (an error naming the setting, its value and the remedy) a Redis that could lose
 /// an acknowledged order, unless `allow_loss`; then it only warns.
 pub(super) async fn check_durability(store: &RedisStore, allow_loss: bool) -> io::Result<()> {
-    let addr = store.client().addr();
+    let addr = store.backend().addr();
     const NEEDED: &str = "`appendonly yes` and `appendfsync always` (in redis.conf, or \
                           CONFIG SET appendonly yes + CONFIG SET appendfsync always)";
     let problem = match store.durability().await? {

@@ -1,0 +1,290 @@
+//! A private Redis Cluster for one test: three masters (`redis-server --cluster-enabled yes`,
+//! durable: `appendonly yes`, `appendfsync always`, each in a fresh temporary `--dir`) joined
+//! with `redis-cli --cluster create`, on free 127.0.0.1 ports (client and cluster-bus port
+//! each picked free), killed by their own PIDs when the guard drops.
+//!
+//! [`RedisCluster::move_slot`] migrates one slot to another master by hand (`CLUSTER SETSLOT
+//! IMPORTING/MIGRATING`, `MIGRATE` of the keys in small steps, `CLUSTER SETSLOT NODE`), as
+//! `redis-cli --cluster reshard` does, so clients meet `ASK`, `TRYAGAIN` and then `MOVED`.
+//!
+//! No `redis-server` / `redis-cli` on PATH is a test failure, not a skip: CI installs them.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// One master.
+pub(crate) struct Node {
+    child: Child,
+    pub(crate) port: u16,
+    dir: PathBuf,
+}
+
+/// Three masters; every node killed on drop.
+pub(crate) struct RedisCluster {
+    pub(crate) nodes: Vec<Node>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `redis-cli -p port args...`, its trimmed stdout; panics if it fails.
+pub(crate) fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}): apt-get install redis-tools"));
+    assert!(
+        out.status.success(),
+        "redis-cli -p {port} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl RedisCluster {
+    /// Starts three durable masters and joins them into one cluster; returns once every node
+    /// says `cluster_state:ok` (bounded: panics after 30 s).
+    pub(crate) fn start() -> RedisCluster {
+        RedisCluster::start_with(0)
+    }
+
+    /// Like [`RedisCluster::start`], with `replicas` durable replicas per master; returns once
+    /// every replica's link to its master is up as well.
+    pub(crate) fn start_with(replicas: usize) -> RedisCluster {
+        let mut nodes = Vec::new();
+        for i in 0..3 * (1 + replicas) {
+            static SEQ: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "flash-sale-cluster-{}-{}-{i}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("cluster node dir");
+            let (port, bus) = (free_port(), free_port());
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                .args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()])
+                .args([
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+                .args(["--appendonly", "yes", "--appendfsync", "always"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run redis-server ({e}): apt-get install redis-server"));
+            nodes.push(Node { child, port, dir });
+        }
+        let cluster = RedisCluster { nodes };
+        for n in &cluster.nodes {
+            cluster.wait(&format!("node {} answers", n.port), || {
+                Command::new("redis-cli")
+                    .args(["-p", &n.port.to_string(), "PING"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+            });
+        }
+        let addrs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for n in &cluster.nodes {
+            cluster.wait(&format!("node {} cluster_state:ok", n.port), || {
+                cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+            });
+            if cli(n.port, &["ROLE"]).starts_with("slave") {
+                cluster.wait(&format!("replica {} in sync", n.port), || {
+                    cli(n.port, &["INFO", "replication"]).contains("master_link_status:up")
+                });
+            }
+        }
+        cluster
+    }
+
+    /// The port of a replica of the master on `master`.
+    pub(crate) fn replica_of(&self, master: u16) -> u16 {
+        let id = cli(master, &["CLUSTER", "MYID"]);
+        let nodes = cli(master, &["CLUSTER", "NODES"]);
+        nodes
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .find(|f| f.len() > 3 && f[2].contains("slave") && f[3] == id)
+            .and_then(|f| f[1].split([':', '@']).nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no replica of {master} in {nodes}"))
+    }
+
+    /// `CLUSTER FAILOVER` on the replica on `replica` (a manual failover: the replica catches
+    /// up with its master, then takes its slots); returns once every master sees it own
+    /// `slot` (bounded: panics after 30 s).
+    pub(crate) fn failover(&self, replica: u16, slot: u16) {
+        cli(replica, &["CLUSTER", "FAILOVER"]);
+        self.wait(&format!("failover to {replica}"), || {
+            self.nodes
+                .iter()
+                .filter(|n| cli(n.port, &["ROLE"]).starts_with("master"))
+                .all(|n| self.owner_seen_by(n.port, slot) == Some(replica))
+        });
+    }
+
+    /// `redis-cluster://` with every node as a seed.
+    pub(crate) fn url(&self) -> String {
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis-cluster://{}", addrs.join(","))
+    }
+
+    fn wait(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "redis cluster: no {what} in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub(crate) fn slot(&self, key: &str) -> u16 {
+        cli(self.nodes[0].port, &["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .expect("CLUSTER KEYSLOT")
+    }
+
+    /// The port of the master serving `slot`, as the first master sees it.
+    pub(crate) fn owner(&self, slot: u16) -> u16 {
+        let master = self
+            .nodes
+            .iter()
+            .map(|n| n.port)
+            .find(|p| cli(*p, &["ROLE"]).starts_with("master"))
+            .expect("a master");
+        self.owner_seen_by(master, slot)
+            .unwrap_or_else(|| panic!("no owner of slot {slot} seen by {master}"))
+    }
+
+    /// The port of the master serving `slot`, as the node on `port` sees it.
+    fn owner_seen_by(&self, port: u16, slot: u16) -> Option<u16> {
+        let nodes = cli(port, &["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            if f.len() < 8 || !f[2].contains("master") {
+                continue;
+            }
+            let Some(node) = f[1].split(['@', ':']).nth(1).and_then(|p| p.parse().ok()) else {
+                continue;
+            };
+            for range in &f[8..] {
+                if range.starts_with('[') {
+                    continue;
+                }
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
+                    if (a..=b).contains(&slot) {
+                        return Some(node);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Migrates `slot` from its owner to `to` (a port), `step` keys per `MIGRATE` with
+    /// `pause` between them, then gives the slot to `to` on every node. `on_migrating` runs
+    /// once both sides are in the migrating state, before the first key moves. Returns how
+    /// many keys moved.
+    pub(crate) fn move_slot(
+        &self,
+        slot: u16,
+        to: u16,
+        step: usize,
+        pause: Duration,
+        on_migrating: impl FnOnce(),
+    ) -> usize {
+        let from = self.owner(slot);
+        assert_ne!(from, to, "slot {slot} is already on {to}");
+        let id = |port| cli(port, &["CLUSTER", "MYID"]);
+        let (from_id, to_id) = (id(from), id(to));
+        let s = slot.to_string();
+        cli(to, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id]);
+        cli(from, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id]);
+        on_migrating();
+        let mut moved = 0;
+        // Bounded: each round moves `step` keys; buyers add at most a few per round.
+        for _ in 0..10_000 {
+            let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &s, &step.to_string()]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let port = to.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(&keys);
+            cli(from, &args);
+            moved += keys.len();
+            std::thread::sleep(pause);
+        }
+        for n in &self.nodes {
+            cli(n.port, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]);
+        }
+        moved
+    }
+}
+
+impl RedisCluster {
+    /// SIGSTOP to the node on `port`: it stalls, connections stay open, nothing is answered
+    /// (SIGKILL on drop still ends it).
+    pub(crate) fn stall(&self, port: u16) {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.port == port)
+            .expect("a node of this cluster");
+        let pid = libc::pid_t::try_from(node.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) with the PID of our own child, not yet reaped (so the PID cannot have
+        // been reused), and a valid signal number.
+        let rc = unsafe { libc::kill(pid, libc::SIGSTOP) };
+        assert_eq!(rc, 0, "SIGSTOP {pid}");
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            // `Child::kill` sends SIGKILL to exactly this child's PID.
+            let _ = n.child.kill();
+            let _ = n.child.wait();
+            let _ = std::fs::remove_dir_all(&n.dir);
+        }
+    }
+}
