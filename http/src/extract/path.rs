@@ -1,6 +1,7 @@
 //! `Path<T>`: the route's parameters, percent-decoded, deserialized with serde; `Params`:
 //! the same by name.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use percent_encoding::percent_decode_str;
@@ -48,14 +49,21 @@ impl<S> FromRequestParts<S> for Params {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &Rc<S>) -> Result<Self, Rejection> {
-        decode(parts.params()).map(Params)
+        let params = decode(parts.params())?;
+        Ok(Params(
+            params
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.into_owned()))
+                .collect(),
+        ))
     }
 }
 
-fn decode(raw: &[(String, String)]) -> Result<Vec<(String, String)>, Rejection> {
+/// The parameters percent-decoded, borrowed where nothing was encoded.
+fn decode(raw: &[(String, String)]) -> Result<Vec<(&str, Cow<'_, str>)>, Rejection> {
     raw.iter()
         .map(|(k, v)| match percent_decode_str(v).decode_utf8() {
-            Ok(d) => Ok((k.clone(), d.into_owned())),
+            Ok(d) => Ok((k.as_str(), d)),
             Err(_) => Err(Rejection::new(
                 RejectionKind::InvalidPathParams,
                 format!("parameter {k:?} is not UTF-8 once percent-decoded"),
@@ -84,7 +92,7 @@ impl de::Error for DeError {
 
 /// All parameters: a scalar needs exactly one; a sequence takes them in order; a map or struct
 /// by name.
-struct ParamsDe<'a>(&'a [(String, String)]);
+struct ParamsDe<'a>(&'a [(&'a str, Cow<'a, str>)]);
 
 impl<'a> ParamsDe<'a> {
     fn single(&self) -> Result<ValueDe<'a>, DeError> {
@@ -202,7 +210,7 @@ impl<'de> de::Deserializer<'de> for ParamsDe<'de> {
     }
 }
 
-struct Seq<'a>(std::slice::Iter<'a, (String, String)>);
+struct Seq<'a>(std::slice::Iter<'a, (&'a str, Cow<'a, str>)>);
 
 impl<'de> de::SeqAccess<'de> for Seq<'de> {
     type Error = DeError;
@@ -216,8 +224,8 @@ impl<'de> de::SeqAccess<'de> for Seq<'de> {
 }
 
 struct Map<'a> {
-    iter: std::slice::Iter<'a, (String, String)>,
-    value: Option<&'a (String, String)>,
+    iter: std::slice::Iter<'a, (&'a str, Cow<'a, str>)>,
+    value: Option<&'a (&'a str, Cow<'a, str>)>,
 }
 
 impl<'de> de::MapAccess<'de> for Map<'de> {
@@ -227,7 +235,7 @@ impl<'de> de::MapAccess<'de> for Map<'de> {
         match self.iter.next() {
             Some(pair) => {
                 self.value = Some(pair);
-                seed.deserialize(pair.0.as_str().into_deserializer()).map(Some)
+                seed.deserialize(pair.0.into_deserializer()).map(Some)
             }
             None => Ok(None),
         }
@@ -327,5 +335,88 @@ impl<'de> de::Deserializer<'de> for ValueDe<'de> {
     forward_to_deserialize_any! {
         str string bytes byte_buf unit unit_struct tuple tuple_struct struct identifier
         ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    fn de<T: DeserializeOwned>(pairs: &[(&str, &str)]) -> Result<T, String> {
+        let raw: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let params = decode(&raw).map_err(|r| r.detail().to_string())?;
+        T::deserialize(ParamsDe(&params)).map_err(|e| e.0)
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct ShopItem {
+        shop: String,
+        id: u32,
+        note: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Color {
+        Red,
+        Blue,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Id(u64);
+
+    #[test]
+    fn one_value_of_any_scalar_type() {
+        assert_eq!(de::<u64>(&[("id", "42")]), Ok(42));
+        assert_eq!(de::<i8>(&[("id", "-3")]), Ok(-3));
+        assert_eq!(de::<bool>(&[("on", "true")]), Ok(true));
+        assert_eq!(de::<f64>(&[("x", "1.5")]), Ok(1.5));
+        assert_eq!(de::<char>(&[("c", "é")]), Ok('é'));
+        assert_eq!(de::<String>(&[("s", "a%20b%2Fc")]), Ok("a b/c".to_string()));
+        assert_eq!(de::<Color>(&[("c", "blue")]), Ok(Color::Blue));
+        assert_eq!(de::<Id>(&[("id", "7")]), Ok(Id(7)));
+        assert_eq!(de::<Option<u8>>(&[("n", "9")]), Ok(Some(9)));
+        assert!(de::<Color>(&[("c", "green")]).is_err());
+        assert!(de::<Color>(&[("c", "Red")]).is_err());
+    }
+
+    #[test]
+    fn tuples_in_order_structs_and_maps_by_name() {
+        let two = [("shop", "s%C3%A9"), ("id", "8")];
+        assert_eq!(de::<(String, u32)>(&two), Ok(("sé".to_string(), 8)));
+        assert_eq!(
+            de::<ShopItem>(&two),
+            Ok(ShopItem {
+                shop: "sé".into(),
+                id: 8,
+                note: None
+            })
+        );
+        let map = de::<BTreeMap<String, String>>(&two).expect("map");
+        assert_eq!(map.get("id").map(String::as_str), Some("8"));
+        assert_eq!(
+            de::<Vec<String>>(&two),
+            Ok(vec!["sé".to_string(), "8".to_string()])
+        );
+    }
+
+    #[test]
+    fn mismatches_say_which_parameter_and_why() {
+        let e = de::<u32>(&[("id", "x")]).expect_err("not a number");
+        assert!(e.contains("\"id\"") && e.contains("u32"), "{e}");
+        let e = de::<u32>(&[("a", "1"), ("b", "2")]).expect_err("two for one");
+        assert!(e.contains("expected 1"), "{e}");
+        let e = de::<(u32, u32, u32)>(&[("a", "1"), ("b", "2")]).expect_err("two for three");
+        assert!(e.contains("expected 3"), "{e}");
+        let e = de::<ShopItem>(&[("shop", "s")]).expect_err("missing id");
+        assert!(e.contains("id"), "{e}");
+        let e = de::<String>(&[("s", "%FF")]).expect_err("not UTF-8");
+        assert!(e.contains("UTF-8"), "{e}");
+        assert!(de::<u8>(&[("n", "256")]).is_err());
     }
 }
