@@ -184,3 +184,109 @@ impl<S, T: FromRequest<S>> FromRequest<S> for Result<T, T::Rejection> {
         Ok(T::from_request(req, state).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use super::*;
+    use crate::response::Body;
+
+    struct Noop;
+
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    /// Runs a future that never waits (these extractors do not).
+    fn ready<F: Future>(f: F) -> F::Output {
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        match pin!(f).as_mut().poll(&mut cx) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("the extractor waited"),
+        }
+    }
+
+    fn problem(r: Rejection) -> (u16, String, serde_json::Value) {
+        let resp = r.into_response();
+        let ct = resp
+            .content_type()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = match resp.body() {
+            Body::Full(b) => serde_json::from_slice(b).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
+        (resp.status_code().as_u16(), ct, body)
+    }
+
+    /// What a request built without a connection (no peer, no target) gets.
+    #[test]
+    fn a_request_without_peer_or_target_is_rejected_as_a_server_fault() {
+        let state = Rc::new(());
+        let mut parts = Parts::default();
+        let r =
+            ready(ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, &state)).expect_err("no peer");
+        assert_eq!(r.kind(), RejectionKind::MissingConnectInfo);
+        let (status, ct, body) = problem(r);
+        assert_eq!((status, ct.as_str()), (500, "application/problem+json"));
+        assert_eq!(body["type"], "urn:ringcore:rejection:missing-connect-info");
+        assert_eq!(body["status"], 500);
+
+        let r = ready(http::Uri::from_request_parts(&mut parts, &state)).expect_err("empty target");
+        assert_eq!(r.kind(), RejectionKind::InvalidUri);
+        assert_eq!(problem(r).0, 400);
+
+        let none = ready(Option::<ConnectInfo<SocketAddr>>::from_request_parts(
+            &mut parts, &state,
+        ));
+        assert_eq!(none, Ok(None));
+        let err = ready(Result::<Extension<u8>, Rejection>::from_request_parts(
+            &mut parts, &state,
+        ));
+        assert_eq!(
+            err.ok().and_then(|r| r.err()).map(|r| r.kind()),
+            Some(RejectionKind::MissingExtension)
+        );
+        parts.extensions_mut().insert(7u8);
+        let ext = ready(Extension::<u8>::from_request_parts(&mut parts, &state));
+        assert_eq!(ext, Ok(Extension(7)));
+    }
+
+    #[test]
+    fn every_rejection_kind_answers_its_status_as_a_problem() {
+        use RejectionKind::*;
+        let kinds = [
+            (InvalidPathParams, 400),
+            (InvalidQuery, 400),
+            (InvalidUri, 400),
+            (MissingJsonContentType, 415),
+            (InvalidJsonBody, 400),
+            (MissingFormContentType, 415),
+            (InvalidFormBody, 400),
+            (InvalidUtf8Body, 400),
+            (MissingExtension, 500),
+            (MissingConnectInfo, 500),
+        ];
+        for (kind, status) in kinds {
+            let (s, ct, body) = problem(Rejection::new(kind, "why"));
+            assert_eq!((s, ct.as_str()), (status, "application/problem+json"), "{kind:?}");
+            assert_eq!(
+                body,
+                serde_json::json!({
+                    "type": format!("urn:ringcore:rejection:{}", kind.slug()),
+                    "title": kind.title(),
+                    "status": status,
+                    "detail": "why",
+                }),
+                "{kind:?}"
+            );
+        }
+    }
+}
