@@ -19,8 +19,8 @@ impl<S> FromRequestParts<S> for Method {
     }
 }
 
-/// The request target as an `http::Uri` (400 `invalid-uri` if it is not one, which the
-/// parser's checks leave only for unusual absolute-form targets).
+/// The request target as an `http::Uri`; 400 `invalid-uri` for a target the server's parser
+/// admitted but `http::Uri` does not accept (its character set is narrower).
 impl<S> FromRequestParts<S> for Uri {
     type Rejection = Rejection;
 
