@@ -33,6 +33,67 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! ## Extractors, responses and errors (as in axum)
+//!
+//! Handlers are `async fn`s of up to 16 [extractors](extract). As in axum-core, every argument
+//! but the last implements [`FromRequestParts`] (method, [`Uri`], [`HeaderMap`], [`Path`],
+//! [`Query`], [`State`], [`Extension`], [`ConnectInfo`]) and only the last may take the body
+//! ([`FromRequest`]: [`Json`], [`Form`], `String`, [`Bytes`], [`Request`]): two body
+//! extractors do not compile. `Option<T>` and `Result<T, T::Rejection>` wrap any extractor.
+//! A rejection answers an RFC 9457 problem (`application/problem+json`: `type`, `title`,
+//! `status`, `detail`); wrap an extractor in
+//! [`WithRejection<E, R>`](extract::WithRejection) to answer with your own `R`.
+//!
+//! A handler returns anything [`IntoResponse`]: strings, bytes, [`Json`], [`StatusCode`],
+//! tuples with a status and a [`HeaderMap`] or header array, and `Result<T, E>` where both
+//! sides do, so a handler can use `?` and keep its error answers in one `impl IntoResponse for
+//! MyError` ([`Problem`] builds an RFC 9457 body).
+//!
+//! ```
+//! use ringcore_http::{get, IntoResponse, Path, Problem, Query, Response, Router, StatusCode};
+//! use serde::Deserialize;
+//!
+//! enum ShopError {
+//!     NoSuchItem(String),
+//! }
+//!
+//! impl IntoResponse for ShopError {
+//!     fn into_response(self) -> Response {
+//!         match self {
+//!             ShopError::NoSuchItem(i) => {
+//!                 Problem::new(StatusCode::NOT_FOUND, "urn:shop:no-item", "No such item")
+//!                     .detail(format!("no item {i:?}"))
+//!                     .into_response()
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! #[derive(Deserialize)]
+//! struct Page {
+//!     page: Option<u32>,
+//! }
+//!
+//! // GET /shops/{shop}/items/{item}?page=2 (parameters are percent-decoded).
+//! async fn item(
+//!     Path((shop, item)): Path<(String, String)>,
+//!     Query(p): Query<Page>,
+//! ) -> Result<String, ShopError> {
+//!     if item == "gone" {
+//!         return Err(ShopError::NoSuchItem(item));
+//!     }
+//!     Ok(format!("{shop}/{item}, page {}", p.page.unwrap_or(1)))
+//! }
+//!
+//! let _ = Router::new().route("/shops/{shop}/items/{item}", get(item));
+//! ```
+//!
+//! What differs from axum, because handlers run per core and are `!Send`: extractors and
+//! handlers have no `Send` bounds; the state is built on each core and held in an `Rc`, so
+//! [`State<T>`] holds an `Rc<T>` (`T` need not be `Clone`) and sub-states come from
+//! [`FromRef`] returning an `Rc`; extraction traits take the state as `&Rc<S>`; bodies are
+//! buffered whole (up to the body limit) before the handler runs.
+//!
 //! ## Per-core set-up that awaits
 //!
 //! [`Server::serve`] takes a plain factory; [`Server::serve_async`] takes an async one,
@@ -114,6 +175,7 @@
 
 mod budget;
 mod conn;
+pub mod extract;
 mod handler;
 pub mod limits;
 pub mod metrics;
@@ -127,12 +189,17 @@ mod server;
 mod span;
 pub mod test;
 
-pub use handler::{FromRequest, Handler, Params, Path, State};
+pub use bytes::Bytes;
+pub use extract::{
+    ConnectInfo, Extension, Form, FromRef, FromRequest, FromRequestParts, Params, Path, Query, State,
+};
+pub use handler::Handler;
 pub use http::{header, HeaderName, HeaderValue, Method, StatusCode, Version};
+pub use http::{HeaderMap, Uri};
 pub use limits::Limits;
-pub use request::Request;
+pub use request::{Parts, Request};
 pub use request_builder::{BuildError, RequestBuilder};
-pub use response::{Body, BodyReceiver, BodySender, IntoResponse, Json, Response};
+pub use response::{Body, BodyReceiver, BodySender, IntoResponse, Json, Problem, Response};
 pub use ringcore_runtime as runtime;
 pub use router::{any, delete, get, options, patch, post, put, MethodRouter, Router};
 pub use server::{IntoRouter, Server, ShutdownReport, DEFAULT_GRACEFUL_TIMEOUT};

@@ -1,7 +1,11 @@
-//! `Request`: a parsed request over its own head bytes (no per-header allocation).
+//! `Request`: a parsed request over its own head bytes (no per-header allocation), split into
+//! [`Parts`] (what parts extractors read) and the body.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -9,16 +13,81 @@ use http::{Method, Version};
 
 use crate::proto::RawRequest;
 
-/// An HTTP request as a handler sees it.
-///
-/// Header names and values are views into the request's head bytes, which were split off the
-/// connection buffer without copying.
+/// Values of any type, one per type, attached to a request (by middleware, for handlers to
+/// read with [`Extension`](crate::extract::Extension)). Per core: no `Send` bound. Costs
+/// nothing until the first insert.
 #[derive(Clone, Default)]
-pub struct Request {
+pub struct Extensions {
+    // Boxed: an empty `Extensions` is one word in every request (which is moved through each
+    // handler), not a 48-byte `HashMap` with its hasher keys.
+    #[allow(clippy::box_collection)]
+    map: Option<Box<HashMap<TypeId, Rc<dyn Any>>>>,
+}
+
+impl fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extensions")
+            .field("len", &self.map.as_ref().map_or(0, |m| m.len()))
+            .finish()
+    }
+}
+
+impl Extensions {
+    /// Attaches `value`, returning the one of the same type it replaces.
+    pub fn insert<T: 'static>(&mut self, value: T) -> Option<Rc<T>> {
+        self.map
+            .get_or_insert_with(Box::default)
+            .insert(TypeId::of::<T>(), Rc::new(value))
+            .and_then(|old| old.downcast::<T>().ok())
+    }
+
+    /// The value of type `T`, if one was attached.
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.map
+            .as_ref()?
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
+    }
+
+    /// Detaches the value of type `T`.
+    pub fn remove<T: 'static>(&mut self) -> Option<Rc<T>> {
+        self.map
+            .as_mut()?
+            .remove(&TypeId::of::<T>())
+            .and_then(|v| v.downcast::<T>().ok())
+    }
+}
+
+/// Everything of a request but its body: method, target, headers, path parameters, peer,
+/// extensions. Parts extractors ([`FromRequestParts`](crate::extract::FromRequestParts)) read
+/// it; any number of them may run before the one body extractor.
+#[derive(Clone, Default)]
+pub struct Parts {
     raw: Option<RawRequest>,
     params: Vec<(String, String)>,
     peer: Option<SocketAddr>,
     arrived: Option<Instant>,
+    extensions: Extensions,
+}
+
+impl fmt::Debug for Parts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Parts")
+            .field("method", &self.method())
+            .field("uri", &self.uri())
+            .field("version", &self.version())
+            .finish()
+    }
+}
+
+/// An HTTP request as a handler sees it: [`Parts`] and the body.
+///
+/// Header names and values are views into the request's head bytes, which were split off the
+/// connection buffer without copying. The accessors of [`Parts`] are repeated here.
+#[derive(Clone, Default)]
+pub struct Request {
+    parts: Parts,
+    body: Bytes,
 }
 
 impl fmt::Debug for Request {
@@ -32,8 +101,6 @@ impl fmt::Debug for Request {
     }
 }
 
-static EMPTY: Bytes = Bytes::new();
-
 impl Request {
     /// A [`RequestBuilder`](crate::RequestBuilder) for a request made in code, for
     /// [`Router::oneshot`](crate::Router::oneshot) and tests.
@@ -41,24 +108,142 @@ impl Request {
         crate::RequestBuilder::default()
     }
 
-    pub(crate) fn new(raw: RawRequest, peer: Option<SocketAddr>, arrived: Instant) -> Self {
+    pub(crate) fn new(mut raw: RawRequest, peer: Option<SocketAddr>, arrived: Instant) -> Self {
+        let body = std::mem::take(&mut raw.body);
         Self {
-            raw: Some(raw),
-            params: Vec::new(),
-            peer,
-            arrived: Some(arrived),
+            parts: Parts {
+                raw: Some(raw),
+                params: Vec::new(),
+                peer,
+                arrived: Some(arrived),
+                extensions: Extensions::default(),
+            },
+            body,
         }
     }
 
+    /// Splits the request into its parts and body.
+    pub fn into_parts(self) -> (Parts, Bytes) {
+        (self.parts, self.body)
+    }
+
+    /// Puts a request back together.
+    pub fn from_parts(parts: Parts, body: Bytes) -> Self {
+        Self { parts, body }
+    }
+
+    /// Everything but the body.
+    pub fn parts(&self) -> &Parts {
+        &self.parts
+    }
+
+    /// Everything but the body, mutable (for middleware: extensions).
+    pub fn parts_mut(&mut self) -> &mut Parts {
+        &mut self.parts
+    }
+
+    pub(crate) fn set_params(&mut self, params: Vec<(String, String)>) {
+        self.parts.params = params;
+    }
+
+    /// The request body (decoded if it was chunked).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Takes the body out of the request.
+    pub fn into_body(self) -> Bytes {
+        self.body
+    }
+
+    /// When the bytes that completed this request reached its core; see
+    /// [`Parts::received_at`].
+    pub fn received_at(&self) -> Option<Instant> {
+        self.parts.received_at()
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        self.parts.method()
+    }
+
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub fn version(&self) -> Version {
+        self.parts.version()
+    }
+
+    /// The request target as sent; see [`Parts::uri`].
+    pub fn uri(&self) -> &str {
+        self.parts.uri()
+    }
+
+    /// The path (without the query), as sent (percent-encoded); see [`Parts::path`].
+    pub fn path(&self) -> &str {
+        self.parts.path()
+    }
+
+    /// The query string after `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.parts.query()
+    }
+
+    /// The first value of header `name` (case-insensitive), as bytes.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.parts.header(name)
+    }
+
+    /// The first value of header `name` as text, if it is valid UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.parts.header_str(name)
+    }
+
+    /// All header fields in order (names as sent; compare case-insensitively).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.parts.headers()
+    }
+
+    /// The `Content-Type` header, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.parts.content_type()
+    }
+
+    /// The value of path parameter `name` as sent (percent-encoded); see [`Parts::param`].
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.parts.param(name)
+    }
+
+    /// All path parameters in route order, as sent (percent-encoded).
+    pub fn params(&self) -> &[(String, String)] {
+        self.parts.params()
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.parts.peer_addr()
+    }
+
+    /// Whether the connection stays open after this request.
+    pub fn keep_alive(&self) -> bool {
+        self.parts.keep_alive()
+    }
+
+    /// Values attached by middleware.
+    pub fn extensions(&self) -> &Extensions {
+        &self.parts.extensions
+    }
+
+    /// Values attached by middleware, mutable.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.parts.extensions
+    }
+}
+
+impl Parts {
     /// When the bytes that completed this request reached its core (the loop turn that
     /// collected them, see `ringcore_runtime::time::loop_now`). Time since then is time
     /// spent waiting on the core plus handling; metrics and load shedding use it.
     pub fn received_at(&self) -> Option<Instant> {
         self.arrived
-    }
-
-    pub(crate) fn set_params(&mut self, params: Vec<(String, String)>) {
-        self.params = params;
     }
 
     /// The method.
@@ -130,17 +315,8 @@ impl Request {
         self.header_str("content-type")
     }
 
-    /// The request body (decoded if it was chunked).
-    pub fn body(&self) -> &Bytes {
-        self.raw.as_ref().map_or(&EMPTY, |r| &r.body)
-    }
-
-    /// Takes the body out of the request.
-    pub fn into_body(self) -> Bytes {
-        self.raw.map(|r| r.body).unwrap_or_default()
-    }
-
-    /// The value of path parameter `name` (from a route such as `/items/{id}`).
+    /// The value of path parameter `name` (from a route such as `/items/{id}`) as sent,
+    /// percent-encoded; the [`Path`](crate::extract::Path) extractor decodes.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
@@ -148,7 +324,7 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    /// All path parameters in route order.
+    /// All path parameters in route order, as sent (percent-encoded).
     pub fn params(&self) -> &[(String, String)] {
         &self.params
     }
@@ -162,5 +338,15 @@ impl Request {
     /// `Connection: close`, or HTTP/1.0 with `Connection: keep-alive`).
     pub fn keep_alive(&self) -> bool {
         self.raw.as_ref().is_some_and(|r| r.head.keep_alive)
+    }
+
+    /// Values attached by middleware.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Values attached by middleware, mutable.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
     }
 }

@@ -9,7 +9,7 @@ use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 /// A response body.
@@ -186,6 +186,28 @@ impl Response {
         self
     }
 
+    /// Adds every field of `headers` (see [`header`](Self::header)); a name already present
+    /// is replaced, all of its values in `headers` kept.
+    pub fn with_headers(mut self, headers: HeaderMap) -> Self {
+        let mut last: Option<HeaderName> = None;
+        for (name, value) in headers {
+            // `HeaderMap`'s iterator gives the name once, then `None` for its further values.
+            let name = match name {
+                Some(n) => {
+                    self.headers.retain(|(k, _)| *k != n);
+                    last = Some(n.clone());
+                    n
+                }
+                None => match &last {
+                    Some(n) => n.clone(),
+                    None => continue,
+                },
+            };
+            self = self.header(name, value);
+        }
+        self
+    }
+
     /// The `Content-Type`, if set.
     pub fn content_type(&self) -> Option<&HeaderValue> {
         self.content_type.as_ref()
@@ -320,6 +342,45 @@ impl<T: IntoResponse, const N: usize> IntoResponse for (StatusCode, [(HeaderName
     }
 }
 
+impl<T: IntoResponse> IntoResponse for (StatusCode, HeaderMap, T) {
+    fn into_response(self) -> Response {
+        self.2.into_response().status(self.0).with_headers(self.1)
+    }
+}
+
+impl<T: IntoResponse> IntoResponse for (HeaderMap, T) {
+    fn into_response(self) -> Response {
+        self.1.into_response().with_headers(self.0)
+    }
+}
+
+impl<T: IntoResponse, const N: usize> IntoResponse for ([(HeaderName, HeaderValue); N], T) {
+    fn into_response(self) -> Response {
+        let mut r = self.1.into_response();
+        for (n, v) in self.0 {
+            r.headers.retain(|(k, _)| *k != n);
+            r = r.header(n, v);
+        }
+        r
+    }
+}
+
+impl IntoResponse for HeaderMap {
+    fn into_response(self) -> Response {
+        Response::new(StatusCode::OK).with_headers(self)
+    }
+}
+
+/// Never happens: the rejection of extractors that cannot fail.
+impl IntoResponse for std::convert::Infallible {
+    fn into_response(self) -> Response {
+        match self {}
+    }
+}
+
+/// `Ok` answers with `T`, `Err` with `E`: a handler returning `Result<T, MyError>` uses `?`
+/// on anything convertible into `MyError`, and `MyError: IntoResponse` decides the status and
+/// body in one place.
 impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
     fn into_response(self) -> Response {
         match self {
@@ -339,6 +400,97 @@ impl<T: Serialize> IntoResponse for Json<T> {
         match serde_json::to_vec(&self.0) {
             Ok(v) => with_type(Bytes::from(v), JSON),
             Err(_) => Response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+const PROBLEM: HeaderValue = HeaderValue::from_static("application/problem+json");
+
+/// An RFC 9457 problem details response: `status`, with a JSON body
+/// `{"type", "title", "status", "detail"}` and `Content-Type: application/problem+json`.
+///
+/// Extraction rejections answer with one; a user's error type can too:
+///
+/// ```
+/// use ringcore_http::{IntoResponse, Problem, Response, StatusCode};
+///
+/// enum AppError { NotFound(String) }
+///
+/// impl IntoResponse for AppError {
+///     fn into_response(self) -> Response {
+///         match self {
+///             AppError::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "urn:app:not-found", "Not found")
+///                 .detail(format!("no {what}"))
+///                 .into_response(),
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    kind: String,
+    title: String,
+    status: StatusCode,
+    detail: Option<String>,
+}
+
+impl Problem {
+    /// A problem of type `kind` (a URI, e.g. `urn:app:out-of-stock`; `about:blank` when the
+    /// status says everything) with a short, fixed `title`.
+    pub fn new(status: StatusCode, kind: impl Into<String>, title: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            title: title.into(),
+            status,
+            detail: None,
+        }
+    }
+
+    /// Adds the explanation specific to this occurrence.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The type URI.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The title.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The detail, if any.
+    pub fn detail_text(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({
+            "type": self.kind,
+            "title": self.title,
+            "status": self.status.as_u16(),
+        });
+        if let (Some(d), Some(map)) = (self.detail, body.as_object_mut()) {
+            map.insert("detail".to_string(), serde_json::Value::String(d));
+        }
+        match serde_json::to_vec(&body) {
+            Ok(v) => Response {
+                status: self.status,
+                content_type: Some(PROBLEM),
+                headers: Vec::new(),
+                body: Body::Full(Bytes::from(v)),
+            },
+            Err(_) => Response::error(self.status),
         }
     }
 }

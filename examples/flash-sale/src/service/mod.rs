@@ -4,6 +4,7 @@
 //! only touch this core's state, talk to other cores through the mesh (`submit_to`), and
 //! write to this core's journal; see [`embedded`] for how a buy is decided.
 
+mod buy;
 pub mod embedded;
 pub mod health;
 mod orders;
@@ -20,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ringcore_http::metrics::Counter;
-use ringcore_http::middleware::{retry_after_secs, LoadShed, RateLimit};
+use ringcore_http::middleware::{LoadShed, RateLimit};
 use ringcore_http::runtime::cache::Cache;
 use ringcore_http::runtime::time::sleep;
 use ringcore_http::runtime::{n_shards, shard_id, spawn_local_in, submit_to, Cores, TaskClass};
@@ -31,10 +32,9 @@ use ringcore_http::{
 use serde::Deserialize;
 use serde_json::json;
 
-use self::embedded::{Order, Reserve, Take};
 use self::replay::{OnCorruption, Record, Snapshot};
 use crate::journal::{AppendError, Health, Journal};
-use crate::redis::{new_order_id, run_tag, BuyOutcome, PutOutcome, RedisStore};
+use crate::redis::{run_tag, PutOutcome, RedisStore};
 
 /// How `serve` is set up (the command line's options).
 #[derive(Debug, Clone)]
@@ -251,10 +251,6 @@ impl Drop for InFlight {
     }
 }
 
-fn overloaded(detail: &str) -> Response {
-    retry_later("overloaded", detail)
-}
-
 struct Metrics {
     sold: Counter,
     sold_out: Counter,
@@ -318,7 +314,7 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
     // The per-user limit is checked on the user's owner core, in the handler (exact across
     // cores); the global one is split over the cores.
     user_limit::configure(cfg.user_rate, cfg.user_rate.ceil().max(1.0) as u32);
-    let mut buy = post(buy);
+    let mut buy = post(buy::buy);
     if cfg.global_rate > 0.0 {
         buy = buy.layer(RateLimit::per_second(cfg.global_rate).name("buy_global"));
     }
@@ -457,11 +453,6 @@ fn object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::
 }
 
 #[derive(Deserialize)]
-struct BuyBody {
-    user: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct PutBody {
     stock: serde_json::Value,
     #[serde(default)]
@@ -476,278 +467,29 @@ struct PutBody {
 
 /// A mesh call that cannot fail in a running server (the target core exists and runs until
 /// shutdown); if it does, the request gets 503.
-async fn on<R: Send + 'static>(core: usize, f: impl FnOnce() -> R + Send + 'static) -> Result<R, Response> {
+async fn on<R: Send + 'static>(core: usize, f: impl FnOnce() -> R + Send + 'static) -> Result<R, MeshDown> {
     submit_to(core, f)
         .await
-        .map_err(|e| unavailable(&format!("core {core}: {e}")))
+        .map_err(|e| MeshDown(format!("core {core}: {e}")))
 }
 
-async fn buy(Path(item): Path<String>, State(app): State<App>, req: Request) -> Response {
-    let user = match object::<BuyBody>(req.body()) {
-        Ok(BuyBody { user: Some(u) }) if !u.is_empty() && u.len() <= 256 => u,
-        Ok(_) => return bad_request("a non-empty \"user\" (at most 256 bytes) is required"),
-        Err(e) => return bad_request(&format!("malformed JSON: {e}")),
-    };
-    if app.buys_in_flight.get() >= MAX_BUYS_IN_FLIGHT {
-        app.m.shed.inc();
-        return overloaded("too many buys in progress on this core");
-    }
-    app.buys_in_flight.set(app.buys_in_flight.get() + 1);
-    let _in_flight = InFlight(app.buys_in_flight.clone());
-    if redis_of(&app).is_some() {
-        // The embedded store charges the user's rate in `reserve`, on the same core trip.
-        let owner = embedded::user_owner(&user, n_shards());
-        let u = user.clone();
-        match on(owner, move || user_limit::take(&u)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(wait)) => return rate_limited(&app, wait),
-            Err(r) => return r,
-        }
-    }
-    let me = shard_id();
-    let seq = app.seq.get() + 1;
-    app.seq.set(seq);
-    let order = new_order_id(&format!("{me}-{}", app.tag), 0, seq);
-    let ts = now_ms();
-    let resp = match redis_of(&app) {
-        Some(store) => match redis_calls::call(&store, || store.buy(&item, &user, &order, ts)).await {
-            Ok(BuyOutcome::Bought { order }) => Ok(order),
-            Ok(BuyOutcome::SoldOut) => Err(error(StatusCode::CONFLICT, "sold_out")),
-            Ok(BuyOutcome::AlreadyBought { order }) => Err(already(&order)),
-            Ok(BuyOutcome::UnknownItem) => Err(error(StatusCode::NOT_FOUND, "unknown_item")),
-            // In doubt when it timed out: the script may have run. A retry tells the truth
-            // (`already_bought` with that order), and never sells a second unit.
-            Err(e) => Err(unavailable(&format!(
-                "store: {e}; retry: a buy that went through answers already_bought"
-            ))),
-        },
-        None => match commit_backlog() {
-            Some(why) => {
-                app.m.shed.inc();
-                Err(overloaded(&why))
-            }
-            None => buy_embedded(&app, &item, &user, order, ts).await,
-        },
-    };
-    match resp {
-        Ok(order) => {
-            app.m.sold.inc();
-            json_response(
-                StatusCode::OK,
-                json!({"order": order, "item": item, "user": user}),
-            )
-        }
-        Err(r) => {
-            if r.status_code() == StatusCode::CONFLICT {
-                let body = match r.body() {
-                    ringcore_http::Body::Full(b) => b.clone(),
-                    _ => Bytes::new(),
-                };
-                if body.starts_with(br#"{"error":"sold_out""#) {
-                    app.m.sold_out.inc();
-                } else {
-                    app.m.already.inc();
-                }
-            }
-            r
-        }
+/// A mesh call failed (see [`on`]): 503 `unavailable`.
+struct MeshDown(String);
+
+impl From<MeshDown> for Response {
+    fn from(e: MeshDown) -> Response {
+        unavailable(&e.0)
     }
 }
 
-/// 429 for a user over the per-user buy rate.
-fn rate_limited(app: &App, wait: Duration) -> Response {
-    app.m.rate_limited.inc();
-    json_response(
-        StatusCode::TOO_MANY_REQUESTS,
-        json!({"error": "rate_limited", "detail": "this user's buys per second"}),
-    )
-    .header(
-        ringcore_http::header::RETRY_AFTER,
-        ringcore_http::HeaderValue::from(retry_after_secs(wait)),
-    )
-}
-
-fn already(order: &str) -> Response {
-    json_response(
-        StatusCode::CONFLICT,
-        json!({"error": "already_bought", "order": order}),
-    )
+impl From<MeshDown> for Unlock {
+    fn from(e: MeshDown) -> Unlock {
+        Unlock::Now(e.into())
+    }
 }
 
 /// How long a buy waits for a stock change or an earlier buy by the same user.
 const WAIT_LIMIT: Duration = Duration::from_secs(2);
-
-/// Why this core's group commit cannot take another buy in time, if it cannot.
-fn commit_backlog() -> Option<String> {
-    let journal = embedded::core().journal.borrow().clone()?;
-    let age = journal.flush_age();
-    if age > COMMIT_WAIT_TARGET {
-        return Some(format!(
-            "the group commit ahead has waited {} ms for the disk",
-            age.as_millis()
-        ));
-    }
-    let queued = journal.queued_records();
-    (queued >= MAX_QUEUED_RECORDS).then(|| format!("{queued} records wait for the group commit"))
-}
-
-async fn buy_embedded(app: &App, item: &str, user: &str, order: String, ts: u64) -> Result<String, Response> {
-    if let Some(why) = embedded::core()
-        .journal
-        .borrow()
-        .as_ref()
-        .and_then(|j| j.failure())
-    {
-        // Nothing could be made durable: answer before reserving anything.
-        return Err(unavailable(&format!("journal: {why}")));
-    }
-    let n = n_shards();
-    let u = embedded::user_owner(user, n);
-    let started = std::time::Instant::now();
-    let mut take_token = true;
-    loop {
-        if started.elapsed() > WAIT_LIMIT {
-            return Err(unavailable("the item is busy"));
-        }
-        let (i, us) = (item.to_string(), user.to_string());
-        let reserved = on(u, move || embedded::reserve(&i, &us, take_token)).await?;
-        // One token per buy, not per retry of the reservation.
-        take_token = false;
-        let got = match reserved {
-            Reserve::RateLimited(wait) => return Err(rate_limited(app, wait)),
-            Reserve::Got => true,
-            Reserve::Empty => false,
-            Reserve::Already(o) => return Err(already(&o)),
-            Reserve::Unknown => return Err(error(StatusCode::NOT_FOUND, "unknown_item")),
-            Reserve::InDoubt => {
-                return Err(unavailable(
-                    "an earlier buy by this user is in doubt (a journal write failed); retry later",
-                ))
-            }
-            Reserve::InFlight | Reserve::Frozen | Reserve::NotReady => {
-                sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-        };
-        if !got {
-            let stolen = match steal(item, u, n).await {
-                Ok(s) => s,
-                Err(r) => {
-                    // No unit was taken: the user's pending mark goes, or every later buy
-                    // of this user would wait on it.
-                    let (i, us) = (item.to_string(), user.to_string());
-                    on(u, move || embedded::release(&i, &us, false)).await?;
-                    return Err(r);
-                }
-            };
-            match stolen {
-                Some((giver, extra)) => {
-                    if extra > 0 {
-                        let i = item.to_string();
-                        on(u, move || embedded::deposit(&i, extra)).await?;
-                        let i = item.to_string();
-                        on(giver, move || embedded::settle(&i, extra)).await?;
-                    }
-                }
-                None => {
-                    let (i, us) = (item.to_string(), user.to_string());
-                    on(u, move || embedded::release(&i, &us, false)).await?;
-                    return Err(error(StatusCode::CONFLICT, "sold_out"));
-                }
-            }
-        }
-        // A unit is ours and the user is pending: make the order durable.
-        break;
-    }
-    let rec = Record::Order {
-        order: order.clone(),
-        item: item.to_string(),
-        user: user.to_string(),
-        ts,
-    };
-    let payload = serde_json::to_vec(&rec).map_err(|e| unavailable(&e.to_string()))?;
-    let journal = embedded::core().journal.borrow().clone();
-    let Some(journal) = journal else {
-        let (i, us) = (item.to_string(), user.to_string());
-        on(u, move || embedded::release(&i, &us, true)).await?;
-        return Err(unavailable("journal not open"));
-    };
-    let durable = journal.append(&payload).await;
-    app.m.journal_batches.set(journal.stats().batches as i64);
-    match durable {
-        Ok(()) => {}
-        Err(AppendError::NotWritten(e)) => {
-            // Certainly not in the file: the unit and the user's mark go back.
-            let (i, us) = (item.to_string(), user.to_string());
-            on(u, move || embedded::release(&i, &us, true)).await?;
-            return Err(unavailable(&format!("journal: {e}")));
-        }
-        Err(AppendError::InDoubt(e, doubt)) => {
-            // Maybe durable: hold the unit and the mark until the journal cuts the batch off.
-            let (i, us) = (item.to_string(), user.to_string());
-            on(u, move || embedded::mark_in_doubt(&i, &us)).await?;
-            let (i, us) = (item.to_string(), user.to_string());
-            spawn_local_in(TaskClass::Background, async move {
-                doubt.await;
-                let _ = submit_to(u, move || embedded::release(&i, &us, true)).await;
-            })
-            .detach();
-            return Err(unavailable(&format!(
-                "journal: {e}; this buy is in doubt, retry later"
-            )));
-        }
-    }
-    let (i, us, o) = (item.to_string(), user.to_string(), order.clone());
-    on(u, move || embedded::commit(&i, &us, &o)).await?;
-    let owner = embedded::order_owner(&order, n);
-    let o = Order {
-        order: order.clone(),
-        item: item.to_string(),
-        user: user.to_string(),
-        ts,
-    };
-    on(owner, move || embedded::index_order(o)).await?;
-    Ok(order)
-}
-
-/// Takes units of `item` from any core for core `u`: `Some((giver, extra))` when one unit
-/// was found (plus `extra` more, lent by `giver`, to deposit on `u`), `None` when no core has
-/// any and none are in transit. Waits out stock changes and transits in progress.
-async fn steal(item: &str, u: usize, n: usize) -> Result<Option<(usize, u64)>, Response> {
-    let started = std::time::Instant::now();
-    // "Sold out" needs two scans in a row that found every segment empty, nothing in
-    // transit, and no segment refilled in between (a unit deposited on a core the first
-    // scan had already passed would otherwise be missed).
-    let mut previous: Option<Vec<u64>> = None;
-    loop {
-        let mut wait = false;
-        let mut refills = Vec::with_capacity(n);
-        for step in 0..n {
-            let k = (u + step) % n;
-            let i = item.to_string();
-            match on(k, move || embedded::take(&i)).await? {
-                Take::Units(g) => return Ok(Some((k, g - 1))),
-                Take::Empty { lent, deposits } => {
-                    wait |= lent > 0;
-                    refills.push(deposits);
-                }
-                Take::Frozen => wait = true,
-            }
-        }
-        if !wait {
-            if previous.as_ref() == Some(&refills) {
-                return Ok(None);
-            }
-            previous = Some(refills);
-            continue;
-        }
-        previous = None;
-        if started.elapsed() > WAIT_LIMIT {
-            return Err(unavailable("the item is busy"));
-        }
-        sleep(Duration::from_millis(1)).await;
-    }
-}
 
 fn authorized(app: &App, req: &Request) -> bool {
     match &app.admin_token {
@@ -997,7 +739,7 @@ async fn get_order(Path(order): Path<String>, State(app): State<App>) -> Respons
             let id = order.clone();
             match on(owner, move || embedded::lookup_order(&id)).await {
                 Ok(o) => o.map(|o| json!({"order": o.order, "item": o.item, "user": o.user, "ts": o.ts})),
-                Err(r) => return r,
+                Err(e) => return e.into(),
             }
         }
     };
