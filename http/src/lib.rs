@@ -199,7 +199,10 @@ pub use http::{HeaderMap, Uri};
 pub use limits::Limits;
 pub use request::{Parts, Request};
 pub use request_builder::{BuildError, RequestBuilder};
-pub use response::{Body, BodyReceiver, BodySender, IntoResponse, Json, Problem, Response};
+pub use response::{
+    Body, BodyReceiver, BodySender, IntoResponse, Json, Problem, ReceiverGone, Response,
+    DEFAULT_STREAM_CAPACITY,
+};
 pub use ringcore_runtime as runtime;
 pub use router::{any, delete, get, options, patch, post, put, MethodRouter, Router};
 pub use server::{IntoRouter, Server, ShutdownReport, DEFAULT_GRACEFUL_TIMEOUT};

@@ -35,12 +35,24 @@ impl fmt::Debug for Body {
 
 impl Body {
     /// A streaming body and the sender that feeds it (from any task on the same core).
-    /// The body ends when the sender is dropped.
+    /// The body ends when the sender is dropped. [`BodySender::feed`] waits while more than
+    /// [`DEFAULT_STREAM_CAPACITY`] bytes are queued (the connection writes them as fast as the
+    /// client reads); [`BodySender::send`] queues without waiting.
     pub fn channel() -> (BodySender, Body) {
+        Self::channel_with_capacity(DEFAULT_STREAM_CAPACITY)
+    }
+
+    /// [`channel`](Self::channel) with `capacity` bytes queued at most before
+    /// [`BodySender::feed`] waits (at least one chunk is always accepted, however large).
+    pub fn channel_with_capacity(capacity: usize) -> (BodySender, Body) {
         let shared = Rc::new(RefCell::new(Chan {
             chunks: VecDeque::new(),
+            queued: 0,
+            capacity,
             closed: false,
+            receiver_gone: false,
             waker: None,
+            sender_waker: None,
         }));
         (
             BodySender {
@@ -51,11 +63,45 @@ impl Body {
     }
 }
 
+/// Bytes a [`Body::channel`] queues before [`BodySender::feed`] waits: 64 KiB, about what
+/// one write to a socket takes.
+pub const DEFAULT_STREAM_CAPACITY: usize = 64 * 1024;
+
 struct Chan {
     chunks: VecDeque<Bytes>,
+    /// Bytes in `chunks`.
+    queued: usize,
+    capacity: usize,
+    /// The sender is gone: the body ends after `chunks`.
     closed: bool,
+    /// The receiver is gone (the response was dropped: the client went away).
+    receiver_gone: bool,
+    /// The receiver waiting for a chunk.
     waker: Option<Waker>,
+    /// A sender waiting in `feed` for room.
+    sender_waker: Option<Waker>,
 }
+
+impl Chan {
+    fn pop(&mut self) -> Option<Bytes> {
+        let b = self.chunks.pop_front()?;
+        self.queued -= b.len();
+        Some(b)
+    }
+}
+
+/// The body's reader is gone (the client closed the connection, or the response was
+/// dropped): what a [`BodySender::feed`] would queue can never be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiverGone;
+
+impl fmt::Display for ReceiverGone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the response body's reader is gone")
+    }
+}
+
+impl std::error::Error for ReceiverGone {}
 
 /// Feeds a [`Body::channel`] stream.
 pub struct BodySender {
@@ -69,7 +115,9 @@ impl fmt::Debug for BodySender {
 }
 
 impl BodySender {
-    /// Queues a chunk; empty chunks are skipped (an empty chunk would end a chunked body).
+    /// Queues a chunk without waiting, however much is queued already (prefer
+    /// [`feed`](Self::feed) for a body of unknown size); empty chunks are skipped (an empty
+    /// chunk would end a chunked body).
     pub fn send(&self, chunk: impl Into<Bytes>) {
         let chunk = chunk.into();
         if chunk.is_empty() {
@@ -77,12 +125,45 @@ impl BodySender {
         }
         let w = {
             let mut c = self.shared.borrow_mut();
+            c.queued += chunk.len();
             c.chunks.push_back(chunk);
             c.waker.take()
         };
         if let Some(w) = w {
             w.wake();
         }
+    }
+
+    /// Queues a chunk once the queue holds at most the channel's capacity, so a producer
+    /// faster than the client's reading waits instead of growing the queue: back-pressure
+    /// from the socket to the handler. Fails once the reader is gone (the client left); then
+    /// stop producing. Empty chunks are skipped.
+    pub async fn feed(&self, chunk: impl Into<Bytes>) -> Result<(), ReceiverGone> {
+        let chunk = chunk.into();
+        poll_fn(|cx| {
+            let mut c = self.shared.borrow_mut();
+            if c.receiver_gone {
+                return Poll::Ready(Err(ReceiverGone));
+            }
+            if c.queued > 0 && c.queued + chunk.len() > c.capacity {
+                c.sender_waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await?;
+        self.send(chunk);
+        Ok(())
+    }
+
+    /// Bytes queued and not yet taken by the connection.
+    pub fn queued(&self) -> usize {
+        self.shared.borrow().queued
+    }
+
+    /// True once the reader is gone (see [`ReceiverGone`]).
+    pub fn is_closed(&self) -> bool {
+        self.shared.borrow().receiver_gone
     }
 }
 
@@ -113,25 +194,51 @@ impl fmt::Debug for BodyReceiver {
 impl BodyReceiver {
     /// The next chunk, or `None` when the sender is gone and everything was read.
     pub async fn next(&self) -> Option<Bytes> {
-        poll_fn(|cx| {
+        let (chunk, sender) = poll_fn(|cx| {
             let mut c = self.shared.borrow_mut();
-            if let Some(b) = c.chunks.pop_front() {
-                return Poll::Ready(Some(b));
+            if let Some(b) = c.pop() {
+                return Poll::Ready((Some(b), c.sender_waker.take()));
             }
             if c.closed {
-                return Poll::Ready(None);
+                return Poll::Ready((None, None));
             }
             c.waker = Some(cx.waker().clone());
             Poll::Pending
         })
-        .await
+        .await;
+        if let Some(w) = sender {
+            w.wake();
+        }
+        chunk
     }
 
     /// Everything queued right now, without waiting.
     pub(crate) fn drain_ready(&self, out: &mut Vec<Bytes>) -> bool {
-        let mut c = self.shared.borrow_mut();
-        out.extend(c.chunks.drain(..));
-        c.closed
+        let (closed, sender) = {
+            let mut c = self.shared.borrow_mut();
+            out.extend(c.chunks.drain(..));
+            c.queued = 0;
+            (c.closed, c.sender_waker.take())
+        };
+        if let Some(w) = sender {
+            w.wake();
+        }
+        closed
+    }
+}
+
+impl Drop for BodyReceiver {
+    fn drop(&mut self) {
+        let w = {
+            let mut c = self.shared.borrow_mut();
+            c.receiver_gone = true;
+            c.chunks.clear();
+            c.queued = 0;
+            c.sender_waker.take()
+        };
+        if let Some(w) = w {
+            w.wake();
+        }
     }
 }
 
