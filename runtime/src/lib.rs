@@ -77,6 +77,8 @@
 mod buf;
 mod builder;
 pub mod cache;
+#[cfg(any(feature = "tokio-io", feature = "hyper-io"))]
+pub mod compat;
 mod context;
 mod cpus;
 mod driver;
