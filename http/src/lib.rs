@@ -79,6 +79,7 @@ mod request;
 mod response;
 mod router;
 mod server;
+pub mod tls;
 
 pub use handler::{FromRequest, Handler, Params, Path, State};
 pub use http::{header, HeaderName, HeaderValue, Method, StatusCode, Version};
@@ -88,3 +89,4 @@ pub use response::{Body, BodyReceiver, BodySender, IntoResponse, Json, Response}
 pub use ringcore_runtime as runtime;
 pub use router::{any, delete, get, options, patch, post, put, MethodRouter, Router};
 pub use server::{Server, ShutdownReport, DEFAULT_GRACEFUL_TIMEOUT};
+pub use tls::TlsConfig;

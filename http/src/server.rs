@@ -22,6 +22,7 @@ use crate::conn::{self, ConnConfig, CoreConns};
 use crate::limits::Limits;
 use crate::metrics::Gauge;
 use crate::router::Router;
+use crate::tls::{CoreTls, TlsConfig};
 
 /// Default time in-flight requests get to finish after shutdown is requested.
 pub const DEFAULT_GRACEFUL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +44,7 @@ pub struct Server {
     graceful: Duration,
     on_listening: Option<Listening>,
     runtime: Option<Box<dyn FnOnce(ringcore_runtime::Builder) -> ringcore_runtime::Builder + Send>>,
+    tls: Option<TlsConfig>,
 }
 
 impl fmt::Debug for Server {
@@ -94,7 +96,15 @@ impl Server {
             graceful: DEFAULT_GRACEFUL_TIMEOUT,
             on_listening: None,
             runtime: None,
+            tls: None,
         }
+    }
+
+    /// Serves HTTPS: every connection is TLS with `config` (see [`TlsConfig`]); a client that
+    /// does not speak TLS gets an alert and the connection is closed.
+    pub fn tls(mut self, config: TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
     }
 
     /// Which cores serve (default: all).
@@ -174,12 +184,18 @@ impl Server {
             server_header: self.server_header.clone(),
         };
         let graceful = self.graceful;
+        let tls = self.tls.clone();
         let on_listening = self.on_listening.clone();
         let factory = Arc::new(factory);
         let outs = rt.run(move || {
-            let (addr, cfg, factory, on_listening) =
-                (addr.clone(), cfg.clone(), factory.clone(), on_listening.clone());
-            async move { serve_core(addr, cfg, factory, on_listening, graceful).await }
+            let (addr, cfg, factory, on_listening, tls) = (
+                addr.clone(),
+                cfg.clone(),
+                factory.clone(),
+                on_listening.clone(),
+                tls.clone(),
+            );
+            async move { serve_core(addr, cfg, factory, on_listening, graceful, tls).await }
         })?;
         let mut report = ShutdownReport::default();
         for out in outs.into_iter().flatten() {
@@ -223,6 +239,7 @@ async fn serve_core<S: 'static, F>(
     factory: Arc<F>,
     on_listening: Option<Listening>,
     graceful: Duration,
+    tls: Option<TlsConfig>,
 ) -> io::Result<ShutdownReport>
 where
     F: Fn() -> Router<S> + Send + Sync + 'static,
@@ -249,6 +266,13 @@ where
         tracing::info!(hook = %name, core = shard_id(), micros = took.as_micros() as u64, "pre-warm hook done");
     }
     let router = Rc::new(router);
+    let tls = match tls.map(CoreTls::new).transpose() {
+        Ok(t) => t.map(Rc::new),
+        Err(e) => {
+            ringcore_runtime::request_shutdown();
+            return Err(e);
+        }
+    };
     let cfg = Rc::new(cfg);
     let core = Rc::new(CoreConns::new(&cfg.limits));
     let listener = match bind_all(&addr).await {
@@ -315,6 +339,11 @@ where
             if core.active.get() >= cfg.limits.max_connections_per_core {
                 core.refused.set(core.refused.get() + 1);
                 core.m_refused.inc();
+                if tls.is_some() {
+                    // A plaintext 503 means nothing to a TLS client: just close.
+                    drop(stream);
+                    continue;
+                }
                 // Built per refusal, so its Date is current (a few hundred bytes: small next
                 // to the accept, write and close it comes with).
                 let refuse = conn::refuse_response(&cfg);
@@ -330,6 +359,17 @@ where
             }
             let _ = stream.set_nodelay(true);
             let peer = stream.peer_addr().ok();
+            if let Some(tls) = &tls {
+                // The handshake (bounded by its timeout) runs in the connection's task.
+                let (tls, router, cfg, core) = (tls.clone(), router.clone(), cfg.clone(), core.clone());
+                spawn_local(async move {
+                    if let Some(stream) = tls.accept(stream).await {
+                        conn::serve(stream, peer, router, cfg, core).await;
+                    }
+                })
+                .detach();
+                continue;
+            }
             spawn_local(conn::serve(
                 stream,
                 peer,
