@@ -69,6 +69,7 @@
 #![warn(missing_docs)]
 
 mod budget;
+pub mod client;
 mod conn;
 mod handler;
 pub mod limits;

@@ -26,7 +26,7 @@ use ringcore_runtime::net::{RecvBuf, TcpStream};
 use ringcore_runtime::IoBuf;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::{Connection, ServerConfig, ServerConnection};
 
 use crate::conn::Transport;
 
@@ -185,13 +185,7 @@ impl CoreTls {
     /// connection is then closed; a peer that spoke something other than TLS got an alert).
     pub(crate) async fn accept(&self, tcp: TcpStream) -> Option<TlsStream> {
         let conn = ServerConnection::new(self.current()).ok()?;
-        let stream = TlsStream {
-            tcp,
-            conn: RefCell::new(conn),
-            pending: RefCell::new(None),
-            out: RefCell::new(Vec::new()),
-            broken: Cell::new(false),
-        };
+        let stream = TlsStream::new(tcp, conn.into());
         let deadline = ringcore_runtime::time::loop_now() + self.handshake_timeout();
         let done = ringcore_runtime::time::timeout_at(deadline, stream.handshake()).await;
         match done {
@@ -201,10 +195,10 @@ impl CoreTls {
     }
 }
 
-/// A server-side TLS connection over a [`TcpStream`].
+/// A TLS connection over a [`TcpStream`] (server side, or the client's).
 pub(crate) struct TlsStream {
     tcp: TcpStream,
-    conn: RefCell<ServerConnection>,
+    conn: RefCell<Connection>,
     /// Received TLS bytes not yet given to rustls.
     pending: RefCell<Option<(RecvBuf, usize)>>,
     /// The reused buffer TLS records are encrypted into (taken while a send owns it).
@@ -237,7 +231,18 @@ impl Drop for TearGuard<'_> {
 }
 
 impl TlsStream {
-    async fn handshake(&self) -> io::Result<()> {
+    pub(crate) fn new(tcp: TcpStream, conn: Connection) -> Self {
+        TlsStream {
+            tcp,
+            conn: RefCell::new(conn),
+            pending: RefCell::new(None),
+            out: RefCell::new(Vec::new()),
+            broken: Cell::new(false),
+        }
+    }
+
+    /// Runs the handshake to its end (both sides' messages sent).
+    pub(crate) async fn handshake(&self) -> io::Result<()> {
         loop {
             self.flush_tls().await?;
             if !self.conn.borrow().is_handshaking() {
