@@ -33,6 +33,13 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! ## HTTPS and the client
+//!
+//! `Server::bind(..).tls(TlsConfig::from_pem_files("cert.pem", "key.pem")?)` serves HTTPS
+//! with rustls ([`tls`]: ALPN `http/1.1`, session resumption, a handshake timeout, and
+//! [`TlsConfig::reload`] to swap certificates without a restart). [`client::Client`] calls
+//! other services over HTTP/1.1 or HTTPS with a per-core keep-alive pool.
+//!
 //! ## Protocol choices
 //!
 //! The server follows RFC 9112 and RFC 9110 for what a server must do, and makes these

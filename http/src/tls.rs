@@ -16,7 +16,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,9 +29,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{Connection, ServerConfig, ServerConnection};
 
 use crate::conn::Transport;
+use crate::metrics::Counter;
 
 /// Default bound on a TLS handshake, from accept to the last handshake byte sent.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The metric counting handshakes that did not complete, by `reason`.
+const TLS_FAILURES: &str = "ringcore_http_tls_handshake_failures_total";
 
 /// The most decrypted bytes handed to the HTTP parser at once.
 const PLAINTEXT_CHUNK: usize = 16 * 1024;
@@ -154,14 +158,20 @@ fn load(cert_path: &Path, key_path: &Path) -> io::Result<Arc<ServerConfig>> {
 pub(crate) struct CoreTls {
     config: TlsConfig,
     held: RefCell<(u64, Arc<ServerConfig>)>,
+    m_failed: Counter,
+    m_timed_out: Counter,
 }
 
 impl CoreTls {
     pub(crate) fn new(config: TlsConfig) -> io::Result<Self> {
         let held = config.snapshot()?;
+        let help = "TLS handshakes that did not complete (error: a protocol error, a peer that \
+                    is not TLS, or a close; timeout: past the handshake timeout).";
         Ok(CoreTls {
             config,
             held: RefCell::new(held),
+            m_failed: Counter::new(TLS_FAILURES, help, &[("reason", "error")]),
+            m_timed_out: Counter::new(TLS_FAILURES, help, &[("reason", "timeout")]),
         })
     }
 
@@ -190,7 +200,14 @@ impl CoreTls {
         let done = ringcore_runtime::time::timeout_at(deadline, stream.handshake()).await;
         match done {
             Ok(Ok(())) => Some(stream),
-            _ => None,
+            Ok(Err(_)) => {
+                self.m_failed.inc();
+                None
+            }
+            Err(_) => {
+                self.m_timed_out.inc();
+                None
+            }
         }
     }
 }
@@ -331,11 +348,13 @@ impl Transport for TlsStream {
             }
             {
                 let mut conn = self.conn.borrow_mut();
-                let mut buf = vec![0u8; PLAINTEXT_CHUNK];
-                match conn.reader().read(&mut buf) {
-                    Ok(n) => {
-                        // 0: the peer sent close_notify (EOF).
-                        buf.truncate(n);
+                let mut reader = conn.reader();
+                match reader.fill_buf() {
+                    Ok(chunk) => {
+                        // Empty: the peer sent close_notify (EOF). One copy, exactly sized.
+                        let n = chunk.len().min(PLAINTEXT_CHUNK);
+                        let buf = chunk[..n].to_vec();
+                        reader.consume(n);
                         return Ok(buf);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

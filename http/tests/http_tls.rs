@@ -109,7 +109,9 @@ fn get_over(tls: &mut Tls, path: &str, close: bool) -> Response {
 }
 
 fn router() -> Router<()> {
-    Router::new().route("/hello", get(|| async { "hello over TLS\n" }))
+    Router::new()
+        .route("/hello", get(|| async { "hello over TLS\n" }))
+        .route("/metrics", get(ringcore_http::metrics::prometheus))
 }
 
 fn start(tls: TlsConfig) -> common::TestServer {
@@ -202,9 +204,17 @@ fn plaintext_to_the_tls_port_is_closed_and_a_silent_client_times_out() {
     assert!(closed && got.is_empty(), "silent client not closed: {got:?}");
     assert!(took >= Duration::from_millis(250), "closed too early: {took:?}");
 
-    // The server still serves TLS clients.
+    // The server still serves TLS clients, and counted both failed handshakes.
     let mut ok = connect(server.addr, &cfg);
-    assert_eq!(get_over(&mut ok, "/hello", true).status, 200);
+    assert_eq!(get_over(&mut ok, "/hello", false).status, 200);
+    let metrics = get_over(&mut ok, "/metrics", true).text();
+    for reason in ["error", "timeout"] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("ringcore_http_tls_handshake_failures_total") && l.contains(reason))
+            .unwrap_or_else(|| panic!("no {reason} line in {metrics}"));
+        assert!(line.ends_with(" 1"), "{line}");
+    }
     stop(server, &cfg);
     let _ = std::fs::remove_dir_all(dir);
 }
