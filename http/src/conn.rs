@@ -3,7 +3,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
+use std::io;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -31,6 +33,40 @@ use crate::router::Router;
 pub(crate) struct ConnConfig {
     pub(crate) limits: Limits,
     pub(crate) server_header: HeaderValue,
+}
+
+/// What a connection is served over: plaintext [`TcpStream`], or TLS (`crate::tls`).
+/// Owned buffers both ways, as on the ring. `TcpStream`'s methods are its own, so the
+/// plaintext path compiles to what it was before the trait.
+pub(crate) trait Transport {
+    /// A received chunk (a ring buffer for TCP, decrypted bytes for TLS).
+    type Chunk: Deref<Target = [u8]>;
+
+    /// The next received bytes; an empty chunk is EOF. Cancel-safe: a dropped call loses
+    /// no bytes.
+    fn recv(&self) -> impl Future<Output = io::Result<Self::Chunk>>;
+
+    /// Writes some of `buf` and says how many bytes were taken.
+    fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = (io::Result<usize>, B)>;
+
+    /// Ends the sending side (the peer reads EOF).
+    fn shutdown_write(&self) -> impl Future<Output = io::Result<()>>;
+}
+
+impl Transport for TcpStream {
+    type Chunk = RecvBuf;
+
+    fn recv(&self) -> impl Future<Output = io::Result<RecvBuf>> {
+        TcpStream::recv(self)
+    }
+
+    fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = (io::Result<usize>, B)> {
+        TcpStream::write(self, buf)
+    }
+
+    fn shutdown_write(&self) -> impl Future<Output = io::Result<()>> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
 }
 
 /// A per-core shutdown signal that idle connections wait on.
@@ -136,8 +172,8 @@ impl Drop for ActiveGuard {
     }
 }
 
-enum Read {
-    Data(RecvBuf),
+enum Read<C> {
+    Data(C),
     Eof,
     Failed,
     TimedOut,
@@ -147,8 +183,8 @@ enum Read {
 /// Writes all of `buf` and hands it back; `None` if the connection failed or a send accepted
 /// no byte within the write timeout (the client stopped reading). `advance` drops the bytes
 /// already sent from the front of `buf`.
-async fn send_all<B: IoBuf>(
-    stream: &TcpStream,
+async fn send_all<T: Transport, B: IoBuf>(
+    stream: &T,
     mut buf: B,
     advance: fn(&mut B, usize),
     cfg: &ConnConfig,
@@ -177,7 +213,7 @@ async fn send_all<B: IoBuf>(
 }
 
 /// Writes and clears `out` (keeping its allocation); false if the connection is done for.
-async fn flush(stream: &TcpStream, out: &mut Vec<u8>, cfg: &ConnConfig, core: &CoreConns) -> bool {
+async fn flush<T: Transport>(stream: &T, out: &mut Vec<u8>, cfg: &ConnConfig, core: &CoreConns) -> bool {
     if out.is_empty() {
         return true;
     }
@@ -226,8 +262,8 @@ fn timeout_response(out: &mut Vec<u8>, cfg: &ConnConfig) {
 /// the client still sends until it closes, the linger timeout passes, or enough was read. A
 /// plain close with unread input would make the kernel send a reset, which can destroy the
 /// response the client has not read yet.
-pub(crate) async fn linger(stream: &TcpStream, limits: &Limits) {
-    if stream.shutdown(std::net::Shutdown::Write).await.is_err() {
+pub(crate) async fn linger<T: Transport>(stream: &T, limits: &Limits) {
+    if stream.shutdown_write().await.is_err() {
         return;
     }
     let deadline = Instant::now() + limits.linger_timeout;
@@ -246,7 +282,12 @@ fn budget_deadline(now: Instant, cfg: &ConnConfig) -> Instant {
 }
 
 /// Answers 503 + `Retry-After` to a body that found no room in the core's budget, and closes.
-async fn refuse_body(stream: &TcpStream, out: &mut Vec<u8>, cfg: &ConnConfig, core: &CoreConns) -> bool {
+async fn refuse_body<T: Transport>(
+    stream: &T,
+    out: &mut Vec<u8>,
+    cfg: &ConnConfig,
+    core: &CoreConns,
+) -> bool {
     core.body_budget.m_refused.inc();
     unavailable_and_close(out, cfg, b"request body budget exhausted\n");
     flush(stream, out, cfg, core).await
@@ -287,8 +328,8 @@ fn unavailable_and_close(out: &mut Vec<u8>, cfg: &ConnConfig, body: &[u8]) {
 // `async fn` would also copy its arguments into its frame, about 200 bytes more per
 // connection; the unit test below measures it.)
 #[allow(clippy::manual_async_fn)]
-pub(crate) fn serve<S: 'static>(
-    stream: TcpStream,
+pub(crate) fn serve<S: 'static, T: Transport + 'static>(
+    stream: T,
     peer: Option<SocketAddr>,
     router: Rc<Router<S>>,
     cfg: Rc<ConnConfig>,
@@ -344,13 +385,13 @@ enum Busy {
 
 /// Serves requests from `first` (the bytes that ended the idle wait) on, until the
 /// connection is idle again or done.
-async fn serve_busy<S: 'static>(
-    stream: &TcpStream,
+async fn serve_busy<S: 'static, T: Transport>(
+    stream: &T,
     peer: Option<SocketAddr>,
     router: &Router<S>,
     cfg: &ConnConfig,
     core: &CoreConns,
-    first: RecvBuf,
+    first: T::Chunk,
 ) -> Busy {
     let mut parser = Parser::new(cfg.limits.clone());
     let mut out: Vec<u8> = Vec::with_capacity(4096);
@@ -591,13 +632,13 @@ fn read_deadline(
 
 /// Waits for the first bytes of the next request (or EOF, error, timeout), or for draining.
 /// `on_wait` runs once, the first time nothing is ready.
-async fn select_read<R, D>(
+async fn select_read<C: Deref<Target = [u8]>, R, D>(
     mut recv: std::pin::Pin<&mut R>,
     mut drained: std::pin::Pin<&mut D>,
     on_wait: impl FnOnce(),
-) -> Read
+) -> Read<C>
 where
-    R: Future<Output = Result<std::io::Result<RecvBuf>, ringcore_runtime::time::Elapsed>>,
+    R: Future<Output = Result<std::io::Result<C>, ringcore_runtime::time::Elapsed>>,
     D: Future<Output = ()>,
 {
     let mut on_wait = Some(on_wait);

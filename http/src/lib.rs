@@ -137,6 +137,12 @@
 //!     assert_eq!(server.get("/").text(), "hi");
 //! } // dropping the server stops it
 //! ```
+//! ## HTTPS and the client
+//!
+//! `Server::bind(..).tls(TlsConfig::from_pem_files("cert.pem", "key.pem")?)` serves HTTPS
+//! with rustls ([`tls`]: ALPN `http/1.1`, session resumption, a handshake timeout, and
+//! [`TlsConfig::reload`] to swap certificates without a restart). [`client::Client`] calls
+//! other services over HTTP/1.1 or HTTPS with a per-core keep-alive pool.
 //!
 //! ## Protocol choices
 //!
@@ -174,6 +180,7 @@
 #![warn(missing_docs)]
 
 mod budget;
+pub mod client;
 mod conn;
 pub mod extract;
 mod handler;
@@ -188,6 +195,7 @@ mod router;
 mod server;
 mod span;
 pub mod test;
+pub mod tls;
 
 pub use bytes::Bytes;
 pub use extract::{
@@ -207,3 +215,4 @@ pub use ringcore_runtime as runtime;
 pub use router::{any, delete, get, options, patch, post, put, MethodRouter, Router};
 pub use server::{IntoRouter, Server, ShutdownReport, DEFAULT_GRACEFUL_TIMEOUT};
 pub use span::MAX_REQUEST_ID;
+pub use tls::TlsConfig;

@@ -23,6 +23,7 @@ use crate::conn::{self, ConnConfig, CoreConns};
 use crate::limits::Limits;
 use crate::metrics::Gauge;
 use crate::router::Router;
+use crate::tls::{CoreTls, TlsConfig};
 
 /// Default time in-flight requests get to finish after shutdown is requested.
 pub const DEFAULT_GRACEFUL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +47,7 @@ pub struct Server {
     runtime: Option<Box<dyn FnOnce(ringcore_runtime::Builder) -> ringcore_runtime::Builder + Send>>,
     on_runtime: Option<Box<dyn FnOnce(ShutdownHandle) + Send>>,
     latency_buckets: Option<Arc<[Duration]>>,
+    tls: Option<TlsConfig>,
 }
 
 impl fmt::Debug for Server {
@@ -99,7 +101,15 @@ impl Server {
             runtime: None,
             on_runtime: None,
             latency_buckets: None,
+            tls: None,
         }
+    }
+
+    /// Serves HTTPS: every connection is TLS with `config` (see [`TlsConfig`]); a client that
+    /// does not speak TLS gets an alert and the connection is closed.
+    pub fn tls(mut self, config: TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
     }
 
     /// Which cores serve (default: all).
@@ -246,22 +256,24 @@ impl Server {
             server_header: self.server_header.clone(),
         };
         let graceful = self.graceful;
+        let tls = self.tls.clone();
         let on_listening = self.on_listening.clone();
         let buckets = self.latency_buckets.clone();
         let outs = rt.run(move || {
-            let (addr, cfg, factory, on_listening, buckets) = (
+            let (addr, cfg, factory, on_listening, buckets, tls) = (
                 addr.clone(),
                 cfg.clone(),
                 factory.clone(),
                 on_listening.clone(),
                 buckets.clone(),
+                tls.clone(),
             );
             async move {
                 // Before the router exists: its routes' histograms take these bounds.
                 if let Some(b) = &buckets {
                     crate::metrics::set_latency_buckets(b);
                 }
-                serve_core(addr, cfg, factory, on_listening, graceful).await
+                serve_core(addr, cfg, factory, on_listening, graceful, tls).await
             }
         })?;
         let mut report = ShutdownReport::default();
@@ -361,6 +373,7 @@ async fn serve_core<S: 'static>(
     factory: Arc<Factory<S>>,
     on_listening: Option<Listening>,
     graceful: Duration,
+    tls: Option<TlsConfig>,
 ) -> io::Result<ShutdownReport> {
     let mut router = match factory(shard_id()).await {
         Ok(r) => r,
@@ -409,6 +422,13 @@ async fn serve_core<S: 'static>(
         }
     }
     let router = Rc::new(router);
+    let tls = match tls.map(CoreTls::new).transpose() {
+        Ok(t) => t.map(Rc::new),
+        Err(e) => {
+            ringcore_runtime::request_shutdown();
+            return Err(e);
+        }
+    };
     let cfg = Rc::new(cfg);
     let core = Rc::new(CoreConns::new(&cfg.limits));
     let listener = match bind_all(&addr).await {
@@ -475,6 +495,11 @@ async fn serve_core<S: 'static>(
             if core.active.get() >= cfg.limits.max_connections_per_core {
                 core.refused.set(core.refused.get() + 1);
                 core.m_refused.inc();
+                if tls.is_some() {
+                    // A plaintext 503 means nothing to a TLS client: just close.
+                    drop(stream);
+                    continue;
+                }
                 // Built per refusal, so its Date is current (a few hundred bytes: small next
                 // to the accept, write and close it comes with).
                 let refuse = conn::refuse_response(&cfg);
@@ -490,6 +515,17 @@ async fn serve_core<S: 'static>(
             }
             let _ = stream.set_nodelay(true);
             let peer = stream.peer_addr().ok();
+            if let Some(tls) = &tls {
+                // The handshake (bounded by its timeout) runs in the connection's task.
+                let (tls, router, cfg, core) = (tls.clone(), router.clone(), cfg.clone(), core.clone());
+                spawn_local(async move {
+                    if let Some(stream) = tls.accept(stream).await {
+                        conn::serve(stream, peer, router, cfg, core).await;
+                    }
+                })
+                .detach();
+                continue;
+            }
             spawn_local(conn::serve(
                 stream,
                 peer,

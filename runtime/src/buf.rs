@@ -18,6 +18,19 @@ pub unsafe trait IoBuf: Unpin + 'static {
     fn stable_ptr(&self) -> *const u8;
     /// How many bytes from `stable_ptr()` are initialised and will be written.
     fn bytes_init(&self) -> usize;
+
+    /// The initialised bytes, borrowed (for code that must look at them before a write:
+    /// encryption, a copy into another buffer).
+    fn as_init_slice(&self) -> &[u8] {
+        let len = self.bytes_init();
+        if len == 0 {
+            return &[];
+        }
+        // SAFETY: the trait's contract: `stable_ptr()` points to `bytes_init()` initialised
+        // bytes that stay valid and unmodified while `self` lives, and the slice borrows
+        // `self`. The empty case returns early (a null or dangling pointer is never used).
+        unsafe { std::slice::from_raw_parts(self.stable_ptr(), len) }
+    }
 }
 
 /// A buffer the kernel may fill (for reads). Reads append: they write into

@@ -80,6 +80,8 @@ mod block_on;
 mod buf;
 mod builder;
 pub mod cache;
+#[cfg(any(feature = "tokio-io", feature = "hyper-io"))]
+pub mod compat;
 mod context;
 mod cpus;
 mod driver;

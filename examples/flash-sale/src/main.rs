@@ -5,6 +5,7 @@
 //!                   [--admin-token T] [--prefix P] [--user-rate R] [--global-rate R]
 //!                   [--accept-data-loss] [--share-addr] [--shed-grace MS]
 //!                   [--redis-timeout MS] [--allow-redis-data-loss]
+//!                   [--tls-cert PEM --tls-key PEM]
 //! flash-sale repair --data-dir DIR
 //! flash-sale demo   [--cores all|N|LIST] [--items K] [--stock S] [--users U] [--rate R] ...
 //! ```
@@ -99,6 +100,12 @@ struct ServeArgs {
     /// appendfsync always) or refuses CONFIG GET.
     #[arg(long)]
     allow_redis_data_loss: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs `--tls-key`.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn store_url(url: &str) -> Result<String, String> {
@@ -151,6 +158,7 @@ fn config(a: ServeArgs) -> Result<Config, String> {
     }
     cfg.allow_redis_data_loss = a.allow_redis_data_loss;
     cfg.accept_data_loss = a.accept_data_loss;
+    cfg.tls = a.tls_cert.zip(a.tls_key);
     match a.data_dir {
         Some(d) => cfg.data_dir = d,
         None if cfg.store.is_some() => cfg.data_dir = std::env::temp_dir(),
@@ -162,6 +170,7 @@ fn config(a: ServeArgs) -> Result<Config, String> {
 fn serve(cfg: Config) -> ExitCode {
     let embedded = cfg.store.is_none();
     let data_dir = cfg.data_dir.clone();
+    let with_tls = if cfg.tls.is_some() { " with TLS" } else { "" };
     let result = service::serve(
         cfg,
         |snap| {
@@ -180,10 +189,10 @@ fn serve(cfg: Config) -> ExitCode {
                 eprintln!("flash-sale: --accept-data-loss dropped {d}");
             }
         },
-        |addr| {
+        move |addr| {
             use std::io::Write;
             println!(
-                "flash-sale listening on {addr} (driver: {})",
+                "flash-sale listening on {addr}{with_tls} (driver: {})",
                 ringcore_http::runtime::driver_kind()
             );
             let _ = std::io::stdout().flush();

@@ -7,12 +7,13 @@
 //!
 //! Run with: `cargo run --release -p hello -- --addr 127.0.0.1:8080 --cores 2`
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use ringcore_cli::CoreSpec;
 use ringcore_http::header::CONTENT_TYPE;
-use ringcore_http::{any, get, HeaderValue, Json, Request, Response, Router, Server};
+use ringcore_http::{any, get, HeaderValue, Json, Request, Response, Router, Server, TlsConfig};
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
@@ -51,6 +52,12 @@ struct Args {
     /// ids such as `0,2-3`.
     #[arg(long, default_value = "all", value_name = "all|N|LIST")]
     cores: CoreSpec,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs `--tls-key`.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn router() -> Router {
@@ -72,11 +79,24 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let result = Server::bind(args.addr)
-        .cores(args.cores.to_runtime())
-        .on_listening(|a| {
+    let mut server = Server::bind(args.addr).cores(args.cores.to_runtime());
+    let scheme = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match TlsConfig::from_pem_files(cert, key) {
+            Ok(tls) => {
+                server = server.tls(tls);
+                " with TLS"
+            }
+            Err(e) => {
+                eprintln!("hello: TLS: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => "",
+    };
+    let result = server
+        .on_listening(move |a| {
             println!(
-                "hello listening on {a} (driver: {})",
+                "hello listening on {a}{scheme} (driver: {})",
                 ringcore_http::runtime::driver_kind()
             )
         })

@@ -103,7 +103,10 @@ impl TcpStream {
         self.recv.borrow().stream.uses_buf_ring()
     }
 
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<io::Result<RecvBuf>> {
+    /// Polls for the next received chunk (what [`recv`](Self::recv) awaits). The receive
+    /// stays with the stream between polls, so a caller that stops polling loses no bytes:
+    /// the next poll (or `recv`) gets them. An empty chunk is EOF.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<io::Result<RecvBuf>> {
         let mut st = self.recv.borrow_mut();
         if let Some(b) = st.leftover.take() {
             return Poll::Ready(Ok(b));

@@ -27,7 +27,7 @@ use ringcore_http::runtime::time::sleep;
 use ringcore_http::runtime::{n_shards, shard_id, spawn_local_in, submit_to, Cores, TaskClass};
 use ringcore_http::{
     get, post, put, IntoResponse, Json, Limits, Path, Request, Response, Router, Server, ShutdownReport,
-    State, StatusCode,
+    State, StatusCode, TlsConfig,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -71,6 +71,9 @@ pub struct Config {
     /// Start even on a corrupt journal: cut it at the damage (as `flash-sale repair` does)
     /// and list the dropped records in [`Snapshot::dropped`].
     pub accept_data_loss: bool,
+    /// Serve HTTPS with this PEM certificate chain and private key (see
+    /// [`ringcore_http::TlsConfig`]); `None`: plaintext.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Config {
@@ -91,6 +94,7 @@ impl Config {
             redis_timeout: crate::redis::client::DEFAULT_DEADLINE,
             allow_redis_data_loss: false,
             accept_data_loss: false,
+            tls: None,
         }
     }
 }
@@ -119,6 +123,11 @@ pub fn serve(
     if !cfg.share_addr {
         refuse_served_addr(&cfg.addr)?;
     }
+    // Checked before any journal is read: a bad certificate fails start-up at once.
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+        None => None,
+    };
     let snapshot = if cfg.store.is_none() {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| io::Error::new(e.kind(), format!("data dir {}: {e}", cfg.data_dir.display())))?;
@@ -138,7 +147,11 @@ pub fn serve(
     limits.max_body_bytes = 64 * 1024;
     let cfg = Arc::new(cfg);
     let cfg2 = cfg.clone();
-    Server::bind(cfg.addr.clone())
+    let mut server = Server::bind(cfg.addr.clone());
+    if let Some(tls) = tls {
+        server = server.tls(tls);
+    }
+    server
         .cores(cfg.cores.clone())
         .limits(limits)
         .server_header(ringcore_http::HeaderValue::from_static("flash-sale"))
