@@ -148,7 +148,7 @@ run_ceiling() {
         --duration "$DUR" --warmup 1 --max-error-rate 100% >"$WORK/load.out" 2>&1 ||
         die "ringcore-load failed: $(tail -3 "$WORK/load.out")"
     stop_server "flash-sale-ceiling" "$pid" "$STOPS"
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.0f" % (r["status"]["client_error"] / float(sys.argv[2])))' "$json" "$DUR"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.0f" % (r["status"]["4xx"] / float(sys.argv[2])))' "$json" "$DUR"
 }
 
 budget_start
