@@ -14,6 +14,7 @@ use std::task::Waker;
 
 use super::buf_ring::BufRing;
 use super::epoll::EpollDriver;
+use super::lifecycle::OpTable;
 use super::{Completion, Features, MultiPoll, UringDriver, Wait};
 use crate::select::DriverKind;
 use crate::shared::{Config, ShardRemote};
@@ -63,39 +64,43 @@ impl Driver {
         }
     }
 
+    /// The op table both backends keep their operations in.
+    fn ops(&self) -> &OpTable {
+        match self {
+            Driver::Uring(d) => &d.ops,
+            Driver::Epoll(d) => &d.ops,
+        }
+    }
+
+    fn ops_mut(&mut self) -> &mut OpTable {
+        match self {
+            Driver::Uring(d) => &mut d.ops,
+            Driver::Epoll(d) => &mut d.ops,
+        }
+    }
+
     pub(crate) fn ops_in_flight(&self) -> usize {
-        match self {
-            Driver::Uring(d) => d.ops_in_flight(),
-            Driver::Epoll(d) => d.ops_in_flight(),
-        }
+        self.ops().len()
     }
 
+    /// Polls a single-shot operation: its completion, or `None` (the waker is registered).
     pub(crate) fn poll_op(&mut self, key: usize, waker: &Waker) -> Option<Completion> {
-        match self {
-            Driver::Uring(d) => d.poll_op(key, waker),
-            Driver::Epoll(d) => d.poll_op(key, waker),
-        }
+        self.ops_mut().poll_single(key, waker)
     }
 
+    /// True if the single-shot op `key` has its completion waiting.
     pub(crate) fn is_completed(&self, key: usize) -> bool {
-        match self {
-            Driver::Uring(d) => d.is_completed(key),
-            Driver::Epoll(d) => d.is_completed(key),
-        }
+        self.ops().is_completed(key)
     }
 
+    /// Polls a multishot operation.
     pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker) -> MultiPoll {
-        match self {
-            Driver::Uring(d) => d.poll_multi(key, waker),
-            Driver::Epoll(d) => d.poll_multi(key, waker),
-        }
+        self.ops_mut().poll_multi(key, waker)
     }
 
+    /// Puts a multishot completion back at the front of its queue (the task had to yield).
     pub(crate) fn unpoll_multi(&mut self, key: usize, c: Completion) {
-        match self {
-            Driver::Uring(d) => d.unpoll_multi(key, c),
-            Driver::Epoll(d) => d.unpoll_multi(key, c),
-        }
+        self.ops_mut().unpoll_multi(key, c);
     }
 
     pub(crate) fn drop_op(&mut self, key: usize, data: Option<Box<dyn Any>>) {

@@ -73,7 +73,7 @@ pub(crate) enum Wait {
 /// The io_uring backend of [`Driver`].
 pub(crate) struct UringDriver {
     ring: IoUring,
-    ops: OpTable,
+    pub(in crate::driver) ops: OpTable,
     features: Features,
     buf_ring: Option<Rc<BufRing>>,
     eventfd: i32,
@@ -126,10 +126,6 @@ impl UringDriver {
 
     pub(crate) fn buf_ring(&self) -> Option<&Rc<BufRing>> {
         self.buf_ring.as_ref()
-    }
-
-    pub(crate) fn ops_in_flight(&self) -> usize {
-        self.ops.len()
     }
 
     fn arm_eventfd(&mut self) -> io::Result<()> {
@@ -186,26 +182,6 @@ impl UringDriver {
             return Err(e);
         }
         Ok(key)
-    }
-
-    /// Polls a single-shot operation: its completion, or `None` (the waker is registered).
-    pub(crate) fn poll_op(&mut self, key: usize, waker: &Waker) -> Option<Completion> {
-        self.ops.poll_single(key, waker)
-    }
-
-    /// True if the single-shot op `key` has its completion waiting.
-    pub(crate) fn is_completed(&self, key: usize) -> bool {
-        self.ops.is_completed(key)
-    }
-
-    /// Polls a multishot operation.
-    pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker) -> MultiPoll {
-        self.ops.poll_multi(key, waker)
-    }
-
-    /// Puts a multishot completion back at the front of its queue (the task had to yield).
-    pub(crate) fn unpoll_multi(&mut self, key: usize, c: Completion) {
-        self.ops.unpoll_multi(key, c);
     }
 
     /// The future of operation `key` was dropped: keep `data` alive until the kernel is done.

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use super::blocking::{self, Job, Returns};
 use super::lifecycle::OpTable;
 use super::uring::Features;
-use super::{Completion, Errno, MultiPoll, Orphan, Wait};
+use super::{Completion, Errno, Orphan, Wait};
 use crate::shared::ShardRemote;
 use crate::stats;
 pub(crate) use sysop::{BlockingOp, Interest, ReadyCall, ReadyOp, SysOp};
@@ -110,7 +110,7 @@ impl Default for KeyList {
 
 pub(crate) struct EpollDriver {
     epoll: OwnedFd,
-    ops: OpTable,
+    pub(in crate::driver) ops: OpTable,
     /// The socket call of each op key that waits for readiness (indexed by key).
     waiting: Vec<Option<ReadyOp>>,
     /// Waiting op keys per fd number.
@@ -203,10 +203,6 @@ impl EpollDriver {
         }
     }
 
-    pub(crate) fn ops_in_flight(&self) -> usize {
-        self.ops.len()
-    }
-
     /// Registers an operation and starts it. Returns the slot key.
     ///
     /// # Safety
@@ -280,22 +276,6 @@ impl EpollDriver {
         }
         self.waiting[key] = Some(op);
         Ok(())
-    }
-
-    pub(crate) fn poll_op(&mut self, key: usize, waker: &Waker) -> Option<Completion> {
-        self.ops.poll_single(key, waker)
-    }
-
-    pub(crate) fn is_completed(&self, key: usize) -> bool {
-        self.ops.is_completed(key)
-    }
-
-    pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker) -> MultiPoll {
-        self.ops.poll_multi(key, waker)
-    }
-
-    pub(crate) fn unpoll_multi(&mut self, key: usize, c: Completion) {
-        self.ops.unpoll_multi(key, c);
     }
 
     /// The future of `key` was dropped: a waiting socket call is cancelled at once; a pool
