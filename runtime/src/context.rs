@@ -30,6 +30,8 @@ pub(crate) struct Context {
     pub(crate) sharded: RefCell<std::collections::HashMap<u64, Rc<dyn std::any::Any>>>,
     /// This shard's [`CoreLocal`](crate::CoreLocal) values, by slot number.
     pub(crate) locals: RefCell<crate::local::Locals>,
+    /// Reused by the loop to take the driver's deferred wakers, so a turn allocates nothing.
+    pub(crate) deferred_wakes: RefCell<Vec<std::task::Waker>>,
 }
 
 thread_local! {

@@ -67,6 +67,7 @@ where
         shutdown_waiters: RefCell::new(slab::Slab::new()),
         sharded: RefCell::new(HashMap::new()),
         locals: RefCell::default(),
+        deferred_wakes: RefCell::default(),
     });
     context::enter(cx.clone());
     // Every shard has its ring and context before any main future runs; if one could not
@@ -176,12 +177,14 @@ impl Wake for NoopWake {
 }
 
 fn release_deferred(cx: &Context) {
-    let mut wake = Vec::new();
+    // The waker list is reused (taken out, so a waker's `wake` may reach the context).
+    let mut wake = std::mem::take(&mut *cx.deferred_wakes.borrow_mut());
     let mut gone: Vec<Box<dyn Any>> = Vec::new();
     cx.driver.borrow_mut().take_deferred(&mut wake, &mut gone);
-    for w in wake {
+    for w in wake.drain(..) {
         w.wake();
     }
+    *cx.deferred_wakes.borrow_mut() = wake;
     drop(gone);
 }
 

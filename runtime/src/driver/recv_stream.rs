@@ -6,9 +6,11 @@
 //! receive then goes into a private buffer, and the next one re-arms the multishot. A
 //! multishot the kernel ends without an error is re-armed too. Without the ring (older
 //! kernels, `portable_ops`), every receive is a single-shot `RECV` into a private buffer.
-//! On the epoll driver a receive is made only when bytes are there: one that would block
-//! gives its buffer back and the stream waits for the fd's next readable edge holding
-//! nothing, so an idle connection holds no receive buffer there either.
+//! On the epoll driver the driver makes the receive itself ([`EpollDriver::poll_recv`]), only
+//! while the socket may have bytes, into the core's one receive buffer; a stream waiting for
+//! bytes holds no buffer and no op there, only its waker in the driver's per-fd state.
+//!
+//! [`EpollDriver::poll_recv`]: super::epoll::EpollDriver::poll_recv
 //! The caller (`net::TcpStream`) sees none of this: it asks for the next chunk.
 
 use std::future::Future;
@@ -19,10 +21,11 @@ use std::task::{Context, Poll};
 
 use super::backend::Driver;
 use super::buf_ring::BufRing;
-use super::op::{self, Multi, Op, Readable, Recv};
+use super::op::{self, Multi, Op, Recv};
 use super::recv_buf::RecvBuf;
 use super::Errno;
 use crate::context;
+use crate::executor::coop;
 use crate::fd::SharedFd;
 use crate::stats;
 
@@ -36,12 +39,9 @@ pub(crate) struct RecvStream {
     multi: Option<Multi>,
     /// A single-shot receive in flight (the portable path, or the ring ran dry).
     single: Option<Op<Recv<Vec<u8>>>>,
-    /// The epoll driver: a receive is made only when bytes are there ([`op::recv_now`]), and
-    /// the wait for them ([`op::readable`]) holds no buffer, so an idle connection holds
-    /// none (a parked receive would hold its 16 KiB buffer for as long as the peer is quiet).
+    /// The epoll driver: receives are the driver's `poll_recv` (no op, no buffer held while
+    /// the peer is quiet).
     readiness: bool,
-    /// The wait for readability in flight (epoll).
-    readable: Option<Op<Readable>>,
     /// The peer closed its sending side: every later receive is empty at once.
     eof: bool,
 }
@@ -63,9 +63,13 @@ impl RecvStream {
             multi: None,
             single: None,
             readiness,
-            readable: None,
             eof: false,
         }
+    }
+
+    /// True on the epoll driver (receives wait for readiness).
+    pub(crate) fn is_readiness(&self) -> bool {
+        self.readiness
     }
 
     /// True if received bytes come from the core's provided buffer ring.
@@ -76,7 +80,7 @@ impl RecvStream {
     /// True if a receive may go straight into the caller's own buffer (`op::recv`): no
     /// buffer ring in use and no receive of this stream in flight.
     pub(crate) fn is_direct(&self) -> bool {
-        self.ring.is_none() && self.single.is_none() && self.readable.is_none()
+        self.ring.is_none() && self.single.is_none()
     }
 
     /// The next received bytes on `fd`; an empty chunk means EOF.
@@ -84,16 +88,13 @@ impl RecvStream {
         if self.eof {
             return Poll::Ready(Ok(RecvBuf::owned(Vec::new())));
         }
+        if self.readiness {
+            return self.poll_ready_recv(fd, cx);
+        }
         loop {
             if let Some(single) = self.single.as_mut() {
                 let (res, buf) = std::task::ready!(Pin::new(single).poll(cx));
                 self.single = None;
-                if self.readiness && matches!(&res, Err(e) if e.raw_os_error() == Some(libc::EAGAIN)) {
-                    // Nothing there: wait for the next bytes without the buffer.
-                    drop(buf);
-                    self.readable = Some(op::readable(fd)?);
-                    continue;
-                }
                 return Poll::Ready(match res {
                     Ok(0) => {
                         self.eof = true;
@@ -103,19 +104,9 @@ impl RecvStream {
                     Err(e) => Err(e),
                 });
             }
-            if let Some(readable) = self.readable.as_mut() {
-                let res = std::task::ready!(Pin::new(readable).poll(cx));
-                self.readable = None;
-                res?;
-            }
             let Some(ring) = self.ring.as_ref() else {
                 let buf = Vec::with_capacity(FALLBACK_RECV_SIZE);
-                let op = if self.readiness {
-                    op::recv_now(fd, buf)
-                } else {
-                    op::recv(fd, buf)
-                };
-                self.single = Some(op.map_err(|(e, _)| e)?);
+                self.single = Some(op::recv(fd, buf).map_err(|(e, _)| e)?);
                 continue;
             };
             let multi = match self.multi.as_mut() {
@@ -155,6 +146,32 @@ impl RecvStream {
                     return Poll::Ready(Err(e.into()));
                 }
             }
+        }
+    }
+}
+
+impl RecvStream {
+    /// The epoll driver's receive: the driver's per-fd readiness decides whether a `recv` is
+    /// made; the task's cooperative budget is spent only when one is.
+    fn poll_ready_recv(&mut self, fd: &SharedFd, cx: &mut Context<'_>) -> Poll<io::Result<RecvBuf>> {
+        let may = context::with(|c| match &*c.driver.borrow() {
+            Driver::Epoll(d) => d.may_recv(fd),
+            Driver::Uring(_) => true,
+        });
+        if may {
+            std::task::ready!(coop::poll_proceed(cx));
+        }
+        let got = context::with(|c| match &mut *c.driver.borrow_mut() {
+            Driver::Epoll(d) => d.poll_recv(fd, cx.waker()),
+            Driver::Uring(_) => Poll::Ready(Err(io::Error::other("readiness receive on io_uring"))),
+        });
+        match std::task::ready!(got) {
+            Ok(v) if v.is_empty() => {
+                self.eof = true;
+                Poll::Ready(Ok(RecvBuf::owned(v)))
+            }
+            Ok(v) => Poll::Ready(Ok(RecvBuf::owned(v))),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
 }

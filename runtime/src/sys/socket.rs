@@ -153,3 +153,38 @@ pub(crate) fn shutdown(fd: RawFd, how: i32) -> io::Result<()> {
     // SAFETY: shutdown takes plain integers; no pointers.
     check(unsafe { libc::shutdown(fd, how) }).map(|_| ())
 }
+
+/// One non-blocking `recv` into the spare capacity of `buf`, whose length grows by the bytes
+/// received. `Ok(0)`: the peer closed its side. `EAGAIN` comes back as an error.
+pub(crate) fn recv_spare(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by `buf`, which nothing
+    // else touches during the call.
+    let r = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), libc::MSG_DONTWAIT) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = r as usize;
+    // SAFETY: the kernel initialised `n <= spare.len()` bytes right after the current length.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// One non-blocking `send` of `bytes` (never raising `SIGPIPE`); `EAGAIN` comes back as an
+/// error.
+pub(crate) fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: `bytes` is a live, initialised slice of the length given.
+    let r = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}

@@ -20,10 +20,15 @@
 //!   through `epoll_pwait2` (5.11+), else `epoll_wait` rounded up to the millisecond.
 //!
 //! No multishot accept or receive and no provided buffers: every accept and every receive is
-//! one call. A receive goes into a private 16 KiB buffer, made only when bytes are there:
-//! the stream's receive that would block completes with `EAGAIN` and gives the buffer back,
-//! and the stream then waits with a `Readable` call that holds nothing and completes on the
-//! fd's next readable edge (`driver/recv_stream.rs`).
+//! one call. A stream's receives do not go through the op table at all
+//! ([`EpollDriver::poll_recv`]): the driver keeps, per fd, whether the socket may have bytes
+//! (`rx_ready`) and the waker of the one task waiting for them. A receive is made only while
+//! `rx_ready` holds; a receive that answers `EAGAIN`, or that returns less than it asked for
+//! (the kernel's queue is empty then, as tokio also assumes), clears it, and the next edge
+//! epoll reports sets it and wakes the task. So a request costs one `recv` (no second one
+//! to hear `EAGAIN`), and a waiting connection costs a flag and a waker, no buffer and no op.
+//! Bytes are received into one 16 KiB buffer per core and handed out as a copy of their exact
+//! size (the buffer itself when the receive filled more than a quarter of it).
 
 pub(crate) mod sysop;
 
@@ -31,15 +36,18 @@ use std::any::Any;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use std::task::Waker;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::blocking::{self, Job, Returns};
 use super::lifecycle::OpTable;
+use super::recv_stream::FALLBACK_RECV_SIZE;
 use super::uring::Features;
 use super::{Completion, Errno, Orphan, Wait};
+use crate::fd::SharedFd;
 use crate::shared::ShardRemote;
 use crate::stats;
+use crate::sys;
 pub(crate) use sysop::{BlockingOp, Interest, ReadyCall, ReadyOp, SysOp};
 
 /// epoll token of the shard's wake-up eventfd.
@@ -51,12 +59,36 @@ const MAX_EVENTS: usize = 256;
 /// The longest park while pool jobs wait for room in the pool's queue.
 const POOL_RETRY: Duration = Duration::from_millis(1);
 
-/// The calls waiting for one fd's readiness (op keys).
-#[derive(Default)]
+/// The calls waiting for one fd's readiness (op keys), and its stream receive's state.
 struct FdWaiters {
     read: KeyList,
     write: KeyList,
+    /// The socket may have bytes (or an EOF, or an error) to receive: set by every readable
+    /// edge, cleared by a receive that found the queue empty. True until a receive says so.
+    rx_ready: bool,
+    /// epoll reported the peer's close (or an error): a receive always answers now, so
+    /// `rx_ready` is never cleared again (a short receive can leave the EOF behind it, and
+    /// no edge would come for it).
+    rx_closed: bool,
+    /// The task waiting in [`EpollDriver::poll_recv`] for the next readable edge.
+    rx_waker: Option<Waker>,
 }
+
+impl Default for FdWaiters {
+    fn default() -> Self {
+        Self {
+            read: KeyList::default(),
+            write: KeyList::default(),
+            rx_ready: true,
+            rx_closed: false,
+            rx_waker: None,
+        }
+    }
+}
+
+/// A received chunk at most this long is handed out as a copy of its exact size; a longer
+/// one takes the core's receive buffer with it (copying it would cost more than a new one).
+const RX_COPY_MAX: usize = 4096;
 
 /// Op keys waiting on one fd for one readiness: nearly always at most one (a socket's
 /// receive, or its send), kept inline; more go to a vector allocated only then. An idle
@@ -127,6 +159,11 @@ pub(crate) struct EpollDriver {
     scratch: Vec<usize>,
     /// `epoll_pwait2` is missing (ENOSYS): wait with millisecond timeouts.
     no_pwait2: bool,
+    /// The core's receive buffer for stream receives ([`Self::poll_recv`]); empty, with
+    /// room for [`FALLBACK_RECV_SIZE`] bytes, between receives.
+    rx_buf: Vec<u8>,
+    /// Tasks whose socket turned readable in the last `epoll_wait`, woken by the shard.
+    rx_woken: Vec<Waker>,
 }
 
 fn check(ret: i32) -> io::Result<i32> {
@@ -191,6 +228,8 @@ impl EpollDriver {
             pool_done: Vec::new(),
             scratch: Vec::new(),
             no_pwait2: false,
+            rx_buf: Vec::new(),
+            rx_woken: Vec::new(),
         })
     }
 
@@ -251,22 +290,99 @@ impl EpollDriver {
         Ok(key)
     }
 
-    /// Parks socket call `key` until its fd is ready, adding the fd to epoll the first time.
-    fn wait_ready(&mut self, key: usize, op: ReadyOp) -> io::Result<()> {
-        let fd = op.fd.raw();
-        if !op.fd.is_polled() {
+    /// The index of `fd` in `fds`, adding the fd to epoll the first time it waits. An fd
+    /// number's state starts afresh then (the number may have belonged to a closed socket).
+    fn register(&mut self, fd: &SharedFd) -> io::Result<usize> {
+        let raw = fd.raw();
+        let idx = usize::try_from(raw).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+        if self.fds.len() <= idx {
+            self.fds.resize_with(idx + 1, FdWaiters::default);
+        }
+        if !fd.is_polled() {
             let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
-            match ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, events, fd as u64) {
+            match ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                raw,
+                events,
+                raw as u64,
+            ) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
                 Err(e) => return Err(e),
             }
-            op.fd.set_polled();
+            fd.set_polled();
+            let w = &mut self.fds[idx];
+            w.rx_ready = true;
+            w.rx_closed = false;
+            w.rx_waker = None;
         }
-        let idx = usize::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-        if self.fds.len() <= idx {
-            self.fds.resize_with(idx + 1, FdWaiters::default);
+        Ok(idx)
+    }
+
+    /// True if a stream receive on `fd` would make a call now (it may have bytes); false
+    /// means [`Self::poll_recv`] would wait.
+    pub(crate) fn may_recv(&self, fd: &SharedFd) -> bool {
+        if !fd.is_polled() {
+            return true;
         }
+        usize::try_from(fd.raw())
+            .ok()
+            .and_then(|i| self.fds.get(i))
+            .map_or(true, |w| w.rx_ready)
+    }
+
+    /// The stream receive on `fd`: the next bytes (empty at EOF), or `Pending` with `waker`
+    /// kept until epoll reports the fd readable. Makes a `recv` only while the fd may have
+    /// bytes (see the module docs).
+    pub(crate) fn poll_recv(&mut self, fd: &SharedFd, waker: &Waker) -> Poll<io::Result<Vec<u8>>> {
+        let idx = match self.register(fd) {
+            Ok(i) => i,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        loop {
+            let w = &mut self.fds[idx];
+            if !w.rx_ready {
+                match &w.rx_waker {
+                    Some(old) if old.will_wake(waker) => {}
+                    _ => w.rx_waker = Some(waker.clone()),
+                }
+                return Poll::Pending;
+            }
+            if self.rx_buf.capacity() < FALLBACK_RECV_SIZE {
+                self.rx_buf = Vec::with_capacity(FALLBACK_RECV_SIZE);
+            }
+            self.rx_buf.clear();
+            match sys::socket::recv_spare(fd.raw(), &mut self.rx_buf) {
+                Ok(0) => return Poll::Ready(Ok(Vec::new())),
+                Ok(n) => {
+                    if n < self.rx_buf.capacity() {
+                        // Short: the queue is empty now; the next edge says when it is not.
+                        let w = &mut self.fds[idx];
+                        w.rx_ready = w.rx_closed;
+                    }
+                    let chunk = if n <= RX_COPY_MAX {
+                        let c = self.rx_buf.clone();
+                        self.rx_buf.clear();
+                        c
+                    } else {
+                        std::mem::take(&mut self.rx_buf)
+                    };
+                    return Poll::Ready(Ok(chunk));
+                }
+                Err(e) => match e.raw_os_error() {
+                    // Nothing there, closed or not (never spin on it).
+                    Some(libc::EAGAIN) => self.fds[idx].rx_ready = false,
+                    Some(libc::EINTR) => {}
+                    _ => return Poll::Ready(Err(e)),
+                },
+            }
+        }
+    }
+
+    /// Parks socket call `key` until its fd is ready, adding the fd to epoll the first time.
+    fn wait_ready(&mut self, key: usize, op: ReadyOp) -> io::Result<()> {
+        let idx = self.register(&op.fd)?;
         match op.interest() {
             Interest::Read => self.fds[idx].read.push(key),
             Interest::Write => self.fds[idx].write.push(key),
@@ -428,13 +544,21 @@ impl EpollDriver {
         let readable = err || bits & (libc::EPOLLIN | libc::EPOLLRDHUP) as u32 != 0;
         let writable = err || bits & libc::EPOLLOUT as u32 != 0;
         let mut keys = std::mem::take(&mut self.scratch);
+        let mut completed = 0;
         if readable {
             w.read.take_into(&mut keys);
+            w.rx_ready = true;
+            if bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
+                w.rx_closed = true;
+            }
+            if let Some(waker) = w.rx_waker.take() {
+                self.rx_woken.push(waker);
+                completed += 1;
+            }
         }
         if writable {
             w.write.take_into(&mut keys);
         }
-        let mut completed = 0;
         for &key in &keys {
             let Some(mut op) = self.waiting.get_mut(key).and_then(Option::take) else {
                 continue;
@@ -461,6 +585,7 @@ impl EpollDriver {
     }
 
     pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
+        wake.append(&mut self.rx_woken);
         self.ops.take_deferred(wake, drop_);
     }
 
@@ -468,6 +593,10 @@ impl EpollDriver {
     /// calls it is running. Returns the resources of calls still on the pool: the caller
     /// must leak them, as a pool thread may still write into them.
     pub(crate) fn shutdown(&mut self, remote: &ShardRemote) -> Vec<Box<dyn Any>> {
+        for w in &mut self.fds {
+            w.rx_waker = None;
+        }
+        self.rx_woken.clear();
         for key in self.ops.keys() {
             self.cancel(key);
         }

@@ -38,19 +38,11 @@ pub(crate) enum Interest {
 
 /// A non-blocking socket call. Pointers point into the op future's heap resources.
 pub(crate) enum ReadyCall {
-    /// `park: false` completes with `EAGAIN` instead of waiting (holding its buffer) for
-    /// readiness; the caller then waits with [`Readable`](Self::Readable), which holds none.
+    /// Waits for readiness holding its buffer. (A stream's receives do not come here: the
+    /// driver makes them itself, see `EpollDriver::poll_recv`.)
     Recv {
         ptr: *mut u8,
         len: usize,
-        park: bool,
-    },
-    /// Completes (with 0, no call made) the next time epoll reports the fd readable: the
-    /// first attempt only arms it. Edge-triggered readiness is not lost in between: it is
-    /// submitted right after a receive said `EAGAIN`, on the same thread, before the next
-    /// `epoll_wait`.
-    Readable {
-        armed: bool,
     },
     Send {
         ptr: *const u8,
@@ -136,7 +128,7 @@ impl ReadyOp {
     /// The readiness this call waits for after `EAGAIN`.
     pub(crate) fn interest(&self) -> Interest {
         match self.call {
-            ReadyCall::Recv { .. } | ReadyCall::Readable { .. } | ReadyCall::Accept => Interest::Read,
+            ReadyCall::Recv { .. } | ReadyCall::Accept => Interest::Read,
             ReadyCall::Send { .. } | ReadyCall::SendMsg { .. } | ReadyCall::Connect { .. } => Interest::Write,
             ReadyCall::Shutdown { .. } => Interest::Write,
         }
@@ -160,21 +152,10 @@ impl ReadyOp {
     fn attempt_once(&mut self) -> Option<Completion> {
         let fd = self.fd.raw();
         let ret: isize = match &mut self.call {
-            ReadyCall::Recv { ptr, len, park } => {
+            ReadyCall::Recv { ptr, len } => {
                 // SAFETY: `ptr..ptr+len` is the spare capacity of a buffer the op owns (see
                 // the `Recv` op), valid and not otherwise accessed while the op is in flight.
-                let r = unsafe { libc::recv(fd, ptr.cast(), clamp(*len), libc::MSG_DONTWAIT) };
-                if r < 0 && !*park && last_errno() == libc::EAGAIN {
-                    return Some(Completion::new(Err(Errno(libc::EAGAIN))));
-                }
-                r
-            }
-            ReadyCall::Readable { armed } => {
-                if *armed {
-                    return Some(Completion::new(Ok(0)));
-                }
-                *armed = true;
-                return None;
+                unsafe { libc::recv(fd, ptr.cast(), clamp(*len), libc::MSG_DONTWAIT) }
             }
             ReadyCall::Send { ptr, len } => {
                 // SAFETY: `ptr..ptr+len` is the initialised part of a buffer the op owns.

@@ -34,7 +34,7 @@ pub(crate) use nop::nop;
 pub(crate) use open::openat;
 pub(crate) use read::read_at;
 pub(crate) use recv::recv;
-pub(in crate::driver) use recv::{readable, recv_multi, recv_now, Readable, Recv};
+pub(in crate::driver) use recv::{recv_multi, Recv};
 pub(crate) use send::{send, sendmsg};
 pub(crate) use shutdown::shutdown;
 pub(crate) use write::write_at;

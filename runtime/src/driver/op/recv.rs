@@ -14,8 +14,6 @@ use crate::fd::SharedFd;
 pub(crate) struct Recv<B> {
     fd: SharedFd,
     buf: B,
-    /// On epoll: wait for readiness holding the buffer (true), or complete with `EAGAIN`.
-    park: bool,
 }
 
 impl<B: IoBufMut> OpKind for Recv<B> {
@@ -40,7 +38,6 @@ impl<B: IoBufMut> OpKind for Recv<B> {
             call: ReadyCall::Recv {
                 ptr,
                 len: total - init,
-                park: self.park,
             },
         })
     }
@@ -59,54 +56,7 @@ impl<B: IoBufMut> OpKind for Recv<B> {
 
 /// Receives into the spare capacity of `buf`.
 pub(crate) fn recv<B: IoBufMut>(fd: &SharedFd, buf: B) -> Result<Op<Recv<B>>, (io::Error, B)> {
-    Op::submit(Recv {
-        fd: fd.clone(),
-        buf,
-        park: true,
-    })
-    .map_err(|(e, op)| (e, op.buf))
-}
-
-/// Receives into the spare capacity of `buf` if bytes are there now; on the epoll driver a
-/// receive that would block completes with `EAGAIN` instead of waiting with the buffer (wait
-/// with [`readable`] instead). On io_uring it is [`recv`].
-pub(in crate::driver) fn recv_now<B: IoBufMut>(fd: &SharedFd, buf: B) -> Result<Op<Recv<B>>, (io::Error, B)> {
-    Op::submit(Recv {
-        fd: fd.clone(),
-        buf,
-        park: false,
-    })
-    .map_err(|(e, op)| (e, op.buf))
-}
-
-/// Waits until the socket is readable, holding no buffer: `POLL_ADD` on io_uring, the fd's
-/// next readable edge on epoll.
-pub(crate) struct Readable {
-    fd: SharedFd,
-}
-
-impl OpKind for Readable {
-    type Output = io::Result<()>;
-
-    fn sqe(&mut self) -> squeue::Entry {
-        opcode::PollAdd::new(types::Fd(self.fd.raw()), libc::POLLIN as u32).build()
-    }
-
-    fn sys_op(&mut self) -> SysOp {
-        SysOp::Ready(ReadyOp {
-            fd: self.fd.clone(),
-            call: ReadyCall::Readable { armed: false },
-        })
-    }
-
-    fn complete(self, c: Completion) -> Self::Output {
-        c.io_result().map(|_| ())
-    }
-}
-
-/// See [`Readable`].
-pub(in crate::driver) fn readable(fd: &SharedFd) -> io::Result<Op<Readable>> {
-    Op::submit(Readable { fd: fd.clone() }).map_err(|(e, _)| e)
+    Op::submit(Recv { fd: fd.clone(), buf }).map_err(|(e, op)| (e, op.buf))
 }
 
 /// Arms a multishot receive that picks buffers from the shard's provided buffer ring.
