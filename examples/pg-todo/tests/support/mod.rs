@@ -305,6 +305,15 @@ impl App {
             }
             panic!("pg-todo did not start: first line {first:?}, stderr:\n{err}");
         };
+        // The epoll pass of scripts/test must really run on epoll.
+        if let Ok(driver) = std::env::var("RINGCORE_DRIVER") {
+            if driver == "epoll" || driver == "io_uring" {
+                assert!(
+                    first.contains(&format!("driver: {driver}")),
+                    "RINGCORE_DRIVER={driver}: {first}"
+                );
+            }
+        }
         // Drained by a thread, so a chatty log never fills the pipe and stalls the server.
         let stderr = Arc::new(Mutex::new(String::new()));
         if let Some(pipe) = child.stderr.take() {
