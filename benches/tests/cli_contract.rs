@@ -21,6 +21,7 @@ const BINARIES: &[(&str, &str, bool)] = &[
     ("ringcore-load", env!("CARGO_BIN_EXE_ringcore-load"), true),
     ("naive_uring", env!("CARGO_BIN_EXE_naive_uring"), true),
     ("tokio_ct", env!("CARGO_BIN_EXE_tokio_ct"), true),
+    ("hyper_tls", env!("CARGO_BIN_EXE_hyper_tls"), true),
     ("ringcore_fixed", env!("CARGO_BIN_EXE_ringcore_fixed"), true),
     ("axum_hello", env!("CARGO_BIN_EXE_axum_hello"), true),
     ("glommio_hello", env!("CARGO_BIN_EXE_glommio_hello"), true),
@@ -67,6 +68,10 @@ fn one_cores_grammar_with_inline_values() {
         let mut args = vec!["--cores", "4000,"];
         if name == "ringcore-load" {
             args.extend(["--url", "http://127.0.0.1:1/"]);
+        }
+        if name == "hyper_tls" {
+            // Required; the cores are checked before the files are read.
+            args.extend(["--tls-cert", "/nonexistent", "--tls-key", "/nonexistent"]);
         }
         let out = run(bin, &args);
         assert_ne!(out.status.code(), Some(0), "{name}: {}", text(&out));
