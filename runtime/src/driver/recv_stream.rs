@@ -44,19 +44,24 @@ pub(crate) struct RecvStream {
     readiness: bool,
     /// The peer closed its sending side: every later receive is empty at once.
     eof: bool,
+    speculative_send: bool,
 }
 
 impl RecvStream {
     /// A receive stream for a socket of this core (multishot if the core has a buffer ring).
     pub(crate) fn new() -> Self {
-        let (ring, readiness) = context::with(|cx| {
+        let (ring, readiness, speculative_send) = context::with(|cx| {
             let d = cx.driver.borrow();
             let ring = if d.features().multishot_recv {
                 d.buf_ring().cloned()
             } else {
                 None
             };
-            (ring, matches!(*d, Driver::Epoll(_)))
+            (
+                ring,
+                matches!(*d, Driver::Epoll(_)),
+                cx.shared.config.speculative_send,
+            )
         });
         RecvStream {
             ring,
@@ -64,12 +69,14 @@ impl RecvStream {
             single: None,
             readiness,
             eof: false,
+            speculative_send,
         }
     }
 
-    /// True on the epoll driver (receives wait for readiness).
-    pub(crate) fn is_readiness(&self) -> bool {
-        self.readiness
+    /// True if this core's sends are tried at once before any op (the runtime's
+    /// `speculative_send` setting, on by default).
+    pub(crate) fn speculative_send(&self) -> bool {
+        self.speculative_send
     }
 
     /// True if received bytes come from the core's provided buffer ring.

@@ -26,8 +26,8 @@ use crate::sys::socket;
 pub struct TcpStream {
     fd: SharedFd,
     recv: RefCell<RecvState>,
-    /// The core runs the epoll driver: sends are tried at once (see `send_at`).
-    readiness: bool,
+    /// Sends are tried at once, before any op (see `send_at`).
+    speculative_send: bool,
 }
 
 struct RecvState {
@@ -51,7 +51,7 @@ impl TcpStream {
         let stream = RecvStream::new();
         TcpStream {
             fd,
-            readiness: stream.is_readiness(),
+            speculative_send: stream.speculative_send(),
             recv: RefCell::new(RecvState {
                 stream,
                 leftover: None,
@@ -169,10 +169,13 @@ impl TcpStream {
     }
 
     async fn send_at<B: IoBuf>(&self, buf: B, offset: usize) -> (io::Result<usize>, B) {
-        if self.readiness {
-            // epoll: the socket's send buffer nearly always has room, so send at once, with
-            // no op; only a send that would block goes through the driver (and waits for
-            // the fd to turn writable holding `buf`).
+        // Speculative send (Seastar's word): a socket's send buffer nearly always has room,
+        // so the bytes go out now in one non-blocking `send`, with no op. On io_uring this
+        // also spares the loop a turn: a send SQE's completion would wake the task once more
+        // and, at low load, end the next park at once. Only a send that would block goes
+        // through the driver (a send SQE, or on epoll a wait for the fd to turn writable),
+        // which holds `buf` until the kernel is done.
+        if self.speculative_send {
             coop::consume_budget().await;
             let bytes = buf.as_init_slice();
             match socket::send_now(self.fd.raw(), bytes.get(offset..).unwrap_or_default()) {
