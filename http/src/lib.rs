@@ -168,6 +168,22 @@
 //! [`TlsConfig::reload`] to swap certificates without a restart). [`client::Client`] calls
 //! other services over HTTP/1.1 or HTTPS with a per-core keep-alive pool.
 //!
+//! ## Examples
+//!
+//! One runnable example per feature in `http/examples/` (`cargo run -p ringcore-http
+//! --example NAME -- --help`); each prints `NAME listening on ADDR` once it serves:
+//!
+//! | example | shows |
+//! |---|---|
+//! | `extract` | path tuples, query, sub-state, `WithRejection`, an error enum answering problems |
+//! | `streaming` | a [`BodyStream`] upload read as it arrives; a [`Body::channel`] response fed with `feed` |
+//! | `state` | [`Server::serve_async`] (an async per-core factory), [`State`] with [`FromRef`] sub-states |
+//! | `testing` | [`Router::oneshot`] and [`test::TestServer`] in a `#[cfg(test)]` module (`cargo test` runs it) |
+//! | `tls` | HTTPS from `--tls-cert` / `--tls-key` with [`TlsConfig`], reload without restart |
+//! | `client` | [`client::Client`] fetching the URLs given on the command line |
+//! | `observability` | request spans printed by `tracing_subscriber`, `/metrics` with an app counter |
+//! | `governed` | load shedding under overload (the governance benchmark's server) |
+//!
 //! ## Protocol choices
 //!
 //! The server follows RFC 9112 and RFC 9110 for what a server must do, and makes these
