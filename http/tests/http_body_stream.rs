@@ -449,3 +449,29 @@ fn a_status_from_the_handler_before_reading_is_sent() {
     assert!(answered.load(Ordering::SeqCst));
     server.stop();
 }
+
+/// The governance request timeout covers a handler waiting on its body: the handler is
+/// dropped (its stream with it), the client gets the timeout's 503 at once, and the
+/// connection then reads the rest of the body or closes.
+#[test]
+fn the_request_timeout_cuts_a_handler_waiting_on_its_body() {
+    use ringcore_http::middleware::Timeout;
+    let factory = || {
+        Router::new()
+            .route("/count", post(count))
+            .layer(Timeout::new(Duration::from_millis(200)))
+    };
+    let server = start_limits(limits(MIB), factory);
+    let mut c = server.client();
+    let mut req = head("/count", "Content-Length: 100000\r\n");
+    req.extend_from_slice(&[b'a'; 1000]);
+    c.send(&req);
+    let t0 = Instant::now();
+    let r = c.read_response();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
+    // 99,000 bytes left is past the drain bound: the connection closes after the answer.
+    assert!(r.has_close(), "{}", r.head_raw);
+    c.read_until_close();
+    server.stop();
+}
