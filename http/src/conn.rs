@@ -19,13 +19,16 @@ use ringcore_runtime::time::{loop_now, timeout_at};
 use ringcore_runtime::IoBuf;
 use slab::Slab;
 
+use crate::body_stream::{BodyError, BodyStream, Demand, StreamShared};
 use crate::budget::{BodyBudget, Reservation};
-use crate::limits::{Limits, LINGER_MAX_BYTES};
+use crate::limits::{Limits, LINGER_MAX_BYTES, MAX_UNREAD_BODY_DRAIN};
 use crate::metrics::{Counter, Gauge};
 use crate::proto::encode::{self, Delimit, Persist};
+use crate::proto::parser::BodyChunk;
 use crate::proto::{Parser, ProtoError};
-use crate::request::Request;
+use crate::request::{Request, RequestBody};
 use crate::response::Body;
+use crate::response::Response;
 use crate::router::Router;
 
 /// Per-server settings shared by the connections of one core.
@@ -129,6 +132,8 @@ pub(crate) struct CoreConns {
     /// Connections closed because a write made no progress within the write timeout.
     m_write_timeouts: Counter,
     m_active: Gauge,
+    /// Bytes of streamed request bodies received and not yet taken by their handlers.
+    m_body_stream: Gauge,
     /// Request bodies held across reads, all connections of this core together.
     pub(crate) body_budget: Rc<BodyBudget>,
 }
@@ -158,6 +163,11 @@ impl CoreConns {
                 &[],
             ),
             m_active: Gauge::new("ringcore_http_connections_active", "Connections open now.", &[]),
+            m_body_stream: Gauge::new(
+                "ringcore_http_body_stream_bytes",
+                "Bytes of streamed request bodies received and not yet taken by their handlers.",
+                &[],
+            ),
             body_budget: Rc::new(BodyBudget::new(limits.body_buffer_budget)),
         }
     }
@@ -406,14 +416,34 @@ async fn serve_busy<S: 'static, T: Transport>(
     let mut body_prepaid = false;
     let cap = cfg.limits.max_pending_response_bytes;
     let mut arrived = loop_now();
+    // The router was asked whether the body being received streams (it did not).
+    let mut stream_checked = false;
     parser.push(&first);
     drop(first);
     loop {
         // Answer every complete request already buffered, in order, into one write.
         loop {
-            let raw = match parser.next_request() {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
+            let (raw, streamed) = match parser.next_request() {
+                Ok(Some(r)) => {
+                    stream_checked = false;
+                    (r, None)
+                }
+                Ok(None) => {
+                    // A head is complete and its body still arriving: a handler that reads
+                    // its body as it comes gets the request now (asked once per request).
+                    let streams = !stream_checked
+                        && parser
+                            .body_head()
+                            .is_some_and(|(m, pq)| router.streams_body(m, pq));
+                    stream_checked = parser.in_body();
+                    match streams.then(|| parser.take_streaming()).flatten() {
+                        Some(raw) => {
+                            stream_checked = false;
+                            (raw, Some(StreamShared::new(core.m_body_stream.clone())))
+                        }
+                        None => break,
+                    }
+                }
                 Err(e) => {
                     error_response(&mut out, cfg, e);
                     return Busy::Closed(flush(stream, &mut out, cfg, core).await);
@@ -425,11 +455,62 @@ async fn serve_busy<S: 'static, T: Transport>(
             let version = raw.head.version;
             let wants_keep_alive = raw.keep_alive();
             core.requests.set(core.requests.get() + 1);
-            let resp = router.handle(Request::new(raw, peer, arrived)).await;
+            // Whether what is left of a streamed body allows keeping the connection, and the
+            // body's clock when its unread rest is to be drained after the answer.
+            let mut body_keeps = true;
+            let mut drain_after: Option<BodyClock> = None;
+            let resp = match streamed {
+                None => router.handle(Request::new(raw, peer, arrived)).await,
+                Some(shared) => {
+                    // Earlier answers of the batch go out before the handler waits on its body.
+                    if !flush(stream, &mut out, cfg, core).await {
+                        return Busy::Closed(false);
+                    }
+                    let body = RequestBody::Stream(BodyStream::from_conn(shared.clone()));
+                    let req = Request::with_body(raw, peer, arrived, body);
+                    let mut clock = BodyClock::default();
+                    let (resp, end) =
+                        serve_streamed(stream, &mut parser, router.handle(req), &shared, &mut clock, cfg)
+                            .await;
+                    // A stream kept past the handler is not read any more.
+                    shared.finish(Err(BodyError::Aborted));
+                    match end {
+                        Some(PumpEnd::Complete) => resp,
+                        Some(PumpEnd::Gone) => return Busy::Closed(false),
+                        Some(PumpEnd::Failed(e)) => {
+                            return Busy::Closed(
+                                answer_body_failure(stream, &mut out, cfg, core, resp, version, |o| {
+                                    error_response(o, cfg, e)
+                                })
+                                .await,
+                            );
+                        }
+                        Some(PumpEnd::TimedOut) => {
+                            return Busy::Closed(
+                                answer_body_failure(stream, &mut out, cfg, core, resp, version, |o| {
+                                    timeout_response(o, cfg)
+                                })
+                                .await,
+                            );
+                        }
+                        None | Some(PumpEnd::Dropped) => {
+                            // The handler left some of its body unread: after the answer
+                            // (the client may wait for it before sending the rest), read and
+                            // discard a bounded rest to keep the connection, else close. A
+                            // client still waiting for `100 Continue` never sends it, and a
+                            // declared rest past the bound is not worth reading.
+                            body_keeps = !parser.continue_pending()
+                                && !matches!(parser.stream_left(), Some(n) if n > MAX_UNREAD_BODY_DRAIN as u64);
+                            drain_after = body_keeps.then_some(clock);
+                            resp
+                        }
+                    }
+                }
+            };
             // The request, and with it its body buffer, is gone.
             body_mem.release();
             // Decided after the handler: shutdown may have started while it ran.
-            let keep_alive = wants_keep_alive && !core.drain.is_draining();
+            let keep_alive = wants_keep_alive && body_keeps && !core.drain.is_draining();
             let persist = Persist::new(version, keep_alive);
             let (status, ctype, headers, body) = resp.into_parts();
             let bodyless = encode::bodyless(status);
@@ -520,6 +601,14 @@ async fn serve_busy<S: 'static, T: Transport>(
             }
             if !keep_alive {
                 return Busy::Closed(flush(stream, &mut out, cfg, core).await);
+            }
+            if let Some(mut clock) = drain_after {
+                if !flush(stream, &mut out, cfg, core).await {
+                    return Busy::Closed(false);
+                }
+                if !drain_unread(stream, &mut parser, &mut clock, cfg).await {
+                    return Busy::Closed(true);
+                }
             }
             // The pending-output cap: nothing more is read or handled until this is written,
             // so a client that never reads meets TCP flow control, not a growing queue.
@@ -612,6 +701,245 @@ async fn serve_busy<S: 'static, T: Transport>(
             }
         }
     }
+}
+
+/// How a streamed body's pump ended (while its handler still ran).
+enum PumpEnd {
+    /// The body was read to its end.
+    Complete,
+    /// The handler dropped its stream before the end.
+    Dropped,
+    /// The body broke a limit or its framing: answer this and close.
+    Failed(ProtoError),
+    /// The client used up the body's read time.
+    TimedOut,
+    /// The client closed the connection (or it failed) before the body's end.
+    Gone,
+}
+
+/// The time a streamed body has spent waiting for its client; the body read timeout
+/// bounds it (time the handler spent not asking for more does not count).
+#[derive(Default)]
+struct BodyClock {
+    waited: Duration,
+}
+
+impl BodyClock {
+    /// Receives the next chunk within what is left of the body's read time.
+    async fn recv<T: Transport>(&mut self, stream: &T, cfg: &ConnConfig) -> Read<T::Chunk> {
+        let left = cfg.limits.body_read_timeout.saturating_sub(self.waited);
+        let t0 = Instant::now();
+        let read = match timeout_at(t0 + left, stream.recv()).await {
+            Ok(Ok(c)) if c.is_empty() => Read::Eof,
+            Ok(Ok(c)) => Read::Data(c),
+            Ok(Err(_)) => Read::Failed,
+            Err(_) => Read::TimedOut,
+        };
+        self.waited += t0.elapsed();
+        read
+    }
+}
+
+/// Streamed body bytes in the parser's buffer, counted in the per-core gauge while this
+/// lives.
+struct Held<'a> {
+    gauge: &'a Gauge,
+    n: usize,
+}
+
+impl Held<'_> {
+    fn set(&mut self, n: usize) {
+        self.gauge.add(n as i64 - self.n as i64);
+        self.n = n;
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
+/// Runs a handler whose body is streamed, and beside it the pump that reads the body as the
+/// handler asks. Returns the response and how the pump ended, if it did before the handler.
+async fn serve_streamed<T: Transport>(
+    stream: &T,
+    parser: &mut Parser,
+    handler: impl Future<Output = Response>,
+    shared: &StreamShared,
+    clock: &mut BodyClock,
+    cfg: &ConnConfig,
+) -> (Response, Option<PumpEnd>) {
+    let mut handler = pin!(handler);
+    let mut pump = pin!(pump_body(stream, parser, shared, clock, cfg));
+    let mut ended = None;
+    let resp = poll_fn(|cx| {
+        if let Poll::Ready(r) = handler.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        if ended.is_none() {
+            if let Poll::Ready(e) = pump.as_mut().poll(cx) {
+                ended = Some(e);
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+    (resp, ended)
+}
+
+/// Reads a streamed body for its handler: each time the handler wants bytes (and none are
+/// queued), decode what the buffer holds or receive one chunk. Sends `100 Continue` before
+/// the first receive if the client asked for it. Cancel-safe (a receive loses no bytes).
+async fn pump_body<T: Transport>(
+    stream: &T,
+    parser: &mut Parser,
+    shared: &StreamShared,
+    clock: &mut BodyClock,
+    cfg: &ConnConfig,
+) -> PumpEnd {
+    let mut held = Held {
+        gauge: shared.gauge(),
+        n: 0,
+    };
+    held.set(parser.buffered());
+    loop {
+        if let Demand::Dropped = shared.demand().await {
+            return PumpEnd::Dropped;
+        }
+        loop {
+            match parser.next_body_chunk() {
+                Ok(BodyChunk::Data(b)) => {
+                    held.set(parser.buffered());
+                    shared.put(b);
+                    break;
+                }
+                Ok(BodyChunk::End) => {
+                    shared.finish(Ok(()));
+                    return PumpEnd::Complete;
+                }
+                Ok(BodyChunk::NeedMore) => {}
+                Err(e) => {
+                    let err = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        BodyError::TooLarge
+                    } else {
+                        BodyError::Malformed
+                    };
+                    shared.finish(Err(err));
+                    return PumpEnd::Failed(e);
+                }
+            }
+            if parser.continue_pending() {
+                parser.continue_sent();
+                let advance: fn(&mut &'static [u8], usize) = |b, n| *b = &b[n..];
+                let sent = timeout_at(
+                    Instant::now() + cfg.limits.write_timeout,
+                    send_continue(stream, advance),
+                )
+                .await;
+                if !matches!(sent, Ok(true)) {
+                    shared.finish(Err(BodyError::Closed));
+                    return PumpEnd::Gone;
+                }
+            }
+            match clock.recv(stream, cfg).await {
+                Read::Data(c) => {
+                    parser.push(&c);
+                    held.set(parser.buffered());
+                }
+                Read::TimedOut => {
+                    shared.finish(Err(BodyError::TimedOut));
+                    return PumpEnd::TimedOut;
+                }
+                _ => {
+                    shared.finish(Err(BodyError::Closed));
+                    return PumpEnd::Gone;
+                }
+            }
+        }
+    }
+}
+
+/// Writes `100 Continue`; false if the connection failed.
+async fn send_continue<T: Transport>(stream: &T, advance: fn(&mut &'static [u8], usize)) -> bool {
+    let mut buf: &'static [u8] = encode::CONTINUE;
+    loop {
+        match stream.write(buf).await {
+            (Ok(n), b) if n > 0 => {
+                buf = b;
+                if n == buf.len() {
+                    return true;
+                }
+                advance(&mut buf, n);
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// After its handler returned, reads and discards what is left of a streamed body, up to
+/// [`MAX_UNREAD_BODY_DRAIN`] received bytes within the body's read time. True if the body
+/// ended (the connection can serve its next request).
+async fn drain_unread<T: Transport>(
+    stream: &T,
+    parser: &mut Parser,
+    clock: &mut BodyClock,
+    cfg: &ConnConfig,
+) -> bool {
+    let mut received = 0usize;
+    loop {
+        match parser.next_body_chunk() {
+            Ok(BodyChunk::Data(_)) => {}
+            Ok(BodyChunk::End) => return true,
+            Ok(BodyChunk::NeedMore) if received < MAX_UNREAD_BODY_DRAIN => {
+                match clock.recv(stream, cfg).await {
+                    Read::Data(c) => {
+                        received += c.len();
+                        parser.push(&c);
+                    }
+                    _ => return false,
+                }
+            }
+            Ok(BodyChunk::NeedMore) | Err(_) => return false,
+        }
+    }
+}
+
+/// Answers a request whose streamed body failed (a limit, framing, the read time): the
+/// handler's own error answer (4xx / 5xx), or `failure` in place of an answer that would
+/// claim success on a body never received whole; then the connection closes. True if it
+/// should linger.
+async fn answer_body_failure<T: Transport>(
+    stream: &T,
+    out: &mut Vec<u8>,
+    cfg: &ConnConfig,
+    core: &CoreConns,
+    resp: Response,
+    version: Version,
+    failure: impl FnOnce(&mut Vec<u8>),
+) -> bool {
+    let status = resp.status_code();
+    if status.is_client_error() || status.is_server_error() {
+        let (status, ctype, headers, body) = resp.into_parts();
+        let body = match body {
+            Body::Full(b) => b,
+            // A streamed error answer is not waited for: the request is already lost.
+            _ => Bytes::new(),
+        };
+        encode::head(
+            out,
+            status,
+            ctype.as_ref(),
+            &headers,
+            &cfg.server_header,
+            Delimit::Length(body.len() as u64),
+            Persist::new(version, false),
+        );
+        out.extend_from_slice(&body);
+    } else {
+        failure(out);
+    }
+    flush(stream, out, cfg, core).await
 }
 
 /// The deadline of the next read of a connection with a partial request: the head's or the

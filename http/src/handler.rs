@@ -35,6 +35,13 @@ pub(crate) type BoxHandler<S> = Rc<dyn Fn(Request, Rc<S>) -> BoxFuture>;
 pub trait Handler<T, S>: Clone + 'static {
     /// Runs the handler.
     fn call(&self, req: Request, state: Rc<S>) -> BoxFuture;
+
+    /// True if the handler's last argument reads the body as it arrives
+    /// ([`FromRequest::STREAMS_BODY`]): its requests are handed over when their head is
+    /// complete, the body still on the socket.
+    fn streams_body(&self) -> bool {
+        false
+    }
 }
 
 impl<F, Fut, S> Handler<((),), S> for F
@@ -62,6 +69,10 @@ macro_rules! impl_handler {
             $($ty: FromRequestParts<S> + 'static,)*
             $last: FromRequest<S, M> + 'static,
         {
+            fn streams_body(&self) -> bool {
+                <$last as FromRequest<S, M>>::STREAMS_BODY
+            }
+
             #[allow(non_snake_case, unused_mut)]
             fn call(&self, req: Request, state: Rc<S>) -> BoxFuture {
                 let f = self.clone();
@@ -105,11 +116,30 @@ impl_handler!(
     T16
 );
 
-pub(crate) fn erase<H, T, S>(h: H) -> BoxHandler<S>
+/// A stored handler and whether it streams its request body.
+pub(crate) struct Endpoint<S> {
+    pub(crate) handler: BoxHandler<S>,
+    pub(crate) streams_body: bool,
+}
+
+impl<S> Clone for Endpoint<S> {
+    fn clone(&self) -> Self {
+        Self {
+            handler: self.handler.clone(),
+            streams_body: self.streams_body,
+        }
+    }
+}
+
+pub(crate) fn erase<H, T, S>(h: H) -> Endpoint<S>
 where
     H: Handler<T, S>,
     T: 'static,
     S: 'static,
 {
-    Rc::new(move |req, state| h.call(req, state))
+    let streams_body = h.streams_body();
+    Endpoint {
+        handler: Rc::new(move |req, state| h.call(req, state)),
+        streams_body,
+    }
 }

@@ -38,7 +38,7 @@
 //! Handlers are `async fn`s of up to 16 [extractors](extract). As in axum-core, every argument
 //! but the last implements [`FromRequestParts`] (method, [`Uri`], [`HeaderMap`], [`Path`],
 //! [`Query`], [`State`], [`Extension`], [`ConnectInfo`]) and only the last may take the body
-//! ([`FromRequest`]: [`Json`], [`Form`], `String`, [`Bytes`], [`Request`]): two body
+//! ([`FromRequest`]: [`Json`], [`Form`], `String`, [`Bytes`], [`Request`], [`BodyStream`]): two body
 //! extractors do not compile. `Option<T>` and `Result<T, T::Rejection>` wrap any extractor.
 //! A rejection answers an RFC 9457 problem (`application/problem+json`: `type`, `title`,
 //! `status`, `detail`); wrap an extractor in
@@ -92,7 +92,31 @@
 //! handlers have no `Send` bounds; the state is built on each core and held in an `Rc`, so
 //! [`State<T>`] holds an `Rc<T>` (`T` need not be `Clone`) and sub-states come from
 //! [`FromRef`] returning an `Rc`; extraction traits take the state as `&Rc<S>`; bodies are
-//! buffered whole (up to the body limit) before the handler runs.
+//! buffered whole (up to the body limit) before the handler runs, unless it takes a
+//! [`BodyStream`].
+//!
+//! ## Streaming bodies both ways
+//!
+//! A handler whose last argument is a [`BodyStream`] is called as soon as the request's head
+//! is complete; `body.next().await` reads the body from the socket as it goes (one chunk
+//! at a time, so a fast client is held back by TCP flow control; the body limit and read
+//! timeout still apply, see [`BodyError`]). A response body can stream too:
+//! [`Body::channel`] gives a sender whose [`feed`](BodySender::feed) waits while the client
+//! is slow to read.
+//!
+//! ```
+//! use ringcore_http::{post, BodyError, BodyStream, Router};
+//!
+//! // Counts the lines of an upload of any size, holding one chunk at a time.
+//! async fn lines(mut body: BodyStream) -> Result<String, BodyError> {
+//!     let mut n = 0;
+//!     while let Some(chunk) = body.next().await {
+//!         n += chunk?.iter().filter(|&&b| b == b'\n').count();
+//!     }
+//!     Ok(format!("{n} lines\n"))
+//! }
+//! let _ = Router::new().route("/lines", post(lines));
+//! ```
 //!
 //! ## Per-core set-up that awaits
 //!
@@ -144,6 +168,22 @@
 //! [`TlsConfig::reload`] to swap certificates without a restart). [`client::Client`] calls
 //! other services over HTTP/1.1 or HTTPS with a per-core keep-alive pool.
 //!
+//! ## Examples
+//!
+//! One runnable example per feature in `http/examples/` (`cargo run -p ringcore-http
+//! --example NAME -- --help`); each prints `NAME listening on ADDR` once it serves:
+//!
+//! | example | shows |
+//! |---|---|
+//! | `extract` | path tuples, query, sub-state, `WithRejection`, an error enum answering problems |
+//! | `streaming` | a [`BodyStream`] upload read as it arrives; a [`Body::channel`] response fed with `feed` |
+//! | `state` | [`Server::serve_async`] (an async per-core factory), [`State`] with [`FromRef`] sub-states |
+//! | `testing` | [`Router::oneshot`] and [`test::TestServer`] in a `#[cfg(test)]` module (`cargo test` runs it) |
+//! | `tls` | HTTPS from `--tls-cert` / `--tls-key` with [`TlsConfig`], reload without restart |
+//! | `client` | [`client::Client`] fetching the URLs given on the command line |
+//! | `observability` | request spans printed by `tracing_subscriber`, `/metrics` with an app counter |
+//! | `governed` | load shedding under overload (the governance benchmark's server) |
+//!
 //! ## Protocol choices
 //!
 //! The server follows RFC 9112 and RFC 9110 for what a server must do, and makes these
@@ -179,6 +219,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod body_stream;
 mod budget;
 pub mod client;
 mod conn;
@@ -197,6 +238,7 @@ mod span;
 pub mod test;
 pub mod tls;
 
+pub use body_stream::{BodyError, BodyStream};
 pub use bytes::Bytes;
 pub use extract::{
     ConnectInfo, Extension, Form, FromRef, FromRequest, FromRequestParts, Params, Path, Query, State,
@@ -205,7 +247,7 @@ pub use handler::Handler;
 pub use http::{header, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub use http::{HeaderMap, Uri};
 pub use limits::Limits;
-pub use request::{Parts, Request};
+pub use request::{Parts, Request, RequestBody};
 pub use request_builder::{BuildError, RequestBuilder};
 pub use response::{
     Body, BodyReceiver, BodySender, IntoResponse, Json, Problem, ReceiverGone, Response,

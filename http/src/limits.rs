@@ -17,6 +17,11 @@ pub const MAX_CHUNK_LINE: usize = 1024;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to receive a request body once its head arrived; exceeded gets 408 + close.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes of a streamed request body left unread by its handler that the connection
+/// reads and discards after the handler returned, to keep the connection open (as hyper
+/// does); a longer rest (a Content-Length body with more left, or a chunked one that does
+/// not end within it) closes the connection after the response.
+pub const MAX_UNREAD_BODY_DRAIN: usize = 64 * 1024;
 /// How long an idle keep-alive connection is kept open; then it is closed silently.
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// After the server decides to close a connection, how long it keeps reading (and

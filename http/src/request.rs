@@ -11,7 +11,97 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{Method, Version};
 
+use crate::body_stream::BodyStream;
 use crate::proto::RawRequest;
+
+/// A request's body: bytes received whole before the handler ran (every request but those
+/// routed to a handler that takes a [`BodyStream`]), or a stream read from the connection as
+/// the handler consumes it.
+///
+/// Code that makes requests (tests, other protocols) gives `Full` bytes; `From<Bytes>` and
+/// the other byte types make one.
+pub enum RequestBody {
+    /// The whole body (decoded if it was chunked).
+    Full(Bytes),
+    /// The body, read as it is consumed.
+    Stream(BodyStream),
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestBody::Full(b) => f.debug_tuple("Full").field(&b.len()).finish(),
+            RequestBody::Stream(s) => f.debug_tuple("Stream").field(s).finish(),
+        }
+    }
+}
+
+impl Default for RequestBody {
+    fn default() -> Self {
+        RequestBody::Full(Bytes::new())
+    }
+}
+
+impl From<Bytes> for RequestBody {
+    fn from(b: Bytes) -> Self {
+        RequestBody::Full(b)
+    }
+}
+
+impl From<Vec<u8>> for RequestBody {
+    fn from(b: Vec<u8>) -> Self {
+        RequestBody::Full(b.into())
+    }
+}
+
+impl From<&'static [u8]> for RequestBody {
+    fn from(b: &'static [u8]) -> Self {
+        RequestBody::Full(Bytes::from_static(b))
+    }
+}
+
+impl From<BodyStream> for RequestBody {
+    fn from(s: BodyStream) -> Self {
+        RequestBody::Stream(s)
+    }
+}
+
+impl RequestBody {
+    /// The body as a stream (one chunk if it is `Full`).
+    pub fn into_stream(self) -> BodyStream {
+        match self {
+            RequestBody::Full(b) => BodyStream::from(b),
+            RequestBody::Stream(s) => s,
+        }
+    }
+
+    /// The whole body: `Full` at once, a stream read to its end.
+    pub async fn collect(self) -> Result<Bytes, crate::BodyError> {
+        match self {
+            RequestBody::Full(b) => Ok(b),
+            RequestBody::Stream(s) => s.collect().await,
+        }
+    }
+}
+
+/// The path a router matches, from a request's path-and-query: up to the `?`, `/` if
+/// empty.
+pub(crate) fn route_path(pq: &[u8]) -> &str {
+    // The scanner admitted only visible ASCII in the target.
+    let pq = std::str::from_utf8(pq).unwrap_or("");
+    let path = match pq.as_bytes().iter().position(|&b| b == b'?') {
+        Some(q) => &pq[..q],
+        None => pq,
+    };
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+/// What [`Request::body`] returns for a streamed body.
+static NO_BYTES: Bytes = Bytes::new();
 
 /// Values of any type, one per type, attached to a request (by middleware, for handlers to
 /// read with [`Extension`](crate::extract::Extension)). Per core: no `Send` bound. Costs
@@ -80,14 +170,29 @@ impl fmt::Debug for Parts {
     }
 }
 
-/// An HTTP request as a handler sees it: [`Parts`] and the body.
+/// An HTTP request as a handler sees it: [`Parts`] and the body ([`RequestBody`]: bytes
+/// received whole, or a [`BodyStream`] for handlers that take one).
 ///
 /// Header names and values are views into the request's head bytes, which were split off the
 /// connection buffer without copying. The accessors of [`Parts`] are repeated here.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Request {
     parts: Parts,
-    body: Bytes,
+    body: RequestBody,
+}
+
+/// A copy of the request; a streamed body has one reader, so the copy of a request whose
+/// body is streamed has an empty body.
+impl Clone for Request {
+    fn clone(&self) -> Self {
+        Self {
+            parts: self.parts.clone(),
+            body: match &self.body {
+                RequestBody::Full(b) => RequestBody::Full(b.clone()),
+                RequestBody::Stream(_) => RequestBody::default(),
+            },
+        }
+    }
 }
 
 impl fmt::Debug for Request {
@@ -96,7 +201,7 @@ impl fmt::Debug for Request {
             .field("method", &self.method())
             .field("uri", &self.uri())
             .field("version", &self.version())
-            .field("body_len", &self.body().len())
+            .field("body", &self.body)
             .finish()
     }
 }
@@ -109,7 +214,17 @@ impl Request {
     }
 
     pub(crate) fn new(mut raw: RawRequest, peer: Option<SocketAddr>, arrived: Instant) -> Self {
-        let body = std::mem::take(&mut raw.body);
+        let body = RequestBody::Full(std::mem::take(&mut raw.body));
+        Self::with_body(raw, peer, arrived, body)
+    }
+
+    /// A request read off a connection whose body arrives through `body`.
+    pub(crate) fn with_body(
+        raw: RawRequest,
+        peer: Option<SocketAddr>,
+        arrived: Instant,
+        body: RequestBody,
+    ) -> Self {
         Self {
             parts: Parts {
                 raw: Some(raw),
@@ -123,13 +238,17 @@ impl Request {
     }
 
     /// Splits the request into its parts and body.
-    pub fn into_parts(self) -> (Parts, Bytes) {
+    pub fn into_parts(self) -> (Parts, RequestBody) {
         (self.parts, self.body)
     }
 
-    /// Puts a request back together.
-    pub fn from_parts(parts: Parts, body: Bytes) -> Self {
-        Self { parts, body }
+    /// Puts a request back together (`body`: a [`RequestBody`], or [`Bytes`] for a whole
+    /// one).
+    pub fn from_parts(parts: Parts, body: impl Into<RequestBody>) -> Self {
+        Self {
+            parts,
+            body: body.into(),
+        }
     }
 
     /// Everything but the body.
@@ -146,14 +265,37 @@ impl Request {
         self.parts.params = params;
     }
 
-    /// The request body (decoded if it was chunked).
+    /// The request body (decoded if it was chunked); empty for a streamed body (see
+    /// [`body_stream`](Self::body_stream)).
     pub fn body(&self) -> &Bytes {
+        match &self.body {
+            RequestBody::Full(b) => b,
+            RequestBody::Stream(_) => &NO_BYTES,
+        }
+    }
+
+    /// Takes the body bytes out of the request; empty for a streamed body.
+    pub fn into_body(self) -> Bytes {
+        match self.body {
+            RequestBody::Full(b) => b,
+            RequestBody::Stream(_) => Bytes::new(),
+        }
+    }
+
+    /// True if the body is read from the connection as it is consumed (the route's handler
+    /// takes a [`BodyStream`]).
+    pub fn is_body_streamed(&self) -> bool {
+        matches!(self.body, RequestBody::Stream(_))
+    }
+
+    /// The body, whole or streamed.
+    pub fn body_ref(&self) -> &RequestBody {
         &self.body
     }
 
-    /// Takes the body out of the request.
-    pub fn into_body(self) -> Bytes {
-        self.body
+    /// Takes the body out as a stream (a whole body gives one chunk).
+    pub fn body_stream(self) -> BodyStream {
+        self.body.into_stream()
     }
 
     /// When the bytes that completed this request reached its core; see
@@ -267,17 +409,7 @@ impl Parts {
     /// `http://host?q` (no path) it is `/`.
     pub fn path(&self) -> &str {
         let Some(raw) = &self.raw else { return "" };
-        // The scanner admitted only visible ASCII in the target.
-        let pq = std::str::from_utf8(raw.path_and_query()).unwrap_or("");
-        let path = match pq.as_bytes().iter().position(|&b| b == b'?') {
-            Some(q) => &pq[..q],
-            None => pq,
-        };
-        if path.is_empty() {
-            "/"
-        } else {
-            path
-        }
+        route_path(raw.path_and_query())
     }
 
     /// The query string after `?`, if any (for absolute-form, the first `?` after the

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::handler::{erase, BoxHandler, Handler};
+use crate::handler::{erase, Endpoint, Handler};
 use crate::metrics::RouteMetrics;
 use crate::middleware::{wrap, Middleware};
 use crate::request::Request;
@@ -22,8 +22,8 @@ use crate::response::Response;
 
 /// Handlers for one path, by method.
 pub struct MethodRouter<S = ()> {
-    handlers: Vec<(Method, BoxHandler<S>)>,
-    any: Option<BoxHandler<S>>,
+    handlers: Vec<(Method, Endpoint<S>)>,
+    any: Option<Endpoint<S>>,
 }
 
 impl<S> fmt::Debug for MethodRouter<S> {
@@ -120,9 +120,9 @@ impl<S: 'static> MethodRouter<S> {
         self.handlers = self
             .handlers
             .into_iter()
-            .map(|(m, h)| (m, wrap(h, mw.clone())))
+            .map(|(m, h)| (m, wrap_endpoint(h, mw.clone())))
             .collect();
-        self.any = self.any.map(|h| wrap(h, mw));
+        self.any = self.any.map(|h| wrap_endpoint(h, mw));
         self
     }
 
@@ -137,7 +137,7 @@ impl<S: 'static> MethodRouter<S> {
     }
 
     /// The handler for `method`: exact, then GET for HEAD, then `any`.
-    fn find(&self, method: &Method) -> Option<&BoxHandler<S>> {
+    fn find(&self, method: &Method) -> Option<&Endpoint<S>> {
         let exact = self.handlers.iter().find(|(m, _)| m == method).map(|(_, h)| h);
         let head_as_get = || {
             if *method == Method::HEAD {
@@ -161,6 +161,14 @@ impl<S: 'static> MethodRouter<S> {
     }
 }
 
+/// `mw` around an endpoint's handler; whether it streams its body stays.
+fn wrap_endpoint<S: 'static>(e: Endpoint<S>, mw: Rc<dyn Middleware>) -> Endpoint<S> {
+    Endpoint {
+        handler: wrap(e.handler, mw),
+        streams_body: e.streams_body,
+    }
+}
+
 /// Routes requests to handlers by path and method.
 ///
 /// Paths use `{name}` for a parameter segment and `{*rest}` for a catch-all; a static segment
@@ -177,7 +185,7 @@ pub struct Router<S = ()> {
     metrics: Vec<Rc<RouteMetrics>>,
     unmatched: Rc<RouteMetrics>,
     state: Rc<S>,
-    fallback: Option<BoxHandler<S>>,
+    fallback: Option<Endpoint<S>>,
     access_log: bool,
     prewarm: Vec<(String, PrewarmHook)>,
 }
@@ -235,7 +243,7 @@ impl<S: 'static> Router<S> {
     pub fn layer<M: Middleware>(mut self, middleware: M) -> Self {
         let mw: Rc<dyn Middleware> = Rc::new(middleware);
         self.routes = self.routes.into_iter().map(|r| r.layer_rc(mw.clone())).collect();
-        self.fallback = self.fallback.map(|h| wrap(h, mw));
+        self.fallback = self.fallback.map(|h| wrap_endpoint(h, mw));
         self
     }
 
@@ -348,6 +356,17 @@ impl<S: 'static> Router<S> {
         self.handle(req).await
     }
 
+    /// True if the handler a request with `method` and `path_and_query` goes to reads its
+    /// body as it arrives (takes a [`BodyStream`](crate::BodyStream)). The connection asks
+    /// once per request whose head is complete and whose body is still arriving.
+    pub(crate) fn streams_body(&self, method: &Method, path_and_query: &[u8]) -> bool {
+        let path = crate::request::route_path(path_and_query);
+        match self.matcher.at(path) {
+            Ok(m) => self.routes[*m.value].find(method).is_some_and(|e| e.streams_body),
+            Err(_) => self.fallback.as_ref().is_some_and(|e| e.streams_body),
+        }
+    }
+
     /// Routes one request to its handler and returns the response (what each connection
     /// calls; [`oneshot`](Self::oneshot) is the same for tests).
     pub async fn handle(&self, req: Request) -> Response {
@@ -414,7 +433,7 @@ impl<S: 'static> Router<S> {
                 match route.find(req.method()) {
                     Some(h) => {
                         req.set_params(params);
-                        (h(req, self.state.clone()).await, Some(i))
+                        ((h.handler)(req, self.state.clone()).await, Some(i))
                     }
                     None => {
                         let mut r = Response::error(StatusCode::METHOD_NOT_ALLOWED);
@@ -426,7 +445,7 @@ impl<S: 'static> Router<S> {
                 }
             }
             None => match &self.fallback {
-                Some(h) => (h(req, self.state.clone()).await, None),
+                Some(h) => ((h.handler)(req, self.state.clone()).await, None),
                 None => (Response::error(StatusCode::NOT_FOUND), None),
             },
         }

@@ -1,7 +1,8 @@
 //! TLS (rustls) on ringcore's server over real sockets on 127.0.0.1, with a test CA and
 //! certificates made by `rcgen` at test time and a rustls client: requests on a kept-alive
 //! connection, ALPN, session resumption, a plaintext client refused, the handshake timeout,
-//! and a certificate reload seen by a new client.
+//! a certificate reload seen by a new client, and a request body streamed to a `BodyStream`
+//! handler.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
-use ringcore_http::{get, Router, TlsConfig};
+use ringcore_http::{get, post, BodyError, BodyStream, Router, TlsConfig};
 use ringcore_testkit::http1::{RequestKind, Response};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
@@ -108,9 +109,30 @@ fn get_over(tls: &mut Tls, path: &str, close: bool) -> Response {
     panic!("no complete response")
 }
 
+/// Counts a streamed body's bytes and sums them (mod 2^32).
+async fn count(mut body: BodyStream) -> Result<String, BodyError> {
+    let (mut n, mut sum) = (0usize, 0u32);
+    while let Some(c) = body.next().await {
+        let c = c?;
+        n += c.len();
+        sum = c.iter().fold(sum, |s, &b| s.wrapping_add(u32::from(b)));
+    }
+    Ok(format!("n={n} sum={sum}"))
+}
+
+/// Reads one chunk of a streamed body and answers its size.
+async fn first(mut body: BodyStream) -> String {
+    match body.next().await {
+        Some(Ok(c)) => format!("first={}", c.len()),
+        other => format!("first={other:?}"),
+    }
+}
+
 fn router() -> Router<()> {
     Router::new()
         .route("/hello", get(|| async { "hello over TLS\n" }))
+        .route("/count", post(count))
+        .route("/first", post(first))
         .route("/metrics", get(ringcore_http::metrics::prometheus))
 }
 
@@ -252,6 +274,59 @@ fn certificate_reload_is_seen_by_new_connections() {
     let still = connect(server.addr, &cfg);
     assert_eq!(peer_leaf(&still), der2);
     drop((before, after, still));
+    stop(server, &cfg);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Reads one response off a TLS stream.
+fn read_over(tls: &mut Tls) -> Response {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for _ in 0..1000 {
+        if let Some((r, _)) = Response::parse(&buf, RequestKind::Other, false).expect("well-formed") {
+            return r;
+        }
+        let n = tls.read(&mut chunk).expect("read a response");
+        assert!(n > 0, "server closed before a whole response");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    panic!("no complete response")
+}
+
+#[test]
+fn a_request_body_streams_over_tls() {
+    let ca = make_ca();
+    let (cert, key, _) = make_leaf(&ca, "leaf stream");
+    let dir = temp_dir("stream");
+    let (c, k) = write_pair(&dir, &cert, &key);
+    let server = start(TlsConfig::from_pem_files(&c, &k).expect("load PEM"));
+    let cfg = client_config(&ca, &[b"http/1.1"]);
+    let mut tls = connect(server.addr, &cfg);
+    // 1 MiB minus a little (under the default body limit), chunked in 10,000-byte chunks.
+    let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    let sum = body.iter().fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
+    let mut req = b"POST /count HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for c in body.chunks(10_000) {
+        req.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        req.extend_from_slice(c);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    tls.write_all(&req).expect("send");
+    tls.flush().expect("flush");
+    let r = read_over(&mut tls);
+    assert_eq!((r.status, r.text()), (200, format!("n={} sum={sum}", body.len())));
+
+    // The handler answers after the first chunk of a body not sent whole yet; the rest is
+    // drained and the connection serves the next request.
+    tls.write_all(b"POST /first HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789")
+        .expect("send");
+    tls.flush().expect("flush");
+    let r = read_over(&mut tls);
+    assert_eq!((r.status, r.text()), (200, "first=10".to_string()));
+    tls.write_all(&[b'x'; 90]).expect("send");
+    assert_eq!(get_over(&mut tls, "/hello", false).status, 200);
+    drop(tls);
     stop(server, &cfg);
     let _ = std::fs::remove_dir_all(dir);
 }

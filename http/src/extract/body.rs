@@ -1,5 +1,9 @@
 //! Body extractors (the last argument of a handler): `Bytes`, `String`, `Json<T>`,
-//! `Form<T>`, and the whole `Request`.
+//! `Form<T>`, the whole `Request`, and `BodyStream`.
+//!
+//! The buffered ones get the whole body from the connection (a route whose handler does not
+//! take a `BodyStream` has its body buffered before the handler runs); given a streamed body
+//! (a request put together by hand) they read it to its end first.
 
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -9,7 +13,24 @@ use serde::de::DeserializeOwned;
 
 use super::{FromRequest, Parts, Rejection, RejectionKind};
 use crate::response::Json;
-use crate::Request;
+use crate::{BodyStream, Request};
+
+/// The request's whole body: its bytes, or its stream read to the end.
+async fn whole_body(req: Request) -> Result<(super::Parts, Bytes), Rejection> {
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect().await.map_err(Rejection::from)?;
+    Ok((parts, bytes))
+}
+
+/// The body read from the socket as the handler consumes it (see [`BodyStream`]).
+impl<S> FromRequest<S> for BodyStream {
+    type Rejection = Infallible;
+    const STREAMS_BODY: bool = true;
+
+    async fn from_request(req: Request, _: &Rc<S>) -> Result<Self, Infallible> {
+        Ok(req.body_stream())
+    }
+}
 
 /// The whole request (its body included).
 impl<S> FromRequest<S> for Request {
@@ -20,12 +41,13 @@ impl<S> FromRequest<S> for Request {
     }
 }
 
-/// The request body as bytes (buffered whole, up to the body limit).
+/// The request body as bytes (buffered whole, up to the body limit). A streamed body that
+/// fails to arrive whole is rejected with its [`BodyError`](crate::BodyError)'s problem.
 impl<S> FromRequest<S> for Bytes {
-    type Rejection = Infallible;
+    type Rejection = Rejection;
 
-    async fn from_request(req: Request, _: &Rc<S>) -> Result<Self, Infallible> {
-        Ok(req.into_body())
+    async fn from_request(req: Request, _: &Rc<S>) -> Result<Self, Rejection> {
+        Ok(whole_body(req).await?.1)
     }
 }
 
@@ -34,7 +56,8 @@ impl<S> FromRequest<S> for String {
     type Rejection = Rejection;
 
     async fn from_request(req: Request, _: &Rc<S>) -> Result<Self, Rejection> {
-        String::from_utf8(req.into_body().to_vec())
+        let (_, body) = whole_body(req).await?;
+        String::from_utf8(body.to_vec())
             .map_err(|e| Rejection::new(RejectionKind::InvalidUtf8Body, e.to_string()))
     }
 }
@@ -61,7 +84,8 @@ impl<S, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 format!("Content-Type is {:?}", req.content_type().unwrap_or("")),
             ));
         }
-        serde_json::from_slice(req.body())
+        let (_, body) = whole_body(req).await?;
+        serde_json::from_slice(&body)
             .map(Json)
             .map_err(|e| Rejection::new(RejectionKind::InvalidJsonBody, e.to_string()))
     }
@@ -83,7 +107,8 @@ impl<S, T: DeserializeOwned> FromRequest<S> for Form<T> {
                 format!("Content-Type is {:?}", req.content_type().unwrap_or("")),
             ));
         }
-        serde_urlencoded::from_bytes(req.body())
+        let (_, body) = whole_body(req).await?;
+        serde_urlencoded::from_bytes(&body)
             .map(Form)
             .map_err(|e| Rejection::new(RejectionKind::InvalidFormBody, e.to_string()))
     }

@@ -17,6 +17,7 @@
 //! | [`Extension<T>`] | a value attached by middleware | 500 `missing-extension` |
 //! | [`ConnectInfo<SocketAddr>`](ConnectInfo) | the peer address | 500 `missing-connect-info` |
 //! | [`Bytes`](bytes::Bytes) (last) | the body | none |
+//! | [`BodyStream`](crate::BodyStream) (last) | the body, read from the socket as the handler consumes it | none (errors come from `next()`) |
 //! | [`String`] (last) | the body as UTF-8 | 400 `invalid-utf8-body` |
 //! | [`Json<T>`](crate::Json) (last) | a JSON body | 415 `missing-json-content-type`, 400 `invalid-json-body` |
 //! | [`Form<T>`] (last) | an urlencoded body | 415 `missing-form-content-type`, 400 `invalid-form-body` |
@@ -104,6 +105,13 @@ pub trait FromRequest<S, M = ViaRequest>: Sized {
     /// What the request gets when extraction fails.
     type Rejection: IntoResponse;
 
+    /// True if this extractor reads the body as it arrives (as [`BodyStream`](crate::BodyStream)
+    /// does): the connection then calls the handler as soon as the request's head is
+    /// complete and reads the body from the socket as the handler asks for it, instead of
+    /// buffering it whole first. False by default (the body is complete before the handler
+    /// runs). An extractor wrapping `BodyStream` sets it too.
+    const STREAMS_BODY: bool = false;
+
     /// Extracts from the whole request.
     fn from_request(
         req: crate::Request,
@@ -171,6 +179,7 @@ impl<S, T: FromRequestParts<S>> FromRequestParts<S> for Result<T, T::Rejection> 
 
 impl<S, T: FromRequest<S>> FromRequest<S> for Option<T> {
     type Rejection = std::convert::Infallible;
+    const STREAMS_BODY: bool = T::STREAMS_BODY;
 
     async fn from_request(req: crate::Request, state: &Rc<S>) -> Result<Self, Self::Rejection> {
         Ok(T::from_request(req, state).await.ok())
@@ -179,6 +188,7 @@ impl<S, T: FromRequest<S>> FromRequest<S> for Option<T> {
 
 impl<S, T: FromRequest<S>> FromRequest<S> for Result<T, T::Rejection> {
     type Rejection = std::convert::Infallible;
+    const STREAMS_BODY: bool = T::STREAMS_BODY;
 
     async fn from_request(req: crate::Request, state: &Rc<S>) -> Result<Self, Self::Rejection> {
         Ok(T::from_request(req, state).await)
@@ -273,6 +283,9 @@ mod tests {
             (InvalidUtf8Body, 400),
             (MissingExtension, 500),
             (MissingConnectInfo, 500),
+            (BodyTooLarge, 413),
+            (BodyReadFailed, 400),
+            (BodyTimedOut, 408),
         ];
         for (kind, status) in kinds {
             let (s, ct, body) = problem(Rejection::new(kind, "why"));

@@ -36,6 +36,13 @@ pub enum RejectionKind {
     MissingExtension,
     /// `ConnectInfo` on a request with no peer address (a server bug). 500.
     MissingConnectInfo,
+    /// A streamed body passed the body-size limit ([`BodyError::TooLarge`](crate::BodyError)). 413.
+    BodyTooLarge,
+    /// A streamed body could not be read to its end: broken framing, the client left, or
+    /// the connection stopped reading it ([`BodyError`](crate::BodyError)). 400.
+    BodyReadFailed,
+    /// A streamed body arrived too slowly ([`BodyError::TimedOut`](crate::BodyError)). 408.
+    BodyTimedOut,
 }
 
 impl RejectionKind {
@@ -45,8 +52,10 @@ impl RejectionKind {
         match self {
             MissingJsonContentType | MissingFormContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MissingExtension | MissingConnectInfo => StatusCode::INTERNAL_SERVER_ERROR,
-            InvalidPathParams | InvalidQuery | InvalidUri | InvalidJsonBody | InvalidFormBody
-            | InvalidUtf8Body => StatusCode::BAD_REQUEST,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
+            BodyReadFailed | InvalidPathParams | InvalidQuery | InvalidUri | InvalidJsonBody
+            | InvalidFormBody | InvalidUtf8Body => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -64,6 +73,9 @@ impl RejectionKind {
             InvalidUtf8Body => "invalid-utf8-body",
             MissingExtension => "missing-extension",
             MissingConnectInfo => "missing-connect-info",
+            BodyTooLarge => "body-too-large",
+            BodyReadFailed => "body-read-failed",
+            BodyTimedOut => "body-timed-out",
         }
     }
 
@@ -83,6 +95,9 @@ impl RejectionKind {
             InvalidUtf8Body => "Body is not UTF-8",
             MissingExtension => "Missing request extension",
             MissingConnectInfo => "Missing peer address",
+            BodyTooLarge => "Request body too large",
+            BodyReadFailed => "Request body could not be read",
+            BodyTimedOut => "Request body timed out",
         }
     }
 }

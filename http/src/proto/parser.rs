@@ -95,7 +95,21 @@ enum State {
         head: Head,
         body: BodyState,
     },
+    /// The head was handed to a handler whose body is read as it consumes it
+    /// ([`Parser::take_streaming`]); [`Parser::next_body_chunk`] decodes it piece by piece.
+    Stream(BodyState),
     Failed(ProtoError),
+}
+
+/// What [`Parser::next_body_chunk`] found in the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BodyChunk {
+    /// Decoded body bytes.
+    Data(Bytes),
+    /// The buffer holds no more body bytes: read from the socket.
+    NeedMore,
+    /// The body is complete; the parser reads the next head.
+    End,
 }
 
 #[derive(Debug)]
@@ -123,6 +137,8 @@ pub struct Parser {
     head_scan: HeadScan,
     limits: Limits,
     continue_sent: bool,
+    /// The last head asked for `100 Continue` (kept once its body is streamed).
+    expect_continue: bool,
 }
 
 impl Parser {
@@ -134,6 +150,7 @@ impl Parser {
             head_scan: HeadScan::default(),
             limits,
             continue_sent: false,
+            expect_continue: false,
         }
     }
 
@@ -152,7 +169,105 @@ impl Parser {
 
     /// True if bytes of an unfinished request are buffered (or a body is being read).
     pub fn has_partial(&self) -> bool {
-        !self.buf.is_empty() || matches!(self.state, State::Body { .. })
+        !self.buf.is_empty() || matches!(self.state, State::Body { .. } | State::Stream(_))
+    }
+
+    /// Bytes received and not yet parsed or handed out.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The method and the path-and-query of a request whose head is complete and whose body
+    /// is still arriving (the connection asks its router whether the handler streams it).
+    pub(crate) fn body_head(&self) -> Option<(&http::Method, &[u8])> {
+        match &self.state {
+            State::Body { head_bytes, head, .. } => {
+                Some((&head.method, &head_bytes[head.path_and_query.clone()]))
+            }
+            _ => None,
+        }
+    }
+
+    /// Hands out the request whose head is complete and whose body is still arriving, with an
+    /// empty body: from now on [`next_body_chunk`](Self::next_body_chunk) decodes the body
+    /// as it is received, and [`next_request`](Self::next_request) is not called until it
+    /// returned [`BodyChunk::End`]. `None` unless [`body_head`](Self::body_head) is `Some`.
+    pub(crate) fn take_streaming(&mut self) -> Option<RawRequest> {
+        if !self.in_body() {
+            return None;
+        }
+        match std::mem::replace(&mut self.state, State::Head) {
+            State::Body {
+                head_bytes,
+                head,
+                body,
+            } => {
+                self.state = State::Stream(body);
+                Some(RawRequest {
+                    head_bytes,
+                    head,
+                    body: Bytes::new(),
+                })
+            }
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// The body bytes of a streamed body (after [`take_streaming`](Self::take_streaming))
+    /// that the buffer holds: a Content-Length body's bytes are split off without a copy, a
+    /// chunked body's data is decoded (its limits and framing checked as when buffered).
+    pub(crate) fn next_body_chunk(&mut self) -> Result<BodyChunk, ProtoError> {
+        let State::Stream(body) = &mut self.state else {
+            return match &self.state {
+                State::Failed(e) => Err(*e),
+                _ => Ok(BodyChunk::End),
+            };
+        };
+        match body {
+            BodyState::Length(0) => {
+                self.state = State::Head;
+                Ok(BodyChunk::End)
+            }
+            BodyState::Length(left) => {
+                if self.buf.is_empty() {
+                    return Ok(BodyChunk::NeedMore);
+                }
+                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(self.buf.len());
+                *left -= n as u64;
+                Ok(BodyChunk::Data(self.buf.split_to(n).freeze()))
+            }
+            BodyState::Chunked(dec, out) => {
+                if dec.is_done() {
+                    self.state = State::Head;
+                    return Ok(BodyChunk::End);
+                }
+                let used = match dec.decode(&self.buf, out, &self.limits) {
+                    Ok(n) => n,
+                    Err(r) => return Err(self.fail(r.into())),
+                };
+                let _ = self.buf.split_to(used);
+                if !out.is_empty() {
+                    Ok(BodyChunk::Data(Bytes::from(std::mem::take(out))))
+                } else if dec.is_done() {
+                    self.state = State::Head;
+                    Ok(BodyChunk::End)
+                } else {
+                    Ok(BodyChunk::NeedMore)
+                }
+            }
+        }
+    }
+
+    /// The body bytes a streamed Content-Length body still has to receive; `None` for a
+    /// chunked one (or when no body is streamed).
+    pub(crate) fn stream_left(&self) -> Option<u64> {
+        match &self.state {
+            State::Stream(BodyState::Length(n)) => Some(*n),
+            _ => None,
+        }
     }
 
     /// True while reading a body.
@@ -178,6 +293,12 @@ impl Parser {
         matches!(&self.state, State::Body { head, .. } if head.expect_continue) && !self.continue_sent
     }
 
+    /// True if the request asked for `100 Continue` and none was sent: its client may be
+    /// holding the body back.
+    pub(crate) fn continue_pending(&self) -> bool {
+        self.expect_continue && !self.continue_sent
+    }
+
     /// Records that `100 Continue` was sent.
     pub fn continue_sent(&mut self) {
         self.continue_sent = true;
@@ -189,6 +310,8 @@ impl Parser {
         loop {
             match &mut self.state {
                 State::Failed(e) => return Err(*e),
+                // The connection reads a streamed body through `next_body_chunk` first.
+                State::Stream(_) => return Ok(None),
                 State::Head => {
                     let head = match self.head_scan.advance(&self.buf, &self.limits) {
                         Ok(Some(h)) => h,
@@ -198,6 +321,7 @@ impl Parser {
                     self.head_scan = HeadScan::default();
                     let head_bytes = self.buf.split_to(head.len).freeze();
                     self.continue_sent = false;
+                    self.expect_continue = head.expect_continue;
                     let body = match head.framing {
                         Framing::None => {
                             return Ok(Some(RawRequest {
@@ -264,6 +388,81 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Feeds `input` a piece at a time to a parser streaming the body of `head`, and
+    /// collects the body chunks until the end; returns the body and what stayed buffered.
+    fn stream_body(head: &[u8], input: &[u8], piece: usize) -> Result<(Vec<u8>, usize), ProtoError> {
+        let mut p = Parser::new(Limits::default());
+        p.push(head);
+        assert!(p.next_request()?.is_none(), "the body is still to come");
+        assert!(p.body_head().is_some());
+        p.take_streaming().expect("a head to hand over");
+        assert!(p.has_partial() && !p.in_body());
+        let mut body = Vec::new();
+        let mut pieces = input.chunks(piece);
+        loop {
+            match p.next_body_chunk()? {
+                BodyChunk::Data(b) => body.extend_from_slice(&b),
+                BodyChunk::End => return Ok((body, p.buffered())),
+                BodyChunk::NeedMore => match pieces.next() {
+                    Some(c) => p.push(c),
+                    None => panic!("the body did not end"),
+                },
+            }
+        }
+    }
+
+    #[test]
+    fn a_streamed_body_decodes_piece_by_piece_and_leaves_the_next_request() {
+        let next = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+        let cl = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n";
+        let ch = b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let chunked = b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nT: v\r\n\r\n";
+        for piece in [1, 3, 7, 100] {
+            let mut input = b"hello world".to_vec();
+            input.extend_from_slice(next);
+            let (body, left) = stream_body(cl, &input, piece).expect("valid");
+            assert_eq!(body, b"hello world", "piece {piece}");
+            assert!(left <= next.len());
+            let mut input = chunked.to_vec();
+            input.extend_from_slice(next);
+            let (body, _) = stream_body(ch, &input, piece).expect("valid");
+            assert_eq!(body, b"hello world", "piece {piece}");
+        }
+        // After the end, the next request parses from what is left.
+        let mut p = Parser::new(Limits::default());
+        p.push(cl);
+        assert!(p.next_request().expect("valid").is_none());
+        p.take_streaming().expect("head");
+        p.push(b"hello world");
+        p.push(next);
+        assert!(matches!(p.next_body_chunk(), Ok(BodyChunk::Data(_))));
+        assert_eq!(p.next_body_chunk(), Ok(BodyChunk::End));
+        assert_eq!(
+            p.next_request().expect("valid").expect("complete").target(),
+            b"/next"
+        );
+    }
+
+    #[test]
+    fn a_streamed_chunked_body_keeps_its_limits() {
+        let ch = b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let limits = Limits {
+            max_body_bytes: 8,
+            ..Limits::default()
+        };
+        let mut p = Parser::new(limits);
+        p.push(ch);
+        assert!(p.next_request().expect("valid").is_none());
+        p.take_streaming().expect("head");
+        p.push(b"5\r\nhello\r\n");
+        assert!(matches!(p.next_body_chunk(), Ok(BodyChunk::Data(_))));
+        p.push(b"5\r\nworld\r\n");
+        let e = p.next_body_chunk().expect_err("past the limit");
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let e = stream_body(ch, b"5\nhello\r\n0\r\n\r\n", 4).expect_err("bare LF");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
 
     #[test]
     fn an_idle_parser_gives_its_buffer_back_and_works_after() {
