@@ -11,8 +11,8 @@ use std::io::Read as _;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use ringcore_http::middleware::{from_fn, Next};
-use ringcore_http::{get, post, Http2, Limits, Request, Response, Router};
+use ringcore_http::middleware::{from_fn, Next, RateLimit, Timeout};
+use ringcore_http::{get, post, Http2, Limits, Path, Request, Response, Router};
 
 fn router() -> Router<()> {
     common::test_router()
@@ -165,39 +165,12 @@ fn request_limits_apply_to_http2_requests() {
     server.stop();
 }
 
-/// Parses h2load's summary: (requests succeeded, 2xx, failed + errored + timed out).
-fn h2load_summary(out: &str) -> (u64, u64, u64) {
-    // "requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, ..." and
-    // "status codes: 2000 2xx, 0 3xx, ...": the number before each word.
-    let before = |line: &str, word: &str| -> u64 {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let at = words
-            .iter()
-            .position(|w| w.trim_end_matches(',') == word)
-            .unwrap_or_else(|| panic!("{word:?} in {line:?}"));
-        words[at - 1]
-            .parse()
-            .unwrap_or_else(|_| panic!("a number before {word:?} in {line:?}"))
-    };
-    let line = |prefix: &str| -> &str {
-        out.lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix:?} line:\n{out}"))
-    };
-    let (requests, codes) = (line("requests:"), line("status codes:"));
-    (
-        before(requests, "succeeded"),
-        before(codes, "2xx"),
-        before(requests, "failed") + before(requests, "errored") + before(requests, "timeout"),
-    )
-}
-
-#[test]
-fn h2load_100_concurrent_streams_on_4_connections_all_succeed() {
-    let server = common::start(router);
+/// Runs h2load against `url` with `args`; its output.
+fn h2load(args: &[&str], url: &str) -> String {
     let out = Command::new("h2load")
-        .args(["-n", "2000", "-c", "4", "-m", "100", "-T", "10", "-N", "10"])
-        .arg(format!("http://{}/", server.addr))
+        .args(args)
+        .args(["-T", "10", "-N", "10"])
+        .arg(url)
         .output()
         .expect("h2load runs (scripts/test installs nghttp2-client)");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -206,8 +179,78 @@ fn h2load_100_concurrent_streams_on_4_connections_all_succeed() {
         "h2load: {text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (done, ok, failed) = h2load_summary(&text);
-    assert_eq!((done, ok, failed), (2000, 2000, 0), "{text}");
+    text
+}
+
+/// A number from h2load's summary: the one before `word` on the line starting with
+/// `prefix` (`requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0
+/// errored, 0 timeout`; `status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx`).
+fn h2load_count(out: &str, prefix: &str, word: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line:\n{out}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| w.trim_end_matches(',') == word)
+        .unwrap_or_else(|| panic!("{word:?} in {line:?}"));
+    words[at - 1]
+        .parse()
+        .unwrap_or_else(|_| panic!("a number before {word:?} in {line:?}"))
+}
+
+/// (requests done, failed + errored + timed out) of an h2load run.
+fn h2load_done_and_failed(out: &str) -> (u64, u64) {
+    let failed = ["failed", "errored", "timeout"]
+        .iter()
+        .map(|w| h2load_count(out, "requests:", w))
+        .sum();
+    (h2load_count(out, "requests:", "done"), failed)
+}
+
+#[test]
+fn h2load_100_concurrent_streams_on_4_connections_all_succeed() {
+    let server = common::start(router);
+    let out = h2load(
+        &["-n", "2000", "-c", "4", "-m", "100"],
+        &format!("http://{}/", server.addr),
+    );
+    assert_eq!(h2load_done_and_failed(&out), (2000, 0), "{out}");
+    assert_eq!(h2load_count(&out, "status codes:", "2xx"), 2000, "{out}");
+    server.stop();
+}
+
+#[test]
+fn governance_middleware_applies_to_http2_streams() {
+    let server = common::start(|| {
+        Router::new()
+            .route(
+                "/limited",
+                get(|| async { "ok" }).layer(RateLimit::per_second(0.01).burst(10)),
+            )
+            .route(
+                "/slow/{ms}",
+                get(|Path(ms): Path<u64>| async move {
+                    ringcore_http::runtime::time::sleep(Duration::from_millis(ms)).await;
+                    "slept"
+                })
+                .layer(Timeout::new(Duration::from_millis(50))),
+            )
+    });
+    // 50 streams at once on one connection: the burst of 10 passes, the rest get 429.
+    let out = h2load(
+        &["-n", "50", "-c", "1", "-m", "50"],
+        &format!("http://{}/limited", server.addr),
+    );
+    assert_eq!(h2load_done_and_failed(&out).0, 50, "{out}");
+    assert_eq!(h2load_count(&out, "status codes:", "2xx"), 10, "{out}");
+    assert_eq!(h2load_count(&out, "status codes:", "4xx"), 40, "{out}");
+    // A handler past its timeout: 503 at the deadline, as on HTTP/1.
+    let started = std::time::Instant::now();
+    let (body, _, status) = split(&curl_h2(&[&format!("http://{}/slow/2000", server.addr)]));
+    assert_eq!((body.as_str(), status), (r#"{"error":"timed_out"}"#, 503));
+    assert!(started.elapsed() < Duration::from_millis(1500));
     server.stop();
 }
 
