@@ -142,7 +142,8 @@
 //! `Server::bind(..).tls(TlsConfig::from_pem_files("cert.pem", "key.pem")?)` serves HTTPS
 //! with rustls ([`tls`]: ALPN `h2` and `http/1.1`, session resumption, a handshake timeout,
 //! and [`TlsConfig::reload`] to swap certificates without a restart). [`client::Client`]
-//! calls other services over HTTP/1.1 or HTTPS with a per-core keep-alive pool.
+//! calls other services over HTTP/1.1 or HTTPS with a per-core keep-alive pool, and over
+//! HTTP/2 when asked (`ClientBuilder::http2`: ALPN `h2`; or prior knowledge on cleartext).
 //!
 //! ## HTTP/2
 //!

@@ -21,6 +21,7 @@
 //! graceful shutdown (GOAWAY, in-flight streams finish) and keep-alive pings; with `h2`
 //! directly all of that would be ours to write and test.
 
+pub(crate) mod client;
 mod convert;
 mod io;
 mod rt;
