@@ -1,7 +1,8 @@
 //! h2spec's key cases against ringcore's HTTP/2 server (cleartext, prior knowledge), written
 //! frame by frame with a raw client over a real socket on 127.0.0.1: SETTINGS exchange and
 //! ACK, flow control both ways, stream states, an HPACK decoding error, the concurrent stream
-//! limit, the body limit, and GOAWAY on graceful shutdown with an in-flight stream finishing.
+//! limit, the body limit and the per-core body budget, and GOAWAY on graceful shutdown with an
+//! in-flight stream finishing.
 //!
 //! hyper and the `h2` crate enforce the protocol; these tests prove that ringcore's
 //! integration (settings passed through, the I/O adapter, the stream tasks, shutdown) lets
@@ -487,6 +488,34 @@ fn a_router_without_routes_still_answers_over_http2() {
     let (status, _) = c.response(1);
     // `:status: 404` is static-table entry 13.
     assert_eq!(status, 0x80 | 13);
+    drop(c);
+    server.stop();
+}
+
+#[test]
+fn request_bodies_share_the_cores_body_budget() {
+    let mut limits = Limits::default();
+    limits.body_buffer_budget = 1500;
+    limits.body_budget_wait = Duration::from_millis(100);
+    let server = common::start_limits(limits, common::test_router);
+    let mut c = H2::connect(server.addr, &[]);
+    c.handshake();
+    // Stream 1 holds 1,000 bytes of the 1,500 while its body is unfinished.
+    c.request(1, "POST", "/echo", &[], false);
+    c.send(DATA, 0, 1, &[b'a'; 1000]);
+    // Stream 3 finds no room for its 1,000 within the wait: 503 + Retry-After.
+    c.request(3, "POST", "/echo", &[], false);
+    c.send(DATA, END_STREAM, 3, &[b'b'; 1000]);
+    let (_, body) = c.response(3);
+    assert_eq!(body, b"request body budget exhausted\n");
+    // Stream 1 finishes and is answered; its reservation goes back, so the next one fits.
+    c.send(DATA, END_STREAM, 1, &[b'a'; 100]);
+    let (status, body) = c.response(1);
+    assert_eq!((status, body.len()), (STATUS_200, 1100));
+    c.request(5, "POST", "/echo", &[], false);
+    c.send(DATA, END_STREAM, 5, &[b'c'; 1000]);
+    let (status, body) = c.response(5);
+    assert_eq!((status, body.len()), (STATUS_200, 1000));
     drop(c);
     server.stop();
 }

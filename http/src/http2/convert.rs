@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
@@ -14,6 +15,7 @@ use http::{Method, StatusCode, Version};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use ringcore_runtime::time::{loop_now, timeout_at};
 
+use crate::budget::Reservation;
 use crate::conn::{ConnConfig, CoreConns};
 use crate::limits::Limits;
 use crate::proto::encode;
@@ -33,7 +35,9 @@ pub(super) struct StreamCtx<S> {
 }
 
 /// Serves one stream: the request body is read whole (up to `Limits::max_body_bytes`, else
-/// 413; within `Limits::body_read_timeout`, else 408), then the router answers.
+/// 413; within `Limits::body_read_timeout`, else 408; each DATA frame reserved from the
+/// core's body budget as it arrives, else 503 after `Limits::body_budget_wait`, as on
+/// HTTP/1), then the router answers.
 pub(super) async fn handle<S: 'static>(
     req: hyper::Request<Incoming>,
     ctx: Rc<StreamCtx<S>>,
@@ -56,13 +60,26 @@ pub(super) async fn handle<S: 'static>(
             &ctx.cfg,
         ));
     }
+    // The body's bytes count against the core's budget until the answer is made.
+    let mut reserved = Reservation::new(ctx.core.body_budget.clone());
     let body = match timeout_at(
         arrived + limits.body_read_timeout,
-        collect(body, limits.max_body_bytes),
+        collect(body, limits, &mut reserved),
     )
     .await
     {
         Ok(Ok(b)) => b,
+        Ok(Err(Collect::NoBudget)) => {
+            ctx.core.body_budget.m_refused.inc();
+            let mut resp = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request body budget exhausted",
+                &ctx.cfg,
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(resp);
+        }
         Ok(Err(Collect::TooLarge)) => {
             return Ok(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -82,16 +99,21 @@ pub(super) async fn handle<S: 'static>(
     };
     raw.head.version = Version::HTTP_2;
     let resp = ctx.router.handle(Request::new(raw, ctx.peer, arrived)).await;
+    // The request, and with it its body, is gone.
+    reserved.release();
     Ok(into_hyper(resp, is_head, &ctx.cfg))
 }
 
 enum Collect {
     TooLarge,
+    NoBudget,
     Failed,
 }
 
-/// The whole request body, refused past `max` bytes.
-async fn collect(mut body: Incoming, max: usize) -> Result<Bytes, Collect> {
+/// The whole request body, refused past `Limits::max_body_bytes`, each frame reserved in
+/// `reserved` first.
+async fn collect(mut body: Incoming, limits: &Limits, reserved: &mut Reservation) -> Result<Bytes, Collect> {
+    let max = limits.max_body_bytes;
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
     loop {
@@ -107,6 +129,12 @@ async fn collect(mut body: Incoming, max: usize) -> Result<Bytes, Collect> {
         let held = first.as_ref().map_or(0, Bytes::len) + rest.len();
         if held + data.len() > max {
             return Err(Collect::TooLarge);
+        }
+        if !reserved
+            .grow(data.len(), Instant::now() + limits.body_budget_wait)
+            .await
+        {
+            return Err(Collect::NoBudget);
         }
         // One DATA frame (the usual small body) is kept as it came; more are joined.
         match &first {
