@@ -31,7 +31,7 @@ pub const DEFAULT_GRACEFUL_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Listening = Arc<dyn Fn(SocketAddr) + Send + Sync>;
 
-/// An HTTP/1.1 server: `Server::bind(addr).serve(|| router)`.
+/// An HTTP/1.1 and HTTP/2 server: `Server::bind(addr).serve(|| router)`.
 ///
 /// `serve` starts a [`Runtime`] on the selected cores; each core builds its own router with
 /// the factory, binds its own listener on the same address (`SO_REUSEPORT`), and serves the
