@@ -1,8 +1,8 @@
 //! h2spec's key cases against ringcore's HTTP/2 server (cleartext, prior knowledge), written
 //! frame by frame with a raw client over a real socket on 127.0.0.1: SETTINGS exchange and
 //! ACK, flow control both ways, stream states, an HPACK decoding error, the concurrent stream
-//! limit, the body limit and the per-core body budget, and GOAWAY on graceful shutdown with an
-//! in-flight stream finishing.
+//! limit, the body limit and the per-core body budget, the keep-alive ping, and GOAWAY on
+//! graceful shutdown with an in-flight stream finishing.
 //!
 //! hyper and the `h2` crate enforce the protocol; these tests prove that ringcore's
 //! integration (settings passed through, the I/O adapter, the stream tasks, shutdown) lets
@@ -72,6 +72,8 @@ impl Frame {
 /// A raw HTTP/2 client connection.
 struct H2 {
     s: TcpStream,
+    /// Answer PINGs in `read_frame` (true unless a test plays a silent peer).
+    pong: bool,
 }
 
 impl H2 {
@@ -80,7 +82,7 @@ impl H2 {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(common::READ_TIMEOUT)).expect("timeout");
         s.set_nodelay(true).expect("nodelay");
-        let mut h2 = H2 { s };
+        let mut h2 = H2 { s, pong: true };
         h2.s.write_all(PREFACE).expect("preface");
         let mut payload = Vec::new();
         for (id, value) in settings {
@@ -123,7 +125,7 @@ impl H2 {
                 stream,
                 payload,
             };
-            if frame.kind == PING && frame.flags & ACK == 0 {
+            if self.pong && frame.kind == PING && frame.flags & ACK == 0 {
                 self.send(PING, ACK, 0, &frame.payload);
                 continue;
             }
@@ -517,5 +519,55 @@ fn request_bodies_share_the_cores_body_budget() {
     let (status, body) = c.response(5);
     assert_eq!((status, body.len()), (STATUS_200, 1000));
     drop(c);
+    server.stop();
+}
+
+#[test]
+fn keep_alive_pings_and_closes_a_silent_peer() {
+    let server =
+        start_h2(Http2::default().keep_alive(Duration::from_millis(200), Duration::from_millis(300)));
+    let mut c = H2::connect(server.addr, &[]);
+    c.handshake();
+    // An answered ping keeps the connection: a request after a few intervals is served.
+    let started = Instant::now();
+    let mut pinged = false;
+    c.s.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    while started.elapsed() < Duration::from_millis(900) {
+        let mut head = [0u8; 9];
+        match c.s.read_exact(&mut head) {
+            Ok(()) => {
+                let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                let mut payload = vec![0u8; len];
+                c.s.read_exact(&mut payload).expect("payload");
+                if head[3] == PING && head[4] & ACK == 0 {
+                    pinged = true;
+                    c.send(PING, ACK, 0, &payload);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {}
+            Err(e) => panic!("connection lost while answering pings: {e}"),
+        }
+    }
+    assert!(pinged, "no PING within 900 ms with a 200 ms keep-alive interval");
+    c.s.set_read_timeout(Some(common::READ_TIMEOUT)).expect("timeout");
+    c.request(1, "GET", "/", &[], true);
+    assert_eq!(c.response(1).0, STATUS_200);
+    // A peer that stops answering is closed once a ping goes unanswered past the timeout.
+    c.pong = false;
+    let silent = Instant::now();
+    let mut closed = false;
+    for _ in 0..MAX_FRAMES {
+        if c.read_frame().is_none() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the server kept a silent peer");
+    assert!(
+        silent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        silent.elapsed()
+    );
     server.stop();
 }
