@@ -571,3 +571,30 @@ fn keep_alive_pings_and_closes_a_silent_peer() {
     );
     server.stop();
 }
+
+#[test]
+fn an_idle_connection_gets_goaway_after_the_keep_alive_timeout() {
+    let mut limits = Limits::default();
+    limits.keep_alive_timeout = Duration::from_millis(300);
+    let server = common::start_limits(limits, common::test_router);
+    let mut c = H2::connect(server.addr, &[]);
+    c.handshake();
+    // A stream that outlasts the timeout is not cut by it.
+    c.request(1, "GET", "/slow/500", &[], true);
+    assert_eq!(c.response(1), (STATUS_200, b"slept".to_vec()));
+    let idle_since = Instant::now();
+    let mut goaway = None;
+    for _ in 0..MAX_FRAMES {
+        let Some(f) = c.read_frame() else { break };
+        if f.kind == GOAWAY {
+            goaway = Some((f.error_code(), idle_since.elapsed()));
+        }
+    }
+    let (code, after) = goaway.expect("a GOAWAY before the close");
+    assert_eq!(code, NO_ERROR);
+    assert!(
+        after >= Duration::from_millis(250) && after < Duration::from_secs(3),
+        "{after:?}"
+    );
+    server.stop();
+}

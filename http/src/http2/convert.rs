@@ -1,6 +1,7 @@
 //! One HTTP/2 stream through ringcore's router: hyper's request in, ringcore's [`Request`] to
 //! the router, ringcore's [`Response`] back out as hyper's.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -32,6 +33,29 @@ pub(super) struct StreamCtx<S> {
     pub(super) cfg: Rc<ConnConfig>,
     pub(super) core: Rc<CoreConns>,
     pub(super) peer: Option<SocketAddr>,
+    /// Streams being handled now (body read, router), for the idle timeout.
+    pub(super) handling: Cell<usize>,
+    /// When a stream last started or was answered.
+    pub(super) last_active: Cell<Instant>,
+}
+
+/// Counts a stream as handled while it lives (dropped on every return, and when hyper drops
+/// the handler of a reset stream).
+struct Handling<'a, S>(&'a StreamCtx<S>);
+
+impl<'a, S> Handling<'a, S> {
+    fn new(ctx: &'a StreamCtx<S>) -> Self {
+        ctx.handling.set(ctx.handling.get() + 1);
+        ctx.last_active.set(loop_now());
+        Handling(ctx)
+    }
+}
+
+impl<S> Drop for Handling<'_, S> {
+    fn drop(&mut self) {
+        self.0.handling.set(self.0.handling.get().saturating_sub(1));
+        self.0.last_active.set(loop_now());
+    }
 }
 
 /// Serves one stream: the request body is read whole (up to `Limits::max_body_bytes`, else
@@ -43,6 +67,7 @@ pub(super) async fn handle<S: 'static>(
     ctx: Rc<StreamCtx<S>>,
 ) -> Result<hyper::Response<H2Body>, Infallible> {
     let arrived = loop_now();
+    let _handling = Handling::new(&ctx);
     ctx.core.requests.set(ctx.core.requests.get() + 1);
     H2Metrics::with(|m| m.requests.inc());
     let limits = &ctx.cfg.limits;

@@ -26,14 +26,16 @@ mod convert;
 mod io;
 mod rt;
 
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
+use ringcore_runtime::time::{loop_now, sleep_until};
 
 use crate::conn::{ConnConfig, CoreConns, Transport};
 use crate::metrics::Counter;
@@ -156,8 +158,9 @@ impl H2Metrics {
 }
 
 /// Serves one HTTP/2 connection over `stream` (with `first`, bytes already received from it)
-/// until it closes. When the core starts draining, the connection sends GOAWAY and lets the
-/// streams in flight finish (the server cuts what is left at its graceful deadline).
+/// until it closes. When the core starts draining, or no stream was handled for
+/// `Limits::keep_alive_timeout`, the connection sends GOAWAY and lets the streams in flight
+/// finish (the server cuts what is left at its graceful deadline).
 pub(crate) async fn serve<S: 'static, T: Transport + 'static>(
     stream: T,
     first: Option<T::Chunk>,
@@ -188,20 +191,45 @@ pub(crate) async fn serve<S: 'static, T: Transport + 'static>(
         cfg: cfg.clone(),
         core: core.clone(),
         peer,
+        handling: Cell::new(0),
+        last_active: Cell::new(loop_now()),
     });
-    let service = service_fn(move |req| convert::handle(req, ctx.clone()));
+    let idle_after = cfg.limits.keep_alive_timeout;
+    let service = {
+        let ctx = ctx.clone();
+        service_fn(move |req| convert::handle(req, ctx.clone()))
+    };
     let mut conn = pin!(builder.serve_connection(io, service));
-    let drained = {
+    // Until the connection ends, the core drains, or no stream was handled for
+    // `Limits::keep_alive_timeout` (the HTTP/1 idle timeout; hyper's HTTP/2 server has none).
+    let mut idle = sleep_until(loop_now() + idle_after);
+    let ended = {
         let mut drain = pin!(core.drain.wait());
         poll_fn(|cx| {
             if conn.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            if drain.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(false);
             }
-            drain.as_mut().poll(cx).map(|()| true)
+            while Pin::new(&mut idle).poll(cx).is_ready() {
+                let due = ctx.last_active.get() + idle_after;
+                if ctx.handling.get() == 0 && due <= Instant::now() {
+                    return Poll::Ready(false);
+                }
+                // Busy, or active since: wait again (a full period while streams run).
+                idle.reset(if ctx.handling.get() > 0 {
+                    Instant::now() + idle_after
+                } else {
+                    due
+                });
+            }
+            Poll::Pending
         })
         .await
     };
-    if drained {
+    if !ended {
+        // GOAWAY; the streams in flight (a response still streaming) finish.
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
     }
