@@ -22,6 +22,7 @@ const BINARIES: &[(&str, &str, bool)] = &[
     ("naive_uring", env!("CARGO_BIN_EXE_naive_uring"), true),
     ("tokio_ct", env!("CARGO_BIN_EXE_tokio_ct"), true),
     ("hyper_tls", env!("CARGO_BIN_EXE_hyper_tls"), true),
+    ("hyper_h2", env!("CARGO_BIN_EXE_hyper_h2"), true),
     ("ringcore_fixed", env!("CARGO_BIN_EXE_ringcore_fixed"), true),
     ("axum_hello", env!("CARGO_BIN_EXE_axum_hello"), true),
     ("glommio_hello", env!("CARGO_BIN_EXE_glommio_hello"), true),

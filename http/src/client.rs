@@ -1,5 +1,6 @@
-//! An HTTP/1.1 client on the runtime: keep-alive connections pooled per core, connect and
-//! request timeouts, `https` through rustls with the webpki roots (and any CA you add).
+//! An HTTP/1.1 and HTTP/2 client on the runtime: keep-alive connections pooled per core,
+//! connect and request timeouts, `https` through rustls with the webpki roots (and any CA you
+//! add).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ringcore_http::client::Error> {
@@ -18,6 +19,14 @@
 //! response. A request that fails on a *reused* connection before any byte of the answer
 //! came (the server closed it while idle) is retried once on a new connection, for
 //! idempotent methods only.
+//!
+//! HTTP/2 is opt-in: with [`ClientBuilder::http2`] an `https` connection offers ALPN `h2`
+//! before `http/1.1` and, when the server picks it, becomes one multiplexed HTTP/2
+//! connection per host and core (hyper's HTTP/2 client over ringcore's I/O adapter, its
+//! connection task on the core); every later request to that host is a new stream on it,
+//! until the server closes it. [`ClientBuilder::http2_prior_knowledge`] does the same on
+//! cleartext `http` (for servers known to speak HTTP/2 there). A server that picks
+//! `http/1.1` gets the HTTP/1.1 path and pool as before.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -29,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 use ringcore_runtime::net::TcpStream;
 use ringcore_runtime::time::timeout;
 use ringcore_testkit::http1::{self, RequestKind};
@@ -38,6 +47,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use crate::conn::Transport;
+use crate::http2::client::{self as h2client, H2Sender};
 use crate::tls::TlsStream;
 
 /// Default bound on opening a connection (TCP connect and, for https, the TLS handshake).
@@ -92,11 +102,17 @@ impl std::error::Error for Error {}
 #[derive(Debug, Clone)]
 pub struct Response {
     status: StatusCode,
+    version: Version,
     headers: Vec<(String, String)>,
     body: Bytes,
 }
 
 impl Response {
+    /// The protocol it came over: `HTTP/1.1` (or `HTTP/1.0`) or `HTTP/2.0`.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -136,6 +152,8 @@ pub struct ClientBuilder {
     webpki_roots: bool,
     extra_roots: Vec<CertificateDer<'static>>,
     extra_root_files: Vec<std::path::PathBuf>,
+    http2: bool,
+    http2_prior_knowledge: bool,
 }
 
 impl ClientBuilder {
@@ -167,6 +185,20 @@ impl ClientBuilder {
     /// Trust the Mozilla roots of `webpki-roots` for https (default true).
     pub fn webpki_roots(mut self, on: bool) -> Self {
         self.webpki_roots = on;
+        self
+    }
+
+    /// Offer HTTP/2 over TLS (ALPN `h2` before `http/1.1`; default false): a server that picks
+    /// it gets one multiplexed connection per host and core (see the [module docs](self)).
+    pub fn http2(mut self, on: bool) -> Self {
+        self.http2 = on;
+        self
+    }
+
+    /// Speak HTTP/2 on cleartext `http` connections from their first byte, without asking
+    /// (default false): only for servers known to serve it (ringcore's do).
+    pub fn http2_prior_knowledge(mut self, on: bool) -> Self {
+        self.http2_prior_knowledge = on;
         self
     }
 
@@ -211,7 +243,11 @@ impl ClientBuilder {
             .map_err(|e| Error::Config(io::Error::other(e)))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tls.alpn_protocols = if self.http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         Ok(Client {
             inner: Rc::new(Inner {
                 connect_timeout: self.connect_timeout,
@@ -220,6 +256,9 @@ impl ClientBuilder {
                 max_idle_per_host: self.max_idle_per_host,
                 tls: Arc::new(tls),
                 pool: RefCell::new(HashMap::new()),
+                h2: RefCell::new(HashMap::new()),
+                http2: self.http2,
+                http2_prior_knowledge: self.http2_prior_knowledge,
                 opened: Cell::new(0),
                 reused: Cell::new(0),
             }),
@@ -227,7 +266,8 @@ impl ClientBuilder {
     }
 }
 
-/// An HTTP/1.1 client with a per-core connection pool (see the [module docs](self)).
+/// An HTTP/1.1 (and, opt-in, HTTP/2) client with a per-core connection pool (see the
+/// [module docs](self)).
 #[derive(Clone)]
 pub struct Client {
     inner: Rc<Inner>,
@@ -249,6 +289,10 @@ struct Inner {
     max_idle_per_host: usize,
     tls: Arc<ClientConfig>,
     pool: RefCell<HashMap<Key, Vec<Idle>>>,
+    /// One HTTP/2 connection per host, shared by every request to it.
+    h2: RefCell<HashMap<Key, H2Sender>>,
+    http2: bool,
+    http2_prior_knowledge: bool,
     opened: Cell<u64>,
     reused: Cell<u64>,
 }
@@ -328,6 +372,8 @@ impl Client {
             webpki_roots: true,
             extra_roots: Vec::new(),
             extra_root_files: Vec::new(),
+            http2: false,
+            http2_prior_knowledge: false,
         }
     }
 
@@ -366,6 +412,17 @@ impl Client {
         body: Bytes,
     ) -> Result<Response, Error> {
         let (key, path) = parse_url(url)?;
+        let wants_h2 = if key.https {
+            self.inner.http2
+        } else {
+            self.inner.http2_prior_knowledge
+        };
+        if wants_h2 {
+            if let Some(sender) = self.h2_sender(&key) {
+                self.inner.reused.set(self.inner.reused.get() + 1);
+                return self.send_h2(sender, method, url, headers, body).await;
+            }
+        }
         let head = encode_request(&method, &key, &path, headers, &body);
         let kind = if method == Method::HEAD {
             RequestKind::Head
@@ -385,10 +442,83 @@ impl Client {
             }
         }
         let conn = self.connect(&key).await?;
+        let conn = if wants_h2 {
+            match self.start_h2(&key, conn).await? {
+                Ok(sender) => return self.send_h2(sender, method, url, headers, body).await,
+                Err(conn) => conn,
+            }
+        } else {
+            conn
+        };
         match self.attempt(conn, &head, &body, kind).await {
             Attempt::Done(resp, conn) => Ok(self.finish(&key, resp, conn)),
             Attempt::Untouched(e) | Attempt::Failed(e) => Err(e),
         }
+    }
+
+    /// The host's HTTP/2 connection, if one is open.
+    fn h2_sender(&self, key: &Key) -> Option<H2Sender> {
+        let mut h2 = self.inner.h2.borrow_mut();
+        match h2.get(key) {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                h2.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// HTTP/2 on a new connection when it speaks it (TLS that negotiated `h2`, or cleartext
+    /// with prior knowledge), kept for the host; the connection back otherwise.
+    async fn start_h2(&self, key: &Key, conn: Conn) -> Result<Result<H2Sender, Conn>, Error> {
+        let write_timeout = self.inner.request_timeout;
+        let handshake = match conn {
+            Conn::Tls(tls) if tls.negotiated_h2() => {
+                timeout(
+                    self.inner.connect_timeout,
+                    h2client::handshake(*tls, write_timeout),
+                )
+                .await
+            }
+            Conn::Plain(tcp) if !key.https => {
+                timeout(
+                    self.inner.connect_timeout,
+                    h2client::handshake(tcp, write_timeout),
+                )
+                .await
+            }
+            other => return Ok(Err(other)),
+        };
+        let sender = handshake
+            .map_err(|_| Error::ConnectTimeout)?
+            .map_err(Error::Connect)?;
+        self.inner.h2.borrow_mut().insert(key.clone(), sender.clone());
+        Ok(Ok(sender))
+    }
+
+    async fn send_h2(
+        &self,
+        mut sender: H2Sender,
+        method: Method,
+        url: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> Result<Response, Error> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| Error::InvalidUrl(format!("{url}: {e}")))?;
+        let exchange = h2client::send(&mut sender, method, uri, headers, body);
+        let answer = timeout(self.inner.request_timeout, exchange)
+            .await
+            .map_err(|_| Error::Timeout)?
+            .map_err(Error::Io)?;
+        Ok(Response {
+            status: answer.status,
+            version: answer.version,
+            headers: answer.headers,
+            body: answer.body,
+        })
     }
 
     fn finish(&self, key: &Key, resp: Response, conn: Option<Conn>) -> Response {
@@ -488,8 +618,14 @@ impl Client {
             Ok(s) => s,
             Err(_) => return Attempt::Failed(Error::Malformed(format!("status {}", r.status))),
         };
+        let version = if r.version == "HTTP/1.0" {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
         let resp = Response {
             status,
+            version,
             headers: r.headers,
             body: Bytes::from(r.body),
         };

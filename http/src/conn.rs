@@ -36,6 +36,8 @@ use crate::router::Router;
 pub(crate) struct ConnConfig {
     pub(crate) limits: Limits,
     pub(crate) server_header: HeaderValue,
+    /// HTTP/2 settings; `None`: HTTP/2 is not served (the preface gets 505).
+    pub(crate) http2: Option<crate::http2::Http2>,
 }
 
 /// What a connection is served over: plaintext [`TcpStream`], or TLS (`crate::tls`).
@@ -54,6 +56,11 @@ pub(crate) trait Transport {
 
     /// Ends the sending side (the peer reads EOF).
     fn shutdown_write(&self) -> impl Future<Output = io::Result<()>>;
+
+    /// True if the connection agreed on HTTP/2 before its first byte (TLS ALPN `h2`).
+    fn negotiated_h2(&self) -> bool {
+        false
+    }
 }
 
 impl Transport for TcpStream {
@@ -93,7 +100,7 @@ impl Drain {
     }
 
     /// Resolves once draining starts.
-    async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         struct Guard<'a>(&'a Drain, Option<usize>);
         impl Drop for Guard<'_> {
             fn drop(&mut self) {
@@ -349,6 +356,12 @@ pub(crate) fn serve<S: 'static, T: Transport + 'static>(
         core.active.set(core.active.get() + 1);
         core.m_active.add(1);
         let guard = ActiveGuard(core);
+        // The protocol: HTTP/2 when TLS negotiated it, or (below) when the first bytes are
+        // its preface; HTTP/1 otherwise.
+        if cfg.http2.is_some() && stream.negotiated_h2() {
+            return spawn_h2(stream, None, peer, router, cfg, guard);
+        }
+        let mut first_read = true;
         // When the connection's current wait for a request began.
         let mut waiting_since = Instant::now();
         let wants_linger = loop {
@@ -366,6 +379,9 @@ pub(crate) fn serve<S: 'static, T: Transport + 'static>(
             let Read::Data(first) = read else {
                 break false;
             };
+            if std::mem::take(&mut first_read) && cfg.http2.is_some() && crate::http2::is_preface(&first) {
+                return spawn_h2(stream, Some(first), peer, router, cfg, guard);
+            }
             match Box::pin(serve_busy(&stream, peer, &router, &cfg, core, first)).await {
                 Busy::Idle(since) => waiting_since = since,
                 Busy::Closed(linger) => break linger,
@@ -376,6 +392,25 @@ pub(crate) fn serve<S: 'static, T: Transport + 'static>(
             linger(&stream, &cfg.limits).await;
         }
     }
+}
+
+/// Serves the connection as HTTP/2 (`crate::http2`) in a task of its own, which takes over
+/// the connection's place in the active count. (Awaiting it here instead would grow every
+/// HTTP/1 connection's future by the HTTP/2 branch's state.)
+fn spawn_h2<S: 'static, T: Transport + 'static>(
+    stream: T,
+    first: Option<T::Chunk>,
+    peer: Option<SocketAddr>,
+    router: Rc<Router<S>>,
+    cfg: Rc<ConnConfig>,
+    guard: ActiveGuard,
+) {
+    ringcore_runtime::spawn_local(async move {
+        let core = guard.0.clone();
+        crate::http2::serve(stream, first, peer, router, cfg, core).await;
+        drop(guard);
+    })
+    .detach();
 }
 
 /// How long a connection waits for its next request in the busy state (its buffers already
@@ -1012,6 +1047,7 @@ mod tests {
                 let cfg = ConnConfig {
                     limits: limits.clone(),
                     server_header: HeaderValue::from_static("t"),
+                    http2: Some(crate::http2::Http2::default()),
                 };
                 let fut = serve(
                     stream,

@@ -1,7 +1,7 @@
 //! # ringcore-http
 //!
-//! An HTTP/1.1 server and router on [`ringcore_runtime`]: one listener, router and set of
-//! connections per core, nothing shared between cores on the request path.
+//! An HTTP/1.1 and HTTP/2 server and router on [`ringcore_runtime`]: one listener, router and
+//! set of connections per core, nothing shared between cores on the request path.
 //!
 //! ```no_run
 //! use ringcore_http::{get, post, Json, Path, Router, Server, State};
@@ -164,9 +164,20 @@
 //! ## HTTPS and the client
 //!
 //! `Server::bind(..).tls(TlsConfig::from_pem_files("cert.pem", "key.pem")?)` serves HTTPS
-//! with rustls ([`tls`]: ALPN `http/1.1`, session resumption, a handshake timeout, and
-//! [`TlsConfig::reload`] to swap certificates without a restart). [`client::Client`] calls
-//! other services over HTTP/1.1 or HTTPS with a per-core keep-alive pool.
+//! with rustls ([`tls`]: ALPN `h2` and `http/1.1`, session resumption, a handshake timeout,
+//! and [`TlsConfig::reload`] to swap certificates without a restart). [`client::Client`]
+//! calls other services over HTTP/1.1 or HTTPS with a per-core keep-alive pool, and over
+//! HTTP/2 when asked (`ClientBuilder::http2`: ALPN `h2`; or prior knowledge on cleartext).
+//!
+//! ## HTTP/2
+//!
+//! Every server also speaks HTTP/2 ([`http2`]: hyper's HTTP/2 server on the connection's
+//! core), with no change to the router: over TLS when the client picks ALPN `h2`, and on
+//! cleartext to a client that starts with the HTTP/2 preface ("prior knowledge", `curl
+//! --http2-prior-knowledge`). The same router, extractors, middleware, metrics and request
+//! span serve both protocols, and the request limits of [`Limits`] apply to both.
+//! `Server::http2(Http2::default().max_concurrent_streams(100))` sets the HTTP/2 limits
+//! ([`Http2`]); `Server::without_http2()` serves HTTP/1 only.
 //!
 //! ## Examples
 //!
@@ -201,7 +212,8 @@
 //!   HTTP/1.0 request: 400 and close (request smuggling defence, section 6.3).
 //! - **Trailers** of a chunked request are checked for shape, bounded by the header limits,
 //!   and discarded; they never become request headers.
-//! - **Unknown methods** get 501; a well-formed HTTP version other than 1.x gets 505.
+//! - **Unknown methods** get 501; a well-formed HTTP version other than 1.x gets 505 (the
+//!   version is checked first, so the HTTP/2 preface gets 505 on a server without HTTP/2).
 //! - **Host**: an HTTP/1.1 request without exactly one valid Host gets 400.
 //! - **Absolute-form** targets (`http://host/path?q`, any scheme case, `https` too) are routed
 //!   on their path: the authority ends at the first `/` or `?` (`http://a?/x` is path `/`,
@@ -225,6 +237,7 @@ pub mod client;
 mod conn;
 pub mod extract;
 mod handler;
+pub mod http2;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
@@ -246,6 +259,7 @@ pub use extract::{
 pub use handler::Handler;
 pub use http::{header, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub use http::{HeaderMap, Uri};
+pub use http2::Http2;
 pub use limits::Limits;
 pub use request::{Parts, Request, RequestBody};
 pub use request_builder::{BuildError, RequestBuilder};

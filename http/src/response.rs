@@ -194,22 +194,26 @@ impl fmt::Debug for BodyReceiver {
 impl BodyReceiver {
     /// The next chunk, or `None` when the sender is gone and everything was read.
     pub async fn next(&self) -> Option<Bytes> {
-        let (chunk, sender) = poll_fn(|cx| {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`next`](Self::next) as a poll (for the HTTP/2 body, which hyper polls).
+    pub(crate) fn poll_next(&self, cx: &mut std::task::Context<'_>) -> Poll<Option<Bytes>> {
+        let (chunk, sender) = {
             let mut c = self.shared.borrow_mut();
             if let Some(b) = c.pop() {
-                return Poll::Ready((Some(b), c.sender_waker.take()));
+                (Some(b), c.sender_waker.take())
+            } else if c.closed {
+                (None, None)
+            } else {
+                c.waker = Some(cx.waker().clone());
+                return Poll::Pending;
             }
-            if c.closed {
-                return Poll::Ready((None, None));
-            }
-            c.waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
+        };
         if let Some(w) = sender {
             w.wake();
         }
-        chunk
+        Poll::Ready(chunk)
     }
 
     /// Everything queued right now, without waiting.

@@ -20,6 +20,7 @@ use ringcore_runtime::{
 };
 
 use crate::conn::{self, ConnConfig, CoreConns};
+use crate::http2::Http2;
 use crate::limits::Limits;
 use crate::metrics::Gauge;
 use crate::router::Router;
@@ -30,7 +31,7 @@ pub const DEFAULT_GRACEFUL_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Listening = Arc<dyn Fn(SocketAddr) + Send + Sync>;
 
-/// An HTTP/1.1 server: `Server::bind(addr).serve(|| router)`.
+/// An HTTP/1.1 and HTTP/2 server: `Server::bind(addr).serve(|| router)`.
 ///
 /// `serve` starts a [`Runtime`] on the selected cores; each core builds its own router with
 /// the factory, binds its own listener on the same address (`SO_REUSEPORT`), and serves the
@@ -48,6 +49,7 @@ pub struct Server {
     on_runtime: Option<Box<dyn FnOnce(ShutdownHandle) + Send>>,
     latency_buckets: Option<Arc<[Duration]>>,
     tls: Option<TlsConfig>,
+    http2: Option<Http2>,
 }
 
 impl fmt::Debug for Server {
@@ -56,6 +58,7 @@ impl fmt::Debug for Server {
             .field("addr", &self.addr)
             .field("cores", &self.cores)
             .field("limits", &self.limits)
+            .field("http2", &self.http2)
             .finish()
     }
 }
@@ -102,6 +105,7 @@ impl Server {
             on_runtime: None,
             latency_buckets: None,
             tls: None,
+            http2: Some(Http2::default()),
         }
     }
 
@@ -109,6 +113,21 @@ impl Server {
     /// does not speak TLS gets an alert and the connection is closed.
     pub fn tls(mut self, config: TlsConfig) -> Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// HTTP/2 limits (default: [`Http2::default`]). HTTP/2 is served by default, over TLS
+    /// when the client picks ALPN `h2` and on cleartext to a client that starts with the
+    /// HTTP/2 preface (prior knowledge); see [`crate::http2`].
+    pub fn http2(mut self, settings: Http2) -> Self {
+        self.http2 = Some(settings);
+        self
+    }
+
+    /// Serves HTTP/1 only: ALPN offers `http/1.1` alone, and the cleartext HTTP/2 preface
+    /// gets `505 HTTP Version Not Supported`.
+    pub fn without_http2(mut self) -> Self {
+        self.http2 = None;
         self
     }
 
@@ -254,6 +273,7 @@ impl Server {
         let cfg = ConnConfig {
             limits: self.limits.clone(),
             server_header: self.server_header.clone(),
+            http2: self.http2.clone(),
         };
         let graceful = self.graceful;
         let tls = self.tls.clone();
@@ -422,7 +442,8 @@ async fn serve_core<S: 'static>(
         }
     }
     let router = Rc::new(router);
-    let tls = match tls.map(CoreTls::new).transpose() {
+    let http2 = cfg.http2.is_some();
+    let tls = match tls.map(|t| CoreTls::new(t, http2)).transpose() {
         Ok(t) => t.map(Rc::new),
         Err(e) => {
             ringcore_runtime::request_shutdown();

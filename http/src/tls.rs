@@ -1,7 +1,7 @@
 //! TLS termination with rustls, on the ring's owned-buffer I/O.
 //!
 //! [`TlsConfig`] is built from PEM files (a certificate chain and its private key), advertises
-//! ALPN `http/1.1` only (HTTP/2 is not served, so `h2` is not offered), resumes sessions with
+//! ALPN `h2` then `http/1.1` (`http/1.1` only on a server without HTTP/2), resumes sessions with
 //! rustls' defaults (an in-memory session cache of 256 entries for session IDs and stateful
 //! TLS 1.3 tickets, shared by every core, so a client resumes whichever core the kernel hands
 //! it to), and bounds each handshake by [`TlsConfig::handshake_timeout`].
@@ -148,8 +148,9 @@ fn load(cert_path: &Path, key_path: &Path) -> io::Result<Arc<ServerConfig>> {
                 format!("certificate and key do not make a TLS identity: {e}"),
             )
         })?;
-    // HTTP/2 is not served: advertising `h2` would make clients pick it and fail.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 first: a client that offers both gets it. A server without HTTP/2 drops `h2`
+    // (`CoreTls`).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -157,18 +158,22 @@ fn load(cert_path: &Path, key_path: &Path) -> io::Result<Arc<ServerConfig>> {
 /// when a reload happened since.
 pub(crate) struct CoreTls {
     config: TlsConfig,
+    /// Whether this server serves HTTP/2 (else ALPN offers `http/1.1` only).
+    http2: bool,
     held: RefCell<(u64, Arc<ServerConfig>)>,
     m_failed: Counter,
     m_timed_out: Counter,
 }
 
 impl CoreTls {
-    pub(crate) fn new(config: TlsConfig) -> io::Result<Self> {
-        let held = config.snapshot()?;
+    pub(crate) fn new(config: TlsConfig, http2: bool) -> io::Result<Self> {
+        let (generation, server) = config.snapshot()?;
+        let held = (generation, alpn_for(server, http2));
         let help = "TLS handshakes that did not complete (error: a protocol error, a peer that \
                     is not TLS, or a close; timeout: past the handshake timeout).";
         Ok(CoreTls {
             config,
+            http2,
             held: RefCell::new(held),
             m_failed: Counter::new(TLS_FAILURES, help, &[("reason", "error")]),
             m_timed_out: Counter::new(TLS_FAILURES, help, &[("reason", "timeout")]),
@@ -184,8 +189,8 @@ impl CoreTls {
         let generation = self.config.shared.generation.load(Ordering::Relaxed);
         let mut held = self.held.borrow_mut();
         if held.0 != generation {
-            if let Ok(fresh) = self.config.snapshot() {
-                *held = fresh;
+            if let Ok((generation, server)) = self.config.snapshot() {
+                *held = (generation, alpn_for(server, self.http2));
             }
         }
         held.1.clone()
@@ -210,6 +215,17 @@ impl CoreTls {
             }
         }
     }
+}
+
+/// `config` as a server with or without HTTP/2 offers it (a copy without `h2`, made once per
+/// core and reload, when HTTP/2 is off).
+fn alpn_for(config: Arc<ServerConfig>, http2: bool) -> Arc<ServerConfig> {
+    if http2 {
+        return config;
+    }
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 /// A TLS connection over a [`TcpStream`] (server side, or the client's).
@@ -385,6 +401,10 @@ impl Transport for TlsStream {
             Ok(()) => (Ok(n), buf),
             Err(e) => (Err(e), buf),
         }
+    }
+
+    fn negotiated_h2(&self) -> bool {
+        self.conn.borrow().alpn_protocol() == Some(b"h2")
     }
 
     async fn shutdown_write(&self) -> io::Result<()> {

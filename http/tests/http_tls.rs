@@ -155,8 +155,8 @@ fn requests_over_tls_keep_alive_alpn_and_resumption() {
     let dir = temp_dir("basic");
     let (c, k) = write_pair(&dir, &cert, &key);
     let server = start(TlsConfig::from_pem_files(&c, &k).expect("load PEM"));
-    // A client offering h2 first still gets http/1.1: h2 is not served, so not advertised.
-    let cfg = client_config(&ca, &[b"h2", b"http/1.1"]);
+    // A client offering only http/1.1 gets it (ALPN h2 is in http2_tls.rs).
+    let cfg = client_config(&ca, &[b"http/1.1"]);
     let mut tls = connect(server.addr, &cfg);
     assert_eq!(tls.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
     for _ in 0..3 {
@@ -328,5 +328,30 @@ fn a_request_body_streams_over_tls() {
     assert_eq!(get_over(&mut tls, "/hello", false).status, 200);
     drop(tls);
     stop(server, &cfg);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn alpn_offers_h2_first_and_only_http1_without_http2() {
+    let ca = make_ca();
+    let (cert, key, _) = make_leaf(&ca, "leaf alpn");
+    let dir = temp_dir("alpn");
+    let (c, k) = write_pair(&dir, &cert, &key);
+    let both = client_config(&ca, &[b"h2", b"http/1.1"]);
+    let h1 = client_config(&ca, &[b"http/1.1"]);
+    // HTTP/2 served (the default): a client offering both gets h2.
+    let server = start(TlsConfig::from_pem_files(&c, &k).expect("load PEM"));
+    let tls = connect(server.addr, &both);
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    drop(tls);
+    stop(server, &h1);
+    // HTTP/2 off: the same client gets http/1.1, and HTTP/1.1 answers over it.
+    let config = TlsConfig::from_pem_files(&c, &k).expect("load PEM");
+    let server = common::start_with(move |s| s.tls(config).without_http2(), router);
+    let mut tls = connect(server.addr, &both);
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_eq!(get_over(&mut tls, "/hello", false).status, 200);
+    drop(tls);
+    stop(server, &h1);
     let _ = std::fs::remove_dir_all(dir);
 }

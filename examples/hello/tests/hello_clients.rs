@@ -1,5 +1,6 @@
 //! The `hello` binary with a real client (`curl`): /plaintext, /json, HTTP/1.0, a chunked
-//! upload to /echo, connection reuse; and a clean stop on SIGTERM.
+//! upload to /echo, connection reuse, HTTP/2 with prior knowledge (no code in `hello` for
+//! it); and a clean stop on SIGTERM.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::path::PathBuf;
@@ -125,6 +126,26 @@ fn curl_gets_plaintext_and_json() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body, br#"{"message":"Hello, World!"}"#);
     assert!(has(&headers, "content-type: application/json"), "{headers:?}");
+    hello.stop();
+}
+
+#[test]
+fn curl_http2_prior_knowledge() {
+    let hello = start_hello();
+    let out = curl(&["-sS", "-i", "--http2-prior-knowledge", &hello.url("/plaintext")]);
+    let (status, headers, body) = split_i(&out.stdout);
+    assert_eq!(status.trim_end(), "HTTP/2 200");
+    assert_eq!(body, b"Hello, World!");
+    assert!(has(&headers, "content-length: 13"), "{headers:?}");
+    assert!(has(&headers, "server: ringcore"), "{headers:?}");
+    let out = curl(&[
+        "-sS",
+        "--http2-prior-knowledge",
+        "--data-binary",
+        "over h2",
+        &hello.url("/echo"),
+    ]);
+    assert_eq!(out.stdout, b"over h2");
     hello.stop();
 }
 

@@ -1,6 +1,7 @@
 //! `hello --tls-cert --tls-key` with `curl --cacert`: a test CA and a certificate for
-//! 127.0.0.1 made by `rcgen` at test time; HTTPS requests, ALPN http/1.1 (also when curl asks
-//! for h2), verification against the CA, and a start-up error for a bad key file.
+//! 127.0.0.1 made by `rcgen` at test time; HTTPS requests over HTTP/1.1 and over HTTP/2 (ALPN
+//! picks h2 when curl offers it), verification against the CA, and a start-up error for a bad
+//! key file.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
@@ -109,8 +110,9 @@ fn curl_with_the_test_ca_gets_https_answers() {
     let url = format!("https://{}/plaintext", hello.addr);
     let json = format!("https://{}/json", hello.addr);
 
-    // Two requests in one curl run: one TLS connection, kept alive and reused.
-    let out = curl(&["-sS", "-v", "--cacert", ca, &url, &json]);
+    // Two requests in one curl run: one TLS connection, kept alive and reused (HTTP/1.1 asked
+    // for: the server offers it after h2).
+    let out = curl(&["-sS", "-v", "--http1.1", "--cacert", ca, &url, &json]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "curl failed: {stderr}");
     assert_eq!(
@@ -120,10 +122,26 @@ fn curl_with_the_test_ca_gets_https_answers() {
     assert!(stderr.contains("ALPN") && stderr.contains("http/1.1"), "{stderr}");
     assert!(stderr.contains("Re-using existing connection"), "{stderr}");
 
-    // curl asking for HTTP/2 gets HTTP/1.1: the server offers only http/1.1 in ALPN.
-    let out = curl(&["-sS", "--http2", "--cacert", ca, "-w", "%{http_version}", &url]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, World!1.1");
+    // curl asking for HTTP/2 gets it: ALPN h2, both requests as streams of one connection.
+    let out = curl(&[
+        "-sS",
+        "-v",
+        "--http2",
+        "--cacert",
+        ca,
+        "-w",
+        "%{http_version}",
+        &url,
+        &json,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        r#"Hello, World!2{"message":"Hello, World!"}2"#
+    );
+    assert!(stderr.contains("ALPN: server accepted h2"), "{stderr}");
+    assert!(stderr.contains("Re-using existing connection"), "{stderr}");
 
     // Without the CA the certificate does not verify (curl exit code 60).
     let out = curl(&["-sS", &url]);

@@ -268,7 +268,7 @@ fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
     HeadScan::default().advance(buf, limits)
 }
 
-/// The checks on a complete head: method, version, target form, then the fields (Host,
+/// The checks on a complete head: version, method, target form, then the fields (Host,
 /// framing, connection options). `len` is the head's length, empty line included.
 fn finish(
     buf: &[u8],
@@ -277,6 +277,19 @@ fn finish(
     fields: &[httparse::Header<'_>],
     limits: &Limits,
 ) -> Result<Head, Reject> {
+    // HTTP/1.x with x > 1 is processed as HTTP/1.1 (RFC 9110 section 2.5); another major
+    // version gets 505, checked before the method so that the HTTP/2 preface
+    // (`PRI * HTTP/2.0`, on a server without HTTP/2) gets 505 rather than 501.
+    let version = match (line.major, line.minor) {
+        (1, 0) => Version::HTTP_10,
+        (1, _) => Version::HTTP_11,
+        _ => {
+            return Err(reject(
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                "HTTP version not supported",
+            ));
+        }
+    };
     let method = match &buf[line.method.clone()] {
         b"GET" => Method::GET,
         b"POST" => Method::POST,
@@ -288,18 +301,6 @@ fn finish(
         b"CONNECT" => Method::CONNECT,
         b"TRACE" => Method::TRACE,
         _ => return Err(reject(StatusCode::NOT_IMPLEMENTED, "unknown method")),
-    };
-    // HTTP/1.x with x > 1 is processed as HTTP/1.1 (RFC 9110 section 2.5); another major
-    // version gets 505.
-    let version = match (line.major, line.minor) {
-        (1, 0) => Version::HTTP_10,
-        (1, _) => Version::HTTP_11,
-        _ => {
-            return Err(reject(
-                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-                "HTTP version not supported",
-            ));
-        }
     };
     // The scanner admitted only visible ASCII here.
     let path = std::str::from_utf8(&buf[line.target.clone()]).map_err(|_| bad("malformed request target"))?;
