@@ -598,3 +598,57 @@ fn an_idle_connection_gets_goaway_after_the_keep_alive_timeout() {
     );
     server.stop();
 }
+
+/// A peer sent GOAWAY for idleness that never answers the PING hyper sends with it (nor
+/// closes) is cut after another keep-alive timeout: it must not hold a connection slot.
+#[test]
+fn an_idle_peer_that_ignores_goaway_is_closed() {
+    let mut limits = Limits::default();
+    limits.keep_alive_timeout = Duration::from_millis(300);
+    let server = common::start_limits(limits, common::test_router);
+    let mut c = H2::connect(server.addr, &[]);
+    c.handshake();
+    c.request(1, "GET", "/", &[], true);
+    assert_eq!(c.response(1).0, STATUS_200);
+    c.pong = false;
+    let idle_since = Instant::now();
+    let mut goaway = false;
+    let mut closed = false;
+    for _ in 0..MAX_FRAMES {
+        match c.read_frame() {
+            Some(f) if f.kind == GOAWAY => goaway = true,
+            Some(_) => {}
+            None => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(goaway, "no GOAWAY before the close");
+    assert!(closed, "the server kept a peer that ignored its GOAWAY");
+    let after = idle_since.elapsed();
+    assert!(
+        after >= Duration::from_millis(500) && after < Duration::from_secs(3),
+        "closed after {after:?} (keep-alive timeout 300 ms, then 300 ms more)"
+    );
+    server.stop();
+}
+
+/// A streamed response that runs longer than the keep-alive timeout keeps the connection
+/// active: it is neither sent GOAWAY for idleness nor cut while it sends.
+#[test]
+fn a_streamed_response_longer_than_the_keep_alive_timeout_completes() {
+    let mut limits = Limits::default();
+    // The stream route sends five parts 20 ms apart (about 100 ms in all).
+    limits.keep_alive_timeout = Duration::from_millis(30);
+    let server = common::start_limits(limits, common::test_router);
+    let mut c = H2::connect(server.addr, &[]);
+    c.handshake();
+    c.request(1, "GET", "/stream", &[], true);
+    let (status, body) = c.response(1);
+    assert_eq!(
+        (status, body.as_slice()),
+        (STATUS_200, common::STREAM_BODY.as_bytes())
+    );
+    server.stop();
+}

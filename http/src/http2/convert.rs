@@ -33,25 +33,46 @@ pub(super) struct StreamCtx<S> {
     pub(super) cfg: Rc<ConnConfig>,
     pub(super) core: Rc<CoreConns>,
     pub(super) peer: Option<SocketAddr>,
-    /// Streams being handled now (body read, router), for the idle timeout.
+    pub(super) activity: Rc<Activity>,
+}
+
+/// What the connection's idle timeout looks at.
+pub(super) struct Activity {
+    /// Streams being handled now (body read, router, a streamed response still sending).
     pub(super) handling: Cell<usize>,
     /// When a stream last started or was answered.
     pub(super) last_active: Cell<Instant>,
 }
 
-/// Counts a stream as handled while it lives (dropped on every return, and when hyper drops
-/// the handler of a reset stream).
-struct Handling<'a, S>(&'a StreamCtx<S>);
-
-impl<'a, S> Handling<'a, S> {
-    fn new(ctx: &'a StreamCtx<S>) -> Self {
-        ctx.handling.set(ctx.handling.get() + 1);
-        ctx.last_active.set(loop_now());
-        Handling(ctx)
+impl Activity {
+    pub(super) fn new() -> Rc<Self> {
+        Rc::new(Activity {
+            handling: Cell::new(0),
+            last_active: Cell::new(loop_now()),
+        })
     }
 }
 
-impl<S> Drop for Handling<'_, S> {
+/// Counts a stream as handled while it lives: dropped on every return, when hyper drops the
+/// handler of a reset stream, or, for a streamed response, with its body (when the last
+/// chunk went out or the stream was reset).
+pub(crate) struct Handling(Rc<Activity>);
+
+impl Handling {
+    fn new(activity: &Rc<Activity>) -> Self {
+        activity.handling.set(activity.handling.get() + 1);
+        activity.last_active.set(loop_now());
+        Handling(activity.clone())
+    }
+}
+
+impl std::fmt::Debug for Handling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handling")
+    }
+}
+
+impl Drop for Handling {
     fn drop(&mut self) {
         self.0.handling.set(self.0.handling.get().saturating_sub(1));
         self.0.last_active.set(loop_now());
@@ -67,7 +88,7 @@ pub(super) async fn handle<S: 'static>(
     ctx: Rc<StreamCtx<S>>,
 ) -> Result<hyper::Response<H2Body>, Infallible> {
     let arrived = loop_now();
-    let _handling = Handling::new(&ctx);
+    let handling = Handling::new(&ctx.activity);
     ctx.core.requests.set(ctx.core.requests.get() + 1);
     H2Metrics::with(|m| m.requests.inc());
     let limits = &ctx.cfg.limits;
@@ -126,7 +147,7 @@ pub(super) async fn handle<S: 'static>(
     let resp = ctx.router.handle(Request::new(raw, ctx.peer, arrived)).await;
     // The request, and with it its body, is gone.
     reserved.release();
-    Ok(into_hyper(resp, is_head, &ctx.cfg))
+    Ok(into_hyper(resp, is_head, &ctx.cfg, Some(handling)))
 }
 
 enum Collect {
@@ -241,7 +262,7 @@ fn error(status: StatusCode, reason: &'static str, cfg: &ConnConfig) -> hyper::R
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-    into_hyper(resp, false, cfg)
+    into_hyper(resp, false, cfg, None)
 }
 
 /// Header fields that HTTP/2 forbids (RFC 9113 section 8.2.2); dropped from answers.
@@ -255,7 +276,13 @@ const CONNECTION_FIELDS: [header::HeaderName; 5] = [
 
 /// ringcore's response as hyper's: the same headers, plus `Server` and the core's cached
 /// `Date` (as on HTTP/1), `Content-Length` for a complete body, no body for HEAD, 204 and 304.
-fn into_hyper(resp: Response, is_head: bool, cfg: &ConnConfig) -> hyper::Response<H2Body> {
+/// `handling` goes with a streamed body (the stream stays active while it sends).
+fn into_hyper(
+    resp: Response,
+    is_head: bool,
+    cfg: &ConnConfig,
+    handling: Option<Handling>,
+) -> hyper::Response<H2Body> {
     let (status, ctype, headers, body) = resp.into_parts();
     let mut out = hyper::Response::new(H2Body::Empty);
     *out.status_mut() = status;
@@ -296,7 +323,10 @@ fn into_hyper(resp: Response, is_head: bool, cfg: &ConnConfig) -> hyper::Respons
         }
         // HEAD: dropping the receiver tells the producer nobody reads (`ReceiverGone`).
         Body::Stream(_) if is_head => H2Body::Empty,
-        Body::Stream(rx) => H2Body::Stream(rx),
+        Body::Stream(rx) => H2Body::Stream {
+            rx,
+            _active: handling,
+        },
     };
     *out.body_mut() = body;
     out
@@ -309,7 +339,11 @@ fn into_hyper(resp: Response, is_head: bool, cfg: &ConnConfig) -> hyper::Respons
 pub(crate) enum H2Body {
     Empty,
     Full(Option<Bytes>),
-    Stream(BodyReceiver),
+    /// The receiver, and the stream's activity guard (dropped with the body).
+    Stream {
+        rx: BodyReceiver,
+        _active: Option<Handling>,
+    },
 }
 
 impl hyper::body::Body for H2Body {
@@ -323,7 +357,7 @@ impl hyper::body::Body for H2Body {
         match self.get_mut() {
             H2Body::Empty => Poll::Ready(None),
             H2Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            H2Body::Stream(rx) => rx.poll_next(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
+            H2Body::Stream { rx, .. } => rx.poll_next(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -331,7 +365,7 @@ impl hyper::body::Body for H2Body {
         match self {
             H2Body::Empty => true,
             H2Body::Full(b) => b.is_none(),
-            H2Body::Stream(_) => false,
+            H2Body::Stream { .. } => false,
         }
     }
 
@@ -339,7 +373,7 @@ impl hyper::body::Body for H2Body {
         match self {
             H2Body::Empty | H2Body::Full(None) => SizeHint::with_exact(0),
             H2Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            H2Body::Stream(_) => SizeHint::default(),
+            H2Body::Stream { .. } => SizeHint::default(),
         }
     }
 }

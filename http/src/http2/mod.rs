@@ -26,7 +26,6 @@ mod convert;
 mod io;
 mod rt;
 
-use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
@@ -35,7 +34,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
-use ringcore_runtime::time::{loop_now, sleep_until};
+use ringcore_runtime::time::{loop_now, sleep_until, timeout_at};
 
 use crate::conn::{ConnConfig, CoreConns, Transport};
 use crate::metrics::Counter;
@@ -191,8 +190,7 @@ pub(crate) async fn serve<S: 'static, T: Transport + 'static>(
         cfg: cfg.clone(),
         core: core.clone(),
         peer,
-        handling: Cell::new(0),
-        last_active: Cell::new(loop_now()),
+        activity: convert::Activity::new(),
     });
     let idle_after = cfg.limits.keep_alive_timeout;
     let service = {
@@ -207,18 +205,18 @@ pub(crate) async fn serve<S: 'static, T: Transport + 'static>(
         let mut drain = pin!(core.drain.wait());
         poll_fn(|cx| {
             if conn.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(true);
+                return Poll::Ready(Ended::Closed);
             }
             if drain.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(false);
+                return Poll::Ready(Ended::Draining);
             }
             while Pin::new(&mut idle).poll(cx).is_ready() {
-                let due = ctx.last_active.get() + idle_after;
-                if ctx.handling.get() == 0 && due <= Instant::now() {
-                    return Poll::Ready(false);
+                let due = ctx.activity.last_active.get() + idle_after;
+                if ctx.activity.handling.get() == 0 && due <= Instant::now() {
+                    return Poll::Ready(Ended::Idle);
                 }
                 // Busy, or active since: wait again (a full period while streams run).
-                idle.reset(if ctx.handling.get() > 0 {
+                idle.reset(if ctx.activity.handling.get() > 0 {
                     Instant::now() + idle_after
                 } else {
                     due
@@ -228,9 +226,30 @@ pub(crate) async fn serve<S: 'static, T: Transport + 'static>(
         })
         .await
     };
-    if !ended {
-        // GOAWAY; the streams in flight (a response still streaming) finish.
-        conn.as_mut().graceful_shutdown();
-        let _ = conn.await;
+    match ended {
+        Ended::Closed => {}
+        Ended::Draining => {
+            // GOAWAY; the streams in flight (a response still streaming) finish, within the
+            // server's drain timeout (its drain loop cuts what is still open then).
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        Ended::Idle => {
+            // GOAWAY, and another `keep_alive_timeout` to close: hyper closes once the peer
+            // answers the PING sent with the GOAWAY, and a peer that never does (or that
+            // holds a response with a zero window) must not keep the connection slot.
+            conn.as_mut().graceful_shutdown();
+            let _ = timeout_at(loop_now() + idle_after, conn).await;
+        }
     }
+}
+
+/// Why a connection's main wait ended.
+enum Ended {
+    /// hyper finished the connection (the peer closed it, or an error).
+    Closed,
+    /// The core drains (shutdown).
+    Draining,
+    /// No stream for `keep_alive_timeout`.
+    Idle,
 }
