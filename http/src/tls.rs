@@ -16,10 +16,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::future::poll_fn;
 use std::io::{self, BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use ringcore_runtime::net::{RecvBuf, TcpStream};
@@ -239,6 +241,11 @@ pub(crate) struct TlsStream {
     /// A send of TLS records was cut off (its future dropped): the record stream is torn,
     /// every later call fails.
     broken: Cell<bool>,
+    /// A send of TLS records is in flight. Records must go out whole and in order, so only
+    /// one flush sends at a time (HTTP/2 has a receive and a send in flight at once).
+    sending: Cell<bool>,
+    /// Flushes waiting for the send in flight to end.
+    send_waiters: RefCell<Vec<Waker>>,
 }
 
 fn torn() -> io::Error {
@@ -252,13 +259,28 @@ fn tls_err(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-/// Marks the stream broken if dropped before `done`.
-struct TearGuard<'a>(&'a Cell<bool>, bool);
+/// Held while a send of TLS records is in flight: ends it (waking the flushes waiting for
+/// it), and marks the stream broken if dropped before `done`.
+struct SendGuard<'a> {
+    stream: &'a TlsStream,
+    done: bool,
+}
 
-impl Drop for TearGuard<'_> {
+impl<'a> SendGuard<'a> {
+    fn new(stream: &'a TlsStream) -> Self {
+        stream.sending.set(true);
+        SendGuard { stream, done: false }
+    }
+}
+
+impl Drop for SendGuard<'_> {
     fn drop(&mut self) {
-        if !self.1 {
-            self.0.set(true);
+        if !self.done {
+            self.stream.broken.set(true);
+        }
+        self.stream.sending.set(false);
+        for w in self.stream.send_waiters.borrow_mut().drain(..) {
+            w.wake();
         }
     }
 }
@@ -271,6 +293,8 @@ impl TlsStream {
             pending: RefCell::new(None),
             out: RefCell::new(Vec::new()),
             broken: Cell::new(false),
+            sending: Cell::new(false),
+            send_waiters: RefCell::new(Vec::new()),
         }
     }
 
@@ -287,8 +311,17 @@ impl TlsStream {
         }
     }
 
-    /// Sends every TLS record rustls has ready.
+    /// Sends every TLS record rustls has ready, after the send in flight (if any) ended.
     async fn flush_tls(&self) -> io::Result<()> {
+        poll_fn(|cx| {
+            if self.sending.get() {
+                self.send_waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
         if self.broken.get() {
             return Err(torn());
         }
@@ -305,9 +338,10 @@ impl TlsStream {
                 *self.out.borrow_mut() = out;
                 return Ok(());
             }
-            let mut guard = TearGuard(&self.broken, false);
+            let mut guard = SendGuard::new(self);
             let (res, out) = self.tcp.write_all(out).await;
-            guard.1 = true;
+            guard.done = true;
+            drop(guard);
             *self.out.borrow_mut() = out;
             if let Err(e) = res {
                 self.broken.set(true);
@@ -380,8 +414,12 @@ impl Transport for TlsStream {
                     Err(e) => return Err(e),
                 }
             }
-            // Post-handshake messages (a key update) may want an answer first.
-            self.flush_tls().await?;
+            // Post-handshake messages (a key update) may want an answer first; a send in
+            // flight takes it along (its flush loops while rustls has records ready), and
+            // waiting for it here could stall the receive behind a peer that does not read.
+            if !self.sending.get() {
+                self.flush_tls().await?;
+            }
             if !self.feed().await? {
                 continue; // the reader now reports EOF
             }
