@@ -225,9 +225,12 @@ impl Db {
             }
         }
         self.connecting.set(true);
+        // Cleared however the attempt ends: a request dropped mid-connect (a shorter
+        // deadline around the handler) must not leave the core believing one is running.
+        let attempt = Connecting(&self.connecting);
         self.last_attempt.set(Some(Instant::now()));
         let result = open(&self.settings).await;
-        self.connecting.set(false);
+        drop(attempt);
         match result {
             Ok(conn) => {
                 let conn = Rc::new(conn);
@@ -367,4 +370,13 @@ async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
             .prepare("DELETE FROM todos WHERE id = $1 RETURNING id")
             .await?,
     })
+}
+
+/// Marks a connect attempt as running while it lives.
+struct Connecting<'a>(&'a std::cell::Cell<bool>);
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
 }
