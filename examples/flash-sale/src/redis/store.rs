@@ -288,10 +288,9 @@ impl RedisStore {
     /// Makes every buy wait until `n` replicas of the master that ran it have its writes
     /// (`WAIT n <ms>`, sent right after the script on the same connection, the timeout what
     /// is left of the call's deadline less [`WAIT_SLACK`], at least a quarter of what is
-    /// left): a buy they did not all
-    /// acknowledge in time is [`BuyOutcome::InDoubt`], and a transfer step between buckets
-    /// they did not acknowledge fails the buy (the next borrower finishes it). 0 (the
-    /// default) sends no `WAIT`.
+    /// left): a buy they did not all acknowledge in time is [`BuyOutcome::InDoubt`], and a
+    /// transfer step between buckets they did not acknowledge fails the buy (the next
+    /// borrower finishes it). 0 (the default) sends no `WAIT`.
     ///
     /// Why: Redis replication is asynchronous, so a replica promoted after its master
     /// crashed can lack the last writes the master acknowledged; a write acknowledged by `n`
@@ -516,12 +515,13 @@ impl RedisStore {
     /// Like [`RedisStore::eval`], and when the store waits for replicas, `WAIT` right after
     /// the script on the same connection, its timeout what is left until `until` less
     /// [`WAIT_SLACK`], at least a quarter of what is left and at least 1 ms (`WAIT` with 0
-    /// would block for ever). Returns the script's reply
-    /// and, when a `WAIT` was sent and fewer replicas acknowledged, why.
+    /// would block for ever). Returns the script's reply and, when a `WAIT` was sent and
+    /// fewer replicas acknowledged, why.
     ///
     /// `WAIT` counts the replicas that have every write *this connection* made so far, so it
-    /// covers the script's writes (and maybe other callers' on this core). A script that
-    /// wrote nothing costs a `WAIT` that returns at once.
+    /// covers the script's writes (and maybe other callers' on this core). After a script
+    /// that wrote nothing it returns at once, unless an earlier write on this connection is
+    /// not acknowledged yet (then it waits for that one).
     pub(super) async fn eval_acked(
         &self,
         script: Script,
