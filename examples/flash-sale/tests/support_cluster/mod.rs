@@ -10,6 +10,7 @@
 //! No `redis-server` / `redis-cli` on PATH is a test failure, not a skip: CI installs them.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -29,6 +30,47 @@ pub(crate) struct Node {
 /// Three masters; every node killed on drop.
 pub(crate) struct RedisCluster {
     pub(crate) nodes: Vec<Node>,
+}
+
+impl Node {
+    /// Waits (at most 10 s) until this node's own process answers on its port; `false` if
+    /// it exited (reaped) or another process answers there.
+    fn answers(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let me = format!("process_id:{}", self.child.id());
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let out = Command::new("redis-cli")
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "INFO", "server"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}): apt-get install redis-tools"));
+            let info = String::from_utf8_lossy(&out.stdout);
+            if info.lines().any(|l| l.trim() == me) {
+                return true;
+            }
+            if info.contains("process_id:") {
+                // Another process's server on our port: ours cannot bind it.
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not answer in 10 s", self.port);
+    }
+}
+
+/// A port free now that `used` does not hold yet (two picks in a row may return the same).
+fn fresh_port(used: &mut HashSet<u16>) -> u16 {
+    loop {
+        let p = free_port();
+        if used.insert(p) {
+            return p;
+        }
+    }
 }
 
 /// One durable cluster node on `port` (bus port `bus`), its files in `dir`.
@@ -86,6 +128,7 @@ impl RedisCluster {
     /// every replica's link to its master is up as well.
     pub(crate) fn start_with(replicas: usize) -> RedisCluster {
         let mut nodes = Vec::new();
+        let mut used = HashSet::new();
         for i in 0..3 * (1 + replicas) {
             static SEQ: AtomicU64 = AtomicU64::new(0);
             let dir = std::env::temp_dir().join(format!(
@@ -95,7 +138,7 @@ impl RedisCluster {
             ));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("cluster node dir");
-            let (port, bus) = (free_port(), free_port());
+            let (port, bus) = (fresh_port(&mut used), fresh_port(&mut used));
             nodes.push(Node {
                 child: spawn_node(port, bus, &dir),
                 port,
@@ -104,14 +147,22 @@ impl RedisCluster {
                 dead: false,
             });
         }
-        let cluster = RedisCluster { nodes };
-        for n in &cluster.nodes {
-            cluster.wait(&format!("node {} answers", n.port), || {
-                Command::new("redis-cli")
-                    .args(["-p", &n.port.to_string(), "PING"])
-                    .output()
-                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
-            });
+        let mut cluster = RedisCluster { nodes };
+        // A port found free may be taken before the node binds it (other tests pick ports
+        // too): a node that exits instead of answering starts again on new ports.
+        for n in &mut cluster.nodes {
+            let mut attempt = 0;
+            while !n.answers() {
+                attempt += 1;
+                assert!(
+                    attempt < 5,
+                    "redis-server on port {} did not start in 5 tries",
+                    n.port
+                );
+                n.port = fresh_port(&mut used);
+                n.bus = fresh_port(&mut used);
+                n.child = spawn_node(n.port, n.bus, &n.dir);
+            }
         }
         let addrs: Vec<String> = cluster
             .nodes
