@@ -4,7 +4,7 @@
 //! flash-sale serve  --addr HOST:PORT --cores all|N|LIST --data-dir DIR [--store redis://HOST:PORT|redis-cluster://HOST:PORT,..]
 //!                   [--admin-token T] [--prefix P] [--user-rate R] [--global-rate R]
 //!                   [--accept-data-loss] [--share-addr] [--shed-grace MS]
-//!                   [--redis-timeout MS] [--allow-redis-data-loss]
+//!                   [--redis-timeout MS] [--redis-wait-replicas N] [--allow-redis-data-loss]
 //!                   [--tls-cert PEM --tls-key PEM]
 //! flash-sale repair --data-dir DIR
 //! flash-sale demo   [--cores all|N|LIST] [--items K] [--stock S] [--users U] [--rate R] ...
@@ -96,6 +96,13 @@ struct ServeArgs {
     /// it went through).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     redis_timeout: Option<u64>,
+    /// Replicas that must acknowledge a buy (Redis `WAIT N`, within --redis-timeout) before
+    /// it answers 200; fewer in time: 503 in_doubt with the order id (GET /orders/{id} tells
+    /// later). Default 0 (no WAIT). Use 1 on a cluster whose masters have replicas: Redis
+    /// replication is asynchronous, so a replica that takes over after its master crashed can
+    /// lack the last acknowledged orders.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    redis_wait_replicas: u32,
     /// Start even if Redis can lose acknowledged orders (anything but appendonly yes +
     /// appendfsync always) or refuses CONFIG GET.
     #[arg(long)]
@@ -156,6 +163,7 @@ fn config(a: ServeArgs) -> Result<Config, String> {
     if let Some(ms) = a.redis_timeout {
         cfg.redis_timeout = Duration::from_millis(ms);
     }
+    cfg.redis_wait_replicas = a.redis_wait_replicas;
     cfg.allow_redis_data_loss = a.allow_redis_data_loss;
     cfg.accept_data_loss = a.accept_data_loss;
     cfg.tls = a.tls_cert.zip(a.tls_key);

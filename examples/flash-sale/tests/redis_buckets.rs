@@ -57,6 +57,7 @@ async fn buy_twice_each(s: &RedisStore, item: &str, users: usize) -> HashMap<Str
                 }
                 BuyOutcome::SoldOut => {}
                 BuyOutcome::UnknownItem => panic!("{item} exists"),
+                BuyOutcome::InDoubt { order, why } => panic!("{order} in doubt without WAIT: {why}"),
             }
         }
     }

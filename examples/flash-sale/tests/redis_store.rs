@@ -258,6 +258,7 @@ fn check_sale(url: &str, prefix: &'static str, outcomes: &[(String, BuyOutcome)]
                 assert_eq!(sold_to.get(u), Some(order), "{u} is told their own order")
             }
             BuyOutcome::UnknownItem => panic!("{u}: the item exists"),
+            BuyOutcome::InDoubt { order, why } => panic!("{u}: {order} in doubt without WAIT: {why}"),
         }
     }
 

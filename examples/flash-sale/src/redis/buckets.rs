@@ -39,6 +39,7 @@
 //! `WouldBlock` (the service answers 503 + `Retry-After`), never with a wrong sold-out.
 
 use std::io;
+use std::time::Instant;
 
 use super::resp::Value;
 use super::slot::{crc16, key_slot};
@@ -317,18 +318,28 @@ impl RedisStore {
     /// Safe to retry after an I/O error with the same arguments: if the first attempt ran,
     /// the retry answers [`BuyOutcome::AlreadyBought`] with the same order, and a transfer
     /// between buckets that the first attempt began is finished, not repeated.
+    ///
+    /// With [`RedisStore::with_wait_replicas`], the answer is [`BuyOutcome::InDoubt`] when
+    /// the replicas did not acknowledge the order within the deadline (`WAIT` timeouts are
+    /// counted from this call: what is left of the client's deadline less
+    /// [`super::store::WAIT_SLACK`]).
     pub async fn buy(&self, item: &str, user: &str, base: &str, ts: u64) -> io::Result<BuyOutcome> {
         non_empty("item", item)?;
         non_empty("user", user)?;
         non_empty("order id", base)?;
+        let until = Instant::now() + self.backend.deadline();
         let mut buckets = self.cached_buckets(item);
         for _ in 0..3 {
             let b = bucket_of(user, buckets);
             let order = self.order_id_in(item, b, buckets, base)?;
-            match self.buy_in(item, b, buckets, user, &order, ts).await? {
+            match self.buy_in(item, b, buckets, user, &order, ts, until).await? {
                 Step::Done(outcome) => return Ok(outcome),
                 Step::Empty if buckets == 1 => return Ok(BuyOutcome::SoldOut),
-                Step::Empty => return self.borrow_and_buy(item, b, buckets, user, &order, ts).await,
+                Step::Empty => {
+                    return self
+                        .borrow_and_buy(item, b, buckets, user, &order, ts, until)
+                        .await
+                }
                 Step::Rebucket => match self.read_buckets(item).await? {
                     Some(n) => {
                         self.remember_buckets(item, n);
@@ -346,6 +357,7 @@ impl RedisStore {
 
     /// Moves units into bucket `to` from the others until the buy in `to` succeeds or every
     /// unit is sold (see the module docs).
+    #[allow(clippy::too_many_arguments)]
     async fn borrow_and_buy(
         &self,
         item: &str,
@@ -354,15 +366,16 @@ impl RedisStore {
         user: &str,
         order: &str,
         ts: u64,
+        until: Instant,
     ) -> io::Result<BuyOutcome> {
         for round in 0..BORROW_ROUNDS {
             let mut got = false;
             for k in 1..buckets {
                 let from = (to + k) % buckets;
-                self.settle(item, from).await?;
+                self.settle_by(item, from, until).await?;
                 let tid = format!("{order}/{round}/{from}");
-                if self.take(item, from, to, &tid).await? > 0 {
-                    self.finish(item, from, to, &tid).await?;
+                if self.take_by(item, from, to, &tid, until).await? > 0 {
+                    self.finish(item, from, to, &tid, until).await?;
                     got = true;
                     break;
                 }
@@ -370,7 +383,7 @@ impl RedisStore {
             if !got && self.sold_everything(item, buckets).await? {
                 return Ok(BuyOutcome::SoldOut);
             }
-            match self.buy_in(item, to, buckets, user, order, ts).await? {
+            match self.buy_in(item, to, buckets, user, order, ts, until).await? {
                 Step::Done(outcome) => return Ok(outcome),
                 Step::Empty => {}
                 Step::Rebucket => break,
@@ -387,18 +400,33 @@ impl RedisStore {
     /// (the recorded number if `tid` was taken before). The units are in transit until
     /// [`RedisStore::settle`] (or the borrowing buy) finishes the transfer.
     pub async fn take(&self, item: &str, from: u32, to: u32, tid: &str) -> io::Result<u64> {
+        let until = Instant::now() + self.backend.deadline();
+        self.take_by(item, from, to, tid, until).await
+    }
+
+    /// [`RedisStore::take`]; when the store waits for replicas, a step they did not
+    /// acknowledge by `until` is an error (the units stay recorded in transit on the giver,
+    /// so the next borrower finishes the transfer, or, if the master crashes and its
+    /// replica never saw the step, they were never taken).
+    async fn take_by(&self, item: &str, from: u32, to: u32, tid: &str, until: Instant) -> io::Result<u64> {
         let keys: Vec<String> = ["item", "xout", "xdone"]
             .iter()
             .map(|k| self.bucket_key(item, from, k))
             .collect();
         let to = to.to_string();
         let args = [keys[0].as_str(), &keys[1], &keys[2], tid, &to];
-        let reply = self.eval(Script::Take, 3, &args).await?;
-        count(&reply)
+        let (reply, short) = self.eval_acked(Script::Take, 3, &args, until).await?;
+        let n = count(&reply)?;
+        match short {
+            Some(why) if n > 0 => Err(unreplicated("TAKE", tid, &why)),
+            _ => Ok(n),
+        }
     }
 
-    /// Transfer steps 2 and 3 for `tid` (each a no-op if done before).
-    async fn finish(&self, item: &str, from: u32, to: u32, tid: &str) -> io::Result<()> {
+    /// Transfer steps 2 and 3 for `tid` (each a no-op if done before). When the store waits
+    /// for replicas, step 3 runs only once step 2 is acknowledged: a step 2 lost in a
+    /// failover is then still pending on the giver and applied again by the next borrower.
+    async fn finish(&self, item: &str, from: u32, to: u32, tid: &str, until: Instant) -> io::Result<()> {
         let n = match self
             .pending(item, from)
             .await?
@@ -413,7 +441,12 @@ impl RedisStore {
             self.bucket_key(item, to, "xin"),
         );
         let n = n.to_string();
-        self.eval(Script::Give, 2, &[&hash, &xin, tid, &n]).await?;
+        let (given, short) = self
+            .eval_acked(Script::Give, 2, &[&hash, &xin, tid, &n], until)
+            .await?;
+        if let Some(why) = short.filter(|_| given.as_int() == Some(1)) {
+            return Err(unreplicated("GIVE", tid, &why));
+        }
         let (xout, xdone) = (
             self.bucket_key(item, from, "xout"),
             self.bucket_key(item, from, "xdone"),
@@ -425,8 +458,13 @@ impl RedisStore {
     /// Finishes every transfer out of bucket `from` that a crash or a lost reply left
     /// half done.
     pub async fn settle(&self, item: &str, from: u32) -> io::Result<()> {
+        let until = Instant::now() + self.backend.deadline();
+        self.settle_by(item, from, until).await
+    }
+
+    async fn settle_by(&self, item: &str, from: u32, until: Instant) -> io::Result<()> {
         for (tid, to, _) in self.pending(item, from).await? {
-            self.finish(item, from, to, &tid).await?;
+            self.finish(item, from, to, &tid, until).await?;
         }
         Ok(())
     }
@@ -465,7 +503,8 @@ impl RedisStore {
         Ok(sold >= stock)
     }
 
-    /// The buy script in bucket `b`.
+    /// The buy script in bucket `b` (and `WAIT`, when the store waits for replicas).
+    #[allow(clippy::too_many_arguments)]
     async fn buy_in(
         &self,
         item: &str,
@@ -474,6 +513,7 @@ impl RedisStore {
         user: &str,
         order: &str,
         ts: u64,
+        until: Instant,
     ) -> io::Result<Step> {
         let ts = ts.to_string();
         let keys = [
@@ -486,7 +526,7 @@ impl RedisStore {
         let args = [
             &keys[0], &keys[1], &keys[2], &keys[3], item, user, order, &ts, &nb, &bi,
         ];
-        let reply = self.eval(Script::Buy, keys.len(), &args).await?;
+        let (reply, short) = self.eval_acked(Script::Buy, keys.len(), &args, until).await?;
         let bad = || unexpected("buy script", Some(&reply));
         let Value::Array(parts) = &reply else {
             return Err(bad());
@@ -499,7 +539,10 @@ impl RedisStore {
                 .ok_or_else(bad)
         };
         match parts.first().and_then(Value::as_str) {
-            Some("bought") => Ok(Step::Done(BuyOutcome::Bought { order: order()? })),
+            Some("bought") => Ok(Step::Done(match short {
+                None => BuyOutcome::Bought { order: order()? },
+                Some(why) => BuyOutcome::InDoubt { order: order()?, why },
+            })),
             Some("already") => Ok(Step::Done(BuyOutcome::AlreadyBought { order: order()? })),
             Some("empty") => Ok(Step::Empty),
             Some("rebucket") => Ok(Step::Rebucket),
@@ -560,6 +603,14 @@ impl RedisStore {
     pub(super) async fn known_buckets(&self, item: &str) -> io::Result<u32> {
         Ok(self.read_buckets(item).await?.unwrap_or(1))
     }
+}
+
+/// A transfer step the replicas did not acknowledge.
+fn unreplicated(step: &str, tid: &str, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("redis store: transfer {tid}: {step} not acknowledged by the replicas ({why})"),
+    )
 }
 
 fn count(v: &Value) -> io::Result<u64> {

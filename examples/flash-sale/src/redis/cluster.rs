@@ -281,6 +281,20 @@ impl ClusterClient {
     /// Runs `args` on the master of `key`'s slot, following redirections. An error reply
     /// becomes an `io::Error` holding a [`RedisError`].
     pub async fn cmd(&self, key: &str, args: &[&str]) -> io::Result<Value> {
+        self.cmd_then(key, args, None).await.map(|(v, _)| v)
+    }
+
+    /// Like [`ClusterClient::cmd`], and when `then` is given, sends it right after `args` in
+    /// the same write, so on the same connection of the node that runs `args` (after the
+    /// last redirection): e.g. `WAIT`, which counts the replicas that have this connection's
+    /// writes. `then`'s reply (an error reply included, as [`Value::Error`]) comes back only
+    /// when `args` succeeded.
+    pub async fn cmd_then(
+        &self,
+        key: &str,
+        args: &[&str],
+        then: Option<&[&str]>,
+    ) -> io::Result<(Value, Option<Value>)> {
         let slot = key_slot(key.as_bytes());
         let mut target: Option<(String, bool)> = None;
         for _ in 0..=MAX_REDIRECTS {
@@ -289,8 +303,7 @@ impl ClusterClient {
                 None => (self.owner(slot).await?, false),
             };
             let result = match self.node(&node).await {
-                Ok(client) if asking => ask(&client, args).await,
-                Ok(client) => client.cmd(args).await,
+                Ok(client) => send(&client, asking, args, then).await,
                 Err(e) => Err(e),
             };
             let e = match result {
@@ -415,12 +428,28 @@ impl ClusterClient {
     }
 }
 
-/// `ASKING` and `args` in one write; the answer to `args`.
-async fn ask(client: &Client, args: &[&str]) -> io::Result<Value> {
-    let mut replies = client.pipeline(&[&["ASKING"][..], args]).await?;
+/// `args` on `client`, preceded by `ASKING` when `asking` and followed by `then` when given,
+/// all in one write; the answer to `args` (an error reply as an `Err`) and to `then`.
+pub(super) async fn send(
+    client: &Client,
+    asking: bool,
+    args: &[&str],
+    then: Option<&[&str]>,
+) -> io::Result<(Value, Option<Value>)> {
+    if !asking && then.is_none() {
+        return client.cmd(args).await.map(|v| (v, None));
+    }
+    let mut cmds: Vec<&[&str]> = Vec::with_capacity(3);
+    if asking {
+        cmds.push(&["ASKING"]);
+    }
+    cmds.push(args);
+    cmds.extend(then);
+    let mut replies = client.pipeline(&cmds).await?;
+    let then_reply = if then.is_some() { replies.pop() } else { None };
     match replies.pop() {
         Some(Value::Error(message)) => Err(RedisError::reply(message)),
-        Some(v) => Ok(v),
+        Some(v) => Ok((v, then_reply)),
         None => Err(io::Error::other("redis: no reply")),
     }
 }

@@ -89,6 +89,12 @@
 //! `serve` refuses to start against anything else, or against a server that refuses
 //! `CONFIG` (renamed, ACL), unless `--allow-redis-data-loss` is given (it then starts with a
 //! warning). The tests run Redis with both settings.
+//!
+//! Replication is the other half: a replica promoted after its master crashed may lack the
+//! master's last acknowledged writes (replication is asynchronous).
+//! [`RedisStore::with_wait_replicas`] makes each buy `WAIT` for N replicas on the same
+//! connection right after its script; a buy they do not acknowledge in time is
+//! [`BuyOutcome::InDoubt`] (see `docs/deploy.md` for what that means for the invariants).
 
 pub mod buckets;
 pub mod client;
@@ -103,7 +109,7 @@ pub use cluster::{parse_cluster_url, ClusterClient};
 pub use resp::Value;
 pub use store::{
     new_order_id, run_tag, Backend, BuyOutcome, Durability, ItemView, OrderView, PutOutcome, RedisStore,
-    DEFAULT_PREFIX,
+    DEFAULT_PREFIX, WAIT_SLACK,
 };
 
 /// Checks a `--store` URL: `redis://host:port` or `redis-cluster://host:port[,host:port...]`.

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::buckets::{Script, SCRIPTS};
 use super::client::{Client, RedisError};
@@ -15,6 +15,11 @@ use super::slot::slot_tag;
 
 /// The key prefix when none is chosen.
 pub const DEFAULT_PREFIX: &str = "fs";
+
+/// What a buy keeps of its deadline for the rest when it sends `WAIT`: Redis times blocked
+/// clients out on its own clock (`hz`, 10 per second by default), so a `WAIT` can overrun
+/// its timeout by up to 100 ms, and the script and the reply take their share too.
+pub const WAIT_SLACK: Duration = Duration::from_millis(150);
 
 /// What [`RedisStore::put_item`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +64,17 @@ pub enum BuyOutcome {
     },
     /// No such item.
     UnknownItem,
+    /// The buy script took the unit on the master (the order exists there now), but fewer
+    /// replicas than [`RedisStore::with_wait_replicas`] asks for acknowledged it in time, so
+    /// a failover of that master may still lose it: neither a sale nor a refusal. Reading
+    /// the order later tells (`get_order`), and a retry of the same user answers
+    /// [`BuyOutcome::AlreadyBought`] with this order while it exists.
+    InDoubt {
+        /// The order id the script stored.
+        order: String,
+        /// What `WAIT` said, in words.
+        why: String,
+    },
 }
 
 /// What [`RedisStore::durability`] found.
@@ -124,6 +140,8 @@ pub struct RedisStore {
     /// Items seen with more than one bucket, and how many (a buy of an item not listed
     /// assumes one; the buy script corrects a wrong guess).
     pub(super) buckets: RefCell<HashMap<String, u32>>,
+    /// How many replicas must acknowledge a buy's writes (`WAIT`); 0: none asked.
+    pub(super) wait_replicas: u32,
 }
 
 /// Where the store's keys live: one server, or a Redis Cluster (each command sent to the
@@ -172,6 +190,20 @@ impl Backend {
         match self {
             Backend::Single(c) => c.cmd(args).await,
             Backend::Cluster(c) => c.cmd(key, args).await,
+        }
+    }
+
+    /// Like [`Backend::cmd`], with `then` sent right after `args` in the same write, on the
+    /// same connection (see [`ClusterClient::cmd_then`]).
+    pub async fn cmd_then(
+        &self,
+        key: &str,
+        args: &[&str],
+        then: Option<&[&str]>,
+    ) -> io::Result<(Value, Option<Value>)> {
+        match self {
+            Backend::Single(c) => super::cluster::send(c, false, args, then).await,
+            Backend::Cluster(c) => c.cmd_then(key, args, then).await,
         }
     }
 
@@ -249,7 +281,49 @@ impl RedisStore {
             backend,
             prefix: prefix.to_owned(),
             buckets: RefCell::new(HashMap::new()),
+            wait_replicas: 0,
         })
+    }
+
+    /// Makes every buy wait until `n` replicas of the master that ran it have its writes
+    /// (`WAIT n <ms>`, sent right after the script on the same connection, the timeout what
+    /// is left of the call's deadline less [`WAIT_SLACK`], at least a quarter of what is
+    /// left): a buy they did not all acknowledge in time is [`BuyOutcome::InDoubt`], and a
+    /// transfer step between buckets they did not acknowledge fails the buy (the next
+    /// borrower finishes it). 0 (the default) sends no `WAIT`.
+    ///
+    /// Why: Redis replication is asynchronous, so a replica promoted after its master
+    /// crashed can lack the last writes the master acknowledged; a write acknowledged by `n`
+    /// replicas survives the crash of the master (a replica acknowledges what it received,
+    /// not what it synced to its disk).
+    pub fn with_wait_replicas(mut self, n: u32) -> RedisStore {
+        self.wait_replicas = n;
+        self
+    }
+
+    /// How many replicas must acknowledge a buy ([`RedisStore::with_wait_replicas`]).
+    pub fn wait_replicas(&self) -> u32 {
+        self.wait_replicas
+    }
+
+    /// How many replicas each master has (`INFO replication`, `connected_slaves`), per
+    /// master (the one server, or every master of the cluster).
+    pub async fn replicas(&self) -> io::Result<Vec<(String, u32)>> {
+        let replies = self.backend.on_every_node(&["INFO", "replication"]).await?;
+        replies
+            .into_iter()
+            .map(|(node, reply)| {
+                let n = reply
+                    .as_str()
+                    .and_then(|text| {
+                        text.lines()
+                            .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
+                            .and_then(|n| n.parse::<u32>().ok())
+                    })
+                    .ok_or_else(|| unexpected("INFO replication", Some(&reply)))?;
+                Ok((node, n))
+            })
+            .collect()
     }
 
     /// Where the keys live.
@@ -434,6 +508,61 @@ impl RedisStore {
             }
             other => other,
         }
+    }
+}
+
+impl RedisStore {
+    /// Like [`RedisStore::eval`], and when the store waits for replicas, `WAIT` right after
+    /// the script on the same connection, its timeout what is left until `until` less
+    /// [`WAIT_SLACK`], at least a quarter of what is left and at least 1 ms (`WAIT` with 0
+    /// would block for ever). Returns the script's reply and, when a `WAIT` was sent and
+    /// fewer replicas acknowledged, why.
+    ///
+    /// `WAIT` counts the replicas that have every write *this connection* made so far, so it
+    /// covers the script's writes (and maybe other callers' on this core). After a script
+    /// that wrote nothing it returns at once, unless an earlier write on this connection is
+    /// not acknowledged yet (then it waits for that one).
+    pub(super) async fn eval_acked(
+        &self,
+        script: Script,
+        n_keys: usize,
+        args: &[&str],
+        until: Instant,
+    ) -> io::Result<(Value, Option<String>)> {
+        if self.wait_replicas == 0 {
+            return Ok((self.eval(script, n_keys, args).await?, None));
+        }
+        let (sha, src) = (&self.shas[script as usize], SCRIPTS[script as usize]);
+        let n_keys = n_keys.to_string();
+        let key = args.first().copied().unwrap_or("");
+        let mut cmd = vec!["EVALSHA", sha, &n_keys];
+        cmd.extend_from_slice(args);
+        let wanted = self.wait_replicas.to_string();
+        let left = until.saturating_duration_since(Instant::now());
+        let ms = left
+            .saturating_sub(WAIT_SLACK)
+            .max(left / 4)
+            .as_millis()
+            .max(1)
+            .to_string();
+        let wait = ["WAIT", wanted.as_str(), &ms];
+        let (reply, acked) = match self.backend.cmd_then(key, &cmd, Some(&wait)).await {
+            Err(e) if RedisError::of(&e).is_some_and(|r| r.code() == "NOSCRIPT") => {
+                cmd[0] = "EVAL";
+                cmd[1] = src;
+                self.backend.cmd_then(key, &cmd, Some(&wait)).await?
+            }
+            other => other?,
+        };
+        let short = match acked {
+            Some(Value::Int(n)) if n >= i64::from(self.wait_replicas) => None,
+            Some(Value::Int(n)) => Some(format!(
+                "{n} of {wanted} replicas acknowledged the write within {ms} ms"
+            )),
+            Some(Value::Error(e)) => Some(format!("WAIT failed: {e}")),
+            other => Some(format!("unexpected reply to WAIT: {other:?}")),
+        };
+        Ok((reply, short))
     }
 }
 

@@ -67,6 +67,12 @@ pub(super) enum BuyError {
     /// 503 `unavailable` + `Retry-After`: the store, the journal or the mesh failed, or the
     /// item stayed busy; a retry tells the truth.
     Unavailable(String),
+    /// 503 `in_doubt` + `Retry-After` with the order id: Redis ran the buy, but fewer
+    /// replicas than `--redis-wait-replicas` acknowledged it in time, so a failover may
+    /// still lose it. The outcome is unknown: `GET /orders/{order}` answers it while the
+    /// order exists, and a retry answers `already_bought` with it (or buys anew if a
+    /// failover lost it). Counted as `in_doubt`.
+    InDoubt { order: String, detail: String },
 }
 
 impl From<MeshDown> for BuyError {
@@ -95,6 +101,19 @@ impl IntoResponse for BuyError {
             ),
             BuyError::UnknownItem => json_response(StatusCode::NOT_FOUND, json!({"error": "unknown_item"})),
             BuyError::Unavailable(detail) => retry_later("unavailable", &detail),
+            BuyError::InDoubt { order, detail } => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({
+                    "error": "in_doubt",
+                    "detail": format!(
+                        "the outcome of this buy is unknown: {detail}; GET /orders/{order} \
+                         answers it once it is readable, and a retry answers already_bought \
+                         if it went through"
+                    ),
+                    "order": order,
+                }),
+            )
+            .header(header::RETRY_AFTER, HeaderValue::from_static("1")),
         }
     }
 }
@@ -129,6 +148,7 @@ pub(super) async fn buy(
         Err(BuyError::AlreadyBought(_)) => m.already.inc(),
         Err(BuyError::Overloaded(_)) => m.shed.inc(),
         Err(BuyError::RateLimited(_)) => m.rate_limited.inc(),
+        Err(BuyError::InDoubt { .. }) => m.in_doubt.inc(),
         Err(BuyError::BadRequest(_) | BuyError::UnknownItem | BuyError::Unavailable(_)) => {}
     }
     result
@@ -162,6 +182,7 @@ async fn attempt(app: &App, item: String, user: String) -> Result<Sold, BuyError
             Ok(BuyOutcome::SoldOut) => return Err(BuyError::SoldOut),
             Ok(BuyOutcome::AlreadyBought { order }) => return Err(BuyError::AlreadyBought(order)),
             Ok(BuyOutcome::UnknownItem) => return Err(BuyError::UnknownItem),
+            Ok(BuyOutcome::InDoubt { order, why }) => return Err(BuyError::InDoubt { order, detail: why }),
             // In doubt when it timed out: the script may have run. A retry tells the truth
             // (`already_bought` with that order), and never sells a second unit.
             Err(e) => {

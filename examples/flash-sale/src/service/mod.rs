@@ -67,6 +67,11 @@ pub struct Config {
     pub shed_grace: Duration,
     /// The deadline of every Redis operation (past it: 503 + `Retry-After`).
     pub redis_timeout: Duration,
+    /// How many replicas must acknowledge a buy (`WAIT`, within `redis_timeout`) before it
+    /// is answered 200; fewer in time: 503 `in_doubt` with the order id. 0 (the default):
+    /// no `WAIT`, for a single Redis or a cluster without automatic failover; set 1 for a
+    /// cluster whose masters have replicas (`docs/deploy.md`).
+    pub redis_wait_replicas: u32,
     /// Start even against a Redis that can lose acknowledged orders (or will not say).
     pub allow_redis_data_loss: bool,
     /// Start even on a corrupt journal: cut it at the damage (as `flash-sale repair` does)
@@ -93,6 +98,7 @@ impl Config {
             share_addr: false,
             shed_grace: Duration::from_millis(30),
             redis_timeout: crate::redis::client::DEFAULT_DEADLINE,
+            redis_wait_replicas: 0,
             allow_redis_data_loss: false,
             accept_data_loss: false,
             tls: None,
@@ -273,6 +279,8 @@ struct Metrics {
     shed: Counter,
     /// Buys refused by the per-user limit.
     rate_limited: Counter,
+    /// Buys Redis ran but too few replicas acknowledged (`--redis-wait-replicas`).
+    in_doubt: Counter,
     journal_batches: ringcore_http::metrics::Gauge,
 }
 
@@ -318,6 +326,7 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
             already: outcome("already_bought"),
             shed: outcome("overloaded"),
             rate_limited: outcome("rate_limited"),
+            in_doubt: outcome("in_doubt"),
             journal_batches: ringcore_http::metrics::Gauge::new(
                 "flash_sale_journal_batches",
                 "Group commits (write + fdatasync) done by this process's journals.",
@@ -346,6 +355,7 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
     let prefix = cfg.prefix.clone();
     let data_dir = cfg.data_dir.clone();
     let (redis_timeout, allow_loss) = (cfg.redis_timeout, cfg.allow_redis_data_loss);
+    let wait_replicas = cfg.redis_wait_replicas;
     router
         .route("/items/{item}", put(put_item).get(get_item))
         .route("/items/{item}/buy", buy)
@@ -380,9 +390,12 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
                     }
                 }
                 Some(url) => {
-                    let store = RedisStore::connect_with(&url, &prefix, redis_timeout).await?;
+                    let store = RedisStore::connect_with(&url, &prefix, redis_timeout)
+                        .await?
+                        .with_wait_replicas(wait_replicas);
                     if shard_id() == 0 {
                         redis_calls::check_durability(&store, allow_loss).await?;
+                        redis_calls::check_replicas(&store).await;
                     }
                     if let Store::Redis(slot) = &state.store {
                         *slot.borrow_mut() = Some(Rc::new(store));

@@ -114,6 +114,39 @@ fn failing(store: &Rc<RedisStore>, e: &io::Error) {
     .detach();
 }
 
+/// Warns when `--redis-wait-replicas` does not fit the replicas the masters have now: more
+/// than a master has (every buy on it would answer `in_doubt`), or 0 while masters have
+/// replicas (which, on a cluster, take over after a crash and may lack the last
+/// acknowledged orders). Only a warning: replicas may be restarting, and a single Redis's
+/// replicas do not take over by themselves.
+pub(super) async fn check_replicas(store: &RedisStore) {
+    let wanted = store.wait_replicas();
+    let replicas = match store.replicas().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the replicas of redis at {}: {e}",
+                store.backend().addr()
+            );
+            return;
+        }
+    };
+    for (node, n) in replicas {
+        if n < wanted {
+            tracing::warn!(
+                "redis master {node} has {n} replicas, but --redis-wait-replicas is {wanted}: \
+                 its buys answer 503 in_doubt until enough replicas are connected"
+            );
+        } else if wanted == 0 && n > 0 && matches!(store.backend(), crate::redis::Backend::Cluster(_)) {
+            tracing::warn!(
+                "redis master {node} has {n} replicas but --redis-wait-replicas is 0: after a \
+                 crash of the master, the replica that takes over may lack the last \
+                 acknowledged orders (use --redis-wait-replicas 1)"
+            );
+        }
+    }
+}
+
 /// Refuses (an error naming the setting, its value and the remedy) a Redis that could lose
 /// an acknowledged order, unless `allow_loss`; then it only warns.
 pub(super) async fn check_durability(store: &RedisStore, allow_loss: bool) -> io::Result<()> {

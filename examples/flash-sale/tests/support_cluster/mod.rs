@@ -10,22 +10,88 @@
 //! No `redis-server` / `redis-cli` on PATH is a test failure, not a skip: CI installs them.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// One master.
+/// One node (master or replica).
 pub(crate) struct Node {
     child: Child,
     pub(crate) port: u16,
+    bus: u16,
     dir: PathBuf,
+    /// Killed by [`RedisCluster::kill9`]: the helpers no longer ask it anything.
+    dead: bool,
 }
 
 /// Three masters; every node killed on drop.
 pub(crate) struct RedisCluster {
     pub(crate) nodes: Vec<Node>,
+}
+
+impl Node {
+    /// Waits (at most 10 s) until this node's own process answers on its port; `false` if
+    /// it exited (reaped) or another process answers there.
+    fn answers(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let me = format!("process_id:{}", self.child.id());
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let out = Command::new("redis-cli")
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "INFO", "server"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}): apt-get install redis-tools"));
+            let info = String::from_utf8_lossy(&out.stdout);
+            if info.lines().any(|l| l.trim() == me) {
+                return true;
+            }
+            if info.contains("process_id:") {
+                // Another process's server on our port: ours cannot bind it.
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not answer in 10 s", self.port);
+    }
+}
+
+/// A port free now that `used` does not hold yet (two picks in a row may return the same).
+fn fresh_port(used: &mut HashSet<u16>) -> u16 {
+    loop {
+        let p = free_port();
+        if used.insert(p) {
+            return p;
+        }
+    }
+}
+
+/// One durable cluster node on `port` (bus port `bus`), its files in `dir`.
+fn spawn_node(port: u16, bus: u16, dir: &std::path::Path) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()])
+        .args([
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run redis-server ({e}): apt-get install redis-server"))
 }
 
 fn free_port() -> u16 {
@@ -62,6 +128,7 @@ impl RedisCluster {
     /// every replica's link to its master is up as well.
     pub(crate) fn start_with(replicas: usize) -> RedisCluster {
         let mut nodes = Vec::new();
+        let mut used = HashSet::new();
         for i in 0..3 * (1 + replicas) {
             static SEQ: AtomicU64 = AtomicU64::new(0);
             let dir = std::env::temp_dir().join(format!(
@@ -71,34 +138,31 @@ impl RedisCluster {
             ));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("cluster node dir");
-            let (port, bus) = (free_port(), free_port());
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-                .args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()])
-                .args([
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
-                .args(["--appendonly", "yes", "--appendfsync", "always"])
-                .arg("--dir")
-                .arg(&dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run redis-server ({e}): apt-get install redis-server"));
-            nodes.push(Node { child, port, dir });
-        }
-        let cluster = RedisCluster { nodes };
-        for n in &cluster.nodes {
-            cluster.wait(&format!("node {} answers", n.port), || {
-                Command::new("redis-cli")
-                    .args(["-p", &n.port.to_string(), "PING"])
-                    .output()
-                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+            let (port, bus) = (fresh_port(&mut used), fresh_port(&mut used));
+            nodes.push(Node {
+                child: spawn_node(port, bus, &dir),
+                port,
+                bus,
+                dir,
+                dead: false,
             });
+        }
+        let mut cluster = RedisCluster { nodes };
+        // A port found free may be taken before the node binds it (other tests pick ports
+        // too): a node that exits instead of answering starts again on new ports.
+        for n in &mut cluster.nodes {
+            let mut attempt = 0;
+            while !n.answers() {
+                attempt += 1;
+                assert!(
+                    attempt < 5,
+                    "redis-server on port {} did not start in 5 tries",
+                    n.port
+                );
+                n.port = fresh_port(&mut used);
+                n.bus = fresh_port(&mut used);
+                n.child = spawn_node(n.port, n.bus, &n.dir);
+            }
         }
         let addrs: Vec<String> = cluster
             .nodes
@@ -176,17 +240,18 @@ impl RedisCluster {
 
     /// The slot of `key` (`CLUSTER KEYSLOT`).
     pub(crate) fn slot(&self, key: &str) -> u16 {
-        cli(self.nodes[0].port, &["CLUSTER", "KEYSLOT", key])
-            .parse()
-            .expect("CLUSTER KEYSLOT")
+        cli(
+            self.live().next().expect("a live node"),
+            &["CLUSTER", "KEYSLOT", key],
+        )
+        .parse()
+        .expect("CLUSTER KEYSLOT")
     }
 
     /// The port of the master serving `slot`, as the first master sees it.
     pub(crate) fn owner(&self, slot: u16) -> u16 {
         let master = self
-            .nodes
-            .iter()
-            .map(|n| n.port)
+            .live()
             .find(|p| cli(*p, &["ROLE"]).starts_with("master"))
             .expect("a master");
         self.owner_seen_by(master, slot)
@@ -275,6 +340,71 @@ impl RedisCluster {
         // been reused), and a valid signal number.
         let rc = unsafe { libc::kill(pid, libc::SIGSTOP) };
         assert_eq!(rc, 0, "SIGSTOP {pid}");
+    }
+}
+
+impl RedisCluster {
+    /// The ports of the nodes not killed.
+    pub(crate) fn live(&self) -> impl Iterator<Item = u16> + '_ {
+        self.nodes.iter().filter(|n| !n.dead).map(|n| n.port)
+    }
+
+    /// SIGKILL to the node on `port` (a crash: no shutdown, no last words to its replicas),
+    /// reaped at once.
+    pub(crate) fn kill9(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node of this cluster");
+        // `Child::kill` sends SIGKILL to exactly this child's PID.
+        node.child.kill().expect("SIGKILL redis-server");
+        node.child.wait().expect("reap redis-server");
+        node.dead = true;
+    }
+
+    /// Starts the node killed on `port` again, on its ports and files (so with its cluster
+    /// identity: a master that was failed over rejoins as a replica of the node that took
+    /// its slots); returns once it is a replica whose link to its master is up and its
+    /// master counts it `online` (bounded: panics after 30 s).
+    pub(crate) fn restart_as_replica(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port && n.dead)
+            .expect("a killed node of this cluster");
+        node.child = spawn_node(node.port, node.bus, &node.dir);
+        node.dead = false;
+        self.wait(&format!("node {port} back as a replica in sync"), || {
+            Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "INFO", "replication"])
+                .output()
+                .is_ok_and(|o| {
+                    let info = String::from_utf8_lossy(&o.stdout);
+                    info.contains("role:slave") && info.contains("master_link_status:up")
+                })
+        });
+        let master: u16 = cli(port, &["INFO", "replication"])
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("master_port:")?.parse().ok())
+            .expect("a replica names its master's port");
+        let online = format!("port={port},state=online");
+        self.wait(&format!("master {master} counts {port} online"), || {
+            cli(master, &["INFO", "replication"]).contains(&online)
+        });
+    }
+
+    /// Waits (bounded: panics after 30 s) until the replica on `replica` has taken over
+    /// `slot` by an automatic failover: every live node says `cluster_state:ok` and every
+    /// live master sees `replica` own the slot.
+    pub(crate) fn wait_promoted(&self, replica: u16, slot: u16) {
+        self.wait(&format!("automatic failover of slot {slot} to {replica}"), || {
+            self.live().all(|p| {
+                cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                    && (!cli(p, &["ROLE"]).starts_with("master")
+                        || self.owner_seen_by(p, slot) == Some(replica))
+            })
+        });
     }
 }
 
