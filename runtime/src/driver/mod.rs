@@ -198,6 +198,11 @@ impl UringDriver {
             .user_data(CANCEL_USER_DATA);
         // SAFETY: ASYNC_CANCEL carries no pointers.
         let _ = unsafe { self.push(&sqe) };
+        // Submitted now, not with the next turn: what the task does after dropping the op
+        // (a speculative send that makes a peer answer, say) must not race the cancel, or the
+        // dropped receive could still take bytes that were meant for the next one. Drops of
+        // in-flight ops are rare (timeouts, cancellation), so the extra enter is too.
+        let _ = self.ring.submit();
     }
 
     /// Closes the fds and returns the provided buffers of completions nobody waits for.
