@@ -74,7 +74,7 @@ def main():
     span_s = (rows[-1][0] - rows[0][0]) / 1e6 if len(rows) > 1 else 0.0
     print(f"{a.file}: {len(rows)} requests over {span_s:.2f} s of send times")
     print(f"latency us: p50 {p50}  p99 {pct(lats, 0.99)}  p99.9 {pct(lats, 0.999)}  max {lats[-1]}")
-    print(f"slow (> {a.slow_factor:g} x median = {threshold:g} us): {slow} = {100.0 * slow / len(lats):.3f}%")
+    print(f"slow (> {a.slow_factor:g} x median = {threshold:.0f} us): {slow} = {100.0 * slow / len(lats):.3f}%")
     window_us = max(1, int(a.window_ms * 1000))
     per_window, eps = stalls(rows, window_us, threshold)
     print(f"{a.window_ms:g}-ms windows: {len(per_window)}, with a slow request: "
