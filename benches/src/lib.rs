@@ -16,6 +16,38 @@ use ringcore_cli::CoreSpec;
 pub const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
 
+/// The `/json` response of the httparse-based servers (the same shape as [`RESPONSE`]).
+pub const JSON_RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 27\r\nContent-Type: application/json\r\n\r\n{\"message\":\"Hello, World!\"}";
+
+/// Headers [`answer_parsed`] parses per request; a request with more is an error.
+pub const MAX_HEADERS: usize = 32;
+
+/// The httparse-based servers' (`glommio_hello`, `monoio_hello`) framing: parses every
+/// complete request head in `buf` and appends its response to `out` (`GET /json` gets
+/// [`JSON_RESPONSE`], everything else [`RESPONSE`]). Returns (requests, bytes consumed), or
+/// `Err` on a malformed request.
+pub fn answer_parsed(buf: &[u8], out: &mut Vec<u8>) -> Result<(u64, usize), httparse::Error> {
+    let mut used = 0;
+    let mut n = 0;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[used..])? {
+            httparse::Status::Complete(len) => {
+                out.extend_from_slice(if req.path == Some("/json") {
+                    JSON_RESPONSE
+                } else {
+                    RESPONSE
+                });
+                used += len;
+                n += 1;
+            }
+            httparse::Status::Partial => return Ok((n, used)),
+        }
+    }
+}
+
 /// The most responses [`responses`] returns in one slice (more pipelined requests are answered
 /// in several sends).
 pub const MAX_BATCH: usize = 64;
@@ -165,6 +197,48 @@ pub fn reuseport_listener(addr: SocketAddr, nonblocking: bool) -> io::Result<Tcp
 /// Pins the calling thread to `core`; false if the kernel refused.
 pub fn pin_to(core: usize) -> bool {
     core_affinity::set_for_current(core_affinity::CoreId { id: core })
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts later), for a
+/// later [`wait_for_stop`].
+pub fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; pthread_sigmask
+    // reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for one of the signals blocked by [`block_signals`]; `Err` holds `sigwait`'s error.
+pub fn wait_for_stop(signals: &libc::sigset_t) -> Result<(), i32> {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `signals` is an initialised set; sigwait writes one int.
+    match unsafe { libc::sigwait(signals, &mut sig) } {
+        0 => Ok(()),
+        rc => Err(rc),
+    }
+}
+
+/// Restricts the calling thread (and the threads it starts later) to `cores`, for servers
+/// whose worker threads cannot be pinned one by one (actix-web, may); false if the kernel
+/// refused.
+pub fn restrict_to(cores: &[usize]) -> bool {
+    // SAFETY: cpu_set_t is plain data, zeroed then filled by CPU_SET with ids below
+    // CPU_SETSIZE (others are skipped); sched_setaffinity reads `size_of` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cores {
+            if c < libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(c, &mut set);
+            }
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
 }
 
 /// Waits for one start-up report from each of `n` server threads (`Ok(())` once a thread

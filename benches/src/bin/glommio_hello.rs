@@ -29,43 +29,17 @@ use std::thread;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
-use ringcore_benches::{bind_listeners, parse_server_args, wait_started, RESPONSE};
+use ringcore_benches::{
+    answer_parsed as answer, bind_listeners, block_signals, parse_server_args, wait_for_stop, wait_started,
+};
 
-/// The `/json` response (the same shape as the fixed plaintext one).
-const JSON_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 27\r\nContent-Type: application/json\r\n\r\n{\"message\":\"Hello, World!\"}";
 /// Per-connection receive buffer.
 const BUF: usize = 4096;
-/// Headers parsed per request; a request with more is refused (connection closed).
-const MAX_HEADERS: usize = 32;
 /// DMA memory each executor reserves (for storage I/O, which this server does not use).
 const IO_MEMORY: usize = 1 << 20;
 
 /// Requests answered, over all executors.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
-
-/// Parses every complete request in `buf`, appending its response to `out`. Returns
-/// (requests, bytes consumed), or `Err` on a malformed request.
-fn answer(buf: &[u8], out: &mut Vec<u8>) -> Result<(u64, usize), httparse::Error> {
-    let mut used = 0;
-    let mut n = 0;
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[used..])? {
-            httparse::Status::Complete(len) => {
-                let body = if req.path == Some("/json") {
-                    JSON_RESPONSE
-                } else {
-                    RESPONSE
-                };
-                out.extend_from_slice(body);
-                used += len;
-                n += 1;
-            }
-            httparse::Status::Partial => return Ok((n, used)),
-        }
-    }
-}
 
 async fn serve_conn(mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
@@ -106,20 +80,6 @@ async fn serve(listener: TcpListener) {
             // Out of fds, a connection reset before accept...: keep serving.
             Err(_) => glommio::yield_if_needed().await,
         }
-    }
-}
-
-/// Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts later).
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; pthread_sigmask
-    // reads it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
     }
 }
 
@@ -172,10 +132,7 @@ fn main() -> ExitCode {
     }
     println!("listening on {addr}");
     let _ = io::Write::flush(&mut io::stdout());
-    let mut sig: libc::c_int = 0;
-    // SAFETY: `signals` is an initialised set; sigwait writes one int.
-    let rc = unsafe { libc::sigwait(&signals, &mut sig) };
-    if rc != 0 {
+    if let Err(rc) = wait_for_stop(&signals) {
         eprintln!("glommio_hello: sigwait failed: {rc}");
         return ExitCode::FAILURE;
     }
@@ -191,6 +148,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringcore_benches::{JSON_RESPONSE, RESPONSE};
 
     #[test]
     fn pipelined_and_partial() {

@@ -63,6 +63,13 @@ pub(crate) struct Cli {
     /// answers; a 503 or 429 answer is not a failure): `0.05` or `5%`.
     #[arg(long, default_value = "1%", value_name = "RATE", value_parser = parse_share)]
     pub(crate) max_error_rate: f64,
+    /// Write one CSV line per measured request to FILE: scheduled send time (µs after the
+    /// window's start), latency (µs), status; one run only (not with --rates).
+    #[arg(long, value_name = "FILE", conflicts_with = "rates")]
+    pub(crate) timeline: Option<String>,
+    /// With --timeline: keep one request in N (by schedule slot, evenly over time).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeline_every: u64,
 }
 
 /// `Name: value` with a token name and no line break.
@@ -118,6 +125,8 @@ pub(crate) struct Args {
     /// Extra request headers, in order.
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) max_error_rate: f64,
+    /// `--timeline FILE` and its sampling (one in `.1`).
+    pub(crate) timeline: Option<(String, u64)>,
 }
 
 /// Splits `http://host[:port][/path]` into (connect address, Host header, path).
@@ -173,6 +182,7 @@ impl Args {
             content_type: c.content_type,
             headers: c.headers,
             max_error_rate: c.max_error_rate,
+            timeline: c.timeline.map(|f| (f, c.timeline_every)),
         };
         if a.duration.is_zero() {
             return Err("--duration must be > 0".into());
@@ -282,5 +292,14 @@ mod tests {
             assert!(a(&format!("--url http://h/ {bad}")).is_err(), "{bad}");
         }
         assert!(a("--url http://h/ --method").is_err());
+        assert_eq!(x.timeline, None);
+        let x = a("--url http://h/ --rate 100 --timeline t.csv --timeline-every 10").unwrap();
+        assert_eq!(x.timeline, Some(("t.csv".into(), 10)));
+        assert_eq!(
+            a("--url http://h/ --timeline t.csv").unwrap().timeline,
+            Some(("t.csv".into(), 1))
+        );
+        assert!(a("--url http://h/ --rates 1,2 --timeline t.csv").is_err());
+        assert!(a("--url http://h/ --timeline t.csv --timeline-every 0").is_err());
     }
 }

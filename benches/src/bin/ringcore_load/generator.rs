@@ -21,6 +21,7 @@ use ringcore_testkit::schedule::OpenLoop;
 use super::cli::Args;
 use super::report::{error_rate, new_hist, percentiles, status_class, RunResult, StatusClasses};
 use super::request::RequestTemplate;
+use super::timeline::{Row, Timeline};
 
 /// What one shard sends back to the main thread.
 #[derive(Debug)]
@@ -40,6 +41,8 @@ pub(crate) struct ShardOut {
     pub(crate) status_all: [u64; 6],
     /// The highest request index `k` any connection of this shard reached.
     pub(crate) max_k: u64,
+    /// `--timeline` rows (empty without it).
+    pub(crate) timeline: Vec<Row>,
 }
 
 #[derive(Default)]
@@ -84,6 +87,8 @@ pub(crate) struct Plan {
     pub(crate) drain_end: Instant,
     /// HEAD requests get answers without bodies.
     pub(crate) kind: RequestKind,
+    /// `--timeline`: keep one request in this many (0: no timeline).
+    pub(crate) timeline_every: u64,
 }
 
 impl Plan {
@@ -115,6 +120,8 @@ impl Plan {
 }
 
 pub(crate) struct Outstanding {
+    /// The request's slot in the merged schedule (`{n}` less the run's base).
+    pub(crate) slot: u64,
     pub(crate) intended: Instant,
     pub(crate) sent: Instant,
 }
@@ -125,6 +132,7 @@ pub(crate) struct Outstanding {
 pub(crate) struct Hists {
     pub(crate) all: Histogram<u64>,
     pub(crate) admitted: Histogram<u64>,
+    pub(crate) timeline: Timeline,
 }
 
 pub(crate) fn is_admitted(status: u16) -> bool {
@@ -180,9 +188,10 @@ pub(crate) async fn connection(plan: Rc<Plan>, conn: usize, local: Rc<Local>, hi
             wbuf.clear();
             while outq.len() < plan.depth && next_due <= now && !plan.sending_over(next_due, now) {
                 // The request's slot in the merged schedule: unique over connections and cores.
-                let n = plan.seq_base + plan.schedule().slot(conn, k);
-                plan.request.render(n, &mut wbuf);
+                let slot = plan.schedule().slot(conn, k);
+                plan.request.render(plan.seq_base + slot, &mut wbuf);
                 outq.push_back(Outstanding {
+                    slot,
                     intended: if closed { now } else { next_due },
                     sent: now,
                 });
@@ -251,6 +260,8 @@ pub(crate) async fn connection(plan: Rc<Plan>, conn: usize, local: Rc<Local>, hi
                     if is_admitted(status) {
                         h.admitted.saturating_record(us);
                     }
+                    h.timeline
+                        .record(o.slot, plan.window_start, o.intended, us, status);
                 }
             };
             if chunk.is_empty() {
@@ -296,6 +307,7 @@ pub(crate) async fn shard_main(plan: Arc<Plan>, progress: Option<Arc<AtomicU64>>
     let hist = Rc::new(RefCell::new(Hists {
         all: new_hist(),
         admitted: new_hist(),
+        timeline: Timeline::new(plan.timeline_every),
     }));
     let tasks: Vec<_> = (0..plan.conns)
         .filter(|c| c % shards == me)
@@ -331,6 +343,7 @@ pub(crate) async fn shard_main(plan: Arc<Plan>, progress: Option<Arc<AtomicU64>>
     let hists = hist.replace(Hists {
         all: new_hist(),
         admitted: new_hist(),
+        timeline: Timeline::new(0),
     });
     ShardOut {
         hist: hists.all,
@@ -344,12 +357,16 @@ pub(crate) async fn shard_main(plan: Arc<Plan>, progress: Option<Arc<AtomicU64>>
         status: local.status.each_ref().map(Cell::get),
         status_all: local.status_all.each_ref().map(Cell::get),
         max_k: local.max_k.get(),
+        timeline: hists.timeline.rows,
     }
 }
 
-/// One run at `rate`; request `{n}`s start at `seq_base`. Returns the result and the first
-/// sequence number the next run may use.
-pub(crate) fn run_once(args: &Args, rate: f64, seq_base: u64) -> Result<(RunResult, u64), String> {
+/// What one run hands back: the result, the first sequence number the next run may use, and
+/// each shard's `--timeline` rows.
+pub(crate) type RunOut = (RunResult, u64, Vec<Vec<Row>>);
+
+/// One run at `rate`; request `{n}`s start at `seq_base`.
+pub(crate) fn run_once(args: &Args, rate: f64, seq_base: u64) -> Result<RunOut, String> {
     let rt = Runtime::builder()
         .cores(args.cores.to_runtime())
         .handle_signals(true)
@@ -381,6 +398,7 @@ pub(crate) fn run_once(args: &Args, rate: f64, seq_base: u64) -> Result<(RunResu
         } else {
             RequestKind::Other
         },
+        timeline_every: args.timeline.as_ref().map_or(0, |t| t.1),
     });
     let total = args.warmup + args.duration;
     let show = args.progress && total > Duration::from_secs(3) && std::io::stdout().is_terminal();
@@ -409,7 +427,9 @@ pub(crate) fn run_once(args: &Args, rate: f64, seq_base: u64) -> Result<(RunResu
     let mut admitted = new_hist();
     let (mut completed, mut requests, mut non_2xx, mut errors, mut unfinished, mut cpu) = (0, 0, 0, 0, 0, 0);
     let (mut status, mut status_all, mut max_k) = ([0u64; 6], [0u64; 6], 0);
-    for o in outs.into_iter().flatten() {
+    let mut timeline = Vec::new();
+    for mut o in outs.into_iter().flatten() {
+        timeline.push(std::mem::take(&mut o.timeline));
         for i in 0..6 {
             status[i] += o.status[i];
             status_all[i] += o.status_all[i];
@@ -454,7 +474,7 @@ pub(crate) fn run_once(args: &Args, rate: f64, seq_base: u64) -> Result<(RunResu
         status: StatusClasses::from_counts(status),
         status_all: StatusClasses::from_counts(status_all),
     };
-    Ok((result, next_seq))
+    Ok((result, next_seq, timeline))
 }
 
 pub(crate) fn progress_bar(

@@ -6,6 +6,7 @@
 //!               [--json FILE] [--no-progress] [--timeout-ms 2000]
 //!               [--method GET] [--body TEMPLATE] [--content-type application/json]
 //!               [--header 'Name: value' ...] [--max-error-rate 1%]
+//!               [--timeline FILE [--timeline-every N=1]]
 //! ```
 //!
 //! - `--rate R` (> 0): open loop. Request `k` of connection `i` (of `N`) is due at
@@ -32,6 +33,11 @@
 //! did in total, e.g. how many buys succeeded).
 //!
 //! - `--header 'Name: value'` (repeatable): extra request headers (a `Host` replaces the URL's).
+//! - `--timeline FILE [--timeline-every N]`: after the run, a CSV `offset_us,latency_us,status`
+//!   with one line per answered request of the measurement window (or one in `N`, sampled by
+//!   schedule slot), ordered by its scheduled send time; requests lost to errors or timeouts
+//!   have no line (they are counted in `errors`). One run only (not with `--rates`). Rows are
+//!   kept in memory (16 bytes each) and written after the run.
 //!
 //! Responses are delimited by the workspace's one HTTP/1 parser
 //! ([`ringcore_testkit::http1::Delimiter`]: HEAD, 1xx, 204/304, `Content-Length`, chunked,
@@ -46,12 +52,13 @@
 //!
 //! Code map: `cli.rs` (options), `request.rs` (request bytes), `generator.rs` (the shards and
 //! connections on the runtime), `report.rs` (percentiles, the result, the summary, the
-//! verdict).
+//! verdict), `timeline.rs` (`--timeline`'s rows and CSV).
 
 mod cli;
 mod generator;
 mod report;
 mod request;
+mod timeline;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -71,11 +78,23 @@ fn main() -> ExitCode {
     let mut seq = 0;
     for &rate in &args.rates {
         match generator::run_once(&args, rate, seq) {
-            Ok((r, next)) => {
+            Ok((r, next, rows)) => {
                 seq = next;
                 print_summary(&r);
                 let _ = std::io::stdout().flush();
                 results.push(r);
+                if let Some((path, _)) = &args.timeline {
+                    let written = std::fs::File::create(path)
+                        .and_then(|f| timeline::write_csv(rows, f))
+                        .map_err(|e| format!("{path}: {e}"));
+                    match written {
+                        Ok(n) => println!("timeline: {n} requests in {path}"),
+                        Err(e) => {
+                            eprintln!("ringcore-load: writing the timeline: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("ringcore-load: {e}");

@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# ringcore-http against its peers (issue 12): GET /plaintext on one pinned server core, load on
+# another, every figure also as a ratio to the bare io_uring loop (naive_uring) of the same rep.
+# Writes the tables into docs/bench-peers.md (between its bench-peers markers) and keeps every
+# run, the report and the timelines in the output directory.
+#
+#   scripts/bench-peers.sh                # 3 reps, 5 s runs, 1 s warm-up (about 25 min)
+#   scripts/bench-peers.sh --quick        # 1 rep, 2 s runs (about 5 min)
+#   scripts/bench-peers.sh --timeline     # also one latency timeline per server at 80%
+#
+# Options: --reps N, --dur S, --warm S, --fracs "0.2 0.4 0.6 0.8", --servers "bare rc_uring ..."
+# (a subset, in this order; bare is always run), --server-core C (0), --client-core C (1),
+# --port P (18560), --out-dir DIR (bench-results/peers), --doc FILE (docs/bench-peers.md),
+# --no-doc (leave the doc alone), --bin DIR (prebuilt binaries, e.g. target/debug for a smoke).
+#
+# Steps; every run is a fresh server pinned with taskset to the server core (`--cores 1`: one
+# thread, worker or executor), the client pinned to the client core, the servers interleaved
+# within each rep (A B C ... A B C ...), medians over reps of per-rep ratios to `bare`:
+# (a) closed loop, ringcore-load --rate 0 at 64 and 256 connections: answers/s and server CPU
+#     per answer (sum of /proc/PID/task/*/schedstat field 1 over the run / every answer);
+# (b) pipelined x16: wrk -t1 -c64 -s scripts/wrk-pipeline.lua (16 requests per write); CPU
+#     per answer from wrk's request count (wrk counts single responses);
+# (c) open loop at each fraction of the best non-ringcore server's closed-loop maximum at 64
+#     connections (median over reps), the same absolute rates for every server: p50/p99/p99.9
+#     from the scheduled send time and server CPU per answer. With --timeline, rep 1's run at
+#     the highest fraction writes timeline-SERVER.csv (ringcore-load --timeline; one request
+#     in N kept so that a run has at most 200,000 lines) and timeline-SERVER.txt
+#     (scripts/timeline-report.py) into the output directory.
+# Only 127.0.0.1; every run is bounded by `timeout`; only the PIDs started here are signalled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LC_ALL=C
+# shellcheck source=scripts/lib/bench-common.sh
+. scripts/lib/bench-common.sh
+
+MODE=full
+REPS=3
+DUR=5
+WARM=1
+FRACS="0.2 0.4 0.6 0.8"
+SERVER_CORE=0
+CLIENT_CORE=1
+PORT=18560
+OUT_DIR=bench-results/peers
+DOC=docs/bench-peers.md
+WRITE_DOC=1
+TIMELINE=0
+PREBUILT=""
+ALL_SERVERS="bare tokio_ct may hyper_ct actix axum rc_uring rc_epoll monoio glommio"
+PICK="$ALL_SERVERS"
+CMDLINE="scripts/bench-peers.sh $*"
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) MODE=quick; REPS=1; DUR=2 ;;
+        --timeline) TIMELINE=1 ;;
+        --reps) REPS="$2"; shift ;;
+        --dur) DUR="$2"; shift ;;
+        --warm) WARM="$2"; shift ;;
+        --fracs) FRACS="$2"; shift ;;
+        --servers) PICK="$2"; shift ;;
+        --server-core) SERVER_CORE="$2"; shift ;;
+        --client-core) CLIENT_CORE="$2"; shift ;;
+        --port) PORT="$2"; shift ;;
+        --out-dir) OUT_DIR="$2"; shift ;;
+        --doc) DOC="$2"; shift ;;
+        --no-doc) WRITE_DOC=0 ;;
+        --bin) PREBUILT="$2"; shift ;;
+        -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+        *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+declare -A BIN_OF=([bare]=naive_uring [tokio_ct]=tokio_ct [may]=may_hello [hyper_ct]=hyper_ct
+    [actix]=actix_hello [axum]=axum_hello [rc_uring]=hello [rc_epoll]=hello
+    [monoio]=monoio_hello [glommio]=glommio_hello)
+declare -A DRIVER_OF=([rc_uring]=io_uring [rc_epoll]=epoll)
+SERVERS=(bare)
+for s in $PICK; do
+    [ -n "${BIN_OF[$s]:-}" ] || { echo "unknown server $s (known: $ALL_SERVERS)" >&2; exit 2; }
+    [ "$s" = bare ] || SERVERS+=("$s")
+done
+[[ $DUR =~ ^[1-9][0-9]*$ ]] || { echo "--dur: whole seconds (wrk's -d), got $DUR" >&2; exit 2; }
+[[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "--reps: a positive number, got $REPS" >&2; exit 2; }
+[[ $WARM =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--warm: seconds, got $WARM" >&2; exit 2; }
+# Bound of one ringcore-load run: warm-up + run + its drain (2 s timeout) + start-up slack.
+LOAD_TIMEOUT=$(awk -v d="$DUR" -v w="$WARM" 'BEGIN {printf "%d", d + w + 30}')
+ADDR="127.0.0.1:$PORT"
+URL="http://$ADDR/plaintext"
+
+bench_init bench-peers
+need_cpus 2
+ensure_wrk
+command -v python3 >/dev/null || die "needs python3"
+if [ -n "$PREBUILT" ]; then
+    BIN="$PREBUILT"
+else
+    log "building release binaries"
+    cargo build --release -q -p hello -p ringcore-benches
+    BIN="${CARGO_TARGET_DIR:-target}/release"
+fi
+for name in "${SERVERS[@]}"; do
+    [ -x "$BIN/${BIN_OF[$name]}" ] || die "missing $BIN/${BIN_OF[$name]}"
+done
+[ -x "$BIN/ringcore-load" ] || die "missing $BIN/ringcore-load"
+mkdir -p "$OUT_DIR"
+RUNS="$OUT_DIR/runs.txt"
+: >"$RUNS"
+: >"$WORK/stops"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# server_up NAME: starts NAME pinned to the server core; sets SRV_PID. The first start of each
+# server also checks that it answers pipelined requests and runs on the driver it should.
+declare -A CHECKED=()
+server_up() {
+    local name=$1
+    start_server "$name" "$WORK/$name.log" env RINGCORE_DRIVER="${DRIVER_OF[$name]:-auto}" \
+        taskset -c "$SERVER_CORE" "$BIN/${BIN_OF[$name]}" --addr "$ADDR" --cores 1
+    if [ -z "${CHECKED[$name]:-}" ]; then
+        check_pipelining "$name" "$PORT" /plaintext
+        if [ -n "${DRIVER_OF[$name]:-}" ]; then
+            grep -q "driver: ${DRIVER_OF[$name]}" "$WORK/$name.log" ||
+                die "$name did not start on ${DRIVER_OF[$name]}: $(head -3 "$WORK/$name.log")"
+        fi
+        CHECKED[$name]=1
+    fi
+}
+
+# record NAME PHASE REP RATE ACHIEVED ANSWERS CPU_NS P50 P99 P999 ERRORS: one line in runs.txt.
+record() {
+    echo "$*" >>"$RUNS"
+    log "$2 rep $3 $1: $*"
+}
+
+# load_run NAME PHASE REP RATE CONNS [TIMELINE_CSV]: one ringcore-load run against a fresh server.
+load_run() {
+    local name=$1 phase=$2 rep=$3 rate=$4 conns=$5 tl=${6:-} pid c0 c1 rc=0 extra=()
+    server_up "$name"
+    pid=$SRV_PID
+    if [ -n "$tl" ]; then
+        local every
+        every=$(awk -v r="$rate" -v d="$DUR" 'BEGIN {n = int(r * d / 200000) + 1; print n}')
+        extra=(--timeline "$tl" --timeline-every "$every")
+    fi
+    rm -f "$WORK/gen.json"
+    c0=$(cpu_ns "$pid")
+    timeout "$LOAD_TIMEOUT" taskset -c "$CLIENT_CORE" "$BIN/ringcore-load" --url "$URL" \
+        --rate "$rate" --conns "$conns" --duration "$DUR" --warmup "$WARM" --json "$WORK/gen.json" \
+        --no-progress --max-error-rate 100% "${extra[@]}" >"$WORK/gen.out" 2>&1 || rc=$?
+    c1=$(cpu_ns "$pid")
+    kill -0 "$pid" 2>/dev/null || die "$name died during the run"
+    stop_server "$name" "$pid" "$WORK/stops"
+    [ -s "$WORK/gen.json" ] || die "ringcore-load wrote no JSON (rc $rc) for $name: $(tail -3 "$WORK/gen.out")"
+    # Every answer of the run (warm-up and drain too) against the server's CPU over the run.
+    local fields
+    fields=$(python3 -c 'import json, sys
+j = json.load(open(sys.argv[1])); l = j["latency_us"]
+print("%.0f %d" % (j["achieved_rate"], sum(j["status_all"].values())), sys.argv[2], l["p50"], l["p99"], l["p99_9"], j["errors"])' \
+        "$WORK/gen.json" "$((c1 - c0))")
+    # shellcheck disable=SC2086 # fields is six numbers
+    record "$name" "$phase" "$rep" "$rate" $fields
+}
+
+# wrk_pipe NAME REP: wrk -t1 -c64, 16 requests per write, against a fresh server.
+wrk_pipe() {
+    local name=$1 rep=$2 pid c0 c1 rc=0 n rps
+    server_up "$name"
+    pid=$SRV_PID
+    c0=$(cpu_ns "$pid")
+    wrk_run "$CLIENT_CORE" "$DUR" -c64 --latency -s scripts/wrk-pipeline.lua "http://$ADDR" -- 16 \
+        >"$WORK/wrk.out" 2>&1 || rc=$?
+    c1=$(cpu_ns "$pid")
+    kill -0 "$pid" 2>/dev/null || die "$name died during the wrk run"
+    stop_server "$name" "$pid" "$WORK/stops"
+    n=$(wrk_requests <"$WORK/wrk.out")
+    rps=$(wrk_rps <"$WORK/wrk.out")
+    [ -n "$n" ] && [ "$n" -gt 0 ] || die "wrk (rc $rc) got no answers from $name: $(tail -3 "$WORK/wrk.out")"
+    record "$name" pipe16 "$rep" 0 "${rps%.*}" "$n" "$((c1 - c0))" - - - "$(wrk_errors <"$WORK/wrk.out")"
+}
+
+# Columns of runs.txt: 1 name 2 phase 3 rep 4 offered 5 achieved/s 6 answers 7 cpu_ns 8 p50 9 p99
+# 10 p99.9 11 errors (latencies in µs; "-" for wrk).
+for rep in $(seq "$REPS"); do
+    for name in "${SERVERS[@]}"; do
+        load_run "$name" c64 "$rep" 0 64
+        load_run "$name" c256 "$rep" 0 256
+        wrk_pipe "$name" "$rep"
+    done
+done
+
+# Per-run CPU ns per answer as a new column 12, then medians and paired ratios to bare.
+awk '{printf "%s %.1f\n", $0, ($6 > 0 ? $7 / $6 : 0)}' "$RUNS" >"$WORK/runs12.txt"
+med() { # name phase column
+    awk -v s="$1" -v p="$2" -v c="$3" '$1 == s && $2 == p {print $c}' "$WORK/runs12.txt" | median
+}
+vs_bare() { # name phase column: median over reps of (name / bare) in the same rep
+    awk -v s="$1" -v p="$2" -v c="$3" '$2 == p && $1 == s {x[$3] = $c} $2 == p && $1 == "bare" {y[$3] = $c}
+        END {for (r in x) if (y[r] > 0) print x[r] / y[r]}' "$WORK/runs12.txt" | median | awk '{printf "%.2f", $1}'
+}
+BEST=bare
+BEST_MAX=0
+for name in "${SERVERS[@]}"; do
+    case $name in rc_*) continue ;; esac
+    m=$(med "$name" c64 5)
+    if awk -v a="$m" -v b="$BEST_MAX" 'BEGIN {exit !(a + 0 > b + 0)}'; then BEST=$name; BEST_MAX=$m; fi
+done
+awk -v m="$BEST_MAX" 'BEGIN {exit !(m + 0 > 0)}' || die "no closed-loop maximum ($BEST_MAX)"
+log "best peer: $BEST at $BEST_MAX answers/s"
+TOP_FRAC=$(printf '%s\n' $FRACS | sort -g | tail -1)
+for rep in $(seq "$REPS"); do
+    for f in $FRACS; do
+        rate=$(awk -v m="$BEST_MAX" -v f="$f" 'BEGIN {printf "%.0f", m * f}')
+        for name in "${SERVERS[@]}"; do
+            tl=""
+            if [ "$TIMELINE" = 1 ] && [ "$rep" = 1 ] && [ "$f" = "$TOP_FRAC" ]; then
+                tl="$OUT_DIR/timeline-$name.csv"
+            fi
+            load_run "$name" "f$f" "$rep" "$rate" 64 "$tl"
+            if [ -n "$tl" ]; then
+                timeout 120 python3 scripts/timeline-report.py "$tl" >"$OUT_DIR/timeline-$name.txt" ||
+                    log "timeline-report failed for $name"
+            fi
+        done
+    done
+done
+awk '{printf "%s %.1f\n", $0, ($6 > 0 ? $7 / $6 : 0)}' "$RUNS" >"$WORK/runs12.txt"
+
+{
+    echo "Generated by \`$CMDLINE\` on $(date -u +%Y-%m-%d) ($MODE mode, commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`)."
+    echo
+    echo "- machine: \`nproc\` $(nproc), kernel \`$(uname -r)\`, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo); load average $LOAD_BEFORE before, $(cut -d' ' -f1-3 /proc/loadavg) after"
+    echo "- server on core $SERVER_CORE (\`--cores 1\`), client on core $CLIENT_CORE; $REPS rep(s) of ${DUR} s (ringcore-load after ${WARM} s warm-up), servers interleaved in each rep, medians; \"vs bare\" is the median over reps of the ratio to \`bare\` in the same rep"
+    echo "- CPU per answer: the server's on-CPU time over the run (all threads, schedstat) / every answer of the run (ringcore-load: warm-up and drain included; wrk: its request count)"
+    echo
+    echo "### Closed loop (ringcore-load --rate 0) and pipelined x16 (wrk -t1 -c64)"
+    echo
+    echo "| server | answers/s, 64 | CPU ns/answer, 64 | vs bare | answers/s, 256 | CPU ns/answer, 256 | vs bare | answers/s, x16 | CPU ns/answer, x16 | vs bare |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for name in "${SERVERS[@]}"; do
+        row="| $name"
+        for p in c64 c256 pipe16; do
+            row="$row | $(med "$name" "$p" 5 | awk '{printf "%.0f", $1}') | $(med "$name" "$p" 12 | awk '{printf "%.0f", $1}') | $(vs_bare "$name" "$p" 12)"
+        done
+        echo "$row |"
+    done
+    echo
+    echo "### Open loop, 64 connections, at fractions of $BEST's closed-loop maximum ($(printf '%.0f' "$BEST_MAX")/s)"
+    echo
+    echo "\"*\": the server answered under 99% of the offered rate, so its latencies measure its backlog."
+    echo
+    echo "| load | server | achieved/s | p50 µs | p99 µs | p99.9 µs | CPU ns/answer | vs bare | errors |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    for f in $FRACS; do
+        for name in "${SERVERS[@]}"; do
+            # A "*" marks a server that fell behind the offered rate (its latencies are the queue).
+            echo "| $(awk -v f="$f" 'BEGIN {printf "%.0f%%", f * 100}') | $name | $(med "$name" "f$f" 5 | awk -v r="$(med "$name" "f$f" 4)" '{printf "%.0f%s", $1, ($1 < 0.99 * r ? "*" : "")}') | $(med "$name" "f$f" 8) | $(med "$name" "f$f" 9) | $(med "$name" "f$f" 10) | $(med "$name" "f$f" 12 | awk '{printf "%.0f", $1}') | $(vs_bare "$name" "f$f" 12) | $(med "$name" "f$f" 11) |"
+        done
+    done
+    if [ "$TIMELINE" = 1 ]; then
+        echo
+        echo "### Timelines at $(awk -v f="$TOP_FRAC" 'BEGIN {printf "%.0f%%", f * 100}') (rep 1; CSVs in \`$OUT_DIR\`)"
+        for name in "${SERVERS[@]}"; do
+            [ -f "$OUT_DIR/timeline-$name.txt" ] || continue
+            echo
+            echo "$name:"
+            echo
+            echo '```'
+            head -12 "$OUT_DIR/timeline-$name.txt"
+            echo '```'
+        done
+    fi
+    echo
+    echo "Server exits: $(sort "$WORK/stops" | uniq -c | awk '{printf "%s%s %s x%s", sep, $2, $3, $1; sep = ", "}')"
+    echo
+    echo "Every run (name phase rep offered achieved/s answers cpu_ns p50 p99 p99.9 errors cpu_ns/answer):"
+    echo
+    echo '```'
+    cat "$WORK/runs12.txt"
+    echo '```'
+} >"$OUT_DIR/report.md"
+cat "$OUT_DIR/report.md"
+if [ "$WRITE_DOC" = 1 ]; then
+    update_doc bench-peers "$OUT_DIR/report.md" "$DOC"
+fi
+log "runs, report and timelines in $OUT_DIR"
