@@ -101,7 +101,7 @@ impl Default for Builder {
                 buf_size: DEFAULT_BUF_SIZE,
                 max_polls_per_turn: DEFAULT_MAX_POLLS_PER_TURN,
                 idle_spin: DEFAULT_IDLE_SPIN,
-                speculative_send: true,
+                speculative_send: None,
             },
             handle_signals: true,
         }
@@ -212,15 +212,19 @@ impl Builder {
     }
 
     /// Whether a [`TcpStream`](crate::net::TcpStream) write first tries one non-blocking
-    /// `send` on the core itself, before submitting an operation (default `true`; Seastar
-    /// calls this speculation). A socket's send buffer nearly always has room, so the bytes
-    /// leave at once and the task goes on without waiting for a completion: on io_uring that
-    /// saves the send's completion, the task's extra wake-up and, at low load, a second ring
-    /// wait per request; on epoll it saves the op. Only a send that would block becomes an
-    /// operation. `false` sends every write through the driver (an SQE on io_uring). The
-    /// environment variable `RINGCORE_SPECULATIVE_SEND=0|1` overrides this (for A/B runs).
+    /// `send` on the core itself, before submitting an operation (Seastar calls this
+    /// speculation). Default: on with the epoll driver, off with io_uring.
+    ///
+    /// A socket's send buffer nearly always has room, so the bytes leave at once and the task
+    /// goes on without waiting for a completion; only a send that would block becomes an
+    /// operation. On epoll that saves the op (the call is made at once either way). On
+    /// io_uring it trades the send SQE (batched with the turn's other SQEs into one
+    /// `io_uring_enter`) for a syscall per write: measured on one core
+    /// (docs/bench-drivers.md), 7% more CPU per answer with 64 busy connections, 2% less at
+    /// 20% load, hence off there. The environment variable `RINGCORE_SPECULATIVE_SEND=0|1`
+    /// overrides this (for A/B runs).
     pub fn speculative_send(mut self, on: bool) -> Self {
-        self.config.speculative_send = on;
+        self.config.speculative_send = Some(on);
         self
     }
 
@@ -233,8 +237,8 @@ impl Builder {
         // For A/B measurements without a rebuild (see `speculative_send`).
         if let Ok(v) = std::env::var("RINGCORE_SPECULATIVE_SEND") {
             match v.as_str() {
-                "0" | "false" | "off" => self.config.speculative_send = false,
-                "1" | "true" | "on" => self.config.speculative_send = true,
+                "0" | "false" | "off" => self.config.speculative_send = Some(false),
+                "1" | "true" | "on" => self.config.speculative_send = Some(true),
                 other => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,

@@ -32,7 +32,8 @@ pub(crate) struct Config {
     pub(crate) buf_size: u32,
     pub(crate) max_polls_per_turn: u32,
     pub(crate) idle_spin: Duration,
-    pub(crate) speculative_send: bool,
+    /// `None`: the driver's default (on for epoll, off for io_uring).
+    pub(crate) speculative_send: Option<bool>,
 }
 
 /// Size of the unit of cache coherence we pad to: two 64-byte lines, because x86's adjacent

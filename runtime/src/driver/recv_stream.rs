@@ -60,7 +60,10 @@ impl RecvStream {
             (
                 ring,
                 matches!(*d, Driver::Epoll(_)),
-                cx.shared.config.speculative_send,
+                cx.shared
+                    .config
+                    .speculative_send
+                    .unwrap_or(matches!(*d, Driver::Epoll(_))),
             )
         });
         RecvStream {
@@ -74,7 +77,7 @@ impl RecvStream {
     }
 
     /// True if this core's sends are tried at once before any op (the runtime's
-    /// `speculative_send` setting, on by default).
+    /// `speculative_send` setting; by default on epoll only).
     pub(crate) fn speculative_send(&self) -> bool {
         self.speculative_send
     }
