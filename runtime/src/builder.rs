@@ -220,8 +220,8 @@ impl Builder {
     /// operation. On epoll that saves the op (the call is made at once either way). On
     /// io_uring it trades the send SQE (batched with the turn's other SQEs into one
     /// `io_uring_enter`) for a syscall per write: measured on one core
-    /// (docs/bench-drivers.md), 7% more CPU per answer with 64 busy connections, 2% less at
-    /// 20% load, hence off there. The environment variable `RINGCORE_SPECULATIVE_SEND=0|1`
+    /// (`scripts/bench-speculative-send.sh`), 7% more CPU per answer with 64 busy
+    /// connections, 2% less at 20% load, hence off there. The environment variable `RINGCORE_SPECULATIVE_SEND=0|1`
     /// overrides this (for A/B runs).
     pub fn speculative_send(mut self, on: bool) -> Self {
         self.config.speculative_send = Some(on);
