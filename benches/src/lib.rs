@@ -287,6 +287,72 @@ pub fn bind_listeners(name: &str, addr: SocketAddr, n: usize) -> Option<(SocketA
     Some((addr, listeners))
 }
 
+/// The tokio baselines' common loop (`hyper_ct`, `hyper_h2`, `hyper_tls`): current-thread
+/// tokio with a `LocalSet`, pinned to `core`, a listener on `addr` (prints `listening on
+/// ADDR`), `serve(stream)` spawned locally for each accepted connection (`TCP_NODELAY` on),
+/// until SIGINT or SIGTERM. Errors are printed prefixed with `name`; returns the exit code.
+pub fn serve_tokio_local<F, Fut>(
+    name: &str,
+    addr: SocketAddr,
+    core: Option<usize>,
+    serve: F,
+) -> std::process::ExitCode
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    use std::process::ExitCode;
+    if let Some(core) = core {
+        let _ = pin_to(core);
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    match local.block_on(&rt, accept_until_signal(addr, serve)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn accept_until_signal<F, Fut>(addr: SocketAddr, serve: F) -> Result<(), String>
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("signal: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("signal: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| format!("local address: {e}"))?;
+    println!("listening on {local}");
+    let accept = async {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                // EMFILE and the like: that accept failed; keep serving the others.
+                Err(_) => continue,
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::task::spawn_local(serve(stream));
+        }
+    };
+    tokio::select! {
+        () = accept => Ok(()),
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use ringcore_benches::{parse_server_args, pin_to};
+use ringcore_benches::{parse_server_args, serve_tokio_local};
 
 /// hyper's executor for its per-stream tasks: `spawn_local` on this thread's `LocalSet`.
 #[derive(Clone, Copy, Debug)]
@@ -53,38 +53,6 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     Ok(resp)
 }
 
-/// Serves until SIGINT or SIGTERM; `Err` is the message to print.
-async fn run(addr: std::net::SocketAddr) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("signal: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("signal: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| format!("local address: {e}"))?;
-    println!("listening on {local}");
-    let accept = async {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                // EMFILE and the like: that accept failed; keep serving the others.
-                Err(_) => continue,
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::task::spawn_local(async move {
-                let _ = http2::Builder::new(LocalExec)
-                    .serve_connection(TokioIo::new(stream), service_fn(answer))
-                    .await;
-            });
-        }
-    };
-    tokio::select! {
-        () = accept => Ok(()),
-        _ = term.recv() => Ok(()),
-        _ = int.recv() => Ok(()),
-    }
-}
-
 fn main() -> ExitCode {
     let args = match parse_server_args("hyper_h2") {
         Ok(a) => a,
@@ -93,23 +61,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(&core) = args.cores.first() {
-        let _ = pin_to(core);
-    }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hyper_h2: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    let result = local.block_on(&rt, run(args.addr));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hyper_h2: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    serve_tokio_local(
+        "hyper_h2",
+        args.addr,
+        args.cores.first().copied(),
+        |stream| async move {
+            let _ = http2::Builder::new(LocalExec)
+                .serve_connection(TokioIo::new(stream), service_fn(answer))
+                .await;
+        },
+    )
 }

@@ -28,7 +28,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use ringcore_benches::{pin_to, resolve};
+use ringcore_benches::{resolve, serve_tokio_local};
 use ringcore_cli::CoreSpec;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -90,43 +90,6 @@ fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Serves until SIGINT or SIGTERM; `Err` is the message to print.
-async fn run(addr: SocketAddr, acceptor: TlsAcceptor) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("signal: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("signal: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| format!("local address: {e}"))?;
-    println!("listening on {local}");
-    let accept = async {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                // EMFILE and the like: that accept failed; keep serving the others.
-                Err(_) => continue,
-            };
-            let _ = stream.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            tokio::task::spawn_local(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => tls,
-                    _ => return,
-                };
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service_fn(answer))
-                    .await;
-            });
-        }
-    };
-    tokio::select! {
-        () = accept => Ok(()),
-        _ = term.recv() => Ok(()),
-        _ = int.recv() => Ok(()),
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     let cores = match args.cores.resolve() {
@@ -143,22 +106,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(&core) = cores.first() {
-        let _ = pin_to(core);
-    }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hyper_tls: runtime: {e}");
-            return ExitCode::FAILURE;
+    let acceptor = TlsAcceptor::from(config);
+    serve_tokio_local("hyper_tls", args.addr, cores.first().copied(), move |stream| {
+        let acceptor = acceptor.clone();
+        async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                _ => return,
+            };
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service_fn(answer))
+                .await;
         }
-    };
-    let local = tokio::task::LocalSet::new();
-    match local.block_on(&rt, run(args.addr, TlsAcceptor::from(config))) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hyper_tls: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
