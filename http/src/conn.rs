@@ -15,12 +15,13 @@ use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Method, StatusCode, Version};
 use ringcore_runtime::net::{RecvBuf, TcpStream};
-use ringcore_runtime::time::{loop_now, timeout_at};
+use ringcore_runtime::time::{loop_now, sleep_until, timeout_at, Sleep};
 use ringcore_runtime::IoBuf;
 use slab::Slab;
 
 use crate::body_stream::{BodyError, BodyStream, Demand, StreamShared};
 use crate::budget::{BodyBudget, Reservation};
+use crate::bufpool::BufPool;
 use crate::limits::{Limits, LINGER_MAX_BYTES, MAX_UNREAD_BODY_DRAIN};
 use crate::metrics::{Counter, Gauge};
 use crate::proto::encode::{self, Delimit, Persist};
@@ -29,7 +30,7 @@ use crate::proto::{Parser, ProtoError};
 use crate::request::{Request, RequestBody};
 use crate::response::Body;
 use crate::response::Response;
-use crate::router::Router;
+use crate::router::{Routed, Router};
 
 /// Per-server settings shared by the connections of one core.
 #[derive(Debug, Clone)]
@@ -143,6 +144,8 @@ pub(crate) struct CoreConns {
     m_body_stream: Gauge,
     /// Request bodies held across reads, all connections of this core together.
     pub(crate) body_budget: Rc<BodyBudget>,
+    /// Receive and output buffers of connections waiting between requests.
+    pub(crate) pool: BufPool,
 }
 
 impl CoreConns {
@@ -176,6 +179,7 @@ impl CoreConns {
                 &[],
             ),
             body_budget: Rc::new(BodyBudget::new(limits.body_buffer_budget)),
+            pool: BufPool::default(),
         }
     }
 }
@@ -438,8 +442,8 @@ async fn serve_busy<S: 'static, T: Transport>(
     core: &CoreConns,
     first: T::Chunk,
 ) -> Busy {
-    let mut parser = Parser::new(cfg.limits.clone());
-    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut parser = Parser::with_buf(cfg.limits.clone(), core.pool.take_rx());
+    let mut out: Vec<u8> = core.pool.take_out();
     let mut head_started: Option<Instant> = Some(Instant::now());
     let mut body_started: Option<Instant> = None;
     // This request's body bytes held across reads, reserved from the core's budget.
@@ -453,6 +457,13 @@ async fn serve_busy<S: 'static, T: Transport>(
     let mut arrived = loop_now();
     // The router was asked whether the body being received streams (it did not).
     let mut stream_checked = false;
+    // Requests skip the span and access-log wrapping when nobody wants them.
+    let plain = router.plain();
+    let date = crate::proto::date::Handle::current();
+    // Kept for the whole busy stretch rather than made per read: the shutdown signal's
+    // registration, and the timer of the wait between requests (see `wait_next`).
+    let mut drained = pin!(core.drain.wait());
+    let mut idle_timer: Option<Sleep> = None;
     parser.push(&first);
     drop(first);
     loop {
@@ -495,6 +506,16 @@ async fn serve_busy<S: 'static, T: Transport>(
             let mut body_keeps = true;
             let mut drain_after: Option<BodyClock> = None;
             let resp = match streamed {
+                None if plain => {
+                    // The handler's own future, awaited here (no span, no access log).
+                    let (routed, started) = router.start(Request::new(raw, peer, arrived));
+                    let resp = match routed {
+                        Routed::Ready(r) => r,
+                        Routed::Running(f) => f.await,
+                    };
+                    router.finish(started, &resp);
+                    resp
+                }
                 None => router.handle(Request::new(raw, peer, arrived)).await,
                 Some(shared) => {
                     // Earlier answers of the batch go out before the handler waits on its body.
@@ -550,7 +571,7 @@ async fn serve_busy<S: 'static, T: Transport>(
             let (status, ctype, headers, body) = resp.into_parts();
             let bodyless = encode::bodyless(status);
             let write_head = |out: &mut Vec<u8>, d: Delimit, persist: Persist| {
-                encode::head(
+                encode::head_with(
                     out,
                     status,
                     ctype.as_ref(),
@@ -558,6 +579,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                     &cfg.server_header,
                     d,
                     persist,
+                    &date,
                 );
             };
             match body {
@@ -696,17 +718,16 @@ async fn serve_busy<S: 'static, T: Transport>(
                 Err(_) => Read::TimedOut,
             }
         } else {
-            let since = Instant::now();
-            let recv = pin!(timeout_at(
-                since + IDLE_AFTER.min(cfg.limits.keep_alive_timeout),
-                stream.recv()
-            ));
-            let drained = pin!(core.drain.wait());
+            let since = loop_now();
+            let deadline = since + IDLE_AFTER.min(cfg.limits.keep_alive_timeout);
+            let recv = pin!(stream.recv());
             let release = || {
-                out = Vec::new();
-                parser.release_idle();
+                core.pool.put_out(std::mem::take(&mut out));
+                if let Some(b) = parser.take_idle_buf() {
+                    core.pool.put_rx(b);
+                }
             };
-            match select_read(recv, drained, release).await {
+            match wait_next(recv, drained.as_mut(), &mut idle_timer, deadline, release).await {
                 Read::TimedOut => return Busy::Idle(since),
                 read => read,
             }
@@ -714,6 +735,12 @@ async fn serve_busy<S: 'static, T: Transport>(
         match read {
             Read::Data(chunk) => {
                 arrived = loop_now();
+                if out.capacity() == 0 {
+                    out = core.pool.take_out();
+                }
+                if parser.lacks_buf() {
+                    parser.set_buf(core.pool.take_rx());
+                }
                 if head_started.is_none() {
                     head_started = Some(Instant::now());
                 }
@@ -995,6 +1022,54 @@ fn read_deadline(
 
 /// Waits for the first bytes of the next request (or EOF, error, timeout), or for draining.
 /// `on_wait` runs once, the first time nothing is ready.
+/// The wait for the next request of a busy connection: like [`select_read`] with a deadline,
+/// but the timer is `timer`, kept across the waits of a busy stretch and moved lazily. The
+/// deadline moves forward with every request; re-registering the timer for each one would
+/// cost an insert and a removal in the core's timer map per request. Instead the timer stays
+/// where it is while it is earlier than the deadline, and when it fires early it is moved to
+/// the deadline then: about one timer operation per [`IDLE_AFTER`] per connection.
+async fn wait_next<C: Deref<Target = [u8]>, R, D>(
+    mut recv: std::pin::Pin<&mut R>,
+    mut drained: std::pin::Pin<&mut D>,
+    timer: &mut Option<Sleep>,
+    deadline: Instant,
+    on_wait: impl FnOnce(),
+) -> Read<C>
+where
+    R: Future<Output = std::io::Result<C>>,
+    D: Future<Output = ()>,
+{
+    let mut on_wait = Some(on_wait);
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = recv.as_mut().poll(cx) {
+            return Poll::Ready(match r {
+                Ok(c) if c.is_empty() => Read::Eof,
+                Ok(c) => Read::Data(c),
+                Err(_) => Read::Failed,
+            });
+        }
+        if drained.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Read::Drained);
+        }
+        let t = timer.get_or_insert_with(|| sleep_until(deadline));
+        if t.deadline() > deadline {
+            t.reset(deadline);
+        }
+        while std::pin::Pin::new(&mut *t).poll(cx).is_ready() {
+            if t.deadline() >= deadline {
+                return Poll::Ready(Read::TimedOut);
+            }
+            // It fired for an earlier deadline: on to this one.
+            t.reset(deadline);
+        }
+        if let Some(f) = on_wait.take() {
+            f();
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 async fn select_read<C: Deref<Target = [u8]>, R, D>(
     mut recv: std::pin::Pin<&mut R>,
     mut drained: std::pin::Pin<&mut D>,

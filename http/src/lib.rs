@@ -233,6 +233,7 @@
 
 mod body_stream;
 mod budget;
+mod bufpool;
 pub mod client;
 mod conn;
 pub mod extract;

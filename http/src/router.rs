@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::handler::{erase, Endpoint, Handler};
+use crate::handler::{erase, BoxFuture, Endpoint, Handler};
 use crate::metrics::RouteMetrics;
 use crate::middleware::{wrap, Middleware};
 use crate::request::Request;
@@ -411,7 +411,36 @@ impl<S: 'static> Router<S> {
         resp
     }
 
-    async fn dispatch(&self, mut req: Request, span: &tracing::Span) -> (Response, Option<usize>) {
+    /// True if requests take the connection's plain path ([`start`](Self::start) and
+    /// [`finish`](Self::finish)): no access log, and no subscriber wants request spans.
+    /// Otherwise the connection calls [`handle`](Self::handle), which adds both.
+    pub(crate) fn plain(&self) -> bool {
+        !self.access_log && !crate::span::spans_wanted()
+    }
+
+    /// Routes `req` and starts its handler (what [`handle`](Self::handle) does, without the
+    /// span and the access log, and without wrapping the handler's future in two more):
+    /// the connection awaits the handler's own future, then calls [`finish`](Self::finish).
+    pub(crate) fn start(&self, req: Request) -> (Routed, Started) {
+        let since = req.received_at().unwrap_or_else(Instant::now);
+        let method = req.method().clone();
+        let (routed, route) = self.route_to(req, &tracing::Span::none());
+        (routed, Started { route, method, since })
+    }
+
+    /// Records an answered request [`start`](Self::start)ed: its route's latency and status.
+    pub(crate) fn finish(&self, started: Started, resp: &Response) {
+        let metrics = started.route.map_or(&self.unmatched, |i| &self.metrics[i]);
+        metrics.record(&started.method, resp.status_code(), started.since);
+    }
+
+    async fn dispatch(&self, req: Request, span: &tracing::Span) -> (Response, Option<usize>) {
+        let (routed, i) = self.route_to(req, span);
+        (routed.response().await, i)
+    }
+
+    /// Finds the handler of `req` and calls it (the future it returns is not polled yet).
+    fn route_to(&self, mut req: Request, span: &tracing::Span) -> (Routed, Option<usize>) {
         let found = match self.matcher.at(req.path()) {
             Ok(m) => {
                 let params: Vec<(String, String)> = m
@@ -433,21 +462,46 @@ impl<S: 'static> Router<S> {
                 match route.find(req.method()) {
                     Some(h) => {
                         req.set_params(params);
-                        ((h.handler)(req, self.state.clone()).await, Some(i))
+                        (Routed::Running((h.handler)(req, self.state.clone())), Some(i))
                     }
                     None => {
                         let mut r = Response::error(StatusCode::METHOD_NOT_ALLOWED);
                         if let Ok(v) = HeaderValue::from_str(&route.allow()) {
                             r = r.header(ALLOW, v);
                         }
-                        (r, Some(i))
+                        (Routed::Ready(r), Some(i))
                     }
                 }
             }
             None => match &self.fallback {
-                Some(h) => ((h.handler)(req, self.state.clone()).await, None),
-                None => (Response::error(StatusCode::NOT_FOUND), None),
+                Some(h) => (Routed::Running((h.handler)(req, self.state.clone())), None),
+                None => (Routed::Ready(Response::error(StatusCode::NOT_FOUND)), None),
             },
         }
     }
+}
+
+/// A routed request: its answer, or the handler's future that will give it.
+pub(crate) enum Routed {
+    /// Answered by the router itself (404, 405).
+    Ready(Response),
+    /// The handler's future.
+    Running(BoxFuture),
+}
+
+impl Routed {
+    /// The answer (awaiting the handler).
+    pub(crate) async fn response(self) -> Response {
+        match self {
+            Routed::Ready(r) => r,
+            Routed::Running(f) => f.await,
+        }
+    }
+}
+
+/// What [`Router::start`] keeps for [`Router::finish`].
+pub(crate) struct Started {
+    route: Option<usize>,
+    method: Method,
+    since: Instant,
 }

@@ -44,6 +44,21 @@ pub(crate) fn request_span(req: &Request) -> tracing::Span {
     )
 }
 
+/// True if a subscriber wants the request span (the one [`request_span`] makes: same target,
+/// name, level and fields), checked without a request.
+pub(crate) fn spans_wanted() -> bool {
+    !tracing::info_span!(
+        target: "ringcore_http::request",
+        "request",
+        method = tracing::field::Empty,
+        route = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_us = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+    )
+    .is_disabled()
+}
+
 /// The request's own usable `X-Request-Id`, or a new id: `<process>-<core>-<n>`, unique
 /// within the process and, with a random-enough process part, across restarts.
 pub(crate) fn request_id(req: &Request) -> HeaderValue {

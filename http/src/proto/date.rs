@@ -7,20 +7,34 @@
 //! code off a runtime core (unit tests, fuzzing) formats the clock's time on every call.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `Date: ` + the 29-byte IMF-fixdate + CRLF.
+const LINE_LEN: usize = 37;
+const VALUE: std::ops::Range<usize> = 6..35;
 
 struct Cache {
     secs: u64,
-    value: [u8; 29],
+    /// The whole header line, ready to copy into a response head.
+    line: [u8; LINE_LEN],
     /// True while a refresher task keeps the value current.
     driven: bool,
 }
 
 impl Cache {
     const fn new() -> Cache {
+        let mut line = [0; LINE_LEN];
+        let mut i = 0;
+        while i < 6 {
+            line[i] = b"Date: "[i];
+            i += 1;
+        }
+        line[LINE_LEN - 2] = b'\r';
+        line[LINE_LEN - 1] = b'\n';
         Cache {
             secs: u64::MAX,
-            value: [0; 29],
+            line,
             driven: false,
         }
     }
@@ -34,33 +48,49 @@ fn update(c: &mut Cache, now: SystemTime) {
     let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     if c.secs != secs {
         let s = httpdate::fmt_http_date(now);
-        if s.len() == 29 {
-            c.value.copy_from_slice(s.as_bytes());
+        if s.len() == VALUE.len() {
+            c.line[VALUE].copy_from_slice(s.as_bytes());
             c.secs = secs;
         }
     }
 }
 
-/// Runs `f` with the current IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub(crate) fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
-    let cached = CACHE.try_with(|c| {
-        let mut c = c.borrow_mut();
-        if !c.driven {
-            update(&mut c, SystemTime::now());
-        }
-        c.value
-    });
-    match cached {
-        Some(value) => f(&value),
-        None => {
-            let mut c = Cache::new();
-            update(&mut c, SystemTime::now());
-            f(&c.value)
+/// This core's cache, looked up once (a connection keeps it for a busy stretch instead of
+/// looking it up per answer); off a runtime core, none.
+pub(crate) struct Handle(Option<Rc<RefCell<Cache>>>);
+
+impl Handle {
+    pub(crate) fn current() -> Handle {
+        Handle(CACHE.try_get())
+    }
+
+    /// Runs `f` with the whole `Date: ...\r\n` line.
+    #[inline]
+    pub(crate) fn with_line<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match &self.0 {
+            Some(c) => {
+                if !c.borrow().driven {
+                    update(&mut c.borrow_mut(), SystemTime::now());
+                }
+                f(&c.borrow().line)
+            }
+            None => {
+                let mut c = Cache::new();
+                update(&mut c, SystemTime::now());
+                f(&c.line)
+            }
         }
     }
 }
 
-/// Refreshes this core's cached value; returns how long until the next second boundary.
+/// Runs `f` with the current `Date` value (the 29-byte IMF-fixdate).
+pub(crate) fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    Handle::current().with_line(|line| f(&line[VALUE]))
+}
+
+/// Formats the value of this second into this core's cache and marks the cache as driven (a
+/// refresher task calls this at every second boundary). Returns the time to the next
+/// boundary.
 ///
 /// # Panics
 ///

@@ -302,9 +302,7 @@ fn finish(
         b"TRACE" => Method::TRACE,
         _ => return Err(reject(StatusCode::NOT_IMPLEMENTED, "unknown method")),
     };
-    // The scanner admitted only visible ASCII here.
-    let path = std::str::from_utf8(&buf[line.target.clone()]).map_err(|_| bad("malformed request target"))?;
-    let origin_at = validate_target(&method, path)?;
+    let origin_at = validate_target(&method, &buf[line.target.clone()])?;
     let target = line.target.clone();
     let path_and_query = target.start + origin_at..target.end;
 

@@ -200,6 +200,18 @@ impl LineScan {
                 // HTTP-version = "HTTP/" DIGIT "." DIGIT
                 LinePhase::Version => {
                     let vs = self.target_end + 1;
+                    // The whole version at once when it is there (the same verdict as the
+                    // byte-by-byte scan below, which finds the first bad byte otherwise).
+                    if self.i == vs && vs + 8 <= content_end {
+                        let v = &buf[vs..vs + 8];
+                        if v[..5] == *b"HTTP/"
+                            && v[5].is_ascii_digit()
+                            && v[6] == b'.'
+                            && v[7].is_ascii_digit()
+                        {
+                            self.i = vs + 8;
+                        }
+                    }
                     while self.i < vs + 8 {
                         let at = self.i;
                         if at >= content_end {

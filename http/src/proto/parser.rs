@@ -144,13 +144,51 @@ pub struct Parser {
 impl Parser {
     /// A parser enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
+        Self::with_buf(limits, BytesMut::with_capacity(4096))
+    }
+
+    /// A parser enforcing `limits` that receives into `buf` (emptied first; a pooled buffer).
+    pub(crate) fn with_buf(limits: Limits, mut buf: BytesMut) -> Self {
+        buf.clear();
         Self {
-            buf: BytesMut::with_capacity(4096),
+            buf,
+            ..Self::new_unbuffered(limits)
+        }
+    }
+
+    fn new_unbuffered(limits: Limits) -> Self {
+        Self {
+            buf: BytesMut::new(),
             state: State::Head,
             head_scan: HeadScan::default(),
             limits,
             continue_sent: false,
             expect_continue: false,
+        }
+    }
+
+    /// True if the parser gave its buffer back ([`take_idle_buf`](Self::take_idle_buf)) and
+    /// has none.
+    pub(crate) fn lacks_buf(&self) -> bool {
+        self.buf.capacity() == 0 && self.buf.is_empty()
+    }
+
+    /// Gives the parser `buf` (emptied first) to receive into, if it [lacks
+    /// one](Self::lacks_buf); otherwise `buf` is dropped.
+    pub(crate) fn set_buf(&mut self, mut buf: BytesMut) {
+        if self.lacks_buf() {
+            buf.clear();
+            self.buf = buf;
+        }
+    }
+
+    /// Like [`release_idle`](Self::release_idle), but hands the buffer over (to a pool)
+    /// instead of freeing it.
+    pub(crate) fn take_idle_buf(&mut self) -> Option<BytesMut> {
+        if self.buf.is_empty() && matches!(self.state, State::Head) && self.buf.capacity() > 0 {
+            Some(std::mem::take(&mut self.buf))
+        } else {
+            None
         }
     }
 
@@ -479,5 +517,30 @@ mod tests {
         p.push(b"TP/1.1\r\nHost: x\r\n\r\n");
         let r = p.next_request().expect("valid").expect("complete");
         assert_eq!(r.target(), b"/b");
+    }
+
+    #[test]
+    fn an_idle_parser_hands_its_buffer_over_and_takes_another() {
+        let mut p = Parser::new(Limits::default());
+        p.push(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HT");
+        assert!(p.next_request().expect("valid").is_some());
+        assert!(p.take_idle_buf().is_none(), "a partial head keeps its buffer");
+        p.push(b"TP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            p.next_request().expect("valid").expect("complete").target(),
+            b"/b"
+        );
+        let buf = p.take_idle_buf().expect("idle: the buffer is handed over");
+        assert!(p.lacks_buf());
+        let mut other = BytesMut::with_capacity(64);
+        other.extend_from_slice(b"stale");
+        p.set_buf(other);
+        assert!(!p.lacks_buf());
+        p.set_buf(buf);
+        p.push(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            p.next_request().expect("valid").expect("complete").target(),
+            b"/c"
+        );
     }
 }

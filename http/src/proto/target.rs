@@ -6,33 +6,34 @@ use http::Method;
 use super::head::{bad, Reject};
 
 /// Checks the request-target's form (RFC 9112 section 3.2); returns where its path and query
-/// start: 0 except for absolute-form, where they follow the authority.
-pub(super) fn validate_target(method: &Method, path: &str) -> Result<usize, Reject> {
-    if path.is_empty() {
+/// start: 0 except for absolute-form, where they follow the authority. `target` is visible
+/// ASCII (the request-line scanner admitted nothing else).
+pub(super) fn validate_target(method: &Method, target: &[u8]) -> Result<usize, Reject> {
+    let Some(&first) = target.first() else {
         return Err(bad("empty request target"));
-    }
-    if path.contains('#') {
+    };
+    if target.contains(&b'#') {
         return Err(bad("fragment in request target"));
     }
     if *method == Method::CONNECT {
         // authority-form only (RFC 9112 section 3.2.3): host:port.
-        return if !path.starts_with('/') && path.contains(':') && !path.contains('/') {
+        return if first != b'/' && target.contains(&b':') && !target.contains(&b'/') {
             Ok(0)
         } else {
             Err(bad("CONNECT needs authority-form"))
         };
     }
-    if path.starts_with('/') {
+    if first == b'/' {
         return Ok(0); // origin-form
     }
-    if path == "*" {
+    if target == b"*" {
         return if *method == Method::OPTIONS {
             Ok(0) // asterisk-form
         } else {
             Err(bad("asterisk-form is only for OPTIONS"))
         };
     }
-    absolute_form(path.as_bytes()).ok_or_else(|| bad("invalid request target"))
+    absolute_form(target).ok_or_else(|| bad("invalid request target"))
 }
 
 /// Parses an absolute-form target, `http[s]://authority[path-abempty][?query]` with the scheme
@@ -123,7 +124,7 @@ mod tests {
 
     /// The path and query of an accepted GET to `target`, or the status it got.
     fn routed(target: &str) -> Result<String, StatusCode> {
-        match validate_target(&Method::GET, target) {
+        match validate_target(&Method::GET, target.as_bytes()) {
             Ok(at) => Ok(target[at..].to_string()),
             Err(r) => Err(r.status),
         }

@@ -216,7 +216,14 @@ impl Client {
     /// One read into the buffer: Ok(0) is EOF.
     fn fill(&mut self) -> io::Result<usize> {
         let mut tmp = [0u8; 65536];
-        let n = self.stream.read(&mut tmp)?;
+        // A signal another test of this binary raised (the servers' SIGINT/SIGTERM handling)
+        // may interrupt the read: retry it, as `read_exact` does.
+        let n = loop {
+            match self.stream.read(&mut tmp) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
         if n > 0 {
             self.reads += 1;
             self.buf.extend_from_slice(&tmp[..n]);
