@@ -742,7 +742,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                     parser.set_buf(core.pool.take_rx());
                 }
                 if head_started.is_none() {
-                    head_started = Some(Instant::now());
+                    head_started = Some(arrived);
                 }
                 if parser.in_body() && !body_prepaid {
                     // Room in the budget first, then the copy into the parser.

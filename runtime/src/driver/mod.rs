@@ -216,9 +216,10 @@ impl UringDriver {
     /// One trip to the kernel: submit everything queued, wait as told, handle completions.
     pub(crate) fn turn(&mut self, remote: &ShardRemote, wait: Wait) -> io::Result<()> {
         let to_submit = self.ring.submission().len();
-        // A deadline already passed is a non-blocking turn.
+        // A deadline already passed is a non-blocking turn. (One clock read per turn.)
+        let now = Instant::now();
         let wait = match wait {
-            Wait::Until(Some(d)) if d <= Instant::now() => Wait::No,
+            Wait::Until(Some(d)) if d <= now => Wait::No,
             w => w,
         };
         let res = match wait {
@@ -237,7 +238,7 @@ impl UringDriver {
             Wait::Until(None) => self.ring.submit_and_wait(1),
             Wait::Until(Some(deadline)) => {
                 let dur = deadline
-                    .saturating_duration_since(Instant::now())
+                    .saturating_duration_since(now)
                     .max(Duration::from_micros(1));
                 let ts = types::Timespec::new().sec(dur.as_secs()).nsec(dur.subsec_nanos());
                 let args = types::SubmitArgs::new().timespec(&ts);

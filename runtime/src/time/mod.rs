@@ -123,7 +123,9 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+        // The loop turn's clock, not a clock read per poll: a deadline that passed during
+        // this turn is registered and fires at the next turn (never early).
+        if loop_now() >= self.deadline {
             if coop::poll_proceed(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -227,7 +229,7 @@ impl<F: Future> Future for Timeout<F> {
         // The deadline is checked outside the cooperative budget (as tokio's `Timeout` does):
         // an inner future that spends the whole budget on every poll would otherwise make the
         // elapsed sleep yield forever, and the timeout could never fire.
-        if Instant::now() >= this.sleep.deadline {
+        if loop_now() >= this.sleep.deadline {
             this.sleep.unregister();
             return Poll::Ready(Err(Elapsed(())));
         }

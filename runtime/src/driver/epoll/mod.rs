@@ -435,14 +435,16 @@ impl EpollDriver {
                 break;
             }
         }
+        // One clock read per turn.
+        let now = Instant::now();
         let wait = match wait {
-            Wait::Until(Some(d)) if d <= Instant::now() => Wait::No,
+            Wait::Until(Some(d)) if d <= now => Wait::No,
             w => w,
         };
         let timeout = match wait {
             Wait::No => Some(Duration::ZERO),
             Wait::Until(None) => None,
-            Wait::Until(Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+            Wait::Until(Some(d)) => Some(d.saturating_duration_since(now)),
         };
         let timeout = if self.backlog.is_empty() {
             timeout
