@@ -6,9 +6,11 @@
 # start-up and shutdown. The figure counts user-space instructions only (not the kernel).
 #
 #   scripts/callgrind-http.sh                      # target/release/hello, epoll driver, depth 16 and 1
-#   scripts/callgrind-http.sh --bin PATH --driver io_uring --rounds 100
+#   scripts/callgrind-http.sh --bin PATH --rounds 100     # another build (e.g. of an older commit)
 #
 # Needs valgrind (apt-get install valgrind) and python3. Only 127.0.0.1; bounded by `timeout`.
+# The epoll driver only: valgrind 3.19 does not follow io_uring's shared rings (the server
+# never sees a completion under it), and the HTTP code above the driver is the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=target/release/hello
@@ -18,7 +20,6 @@ PORT=18181
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) BIN="$2"; shift ;;
-        --driver) DRIVER="$2"; shift ;;
         --rounds) ROUNDS="$2"; shift ;;
         --port) PORT="$2"; shift ;;
         -h|--help) sed -n 2,12p "$0"; exit 0 ;;
@@ -34,14 +35,14 @@ trap 'rm -rf "$OUT"' EXIT
 # total_instructions ROUNDS DEPTH
 total() {
     local rounds=$1 depth=$2 pid n
-    RINGCORE_DRIVER=$DRIVER timeout 600 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" \
+    RINGCORE_DRIVER=$DRIVER timeout 300 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" \
         "$BIN" --addr "127.0.0.1:$PORT" --cores 1 >"$OUT/server.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 150); do
         sleep 0.2
         (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
     done
-    n=$(timeout 600 python3 scripts/lib/pipeclient.py "$PORT" 8 "$rounds" "$depth")
+    n=$(timeout 300 python3 scripts/lib/pipeclient.py "$PORT" 8 "$rounds" "$depth")
     kill -INT "$pid"
     wait "$pid" || true
     callgrind_annotate "$OUT/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }'
