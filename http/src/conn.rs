@@ -463,7 +463,7 @@ async fn serve_busy<S: 'static, T: Transport>(
     // Kept for the whole busy stretch rather than made per read: the shutdown signal's
     // registration, and the timer of the wait between requests (see `wait_next`).
     let mut drained = pin!(core.drain.wait());
-    let mut idle_timer: Option<Sleep> = None;
+    let mut idle_timer: Option<IdleTimer> = None;
     parser.push(&first);
     drop(first);
     loop {
@@ -1022,6 +1022,14 @@ fn read_deadline(
 
 /// Waits for the first bytes of the next request (or EOF, error, timeout), or for draining.
 /// `on_wait` runs once, the first time nothing is ready.
+/// The timer of a busy connection's waits between requests (see [`wait_next`]).
+struct IdleTimer {
+    sleep: Sleep,
+    /// Registered with the connection task's waker and not fired yet. (A busy stretch is
+    /// polled by one task, whose waker does not change.)
+    armed: bool,
+}
+
 /// The wait for the next request of a busy connection: like [`select_read`] with a deadline,
 /// but the timer is `timer`, kept across the waits of a busy stretch and moved lazily. The
 /// deadline moves forward with every request; re-registering the timer for each one would
@@ -1031,7 +1039,7 @@ fn read_deadline(
 async fn wait_next<C: Deref<Target = [u8]>, R, D>(
     mut recv: std::pin::Pin<&mut R>,
     mut drained: std::pin::Pin<&mut D>,
-    timer: &mut Option<Sleep>,
+    timer: &mut Option<IdleTimer>,
     deadline: Instant,
     on_wait: impl FnOnce(),
 ) -> Read<C>
@@ -1051,16 +1059,27 @@ where
         if drained.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Read::Drained);
         }
-        let t = timer.get_or_insert_with(|| sleep_until(deadline));
-        if t.deadline() > deadline {
-            t.reset(deadline);
+        let t = timer.get_or_insert_with(|| IdleTimer {
+            sleep: sleep_until(deadline),
+            armed: false,
+        });
+        if t.sleep.deadline() > deadline {
+            t.sleep.reset(deadline);
+            t.armed = false;
         }
-        while std::pin::Pin::new(&mut *t).poll(cx).is_ready() {
-            if t.deadline() >= deadline {
+        // Armed (registered with this task's waker) and not due: the timer map is not
+        // touched. Otherwise poll it: to register it, or to see it fire.
+        while !t.armed || loop_now() >= t.sleep.deadline() {
+            if std::pin::Pin::new(&mut t.sleep).poll(cx).is_pending() {
+                t.armed = true;
+                break;
+            }
+            t.armed = false;
+            if t.sleep.deadline() >= deadline {
                 return Poll::Ready(Read::TimedOut);
             }
             // It fired for an earlier deadline: on to this one.
-            t.reset(deadline);
+            t.sleep.reset(deadline);
         }
         if let Some(f) = on_wait.take() {
             f();
