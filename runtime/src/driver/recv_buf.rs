@@ -25,6 +25,48 @@ enum Inner {
         end: usize,
     },
     Owned(Vec<u8>, usize),
+    /// A buffer of the epoll driver's per-core receive pool: dropping it gives it back.
+    Pooled(Vec<u8>, usize, Rc<RxPool>),
+}
+
+/// The epoll driver's per-core pool of receive buffers ([`FALLBACK_RECV_SIZE`] bytes each):
+/// a receive takes one and the chunk gives it back when dropped, so a receive costs no
+/// allocation and no copy. LIFO (the buffer given back last is warm), and at most
+/// [`RxPool::KEEP`] free buffers are kept.
+///
+/// [`FALLBACK_RECV_SIZE`]: super::recv_stream::FALLBACK_RECV_SIZE
+#[derive(Default)]
+pub(crate) struct RxPool {
+    free: std::cell::RefCell<Vec<Vec<u8>>>,
+}
+
+impl RxPool {
+    /// Free buffers kept per core (1 MiB of 16 KiB buffers).
+    pub(crate) const KEEP: usize = 64;
+
+    /// An empty buffer with room for `size` bytes.
+    pub(crate) fn take(&self, size: usize) -> Vec<u8> {
+        match self.free.borrow_mut().pop() {
+            Some(mut v) if v.capacity() >= size => {
+                v.clear();
+                v
+            }
+            _ => Vec::with_capacity(size),
+        }
+    }
+
+    fn give(&self, v: Vec<u8>) {
+        let mut free = self.free.borrow_mut();
+        if free.len() < Self::KEEP {
+            free.push(v);
+        }
+    }
+
+    /// Free buffers held now.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.free.borrow().len()
+    }
 }
 
 impl RecvBuf {
@@ -45,11 +87,18 @@ impl RecvBuf {
         }
     }
 
+    /// `v`, which came from `pool` and goes back to it on drop.
+    pub(crate) fn pooled(v: Vec<u8>, pool: Rc<RxPool>) -> Self {
+        Self {
+            inner: Inner::Pooled(v, 0, pool),
+        }
+    }
+
     /// Drops the first `n` bytes (they were consumed).
     pub(crate) fn advance(&mut self, n: usize) {
         match &mut self.inner {
             Inner::Ring { start, end, .. } => *start = (*start + n).min(*end),
-            Inner::Owned(v, start) => *start = (*start + n).min(v.len()),
+            Inner::Owned(v, start) | Inner::Pooled(v, start, _) => *start = (*start + n).min(v.len()),
         }
     }
 
@@ -75,7 +124,7 @@ impl Deref for RecvBuf {
                 let all = unsafe { ring.slice(*bid, *end) };
                 &all[*start..]
             }
-            Inner::Owned(v, start) => &v[*start..],
+            Inner::Owned(v, start) | Inner::Pooled(v, start, _) => &v[*start..],
         }
     }
 }
@@ -88,8 +137,10 @@ impl AsRef<[u8]> for RecvBuf {
 
 impl Drop for RecvBuf {
     fn drop(&mut self) {
-        if let Inner::Ring { ring, bid, .. } = &self.inner {
-            ring.recycle(*bid);
+        match &mut self.inner {
+            Inner::Ring { ring, bid, .. } => ring.recycle(*bid),
+            Inner::Pooled(v, _, pool) => pool.give(std::mem::take(v)),
+            Inner::Owned(..) => {}
         }
     }
 }
@@ -104,13 +155,39 @@ impl fmt::Debug for RecvBuf {
 }
 
 // SAFETY: the bytes live in the ring's boxed buffer area (kept alive by the `Rc`) or in the
-// owned Vec's heap block; neither moves when the RecvBuf moves, and neither is written while
-// the RecvBuf lives (a ring buffer goes back to the kernel only on drop).
+// owned (or pooled) Vec's heap block; neither moves when the RecvBuf moves, and neither is
+// written while the RecvBuf lives (a ring buffer goes back to the kernel, a pooled one to its
+// pool, only on drop).
 unsafe impl IoBuf for RecvBuf {
     fn stable_ptr(&self) -> *const u8 {
         self.deref().as_ptr()
     }
     fn bytes_init(&self) -> usize {
         self.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pooled_chunk_goes_back_to_its_pool_and_the_pool_is_bounded() {
+        let pool = Rc::new(RxPool::default());
+        let mut v = pool.take(64);
+        v.extend_from_slice(b"hello world");
+        let ptr = v.as_ptr();
+        let mut chunk = RecvBuf::pooled(v, pool.clone());
+        chunk.advance(6);
+        assert_eq!(&chunk[..], b"world");
+        drop(chunk);
+        assert_eq!(pool.held(), 1);
+        let again = pool.take(64);
+        assert!(again.is_empty(), "a buffer comes back empty");
+        assert_eq!(again.as_ptr(), ptr, "the buffer given back last is taken first");
+        for _ in 0..RxPool::KEEP + 5 {
+            drop(RecvBuf::pooled(Vec::with_capacity(64), pool.clone()));
+        }
+        assert_eq!(pool.held(), RxPool::KEEP);
     }
 }

@@ -176,11 +176,12 @@ impl RecvStream {
             Driver::Uring(_) => Poll::Ready(Err(io::Error::other("readiness receive on io_uring"))),
         });
         match std::task::ready!(got) {
-            Ok(v) if v.is_empty() => {
-                self.eof = true;
-                Poll::Ready(Ok(RecvBuf::owned(v)))
+            Ok(v) => {
+                if v.is_empty() {
+                    self.eof = true;
+                }
+                Poll::Ready(Ok(v))
             }
-            Ok(v) => Poll::Ready(Ok(RecvBuf::owned(v))),
             Err(e) => Poll::Ready(Err(e)),
         }
     }

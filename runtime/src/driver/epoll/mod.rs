@@ -27,22 +27,27 @@
 //! (the kernel's queue is empty then, as tokio also assumes), clears it, and the next edge
 //! epoll reports sets it and wakes the task. So a request costs one `recv` (no second one
 //! to hear `EAGAIN`), and a waiting connection costs a flag and a waker, no buffer and no op.
-//! Bytes are received into one 16 KiB buffer per core and handed out as a copy of their exact
-//! size (the buffer itself when the receive filled more than a quarter of it).
+//! Bytes are received into a 16 KiB buffer from a per-core pool and handed out in it (no
+//! copy); the chunk gives the buffer back to the pool when dropped (`RxPool`: LIFO, at most 64
+//! free buffers kept), so a receive costs no allocation either. A chunk kept for long holds
+//! its 16 KiB (as a provided-ring buffer holds its 4 KiB on io_uring).
 
 pub(crate) mod sysop;
 
 use std::any::Any;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::blocking::{self, Job, Returns};
 use super::lifecycle::OpTable;
+use super::recv_buf::RxPool;
 use super::recv_stream::FALLBACK_RECV_SIZE;
 use super::uring::Features;
+use super::RecvBuf;
 use super::{Completion, Errno, Orphan, Wait};
 use crate::fd::SharedFd;
 use crate::shared::ShardRemote;
@@ -85,10 +90,6 @@ impl Default for FdWaiters {
         }
     }
 }
-
-/// A received chunk at most this long is handed out as a copy of its exact size; a longer
-/// one takes the core's receive buffer with it (copying it would cost more than a new one).
-const RX_COPY_MAX: usize = 4096;
 
 /// Op keys waiting on one fd for one readiness: nearly always at most one (a socket's
 /// receive, or its send), kept inline; more go to a vector allocated only then. An idle
@@ -159,9 +160,9 @@ pub(crate) struct EpollDriver {
     scratch: Vec<usize>,
     /// `epoll_pwait2` is missing (ENOSYS): wait with millisecond timeouts.
     no_pwait2: bool,
-    /// The core's receive buffer for stream receives ([`Self::poll_recv`]); empty, with
-    /// room for [`FALLBACK_RECV_SIZE`] bytes, between receives.
-    rx_buf: Vec<u8>,
+    /// The core's receive buffers for stream receives ([`Self::poll_recv`]), each with room
+    /// for [`FALLBACK_RECV_SIZE`] bytes.
+    rx_pool: Rc<RxPool>,
     /// Tasks whose socket turned readable in the last `epoll_wait`, woken by the shard.
     rx_woken: Vec<Waker>,
 }
@@ -228,7 +229,7 @@ impl EpollDriver {
             pool_done: Vec::new(),
             scratch: Vec::new(),
             no_pwait2: false,
-            rx_buf: Vec::new(),
+            rx_pool: Rc::new(RxPool::default()),
             rx_woken: Vec::new(),
         })
     }
@@ -335,7 +336,7 @@ impl EpollDriver {
     /// The stream receive on `fd`: the next bytes (empty at EOF), or `Pending` with `waker`
     /// kept until epoll reports the fd readable. Makes a `recv` only while the fd may have
     /// bytes (see the module docs).
-    pub(crate) fn poll_recv(&mut self, fd: &SharedFd, waker: &Waker) -> Poll<io::Result<Vec<u8>>> {
+    pub(crate) fn poll_recv(&mut self, fd: &SharedFd, waker: &Waker) -> Poll<io::Result<RecvBuf>> {
         let idx = match self.register(fd) {
             Ok(i) => i,
             Err(e) => return Poll::Ready(Err(e)),
@@ -349,35 +350,36 @@ impl EpollDriver {
                 }
                 return Poll::Pending;
             }
-            if self.rx_buf.capacity() < FALLBACK_RECV_SIZE {
-                self.rx_buf = Vec::with_capacity(FALLBACK_RECV_SIZE);
-            }
-            self.rx_buf.clear();
-            match sys::socket::recv_spare(fd.raw(), &mut self.rx_buf) {
-                Ok(0) => return Poll::Ready(Ok(Vec::new())),
+            let mut buf = self.rx_pool.take(FALLBACK_RECV_SIZE);
+            match sys::socket::recv_spare(fd.raw(), &mut buf) {
+                Ok(0) => {
+                    self.rx_pool_give(buf);
+                    return Poll::Ready(Ok(RecvBuf::owned(Vec::new())));
+                }
                 Ok(n) => {
-                    if n < self.rx_buf.capacity() {
+                    if n < buf.capacity() {
                         // Short: the queue is empty now; the next edge says when it is not.
                         let w = &mut self.fds[idx];
                         w.rx_ready = w.rx_closed;
                     }
-                    let chunk = if n <= RX_COPY_MAX {
-                        let c = self.rx_buf.clone();
-                        self.rx_buf.clear();
-                        c
-                    } else {
-                        std::mem::take(&mut self.rx_buf)
-                    };
-                    return Poll::Ready(Ok(chunk));
+                    return Poll::Ready(Ok(RecvBuf::pooled(buf, self.rx_pool.clone())));
                 }
-                Err(e) => match e.raw_os_error() {
-                    // Nothing there, closed or not (never spin on it).
-                    Some(libc::EAGAIN) => self.fds[idx].rx_ready = false,
-                    Some(libc::EINTR) => {}
-                    _ => return Poll::Ready(Err(e)),
-                },
+                Err(e) => {
+                    self.rx_pool_give(buf);
+                    match e.raw_os_error() {
+                        // Nothing there, closed or not (never spin on it).
+                        Some(libc::EAGAIN) => self.fds[idx].rx_ready = false,
+                        Some(libc::EINTR) => {}
+                        _ => return Poll::Ready(Err(e)),
+                    }
+                }
             }
         }
+    }
+
+    /// Gives an unused receive buffer back to the pool.
+    fn rx_pool_give(&self, buf: Vec<u8>) {
+        drop(RecvBuf::pooled(buf, self.rx_pool.clone()));
     }
 
     /// Parks socket call `key` until its fd is ready, adding the fd to epoll the first time.
