@@ -602,18 +602,18 @@ async fn flusher(inner: Rc<Inner>) {
             }
         })
         .await;
-        let past_prepared = {
+        let (past_prepared, grower) = {
             let mut st = inner.state.borrow_mut();
             let grower = if needs_growth(&inner, &st) {
                 st.grower.take()
             } else {
                 None
             };
-            if let Some(w) = grower {
-                w.wake();
-            }
-            pos + len > st.space_end
+            (pos + len > st.space_end, grower)
         };
+        if let Some(w) = grower {
+            w.wake();
+        }
         let (res, mut buf) = match inner.sync {
             SyncMode::DsyncWrite => {
                 let (res, buf) = inner.file.write_all_at_dsync(buf, pos).await;
@@ -824,7 +824,7 @@ async fn write_zeros(inner: &Inner, from: u64, to: u64) -> Result<(), (&'static 
 /// Records the end of a growth of `from..to`: the space on success, the stop on failure
 /// (or the recovery from an earlier failed growth). Wakes a batch waiting for it.
 fn grown(inner: &Inner, from: u64, to: u64, res: Result<(), (&'static str, io::Error)>) {
-    let (waiter, health) = {
+    let (waiter, grower, health) = {
         let mut st = inner.state.borrow_mut();
         st.growing = false;
         let health = match res {
@@ -843,14 +843,12 @@ fn grown(inner: &Inner, from: u64, to: u64, res: Result<(), (&'static str, io::E
                     kind: e.kind(),
                     message: message.clone(),
                 });
-                // A failed growth at open leaves the grower waiting: it retries now.
-                if let Some(w) = st.grower.take() {
-                    w.wake();
-                }
                 Some(Health::Stopped(message))
             }
         };
-        (st.growth_waiter.take(), health)
+        // A failed growth at open leaves the grower waiting: it retries now.
+        let grower = if health.is_some() { st.grower.take() } else { None };
+        (st.growth_waiter.take(), grower, health)
     };
     let mut s = inner.stats.get();
     match &health {
@@ -862,7 +860,7 @@ fn grown(inner: &Inner, from: u64, to: u64, res: Result<(), (&'static str, io::E
         s.growths += 1;
     }
     inner.stats.set(s);
-    if let Some(w) = waiter {
+    for w in [waiter, grower].into_iter().flatten() {
         w.wake();
     }
     if let Some(h) = health {
