@@ -1,7 +1,8 @@
 //! The journal's promise under failure, in child processes: a process killed (SIGKILL) while
-//! appending, or while growing its prepared space, loses no acknowledged record, and a failed
+//! appending, or while growing its prepared space, loses no acknowledged record; a failed
 //! write or a failed growth stops the journal (fail-stop) without acknowledging anything that
-//! is not in the file.
+//! is not in the file; a disk full at open starts the journal stopped, and it takes appends
+//! once space returns.
 //!
 //! Each test re-runs this test binary as a child, selecting itself with `--exact` and a
 //! `JOURNAL_CHILD` variable that puts it in child mode.
@@ -150,6 +151,10 @@ fn child_mode(mode: &str) -> bool {
     let Some(dir) = v.strip_prefix(&format!("{mode}:")) else {
         return false;
     };
+    if mode == "start-fsize" {
+        child_full_at_start(PathBuf::from(dir));
+        return true;
+    }
     if mode == "fsize" || mode == "grow-fsize" {
         // SAFETY: setting a signal disposition to SIG_IGN; no handler code runs.
         unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
@@ -181,6 +186,58 @@ fn child_mode(mode: &str) -> bool {
     };
     child_append_loop(PathBuf::from(dir), opts);
     true
+}
+
+/// Child: opens a journal whose first step of prepared space cannot be written (the soft
+/// `RLIMIT_FSIZE` is below it), reports what the journal says, then raises the limit and
+/// waits for the journal to take appends again.
+fn child_full_at_start(dir: PathBuf) {
+    // SAFETY: setting a signal disposition to SIG_IGN; no handler code runs.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let set_soft = |cur: u64| {
+        let lim = libc::rlimit {
+            rlim_cur: cur,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: `lim` is a valid rlimit that outlives the call.
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) };
+        assert_eq!(rc, 0, "setrlimit");
+    };
+    set_soft(FSIZE_LIMIT);
+    run1(move || {
+        let dir = dir.clone();
+        async move {
+            let opts = JournalOptions {
+                prealloc: 1024 * 1024,
+                ..Default::default()
+            };
+            let (j, _) = Journal::open_with(&dir, 0, &opts)
+                .await
+                .expect("a full disk does not fail the open");
+            let heard = Rc::new(std::cell::RefCell::new(Vec::new()));
+            let h = heard.clone();
+            j.on_health(move |health| h.borrow_mut().push(format!("{health:?}")));
+            tell(&format!("stopped-at-open {}", j.is_failed()));
+            tell(&format!("heard-at-install {}", heard.borrow().join(" | ")));
+            match j.append(b"while full").await {
+                Ok(()) => tell("append-while-full acked"),
+                Err(e) => tell(&format!("append-while-full refused {e}")),
+            }
+            set_soft(libc::RLIM_INFINITY);
+            // The grower retries with back-off (up to 1 s between tries).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while j.is_failed() && Instant::now() < deadline {
+                ringcore_runtime::time::sleep(Duration::from_millis(20)).await;
+            }
+            tell(&format!("recovered {}", !j.is_failed()));
+            match j.append(b"after the space returned").await {
+                Ok(()) => tell("append-after acked"),
+                Err(e) => tell(&format!("append-after refused {e}")),
+            }
+            tell(&format!("prepared {} end {}", j.prepared_end(), j.end()));
+            tell(&format!("heard {}", heard.borrow().join(" | ")));
+        }
+    });
 }
 
 fn replay(dir: &Path) -> Replay {
@@ -398,4 +455,41 @@ fn failed_growth_stops_the_journal_and_acknowledges_only_what_is_on_disk() {
     // The partly written zeros of the failed growth read as the clean end.
     assert_eq!(r.damage, None, "{:?}", r.damage);
     assert!(r.file_len >= r.valid_len);
+}
+
+#[test]
+fn a_full_disk_at_open_starts_the_journal_stopped_and_it_recovers_when_space_returns() {
+    if child_mode("start-fsize") {
+        return;
+    }
+    let tmp = TempDir::new("start-fsize");
+    let (mut child, rx) = spawn_child(
+        "a_full_disk_at_open_starts_the_journal_stopped_and_it_recovers_when_space_returns",
+        "start-fsize",
+        &tmp.0,
+    );
+    let status = child.wait().expect("wait child");
+    let lines: Vec<String> = rx.iter().collect();
+    assert!(status.success(), "child failed: {status}; output: {lines:?}");
+    let has = |prefix: &str, needle: &str| lines.iter().any(|l| l.contains(prefix) && l.contains(needle));
+    assert!(has("stopped-at-open", "true"), "{lines:?}");
+    assert!(
+        has("heard-at-install", "Stopped") && has("heard-at-install", "preparing space"),
+        "{lines:?}"
+    );
+    assert!(has("append-while-full refused", "preparing space"), "{lines:?}");
+    assert!(has("recovered", "true"), "{lines:?}");
+    assert!(has("append-after", "acked"), "{lines:?}");
+    assert!(
+        has("heard ", "Healthy"),
+        "the observer heard the recovery: {lines:?}"
+    );
+    let r = replay(&tmp.0);
+    let payloads: Vec<&[u8]> = r.records().map(|e| e.payload).collect();
+    assert_eq!(
+        payloads,
+        vec![&b"after the space returned"[..]],
+        "only the acknowledged append"
+    );
+    assert_eq!(r.damage, None);
 }
