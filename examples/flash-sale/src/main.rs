@@ -35,6 +35,15 @@ struct Cli {
     command: Command,
 }
 
+/// `--journal-sync`'s values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum JournalSync {
+    /// One RWF_DSYNC write per batch.
+    Dsync,
+    /// A write, then fdatasync, per batch.
+    Fdatasync,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the sale until SIGINT/SIGTERM.
@@ -81,6 +90,15 @@ struct ServeArgs {
     /// dropped orders on stderr, then serve.
     #[arg(long)]
     accept_data_loss: bool,
+    /// Bytes of zeros each core's journal writes and syncs ahead of its end (default 16777216,
+    /// rounded up to 4 KiB pages), so a group commit overwrites prepared blocks and its sync
+    /// commits no size change; 0 turns it off (each batch then extends the file).
+    #[arg(long, value_name = "BYTES")]
+    journal_prealloc: Option<u64>,
+    /// How a journal batch is made durable: `dsync` (default: one RWF_DSYNC write) or
+    /// `fdatasync` (a write, then fdatasync), for comparing the two.
+    #[arg(long, value_name = "MODE")]
+    journal_sync: Option<JournalSync>,
     /// Serve HOST:PORT even if another process already serves it (both take connections via
     /// SO_REUSEPORT): for a zero-downtime restart, start the new instance, then stop the old
     /// one. Without it, a served address is refused at start.
@@ -166,6 +184,15 @@ fn config(a: ServeArgs) -> Result<Config, String> {
     cfg.redis_wait_replicas = a.redis_wait_replicas;
     cfg.allow_redis_data_loss = a.allow_redis_data_loss;
     cfg.accept_data_loss = a.accept_data_loss;
+    if let Some(bytes) = a.journal_prealloc {
+        cfg.journal_prealloc = bytes;
+    }
+    if let Some(mode) = a.journal_sync {
+        cfg.journal_sync = match mode {
+            JournalSync::Dsync => flash_sale::journal::SyncMode::DsyncWrite,
+            JournalSync::Fdatasync => flash_sale::journal::SyncMode::WriteThenFdatasync,
+        };
+    }
     cfg.tls = a.tls_cert.zip(a.tls_key);
     match a.data_dir {
         Some(d) => cfg.data_dir = d,

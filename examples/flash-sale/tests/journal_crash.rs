@@ -1,6 +1,8 @@
 //! The journal's promise under failure, in child processes: a process killed (SIGKILL) while
-//! appending loses no acknowledged record, and a failed write stops the journal (fail-stop)
-//! without acknowledging anything that is not in the file.
+//! appending, or while growing its prepared space, loses no acknowledged record; a failed
+//! write or a failed growth stops the journal (fail-stop) without acknowledging anything that
+//! is not in the file; a disk full at open starts the journal stopped, and it takes appends
+//! once space returns.
 //!
 //! Each test re-runs this test binary as a child, selecting itself with `--exact` and a
 //! `JOURNAL_CHILD` variable that puts it in child mode.
@@ -19,7 +21,7 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use flash_sale::journal::{Journal, Replay};
+use flash_sale::journal::{Journal, JournalOptions, Replay};
 use ringcore_runtime::spawn_local;
 use ringcore_testkit::rt::run1;
 
@@ -71,11 +73,11 @@ fn tell(line: &str) {
 
 /// Child: `APPENDERS` tasks append numbered records until they fail (or for 20 s at most),
 /// printing `ack <seq>` after each acknowledged one and `err <seq>` after each refused one.
-fn child_append_loop(dir: PathBuf) {
+fn child_append_loop(dir: PathBuf, opts: JournalOptions) {
     run1(move || {
-        let dir = dir.clone();
+        let (dir, opts) = (dir.clone(), opts.clone());
         async move {
-            let (j, _) = Journal::open(&dir, 0).await.expect("child open");
+            let (j, _) = Journal::open_with(&dir, 0, &opts).await.expect("child open");
             let j = Rc::new(j);
             let next = Rc::new(Cell::new(0u64));
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -86,10 +88,17 @@ fn child_append_loop(dir: PathBuf) {
                         while Instant::now() < deadline {
                             let seq = next.get();
                             next.set(seq + 1);
+                            let growths = j.stats().growths;
                             match j.append(&payload(seq)).await {
-                                Ok(()) => tell(&format!("ack {seq}")),
-                                Err(_) => {
+                                Ok(()) => {
+                                    tell(&format!("ack {seq}"));
+                                    if j.stats().growths != growths {
+                                        tell(&format!("grew {}", j.stats().growths));
+                                    }
+                                }
+                                Err(e) => {
                                     tell(&format!("err {seq}"));
+                                    tell(&format!("why {e}"));
                                     return;
                                 }
                             }
@@ -142,7 +151,11 @@ fn child_mode(mode: &str) -> bool {
     let Some(dir) = v.strip_prefix(&format!("{mode}:")) else {
         return false;
     };
-    if mode == "fsize" {
+    if mode == "start-fsize" {
+        child_full_at_start(PathBuf::from(dir));
+        return true;
+    }
+    if mode == "fsize" || mode == "grow-fsize" {
         // SAFETY: setting a signal disposition to SIG_IGN; no handler code runs.
         unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
         let lim = libc::rlimit {
@@ -153,8 +166,78 @@ fn child_mode(mode: &str) -> bool {
         let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) };
         assert_eq!(rc, 0, "setrlimit");
     }
-    child_append_loop(PathBuf::from(dir));
+    let opts = match mode {
+        // The failed *write* of a batch that extends the file: no preallocation.
+        "fsize" => JournalOptions {
+            prealloc: 0,
+            ..Default::default()
+        },
+        // Growth all the time: one page of zeros written and synced every ~20 records.
+        "grow" => JournalOptions {
+            prealloc: 4096,
+            ..Default::default()
+        },
+        // Growth that meets the limit.
+        "grow-fsize" => JournalOptions {
+            prealloc: 8192,
+            ..Default::default()
+        },
+        _ => JournalOptions::default(),
+    };
+    child_append_loop(PathBuf::from(dir), opts);
     true
+}
+
+/// Child: opens a journal whose first step of prepared space cannot be written (the soft
+/// `RLIMIT_FSIZE` is below it), reports what the journal says, then raises the limit and
+/// waits for the journal to take appends again.
+fn child_full_at_start(dir: PathBuf) {
+    // SAFETY: setting a signal disposition to SIG_IGN; no handler code runs.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let set_soft = |cur: u64| {
+        let lim = libc::rlimit {
+            rlim_cur: cur,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: `lim` is a valid rlimit that outlives the call.
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) };
+        assert_eq!(rc, 0, "setrlimit");
+    };
+    set_soft(FSIZE_LIMIT);
+    run1(move || {
+        let dir = dir.clone();
+        async move {
+            let opts = JournalOptions {
+                prealloc: 1024 * 1024,
+                ..Default::default()
+            };
+            let (j, _) = Journal::open_with(&dir, 0, &opts)
+                .await
+                .expect("a full disk does not fail the open");
+            let heard = Rc::new(std::cell::RefCell::new(Vec::new()));
+            let h = heard.clone();
+            j.on_health(move |health| h.borrow_mut().push(format!("{health:?}")));
+            tell(&format!("stopped-at-open {}", j.is_failed()));
+            tell(&format!("heard-at-install {}", heard.borrow().join(" | ")));
+            match j.append(b"while full").await {
+                Ok(()) => tell("append-while-full acked"),
+                Err(e) => tell(&format!("append-while-full refused {e}")),
+            }
+            set_soft(libc::RLIM_INFINITY);
+            // The grower retries with back-off (up to 1 s between tries).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while j.is_failed() && Instant::now() < deadline {
+                ringcore_runtime::time::sleep(Duration::from_millis(20)).await;
+            }
+            tell(&format!("recovered {}", !j.is_failed()));
+            match j.append(b"after the space returned").await {
+                Ok(()) => tell("append-after acked"),
+                Err(e) => tell(&format!("append-after refused {e}")),
+            }
+            tell(&format!("prepared {} end {}", j.prepared_end(), j.end()));
+            tell(&format!("heard {}", heard.borrow().join(" | ")));
+        }
+    });
 }
 
 fn replay(dir: &Path) -> Replay {
@@ -264,4 +347,149 @@ fn failed_write_stops_the_journal_and_acknowledges_only_what_is_on_disk() {
         "records answered with an error are in the journal: {ghosts:?}"
     );
     assert_eq!(r.damage, None, "the cut left a clean end: {:?}", r.damage);
+}
+
+#[test]
+fn sigkill_while_growing_the_prepared_space_loses_no_acknowledged_record() {
+    if child_mode("grow") {
+        return;
+    }
+    // One page of zeros is prepared (written, synced) every ~20 records, as long as a batch
+    // takes: a kill lands inside a growth or next to one. Three kills at different points.
+    for (round, ms) in [70u64, 160, 290].into_iter().enumerate() {
+        let tmp = TempDir::new("grow");
+        let (mut child, rx) = spawn_child(
+            "sigkill_while_growing_the_prepared_space_loses_no_acknowledged_record",
+            "grow",
+            &tmp.0,
+        );
+        let first = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("child acknowledged nothing");
+        std::thread::sleep(Duration::from_millis(ms));
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        // SAFETY: plain kill(2) of our own child, which has not been waited for yet (its pid
+        // cannot have been reused).
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill child");
+        let status = child.wait().expect("wait child");
+        assert!(!status.success(), "the child was killed, not finished");
+        let mut lines = vec![first];
+        lines.extend(rx.iter());
+        let acked = parse(&lines, "ack ");
+        let growths = parse(&lines, "grew ").into_iter().max().unwrap_or(0);
+        assert!(
+            acked.len() > 10 && growths > 3,
+            "round {round}: too little happened to test anything: {} acks, {growths} growths",
+            acked.len()
+        );
+        let len = std::fs::metadata(tmp.0.join("journal-0.log"))
+            .expect("stat")
+            .len();
+
+        let r = replay(&tmp.0);
+        let replayed: Vec<u64> = r.records().map(|rec| seq_of(rec.payload)).collect();
+        let set: HashSet<u64> = replayed.iter().copied().collect();
+        assert_eq!(set.len(), replayed.len(), "no record replayed twice");
+        let lost: Vec<u64> = acked.iter().copied().filter(|s| !set.contains(s)).collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: acknowledged records missing after the crash: {lost:?}"
+        );
+        eprintln!(
+            "grow crash {round}: {} acknowledged, {} replayed, {growths}+ growths, file {len} \
+             bytes, records end at {}, damage: {:?}",
+            acked.len(),
+            replayed.len(),
+            r.valid_len,
+            r.damage
+        );
+    }
+}
+
+#[test]
+fn failed_growth_stops_the_journal_and_acknowledges_only_what_is_on_disk() {
+    if child_mode("grow-fsize") {
+        return;
+    }
+    let tmp = TempDir::new("grow-fsize");
+    let (mut child, rx) = spawn_child(
+        "failed_growth_stops_the_journal_and_acknowledges_only_what_is_on_disk",
+        "grow-fsize",
+        &tmp.0,
+    );
+    let status = child.wait().expect("wait child");
+    let lines: Vec<String> = rx.iter().collect();
+    assert!(status.success(), "child failed: {status}; output: {lines:?}");
+    let acked = parse(&lines, "ack ");
+    assert!(!acked.is_empty(), "nothing fit under the limit: {lines:?}");
+    assert_eq!(
+        parse(&lines, "err ").len(),
+        APPENDERS,
+        "every appender saw the failure"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("why") && l.contains("preparing space")),
+        "the refusal names the failed growth: {lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "after-failure refused=true"),
+        "{lines:?}"
+    );
+    let len = std::fs::metadata(tmp.0.join("journal-0.log"))
+        .expect("stat")
+        .len();
+    assert!(len <= FSIZE_LIMIT, "file {len} bytes");
+
+    let r = replay(&tmp.0);
+    let set: HashSet<u64> = r.records().map(|rec| seq_of(rec.payload)).collect();
+    let lost: Vec<u64> = acked.iter().copied().filter(|s| !set.contains(s)).collect();
+    assert!(lost.is_empty(), "acknowledged records missing: {lost:?}");
+    let acked_set: HashSet<u64> = acked.iter().copied().collect();
+    let ghosts: Vec<u64> = set.iter().copied().filter(|s| !acked_set.contains(s)).collect();
+    assert!(
+        ghosts.is_empty(),
+        "records answered with an error are in the journal: {ghosts:?}"
+    );
+    // The partly written zeros of the failed growth read as the clean end.
+    assert_eq!(r.damage, None, "{:?}", r.damage);
+    assert!(r.file_len >= r.valid_len);
+}
+
+#[test]
+fn a_full_disk_at_open_starts_the_journal_stopped_and_it_recovers_when_space_returns() {
+    if child_mode("start-fsize") {
+        return;
+    }
+    let tmp = TempDir::new("start-fsize");
+    let (mut child, rx) = spawn_child(
+        "a_full_disk_at_open_starts_the_journal_stopped_and_it_recovers_when_space_returns",
+        "start-fsize",
+        &tmp.0,
+    );
+    let status = child.wait().expect("wait child");
+    let lines: Vec<String> = rx.iter().collect();
+    assert!(status.success(), "child failed: {status}; output: {lines:?}");
+    let has = |prefix: &str, needle: &str| lines.iter().any(|l| l.contains(prefix) && l.contains(needle));
+    assert!(has("stopped-at-open", "true"), "{lines:?}");
+    assert!(
+        has("heard-at-install", "Stopped") && has("heard-at-install", "preparing space"),
+        "{lines:?}"
+    );
+    assert!(has("append-while-full refused", "preparing space"), "{lines:?}");
+    assert!(has("recovered", "true"), "{lines:?}");
+    assert!(has("append-after", "acked"), "{lines:?}");
+    assert!(
+        has("heard ", "Healthy"),
+        "the observer heard the recovery: {lines:?}"
+    );
+    let r = replay(&tmp.0);
+    let payloads: Vec<&[u8]> = r.records().map(|e| e.payload).collect();
+    assert_eq!(
+        payloads,
+        vec![&b"after the space returned"[..]],
+        "only the acknowledged append"
+    );
+    assert_eq!(r.damage, None);
 }

@@ -1,12 +1,18 @@
 //! The journal over a real ring and real files: group commit under concurrent appends, and
 //! replay of intact, empty, torn, corrupt and foreign files.
+//!
+//! These tests open the journal without preallocation (`prealloc: 0`), so the file ends at
+//! the last record exactly as the rules are stated; `journal_prealloc.rs` checks the same
+//! rules on a file with a prepared zero tail.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use flash_sale::journal::{file_name, Corruption, Damage, Journal, HEADER_LEN, RECORD_OVERHEAD};
+use flash_sale::journal::{
+    file_name, Corruption, Damage, Journal, JournalOptions, Replay, HEADER_LEN, RECORD_OVERHEAD,
+};
 use ringcore_runtime::spawn_local;
 use ringcore_testkit::rt::run1;
 
@@ -29,6 +35,19 @@ impl Drop for TempDir {
     }
 }
 
+/// Opens core `core`'s journal in `dir` without preallocation.
+async fn open_plain(dir: &Path, core: usize) -> io::Result<(Journal, Replay)> {
+    Journal::open_with(
+        dir,
+        core,
+        &JournalOptions {
+            prealloc: 0,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// Record `i`'s payload: its number and a body whose length varies with it.
 fn payload(i: usize) -> Vec<u8> {
     let mut p = format!("order {i}:").into_bytes();
@@ -42,7 +61,7 @@ fn write_records(dir: &Path, n: usize) -> PathBuf {
     run1(move || {
         let d = d.clone();
         async move {
-            let (j, replay) = Journal::open(&d, 0).await.expect("open");
+            let (j, replay) = open_plain(&d, 0).await.expect("open");
             assert_eq!(replay.records().len(), 0);
             for i in 0..n {
                 j.append(&payload(i)).await.expect("append");
@@ -53,12 +72,12 @@ fn write_records(dir: &Path, n: usize) -> PathBuf {
 }
 
 /// Opens core 0's journal in `dir` and returns what replay found.
-fn reopen(dir: &Path) -> flash_sale::journal::Replay {
+fn reopen(dir: &Path) -> Replay {
     let d = dir.to_path_buf();
     run1(move || {
         let d = d.clone();
         async move {
-            let (_j, replay) = Journal::open(&d, 0).await.expect("reopen");
+            let (_j, replay) = open_plain(&d, 0).await.expect("reopen");
             replay
         }
     })
@@ -81,7 +100,7 @@ fn concurrent_appends_are_group_committed_and_replayed() {
     let stats = run1(move || {
         let d = d.clone();
         async move {
-            let (j, replay) = Journal::open(&d, 3).await.expect("open");
+            let (j, replay) = open_plain(&d, 3).await.expect("open");
             assert!(replay.records().len() == 0 && replay.damage.is_none());
             let j = Rc::new(j);
             let tasks: Vec<_> = (0..TASKS)
@@ -115,7 +134,7 @@ fn concurrent_appends_are_group_committed_and_replayed() {
     let d = tmp.0.clone();
     let replay = run1(move || {
         let d = d.clone();
-        async move { Journal::open(&d, 3).await.expect("reopen").1 }
+        async move { open_plain(&d, 3).await.expect("reopen").1 }
     });
     assert_eq!(replay.damage, None);
     assert_eq!(replay.truncated_bytes, 0);
@@ -148,7 +167,7 @@ fn new_journal_replays_nothing() {
     let dd = d.clone();
     let replay = run1(move || {
         let d = dd.clone();
-        async move { Journal::open(&d, 7).await.expect("open").1 }
+        async move { open_plain(&d, 7).await.expect("open").1 }
     });
     assert_eq!(replay.records().len(), 0);
     assert_eq!((replay.damage, replay.truncated_bytes), (None, 0));
@@ -160,7 +179,7 @@ fn new_journal_replays_nothing() {
     // And again, now that the file exists.
     let replay = run1(move || {
         let d = d.clone();
-        async move { Journal::open(&d, 7).await.expect("reopen").1 }
+        async move { open_plain(&d, 7).await.expect("reopen").1 }
     });
     assert!(replay.records().len() == 0 && replay.damage.is_none());
 }
@@ -179,7 +198,7 @@ fn torn_tail_is_cut_and_appending_continues() {
     let replay = run1(move || {
         let d = d.clone();
         async move {
-            let (j, replay) = Journal::open(&d, 0).await.expect("reopen");
+            let (j, replay) = open_plain(&d, 0).await.expect("reopen");
             assert_eq!(
                 file_len(j.path()),
                 replay.valid_len,
@@ -269,7 +288,7 @@ fn corruption_mid_file_is_refused_and_only_repair_cuts_it() {
     let d = tmp.0.clone();
     let opened = run1(move || {
         let d = d.clone();
-        async move { Journal::open(&d, 0).await.map(drop).map_err(|e| e.kind()) }
+        async move { open_plain(&d, 0).await.map(drop).map_err(|e| e.kind()) }
     });
     assert_eq!(opened, Err(io::ErrorKind::InvalidData));
 
@@ -305,11 +324,14 @@ fn zero_filled_tail_is_not_read_as_records() {
     let f = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
     f.set_len(full + 4096).expect("extend with zeros");
     drop(f);
+    // Zeros to the end of the file are the clean end (what preallocation leaves), not damage:
+    // nothing is cut or saved, and the next record goes where the zeros start.
     let replay = reopen(&tmp.0);
     assert_eq!(replay.records().len(), 3);
-    assert_eq!(replay.damage, Some(Damage::BadLength { offset: full, len: 0 }));
-    assert_eq!(replay.truncated_bytes, 4096);
-    assert_eq!(file_len(&path), full);
+    assert_eq!((replay.damage.clone(), replay.truncated_bytes), (None, 0));
+    assert_eq!((replay.valid_len, replay.file_len), (full, full + 4096));
+    assert_eq!(file_len(&path), full + 4096);
+    assert!(replay.cut_saved_to.is_none());
 }
 
 #[test]
@@ -321,7 +343,7 @@ fn foreign_file_is_refused_and_left_alone() {
     let d = tmp.0.clone();
     let err = run1(move || {
         let d = d.clone();
-        async move { Journal::open(&d, 0).await.map(drop).map_err(|e| e.kind()) }
+        async move { open_plain(&d, 0).await.map(drop).map_err(|e| e.kind()) }
     });
     assert_eq!(err, Err(io::ErrorKind::InvalidData));
     assert_eq!(
@@ -349,7 +371,7 @@ fn invalid_payloads_are_refused() {
     let kinds = run1(move || {
         let d = d.clone();
         async move {
-            let (j, _) = Journal::open(&d, 0).await.expect("open");
+            let (j, _) = open_plain(&d, 0).await.expect("open");
             let empty = j.append(b"").await.map_err(|e| e.kind());
             let huge = vec![1u8; flash_sale::journal::MAX_RECORD_LEN + 1];
             let huge = j.append(&huge).await.map_err(|e| e.kind());

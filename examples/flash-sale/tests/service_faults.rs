@@ -7,7 +7,9 @@
 //! mounting is allowed (root); elsewhere the service runs with SIGXFSZ ignored and the test
 //! sets its `RLIMIT_FSIZE` (prlimit on its PID) just above the journals' sizes: the journal
 //! then meets EFBIG after a short write, the same fault seen from the process. The test
-//! prints which one it used.
+//! prints which one it used. The journals prepare their space in small steps here, so the
+//! fault stops a growth of the prepared space (the buys refused meanwhile, `/healthz`
+//! naming it) or, for a batch that no longer fits it, the batch's own write.
 
 mod support_service;
 
@@ -175,6 +177,11 @@ fn a_full_disk_never_oversells_and_recovers_without_a_restart() {
     cfg.ignore_sigxfsz = matches!(disk, SmallDisk::Fsize);
     // The per-user limit is not under test; retries of one user must not meet it.
     cfg.extra_args = vec!["--user-rate".into(), "1000".into()];
+    // Two pages of prepared space per step, so the journals need more of the disk every ~40
+    // orders and the full disk stops a growth during the test (a 16 MiB step would not fit
+    // the 4 MiB disk at all).
+    cfg.extra_args
+        .extend(["--journal-prealloc".into(), "8192".into()]);
     let svc = Service::start(&cfg);
     let mut admin = Client::new(svc.addr());
     assert_eq!(admin.put_item("gift", STOCK).status, 201);
@@ -207,6 +214,14 @@ fn a_full_disk_never_oversells_and_recovers_without_a_restart() {
                 && p["since_unix_ms"].as_u64().is_some()
                 && p["error"].as_str().is_some_and(|e| !e.is_empty())),
         "/healthz names the failing journal, its error and since when: {body}"
+    );
+    // With small steps the full disk is met by the growth of the prepared space, before any
+    // batch runs out of it: buys are refused while the prepared space still takes batches.
+    assert!(
+        failing
+            .iter()
+            .any(|p| p["error"].as_str().is_some_and(|e| e.contains("preparing space"))),
+        "/healthz names the failed growth: {body}"
     );
     let metrics = admin.must_get("/metrics").text();
     assert!(

@@ -111,7 +111,7 @@ impl File {
     ///
     /// In append mode the bytes go to the end of the file whatever `pos` says.
     pub async fn write_at<B: IoBuf>(&self, buf: B, pos: u64) -> (io::Result<usize>, B) {
-        match op::write_at(&self.fd, buf, 0, pos) {
+        match op::write_at(&self.fd, buf, 0, pos, false) {
             Ok(op) => op.await,
             Err((e, buf)) => (Err(e), buf),
         }
@@ -120,7 +120,31 @@ impl File {
     /// Writes all of `buf` at file offset `pos`, resuming after short writes.
     ///
     /// On error some prefix of `buf` may have been written.
-    pub async fn write_all_at<B: IoBuf>(&self, mut buf: B, pos: u64) -> (io::Result<()>, B) {
+    pub async fn write_all_at<B: IoBuf>(&self, buf: B, pos: u64) -> (io::Result<()>, B) {
+        self.write_all_at_inner(buf, pos, false).await
+    }
+
+    /// Like [`write_at`](Self::write_at), but a *data-sync* write (`RWF_DSYNC`): it completes
+    /// only once the bytes it wrote, and the metadata needed to read them back (a new file
+    /// length, newly allocated blocks), are on the device, as if followed by
+    /// [`sync_data`](Self::sync_data) for that range. One ring op (`IORING_OP_WRITE` with
+    /// `rw_flags`) instead of a write and an `FSYNC`; on the epoll driver one `pwritev2`.
+    /// It syncs only this write's range, not other dirty data of the file.
+    pub async fn write_at_dsync<B: IoBuf>(&self, buf: B, pos: u64) -> (io::Result<usize>, B) {
+        match op::write_at(&self.fd, buf, 0, pos, true) {
+            Ok(op) => op.await,
+            Err((e, buf)) => (Err(e), buf),
+        }
+    }
+
+    /// [`write_all_at`](Self::write_all_at) with every write a data-sync write
+    /// ([`write_at_dsync`](Self::write_at_dsync)): once it returns `Ok`, all of `buf` is on
+    /// the device. On error some prefix of `buf` may have been written (and synced).
+    pub async fn write_all_at_dsync<B: IoBuf>(&self, buf: B, pos: u64) -> (io::Result<()>, B) {
+        self.write_all_at_inner(buf, pos, true).await
+    }
+
+    async fn write_all_at_inner<B: IoBuf>(&self, mut buf: B, pos: u64, dsync: bool) -> (io::Result<()>, B) {
         let len = buf.bytes_init();
         let mut done = 0;
         while done < len {
@@ -128,7 +152,7 @@ impl File {
                 Ok(at) => at,
                 Err(e) => return (Err(e), buf),
             };
-            let (res, b) = match op::write_at(&self.fd, buf, done, at) {
+            let (res, b) = match op::write_at(&self.fd, buf, done, at, dsync) {
                 Ok(op) => op.await,
                 Err((e, buf)) => return (Err(e), buf),
             };

@@ -227,17 +227,25 @@ fn run(body: &[u8], mut at: usize, base: u64, records: &mut Vec<Range<usize>>) -
 /// the service's JSON payloads no offset even has a valid length (any four text bytes read
 /// as a length over [`MAX_RECORD_LEN`]).
 pub(super) fn next_record(body: &[u8], from: usize) -> Option<usize> {
-    (from..body.len()).find(|&at| matches!(head(&body[at..], 0), Head::Valid { .. }))
+    // No record starts inside the zeros that end the slice (its length field would be 0),
+    // so the search stops at the last non-zero byte: a megabytes-long prepared tail costs
+    // one backwards pass, not a record check at each of its offsets.
+    let limit = body.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    (from..limit).find(|&at| matches!(head(&body[at..], 0), Head::Valid { .. }))
 }
 
 /// Scans `body` (the file from offset `base` on) record by record and stops the valid prefix
 /// at the first record that is cut short, has an invalid length, or fails its checksum: no
-/// record after that point is ever part of the replay. The bytes after the damage are then
-/// searched, offset by offset, for whole checksummed records ([`Scan::after_damage`]), to
-/// tell a torn tail from corruption.
+/// record after that point is ever part of the replay. Zero bytes from there to the end of
+/// the slice are the **clean end** (the journal's prepared space), not damage. Otherwise the
+/// bytes after the damage are searched, offset by offset, for whole checksummed records
+/// ([`Scan::after_damage`]), to tell a torn tail from corruption.
 pub(super) fn scan(body: &[u8], base: u64) -> Scan {
     let mut records = Vec::new();
-    let (valid, damage) = run(body, 0, base, &mut records);
+    let (valid, mut damage) = run(body, 0, base, &mut records);
+    if damage.is_some() && body[valid..].iter().all(|&b| b == 0) {
+        damage = None;
+    }
     let mut after_damage = Vec::new();
     if damage.is_some() {
         let mut from = valid + 1;
@@ -319,6 +327,7 @@ mod tests {
     fn zeros_and_huge_lengths_are_bad_lengths() {
         let mut body = encode(&[b"x"]);
         body.extend_from_slice(&[0u8; 64]);
+        body.push(1); // not a zero tail: something follows the zeros
         let s = scan(&body, 0);
         assert_eq!((s.records.len(), s.valid), (1, 9));
         assert_eq!(s.damage, Some(Damage::BadLength { offset: 9, len: 0 }));
@@ -364,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn torn_and_zero_filled_tails_are_not_corruption() {
+    fn torn_tails_are_not_corruption_and_a_zero_tail_is_a_clean_end() {
         let body = encode(&[b"first", b"second record", b"third"]);
         for cut in 0..body.len() {
             let s = scan(&body[..cut], 0);
@@ -373,7 +382,34 @@ mod tests {
         let mut zeros = body.clone();
         zeros.extend_from_slice(&[0u8; 4096]);
         let s = scan(&zeros, 0);
-        assert!(s.damage.is_some() && !s.is_corruption());
+        assert_eq!((s.records.len(), s.valid, s.damage), (3, body.len(), None));
+        // A record torn inside the zero-filled space is damage, and still a torn tail.
+        let mut torn = zeros.clone();
+        torn[body.len()..body.len() + 6].copy_from_slice(&[4, 0, 0, 0, 0xaa, 0xbb]);
+        let s = scan(&torn, 0);
+        assert_eq!(s.valid, body.len());
+        assert!(
+            matches!(s.damage, Some(Damage::Checksum { .. })),
+            "{:?}",
+            s.damage
+        );
+        assert!(!s.is_corruption());
+        // Zeros in the middle, followed by a record: still corruption.
+        let mut hole = encode(&[b"one"]);
+        hole.extend_from_slice(&[0u8; 64]);
+        encode_into(&mut hole, b"after the hole");
+        hole.extend_from_slice(&[0u8; 4096]);
+        let s = scan(&hole, 0);
+        assert!(s.is_corruption(), "{s:?}");
+    }
+
+    #[test]
+    fn a_payload_ending_in_zeros_before_the_zero_tail_is_kept() {
+        let mut body = encode(&[b"x", &[7, 0, 0, 0]]);
+        let end = body.len();
+        body.extend_from_slice(&[0u8; 1 << 20]);
+        let s = scan(&body, 0);
+        assert_eq!((s.records.len(), s.valid, s.damage), (2, end, None));
     }
 
     #[test]

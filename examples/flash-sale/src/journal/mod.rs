@@ -3,7 +3,7 @@
 //!
 //! Each core owns one file, `journal-<core>.log`, and is its only writer. An order is
 //! acknowledged only after its record is on disk: [`Journal::append`] resolves once the record
-//! has been written and `fdatasync`ed. On start, [`replay`] reads the file once so the
+//! has been written with `RWF_DSYNC` (or written and `fdatasync`ed). On start, [`replay`] reads the file once so the
 //! service can rebuild its stock, sold counts and per-user records, and
 //! [`Journal::open_replayed`] opens it for appends without reading it again
 //! ([`Journal::open`] does both).
@@ -17,25 +17,56 @@
 //! ```
 //!
 //! Payloads are opaque bytes (the service stores its order events in them); a payload has 1
-//! to [`MAX_RECORD_LEN`] bytes. A zero length is never written, so zero-filled blocks (what a
-//! crash can leave past the last synced write on some file systems) cannot read as a record.
+//! to [`MAX_RECORD_LEN`] bytes. A zero length is never written, so zero bytes cannot read as
+//! a record: after the last record the file may hold **prepared space**, zeros to its end,
+//! which replay reads as the clean end (below). The format is unchanged from the first
+//! version (still version 1): a file written before preallocation is simply one without that
+//! tail, and a build from before reads a prepared file's zeros as a torn tail (it saves them
+//! to a side file and cuts them), losing nothing.
+//!
+//! # Prepared space
+//!
+//! Appending at the end of a file makes every batch's sync commit a size change (and, on a
+//! new block, an allocation) through the file system's own journal: on ext4 three device
+//! writes (16 KiB) and two cache flushes per batch instead of one 4 KiB write and one flush
+//! (`scripts/journal-syscalls.sh` on an ext4 loop device). So the journal writes zeros ahead
+//! of its end, [`JournalOptions::prealloc`] bytes at a time (default [`DEFAULT_PREALLOC`],
+//! 16 MiB), and syncs them once: a batch then overwrites blocks that are allocated and
+//! written, and its sync has no metadata to commit. Real zeros, not `fallocate`: an
+//! allocated-but-unwritten extent (what `fallocate` makes on ext4 and xfs) needs an extent
+//! conversion committed at the first write into it, the cost being avoided.
+//!
+//! The first step is prepared when the journal opens. Later steps are prepared by a grower
+//! task (background class) once less than half a step is left past the batch in flight and
+//! the records queued behind it, so no append waits for it. A batch that would end past the
+//! prepared space waits for a growth in flight, or, with none in flight, extends the file
+//! itself (correct, only slower: counted in [`JournalStats::batches_past_prepared`]). A
+//! failed growth (ENOSPC, EFBIG, EIO) stops the journal like a failed write: appends are
+//! refused, [`Health::Stopped`] names it, and the grower retries with the probes' back-off
+//! until a growth succeeds; the batches already queued still land in the space left. A cut
+//! (after a failed batch) removes the prepared space, and the grower prepares it again once
+//! the journal recovers. [`JournalOptions::prealloc`] `0` turns all of it off.
 //!
 //! # Group commit
 //!
 //! `append` encodes the record into the batch being gathered and returns a [`Commit`] future.
-//! A flusher task on the same core (background class) takes the whole batch, writes it with
-//! one positioned `write_all_at` at the journal's end and makes it durable with one
-//! `sync_data` (`IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`), then resolves every
-//! `Commit` of that batch. Appends made while a batch is on its way to the disk gather in the
-//! next one, so under load one `fdatasync` covers many orders; an idle journal writes a lone
-//! record at once. One batch is in flight at a time, so records land in append order.
-//! Everything is per core (`Rc`, `RefCell`, `Cell`): no locks.
+//! A flusher task on the same core (background class) takes the whole batch and makes it
+//! durable with one data-sync write at the journal's end
+//! ([`File::write_all_at_dsync`](ringcore_runtime::fs::File::write_all_at_dsync): one
+//! `IORING_OP_WRITE` with `RWF_DSYNC`, one `pwritev2` on the epoll driver), then resolves
+//! every `Commit` of that batch. [`SyncMode::WriteThenFdatasync`] makes it a write and a
+//! `sync_data` (`IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`) instead: the device sees the
+//! same writes and flushes either way, and the data-sync write saves one ring op (one
+//! `io_uring_enter` per batch) or one syscall. Appends made while a batch is on its way to
+//! the disk gather in the next one, so under load one sync covers many orders; an idle
+//! journal writes a lone record at once. One batch is in flight at a time, so records land
+//! in append order. Everything is per core (`Rc`, `RefCell`, `Cell`): no locks.
 //!
 //! **A failure never releases what may be durable.** If a write or a sync fails, the journal
 //! stops: the batch's appends and every append queued behind it get an [`AppendError`], and
 //! new appends are refused at once. A failed write can leave whole records of the batch in
-//! the file (a short write, ENOSPC after some pages), and after a failed `fdatasync` they may
-//! be durable or not, so the flusher cuts the file back to the end of the last durable batch
+//! the file (a short write, ENOSPC after some pages), and after a failed sync (or data-sync
+//! write) they may be durable or not, so the flusher cuts the file back to the end of the last durable batch
 //! (`ftruncate` + `fdatasync`). When that cut succeeds the batch is
 //! [`NotWritten`](AppendError::NotWritten): its records are certainly not in the file and the
 //! caller may give back what it reserved for them. When the cut fails too, the batch is
@@ -46,21 +77,27 @@
 //! **Recovery without a restart.** A stopped journal probes with back-off (10 ms doubling to
 //! 1 s): cut back to the end, write and `fdatasync` one page of zeros past it, cut it off
 //! again. Once a probe succeeds the journal takes appends again. [`Journal::on_health`]
-//! tells an observer (the service's `/healthz`) each change.
+//! tells an observer (the service's `/healthz`) each change. A failed write or sync (of a
+//! data-sync write, the write itself) is handled the same way whichever [`SyncMode`]; a
+//! failed growth is described under *Prepared space*.
 //!
 //! # Replay rules
 //!
 //! Records are read in order from the header on; the valid prefix ends at the **first**
 //! record that is cut short (the file ends inside it), has an invalid length (zero or over
 //! the maximum), or fails its checksum ([`Damage`]). No record after that point is ever
-//! replayed (a damaged length field means record boundaries after it cannot be trusted). The
-//! bytes after the damage are then searched, offset by offset, for whole records with a valid
-//! length and a matching checksum, which decides what the damage is:
+//! replayed (a damaged length field means record boundaries after it cannot be trusted).
+//! **Zero bytes from there to the end of the file are the clean end** (the prepared space):
+//! no damage, nothing cut ([`Replay::file_len`] keeps them). Otherwise the bytes after the
+//! damage are searched, offset by offset up to the last non-zero byte (never through the
+//! zeros that end the file), for whole records with a valid length and a matching checksum,
+//! which decides what the damage is:
 //!
 //! - **None follows: a torn tail**, the normal result of a crash during an append that was
-//!   never acknowledged (or zero-filled blocks past the last synced write). [`replay`] saves
-//!   the bytes from the damage on to a side file (`journal-<core>.log.cut-<offset>`) and cuts
-//!   them off the journal, so new records follow the valid prefix.
+//!   never acknowledged. [`replay`] saves the bytes from the damage on, without the zeros
+//!   that end the file, to a side file (`journal-<core>.log.cut-<offset>`) and cuts the file
+//!   at the damage (the prepared space goes with it; opening prepares it again), so new
+//!   records follow the valid prefix.
 //! - **Valid records follow: corruption.** Each batch is synced before the next is written,
 //!   so records behind the damage were acknowledged after it: something damaged durable data.
 //!   [`replay`] refuses with a [`Corruption`] error (the file, the offset, how many valid
@@ -93,6 +130,8 @@ mod commit;
 mod format;
 mod open;
 
-pub use commit::{AppendError, Commit, Doubt, Health, Journal, JournalStats};
+pub use commit::{
+    AppendError, Commit, Doubt, Health, Journal, JournalOptions, JournalStats, SyncMode, DEFAULT_PREALLOC,
+};
 pub use format::{encode_file, Damage, HEADER_LEN, MAX_RECORD_LEN, RECORD_OVERHEAD};
 pub use open::{file_name, load, repair, replay, Corruption, Entry, Loaded, Replay};

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use ringcore_runtime::fs::OpenOptions;
 
 use super::format::{self, Damage, HeaderCheck, HEADER_LEN, RECORD_OVERHEAD};
-use super::Journal;
+use super::{Journal, JournalOptions};
 
 /// What [`replay`] (or [`repair`], or [`Journal::open`]) found in a journal file.
 #[derive(Debug, Default)]
@@ -23,8 +23,11 @@ pub struct Replay {
     records: Vec<Range<usize>>,
     /// Payload ranges of the whole records that a repair cut off after the damage.
     dropped: Vec<Range<usize>>,
-    /// Length of the valid prefix: the file's length after replay.
+    /// Length of the valid prefix: where the next record goes.
     pub valid_len: u64,
+    /// The file's length after replay: `valid_len` plus the zero-filled (prepared) tail
+    /// that follows the last record, if there is one.
+    pub file_len: u64,
     /// Bytes cut off the end of the file (0 when the file was intact).
     pub truncated_bytes: u64,
     /// Why bytes were cut, if they were.
@@ -273,6 +276,7 @@ impl Loaded {
             file.sync_all().map_err(|e| with_path(e, "fsync", &path))?;
             sync_dir(&dir)?;
             replay.valid_len = HEADER_LEN;
+            replay.file_len = HEADER_LEN;
             return Ok(replay);
         };
 
@@ -292,14 +296,19 @@ impl Loaded {
         replay.records = scan.records.iter().map(shift).collect();
         replay.dropped = scan.after_damage.iter().map(shift).collect();
         replay.valid_len = HEADER_LEN + scan.valid as u64;
+        replay.file_len = len;
         replay.damage = scan.damage;
-        if replay.valid_len < len {
+        if replay.damage.is_some() {
+            // The damaged bytes are saved without the zero-filled (prepared) space after
+            // them, which holds nothing.
             let cut = &bytes[replay.valid_len as usize..];
+            let cut = &cut[..cut.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)];
             replay.cut_saved_to = Some(save_cut(&dir, &path, replay.valid_len, cut)?);
             file.set_len(replay.valid_len)
                 .map_err(|e| with_path(e, "truncate", &path))?;
             file.sync_all().map_err(|e| with_path(e, "fsync", &path))?;
             replay.truncated_bytes = len - replay.valid_len;
+            replay.file_len = replay.valid_len;
         }
         replay.bytes = bytes;
         Ok(replay)
@@ -347,23 +356,47 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 impl Journal {
     /// Replays core `core_id`'s journal in `dir` with [`replay`] (creating it if missing),
-    /// then opens it for appends ([`Journal::open_replayed`]).
+    /// then opens it for appends ([`Journal::open_replayed`]) with the default
+    /// [`JournalOptions`].
     ///
     /// Must run on a ringcore shard (the flusher is a task on the calling core). The replay
     /// is plain blocking I/O: `open` runs at start-up.
     pub async fn open(dir: impl AsRef<Path>, core_id: usize) -> io::Result<(Journal, Replay)> {
+        Journal::open_with(dir, core_id, &JournalOptions::default()).await
+    }
+
+    /// [`Journal::open`] with `opts`.
+    pub async fn open_with(
+        dir: impl AsRef<Path>,
+        core_id: usize,
+        opts: &JournalOptions,
+    ) -> io::Result<(Journal, Replay)> {
         let dir = dir.as_ref();
         let replay = replay(dir, core_id)?;
-        let journal = Journal::open_replayed(dir, core_id, replay.valid_len).await?;
+        let journal = Journal::open_replayed_with(dir, core_id, replay.valid_len, opts).await?;
         Ok((journal, replay))
     }
 
     /// Opens core `core_id`'s journal in `dir`, already replayed to `valid_len` bytes, for
-    /// appends, without reading it again, and starts the flusher on the calling core.
+    /// appends, without reading it again, and starts the flusher on the calling core, with
+    /// the default [`JournalOptions`].
     ///
-    /// Errors: `InvalidData` if the file's length is not `valid_len` (it changed since the
+    /// Errors: `InvalidData` if the file is shorter than `valid_len` (it changed since the
     /// replay); I/O errors with the path in the message.
     pub async fn open_replayed(dir: impl AsRef<Path>, core_id: usize, valid_len: u64) -> io::Result<Journal> {
+        Journal::open_replayed_with(dir, core_id, valid_len, &JournalOptions::default()).await
+    }
+
+    /// [`Journal::open_replayed`] with `opts`. The bytes past `valid_len` (replay found them
+    /// all zero) count as prepared space; with preallocation on, the first step of space is
+    /// prepared before this returns (a failure there starts the journal stopped, not the
+    /// open: see [`Journal::on_health`]).
+    pub async fn open_replayed_with(
+        dir: impl AsRef<Path>,
+        core_id: usize,
+        valid_len: u64,
+        opts: &JournalOptions,
+    ) -> io::Result<Journal> {
         let path = dir.as_ref().join(file_name(core_id));
         let file = OpenOptions::new()
             .read(true)
@@ -372,7 +405,7 @@ impl Journal {
             .await
             .map_err(|e| with_path(e, "open", &path))?;
         let len = file.metadata().map_err(|e| with_path(e, "fstat", &path))?.len();
-        if len != valid_len {
+        if len < valid_len {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -382,6 +415,8 @@ impl Journal {
                 ),
             ));
         }
-        Ok(Journal::start(file, path, valid_len))
+        let journal = Journal::start(file, path, valid_len, len, opts);
+        journal.prepare_initial().await;
+        Ok(journal)
     }
 }

@@ -77,6 +77,11 @@ pub struct Config {
     /// Start even on a corrupt journal: cut it at the damage (as `flash-sale repair` does)
     /// and list the dropped records in [`Snapshot::dropped`].
     pub accept_data_loss: bool,
+    /// Bytes of zeros each journal prepares ahead of its end
+    /// ([`JournalOptions::prealloc`](crate::journal::JournalOptions); 0: none).
+    pub journal_prealloc: u64,
+    /// How each journal batch is made durable (default: one `RWF_DSYNC` write).
+    pub journal_sync: crate::journal::SyncMode,
     /// Serve HTTPS with this PEM certificate chain and private key (see
     /// [`ringcore_http::TlsConfig`]); `None`: plaintext.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -101,6 +106,8 @@ impl Config {
             redis_wait_replicas: 0,
             allow_redis_data_loss: false,
             accept_data_loss: false,
+            journal_prealloc: crate::journal::DEFAULT_PREALLOC,
+            journal_sync: crate::journal::SyncMode::DsyncWrite,
             tls: None,
         }
     }
@@ -329,7 +336,7 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
             in_doubt: outcome("in_doubt"),
             journal_batches: ringcore_http::metrics::Gauge::new(
                 "flash_sale_journal_batches",
-                "Group commits (write + fdatasync) done by this process's journals.",
+                "Group commits (one data-sync write, or write + fdatasync, each) done by this process's journals.",
                 &[],
             ),
         },
@@ -354,6 +361,10 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
     let store_url = cfg.store.clone();
     let prefix = cfg.prefix.clone();
     let data_dir = cfg.data_dir.clone();
+    let journal_opts = crate::journal::JournalOptions {
+        prealloc: cfg.journal_prealloc,
+        sync: cfg.journal_sync,
+    };
     let (redis_timeout, allow_loss) = (cfg.redis_timeout, cfg.allow_redis_data_loss);
     let wait_replicas = cfg.redis_wait_replicas;
     router
@@ -367,9 +378,11 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
                 None => {
                     let journal = match journal_len {
                         // Replayed at start: open where the replay left it, without reading.
-                        Some(len) => Journal::open_replayed(&data_dir, shard_id(), len).await?,
+                        Some(len) => {
+                            Journal::open_replayed_with(&data_dir, shard_id(), len, &journal_opts).await?
+                        }
                         // A core with no journal yet (more cores than before): a new file.
-                        None => Journal::open(&data_dir, shard_id()).await?.0,
+                        None => Journal::open_with(&data_dir, shard_id(), &journal_opts).await?.0,
                     };
                     let part = format!("journal-{}", shard_id());
                     journal.on_health(move |h| match h {

@@ -78,6 +78,8 @@ pub(crate) enum BlockingOp {
         ptr: *const u8,
         len: usize,
         pos: u64,
+        /// `RWF_*` flags: 0 is a plain `pwrite`, anything else a `pwritev2` with them.
+        rw_flags: i32,
     },
     Fsync {
         fd: RawFd,
@@ -261,9 +263,24 @@ impl BlockingOp {
                 Ok(off) => unsafe { libc::pread(fd, ptr.cast(), clamp(len), off) },
                 Err(_) => return Completion::new(Err(Errno(libc::EINVAL))),
             },
-            BlockingOp::Write { fd, ptr, len, pos } => match libc::off_t::try_from(pos) {
+            BlockingOp::Write {
+                fd,
+                ptr,
+                len,
+                pos,
+                rw_flags,
+            } => match libc::off_t::try_from(pos) {
                 // SAFETY: `ptr..ptr+len` is the initialised part of a buffer the op owns.
-                Ok(off) => unsafe { libc::pwrite(fd, ptr.cast(), clamp(len), off) },
+                Ok(off) if rw_flags == 0 => unsafe { libc::pwrite(fd, ptr.cast(), clamp(len), off) },
+                Ok(off) => {
+                    let iov = libc::iovec {
+                        iov_base: ptr.cast_mut().cast(),
+                        iov_len: clamp(len),
+                    };
+                    // SAFETY: `iov` (on this stack frame, outliving the call) describes the
+                    // initialised part of a buffer the op owns; the kernel only reads it.
+                    unsafe { libc::pwritev2(fd, &iov, 1, off, rw_flags) }
+                }
                 Err(_) => return Completion::new(Err(Errno(libc::EINVAL))),
             },
             BlockingOp::Fsync { fd, datasync } => {

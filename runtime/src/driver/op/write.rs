@@ -1,4 +1,4 @@
-//! `IORING_OP_WRITE` at a file offset, from an owned buffer.
+//! `IORING_OP_WRITE` at a file offset, from an owned buffer, optionally with `RWF_DSYNC`.
 
 use std::io;
 
@@ -15,6 +15,9 @@ pub(crate) struct Write<B> {
     /// Where in `buf` the bytes to write start (a resumed partial write).
     skip: usize,
     pos: u64,
+    /// `RWF_*` flags of the write (`rw_flags` on the ring, `pwritev2` on the pool); 0 or
+    /// `RWF_DSYNC`.
+    rw_flags: i32,
 }
 
 impl<B: IoBuf> OpKind for Write<B> {
@@ -28,6 +31,7 @@ impl<B: IoBuf> OpKind for Write<B> {
         let len = u32::try_from(init - skip).unwrap_or(u32::MAX);
         opcode::Write::new(types::Fd(self.fd.raw()), ptr, len)
             .offset(self.pos)
+            .rw_flags(self.rw_flags)
             .build()
     }
 
@@ -41,6 +45,7 @@ impl<B: IoBuf> OpKind for Write<B> {
             ptr,
             len: init - skip,
             pos: self.pos,
+            rw_flags: self.rw_flags,
         })
     }
 
@@ -49,18 +54,22 @@ impl<B: IoBuf> OpKind for Write<B> {
     }
 }
 
-/// Writes `buf[skip..]` at file offset `pos`.
+/// Writes `buf[skip..]` at file offset `pos`; with `dsync`, as `RWF_DSYNC`: the call
+/// completes once the written data, and the metadata needed to read it back, are on the
+/// device (what a following `fdatasync` would do for this range).
 pub(crate) fn write_at<B: IoBuf>(
     fd: &SharedFd,
     buf: B,
     skip: usize,
     pos: u64,
+    dsync: bool,
 ) -> Result<Op<Write<B>>, (io::Error, B)> {
     Op::submit(Write {
         fd: fd.clone(),
         buf,
         skip,
         pos,
+        rw_flags: if dsync { libc::RWF_DSYNC } else { 0 },
     })
     .map_err(|(e, op)| (e, op.buf))
 }
