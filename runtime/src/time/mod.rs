@@ -122,10 +122,27 @@ impl Sleep {
 impl Future for Sleep {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // The loop turn's clock, not a clock read per poll: a deadline that passed during
-        // this turn is registered and fires at the next turn (never early).
-        if loop_now() >= self.deadline {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let now = self.now();
+        self.poll_at(cx, now)
+    }
+}
+
+impl Sleep {
+    /// The instant to compare the deadline with: the clock on the first poll (so a deadline
+    /// already passed, such as a zero timeout's, is seen at once), then the loop turn's
+    /// instant, with no clock read per poll (a registered sleep is woken by the timer, after
+    /// the turn recorded its instant).
+    fn now(&self) -> Instant {
+        if self.key.is_none() {
+            Instant::now()
+        } else {
+            loop_now()
+        }
+    }
+
+    fn poll_at(mut self: Pin<&mut Self>, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
+        if now >= self.deadline {
             if coop::poll_proceed(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -229,11 +246,12 @@ impl<F: Future> Future for Timeout<F> {
         // The deadline is checked outside the cooperative budget (as tokio's `Timeout` does):
         // an inner future that spends the whole budget on every poll would otherwise make the
         // elapsed sleep yield forever, and the timeout could never fire.
-        if loop_now() >= this.sleep.deadline {
+        let now = this.sleep.now();
+        if now >= this.sleep.deadline {
             this.sleep.unregister();
             return Poll::Ready(Err(Elapsed(())));
         }
-        match Pin::new(this.sleep).poll(cx) {
+        match Pin::new(this.sleep).poll_at(cx, now) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
             Poll::Pending => Poll::Pending,
         }
