@@ -143,6 +143,37 @@ fn spawn_child(name: &str, mode: &str, dir: &Path) -> (std::process::Child, mpsc
     (child, rx)
 }
 
+/// Runs the child to its end and returns what it printed; it must exit with success.
+fn run_child_to_end(name: &str, mode: &str, dir: &Path) -> Vec<String> {
+    let (mut child, rx) = spawn_child(name, mode, dir);
+    let status = child.wait().expect("wait child");
+    let lines: Vec<String> = rx.iter().collect();
+    assert!(status.success(), "child failed: {status}; output: {lines:?}");
+    lines
+}
+
+/// Waits for the child's first line (its first acknowledgement), lets it run `after` more,
+/// kills it with SIGKILL and returns everything it printed before dying.
+fn kill_after_first_line(
+    mut child: std::process::Child,
+    rx: mpsc::Receiver<String>,
+    after: Duration,
+) -> Vec<String> {
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("child acknowledged nothing");
+    std::thread::sleep(after);
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: plain kill(2) of our own child, which has not been waited for yet (its pid
+    // cannot have been reused).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill child");
+    let status = child.wait().expect("wait child");
+    assert!(!status.success(), "the child was killed, not finished");
+    let mut lines = vec![first];
+    lines.extend(rx.iter()); // everything it printed before dying
+    lines
+}
+
 /// Child mode, if this process is a child for test `mode`: runs the child and returns true.
 fn child_mode(mode: &str) -> bool {
     let Ok(v) = std::env::var(CHILD_ENV) else {
@@ -265,25 +296,13 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
         return;
     }
     let tmp = TempDir::new("crash");
-    let (mut child, rx) = spawn_child(
+    let (child, rx) = spawn_child(
         "sigkill_while_appending_loses_no_acknowledged_record",
         "crash",
         &tmp.0,
     );
-    let mut lines = Vec::new();
-    // Wait for the first acknowledgement, then let the child run ~300 ms more.
-    let first = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("child acknowledged nothing");
-    lines.push(first);
-    std::thread::sleep(Duration::from_millis(300));
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    // SAFETY: plain kill(2) of our own child, which has not been waited for yet (its pid
-    // cannot have been reused).
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill child");
-    let status = child.wait().expect("wait child");
-    assert!(!status.success(), "the child was killed, not finished");
-    lines.extend(rx.iter()); // everything it printed before dying
+    // Kill it ~300 ms after its first acknowledgement.
+    let lines = kill_after_first_line(child, rx, Duration::from_millis(300));
     let acked = parse(&lines, "ack ");
     assert!(
         acked.len() > 10,
@@ -314,14 +333,11 @@ fn failed_write_stops_the_journal_and_acknowledges_only_what_is_on_disk() {
         return;
     }
     let tmp = TempDir::new("fsize");
-    let (mut child, rx) = spawn_child(
+    let lines = run_child_to_end(
         "failed_write_stops_the_journal_and_acknowledges_only_what_is_on_disk",
         "fsize",
         &tmp.0,
     );
-    let status = child.wait().expect("wait child");
-    let lines: Vec<String> = rx.iter().collect();
-    assert!(status.success(), "child failed: {status}; output: {lines:?}");
     let acked = parse(&lines, "ack ");
     let errs = parse(&lines, "err ");
     assert!(!acked.is_empty(), "nothing fit under the limit: {lines:?}");
@@ -358,23 +374,12 @@ fn sigkill_while_growing_the_prepared_space_loses_no_acknowledged_record() {
     // takes: a kill lands inside a growth or next to one. Three kills at different points.
     for (round, ms) in [70u64, 160, 290].into_iter().enumerate() {
         let tmp = TempDir::new("grow");
-        let (mut child, rx) = spawn_child(
+        let (child, rx) = spawn_child(
             "sigkill_while_growing_the_prepared_space_loses_no_acknowledged_record",
             "grow",
             &tmp.0,
         );
-        let first = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("child acknowledged nothing");
-        std::thread::sleep(Duration::from_millis(ms));
-        let pid = libc::pid_t::try_from(child.id()).expect("pid");
-        // SAFETY: plain kill(2) of our own child, which has not been waited for yet (its pid
-        // cannot have been reused).
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill child");
-        let status = child.wait().expect("wait child");
-        assert!(!status.success(), "the child was killed, not finished");
-        let mut lines = vec![first];
-        lines.extend(rx.iter());
+        let lines = kill_after_first_line(child, rx, Duration::from_millis(ms));
         let acked = parse(&lines, "ack ");
         let growths = parse(&lines, "grew ").into_iter().max().unwrap_or(0);
         assert!(
@@ -412,14 +417,11 @@ fn failed_growth_stops_the_journal_and_acknowledges_only_what_is_on_disk() {
         return;
     }
     let tmp = TempDir::new("grow-fsize");
-    let (mut child, rx) = spawn_child(
+    let lines = run_child_to_end(
         "failed_growth_stops_the_journal_and_acknowledges_only_what_is_on_disk",
         "grow-fsize",
         &tmp.0,
     );
-    let status = child.wait().expect("wait child");
-    let lines: Vec<String> = rx.iter().collect();
-    assert!(status.success(), "child failed: {status}; output: {lines:?}");
     let acked = parse(&lines, "ack ");
     assert!(!acked.is_empty(), "nothing fit under the limit: {lines:?}");
     assert_eq!(
@@ -463,14 +465,11 @@ fn a_full_disk_at_open_starts_the_journal_stopped_and_it_recovers_when_space_ret
         return;
     }
     let tmp = TempDir::new("start-fsize");
-    let (mut child, rx) = spawn_child(
+    let lines = run_child_to_end(
         "a_full_disk_at_open_starts_the_journal_stopped_and_it_recovers_when_space_returns",
         "start-fsize",
         &tmp.0,
     );
-    let status = child.wait().expect("wait child");
-    let lines: Vec<String> = rx.iter().collect();
-    assert!(status.success(), "child failed: {status}; output: {lines:?}");
     let has = |prefix: &str, needle: &str| lines.iter().any(|l| l.contains(prefix) && l.contains(needle));
     assert!(has("stopped-at-open", "true"), "{lines:?}");
     assert!(
