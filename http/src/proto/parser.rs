@@ -152,13 +152,6 @@ impl Parser {
         buf.clear();
         Self {
             buf,
-            ..Self::new_unbuffered(limits)
-        }
-    }
-
-    fn new_unbuffered(limits: Limits) -> Self {
-        Self {
-            buf: BytesMut::new(),
             state: State::Head,
             head_scan: HeadScan::default(),
             limits,
@@ -200,9 +193,7 @@ impl Parser {
     /// Gives the receive buffer's memory back while nothing is buffered (an idle keep-alive
     /// connection); the next [`push`](Self::push) allocates again. No-op otherwise.
     pub fn release_idle(&mut self) {
-        if self.buf.is_empty() && matches!(self.state, State::Head) && self.buf.capacity() > 0 {
-            self.buf = BytesMut::new();
-        }
+        drop(self.take_idle_buf());
     }
 
     /// True if bytes of an unfinished request are buffered (or a body is being read).

@@ -55,7 +55,8 @@ impl RxPool {
         }
     }
 
-    fn give(&self, v: Vec<u8>) {
+    /// Keeps `v` for the next [`take`](Self::take), or frees it past [`KEEP`](Self::KEEP).
+    pub(crate) fn give(&self, v: Vec<u8>) {
         let mut free = self.free.borrow_mut();
         if free.len() < Self::KEEP {
             free.push(v);

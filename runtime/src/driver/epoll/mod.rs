@@ -353,7 +353,7 @@ impl EpollDriver {
             let mut buf = self.rx_pool.take(FALLBACK_RECV_SIZE);
             match sys::socket::recv_spare(fd.raw(), &mut buf) {
                 Ok(0) => {
-                    self.rx_pool_give(buf);
+                    self.rx_pool.give(buf);
                     return Poll::Ready(Ok(RecvBuf::owned(Vec::new())));
                 }
                 Ok(n) => {
@@ -365,7 +365,7 @@ impl EpollDriver {
                     return Poll::Ready(Ok(RecvBuf::pooled(buf, self.rx_pool.clone())));
                 }
                 Err(e) => {
-                    self.rx_pool_give(buf);
+                    self.rx_pool.give(buf);
                     match e.raw_os_error() {
                         // Nothing there, closed or not (never spin on it).
                         Some(libc::EAGAIN) => self.fds[idx].rx_ready = false,
@@ -375,11 +375,6 @@ impl EpollDriver {
                 }
             }
         }
-    }
-
-    /// Gives an unused receive buffer back to the pool.
-    fn rx_pool_give(&self, buf: Vec<u8>) {
-        drop(RecvBuf::pooled(buf, self.rx_pool.clone()));
     }
 
     /// Parks socket call `key` until its fd is ready, adding the fd to epoll the first time.
