@@ -88,13 +88,17 @@ impl RequestBody {
 /// empty.
 pub(crate) fn route_path(pq: &[u8]) -> &str {
     // The scanner admitted only visible ASCII in the target.
-    let pq = std::str::from_utf8(pq).unwrap_or("");
-    let path = match pq.as_bytes().iter().position(|&b| b == b'?') {
+    std::str::from_utf8(route_path_bytes(pq)).unwrap_or("")
+}
+
+/// [`route_path`] as bytes: the path before any `?`, or `/` when that is empty.
+pub(crate) fn route_path_bytes(pq: &[u8]) -> &[u8] {
+    let path = match pq.iter().position(|&b| b == b'?') {
         Some(q) => &pq[..q],
         None => pq,
     };
     if path.is_empty() {
-        "/"
+        b"/"
     } else {
         path
     }
@@ -262,6 +266,9 @@ impl Request {
     }
 
     pub(crate) fn set_params(&mut self, params: Vec<(String, String)>) {
+        if params.is_empty() && self.parts.params.is_empty() {
+            return; // a static route, for a request off a connection
+        }
         self.parts.params = params;
     }
 
@@ -410,6 +417,11 @@ impl Parts {
     pub fn path(&self) -> &str {
         let Some(raw) = &self.raw else { return "" };
         route_path(raw.path_and_query())
+    }
+
+    /// The path and query as sent (what the router reads); `None` without a request line.
+    pub(crate) fn path_and_query_bytes(&self) -> Option<&[u8]> {
+        self.raw.as_ref().map(|raw| raw.path_and_query())
     }
 
     /// The query string after `?`, if any (for absolute-form, the first `?` after the

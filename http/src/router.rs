@@ -180,6 +180,11 @@ fn wrap_endpoint<S: 'static>(e: Endpoint<S>, mw: Rc<dyn Middleware>) -> Endpoint
 /// [`Server::serve`](crate::Server::serve), so handlers and state need not be `Send`.
 pub struct Router<S = ()> {
     matcher: matchit::Router<usize>,
+    /// The routes without parameters, by their path bytes, sorted by (length, bytes): a
+    /// request for one of them is routed by a binary search over its raw path, without
+    /// reading the path as text and without the radix tree (`matchit` gives a static route
+    /// precedence over a parameter, so the answer is the same).
+    statics: Vec<(Box<[u8]>, usize)>,
     paths: HashMap<String, usize>,
     routes: Vec<MethodRouter<S>>,
     metrics: Vec<Rc<RouteMetrics>>,
@@ -222,6 +227,7 @@ impl<S: 'static> Router<S> {
     fn with_shared_state(state: Rc<S>) -> Self {
         Self {
             matcher: matchit::Router::new(),
+            statics: Vec::new(),
             paths: HashMap::new(),
             routes: Vec::new(),
             metrics: Vec::new(),
@@ -315,6 +321,14 @@ impl<S: 'static> Router<S> {
         if let Err(e) = self.matcher.insert(path, i) {
             panic!("invalid route {path:?}: {e}");
         }
+        if !path.contains(['{', '}']) {
+            let key: Box<[u8]> = path.as_bytes().into();
+            let at = self
+                .statics
+                .binary_search_by(|(k, _)| by_len_then_bytes(k, &key))
+                .unwrap_or_else(|at| at);
+            self.statics.insert(at, (key, i));
+        }
         self.paths.insert(path.to_string(), i);
         self.routes.push(methods);
         self.metrics.push(RouteMetrics::for_route(path));
@@ -360,11 +374,27 @@ impl<S: 'static> Router<S> {
     /// body as it arrives (takes a [`BodyStream`](crate::BodyStream)). The connection asks
     /// once per request whose head is complete and whose body is still arriving.
     pub(crate) fn streams_body(&self, method: &Method, path_and_query: &[u8]) -> bool {
-        let path = crate::request::route_path(path_and_query);
-        match self.matcher.at(path) {
-            Ok(m) => self.routes[*m.value].find(method).is_some_and(|e| e.streams_body),
-            Err(_) => self.fallback.as_ref().is_some_and(|e| e.streams_body),
+        match self.find(path_and_query) {
+            Some((i, _)) => self.routes[i].find(method).is_some_and(|e| e.streams_body),
+            None => self.fallback.as_ref().is_some_and(|e| e.streams_body),
         }
+    }
+
+    /// The route of a request's path and query, and the path's parameters: a static route
+    /// by its bytes, else through the radix tree.
+    fn find(&self, path_and_query: &[u8]) -> Option<(usize, Vec<(String, String)>)> {
+        let path = crate::request::route_path_bytes(path_and_query);
+        if let Ok(at) = self.statics.binary_search_by(|(k, _)| by_len_then_bytes(k, path)) {
+            return Some((self.statics[at].1, Vec::new()));
+        }
+        let path = std::str::from_utf8(path).ok()?;
+        let m = self.matcher.at(path).ok()?;
+        let params = m
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Some((*m.value, params))
     }
 
     /// Routes one request to its handler and returns the response (what each connection
@@ -421,6 +451,7 @@ impl<S: 'static> Router<S> {
     /// Routes `req` and starts its handler (what [`handle`](Self::handle) does, without the
     /// span and the access log, and without wrapping the handler's future in two more):
     /// the connection awaits the handler's own future, then calls [`finish`](Self::finish).
+    #[inline(always)]
     pub(crate) fn start(&self, req: Request) -> (Routed, Started) {
         let since = req.received_at().unwrap_or_else(Instant::now);
         let method = req.method().clone();
@@ -440,18 +471,9 @@ impl<S: 'static> Router<S> {
     }
 
     /// Finds the handler of `req` and calls it (the future it returns is not polled yet).
+    #[inline(always)]
     fn route_to(&self, mut req: Request, span: &tracing::Span) -> (Routed, Option<usize>) {
-        let found = match self.matcher.at(req.path()) {
-            Ok(m) => {
-                let params: Vec<(String, String)> = m
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                Some((*m.value, params))
-            }
-            Err(_) => None,
-        };
+        let found = req.parts().path_and_query_bytes().and_then(|pq| self.find(pq));
         match found {
             Some((i, params)) => {
                 if !span.is_disabled() {
@@ -504,4 +526,38 @@ pub(crate) struct Started {
     route: Option<usize>,
     method: Method,
     since: Instant,
+}
+
+/// The order of [`Router`]'s static routes: by length, then by bytes (most paths differ in
+/// length, so most comparisons stop at the first).
+fn by_len_then_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_routes_are_kept_sorted_and_found_without_the_tree() {
+        let mut app = Router::new();
+        for path in ["/abc", "/b", "/", "/x/{id}", "/a", "/ba", "/ab", "/{*rest}"] {
+            app = app.route(path, get(|| async { "" }));
+        }
+        let keys: Vec<&[u8]> = app.statics.iter().map(|(k, _)| &k[..]).collect();
+        let want: [&[u8]; 6] = [b"/", b"/a", b"/b", b"/ab", b"/ba", b"/abc"];
+        assert_eq!(keys, want);
+        for (path, i) in &app.statics {
+            let found = app
+                .statics
+                .binary_search_by(|(k, _)| by_len_then_bytes(k, path))
+                .map(|at| app.statics[at].1);
+            assert_eq!(found, Ok(*i));
+            assert_eq!(app.paths.get(std::str::from_utf8(path).unwrap()), Some(i));
+        }
+        // A parameter route is found through the tree, with its parameter.
+        let (i, params) = app.find(b"/x/7?q").expect("route");
+        assert_eq!(app.paths.get("/x/{id}"), Some(&i));
+        assert_eq!(params, vec![("id".to_string(), "7".to_string())]);
+    }
 }

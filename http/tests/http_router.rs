@@ -184,6 +184,76 @@ fn static_segment_wins_over_a_parameter() {
     server.stop();
 }
 
+/// Many routes without parameters, of equal and different lengths (the router finds them by
+/// their bytes), next to parameter routes over the same prefixes.
+fn many_static_routes() -> Router {
+    let mut app = Router::new();
+    for path in [
+        "/",
+        "/a",
+        "/b",
+        "/ab",
+        "/ba",
+        "/abc",
+        "/cab",
+        "/x/new",
+        "/x/newer",
+        "/plaintext",
+    ] {
+        app = app.route(path, get(move || async move { format!("static {path}") }));
+    }
+    app.route(
+        "/x/{id}",
+        get(|Path(id): Path<String>| async move { format!("x {id}") }),
+    )
+    .route(
+        "/{one}",
+        post(|Path(one): Path<String>| async move { format!("one {one}") }),
+    )
+}
+
+#[test]
+fn static_routes_are_found_by_their_bytes() {
+    let server = start(many_static_routes);
+    let mut c = server.client();
+    let cases: &[(&str, u16, &str)] = &[
+        ("GET / HTTP/1.1", 200, "static /"),
+        ("GET /a HTTP/1.1", 200, "static /a"),
+        ("GET /b HTTP/1.1", 200, "static /b"),
+        ("GET /ab HTTP/1.1", 200, "static /ab"),
+        ("GET /ba HTTP/1.1", 200, "static /ba"),
+        ("GET /abc HTTP/1.1", 200, "static /abc"),
+        ("GET /cab?x=1 HTTP/1.1", 200, "static /cab"),
+        ("GET /plaintext? HTTP/1.1", 200, "static /plaintext"),
+        ("GET /x/new HTTP/1.1", 200, "static /x/new"),
+        ("GET /x/newer HTTP/1.1", 200, "static /x/newer"),
+        // Absolute-form without a path routes as `/`.
+        ("GET http://t HTTP/1.1", 200, "static /"),
+        ("GET http://t?q=1 HTTP/1.1", 200, "static /"),
+        ("GET http://t/ab?q HTTP/1.1", 200, "static /ab"),
+        // Next to the static ones, the parameter routes still match.
+        ("GET /x/news HTTP/1.1", 200, "x news"),
+        ("GET /x/ne HTTP/1.1", 200, "x ne"),
+        ("POST /zz HTTP/1.1", 200, "one zz"),
+        // A static path with a parameter route on other methods: 405, not the parameter.
+        ("POST /ab HTTP/1.1", 405, ""),
+        // Case, a trailing slash, a prefix and a longer path are other paths.
+        ("GET /A HTTP/1.1", 405, ""),
+        ("GET /ab/ HTTP/1.1", 404, ""),
+        ("GET /plain HTTP/1.1", 405, ""),
+        ("GET /abcd HTTP/1.1", 405, ""),
+        ("GET /x/new/ HTTP/1.1", 404, ""),
+    ];
+    for &(line, status, body) in cases {
+        let r = send(&mut c, &format!("{line}\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
+        assert_eq!(r.status, status, "{line}: {} {}", r.head_raw, r.text());
+        if status == 200 {
+            assert_eq!(r.text(), body, "{line}");
+        }
+    }
+    server.stop();
+}
+
 #[test]
 fn state_is_per_core_and_shared_by_its_requests() {
     let server = start(router);
