@@ -508,7 +508,7 @@ async fn serve_busy<S: 'static, T: Transport>(
             let resp = match streamed {
                 None if plain => {
                     // The handler's own future, awaited here (no span, no access log).
-                    let (routed, started) = router.start(Request::new(raw, peer, arrived));
+                    let (routed, started) = router.start(raw, peer, arrived);
                     let resp = match routed {
                         Routed::Ready(r) => r,
                         Routed::Running(f) => f.await,

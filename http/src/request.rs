@@ -217,9 +217,29 @@ impl Request {
         crate::RequestBuilder::default()
     }
 
-    pub(crate) fn new(mut raw: RawRequest, peer: Option<SocketAddr>, arrived: Instant) -> Self {
+    pub(crate) fn new(raw: RawRequest, peer: Option<SocketAddr>, arrived: Instant) -> Self {
+        Self::routed(raw, peer, arrived, Vec::new())
+    }
+
+    /// A request read off a connection whose route and path parameters are known.
+    #[inline(always)]
+    pub(crate) fn routed(
+        mut raw: RawRequest,
+        peer: Option<SocketAddr>,
+        arrived: Instant,
+        params: Vec<(String, String)>,
+    ) -> Self {
         let body = RequestBody::Full(std::mem::take(&mut raw.body));
-        Self::with_body(raw, peer, arrived, body)
+        Self {
+            parts: Parts {
+                raw: Some(raw),
+                params,
+                peer,
+                arrived: Some(arrived),
+                extensions: Extensions::default(),
+            },
+            body,
+        }
     }
 
     /// A request read off a connection whose body arrives through `body`.
