@@ -182,11 +182,12 @@ fn wrap_endpoint<S: 'static>(e: Endpoint<S>, mw: Rc<dyn Middleware>) -> Endpoint
 /// [`Server::serve`](crate::Server::serve), so handlers and state need not be `Send`.
 pub struct Router<S = ()> {
     matcher: matchit::Router<usize>,
-    /// The routes without parameters, by their path bytes, sorted by (length, bytes): a
-    /// request for one of them is routed by a binary search over its raw path, without
-    /// reading the path as text and without the radix tree (`matchit` gives a static route
-    /// precedence over a parameter, so the answer is the same).
-    statics: Vec<(Box<[u8]>, usize)>,
+    /// The routes without parameters, by the length of their path (`statics[n]` holds the
+    /// paths of `n` bytes): a request for one of them is routed by comparing its raw path
+    /// with the few paths of its length, without reading the path as text and without the
+    /// radix tree (`matchit` gives a static route precedence over a parameter, so the answer
+    /// is the same).
+    statics: Vec<Vec<(Box<[u8]>, usize)>>,
     paths: HashMap<String, usize>,
     routes: Vec<MethodRouter<S>>,
     metrics: Vec<Rc<RouteMetrics>>,
@@ -324,12 +325,11 @@ impl<S: 'static> Router<S> {
             panic!("invalid route {path:?}: {e}");
         }
         if !path.contains(['{', '}']) {
-            let key: Box<[u8]> = path.as_bytes().into();
-            let at = self
-                .statics
-                .binary_search_by(|(k, _)| by_len_then_bytes(k, &key))
-                .unwrap_or_else(|at| at);
-            self.statics.insert(at, (key, i));
+            let n = path.len();
+            if self.statics.len() <= n {
+                self.statics.resize_with(n + 1, Vec::new);
+            }
+            self.statics[n].push((path.as_bytes().into(), i));
         }
         self.paths.insert(path.to_string(), i);
         self.routes.push(methods);
@@ -386,8 +386,10 @@ impl<S: 'static> Router<S> {
     /// by its bytes, else through the radix tree.
     fn find(&self, path_and_query: &[u8]) -> Option<(usize, Vec<(String, String)>)> {
         let path = crate::request::route_path_bytes(path_and_query);
-        if let Ok(at) = self.statics.binary_search_by(|(k, _)| by_len_then_bytes(k, path)) {
-            return Some((self.statics[at].1, Vec::new()));
+        if let Some(same_len) = self.statics.get(path.len()) {
+            if let Some((_, i)) = same_len.iter().find(|(p, _)| **p == *path) {
+                return Some((*i, Vec::new()));
+            }
         }
         let path = std::str::from_utf8(path).ok()?;
         let m = self.matcher.at(path).ok()?;
@@ -568,36 +570,39 @@ pub(crate) struct Started {
     since: Instant,
 }
 
-/// The order of [`Router`]'s static routes: by length, then by bytes (most paths differ in
-/// length, so most comparisons stop at the first).
-fn by_len_then_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn static_routes_are_kept_sorted_and_found_without_the_tree() {
+    fn static_routes_are_kept_by_length_and_found_without_the_tree() {
         let mut app = Router::new();
         for path in ["/abc", "/b", "/", "/x/{id}", "/a", "/ba", "/ab", "/{*rest}"] {
             app = app.route(path, get(|| async { "" }));
         }
-        let keys: Vec<&[u8]> = app.statics.iter().map(|(k, _)| &k[..]).collect();
-        let want: [&[u8]; 6] = [b"/", b"/a", b"/b", b"/ab", b"/ba", b"/abc"];
-        assert_eq!(keys, want);
-        for (path, i) in &app.statics {
-            let found = app
-                .statics
-                .binary_search_by(|(k, _)| by_len_then_bytes(k, path))
-                .map(|at| app.statics[at].1);
-            assert_eq!(found, Ok(*i));
+        let by_len: Vec<Vec<&[u8]>> = app
+            .statics
+            .iter()
+            .map(|same| same.iter().map(|(k, _)| &k[..]).collect())
+            .collect();
+        let want: Vec<Vec<&[u8]>> = vec![
+            vec![],
+            vec![b"/"],
+            vec![b"/b", b"/a"],
+            vec![b"/ba", b"/ab"],
+            vec![b"/abc"],
+        ];
+        assert_eq!(by_len, want);
+        for (path, i) in app.statics.iter().flatten() {
+            assert_eq!(app.find(path).map(|(at, p)| (at, p.len())), Some((*i, 0)));
             assert_eq!(app.paths.get(std::str::from_utf8(path).unwrap()), Some(i));
         }
         // A parameter route is found through the tree, with its parameter.
         let (i, params) = app.find(b"/x/7?q").expect("route");
         assert_eq!(app.paths.get("/x/{id}"), Some(&i));
         assert_eq!(params, vec![("id".to_string(), "7".to_string())]);
+        let (i, params) = app.find(b"/abcd").expect("catch-all");
+        assert_eq!(app.paths.get("/{*rest}"), Some(&i));
+        assert_eq!(params, vec![("rest".to_string(), "abcd".to_string())]);
     }
 }
