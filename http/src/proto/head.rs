@@ -302,7 +302,7 @@ fn finish(
         b"TRACE" => Method::TRACE,
         _ => return Err(reject(StatusCode::NOT_IMPLEMENTED, "unknown method")),
     };
-    let origin_at = validate_target(&method, &buf[line.target.clone()])?;
+    let origin_at = validate_target(&method, &buf[line.target.clone()], line.fragment)?;
     let target = line.target.clone();
     let path_and_query = target.start + origin_at..target.end;
 

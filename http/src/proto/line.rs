@@ -15,6 +15,8 @@ pub(super) struct Line {
     pub(super) target: Range<usize>,
     pub(super) major: u8,
     pub(super) minor: u8,
+    /// The target holds a `#` (a fragment, which a request may not send).
+    pub(super) fragment: bool,
     /// Index just past the line's LF.
     pub(super) end: usize,
 }
@@ -52,7 +54,8 @@ const fn classes() -> [u8; 256] {
         {
             v |= TCHAR;
         }
-        if c >= 0x21 && c <= 0x7e {
+        // `#` is visible ASCII too, but the target scan stops at it to note a fragment.
+        if c >= 0x21 && c <= 0x7e && c != b'#' {
             v |= TARGET;
         }
         if alnum
@@ -138,6 +141,8 @@ pub(super) struct LineScan {
     method_end: usize,
     target_start: usize,
     target_end: usize,
+    /// A `#` was seen in the target.
+    fragment: bool,
 }
 
 impl LineScan {
@@ -149,6 +154,7 @@ impl LineScan {
             method_end: start,
             target_start: start,
             target_end: start,
+            fragment: false,
         }
     }
 
@@ -183,8 +189,17 @@ impl LineScan {
                 // request-target = visible ASCII, then one SP
                 LinePhase::Target => {
                     let mut i = self.i;
-                    while i < content_end && CLASS[usize::from(buf[i])] & TARGET != 0 {
-                        i += 1;
+                    loop {
+                        while i < content_end && CLASS[usize::from(buf[i])] & TARGET != 0 {
+                            i += 1;
+                        }
+                        if i < content_end && buf[i] == b'#' {
+                            // Refused once the line is complete (`validate_target`).
+                            self.fragment = true;
+                            i += 1;
+                        } else {
+                            break;
+                        }
                     }
                     self.i = i;
                     if i >= content_end {
@@ -253,6 +268,7 @@ impl LineScan {
                         target: self.target_start..self.target_end,
                         major: buf[vs + 5] - b'0',
                         minor: buf[vs + 7] - b'0',
+                        fragment: self.fragment,
                         end: at + 1,
                     }));
                 }
