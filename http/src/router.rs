@@ -385,7 +385,11 @@ impl<S: 'static> Router<S> {
     /// The route of a request's path and query, and the path's parameters: a static route
     /// by its bytes, else through the radix tree.
     fn find(&self, path_and_query: &[u8]) -> Option<(usize, Vec<(String, String)>)> {
-        let path = crate::request::route_path_bytes(path_and_query);
+        self.find_path(crate::request::route_path_bytes(path_and_query))
+    }
+
+    /// [`find`](Self::find) for the path alone (what precedes the query).
+    fn find_path(&self, path: &[u8]) -> Option<(usize, Vec<(String, String)>)> {
         if let Some(same_len) = self.statics.get(path.len()) {
             if let Some((_, i)) = same_len.iter().find(|(p, _)| **p == *path) {
                 return Some((*i, Vec::new()));
@@ -466,7 +470,7 @@ impl<S: 'static> Router<S> {
         arrived: Instant,
     ) -> (Routed, Started) {
         let method = raw.method().clone();
-        let (target, route) = self.target(&method, Some(raw.path_and_query()), None);
+        let (target, route) = self.target(&method, Some(raw.route_path()), None);
         let routed = match target {
             Target::Handler(h, params) => Routed::Running((h.handler)(
                 Request::routed(raw, peer, arrived, params),
@@ -491,8 +495,11 @@ impl<S: 'static> Router<S> {
 
     /// Finds the handler of `req` and calls it (the future it returns is not polled yet).
     fn route_to(&self, mut req: Request, span: &tracing::Span) -> (Routed, Option<usize>) {
-        let pq = req.parts().path_and_query_bytes();
-        let (target, route) = self.target(req.method(), pq, Some(span));
+        let path = req
+            .parts()
+            .path_and_query_bytes()
+            .map(crate::request::route_path_bytes);
+        let (target, route) = self.target(req.method(), path, Some(span));
         match target {
             Target::Handler(h, params) => {
                 req.set_params(params);
@@ -502,16 +509,16 @@ impl<S: 'static> Router<S> {
         }
     }
 
-    /// Where a request with `method` and path and query `pq` goes (`None`: no request line,
+    /// Where a request with `method` and `path` (before any query) goes (`None`: no request line,
     /// which no route matches), and its route's index. A matched route is recorded in `span`.
     #[inline(always)]
     fn target(
         &self,
         method: &Method,
-        pq: Option<&[u8]>,
+        path: Option<&[u8]>,
         span: Option<&tracing::Span>,
     ) -> (Target<'_, S>, Option<usize>) {
-        match pq.and_then(|pq| self.find(pq)) {
+        match path.and_then(|path| self.find_path(path)) {
             Some((i, params)) => {
                 if let Some(span) = span.filter(|s| !s.is_disabled()) {
                     // Known before the handler runs, so its events carry it.

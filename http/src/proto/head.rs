@@ -52,6 +52,8 @@ pub(crate) struct Head {
     /// (and asterisk- and authority-form); after the authority for absolute-form, where it may
     /// be empty or start with `?` (the path is then `/`).
     pub(crate) path_and_query: Range<usize>,
+    /// Where the path ends in `path_and_query`: at the first `?`, else at the end.
+    pub(crate) path_end: usize,
     /// The field lines (validated), from the first field to the end of the head: read lazily
     /// by [`fields`], so a request whose handler reads no field costs no allocation.
     pub(crate) fields: Range<usize>,
@@ -305,6 +307,9 @@ fn finish(
     let origin_at = validate_target(&method, &buf[line.target.clone()], line.fragment)?;
     let target = line.target.clone();
     let path_and_query = target.start + origin_at..target.end;
+    // The authority of an absolute-form target ends at its first `/` or `?`, so the target's
+    // first `?` is never before the path.
+    let path_end = line.query.map_or(target.end, |q| q.max(path_and_query.start));
 
     let field_block = line.end..len;
     let mut host_count = 0;
@@ -400,6 +405,7 @@ fn finish(
         version,
         target,
         path_and_query,
+        path_end,
         fields: field_block,
         len,
         framing,

@@ -17,6 +17,8 @@ pub(super) struct Line {
     pub(super) minor: u8,
     /// The target holds a `#` (a fragment, which a request may not send).
     pub(super) fragment: bool,
+    /// Where the target's first `?` is, if it has one.
+    pub(super) query: Option<usize>,
     /// Index just past the line's LF.
     pub(super) end: usize,
 }
@@ -54,8 +56,9 @@ const fn classes() -> [u8; 256] {
         {
             v |= TCHAR;
         }
-        // `#` is visible ASCII too, but the target scan stops at it to note a fragment.
-        if c >= 0x21 && c <= 0x7e && c != b'#' {
+        // `#` and `?` are visible ASCII too, but the target scan stops at them to note a
+        // fragment and where the query starts.
+        if c >= 0x21 && c <= 0x7e && c != b'#' && c != b'?' {
             v |= TARGET;
         }
         if alnum
@@ -143,6 +146,8 @@ pub(super) struct LineScan {
     target_end: usize,
     /// A `#` was seen in the target.
     fragment: bool,
+    /// The target's first `?`.
+    query: Option<usize>,
 }
 
 impl LineScan {
@@ -155,6 +160,7 @@ impl LineScan {
             target_start: start,
             target_end: start,
             fragment: false,
+            query: None,
         }
     }
 
@@ -193,13 +199,17 @@ impl LineScan {
                         while i < content_end && CLASS[usize::from(buf[i])] & TARGET != 0 {
                             i += 1;
                         }
-                        if i < content_end && buf[i] == b'#' {
-                            // Refused once the line is complete (`validate_target`).
-                            self.fragment = true;
-                            i += 1;
-                        } else {
-                            break;
+                        match buf.get(i) {
+                            Some(b'#') if i < content_end => {
+                                // Refused once the line is complete (`validate_target`).
+                                self.fragment = true;
+                            }
+                            Some(b'?') if i < content_end => {
+                                self.query.get_or_insert(i);
+                            }
+                            _ => break,
                         }
+                        i += 1;
                     }
                     self.i = i;
                     if i >= content_end {
@@ -269,6 +279,7 @@ impl LineScan {
                         major: buf[vs + 5] - b'0',
                         minor: buf[vs + 7] - b'0',
                         fragment: self.fragment,
+                        query: self.query,
                         end: at + 1,
                     }));
                 }

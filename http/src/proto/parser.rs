@@ -71,6 +71,18 @@ impl RawRequest {
         &self.head_bytes[self.head.path_and_query.clone()]
     }
 
+    /// The path routed on: the path and query up to the first `?`, or `/` when that is
+    /// empty (as [`route_path_bytes`](crate::request::route_path_bytes) of
+    /// [`path_and_query`](Self::path_and_query), with the `?` found by the scanner).
+    pub(crate) fn route_path(&self) -> &[u8] {
+        let path = &self.head_bytes[self.head.path_and_query.start..self.head.path_end];
+        if path.is_empty() {
+            b"/"
+        } else {
+            path
+        }
+    }
+
     /// Header fields in order, as (name, value) bytes.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         super::head::fields(&self.head_bytes[self.head.fields.clone()])
@@ -437,6 +449,37 @@ mod tests {
                     Some(c) => p.push(c),
                     None => panic!("the body did not end"),
                 },
+            }
+        }
+    }
+
+    #[test]
+    fn the_route_path_ends_at_the_first_question_mark_however_the_line_arrives() {
+        for (line, path) in [
+            ("GET /plaintext HTTP/1.1", "/plaintext"),
+            ("GET /a?b=1?c HTTP/1.1", "/a"),
+            ("GET /? HTTP/1.1", "/"),
+            ("GET /a/b/?x HTTP/1.1", "/a/b/"),
+            ("GET http://h HTTP/1.1", "/"),
+            ("GET http://h?/x HTTP/1.1", "/"),
+            ("GET http://h/p?q HTTP/1.1", "/p"),
+            ("GET https://u@h:1/p/q HTTP/1.1", "/p/q"),
+            ("OPTIONS * HTTP/1.1", "*"),
+        ] {
+            let req = format!("{line}\r\nHost: h\r\n\r\n");
+            for piece in [1, 2, 5, req.len()] {
+                let mut p = Parser::new(Limits::default());
+                let mut got = None;
+                for c in req.as_bytes().chunks(piece) {
+                    p.push(c);
+                    if let Some(r) = p.next_request().expect("valid") {
+                        got = Some(r);
+                    }
+                }
+                let r = got.expect("complete");
+                assert_eq!(r.route_path(), path.as_bytes(), "{line} in pieces of {piece}");
+                let pq = r.path_and_query();
+                assert_eq!(r.route_path(), crate::request::route_path_bytes(pq), "{line}");
             }
         }
     }
