@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::pin::pin;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -203,17 +203,28 @@ enum Read<C> {
 
 /// Writes all of `buf` and hands it back; `None` if the connection failed or a send accepted
 /// no byte within the write timeout (the client stopped reading). `advance` drops the bytes
-/// already sent from the front of `buf`.
+/// already sent from the front of `buf`. The write deadline's timer is `timer`, kept across
+/// the sends of a busy stretch and moved lazily (see [`LazyTimer`]): a send that completes
+/// later (every send on io_uring) touches the core's timer map about once per write timeout,
+/// not twice per send.
 async fn send_all<T: Transport, B: IoBuf>(
     stream: &T,
     mut buf: B,
     advance: fn(&mut B, usize),
     cfg: &ConnConfig,
     core: &CoreConns,
+    timer: &mut Option<LazyTimer>,
 ) -> Option<B> {
     loop {
         let deadline = loop_now() + cfg.limits.write_timeout;
-        match timeout_at(deadline, stream.write(buf)).await {
+        let mut write = pin!(stream.write(buf));
+        let sent = poll_fn(|cx| match write.as_mut().poll(cx) {
+            Poll::Ready(r) => Poll::Ready(Ok(r)),
+            Poll::Pending if LazyTimer::poll_due(timer, cx, deadline) => Poll::Ready(Err(())),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        match sent {
             Ok((Ok(n), b)) if n > 0 => {
                 buf = b;
                 if n == buf.bytes_init() {
@@ -235,11 +246,22 @@ async fn send_all<T: Transport, B: IoBuf>(
 
 /// Writes and clears `out` (keeping its allocation); false if the connection is done for.
 async fn flush<T: Transport>(stream: &T, out: &mut Vec<u8>, cfg: &ConnConfig, core: &CoreConns) -> bool {
+    flush_timed(stream, out, cfg, core, &mut None).await
+}
+
+/// [`flush`] with the write timer of a busy stretch (see [`send_all`]).
+async fn flush_timed<T: Transport>(
+    stream: &T,
+    out: &mut Vec<u8>,
+    cfg: &ConnConfig,
+    core: &CoreConns,
+    timer: &mut Option<LazyTimer>,
+) -> bool {
     if out.is_empty() {
         return true;
     }
     let buf = std::mem::take(out);
-    match send_all(stream, buf, |b, n| drop(b.drain(..n)), cfg, core).await {
+    match send_all(stream, buf, |b, n| drop(b.drain(..n)), cfg, core, timer).await {
         Some(mut buf) => {
             buf.clear();
             *out = buf;
@@ -463,7 +485,9 @@ async fn serve_busy<S: 'static, T: Transport>(
     // Kept for the whole busy stretch rather than made per read: the shutdown signal's
     // registration, and the timer of the wait between requests (see `wait_next`).
     let mut drained = pin!(core.drain.wait());
-    let mut idle_timer: Option<IdleTimer> = None;
+    let mut idle_timer: Option<LazyTimer> = None;
+    // The write deadline's timer, lazily moved like the idle one (see `send_all`).
+    let mut write_timer: Option<LazyTimer> = None;
     parser.push(&first);
     drop(first);
     loop {
@@ -492,7 +516,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                 }
                 Err(e) => {
                     error_response(&mut out, cfg, e);
-                    return Busy::Closed(flush(stream, &mut out, cfg, core).await);
+                    return Busy::Closed(flush_timed(stream, &mut out, cfg, core, &mut write_timer).await);
                 }
             };
             head_started = None;
@@ -519,7 +543,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                 None => router.handle(Request::new(raw, peer, arrived)).await,
                 Some(shared) => {
                     // Earlier answers of the batch go out before the handler waits on its body.
-                    if !flush(stream, &mut out, cfg, core).await {
+                    if !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
                         return Busy::Closed(false);
                     }
                     let body = RequestBody::Stream(BodyStream::from_conn(shared.clone()));
@@ -601,11 +625,14 @@ async fn serve_busy<S: 'static, T: Transport>(
                     if !is_head && !bodyless {
                         if out.len() + b.len() > cap && b.len() > 16 * 1024 {
                             // A large body goes out in its own write, without a copy.
-                            if !flush(stream, &mut out, cfg, core).await {
+                            if !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
                                 return Busy::Closed(false);
                             }
                             let advance: fn(&mut Bytes, usize) = bytes::Buf::advance;
-                            if send_all(stream, b, advance, cfg, core).await.is_none() {
+                            if send_all(stream, b, advance, cfg, core, &mut write_timer)
+                                .await
+                                .is_none()
+                            {
                                 return Busy::Closed(false);
                             }
                         } else {
@@ -639,7 +666,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                             if closed {
                                 break;
                             }
-                            if !flush(stream, &mut out, cfg, core).await {
+                            if !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
                                 return Busy::Closed(false);
                             }
                             match rx.next().await {
@@ -651,16 +678,18 @@ async fn serve_busy<S: 'static, T: Transport>(
                         if chunked {
                             out.extend_from_slice(encode::LAST_CHUNK);
                         } else {
-                            return Busy::Closed(flush(stream, &mut out, cfg, core).await);
+                            return Busy::Closed(
+                                flush_timed(stream, &mut out, cfg, core, &mut write_timer).await,
+                            );
                         }
                     }
                 }
             }
             if !keep_alive {
-                return Busy::Closed(flush(stream, &mut out, cfg, core).await);
+                return Busy::Closed(flush_timed(stream, &mut out, cfg, core, &mut write_timer).await);
             }
             if let Some(mut clock) = drain_after {
-                if !flush(stream, &mut out, cfg, core).await {
+                if !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
                     return Busy::Closed(false);
                 }
                 if !drain_unread(stream, &mut parser, &mut clock, cfg).await {
@@ -669,7 +698,7 @@ async fn serve_busy<S: 'static, T: Transport>(
             }
             // The pending-output cap: nothing more is read or handled until this is written,
             // so a client that never reads meets TCP flow control, not a growing queue.
-            if out.len() >= cap && !flush(stream, &mut out, cfg, core).await {
+            if out.len() >= cap && !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
                 return Busy::Closed(false);
             }
         }
@@ -697,7 +726,7 @@ async fn serve_busy<S: 'static, T: Transport>(
             out.extend_from_slice(encode::CONTINUE);
             parser.continue_sent();
         }
-        if !flush(stream, &mut out, cfg, core).await {
+        if !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
             return Busy::Closed(false);
         }
         if core.drain.is_draining() && !parser.has_partial() {
@@ -759,7 +788,7 @@ async fn serve_busy<S: 'static, T: Transport>(
             Read::Eof | Read::Failed | Read::Drained => return Busy::Closed(false),
             Read::TimedOut => {
                 timeout_response(&mut out, cfg);
-                return Busy::Closed(flush(stream, &mut out, cfg, core).await);
+                return Busy::Closed(flush_timed(stream, &mut out, cfg, core, &mut write_timer).await);
             }
         }
     }
@@ -1020,26 +1049,57 @@ fn read_deadline(
     }
 }
 
-/// Waits for the first bytes of the next request (or EOF, error, timeout), or for draining.
-/// `on_wait` runs once, the first time nothing is ready.
-/// The timer of a busy connection's waits between requests (see [`wait_next`]).
-struct IdleTimer {
+/// A deadline timer kept across the waits of a busy stretch and moved lazily: the deadline
+/// of each wait (for the next request, or for a send to be accepted) moves forward with every
+/// request, and re-registering the timer for each one would cost an insert and a removal in
+/// the core's timer map per request. Instead the timer stays where it is while it is earlier
+/// than the wait's deadline, and when it fires early it is moved to the deadline then: about
+/// one timer operation per timeout period per connection. A timer that fires while the task
+/// waits on something else only wakes it once for nothing.
+pub(crate) struct LazyTimer {
     sleep: Sleep,
     /// Registered with the connection task's waker and not fired yet. (A busy stretch is
     /// polled by one task, whose waker does not change.)
     armed: bool,
 }
 
-/// The wait for the next request of a busy connection: like [`select_read`] with a deadline,
-/// but the timer is `timer`, kept across the waits of a busy stretch and moved lazily. The
-/// deadline moves forward with every request; re-registering the timer for each one would
-/// cost an insert and a removal in the core's timer map per request. Instead the timer stays
-/// where it is while it is earlier than the deadline, and when it fires early it is moved to
-/// the deadline then: about one timer operation per [`IDLE_AFTER`] per connection.
+impl LazyTimer {
+    /// Whether `deadline` has passed, for a wait that found nothing ready; if not, the timer
+    /// is registered (once) to wake the task no later than `deadline`.
+    fn poll_due(timer: &mut Option<LazyTimer>, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        let t = timer.get_or_insert_with(|| LazyTimer {
+            sleep: sleep_until(deadline),
+            armed: false,
+        });
+        if t.sleep.deadline() > deadline {
+            t.sleep.reset(deadline);
+            t.armed = false;
+        }
+        // Armed (registered with this task's waker) and not due: the timer map is not
+        // touched. Otherwise poll it: to register it, or to see it fire.
+        while !t.armed || loop_now() >= t.sleep.deadline() {
+            if std::pin::Pin::new(&mut t.sleep).poll(cx).is_pending() {
+                t.armed = true;
+                break;
+            }
+            t.armed = false;
+            if t.sleep.deadline() >= deadline {
+                return true;
+            }
+            // It fired for an earlier deadline: on to this one.
+            t.sleep.reset(deadline);
+        }
+        false
+    }
+}
+
+/// Waits for the first bytes of the next request (or EOF, error, timeout), or for draining:
+/// like [`select_read`] with a deadline, but the timer is `timer`, a [`LazyTimer`] kept across
+/// the waits of a busy stretch. `on_wait` runs once, the first time nothing is ready.
 async fn wait_next<C: Deref<Target = [u8]>, R, D>(
     mut recv: std::pin::Pin<&mut R>,
     mut drained: std::pin::Pin<&mut D>,
-    timer: &mut Option<IdleTimer>,
+    timer: &mut Option<LazyTimer>,
     deadline: Instant,
     on_wait: impl FnOnce(),
 ) -> Read<C>
@@ -1059,27 +1119,8 @@ where
         if drained.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Read::Drained);
         }
-        let t = timer.get_or_insert_with(|| IdleTimer {
-            sleep: sleep_until(deadline),
-            armed: false,
-        });
-        if t.sleep.deadline() > deadline {
-            t.sleep.reset(deadline);
-            t.armed = false;
-        }
-        // Armed (registered with this task's waker) and not due: the timer map is not
-        // touched. Otherwise poll it: to register it, or to see it fire.
-        while !t.armed || loop_now() >= t.sleep.deadline() {
-            if std::pin::Pin::new(&mut t.sleep).poll(cx).is_pending() {
-                t.armed = true;
-                break;
-            }
-            t.armed = false;
-            if t.sleep.deadline() >= deadline {
-                return Poll::Ready(Read::TimedOut);
-            }
-            // It fired for an earlier deadline: on to this one.
-            t.sleep.reset(deadline);
+        if LazyTimer::poll_due(timer, cx, deadline) {
+            return Poll::Ready(Read::TimedOut);
         }
         if let Some(f) = on_wait.take() {
             f();
