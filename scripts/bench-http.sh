@@ -188,7 +188,10 @@ range() { # column file... -> "min-max" over every run
 UNPIPED=("$WORK/runs.c64" "$WORK/runs.c256")
 PIPED="$WORK/runs.p$DEPTH"
 others=("${SERVERS[@]:1}")
-# The plot's data: CPU per request over bare's, paired medians, per workload and server.
+# The plot's data: CPU per request over bare's, paired medians, per workload and server; kept in
+# bench-results/ (gitignored) so the plot can be redrawn.
+mkdir -p bench-results
+RATIOS="bench-results/bench-http-$(date -u +%Y%m%dT%H%M%SZ)-cpu.txt"
 {
     echo "# workload server cpu_per_request_over_bare (scripts/bench-http.sh, $MODE mode)"
     for wl in "${WORKLOADS[@]}"; do
@@ -196,9 +199,9 @@ others=("${SERVERS[@]:1}")
             echo "$wl $name $(paired "$name" bare 6 "$WORK/runs.$wl")"
         done
     done
-} >"$WORK/cpu-ratios.txt"
+} >"$RATIOS"
 mkdir -p "$(dirname "$SVG")"
-"$BIN/bench_report" cpu-plot --data "$WORK/cpu-ratios.txt" --svg "$SVG" \
+"$BIN/bench_report" cpu-plot --data "$RATIOS" --svg "$SVG" \
     --title "GET /plaintext, one server core: CPU per request over the bare loop's ($MODE run)" >/dev/null ||
     die "bench_report cpu-plot failed"
 # The SVG's path as the doc links it (relative to the doc's folder when it is in there).
@@ -230,6 +233,9 @@ altogether (they count \`\\r\\n\\r\\n\`): a server's ratio to bare is the whole 
 stack, parsing, routing, the handler and the larger response.
 
 ![CPU per request over the bare loop's]($SVG_LINK)
+
+The plot's figures (the "CPU ns/req vs bare" columns below): \`$RATIOS\` (gitignored); redraw
+with \`bench_report cpu-plot --data FILE --svg FILE\`.
 
 ## Method
 
@@ -281,7 +287,9 @@ stack, parsing, routing, the handler and the larger response.
   100% busy shared its cores with other work: its requests/s say nothing about the server
   and its CPU/request is inflated (colder caches, fewer requests per wake-up); the
   repetitions with wrk near 100% busy are the clean ones.
-$(if [ "$MODE" = quick ]; then printf -- '- **This is a quick run** (%s repetitions of %s s)%s: its figures are indicative only; one\n  disturbed run moves a median. Ratios of a few percent need the default mode (5 x 10 s) on a\n  quiet machine.\n' "$REPS" "$DUR" "$(if [ "$(nproc)" -le 2 ]; then echo " on a shared $(nproc)-core VM"; fi)"; elif [ "$REPS" -lt 5 ]; then printf -- '- **This is a %s-repetition run** of %s s: one disturbed run moves a median. Ratios of a\n  few percent need the default mode (5 x 10 s).\n' "$REPS" "$DUR"; fi)
+$(if [ "$MODE" = quick ]; then printf -- '- **This is a quick run** (%s repetitions of %s s)%s: its figures are indicative only; one\n  disturbed run moves a median. Ratios of a few percent need the default mode (5 x 10 s) on a\n  quiet machine.\n' "$REPS" "$DUR" "$(if [ "$(nproc)" -le 2 ]; then echo " on a shared $(nproc)-core VM"; fi)"; fi)
+$(awk -v l="${LOAD_BEFORE%% *}" -v c="$(nproc)" 'BEGIN {if (l >= 0.5 * c) printf "- **This machine was busy with other work** (load average %s on %d CPUs before the run):\n  the figures say as much about that work as about the servers.\n", l, c}')
+$(if [ "$MODE" = quick ]; then :; elif [ "$REPS" -lt 5 ]; then printf -- '- **This is a %s-repetition run** of %s s: one disturbed run moves a median. Ratios of a\n  few percent need the default mode (5 x 10 s).\n' "$REPS" "$DUR"; fi)
 
 ## Machine
 

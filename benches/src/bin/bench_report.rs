@@ -210,6 +210,23 @@ fn meta_str(meta: &serde_json::Value, key: &str) -> String {
     }
 }
 
+/// A warning when the 1-minute load average before the run was at least half the CPUs: other
+/// work then shared the cores the server and the generator were pinned to.
+fn busy_machine(meta: &serde_json::Value) -> String {
+    let load: Option<f64> = meta_str(meta, "load_before")
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok());
+    let cpus: Option<f64> = meta_str(meta, "cpus").parse().ok();
+    match (load, cpus) {
+        (Some(l), Some(c)) if l >= 0.5 * c => format!(
+            " **This machine was busy with other work** (load average {l} on {c} CPUs before the \
+             run): the figures say as much about that work as about the servers."
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Sweep cells keyed by fraction (in thousandths, for ordering) then server.
 type Sweep = BTreeMap<i64, BTreeMap<String, Cell>>;
 
@@ -357,13 +374,14 @@ fn report(res: &Results) -> String {
             o,
             "> **A quick run** ({} CPUs{}): 2 s runs, one repetition. Its figures are indicative \
              only; rankings within a few tens of percent, and every p99.9/max, need the full mode on \
-             a quiet machine.\n",
+             a quiet machine.{}\n",
             meta_str(meta, "cpus"),
             if meta_str(meta, "cpus").parse::<u32>().is_ok_and(|n| n <= 2) {
                 ", a shared VM: the server and the generator each have one core and other work may run beside them"
             } else {
                 ""
-            }
+            },
+            busy_machine(meta)
         );
     }
     let _ = writeln!(
@@ -387,7 +405,8 @@ omission); open loop keeps them in. Every server gets the SAME absolute offered 
 of tokio_ct's closed-loop maximum measured first in the same run, plus one rate above saturation.\n\
 - **Pinning.** The server runs alone on core {sc} (`taskset -c {sc}`, `--cores 1`), the generator \
 alone on core {cc} (`--cores 1` under `taskset -c {cc}`). Sharing a core would make each one's \
-latency the other's scheduling; on this 2-core machine nothing else of ours runs.\n\
+latency the other's scheduling; nothing else of this script runs on those cores (other work on \
+the machine may: see the load average under Machine).\n\
 - **Runs.** Each run starts a fresh server; the generator warms up for {warm} s, then measures for \
 {dur} s. Per rate the servers run back to back ({order}), repeated {reps} times, so drift of \
 the shared machine hits all alike; cells are medians over the repetitions.\n\
@@ -786,12 +805,13 @@ fn parse_cpu_ratios(text: &str) -> Result<CpuRatios, String> {
 /// loop's (the line at 1), the value written above each bar.
 fn plot_cpu_ratios(data: &CpuRatios, title: &str, path: &str) -> Result<(), Box<dyn std::error::Error>> {
     let (wls, servers, ratios) = data;
-    let top = ratios
+    let max = ratios
         .values()
         .copied()
         .filter(|v| v.is_finite())
-        .fold(1.0, f64::max)
-        * 1.15;
+        .fold(1.0, f64::max);
+    let shown = max.min(CPU_CUT);
+    let top = shown * 1.15;
     let n = servers.len() as f64;
     let root = SVGBackend::new(path, (1000, 560)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -816,7 +836,11 @@ fn plot_cpu_ratios(data: &CpuRatios, title: &str, path: &str) -> Result<(), Box<
             }
         })
         .x_desc("workload")
-        .y_desc("CPU per request / bare loop's")
+        .y_desc(if max > shown {
+            format!("CPU per request / bare loop's (bars broken at {CPU_CUT}: see the number)")
+        } else {
+            "CPU per request / bare loop's".to_string()
+        })
         .draw()?;
     // Each workload takes [i, i + 1): 10% margin each side, the servers share the rest.
     let bar = 0.8 / n;
@@ -832,15 +856,23 @@ fn plot_cpu_ratios(data: &CpuRatios, title: &str, path: &str) -> Result<(), Box<
             .collect();
         chart
             .draw_series(
-                bars.iter()
-                    .map(|&(x, v, b)| Rectangle::new([(x, 0.0), (x + b * 0.9, v)], color.filled())),
+                bars.iter().map(|&(x, v, b)| {
+                    Rectangle::new([(x, 0.0), (x + b * 0.9, v.min(shown))], color.filled())
+                }),
             )?
             .label(s.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-        chart.draw_series(
-            bars.iter()
-                .map(|&(x, v, _)| Text::new(format!("{v:.2}"), (x, v + top * 0.01), ("sans-serif", 10))),
-        )?;
+        // A broken bar (visibly taller than the axis): a white band across it below the top.
+        chart.draw_series(bars.iter().filter(|b| b.1 > shown * 1.02).map(|&(x, _, b)| {
+            Rectangle::new([(x, shown * 0.93), (x + b * 0.9, shown * 0.96)], WHITE.filled())
+        }))?;
+        chart.draw_series(bars.iter().map(|&(x, v, _)| {
+            Text::new(
+                format!("{v:.2}"),
+                (x, v.min(shown) + top * 0.01),
+                ("sans-serif", 10),
+            )
+        }))?;
     }
     chart.draw_series(LineSeries::new(
         [(0.0, 1.0), (wls.len() as f64, 1.0)],
@@ -848,6 +880,11 @@ fn plot_cpu_ratios(data: &CpuRatios, title: &str, path: &str) -> Result<(), Box<
     ))?;
     finish(&mut chart, &root, SeriesLabelPosition::UpperRight)
 }
+
+/// Bars above this ratio are broken at it (their number says how high), so that one outlier,
+/// such as a server that does not batch pipelined answers, does not flatten the bars near 1
+/// that the plot is for.
+const CPU_CUT: f64 = 4.0;
 
 /// Width of the cpu-plot's legend column, in workloads.
 const LEGEND_COLUMN: f64 = 0.6;
@@ -1001,6 +1038,14 @@ mod tests {
         }
         // An unknown name takes a spare colour, not one of the listed servers'.
         assert!(!colors.contains(&color_of("other", 1)));
+    }
+
+    #[test]
+    fn a_busy_machine_is_named() {
+        let meta = |load: &str| serde_json::json!({"load_before": load, "cpus": 2});
+        assert!(busy_machine(&meta("2.54 2.86 2.71")).contains("load average 2.54 on 2 CPUs"));
+        assert_eq!(busy_machine(&meta("0.30 0.50 0.60")), "");
+        assert_eq!(busy_machine(&serde_json::json!({})), "");
     }
 
     #[test]
