@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# HTTP server benchmark, GET /plaintext on one pinned core: the bare io_uring loop vs
-# ringcore-http (examples/hello) vs hand-written current-thread tokio vs axum (tokio
-# multi-thread). Writes docs/bench-http.md.
+# HTTP server benchmark, GET /plaintext on one pinned core, closed loop with wrk: CPU per request
+# of ringcore-http (examples/hello) on the io_uring driver (rc_uring) and on the epoll driver
+# (rc_epoll) side by side with its peers (issue 12): the bare io_uring loop (bare, the floor),
+# tokio current-thread (tokio_ct), may_minihttp (may), hyper 1 on current-thread tokio
+# (hyper_ct), actix-web with one worker (actix), axum on tokio multi-thread (axum), monoio and
+# glommio. The servers, their binaries and how each is started: the one table in
+# scripts/lib/bench-common.sh. Writes the generated part of docs/bench-http.md (between
+# <!-- bench-http.sh:begin --> and <!-- bench-http.sh:end -->; the rest of the file is kept)
+# and docs/bench-http-cpu.svg (bench_report cpu-plot: CPU per request over the bare loop's,
+# per server and workload).
 #
-#   scripts/bench-http.sh            # default: 10 s runs, 5 reps, 2 s warm-up (about 14 min)
-#   scripts/bench-http.sh --quick    # 3 s runs, 3 reps, 1 s warm-up (under 4 min)
+#   scripts/bench-http.sh            # default: 10 s runs, 5 reps, 2 s warm-up (about 33 min)
+#   scripts/bench-http.sh --quick    # 2 s runs, 2 reps, 1 s warm-up (about 4 min)
+#   scripts/bench-http.sh --quick --servers "rc_uring hyper_ct"   # a subset (bare is always run)
 #
-# Options: --dur S, --reps N, --warm S, --depth N (pipelining depth, default 16), --port P,
-# --out FILE (default docs/bench-http.md), --server-core C (default 0), --client-core C
-# (default 1), --budget S (seconds the measurements may take after the build: default 1100,
-# quick 225; the script stops past it).
+# Options: --servers "a b ..." (a subset of bare tokio_ct may hyper_ct actix axum rc_uring
+# rc_epoll monoio glommio, run in this order after bare; default all), --dur S, --reps N,
+# --warm S, --depth N (pipelining depth, default 16), --port P, --out FILE (default
+# docs/bench-http.md), --svg FILE (default bench-http-cpu.svg beside --out), --server-core C
+# (default 0), --client-core C (default 1), --budget S (seconds the measurements may take after
+# the build: default 2300, quick 330; the script stops past it).
 #
 # Workloads: wrk -t1 with 64 connections, 256 connections, and 64 connections pipelining DEPTH
 # requests per write (scripts/wrk-pipeline.lua). Each server alone on the server core
 # (taskset + --cores 1, the first core of its mask), wrk alone on the client core; for each
-# repetition and workload the servers run back to back (A B C D A B C D ...), each run a fresh
+# repetition and workload the servers run back to back (A B C ... A B C ...), each run a fresh
 # server, a short warm-up, then the measured run: wrk's requests/s and the server's CPU time
 # (sum over its threads of /proc/PID/task/*/schedstat field 1) -> CPU ns per request.
 # Only 127.0.0.1; every run is bounded by `timeout`; only the PIDs started here are killed.
@@ -25,6 +35,8 @@ export LC_ALL=C
 . scripts/lib/bench-common.sh
 
 MODE=default
+PICK=""
+SVG=""
 DUR=10
 REPS=5
 WARM=2
@@ -33,13 +45,15 @@ PORT=18490
 OUT=docs/bench-http.md
 SERVER_CORE=0
 CLIENT_CORE=1
-BUDGET=1100
+BUDGET=2300
 CMDLINE="scripts/bench-http.sh $*"
 
 # shellcheck disable=SC2034 # BUDGET is read by check_budget (scripts/lib/bench-common.sh)
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) MODE=quick; DUR=3; REPS=3; WARM=1; BUDGET=225 ;;
+        --quick) MODE=quick; DUR=2; REPS=2; WARM=1; BUDGET=330 ;;
+        --servers) PICK="$2"; shift ;;
+        --svg) SVG="$2"; shift ;;
         --dur) DUR="$2"; shift ;;
         --reps) REPS="$2"; shift ;;
         --warm) WARM="$2"; shift ;;
@@ -49,14 +63,16 @@ while [ $# -gt 0 ]; do
         --budget) BUDGET="$2"; shift ;;
         --server-core) SERVER_CORE="$2"; shift ;;
         --client-core) CLIENT_CORE="$2"; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 
-SERVERS=(naive ringcore-http tokio_ct axum)
-declare -A BIN_OF=([naive]=naive_uring [ringcore-http]=hello [tokio_ct]=tokio_ct [axum]=axum_hello)
+# The servers and how each starts: scripts/lib/bench-common.sh (PEERS_ALL, peer_start).
+# Every ratio is to bare's figure of the same repetition, so bare is always run.
+pick_servers "${PICK:-$PEERS_ALL}" bare
+[ -n "$SVG" ] || SVG="$(dirname "$OUT")/bench-http-cpu.svg"
 WORKLOADS=(c64 c256 "p$DEPTH")
 declare -A WL_WHAT=([c64]="64 connections" [c256]="256 connections"
     ["p$DEPTH"]="64 connections, pipelining depth $DEPTH")
@@ -78,19 +94,14 @@ cargo build --release -q -p hello -p ringcore-benches
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 BIN="$TARGET_DIR/release"
 for name in "${SERVERS[@]}"; do
-    [ -x "$BIN/${BIN_OF[$name]}" ] || die "missing $BIN/${BIN_OF[$name]}"
+    [ -x "$BIN/${PEER_BIN[$name]}" ] || die "missing $BIN/${PEER_BIN[$name]}"
 done
+[ -x "$BIN/bench_report" ] || die "missing $BIN/bench_report"
+raise_limits 1024
 
 budget_start # the budget starts after the build
 
 # ---------------------------------------------------------------- helpers
-start_one() { # name -> sets SRV_PID
-    # `--cores 1` is the first core of the process's mask, here the one core taskset allows:
-    # the same meaning for hello (ringcore's `Cores`) and the benches' own parser.
-    start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/${BIN_OF[$1]}" \
-        --addr "$ADDR" --cores 1
-}
-
 run_wrk() { # workload seconds -> wrk output on stdout
     case "$1" in
         c64) wrk_run "$CLIENT_CORE" "$2" -c64 --latency "$URL" ;;
@@ -113,17 +124,15 @@ for wl in "${WORKLOADS[@]}"; do
     echo "server rep rps requests cpu_ns ns_per_req busy_pct p50_us p99_us max_us errors wrk_busy_pct wall_ms" \
         >"$WORK/runs.$wl"
 done
-echo "workload rep server_requests wrk_requests report" >"$WORK/hello-reports"
+echo "server workload rep server_requests wrk_requests report" >"$WORK/hello-reports"
 for rep in $(seq "$REPS"); do
     for wl in "${WORKLOADS[@]}"; do
         for name in "${SERVERS[@]}"; do
             check_budget $((DUR + WARM + 5))
-            start_one "$name"
+            # The first start of each server checks pipelining (and ringcore's driver).
+            peer_start "$name" "$SERVER_CORE" "$ADDR"
             pid=$SRV_PID
-            if [ "$rep" = 1 ] && [ "$wl" = c64 ]; then
-                check_pipelining "$name" "$PORT" /plaintext
-                BYTES[$name]=$(response_bytes)
-            fi
+            [ -n "${BYTES[$name]:-}" ] || BYTES[$name]=$(response_bytes)
             wout=$(run_wrk "$wl" "$WARM") || die "wrk failed (warm-up, $wl, $name): $wout"
             wreqs=$(wrk_requests <<<"$wout")
             t0=$(date +%s%N)
@@ -140,7 +149,7 @@ for rep in $(seq "$REPS"); do
             p99=$(wrk_pct_us 99% <<<"$out")
             max=$(wrk_max_us <<<"$out")
             errs=$(wrk_errors <<<"$out")
-            [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || die "no requests parsed from wrk for $name: $out"
+            { [ -n "$reqs" ] && [ "$reqs" -gt 0 ]; } || die "no requests parsed from wrk for $name: $out"
             cpu=$((c1 - c0))
             nspr=$(awk -v c="$cpu" -v r="$reqs" 'BEGIN {printf "%.0f", c / r}')
             # Busy: over the wall time between the two CPU reads (wrk's start, connects and exit
@@ -149,14 +158,14 @@ for rep in $(seq "$REPS"); do
             busy=$(awk -v c="$cpu" -v w="$wall" 'BEGIN {printf "%.1f", c / (w * 1e4)}')
             wbusy=$(awk -v c="$wcpu" -v w="$wall" 'BEGIN {printf "%.1f", c * 1e5 / w}')
             echo "$name $rep $rps $reqs $cpu $nspr $busy $p50 $p99 $max $errs $wbusy $wall" >>"$WORK/runs.$wl"
-            if [ "$name" = ringcore-http ]; then
+            if [ "${PEER_BIN[$name]}" = hello ]; then
                 # hello's own count at its stop ("hello stopped: N connections, N requests, ...")
                 rpt=$(sed -n 's/^hello stopped: //p' "$WORK/$name.log" | tr ' ' '_')
                 sreqs=$(sed -n 's/^hello stopped: .*, \([0-9]*\) requests,.*/\1/p' "$WORK/$name.log")
-                echo "$wl $rep ${sreqs:-nan} $((wreqs + reqs)) ${rpt:-none}" >>"$WORK/hello-reports"
+                echo "$name $wl $rep ${sreqs:-nan} $((wreqs + reqs)) ${rpt:-none}" >>"$WORK/hello-reports"
             fi
             # Anything the server wrote besides its start and stop lines.
-            grep -v -e 'listening on' -e '^hello stopped: ' "$WORK/$name.log" |
+            grep -vE -e 'listening on' -e '^[a-z_]+ stopped(:|$)' "$WORK/$name.log" |
                 sed "s/^/$wl rep $rep $name: /" >>"$WORK/server-stderr" || true
             log "rep $rep/$REPS $wl $name: $rps req/s, $nspr CPU ns/req, server ${busy}% busy, wrk ${wbusy}% busy, p99 ${p99}us, max ${max}us, errors $errs"
         done
@@ -176,45 +185,72 @@ range() { # column file... -> "min-max" over every run
     awk -v c="$1" 'FNR > 1 {if (min == "" || $c < min) min = $c; if ($c > max) max = $c}
         END {printf "%.0f-%.0f", min, max}' "${@:2}"
 }
-ALL_RUNS=()
-for wl in "${WORKLOADS[@]}"; do ALL_RUNS+=("$WORK/runs.$wl"); done
 UNPIPED=("$WORK/runs.c64" "$WORK/runs.c256")
 PIPED="$WORK/runs.p$DEPTH"
+others=("${SERVERS[@]:1}")
+# The plot's data: CPU per request over bare's, paired medians, per workload and server; kept in
+# bench-results/ (gitignored) so the plot can be redrawn.
+mkdir -p bench-results
+RATIOS="bench-results/bench-http-$(date -u +%Y%m%dT%H%M%SZ)-cpu.txt"
+{
+    echo "# workload server cpu_per_request_over_bare (scripts/bench-http.sh, $MODE mode)"
+    for wl in "${WORKLOADS[@]}"; do
+        for name in "${SERVERS[@]}"; do
+            echo "$wl $name $(paired "$name" bare 6 "$WORK/runs.$wl")"
+        done
+    done
+} >"$RATIOS"
+mkdir -p "$(dirname "$SVG")"
+"$BIN/bench_report" cpu-plot --data "$RATIOS" --svg "$SVG" \
+    --title "GET /plaintext, one server core: CPU per request over the bare loop's ($MODE run)" >/dev/null ||
+    die "bench_report cpu-plot failed"
+# The SVG's path as the doc links it (relative to the doc's folder when it is in there).
+SVG_LINK=$SVG
+[ "$(dirname "$SVG")" != "$(dirname "$OUT")" ] || SVG_LINK=$(basename "$SVG")
 {
 cat <<EOF
-# HTTP benchmark: ringcore-http vs the bare io_uring loop, tokio and axum
+# HTTP benchmark: CPU per request of ringcore-http and its peers
 
-\`GET /plaintext\` (\`Hello, World!\`, text/plain) on one pinned core, four ways:
+\`GET /plaintext\` (\`Hello, World!\`) on one pinned server core, closed loop with wrk, every
+figure also as a ratio to the bare io_uring loop of the same repetition. Generated by
+\`scripts/bench-http.sh\`: the servers are the one table of \`scripts/lib/bench-common.sh\`,
+each started the same way (\`taskset -c $SERVER_CORE BINARY --addr $ADDR --cores 1\`; the ringcore
+ones with \`RINGCORE_DRIVER\` set and checked in the start-up line). Response bytes were read
+from one answer of each server in this run.
 
 | server | binary | what | response bytes |
 |---|---|---|---:|
-| naive | \`naive_uring\` (\`benches/\`) | the bare loop: straight on the \`io-uring\` crate, no runtime, no HTTP parsing (counts \`\\r\\n\\r\\n\`), one fixed response for any path. The floor. | ${BYTES[naive]:-?} |
-| ringcore-http | \`hello\` (\`examples/hello\`) | the full stack: ringcore-runtime, the \`httparse\`-based strict parser, the router, the handler \`async fn plaintext() -> &'static str\`, per-core cached \`Date\`, \`Server\` header. | ${BYTES[ringcore-http]:-?} |
-| tokio_ct | \`tokio_ct\` (\`benches/\`) | hand-written current-thread tokio (epoll): readiness + \`try_read\`, the same request counting and fixed response as naive, no HTTP parsing. | ${BYTES[tokio_ct]:-?} |
-| axum | \`axum_hello\` (\`benches/\`) | axum 0.8 (default features) on hyper 1 and tokio's multi-thread runtime with one worker thread, \`TCP_NODELAY\`: what a tokio user writes. | ${BYTES[axum]:-?} |
+$(for name in "${SERVERS[@]}"; do
+    b="\`${PEER_BIN[$name]}\`"
+    [ -z "${PEER_DRIVER[$name]:-}" ] || b+=" (\`RINGCORE_DRIVER=${PEER_DRIVER[$name]}\`)"
+    echo "| $name | $b | ${PEER_WHAT[$name]} | ${BYTES[$name]:-?} |"
+done)
 
-The responses are not byte-identical. naive and tokio_ct send a fixed 78-byte response
-(\`Content-Length\`, \`Content-Type: text/plain\`): it is ringcore-http's /plaintext response
-without its \`Date\` and \`Server\` headers (and with \`text/plain\` for
-\`text/plain; charset=utf-8\`). ringcore-http and axum both send a \`Date\`; axum sends no
-\`Server\`. The byte counts above were read from one response of each server in this run. The
-two baselines also skip HTTP parsing and routing altogether: ringcore-http's ratio to naive
-is the whole price of the HTTP stack, parsing, routing, the handler and the larger response.
+The responses are not byte-identical: bare, tokio_ct, monoio and glommio send the fixed
+78-byte answer (\`Content-Length\`, \`Content-Type: text/plain\`, no \`Date\`); the others add
+a \`Date\` (and ringcore and may a \`Server\`). bare and tokio_ct skip HTTP parsing and routing
+altogether (they count \`\\r\\n\\r\\n\`): a server's ratio to bare is the whole price of its HTTP
+stack, parsing, routing, the handler and the larger response.
+
+![CPU per request over the bare loop's]($SVG_LINK)
+
+The plot's figures (the "CPU ns/req vs bare" columns below): \`$RATIOS\` (gitignored); redraw
+with \`bench_report cpu-plot --data FILE --svg FILE\`.
 
 ## Method
 
 - **Placement.** Each server runs alone on core $SERVER_CORE (\`taskset -c $SERVER_CORE\` and
-  \`--cores 1\`: one core, the first of the process's mask, for all four binaries); wrk runs
-  alone on core $CLIENT_CORE with one thread (\`-t1\`).
+  \`--cores 1\`: one core, the first of the process's mask, for every binary: one thread,
+  worker or executor); wrk runs alone on core $CLIENT_CORE with one thread (\`-t1\`).
 - **Workloads.** \`c64\`: \`wrk -t1 -c64 -d${DUR}s --latency $URL\`; \`c256\`: the same with
   \`-c256\`; \`p$DEPTH\`: \`-c64\` with \`-s scripts/wrk-pipeline.lua $URL -- $DEPTH /plaintext\`,
   i.e. $DEPTH requests per write on each connection, the next batch once all $DEPTH answers are
   in (wrk's and TechEmpower's pipelining).
 - **Runs.** Every run starts a fresh server, warms it with a ${WARM} s run of
   the same workload, then measures for ${DUR} s. For each of $REPS repetitions, for each
-  workload, the four servers run back to back (naive, ringcore-http, tokio_ct, axum, naive,
-  ...), so drift on the shared machine hits all four alike. Before the first run each server
-  must answer three \`GET /plaintext\` pipelined in two writes with three \`Hello, World!\`.
+  workload, the servers run back to back (${SERVERS[*]}, then again), so drift on the shared
+  machine hits all alike. Before its first run each server must answer three
+  \`GET /plaintext\` pipelined in two writes with three \`Hello, World!\`.
 - **CPU per request.** The server's CPU time is the sum over its threads of the first field of
   \`/proc/PID/task/*/schedstat\` (on-CPU ns, including the kernel's TCP and loopback work done
   on those threads), read before and after the measured run, divided by the requests wrk
@@ -222,9 +258,9 @@ is the whole price of the HTTP stack, parsing, routing, the handler and the larg
   (wrk's start-up, connects and exit make that a little longer than ${DUR} s: "wall ms" in the
   per-run table). "wrk busy" is wrk's own user + system time (from the shell's \`times\`
   around wrk) over the same wall time.
-- **Ratios.** "vs naive" ratios are paired: in each repetition the server's figure over naive's
+- **Ratios.** "vs bare" ratios are paired: in each repetition the server's figure over bare's
   from the same repetition and workload, then the median over the repetitions. The
-  per-repetition ratios are listed too.
+  per-repetition ratios are listed too; the plot shows the paired medians of CPU per request.
 - **Clean stop.** Every server is stopped with SIGTERM and must exit 0. This run: $STOPS.
 
 ## Reading the figures
@@ -251,7 +287,9 @@ is the whole price of the HTTP stack, parsing, routing, the handler and the larg
   100% busy shared its cores with other work: its requests/s say nothing about the server
   and its CPU/request is inflated (colder caches, fewer requests per wake-up); the
   repetitions with wrk near 100% busy are the clean ones.
-$(if [ "$REPS" -lt 5 ]; then printf -- '- **This is a %s-repetition run** of %s s: one disturbed run moves a median. Ratios of a\n  few percent need the default mode (5 x 10 s).\n' "$REPS" "$DUR"; fi)
+$(if [ "$MODE" = quick ]; then printf -- '- **This is a quick run** (%s repetitions of %s s)%s: its figures are indicative only; one\n  disturbed run moves a median. Ratios of a few percent need the default mode (5 x 10 s) on a\n  quiet machine.\n' "$REPS" "$DUR" "$(if [ "$(nproc)" -le 2 ]; then echo " on a shared $(nproc)-core VM"; fi)"; fi)
+$(awk -v l="${LOAD_BEFORE%% *}" -v c="$(nproc)" 'BEGIN {if (l >= 0.5 * c) printf "- **This machine was busy with other work** (load average %s on %d CPUs before the run):\n  the figures say as much about that work as about the servers.\n", l, c}')
+$(if [ "$MODE" = quick ]; then :; elif [ "$REPS" -lt 5 ]; then printf -- '- **This is a %s-repetition run** of %s s: one disturbed run moves a median. Ratios of a\n  few percent need the default mode (5 x 10 s).\n' "$REPS" "$DUR"; fi)
 
 ## Machine
 
@@ -264,13 +302,14 @@ $(machine_md)
 $CMDLINE
 \`\`\`
 
-The default mode (\`scripts/bench-http.sh\`: 10 s runs, 5 reps, 2 s warm-up, 60 runs) takes
-about 14 minutes; \`--quick\` (3 s, 3 reps, 1 s warm-up, 36 runs) about 2.5 (both after the
-release build; each stops itself past its budget, 1100 s and 225 s).
+With all ten servers the default mode (\`scripts/bench-http.sh\`: 10 s runs, 5 reps, 2 s
+warm-up, 150 runs) takes about 33 minutes; \`--quick\` (2 s, 2 reps, 1 s warm-up, 60 runs)
+about 4 (both after the release build; each stops itself past its budget, 2300 s and 330 s).
+\`--servers "..."\` runs fewer.
 
 ## Results
 
-Medians over $REPS runs each. CPU ns/request: lower is better. Ratios vs naive: paired
+Medians over $REPS runs each. CPU ns/request: lower is better. Ratios vs bare: paired
 medians (see Method); above 1 means more CPU per request, or more requests/s, than the bare
 loop.
 EOF
@@ -279,7 +318,7 @@ for wl in "${WORKLOADS[@]}"; do
     echo
     echo "### $wl: ${WL_WHAT[$wl]}"
     echo
-    echo "| server | req/s | CPU ns/request | CPU ns/req vs naive | req/s vs naive | core busy | wrk busy | p50 | p99 | max latency | errors |"
+    echo "| server | req/s | CPU ns/request | CPU ns/req vs bare | req/s vs bare | core busy | wrk busy | p50 | p99 | max latency | errors |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for name in "${SERVERS[@]}"; do
         errs=$(awk -v s="$name" '$1 == s {e += $11} END {print e + 0}' "$f")
@@ -291,37 +330,30 @@ for wl in "${WORKLOADS[@]}"; do
         fi
         printf '| %s | %.0f | %.0f | %s | %s | %.1f%% | %.1f%% | %s | %s |\n' "$name" \
             "$(col "$name" 3 "$f")" "$(col "$name" 6 "$f")" \
-            "$(paired "$name" naive 6 "$f")" "$(paired "$name" naive 3 "$f")" \
+            "$(paired "$name" bare 6 "$f")" "$(paired "$name" bare 3 "$f")" \
             "$(col "$name" 7 "$f")" "$(col "$name" 12 "$f")" "$lat" "$errs"
     done
 done
-cat <<EOF
-
-### Ratios to naive in each repetition
-
-CPU ns/request over naive's in the same repetition (then req/s over naive's):
-
-EOF
-others=("${SERVERS[@]:1}")
-hdr="| workload | rep |"
-sep="|---|---:|"
-for name in "${others[@]}"; do hdr+=" $name CPU |"; sep+="---:|"; done
-for name in "${others[@]}"; do hdr+=" $name req/s |"; sep+="---:|"; done
-echo "$hdr"
-echo "$sep"
-for wl in "${WORKLOADS[@]}"; do
-    f="$WORK/runs.$wl"
-    for rep in $(seq "$REPS"); do
-        line="| $wl | $rep |"
-        for c in 6 3; do
+# per_rep TITLE COLUMN: one table, a row per workload and repetition, a column per server.
+per_rep() {
+    local hdr="| workload | rep |" sep="|---|---:|" name wl f rep line
+    for name in "${others[@]}"; do hdr+=" $name |"; sep+="---:|"; done
+    printf '\n%s\n\n%s\n%s\n' "$1" "$hdr" "$sep"
+    for wl in "${WORKLOADS[@]}"; do
+        f="$WORK/runs.$wl"
+        for rep in $(seq "$REPS"); do
+            line="| $wl | $rep |"
             for name in "${others[@]}"; do
-                line+=" $(awk -v a="$name" -v r="$rep" -v c="$c" '$1 == "naive" && $2 == r {b = $c}
+                line+=" $(awk -v a="$name" -v r="$rep" -v c="$2" '$1 == "bare" && $2 == r {b = $c}
                     $1 == a && $2 == r {x = $c} END {if (b > 0) printf "%.3f", x / b; else print "nan"}' "$f") |"
             done
+            echo "$line"
         done
-        echo "$line"
     done
-done
+}
+printf '\n### Ratios to bare in each repetition\n'
+per_rep "CPU ns/request over bare's in the same repetition:" 6
+per_rep "Requests/s over bare's in the same repetition:" 3
 cat <<EOF
 
 ### ringcore-http's own count
@@ -331,18 +363,18 @@ at the limit, N cut at shutdown\`). "wrk" is what wrk counted in the warm-up plu
 run; the difference is requests still in flight when wrk stopped (at most one batch per
 connection), plus the few answered after wrk's clock ran out.
 
-| workload | rep | hello's report | hello requests | wrk requests | difference |
-|---|---:|---|---:|---:|---:|
+| server | workload | rep | hello's report | hello requests | wrk requests | difference |
+|---|---|---:|---|---:|---:|---:|
 EOF
-tail -n +2 "$WORK/hello-reports" | awk '{r = $5; gsub(/_/, " ", r)
-    d = ($3 ~ /^[0-9]+$/) ? $3 - $4 : "nan"
-    printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, r, $3, $4, d}'
+tail -n +2 "$WORK/hello-reports" | awk '{r = $6; gsub(/_/, " ", r)
+    d = ($4 ~ /^[0-9]+$/) ? $4 - $5 : "nan"
+    printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, r, $4, $5, d}'
 if [ -s "$WORK/server-stderr" ]; then
     printf '\nOther lines the servers printed:\n\n```\n'
     head -50 "$WORK/server-stderr"
     printf '```\n'
 else
-    printf '\nNo server printed anything besides its start (and, for hello, stop) line.\n'
+    printf '\nNo server printed anything besides its start and stop lines.\n'
 fi
 cat <<EOF
 
@@ -360,6 +392,6 @@ done
 } >"$WORK/report.md"
 
 mkdir -p "$(dirname "$OUT")"
-cp "$WORK/report.md" "$OUT"
-log "wrote $OUT"
-sed -n '/^## Results/,/^### ringcore-http/p' "$OUT"
+update_doc bench-http.sh "$WORK/report.md" "$OUT"
+log "wrote $OUT and $SVG"
+sed -n '/^## Results/,/^### Ratios to bare/p' "$WORK/report.md"

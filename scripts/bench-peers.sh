@@ -46,8 +46,7 @@ DOC=docs/bench-peers.md
 WRITE_DOC=1
 TIMELINE=0
 PREBUILT=""
-ALL_SERVERS="bare tokio_ct may hyper_ct actix axum rc_uring rc_epoll monoio glommio"
-PICK="$ALL_SERVERS"
+PICK="$PEERS_ALL"
 CMDLINE="scripts/bench-peers.sh $*"
 
 while [ $# -gt 0 ]; do
@@ -72,15 +71,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-declare -A BIN_OF=([bare]=naive_uring [tokio_ct]=tokio_ct [may]=may_hello [hyper_ct]=hyper_ct
-    [actix]=actix_hello [axum]=axum_hello [rc_uring]=hello [rc_epoll]=hello
-    [monoio]=monoio_hello [glommio]=glommio_hello)
-declare -A DRIVER_OF=([rc_uring]=io_uring [rc_epoll]=epoll)
-SERVERS=(bare)
-for s in $PICK; do
-    [ -n "${BIN_OF[$s]:-}" ] || { echo "unknown server $s (known: $ALL_SERVERS)" >&2; exit 2; }
-    [ "$s" = bare ] || SERVERS+=("$s")
-done
+# The servers and how each starts: scripts/lib/bench-common.sh (PEERS_ALL, peer_start).
+pick_servers "$PICK" bare
 [[ $DUR =~ ^[1-9][0-9]*$ ]] || { echo "--dur: whole seconds (wrk's -d), got $DUR" >&2; exit 2; }
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "--reps: a positive number, got $REPS" >&2; exit 2; }
 [[ $WARM =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--warm: seconds, got $WARM" >&2; exit 2; }
@@ -101,31 +93,15 @@ else
     BIN="${CARGO_TARGET_DIR:-target}/release"
 fi
 for name in "${SERVERS[@]}"; do
-    [ -x "$BIN/${BIN_OF[$name]}" ] || die "missing $BIN/${BIN_OF[$name]}"
+    [ -x "$BIN/${PEER_BIN[$name]}" ] || die "missing $BIN/${PEER_BIN[$name]}"
 done
+raise_limits 4096
 [ -x "$BIN/ringcore-load" ] || die "missing $BIN/ringcore-load"
 mkdir -p "$OUT_DIR"
 RUNS="$OUT_DIR/runs.txt"
 : >"$RUNS"
 : >"$WORK/stops"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-
-# server_up NAME: starts NAME pinned to the server core; sets SRV_PID. The first start of each
-# server also checks that it answers pipelined requests and runs on the driver it should.
-declare -A CHECKED=()
-server_up() {
-    local name=$1
-    start_server "$name" "$WORK/$name.log" env RINGCORE_DRIVER="${DRIVER_OF[$name]:-auto}" \
-        taskset -c "$SERVER_CORE" "$BIN/${BIN_OF[$name]}" --addr "$ADDR" --cores 1
-    if [ -z "${CHECKED[$name]:-}" ]; then
-        check_pipelining "$name" "$PORT" /plaintext
-        if [ -n "${DRIVER_OF[$name]:-}" ]; then
-            grep -q "driver: ${DRIVER_OF[$name]}" "$WORK/$name.log" ||
-                die "$name did not start on ${DRIVER_OF[$name]}: $(head -3 "$WORK/$name.log")"
-        fi
-        CHECKED[$name]=1
-    fi
-}
 
 # record NAME PHASE REP RATE ACHIEVED ANSWERS CPU_NS P50 P99 P999 ERRORS: one line in runs.txt.
 record() {
@@ -136,7 +112,7 @@ record() {
 # load_run NAME PHASE REP RATE CONNS [TIMELINE_CSV]: one ringcore-load run against a fresh server.
 load_run() {
     local name=$1 phase=$2 rep=$3 rate=$4 conns=$5 tl=${6:-} pid c0 c1 rc=0 extra=()
-    server_up "$name"
+    peer_start "$name" "$SERVER_CORE" "$ADDR"
     pid=$SRV_PID
     if [ -n "$tl" ]; then
         local every
@@ -165,7 +141,7 @@ print("%.0f %d" % (j["achieved_rate"], sum(j["status_all"].values())), sys.argv[
 # wrk_pipe NAME REP: wrk -t1 -c64, 16 requests per write, against a fresh server.
 wrk_pipe() {
     local name=$1 rep=$2 pid c0 c1 rc=0 n rps
-    server_up "$name"
+    peer_start "$name" "$SERVER_CORE" "$ADDR"
     pid=$SRV_PID
     c0=$(cpu_ns "$pid")
     wrk_run "$CLIENT_CORE" "$DUR" -c64 --latency -s scripts/wrk-pipeline.lua "http://$ADDR" -- 16 \
@@ -175,7 +151,7 @@ wrk_pipe() {
     stop_server "$name" "$pid" "$WORK/stops"
     n=$(wrk_requests <"$WORK/wrk.out")
     rps=$(wrk_rps <"$WORK/wrk.out")
-    [ -n "$n" ] && [ "$n" -gt 0 ] || die "wrk (rc $rc) got no answers from $name: $(tail -3 "$WORK/wrk.out")"
+    { [ -n "$n" ] && [ "$n" -gt 0 ]; } || die "wrk (rc $rc) got no answers from $name: $(tail -3 "$WORK/wrk.out")"
     record "$name" pipe16 "$rep" 0 "${rps%.*}" "$n" "$((c1 - c0))" - - - "$(wrk_errors <"$WORK/wrk.out")"
 }
 
@@ -207,6 +183,7 @@ for name in "${SERVERS[@]}"; do
 done
 awk -v m="$BEST_MAX" 'BEGIN {exit !(m + 0 > 0)}' || die "no closed-loop maximum ($BEST_MAX)"
 log "best peer: $BEST at $BEST_MAX answers/s"
+# shellcheck disable=SC2086 # FRACS is a list
 TOP_FRAC=$(printf '%s\n' $FRACS | sort -g | tail -1)
 for rep in $(seq "$REPS"); do
     for f in $FRACS; do

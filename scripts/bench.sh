@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Tail-latency benchmark, GET /plaintext on one pinned core, open loop: ringcore-http
-# (examples/hello) vs tokio current-thread (tokio_ct), axum (tokio multi-thread), glommio and the
-# bare io_uring loop (naive_uring), all driven by ringcore-load. Writes bench-results/*.json and
-# the generated part of docs/benchmarks.md (between <!-- bench.sh:begin --> and
-# <!-- bench.sh:end -->) plus docs/bench-latency.svg and docs/bench-throughput-latency.svg.
+# Tail-latency benchmark, GET /plaintext on one pinned core, open loop, driven by ringcore-load:
+# ringcore-http (examples/hello) on the io_uring driver (rc_uring) and on the epoll driver
+# (rc_epoll) side by side with its peers (issue 12): the bare io_uring loop (bare, the floor),
+# tokio current-thread (tokio_ct), may_minihttp (may), hyper 1 on current-thread tokio (hyper_ct),
+# actix-web with one worker (actix), axum on tokio multi-thread (axum), monoio and glommio. The
+# servers, their binaries and how each is started: the one table in scripts/lib/bench-common.sh.
+# Writes bench-results/*.json and the generated part of docs/benchmarks.md (between
+# <!-- bench.sh:begin --> and <!-- bench.sh:end -->) plus docs/bench-latency.svg and
+# docs/bench-throughput-latency.svg (bench_report).
 #
-#   scripts/bench.sh            # full: 10 s runs, 2 s warm-up, 3 reps, 6 rates, 10000 idle conns (~25 min)
-#   scripts/bench.sh --quick    # 3 s runs, 1 s warm-up, 1 rep (2 closed-loop), 5 rates, 2000 idle conns (< 5 min)
+#   scripts/bench.sh            # full: 10 s runs, 2 s warm-up, 3 reps, 6 rates, 10000 idle conns (~45 min)
+#   scripts/bench.sh --quick    # 2 s runs, 1 s warm-up, 1 rep (1 closed-loop), 5 rates, 2000 idle conns (~4.5 min)
+#   scripts/bench.sh --quick --servers "rc_uring hyper_ct"   # a subset (tokio_ct is always run)
 #
-# Options: --dur S, --warm S, --reps N, --closed-reps N, --fracs "0.2 0.4 ..." (offered rates as
+# Options: --servers "a b ..." (a subset of bare tokio_ct may hyper_ct actix axum rc_uring rc_epoll
+# monoio glommio, run in this order after tokio_ct; default all), --dur S, --warm S, --reps N,
+# --closed-reps N, --fracs "0.2 0.4 ..." (offered rates as
 # fractions of tokio_ct's closed-loop maximum), --over X (the above-saturation rate: X times the
 # highest closed-loop maximum, default 1.2), --conns N (64), --depth D (1), --idle N, --port P,
 # --server-core C (0), --client-core C (1; a list or range such as 8-15 for a machine with more
@@ -16,14 +23,16 @@
 # --bin DIR (prebuilt binaries: skip the build, e.g. static ones on a machine without cargo),
 # --load PATH (a load generator with ringcore-load's
 # command line and JSON; default: the one built here), --doc FILE (docs/benchmarks.md),
-# --budget S (seconds the measurements may take after the build; the script stops past it).
+# --budget S (seconds the measurements may take after the build: default 3300, quick 360; the
+# script stops past it).
 #
 # Steps: (1) closed loop (--rate 0) per server, interleaved, CLOSED_REPS times: max throughput;
 # (2) for each repetition, for each offered rate (the same absolute rates for every server), the
-# servers back to back (A B C D E), each a fresh server; (3) memory per idle connection with
-# idle_conns. Every run records the server's CPU time (schedstat), the generator core's busy
-# time and the machine's steal time (/proc/stat). Only 127.0.0.1; every run is bounded by
-# `timeout`; only the PIDs started here are signalled.
+# servers back to back (A B C ...), each a fresh server; (3) memory per idle connection of every
+# server with idle_conns (any 200 `Hello, World!` on a kept-alive connection). Every run
+# records the server's CPU time (schedstat), the generator core's busy time and the machine's
+# steal time (/proc/stat). Only 127.0.0.1; every run is bounded by `timeout`; only the PIDs
+# started here are signalled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
@@ -47,13 +56,15 @@ GEN_SHARDS=1
 PREBUILT=""
 LOAD=
 DOC=docs/benchmarks.md
-BUDGET=2400
+BUDGET=3300
+PICK="$PEERS_ALL"
 CMDLINE="scripts/bench.sh $*"
 
 # shellcheck disable=SC2034 # BUDGET is read by check_budget (scripts/lib/bench-common.sh)
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) MODE=quick; DUR=3; WARM=1; REPS=1; CLOSED_REPS=2; FRACS="0.2 0.6 0.8 0.95"; IDLE=2000; BUDGET=270 ;;
+        --quick) MODE=quick; DUR=2; WARM=1; REPS=1; CLOSED_REPS=1; FRACS="0.2 0.6 0.8 0.95"; IDLE=2000; BUDGET=360 ;;
+        --servers) PICK="$2"; shift ;;
         --dur) DUR="$2"; shift ;;
         --warm) WARM="$2"; shift ;;
         --reps) REPS="$2"; shift ;;
@@ -71,18 +82,15 @@ while [ $# -gt 0 ]; do
         --load) LOAD="$2"; shift ;;
         --doc) DOC="$2"; shift ;;
         --budget) BUDGET="$2"; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 
-SERVERS=(ringcore-http tokio_ct axum glommio naive)
-declare -A BIN_OF=([ringcore-http]=hello [tokio_ct]=tokio_ct [axum]=axum_hello [glommio]=glommio_hello [naive]=naive_uring)
-# Memory: idle_conns checks for the fixed 78-byte response, so the servers that send it.
-# ringcore is measured as ringcore_fixed: the same runtime under the fixed response.
-MEM_SERVERS=(ringcore_fixed tokio_ct glommio_hello naive_uring)
-declare -A MEM_NAME=([ringcore_fixed]="ringcore (runtime)" [tokio_ct]=tokio_ct [glommio_hello]=glommio [naive_uring]=naive)
+# The servers and how each starts: scripts/lib/bench-common.sh (PEERS_ALL, peer_start).
+# tokio_ct's closed-loop maximum sets the offered rates, so it is always run.
+pick_servers "$PICK" tokio_ct
 ADDR="127.0.0.1:$PORT"
 URL="http://$ADDR/plaintext"
 bench_init bench
@@ -101,8 +109,11 @@ else
     TARGET_DIR="${CARGO_TARGET_DIR:-target}"
     BIN="$TARGET_DIR/release"
 fi
-for b in hello tokio_ct axum_hello glommio_hello naive_uring ringcore_fixed idle_conns bench_report; do
+for b in idle_conns bench_report; do
     [ -x "$BIN/$b" ] || die "missing $BIN/$b"
+done
+for name in "${SERVERS[@]}"; do
+    [ -x "$BIN/${PEER_BIN[$name]}" ] || die "missing $BIN/${PEER_BIN[$name]}"
 done
 GENERATOR=ringcore-load
 if [ -z "$LOAD" ]; then
@@ -111,23 +122,12 @@ else
     GENERATOR="$LOAD"
 fi
 [ -x "$LOAD" ] || die "missing load generator $LOAD"
-NOFILE=$((IDLE + 1024))
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$NOFILE" ]; then
-    ulimit -n "$NOFILE" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-fi
-# glommio locks memory for its rings (at least 512 KiB of RLIMIT_MEMLOCK).
-if [ "$(ulimit -l)" != unlimited ] && [ "$(ulimit -l)" -lt 8192 ]; then
-    ulimit -l 8192 2>/dev/null || log "warning: RLIMIT_MEMLOCK is $(ulimit -l) KiB; glommio may not start"
-fi
+raise_limits $((IDLE + 1024))
 mkdir -p bench-results
 RESULTS="bench-results/bench-$(date -u +%Y%m%dT%H%M%SZ).json"
 budget_start
 
 # ---------------------------------------------------------------- helpers
-start_one() { # name -> SRV_PID
-    start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/${BIN_OF[$1]}" --addr "$ADDR" --cores 1
-}
-
 stat_snap() { grep '^cpu' /proc/stat >"$1"; }
 # steal % over all CPUs, and busy % of one core, between two snapshots
 steal_pct() {
@@ -151,12 +151,8 @@ json_num() { tr -d ' \n' <"$2" | sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"; }
 run_one() {
     local name=$1 phase=$2 rep=$3 frac=$4 rate=$5 pid c0 c1 t0 t1 rc=0
     check_budget $((RUN_S + 6))
-    start_one "$name"
+    peer_start "$name" "$SERVER_CORE" "$ADDR"
     pid=$SRV_PID
-    if [ -z "${CHECKED[$name]:-}" ]; then
-        check_pipelining "$name" "$PORT" /plaintext
-        CHECKED[$name]=1
-    fi
     rm -f "$WORK/gen.json"
     stat_snap "$WORK/stat0"
     c0=$(cpu_ns "$pid")
@@ -182,7 +178,6 @@ run_one() {
     log "$phase rep $rep $name @ $rate: achieved $ach req/s, p99 ${p99} us, server ${busy}% busy, generator core ${gbusy}%, steal ${steal}%"
 }
 
-declare -A CHECKED
 # whole seconds of one generator run (--dur and --warm may be fractions)
 RUN_S=$(awk -v d="$DUR" -v w="$WARM" 'BEGIN {s = d + w; printf "%d", s == int(s) ? s : int(s) + 1}')
 : >"$WORK/runs.jsonl"
@@ -197,8 +192,9 @@ done
 closed_max() { awk -v s="$1" '$1 == s && $2 == "closed" {print $5}' "$WORK/runs.txt" | median; }
 TOKIO_MAX=$(closed_max tokio_ct)
 TOP_MAX=$(for s in "${SERVERS[@]}"; do closed_max "$s"; done | sort -g | tail -1)
-[[ "$TOKIO_MAX" =~ ^[0-9.]+$ ]] && awk -v m="$TOKIO_MAX" 'BEGIN {exit !(m > 0)}' ||
+if ! [[ "$TOKIO_MAX" =~ ^[0-9.]+$ ]] || ! awk -v m="$TOKIO_MAX" 'BEGIN {exit !(m > 0)}'; then
     die "no closed-loop maximum for tokio_ct ($TOKIO_MAX)"
+fi
 RATES=()
 FRAC_OF=()
 for f in $FRACS; do
@@ -220,10 +216,11 @@ done
 
 # ---------------------------------------------------------------- 3. memory per idle connection
 : >"$WORK/idle.jsonl"
+IDLE_SKIPPED=()
 HOLD=3
-for b in "${MEM_SERVERS[@]}"; do
+for b in "${SERVERS[@]}"; do
     check_budget 40
-    start_server "$b" "$WORK/$b.log" taskset -c "$SERVER_CORE" "$BIN/$b" --addr "$ADDR" --cores 1
+    peer_start "$b" "$SERVER_CORE" "$ADDR"
     pid=$SRV_PID
     taskset -c "$CLIENT_CORE" timeout 20 "$LOAD" --url "$URL" --rate 0 --conns "$CONNS" --duration 1 \
         --warmup 0 --cores 1 --no-progress >/dev/null 2>&1 || true
@@ -244,10 +241,11 @@ for b in "${MEM_SERVERS[@]}"; do
         held=$(rss_kib "$pid")
         per=$(awk -v h="$held" -v w="$warm" -v n="$n" 'BEGIN {printf "%.3f", (h - w) / n}')
         printf '{"server":"%s","binary":"%s","conns":%s,"warm_kib":%s,"held_kib":%s,"kib_per_conn":%s}\n' \
-            "${MEM_NAME[$b]}" "$b" "$n" "$warm" "$held" "$per" >>"$WORK/idle.jsonl"
+            "$b" "${PEER_BIN[$b]}" "$n" "$warm" "$held" "$per" >>"$WORK/idle.jsonl"
         log "$b: VmRSS warm $warm KiB, holding $n idle conns $held KiB -> $per KiB/conn"
     else
         log "idle_conns failed against $b: $(tail -1 "$WORK/idle.err")"
+        IDLE_SKIPPED+=("$b: idle_conns failed ($(tail -1 "$WORK/idle.err" | sed 's/\\/\\\\/g; s/"/\\"/g'))")
     fi
     kill -TERM "$ipid" 2>/dev/null || true
     wait "$ipid" || true
@@ -262,7 +260,7 @@ unclean=$(awk '$2 != 0' "$WORK/stops" | sort | uniq -c || true)
 jstr() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
 crate_v() { awk -v n="$1" '$0 == "name = \"" n "\"" {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock; }
 CRATES=""
-for c in tokio axum hyper glommio io-uring httparse; do CRATES+="$c $(crate_v "$c"), "; done
+for c in tokio axum hyper glommio monoio may_minihttp actix-web io-uring httparse; do CRATES+="$c $(crate_v "$c"), "; done
 CRATES=${CRATES%, }
 MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
@@ -273,9 +271,10 @@ MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     printf '"generator":"%s","dur":%s,"warm":%s,"reps":%s,"closed_reps":%s,"conns":%s,"depth":%s,' "$(jstr "$GENERATOR")" "$DUR" "$WARM" "$REPS" "$CLOSED_REPS" "$CONNS" "$DEPTH"
     printf '"server_core":%s,"client_core":"%s","gen_shards":%s,"tokio_max":%s,"rates":[%s],"results_file":"%s"},' "$SERVER_CORE" "$CLIENT_CORE" "$GEN_SHARDS" "$TOKIO_MAX" "$(IFS=,; echo "${RATES[*]}")" "$RESULTS"
     printf '"servers":["%s"],' "$(printf '%s","' "${SERVERS[@]}" | sed 's/","$//')"
+    printf '"peers":%s,' "$(peers_json)"
     printf '"runs":[%s],' "$(paste -sd, "$WORK/runs.jsonl")"
     printf '"idle":[%s],' "$(paste -sd, "$WORK/idle.jsonl")"
-    printf '"idle_skipped":["hello (ringcore-http) and axum_hello: idle_conns accepts only the fixed 78-byte response, and they send Date (and Server) headers; ringcore is measured as ringcore_fixed, the same runtime with the fixed response"]}\n'
+    printf '"idle_skipped":[%s]}\n' "$(if [ ${#IDLE_SKIPPED[@]} -gt 0 ]; then printf '"%s",' "${IDLE_SKIPPED[@]}" | sed 's/,$//'; fi)"
 } >"$RESULTS"
 "$BIN/bench_report" --results "$RESULTS" --doc "$DOC" --svg-dir "$(dirname "$DOC")"
 log "wrote $RESULTS and $DOC in $(($(date +%s) - T0)) s"

@@ -3,12 +3,14 @@
 //! pipelined `GET /plaintext` requests, split across two writes, with three
 //! `200 Hello, World!` responses in order on one connection, and SIGTERM stops it with exit 0.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringcore_testkit::http1::{RequestKind, Response};
+use support::start;
 
 const PEERS: &[(&str, &str)] = &[
     ("may_hello", env!("CARGO_BIN_EXE_may_hello")),
@@ -16,41 +18,6 @@ const PEERS: &[(&str, &str)] = &[
     ("monoio_hello", env!("CARGO_BIN_EXE_monoio_hello")),
     ("glommio_hello", env!("CARGO_BIN_EXE_glommio_hello")),
 ];
-
-/// Kills the server if the test fails half-way; keeps its stdout open (it prints on exit).
-struct Server(Child, Option<BufReader<std::process::ChildStdout>>);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `bin` on a port the kernel picks and returns it with its `listening on` address.
-fn start(name: &str, bin: &str) -> (Server, String) {
-    let mut child = Command::new(bin)
-        .args(["--addr", "127.0.0.1:0", "--cores", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut server = Server(child, Some(BufReader::new(stdout)));
-    let mut line = String::new();
-    server
-        .1
-        .as_mut()
-        .expect("stdout reader")
-        .read_line(&mut line)
-        .unwrap_or_else(|e| panic!("{name}'s stdout: {e}"));
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{name} printed {line:?}"))
-        .to_string();
-    (server, addr)
-}
 
 /// Three pipelined requests in two writes; the three responses, parsed.
 fn three_pipelined(name: &str, addr: &str) -> Vec<Response> {

@@ -1,7 +1,23 @@
 # shellcheck shell=bash
-# Shared pieces of the server benchmarks (scripts/bench-runtime.sh, scripts/bench-http.sh).
-# Sourced, never run: the caller sets `set -euo pipefail` and `LC_ALL=C`, then calls
-# `bench_init NAME` once before anything else here.
+# Shared pieces of the server benchmarks (scripts/bench.sh, bench-http.sh, bench-peers.sh,
+# bench-runtime.sh, ...). Sourced, never run: the caller sets `set -euo pipefail` and
+# `LC_ALL=C`, then calls `bench_init NAME` once before anything else here.
+#
+# The servers compared (the one table: name -> binary, driver, what it is; see PEERS_ALL below)
+#   PEERS_ALL                the names, in the order the reports list them
+#   PEER_BIN[NAME], PEER_DRIVER[NAME], PEER_WHAT[NAME]
+#                            binary in $BIN; the ringcore driver it must run on (ringcore only);
+#                            one Markdown line on what it is, for the docs' server tables
+#   pick_servers LIST REQUIRED...
+#                            SERVERS=(REQUIRED..., then the other names of LIST in its order),
+#                            every name checked against PEERS_ALL (exit 2 on an unknown one)
+#   peer_start NAME CORE ADDR
+#                            start NAME pinned to CORE (`taskset`, `--addr ADDR --cores 1`),
+#                            log in $WORK/NAME.log; sets SRV_PID. Its first start also checks
+#                            three pipelined requests and, for ringcore, the driver it runs on
+#   peers_json               the selected SERVERS' table as a JSON array (for bench_report)
+#   raise_limits NOFILE      RLIMIT_NOFILE to NOFILE and RLIMIT_MEMLOCK to 8 MiB (glommio) if
+#                            they are lower and may be raised
 #
 #   bench_init NAME          T0, WORK (a temporary folder, removed at exit), traps; log/die
 #                            messages are prefixed with NAME
@@ -55,7 +71,7 @@ bench_cleanup() {
         if kill -0 "$p" 2>/dev/null; then
             kill -TERM "$p" 2>/dev/null || true
             sleep 0.2
-            kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null || true
+            if kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null || true; fi
         fi
     done
     [ -n "${WORK:-}" ] && rm -rf "$WORK"
@@ -144,6 +160,7 @@ wrk_run() { # core seconds wrk-args... -> wrk output; wrk's CPU seconds into $WO
     shift 2
     rm -f "$WORK/wrk.times"
     # `times` in the wrapper shell reports its reaped child's (wrk's) user and system time.
+    # shellcheck disable=SC2016 # the inner script expands its own arguments
     taskset -c "$core" timeout $((secs + 20)) bash -c \
         'wrk "$@"; rc=$?; times >"$0"; exit $rc' "$WORK/wrk.times" -t1 -d"$secs"s "$@" || rc=$?
     awk 'NR == 2 {
@@ -213,4 +230,76 @@ update_doc() { # name report doc
     fi
     cat "$WORK/doc.new" >"$doc"
     log "updated $doc"
+}
+
+# ---------------------------------------------------------------- the servers compared
+# The one place that says which servers the benchmarks compare and how each is started. Every
+# binary takes `--addr HOST:PORT --cores 1` (ringcore-cli's one grammar: `1` is the first core
+# of the process's mask, i.e. the one core `taskset` allows), prints "listening on ADDR" once it
+# accepts, and exits 0 on SIGTERM. Every one answers `GET /plaintext` with `Hello, World!` and
+# answers pipelined requests in order.
+PEERS_ALL="bare tokio_ct may hyper_ct actix axum rc_uring rc_epoll monoio glommio"
+declare -A PEER_BIN=([bare]=naive_uring [tokio_ct]=tokio_ct [may]=may_hello [hyper_ct]=hyper_ct
+    [actix]=actix_hello [axum]=axum_hello [rc_uring]=hello [rc_epoll]=hello
+    [monoio]=monoio_hello [glommio]=glommio_hello)
+# RINGCORE_DRIVER for the ringcore servers (checked against the driver hello reports).
+declare -A PEER_DRIVER=([rc_uring]=io_uring [rc_epoll]=epoll)
+# Markdown, backticks included (hence single quotes).
+# shellcheck disable=SC2034,SC2016 # read by the scripts that source this file
+declare -A PEER_WHAT=(
+    [bare]='the bare loop straight on the `io-uring` crate, no runtime: multishot accept, multishot recv on a provided buffer ring, requests counted by `\r\n\r\n` (no HTTP parsing), the fixed 78-byte response (no `Date`), one send per receive. The floor'
+    [tokio_ct]='one current-thread tokio runtime per core (`SO_REUSEPORT`), readiness + `try_read`, requests counted by `\r\n\r\n` (no HTTP parsing), the fixed 78-byte response: the strongest tokio setup'
+    [may]='may_minihttp 0.1 (its own HTTP/1 server) on the `may` stackful-coroutine runtime, one worker; adds `Date` and `Server: M`'
+    [hyper_ct]='hyper 1 HTTP/1 server on one current-thread tokio runtime (a `LocalSet` per core), `TCP_NODELAY`; hyper adds `Date`'
+    [actix]='actix-web 4 (default features off), one worker; actix adds `Date`'
+    [axum]='axum 0.8 on hyper 1 and tokio'"'"'s multi-thread runtime with one worker thread, `TCP_NODELAY`: what a tokio user writes; adds `Date`'
+    [rc_uring]='ringcore-http'"'"'s `hello` (`examples/hello`) on the io_uring driver: the full stack, httparse-based strict parser, router, `async fn plaintext() -> &'"'"'static str`, per-core cached `Date`, `Server`'
+    [rc_epoll]='the same `hello` on ringcore'"'"'s epoll driver'
+    [monoio]='monoio 0.2 (io_uring driver), one runtime per core, a 4 KiB owned buffer per connection, httparse, the fixed 78-byte response'
+    [glommio]='glommio 0.9, one `LocalExecutor` per core, a 4 KiB buffer per connection, httparse, the fixed 78-byte response'
+)
+
+pick_servers() { # "list" required... -> SERVERS
+    local s
+    SERVERS=("${@:2}")
+    for s in $1; do
+        [ -n "${PEER_BIN[$s]:-}" ] || { echo "unknown server $s (known: $PEERS_ALL)" >&2; exit 2; }
+        [[ " ${SERVERS[*]} " == *" $s "* ]] || SERVERS+=("$s")
+    done
+}
+
+declare -A PEER_CHECKED=()
+peer_start() { # name core addr -> SRV_PID
+    local name=$1 core=$2 addr=$3
+    start_server "$name" "$WORK/$name.log" env RINGCORE_DRIVER="${PEER_DRIVER[$name]:-auto}" \
+        taskset -c "$core" "$BIN/${PEER_BIN[$name]}" --addr "$addr" --cores 1
+    [ -z "${PEER_CHECKED[$name]:-}" ] || return 0
+    check_pipelining "$name" "${addr##*:}" /plaintext
+    if [ -n "${PEER_DRIVER[$name]:-}" ]; then
+        grep -q "driver: ${PEER_DRIVER[$name]}" "$WORK/$name.log" ||
+            die "$name did not start on ${PEER_DRIVER[$name]}: $(head -3 "$WORK/$name.log")"
+    fi
+    PEER_CHECKED[$name]=1
+}
+
+peers_json() { # the selected SERVERS -> [{"name", "binary", "driver", "what"}, ...]
+    local s sep="" esc
+    printf '['
+    for s in "${SERVERS[@]}"; do
+        esc=$(printf '%s' "${PEER_WHAT[$s]}" | sed 's/\\/\\\\/g; s/"/\\"/g')
+        printf '%s{"name":"%s","binary":"%s","driver":"%s","what":"%s"}' "$sep" "$s" \
+            "${PEER_BIN[$s]}" "${PEER_DRIVER[$s]:-}" "$esc"
+        sep=,
+    done
+    printf ']'
+}
+
+raise_limits() { # nofile
+    if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$1" ]; then
+        ulimit -n "$1" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    fi
+    # glommio locks memory for its rings (at least 512 KiB of RLIMIT_MEMLOCK).
+    if [ "$(ulimit -l)" != unlimited ] && [ "$(ulimit -l)" -lt 8192 ]; then
+        ulimit -l 8192 2>/dev/null || log "warning: RLIMIT_MEMLOCK is $(ulimit -l) KiB; glommio may not start"
+    fi
 }

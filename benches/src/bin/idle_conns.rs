@@ -3,6 +3,11 @@
 //!
 //! Run with: `idle_conns --addr 127.0.0.1:8080 --conns 10000 --hold 10`
 //!
+//! The request is `GET /plaintext`; the answer must be one complete `200` response with the
+//! body `Hello, World!` that keeps the connection open (read with the workspace's one HTTP/1
+//! response parser, `ringcore_testkit::http1`), so any server of the benchmarks qualifies,
+//! whatever headers it adds (`Date`, `Server`, ...).
+//!
 //! Prints `ready N` (N = connections established and answered) once every connection has its
 //! response, then holds them `--hold` seconds (at most 600) and exits 0. It raises its own
 //! RLIMIT_NOFILE as far as the hard limit allows. Exits non-zero if not every connection
@@ -13,9 +18,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ringcore_benches::{resolve, RESPONSE};
+use ringcore_benches::resolve;
+use ringcore_testkit::http1::{RequestKind, Response};
 
-const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+const REQUEST: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+const BODY: &[u8] = b"Hello, World!";
+/// The longest response accepted (a plaintext answer is under 200 bytes).
+const MAX_RESPONSE: usize = 4096;
 const MAX_HOLD_S: u64 = 600;
 
 /// Opens many keep-alive connections, one request each, then holds them idle.
@@ -79,9 +88,20 @@ fn open_one(addr: SocketAddr, deadline: Instant) -> io::Result<TcpStream> {
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(left.max(Duration::from_millis(10))))?;
     s.write_all(REQUEST)?;
-    let mut got = [0u8; 256];
+    let mut got = [0u8; MAX_RESPONSE];
     let mut n = 0;
-    while n < RESPONSE.len() {
+    let response = loop {
+        let parsed = Response::parse(&got[..n], RequestKind::Other, false)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad response: {e}")))?;
+        if let Some((response, _)) = parsed {
+            break response;
+        }
+        if n == got.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("no complete response in {MAX_RESPONSE} bytes"),
+            ));
+        }
         let r = s.read(&mut got[n..])?;
         if r == 0 {
             return Err(io::Error::new(
@@ -90,9 +110,12 @@ fn open_one(addr: SocketAddr, deadline: Instant) -> io::Result<TcpStream> {
             ));
         }
         n += r;
-    }
-    if &got[..RESPONSE.len()] != RESPONSE {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected response"));
+    };
+    if response.status != 200 || response.body != BODY || response.has_close() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected response: {}", response.head_raw.trim_end()),
+        ));
     }
     Ok(s)
 }

@@ -1,0 +1,39 @@
+//! What the benches' process tests share: starting a server binary on a port the kernel picks.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// Kills the server if the test fails half-way; keeps its stdout open (it prints on exit).
+pub(crate) struct Server(pub(crate) Child, Option<BufReader<std::process::ChildStdout>>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `bin` on a port the kernel picks and returns it with its `listening on` address.
+pub(crate) fn start(name: &str, bin: &str) -> (Server, String) {
+    let mut child = Command::new(bin)
+        .args(["--addr", "127.0.0.1:0", "--cores", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut server = Server(child, Some(BufReader::new(stdout)));
+    let mut line = String::new();
+    server
+        .1
+        .as_mut()
+        .expect("stdout reader")
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{name}'s stdout: {e}"));
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{name} printed {line:?}"))
+        .to_string();
+    (server, addr)
+}
