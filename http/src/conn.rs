@@ -249,6 +249,19 @@ async fn flush<T: Transport>(stream: &T, out: &mut Vec<u8>, cfg: &ConnConfig, co
     flush_timed(stream, out, cfg, core, &mut None).await
 }
 
+/// [`flush_timed`], after recording the metrics of the answers in `out`.
+async fn flush_answered<T: Transport, S: 'static>(
+    stream: &T,
+    out: &mut Vec<u8>,
+    cfg: &ConnConfig,
+    core: &CoreConns,
+    timer: &mut Option<LazyTimer>,
+    answered: &mut crate::router::Answered<'_, S>,
+) -> bool {
+    answered.record();
+    flush_timed(stream, out, cfg, core, timer).await
+}
+
 /// [`flush`] with the write timer of a busy stretch (see [`send_all`]).
 async fn flush_timed<T: Transport>(
     stream: &T,
@@ -488,6 +501,9 @@ async fn serve_busy<S: 'static, T: Transport>(
     let mut idle_timer: Option<LazyTimer> = None;
     // The write deadline's timer, lazily moved like the idle one (see `send_all`).
     let mut write_timer: Option<LazyTimer> = None;
+    // The route metrics of the plain path's answers, recorded as they are sent (one clock
+    // read per flush).
+    let mut answered = router.answered();
     parser.push(&first);
     drop(first);
     loop {
@@ -516,7 +532,9 @@ async fn serve_busy<S: 'static, T: Transport>(
                 }
                 Err(e) => {
                     error_response(&mut out, cfg, e);
-                    return Busy::Closed(flush_timed(stream, &mut out, cfg, core, &mut write_timer).await);
+                    return Busy::Closed(
+                        flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await,
+                    );
                 }
             };
             head_started = None;
@@ -537,13 +555,13 @@ async fn serve_busy<S: 'static, T: Transport>(
                         Routed::Ready(r) => r,
                         Routed::Running(f) => f.await,
                     };
-                    router.finish(started, &resp);
+                    answered.push(started, resp.status_code());
                     resp
                 }
                 None => router.handle(Request::new(raw, peer, arrived)).await,
                 Some(shared) => {
                     // Earlier answers of the batch go out before the handler waits on its body.
-                    if !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
+                    if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await {
                         return Busy::Closed(false);
                     }
                     let body = RequestBody::Stream(BodyStream::from_conn(shared.clone()));
@@ -625,7 +643,9 @@ async fn serve_busy<S: 'static, T: Transport>(
                     if !is_head && !bodyless {
                         if out.len() + b.len() > cap && b.len() > 16 * 1024 {
                             // A large body goes out in its own write, without a copy.
-                            if !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
+                            if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered)
+                                .await
+                            {
                                 return Busy::Closed(false);
                             }
                             let advance: fn(&mut Bytes, usize) = bytes::Buf::advance;
@@ -666,7 +686,9 @@ async fn serve_busy<S: 'static, T: Transport>(
                             if closed {
                                 break;
                             }
-                            if !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
+                            if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered)
+                                .await
+                            {
                                 return Busy::Closed(false);
                             }
                             match rx.next().await {
@@ -679,17 +701,20 @@ async fn serve_busy<S: 'static, T: Transport>(
                             out.extend_from_slice(encode::LAST_CHUNK);
                         } else {
                             return Busy::Closed(
-                                flush_timed(stream, &mut out, cfg, core, &mut write_timer).await,
+                                flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered)
+                                    .await,
                             );
                         }
                     }
                 }
             }
             if !keep_alive {
-                return Busy::Closed(flush_timed(stream, &mut out, cfg, core, &mut write_timer).await);
+                return Busy::Closed(
+                    flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await,
+                );
             }
             if let Some(mut clock) = drain_after {
-                if !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
+                if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await {
                     return Busy::Closed(false);
                 }
                 if !drain_unread(stream, &mut parser, &mut clock, cfg).await {
@@ -698,7 +723,9 @@ async fn serve_busy<S: 'static, T: Transport>(
             }
             // The pending-output cap: nothing more is read or handled until this is written,
             // so a client that never reads meets TCP flow control, not a growing queue.
-            if out.len() >= cap && !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
+            if out.len() >= cap
+                && !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await
+            {
                 return Busy::Closed(false);
             }
         }
@@ -726,7 +753,7 @@ async fn serve_busy<S: 'static, T: Transport>(
             out.extend_from_slice(encode::CONTINUE);
             parser.continue_sent();
         }
-        if !flush_timed(stream, &mut out, cfg, core, &mut write_timer).await {
+        if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await {
             return Busy::Closed(false);
         }
         if core.drain.is_draining() && !parser.has_partial() {
@@ -788,7 +815,9 @@ async fn serve_busy<S: 'static, T: Transport>(
             Read::Eof | Read::Failed | Read::Drained => return Busy::Closed(false),
             Read::TimedOut => {
                 timeout_response(&mut out, cfg);
-                return Busy::Closed(flush_timed(stream, &mut out, cfg, core, &mut write_timer).await);
+                return Busy::Closed(
+                    flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await,
+                );
             }
         }
     }

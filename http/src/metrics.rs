@@ -19,7 +19,10 @@
 //!   [`Server::latency_buckets`](crate::Server::latency_buckets)), so latency can be
 //!   aggregated across instances and windows (`histogram_quantile(0.99, sum by (le)
 //!   (rate(..._bucket[5m])))`): from the moment the request's bytes reached the core to the
-//!   moment its response was ready, per route pattern (not per path, so label cardinality
+//!   moment its response was handed to the socket (with an access log or request spans on,
+//!   and for [`Router::oneshot`](crate::Router::oneshot): to the moment it was ready; the
+//!   difference is the time an answer waits behind the rest of its pipelined batch), per
+//!   route pattern (not per path, so label cardinality
 //!   is bounded; `/items/{id}` is labelled `/items/:id`, `{*rest}` as `*rest`); requests that
 //!   match no route count as `route="unmatched"`. Bucket counts are exact (one counter per
 //!   bucket per route per core). Next to them each route keeps its per-core `hdrhistogram`
@@ -121,11 +124,11 @@ impl Buckets {
     }
 
     #[inline]
-    fn record(&mut self, us: u64) {
+    fn record_n(&mut self, us: u64, n: u64) {
         // The first bound >= us (`le` is inclusive); past the last, `+Inf`.
         let i = self.bounds.partition_point(|&b| b < us);
-        self.counts[i] += 1;
-        self.sum_us = self.sum_us.saturating_add(us);
+        self.counts[i] += n;
+        self.sum_us = self.sum_us.saturating_add(us.saturating_mul(n));
     }
 }
 
@@ -182,15 +185,22 @@ impl RouteMetrics {
     /// Records one answered request that arrived at `since`.
     #[inline]
     pub(crate) fn record(&self, method: &Method, status: StatusCode, since: Instant) {
-        let us = since.elapsed().as_micros().clamp(1, u128::from(HIST_MAX_US)) as u64;
+        self.record_n(method, status.as_u16(), since, Instant::now(), 1);
+    }
+
+    /// Records `n` answered requests that arrived at `since` and were answered at `now`.
+    pub(crate) fn record_n(&self, method: &Method, code: u16, since: Instant, now: Instant, n: u64) {
+        let us = now
+            .saturating_duration_since(since)
+            .as_micros()
+            .clamp(1, u128::from(HIST_MAX_US)) as u64;
         // Saturating record: values are clamped into the histogram's range above.
-        let _ = self.hist.borrow_mut().record(us);
-        self.buckets.borrow_mut().record(us);
-        let code = status.as_u16();
+        let _ = self.hist.borrow_mut().record_n(us, n);
+        self.buckets.borrow_mut().record_n(us, n);
         let mut by = self.by_status.borrow_mut();
         match by.iter_mut().find(|(m, c, _)| *c == code && m == method) {
-            Some(e) => e.2 += 1,
-            None => by.push((method.clone(), code, 1)),
+            Some(e) => e.2 += n,
+            None => by.push((method.clone(), code, n)),
         }
     }
 }
@@ -439,7 +449,7 @@ mod tests {
             Duration::from_micros(100),
         ]));
         for us in [1, 10, 11, 100, 101, 5_000] {
-            b.record(us);
+            b.record_n(us, 1);
         }
         assert_eq!(b.counts, [2, 2, 2]);
         assert_eq!(b.sum_us, 1 + 10 + 11 + 100 + 101 + 5_000);

@@ -450,7 +450,7 @@ impl<S: 'static> Router<S> {
     }
 
     /// True if requests take the connection's plain path ([`start`](Self::start) and
-    /// [`finish`](Self::finish)): no access log, and no subscriber wants request spans.
+    /// [`Answered`]): no access log, and no subscriber wants request spans.
     /// Otherwise the connection calls [`handle`](Self::handle), which adds both.
     pub(crate) fn plain(&self) -> bool {
         !self.access_log && !crate::span::spans_wanted()
@@ -459,7 +459,7 @@ impl<S: 'static> Router<S> {
     /// Routes a request read off a connection and starts its handler (what
     /// [`handle`](Self::handle) does, without the span and the access log, and without
     /// wrapping the handler's future in two more): the connection awaits the handler's own
-    /// future, then calls [`finish`](Self::finish). The [`Request`] is built only here, once
+    /// future, then records the answer in its [`Answered`]. The [`Request`] is built only here, once
     /// its route is known, straight into the handler's argument (it is ~300 bytes, and each
     /// move of it is a copy).
     #[inline(always)]
@@ -482,10 +482,19 @@ impl<S: 'static> Router<S> {
         (routed, Started { route, method, since })
     }
 
-    /// Records an answered request [`start`](Self::start)ed: its route's latency and status.
-    pub(crate) fn finish(&self, started: Started, resp: &Response) {
+    /// The answers a connection [`start`](Self::start)s, to be recorded as they are sent.
+    pub(crate) fn answered(&self) -> Answered<'_, S> {
+        Answered {
+            router: self,
+            run: None,
+            runs: Vec::new(),
+        }
+    }
+
+    /// Records `n` answers [`start`](Self::start)ed alike, answered at `now`.
+    fn record_started(&self, started: &Started, code: u16, now: Instant, n: u64) {
         let metrics = started.route.map_or(&self.unmatched, |i| &self.metrics[i]);
-        metrics.record(&started.method, resp.status_code(), started.since);
+        metrics.record_n(&started.method, code, started.since, now, n);
     }
 
     async fn dispatch(&self, req: Request, span: &tracing::Span) -> (Response, Option<usize>) {
@@ -570,7 +579,63 @@ impl Routed {
     }
 }
 
-/// What [`Router::start`] keeps for [`Router::finish`].
+/// The route metrics of the answers [`Router::start`]ed on one connection and not recorded yet.
+/// They are recorded together when the connection hands their bytes to the socket
+/// ([`record`](Answered::record), before each flush) or when this is dropped, with one clock
+/// read for them all: a pipelined batch of answers costs one read, and a run of answers with
+/// the same route, method, status and arrival (a batch read at once) one histogram update.
+/// An answer's latency is thus from its arrival to when it is written (as `$request_time` in
+/// nginx counts up to the send); a handler's own time is inside it.
+pub(crate) struct Answered<'r, S: 'static> {
+    router: &'r Router<S>,
+    /// The latest run of alike answers (same route, method, status and arrival) and its length:
+    /// a connection's answers mostly come in such runs, kept here without an allocation.
+    run: Option<(Started, u16, u64)>,
+    /// Earlier runs since the last record.
+    runs: Vec<(Started, u16, u64)>,
+}
+
+impl<S: 'static> Answered<'_, S> {
+    /// An answer to record with the next batch.
+    pub(crate) fn push(&mut self, started: Started, status: StatusCode) {
+        let code = status.as_u16();
+        match &mut self.run {
+            Some((s, c, n))
+                if s.route == started.route
+                    && *c == code
+                    && s.since == started.since
+                    && s.method == started.method =>
+            {
+                *n += 1
+            }
+            _ => {
+                if let Some(earlier) = self.run.replace((started, code, 1)) {
+                    self.runs.push(earlier);
+                }
+            }
+        }
+    }
+
+    /// Records every answer pushed since the last call.
+    pub(crate) fn record(&mut self) {
+        let Some((started, code, n)) = self.run.take() else {
+            return;
+        };
+        let now = Instant::now();
+        for (s, c, k) in self.runs.drain(..) {
+            self.router.record_started(&s, c, now, k);
+        }
+        self.router.record_started(&started, code, now, n);
+    }
+}
+
+impl<S: 'static> Drop for Answered<'_, S> {
+    fn drop(&mut self) {
+        self.record();
+    }
+}
+
+/// What [`Router::start`] keeps for the answer's metrics ([`Answered`]).
 pub(crate) struct Started {
     route: Option<usize>,
     method: Method,

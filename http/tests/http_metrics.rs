@@ -248,6 +248,86 @@ fn latency_buckets_are_configurable_and_count_each_request_once() {
     server.stop();
 }
 
+/// Pipelined answers are recorded together when their batch is written (one clock read for
+/// the batch): every answer is still counted once, under its own route, method and status, and
+/// a slow handler's time is in its latency.
+#[test]
+fn a_pipelined_batch_counts_every_answer_under_its_own_route_and_status() {
+    let server = start_with(
+        |s| s.cores(Cores::Count(1)),
+        || {
+            Router::new()
+                .route("/a", get(|| async { "a" }))
+                .route(
+                    "/teapot",
+                    get(|| async { (ringcore_http::StatusCode::IM_A_TEAPOT, "t") }),
+                )
+                .route(
+                    "/slow",
+                    get(|| async {
+                        ringcore_http::runtime::time::sleep(Duration::from_millis(5)).await;
+                        "slow"
+                    }),
+                )
+                .route("/metrics", get(ringcore_http::metrics::prometheus))
+        },
+    );
+    let mut batch = Vec::new();
+    let order: Vec<&str> = std::iter::repeat("/a")
+        .take(16)
+        .chain(["/teapot"; 3])
+        .chain(["/slow"; 2])
+        .chain(["/a"; 5])
+        .chain(["/nope"])
+        .collect();
+    for path in &order {
+        batch.extend_from_slice(&get_req(path));
+    }
+    let mut c = server.client();
+    c.send(&batch);
+    for path in &order {
+        let r = c.read_response();
+        let want = match *path {
+            "/teapot" => 418,
+            "/nope" => 404,
+            _ => 200,
+        };
+        assert_eq!(r.status, want, "{path}: {}", r.head_raw);
+    }
+    let s = scrape(server.addr);
+    let count = |route: &str, code: &str| {
+        value(
+            &s,
+            "ringcore_http_requests_total",
+            &[("route", route), ("method", "GET"), ("code", code)],
+        )
+    };
+    assert_eq!(count("/a", "200"), Some(21.0));
+    assert_eq!(count("/teapot", "418"), Some(3.0));
+    assert_eq!(count("/slow", "200"), Some(2.0));
+    assert_eq!(count("unmatched", "404"), Some(1.0));
+    let hist_count = |route: &str| {
+        value(
+            &s,
+            "ringcore_http_request_duration_seconds_count",
+            &[("route", route)],
+        )
+    };
+    assert_eq!(hist_count("/a"), Some(21.0));
+    assert_eq!(hist_count("/slow"), Some(2.0));
+    let slow_sum = value(
+        &s,
+        "ringcore_http_request_duration_seconds_sum",
+        &[("route", "/slow")],
+    )
+    .expect("sum");
+    assert!(
+        slow_sum >= 0.010,
+        "two answers after 5 ms sleeps sum to {slow_sum}"
+    );
+    server.stop();
+}
+
 #[test]
 fn metrics_parse_and_count_every_request_across_cores() {
     let server = start_with(
