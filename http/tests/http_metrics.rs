@@ -202,6 +202,18 @@ mod strict {
     }
 }
 
+/// `app` with `/slow` (a 5 ms sleep) and `/metrics`.
+fn with_slow_and_metrics(app: Router) -> Router {
+    app.route(
+        "/slow",
+        get(|| async {
+            ringcore_http::runtime::time::sleep(Duration::from_millis(5)).await;
+            "slow"
+        }),
+    )
+    .route("/metrics", get(ringcore_http::metrics::prometheus))
+}
+
 #[test]
 fn latency_buckets_are_configurable_and_count_each_request_once() {
     let server = start_with(
@@ -209,17 +221,7 @@ fn latency_buckets_are_configurable_and_count_each_request_once() {
             s.cores(Cores::Count(2))
                 .latency_buckets(vec![Duration::from_millis(1), Duration::from_secs(1)])
         },
-        || {
-            Router::new()
-                .route(
-                    "/slow",
-                    get(|| async {
-                        ringcore_http::runtime::time::sleep(Duration::from_millis(5)).await;
-                        "slow"
-                    }),
-                )
-                .route("/metrics", get(ringcore_http::metrics::prometheus))
-        },
+        || with_slow_and_metrics(Router::new()),
     );
     for _ in 0..4 {
         assert_eq!(common::roundtrip(server.addr, &get_req("/slow")).status, 200);
@@ -256,20 +258,11 @@ fn a_pipelined_batch_counts_every_answer_under_its_own_route_and_status() {
     let server = start_with(
         |s| s.cores(Cores::Count(1)),
         || {
-            Router::new()
-                .route("/a", get(|| async { "a" }))
-                .route(
-                    "/teapot",
-                    get(|| async { (ringcore_http::StatusCode::IM_A_TEAPOT, "t") }),
-                )
-                .route(
-                    "/slow",
-                    get(|| async {
-                        ringcore_http::runtime::time::sleep(Duration::from_millis(5)).await;
-                        "slow"
-                    }),
-                )
-                .route("/metrics", get(ringcore_http::metrics::prometheus))
+            let app = Router::new().route("/a", get(|| async { "a" })).route(
+                "/teapot",
+                get(|| async { (ringcore_http::StatusCode::IM_A_TEAPOT, "t") }),
+            );
+            with_slow_and_metrics(app)
         },
     );
     let mut batch = Vec::new();
