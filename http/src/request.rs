@@ -93,10 +93,14 @@ pub(crate) fn route_path(pq: &[u8]) -> &str {
 
 /// [`route_path`] as bytes: the path before any `?`, or `/` when that is empty.
 pub(crate) fn route_path_bytes(pq: &[u8]) -> &[u8] {
-    let path = match pq.iter().position(|&b| b == b'?') {
+    or_root(match pq.iter().position(|&b| b == b'?') {
         Some(q) => &pq[..q],
         None => pq,
-    };
+    })
+}
+
+/// The path routed on: `path`, or `/` when it is empty (absolute-form without a path).
+pub(crate) fn or_root(path: &[u8]) -> &[u8] {
     if path.is_empty() {
         b"/"
     } else {
@@ -230,16 +234,7 @@ impl Request {
         params: Vec<(String, String)>,
     ) -> Self {
         let body = RequestBody::Full(std::mem::take(&mut raw.body));
-        Self {
-            parts: Parts {
-                raw: Some(raw),
-                params,
-                peer,
-                arrived: Some(arrived),
-                extensions: Extensions::default(),
-            },
-            body,
-        }
+        Self::read(raw, peer, arrived, params, body)
     }
 
     /// A request read off a connection whose body arrives through `body`.
@@ -249,10 +244,22 @@ impl Request {
         arrived: Instant,
         body: RequestBody,
     ) -> Self {
+        Self::read(raw, peer, arrived, Vec::new(), body)
+    }
+
+    /// A request read off a connection, from all its pieces.
+    #[inline(always)]
+    fn read(
+        raw: RawRequest,
+        peer: Option<SocketAddr>,
+        arrived: Instant,
+        params: Vec<(String, String)>,
+        body: RequestBody,
+    ) -> Self {
         Self {
             parts: Parts {
                 raw: Some(raw),
-                params: Vec::new(),
+                params,
                 peer,
                 arrived: Some(arrived),
                 extensions: Extensions::default(),

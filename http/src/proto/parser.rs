@@ -75,12 +75,7 @@ impl RawRequest {
     /// empty (as [`route_path_bytes`](crate::request::route_path_bytes) of
     /// [`path_and_query`](Self::path_and_query), with the `?` found by the scanner).
     pub(crate) fn route_path(&self) -> &[u8] {
-        let path = &self.head_bytes[self.head.path_and_query.start..self.head.path_end];
-        if path.is_empty() {
-            b"/"
-        } else {
-            path
-        }
+        crate::request::or_root(&self.head_bytes[self.head.path_and_query.start..self.head.path_end])
     }
 
     /// Header fields in order, as (name, value) bytes.
