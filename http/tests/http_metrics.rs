@@ -530,8 +530,13 @@ fn open_loop(
                 c.set_read_timeout(Duration::from_secs(10));
                 let mut mine = Vec::new();
                 loop {
+                    // `done` is read before the queue: once the writer is done, every
+                    // request it sent is already in `times`, so an empty queue then means
+                    // every answer was read. (The other order loses the last answer when
+                    // the writer sends it between the two reads.)
+                    let finished = done.load(Ordering::SeqCst);
                     let pending = !times.lock().expect("times").is_empty();
-                    if !pending && done.load(Ordering::SeqCst) {
+                    if !pending && finished {
                         break;
                     }
                     if !pending {
