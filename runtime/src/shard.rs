@@ -177,6 +177,9 @@ impl Wake for NoopWake {
 }
 
 fn release_deferred(cx: &Context) {
+    if !cx.driver.borrow().has_deferred() {
+        return;
+    }
     // The waker list is reused (taken out, so a waker's `wake` may reach the context).
     let mut wake = std::mem::take(&mut *cx.deferred_wakes.borrow_mut());
     let mut gone: Vec<Box<dyn Any>> = Vec::new();
@@ -188,8 +191,8 @@ fn release_deferred(cx: &Context) {
     drop(gone);
 }
 
-fn fire_timers(cx: &Context, buf: &mut Vec<Waker>) {
-    let now = Instant::now();
+/// Fires the timers due at `now` (the caller's clock read) and makes it the loop's instant.
+fn fire_timers(cx: &Context, buf: &mut Vec<Waker>, now: Instant) {
     crate::time::set_loop_now(now);
     cx.timers.borrow_mut().expire(now, buf);
     for w in buf.drain(..) {
@@ -198,7 +201,7 @@ fn fire_timers(cx: &Context, buf: &mut Vec<Waker>) {
 }
 
 fn inbox_empty(cx: &Context) -> bool {
-    cx.shared.receivers[cx.shard_id].iter().all(|r| r.is_empty())
+    !cx.shared.shards[cx.shard_id].may_have_mail()
 }
 
 fn take_remote_wakes(cx: &Context) {
@@ -258,13 +261,15 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
         // multishot receive had ended): release them now, not after the next park, or a
         // closed connection would stay open until something else woke this core.
         release_deferred(cx);
-        fire_timers(cx, &mut wakers);
+        // One clock read before parking: the timers, the spin decision and the wait's
+        // timeout all use it (and one more after the wait).
+        let mut now = Instant::now();
+        fire_timers(cx, &mut wakers, now);
 
         if handled > 0 || cx.mesh.pending_replies() > 0 {
-            last_mesh = Instant::now();
+            last_mesh = now;
         }
         if !spin.is_zero() && !cx.executor.has_ready() && handled == 0 {
-            let now = Instant::now();
             let next_timer = cx.timers.borrow().next_deadline();
             let timer_soon = next_timer.is_some_and(|d| d <= now + spin);
             let talking = multi_shard && now.duration_since(last_mesh) < spin;
@@ -281,7 +286,8 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
                         last_mesh = Instant::now();
                     }
                 }
-                fire_timers(cx, &mut wakers);
+                now = Instant::now();
+                fire_timers(cx, &mut wakers, now);
             }
         }
 
@@ -303,18 +309,18 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
                     deadline = Some(deadline.map_or(g, |d| d.min(g)));
                 }
                 if cx.mesh.has_backlog() {
-                    let retry = Instant::now() + MESH_RETRY;
+                    let retry = now + MESH_RETRY;
                     deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
                 }
                 stats::bump(&remote.stats.parks, 1);
-                Wait::Until(deadline)
+                Wait::Until { deadline, now }
             }
         };
         let turned = cx.driver.borrow_mut().turn(remote, wait);
         remote.set_parked(false);
         turned?;
         release_deferred(cx);
-        fire_timers(cx, &mut wakers);
+        fire_timers(cx, &mut wakers, Instant::now());
         stats::set(&remote.stats.timers_pending, cx.timers.borrow().len() as u64);
     }
 }

@@ -70,6 +70,9 @@ pub(crate) struct ShardRemote {
     /// Task wake-ups coming from threads that are not this shard (rare path).
     pub(crate) remote_wakes: Mutex<Vec<(usize, u32)>>,
     pub(crate) has_remote_wakes: AtomicBool,
+    /// Set by every sender after it queued a message to this shard; the shard clears it
+    /// before it reads its inboxes, so a turn with no mail reads none of them.
+    pub(crate) has_mail: AtomicBool,
     /// Set when the shard has left its loop: the mesh refuses new messages to it.
     pub(crate) exited: AtomicBool,
     /// Set once its exit has handed over every reply and notice it could (after `exited`):
@@ -85,6 +88,7 @@ impl ShardRemote {
             stats: Padded::default(),
             remote_wakes: Mutex::new(Vec::new()),
             has_remote_wakes: AtomicBool::new(false),
+            has_mail: AtomicBool::new(false),
             exited: AtomicBool::new(false),
             drained: AtomicBool::new(false),
         })
@@ -106,6 +110,19 @@ impl ShardRemote {
         } else {
             self.parked.clear();
         }
+    }
+
+    /// Tells the shard a message was queued to it (its next turn reads its inboxes) and
+    /// wakes it if it is parked.
+    pub(crate) fn mail(&self) {
+        self.has_mail.store(true, Ordering::SeqCst);
+        self.unpark();
+    }
+
+    /// Whether a message may be waiting (set by [`mail`](Self::mail); pairs with the
+    /// fences of the park flag: a parking shard either sees it or is woken).
+    pub(crate) fn may_have_mail(&self) -> bool {
+        self.has_mail.load(Ordering::SeqCst)
     }
 
     /// Wakes the shard out of its ring wait, but only if it is parked (no syscall otherwise).

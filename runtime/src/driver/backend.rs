@@ -117,6 +117,14 @@ impl Driver {
         }
     }
 
+    /// Whether wakers or resources wait for [`take_deferred`](Self::take_deferred).
+    pub(crate) fn has_deferred(&self) -> bool {
+        match self {
+            Driver::Uring(d) => d.has_deferred(),
+            Driver::Epoll(d) => d.has_deferred(),
+        }
+    }
+
     pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
         match self {
             Driver::Uring(d) => d.take_deferred(wake, drop_),

@@ -485,6 +485,11 @@ impl OpTable {
 
     /// Wakers to call and resources to free, taken out so the caller can release them with
     /// no driver borrow held (a dropped resource may itself use the driver).
+    /// Whether [`take_deferred`](Self::take_deferred) has anything to hand over.
+    pub(crate) fn has_deferred(&self) -> bool {
+        !self.to_wake.is_empty() || !self.to_drop.is_empty()
+    }
+
     pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
         wake.append(&mut self.to_wake);
         drop_.append(&mut self.to_drop);

@@ -66,8 +66,9 @@ const _: () = assert!(EVENTFD_USER_DATA > MAX_OP_KEY as u64);
 pub(crate) enum Wait {
     /// Submit and collect what is ready; do not block.
     No,
-    /// Block until a completion arrives or the deadline passes (`None`: no deadline).
-    Until(Option<Instant>),
+    /// Block until a completion arrives or the deadline passes (`None`: no deadline). The
+    /// timeout runs from `now`, the caller's clock read (one read per loop turn).
+    Until { deadline: Option<Instant>, now: Instant },
 }
 
 /// The io_uring backend of [`Driver`].
@@ -216,10 +217,12 @@ impl UringDriver {
     /// One trip to the kernel: submit everything queued, wait as told, handle completions.
     pub(crate) fn turn(&mut self, remote: &ShardRemote, wait: Wait) -> io::Result<()> {
         let to_submit = self.ring.submission().len();
-        // A deadline already passed is a non-blocking turn. (One clock read per turn.)
-        let now = Instant::now();
+        // A deadline already passed is a non-blocking turn.
         let wait = match wait {
-            Wait::Until(Some(d)) if d <= now => Wait::No,
+            Wait::Until {
+                deadline: Some(d),
+                now,
+            } if d <= now => Wait::No,
             w => w,
         };
         let res = match wait {
@@ -235,8 +238,11 @@ impl UringDriver {
                     )
                 }
             }
-            Wait::Until(None) => self.ring.submit_and_wait(1),
-            Wait::Until(Some(deadline)) => {
+            Wait::Until { deadline: None, .. } => self.ring.submit_and_wait(1),
+            Wait::Until {
+                deadline: Some(deadline),
+                now,
+            } => {
                 let dur = deadline
                     .saturating_duration_since(now)
                     .max(Duration::from_micros(1));
@@ -296,6 +302,10 @@ impl UringDriver {
 
     /// Wakers to call and resources to free, taken out so the caller can release them with
     /// no driver borrow held (a dropped resource may itself use the driver).
+    pub(crate) fn has_deferred(&self) -> bool {
+        self.ops.has_deferred()
+    }
+
     pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
         self.ops.take_deferred(wake, drop_);
     }
@@ -318,7 +328,11 @@ impl UringDriver {
         let deadline = Instant::now() + Duration::from_secs(2);
         while (!self.ops.is_empty() || self.eventfd_armed) && Instant::now() < deadline {
             let step = Instant::now() + Duration::from_millis(10);
-            if self.turn(remote, Wait::Until(Some(step))).is_err() {
+            let wait = Wait::Until {
+                deadline: Some(step),
+                now: Instant::now(),
+            };
+            if self.turn(remote, wait).is_err() {
                 break;
             }
         }

@@ -157,7 +157,7 @@ fn send(cx: &ShardCx, to: usize, msg: Message) -> Result<(), TrySendError<Messag
     let me = cx.shard_id;
     cx.shared.senders[me][to].try_send(msg)?;
     stats::bump(&cx.shared.shards[me].stats.mesh_sent, 1);
-    cx.shared.shards[to].unpark();
+    cx.shared.shards[to].mail();
     Ok(())
 }
 
@@ -179,12 +179,21 @@ pub(crate) fn poll_inbox(cx: &ShardCx, max: usize) -> usize {
         }
     }
     let mut handled = 0;
-    for from in 0..cx.shared.n_shards() {
-        let rx = &cx.shared.receivers[me][from];
-        while handled < max {
-            let Ok(msg) = rx.try_recv() else { break };
-            handled += 1;
-            handle(cx, from, msg);
+    // Cleared before the inboxes are read: a message queued after a channel was read sets
+    // it again, for the next turn.
+    let remote = &cx.shared.shards[me];
+    if remote.has_mail.swap(false, Ordering::SeqCst) {
+        for from in 0..cx.shared.n_shards() {
+            let rx = &cx.shared.receivers[me][from];
+            while handled < max {
+                let Ok(msg) = rx.try_recv() else { break };
+                handled += 1;
+                handle(cx, from, msg);
+            }
+        }
+        if handled >= max {
+            // The budget ran out: what is left is read next turn.
+            remote.has_mail.store(true, Ordering::SeqCst);
         }
     }
     if handled > 0 {
@@ -315,7 +324,7 @@ fn deliver_on_exit(cx: &ShardCx, to: usize, mut msg: Message, until: Instant) ->
         }
         match cx.shared.senders[me][to].try_send(msg) {
             Ok(()) => {
-                cx.shared.shards[to].unpark();
+                cx.shared.shards[to].mail();
                 return true;
             }
             Err(TrySendError::Disconnected(_)) => return false,

@@ -432,16 +432,13 @@ impl EpollDriver {
                 break;
             }
         }
-        // One clock read per turn.
-        let now = Instant::now();
-        let wait = match wait {
-            Wait::Until(Some(d)) if d <= now => Wait::No,
-            w => w,
-        };
         let timeout = match wait {
             Wait::No => Some(Duration::ZERO),
-            Wait::Until(None) => None,
-            Wait::Until(Some(d)) => Some(d.saturating_duration_since(now)),
+            Wait::Until { deadline: None, .. } => None,
+            Wait::Until {
+                deadline: Some(d),
+                now,
+            } => Some(d.saturating_duration_since(now)),
         };
         let timeout = if self.backlog.is_empty() {
             timeout
@@ -583,6 +580,10 @@ impl EpollDriver {
         completed
     }
 
+    pub(crate) fn has_deferred(&self) -> bool {
+        !self.rx_woken.is_empty() || self.ops.has_deferred()
+    }
+
     pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
         wake.append(&mut self.rx_woken);
         self.ops.take_deferred(wake, drop_);
@@ -609,7 +610,11 @@ impl EpollDriver {
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.on_pool > 0 && Instant::now() < deadline {
             let step = Instant::now() + Duration::from_millis(10);
-            if self.turn(remote, Wait::Until(Some(step))).is_err() {
+            let wait = Wait::Until {
+                deadline: Some(step),
+                now: Instant::now(),
+            };
+            if self.turn(remote, wait).is_err() {
                 break;
             }
         }
