@@ -509,6 +509,11 @@ async fn serve_busy<S: 'static, T: Transport>(
     loop {
         // Answer every complete request already buffered, in order, into one write.
         loop {
+            if !parser.has_partial() {
+                // Nothing buffered, no body under way: no request to find (the usual end of
+                // a batch, without a parse attempt).
+                break;
+            }
             let (raw, streamed) = match parser.next_request() {
                 Ok(Some(r)) => {
                     stream_checked = false;
