@@ -58,6 +58,12 @@ pub(crate) trait Transport {
     /// Ends the sending side (the peer reads EOF).
     fn shutdown_write(&self) -> impl Future<Output = io::Result<()>>;
 
+    /// Writes some of `bytes` now if that needs no waiting (`WouldBlock` otherwise, and
+    /// always where the transport has no such path).
+    fn try_write(&self, _bytes: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
     /// True if the connection agreed on HTTP/2 before its first byte (TLS ALPN `h2`).
     fn negotiated_h2(&self) -> bool {
         false
@@ -73,6 +79,10 @@ impl Transport for TcpStream {
 
     fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = (io::Result<usize>, B)> {
         TcpStream::write(self, buf)
+    }
+
+    fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        TcpStream::try_write(self, bytes)
     }
 
     fn shutdown_write(&self) -> impl Future<Output = io::Result<()>> {
@@ -272,6 +282,16 @@ async fn flush_timed<T: Transport>(
 ) -> bool {
     if out.is_empty() {
         return true;
+    }
+    // The usual case first: the socket takes it all at once, with no future and no timer.
+    match stream.try_write(out) {
+        Ok(n) if n == out.len() => {
+            out.clear();
+            return true;
+        }
+        Ok(n) => drop(out.drain(..n)),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+        Err(_) => return false,
     }
     let buf = std::mem::take(out);
     match send_all(stream, buf, |b, n| drop(b.drain(..n)), cfg, core, timer).await {

@@ -190,6 +190,20 @@ impl TcpStream {
         }
     }
 
+    /// Tries to write `bytes` now, without waiting: one non-blocking `send`, no operation
+    /// and no buffer handed to the driver. Returns how many bytes were taken, or
+    /// `WouldBlock` when the socket's send buffer is full; then use [`write`](Self::write).
+    ///
+    /// With speculative sends off ([`Builder::speculative_send`](crate::Builder::speculative_send),
+    /// by default on io_uring), every send goes through the driver and this returns
+    /// `WouldBlock` without a system call.
+    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        if !self.speculative_send {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        socket::send_now(self.fd.raw(), bytes)
+    }
+
     /// Writes all of `buf`.
     pub async fn write_all<B: IoBuf>(&self, mut buf: B) -> (io::Result<()>, B) {
         let len = buf.bytes_init();

@@ -157,12 +157,12 @@ impl ReadyOp {
             ReadyCall::Recv { ptr, len } => {
                 // SAFETY: `ptr..ptr+len` is the spare capacity of a buffer the op owns (see
                 // the `Recv` op), valid and not otherwise accessed while the op is in flight.
-                unsafe { libc::recv(fd, ptr.cast(), clamp(*len), libc::MSG_DONTWAIT) }
+                unsafe { crate::sys::socket::recv_raw(fd, ptr.cast(), clamp(*len), libc::MSG_DONTWAIT) }
             }
             ReadyCall::Send { ptr, len } => {
                 // SAFETY: `ptr..ptr+len` is the initialised part of a buffer the op owns.
                 unsafe {
-                    libc::send(
+                    crate::sys::socket::send_raw(
                         fd,
                         ptr.cast(),
                         clamp(*len),
