@@ -250,3 +250,36 @@ fn sharded_one_instance_per_core() {
         .expect("run");
     assert_eq!(out[0], Some(Some(Err(SubmitError::Closed))));
 }
+
+#[test]
+fn more_calls_than_one_turn_reads_all_run_without_further_mail() {
+    // A core reads at most 1024 messages per loop turn; the 2,976 left after its first turn
+    // must still be read although no new message (no new wake) arrives for it.
+    const N: usize = 4_000;
+    let out = two_cores()
+        .mesh_capacity(N)
+        .build()
+        .expect("build")
+        .run(|| async {
+            if shard_id() == 1 {
+                // Busy while the calls queue up.
+                std::thread::sleep(Duration::from_millis(200));
+                return 0;
+            }
+            let calls: Vec<_> = (0..N)
+                .map(|i| try_submit_to(1, move || i).unwrap_or_else(|_| panic!("call {i} refused")))
+                .collect();
+            let all = async {
+                let mut sum = 0;
+                for c in calls {
+                    sum += c.await.expect("answered");
+                }
+                sum
+            };
+            ringcore_runtime::time::timeout(Duration::from_secs(10), all)
+                .await
+                .expect("every call answered in time")
+        })
+        .expect("run");
+    assert_eq!(out[0], Some((0..N).sum::<usize>()));
+}

@@ -197,3 +197,83 @@ fn dropped_stream_closes_promptly_on_an_idle_core() {
         server.join().expect("server").expect("run");
     }
 }
+
+/// `try_write` takes what the socket's send buffer takes, without waiting, and says
+/// `WouldBlock` once it is full; every byte it reported taken reaches the peer, in order.
+async fn try_write_until_full() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let client = TcpStream::connect(addr).await.expect("connect");
+    let (server, _) = listener.accept().await.expect("accept");
+
+    assert_eq!(server.try_write(b"hello").expect("room for 5 bytes"), 5);
+    let chunk = timeout(Duration::from_secs(5), client.recv())
+        .await
+        .expect("in time")
+        .expect("recv");
+    assert_eq!(&chunk[..], b"hello");
+    drop(chunk);
+
+    // The client reads nothing meanwhile, so the send buffer (and the client's receive
+    // buffer) fill up; bounded at 1 GiB in case the kernel never pushes back.
+    let piece: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+    let mut sent = 0usize;
+    let full = loop {
+        // The stream is `piece` repeated: each call sends on from where the last stopped.
+        let off = sent % piece.len();
+        match server.try_write(&piece[off..]) {
+            Ok(n) => {
+                assert!(n > 0 && n <= piece.len() - off);
+                sent += n;
+            }
+            Err(e) => break e,
+        }
+        assert!(sent < 1 << 30, "the socket never pushed back");
+    };
+    assert_eq!(full.kind(), std::io::ErrorKind::WouldBlock, "{full}");
+    server.shutdown(Shutdown::Write).await.expect("shutdown");
+    let got = read_to_end(&client).await;
+    assert_eq!(got.len(), sent, "every byte taken arrived");
+    for (i, b) in got.iter().enumerate() {
+        assert_eq!(*b, piece[i % piece.len()], "bytes in order at {i}");
+    }
+}
+
+#[test]
+fn try_write_sends_now_and_says_would_block_when_the_socket_is_full() {
+    let out = one_core(false)
+        .speculative_send(true)
+        .build()
+        .expect("build")
+        .run(try_write_until_full)
+        .expect("run");
+    assert_eq!(out, vec![Some(())]);
+}
+
+#[test]
+fn with_speculative_sends_off_try_write_sends_nothing() {
+    let out = one_core(false)
+        .speculative_send(false)
+        .build()
+        .expect("build")
+        .run(|| async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let client = TcpStream::connect(addr).await.expect("connect");
+            let (server, _) = listener.accept().await.expect("accept");
+            let e = server
+                .try_write(b"early")
+                .expect_err("no send without the driver");
+            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+            let (res, _) = server.write_all(b"late".to_vec()).await;
+            res.expect("write");
+            server.shutdown(Shutdown::Write).await.expect("shutdown");
+            assert_eq!(
+                read_to_end(&client).await,
+                b"late",
+                "nothing of the refused try_write"
+            );
+        })
+        .expect("run");
+    assert_eq!(out, vec![Some(())]);
+}
