@@ -111,7 +111,7 @@ impl Reservation {
                 }
                 let mut w = budget.waiters.borrow_mut();
                 match slot.1 {
-                    Some(k) if w.contains(k) => w[k] = cx.waker().clone(),
+                    Some(k) if w.contains(k) => w[k].clone_from(cx.waker()),
                     _ => slot.1 = Some(w.insert(cx.waker().clone())),
                 }
                 Poll::Pending

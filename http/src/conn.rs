@@ -127,7 +127,7 @@ impl Drain {
             }
             let mut w = self.waiters.borrow_mut();
             match guard.1 {
-                Some(k) if w.contains(k) => w[k] = cx.waker().clone(),
+                Some(k) if w.contains(k) => w[k].clone_from(cx.waker()),
                 _ => guard.1 = Some(w.insert(cx.waker().clone())),
             }
             Poll::Pending

@@ -195,8 +195,10 @@ fn release_deferred(cx: &Context) {
 fn fire_timers(cx: &Context, buf: &mut Vec<Waker>, now: Instant) {
     crate::time::set_loop_now(now);
     cx.timers.borrow_mut().expire(now, buf);
-    for w in buf.drain(..) {
-        w.wake();
+    if !buf.is_empty() {
+        for w in buf.drain(..) {
+            w.wake();
+        }
     }
 }
 

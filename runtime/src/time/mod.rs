@@ -36,6 +36,9 @@ pub fn loop_now() -> Instant {
 pub(crate) struct Timers {
     map: BTreeMap<(Instant, u64), Waker>,
     next_id: u64,
+    /// The earliest deadline in `map` (kept so that a loop turn with no timer due does not
+    /// walk the tree).
+    earliest: Option<Instant>,
 }
 
 impl Timers {
@@ -43,6 +46,7 @@ impl Timers {
         Self {
             map: BTreeMap::new(),
             next_id: 0,
+            earliest: None,
         }
     }
 
@@ -50,6 +54,10 @@ impl Timers {
         let key = (deadline, self.next_id);
         self.next_id += 1;
         self.map.insert(key, waker);
+        match self.earliest {
+            Some(e) if e <= deadline => {}
+            _ => self.earliest = Some(deadline),
+        }
         key
     }
 
@@ -62,21 +70,28 @@ impl Timers {
     }
 
     fn remove(&mut self, key: (Instant, u64)) {
-        self.map.remove(&key);
+        if self.map.remove(&key).is_some() && self.earliest == Some(key.0) {
+            self.earliest = self.map.first_key_value().map(|(k, _)| k.0);
+        }
     }
 
     /// Moves the wakers of all deadlines up to `now` into `out`, earliest first.
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Waker>) {
+        match self.earliest {
+            Some(e) if e <= now => {}
+            _ => return,
+        }
         while let Some(entry) = self.map.first_entry() {
             if entry.key().0 > now {
                 break;
             }
             out.push(entry.remove());
         }
+        self.earliest = self.map.first_key_value().map(|(k, _)| k.0);
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.map.first_key_value().map(|(k, _)| k.0)
+        self.earliest
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -84,6 +99,7 @@ impl Timers {
     }
 
     pub(crate) fn clear(&mut self) -> Vec<Waker> {
+        self.earliest = None;
         std::mem::take(&mut self.map).into_values().collect()
     }
 }
@@ -339,6 +355,43 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    #[test]
+    fn the_next_deadline_follows_inserts_removals_and_expiry() {
+        struct Nop;
+        impl Wake for Nop {
+            fn wake(self: Arc<Self>) {}
+        }
+        let nop = Waker::from(Arc::new(Nop));
+        let mut t = Timers::new();
+        let base = Instant::now();
+        let at = |ms: u64| base + Duration::from_millis(ms);
+        assert_eq!(t.next_deadline(), None);
+        let k30 = t.insert(at(30), nop.clone());
+        let k10 = t.insert(at(10), nop.clone());
+        let _k20 = t.insert(at(20), nop.clone());
+        let k10b = t.insert(at(10), nop.clone());
+        assert_eq!(t.next_deadline(), Some(at(10)));
+        // One of two timers at the earliest deadline goes: the deadline stays.
+        t.remove(k10);
+        assert_eq!(t.next_deadline(), Some(at(10)));
+        t.remove(k10b);
+        assert_eq!(t.next_deadline(), Some(at(20)));
+        // Removing a later one leaves it; a removed key is not found twice.
+        t.remove(k30);
+        t.remove(k30);
+        assert_eq!(t.next_deadline(), Some(at(20)));
+        let mut out = Vec::new();
+        t.expire(at(15), &mut out);
+        assert!(out.is_empty(), "nothing due before 20 ms");
+        t.expire(at(20), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(t.next_deadline(), None);
+        t.insert(at(5), nop.clone());
+        assert_eq!(t.next_deadline(), Some(at(5)));
+        t.clear();
+        assert_eq!(t.next_deadline(), None);
     }
 
     #[test]
