@@ -208,7 +208,10 @@ fn inbox_empty(cx: &Context) -> bool {
 
 fn take_remote_wakes(cx: &Context) {
     let remote = &cx.shared.shards[cx.shard_id];
-    if !remote.has_remote_wakes.swap(false, Ordering::AcqRel) {
+    // A plain load first: the swap's locked write only when a wake came.
+    if !remote.has_remote_wakes.load(Ordering::Relaxed)
+        || !remote.has_remote_wakes.swap(false, Ordering::AcqRel)
+    {
         return;
     }
     let wakes = match remote.remote_wakes.lock() {

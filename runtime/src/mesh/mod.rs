@@ -166,7 +166,7 @@ fn send(cx: &ShardCx, to: usize, msg: Message) -> Result<(), TrySendError<Messag
 pub(crate) fn poll_inbox(cx: &ShardCx, max: usize) -> usize {
     let me = cx.shard_id;
     // Retry replies that found a full channel.
-    loop {
+    while !cx.mesh.outbox.borrow().is_empty() {
         let next = cx.mesh.outbox.borrow_mut().pop_front();
         let Some((to, msg)) = next else { break };
         match send(cx, to, msg) {
@@ -182,7 +182,8 @@ pub(crate) fn poll_inbox(cx: &ShardCx, max: usize) -> usize {
     // Cleared before the inboxes are read: a message queued after a channel was read sets
     // it again, for the next turn.
     let remote = &cx.shared.shards[me];
-    if remote.has_mail.swap(false, Ordering::SeqCst) {
+    // (A plain load first: the swap's locked write only when there is mail.)
+    if remote.has_mail.load(Ordering::Relaxed) && remote.has_mail.swap(false, Ordering::SeqCst) {
         for from in 0..cx.shared.n_shards() {
             let rx = &cx.shared.receivers[me][from];
             while handled < max {
@@ -199,11 +200,15 @@ pub(crate) fn poll_inbox(cx: &ShardCx, max: usize) -> usize {
     if handled > 0 {
         stats::bump(&cx.shared.shards[me].stats.mesh_received, handled as u64);
     }
-    let waiters = std::mem::take(&mut *cx.mesh.room_waiters.borrow_mut());
-    for w in waiters {
-        w.wake();
+    if !cx.mesh.room_waiters.borrow().is_empty() {
+        let waiters = std::mem::take(&mut *cx.mesh.room_waiters.borrow_mut());
+        for w in waiters {
+            w.wake();
+        }
     }
-    fail_orphans(cx);
+    if !cx.mesh.replies.borrow().is_empty() {
+        fail_orphans(cx);
+    }
     handled
 }
 
@@ -220,7 +225,7 @@ fn fail_orphans(cx: &ShardCx) {
 /// Whether this shard waits on calls that [`fail_orphans`] would complete: checked before
 /// parking, since the `drained` wake-up may have come before this shard was parked.
 pub(crate) fn has_orphans(cx: &ShardCx) -> bool {
-    !orphans(cx).is_empty()
+    !cx.mesh.replies.borrow().is_empty() && !orphans(cx).is_empty()
 }
 
 /// `(target, key)` of the calls waiting on a drained shard with nothing left in its channel.
