@@ -6,7 +6,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -489,6 +489,13 @@ enum Busy {
 
 /// Serves requests from `first` (the bytes that ended the idle wait) on, until the
 /// connection is idle again or done.
+/// Runs a rarely taken sub-future out of line: boxed and type-erased, so neither its state
+/// nor its poll code becomes part of the connection loop's (whose future every busy
+/// connection holds, and whose code every request runs through).
+fn out_of_line<'a, T>(f: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<Output = T> + 'a>> {
+    Box::pin(f)
+}
+
 async fn serve_busy<S: 'static, T: Transport>(
     stream: &T,
     peer: Option<SocketAddr>,
@@ -558,7 +565,15 @@ async fn serve_busy<S: 'static, T: Transport>(
                 Err(e) => {
                     error_response(&mut out, cfg, e);
                     return Busy::Closed(
-                        flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await,
+                        out_of_line(flush_answered(
+                            stream,
+                            &mut out,
+                            cfg,
+                            core,
+                            &mut write_timer,
+                            &mut answered,
+                        ))
+                        .await,
                     );
                 }
             };
@@ -583,18 +598,36 @@ async fn serve_busy<S: 'static, T: Transport>(
                     answered.push(started, resp.status_code());
                     resp
                 }
-                None => router.handle(Request::new(raw, peer, arrived)).await,
+                // The traced or logged path (spans, access log) runs out of line.
+                None => out_of_line(router.handle(Request::new(raw, peer, arrived))).await,
                 Some(shared) => {
                     // Earlier answers of the batch go out before the handler waits on its body.
-                    if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await {
+                    if !out_of_line(flush_answered(
+                        stream,
+                        &mut out,
+                        cfg,
+                        core,
+                        &mut write_timer,
+                        &mut answered,
+                    ))
+                    .await
+                    {
                         return Busy::Closed(false);
                     }
                     let body = RequestBody::Stream(BodyStream::from_conn(shared.clone()));
                     let req = Request::with_body(raw, peer, arrived, body);
                     let mut clock = BodyClock::default();
-                    let (resp, end) =
-                        serve_streamed(stream, &mut parser, router.handle(req), &shared, &mut clock, cfg)
-                            .await;
+                    // Out of line: the streamed path's state (about 3 KiB) would otherwise be
+                    // part of every busy connection's future, and its code of this loop's.
+                    let (resp, end) = out_of_line(serve_streamed(
+                        stream,
+                        &mut parser,
+                        router.handle(req),
+                        &shared,
+                        &mut clock,
+                        cfg,
+                    ))
+                    .await;
                     // A stream kept past the handler is not read any more.
                     shared.finish(Err(BodyError::Aborted));
                     match end {
@@ -602,17 +635,29 @@ async fn serve_busy<S: 'static, T: Transport>(
                         Some(PumpEnd::Gone) => return Busy::Closed(false),
                         Some(PumpEnd::Failed(e)) => {
                             return Busy::Closed(
-                                answer_body_failure(stream, &mut out, cfg, core, resp, version, |o| {
-                                    error_response(o, cfg, e)
-                                })
+                                out_of_line(answer_body_failure(
+                                    stream,
+                                    &mut out,
+                                    cfg,
+                                    core,
+                                    resp,
+                                    version,
+                                    |o| error_response(o, cfg, e),
+                                ))
                                 .await,
                             );
                         }
                         Some(PumpEnd::TimedOut) => {
                             return Busy::Closed(
-                                answer_body_failure(stream, &mut out, cfg, core, resp, version, |o| {
-                                    timeout_response(o, cfg)
-                                })
+                                out_of_line(answer_body_failure(
+                                    stream,
+                                    &mut out,
+                                    cfg,
+                                    core,
+                                    resp,
+                                    version,
+                                    |o| timeout_response(o, cfg),
+                                ))
                                 .await,
                             );
                         }
@@ -668,8 +713,15 @@ async fn serve_busy<S: 'static, T: Transport>(
                     if !is_head && !bodyless {
                         if out.len() + b.len() > cap && b.len() > 16 * 1024 {
                             // A large body goes out in its own write, without a copy.
-                            if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered)
-                                .await
+                            if !out_of_line(flush_answered(
+                                stream,
+                                &mut out,
+                                cfg,
+                                core,
+                                &mut write_timer,
+                                &mut answered,
+                            ))
+                            .await
                             {
                                 return Busy::Closed(false);
                             }
@@ -711,8 +763,15 @@ async fn serve_busy<S: 'static, T: Transport>(
                             if closed {
                                 break;
                             }
-                            if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered)
-                                .await
+                            if !out_of_line(flush_answered(
+                                stream,
+                                &mut out,
+                                cfg,
+                                core,
+                                &mut write_timer,
+                                &mut answered,
+                            ))
+                            .await
                             {
                                 return Busy::Closed(false);
                             }
@@ -726,8 +785,15 @@ async fn serve_busy<S: 'static, T: Transport>(
                             out.extend_from_slice(encode::LAST_CHUNK);
                         } else {
                             return Busy::Closed(
-                                flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered)
-                                    .await,
+                                out_of_line(flush_answered(
+                                    stream,
+                                    &mut out,
+                                    cfg,
+                                    core,
+                                    &mut write_timer,
+                                    &mut answered,
+                                ))
+                                .await,
                             );
                         }
                     }
@@ -735,21 +801,46 @@ async fn serve_busy<S: 'static, T: Transport>(
             }
             if !keep_alive {
                 return Busy::Closed(
-                    flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await,
+                    out_of_line(flush_answered(
+                        stream,
+                        &mut out,
+                        cfg,
+                        core,
+                        &mut write_timer,
+                        &mut answered,
+                    ))
+                    .await,
                 );
             }
             if let Some(mut clock) = drain_after {
-                if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await {
+                if !out_of_line(flush_answered(
+                    stream,
+                    &mut out,
+                    cfg,
+                    core,
+                    &mut write_timer,
+                    &mut answered,
+                ))
+                .await
+                {
                     return Busy::Closed(false);
                 }
-                if !drain_unread(stream, &mut parser, &mut clock, cfg).await {
+                if !out_of_line(drain_unread(stream, &mut parser, &mut clock, cfg)).await {
                     return Busy::Closed(true);
                 }
             }
             // The pending-output cap: nothing more is read or handled until this is written,
             // so a client that never reads meets TCP flow control, not a growing queue.
             if out.len() >= cap
-                && !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await
+                && !out_of_line(flush_answered(
+                    stream,
+                    &mut out,
+                    cfg,
+                    core,
+                    &mut write_timer,
+                    &mut answered,
+                ))
+                .await
             {
                 return Busy::Closed(false);
             }
@@ -771,7 +862,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                 .body_len()
                 .map_or(last_read, |n| usize::try_from(n).unwrap_or(usize::MAX));
             if !body_mem.grow(want, budget_deadline(now, cfg)).await {
-                return Busy::Closed(refuse_body(stream, &mut out, cfg, core).await);
+                return Busy::Closed(out_of_line(refuse_body(stream, &mut out, cfg, core)).await);
             }
         }
         if parser.wants_continue() {
@@ -830,7 +921,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                     let deadline = read_deadline(&parser, head_started, body_started, cfg);
                     let deadline = budget_deadline(Instant::now(), cfg).min(deadline);
                     if !body_mem.grow(chunk.len(), deadline).await {
-                        return Busy::Closed(refuse_body(stream, &mut out, cfg, core).await);
+                        return Busy::Closed(out_of_line(refuse_body(stream, &mut out, cfg, core)).await);
                     }
                 }
                 last_read = chunk.len();
@@ -841,7 +932,15 @@ async fn serve_busy<S: 'static, T: Transport>(
             Read::TimedOut => {
                 timeout_response(&mut out, cfg);
                 return Busy::Closed(
-                    flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await,
+                    out_of_line(flush_answered(
+                        stream,
+                        &mut out,
+                        cfg,
+                        core,
+                        &mut write_timer,
+                        &mut answered,
+                    ))
+                    .await,
                 );
             }
         }

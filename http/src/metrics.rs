@@ -190,10 +190,13 @@ impl RouteMetrics {
 
     /// Records `n` answered requests that arrived at `since` and were answered at `now`.
     pub(crate) fn record_n(&self, method: &Method, code: u16, since: Instant, now: Instant, n: u64) {
-        let us = now
-            .saturating_duration_since(since)
-            .as_micros()
-            .clamp(1, u128::from(HIST_MAX_US)) as u64;
+        let d = now.saturating_duration_since(since);
+        // Whole microseconds without the u128 of `as_micros`.
+        let us = d
+            .as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(d.subsec_micros()))
+            .clamp(1, HIST_MAX_US);
         // Saturating record: values are clamped into the histogram's range above.
         let _ = self.hist.borrow_mut().record_n(us, n);
         self.buckets.borrow_mut().record_n(us, n);

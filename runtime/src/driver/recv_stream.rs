@@ -164,15 +164,14 @@ impl RecvStream {
     /// The epoll driver's receive: the driver's per-fd readiness decides whether a `recv` is
     /// made; the task's cooperative budget is spent only when one is.
     fn poll_ready_recv(&mut self, fd: &SharedFd, cx: &mut Context<'_>) -> Poll<io::Result<RecvBuf>> {
-        let may = context::with(|c| match &*c.driver.borrow() {
-            Driver::Epoll(d) => d.may_recv(fd),
-            Driver::Uring(_) => true,
-        });
-        if may {
-            std::task::ready!(coop::poll_proceed(cx));
-        }
+        // One context lookup and one driver borrow (spending budget wakes no driver code).
         let got = context::with(|c| match &mut *c.driver.borrow_mut() {
-            Driver::Epoll(d) => d.poll_recv(fd, cx.waker()),
+            Driver::Epoll(d) => {
+                if d.may_recv(fd) {
+                    std::task::ready!(coop::poll_proceed(cx));
+                }
+                d.poll_recv(fd, cx.waker())
+            }
             Driver::Uring(_) => Poll::Ready(Err(io::Error::other("readiness receive on io_uring"))),
         });
         match std::task::ready!(got) {
