@@ -6,9 +6,10 @@
 //! What is real and what is modelled: the flag itself is the runtime's own code —
 //! `src/park.rs` is compiled into this test, where its atomics are loom's. What it pairs with
 //! is modelled, because it cannot be compiled under loom (crossbeam channels, a mutex queue,
-//! an eventfd): a sender's queued message is an atomic store with `Release` (the real channel
-//! push and the foreign-wake queue's `has_remote_wakes` store are at least that strong), the
-//! shard's re-check of its inboxes is an `Acquire` load, and the eventfd write is a counter.
+//! an eventfd): a sender's queued message is an atomic store with `Release` (the real sender
+//! sets the target's `has_mail` flag, and a foreign wake its `has_remote_wakes` flag, with
+//! stores at least that strong, after queueing), the shard's re-check of those flags is an
+//! `Acquire` load, and the eventfd write is a counter.
 //! The property: a shard that finds nothing in its re-check and parks has been, or will be,
 //! woken by every sender whose message it did not see — no wake-up is lost.
 #![cfg(loom)]
