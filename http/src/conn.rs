@@ -531,6 +531,21 @@ async fn serve_busy<S: 'static, T: Transport>(
     // The route metrics of the plain path's answers, recorded as they are sent (one clock
     // read per flush).
     let mut answered = router.answered();
+    // The flushes off the common path (closing the connection; before a large, streamed or
+    // refused body) run out of line (see `out_of_line`).
+    macro_rules! flush_out_of_line {
+        () => {
+            out_of_line(flush_answered(
+                stream,
+                &mut out,
+                cfg,
+                core,
+                &mut write_timer,
+                &mut answered,
+            ))
+            .await
+        };
+    }
     parser.push(&first);
     drop(first);
     loop {
@@ -564,17 +579,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                 }
                 Err(e) => {
                     error_response(&mut out, cfg, e);
-                    return Busy::Closed(
-                        out_of_line(flush_answered(
-                            stream,
-                            &mut out,
-                            cfg,
-                            core,
-                            &mut write_timer,
-                            &mut answered,
-                        ))
-                        .await,
-                    );
+                    return Busy::Closed(flush_out_of_line!());
                 }
             };
             head_started = None;
@@ -602,16 +607,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                 None => out_of_line(router.handle(Request::new(raw, peer, arrived))).await,
                 Some(shared) => {
                     // Earlier answers of the batch go out before the handler waits on its body.
-                    if !out_of_line(flush_answered(
-                        stream,
-                        &mut out,
-                        cfg,
-                        core,
-                        &mut write_timer,
-                        &mut answered,
-                    ))
-                    .await
-                    {
+                    if !flush_out_of_line!() {
                         return Busy::Closed(false);
                     }
                     let body = RequestBody::Stream(BodyStream::from_conn(shared.clone()));
@@ -713,16 +709,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                     if !is_head && !bodyless {
                         if out.len() + b.len() > cap && b.len() > 16 * 1024 {
                             // A large body goes out in its own write, without a copy.
-                            if !out_of_line(flush_answered(
-                                stream,
-                                &mut out,
-                                cfg,
-                                core,
-                                &mut write_timer,
-                                &mut answered,
-                            ))
-                            .await
-                            {
+                            if !flush_out_of_line!() {
                                 return Busy::Closed(false);
                             }
                             let advance: fn(&mut Bytes, usize) = bytes::Buf::advance;
@@ -763,16 +750,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                             if closed {
                                 break;
                             }
-                            if !out_of_line(flush_answered(
-                                stream,
-                                &mut out,
-                                cfg,
-                                core,
-                                &mut write_timer,
-                                &mut answered,
-                            ))
-                            .await
-                            {
+                            if !flush_out_of_line!() {
                                 return Busy::Closed(false);
                             }
                             match rx.next().await {
@@ -784,45 +762,16 @@ async fn serve_busy<S: 'static, T: Transport>(
                         if chunked {
                             out.extend_from_slice(encode::LAST_CHUNK);
                         } else {
-                            return Busy::Closed(
-                                out_of_line(flush_answered(
-                                    stream,
-                                    &mut out,
-                                    cfg,
-                                    core,
-                                    &mut write_timer,
-                                    &mut answered,
-                                ))
-                                .await,
-                            );
+                            return Busy::Closed(flush_out_of_line!());
                         }
                     }
                 }
             }
             if !keep_alive {
-                return Busy::Closed(
-                    out_of_line(flush_answered(
-                        stream,
-                        &mut out,
-                        cfg,
-                        core,
-                        &mut write_timer,
-                        &mut answered,
-                    ))
-                    .await,
-                );
+                return Busy::Closed(flush_out_of_line!());
             }
             if let Some(mut clock) = drain_after {
-                if !out_of_line(flush_answered(
-                    stream,
-                    &mut out,
-                    cfg,
-                    core,
-                    &mut write_timer,
-                    &mut answered,
-                ))
-                .await
-                {
+                if !flush_out_of_line!() {
                     return Busy::Closed(false);
                 }
                 if !out_of_line(drain_unread(stream, &mut parser, &mut clock, cfg)).await {
@@ -831,17 +780,7 @@ async fn serve_busy<S: 'static, T: Transport>(
             }
             // The pending-output cap: nothing more is read or handled until this is written,
             // so a client that never reads meets TCP flow control, not a growing queue.
-            if out.len() >= cap
-                && !out_of_line(flush_answered(
-                    stream,
-                    &mut out,
-                    cfg,
-                    core,
-                    &mut write_timer,
-                    &mut answered,
-                ))
-                .await
-            {
+            if out.len() >= cap && !flush_out_of_line!() {
                 return Busy::Closed(false);
             }
         }
@@ -931,17 +870,7 @@ async fn serve_busy<S: 'static, T: Transport>(
             Read::Eof | Read::Failed | Read::Drained => return Busy::Closed(false),
             Read::TimedOut => {
                 timeout_response(&mut out, cfg);
-                return Busy::Closed(
-                    out_of_line(flush_answered(
-                        stream,
-                        &mut out,
-                        cfg,
-                        core,
-                        &mut write_timer,
-                        &mut answered,
-                    ))
-                    .await,
-                );
+                return Busy::Closed(flush_out_of_line!());
             }
         }
     }

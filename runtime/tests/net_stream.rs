@@ -7,7 +7,7 @@ use std::time::Duration;
 use ringcore_runtime::net::{TcpListener, TcpStream};
 use ringcore_runtime::time::timeout;
 use ringcore_runtime::{shard_id, stats, submit_to, Runtime};
-use ringcore_testkit::rt::one_core;
+use ringcore_testkit::rt::{one_core, run_on};
 
 async fn read_to_end(s: &TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -274,29 +274,19 @@ async fn try_write_as_configured(on: bool) {
 #[test]
 fn try_write_sends_now_and_says_would_block_when_the_socket_is_full() {
     let on = speculative(true);
-    let out = one_core(false)
-        .speculative_send(true)
-        .build()
-        .expect("build")
-        .run(move || async move {
-            if on {
-                try_write_until_full().await;
-            } else {
-                try_write_as_configured(false).await;
-            }
-        })
-        .expect("run");
-    assert_eq!(out, vec![Some(())]);
+    run_on(one_core(false).speculative_send(true), move || async move {
+        if on {
+            try_write_until_full().await;
+        } else {
+            try_write_as_configured(false).await;
+        }
+    });
 }
 
 #[test]
 fn with_speculative_sends_off_try_write_sends_nothing() {
     let on = speculative(false);
-    let out = one_core(false)
-        .speculative_send(false)
-        .build()
-        .expect("build")
-        .run(move || try_write_as_configured(on))
-        .expect("run");
-    assert_eq!(out, vec![Some(())]);
+    run_on(one_core(false).speculative_send(false), move || {
+        try_write_as_configured(on)
+    });
 }
