@@ -1,6 +1,7 @@
 //! `ringcore-load`'s verdict over real sockets on 127.0.0.1: exit 1 with one line when no
 //! request got an answer or too many failed, exit 0 when the answers come (close-delimited
-//! HTTP/1.0 answers included), and `--header` reaches the server.
+//! HTTP/1.0 answers included), `--header` reaches the server, and the generator reports how
+//! busy it was.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -106,6 +107,18 @@ fn close_delimited_answers_count_and_503_is_not_an_error() {
     let _ = std::fs::remove_file(&json);
     assert!(j["status_all"]["5xx"].as_u64().unwrap_or(0) >= 5, "{j}");
     assert_eq!(j["errors"].as_u64(), Some(0), "{j}");
+    // 50 requests/s keep the generator nearly idle: it says how busy it was, consistently
+    // with its CPU per request, and does not warn about its own queueing.
+    let busy = j["generator_busy"].as_f64().expect("generator_busy");
+    let per_req = j["generator_cpu_ns_per_req"].as_f64().expect("cpu per request");
+    let rate = j["achieved_rate"].as_f64().expect("achieved rate");
+    let cores = j["cores"].as_f64().expect("cores");
+    assert!(busy > 0.0 && busy < 0.7, "{j}");
+    let want = per_req * rate / 1e9 / cores;
+    assert!((busy - want).abs() <= want * 0.01, "busy {busy} vs {want}: {j}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("% busy"), "{stdout}");
+    assert!(!stdout.contains("generator was"), "{stdout}");
     let head = rx
         .recv_timeout(Duration::from_secs(5))
         .expect("a request arrived");

@@ -469,6 +469,7 @@ pub(crate) fn run_once(args: &Args, rate: f64, seq_base: u64) -> Result<RunOut, 
         } else {
             0.0
         },
+        generator_busy: cpu as f64 / (secs * 1e9 * n_cores.max(1) as f64),
         unfinished,
         cores: n_cores,
         status: StatusClasses::from_counts(status),

@@ -97,6 +97,11 @@ pub(crate) struct RunResult {
     pub(crate) admitted: u64,
     pub(crate) saturated: bool,
     pub(crate) generator_cpu_ns_per_req: f64,
+    /// The share of the window the generator's shard threads were on a CPU, averaged over its
+    /// cores (1.0: every generator core busy the whole window). Above [`GENERATOR_BUSY_WARN`]
+    /// the latencies include the generator's own queueing: requests wait for it, not only
+    /// for the server.
+    pub(crate) generator_busy: f64,
     /// Requests due in the window that neither completed nor failed before the drain ended
     /// (open loop against a saturated server: the backlog). Not in the latency histogram.
     pub(crate) unfinished: u64,
@@ -106,6 +111,11 @@ pub(crate) struct RunResult {
     /// Every response of the run (warm-up and drain included), by class.
     pub(crate) status_all: StatusClasses,
 }
+
+/// Above this share of its cores' time busy, the generator's own queueing shows in the
+/// latencies it reports (an open-loop M/D/1 queue at 70% load already waits 1.2 service
+/// times on average, and its tail is far longer).
+pub(crate) const GENERATOR_BUSY_WARN: f64 = 0.7;
 
 pub(crate) fn print_summary(r: &RunResult) {
     let target = if r.target_rate == 0.0 {
@@ -145,7 +155,17 @@ pub(crate) fn print_summary(r: &RunResult) {
         a.server_error,
         a.informational + a.redirect + a.other
     );
-    println!("  generator CPU   {:.0} ns/request", r.generator_cpu_ns_per_req);
+    println!(
+        "  generator CPU   {:.0} ns/request, {:.0}% busy",
+        r.generator_cpu_ns_per_req,
+        r.generator_busy * 100.0
+    );
+    if r.generator_busy > GENERATOR_BUSY_WARN {
+        println!(
+            "WARNING: the generator was {:.0}% busy: its own queueing is in the latencies (use more generator cores or a lower rate)",
+            r.generator_busy * 100.0
+        );
+    }
     if r.saturated {
         println!(
             "WARNING: achieved rate {:.0} is more than 1% below target {:.0} (generator or server saturated)",
@@ -272,6 +292,7 @@ mod tests {
             admitted: 0,
             saturated: false,
             generator_cpu_ns_per_req: 0.0,
+            generator_busy: 0.0,
             unfinished: 0,
             cores: 1,
             status: StatusClasses::default(),
