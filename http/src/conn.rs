@@ -22,6 +22,7 @@ use slab::Slab;
 use crate::body_stream::{BodyError, BodyStream, Demand, StreamShared};
 use crate::budget::{BodyBudget, Reservation};
 use crate::bufpool::BufPool;
+use crate::handler::HandlerSlot;
 use crate::limits::{Limits, LINGER_MAX_BYTES, MAX_UNREAD_BODY_DRAIN};
 use crate::metrics::{Counter, Gauge};
 use crate::proto::encode::{self, Delimit, Persist};
@@ -30,7 +31,7 @@ use crate::proto::{Parser, ProtoError};
 use crate::request::{Request, RequestBody};
 use crate::response::Body;
 use crate::response::Response;
-use crate::router::{Routed, Router};
+use crate::router::{RoutedIn, Router};
 
 /// Per-server settings shared by the connections of one core.
 #[derive(Debug, Clone)]
@@ -531,6 +532,9 @@ async fn serve_busy<S: 'static, T: Transport>(
     // The route metrics of the plain path's answers, recorded as they are sent (one clock
     // read per flush).
     let mut answered = router.answered();
+    // Where the plain path's handler futures run, one at a time: the memory is reused, so a
+    // request allocates nothing for its handler once the first has grown it.
+    let mut handler_slot = HandlerSlot::new();
     // The flushes off the common path (closing the connection; before a large, streamed or
     // refused body) run out of line (see `out_of_line`).
     macro_rules! flush_out_of_line {
@@ -595,10 +599,10 @@ async fn serve_busy<S: 'static, T: Transport>(
             let resp = match streamed {
                 None if plain => {
                     // The handler's own future, awaited here (no span, no access log).
-                    let (routed, started) = router.start(raw, peer, arrived);
+                    let (routed, started) = router.start(raw, peer, arrived, &mut handler_slot);
                     let resp = match routed {
-                        Routed::Ready(r) => r,
-                        Routed::Running(f) => f.await,
+                        RoutedIn::Ready(r) => r,
+                        RoutedIn::Running(f) => f.await,
                     };
                     answered.push(started, resp.status_code());
                     resp

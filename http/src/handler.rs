@@ -12,8 +12,11 @@
 //! not run.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
+
+use ringcore_runtime::{FutureSlot, SlotFuture};
 
 use crate::extract::{FromRequest, FromRequestParts};
 use crate::request::Request;
@@ -21,8 +24,46 @@ use crate::response::{IntoResponse, Response};
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Response>>>;
 
+/// Where a connection runs its handlers' futures, one at a time, without an allocation per
+/// request (see [`FutureSlot`]).
+pub(crate) type HandlerSlot = FutureSlot<Response>;
+
+/// A handler's future running in a [`HandlerSlot`].
+pub(crate) type SlotResponse<'s> = SlotFuture<'s, Response>;
+
+/// A handler as the router keeps it: its type erased once, when the route is added.
+pub(crate) trait ErasedHandler<S> {
+    /// Calls the handler; its future is boxed (the traced path, and middleware's `Next`).
+    fn call(&self, req: Request, state: Rc<S>) -> BoxFuture;
+
+    /// Calls the handler with its future placed in `slot` (the connection's plain path: no
+    /// allocation once the slot has grown to the handler's future).
+    fn call_in<'s>(&self, req: Request, state: Rc<S>, slot: &'s mut HandlerSlot) -> SlotResponse<'s>;
+}
+
 /// A type-erased handler, stored in the router.
-pub(crate) type BoxHandler<S> = Rc<dyn Fn(Request, Rc<S>) -> BoxFuture>;
+pub(crate) type BoxHandler<S> = Rc<dyn ErasedHandler<S>>;
+
+/// The [`ErasedHandler`] of a [`Handler`] (`T` is its extractor marker).
+struct Erased<H, T> {
+    handler: H,
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<H, T, S> ErasedHandler<S> for Erased<H, T>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: 'static,
+{
+    fn call(&self, req: Request, state: Rc<S>) -> BoxFuture {
+        Box::pin(self.handler.future(req, state))
+    }
+
+    fn call_in<'s>(&self, req: Request, state: Rc<S>, slot: &'s mut HandlerSlot) -> SlotResponse<'s> {
+        slot.put(self.handler.future(req, state))
+    }
+}
 
 /// An async function usable as a route handler. Implemented for `Fn(T1, .., Tn) -> Fut`
 /// (n = 0..16) where `T1..Tn-1: FromRequestParts<S>`, `Tn: FromRequest<S, M>` and
@@ -33,8 +74,14 @@ pub(crate) type BoxHandler<S> = Rc<dyn Fn(Request, Rc<S>) -> BoxFuture>;
     note = "every argument but the last must implement `FromRequestParts`; only the last may take the body (`Json`, `Form`, `String`, `Bytes`, `Request`), and only one may"
 )]
 pub trait Handler<T, S>: Clone + 'static {
-    /// Runs the handler.
-    fn call(&self, req: Request, state: Rc<S>) -> BoxFuture;
+    /// Runs the handler: the future that extracts its arguments, calls it and makes the
+    /// response. (Its type is the handler's own, so the server can run it without boxing.)
+    fn future(&self, req: Request, state: Rc<S>) -> impl Future<Output = Response> + 'static;
+
+    /// Runs the handler, its future boxed.
+    fn call(&self, req: Request, state: Rc<S>) -> Pin<Box<dyn Future<Output = Response>>> {
+        Box::pin(self.future(req, state))
+    }
 
     /// True if the handler's last argument reads the body as it arrives
     /// ([`FromRequest::STREAMS_BODY`]): its requests are handed over when their head is
@@ -51,9 +98,9 @@ where
     Fut::Output: IntoResponse,
     S: 'static,
 {
-    fn call(&self, _: Request, _: Rc<S>) -> BoxFuture {
+    fn future(&self, _: Request, _: Rc<S>) -> impl Future<Output = Response> + 'static {
         let fut = (self)();
-        Box::pin(async move { fut.await.into_response() })
+        async move { fut.await.into_response() }
     }
 }
 
@@ -74,9 +121,9 @@ macro_rules! impl_handler {
             }
 
             #[allow(non_snake_case, unused_mut)]
-            fn call(&self, req: Request, state: Rc<S>) -> BoxFuture {
+            fn future(&self, req: Request, state: Rc<S>) -> impl Future<Output = Response> + 'static {
                 let f = self.clone();
-                Box::pin(async move {
+                async move {
                     let (mut parts, body) = req.into_parts();
                     $(
                         let $ty = match $ty::from_request_parts(&mut parts, &state).await {
@@ -90,7 +137,7 @@ macro_rules! impl_handler {
                         Err(rejection) => return rejection.into_response(),
                     };
                     f($($ty,)* $last).await.into_response()
-                })
+                }
             }
         }
     };
@@ -139,7 +186,10 @@ where
 {
     let streams_body = h.streams_body();
     Endpoint {
-        handler: Rc::new(move |req, state| h.call(req, state)),
+        handler: Rc::new(Erased {
+            handler: h,
+            _marker: PhantomData,
+        }),
         streams_body,
     }
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::handler::{erase, BoxFuture, Endpoint, Handler};
+use crate::handler::{erase, BoxFuture, Endpoint, Handler, HandlerSlot, SlotResponse};
 use crate::metrics::RouteMetrics;
 use crate::middleware::{wrap, Middleware};
 use crate::proto::parser::RawRequest;
@@ -462,21 +462,26 @@ impl<S: 'static> Router<S> {
     /// future, then records the answer in its [`Answered`]. The [`Request`] is built only here, once
     /// its route is known, straight into the handler's argument (it is ~300 bytes, and each
     /// move of it is a copy).
+    ///
+    /// The handler's future is placed in the connection's `slot` (no allocation once the slot
+    /// has grown to it).
     #[inline(always)]
-    pub(crate) fn start(
+    pub(crate) fn start<'s>(
         &self,
         raw: RawRequest,
         peer: Option<SocketAddr>,
         arrived: Instant,
-    ) -> (Routed, Started) {
+        slot: &'s mut HandlerSlot,
+    ) -> (RoutedIn<'s>, Started) {
         let method = raw.method().clone();
         let (target, route) = self.target(&method, Some(raw.route_path()), None);
         let routed = match target {
-            Target::Handler(h, params) => Routed::Running((h.handler)(
+            Target::Handler(h, params) => RoutedIn::Running(h.handler.call_in(
                 Request::routed(raw, peer, arrived, params),
                 self.state.clone(),
+                slot,
             )),
-            Target::Ready(r) => Routed::Ready(r),
+            Target::Ready(r) => RoutedIn::Ready(r),
         };
         let since = arrived;
         (routed, Started { route, method, since })
@@ -512,7 +517,7 @@ impl<S: 'static> Router<S> {
         match target {
             Target::Handler(h, params) => {
                 req.set_params(params);
-                (Routed::Running((h.handler)(req, self.state.clone())), route)
+                (Routed::Running(h.handler.call(req, self.state.clone())), route)
             }
             Target::Ready(r) => (Routed::Ready(r), route),
         }
@@ -567,6 +572,15 @@ pub(crate) enum Routed {
     Ready(Response),
     /// The handler's future.
     Running(BoxFuture),
+}
+
+/// A request routed by [`Router::start`]: its answer, or the handler's future running in the
+/// connection's slot.
+pub(crate) enum RoutedIn<'s> {
+    /// Answered by the router itself (404, 405).
+    Ready(Response),
+    /// The handler's future.
+    Running(SlotResponse<'s>),
 }
 
 impl Routed {

@@ -88,6 +88,7 @@ mod driver;
 mod executor;
 mod fd;
 pub mod fs;
+pub mod future_slot;
 mod mesh;
 pub mod metrics;
 pub mod net;
@@ -110,6 +111,7 @@ pub use context::{driver_kind, n_shards, shard_id, try_n_shards};
 pub use executor::{
     consume_budget, spawn_local, spawn_local_in, yield_now, JoinError, JoinHandle, TaskClass,
 };
+pub use future_slot::{FutureSlot, SlotFuture};
 pub use mesh::{submit_to, try_submit_to, Sharded, Submit, SubmitError, TrySubmitError};
 /// Runs an `async fn` test on one ringcore core: `#[ringcore_runtime::test]`.
 ///

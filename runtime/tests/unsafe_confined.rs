@@ -1,4 +1,5 @@
-//! Architecture Invariant: `unsafe` code lives only in `driver/`, `sys/` and `buf.rs`.
+//! Architecture Invariant: `unsafe` code lives only in `driver/`, `sys/`, `buf.rs` and
+//! `future_slot.rs` (a future placed and pinned in reusable memory).
 //!
 //! Everything else in the runtime is safe Rust over those modules' safe functions. This test
 //! reads the crate's sources and fails naming each file and line that breaks the rule.
@@ -6,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const ALLOWED: &[&str] = &["driver", "sys", "buf.rs"];
+const ALLOWED: &[&str] = &["driver", "sys", "buf.rs", "future_slot.rs"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let entries = fs::read_dir(dir).expect("read the source directory");
@@ -21,7 +22,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
-fn unsafe_only_in_driver_sys_and_buf() {
+fn unsafe_only_in_driver_sys_buf_and_future_slot() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
@@ -57,7 +58,7 @@ fn unsafe_only_in_driver_sys_and_buf() {
     assert!(allowed_hits > 0, "the scan must see the driver's unsafe code");
     assert!(
         offenders.is_empty(),
-        "unsafe outside driver/, sys/, buf.rs:\n{}",
+        "unsafe outside driver/, sys/, buf.rs, future_slot.rs:\n{}",
         offenders.join("\n")
     );
 }

@@ -44,7 +44,7 @@ use std::time::Duration;
 use http::header::{HeaderValue, RETRY_AFTER};
 use http::StatusCode;
 
-use crate::handler::BoxHandler;
+use crate::handler::{BoxHandler, ErasedHandler, HandlerSlot, SlotResponse};
 use crate::request::Request;
 use crate::response::{IntoResponse, Response};
 
@@ -132,13 +132,28 @@ where
 
 /// Wraps a handler in a middleware.
 pub(crate) fn wrap<S: 'static>(handler: BoxHandler<S>, mw: Rc<dyn Middleware>) -> BoxHandler<S> {
-    Rc::new(move |req, state| {
-        let handler = handler.clone();
+    Rc::new(Wrapped { handler, mw })
+}
+
+/// A handler behind a middleware.
+struct Wrapped<S> {
+    handler: BoxHandler<S>,
+    mw: Rc<dyn Middleware>,
+}
+
+impl<S: 'static> ErasedHandler<S> for Wrapped<S> {
+    fn call(&self, req: Request, state: Rc<S>) -> ResponseFuture {
+        let handler = self.handler.clone();
         let next = Next {
-            inner: Box::new(move |req| handler(req, state)),
+            inner: Box::new(move |req| handler.call(req, state)),
         };
-        mw.call(req, next)
-    })
+        self.mw.call(req, next)
+    }
+
+    fn call_in<'s>(&self, req: Request, state: Rc<S>, slot: &'s mut HandlerSlot) -> SlotResponse<'s> {
+        // A middleware's future is boxed (`ResponseFuture`); the box goes in the slot.
+        slot.put(self.call(req, state))
+    }
 }
 
 /// Why a governance middleware refused a request.
