@@ -79,7 +79,8 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 json_num() { tr -d ' \n' <"$2" | sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p" | head -1; }
 
-# run_one NAME PHASE REP RATE -> appends "name phase rep rate achieved answers cpu_ns p50 p99 p999 errors"
+# run_one NAME PHASE REP RATE -> appends "name phase rep rate achieved answers cpu_ns p50 p99 p999 errors
+# client_busy_%" (the last is ringcore-load's generator_busy)
 run_one() {
     local name=$1 phase=$2 rep=$3 rate=$4 pid c0 c1 rc=0 answers
     start_server "$name" "$WORK/$name.log" env RINGCORE_DRIVER="${DRIVER_OF[$name]}" \
@@ -100,10 +101,11 @@ run_one() {
     [ -s "$WORK/gen.json" ] || die "ringcore-load wrote no JSON (rc $rc) for $name: $(tail -3 "$WORK/gen.out")"
     # Every answer of the run (warm-up and drain too) against the server's CPU of the run.
     answers=$(python3 -c 'import json,sys; a=json.load(open(sys.argv[1]))["status_all"]; print(sum(a.values()))' "$WORK/gen.json")
-    printf '%s %s %s %s %s %s %s %s %s %s %s\n' "$name" "$phase" "$rep" "$rate" \
+    printf '%s %s %s %s %s %s %s %s %s %s %s %s\n' "$name" "$phase" "$rep" "$rate" \
         "$(json_num achieved_rate "$WORK/gen.json")" "$answers" "$((c1 - c0))" \
         "$(python3 -c 'import json,sys; l=json.load(open(sys.argv[1]))["latency_us"]; print(l["p50"], l["p99"], l["p99_9"])' "$WORK/gen.json")" \
-        "$(json_num errors "$WORK/gen.json")" >>"$WORK/runs.txt"
+        "$(json_num errors "$WORK/gen.json")" \
+        "$(python3 -c 'import json,sys; print("%.0f" % (100 * json.load(open(sys.argv[1]))["generator_busy"]))' "$WORK/gen.json")" >>"$WORK/runs.txt"
     log "$phase rep $rep $name @ $rate: $(tail -1 "$WORK/runs.txt")"
 }
 
@@ -152,17 +154,19 @@ done
     echo
     echo "## Open loop (rates as fractions of tokio_ct's closed-loop maximum, $(printf '%.0f' "$TOKIO_MAX")/s)"
     echo
-    echo "| load | server | achieved/s | p50 µs | p99 µs | p99.9 µs | server CPU per answer (ns) | vs tokio_ct | errors |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "\"client busy\": how busy the load generator's core was (ringcore-load's \`generator_busy\`, median over reps); above 70% (\"†\") the latencies include its own queueing and do not rank the servers (docs/benchmarks.md)."
+    echo
+    echo "| load | server | achieved/s | p50 µs | p99 µs | p99.9 µs | server CPU per answer (ns) | vs tokio_ct | errors | client busy |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for f in $FRACS; do
         tk=$(cpu_per tokio_ct "f$f")
         for name in "${SERVERS[@]}"; do
             c=$(cpu_per "$name" "f$f")
-            echo "| $(awk -v f="$f" 'BEGIN {printf "%.0f%%", f * 100}') | $name | $(med "$name" "f$f" 5 | awk '{printf "%.0f", $1}') | $(med "$name" "f$f" 8) | $(med "$name" "f$f" 9) | $(med "$name" "f$f" 10) | $c | $(ratio "$c" "$tk") | $(med "$name" "f$f" 11) |"
+            echo "| $(awk -v f="$f" 'BEGIN {printf "%.0f%%", f * 100}') | $name | $(med "$name" "f$f" 5 | awk '{printf "%.0f", $1}') | $(med "$name" "f$f" 8) | $(med "$name" "f$f" 9) | $(med "$name" "f$f" 10) | $c | $(ratio "$c" "$tk") | $(med "$name" "f$f" 11) | $(med "$name" "f$f" 12 | awk '{printf "%.0f%%%s", $1, ($1 > 70 ? " †" : "")}') |"
         done
     done
     echo
-    echo "Every run (name phase rep offered achieved answers cpu_ns p50 p99 p99.9 errors):"
+    echo "Every run (name phase rep offered achieved answers cpu_ns p50 p99 p99.9 errors client_busy_%):"
     echo
     echo '```'
     cat "$WORK/runs.txt"
