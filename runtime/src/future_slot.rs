@@ -46,6 +46,19 @@ const MIN_ALIGN: usize = 16;
 
 /// Reusable memory for one future at a time whose output is `T`; see the
 /// [module docs](crate::future_slot).
+///
+/// Neither it nor its [`SlotFuture`] is `Send` or `Sync`: the futures it holds may be
+/// `!Send` (a handler holding an `Rc`), and it does not know which.
+///
+/// ```compile_fail
+/// fn send<X: Send>() {}
+/// send::<ringcore_runtime::FutureSlot<()>>();
+/// ```
+///
+/// ```compile_fail
+/// fn send<X: Send>() {}
+/// send::<ringcore_runtime::SlotFuture<'static, ()>>();
+/// ```
 pub struct FutureSlot<T> {
     /// `layout.size()` bytes aligned to `layout.align()`; dangling while the size is 0.
     mem: NonNull<u8>,
@@ -54,6 +67,8 @@ pub struct FutureSlot<T> {
     /// drop it.
     live: Option<(NonNull<u8>, DropFn)>,
     _output: PhantomData<fn() -> T>,
+    /// Not `Send`, not `Sync`, whatever the fields above become (see the type's docs).
+    _local: PhantomData<*mut ()>,
 }
 
 impl<T> FutureSlot<T> {
@@ -65,6 +80,7 @@ impl<T> FutureSlot<T> {
             layout: Layout::new::<()>(),
             live: None,
             _output: PhantomData,
+            _local: PhantomData,
         }
     }
 
@@ -122,8 +138,8 @@ impl<T> FutureSlot<T> {
         let align = need.align().max(self.layout.align()).max(MIN_ALIGN);
         let layout = match Layout::from_size_align(size, align) {
             Ok(l) => l,
-            // Not reachable for the layout of a type that exists (`need`) grown to at most
-            // the larger of two such sizes and alignments.
+            // Only for a size within the alignment's rounding of `isize::MAX`: abort, as an
+            // allocation failure does.
             Err(_) => alloc::handle_alloc_error(need),
         };
         self.release();
@@ -171,6 +187,7 @@ impl<T> Default for FutureSlot<T> {
 
 impl<T> Drop for FutureSlot<T> {
     fn drop(&mut self) {
+        // A leaked future's drop that panics leaves the memory unfreed (a leak, not a fault).
         self.clear();
         self.release();
     }
@@ -188,8 +205,8 @@ impl<T> Future for SlotFuture<'_, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         // SAFETY: `at` holds the future `put` placed with this `poll` function; it is alive
-        // (only dropping this, or a later `put` that needs the borrow this holds, drops it)
-        // and never moves (see the module docs).
+        // (only dropping this drops it: a later `put` and the slot's own drop would need the
+        // borrow this holds) and never moves (see the module docs).
         unsafe { (self.poll)(self.at, cx) }
     }
 }
