@@ -35,6 +35,7 @@
 //! middleware answers a rejection with its status and `Retry-After` (see [`Rejection`]), or
 //! with a degradation handler given by its `fallback` method.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -72,8 +73,12 @@ pub trait Middleware: 'static {
 }
 
 /// The rest of the chain after a middleware (the next middleware, or the handler).
+///
+/// Making one costs no allocation: it holds the rest of the chain (made once, when the
+/// layer was applied) and the router's state, both shared.
 pub struct Next {
-    inner: Box<dyn FnOnce(Request) -> ResponseFuture>,
+    rest: Rc<dyn Rest>,
+    state: Rc<dyn Any>,
 }
 
 impl fmt::Debug for Next {
@@ -85,7 +90,28 @@ impl fmt::Debug for Next {
 impl Next {
     /// Runs the rest of the chain.
     pub fn run(self, req: Request) -> ResponseFuture {
-        (self.inner)(req)
+        self.rest.call(req, self.state)
+    }
+}
+
+/// The rest of a chain with the router's state type erased, so that [`Next`] is one type
+/// whatever the state.
+trait Rest {
+    fn call(&self, req: Request, state: Rc<dyn Any>) -> ResponseFuture;
+}
+
+/// The handler (or inner layers) behind a middleware, for [`Next`].
+struct RestOf<S>(BoxHandler<S>);
+
+impl<S: 'static> Rest for RestOf<S> {
+    fn call(&self, req: Request, state: Rc<dyn Any>) -> ResponseFuture {
+        match state.downcast::<S>() {
+            Ok(state) => self.0.call(req, state),
+            // Not reached: `Wrapped<S>` makes every `Next` of a `RestOf<S>` with an `Rc<S>`.
+            Err(_) => Box::pin(std::future::ready(Response::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ))),
+        }
     }
 }
 
@@ -132,20 +158,23 @@ where
 
 /// Wraps a handler in a middleware.
 pub(crate) fn wrap<S: 'static>(handler: BoxHandler<S>, mw: Rc<dyn Middleware>) -> BoxHandler<S> {
-    Rc::new(Wrapped { handler, mw })
+    Rc::new(Wrapped {
+        rest: Rc::new(RestOf(handler)),
+        mw,
+    })
 }
 
 /// A handler behind a middleware.
 struct Wrapped<S> {
-    handler: BoxHandler<S>,
+    rest: Rc<RestOf<S>>,
     mw: Rc<dyn Middleware>,
 }
 
 impl<S: 'static> ErasedHandler<S> for Wrapped<S> {
     fn call(&self, req: Request, state: Rc<S>) -> ResponseFuture {
-        let handler = self.handler.clone();
         let next = Next {
-            inner: Box::new(move |req| handler.call(req, state)),
+            rest: self.rest.clone(),
+            state,
         };
         self.mw.call(req, next)
     }
