@@ -31,7 +31,7 @@ use crate::proto::{Parser, ProtoError};
 use crate::request::{Request, RequestBody};
 use crate::response::Body;
 use crate::response::Response;
-use crate::router::{RoutedIn, Router};
+use crate::router::{Routed, Router};
 
 /// Per-server settings shared by the connections of one core.
 #[derive(Debug, Clone)]
@@ -601,8 +601,8 @@ async fn serve_busy<S: 'static, T: Transport>(
                     // The handler's own future, awaited here (no span, no access log).
                     let (routed, started) = router.start(raw, peer, arrived, &mut handler_slot);
                     let resp = match routed {
-                        RoutedIn::Ready(r) => r,
-                        RoutedIn::Running(f) => f.await,
+                        Routed::Ready(r) => r,
+                        Routed::Running(f) => f.await,
                     };
                     answered.push(started, resp.status_code());
                     resp

@@ -57,7 +57,7 @@ where
     S: 'static,
 {
     fn call(&self, req: Request, state: Rc<S>) -> BoxFuture {
-        Box::pin(self.handler.future(req, state))
+        self.handler.call(req, state)
     }
 
     fn call_in<'s>(&self, req: Request, state: Rc<S>, slot: &'s mut HandlerSlot) -> SlotResponse<'s> {

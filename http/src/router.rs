@@ -472,16 +472,16 @@ impl<S: 'static> Router<S> {
         peer: Option<SocketAddr>,
         arrived: Instant,
         slot: &'s mut HandlerSlot,
-    ) -> (RoutedIn<'s>, Started) {
+    ) -> (Routed<SlotResponse<'s>>, Started) {
         let method = raw.method().clone();
         let (target, route) = self.target(&method, Some(raw.route_path()), None);
         let routed = match target {
-            Target::Handler(h, params) => RoutedIn::Running(h.handler.call_in(
+            Target::Handler(h, params) => Routed::Running(h.handler.call_in(
                 Request::routed(raw, peer, arrived, params),
                 self.state.clone(),
                 slot,
             )),
-            Target::Ready(r) => RoutedIn::Ready(r),
+            Target::Ready(r) => Routed::Ready(r),
         };
         let since = arrived;
         (routed, Started { route, method, since })
@@ -566,24 +566,16 @@ enum Target<'r, S> {
     Ready(Response),
 }
 
-/// A routed request: its answer, or the handler's future that will give it.
-pub(crate) enum Routed {
+/// A routed request: its answer, or the handler's future that will give it (boxed on the
+/// traced path, in the connection's slot on the plain one: [`Router::start`]).
+pub(crate) enum Routed<F = BoxFuture> {
     /// Answered by the router itself (404, 405).
     Ready(Response),
     /// The handler's future.
-    Running(BoxFuture),
+    Running(F),
 }
 
-/// A request routed by [`Router::start`]: its answer, or the handler's future running in the
-/// connection's slot.
-pub(crate) enum RoutedIn<'s> {
-    /// Answered by the router itself (404, 405).
-    Ready(Response),
-    /// The handler's future.
-    Running(SlotResponse<'s>),
-}
-
-impl Routed {
+impl<F: Future<Output = Response>> Routed<F> {
     /// The answer (awaiting the handler).
     pub(crate) async fn response(self) -> Response {
         match self {

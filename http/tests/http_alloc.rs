@@ -1,12 +1,14 @@
 //! The plain request path allocates nothing per request: the handler's future runs in the
 //! connection's reusable slot (`ringcore_runtime::FutureSlot`), not in a box. Counted with a
 //! global allocator that counts per thread, on a real server over 127.0.0.1, on whichever
-//! driver `RINGCORE_DRIVER` selects.
+//! driver `RINGCORE_DRIVER` selects. And the fault that would break the slot: a handler that
+//! panics while its future lies in it.
 
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{get_req, start};
 use ringcore_http::{get, middleware, Router};
@@ -63,10 +65,34 @@ async fn hello() -> &'static str {
     "Hello, World!"
 }
 
+/// How many [`DropProbe`]s were dropped.
+static PROBES_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its drop: held across an await by [`boom`], so it lies in the connection's slot.
+struct DropProbe;
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        PROBES_DROPPED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Panics after its first await, with a [`DropProbe`] alive in its future.
+async fn boom() -> &'static str {
+    let probe = DropProbe;
+    ringcore_http::runtime::yield_now().await;
+    if std::hint::black_box(true) {
+        panic!("handler panics on purpose (test)");
+    }
+    drop(probe);
+    "unreachable"
+}
+
 fn app() -> Router {
     Router::new()
         .route("/allocations", get(allocations))
         .route("/hello", get(hello))
+        .route("/boom", get(boom))
         .route(
             "/tagged",
             get(hello).layer(middleware::from_fn(|req, next: middleware::Next| async move {
@@ -130,4 +156,31 @@ fn a_route_behind_middleware_allocates_per_request_and_still_answers() {
         made >= n,
         "{made} allocations for {n} requests behind a middleware"
     );
+}
+
+#[test]
+fn a_handler_that_panics_in_the_slot_costs_its_connection_only() {
+    let server = start(app);
+    let mut c = server.client();
+    // The slot already holds an earlier handler's future memory.
+    c.send(&get_req("/hello"));
+    assert_eq!(c.read_response().text(), "Hello, World!");
+    c.send(&get_req("/boom"));
+    c.expect_closed();
+    // The panicking future was dropped (unwound out of the slot), once.
+    assert_eq!(PROBES_DROPPED.load(Ordering::SeqCst), 1);
+    // The core serves on: a new connection, its handlers in a slot of their own.
+    let mut d = server.client();
+    for _ in 0..3 {
+        d.send(&get_req("/hello"));
+        let r = d.read_response();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "Hello, World!"),
+            "{}",
+            r.head_raw
+        );
+    }
+    server.stop();
+    assert_eq!(PROBES_DROPPED.load(Ordering::SeqCst), 1, "dropped twice");
 }
