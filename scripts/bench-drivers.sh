@@ -154,7 +154,7 @@ done
     echo
     echo "## Open loop (rates as fractions of tokio_ct's closed-loop maximum, $(printf '%.0f' "$TOKIO_MAX")/s)"
     echo
-    echo "\"client busy\": how busy the load generator's core was (ringcore-load's \`generator_busy\`, median over reps); above 70% (\"†\") the latencies include its own queueing and do not rank the servers (docs/benchmarks.md)."
+    echo "\"client busy\": how busy the load generator's core was (ringcore-load's \`generator_busy\`, median over reps); above ${BUSY_WARN}% (\"†\") the latencies include its own queueing and do not rank the servers (docs/benchmarks.md)."
     echo
     echo "| load | server | achieved/s | p50 µs | p99 µs | p99.9 µs | server CPU per answer (ns) | vs tokio_ct | errors | client busy |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -162,7 +162,7 @@ done
         tk=$(cpu_per tokio_ct "f$f")
         for name in "${SERVERS[@]}"; do
             c=$(cpu_per "$name" "f$f")
-            echo "| $(awk -v f="$f" 'BEGIN {printf "%.0f%%", f * 100}') | $name | $(med "$name" "f$f" 5 | awk '{printf "%.0f", $1}') | $(med "$name" "f$f" 8) | $(med "$name" "f$f" 9) | $(med "$name" "f$f" 10) | $c | $(ratio "$c" "$tk") | $(med "$name" "f$f" 11) | $(med "$name" "f$f" 12 | awk '{printf "%.0f%%%s", $1, ($1 > 70 ? " †" : "")}') |"
+            echo "| $(awk -v f="$f" 'BEGIN {printf "%.0f%%", f * 100}') | $name | $(med "$name" "f$f" 5 | awk '{printf "%.0f", $1}') | $(med "$name" "f$f" 8) | $(med "$name" "f$f" 9) | $(med "$name" "f$f" 10) | $c | $(ratio "$c" "$tk") | $(med "$name" "f$f" 11) | $(busy_cell "$(med "$name" "f$f" 12)") |"
         done
     done
     echo

@@ -99,8 +99,6 @@ raise_limits 4096
 [ -x "$BIN/ringcore-load" ] || die "missing $BIN/ringcore-load"
 mkdir -p "$OUT_DIR"
 RUNS="$OUT_DIR/runs.txt"
-# ringcore-load's own warning threshold (report.rs GENERATOR_BUSY_WARN), in percent.
-BUSY_WARN=70
 : >"$RUNS"
 : >"$WORK/stops"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -237,7 +235,7 @@ awk '{printf "%s %.1f\n", $0, ($6 > 0 ? $7 / $6 : 0)}' "$RUNS" >"$WORK/runs13.tx
     for f in $FRACS; do
         for name in "${SERVERS[@]}"; do
             # A "*" marks a server that fell behind the offered rate (its latencies are the queue).
-            echo "| $(awk -v f="$f" 'BEGIN {printf "%.0f%%", f * 100}') | $name | $(med "$name" "f$f" 5 | awk -v r="$(med "$name" "f$f" 4)" '{printf "%.0f%s", $1, ($1 < 0.99 * r ? "*" : "")}') | $(med "$name" "f$f" 8) | $(med "$name" "f$f" 9) | $(med "$name" "f$f" 10) | $(med "$name" "f$f" 13 | awk '{printf "%.0f", $1}') | $(vs_bare "$name" "f$f" 13) | $(med "$name" "f$f" 11) | $(med "$name" "f$f" 12 | awk -v w="$BUSY_WARN" '{printf "%.0f%%%s", $1, ($1 > w ? " †" : "")}') |"
+            echo "| $(awk -v f="$f" 'BEGIN {printf "%.0f%%", f * 100}') | $name | $(med "$name" "f$f" 5 | awk -v r="$(med "$name" "f$f" 4)" '{printf "%.0f%s", $1, ($1 < 0.99 * r ? "*" : "")}') | $(med "$name" "f$f" 8) | $(med "$name" "f$f" 9) | $(med "$name" "f$f" 10) | $(med "$name" "f$f" 13 | awk '{printf "%.0f", $1}') | $(vs_bare "$name" "f$f" 13) | $(med "$name" "f$f" 11) | $(busy_cell "$(med "$name" "f$f" 12)") |"
         done
     done
     if [ "$TIMELINE" = 1 ]; then

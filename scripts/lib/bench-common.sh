@@ -303,3 +303,12 @@ raise_limits() { # nofile
         ulimit -l 8192 2>/dev/null || log "warning: RLIMIT_MEMLOCK is $(ulimit -l) KiB; glommio may not start"
     fi
 }
+
+# ringcore-load's own warning threshold for its busy share (report.rs GENERATOR_BUSY_WARN), in
+# percent: above it the latencies include the generator's own queueing.
+BUSY_WARN=70
+
+# busy_cell PERCENT: a "client busy" table cell, marked "†" above BUSY_WARN.
+busy_cell() {
+    awk -v b="$1" -v w="$BUSY_WARN" 'BEGIN {printf "%.0f%%%s", b, (b > w ? " †" : "")}'
+}
