@@ -9,9 +9,15 @@
 #   scripts/bench-peers.sh --timeline     # also one latency timeline per server at 80%
 #
 # Options: --reps N, --dur S, --warm S, --fracs "0.2 0.4 0.6 0.8", --servers "bare rc_uring ..."
-# (a subset, in this order; bare is always run), --server-core C (0), --client-core C (1),
-# --port P (18560), --out-dir DIR (bench-results/peers), --doc FILE (docs/bench-peers.md),
+# (a subset, in this order; bare is always run), --server-core C (0; a list such as 0-3 with
+# --server-cores), --server-cores K (1: the server's threads, workers or executors), --client-core
+# C (1; a list such as 8-15 with --gen-cores), --gen-cores N (1: ringcore-load's cores),
+# --phases "c64 c256 pipe16" (the closed-loop and pipelined phases to run; wrk only for pipe16),
+# --open-conns N (64: the open loop's connections; its rates are fractions of the cN phase's
+# maximum, so cN must be in --phases), --port P (18560), --out-dir DIR (bench-results/peers),
+# --doc FILE (docs/bench-peers.md), --doc-marker NAME (bench-peers: the doc's section markers),
 # --no-doc (leave the doc alone), --bin DIR (prebuilt binaries, e.g. target/debug for a smoke).
+# scripts/bench-peers-16core.sh runs it at 1, 2, 4 and 8 server cores on a 16-core machine.
 #
 # Steps; every run is a fresh server pinned with taskset to the server core (`--cores 1`: one
 # thread, worker or executor), the client pinned to the client core, the servers interleaved
@@ -39,7 +45,12 @@ DUR=5
 WARM=1
 FRACS="0.2 0.4 0.6 0.8"
 SERVER_CORE=0
+SERVER_CORES=1
 CLIENT_CORE=1
+GEN_CORES=1
+PHASES="c64 c256 pipe16"
+OPEN_CONNS=64
+MARKER=bench-peers
 PORT=18560
 OUT_DIR=bench-results/peers
 DOC=docs/bench-peers.md
@@ -59,13 +70,18 @@ while [ $# -gt 0 ]; do
         --fracs) FRACS="$2"; shift ;;
         --servers) PICK="$2"; shift ;;
         --server-core) SERVER_CORE="$2"; shift ;;
+        --server-cores) SERVER_CORES="$2"; shift ;;
         --client-core) CLIENT_CORE="$2"; shift ;;
+        --gen-cores) GEN_CORES="$2"; shift ;;
+        --phases) PHASES="$2"; shift ;;
+        --open-conns) OPEN_CONNS="$2"; shift ;;
+        --doc-marker) MARKER="$2"; shift ;;
         --port) PORT="$2"; shift ;;
         --out-dir) OUT_DIR="$2"; shift ;;
         --doc) DOC="$2"; shift ;;
         --no-doc) WRITE_DOC=0 ;;
         --bin) PREBUILT="$2"; shift ;;
-        -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,36p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -76,6 +92,13 @@ pick_servers "$PICK" bare
 [[ $DUR =~ ^[1-9][0-9]*$ ]] || { echo "--dur: whole seconds (wrk's -d), got $DUR" >&2; exit 2; }
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "--reps: a positive number, got $REPS" >&2; exit 2; }
 [[ $WARM =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--warm: seconds, got $WARM" >&2; exit 2; }
+for p in $PHASES; do
+    case $p in c[1-9]*) [[ $p =~ ^c[0-9]+$ ]] || { echo "--phases: unknown phase $p" >&2; exit 2; } ;;
+        pipe16) ;; *) echo "--phases: unknown phase $p (c<conns> or pipe16)" >&2; exit 2 ;; esac
+done
+[[ " $PHASES " == *" c$OPEN_CONNS "* ]] || { echo "--open-conns $OPEN_CONNS needs c$OPEN_CONNS in --phases" >&2; exit 2; }
+[[ $SERVER_CORES =~ ^[1-9][0-9]*$ ]] || { echo "--server-cores: a positive number, got $SERVER_CORES" >&2; exit 2; }
+[[ $GEN_CORES =~ ^[1-9][0-9]*$ ]] || { echo "--gen-cores: a positive number, got $GEN_CORES" >&2; exit 2; }
 # Bound of one ringcore-load run: warm-up + run + its drain (2 s timeout) + start-up slack.
 LOAD_TIMEOUT=$(awk -v d="$DUR" -v w="$WARM" 'BEGIN {printf "%d", d + w + 30}')
 ADDR="127.0.0.1:$PORT"
@@ -83,7 +106,7 @@ URL="http://$ADDR/plaintext"
 
 bench_init bench-peers
 need_cpus 2
-ensure_wrk
+[[ " $PHASES " != *" pipe16 "* ]] || ensure_wrk
 command -v python3 >/dev/null || die "needs python3"
 if [ -n "$PREBUILT" ]; then
     BIN="$PREBUILT"
@@ -113,7 +136,7 @@ record() {
 # load_run NAME PHASE REP RATE CONNS [TIMELINE_CSV]: one ringcore-load run against a fresh server.
 load_run() {
     local name=$1 phase=$2 rep=$3 rate=$4 conns=$5 tl=${6:-} pid c0 c1 rc=0 extra=()
-    peer_start "$name" "$SERVER_CORE" "$ADDR"
+    peer_start "$name" "$SERVER_CORE" "$ADDR" "$SERVER_CORES"
     pid=$SRV_PID
     if [ -n "$tl" ]; then
         local every
@@ -123,7 +146,7 @@ load_run() {
     rm -f "$WORK/gen.json"
     c0=$(cpu_ns "$pid")
     timeout "$LOAD_TIMEOUT" taskset -c "$CLIENT_CORE" "$BIN/ringcore-load" --url "$URL" \
-        --rate "$rate" --conns "$conns" --duration "$DUR" --warmup "$WARM" --json "$WORK/gen.json" \
+        --rate "$rate" --conns "$conns" --duration "$DUR" --warmup "$WARM" --cores "$GEN_CORES" --json "$WORK/gen.json" \
         --no-progress --max-error-rate 100% "${extra[@]}" >"$WORK/gen.out" 2>&1 || rc=$?
     c1=$(cpu_ns "$pid")
     kill -0 "$pid" 2>/dev/null || die "$name died during the run"
@@ -142,7 +165,7 @@ print("%.0f %d" % (j["achieved_rate"], sum(j["status_all"].values())), sys.argv[
 # wrk_pipe NAME REP: wrk -t1 -c64, 16 requests per write, against a fresh server.
 wrk_pipe() {
     local name=$1 rep=$2 pid c0 c1 rc=0 n rps
-    peer_start "$name" "$SERVER_CORE" "$ADDR"
+    peer_start "$name" "$SERVER_CORE" "$ADDR" "$SERVER_CORES"
     pid=$SRV_PID
     c0=$(cpu_ns "$pid")
     wrk_run "$CLIENT_CORE" "$DUR" -c64 --latency -s scripts/wrk-pipeline.lua "http://$ADDR" -- 16 \
@@ -161,9 +184,9 @@ wrk_pipe() {
 # wrk).
 for rep in $(seq "$REPS"); do
     for name in "${SERVERS[@]}"; do
-        load_run "$name" c64 "$rep" 0 64
-        load_run "$name" c256 "$rep" 0 256
-        wrk_pipe "$name" "$rep"
+        for p in $PHASES; do
+            if [ "$p" = pipe16 ]; then wrk_pipe "$name" "$rep"; else load_run "$name" "$p" "$rep" 0 "${p#c}"; fi
+        done
     done
 done
 
@@ -176,14 +199,15 @@ vs_bare() { # name phase column: median over reps of (name / bare) in the same r
     awk -v s="$1" -v p="$2" -v c="$3" '$2 == p && $1 == s {x[$3] = $c} $2 == p && $1 == "bare" {y[$3] = $c}
         END {for (r in x) if (y[r] > 0) print x[r] / y[r]}' "$WORK/runs13.txt" | median | awk '{printf "%.2f", $1}'
 }
-BEST=bare
+BEST=none
 BEST_MAX=0
 for name in "${SERVERS[@]}"; do
-    case $name in rc_*) continue ;; esac
-    m=$(med "$name" c64 5)
+    # The peers only: not ringcore itself, and not the bare loop (no HTTP parsing: the floor).
+    case $name in rc_* | bare) continue ;; esac
+    m=$(med "$name" "c$OPEN_CONNS" 5)
     if awk -v a="$m" -v b="$BEST_MAX" 'BEGIN {exit !(a + 0 > b + 0)}'; then BEST=$name; BEST_MAX=$m; fi
 done
-awk -v m="$BEST_MAX" 'BEGIN {exit !(m + 0 > 0)}' || die "no closed-loop maximum ($BEST_MAX)"
+awk -v m="$BEST_MAX" 'BEGIN {exit !(m + 0 > 0)}' || die "no peer's closed-loop maximum to take the open loop's rates from (--servers needs a peer besides bare and rc_*)"
 log "best peer: $BEST at $BEST_MAX answers/s"
 # shellcheck disable=SC2086 # FRACS is a list
 TOP_FRAC=$(printf '%s\n' $FRACS | sort -g | tail -1)
@@ -195,7 +219,7 @@ for rep in $(seq "$REPS"); do
             if [ "$TIMELINE" = 1 ] && [ "$rep" = 1 ] && [ "$f" = "$TOP_FRAC" ]; then
                 tl="$OUT_DIR/timeline-$name.csv"
             fi
-            load_run "$name" "f$f" "$rep" "$rate" 64 "$tl"
+            load_run "$name" "f$f" "$rep" "$rate" "$OPEN_CONNS" "$tl"
             if [ -n "$tl" ]; then
                 timeout 120 python3 scripts/timeline-report.py "$tl" >"$OUT_DIR/timeline-$name.txt" ||
                     log "timeline-report failed for $name"
@@ -209,22 +233,28 @@ awk '{printf "%s %.1f\n", $0, ($6 > 0 ? $7 / $6 : 0)}' "$RUNS" >"$WORK/runs13.tx
     echo "Generated by \`$CMDLINE\` on $(date -u +%Y-%m-%d) ($MODE mode, commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`)."
     echo
     echo "- machine: \`nproc\` $(nproc), kernel \`$(uname -r)\`, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo); load average $LOAD_BEFORE before, $(cut -d' ' -f1-3 /proc/loadavg) after"
-    echo "- server on core $SERVER_CORE (\`--cores 1\`), client on core $CLIENT_CORE; $REPS rep(s) of ${DUR} s (ringcore-load after ${WARM} s warm-up), servers interleaved in each rep, medians; \"vs bare\" is the median over reps of the ratio to \`bare\` in the same rep"
+    echo "- server on core(s) $SERVER_CORE (\`--cores $SERVER_CORES\`), client (ringcore-load \`--cores $GEN_CORES\`) on core(s) $CLIENT_CORE; $REPS rep(s) of ${DUR} s (ringcore-load after ${WARM} s warm-up), servers interleaved in each rep, medians; \"vs bare\" is the median over reps of the ratio to \`bare\` in the same rep"
     echo "- CPU per answer: the server's on-CPU time over the run (all threads, schedstat) / every answer of the run (ringcore-load: warm-up and drain included; wrk: its request count)"
     echo
-    echo "### Closed loop (ringcore-load --rate 0) and pipelined x16 (wrk -t1 -c64)"
+    echo "### Closed loop (ringcore-load --rate 0)$([[ " $PHASES " != *" pipe16 "* ]] || echo " and pipelined x16 (wrk -t1 -c64)")"
     echo
-    echo "| server | answers/s, 64 | CPU ns/answer, 64 | vs bare | answers/s, 256 | CPU ns/answer, 256 | vs bare | answers/s, x16 | CPU ns/answer, x16 | vs bare |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    head="| server"
+    rule="|---"
+    for p in $PHASES; do
+        head="$head | answers/s, ${p#c} | CPU ns/answer, ${p#c} | vs bare"
+        rule="$rule|---:|---:|---:"
+    done
+    echo "${head//pipe16/x16} |"
+    echo "$rule|"
     for name in "${SERVERS[@]}"; do
         row="| $name"
-        for p in c64 c256 pipe16; do
+        for p in $PHASES; do
             row="$row | $(med "$name" "$p" 5 | awk '{printf "%.0f", $1}') | $(med "$name" "$p" 13 | awk '{printf "%.0f", $1}') | $(vs_bare "$name" "$p" 13)"
         done
         echo "$row |"
     done
     echo
-    echo "### Open loop, 64 connections, at fractions of $BEST's closed-loop maximum ($(printf '%.0f' "$BEST_MAX")/s)"
+    echo "### Open loop, $OPEN_CONNS connections, at fractions of $BEST's closed-loop maximum ($(printf '%.0f' "$BEST_MAX")/s)"
     echo
     echo "\"*\": the server answered under 99% of the offered rate, so its latencies measure its backlog."
     echo
@@ -262,6 +292,6 @@ awk '{printf "%s %.1f\n", $0, ($6 > 0 ? $7 / $6 : 0)}' "$RUNS" >"$WORK/runs13.tx
 } >"$OUT_DIR/report.md"
 cat "$OUT_DIR/report.md"
 if [ "$WRITE_DOC" = 1 ]; then
-    update_doc bench-peers "$OUT_DIR/report.md" "$DOC"
+    update_doc "$MARKER" "$OUT_DIR/report.md" "$DOC"
 fi
 log "runs, report and timelines in $OUT_DIR"

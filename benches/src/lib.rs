@@ -287,70 +287,107 @@ pub fn bind_listeners(name: &str, addr: SocketAddr, n: usize) -> Option<(SocketA
     Some((addr, listeners))
 }
 
-/// The tokio baselines' common loop (`hyper_ct`, `hyper_h2`, `hyper_tls`): current-thread
-/// tokio with a `LocalSet`, pinned to `core`, a listener on `addr` (prints `listening on
-/// ADDR`), `serve(stream)` spawned locally for each accepted connection (`TCP_NODELAY` on),
-/// until SIGINT or SIGTERM. Errors are printed prefixed with `name`; returns the exit code.
-pub fn serve_tokio_local<F, Fut>(
-    name: &str,
-    addr: SocketAddr,
-    core: Option<usize>,
-    serve: F,
-) -> std::process::ExitCode
+/// The tokio baselines' common loop (`hyper_ct`, `hyper_h2`, `hyper_tls`): one current-thread
+/// tokio runtime with a `LocalSet` per listed core, each thread pinned there with a
+/// `SO_REUSEPORT` listener of its own on `addr` (how a tokio user runs hyper per core; prints
+/// `listening on ADDR` once every thread accepts), `serve(stream)` spawned locally for each
+/// accepted connection (`TCP_NODELAY` on), until SIGINT or SIGTERM. Errors are printed
+/// prefixed with `name`; returns the exit code.
+pub fn serve_tokio_local<F, Fut>(name: &str, addr: SocketAddr, cores: &[usize], serve: F) -> std::process::ExitCode
 where
-    F: Fn(tokio::net::TcpStream) -> Fut + 'static,
+    F: Fn(tokio::net::TcpStream) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
     use std::process::ExitCode;
-    if let Some(core) = core {
-        let _ = pin_to(core);
-    }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{name}: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some((addr, listeners)) = bind_listeners(name, addr, cores.len().max(1)) else {
+        return ExitCode::FAILURE;
     };
-    let local = tokio::task::LocalSet::new();
-    match local.block_on(&rt, accept_until_signal(addr, serve)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            ExitCode::FAILURE
+    // Blocked here, so every thread started below inherits the mask and only `wait_for_stop`
+    // takes the signal.
+    let signals = block_signals();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let mut threads = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let core = cores.get(i).copied();
+        let (serve, mut stop, ready) = (serve.clone(), stop_rx.clone(), ready_tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            .spawn(move || -> Result<(), String> {
+                let started = (|| {
+                    if let Some(core) = core {
+                        if !pin_to(core) {
+                            return Err(format!("cannot pin to core {core}"));
+                        }
+                    }
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("runtime: {e}"))?;
+                    let listener = {
+                        let _guard = rt.enter();
+                        tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?
+                    };
+                    Ok((rt, listener))
+                })();
+                let (rt, listener) = match started {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = ready.send(Err(e.clone()));
+                        return Err(e);
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&rt, async move {
+                    loop {
+                        tokio::select! {
+                            _ = stop.changed() => return,
+                            accepted = listener.accept() => match accepted {
+                                Ok((stream, _)) => {
+                                    let _ = stream.set_nodelay(true);
+                                    tokio::task::spawn_local(serve(stream));
+                                }
+                                // EMFILE and the like: that accept failed; keep serving.
+                                Err(_) => tokio::task::yield_now().await,
+                            },
+                        }
+                    }
+                });
+                Ok(())
+                // Dropping `local` and `rt` here cancels the connections and closes them.
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                eprintln!("{name}: cannot start a thread: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
-}
-
-async fn accept_until_signal<F, Fut>(addr: SocketAddr, serve: F) -> Result<(), String>
-where
-    F: Fn(tokio::net::TcpStream) -> Fut + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("signal: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("signal: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| format!("local address: {e}"))?;
-    println!("listening on {local}");
-    let accept = async {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                // EMFILE and the like: that accept failed; keep serving the others.
-                Err(_) => continue,
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::task::spawn_local(serve(stream));
-        }
-    };
-    tokio::select! {
-        () = accept => Ok(()),
-        _ = term.recv() => Ok(()),
-        _ = int.recv() => Ok(()),
+    drop(ready_tx);
+    if !wait_started(name, &ready_rx, threads.len()) {
+        return ExitCode::FAILURE;
     }
+    println!("listening on {addr}");
+    let waited = wait_for_stop(&signals);
+    let _ = stop_tx.send(true);
+    let mut code = ExitCode::SUCCESS;
+    if let Err(rc) = waited {
+        eprintln!("{name}: sigwait: {rc}");
+        code = ExitCode::FAILURE;
+    }
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("{name}: {e}");
+                code = ExitCode::FAILURE;
+            }
+            Err(_) => code = ExitCode::FAILURE,
+        }
+    }
+    code
 }
 
 #[cfg(test)]

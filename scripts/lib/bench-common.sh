@@ -11,8 +11,9 @@
 #   pick_servers LIST REQUIRED...
 #                            SERVERS=(REQUIRED..., then the other names of LIST in its order),
 #                            every name checked against PEERS_ALL (exit 2 on an unknown one)
-#   peer_start NAME CORE ADDR
-#                            start NAME pinned to CORE (`taskset`, `--addr ADDR --cores 1`),
+#   peer_start NAME CORES ADDR [N]
+#                            start NAME pinned to CORES (`taskset -c CORES`, e.g. 0 or 0-3;
+#                            `--addr ADDR --cores N`, N 1 unless given),
 #                            log in $WORK/NAME.log; sets SRV_PID. Its first start also checks
 #                            three pipelined requests and, for ringcore, the driver it runs on
 #   peers_json               the selected SERVERS' table as a JSON array (for bench_report)
@@ -269,10 +270,10 @@ pick_servers() { # "list" required... -> SERVERS
 }
 
 declare -A PEER_CHECKED=()
-peer_start() { # name core addr -> SRV_PID
-    local name=$1 core=$2 addr=$3
+peer_start() { # name cores addr [n] -> SRV_PID
+    local name=$1 core=$2 addr=$3 n=${4:-1}
     start_server "$name" "$WORK/$name.log" env RINGCORE_DRIVER="${PEER_DRIVER[$name]:-auto}" \
-        taskset -c "$core" "$BIN/${PEER_BIN[$name]}" --addr "$addr" --cores 1
+        taskset -c "$core" "$BIN/${PEER_BIN[$name]}" --addr "$addr" --cores "$n"
     [ -z "${PEER_CHECKED[$name]:-}" ] || return 0
     check_pipelining "$name" "${addr##*:}" /plaintext
     if [ -n "${PEER_DRIVER[$name]:-}" ]; then

@@ -1,14 +1,15 @@
 //! `hyper_ct`: `GET /plaintext` on hyper 1's HTTP/1 server over tokio's current-thread
-//! runtime, one thread pinned to one core: hyper as a tokio user runs it per core (the
-//! `!Send`-friendly way, a `LocalSet` of connection tasks), the baseline the epoll-driver
-//! issue compares ringcore against.
+//! runtime, one runtime per listed core, each thread pinned there with its own
+//! `SO_REUSEPORT` listener: hyper as a tokio user runs it per core (the `!Send`-friendly way,
+//! a `LocalSet` of connection tasks), the baseline the epoll-driver issue compares ringcore
+//! against.
 //!
 //! Run with: `cargo run --release -p ringcore-benches --bin hyper_ct -- --addr
 //! 127.0.0.1:8080 --cores 1`
 //!
 //! `GET /plaintext` answers `Hello, World!` (`text/plain; charset=utf-8`, hyper adds `Date`);
-//! any other path answers 404. `--cores` (the one grammar of every binary) picks the core:
-//! only the first is used. `TCP_NODELAY` on every accepted connection. Prints
+//! any other path answers 404. `--cores` (the one grammar of every binary) picks the cores,
+//! one thread each. `TCP_NODELAY` on every accepted connection. Prints
 //! `listening on ADDR`; SIGINT/SIGTERM stop it with exit status 0.
 
 use std::convert::Infallible;
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
     serve_tokio_local(
         "hyper_ct",
         args.addr,
-        args.cores.first().copied(),
+        &args.cores,
         |stream| async move {
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service_fn(answer))

@@ -1,5 +1,5 @@
 //! `hyper_h2`: `GET /plaintext` on hyper 1's HTTP/2 server (cleartext, prior knowledge) over
-//! tokio's current-thread runtime, one thread pinned to one core, with a `!Send` local
+//! tokio's current-thread runtime, one thread pinned to each listed core, with a `!Send` local
 //! executor (`spawn_local` on a `LocalSet`, as ringcore's HTTP/2 path does on its core): the
 //! baseline `scripts/bench-h2.sh` compares ringcore-http's HTTP/2 against. `hyper_ct` is the
 //! same server on HTTP/1.
@@ -9,8 +9,8 @@
 //!
 //! `GET /plaintext` answers `Hello, World!` (`text/plain; charset=utf-8`, hyper adds `Date`);
 //! any other path answers 404. hyper's HTTP/2 defaults (200 concurrent streams, 1 MiB
-//! windows). `--cores` (the one grammar of every binary) picks the core: only the first is
-//! used. `TCP_NODELAY` on every accepted connection. Prints `listening on ADDR`;
+//! windows). `--cores` (the one grammar of every binary) picks the cores, one thread and
+//! `SO_REUSEPORT` listener each. `TCP_NODELAY` on every accepted connection. Prints `listening on ADDR`;
 //! SIGINT/SIGTERM stop it with exit status 0.
 
 use std::convert::Infallible;
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     serve_tokio_local(
         "hyper_h2",
         args.addr,
-        args.cores.first().copied(),
+        &args.cores,
         |stream| async move {
             let _ = http2::Builder::new(LocalExec)
                 .serve_connection(TokioIo::new(stream), service_fn(answer))

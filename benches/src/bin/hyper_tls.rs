@@ -1,5 +1,5 @@
 //! `hyper_tls`: `GET /plaintext` over TLS on hyper 1's HTTP/1 server, tokio-rustls and
-//! tokio's current-thread runtime, one thread pinned to one core: the baseline of
+//! tokio's current-thread runtime, one thread pinned to each listed core: the baseline of
 //! `scripts/bench-tls.sh` for ringcore-http's `hello --tls-cert/--tls-key`.
 //!
 //! Run with: `cargo run --release -p ringcore-benches --bin hyper_tls -- --addr
@@ -107,7 +107,7 @@ fn main() -> ExitCode {
         }
     };
     let acceptor = TlsAcceptor::from(config);
-    serve_tokio_local("hyper_tls", args.addr, cores.first().copied(), move |stream| {
+    serve_tokio_local("hyper_tls", args.addr, &cores, move |stream| {
         let acceptor = acceptor.clone();
         async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Issue 12 goals 3 and 4 on a machine of 16 cores or more: ringcore-http against its peers with
+# the load generator on 8 cores of its own, so that the generator is no longer the limit (on
+# the 2-core machine it is, see docs/benchmarks.md), at 1, 2, 4 and 8 server cores.
+#
+#   scripts/bench-peers-16core.sh --bin bench-bin      # prebuilt static binaries (how it runs
+#                                                      # on a borrowed machine); about 6 min
+#
+# Options: --bin DIR (the binaries; without it: cargo build --release), --out-dir DIR
+# (bench-results/peers-16core), --doc FILE (docs/bench-peers-16core.md), --dur S (2), --warm S
+# (0.5), --reps N (1), --ks "1 2 4 8" (server core counts), --client-core LIST (8-15),
+# --gen-cores N (8), --budget S (420: a server core count whose runs would start after this
+# many seconds is skipped and listed as skipped, so the script ends by itself), --allow-small
+# (run on fewer than 16 CPUs: a smoke test of the script, not a measurement).
+#
+# Per server core count k (the server on cores 0..k-1 with `--cores k`, the generator on
+# --client-core), one scripts/bench-peers.sh run:
+#   k = 1: every peer that starts on this machine, closed loop at 64 and 256 connections, then
+#          the open loop over 64 connections at 20/40/60/80% of the best non-ringcore peer's
+#          closed-loop maximum (goal 3);
+#   k > 1: bare, rc_uring, tokio_ct, hyper_ct, axum, closed loop at 256 connections, then the
+#          open loop over 256 connections at 20/60/80% of the best peer's maximum at that k
+#          (20/40% from 8 server cores on: 8 generator cores are saturated near 1M/s).
+# The doc is rewritten after each k, so a run stopped early still leaves what it measured.
+# Then the scaling table (goal 4): each server's closed-loop answers/s at 256 connections per k,
+# as a share of k times its own 1-core figure, with the generator's busy share: a row whose
+# generator was over 70% busy measures the generator, not the server.
+# A server whose binary does not start here (no io_uring, say) is left out, and the doc says
+# why. Only 127.0.0.1; every run is bounded by `timeout`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LC_ALL=C
+# shellcheck source=scripts/lib/bench-common.sh
+. scripts/lib/bench-common.sh
+
+PREBUILT=""
+OUT_DIR=bench-results/peers-16core
+DOC=docs/bench-peers-16core.md
+DUR=2
+WARM=0.5
+REPS=1
+KS="1 2 4 8"
+CLIENT_CORE=8-15
+GEN_CORES=8
+BUDGET=420
+ALLOW_SMALL=0
+MULTI_SERVERS="bare rc_uring tokio_ct hyper_ct axum"
+CMDLINE="scripts/bench-peers-16core.sh $*"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --bin) PREBUILT="$2"; shift ;;
+        --out-dir) OUT_DIR="$2"; shift ;;
+        --doc) DOC="$2"; shift ;;
+        --dur) DUR="$2"; shift ;;
+        --warm) WARM="$2"; shift ;;
+        --reps) REPS="$2"; shift ;;
+        --ks) KS="$2"; shift ;;
+        --client-core) CLIENT_CORE="$2"; shift ;;
+        --gen-cores) GEN_CORES="$2"; shift ;;
+        --budget) BUDGET="$2"; shift ;;
+        --allow-small) ALLOW_SMALL=1 ;;
+        -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+        *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+bench_init bench-peers-16core
+[ "$ALLOW_SMALL" = 1 ] || need_cpus 16
+if [ -n "$PREBUILT" ]; then
+    BIN="$PREBUILT"
+else
+    log "building release binaries"
+    cargo build --release -q -p hello -p ringcore-benches
+    BIN="${CARGO_TARGET_DIR:-target}/release"
+fi
+raise_limits 8192
+mkdir -p "$OUT_DIR"
+PORT=18600
+
+# Which servers start here: each once on core 0, given 5 s to print "listening on".
+AVAIL=()
+SKIPPED=()
+for name in $PEERS_ALL; do
+    logf="$WORK/probe-$name.log"
+    PORT=$((PORT + 1))
+    env RINGCORE_DRIVER="${PEER_DRIVER[$name]:-auto}" timeout 10 taskset -c 0 \
+        "$BIN/${PEER_BIN[$name]}" --addr "127.0.0.1:$PORT" --cores 1 >"$logf" 2>&1 &
+    pid=$!
+    STARTED+=("$pid")
+    ok=0
+    for _ in $(seq 100); do
+        if grep -q "listening on" "$logf"; then ok=1; break; fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [ "$ok" = 1 ] && [ -n "${PEER_DRIVER[$name]:-}" ] && ! grep -q "driver: ${PEER_DRIVER[$name]}" "$logf"; then
+        ok=0
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget "$pid"
+    if [ "$ok" = 1 ]; then
+        AVAIL+=("$name")
+    else
+        SKIPPED+=("$name: $(head -c 300 "$logf" | tr '\n' ' ')")
+        log "$name does not start here: $(head -2 "$logf")"
+    fi
+done
+[[ " ${AVAIL[*]} " == *" bare "* ]] || die "the bare io_uring loop does not start here: ${SKIPPED[*]}"
+log "servers that start: ${AVAIL[*]}"
+
+have() { [[ " ${AVAIL[*]} " == *" $1 "* ]]; }
+# The scaling table from each k's runs.txt (columns: name phase rep offered achieved answers
+# cpu_ns p50 p99 p99.9 errors client_busy).
+scaling() { # name
+    local name=$1 k one rps busy cpu ans eff
+    one=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $5}' "$OUT_DIR/k1/runs.txt" | median)
+    for k in "${DONE_KS[@]}"; do
+        rps=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $5}' "$OUT_DIR/k$k/runs.txt" | median)
+        [ -n "$rps" ] || continue
+        busy=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $12}' "$OUT_DIR/k$k/runs.txt" | median)
+        cpu=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $7}' "$OUT_DIR/k$k/runs.txt" | median)
+        ans=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $6}' "$OUT_DIR/k$k/runs.txt" | median)
+        eff=$(awk -v r="$rps" -v o="$one" -v k="$k" 'BEGIN {if (o > 0) printf "%.2f", r / (o * k); else print "-"}')
+        echo "| $name | $k | $(printf '%.0f' "$rps") | $eff | $(awk -v c="$cpu" -v a="$ans" 'BEGIN {if (a > 0) printf "%.0f", c / a; else print "-"}') | $(busy_cell "$busy") |"
+    done
+}
+
+write_doc() {
+    {
+        echo "# ringcore-http against its peers on 16 cores (issue 12, goals 3 and 4)"
+        echo
+        echo "Generated by \`$CMDLINE\` on $(date -u +%Y-%m-%dT%H:%MZ) in $(($(date +%s) - T0)) s."
+        echo
+        echo "- machine: \`nproc\` $(nproc), kernel \`$(uname -r)\`, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+        if [ -f "$BIN/BUILD_INFO" ]; then echo "- binaries: $(cat "$BIN/BUILD_INFO")"; fi
+        echo "- server on cores 0..k-1 (\`--cores k\`), generator (ringcore-load \`--cores $GEN_CORES\`) on cores $CLIENT_CORE; $REPS rep(s) of $DUR s after $WARM s of warm-up; every run a fresh server"
+        echo "- servers that did not start here: $([ ${#SKIPPED[@]} -eq 0 ] && echo none || printf '%s; ' "${SKIPPED[@]}")"
+        [ ${#LEFT_KS[@]} -eq 0 ] || echo "- server core counts skipped (budget of $BUDGET s spent): ${LEFT_KS[*]}"
+        echo "- the servers: docs/bench-peers.md; the method: scripts/bench-peers.sh --help"
+        echo
+        echo "## Scaling (goal 4): closed loop, 256 connections"
+        echo
+        echo "\"of linear\": answers/s over k times the same server's 1-core figure. \"†\": the generator's cores were over ${BUSY_WARN}% busy, so that row measures the generator, not the server."
+        echo
+        echo "| server | server cores | answers/s | of linear | server CPU ns/answer | generator busy |"
+        echo "|---|---:|---:|---:|---:|---:|"
+        for name in $MULTI_SERVERS; do
+            if have "$name"; then scaling "$name"; fi
+        done
+        for k in "${DONE_KS[@]}"; do
+            echo
+            echo "## $k server core(s)"
+            echo
+            cat "$OUT_DIR/k$k/report.md"
+        done
+    } >"$OUT_DIR/report.md"
+    cp "$OUT_DIR/report.md" "$DOC"
+}
+
+DONE_KS=()
+LEFT_KS=()
+for k in $KS; do
+    elapsed=$(($(date +%s) - T0))
+    if [ "$elapsed" -ge "$BUDGET" ]; then
+        LEFT_KS+=("$k")
+        log "k=$k skipped: $elapsed s of the $BUDGET s budget spent"
+        continue
+    fi
+    if [ "$k" = 1 ]; then
+        servers="${AVAIL[*]}"
+        extra=(--phases "c64 c256" --open-conns 64 --fracs "0.2 0.4 0.6 0.8")
+    else
+        servers=""
+        for s in $MULTI_SERVERS; do
+            if have "$s"; then servers="$servers $s"; fi
+        done
+        fracs="0.2 0.6 0.8"
+        [ "$k" -lt 8 ] || fracs="0.2 0.4"
+        extra=(--phases c256 --open-conns 256 --fracs "$fracs")
+    fi
+    log "k=$k: $servers"
+    scripts/bench-peers.sh --bin "$BIN" --servers "$servers" --server-core "0-$((k - 1))" \
+        --server-cores "$k" --client-core "$CLIENT_CORE" --gen-cores "$GEN_CORES" --reps "$REPS" \
+        --dur "$DUR" --warm "$WARM" --out-dir "$OUT_DIR/k$k" --no-doc --port "$((18700 + k))" \
+        "${extra[@]}" >"$OUT_DIR/k$k.log" 2>&1 || { tail -5 "$OUT_DIR/k$k.log" >&2; die "bench-peers.sh failed at k=$k"; }
+    DONE_KS+=("$k")
+    write_doc
+    log "k=$k done: $DOC rewritten"
+done
+log "wrote $DOC; every run in $OUT_DIR/k*/runs.txt"
