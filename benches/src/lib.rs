@@ -293,7 +293,12 @@ pub fn bind_listeners(name: &str, addr: SocketAddr, n: usize) -> Option<(SocketA
 /// `listening on ADDR` once every thread accepts), `serve(stream)` spawned locally for each
 /// accepted connection (`TCP_NODELAY` on), until SIGINT or SIGTERM. Errors are printed
 /// prefixed with `name`; returns the exit code.
-pub fn serve_tokio_local<F, Fut>(name: &str, addr: SocketAddr, cores: &[usize], serve: F) -> std::process::ExitCode
+pub fn serve_tokio_local<F, Fut>(
+    name: &str,
+    addr: SocketAddr,
+    cores: &[usize],
+    serve: F,
+) -> std::process::ExitCode
 where
     F: Fn(tokio::net::TcpStream) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
@@ -311,52 +316,54 @@ where
     for (i, listener) in listeners.into_iter().enumerate() {
         let core = cores.get(i).copied();
         let (serve, mut stop, ready) = (serve.clone(), stop_rx.clone(), ready_tx.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("{name}-{i}"))
-            .spawn(move || -> Result<(), String> {
-                let started = (|| {
-                    if let Some(core) = core {
-                        if !pin_to(core) {
-                            return Err(format!("cannot pin to core {core}"));
+        let spawned =
+            std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || -> Result<(), String> {
+                    let started = (|| {
+                        if let Some(core) = core {
+                            if !pin_to(core) {
+                                return Err(format!("cannot pin to core {core}"));
+                            }
                         }
-                    }
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| format!("runtime: {e}"))?;
-                    let listener = {
-                        let _guard = rt.enter();
-                        tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .map_err(|e| format!("runtime: {e}"))?;
+                        let listener = {
+                            let _guard = rt.enter();
+                            tokio::net::TcpListener::from_std(listener)
+                                .map_err(|e| format!("listener: {e}"))?
+                        };
+                        Ok((rt, listener))
+                    })();
+                    let (rt, listener) = match started {
+                        Ok(x) => x,
+                        Err(e) => {
+                            let _ = ready.send(Err(e.clone()));
+                            return Err(e);
+                        }
                     };
-                    Ok((rt, listener))
-                })();
-                let (rt, listener) = match started {
-                    Ok(x) => x,
-                    Err(e) => {
-                        let _ = ready.send(Err(e.clone()));
-                        return Err(e);
-                    }
-                };
-                let _ = ready.send(Ok(()));
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, async move {
-                    loop {
-                        tokio::select! {
-                            _ = stop.changed() => return,
-                            accepted = listener.accept() => match accepted {
-                                Ok((stream, _)) => {
-                                    let _ = stream.set_nodelay(true);
-                                    tokio::task::spawn_local(serve(stream));
-                                }
-                                // EMFILE and the like: that accept failed; keep serving.
-                                Err(_) => tokio::task::yield_now().await,
-                            },
+                    let _ = ready.send(Ok(()));
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(&rt, async move {
+                        loop {
+                            tokio::select! {
+                                _ = stop.changed() => return,
+                                accepted = listener.accept() => match accepted {
+                                    Ok((stream, _)) => {
+                                        let _ = stream.set_nodelay(true);
+                                        tokio::task::spawn_local(serve(stream));
+                                    }
+                                    // EMFILE and the like: that accept failed; keep serving.
+                                    Err(_) => tokio::task::yield_now().await,
+                                },
+                            }
                         }
-                    }
+                    });
+                    Ok(())
+                    // Dropping `local` and `rt` here cancels the connections and closes them.
                 });
-                Ok(())
-                // Dropping `local` and `rt` here cancels the connections and closes them.
-            });
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {

@@ -47,14 +47,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    serve_tokio_local(
-        "hyper_ct",
-        args.addr,
-        &args.cores,
-        |stream| async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service_fn(answer))
-                .await;
-        },
-    )
+    serve_tokio_local("hyper_ct", args.addr, &args.cores, |stream| async move {
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service_fn(answer))
+            .await;
+    })
 }

@@ -61,14 +61,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    serve_tokio_local(
-        "hyper_h2",
-        args.addr,
-        &args.cores,
-        |stream| async move {
-            let _ = http2::Builder::new(LocalExec)
-                .serve_connection(TokioIo::new(stream), service_fn(answer))
-                .await;
-        },
-    )
+    serve_tokio_local("hyper_h2", args.addr, &args.cores, |stream| async move {
+        let _ = http2::Builder::new(LocalExec)
+            .serve_connection(TokioIo::new(stream), service_fn(answer))
+            .await;
+    })
 }
