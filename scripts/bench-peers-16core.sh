@@ -9,7 +9,9 @@
 # Options: --bin DIR (the binaries; without it: cargo build --release), --out-dir DIR
 # (bench-results/peers-16core), --doc FILE (docs/bench-peers-16core.md), --dur S (2), --warm S
 # (0.5), --reps N (1), --ks "1 2 4 8" (server core counts), --client-core LIST (8-15),
-# --gen-cores N (8), --budget S (420: a server core count whose runs would start after this
+# --gen-cores N (8), --multi-servers "LIST" (the servers at k > 1: bare rc_uring tokio_ct
+# hyper_ct axum), --extra-servers "LIST" (servers outside PEERS_ALL to add at every k, e.g.
+# rc_uring_ss), --budget S (420: a server core count whose runs would start after this
 # many seconds is skipped and listed as skipped, so the script ends by itself), --allow-small
 # (run on fewer than 16 CPUs: a smoke test of the script, not a measurement).
 #
@@ -18,8 +20,8 @@
 #   k = 1: every peer that starts on this machine, closed loop at 64 and 256 connections, then
 #          the open loop over 64 connections at 20/40/60/80% of the best non-ringcore peer's
 #          closed-loop maximum (goal 3);
-#   k > 1: bare, rc_uring, tokio_ct, hyper_ct, axum, closed loop at 256 connections, then the
-#          open loop over 256 connections at 20/60/80% of the best peer's maximum at that k
+#   k > 1: bare, rc_uring, tokio_ct, hyper_ct, axum (--multi-servers), closed loop at 256
+#          connections, then the open loop over 256 connections at 20/60/80% of the best peer's maximum at that k
 #          (20/40% from 8 server cores on: 8 generator cores are saturated near 1M/s).
 # The doc is rewritten after each k, so a run stopped early still leaves what it measured.
 # Then the scaling table (goal 4): each server's closed-loop answers/s at 256 connections per k,
@@ -45,6 +47,7 @@ GEN_CORES=8
 BUDGET=420
 ALLOW_SMALL=0
 MULTI_SERVERS="bare rc_uring tokio_ct hyper_ct axum"
+EXTRA_SERVERS=""
 CMDLINE="scripts/bench-peers-16core.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -58,8 +61,10 @@ while [ $# -gt 0 ]; do
         --client-core) CLIENT_CORE="$2"; shift ;;
         --gen-cores) GEN_CORES="$2"; shift ;;
         --budget) BUDGET="$2"; shift ;;
+        --multi-servers) MULTI_SERVERS="$2"; shift ;;
+        --extra-servers) EXTRA_SERVERS="$2"; shift ;;
         --allow-small) ALLOW_SMALL=1 ;;
-        -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -81,10 +86,12 @@ PORT=18600
 # Which servers start here: each once on core 0, given 5 s to print "listening on".
 AVAIL=()
 SKIPPED=()
-for name in $PEERS_ALL; do
+for name in $PEERS_ALL $EXTRA_SERVERS; do
+    [ -n "${PEER_BIN[$name]:-}" ] || die "unknown server $name (scripts/lib/bench-common.sh)"
     logf="$WORK/probe-$name.log"
     PORT=$((PORT + 1))
-    env RINGCORE_DRIVER="${PEER_DRIVER[$name]:-auto}" timeout 10 taskset -c 0 \
+    # shellcheck disable=SC2086 # PEER_ENV is one VAR=VALUE word or none
+    env RINGCORE_DRIVER="${PEER_DRIVER[$name]:-auto}" ${PEER_ENV[$name]:-} timeout 10 taskset -c 0 \
         "$BIN/${PEER_BIN[$name]}" --addr "127.0.0.1:$PORT" --cores 1 >"$logf" 2>&1 &
     pid=$!
     STARTED+=("$pid")
@@ -146,7 +153,7 @@ write_doc() {
         echo
         echo "| server | server cores | answers/s | of linear | server CPU ns/answer | generator busy |"
         echo "|---|---:|---:|---:|---:|---:|"
-        for name in $MULTI_SERVERS; do
+        for name in $MULTI_SERVERS $EXTRA_SERVERS; do
             if have "$name"; then scaling "$name"; fi
         done
         for k in "${DONE_KS[@]}"; do
@@ -173,7 +180,7 @@ for k in $KS; do
         extra=(--phases "c64 c256" --open-conns 64 --fracs "0.2 0.4 0.6 0.8")
     else
         servers=""
-        for s in $MULTI_SERVERS; do
+        for s in $MULTI_SERVERS $EXTRA_SERVERS; do
             if have "$s"; then servers="$servers $s"; fi
         done
         fracs="0.2 0.6 0.8"

@@ -240,11 +240,15 @@ update_doc() { # name report doc
 # accepts, and exits 0 on SIGTERM. Every one answers `GET /plaintext` with `Hello, World!` and
 # answers pipelined requests in order.
 PEERS_ALL="bare tokio_ct may hyper_ct actix axum rc_uring rc_epoll monoio glommio"
+# Not in PEERS_ALL, named with --servers: rc_uring_ss, hello on io_uring with speculative sends
+# on (RINGCORE_SPECULATIVE_SEND=1; off by default there), for A/B runs of that default.
 declare -A PEER_BIN=([bare]=naive_uring [tokio_ct]=tokio_ct [may]=may_hello [hyper_ct]=hyper_ct
     [actix]=actix_hello [axum]=axum_hello [rc_uring]=hello [rc_epoll]=hello
-    [monoio]=monoio_hello [glommio]=glommio_hello)
+    [monoio]=monoio_hello [glommio]=glommio_hello [rc_uring_ss]=hello)
 # RINGCORE_DRIVER for the ringcore servers (checked against the driver hello reports).
-declare -A PEER_DRIVER=([rc_uring]=io_uring [rc_epoll]=epoll)
+declare -A PEER_DRIVER=([rc_uring]=io_uring [rc_epoll]=epoll [rc_uring_ss]=io_uring)
+# Further environment of a server (VAR=VALUE).
+declare -A PEER_ENV=([rc_uring_ss]=RINGCORE_SPECULATIVE_SEND=1)
 # Markdown, backticks included (hence single quotes).
 # shellcheck disable=SC2034,SC2016 # read by the scripts that source this file
 declare -A PEER_WHAT=(
@@ -256,6 +260,7 @@ declare -A PEER_WHAT=(
     [axum]='axum 0.8 on hyper 1 and tokio'"'"'s multi-thread runtime with one worker thread, `TCP_NODELAY`: what a tokio user writes; adds `Date`'
     [rc_uring]='ringcore-http'"'"'s `hello` (`examples/hello`) on the io_uring driver: the full stack, httparse-based strict parser, router, `async fn plaintext() -> &'"'"'static str`, per-core cached `Date`, `Server`'
     [rc_epoll]='the same `hello` on ringcore'"'"'s epoll driver'
+    [rc_uring_ss]='the same `hello` on io_uring with speculative sends on (`RINGCORE_SPECULATIVE_SEND=1`: an answer goes out by one `send` call on the core, an op only on `EAGAIN`)'
     [monoio]='monoio 0.2 (io_uring driver), one runtime per core, a 4 KiB owned buffer per connection, httparse, the fixed 78-byte response'
     [glommio]='glommio 0.9, one `LocalExecutor` per core, a 4 KiB buffer per connection, httparse, the fixed 78-byte response'
 )
@@ -272,7 +277,8 @@ pick_servers() { # "list" required... -> SERVERS
 declare -A PEER_CHECKED=()
 peer_start() { # name cores addr [n] -> SRV_PID
     local name=$1 core=$2 addr=$3 n=${4:-1}
-    start_server "$name" "$WORK/$name.log" env RINGCORE_DRIVER="${PEER_DRIVER[$name]:-auto}" \
+    # shellcheck disable=SC2086 # PEER_ENV is one VAR=VALUE word or none
+    start_server "$name" "$WORK/$name.log" env RINGCORE_DRIVER="${PEER_DRIVER[$name]:-auto}" ${PEER_ENV[$name]:-} \
         taskset -c "$core" "$BIN/${PEER_BIN[$name]}" --addr "$addr" --cores "$n"
     [ -z "${PEER_CHECKED[$name]:-}" ] || return 0
     check_pipelining "$name" "${addr##*:}" /plaintext
