@@ -147,7 +147,7 @@ write_doc() {
         [ ${#LEFT_KS[@]} -eq 0 ] || echo "- server core counts skipped (budget of $BUDGET s spent): ${LEFT_KS[*]}"
         echo "- the servers: docs/bench-peers.md; the method: scripts/bench-peers.sh --help"
         echo
-        echo "## Scaling (goal 4): closed loop, 256 connections"
+        echo "### Scaling (goal 4): closed loop, 256 connections"
         echo
         echo "\"of linear\": answers/s over k times the same server's 1-core figure. \"†\": the generator's cores were over ${BUSY_WARN}% busy, so that row measures the generator, not the server."
         echo
@@ -158,12 +158,12 @@ write_doc() {
         done
         for k in "${DONE_KS[@]}"; do
             echo
-            echo "## $k server core(s)"
+            echo "### $k server core(s)"
             echo
-            cat "$OUT_DIR/k$k/report.md"
+            sed 's/^### /#### /' "$OUT_DIR/k$k/report.md"
         done
     } >"$OUT_DIR/report.md"
-    cp "$OUT_DIR/report.md" "$DOC"
+    update_doc bench-peers-16core "$OUT_DIR/report.md" "$DOC"
 }
 
 DONE_KS=()
