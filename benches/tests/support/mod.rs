@@ -15,8 +15,13 @@ impl Drop for Server {
 
 /// Starts `bin` on a port the kernel picks and returns it with its `listening on` address.
 pub(crate) fn start(name: &str, bin: &str) -> (Server, String) {
+    start_on(name, bin, "1")
+}
+
+/// [`start`] with `--cores CORES` (`N`: the first N CPUs of the test's affinity mask).
+pub(crate) fn start_on(name: &str, bin: &str, cores: &str) -> (Server, String) {
     let mut child = Command::new(bin)
-        .args(["--addr", "127.0.0.1:0", "--cores", "1"])
+        .args(["--addr", "127.0.0.1:0", "--cores", cores])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
