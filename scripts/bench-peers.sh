@@ -6,9 +6,10 @@
 #
 #   scripts/bench-peers.sh                # 3 reps, 5 s runs, 1 s warm-up (about 25 min)
 #   scripts/bench-peers.sh --quick        # 1 rep, 2 s runs (about 5 min)
-#   scripts/bench-peers.sh --timeline     # also one latency timeline per server at 80%
+#   scripts/bench-peers.sh --timeline     # also one latency timeline per server at the highest load
 #
-# Options: --reps N, --dur S, --warm S, --fracs "0.2 0.4 0.6 0.8", --servers "bare rc_uring ..."
+# Options: --reps N, --dur S, --warm S, --fracs "0.2 0.4 0.6 0.8", --rates "5000 10000" (absolute
+# offered rates instead of fractions; then no peer is needed besides bare), --servers "bare rc_uring ..."
 # (a subset, in this order; bare is always run), --server-core C (0; a list such as 0-3 with
 # --server-cores), --server-cores K (1: the server's threads, workers or executors), --client-core
 # C (1; a list such as 8-15 with --gen-cores), --gen-cores N (1: ringcore-load's cores),
@@ -29,7 +30,7 @@
 # (c) open loop at each fraction of the best non-ringcore server's closed-loop maximum at 64
 #     connections (median over reps), the same absolute rates for every server: p50/p99/p99.9
 #     from the scheduled send time and server CPU per answer. With --timeline, rep 1's run at
-#     the highest fraction writes timeline-SERVER.csv (ringcore-load --timeline; one request
+#     the highest load writes timeline-SERVER.csv (ringcore-load --timeline; one request
 #     in N kept so that a run has at most 200,000 lines) and timeline-SERVER.txt
 #     (scripts/timeline-report.py) into the output directory.
 # Only 127.0.0.1; every run is bounded by `timeout`; only the PIDs started here are signalled.
@@ -44,6 +45,7 @@ REPS=3
 DUR=5
 WARM=1
 FRACS="0.2 0.4 0.6 0.8"
+RATES=""
 SERVER_CORE=0
 SERVER_CORES=1
 CLIENT_CORE=1
@@ -68,6 +70,7 @@ while [ $# -gt 0 ]; do
         --dur) DUR="$2"; shift ;;
         --warm) WARM="$2"; shift ;;
         --fracs) FRACS="$2"; shift ;;
+        --rates) RATES="$2"; shift ;;
         --servers) PICK="$2"; shift ;;
         --server-core) SERVER_CORE="$2"; shift ;;
         --server-cores) SERVER_CORES="$2"; shift ;;
@@ -201,25 +204,41 @@ vs_bare() { # name phase column: median over reps of (name / bare) in the same r
 }
 BEST=none
 BEST_MAX=0
-for name in "${SERVERS[@]}"; do
+[ -n "$RATES" ] || for name in "${SERVERS[@]}"; do
     # The peers only: not ringcore itself, and not the bare loop (no HTTP parsing: the floor).
     case $name in rc_* | bare) continue ;; esac
     m=$(med "$name" "c$OPEN_CONNS" 5)
     if awk -v a="$m" -v b="$BEST_MAX" 'BEGIN {exit !(a + 0 > b + 0)}'; then BEST=$name; BEST_MAX=$m; fi
 done
-awk -v m="$BEST_MAX" 'BEGIN {exit !(m + 0 > 0)}' || die "no peer's closed-loop maximum to take the open loop's rates from (--servers needs a peer besides bare and rc_*)"
-log "best peer: $BEST at $BEST_MAX answers/s"
-# shellcheck disable=SC2086 # FRACS is a list
-TOP_FRAC=$(printf '%s\n' $FRACS | sort -g | tail -1)
-for rep in $(seq "$REPS"); do
+# The open loop's loads: LABELS (the phase names in runs.txt) and their offered RATE_OF.
+LABELS=()
+declare -A RATE_OF=() SHOW=()
+if [ -n "$RATES" ]; then
+    for r in $RATES; do
+        [[ $r =~ ^[1-9][0-9]*$ ]] || die "--rates: whole requests per second, got $r"
+        LABELS+=("r$r"); RATE_OF[r$r]=$r; SHOW[r$r]="$r/s"
+    done
+else
+    awk -v m="$BEST_MAX" 'BEGIN {exit !(m + 0 > 0)}' || die "no peer's closed-loop maximum to take the open loop's rates from (--servers needs a peer besides bare and rc_*, or --rates)"
+    log "best peer: $BEST at $BEST_MAX answers/s"
     for f in $FRACS; do
-        rate=$(awk -v m="$BEST_MAX" -v f="$f" 'BEGIN {printf "%.0f", m * f}')
+        LABELS+=("f$f")
+        RATE_OF[f$f]=$(awk -v m="$BEST_MAX" -v f="$f" 'BEGIN {printf "%.0f", m * f}')
+        SHOW[f$f]=$(awk -v f="$f" 'BEGIN {printf "%.0f%%", f * 100}')
+    done
+fi
+TOP=${LABELS[${#LABELS[@]}-1]}
+for l in "${LABELS[@]}"; do
+    if [ "${RATE_OF[$l]}" -gt "${RATE_OF[$TOP]}" ]; then TOP=$l; fi
+done
+for rep in $(seq "$REPS"); do
+    for l in "${LABELS[@]}"; do
         for name in "${SERVERS[@]}"; do
             tl=""
-            if [ "$TIMELINE" = 1 ] && [ "$rep" = 1 ] && [ "$f" = "$TOP_FRAC" ]; then
+            if [ "$TIMELINE" = 1 ] && [ "$rep" = 1 ] && [ "$l" = "$TOP" ]; then
                 tl="$OUT_DIR/timeline-$name.csv"
             fi
-            load_run "$name" "f$f" "$rep" "$rate" "$OPEN_CONNS" "$tl"
+            load_run "$name" "$l" "$rep" "${RATE_OF[$l]}" "$OPEN_CONNS" "$tl"
             if [ -n "$tl" ]; then
                 timeout 120 python3 scripts/timeline-report.py "$tl" >"$OUT_DIR/timeline-$name.txt" ||
                     log "timeline-report failed for $name"
@@ -254,7 +273,11 @@ awk '{printf "%s %.1f\n", $0, ($6 > 0 ? $7 / $6 : 0)}' "$RUNS" >"$WORK/runs13.tx
         echo "$row |"
     done
     echo
-    echo "### Open loop, $OPEN_CONNS connections, at fractions of $BEST's closed-loop maximum ($(printf '%.0f' "$BEST_MAX")/s)"
+    if [ -n "$RATES" ]; then
+        echo "### Open loop, $OPEN_CONNS connections, at the offered rates given"
+    else
+        echo "### Open loop, $OPEN_CONNS connections, at fractions of $BEST's closed-loop maximum ($(printf '%.0f' "$BEST_MAX")/s)"
+    fi
     echo
     echo "\"*\": the server answered under 99% of the offered rate, so its latencies measure its backlog."
     echo
@@ -262,15 +285,15 @@ awk '{printf "%s %.1f\n", $0, ($6 > 0 ? $7 / $6 : 0)}' "$RUNS" >"$WORK/runs13.tx
     echo
     echo "| load | server | achieved/s | p50 µs | p99 µs | p99.9 µs | CPU ns/answer | vs bare | errors | client busy |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for f in $FRACS; do
+    for l in "${LABELS[@]}"; do
         for name in "${SERVERS[@]}"; do
             # A "*" marks a server that fell behind the offered rate (its latencies are the queue).
-            echo "| $(awk -v f="$f" 'BEGIN {printf "%.0f%%", f * 100}') | $name | $(med "$name" "f$f" 5 | awk -v r="$(med "$name" "f$f" 4)" '{printf "%.0f%s", $1, ($1 < 0.99 * r ? "*" : "")}') | $(med "$name" "f$f" 8) | $(med "$name" "f$f" 9) | $(med "$name" "f$f" 10) | $(med "$name" "f$f" 13 | awk '{printf "%.0f", $1}') | $(vs_bare "$name" "f$f" 13) | $(med "$name" "f$f" 11) | $(busy_cell "$(med "$name" "f$f" 12)") |"
+            echo "| ${SHOW[$l]} | $name | $(med "$name" "$l" 5 | awk -v r="$(med "$name" "$l" 4)" '{printf "%.0f%s", $1, ($1 < 0.99 * r ? "*" : "")}') | $(med "$name" "$l" 8) | $(med "$name" "$l" 9) | $(med "$name" "$l" 10) | $(med "$name" "$l" 13 | awk '{printf "%.0f", $1}') | $(vs_bare "$name" "$l" 13) | $(med "$name" "$l" 11) | $(busy_cell "$(med "$name" "$l" 12)") |"
         done
     done
     if [ "$TIMELINE" = 1 ]; then
         echo
-        echo "### Timelines at $(awk -v f="$TOP_FRAC" 'BEGIN {printf "%.0f%%", f * 100}') (rep 1; CSVs in \`$OUT_DIR\`)"
+        echo "### Timelines at ${SHOW[$TOP]} (rep 1; CSVs in \`$OUT_DIR\`)"
         for name in "${SERVERS[@]}"; do
             [ -f "$OUT_DIR/timeline-$name.txt" ] || continue
             echo
