@@ -122,10 +122,13 @@ have() { [[ " ${AVAIL[*]} " == *" $1 "* ]]; }
 # cpu_ns p50 p99 p99.9 errors client_busy).
 scaling() { # name
     local name=$1 k one rps busy cpu ans eff
-    one=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $5}' "$OUT_DIR/k1/runs.txt" | median)
+    one=0
+    if [ -f "$OUT_DIR/k1/runs.txt" ]; then
+        one=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $5}' "$OUT_DIR/k1/runs.txt" | median)
+    fi
     for k in "${DONE_KS[@]}"; do
         rps=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $5}' "$OUT_DIR/k$k/runs.txt" | median)
-        [ -n "$rps" ] || continue
+        if [ -z "$rps" ] || [ "$rps" = nan ]; then continue; fi
         busy=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $12}' "$OUT_DIR/k$k/runs.txt" | median)
         cpu=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $7}' "$OUT_DIR/k$k/runs.txt" | median)
         ans=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $6}' "$OUT_DIR/k$k/runs.txt" | median)
