@@ -13,7 +13,9 @@
 # when redis-server is installed), --no-redis, --soldout-stock N (1000), --soldout-rate R
 # (2000), --port P, --redis-port P, --server-core C (0), --client-core C (1), --redis-core C
 # (default: the server core), --redis-fsync always|everysec|no (always), --bin DIR (prebuilt
-# binaries, no build), --load PATH (a generator with ringcore-load's command line and JSON),
+# binaries, no build), --data-root DIR (where the data dirs go; default: the script's temporary
+# folder under /tmp. The report names its file system: on tmpfs a sync writes nothing to a
+# disk, so such a run measures no durability cost), --load PATH (a generator with ringcore-load's command line and JSON),
 # --doc FILE (also put the report between <!-- bench-flash-sale.sh:begin --> and
 # <!-- bench-flash-sale.sh:end --> in FILE; the block is appended when the markers are
 # missing), --budget S (seconds the measurements may take after the build).
@@ -53,6 +55,7 @@ REDIS_FSYNC=always
 PREBUILT=""
 LOAD=""
 DOC=""
+DATA_ROOT=""
 BUDGET=1200
 HOT_STOCK=1000000000
 CMDLINE="scripts/bench-flash-sale.sh $*"
@@ -80,8 +83,9 @@ while [ $# -gt 0 ]; do
         --bin) PREBUILT="$2"; shift ;;
         --load) LOAD="$2"; shift ;;
         --doc) DOC="$2"; shift ;;
+        --data-root) DATA_ROOT="$2"; shift ;;
         --budget) BUDGET="$2"; shift ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -90,6 +94,16 @@ done
 case "$REDIS_FSYNC" in always|everysec|no) ;; *) echo "--redis-fsync: always, everysec or no" >&2; exit 2 ;; esac
 
 bench_init bench-flash-sale
+if [ -n "$DATA_ROOT" ]; then
+    mkdir -p "$DATA_ROOT"
+    DATA_ROOT=$(mktemp -d "$DATA_ROOT/bench-flash-sale.XXXXXX")
+    STARTED_DATA_ROOT=$DATA_ROOT
+    trap 'bench_cleanup; rm -rf "$STARTED_DATA_ROOT"' EXIT
+else
+    DATA_ROOT=$WORK
+fi
+DATA_FS=$(stat -f -c %T "$DATA_ROOT" 2>/dev/null || echo unknown)
+case "$DATA_FS" in tmpfs | ramfs) log "WARNING: the data dirs are on $DATA_FS: a sync writes nothing to a disk (use --data-root)" ;; esac
 command -v curl >/dev/null 2>&1 || die "needs curl"
 need_cpus 2
 ADDR="127.0.0.1:$PORT"
@@ -181,8 +195,8 @@ SEQ=0
 # start_one NAME -> SRV_PID, a fresh data dir (or Redis prefix) per run
 start_one() {
     SEQ=$((SEQ + 1))
-    local dir="$WORK/data-$SEQ"
-    rm -rf "$WORK"/data-*
+    local dir="$DATA_ROOT/data-$SEQ"
+    rm -rf "$DATA_ROOT"/data-*
     case "$1" in
         ringcore)
             start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/flash-sale" serve \
@@ -312,6 +326,7 @@ REPORT="$WORK/report.md"
     echo "- machine: \`nproc\` $(nproc), kernel \`$(uname -r)\`, $MODEL; load average $LOAD_BEFORE before, $LOAD_AFTER after"
     echo "- server on core $SERVER_CORE (\`taskset\`, one core: \`--cores 1\` / \`--threads 1\`), generator on core $CLIENT_CORE$([ "$NEED_REDIS" = 0 ] || echo ", redis-server on core $REDIS_CORE")"
     echo "- generator: \`$GENERATOR\`, open loop, $CONNS connections, depth $DEPTH, $DUR s measured after $WARM s warm-up, latency from the scheduled send time; each request \`POST /items/hot/buy\` with a new user (\`{\"user\":\"u{n}\"}\`)"
+    echo "- data dirs on \`$DATA_FS\`$(case "$DATA_FS" in tmpfs | ramfs) echo " (**no disk: a sync costs nothing here, so this run measures no durability cost**)" ;; esac)"
     echo "- every run a fresh server and data dir; stock $HOT_STOCK (never sells out); $REPS repetition(s), servers interleaved; medians over repetitions"
     echo "- crates: tokio $(crate_v tokio), axum $(crate_v axum), hyper $(crate_v hyper); $(rustc -V 2>/dev/null || echo "prebuilt binaries"); $STOPS"
     echo
