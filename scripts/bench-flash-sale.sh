@@ -102,8 +102,10 @@ if [ -n "$DATA_ROOT" ]; then
 else
     DATA_ROOT=$WORK
 fi
-DATA_FS=$(stat -f -c %T "$DATA_ROOT" 2>/dev/null || echo unknown)
-case "$DATA_FS" in tmpfs | ramfs) log "WARNING: the data dirs are on $DATA_FS: a sync writes nothing to a disk (use --data-root)" ;; esac
+# findmnt names ext4 as such (stat -f says ext2/ext3 for every ext).
+DATA_FS=$(findmnt -no FSTYPE -T "$DATA_ROOT" 2>/dev/null | head -n 1 || true)
+[ -n "$DATA_FS" ] || DATA_FS=$(stat -f -c %T "$DATA_ROOT" 2>/dev/null || echo unknown)
+case "$DATA_FS" in tmpfs | ramfs) log "WARNING: the data dirs (and Redis's) are on $DATA_FS: a sync writes nothing to a disk (--data-root picks another folder)" ;; esac
 command -v curl >/dev/null 2>&1 || die "needs curl"
 need_cpus 2
 ADDR="127.0.0.1:$PORT"
@@ -173,7 +175,7 @@ steal_pct() {
 
 REDIS_PID=
 start_redis() {
-    local dir="$WORK/redis"
+    local dir="$DATA_ROOT/redis"
     mkdir -p "$dir"
     start_bg taskset -c "$REDIS_CORE" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
         --dir "$dir" --save '' --appendonly yes --appendfsync "$REDIS_FSYNC" --protected-mode yes \
@@ -326,7 +328,7 @@ REPORT="$WORK/report.md"
     echo "- machine: \`nproc\` $(nproc), kernel \`$(uname -r)\`, $MODEL; load average $LOAD_BEFORE before, $LOAD_AFTER after"
     echo "- server on core $SERVER_CORE (\`taskset\`, one core: \`--cores 1\` / \`--threads 1\`), generator on core $CLIENT_CORE$([ "$NEED_REDIS" = 0 ] || echo ", redis-server on core $REDIS_CORE")"
     echo "- generator: \`$GENERATOR\`, open loop, $CONNS connections, depth $DEPTH, $DUR s measured after $WARM s warm-up, latency from the scheduled send time; each request \`POST /items/hot/buy\` with a new user (\`{\"user\":\"u{n}\"}\`)"
-    echo "- data dirs on \`$DATA_FS\`$(case "$DATA_FS" in tmpfs | ramfs) echo " (**no disk: a sync costs nothing here, so this run measures no durability cost**)" ;; esac)"
+    echo "- data dirs (Redis's too) on \`$DATA_FS\`$(case "$DATA_FS" in tmpfs | ramfs) echo " (**no disk: a sync costs nothing here, so this run measures no durability cost**)" ;; esac)"
     echo "- every run a fresh server and data dir; stock $HOT_STOCK (never sells out); $REPS repetition(s), servers interleaved; medians over repetitions"
     echo "- crates: tokio $(crate_v tokio), axum $(crate_v axum), hyper $(crate_v hyper); $(rustc -V 2>/dev/null || echo "prebuilt binaries"); $STOPS"
     echo

@@ -8,8 +8,8 @@
 #
 # Options: --bin DIR (the binaries; without it: cargo build --release), --out-dir DIR
 # (bench-results/peers-16core), --doc FILE (docs/bench-peers-16core.md), --dur S (2), --warm S
-# (0.5), --reps N (1), --ks "1 2 4 8" (server core counts), --client-core LIST (8-15),
-# --gen-cores N (8), --multi-servers "LIST" (the servers at k > 1: bare rc_uring tokio_ct
+# (0.5), --reps N (1), --ks "1 2 4 8" (server core counts), --client-core LIST (8-15;
+# the last CPU with --allow-small), --gen-cores N (8; 1 with --allow-small), --multi-servers "LIST" (the servers at k > 1: bare rc_uring tokio_ct
 # hyper_ct axum), --extra-servers "LIST" (servers outside PEERS_ALL to add at every k, e.g.
 # rc_uring_ss), --budget S (420: a server core count whose runs would start after this
 # many seconds is skipped and listed as skipped, so the script ends by itself), --allow-small
@@ -42,8 +42,8 @@ DUR=2
 WARM=0.5
 REPS=1
 KS="1 2 4 8"
-CLIENT_CORE=8-15
-GEN_CORES=8
+CLIENT_CORE=""
+GEN_CORES=""
 BUDGET=420
 ALLOW_SMALL=0
 MULTI_SERVERS="bare rc_uring tokio_ct hyper_ct axum"
@@ -71,7 +71,18 @@ while [ $# -gt 0 ]; do
 done
 
 bench_init bench-peers-16core
-[ "$ALLOW_SMALL" = 1 ] || need_cpus 16
+if [ "$ALLOW_SMALL" = 1 ]; then
+    # A smoke test of the script: the generator on the last CPU unless told.
+    [ -n "$CLIENT_CORE" ] || CLIENT_CORE=$(($(nproc) - 1))
+    [ -n "$GEN_CORES" ] || GEN_CORES=1
+else
+    need_cpus 16
+fi
+[ -n "$CLIENT_CORE" ] || CLIENT_CORE=8-15
+[ -n "$GEN_CORES" ] || GEN_CORES=8
+for k in $KS; do
+    [[ $k =~ ^[1-9][0-9]*$ ]] || die "--ks: server core counts, got $k"
+done
 if [ -n "$PREBUILT" ]; then
     BIN="$PREBUILT"
 else
@@ -97,7 +108,7 @@ for name in $PEERS_ALL $EXTRA_SERVERS; do
     STARTED+=("$pid")
     ok=0
     for _ in $(seq 100); do
-        if grep -q "listening on" "$logf"; then ok=1; break; fi
+        if grep -q "listening on" "$logf" 2>/dev/null; then ok=1; break; fi
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
@@ -123,8 +134,10 @@ have() { [[ " ${AVAIL[*]} " == *" $1 "* ]]; }
 scaling() { # name
     local name=$1 k one rps busy cpu ans eff
     one=0
-    if [ -f "$OUT_DIR/k1/runs.txt" ]; then
+    # This run's 1-core figure only (an older run's k1 may lie in the same folder).
+    if [[ " ${DONE_KS[*]} " == *" 1 "* ]]; then
         one=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $5}' "$OUT_DIR/k1/runs.txt" | median)
+        [[ $one =~ ^[0-9.]+$ ]] || one=0
     fi
     for k in "${DONE_KS[@]}"; do
         rps=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $5}' "$OUT_DIR/k$k/runs.txt" | median)
@@ -132,7 +145,7 @@ scaling() { # name
         busy=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $12}' "$OUT_DIR/k$k/runs.txt" | median)
         cpu=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $7}' "$OUT_DIR/k$k/runs.txt" | median)
         ans=$(awk -v s="$name" '$1 == s && $2 == "c256" {print $6}' "$OUT_DIR/k$k/runs.txt" | median)
-        eff=$(awk -v r="$rps" -v o="$one" -v k="$k" 'BEGIN {if (o > 0) printf "%.2f", r / (o * k); else print "-"}')
+        eff=$(awk -v r="$rps" -v o="$one" -v k="$k" 'BEGIN {if (o + 0 > 0) printf "%.2f", r / (o * k); else print "-"}')
         echo "| $name | $k | $(printf '%.0f' "$rps") | $eff | $(awk -v c="$cpu" -v a="$ans" 'BEGIN {if (a > 0) printf "%.0f", c / a; else print "-"}') | $(busy_cell "$busy") |"
     done
 }
@@ -156,7 +169,9 @@ write_doc() {
         echo
         echo "| server | server cores | answers/s | of linear | server CPU ns/answer | generator busy |"
         echo "|---|---:|---:|---:|---:|---:|"
-        for name in $MULTI_SERVERS $EXTRA_SERVERS; do
+        # Each name once, though it may be in both lists.
+        # shellcheck disable=SC2086 # the lists are words
+        for name in $(printf '%s\n' $MULTI_SERVERS $EXTRA_SERVERS | awk '!seen[$0]++'); do
             if have "$name"; then scaling "$name"; fi
         done
         for k in "${DONE_KS[@]}"; do
@@ -199,4 +214,8 @@ for k in $KS; do
     write_doc
     log "k=$k done: $DOC rewritten"
 done
+# Once more: the skipped k (if any) go into the doc, which a run that skipped every k writes
+# here for the first time.
+write_doc
+[ ${#DONE_KS[@]} -gt 0 ] || die "no server core count ran within the budget of $BUDGET s (see $DOC)"
 log "wrote $DOC; every run in $OUT_DIR/k*/runs.txt"

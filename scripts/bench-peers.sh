@@ -20,15 +20,18 @@
 # --no-doc (leave the doc alone), --bin DIR (prebuilt binaries, e.g. target/debug for a smoke).
 # scripts/bench-peers-16core.sh runs it at 1, 2, 4 and 8 server cores on a 16-core machine.
 #
-# Steps; every run is a fresh server pinned with taskset to the server core (`--cores 1`: one
-# thread, worker or executor), the client pinned to the client core, the servers interleaved
-# within each rep (A B C ... A B C ...), medians over reps of per-rep ratios to `bare`:
-# (a) closed loop, ringcore-load --rate 0 at 64 and 256 connections: answers/s and server CPU
-#     per answer (sum of /proc/PID/task/*/schedstat field 1 over the run / every answer);
+# Steps; every run is a fresh server pinned with taskset to the server core(s) (`--cores K`:
+# K threads, workers or executors; 1 by default), the client pinned to the client core(s), the
+# servers interleaved within each rep (A B C ... A B C ...), medians over reps of per-rep
+# ratios to `bare`:
+# (a) closed loop, ringcore-load --rate 0 at each cN of --phases (64 and 256 connections by
+#     default): answers/s and server CPU per answer (sum of /proc/PID/task/*/schedstat field 1
+#     over the run / every answer);
 # (b) pipelined x16: wrk -t1 -c64 -s scripts/wrk-pipeline.lua (16 requests per write); CPU
 #     per answer from wrk's request count (wrk counts single responses);
-# (c) open loop at each fraction of the best non-ringcore server's closed-loop maximum at 64
-#     connections (median over reps), the same absolute rates for every server: p50/p99/p99.9
+# (c) open loop at each fraction of the best peer's (neither rc_* nor bare) closed-loop maximum
+#     at --open-conns connections (median over reps), or at the --rates given, the same
+#     absolute rates for every server: p50/p99/p99.9
 #     from the scheduled send time and server CPU per answer. With --timeline, rep 1's run at
 #     the highest load writes timeline-SERVER.csv (ringcore-load --timeline; one request
 #     in N kept so that a run has at most 200,000 lines) and timeline-SERVER.txt
@@ -92,6 +95,13 @@ done
 
 # The servers and how each starts: scripts/lib/bench-common.sh (PEERS_ALL, peer_start).
 pick_servers "$PICK" bare
+if [ -z "$RATES" ] && [ -n "$FRACS" ]; then
+    peer=""
+    for name in "${SERVERS[@]}"; do
+        case $name in rc_* | bare) ;; *) peer=$name ;; esac
+    done
+    [ -n "$peer" ] || { echo "--fracs needs a peer besides bare and rc_* in --servers to take the rates from (or --rates)" >&2; exit 2; }
+fi
 [[ $DUR =~ ^[1-9][0-9]*$ ]] || { echo "--dur: whole seconds (wrk's -d), got $DUR" >&2; exit 2; }
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "--reps: a positive number, got $REPS" >&2; exit 2; }
 [[ $WARM =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--warm: seconds, got $WARM" >&2; exit 2; }
@@ -99,7 +109,13 @@ for p in $PHASES; do
     case $p in c[1-9]*) [[ $p =~ ^c[0-9]+$ ]] || { echo "--phases: unknown phase $p" >&2; exit 2; } ;;
         pipe16) ;; *) echo "--phases: unknown phase $p (c<conns> or pipe16)" >&2; exit 2 ;; esac
 done
-[[ " $PHASES " == *" c$OPEN_CONNS "* ]] || { echo "--open-conns $OPEN_CONNS needs c$OPEN_CONNS in --phases" >&2; exit 2; }
+if [ -n "$RATES" ]; then
+    for r in $RATES; do
+        [[ $r =~ ^[1-9][0-9]*$ ]] || { echo "--rates: whole requests per second, got $r" >&2; exit 2; }
+    done
+else
+    [[ " $PHASES " == *" c$OPEN_CONNS "* ]] || { echo "--open-conns $OPEN_CONNS needs c$OPEN_CONNS in --phases (or --rates)" >&2; exit 2; }
+fi
 [[ $SERVER_CORES =~ ^[1-9][0-9]*$ ]] || { echo "--server-cores: a positive number, got $SERVER_CORES" >&2; exit 2; }
 [[ $GEN_CORES =~ ^[1-9][0-9]*$ ]] || { echo "--gen-cores: a positive number, got $GEN_CORES" >&2; exit 2; }
 # Bound of one ringcore-load run: warm-up + run + its drain (2 s timeout) + start-up slack.
@@ -215,7 +231,6 @@ LABELS=()
 declare -A RATE_OF=() SHOW=()
 if [ -n "$RATES" ]; then
     for r in $RATES; do
-        [[ $r =~ ^[1-9][0-9]*$ ]] || die "--rates: whole requests per second, got $r"
         LABELS+=("r$r"); RATE_OF[r$r]=$r; SHOW[r$r]="$r/s"
     done
 else
@@ -227,8 +242,9 @@ else
         SHOW[f$f]=$(awk -v f="$f" 'BEGIN {printf "%.0f%%", f * 100}')
     done
 fi
-TOP=${LABELS[${#LABELS[@]}-1]}
+TOP=""
 for l in "${LABELS[@]}"; do
+    [ -n "$TOP" ] || TOP=$l
     if [ "${RATE_OF[$l]}" -gt "${RATE_OF[$TOP]}" ]; then TOP=$l; fi
 done
 for rep in $(seq "$REPS"); do
