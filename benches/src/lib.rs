@@ -264,6 +264,26 @@ pub fn wait_started<E: std::fmt::Display>(
     true
 }
 
+/// Joins the server threads; prints `name: error` for each that failed. False if any failed
+/// or panicked.
+pub fn join_all<E: std::fmt::Display>(
+    name: &str,
+    threads: Vec<std::thread::JoinHandle<Result<(), E>>>,
+) -> bool {
+    let mut ok = true;
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("{name}: {e}");
+                ok = false;
+            }
+            Err(_) => ok = false,
+        }
+    }
+    ok
+}
+
 /// Binds `n` non-blocking `SO_REUSEPORT` listeners on `addr` (port 0 picks one port, which
 /// every later listener shares). Returns the bound address and the listeners, or prints
 /// `name: cannot bind ...` and returns `None`.
@@ -384,15 +404,8 @@ where
         eprintln!("{name}: sigwait: {rc}");
         code = ExitCode::FAILURE;
     }
-    for t in threads {
-        match t.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                eprintln!("{name}: {e}");
-                code = ExitCode::FAILURE;
-            }
-            Err(_) => code = ExitCode::FAILURE,
-        }
+    if !join_all(name, threads) {
+        code = ExitCode::FAILURE;
     }
     code
 }

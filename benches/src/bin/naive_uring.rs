@@ -25,7 +25,7 @@ use std::thread;
 use io_uring::types::{BufRingEntry, Fd};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use ringcore_benches::{
-    bind_listeners, parse_server_args, pin_to, responses, wait_started, RequestCounter, MAX_BATCH,
+    bind_listeners, join_all, parse_server_args, pin_to, responses, wait_started, RequestCounter, MAX_BATCH,
 };
 use slab::Slab;
 
@@ -527,17 +527,11 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     println!("listening on {addr}");
-    let mut code = ExitCode::SUCCESS;
-    for t in threads {
-        match t.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                eprintln!("naive_uring: {e}");
-                code = ExitCode::FAILURE;
-            }
-            Err(_) => code = ExitCode::FAILURE,
-        }
-    }
+    let code = if join_all("naive_uring", threads) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
     // SAFETY: every thread that polled the signalfd has ended.
     unsafe { libc::close(sigfd) };
     code

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use ringcore_benches::{
-    bind_listeners, parse_server_args, pin_to, responses, wait_started, RequestCounter, MAX_BATCH,
+    bind_listeners, join_all, parse_server_args, pin_to, responses, wait_started, RequestCounter, MAX_BATCH,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -163,16 +163,9 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let _ = stop_tx.send(true);
-    let mut code = ExitCode::SUCCESS;
-    for t in threads {
-        match t.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                eprintln!("tokio_ct: {e}");
-                code = ExitCode::FAILURE;
-            }
-            Err(_) => code = ExitCode::FAILURE,
-        }
+    if join_all("tokio_ct", threads) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
-    code
 }
