@@ -101,7 +101,7 @@ run_one() {
     [ -s "$WORK/gen.json" ] || die "ringcore-load wrote no JSON (rc $rc) for $name: $(tail -3 "$WORK/gen.out")"
     # Every answer of the run (warm-up and drain too) against the server's CPU of the run.
     answers=$(python3 -c 'import json,sys; a=json.load(open(sys.argv[1]))["status_all"]; print(sum(a.values()))' "$WORK/gen.json")
-    printf '%s %s %s %s %s %s %s %s %s %s %s %s\n' "$name" "$phase" "$rep" "$rate" \
+    printf '%s %s %s %s %s %s %s %s %s %s\n' "$name" "$phase" "$rep" "$rate" \
         "$(json_num achieved_rate "$WORK/gen.json")" "$answers" "$((c1 - c0))" \
         "$(python3 -c 'import json,sys; l=json.load(open(sys.argv[1]))["latency_us"]; print(l["p50"], l["p99"], l["p99_9"])' "$WORK/gen.json")" \
         "$(json_num errors "$WORK/gen.json")" \

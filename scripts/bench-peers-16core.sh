@@ -94,30 +94,19 @@ raise_limits 8192
 mkdir -p "$OUT_DIR"
 PORT=18600
 
-# Which servers start here: each once on core 0, given 5 s to print "listening on".
+# Which servers start here: each once on core 0 (peer_exec, as bench-peers.sh starts it), given
+# 5 s to print "listening on" (and a ringcore server the driver it must run on).
 AVAIL=()
 SKIPPED=()
 for name in $PEERS_ALL $EXTRA_SERVERS; do
     [ -n "${PEER_BIN[$name]:-}" ] || die "unknown server $name (scripts/lib/bench-common.sh)"
     logf="$WORK/probe-$name.log"
     PORT=$((PORT + 1))
-    # shellcheck disable=SC2086 # PEER_ENV is one VAR=VALUE word or none
-    env RINGCORE_DRIVER="${PEER_DRIVER[$name]:-auto}" ${PEER_ENV[$name]:-} timeout 10 taskset -c 0 \
-        "$BIN/${PEER_BIN[$name]}" --addr "127.0.0.1:$PORT" --cores 1 >"$logf" 2>&1 &
-    pid=$!
-    STARTED+=("$pid")
     ok=0
-    for _ in $(seq 100); do
-        if grep -q "listening on" "$logf" 2>/dev/null; then ok=1; break; fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    if [ "$ok" = 1 ] && [ -n "${PEER_DRIVER[$name]:-}" ] && ! grep -q "driver: ${PEER_DRIVER[$name]}" "$logf"; then
-        ok=0
+    if try_start_server "$logf" peer_exec "$name" 0 "127.0.0.1:$PORT" 1; then
+        peer_started_on_driver "$name" "$logf" && ok=1
+        stop_server "$name" "$SRV_PID" "$WORK/probe-stops"
     fi
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    forget "$pid"
     if [ "$ok" = 1 ]; then
         AVAIL+=("$name")
     else

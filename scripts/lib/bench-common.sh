@@ -31,6 +31,9 @@
 #   start_server NAME LOG CMD...
 #                            run CMD in the background (output to LOG), wait for "listening on"
 #                            in LOG; sets SRV_PID. Every PID started is killed at exit.
+#   try_start_server LOG CMD...
+#                            the same, but a CMD that does not start is killed and the status
+#                            is 1 (start_server dies instead)
 #   start_bg CMD...          run CMD in the background, remembered for the exit cleanup; sets
 #                            BG_PID
 #   stop_server NAME PID STOPS
@@ -109,9 +112,9 @@ check_budget() { # seconds the next step may take
 }
 
 SRV_PID=
-start_server() { # name log cmd... -> sets SRV_PID
-    local name=$1 logf=$2
-    shift 2
+try_start_server() { # log cmd... -> sets SRV_PID; status 1 (the server stopped) if no start
+    local logf=$1
+    shift
     # Empty the log here, not in the child's redirection: a child not scheduled yet would
     # leave the previous run's "listening on" for the loop below to find.
     : >"$logf"
@@ -123,6 +126,16 @@ start_server() { # name log cmd... -> sets SRV_PID
         kill -0 "$SRV_PID" 2>/dev/null || break
         sleep 0.05
     done
+    kill -KILL "$SRV_PID" 2>/dev/null || true
+    wait "$SRV_PID" 2>/dev/null || true
+    forget "$SRV_PID"
+    return 1
+}
+
+start_server() { # name log cmd... -> sets SRV_PID
+    local name=$1 logf=$2
+    shift 2
+    try_start_server "$logf" "$@" && return 0
     cat "$logf" >&2
     die "$name did not start"
 }
@@ -275,17 +288,23 @@ pick_servers() { # "list" required... -> SERVERS
 }
 
 declare -A PEER_CHECKED=()
+peer_exec() { # name cores addr n: becomes the server (exec: the caller's $! is its PID)
+    local name=$1 core=$2 addr=$3 n=$4
+    # shellcheck disable=SC2086 # PEER_ENV is one VAR=VALUE word or none
+    exec env RINGCORE_DRIVER="${PEER_DRIVER[$name]:-auto}" ${PEER_ENV[$name]:-} \
+        taskset -c "$core" "$BIN/${PEER_BIN[$name]}" --addr "$addr" --cores "$n"
+}
+
+peer_started_on_driver() { # name log: a ringcore server logged the driver it must run on
+    [ -z "${PEER_DRIVER[$1]:-}" ] || grep -q "driver: ${PEER_DRIVER[$1]}" "$2"
+}
+
 peer_start() { # name cores addr [n] -> SRV_PID
     local name=$1 core=$2 addr=$3 n=${4:-1}
-    # shellcheck disable=SC2086 # PEER_ENV is one VAR=VALUE word or none
-    start_server "$name" "$WORK/$name.log" env RINGCORE_DRIVER="${PEER_DRIVER[$name]:-auto}" ${PEER_ENV[$name]:-} \
-        taskset -c "$core" "$BIN/${PEER_BIN[$name]}" --addr "$addr" --cores "$n"
-    [ -z "${PEER_CHECKED[$name]:-}" ] || return 0
+    start_server "$name" "$WORK/$name.log" peer_exec "$name" "$core" "$addr" "$n"    [ -z "${PEER_CHECKED[$name]:-}" ] || return 0
     check_pipelining "$name" "${addr##*:}" /plaintext
-    if [ -n "${PEER_DRIVER[$name]:-}" ]; then
-        grep -q "driver: ${PEER_DRIVER[$name]}" "$WORK/$name.log" ||
-            die "$name did not start on ${PEER_DRIVER[$name]}: $(head -3 "$WORK/$name.log")"
-    fi
+    peer_started_on_driver "$name" "$WORK/$name.log" ||
+        die "$name did not start on ${PEER_DRIVER[$name]}: $(head -3 "$WORK/$name.log")"
     PEER_CHECKED[$name]=1
 }
 
