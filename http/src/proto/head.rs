@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use http::{Method, StatusCode, Version};
 
-use super::line::{is_host_char, Line, LineScan};
+use super::line::{is_host_char, is_tchar, target_class, Line, LineScan, TargetByte};
 use super::target::validate_target;
 use crate::limits::Limits;
 
@@ -163,6 +163,12 @@ impl HeadScan {
     ///
     /// `Ok(None)`: incomplete, read more. `Err`: answer with the status and close.
     pub(crate) fn advance(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
+        // A fresh scan of a head that came whole: one `httparse` pass when it accepts.
+        if self.line.is_none() && self.done_line.is_none() {
+            if let Some(done) = parse_whole(buf, limits) {
+                return done.map(Some);
+            }
+        }
         let head_cap = limits.max_header_bytes;
         let line = match &self.done_line {
             Some(line) => line.clone(),
@@ -260,6 +266,72 @@ impl HeadScan {
             Block::Partial => Err(bad("malformed header section")),
         }
     }
+}
+
+/// The usual head: complete in `buf` and starting at its first byte, with a plain request
+/// line (`GET ` or another token, a target of allowed bytes, `HTTP/1.1` or `HTTP/1.0`) and
+/// at most [`SMALL_HEADERS`] fields. It is read in one pass: a tight scan of the request line
+/// and one `httparse` call over the fields, without [`HeadScan`]'s bookkeeping for a head
+/// that arrives in pieces. `None` leaves the head to that resumable scan, which gives every
+/// other verdict (a partial head, leading empty lines, another version, a bad byte, a limit
+/// reached), so a head gets the same [`Head`] or the same refusal whichever path reads it
+/// (`the_whole_head_path_agrees_with_the_resumable_scan` compares them).
+fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Reject>> {
+    let cap = buf.len().min(limits.max_header_bytes);
+    let line = &buf[..cap.min(limits.max_request_line)];
+    let method_end = if line.starts_with(b"GET ") {
+        3
+    } else {
+        line.iter().position(|&b| !is_tchar(b))?
+    };
+    if method_end == 0 || line[method_end] != b' ' {
+        return None;
+    }
+    let target_start = method_end + 1;
+    let mut fragment = false;
+    let mut query = None;
+    let mut i = target_start;
+    while let Some(&b) = line.get(i) {
+        match target_class(b) {
+            TargetByte::Plain => {}
+            TargetByte::Query => {
+                query.get_or_insert(i);
+            }
+            TargetByte::Fragment => fragment = true,
+            TargetByte::Invalid => break,
+        }
+        i += 1;
+    }
+    if i == target_start || line.get(i) != Some(&b' ') {
+        return None;
+    }
+    let version_at = i + 1;
+    let minor = match line.get(version_at..version_at + 8)? {
+        b"HTTP/1.1" => 1,
+        b"HTTP/1.0" => 0,
+        _ => return None,
+    };
+    let end = match buf.get(version_at + 8..version_at + 10)? {
+        [b'\r', b'\n'] => version_at + 10,
+        [b'\n', _] => version_at + 9,
+        _ => return None,
+    };
+    let mut slots = [httparse::EMPTY_HEADER; SMALL_HEADERS];
+    let slots = &mut slots[..limits.max_headers.min(SMALL_HEADERS)];
+    let (fields_len, fields) = match httparse::parse_headers(buf.get(end..cap)?, slots) {
+        Ok(httparse::Status::Complete(done)) => done,
+        _ => return None,
+    };
+    let line = Line {
+        method: 0..method_end,
+        target: target_start..i,
+        major: 1,
+        minor,
+        fragment,
+        query,
+        end,
+    };
+    Some(finish(buf, &line, end + fields_len, fields, limits))
 }
 
 /// Parses and validates a request head at the start of `buf` (one [`HeadScan`] call).
@@ -679,6 +751,82 @@ mod resume {
         let (verdicts, work) = byte_per_read(&head, &limits);
         assert_eq!(verdicts.last(), Some(&431));
         assert!(work <= 4 * head.len(), "{work}");
+    }
+
+    /// The resumable scan alone: the first byte, then the rest (the whole-head path is only
+    /// tried on a fresh scan).
+    fn scanned(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
+        let mut scan = HeadScan::default();
+        match scan.advance(&buf[..1], limits) {
+            Ok(None) => scan.advance(buf, limits),
+            done => done,
+        }
+    }
+
+    #[test]
+    fn the_whole_head_path_agrees_with_the_resumable_scan() {
+        let tight = Limits {
+            max_request_line: 24,
+            max_headers: 3,
+            ..Limits::default()
+        };
+        let many_fields: String = (0..20).map(|i| format!("X-{i}: {i}\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{many_fields}\r\n");
+        let heads: Vec<Vec<u8>> = [
+            "GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+            "GET /a?b=1?c#d HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a?b=1&c=%20 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://a.example:80/x?y HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://a.example?y HTTP/1.1\r\nHost: a\r\n\r\n",
+            "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+            "GET / HTTP/1.1\nHost: a\nConnection: close\n\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive, close\r\n\r\n",
+            "POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+            "POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+            "POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "PUT /b HTTP/1.1\r\nHost: a\r\nExpect: tea\r\nContent-Length: 1\r\n\r\nx",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+            "GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+            "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            "BREW / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "get / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1 \r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\rHost: a\r\n\r\n",
+            "GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a/b/c/d/e/f/g/h/i/j/k HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a/b/c/d/e HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
+            many.as_str(),
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        for limits in [Limits::default(), tight] {
+            for head in &heads {
+                let show = String::from_utf8_lossy(head);
+                let scan = scanned(head, &limits);
+                let whole = HeadScan::default().advance(head, &limits);
+                assert_eq!(format!("{whole:?}"), format!("{scan:?}"), "{show:?}");
+                // What the whole-head path itself answered, when it did.
+                if let Some(fast) = parse_whole(head, &limits) {
+                    assert_eq!(format!("{:?}", fast.map(Some)), format!("{scan:?}"), "{show:?}");
+                }
+            }
+        }
+        // The path is taken for the usual request (else this test compares the scan with itself).
+        let usual = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
+        assert!(matches!(parse_whole(usual, &Limits::default()), Some(Ok(_))));
     }
 
     #[test]

@@ -99,6 +99,29 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 }
 
 /// A byte allowed in a Host value (`uri-host [":" port]`, RFC 9112 section 3.2).
+/// What a byte of a request target is to [`LineScan`].
+pub(super) enum TargetByte {
+    Plain,
+    /// `?`: the query starts at the first.
+    Query,
+    /// `#`: a fragment, refused later.
+    Fragment,
+    /// Ends the target (a space) or is not allowed in it.
+    Invalid,
+}
+
+pub(super) fn target_class(b: u8) -> TargetByte {
+    if CLASS[usize::from(b)] & TARGET != 0 {
+        TargetByte::Plain
+    } else if b == b'?' {
+        TargetByte::Query
+    } else if b == b'#' {
+        TargetByte::Fragment
+    } else {
+        TargetByte::Invalid
+    }
+}
+
 pub(super) fn is_host_char(b: u8) -> bool {
     CLASS[usize::from(b)] & HOST != 0
 }
