@@ -157,6 +157,8 @@ pub(crate) struct CoreConns {
     pub(crate) body_budget: Rc<BodyBudget>,
     /// Receive and output buffers of connections waiting between requests.
     pub(crate) pool: BufPool,
+    /// The start of the last plain response head written (see `encode::head_cached`).
+    head_prefix: RefCell<encode::HeadPrefix>,
 }
 
 impl CoreConns {
@@ -191,6 +193,7 @@ impl CoreConns {
             ),
             body_budget: Rc::new(BodyBudget::new(limits.body_buffer_budget)),
             pool: BufPool::default(),
+            head_prefix: RefCell::default(),
         }
     }
 }
@@ -683,8 +686,9 @@ async fn serve_busy<S: 'static, T: Transport>(
             let (status, ctype, headers, body) = resp.into_parts();
             let bodyless = encode::bodyless(status);
             let write_head = |out: &mut Vec<u8>, d: Delimit, persist: Persist| {
-                encode::head_with(
+                encode::head_cached(
                     out,
+                    &core.head_prefix,
                     status,
                     ctype.as_ref(),
                     &headers,

@@ -1,5 +1,7 @@
 //! Response encoding into the connection's output buffer.
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING};
 use http::StatusCode;
@@ -85,6 +87,93 @@ pub(crate) fn head_with(
     // One reservation for the whole head: the fixed lines take under 160 bytes.
     let extra: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     out.reserve(160 + server.len() + content_type.map_or(0, |c| c.len() + 16) + extra);
+    let has_date = prefix(out, status, content_type, headers, server);
+    finish(out, has_date, delimit, persist, date);
+}
+
+/// The start of the last head this core wrote without fields of the handler's own: its
+/// status line and its `Content-Type` and `Server` lines. Most answers of a route share
+/// them, so [`head_cached`] copies them in one piece instead of assembling them again.
+pub(crate) struct HeadPrefix {
+    /// 0 while nothing is kept.
+    status: u16,
+    content_type: Option<HeaderValue>,
+    server: HeaderValue,
+    bytes: Vec<u8>,
+}
+
+impl Default for HeadPrefix {
+    fn default() -> Self {
+        Self {
+            status: 0,
+            content_type: None,
+            server: HeaderValue::from_static(""),
+            bytes: Vec::new(),
+        }
+    }
+}
+
+/// Equal values, found at once when both are the same static string (the usual case).
+fn same_value(a: &HeaderValue, b: &HeaderValue) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+}
+
+/// [`head_with`] through this core's [`HeadPrefix`]: the same bytes, assembled from the kept
+/// start when the status, content type and server match and the handler set no fields.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn head_cached(
+    out: &mut Vec<u8>,
+    kept: &RefCell<HeadPrefix>,
+    status: StatusCode,
+    content_type: Option<&HeaderValue>,
+    headers: &[(HeaderName, HeaderValue)],
+    server: &HeaderValue,
+    delimit: Delimit,
+    persist: Persist,
+    date: &date::Handle,
+) {
+    if !headers.is_empty() {
+        return head_with(out, status, content_type, headers, server, delimit, persist, date);
+    }
+    {
+        let k = kept.borrow();
+        let hit = k.status == status.as_u16()
+            && match (&k.content_type, content_type) {
+                (Some(a), Some(b)) => same_value(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && same_value(&k.server, server);
+        if hit {
+            out.reserve(k.bytes.len() + 100);
+            out.extend_from_slice(&k.bytes);
+            drop(k);
+            return finish(out, false, delimit, persist, date);
+        }
+    }
+    out.reserve(160 + server.len() + content_type.map_or(0, |c| c.len() + 16));
+    let start = out.len();
+    let has_date = prefix(out, status, content_type, headers, server);
+    let mut k = kept.borrow_mut();
+    k.status = status.as_u16();
+    k.content_type = content_type.cloned();
+    k.server = server.clone();
+    k.bytes.clear();
+    k.bytes.extend_from_slice(&out[start..]);
+    drop(k);
+    finish(out, has_date, delimit, persist, date);
+}
+
+/// The status line, `Content-Type`, the handler's fields (less the framing ones) and
+/// `Server`; true if the handler set `Date` itself.
+fn prefix(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    content_type: Option<&HeaderValue>,
+    headers: &[(HeaderName, HeaderValue)],
+    server: &HeaderValue,
+) -> bool {
     match status_line(status) {
         Some(line) => out.extend_from_slice(line),
         None => {
@@ -118,6 +207,12 @@ pub(crate) fn head_with(
         out.extend_from_slice(server.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    has_date
+}
+
+/// `Date` (unless the handler set it), the framing field and the `Connection` field, then
+/// the empty line.
+fn finish(out: &mut Vec<u8>, has_date: bool, delimit: Delimit, persist: Persist, date: &date::Handle) {
     if !has_date {
         date.with_line(|line| out.extend_from_slice(line));
     }
@@ -187,6 +282,129 @@ pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The head with its `Date` value blanked (the clock may tick between two heads).
+    fn undated(mut head: Vec<u8>) -> String {
+        if let Some(at) = head.windows(6).position(|w| w == b"Date: ") {
+            head[at + 6..at + 35].fill(b'D');
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
+    #[test]
+    fn a_kept_head_start_gives_the_bytes_of_a_head_assembled_anew() {
+        let kept = RefCell::new(HeadPrefix::default());
+        let date = date::Handle::current();
+        let plain = HeaderValue::from_static("text/plain; charset=utf-8");
+        // Equal bytes, another allocation: compared by value.
+        let plain_copy = HeaderValue::from_bytes(plain.as_bytes()).ok();
+        let json = HeaderValue::from_static("application/json");
+        let rc = HeaderValue::from_static("ringcore");
+        let other = HeaderValue::from_static("other/1");
+        let none = HeaderValue::from_static("");
+        let extra = vec![(HeaderName::from_static("x-a"), HeaderValue::from_static("1"))];
+        let dated = vec![(DATE, HeaderValue::from_static("yesterday"))];
+        let ok = StatusCode::OK;
+        let odd = StatusCode::from_u16(299).unwrap_or(ok);
+        type Case<'a> = (
+            StatusCode,
+            Option<&'a HeaderValue>,
+            &'a [(HeaderName, HeaderValue)],
+            &'a HeaderValue,
+            Delimit,
+            Persist,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (ok, Some(&plain), &[], &rc, Delimit::Length(13), Persist::Default),
+            (ok, Some(&plain), &[], &rc, Delimit::Length(13), Persist::Default),
+            (
+                ok,
+                plain_copy.as_ref(),
+                &[],
+                &rc,
+                Delimit::Length(7),
+                Persist::KeepAlive,
+            ),
+            (ok, Some(&json), &[], &rc, Delimit::Length(27), Persist::Default),
+            (
+                StatusCode::NOT_FOUND,
+                Some(&json),
+                &[],
+                &rc,
+                Delimit::Length(2),
+                Persist::Close,
+            ),
+            (
+                StatusCode::NOT_FOUND,
+                Some(&json),
+                &[],
+                &rc,
+                Delimit::Chunked,
+                Persist::Default,
+            ),
+            (ok, None, &[], &rc, Delimit::Length(0), Persist::Default),
+            (ok, None, &[], &rc, Delimit::Length(0), Persist::Default),
+            (
+                ok,
+                Some(&plain),
+                &extra,
+                &rc,
+                Delimit::Length(1),
+                Persist::Default,
+            ),
+            (
+                ok,
+                Some(&plain),
+                &dated,
+                &rc,
+                Delimit::Length(1),
+                Persist::Default,
+            ),
+            (ok, Some(&plain), &[], &rc, Delimit::Length(1), Persist::Default),
+            (
+                ok,
+                Some(&plain),
+                &[],
+                &other,
+                Delimit::Length(1),
+                Persist::Default,
+            ),
+            (ok, Some(&plain), &[], &none, Delimit::Length(1), Persist::Default),
+            (
+                StatusCode::NO_CONTENT,
+                None,
+                &[],
+                &rc,
+                Delimit::NoBody,
+                Persist::Default,
+            ),
+            (odd, None, &[], &rc, Delimit::Close, Persist::Close),
+            (odd, None, &[], &rc, Delimit::Close, Persist::Close),
+        ];
+        for (i, (status, ctype, headers, server, delimit, persist)) in cases.into_iter().enumerate() {
+            let mut kept_head = b"earlier answer".to_vec();
+            head_cached(
+                &mut kept_head,
+                &kept,
+                status,
+                ctype,
+                headers,
+                server,
+                delimit,
+                persist,
+                &date,
+            );
+            let mut anew = b"earlier answer".to_vec();
+            head_with(&mut anew, status, ctype, headers, server, delimit, persist, &date);
+            assert_eq!(undated(kept_head), undated(anew), "case {i}");
+            if headers.is_empty() {
+                // What is kept now is this head's start.
+                assert_eq!(kept.borrow().status, status.as_u16(), "case {i}");
+            }
+        }
+        let k = kept.borrow();
+        assert_eq!(k.bytes, b"HTTP/1.1 299 Unknown\r\nServer: ringcore\r\n");
+    }
 
     #[test]
     fn head_has_length_date_server_and_no_user_framing() {
