@@ -213,16 +213,20 @@ impl Builder {
 
     /// Whether a [`TcpStream`](crate::net::TcpStream) write first tries one non-blocking
     /// `send` on the core itself, before submitting an operation (Seastar calls this
-    /// speculation). Default: on with the epoll driver, off with io_uring.
+    /// speculation). `true`: always; `false`: never. Default: always with the epoll driver,
+    /// and with io_uring while the core is quiet.
     ///
     /// A socket's send buffer nearly always has room, so the bytes leave at once and the task
     /// goes on without waiting for a completion; only a send that would block becomes an
     /// operation. On epoll that saves the op (the call is made at once either way). On
-    /// io_uring it trades the send SQE (batched with the turn's other SQEs into one
-    /// `io_uring_enter`) for a syscall per write: measured on one core
-    /// (`scripts/bench-speculative-send.sh`), 7% more CPU per answer with 64 busy
-    /// connections, 2% less at 20% load, hence off there. The environment variable `RINGCORE_SPECULATIVE_SEND=0|1`
-    /// overrides this (for A/B runs).
+    /// io_uring it trades the send SQE for a syscall per write. On a busy core the SQE wins:
+    /// it rides in the `io_uring_enter` the turn makes anyway, with the other tasks' SQEs
+    /// (measured on one core, `scripts/bench-speculative-send.sh`: 7% more CPU per answer
+    /// with speculation, 64 busy connections). On a quiet core the enter carries that SQE
+    /// alone, and its completion wakes the task a second time and ends the next park at once;
+    /// the syscall is cheaper (2% less CPU per answer at 20% load). So by default io_uring
+    /// speculates while the core's last ring turn collected at most two completions. The
+    /// environment variable `RINGCORE_SPECULATIVE_SEND=0|1` overrides this (for A/B runs).
     pub fn speculative_send(mut self, on: bool) -> Self {
         self.config.speculative_send = Some(on);
         self

@@ -32,7 +32,7 @@ pub(crate) struct Config {
     pub(crate) buf_size: u32,
     pub(crate) max_polls_per_turn: u32,
     pub(crate) idle_spin: Duration,
-    /// `None`: the driver's default (on for epoll, off for io_uring).
+    /// `None`: the driver's default (always on epoll; on io_uring while the core is quiet).
     pub(crate) speculative_send: Option<bool>,
 }
 

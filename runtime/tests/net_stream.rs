@@ -290,3 +290,63 @@ fn with_speculative_sends_off_try_write_sends_nothing() {
         try_write_as_configured(on)
     });
 }
+
+/// What `try_write` does by default, on a quiet core (its last ring turn ended on a timer,
+/// with no completion) and on a busy one (that turn collected eight receives): on io_uring a
+/// send goes out at once only while the core is quiet, and through the ring while it is busy
+/// (where the turn's `io_uring_enter` carries it with the others); on epoll always at once.
+/// `RINGCORE_SPECULATIVE_SEND` forces either way.
+#[test]
+fn by_default_io_uring_sends_at_once_on_a_quiet_core_and_through_the_ring_on_a_busy_one() {
+    let forced = match std::env::var("RINGCORE_SPECULATIVE_SEND").as_deref() {
+        Ok("1" | "true" | "on") => Some(true),
+        Ok("0" | "false" | "off") => Some(false),
+        _ => None,
+    };
+    let (uring, quiet, busy) = run_on(one_core(false), || async {
+        let uring = ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::IoUring;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut pairs = Vec::new();
+        for _ in 0..8 {
+            let client = TcpStream::connect(addr).await.expect("connect");
+            let (server, _) = listener.accept().await.expect("accept");
+            pairs.push((client, std::rc::Rc::new(server)));
+        }
+        // Every server side waits for a byte, then tries a send where it woke.
+        let mut waiting = Vec::new();
+        for (_, server) in &pairs {
+            let server = server.clone();
+            waiting.push(ringcore_runtime::spawn_local(async move {
+                let got = server.recv().await.expect("recv");
+                assert_eq!(&got[..], b"x");
+                server.try_write(b"b").is_ok()
+            }));
+        }
+        ringcore_runtime::time::sleep(Duration::from_millis(20)).await;
+        // Quiet: this task woke from a timer; the turn collected no completion.
+        let quiet = pairs[0].1.try_write(b"q").is_ok();
+        for (client, _) in &pairs {
+            let (res, _) = client.write_all(b"x".to_vec()).await;
+            res.expect("write");
+        }
+        let mut busy = Vec::new();
+        for w in waiting {
+            busy.push(w.await.expect("the receiving task ran"));
+        }
+        (uring, quiet, busy)
+    });
+    let (want_quiet, want_busy) = match forced {
+        Some(on) => (on, on),
+        None => (true, !uring),
+    };
+    assert_eq!(
+        quiet, want_quiet,
+        "quiet core (io_uring: {uring}, forced: {forced:?})"
+    );
+    assert_eq!(
+        busy,
+        vec![want_busy; 8],
+        "busy core (io_uring: {uring}, forced: {forced:?})"
+    );
+}

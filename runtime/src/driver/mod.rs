@@ -56,6 +56,44 @@ pub use recv_stream::FALLBACK_RECV_SIZE;
 pub(crate) use uring::Features;
 
 /// `user_data` of the `ASYNC_CANCEL` requests we submit; their completions are ignored.
+/// A ring turn that collected at most this many completions leaves the core quiet: a send
+/// then goes out at once (`SendMode::WhenQuiet`).
+const QUIET_COMPLETIONS: usize = 2;
+
+thread_local! {
+    /// Whether this core's last ring turn collected at most [`QUIET_COMPLETIONS`]
+    /// completions (the io_uring driver sets it).
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Whether this core is quiet (see [`QUIET_COMPLETIONS`]).
+pub(crate) fn quiet() -> bool {
+    QUIET.with(std::cell::Cell::get)
+}
+
+/// How a stream's sends are made (`Builder::speculative_send`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendMode {
+    /// Every send is an operation.
+    Op,
+    /// One non-blocking `send` first; an operation only if it would block.
+    Now,
+    /// `Now` while the core is quiet ([`quiet`]), `Op` while it is busy.
+    WhenQuiet,
+}
+
+impl SendMode {
+    /// Whether a send made now is tried at once.
+    #[inline]
+    pub(crate) fn now(self) -> bool {
+        match self {
+            SendMode::Op => false,
+            SendMode::Now => true,
+            SendMode::WhenQuiet => quiet(),
+        }
+    }
+}
+
 const CANCEL_USER_DATA: u64 = u64::MAX;
 /// `user_data` of the read on the shard's wake-up eventfd.
 const EVENTFD_USER_DATA: u64 = u64::MAX - 1;
@@ -262,6 +300,7 @@ impl UringDriver {
             },
         }
         let n = self.reap();
+        QUIET.with(|q| q.set(n <= QUIET_COMPLETIONS));
         stats::bump(&remote.stats.completions, n as u64);
         stats::set(&remote.stats.ops_in_flight, self.ops.len() as u64);
         if !self.eventfd_armed && !self.closing {

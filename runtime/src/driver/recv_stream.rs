@@ -23,7 +23,7 @@ use super::backend::Driver;
 use super::buf_ring::BufRing;
 use super::op::{self, Multi, Op, Recv};
 use super::recv_buf::RecvBuf;
-use super::Errno;
+use super::{Errno, SendMode};
 use crate::context;
 use crate::executor::coop;
 use crate::fd::SharedFd;
@@ -44,27 +44,27 @@ pub(crate) struct RecvStream {
     readiness: bool,
     /// The peer closed its sending side: every later receive is empty at once.
     eof: bool,
-    speculative_send: bool,
+    send_mode: SendMode,
 }
 
 impl RecvStream {
     /// A receive stream for a socket of this core (multishot if the core has a buffer ring).
     pub(crate) fn new() -> Self {
-        let (ring, readiness, speculative_send) = context::with(|cx| {
+        let (ring, readiness, send_mode) = context::with(|cx| {
             let d = cx.driver.borrow();
             let ring = if d.features().multishot_recv {
                 d.buf_ring().cloned()
             } else {
                 None
             };
-            (
-                ring,
-                matches!(*d, Driver::Epoll(_)),
-                cx.shared
-                    .config
-                    .speculative_send
-                    .unwrap_or(matches!(*d, Driver::Epoll(_))),
-            )
+            let epoll = matches!(*d, Driver::Epoll(_));
+            let send_mode = match cx.shared.config.speculative_send {
+                Some(true) => SendMode::Now,
+                Some(false) => SendMode::Op,
+                None if epoll => SendMode::Now,
+                None => SendMode::WhenQuiet,
+            };
+            (ring, epoll, send_mode)
         });
         RecvStream {
             ring,
@@ -72,14 +72,14 @@ impl RecvStream {
             single: None,
             readiness,
             eof: false,
-            speculative_send,
+            send_mode,
         }
     }
 
-    /// True if this core's sends are tried at once before any op (the runtime's
-    /// `speculative_send` setting; by default on epoll only).
-    pub(crate) fn speculative_send(&self) -> bool {
-        self.speculative_send
+    /// How this core's sends are made (the runtime's `speculative_send` setting; by default
+    /// at once on epoll, and on io_uring while the core is quiet).
+    pub(crate) fn send_mode(&self) -> SendMode {
+        self.send_mode
     }
 
     /// True if received bytes come from the core's provided buffer ring.

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use crate::buf::{IoBuf, IoBufMut};
 use crate::driver::op;
-use crate::driver::{RecvBuf, RecvStream};
+use crate::driver::{RecvBuf, RecvStream, SendMode};
 use crate::executor::coop;
 use crate::fd::SharedFd;
 use crate::sys::socket;
@@ -26,8 +26,8 @@ use crate::sys::socket;
 pub struct TcpStream {
     fd: SharedFd,
     recv: RefCell<RecvState>,
-    /// Sends are tried at once, before any op (see `send_at`).
-    speculative_send: bool,
+    /// Whether sends are tried at once, before any op (see `send_at`).
+    send_mode: SendMode,
 }
 
 struct RecvState {
@@ -51,7 +51,7 @@ impl TcpStream {
         let stream = RecvStream::new();
         TcpStream {
             fd,
-            speculative_send: stream.speculative_send(),
+            send_mode: stream.send_mode(),
             recv: RefCell::new(RecvState {
                 stream,
                 leftover: None,
@@ -175,7 +175,7 @@ impl TcpStream {
         // and, at low load, end the next park at once. Only a send that would block goes
         // through the driver (a send SQE, or on epoll a wait for the fd to turn writable),
         // which holds `buf` until the kernel is done.
-        if self.speculative_send {
+        if self.send_mode.now() {
             coop::consume_budget().await;
             let bytes = buf.as_init_slice();
             match socket::send_now(self.fd.raw(), bytes.get(offset..).unwrap_or_default()) {
@@ -194,11 +194,11 @@ impl TcpStream {
     /// and no buffer handed to the driver. Returns how many bytes were taken, or
     /// `WouldBlock` when the socket's send buffer is full; then use [`write`](Self::write).
     ///
-    /// With speculative sends off ([`Builder::speculative_send`](crate::Builder::speculative_send),
-    /// by default on io_uring), every send goes through the driver and this returns
-    /// `WouldBlock` without a system call.
+    /// With speculative sends off ([`Builder::speculative_send`](crate::Builder::speculative_send)),
+    /// and by default on io_uring while the core is busy, every send goes through the driver
+    /// and this returns `WouldBlock` without a system call.
     pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
-        if !self.speculative_send {
+        if !self.send_mode.now() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         socket::send_now(self.fd.raw(), bytes)
