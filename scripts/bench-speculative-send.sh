@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Speculative sends on and off (Builder::speculative_send, RINGCORE_SPECULATIVE_SEND), on both
-# drivers, against tokio_ct: GET /plaintext, `hello --cores 1` pinned to one core,
+# Speculative sends on, off and the default (Builder::speculative_send, RINGCORE_SPECULATIVE_SEND;
+# the default is on with epoll and, on io_uring, on while the core is quiet), on both drivers,
+# against tokio_ct: GET /plaintext, `hello --cores 1` pinned to one core,
 # ringcore-load on another, 64 connections, servers interleaved, medians of server CPU per
 # answer (schedstat over the run / every answer). Prints a table; writes nothing else.
 #
@@ -17,6 +18,8 @@ DUR=${2:-5}
 RATE=${3:-0}
 BIN=${4:-target/release}
 OLD=${OLD:-}
+# The default is what uring-auto measures: no override from the caller's environment.
+unset RINGCORE_SPECULATIVE_SEND
 PORT=18700
 SERVER_CORE=0
 CLIENT_CORE=1
@@ -56,6 +59,7 @@ run() { # NAME ENV... -- started with `env`
 HELLO=(taskset -c "$SERVER_CORE" "$BIN/hello" --addr "127.0.0.1:$PORT" --cores 1)
 for _ in $(seq "$REPS"); do
     run uring-spec1 RINGCORE_DRIVER=io_uring RINGCORE_SPECULATIVE_SEND=1 "${HELLO[@]}"
+    run uring-auto RINGCORE_DRIVER=io_uring "${HELLO[@]}"
     run uring-spec0 RINGCORE_DRIVER=io_uring RINGCORE_SPECULATIVE_SEND=0 "${HELLO[@]}"
     run epoll-spec1 RINGCORE_DRIVER=epoll RINGCORE_SPECULATIVE_SEND=1 "${HELLO[@]}"
     run epoll-spec0 RINGCORE_DRIVER=epoll RINGCORE_SPECULATIVE_SEND=0 "${HELLO[@]}"
@@ -67,7 +71,7 @@ for _ in $(seq "$REPS"); do
 done
 echo "== median server CPU ns per answer (rate $RATE, $REPS reps of $DUR s), and vs tokio_ct"
 tok=$(awk '$1=="tokio_ct" {print $2}' "$WORK/runs.txt" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-for n in uring-spec1 uring-spec0 epoll-spec1 epoll-spec0 uring-old epoll-old tokio_ct; do
+for n in uring-spec1 uring-auto uring-spec0 epoll-spec1 epoll-spec0 uring-old epoll-old tokio_ct; do
     awk -v n="$n" '$1==n {print $2}' "$WORK/runs.txt" | sort -n |
         awk -v n="$n" -v t="$tok" '{a[NR]=$1} END {if (NR) printf "%-12s %6d  %.2f\n", n, a[int((NR+1)/2)], a[int((NR+1)/2)]/t}'
 done
