@@ -229,6 +229,7 @@ run_one() {
     rm -f "$WORK/gen.json"
     stat_snap "$WORK/stat0"
     c0=$(cpu_ns "$pid")
+    w0=$(iowq_ns "$pid")
     r0=0; [ -n "$REDIS_PID" ] && r0=$(cpu_ns "$REDIS_PID")
     t0=$(date +%s%N)
     taskset -c "$CLIENT_CORE" timeout $((RUN_S + 30)) "$LOAD" --url "http://$ADDR/items/hot/buy" \
@@ -236,6 +237,7 @@ run_one() {
         --duration "$DUR" --warmup "$warm" --cores 1 --json "$WORK/gen.json" --no-progress \
         >"$WORK/gen.out" 2>&1 || rc=$?
     c1=$(cpu_ns "$pid")
+    w1=$(iowq_ns "$pid")
     r1=0; [ -n "$REDIS_PID" ] && r1=$(cpu_ns "$REDIS_PID")
     t1=$(date +%s%N)
     stat_snap "$WORK/stat1"
@@ -245,7 +247,7 @@ run_one() {
     item=$(http GET /items/hot)
     stop_server "$name" "$pid" "$WORK/stops"
     [ -s "$WORK/gen.json" ] || { cat "$WORK/gen.out" >&2; die "generator wrote no JSON (rc $rc) for $name at $rate"; }
-    local g="$WORK/gen.json" ach p50 p99 p999 ok4 ok2 ok5 errs all2 all4 all5 unf sold rem cpu_us rcpu_us steal
+    local g="$WORK/gen.json" ach p50 p99 p999 ok4 ok2 ok5 errs all2 all4 all5 unf sold rem cpu_us rcpu_us wcpu_us steal
     ach=$(json_num achieved_rate "$g")
     p50=$(json_num p50 "$g"); p99=$(json_num p99 "$g"); p999=$(json_num p99_9 "$g")
     errs=$(json_num errors "$g"); unf=$(json_num unfinished "$g")
@@ -258,12 +260,15 @@ run_one() {
     # the CPU: the CPU is read around the whole generator run, so divide by every answer).
     cpu_us=$(awk -v c=$((c1 - c0)) -v n="$((all2 + all4 + all5))" 'BEGIN {printf "%.1f", (n > 0 ? c / n / 1000 : 0)}')
     rcpu_us=$(awk -v c=$((r1 - r0)) -v n="$((all2 + all4 + all5))" 'BEGIN {printf "%.1f", (n > 0 ? c / n / 1000 : 0)}')
+    # Of the server's CPU, what its io_uring worker threads (the kernel's io-wq, running the
+    # ops the ring cannot complete without blocking) spent.
+    wcpu_us=$(awk -v c=$((w1 - w0)) -v n="$((all2 + all4 + all5))" 'BEGIN {printf "%.1f", (n > 0 ? c / n / 1000 : 0)}')
     steal=$(steal_pct "$WORK/stat0" "$WORK/stat1")
-    printf '{"server":"%s","phase":"%s","rep":%d,"rate":%s,"stock":%s,"sold":%s,"remaining":%s,"server_cpu_ns":%s,"redis_cpu_ns":%s,"wall_ns":%s,"steal_pct":%s,"load":%s}\n' \
-        "$name" "$phase" "$rep" "$rate" "$stock" "$sold" "${rem:-null}" "$((c1 - c0))" "$((r1 - r0))" "$((t1 - t0))" \
+    printf '{"server":"%s","phase":"%s","rep":%d,"rate":%s,"stock":%s,"sold":%s,"remaining":%s,"server_cpu_ns":%s,"iowq_cpu_ns":%s,"redis_cpu_ns":%s,"wall_ns":%s,"steal_pct":%s,"load":%s}\n' \
+        "$name" "$phase" "$rep" "$rate" "$stock" "$sold" "${rem:-null}" "$((c1 - c0))" "$((w1 - w0))" "$((r1 - r0))" "$((t1 - t0))" \
         "$steal" "$(tr -d '\n' <"$g")" >>"$OUT_JSONL"
-    echo "$name $phase $rep $rate $ach $p50 $p99 $p999 $ok2 $ok4 $ok5 $errs $unf $all2 $all4 $sold ${rem:-nan} $cpu_us $rcpu_us $steal $all5" >>"$WORK/runs.txt"
-    log "$phase rep $rep $name @ $rate/s: achieved $ach/s, p50 $p50 p99 $p99 p99.9 $p999 us, 2xx $ok2 4xx $ok4 5xx $ok5 errors $errs, sold $sold, server ${cpu_us} us/buy, steal ${steal}%"
+    echo "$name $phase $rep $rate $ach $p50 $p99 $p999 $ok2 $ok4 $ok5 $errs $unf $all2 $all4 $sold ${rem:-nan} $cpu_us $rcpu_us $steal $all5 $wcpu_us" >>"$WORK/runs.txt"
+    log "$phase rep $rep $name @ $rate/s: achieved $ach/s, p50 $p50 p99 $p99 p99.9 $p999 us, 2xx $ok2 4xx $ok4 5xx $ok5 errors $errs, sold $sold, server ${cpu_us} us/buy (io_uring workers ${wcpu_us}), steal ${steal}%"
     if [ "$phase" = soldout ]; then
         if [ "$sold" != "$stock" ] || [ "${rem:-x}" != 0 ]; then
             die "$name sold $sold of $stock (remaining ${rem:-?})"
@@ -332,17 +337,17 @@ REPORT="$WORK/report.md"
     echo "- every run a fresh server and data dir; stock $HOT_STOCK (never sells out); $REPS repetition(s), servers interleaved; medians over repetitions"
     echo "- crates: tokio $(crate_v tokio), axum $(crate_v axum), hyper $(crate_v hyper); $(rustc -V 2>/dev/null || echo "prebuilt binaries"); $STOPS"
     echo
-    echo "| offered buys/s | server | achieved/s | p50 µs | p99 µs | p99.9 µs | 200s | 4xx | 5xx | errors | server CPU µs/buy | steal % |"
-    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| offered buys/s | server | achieved/s | p50 µs | p99 µs | p99.9 µs | 200s | 4xx | 5xx | errors | server CPU µs/buy | of it, io_uring workers | steal % |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for rate in "${RATE_LIST[@]}"; do
         for name in "${SERVERS[@]}"; do
             cpu=$(med "$name" buy "$rate" 18)
             [ "$name" = ringcore-redis ] && cpu="$cpu + redis $(med "$name" buy "$rate" 19)"
-            echo "| $rate | $(label "$name") | $(fmt0 "$(med "$name" buy "$rate" 5)") | $(med "$name" buy "$rate" 6) | $(med "$name" buy "$rate" 7) | $(med "$name" buy "$rate" 8) | $(med "$name" buy "$rate" 9) | $(med "$name" buy "$rate" 10) | $(med "$name" buy "$rate" 11) | $(med "$name" buy "$rate" 12) | $cpu | $(med "$name" buy "$rate" 20) |"
+            echo "| $rate | $(label "$name") | $(fmt0 "$(med "$name" buy "$rate" 5)") | $(med "$name" buy "$rate" 6) | $(med "$name" buy "$rate" 7) | $(med "$name" buy "$rate" 8) | $(med "$name" buy "$rate" 9) | $(med "$name" buy "$rate" 10) | $(med "$name" buy "$rate" 11) | $(med "$name" buy "$rate" 12) | $cpu | $(med "$name" buy "$rate" 22) | $(med "$name" buy "$rate" 20) |"
         done
     done
     echo
-    echo "200s, 4xx, 5xx: answers to the buys scheduled in the measured window; errors: requests lost (timeouts, resets). Server CPU: the server's on-CPU time over the whole generator run (all threads, schedstat) per buy answered."
+    echo "200s, 4xx, 5xx: answers to the buys scheduled in the measured window; errors: requests lost (timeouts, resets). Server CPU: the server's on-CPU time over the whole generator run (all threads, schedstat) per buy answered; of it, io_uring workers: the part spent by the server's \`iou-wrk\` threads (the kernel's io-wq, which runs the ring ops that cannot complete without blocking, such as a buffered \`RWF_DSYNC\` write)."
     echo
     echo "**Sold out:** stock $SOLDOUT_STOCK, $SOLDOUT_RATE buys/s of new users for $DUR s (no warm-up); every server must end with sold = $SOLDOUT_STOCK, remaining = 0."
     echo

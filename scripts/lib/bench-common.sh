@@ -167,6 +167,16 @@ cpu_ns() { # pid -> total on-CPU ns of all its threads
     cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'
 }
 
+iowq_ns() { # pid -> on-CPU ns of its io_uring worker threads (comm iou-wrk-*)
+    local t s=0 a
+    for t in /proc/"$1"/task/*; do
+        case "$(cat "$t/comm" 2>/dev/null)" in
+            iou-wrk-*) read -r a _ <"$t/schedstat" 2>/dev/null && s=$((s + a)) ;;
+        esac
+    done
+    echo "$s"
+}
+
 rss_kib() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
 
 wrk_run() { # core seconds wrk-args... -> wrk output; wrk's CPU seconds into $WORK/wrk.cpu
