@@ -9,8 +9,9 @@
 #   scripts/bench-flash-sale.sh --quick    # 2 s runs, 1 s warm-up, 1 rep, rates 5000,10000 (~1 min)
 #
 # Options: --dur S, --warm S, --reps N, --rates R1,R2,.. (buys/s offered), --conns N (64),
-# --depth D (1), --servers "ringcore axum ringcore-redis" (default: all three, the last only
-# when redis-server is installed), --no-redis, --soldout-stock N (1000), --soldout-rate R
+# --depth D (1), --servers "ringcore ringcore-direct axum ringcore-redis" (default: all four,
+# the last only when redis-server is installed; `ringcore-direct` is the service with
+# `--journal-sync direct`), --no-redis, --soldout-stock N (1000), --soldout-rate R
 # (2000), --port P, --redis-port P, --server-core C (0), --client-core C (1), --redis-core C
 # (default: the server core), --redis-fsync always|everysec|no (always), --bin DIR (prebuilt
 # binaries, no build), --data-root DIR (where the data dirs go; default: the script's temporary
@@ -118,7 +119,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "$SERVERS_OPT" ]; then
     read -r -a SERVERS <<<"$SERVERS_OPT"
 else
-    SERVERS=(ringcore axum)
+    SERVERS=(ringcore ringcore-direct axum)
     if [ "$NO_REDIS" = 0 ] && command -v redis-server >/dev/null 2>&1; then
         SERVERS+=(ringcore-redis)
     else
@@ -128,9 +129,9 @@ fi
 NEED_REDIS=0
 for s in "${SERVERS[@]}"; do
     case "$s" in
-        ringcore|axum) ;;
+        ringcore|ringcore-direct|axum) ;;
         ringcore-redis) NEED_REDIS=1 ;;
-        *) die "unknown server $s (ringcore, axum, ringcore-redis)" ;;
+        *) die "unknown server $s (ringcore, ringcore-direct, axum, ringcore-redis)" ;;
     esac
 done
 [ "$NEED_REDIS" = 0 ] || command -v redis-server >/dev/null 2>&1 || die "ringcore-redis needs redis-server"
@@ -203,6 +204,9 @@ start_one() {
         ringcore)
             start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/flash-sale" serve \
                 --addr "$ADDR" --cores 1 --data-dir "$dir" ;;
+        ringcore-direct)
+            start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/flash-sale" serve \
+                --addr "$ADDR" --cores 1 --data-dir "$dir" --journal-sync direct ;;
         axum)
             start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/axum_flash_sale" \
                 --addr "$ADDR" --threads 1 --data-dir "$dir" ;;
@@ -230,6 +234,7 @@ run_one() {
     stat_snap "$WORK/stat0"
     c0=$(cpu_ns "$pid")
     w0=$(iowq_ns "$pid")
+    k0=$(kthreads_ns)
     r0=0; [ -n "$REDIS_PID" ] && r0=$(cpu_ns "$REDIS_PID")
     t0=$(date +%s%N)
     taskset -c "$CLIENT_CORE" timeout $((RUN_S + 30)) "$LOAD" --url "http://$ADDR/items/hot/buy" \
@@ -238,6 +243,7 @@ run_one() {
         >"$WORK/gen.out" 2>&1 || rc=$?
     c1=$(cpu_ns "$pid")
     w1=$(iowq_ns "$pid")
+    k1=$(kthreads_ns)
     r1=0; [ -n "$REDIS_PID" ] && r1=$(cpu_ns "$REDIS_PID")
     t1=$(date +%s%N)
     stat_snap "$WORK/stat1"
@@ -247,7 +253,7 @@ run_one() {
     item=$(http GET /items/hot)
     stop_server "$name" "$pid" "$WORK/stops"
     [ -s "$WORK/gen.json" ] || { cat "$WORK/gen.out" >&2; die "generator wrote no JSON (rc $rc) for $name at $rate"; }
-    local g="$WORK/gen.json" ach p50 p99 p999 ok4 ok2 ok5 errs all2 all4 all5 unf sold rem cpu_us rcpu_us wcpu_us steal
+    local g="$WORK/gen.json" ach p50 p99 p999 ok4 ok2 ok5 errs all2 all4 all5 unf sold rem cpu_us rcpu_us wcpu_us kcpu_us steal
     ach=$(json_num achieved_rate "$g")
     p50=$(json_num p50 "$g"); p99=$(json_num p99 "$g"); p999=$(json_num p99_9 "$g")
     errs=$(json_num errors "$g"); unf=$(json_num unfinished "$g")
@@ -263,12 +269,15 @@ run_one() {
     # Of the server's CPU, what its io_uring worker threads (the kernel's io-wq, running the
     # ops the ring cannot complete without blocking) spent.
     wcpu_us=$(awk -v c=$((w1 - w0)) -v n="$((all2 + all4 + all5))" 'BEGIN {printf "%.1f", (n > 0 ? c / n / 1000 : 0)}')
+    # What every kernel thread of the machine spent meanwhile (kworkers run the completion
+    # of a direct write's data sync, for one): not the server's, but caused by it in part.
+    kcpu_us=$(awk -v c=$((k1 - k0)) -v n="$((all2 + all4 + all5))" 'BEGIN {printf "%.1f", (n > 0 ? c / n / 1000 : 0)}')
     steal=$(steal_pct "$WORK/stat0" "$WORK/stat1")
-    printf '{"server":"%s","phase":"%s","rep":%d,"rate":%s,"stock":%s,"sold":%s,"remaining":%s,"server_cpu_ns":%s,"iowq_cpu_ns":%s,"redis_cpu_ns":%s,"wall_ns":%s,"steal_pct":%s,"load":%s}\n' \
-        "$name" "$phase" "$rep" "$rate" "$stock" "$sold" "${rem:-null}" "$((c1 - c0))" "$((w1 - w0))" "$((r1 - r0))" "$((t1 - t0))" \
+    printf '{"server":"%s","phase":"%s","rep":%d,"rate":%s,"stock":%s,"sold":%s,"remaining":%s,"server_cpu_ns":%s,"iowq_cpu_ns":%s,"kthreads_cpu_ns":%s,"redis_cpu_ns":%s,"wall_ns":%s,"steal_pct":%s,"load":%s}\n' \
+        "$name" "$phase" "$rep" "$rate" "$stock" "$sold" "${rem:-null}" "$((c1 - c0))" "$((w1 - w0))" "$((k1 - k0))" "$((r1 - r0))" "$((t1 - t0))" \
         "$steal" "$(tr -d '\n' <"$g")" >>"$OUT_JSONL"
-    echo "$name $phase $rep $rate $ach $p50 $p99 $p999 $ok2 $ok4 $ok5 $errs $unf $all2 $all4 $sold ${rem:-nan} $cpu_us $rcpu_us $steal $all5 $wcpu_us" >>"$WORK/runs.txt"
-    log "$phase rep $rep $name @ $rate/s: achieved $ach/s, p50 $p50 p99 $p99 p99.9 $p999 us, 2xx $ok2 4xx $ok4 5xx $ok5 errors $errs, sold $sold, server ${cpu_us} us/buy (io_uring workers ${wcpu_us}), steal ${steal}%"
+    echo "$name $phase $rep $rate $ach $p50 $p99 $p999 $ok2 $ok4 $ok5 $errs $unf $all2 $all4 $sold ${rem:-nan} $cpu_us $rcpu_us $steal $all5 $wcpu_us $kcpu_us" >>"$WORK/runs.txt"
+    log "$phase rep $rep $name @ $rate/s: achieved $ach/s, p50 $p50 p99 $p99 p99.9 $p999 us, 2xx $ok2 4xx $ok4 5xx $ok5 errors $errs, sold $sold, server ${cpu_us} us/buy (io_uring workers ${wcpu_us}; kernel threads ${kcpu_us}), steal ${steal}%"
     if [ "$phase" = soldout ]; then
         if [ "$sold" != "$stock" ] || [ "${rem:-x}" != 0 ]; then
             die "$name sold $sold of $stock (remaining ${rem:-?})"
@@ -318,6 +327,7 @@ fmt0() { awk -v v="$1" 'BEGIN {if (v == "nan") print "nan"; else printf "%.0f", 
 label() {
     case "$1" in
         ringcore) echo "ringcore (embedded journal)" ;;
+        ringcore-direct) echo "ringcore (embedded journal, O_DIRECT)" ;;
         axum) echo "axum + tokio (mutex + journal task)" ;;
         ringcore-redis) echo "ringcore + Redis (appendfsync $REDIS_FSYNC)" ;;
     esac
@@ -337,17 +347,17 @@ REPORT="$WORK/report.md"
     echo "- every run a fresh server and data dir; stock $HOT_STOCK (never sells out); $REPS repetition(s), servers interleaved; medians over repetitions"
     echo "- crates: tokio $(crate_v tokio), axum $(crate_v axum), hyper $(crate_v hyper); $(rustc -V 2>/dev/null || echo "prebuilt binaries"); $STOPS"
     echo
-    echo "| offered buys/s | server | achieved/s | p50 µs | p99 µs | p99.9 µs | 200s | 4xx | 5xx | errors | server CPU µs/buy | of it, io_uring workers | steal % |"
-    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| offered buys/s | server | achieved/s | p50 µs | p99 µs | p99.9 µs | 200s | 4xx | 5xx | errors | server CPU µs/buy | of it, io_uring workers | kernel threads µs/buy | steal % |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for rate in "${RATE_LIST[@]}"; do
         for name in "${SERVERS[@]}"; do
             cpu=$(med "$name" buy "$rate" 18)
             [ "$name" = ringcore-redis ] && cpu="$cpu + redis $(med "$name" buy "$rate" 19)"
-            echo "| $rate | $(label "$name") | $(fmt0 "$(med "$name" buy "$rate" 5)") | $(med "$name" buy "$rate" 6) | $(med "$name" buy "$rate" 7) | $(med "$name" buy "$rate" 8) | $(med "$name" buy "$rate" 9) | $(med "$name" buy "$rate" 10) | $(med "$name" buy "$rate" 11) | $(med "$name" buy "$rate" 12) | $cpu | $(med "$name" buy "$rate" 22) | $(med "$name" buy "$rate" 20) |"
+            echo "| $rate | $(label "$name") | $(fmt0 "$(med "$name" buy "$rate" 5)") | $(med "$name" buy "$rate" 6) | $(med "$name" buy "$rate" 7) | $(med "$name" buy "$rate" 8) | $(med "$name" buy "$rate" 9) | $(med "$name" buy "$rate" 10) | $(med "$name" buy "$rate" 11) | $(med "$name" buy "$rate" 12) | $cpu | $(med "$name" buy "$rate" 22) | $(med "$name" buy "$rate" 23) | $(med "$name" buy "$rate" 20) |"
         done
     done
     echo
-    echo "200s, 4xx, 5xx: answers to the buys scheduled in the measured window; errors: requests lost (timeouts, resets). Server CPU: the server's on-CPU time over the whole generator run (all threads, schedstat) per buy answered; of it, io_uring workers: the part spent by the server's \`iou-wrk\` threads (the kernel's io-wq, which runs the ring ops that cannot complete without blocking, such as a buffered \`RWF_DSYNC\` write)."
+    echo "200s, 4xx, 5xx: answers to the buys scheduled in the measured window; errors: requests lost (timeouts, resets). Server CPU: the server's on-CPU time over the whole generator run (all threads, schedstat) per buy answered; of it, io_uring workers: the part spent by the server's \`iou-wrk\` threads (the kernel's io-wq, which runs the ring ops that cannot complete without blocking, such as a buffered \`RWF_DSYNC\` write); kernel threads: what every kernel thread of the machine (kworkers, IRQ threads) spent meanwhile, per buy: not the server's CPU, but where a direct write's data sync completes (in a kworker) on a device without FUA."
     echo
     echo "**Sold out:** stock $SOLDOUT_STOCK, $SOLDOUT_RATE buys/s of new users for $DUR s (no warm-up); every server must end with sold = $SOLDOUT_STOCK, remaining = 0."
     echo

@@ -143,6 +143,104 @@ unsafe impl IoBuf for Rc<[u8]> {
     }
 }
 
+/// A byte buffer whose start is aligned to [`AlignedBuf::ALIGN`] (4096) bytes, for `O_DIRECT`
+/// file I/O, where the buffer's address, the length and the file offset must all be multiples
+/// of the device's logical block size (512 or 4096 bytes).
+///
+/// It over-allocates by one alignment and uses the aligned part of its heap block, so it
+/// needs no allocator call of its own. Writes send its [`len`](Self::len) bytes.
+#[derive(Debug, Default)]
+pub struct AlignedBuf {
+    raw: Vec<u8>,
+    /// Where the aligned part starts in `raw`.
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// The alignment of the buffer's start.
+    pub const ALIGN: usize = 4096;
+
+    /// An empty buffer with room for `capacity` bytes before it must grow.
+    pub fn with_capacity(capacity: usize) -> AlignedBuf {
+        let raw = vec![0u8; capacity + Self::ALIGN];
+        // (Computed from the address: `align_offset` may give up and answer usize::MAX.)
+        let addr = raw.as_ptr() as usize;
+        let start = (Self::ALIGN - addr % Self::ALIGN) % Self::ALIGN;
+        AlignedBuf { raw, start, len: 0 }
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes it can hold before it must grow.
+    pub fn capacity(&self) -> usize {
+        self.raw.len() - self.start
+    }
+
+    /// Empties it, keeping its memory.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends `bytes`, growing (to a new aligned block) if needed.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        self.reserve_total(end);
+        self.raw[self.start + self.len..self.start + end].copy_from_slice(bytes);
+        self.len = end;
+    }
+
+    /// Sets the length to `len`, new bytes being `value`.
+    pub fn resize(&mut self, len: usize, value: u8) {
+        if len > self.len {
+            self.reserve_total(len);
+            self.raw[self.start + self.len..self.start + len].fill(value);
+        }
+        self.len = len;
+    }
+
+    /// The bytes held.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+
+    fn reserve_total(&mut self, total: usize) {
+        if self.start + total <= self.raw.len() {
+            return;
+        }
+        let mut grown = AlignedBuf::with_capacity(total.max(2 * self.raw.len()));
+        grown.extend_from_slice(self.as_slice());
+        *self = grown;
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+// SAFETY: the bytes live in the heap block of `raw`, which does not move when the value moves
+// and is only reallocated through `&mut self` (never while the kernel holds the buffer: an
+// operation takes it by value); `start + len <= raw.len()`, and `raw` is fully initialised.
+unsafe impl IoBuf for AlignedBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_slice().as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+}
+
 // SAFETY: a `Bytes` points into shared (or 'static) storage that is immutable and is not
 // freed or moved while any handle, this one included, lives.
 #[cfg(feature = "bytes")]
@@ -152,5 +250,35 @@ unsafe impl IoBuf for bytes::Bytes {
     }
     fn bytes_init(&self) -> usize {
         self.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_aligned_buffer_stays_aligned_and_keeps_its_bytes_as_it_grows() {
+        let mut b = AlignedBuf::with_capacity(10);
+        assert!(b.is_empty());
+        let mut want = Vec::new();
+        for i in 0..3000u32 {
+            let piece = i.to_le_bytes();
+            b.extend_from_slice(&piece);
+            want.extend_from_slice(&piece);
+            assert_eq!(b.stable_ptr() as usize % AlignedBuf::ALIGN, 0, "after {i} pieces");
+        }
+        assert_eq!(b.as_slice(), &want[..]);
+        assert_eq!(b.bytes_init(), want.len());
+        assert!(b.capacity() >= b.len());
+        // Padding to a block with zeros, then shrinking.
+        b.resize(4 * AlignedBuf::ALIGN, 0);
+        assert_eq!(&b[..want.len()], &want[..]);
+        assert!(b[want.len()..].iter().all(|&x| x == 0));
+        b.resize(3, 0);
+        assert_eq!(b.as_slice(), &want[..3]);
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.as_init_slice(), b"");
     }
 }

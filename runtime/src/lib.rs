@@ -101,7 +101,7 @@ mod sys;
 pub mod time;
 
 pub use block_on::{block_on, block_on_with};
-pub use buf::{IoBuf, IoBufMut};
+pub use buf::{AlignedBuf, IoBuf, IoBufMut};
 pub use builder::{
     Builder, Cores, Runtime, ShutdownHandle, DEFAULT_BUDGET, DEFAULT_BUF_RING_ENTRIES, DEFAULT_BUF_SIZE,
     DEFAULT_IDLE_SPIN, DEFAULT_MAX_POLLS_PER_TURN, DEFAULT_MESH_CAPACITY, DEFAULT_RING_ENTRIES,

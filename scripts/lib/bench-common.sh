@@ -177,6 +177,14 @@ iowq_ns() { # pid -> on-CPU ns of its io_uring worker threads (comm iou-wrk-*)
     echo "$s"
 }
 
+kthreads_ns() { # -> on-CPU ns of every kernel thread (children of kthreadd: kworkers, irq threads)
+    local p s=0 a
+    for p in $(ps -o pid= --ppid 2); do
+        read -r a _ <"/proc/$p/schedstat" 2>/dev/null && s=$((s + a))
+    done
+    echo "$s"
+}
+
 rss_kib() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
 
 wrk_run() { # core seconds wrk-args... -> wrk output; wrk's CPU seconds into $WORK/wrk.cpu

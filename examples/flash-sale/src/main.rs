@@ -42,6 +42,9 @@ enum JournalSync {
     Dsync,
     /// A write, then fdatasync, per batch.
     Fdatasync,
+    /// One RWF_DSYNC write of whole blocks with O_DIRECT per batch (buffered where the file
+    /// system refuses O_DIRECT).
+    Direct,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,8 +98,9 @@ struct ServeArgs {
     /// commits no size change; 0 turns it off (each batch then extends the file).
     #[arg(long, value_name = "BYTES")]
     journal_prealloc: Option<u64>,
-    /// How a journal batch is made durable: `dsync` (default: one RWF_DSYNC write) or
-    /// `fdatasync` (a write, then fdatasync), for comparing the two.
+    /// How a journal batch is made durable: `dsync` (default: one RWF_DSYNC write),
+    /// `fdatasync` (a write, then fdatasync) or `direct` (one RWF_DSYNC write with O_DIRECT:
+    /// no kernel worker thread per batch), for comparing them.
     #[arg(long, value_name = "MODE")]
     journal_sync: Option<JournalSync>,
     /// Serve HOST:PORT even if another process already serves it (both take connections via
@@ -191,6 +195,7 @@ fn config(a: ServeArgs) -> Result<Config, String> {
         cfg.journal_sync = match mode {
             JournalSync::Dsync => flash_sale::journal::SyncMode::DsyncWrite,
             JournalSync::Fdatasync => flash_sale::journal::SyncMode::WriteThenFdatasync,
+            JournalSync::Direct => flash_sale::journal::SyncMode::Direct,
         };
     }
     cfg.tls = a.tls_cert.zip(a.tls_key);

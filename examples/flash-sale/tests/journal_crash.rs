@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use flash_sale::journal::{Journal, JournalOptions, Replay};
+use flash_sale::journal::{Journal, JournalOptions, Replay, SyncMode};
 use ringcore_runtime::spawn_local;
 use ringcore_testkit::rt::run1;
 
@@ -186,7 +186,7 @@ fn child_mode(mode: &str) -> bool {
         child_full_at_start(PathBuf::from(dir));
         return true;
     }
-    if mode == "fsize" || mode == "grow-fsize" {
+    if mode == "fsize" || mode == "grow-fsize" || mode == "fsize-direct" {
         // SAFETY: setting a signal disposition to SIG_IGN; no handler code runs.
         unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
         let lim = libc::rlimit {
@@ -212,6 +212,16 @@ fn child_mode(mode: &str) -> bool {
         "grow-fsize" => JournalOptions {
             prealloc: 8192,
             ..Default::default()
+        },
+        // The same two with batches written with O_DIRECT (buffered where the temp dir's file
+        // system refuses it).
+        "crash-direct" => JournalOptions {
+            sync: SyncMode::Direct,
+            ..Default::default()
+        },
+        "fsize-direct" => JournalOptions {
+            prealloc: 0,
+            sync: SyncMode::Direct,
         },
         _ => JournalOptions::default(),
     };
@@ -295,12 +305,25 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
     if child_mode("crash") {
         return;
     }
-    let tmp = TempDir::new("crash");
-    let (child, rx) = spawn_child(
-        "sigkill_while_appending_loses_no_acknowledged_record",
-        "crash",
-        &tmp.0,
+    sigkill_while_appending("sigkill_while_appending_loses_no_acknowledged_record", "crash");
+}
+
+#[test]
+fn sigkill_while_appending_with_o_direct_loses_no_acknowledged_record() {
+    if child_mode("crash-direct") {
+        return;
+    }
+    sigkill_while_appending(
+        "sigkill_while_appending_with_o_direct_loses_no_acknowledged_record",
+        "crash-direct",
     );
+}
+
+/// Kills child test `name` (child mode `mode`) ~300 ms after its first acknowledgement and
+/// checks that replay finds every acknowledged record, once.
+fn sigkill_while_appending(name: &str, mode: &str) {
+    let tmp = TempDir::new(mode);
+    let (child, rx) = spawn_child(name, mode, &tmp.0);
     // Kill it ~300 ms after its first acknowledgement.
     let lines = kill_after_first_line(child, rx, Duration::from_millis(300));
     let acked = parse(&lines, "ack ");
@@ -320,7 +343,7 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
         "acknowledged records missing after the crash: {lost:?}"
     );
     eprintln!(
-        "crash: {} acknowledged, {} replayed, damage: {:?}",
+        "{mode}: {} acknowledged, {} replayed, damage: {:?}",
         acked.len(),
         replayed.len(),
         r.damage
@@ -332,12 +355,29 @@ fn failed_write_stops_the_journal_and_acknowledges_only_what_is_on_disk() {
     if child_mode("fsize") {
         return;
     }
-    let tmp = TempDir::new("fsize");
-    let lines = run_child_to_end(
+    failed_write(
         "failed_write_stops_the_journal_and_acknowledges_only_what_is_on_disk",
         "fsize",
-        &tmp.0,
     );
+}
+
+#[test]
+fn a_failed_o_direct_write_stops_the_journal_and_acknowledges_only_what_is_on_disk() {
+    if child_mode("fsize-direct") {
+        return;
+    }
+    failed_write(
+        "a_failed_o_direct_write_stops_the_journal_and_acknowledges_only_what_is_on_disk",
+        "fsize-direct",
+    );
+}
+
+/// Runs child test `name` (child mode `mode`: appends until a write fails past the file size
+/// limit) and checks the fail-stop: every appender told, nothing acknowledged past the
+/// limit or missing, nothing refused in the file.
+fn failed_write(name: &str, mode: &str) {
+    let tmp = TempDir::new(mode);
+    let lines = run_child_to_end(name, mode, &tmp.0);
     let acked = parse(&lines, "ack ");
     let errs = parse(&lines, "err ");
     assert!(!acked.is_empty(), "nothing fit under the limit: {lines:?}");

@@ -191,6 +191,14 @@ impl File {
         }
     }
 
+    /// Drops the file's clean cached pages in `offset..offset + len` (`len` 0: to the end of
+    /// the file), a plain `posix_fadvise(POSIX_FADV_DONTNEED)`. For a file also written with
+    /// `O_DIRECT`: a direct write over cached pages cannot be issued without blocking (the
+    /// kernel must drop them first), so io_uring hands it to a worker thread.
+    pub fn drop_cache(&self, offset: u64, len: u64) -> io::Result<()> {
+        sys::fs::drop_cache(self.fd.raw(), offset, len)
+    }
+
     /// The file's metadata (a plain `fstat`); `metadata()?.len()` is its length.
     pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
         sys::fs::metadata(self.fd.raw())

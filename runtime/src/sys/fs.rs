@@ -1,5 +1,5 @@
-//! The two file calls that do not go through the ring (`fstat`, and `ftruncate` where the
-//! ring has no `FTRUNCATE`), as checked libc wrappers.
+//! The file calls that do not go through the ring (`fstat`, `ftruncate` where the ring has
+//! no `FTRUNCATE`, and `posix_fadvise`), as checked libc wrappers.
 
 use std::fs::Metadata;
 use std::io;
@@ -24,5 +24,18 @@ pub(crate) fn ftruncate(fd: RawFd, len: u64) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// `posix_fadvise(fd, offset, len, POSIX_FADV_DONTNEED)`: drops the clean cached pages of the
+/// range (`len` 0: to the end of the file). Dirty pages are not written or dropped.
+pub(crate) fn drop_cache(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
+    let too_big = || io::Error::new(io::ErrorKind::InvalidInput, "range does not fit in off_t");
+    let offset = libc::off_t::try_from(offset).map_err(|_| too_big())?;
+    let len = libc::off_t::try_from(len).map_err(|_| too_big())?;
+    // SAFETY: plain syscall on an fd the caller keeps open; no pointers.
+    match unsafe { libc::posix_fadvise(fd, offset, len, libc::POSIX_FADV_DONTNEED) } {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
     }
 }

@@ -81,6 +81,25 @@
 //! data-sync write, the write itself) is handled the same way whichever [`SyncMode`]; a
 //! failed growth is described under *Prepared space*.
 //!
+//! # Direct writes
+//!
+//! With [`SyncMode::Direct`] the journal opens its file a second time with `O_DIRECT` and
+//! writes each batch through it as whole 4 KiB blocks with `RWF_DSYNC`: the bytes of the
+//! journal's last, partial block (kept in memory, read back at open), the batch's records,
+//! then zeros to the end of the last block, which read as prepared space. A buffered
+//! data-sync write is handed by io_uring to a kernel worker thread (io-wq), which copies the
+//! batch into the page cache, writes it back and waits for the device, for every batch;
+//! a direct write over prepared, written blocks goes to the device from the submitting core
+//! and completes like a socket read (a worker thread is still used where the write cannot
+//! be issued without blocking: past the prepared space, or over pages still cached). So the
+//! journal drops the file's cached pages after its replay, its growths and its probes, and
+//! prepares space from block boundaries. Rewriting the acknowledged bytes of the last block
+//! in front of a batch writes them unchanged: a write torn by a power cut leaves each sector
+//! old or new, and both hold them (the same is true of a buffered write, which writes back
+//! the whole page). The file format does not change. Where the file system refuses
+//! `O_DIRECT` (tmpfs: `EINVAL`), the journal writes as [`SyncMode::DsyncWrite`] does, and
+//! [`Journal::is_direct`] is false.
+//!
 //! # Replay rules
 //!
 //! Records are read in order from the header on; the valid prefix ends at the **first**
