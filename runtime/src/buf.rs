@@ -212,6 +212,12 @@ impl AlignedBuf {
         &self.raw[self.start..self.start + self.len]
     }
 
+    /// The bytes held, to change in place (or to read into, after a
+    /// [`resize`](Self::resize)).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
+    }
+
     fn reserve_total(&mut self, total: usize) {
         if self.start + total <= self.raw.len() {
             return;

@@ -78,6 +78,7 @@ fn child_append_loop(dir: PathBuf, opts: JournalOptions) {
         let (dir, opts) = (dir.clone(), opts.clone());
         async move {
             let (j, _) = Journal::open_with(&dir, 0, &opts).await.expect("child open");
+            tell(&format!("direct {}", j.is_direct()));
             let j = Rc::new(j);
             let next = Rc::new(Cell::new(0u64));
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -186,6 +187,10 @@ fn child_mode(mode: &str) -> bool {
         child_full_at_start(PathBuf::from(dir));
         return true;
     }
+    if mode == "direct-recover" {
+        child_direct_fail_then_recover(PathBuf::from(dir));
+        return true;
+    }
     if mode == "fsize" || mode == "grow-fsize" || mode == "fsize-direct" {
         // SAFETY: setting a signal disposition to SIG_IGN; no handler code runs.
         unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
@@ -227,6 +232,73 @@ fn child_mode(mode: &str) -> bool {
     };
     child_append_loop(PathBuf::from(dir), opts);
     true
+}
+
+/// Child: a journal writing with O_DIRECT, no prepared space, under a soft `RLIMIT_FSIZE`:
+/// appends until a batch fails past the limit (the journal cuts it off and stops), then
+/// raises the limit, waits for a probe to restart the journal, and appends 50 more records
+/// one at a time (each a direct write of the kept last block after the cut).
+fn child_direct_fail_then_recover(dir: PathBuf) {
+    // SAFETY: setting a signal disposition to SIG_IGN; no handler code runs.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let set_soft = |cur: u64| {
+        let lim = libc::rlimit {
+            rlim_cur: cur,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: `lim` is a valid rlimit that outlives the call.
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) };
+        assert_eq!(rc, 0, "setrlimit");
+    };
+    set_soft(FSIZE_LIMIT);
+    run1(move || {
+        let dir = dir.clone();
+        async move {
+            let opts = JournalOptions {
+                prealloc: 0,
+                sync: SyncMode::Direct,
+            };
+            let (j, _) = Journal::open_with(&dir, 0, &opts).await.expect("child open");
+            tell(&format!("direct {}", j.is_direct()));
+            let j = Rc::new(j);
+            let next = Rc::new(Cell::new(0u64));
+            let tasks: Vec<_> = (0..APPENDERS)
+                .map(|_| {
+                    let (j, next) = (j.clone(), next.clone());
+                    spawn_local(async move {
+                        loop {
+                            let seq = next.get();
+                            next.set(seq + 1);
+                            match j.append(&payload(seq)).await {
+                                Ok(()) => tell(&format!("ack {seq}")),
+                                Err(_) => {
+                                    tell(&format!("err {seq}"));
+                                    return;
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+            set_soft(libc::RLIM_INFINITY);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while j.is_failed() && Instant::now() < deadline {
+                ringcore_runtime::time::sleep(Duration::from_millis(10)).await;
+            }
+            tell(&format!("recovered {}", !j.is_failed()));
+            for _ in 0..50 {
+                let seq = next.get();
+                next.set(seq + 1);
+                match j.append(&payload(seq)).await {
+                    Ok(()) => tell(&format!("ack {seq}")),
+                    Err(e) => tell(&format!("err-after {seq} {e}")),
+                }
+            }
+        }
+    });
 }
 
 /// Child: opens a journal whose first step of prepared space cannot be written (the soft
@@ -319,6 +391,43 @@ fn sigkill_while_appending_with_o_direct_loses_no_acknowledged_record() {
     );
 }
 
+/// Whether the file system of `dir` takes `O_DIRECT` (a probe file, opened and removed).
+fn takes_o_direct(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::create_dir_all(dir);
+    let probe = dir.join("o_direct_probe");
+    let ok = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe)
+        .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+/// For the direct modes: the child's journal wrote with O_DIRECT exactly where `dir`'s file
+/// system takes it (so a run on a file system without it says it tested the fallback).
+fn check_direct(mode: &str, lines: &[String], dir: &Path) {
+    if !mode.contains("direct") {
+        return;
+    }
+    let want = takes_o_direct(dir);
+    // (The first line of the child's output follows libtest's own "test NAME ... ".)
+    assert!(
+        lines.iter().any(|l| l.ends_with(&format!("direct {want}"))),
+        "{mode}: the journal should write with O_DIRECT: {want}; it said {:?}",
+        lines.iter().find(|l| l.contains("direct "))
+    );
+    if !want {
+        eprintln!(
+            "{mode}: {} refuses O_DIRECT: the buffered fallback was tested",
+            dir.display()
+        );
+    }
+}
+
 /// Kills child test `name` (child mode `mode`) ~300 ms after its first acknowledgement and
 /// checks that replay finds every acknowledged record, once.
 fn sigkill_while_appending(name: &str, mode: &str) {
@@ -326,6 +435,7 @@ fn sigkill_while_appending(name: &str, mode: &str) {
     let (child, rx) = spawn_child(name, mode, &tmp.0);
     // Kill it ~300 ms after its first acknowledgement.
     let lines = kill_after_first_line(child, rx, Duration::from_millis(300));
+    check_direct(mode, &lines, &tmp.0);
     let acked = parse(&lines, "ack ");
     assert!(
         acked.len() > 10,
@@ -372,12 +482,51 @@ fn a_failed_o_direct_write_stops_the_journal_and_acknowledges_only_what_is_on_di
     );
 }
 
+#[test]
+fn after_a_failed_o_direct_write_the_journal_recovers_and_appends_after_the_cut() {
+    if child_mode("direct-recover") {
+        return;
+    }
+    let tmp = TempDir::new("direct-recover");
+    let lines = run_child_to_end(
+        "after_a_failed_o_direct_write_the_journal_recovers_and_appends_after_the_cut",
+        "direct-recover",
+        &tmp.0,
+    );
+    check_direct("direct-recover", &lines, &tmp.0);
+    assert!(
+        lines.iter().any(|l| l == "recovered true"),
+        "the journal took appends again once the limit was raised: {lines:?}"
+    );
+    let late: Vec<&String> = lines.iter().filter(|l| l.starts_with("err-after")).collect();
+    assert!(late.is_empty(), "appends failed after the recovery: {late:?}");
+    let acked = parse(&lines, "ack ");
+    let errs = parse(&lines, "err ");
+    assert_eq!(errs.len(), APPENDERS, "every appender saw the failure");
+    let r = replay(&tmp.0);
+    assert_eq!(r.damage, None, "a clean end: {:?}", r.damage);
+    let replayed: Vec<u64> = r.records().map(|rec| seq_of(rec.payload)).collect();
+    let set: HashSet<u64> = replayed.iter().copied().collect();
+    assert_eq!(set.len(), replayed.len(), "no record replayed twice");
+    let acked_set: HashSet<u64> = acked.iter().copied().collect();
+    assert_eq!(
+        set, acked_set,
+        "exactly the acknowledged records, the 50 after the recovery included"
+    );
+    let after = acked
+        .iter()
+        .filter(|&&s| s > *errs.iter().max().unwrap_or(&0))
+        .count();
+    assert_eq!(after, 50, "50 records appended after the recovery");
+}
+
 /// Runs child test `name` (child mode `mode`: appends until a write fails past the file size
 /// limit) and checks the fail-stop: every appender told, nothing acknowledged past the
 /// limit or missing, nothing refused in the file.
 fn failed_write(name: &str, mode: &str) {
     let tmp = TempDir::new(mode);
     let lines = run_child_to_end(name, mode, &tmp.0);
+    check_direct(mode, &lines, &tmp.0);
     let acked = parse(&lines, "ack ");
     let errs = parse(&lines, "err ");
     assert!(!acked.is_empty(), "nothing fit under the limit: {lines:?}");

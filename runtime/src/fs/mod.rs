@@ -33,3 +33,8 @@ mod open_options;
 
 pub use file::File;
 pub use open_options::OpenOptions;
+
+/// The system's memory page size in bytes (the unit of the page cache).
+pub fn page_size() -> usize {
+    crate::sys::fs::page_size()
+}

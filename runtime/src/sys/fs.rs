@@ -39,3 +39,10 @@ pub(crate) fn drop_cache(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
         e => Err(io::Error::from_raw_os_error(e)),
     }
 }
+
+/// The system's page size in bytes (`sysconf(_SC_PAGESIZE)`; 4096 if it cannot say).
+pub(crate) fn page_size() -> usize {
+    // SAFETY: plain libc call with no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}

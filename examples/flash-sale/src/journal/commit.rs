@@ -514,13 +514,13 @@ impl Journal {
         }
     }
 
-    /// The counters since the journal was opened.
     /// Whether batches are written with `O_DIRECT` ([`SyncMode::Direct`] on a file system
     /// that takes it).
     pub fn is_direct(&self) -> bool {
         self.inner.direct.is_some()
     }
 
+    /// The counters since the journal was opened.
     pub fn stats(&self) -> JournalStats {
         self.inner.stats.get()
     }

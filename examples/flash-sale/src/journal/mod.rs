@@ -96,8 +96,11 @@
 //! prepares space from block boundaries. Rewriting the acknowledged bytes of the last block
 //! in front of a batch writes them unchanged: a write torn by a power cut leaves each sector
 //! old or new, and both hold them (the same is true of a buffered write, which writes back
-//! the whole page). The file format does not change. Where the file system refuses
-//! `O_DIRECT` (tmpfs: `EINVAL`), the journal writes as [`SyncMode::DsyncWrite`] does, and
+//! the whole page). The file format does not change. The last block is read back at open
+//! with `O_DIRECT` too, which checks that the file system takes aligned direct I/O of 4 KiB
+//! blocks; where it does not (`EINVAL`: no `O_DIRECT`, or a logical block larger than 4 KiB),
+//! or where memory pages are larger than 4 KiB (a buffered growth could then share a cached
+//! page with a direct write), the journal writes as [`SyncMode::DsyncWrite`] does, and
 //! [`Journal::is_direct`] is false.
 //!
 //! # Replay rules

@@ -10,8 +10,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use ringcore_runtime::fs::{File, OpenOptions};
+use ringcore_runtime::AlignedBuf;
 
-use super::commit::block_start;
+use super::commit::{block_start, BLOCK};
 use super::format::{self, Damage, HeaderCheck, HEADER_LEN, RECORD_OVERHEAD};
 use super::{Journal, JournalOptions, SyncMode};
 
@@ -427,9 +428,48 @@ impl Journal {
 }
 
 /// For [`SyncMode::Direct`]: the journal opened again with `O_DIRECT` (write only), and the
-/// bytes of `end`'s block before `end`. `None` where the file system refuses `O_DIRECT`
-/// (`EINVAL`, as tmpfs does): the journal then writes its batches buffered.
+/// bytes of `end`'s block before `end`, read with `O_DIRECT` too, which checks that the file
+/// system takes aligned direct I/O of [`BLOCK`]s. `None`, and the journal writes its batches
+/// buffered, where it does not (`EINVAL`: a file system without `O_DIRECT`, or a logical
+/// block larger than 4 KiB), and where memory pages are larger than a block (a buffered
+/// growth could then share a cached page with a direct write).
 async fn open_direct(path: &Path, file: &File, end: u64) -> io::Result<Option<(File, Vec<u8>)>> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    if ringcore_runtime::fs::page_size() as u64 > BLOCK {
+        return Ok(None);
+    }
+    let refused = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
+    let reader = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if refused(&e) => return Ok(None),
+        Err(e) => return Err(with_path(e, "open with O_DIRECT", path)),
+    };
+    let from = block_start(end);
+    let want = (end - from) as usize;
+    let mut block = AlignedBuf::with_capacity(BLOCK as usize);
+    block.resize(BLOCK as usize, 0);
+    let mut got = 0;
+    while got < want {
+        // (Blocking I/O at open, like the replay before it.)
+        match reader.read_at(&mut block.as_mut_slice()[got..], from + got as u64) {
+            Ok(0) => {
+                return Err(with_path(
+                    io::ErrorKind::UnexpectedEof.into(),
+                    "read the last block",
+                    path,
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e) if refused(&e) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(with_path(e, "read the last block", path)),
+        }
+    }
+    let tail = block[..want].to_vec();
     let direct = match OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_DIRECT)
@@ -437,14 +477,9 @@ async fn open_direct(path: &Path, file: &File, end: u64) -> io::Result<Option<(F
         .await
     {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
+        Err(e) if refused(&e) => return Ok(None),
         Err(e) => return Err(with_path(e, "open with O_DIRECT", path)),
     };
-    let from = block_start(end);
-    let mut tail = vec![0u8; (end - from) as usize];
-    std::fs::File::open(path)
-        .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut tail, from))
-        .map_err(|e| with_path(e, "read the last block", path))?;
     // The replay read the file through the page cache; a direct write over cached pages is
     // handed to a kernel worker thread. (A hint: its failure costs only speed.)
     let _ = file.drop_cache(0, 0);
