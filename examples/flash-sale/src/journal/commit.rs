@@ -77,12 +77,12 @@ pub enum SyncMode {
     DsyncWrite,
     /// A write, then `fdatasync` (`IORING_OP_FSYNC` with `DATASYNC`): two ops per batch.
     WriteThenFdatasync,
-    /// One data-sync write through a second descriptor opened with `O_DIRECT`, of whole
-    /// 4 KiB blocks: the batch's records after the bytes already in its first block, zeros to
-    /// the end of its last. Over prepared space io_uring issues it to the device at once,
-    /// where a buffered `RWF_DSYNC` write goes to a kernel worker thread (io-wq) that copies,
-    /// writes back and waits. Where the file system refuses `O_DIRECT` (tmpfs), the journal
-    /// writes as [`SyncMode::DsyncWrite`] does ([`Journal::is_direct`] says which).
+    /// A write through a second descriptor opened with `O_DIRECT`, of whole 4 KiB blocks
+    /// (the batch's records after the bytes already in its first block, zeros to the end of
+    /// its last), then `fdatasync`. Over prepared space io_uring issues the write to the
+    /// device at once, where a buffered write is copied into the page cache and written back
+    /// by a kernel worker thread (io-wq). Where the file system refuses `O_DIRECT`, the
+    /// journal writes as [`SyncMode::DsyncWrite`] does ([`Journal::is_direct`] says which).
     Direct,
 }
 
@@ -669,7 +669,7 @@ async fn flusher(inner: Rc<Inner>) {
         let (res, mut buf) = match (&inner.direct, inner.sync) {
             (Some(direct), _) => {
                 let res = write_direct(&inner, direct, &buf, pos).await;
-                (res.map_err(|e| ("data-sync write (O_DIRECT)", e)), buf)
+                (res, buf)
             }
             (None, SyncMode::DsyncWrite | SyncMode::Direct) => {
                 let (res, buf) = inner.file.write_all_at_dsync(buf, pos).await;
@@ -721,11 +721,23 @@ async fn flusher(inner: Rc<Inner>) {
     }
 }
 
-/// Writes the batch `records` at `pos` through the `O_DIRECT` file: from the start of
-/// `pos`'s block (the kept tail first) to the end of its last block (zeros after the
-/// records, which read as prepared space), with `RWF_DSYNC`. On success the tail becomes the
-/// bytes of the new end's block before it.
-async fn write_direct(inner: &Inner, direct: &File, records: &[u8], pos: u64) -> io::Result<()> {
+/// Writes the batch `records` at `pos` through the `O_DIRECT` file, from the start of `pos`'s
+/// block (the kept tail first) to the end of its last block (zeros after the records, which
+/// read as prepared space), then `fdatasync`s it. On success the tail becomes the bytes of
+/// the new end's block before it.
+///
+/// A separate `fdatasync`, not `RWF_DSYNC` on the write: an asynchronous direct write
+/// (io_uring's) with `RWF_DSYNC` on a FUSE file system reaches it as a write flagged
+/// `O_DSYNC` with no `fsync` after it, and a file system that ignores the flag leaves it
+/// unsynced. Power cuts under LazyFS lost acknowledged records that way, every one of them,
+/// where a synchronous `pwritev2` with `RWF_DSYNC` (the epoll driver's) kept them all.
+/// Which file systems honour the flag is not the journal's to guess.
+async fn write_direct(
+    inner: &Inner,
+    direct: &File,
+    records: &[u8],
+    pos: u64,
+) -> Result<(), (&'static str, io::Error)> {
     let mut block = {
         let mut st = inner.state.borrow_mut();
         let mut block = std::mem::take(&mut st.block_buf);
@@ -736,7 +748,11 @@ async fn write_direct(inner: &Inner, direct: &File, records: &[u8], pos: u64) ->
     let from = block_start(pos);
     block.extend_from_slice(records);
     block.resize((block.len() as u64).div_ceil(BLOCK) as usize * BLOCK as usize, 0);
-    let (res, block) = direct.write_all_at_dsync(block, from).await;
+    let (res, block) = direct.write_all_at(block, from).await;
+    let res = match res {
+        Ok(()) => direct.sync_data().await.map_err(|e| ("fdatasync", e)),
+        Err(e) => Err(("write (O_DIRECT)", e)),
+    };
     let mut st = inner.state.borrow_mut();
     if res.is_ok() {
         let end = pos + records.len() as u64;

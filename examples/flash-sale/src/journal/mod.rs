@@ -84,16 +84,19 @@
 //! # Direct writes
 //!
 //! With [`SyncMode::Direct`] the journal opens its file a second time with `O_DIRECT` and
-//! writes each batch through it as whole 4 KiB blocks with `RWF_DSYNC`: the bytes of the
+//! writes each batch through it as whole 4 KiB blocks, then `fdatasync`s: the bytes of the
 //! journal's last, partial block (kept in memory, read back at open), the batch's records,
 //! then zeros to the end of the last block, which read as prepared space. A buffered
 //! data-sync write is handed by io_uring to a kernel worker thread (io-wq), which copies the
 //! batch into the page cache, writes it back and waits for the device, for every batch;
 //! a direct write over prepared, written blocks goes to the device from the submitting core
 //! and completes like a socket read (a worker thread is still used where the write cannot
-//! be issued without blocking: past the prepared space, or over pages still cached). So the
-//! journal drops the file's cached pages after its replay, its growths and its probes, and
-//! prepares space from block boundaries. Rewriting the acknowledged bytes of the last block
+//! be issued without blocking: past the prepared space, or over pages still cached), and
+//! only the `fdatasync` (the device's cache flush) goes to a worker. So the journal drops the
+//! file's cached pages after its replay, its growths and its probes, and prepares space from
+//! block boundaries. (Not `RWF_DSYNC` on the direct write: through io_uring, on a FUSE file
+//! system, it reaches the file system as a flag on the write with no `fsync` after it, and
+//! LazyFS, which ignores the flag, lost every acknowledged record at a power cut.) Rewriting the acknowledged bytes of the last block
 //! in front of a batch writes them unchanged: a write torn by a power cut leaves each sector
 //! old or new, and both hold them (the same is true of a buffered write, which writes back
 //! the whole page). The file format does not change. The last block is read back at open

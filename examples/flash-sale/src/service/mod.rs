@@ -385,6 +385,16 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
                         None => Journal::open_with(&data_dir, shard_id(), &journal_opts).await?.0,
                     };
                     let part = format!("journal-{}", shard_id());
+                    if journal_opts.sync == crate::journal::SyncMode::Direct {
+                        if journal.is_direct() {
+                            tracing::info!("{part}: batches written with O_DIRECT");
+                        } else {
+                            tracing::warn!(
+                                "{part}: the file system refuses aligned O_DIRECT writes; batches \
+                                 are written buffered (RWF_DSYNC)"
+                            );
+                        }
+                    }
                     journal.on_health(move |h| match h {
                         Health::Healthy => {
                             if health::set_healthy(&part) {

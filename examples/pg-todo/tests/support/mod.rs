@@ -396,7 +396,13 @@ impl Conn {
                 t0.elapsed() < READ_TIMEOUT,
                 "no response to {method} {path} within {READ_TIMEOUT:?}"
             );
-            let n = self.stream.read(&mut chunk).expect("read response");
+            // A signal (the test stops and continues the database's processes) can interrupt
+            // the read: read again.
+            let n = match self.stream.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("read response: {e}"),
+            };
             assert!(n > 0, "connection closed before the response to {method} {path}");
             self.buf.extend_from_slice(&chunk[..n]);
         }
