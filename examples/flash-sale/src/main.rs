@@ -42,7 +42,7 @@ enum JournalSync {
     Dsync,
     /// A write, then fdatasync, per batch.
     Fdatasync,
-    /// One RWF_DSYNC write of whole blocks with O_DIRECT per batch (buffered where the file
+    /// An O_DIRECT write of whole blocks, then fdatasync, per batch (buffered where the file
     /// system refuses O_DIRECT).
     Direct,
 }
@@ -99,8 +99,9 @@ struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     journal_prealloc: Option<u64>,
     /// How a journal batch is made durable: `dsync` (default: one RWF_DSYNC write),
-    /// `fdatasync` (a write, then fdatasync) or `direct` (one RWF_DSYNC write with O_DIRECT:
-    /// no kernel worker thread per batch), for comparing them.
+    /// `fdatasync` (a write, then fdatasync) or `direct` (an O_DIRECT write of whole blocks,
+    /// then fdatasync: no page-cache copy and write-back by a kernel worker thread), for
+    /// comparing them.
     #[arg(long, value_name = "MODE")]
     journal_sync: Option<JournalSync>,
     /// Serve HOST:PORT even if another process already serves it (both take connections via
