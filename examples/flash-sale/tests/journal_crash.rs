@@ -234,23 +234,26 @@ fn child_mode(mode: &str) -> bool {
     true
 }
 
+/// Sets the soft `RLIMIT_FSIZE` to `cur` (the hard one unlimited, so it can be raised again),
+/// with `SIGXFSZ` ignored: a write past the limit then fails with `EFBIG`.
+fn set_soft_fsize(cur: u64) {
+    // SAFETY: setting a signal disposition to SIG_IGN; no handler code runs.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let lim = libc::rlimit {
+        rlim_cur: cur,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `lim` is a valid rlimit that outlives the call.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) };
+    assert_eq!(rc, 0, "setrlimit");
+}
+
 /// Child: a journal writing with O_DIRECT, no prepared space, under a soft `RLIMIT_FSIZE`:
 /// appends until a batch fails past the limit (the journal cuts it off and stops), then
 /// raises the limit, waits for a probe to restart the journal, and appends 50 more records
 /// one at a time (each a direct write of the kept last block after the cut).
 fn child_direct_fail_then_recover(dir: PathBuf) {
-    // SAFETY: setting a signal disposition to SIG_IGN; no handler code runs.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    let set_soft = |cur: u64| {
-        let lim = libc::rlimit {
-            rlim_cur: cur,
-            rlim_max: libc::RLIM_INFINITY,
-        };
-        // SAFETY: `lim` is a valid rlimit that outlives the call.
-        let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) };
-        assert_eq!(rc, 0, "setrlimit");
-    };
-    set_soft(FSIZE_LIMIT);
+    set_soft_fsize(FSIZE_LIMIT);
     run1(move || {
         let dir = dir.clone();
         async move {
@@ -283,7 +286,7 @@ fn child_direct_fail_then_recover(dir: PathBuf) {
             for t in tasks {
                 let _ = t.await;
             }
-            set_soft(libc::RLIM_INFINITY);
+            set_soft_fsize(libc::RLIM_INFINITY);
             let deadline = Instant::now() + Duration::from_secs(10);
             while j.is_failed() && Instant::now() < deadline {
                 ringcore_runtime::time::sleep(Duration::from_millis(10)).await;
@@ -305,18 +308,7 @@ fn child_direct_fail_then_recover(dir: PathBuf) {
 /// `RLIMIT_FSIZE` is below it), reports what the journal says, then raises the limit and
 /// waits for the journal to take appends again.
 fn child_full_at_start(dir: PathBuf) {
-    // SAFETY: setting a signal disposition to SIG_IGN; no handler code runs.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    let set_soft = |cur: u64| {
-        let lim = libc::rlimit {
-            rlim_cur: cur,
-            rlim_max: libc::RLIM_INFINITY,
-        };
-        // SAFETY: `lim` is a valid rlimit that outlives the call.
-        let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) };
-        assert_eq!(rc, 0, "setrlimit");
-    };
-    set_soft(FSIZE_LIMIT);
+    set_soft_fsize(FSIZE_LIMIT);
     run1(move || {
         let dir = dir.clone();
         async move {
@@ -336,7 +328,7 @@ fn child_full_at_start(dir: PathBuf) {
                 Ok(()) => tell("append-while-full acked"),
                 Err(e) => tell(&format!("append-while-full refused {e}")),
             }
-            set_soft(libc::RLIM_INFINITY);
+            set_soft_fsize(libc::RLIM_INFINITY);
             // The grower retries with back-off (up to 1 s between tries).
             let deadline = Instant::now() + Duration::from_secs(10);
             while j.is_failed() && Instant::now() < deadline {
