@@ -115,6 +115,11 @@ pub(super) const BLOCK: u64 = AlignedBuf::ALIGN as u64;
 pub(super) fn block_start(x: u64) -> u64 {
     x - x % BLOCK
 }
+
+/// `x` rounded up to a whole block.
+fn block_end(x: u64) -> u64 {
+    x.div_ceil(BLOCK) * BLOCK
+}
 /// Bytes of zeros one growth write carries (the step is written in chunks of this size).
 const ZERO_CHUNK: usize = 1024 * 1024;
 
@@ -149,7 +154,7 @@ impl Inner {
     /// the end of its last block (padded with zeros).
     fn span_end(&self, pos: u64, len: u64) -> u64 {
         match self.direct {
-            Some(_) => (pos + len).div_ceil(BLOCK) * BLOCK,
+            Some(_) => block_end(pos + len),
             None => pos + len,
         }
     }
@@ -747,7 +752,7 @@ async fn write_direct(
     };
     let from = block_start(pos);
     block.extend_from_slice(records);
-    block.resize((block.len() as u64).div_ceil(BLOCK) as usize * BLOCK as usize, 0);
+    block.resize(block_end(block.len() as u64) as usize, 0);
     let (res, block) = direct.write_all_at(block, from).await;
     let res = match res {
         Ok(()) => direct.sync_data().await.map_err(|e| ("fdatasync", e)),
@@ -909,7 +914,7 @@ fn needs_growth(inner: &Inner, st: &State) -> bool {
 fn growth_from(inner: &Inner, st: &State) -> u64 {
     let from = st.space_end.max(st.writing_end).max(st.end);
     match inner.direct {
-        Some(_) => from.div_ceil(BLOCK) * BLOCK,
+        Some(_) => block_end(from),
         None => from,
     }
 }

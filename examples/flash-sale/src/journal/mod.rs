@@ -96,8 +96,9 @@
 //! file's cached pages after its replay, its growths and its probes, and prepares space from
 //! block boundaries. (Not `RWF_DSYNC` on the direct write: through io_uring, on a FUSE file
 //! system, it reaches the file system as a flag on the write with no `fsync` after it, and
-//! LazyFS, which ignores the flag, lost every acknowledged record at a power cut.) Rewriting the acknowledged bytes of the last block
-//! in front of a batch writes them unchanged: a write torn by a power cut leaves each sector
+//! LazyFS, which ignores the flag, lost every acknowledged record at a power cut.)
+//! Rewriting the acknowledged bytes of the last block in front of a batch writes them
+//! unchanged: a write torn by a power cut leaves each sector
 //! old or new, and both hold them (the same is true of a buffered write, which writes back
 //! the whole page). The file format does not change. The last block is read back at open
 //! with `O_DIRECT` too, which checks that the file system takes aligned direct I/O of 4 KiB
