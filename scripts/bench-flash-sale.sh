@@ -9,9 +9,10 @@
 #   scripts/bench-flash-sale.sh --quick    # 2 s runs, 1 s warm-up, 1 rep, rates 5000,10000 (~1 min)
 #
 # Options: --dur S, --warm S, --reps N, --rates R1,R2,.. (buys/s offered), --conns N (64),
-# --depth D (1), --servers "ringcore ringcore-direct axum ringcore-redis" (default: all four,
-# the last only when redis-server is installed; `ringcore-direct` is the service with
-# `--journal-sync direct`), --no-redis, --soldout-stock N (1000), --soldout-rate R
+# --depth D (1), --servers "ringcore ringcore-nowindow ringcore-direct axum ringcore-redis"
+# (default: all five, the last only when redis-server is installed; `ringcore-nowindow` is the
+# service with `--journal-commit-window 0`, `ringcore-direct` with `--journal-sync direct`),
+# --no-redis, --soldout-stock N (1000), --soldout-rate R
 # (2000), --port P, --redis-port P, --server-core C (0), --client-core C (1), --redis-core C
 # (default: the server core), --redis-fsync always|everysec|no (always), --bin DIR (prebuilt
 # binaries, no build), --data-root DIR (where the data dirs go; default: the script's temporary
@@ -119,7 +120,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "$SERVERS_OPT" ]; then
     read -r -a SERVERS <<<"$SERVERS_OPT"
 else
-    SERVERS=(ringcore ringcore-direct axum)
+    SERVERS=(ringcore ringcore-nowindow ringcore-direct axum)
     if [ "$NO_REDIS" = 0 ] && command -v redis-server >/dev/null 2>&1; then
         SERVERS+=(ringcore-redis)
     else
@@ -129,9 +130,9 @@ fi
 NEED_REDIS=0
 for s in "${SERVERS[@]}"; do
     case "$s" in
-        ringcore|ringcore-direct|axum) ;;
+        ringcore|ringcore-nowindow|ringcore-direct|axum) ;;
         ringcore-redis) NEED_REDIS=1 ;;
-        *) die "unknown server $s (ringcore, ringcore-direct, axum, ringcore-redis)" ;;
+        *) die "unknown server $s (ringcore, ringcore-nowindow, ringcore-direct, axum, ringcore-redis)" ;;
     esac
 done
 [ "$NEED_REDIS" = 0 ] || command -v redis-server >/dev/null 2>&1 || die "ringcore-redis needs redis-server"
@@ -204,6 +205,9 @@ start_one() {
         ringcore)
             start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/flash-sale" serve \
                 --addr "$ADDR" --cores 1 --data-dir "$dir" ;;
+        ringcore-nowindow)
+            start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/flash-sale" serve \
+                --addr "$ADDR" --cores 1 --data-dir "$dir" --journal-commit-window 0 ;;
         ringcore-direct)
             start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/flash-sale" serve \
                 --addr "$ADDR" --cores 1 --data-dir "$dir" --journal-sync direct ;;
@@ -327,6 +331,7 @@ fmt0() { awk -v v="$1" 'BEGIN {if (v == "nan") print "nan"; else printf "%.0f", 
 label() {
     case "$1" in
         ringcore) echo "ringcore (embedded journal)" ;;
+        ringcore-nowindow) echo "ringcore (embedded journal, no batch window)" ;;
         ringcore-direct) echo "ringcore (embedded journal, O_DIRECT)" ;;
         axum) echo "axum + tokio (mutex + journal task)" ;;
         ringcore-redis) echo "ringcore + Redis (appendfsync $REDIS_FSYNC)" ;;

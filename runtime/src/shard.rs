@@ -275,7 +275,7 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
             last_mesh = now;
         }
         if !spin.is_zero() && !cx.executor.has_ready() && handled == 0 {
-            let next_timer = cx.timers.borrow().next_deadline();
+            let next_timer = cx.timers.borrow().next_precise_deadline();
             let timer_soon = next_timer.is_some_and(|d| d <= now + spin);
             let talking = multi_shard && now.duration_since(last_mesh) < spin;
             if talking || timer_soon {

@@ -144,3 +144,25 @@ fn timeout_fires_even_when_the_inner_future_uses_up_the_budget() {
     rx.recv_timeout(Duration::from_secs(10))
         .expect("the timeout never fired (or the runtime failed): its deadline waited for budget");
 }
+
+#[ringcore_runtime::test]
+async fn a_coarse_sleep_parks_where_a_short_precise_one_polls() {
+    let spins = || ringcore_runtime::stats::shard(ringcore_runtime::shard_id()).spins;
+    let short = Duration::from_micros(20);
+    // A precise sleep due within the idle spin (50 µs by default): the core polls for it.
+    let before = spins();
+    for _ in 0..20 {
+        sleep(short).await;
+    }
+    let precise = spins() - before;
+    // The same as coarse timers: the core parks until each one, and none ends early.
+    let before = spins();
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        sleep(short).coarse().await;
+        assert!(t0.elapsed() >= short, "a coarse sleep ended early");
+    }
+    let coarse = spins() - before;
+    assert!(precise > 0, "the core polled for no precise sleep");
+    assert_eq!(coarse, 0, "the core polled for a coarse sleep");
+}

@@ -50,7 +50,7 @@ enum JournalSync {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the sale until SIGINT/SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Cut each journal at its damage, keep the cut bytes in a side file, list what is dropped.
     Repair {
         /// The data directory of a stopped service.
@@ -104,6 +104,12 @@ struct ServeArgs {
     /// comparing them.
     #[arg(long, value_name = "MODE")]
     journal_sync: Option<JournalSync>,
+    /// Each journal's batch window in microseconds (default 500, 0..=100000): under load a
+    /// journal starts a batch (one write and one sync) at most once per window, so the buys of
+    /// a window share it; a buy on an idle journal is written at once. 0 writes each batch as
+    /// soon as the previous one is durable.
+    #[arg(long, value_name = "US", value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    journal_commit_window: Option<u64>,
     /// Serve HOST:PORT even if another process already serves it (both take connections via
     /// SO_REUSEPORT): for a zero-downtime restart, start the new instance, then stop the old
     /// one. Without it, a served address is refused at start.
@@ -153,7 +159,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => match config(args) {
+        Command::Serve(args) => match config(*args) {
             Ok(cfg) => serve(cfg),
             Err(e) => {
                 eprintln!("flash-sale: {e}");
@@ -198,6 +204,9 @@ fn config(a: ServeArgs) -> Result<Config, String> {
             JournalSync::Fdatasync => flash_sale::journal::SyncMode::WriteThenFdatasync,
             JournalSync::Direct => flash_sale::journal::SyncMode::Direct,
         };
+    }
+    if let Some(us) = a.journal_commit_window {
+        cfg.journal_commit_window = Duration::from_micros(us);
     }
     cfg.tls = a.tls_cert.zip(a.tls_key);
     match a.data_dir {

@@ -259,6 +259,7 @@ fn child_mode(mode: &str) -> bool {
         "fsize-direct" => JournalOptions {
             prealloc: 0,
             sync: SyncMode::Direct,
+            ..Default::default()
         },
         _ => JournalOptions::default(),
     };
@@ -292,6 +293,7 @@ fn child_direct_fail_then_recover(dir: PathBuf) {
             let opts = JournalOptions {
                 prealloc: 0,
                 sync: SyncMode::Direct,
+                ..Default::default()
             };
             let (j, _) = Journal::open_with(&dir, 0, &opts).await.expect("child open");
             tell(&format!("direct {}", j.is_direct()));

@@ -110,6 +110,7 @@ fn check_direct_journal(root: &Path, prealloc: u64) {
     let opts = JournalOptions {
         prealloc,
         sync: SyncMode::Direct,
+        ..Default::default()
     };
     let (n, end, direct, past) = append(&tmp.0, opts.clone(), 0, 400);
     assert_eq!(n, 0);

@@ -44,6 +44,7 @@ fn help_for_every_subcommand_and_version() {
         "--shed-grace",
         "--redis-timeout",
         "--allow-redis-data-loss",
+        "--journal-commit-window",
     ] {
         assert!(serve.contains(flag), "serve --help lacks {flag}: {serve}");
     }
@@ -65,6 +66,10 @@ fn bad_values_exit_2_before_starting() {
         (&["serve", "--cores", "2-1", "--data-dir", dir], "backwards"),
         (&["serve", "--shed-grace=5", "--data-dir", dir], "--shed-grace"),
         (&["serve", "--store", "http://x", "--data-dir", dir], "--store"),
+        (
+            &["serve", "--journal-commit-window=100001", "--data-dir", dir],
+            "--journal-commit-window",
+        ),
         (&["serve", "--addr", "127.0.0.1:0"], "--data-dir is required"),
         (&["demo", "--cores", "0"], "`0,`"),
         (&["demo", "--rate=0"], "--rate"),

@@ -34,38 +34,31 @@ pub fn loop_now() -> Instant {
 }
 
 pub(crate) struct Timers {
-    map: BTreeMap<(Instant, u64), Waker>,
+    /// Timers the core may poll for instead of parking when one is due within
+    /// `Builder::idle_spin` (so a short sleep ends on time).
+    precise: Queue,
+    /// [`Sleep::coarse`] timers: the core parks until them, never polls for them.
+    coarse: Queue,
     next_id: u64,
-    /// The earliest deadline in `map` (kept so that a loop turn with no timer due does not
-    /// walk the tree).
+}
+
+/// The high bit of a coarse timer's id (its key says which queue holds it).
+const COARSE: u64 = 1 << 63;
+
+/// Deadlines in order, with the earliest kept (so that a loop turn with no timer due does not
+/// walk the tree).
+#[derive(Default)]
+struct Queue {
+    map: BTreeMap<(Instant, u64), Waker>,
     earliest: Option<Instant>,
 }
 
-impl Timers {
-    pub(crate) fn new() -> Self {
-        Self {
-            map: BTreeMap::new(),
-            next_id: 0,
-            earliest: None,
-        }
-    }
-
-    fn insert(&mut self, deadline: Instant, waker: Waker) -> (Instant, u64) {
-        let key = (deadline, self.next_id);
-        self.next_id += 1;
+impl Queue {
+    fn insert(&mut self, key: (Instant, u64), waker: Waker) {
         self.map.insert(key, waker);
         match self.earliest {
-            Some(e) if e <= deadline => {}
-            _ => self.earliest = Some(deadline),
-        }
-        key
-    }
-
-    fn update(&mut self, key: (Instant, u64), waker: &Waker) {
-        if let Some(w) = self.map.get_mut(&key) {
-            if !w.will_wake(waker) {
-                *w = waker.clone();
-            }
+            Some(e) if e <= key.0 => {}
+            _ => self.earliest = Some(key.0),
         }
     }
 
@@ -75,8 +68,7 @@ impl Timers {
         }
     }
 
-    /// Moves the wakers of all deadlines up to `now` into `out`, earliest first.
-    pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Waker>) {
+    fn expire(&mut self, now: Instant, out: &mut Vec<Waker>) {
         match self.earliest {
             Some(e) if e <= now => {}
             _ => return,
@@ -89,18 +81,72 @@ impl Timers {
         }
         self.earliest = self.map.first_key_value().map(|(k, _)| k.0);
     }
+}
 
+impl Timers {
+    pub(crate) fn new() -> Self {
+        Self {
+            precise: Queue::default(),
+            coarse: Queue::default(),
+            next_id: 0,
+        }
+    }
+
+    fn queue(&mut self, key: (Instant, u64)) -> &mut Queue {
+        if key.1 & COARSE != 0 {
+            &mut self.coarse
+        } else {
+            &mut self.precise
+        }
+    }
+
+    fn insert(&mut self, deadline: Instant, waker: Waker, coarse: bool) -> (Instant, u64) {
+        let key = (deadline, self.next_id | if coarse { COARSE } else { 0 });
+        self.next_id = (self.next_id + 1) & !COARSE;
+        self.queue(key).insert(key, waker);
+        key
+    }
+
+    fn update(&mut self, key: (Instant, u64), waker: &Waker) {
+        if let Some(w) = self.queue(key).map.get_mut(&key) {
+            if !w.will_wake(waker) {
+                *w = waker.clone();
+            }
+        }
+    }
+
+    fn remove(&mut self, key: (Instant, u64)) {
+        self.queue(key).remove(key);
+    }
+
+    /// Moves the wakers of all deadlines up to `now` into `out` (the precise ones first,
+    /// each queue earliest first).
+    pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Waker>) {
+        self.precise.expire(now, out);
+        self.coarse.expire(now, out);
+    }
+
+    /// The earliest deadline of any timer: how long the core may park.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.earliest
+        match (self.precise.earliest, self.coarse.earliest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The earliest deadline of a timer the core may poll for instead of parking.
+    pub(crate) fn next_precise_deadline(&self) -> Option<Instant> {
+        self.precise.earliest
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.precise.map.len() + self.coarse.map.len()
     }
 
     pub(crate) fn clear(&mut self) -> Vec<Waker> {
-        self.earliest = None;
-        std::mem::take(&mut self.map).into_values().collect()
+        let precise = std::mem::take(&mut self.precise).map.into_values();
+        let coarse = std::mem::take(&mut self.coarse).map.into_values();
+        precise.chain(coarse).collect()
     }
 }
 
@@ -108,6 +154,7 @@ impl Timers {
 pub struct Sleep {
     deadline: Instant,
     key: Option<(Instant, u64)>,
+    coarse: bool,
 }
 
 impl fmt::Debug for Sleep {
@@ -120,6 +167,19 @@ impl Sleep {
     /// The instant this sleep ends.
     pub fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// Makes this a coarse timer: a core with nothing else to do parks until it instead of
+    /// polling for it (as it does for a timer due within [`Builder::idle_spin`]), so it may
+    /// end a wake-up late (tens of microseconds on a virtual machine) but costs no CPU while
+    /// the core waits. For timers that pace background work, such as a batch window, where a
+    /// core polling for each one would spend more than the precision is worth.
+    ///
+    /// [`Builder::idle_spin`]: crate::Builder::idle_spin
+    pub fn coarse(mut self) -> Self {
+        self.unregister();
+        self.coarse = true;
+        self
     }
 
     /// Moves the deadline (the timer is re-registered on the next poll).
@@ -169,7 +229,9 @@ impl Sleep {
         match self.key {
             Some(key) => context::with(|c| c.timers.borrow_mut().update(key, cx.waker())),
             None => {
-                let key = context::with(|c| c.timers.borrow_mut().insert(deadline, cx.waker().clone()));
+                let coarse = self.coarse;
+                let key =
+                    context::with(|c| c.timers.borrow_mut().insert(deadline, cx.waker().clone(), coarse));
                 self.key = Some(key);
             }
         }
@@ -190,7 +252,11 @@ pub fn sleep(dur: Duration) -> Sleep {
 
 /// Waits until `deadline`.
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { deadline, key: None }
+    Sleep {
+        deadline,
+        key: None,
+        coarse: false,
+    }
 }
 
 fn far_future() -> Instant {
@@ -368,10 +434,10 @@ mod tests {
         let base = Instant::now();
         let at = |ms: u64| base + Duration::from_millis(ms);
         assert_eq!(t.next_deadline(), None);
-        let k30 = t.insert(at(30), nop.clone());
-        let k10 = t.insert(at(10), nop.clone());
-        let _k20 = t.insert(at(20), nop.clone());
-        let k10b = t.insert(at(10), nop.clone());
+        let k30 = t.insert(at(30), nop.clone(), false);
+        let k10 = t.insert(at(10), nop.clone(), false);
+        let _k20 = t.insert(at(20), nop.clone(), false);
+        let k10b = t.insert(at(10), nop.clone(), false);
         assert_eq!(t.next_deadline(), Some(at(10)));
         // One of two timers at the earliest deadline goes: the deadline stays.
         t.remove(k10);
@@ -388,7 +454,7 @@ mod tests {
         t.expire(at(20), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(t.next_deadline(), None);
-        t.insert(at(5), nop.clone());
+        t.insert(at(5), nop.clone(), false);
         assert_eq!(t.next_deadline(), Some(at(5)));
         t.clear();
         assert_eq!(t.next_deadline(), None);
@@ -411,6 +477,7 @@ mod tests {
             t.insert(
                 base + Duration::from_millis(*ms),
                 Waker::from(Arc::new(Rec(i, order.clone()))),
+                false,
             );
         }
         let mut out = Vec::new();
@@ -420,10 +487,51 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t.next_deadline(), Some(base + Duration::from_millis(40)));
         let c = Arc::new(Count(AtomicUsize::new(0)));
-        let key = t.insert(base, Waker::from(c.clone()));
+        let key = t.insert(base, Waker::from(c.clone()), false);
         t.remove(key);
         let mut out = Vec::new();
         t.expire(base + Duration::from_millis(35), &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn coarse_timers_bound_the_park_but_not_the_polling() {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        let w = Waker::from(c.clone());
+        let mut t = Timers::new();
+        let base = Instant::now();
+        let at = |ms: u64| base + Duration::from_millis(ms);
+        let coarse = t.insert(at(10), w.clone(), true);
+        let precise = t.insert(at(20), w.clone(), false);
+        assert_eq!(
+            t.next_deadline(),
+            Some(at(10)),
+            "the park ends at the coarse timer"
+        );
+        assert_eq!(
+            t.next_precise_deadline(),
+            Some(at(20)),
+            "polling only for the precise one"
+        );
+        assert_eq!(t.len(), 2);
+        t.remove(coarse);
+        assert_eq!(t.next_deadline(), Some(at(20)));
+        t.remove(precise);
+        assert_eq!((t.next_deadline(), t.len()), (None, 0));
+
+        // Both kinds fire once due, and only then.
+        t.insert(at(10), w.clone(), true);
+        t.insert(at(12), w.clone(), false);
+        t.insert(at(30), w.clone(), true);
+        let mut out = Vec::new();
+        t.expire(at(5), &mut out);
+        assert!(out.is_empty());
+        t.expire(at(15), &mut out);
+        out.drain(..).for_each(Waker::wake);
+        assert_eq!(c.0.load(Ordering::SeqCst), 2);
+        assert_eq!(t.next_deadline(), Some(at(30)));
+        assert_eq!(t.next_precise_deadline(), None);
+        assert_eq!(t.clear().len(), 1);
+        assert_eq!(t.next_deadline(), None);
     }
 }

@@ -62,6 +62,18 @@
 //! journal writes a lone record at once. One batch is in flight at a time, so records land
 //! in append order. Everything is per core (`Rc`, `RefCell`, `Cell`): no locks.
 //!
+//! **The batch window** ([`JournalOptions::commit_window`], default
+//! [`DEFAULT_COMMIT_WINDOW`], 500 µs): while the journal is busy (the last batch held more than
+//! one record, or records came in while it was on its way to the disk), the next batch
+//! starts no earlier than one window after the last one started. A fast sync would otherwise
+//! let batches follow each other closely, each holding a record or two, and every batch
+//! costs a write, a sync, a kernel worker's wake-up and the core's own completion. With the
+//! window, a core makes at most one sync per window under load, and an order waits at most
+//! one window longer. An idle journal, or one client appending one record at a time (nothing
+//! came in while its record was on its way), is not held back. PostgreSQL's
+//! `commit_delay`/`commit_siblings` and MySQL's `binlog_group_commit_sync_delay` are the
+//! same idea; the window changes when a batch starts, never what an acknowledgement means.
+//!
 //! **A failure never releases what may be durable.** If a write or a sync fails, the journal
 //! stops: the batch's appends and every append queued behind it get an [`AppendError`], and
 //! new appends are refused at once. A failed write can leave whole records of the batch in
@@ -157,7 +169,8 @@ mod format;
 mod open;
 
 pub use commit::{
-    AppendError, Commit, Doubt, Health, Journal, JournalOptions, JournalStats, SyncMode, DEFAULT_PREALLOC,
+    AppendError, Commit, Doubt, Health, Journal, JournalOptions, JournalStats, SyncMode,
+    DEFAULT_COMMIT_WINDOW, DEFAULT_PREALLOC,
 };
 pub use format::{encode_file, Damage, HEADER_LEN, MAX_RECORD_LEN, RECORD_OVERHEAD};
 pub use open::{file_name, load, repair, replay, Corruption, Entry, Loaded, Replay};

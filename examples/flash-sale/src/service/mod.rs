@@ -82,6 +82,9 @@ pub struct Config {
     pub journal_prealloc: u64,
     /// How each journal batch is made durable (default: one `RWF_DSYNC` write).
     pub journal_sync: crate::journal::SyncMode,
+    /// Each journal's batch window
+    /// ([`JournalOptions::commit_window`](crate::journal::JournalOptions)).
+    pub journal_commit_window: Duration,
     /// Serve HTTPS with this PEM certificate chain and private key (see
     /// [`ringcore_http::TlsConfig`]); `None`: plaintext.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -108,6 +111,7 @@ impl Config {
             accept_data_loss: false,
             journal_prealloc: crate::journal::DEFAULT_PREALLOC,
             journal_sync: crate::journal::SyncMode::DsyncWrite,
+            journal_commit_window: crate::journal::DEFAULT_COMMIT_WINDOW,
             tls: None,
         }
     }
@@ -364,6 +368,7 @@ fn router(cfg: &Config, handoff: &Handoff, tag: &str) -> Router<App> {
     let journal_opts = crate::journal::JournalOptions {
         prealloc: cfg.journal_prealloc,
         sync: cfg.journal_sync,
+        commit_window: cfg.journal_commit_window,
     };
     let (redis_timeout, allow_loss) = (cfg.redis_timeout, cfg.allow_redis_data_loss);
     let wait_replicas = cfg.redis_wait_replicas;

@@ -1,0 +1,153 @@
+//! Group commit's batch window (`JournalOptions::commit_window`) over a real ring and real
+//! files: while appends keep coming in (an open-loop stream), batches start at most once per
+//! window, so a window's records share one write and one sync; one client appending a
+//! record at a time is never held back by it; and every record is still durable and
+//! replayed.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use flash_sale::journal::{Journal, JournalOptions};
+use ringcore_runtime::spawn_local;
+use ringcore_runtime::time::sleep;
+use ringcore_testkit::rt::run1;
+
+/// A fresh, empty directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("flash-sale-window-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    format!("order {i}").into_bytes()
+}
+
+/// Appends started together in the open-loop stream of [`stream`].
+const BURST: usize = 4;
+
+/// What an open-loop stream of appends did: [`BURST`] new appends every `gap` for `dur`
+/// (each its own task, so records keep coming while a batch is on its way to the disk), or,
+/// with `gap` zero, one client appending (and awaiting) one record after another. Returns
+/// (records, batches, how long it took).
+fn stream(dir: &Path, window: Duration, gap: Duration, dur: Duration) -> (u64, u64, Duration) {
+    let d = dir.to_path_buf();
+    run1(move || {
+        let d = d.clone();
+        async move {
+            let opts = JournalOptions {
+                commit_window: window,
+                ..Default::default()
+            };
+            let (j, _) = Journal::open_with(&d, 0, &opts).await.expect("open");
+            let j = Rc::new(j);
+            let t0 = Instant::now();
+            let mut i = 0;
+            let mut tasks = Vec::new();
+            while t0.elapsed() < dur {
+                if gap.is_zero() {
+                    j.append(&payload(i)).await.expect("append");
+                } else {
+                    for _ in 0..BURST {
+                        let j = j.clone();
+                        tasks.push(spawn_local(async move {
+                            j.append(&payload(i)).await.expect("append");
+                        }));
+                        i += 1;
+                    }
+                    sleep(gap).await;
+                    continue;
+                }
+                i += 1;
+            }
+            for t in tasks {
+                t.await.expect("appender");
+            }
+            let took = t0.elapsed();
+            let s = j.stats();
+            (s.records, s.batches, took)
+        }
+    })
+}
+
+fn replayed(dir: &Path) -> Vec<Vec<u8>> {
+    let r = flash_sale::journal::replay(dir, 0).expect("replay");
+    assert_eq!(r.damage, None, "a clean end");
+    r.payloads().into_iter().map(<[u8]>::to_vec).collect()
+}
+
+#[test]
+fn under_load_batches_start_at_most_once_per_window_and_every_record_replays() {
+    let window = Duration::from_millis(40);
+    let tmp = TempDir::new("load");
+    let gap = Duration::from_millis(1);
+    let (records, batches, took) = stream(&tmp.0, window, gap, Duration::from_millis(400));
+    // Batch k (from the second on) starts at least k windows after the first one did; the
+    // first starts at once.
+    let most = took.as_millis() / window.as_millis() + 1;
+    eprintln!("window {window:?}: {records} records in {batches} batches, {took:?}");
+    assert!(
+        u128::from(batches) <= most,
+        "{batches} batches in {took:?}: more than one per {window:?} window (at most {most})"
+    );
+    assert!(
+        records >= 4 * batches,
+        "the window's records share a batch: {records} records in {batches} batches"
+    );
+    let mut got: Vec<usize> = replayed(&tmp.0)
+        .iter()
+        .map(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|s| s.strip_prefix("order "))
+                .and_then(|n| n.parse().ok())
+                .expect("an order record")
+        })
+        .collect();
+    assert_eq!(got.len() as u64, records, "every acknowledged record replays");
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got.len() as u64, records, "each one once");
+
+    // The same load with no window: a batch as soon as the previous one is durable, so many
+    // more of them (each sync takes far less than 40 ms).
+    let tmp0 = TempDir::new("load0");
+    let (records0, batches0, took0) = stream(&tmp0.0, Duration::ZERO, gap, Duration::from_millis(400));
+    eprintln!("no window: {records0} records in {batches0} batches, {took0:?}");
+    assert!(
+        batches0 > 2 * batches,
+        "without the window batches follow each other: {batches0} against {batches}"
+    );
+}
+
+#[test]
+fn one_client_appending_a_record_at_a_time_is_not_held_back_by_the_window() {
+    // A window far longer than a sync: one appender's records each find the journal idle
+    // (nothing came in while its previous record was on its way), so each is written at once.
+    let window = Duration::from_secs(2);
+    let tmp = TempDir::new("lone");
+    let (records, batches, took) = stream(&tmp.0, window, Duration::ZERO, Duration::from_millis(300));
+    eprintln!("one appender, window {window:?}: {records} records in {batches} batches, {took:?}");
+    assert!(
+        took < window,
+        "a lone appender waited for the window: {records} records took {took:?}"
+    );
+    assert!(records >= 2, "more than one record in {took:?}: {records}");
+    assert_eq!(records, batches, "one record per batch");
+    assert_eq!(replayed(&tmp.0).len() as u64, records);
+}
