@@ -6,9 +6,8 @@ use std::ffi::CString;
 use std::future::Future;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -16,30 +15,7 @@ use ringcore_runtime::fs::{File, OpenOptions};
 use ringcore_runtime::time::{sleep, timeout};
 use ringcore_runtime::{driver_kind, local_state, spawn_local, DriverKind};
 use ringcore_testkit::rt::{one_core, run_on};
-
-/// A fresh, empty directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("ringcore-fs-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use ringcore_testkit::tmp::TempDir;
 
 /// Deterministic bytes, different for each `seed`.
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -67,7 +43,7 @@ async fn open_rw(path: &Path) -> File {
 #[ringcore_runtime::test]
 async fn write_then_read_back() {
     let dir = TempDir::new("rw");
-    let path = dir.path("a.txt");
+    let path = dir.join("a.txt");
     let file = open_rw(&path).await;
     let (res, buf) = file.write_at(b"hello, ring".to_vec(), 0).await;
     assert_eq!(res.expect("write"), 11);
@@ -114,7 +90,7 @@ async fn write_then_read_back() {
 #[ringcore_runtime::test]
 async fn write_all_at_large_buffer() {
     let dir = TempDir::new("large");
-    let path = dir.path("big.bin");
+    let path = dir.join("big.bin");
     let data = pattern(1, 24 * 1024 * 1024 + 123);
     let file = open_rw(&path).await;
     // Start past zero: the hole before it reads as zeros.
@@ -133,7 +109,7 @@ async fn write_all_at_large_buffer() {
 #[ringcore_runtime::test]
 async fn sync_data_and_reopen() {
     let dir = TempDir::new("sync");
-    let path = dir.path("s.log");
+    let path = dir.join("s.log");
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -180,7 +156,7 @@ async fn sync_data_and_reopen() {
 #[ringcore_runtime::test]
 async fn write_all_at_dsync_overwrites_in_place_and_extends() {
     let dir = TempDir::new("dsync");
-    let path = dir.path("d.log");
+    let path = dir.join("d.log");
     let file = open_rw(&path).await;
     let (res, _) = file.write_all_at(vec![0u8; 64 * 1024], 0).await;
     res.expect("prepare zeros");
@@ -219,20 +195,20 @@ async fn write_all_at_dsync_overwrites_in_place_and_extends() {
 #[ringcore_runtime::test]
 async fn open_missing_file_is_not_found() {
     let dir = TempDir::new("missing");
-    let err = File::open(dir.path("nope"))
+    let err = File::open(dir.join("nope"))
         .await
         .expect_err("missing file opened");
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
     assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
     // Creating inside a missing directory fails the same way.
-    let err = File::create(dir.path("no-dir/x"))
+    let err = File::create(dir.join("no-dir/x"))
         .await
         .expect_err("created in a missing dir");
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
     let err = File::open("bad\0path").await.expect_err("NUL in path");
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     let err = OpenOptions::new()
-        .open(dir.path("x"))
+        .open(dir.join("x"))
         .await
         .expect_err("no access mode");
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
@@ -241,7 +217,7 @@ async fn open_missing_file_is_not_found() {
 fn set_len_truncates(portable: bool) {
     run_on(one_core(portable), || async {
         let dir = TempDir::new("trunc");
-        let path = dir.path("t.bin");
+        let path = dir.join("t.bin");
         let file = open_rw(&path).await;
         let data = pattern(2, 100);
         let (res, data) = file.write_all_at(data, 0).await;
@@ -284,7 +260,7 @@ fn concurrent_writes_at_different_offsets() {
     const BLOCK: usize = 4096 + 17; // not page-aligned, so neighbours share pages
     ringcore_runtime::block_on_with(|| async {
         let dir = TempDir::new("concurrent");
-        let path = dir.path("c.bin");
+        let path = dir.join("c.bin");
         let file = Rc::new(open_rw(&path).await);
         let handles: Vec<_> = (0..TASKS)
             .rev()
@@ -337,7 +313,7 @@ async fn settle(baseline_ops: usize) {
 #[ringcore_runtime::test]
 async fn dropped_open_leaks_neither_slot_nor_fd() {
     let dir = TempDir::new("drop-open");
-    let path = dir.path("f");
+    let path = dir.join("f");
     std::fs::write(&path, b"x").expect("create");
     let ops0 = local_state().ops_in_flight;
     for _ in 0..50 {
@@ -368,7 +344,7 @@ async fn dropped_open_leaks_neither_slot_nor_fd() {
 #[ringcore_runtime::test]
 async fn dropped_read_in_flight_loses_nothing() {
     let dir = TempDir::new("drop-read");
-    let fifo = dir.path("p");
+    let fifo = dir.join("p");
     let c = CString::new(fifo.as_os_str().as_bytes()).expect("path");
     // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");

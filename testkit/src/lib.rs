@@ -10,6 +10,8 @@
 //! - [`schedule`]: the open-loop schedule both load generators use: request `slot` is due at
 //!   `start + slot / rate`, and connection `c` of `n` sends slots `c, c + n, c + 2n, ...`.
 //!
+//! - [`tmp`]: [`tmp::TempDir`], the fresh temporary directory every file-system test needs.
+//!
 //! - [`rt`] (feature `runtime`, integration tests only): `one_core`, `run1`, `run_on`, the
 //!   helpers every test file used to copy.
 //!
@@ -19,3 +21,4 @@ pub mod http1;
 #[cfg(feature = "runtime")]
 pub mod rt;
 pub mod schedule;
+pub mod tmp;

@@ -24,28 +24,12 @@ use std::time::{Duration, Instant};
 use flash_sale::journal::{Journal, JournalOptions, Replay, SyncMode};
 use ringcore_runtime::spawn_local;
 use ringcore_testkit::rt::run1;
+use ringcore_testkit::tmp::TempDir;
 
 const CHILD_ENV: &str = "JOURNAL_CHILD";
 /// File size limit (`RLIMIT_FSIZE`) in the fail-stop child: writes past it fail with `EFBIG`.
 const FSIZE_LIMIT: u64 = 64 * 1024;
 const APPENDERS: usize = 16;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("flash-sale-journal-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn payload(seq: u64) -> Vec<u8> {
     let mut p = format!("seq {seq}|").into_bytes();

@@ -7,31 +7,11 @@
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flash_sale::journal::{file_name, Journal, JournalOptions, SyncMode};
 use ringcore_runtime::spawn_local;
 use ringcore_testkit::rt::run1;
-
-/// A fresh, empty directory under `root`, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(root: &Path, tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = root.join(format!("flash-sale-direct-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use ringcore_testkit::tmp::TempDir;
 
 /// Whether the file system of `dir` takes `O_DIRECT` (a probe file, opened and removed).
 fn takes_o_direct(dir: &Path) -> bool {
@@ -105,7 +85,7 @@ fn replayed(dir: &Path) -> (Vec<Vec<u8>>, Vec<u8>) {
 }
 
 fn check_direct_journal(root: &Path, prealloc: u64) {
-    let tmp = TempDir::new(root, "blocks");
+    let tmp = TempDir::new_in(root, "blocks");
     let want_direct = takes_o_direct(&tmp.0);
     let opts = JournalOptions {
         prealloc,

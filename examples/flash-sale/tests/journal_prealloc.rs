@@ -3,34 +3,15 @@
 //! grows in the background as it is used, and replay reads the zero tail as the clean end
 //! (of a prepared file, and of a file written before preallocation existed).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flash_sale::journal::{
     encode_file, file_name, Journal, JournalOptions, SyncMode, DEFAULT_PREALLOC, HEADER_LEN,
 };
 use ringcore_runtime::spawn_local;
 use ringcore_testkit::rt::run1;
-
-/// A fresh, empty directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("flash-sale-prealloc-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use ringcore_testkit::tmp::TempDir;
 
 fn payload(i: usize) -> Vec<u8> {
     let mut p = format!("order {i}:").into_bytes();

@@ -8,32 +8,13 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flash_sale::journal::{
     file_name, Corruption, Damage, Journal, JournalOptions, Replay, HEADER_LEN, RECORD_OVERHEAD,
 };
 use ringcore_runtime::spawn_local;
 use ringcore_testkit::rt::run1;
-
-/// A fresh, empty directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("flash-sale-journal-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use ringcore_testkit::tmp::TempDir;
 
 /// Opens core `core`'s journal in `dir` without preallocation.
 async fn open_plain(dir: &Path, core: usize) -> io::Result<(Journal, Replay)> {

@@ -4,35 +4,15 @@
 //! record at a time is never held back by it; and every record is still durable and
 //! replayed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flash_sale::journal::{Journal, JournalOptions};
 use ringcore_runtime::spawn_local;
 use ringcore_runtime::time::sleep;
 use ringcore_testkit::rt::run1;
-
-/// A fresh, empty directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("flash-sale-window-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use ringcore_testkit::tmp::TempDir;
 
 fn payload(i: usize) -> Vec<u8> {
     format!("order {i}").into_bytes()
