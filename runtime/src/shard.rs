@@ -279,7 +279,10 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
             let timer_soon = next_timer.is_some_and(|d| d <= now + spin);
             let talking = multi_shard && now.duration_since(last_mesh) < spin;
             if talking || timer_soon {
-                let until = next_timer.map_or(now + spin, |d| d.min(now + spin));
+                // Polling ends at the next timer of either kind (a coarse one is not polled
+                // for, but is not made late by polling for something else either).
+                let next_any = cx.timers.borrow().next_deadline();
+                let until = next_any.map_or(now + spin, |d| d.min(now + spin));
                 stats::bump(&remote.stats.spins, 1);
                 let spun_at = Instant::now();
                 let woke = idle_poll(cx, until);

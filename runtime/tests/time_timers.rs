@@ -1,7 +1,9 @@
 //! Timers: deadline order, timeout cancels, intervals stay on their grid.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use ringcore_runtime::time::{interval, sleep, sleep_until, timeout, Elapsed};
@@ -165,4 +167,41 @@ async fn a_coarse_sleep_parks_where_a_short_precise_one_polls() {
     let coarse = spins() - before;
     assert!(precise > 0, "the core polled for no precise sleep");
     assert_eq!(coarse, 0, "the core polled for a coarse sleep");
+}
+
+#[ringcore_runtime::test]
+async fn a_sleep_made_coarse_after_its_first_poll_or_reset_still_ends_on_its_deadline() {
+    let spins = || ringcore_runtime::stats::shard(ringcore_runtime::shard_id()).spins;
+    // Registered as a precise timer by a first poll, then made coarse: it moves queues.
+    let t0 = Instant::now();
+    let mut s = sleep(Duration::from_millis(30));
+    let first = std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut s).poll(cx))).await;
+    assert!(first.is_pending());
+    assert_eq!(local_state().timers, 1);
+    let s = s.coarse();
+    assert_eq!(
+        local_state().timers,
+        0,
+        "made coarse: unregistered until polled again"
+    );
+    s.await;
+    assert!(t0.elapsed() >= Duration::from_millis(30), "ended early");
+    assert_eq!(local_state().timers, 0);
+
+    // A coarse sleep moved to a nearer deadline stays coarse and ends then, not at the first.
+    let before = spins();
+    let t0 = Instant::now();
+    let mut s = sleep(Duration::from_secs(5)).coarse();
+    s.reset(t0 + Duration::from_micros(30));
+    s.await;
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_micros(30) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert_eq!(
+        spins() - before,
+        0,
+        "the core polled for a coarse sleep after reset"
+    );
 }

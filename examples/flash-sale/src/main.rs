@@ -104,11 +104,12 @@ struct ServeArgs {
     /// comparing them.
     #[arg(long, value_name = "MODE")]
     journal_sync: Option<JournalSync>,
-    /// Each journal's batch window in microseconds (default 500, 0..=100000): under load a
+    /// Each journal's batch window in microseconds (default 500, 0..=10000): under load a
     /// journal starts a batch (one write and one sync) at most once per window, so the buys of
     /// a window share it; a buy on an idle journal is written at once. 0 writes each batch as
-    /// soon as the previous one is durable.
-    #[arg(long, value_name = "US", value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    /// soon as the previous one is durable. At most 10 ms, well under the 50 ms a buy may
+    /// wait for the journal before buys are shed.
+    #[arg(long, value_name = "US", value_parser = clap::value_parser!(u64).range(0..=10_000))]
     journal_commit_window: Option<u64>,
     /// Serve HOST:PORT even if another process already serves it (both take connections via
     /// SO_REUSEPORT): for a zero-downtime restart, start the new instance, then stop the old

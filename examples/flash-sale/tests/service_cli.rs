@@ -67,7 +67,7 @@ fn bad_values_exit_2_before_starting() {
         (&["serve", "--shed-grace=5", "--data-dir", dir], "--shed-grace"),
         (&["serve", "--store", "http://x", "--data-dir", dir], "--store"),
         (
-            &["serve", "--journal-commit-window=100001", "--data-dir", dir],
+            &["serve", "--journal-commit-window=10001", "--data-dir", dir],
             "--journal-commit-window",
         ),
         (&["serve", "--addr", "127.0.0.1:0"], "--data-dir is required"),

@@ -1,8 +1,10 @@
 //! Timers: `sleep`, `sleep_until`, `timeout`, `interval`, driven by the ring's wait.
 //!
-//! Each core keeps its pending deadlines in an ordered map. A loop turn fires every deadline
-//! that has passed, and when the core has nothing to run it waits in `io_uring_enter` with the
-//! nearest deadline as the wait's timeout, so no extra SQE or thread is needed for time.
+//! Each core keeps its pending deadlines in two ordered maps: the timers it may poll for when
+//! one is due within `Builder::idle_spin`, and the coarse ones ([`Sleep::coarse`]) it never
+//! polls for. A loop turn fires every deadline that has passed, earliest first, and when the
+//! core has nothing to run it waits in `io_uring_enter` with the nearest deadline as the
+//! wait's timeout, so no extra SQE or thread is needed for time.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -119,11 +121,32 @@ impl Timers {
         self.queue(key).remove(key);
     }
 
-    /// Moves the wakers of all deadlines up to `now` into `out` (the precise ones first,
-    /// each queue earliest first).
+    /// Moves the wakers of all deadlines up to `now` into `out`, earliest first (of two
+    /// timers due at the same instant, the precise one first).
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Waker>) {
-        self.precise.expire(now, out);
-        self.coarse.expire(now, out);
+        let due = |q: &Queue| q.earliest.filter(|&e| e <= now);
+        match (due(&self.precise), due(&self.coarse)) {
+            (None, None) => return,
+            // The usual case: one kind due.
+            (Some(_), None) => return self.precise.expire(now, out),
+            (None, Some(_)) => return self.coarse.expire(now, out),
+            (Some(_), Some(_)) => {}
+        }
+        loop {
+            let front = |q: &Queue| q.map.first_key_value().map(|(k, _)| k.0).filter(|&d| d <= now);
+            let queue = match (front(&self.precise), front(&self.coarse)) {
+                (None, None) => break,
+                (Some(p), Some(c)) if c < p => &mut self.coarse,
+                (Some(_), _) => &mut self.precise,
+                (None, Some(_)) => &mut self.coarse,
+            };
+            if let Some(entry) = queue.map.first_entry() {
+                out.push(entry.remove());
+            }
+        }
+        for q in [&mut self.precise, &mut self.coarse] {
+            q.earliest = q.map.first_key_value().map(|(k, _)| k.0);
+        }
     }
 
     /// The earliest deadline of any timer: how long the core may park.
@@ -171,8 +194,9 @@ impl Sleep {
 
     /// Makes this a coarse timer: a core with nothing else to do parks until it instead of
     /// polling for it (as it does for a timer due within [`Builder::idle_spin`]), so it may
-    /// end a wake-up late (tens of microseconds on a virtual machine) but costs no CPU while
-    /// the core waits. For timers that pace background work, such as a batch window, where a
+    /// end a wake-up late (the time a parked core takes to run again: tens of microseconds
+    /// on a virtual machine) but costs no CPU while the core waits. It still fires in
+    /// deadline order with the other timers. For timers that pace background work, such as a batch window, where a
     /// core polling for each one would spend more than the precision is worth.
     ///
     /// [`Builder::idle_spin`]: crate::Builder::idle_spin
@@ -533,5 +557,41 @@ mod tests {
         assert_eq!(t.next_precise_deadline(), None);
         assert_eq!(t.clear().len(), 1);
         assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn precise_and_coarse_timers_fire_together_in_deadline_order() {
+        struct Rec(u64, Arc<std::sync::Mutex<Vec<u64>>>);
+        impl Wake for Rec {
+            fn wake(self: Arc<Self>) {
+                if let Ok(mut v) = self.1.lock() {
+                    v.push(self.0);
+                }
+            }
+        }
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut t = Timers::new();
+        let base = Instant::now();
+        for (ms, coarse) in [
+            (40u64, true),
+            (10, false),
+            (30, true),
+            (20, false),
+            (15, true),
+            (50, false),
+        ] {
+            let w = Waker::from(Arc::new(Rec(ms, order.clone())));
+            t.insert(base + Duration::from_millis(ms), w, coarse);
+        }
+        let mut out = Vec::new();
+        t.expire(base + Duration::from_millis(40), &mut out);
+        out.into_iter().for_each(Waker::wake);
+        assert_eq!(
+            *order.lock().unwrap_or_else(|e| e.into_inner()),
+            vec![10, 15, 20, 30, 40]
+        );
+        assert_eq!(t.next_deadline(), Some(base + Duration::from_millis(50)));
+        assert_eq!(t.next_precise_deadline(), Some(base + Duration::from_millis(50)));
+        assert_eq!(t.len(), 1);
     }
 }

@@ -101,9 +101,11 @@ pub enum SyncMode {
 pub const DEFAULT_PREALLOC: u64 = 16 * 1024 * 1024;
 
 /// The default [`JournalOptions::commit_window`]: 500 µs. On this project's test VM (a
-/// virtio disk whose sync takes about 350 µs) it cut the CPU per durable buy by a quarter at
-/// 5,000 buys/s and kept the p99 where it was; 1 ms cut a third but added about 0.5 ms to
-/// the p50 and p99 (docs/benchmarks.md).
+/// virtio disk whose sync takes about 350 µs), at 5,000 buys/s, it cut the service's CPU per
+/// durable buy by 18% (a quarter with the kernel threads' share) and left the p99 where it
+/// was; at 10,000 buys/s it saved 10% and raised the p99 from 1.5 to 2.8 ms, still under the
+/// axum baseline's. 1 ms saved more and added about 0.5 ms to the p50 and p99
+/// (docs/benchmarks.md, goal 5).
 pub const DEFAULT_COMMIT_WINDOW: Duration = Duration::from_micros(500);
 
 impl Default for JournalOptions {
@@ -191,6 +193,8 @@ struct State {
     end: u64,
     /// The flusher's waker while it waits for records.
     flusher: Option<Waker>,
+    /// The flusher while it waits out the batch window (woken when the journal closes).
+    window_waiter: Option<Waker>,
     /// Set by a failed write or sync, cleared by a successful probe: no append is accepted
     /// meanwhile.
     failed: Option<Failure>,
@@ -450,6 +454,7 @@ impl Journal {
                 spare: Vec::new(),
                 end,
                 flusher: None,
+                window_waiter: None,
                 failed: None,
                 doubts: Vec::new(),
                 flushing_since: None,
@@ -494,7 +499,8 @@ impl Journal {
 
     /// Queues a record and returns a future that resolves once it is durable: written with
     /// `RWF_DSYNC` (or written and `fdatasync`ed, per [`SyncMode`]), together with the other
-    /// records appended while the previous batch was on its way to the disk.
+    /// records appended while the previous batch was on its way to the disk or, while the
+    /// journal is busy, during the batch window ([`JournalOptions::commit_window`]).
     ///
     /// Records are written in the order of the `append` calls. Errors (see [`AppendError`]):
     /// `InvalidInput` for an empty payload or one over [`MAX_RECORD_LEN`]; after a failed
@@ -589,8 +595,10 @@ impl Journal {
         self.inner.state.borrow().pending_records
     }
 
-    /// How long the batch now being written and synced has been on its way (zero when idle):
-    /// what a record appended now would wait at least, before its own batch starts.
+    /// How long the batch now being written and synced has been on its way (zero when none
+    /// is: idle, or waiting out the batch window, when a record appended now waits at most the
+    /// rest of the window): what a record appended now would wait at least, before its own
+    /// batch starts.
     pub fn flush_age(&self) -> Duration {
         self.inner
             .state
@@ -613,12 +621,12 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         // The flusher writes what is queued, then exits and closes the file.
-        let (flusher, grower) = {
+        let (flusher, window, grower) = {
             let mut st = self.inner.state.borrow_mut();
             st.closed = true;
-            (st.flusher.take(), st.grower.take())
+            (st.flusher.take(), st.window_waiter.take(), st.grower.take())
         };
-        for w in [flusher, grower].into_iter().flatten() {
+        for w in [flusher, window, grower].into_iter().flatten() {
             w.wake();
         }
     }
@@ -652,8 +660,20 @@ async fn flusher(inner: Rc<Inner>) {
         let due = last_start.and_then(|t| t.checked_add(inner.window));
         if let Some(due) = due.filter(|_| busy && !inner.window.is_zero()) {
             if Instant::now() < due {
-                // Coarse: a wake-up late costs nothing here, a core polling for it would.
-                sleep_until(due).coarse().await;
+                // Coarse: a wake-up late costs nothing here, a core polling for it would. A
+                // journal closed meanwhile writes what is queued at once.
+                let mut nap = std::pin::pin!(sleep_until(due).coarse());
+                poll_fn(|cx| {
+                    let mut st = inner.state.borrow_mut();
+                    if st.closed {
+                        return Poll::Ready(());
+                    }
+                    st.window_waiter = Some(cx.waker().clone());
+                    drop(st);
+                    nap.as_mut().poll(cx)
+                })
+                .await;
+                inner.state.borrow_mut().window_waiter = None;
             }
         }
         let next = poll_fn(|cx| {
