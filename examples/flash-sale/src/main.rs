@@ -128,7 +128,7 @@ struct ServeArgs {
     redis_timeout: Option<u64>,
     /// Replicas that must acknowledge a buy (Redis `WAIT N`, within --redis-timeout) before
     /// it answers 200; fewer in time: 503 in_doubt with the order id (GET /orders/{id} tells
-    /// later). Default 0 (no WAIT). Use 1 on a cluster whose masters have replicas: Redis
+    /// later). An item's PUT waits the same way (fewer in time: 503 in_doubt, PUT it again). Default 0 (no WAIT). Use 1 on a cluster whose masters have replicas: Redis
     /// replication is asynchronous, so a replica that takes over after its master crashed can
     /// lack the last acknowledged orders.
     #[arg(long, value_name = "N", default_value_t = 0)]

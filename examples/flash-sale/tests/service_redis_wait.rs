@@ -1,9 +1,10 @@
-//! `--redis-wait-replicas`: a buy that Redis ran but too few replicas acknowledged is
-//! neither a 200 nor a refusal. Against one Redis without a replica and
-//! `--redis-wait-replicas 1`, a buy answers 503 `in_doubt` + `Retry-After` with its order id
-//! within the deadline; the order reads back, the retry answers `already_bought` with it, the
-//! counter `flash_sale_buys_total{outcome="in_doubt"}` counts it, and start-up warns. Once a
-//! replica is attached, buys answer 200 again.
+//! `--redis-wait-replicas`: a write that Redis ran but too few replicas acknowledged is
+//! neither a success nor a refusal. Against one Redis without a replica and
+//! `--redis-wait-replicas 1`, an item's `PUT` answers 503 `in_doubt` + `Retry-After` (201
+//! once a replica is attached), and a buy answers 503 `in_doubt` + `Retry-After` with its
+//! order id within the deadline; the order reads back, the retry answers `already_bought`
+//! with it, the counter `flash_sale_buys_total{outcome="in_doubt"}` counts it, and start-up
+//! warns. Once a replica is attached, buys answer 200 again.
 //!
 //! No `redis-server` / `redis-cli` on PATH is a test failure, not a skip: CI installs them.
 
@@ -43,7 +44,12 @@ fn a_buy_no_replica_acknowledged_is_in_doubt_and_reads_back() {
     assert!(warned.contains("has 0 replicas"), "start-up warning: {warned}");
     let mut client = Client::new(service.addr());
     let item = unique("vase");
-    assert_eq!(client.put_item(&item, 3).status, 201);
+    // The item's write reaches the master but no replica: not reported as done (a failover
+    // would lose it), so the admin is told to retry.
+    let put = client.put_item(&item, 3);
+    assert_eq!(put.status, 503, "{}", put.describe());
+    assert_eq!(put.error().as_deref(), Some("in_doubt"), "{}", put.describe());
+    assert!(put.header("retry-after").is_some(), "{}", put.describe());
 
     let asked = Instant::now();
     let resp = client.buy_once(&item, "ann").expect("buy");
@@ -106,6 +112,9 @@ fn a_buy_no_replica_acknowledged_is_in_doubt_and_reads_back() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // With a replica, an item's PUT is acknowledged.
+    let put = client.put_item(&unique("lamp"), 3);
+    assert_eq!(put.status, 201, "with a replica: {}", put.describe());
     let resp = client.buy_once(&item, "bob").expect("buy");
     assert_eq!(resp.status, 200, "with a replica: {}", resp.describe());
     assert_eq!(buys_counted(&mut client, "sold"), 1);

@@ -179,7 +179,9 @@ impl RedisStore {
     /// Every bucket (old and new) is checked for sales first, then buckets are written from
     /// the last to bucket 0; with more than one bucket this is not one atomic step, so set
     /// an item up before its sale opens (a failure half way is repaired by the same `PUT`
-    /// again, since nothing is sold).
+    /// again, since nothing is sold). With [`RedisStore::with_wait_replicas`], each bucket's
+    /// write is followed by `WAIT`, as a buy's is, and [`PutOutcome::Unacknowledged`] says
+    /// that too few replicas acknowledged one in time.
     pub async fn put_item_buckets(
         &self,
         item: &str,
@@ -216,6 +218,11 @@ impl RedisStore {
         let flag = |b: bool| if b { "1" } else { "0" };
         let n = u64::from(buckets);
         let mut outcome = PutOutcome::Created;
+        // With `with_wait_replicas`, each bucket's write waits for the replicas like a buy's:
+        // an item acknowledged on its master alone would vanish in a failover, and its buyers
+        // would be told it does not exist.
+        let until = Instant::now() + self.backend.deadline();
+        let mut unacked = false;
         for b in (0..buckets).rev() {
             let share = (stock / n + u64::from(u64::from(b) < stock % n)).to_string();
             let total = if b == 0 { stock.to_string() } else { share.clone() };
@@ -238,7 +245,8 @@ impl RedisStore {
                 flag(is0 && name.is_some()),
                 name.unwrap_or(""),
             ];
-            let reply = self.eval(Script::Put, 4, &args).await?;
+            let (reply, short) = self.eval_acked(Script::Put, 4, &args, until).await?;
+            unacked |= short.is_some();
             outcome = match reply.as_str() {
                 Some("created") => PutOutcome::Created,
                 Some("updated") => PutOutcome::Updated,
@@ -247,6 +255,9 @@ impl RedisStore {
             };
         }
         self.remember_buckets(item, buckets);
+        if unacked {
+            return Ok(PutOutcome::Unacknowledged);
+        }
         Ok(outcome)
     }
 

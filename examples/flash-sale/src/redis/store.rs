@@ -30,6 +30,10 @@ pub enum PutOutcome {
     Updated,
     /// Something was sold already; nothing changed (HTTP 409).
     SaleStarted,
+    /// Written, but fewer replicas than [`RedisStore::with_wait_replicas`] asks for
+    /// acknowledged it within the deadline (HTTP 503): a failover now could lose the item, so
+    /// it is not reported as done. `PUT` it again (nothing is sold yet, so it is idempotent).
+    Unacknowledged,
 }
 
 /// An item's counters as one consistent snapshot.

@@ -625,6 +625,13 @@ async fn put_item(Path(item): Path<String>, State(app): State<App>, _: Admin, bo
         PutOutcome::Created => json_response(StatusCode::CREATED, json!({"item": item, "stock": stock})),
         PutOutcome::Updated => json_response(StatusCode::OK, json!({"item": item, "stock": stock})),
         PutOutcome::SaleStarted => error(StatusCode::CONFLICT, "sale_started"),
+        PutOutcome::Unacknowledged => retry_later(
+            "in_doubt",
+            &format!(
+                "item {item} was written, but fewer than --redis-wait-replicas replicas \
+                 acknowledged it in time, so a failover could lose it; PUT it again"
+            ),
+        ),
     }
 }
 
