@@ -18,6 +18,15 @@ fn payload(i: usize) -> Vec<u8> {
     format!("order {i}").into_bytes()
 }
 
+/// Core 0's journal in `dir`, with batch window `window`.
+async fn open(dir: &Path, window: Duration) -> Journal {
+    let opts = JournalOptions {
+        commit_window: window,
+        ..Default::default()
+    };
+    Journal::open_with(dir, 0, &opts).await.expect("open").0
+}
+
 /// Appends started together in the open-loop stream of [`stream`].
 const BURST: usize = 4;
 
@@ -30,11 +39,7 @@ fn stream(dir: &Path, window: Duration, gap: Duration, dur: Duration) -> (u64, u
     run1(move || {
         let d = d.clone();
         async move {
-            let opts = JournalOptions {
-                commit_window: window,
-                ..Default::default()
-            };
-            let (j, _) = Journal::open_with(&d, 0, &opts).await.expect("open");
+            let j = open(&d, window).await;
             let j = Rc::new(j);
             let t0 = Instant::now();
             let mut i = 0;
@@ -141,11 +146,7 @@ fn a_journal_dropped_while_a_batch_waits_for_the_window_writes_it_at_once() {
     let waited = run1(move || {
         let d = d.clone();
         async move {
-            let opts = JournalOptions {
-                commit_window: window,
-                ..Default::default()
-            };
-            let (j, _) = Journal::open_with(&d, 0, &opts).await.expect("open");
+            let j = open(&d, window).await;
             // Two records in one batch: the journal is busy, so the next batch waits for the
             // window (3 s after this one started).
             let (a, b) = (j.append(&payload(0)), j.append(&payload(1)));
