@@ -128,9 +128,10 @@ struct ServeArgs {
     redis_timeout: Option<u64>,
     /// Replicas that must acknowledge a buy (Redis `WAIT N`, within --redis-timeout) before
     /// it answers 200; fewer in time: 503 in_doubt with the order id (GET /orders/{id} tells
-    /// later). An item's PUT waits the same way (fewer in time: 503 in_doubt, PUT it again). Default 0 (no WAIT). Use 1 on a cluster whose masters have replicas: Redis
-    /// replication is asynchronous, so a replica that takes over after its master crashed can
-    /// lack the last acknowledged orders.
+    /// later). An item's PUT waits the same way (fewer in time: 503 in_doubt, PUT it again).
+    /// Default 0 (no WAIT). Use 1 on a cluster whose masters have replicas: Redis replication
+    /// is asynchronous, so a replica that takes over after its master crashed can lack the
+    /// last acknowledged orders.
     #[arg(long, value_name = "N", default_value_t = 0)]
     redis_wait_replicas: u32,
     /// Start even if Redis can lose acknowledged orders (anything but appendonly yes +

@@ -1,10 +1,11 @@
 //! `--redis-wait-replicas`: a write that Redis ran but too few replicas acknowledged is
 //! neither a success nor a refusal. Against one Redis without a replica and
-//! `--redis-wait-replicas 1`, an item's `PUT` answers 503 `in_doubt` + `Retry-After` (201
-//! once a replica is attached), and a buy answers 503 `in_doubt` + `Retry-After` with its
-//! order id within the deadline; the order reads back, the retry answers `already_bought`
-//! with it, the counter `flash_sale_buys_total{outcome="in_doubt"}` counts it, and start-up
-//! warns. Once a replica is attached, buys answer 200 again.
+//! `--redis-wait-replicas 1`, an item's `PUT` answers 503 `in_doubt` + `Retry-After` within
+//! the deadline, with one bucket or several (201 once a replica is attached), and a buy
+//! answers 503 `in_doubt` + `Retry-After` with its order id within the deadline; the order
+//! reads back, the retry answers `already_bought` with it, the counter
+//! `flash_sale_buys_total{outcome="in_doubt"}` counts it, and start-up warns. Once a replica
+//! is attached, buys answer 200 again.
 //!
 //! No `redis-server` / `redis-cli` on PATH is a test failure, not a skip: CI installs them.
 
@@ -50,6 +51,25 @@ fn a_buy_no_replica_acknowledged_is_in_doubt_and_reads_back() {
     assert_eq!(put.status, 503, "{}", put.describe());
     assert_eq!(put.error().as_deref(), Some("in_doubt"), "{}", put.describe());
     assert!(put.header("retry-after").is_some(), "{}", put.describe());
+    // The same for an item of several buckets: one answer within the deadline (not a
+    // timeout of the whole call, which would also mark Redis failing), and Redis healthy.
+    let asked = Instant::now();
+    let put = client
+        .put(
+            &format!("/items/{}", unique("rug")),
+            r#"{"stock": 8, "buckets": 4}"#,
+        )
+        .expect("PUT");
+    let took = asked.elapsed();
+    assert_eq!(
+        (put.status, put.error().as_deref()),
+        (503, Some("in_doubt")),
+        "{}",
+        put.describe()
+    );
+    assert!(took < Duration::from_millis(2000), "in doubt after {took:?}");
+    let health = client.must_get("/healthz");
+    assert_eq!(health.status, 200, "Redis answered: {}", health.describe());
 
     let asked = Instant::now();
     let resp = client.buy_once(&item, "ann").expect("buy");

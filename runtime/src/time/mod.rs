@@ -151,10 +151,11 @@ impl Timers {
 
     /// The earliest deadline of any timer: how long the core may park.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        match (self.precise.earliest, self.coarse.earliest) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.precise
+            .earliest
+            .into_iter()
+            .chain(self.coarse.earliest)
+            .min()
     }
 
     /// The earliest deadline of a timer the core may poll for instead of parking.

@@ -69,11 +69,10 @@ pub struct JournalOptions {
     /// Group commit's batch window (`Duration::ZERO`: none). While the journal is busy (the
     /// previous batch held more than one record, or records were appended while it was on its
     /// way to the disk), the next batch starts no earlier than this after the previous one
-    /// started, so the records of a
-    /// whole window share one write and one sync: fewer syncs per record, and fewer wake-ups
-    /// of the core and of the kernel's workers, for at most this much more latency. An idle
-    /// journal, or one client appending one record at a time, writes at once. Like
-    /// PostgreSQL's `commit_delay` with `commit_siblings` and MySQL's
+    /// started, so the records of a whole window share one write and one sync: fewer syncs
+    /// per record, and fewer wake-ups of the core and of the kernel's workers, for at most
+    /// this much more latency. An idle journal, or one client appending one record at a time,
+    /// writes at once. Like PostgreSQL's `commit_delay` with `commit_siblings` and MySQL's
     /// `binlog_group_commit_sync_delay`.
     pub commit_window: Duration,
 }
@@ -657,24 +656,25 @@ async fn flusher(inner: Rc<Inner>) {
     // once.
     let mut busy = false;
     loop {
-        let due = last_start.and_then(|t| t.checked_add(inner.window));
-        if let Some(due) = due.filter(|_| busy && !inner.window.is_zero()) {
-            if Instant::now() < due {
-                // Coarse: a wake-up late costs nothing here, a core polling for it would. A
-                // journal closed meanwhile writes what is queued at once.
-                let mut nap = std::pin::pin!(sleep_until(due).coarse());
-                poll_fn(|cx| {
-                    let mut st = inner.state.borrow_mut();
-                    if st.closed {
-                        return Poll::Ready(());
-                    }
-                    st.window_waiter = Some(cx.waker().clone());
-                    drop(st);
-                    nap.as_mut().poll(cx)
-                })
-                .await;
-                inner.state.borrow_mut().window_waiter = None;
-            }
+        let due = last_start
+            .filter(|_| busy && !inner.window.is_zero())
+            .and_then(|t| t.checked_add(inner.window))
+            .filter(|&due| Instant::now() < due);
+        if let Some(due) = due {
+            // Coarse: a wake-up late costs nothing here, a core polling for it would. A
+            // journal closed meanwhile writes what is queued at once.
+            let mut nap = std::pin::pin!(sleep_until(due).coarse());
+            poll_fn(|cx| {
+                let mut st = inner.state.borrow_mut();
+                if st.closed {
+                    return Poll::Ready(());
+                }
+                st.window_waiter = Some(cx.waker().clone());
+                drop(st);
+                nap.as_mut().poll(cx)
+            })
+            .await;
+            inner.state.borrow_mut().window_waiter = None;
         }
         let next = poll_fn(|cx| {
             let mut st = inner.state.borrow_mut();

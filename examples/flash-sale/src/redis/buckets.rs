@@ -245,8 +245,15 @@ impl RedisStore {
                 flag(is0 && name.is_some()),
                 name.unwrap_or(""),
             ];
-            let (reply, short) = self.eval_acked(Script::Put, 4, &args, until).await?;
-            unacked |= short.is_some();
+            // Once one bucket went unacknowledged the answer is decided: the others are
+            // written without waiting again, so the `PUT` still answers within its deadline.
+            let reply = if unacked {
+                self.eval(Script::Put, 4, &args).await?
+            } else {
+                let (reply, short) = self.eval_acked(Script::Put, 4, &args, until).await?;
+                unacked = short.is_some();
+                reply
+            };
             outcome = match reply.as_str() {
                 Some("created") => PutOutcome::Created,
                 Some("updated") => PutOutcome::Updated,
