@@ -293,6 +293,52 @@ fn date_advances_with_the_clock() {
     server.stop();
 }
 
+/// The server keeps a route's last response head and copies it whole when the next answer
+/// is alike; an answer that differs in its length, its `Connection` field or its status
+/// must get its own head, whatever came before it on the connection.
+#[test]
+fn answers_alike_but_for_length_or_connection_get_their_own_heads() {
+    let server = start(test_router);
+    let mut c = server.client();
+    let mut batch = Vec::new();
+    for path in ["/p/a", "/p/a", "/p/abc", "/p/a", "/", "/nocontent", "/p/a"] {
+        batch.extend_from_slice(&get_req(path));
+    }
+    batch.extend_from_slice(b"GET /p/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    batch.extend_from_slice(b"GET /p/a HTTP/1.1\r\nHost: t\r\n\r\n");
+    batch.extend_from_slice(b"GET /p/ab HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    c.send(&batch);
+    // (status, body, Connection field)
+    let want: [(u16, &str, Option<&str>); 10] = [
+        (200, "/p/a", None),
+        (200, "/p/a", None),
+        (200, "/p/abc", None),
+        (200, "/p/a", None),
+        (200, "root", None),
+        (204, "", None),
+        (200, "/p/a", None),
+        (200, "/p/a", Some("keep-alive")),
+        (200, "/p/a", None),
+        (200, "/p/ab", Some("close")),
+    ];
+    for (i, (status, body, connection)) in want.into_iter().enumerate() {
+        let r = c.read_response();
+        assert_eq!(r.status, status, "answer {i}: {}", r.head_raw);
+        assert_eq!(r.text(), body, "answer {i}: {}", r.head_raw);
+        let length = (status != 204).then(|| body.len().to_string());
+        assert_eq!(
+            r.header("content-length"),
+            length.as_deref(),
+            "answer {i}: {}",
+            r.head_raw
+        );
+        assert_eq!(r.header("connection"), connection, "answer {i}: {}", r.head_raw);
+        assert_eq!(r.header_all("date").len(), 1, "answer {i}: {}", r.head_raw);
+    }
+    assert_eq!(c.read_close(), Closed::Fin);
+    server.stop();
+}
+
 #[test]
 fn server_header_defaults_to_ringcore() {
     let server = start(test_router);

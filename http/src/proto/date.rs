@@ -64,6 +64,27 @@ impl Handle {
         Handle(CACHE.try_get())
     }
 
+    /// Runs `f` with the whole `Date: ...\r\n` line and the second it shows (`None` off a
+    /// runtime core, where the line is formatted for this call alone): the same second, the
+    /// same line, so a caller may keep bytes made from it under that second.
+    #[inline]
+    pub(crate) fn with_stamped_line<R>(&self, f: impl FnOnce(&[u8], Option<u64>) -> R) -> R {
+        match &self.0 {
+            Some(c) => {
+                if !c.borrow().driven {
+                    update(&mut c.borrow_mut(), SystemTime::now());
+                }
+                let c = c.borrow();
+                f(&c.line, Some(c.secs))
+            }
+            None => {
+                let mut c = Cache::new();
+                update(&mut c, SystemTime::now());
+                f(&c.line, None)
+            }
+        }
+    }
+
     /// Runs `f` with the whole `Date: ...\r\n` line.
     #[inline]
     pub(crate) fn with_line<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {

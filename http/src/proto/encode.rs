@@ -94,12 +94,21 @@ pub(crate) fn head_with(
 /// The start of the last head this core wrote without fields of the handler's own: its
 /// status line and its `Content-Type` and `Server` lines. Most answers of a route share
 /// them, so [`head_cached`] copies them in one piece instead of assembling them again.
+///
+/// It keeps that whole head too, `Date` to the empty line, under the second its `Date`
+/// shows and its framing and `Connection` fields: the next answer alike in that second (the
+/// same body length, the usual case of a busy route) is one copy.
 pub(crate) struct HeadPrefix {
     /// 0 while nothing is kept.
     status: u16,
     content_type: Option<HeaderValue>,
     server: HeaderValue,
     bytes: Vec<u8>,
+    /// What `whole` was written for: the `Date` second, the framing, the `Connection` field
+    /// (`None`: nothing kept).
+    whole_for: Option<(u64, Delimit, Persist)>,
+    /// The whole last head written from `bytes`.
+    whole: Vec<u8>,
 }
 
 impl Default for HeadPrefix {
@@ -109,6 +118,8 @@ impl Default for HeadPrefix {
             content_type: None,
             server: HeaderValue::from_static(""),
             bytes: Vec::new(),
+            whole_for: None,
+            whole: Vec::new(),
         }
     }
 }
@@ -146,16 +157,30 @@ pub(crate) fn head_cached(
             }
             && same_value(&k.server, server);
         if hit {
-            out.reserve(k.bytes.len() + 100);
-            out.extend_from_slice(&k.bytes);
             drop(k);
-            return finish(out, false, delimit, persist, date);
+            return date.with_stamped_line(|line, secs| {
+                let mut k = kept.borrow_mut();
+                let key = secs.map(|s| (s, delimit, persist));
+                if key.is_some() && k.whole_for == key {
+                    out.extend_from_slice(&k.whole);
+                    return;
+                }
+                out.reserve(k.bytes.len() + 100);
+                let start = out.len();
+                out.extend_from_slice(&k.bytes);
+                finish_with(out, Some(line), delimit, persist);
+                let k = &mut *k;
+                k.whole.clear();
+                k.whole.extend_from_slice(&out[start..]);
+                k.whole_for = key;
+            });
         }
     }
     out.reserve(160 + server.len() + content_type.map_or(0, |c| c.len() + 16));
     let start = out.len();
     let has_date = prefix(out, status, content_type, headers, server);
     let mut k = kept.borrow_mut();
+    k.whole_for = None;
     k.status = status.as_u16();
     k.content_type = content_type.cloned();
     k.server = server.clone();
@@ -213,8 +238,17 @@ fn prefix(
 /// `Date` (unless the handler set it), the framing field and the `Connection` field, then
 /// the empty line.
 fn finish(out: &mut Vec<u8>, has_date: bool, delimit: Delimit, persist: Persist, date: &date::Handle) {
-    if !has_date {
-        date.with_line(|line| out.extend_from_slice(line));
+    if has_date {
+        finish_with(out, None, delimit, persist);
+    } else {
+        date.with_line(|line| finish_with(out, Some(line), delimit, persist));
+    }
+}
+
+/// [`finish`] with the `Date` line given (`None`: the handler set its own).
+fn finish_with(out: &mut Vec<u8>, date_line: Option<&[u8]>, delimit: Delimit, persist: Persist) {
+    if let Some(line) = date_line {
+        out.extend_from_slice(line);
     }
     match delimit {
         Delimit::Length(n) => {
