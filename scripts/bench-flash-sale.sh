@@ -4,13 +4,18 @@
 # (benches/src/bin/axum_flash_sale.rs, mutex state + group-commit writer task) and, when
 # redis-server is installed, the ringcore service with its Redis store. Every buy is made
 # durable before its 200 (fdatasync of a group commit; Redis: appendfsync as --redis-fsync).
+# `floor` is the bare io_uring loop (benches' naive_uring) on the same core at the same rates:
+# no HTTP parsing, no state, no journal, a fixed 200 to every request. It sells nothing (no
+# stock check, no sold-out run); its CPU per request is what receiving and answering a request
+# costs on this machine at that rate, below which no service that answers every buy as it
+# arrives can go.
 #
 #   scripts/bench-flash-sale.sh            # 10 s runs, 2 s warm-up, 3 reps, rates 5000,10000,20000
 #   scripts/bench-flash-sale.sh --quick    # 2 s runs, 1 s warm-up, 1 rep, rates 5000,10000 (~1 min)
 #
 # Options: --dur S, --warm S, --reps N, --rates R1,R2,.. (buys/s offered), --conns N (64),
-# --depth D (1), --servers "ringcore ringcore-nowindow ringcore-direct axum ringcore-redis"
-# (default: all five, the last only when redis-server is installed; `ringcore-nowindow` is the
+# --depth D (1), --servers "ringcore ringcore-nowindow ringcore-direct axum floor ringcore-redis"
+# (default: all six, the last only when redis-server is installed; `ringcore-nowindow` is the
 # service with `--journal-commit-window 0`, `ringcore-direct` with `--journal-sync direct`),
 # --no-redis, --soldout-stock N (1000), --soldout-rate R
 # (2000), --port P, --redis-port P, --server-core C (0), --client-core C (1), --redis-core C
@@ -120,7 +125,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "$SERVERS_OPT" ]; then
     read -r -a SERVERS <<<"$SERVERS_OPT"
 else
-    SERVERS=(ringcore ringcore-nowindow ringcore-direct axum)
+    SERVERS=(ringcore ringcore-nowindow ringcore-direct axum floor)
     if [ "$NO_REDIS" = 0 ] && command -v redis-server >/dev/null 2>&1; then
         SERVERS+=(ringcore-redis)
     else
@@ -130,9 +135,9 @@ fi
 NEED_REDIS=0
 for s in "${SERVERS[@]}"; do
     case "$s" in
-        ringcore|ringcore-nowindow|ringcore-direct|axum) ;;
+        ringcore|ringcore-nowindow|ringcore-direct|axum|floor) ;;
         ringcore-redis) NEED_REDIS=1 ;;
-        *) die "unknown server $s (ringcore, ringcore-nowindow, ringcore-direct, axum, ringcore-redis)" ;;
+        *) die "unknown server $s (ringcore, ringcore-nowindow, ringcore-direct, axum, floor, ringcore-redis)" ;;
     esac
 done
 [ "$NEED_REDIS" = 0 ] || command -v redis-server >/dev/null 2>&1 || die "ringcore-redis needs redis-server"
@@ -146,7 +151,7 @@ else
     cargo build --release -q -p flash-sale -p ringcore-benches
     BIN="${CARGO_TARGET_DIR:-target}/release"
 fi
-for b in flash-sale axum_flash_sale ringcore-load; do
+for b in flash-sale axum_flash_sale naive_uring ringcore-load; do
     [ -x "$BIN/$b" ] || die "missing $BIN/$b"
 done
 GENERATOR=ringcore-load
@@ -214,6 +219,9 @@ start_one() {
         axum)
             start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/axum_flash_sale" \
                 --addr "$ADDR" --threads 1 --data-dir "$dir" ;;
+        floor)
+            start_server "$1" "$WORK/$1.log" taskset -c "$SERVER_CORE" "$BIN/naive_uring" \
+                --addr "$ADDR" --cores 1 ;;
         ringcore-redis)
             # The service refuses a Redis that can lose acknowledged orders unless told.
             local lossy=()
@@ -232,8 +240,10 @@ run_one() {
     check_budget $((RUN_S + 8))
     start_one "$name"
     pid=$SRV_PID
-    put=$(http PUT /items/hot "{\"stock\":$stock}")
-    [ "${put%% *}" = 201 ] || die "$name: PUT /items/hot answered $put"
+    if [ "$name" != floor ]; then
+        put=$(http PUT /items/hot "{\"stock\":$stock}")
+        [ "${put%% *}" = 201 ] || die "$name: PUT /items/hot answered $put"
+    fi
     rm -f "$WORK/gen.json"
     stat_snap "$WORK/stat0"
     c0=$(cpu_ns "$pid")
@@ -254,7 +264,9 @@ run_one() {
     kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name died during the run"; }
     # The ringcore service caches GET /items answers for 100 ms per core.
     sleep 0.25
-    item=$(http GET /items/hot)
+    # The floor keeps no items: it answers 200 to anything.
+    item='{"sold":0}'
+    [ "$name" = floor ] || item=$(http GET /items/hot)
     stop_server "$name" "$pid" "$WORK/stops"
     [ -s "$WORK/gen.json" ] || { cat "$WORK/gen.out" >&2; die "generator wrote no JSON (rc $rc) for $name at $rate"; }
     local g="$WORK/gen.json" ach p50 p99 p999 ok4 ok2 ok5 errs all2 all4 all5 unf sold rem cpu_us rcpu_us wcpu_us kcpu_us steal
@@ -264,6 +276,7 @@ run_one() {
     ok2=$(json_in status 2xx "$g"); ok4=$(json_in status 4xx "$g"); ok5=$(json_in status 5xx "$g")
     all2=$(json_in status_all 2xx "$g"); all4=$(json_in status_all 4xx "$g"); all5=$(json_in status_all 5xx "$g")
     sold=$(sed -n 's/.*"sold":\([0-9]*\).*/\1/p' <<<"$item")
+    [ "$name" != floor ] || sold=null
     rem=$(sed -n 's/.*"remaining":\([0-9]*\).*/\1/p' <<<"$item")
     [ -n "$sold" ] || die "$name: GET /items/hot answered $item"
     # Server CPU per buy answered in the window (warm-up excluded from the answers, not from
@@ -309,7 +322,7 @@ done
 # ---------------------------------------------------------------- 2. sold out
 for rep in $(seq "$REPS"); do
     for name in "${SERVERS[@]}"; do
-        run_one "$name" soldout "$rep" "$SOLDOUT_RATE" "$SOLDOUT_STOCK"
+        [ "$name" = floor ] || run_one "$name" soldout "$rep" "$SOLDOUT_RATE" "$SOLDOUT_STOCK"
     done
 done
 if [ -n "$REDIS_PID" ]; then
@@ -335,6 +348,7 @@ label() {
         ringcore-direct) echo "ringcore (embedded journal, O_DIRECT)" ;;
         axum) echo "axum + tokio (mutex + journal task)" ;;
         ringcore-redis) echo "ringcore + Redis (appendfsync $REDIS_FSYNC)" ;;
+        floor) echo "floor: the bare io_uring loop (no HTTP, no journal)" ;;
     esac
 }
 crate_v() { awk -v n="$1" '$0 == "name = \"" n "\"" {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock; }
@@ -369,6 +383,7 @@ REPORT="$WORK/report.md"
     echo "| server | buys sent | 200 (sold) | 409 (sold out) | 5xx | errors | sold (GET /items/hot) | remaining | p50 µs | p99 µs |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for name in "${SERVERS[@]}"; do
+        [ "$name" != floor ] || continue
         sent=$(awk -v s="$name" '$1 == s && $2 == "soldout" {print $14 + $15 + $21 + $12}' "$WORK/runs.txt" | median)
         echo "| $(label "$name") | $(fmt0 "$sent") | $(med "$name" soldout "$SOLDOUT_RATE" 14) | $(med "$name" soldout "$SOLDOUT_RATE" 15) | $(med "$name" soldout "$SOLDOUT_RATE" 21) | $(med "$name" soldout "$SOLDOUT_RATE" 12) | $(med "$name" soldout "$SOLDOUT_RATE" 16) | $(med "$name" soldout "$SOLDOUT_RATE" 17) | $(med "$name" soldout "$SOLDOUT_RATE" 6) | $(med "$name" soldout "$SOLDOUT_RATE" 7) |"
     done
