@@ -290,19 +290,21 @@ fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Reject>> {
     let target_start = method_end + 1;
     let mut fragment = false;
     let mut query = None;
-    let mut i = target_start;
-    while let Some(&b) = line.get(i) {
+    // Offsets from the target's start (an iterator, so no bounds check per byte).
+    let mut n = 0;
+    for &b in &line[target_start..] {
         match target_class(b) {
             TargetByte::Plain => {}
             TargetByte::Query => {
-                query.get_or_insert(i);
+                query.get_or_insert(target_start + n);
             }
             TargetByte::Fragment => fragment = true,
             TargetByte::Invalid => break,
         }
-        i += 1;
+        n += 1;
     }
-    if i == target_start || line.get(i) != Some(&b' ') {
+    let i = target_start + n;
+    if n == 0 || line.get(i) != Some(&b' ') {
         return None;
     }
     let version_at = i + 1;
