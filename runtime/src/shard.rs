@@ -479,8 +479,11 @@ pub struct LocalState {
     pub tasks: usize,
     /// Timers registered on this core.
     pub timers: usize,
-    /// Provided receive buffers not in the ring (held by streams or the application).
+    /// Provided receive buffers held by streams or the application.
     pub recv_buffers_out: u32,
+    /// Provided receive buffers the ring keeps published to the kernel: 32 at first,
+    /// doubled each time a receive finds none (0 without a provided buffer ring).
+    pub recv_buffer_window: u16,
     /// Whether this core's ring uses multishot accept.
     pub multishot_accept: bool,
     /// Whether this core's ring uses multishot receive from a provided buffer ring.
@@ -507,6 +510,7 @@ pub fn local_state() -> LocalState {
             tasks: cx.executor.len(),
             timers: cx.timers.borrow().len(),
             recv_buffers_out: d.buf_ring().map_or(0, |r| r.out()),
+            recv_buffer_window: d.buf_ring().map_or(0, |r| r.window()),
             multishot_accept: f.multishot_accept,
             multishot_recv: f.multishot_recv,
             single_issuer: f.single_issuer,

@@ -4,8 +4,18 @@
 //! [`BUF_GROUP`]. A multishot receive takes a buffer only when data arrives, so an idle
 //! connection holds no receive buffer. The buffer comes back to the ring when the
 //! [`RecvBuf`](crate::net::RecvBuf) that carries it is dropped.
+//!
+//! **A small hot set, last in first out.** The kernel takes buffers from the ring in the
+//! order they were published, so a ring holding all `n` buffers would hand out each of them
+//! in turn: at 4 KiB each, every receive would land in memory not touched for `n - 1`
+//! receives (4 MiB for the default 1024), a cache and TLB miss for the kernel's copy and for
+//! the parser's read. So only a window of buffers is published (32 at first); the rest wait
+//! on a stack of free buffers, and a buffer given back goes on top of it, to be published
+//! again next. The same few buffers then carry nearly every receive. A window the kernel
+//! empties (a receive ends with `ENOBUFS`) doubles, up to `n`, so a burst over many
+//! connections costs one fallback receive per connection once, not on every burst.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -15,6 +25,9 @@ use io_uring::IoUring;
 
 /// The buffer group id of the shard's ring.
 pub(crate) const BUF_GROUP: u16 = 0;
+
+/// Buffers published to the kernel at first (see the module's notes).
+const FIRST_WINDOW: u16 = 32;
 
 pub(crate) struct BufRing {
     ring: NonNull<BufRingEntry>,
@@ -28,6 +41,13 @@ pub(crate) struct BufRing {
     tail: Cell<u16>,
     /// Buffers out with the application or queued in a stream (gauge for tests and stats).
     out: Cell<u32>,
+    /// Buffers neither published nor out, the last given back on top.
+    free: RefCell<Vec<u16>>,
+    /// Buffers published and not yet reported taken by a completion (the kernel may have
+    /// taken some whose completions are not reaped yet: then fewer are in the ring).
+    published: Cell<u16>,
+    /// How many buffers to keep published.
+    window: Cell<u16>,
 }
 
 impl BufRing {
@@ -65,7 +85,11 @@ impl BufRing {
             bufs,
             bufs_len,
             tail: Cell::new(0),
-            out: Cell::new(u32::from(entries)),
+            out: Cell::new(0),
+            // Buffer 0 on top.
+            free: RefCell::new((0..entries).rev().collect()),
+            published: Cell::new(0),
+            window: Cell::new(FIRST_WINDOW.min(entries)),
         };
         // SAFETY: the ring memory is page aligned (mmap), `entries` long, and lives until
         // `unregister` + drop; the kernel reads it only while registered.
@@ -73,9 +97,7 @@ impl BufRing {
             ring.submitter()
                 .register_buf_ring_with_flags(ptr.as_ptr() as u64, entries, BUF_GROUP, 0)?;
         }
-        for bid in 0..entries {
-            this.recycle(bid);
-        }
+        this.refill();
         Ok(this)
     }
 
@@ -83,9 +105,14 @@ impl BufRing {
         self.buf_size
     }
 
-    /// Buffers not currently in the ring (held by the application or queued in streams).
+    /// Buffers held by the application or queued in streams (not free, not published).
     pub(crate) fn out(&self) -> u32 {
         self.out.get()
+    }
+
+    /// How many buffers the ring keeps published (see the module's notes).
+    pub(crate) fn window(&self) -> u16 {
+        self.window.get()
     }
 
     /// The bytes of buffer `bid`, `len` long.
@@ -104,12 +131,58 @@ impl BufRing {
         unsafe { std::slice::from_raw_parts(self.bufs.as_ptr().add(start), len) }
     }
 
-    /// Hands buffer `bid` back to the kernel.
+    /// Takes buffer `bid` back from the application: it is published again next (it is the
+    /// one most likely still in the cache).
     pub(crate) fn recycle(&self, bid: u16) {
         if bid >= self.entries {
             return;
         }
-        let tail = self.tail.get();
+        self.free.borrow_mut().push(bid);
+        self.out.set(self.out.get().saturating_sub(1));
+        self.refill();
+    }
+
+    /// Records that the kernel handed out a buffer (a completion carried it).
+    pub(crate) fn taken(&self) {
+        self.out.set(self.out.get() + 1);
+        self.published.set(self.published.get().saturating_sub(1));
+        self.refill();
+    }
+
+    /// Records that the kernel found the ring empty (a receive ended with `ENOBUFS`): the
+    /// window doubles, up to every buffer.
+    pub(crate) fn starved(&self) {
+        let grown = self.window.get().saturating_mul(2).min(self.entries);
+        self.window.set(grown);
+        self.refill();
+    }
+
+    /// Publishes free buffers, the last given back first, until the window is full.
+    fn refill(&self) {
+        let mut free = self.free.borrow_mut();
+        let mut tail = self.tail.get();
+        let start = tail;
+        while self.published.get() < self.window.get() {
+            let Some(bid) = free.pop() else { break };
+            self.write_entry(tail, bid);
+            tail = tail.wrapping_add(1);
+            self.published.set(self.published.get() + 1);
+        }
+        if tail == start {
+            return;
+        }
+        self.tail.set(tail);
+        // SAFETY: the tail field lives in entry 0 of our mapping and is 2-byte aligned; the
+        // kernel reads it concurrently, hence the atomic release store (after the entries).
+        unsafe {
+            let tail_ptr = BufRingEntry::tail(self.ring.as_ptr()) as *mut u16;
+            AtomicU16::from_ptr(tail_ptr).store(tail, Ordering::Release);
+        }
+    }
+
+    /// Writes the ring entry at position `tail` for buffer `bid` (not yet visible to the
+    /// kernel: the tail store publishes it).
+    fn write_entry(&self, tail: u16, bid: u16) {
         let idx = usize::from(tail & (self.entries - 1));
         let addr = self.bufs.as_ptr() as u64 + u64::from(bid) * u64::from(self.buf_size);
         // SAFETY: `idx < entries`, so the entry is inside the page-aligned mapping, and the
@@ -117,27 +190,14 @@ impl BufRing {
         // addr u64 at 0, len u32 at 8, bid u16 at 12, resv/tail u16 at 14) without forming a
         // reference to the entry: entry 0's last field is the tail the kernel reads. The
         // kernel reads entries only up to the published tail, and this one is beyond it until
-        // the store below.
+        // the tail store in `refill`; at most `entries` buffers exist, so no published entry
+        // is overwritten.
         unsafe {
             let entry = self.ring.as_ptr().add(idx).cast::<u8>();
             entry.cast::<u64>().write(addr);
             entry.add(8).cast::<u32>().write(self.buf_size);
             entry.add(12).cast::<u16>().write(bid);
         }
-        let next = tail.wrapping_add(1);
-        self.tail.set(next);
-        // SAFETY: the tail field lives in entry 0 of our mapping and is 2-byte aligned; the
-        // kernel reads it concurrently, hence the atomic release store.
-        unsafe {
-            let tail_ptr = BufRingEntry::tail(self.ring.as_ptr()) as *mut u16;
-            AtomicU16::from_ptr(tail_ptr).store(next, Ordering::Release);
-        }
-        self.out.set(self.out.get().saturating_sub(1));
-    }
-
-    /// Records that the kernel handed out a buffer.
-    pub(crate) fn taken(&self) {
-        self.out.set(self.out.get() + 1);
     }
 
     pub(crate) fn unregister(&self, ring: &IoUring) {

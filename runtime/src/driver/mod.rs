@@ -318,6 +318,9 @@ impl UringDriver {
             cqes.extend(cq.map(|c| (c.user_data(), c.result(), c.flags())));
         }
         let n = cqes.len();
+        // Whether a receive found the provided buffer ring empty in this batch (counted once:
+        // the receives of one burst all find it empty together).
+        let mut starved = false;
         for &(user_data, res, flags) in &cqes {
             match user_data {
                 CANCEL_USER_DATA => {}
@@ -329,9 +332,13 @@ impl UringDriver {
                             ring.taken();
                         }
                     }
+                    starved |= res == -libc::ENOBUFS;
                     self.ops.complete(key as usize, c);
                 }
             }
+        }
+        if let (true, Some(ring)) = (starved, &self.buf_ring) {
+            ring.starved();
         }
         cqes.clear();
         self.cqes = cqes;

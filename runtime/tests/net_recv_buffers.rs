@@ -1,0 +1,114 @@
+//! The provided receive buffers on io_uring: the ring keeps a small window of buffers
+//! published, the last given back first, and widens it when a burst finds it empty. A burst
+//! over more connections than the window loses no byte, widens the window once, and every
+//! buffer comes back. On the epoll driver (no buffer ring) the same burst is read whole.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ringcore_runtime::net::{TcpListener, TcpStream};
+use ringcore_runtime::time::{sleep, timeout};
+use ringcore_runtime::{local_state, shard_id, spawn_local, stats, yield_now};
+use ringcore_testkit::rt::{one_core, run_on};
+
+/// More connections than the first window (32 buffers).
+const CONNS: usize = 100;
+const BYTES: usize = 2_000;
+
+fn pattern(conn: usize) -> Vec<u8> {
+    (0..BYTES).map(|i| (conn * 7 + i) as u8).collect()
+}
+
+/// Reads `BYTES` bytes: the connection's number first (one byte), then its pattern.
+async fn read_one(s: TcpStream) -> (usize, Vec<u8>) {
+    let mut got = Vec::new();
+    while got.len() < BYTES + 1 {
+        let chunk = timeout(Duration::from_secs(10), s.recv())
+            .await
+            .expect("bytes in time")
+            .expect("recv");
+        assert!(!chunk.is_empty(), "EOF after {} bytes", got.len());
+        got.extend_from_slice(&chunk);
+    }
+    (usize::from(got[0]), got.split_off(1))
+}
+
+/// Connects `CONNS` clients, waits for `go`, then writes every client's bytes at once.
+fn clients(addr: SocketAddr, go: mpsc::Receiver<()>, done: mpsc::Receiver<()>) {
+    let mut socks: Vec<std::net::TcpStream> = (0..CONNS)
+        .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+        .collect();
+    go.recv_timeout(Duration::from_secs(20))
+        .expect("the server armed its receives");
+    for (i, s) in socks.iter_mut().enumerate() {
+        let mut msg = vec![i as u8];
+        msg.extend_from_slice(&pattern(i));
+        s.write_all(&msg).expect("write");
+    }
+    // Held open until the server has read everything.
+    let _ = done.recv_timeout(Duration::from_secs(30));
+}
+
+#[test]
+fn a_burst_over_more_connections_than_the_window_widens_it_and_loses_nothing() {
+    let report = run_on(one_core(false), || async {
+        assert_eq!(shard_id(), 0);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (go_tx, go_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let client = std::thread::spawn(move || clients(addr, go_rx, done_rx));
+        let mut readers = Vec::new();
+        for _ in 0..CONNS {
+            let s = timeout(Duration::from_secs(10), listener.accept_stream())
+                .await
+                .expect("accept in time")
+                .expect("accept");
+            readers.push(spawn_local(read_one(s)));
+        }
+        // Every reader has asked for bytes (its receive is armed), and nothing was sent yet.
+        for _ in 0..4 {
+            yield_now().await;
+        }
+        let window_before = local_state().recv_buffer_window;
+        let empty_before = stats::shard(0).recv_buf_ring_empty;
+        go_tx.send(()).expect("go");
+        // The core blocks while every client sends: the receives complete together, the
+        // burst meeting the window all at once.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut seen = [false; CONNS];
+        for r in readers {
+            let (conn, bytes) = r.await.expect("reader");
+            assert!(conn < CONNS && !seen[conn], "connection {conn} twice or unknown");
+            seen[conn] = true;
+            assert!(bytes == pattern(conn), "connection {conn}: the bytes differ");
+        }
+        let _ = done_tx.send(());
+        client.join().expect("client thread");
+        // Buffers come back when the chunks are dropped (all are by now).
+        sleep(Duration::from_millis(10)).await;
+        let st = local_state();
+        (
+            st.multishot_recv,
+            window_before,
+            st.recv_buffer_window,
+            stats::shard(0).recv_buf_ring_empty - empty_before,
+            st.recv_buffers_out,
+        )
+    });
+    let (multishot, before, after, empty, out) = report;
+    assert_eq!(out, 0, "every receive buffer came back");
+    if multishot {
+        assert_eq!(before, 32, "the first window");
+        assert!(
+            after > before && after <= 1024,
+            "a burst of {CONNS} connections found {before} buffers: the window should have \
+             widened, it is {after} ({empty} receives found the ring empty)"
+        );
+        assert!(empty >= 1, "some receives found the window empty");
+    } else {
+        assert_eq!(after, 0, "no provided buffer ring, no window");
+    }
+}
