@@ -92,7 +92,7 @@ while [ $# -gt 0 ]; do
         --doc) DOC="$2"; shift ;;
         --data-root) DATA_ROOT="$2"; shift ;;
         --budget) BUDGET="$2"; shift ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

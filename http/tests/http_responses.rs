@@ -306,25 +306,34 @@ fn answers_alike_but_for_length_or_connection_get_their_own_heads() {
     }
     batch.extend_from_slice(b"GET /p/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     batch.extend_from_slice(b"GET /p/a HTTP/1.1\r\nHost: t\r\n\r\n");
+    // The same length and fields as the answers to /p/a, another content type: not their head.
+    let echo = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nabcd";
+    batch.extend_from_slice(echo);
+    batch.extend_from_slice(echo);
     batch.extend_from_slice(b"GET /p/ab HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     c.send(&batch);
-    // (status, body, Connection field)
-    let want: [(u16, &str, Option<&str>); 10] = [
-        (200, "/p/a", None),
-        (200, "/p/a", None),
-        (200, "/p/abc", None),
-        (200, "/p/a", None),
-        (200, "root", None),
-        (204, "", None),
-        (200, "/p/a", None),
-        (200, "/p/a", Some("keep-alive")),
-        (200, "/p/a", None),
-        (200, "/p/ab", Some("close")),
+    let text = Some("text/plain; charset=utf-8");
+    let bytes = Some("application/octet-stream");
+    // (status, body, Content-Type, Connection)
+    let want: [(u16, &str, Option<&str>, Option<&str>); 12] = [
+        (200, "/p/a", text, None),
+        (200, "/p/a", text, None),
+        (200, "/p/abc", text, None),
+        (200, "/p/a", text, None),
+        (200, "root", text, None),
+        (204, "", None, None),
+        (200, "/p/a", text, None),
+        (200, "/p/a", text, Some("keep-alive")),
+        (200, "/p/a", text, None),
+        (200, "abcd", bytes, None),
+        (200, "abcd", bytes, None),
+        (200, "/p/ab", text, Some("close")),
     ];
-    for (i, (status, body, connection)) in want.into_iter().enumerate() {
+    for (i, (status, body, ctype, connection)) in want.into_iter().enumerate() {
         let r = c.read_response();
         assert_eq!(r.status, status, "answer {i}: {}", r.head_raw);
         assert_eq!(r.text(), body, "answer {i}: {}", r.head_raw);
+        assert_eq!(r.header("content-type"), ctype, "answer {i}: {}", r.head_raw);
         let length = (status != 204).then(|| body.len().to_string());
         assert_eq!(
             r.header("content-length"),

@@ -16,6 +16,9 @@ use ringcore_testkit::rt::{one_core, run_on};
 /// More connections than the first window (32 buffers).
 const CONNS: usize = 100;
 const BYTES: usize = 2_000;
+/// Small buffers (the least the runtime allows), so that one connection's bytes alone take
+/// more receive buffers than the first window holds.
+const BUF: u32 = 64;
 
 fn pattern(conn: usize) -> Vec<u8> {
     (0..BYTES).map(|i| (conn * 7 + i) as u8).collect()
@@ -35,8 +38,9 @@ async fn read_one(s: TcpStream) -> (usize, Vec<u8>) {
     (usize::from(got[0]), got.split_off(1))
 }
 
-/// Connects `CONNS` clients, waits for `go`, then writes every client's bytes at once.
-fn clients(addr: SocketAddr, go: mpsc::Receiver<()>, done: mpsc::Receiver<()>) {
+/// Connects `CONNS` clients, waits for `go`, then writes every client's bytes at once and
+/// says so on `written`.
+fn clients(addr: SocketAddr, go: mpsc::Receiver<()>, written: mpsc::Sender<()>, done: mpsc::Receiver<()>) {
     let mut socks: Vec<std::net::TcpStream> = (0..CONNS)
         .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
         .collect();
@@ -47,19 +51,21 @@ fn clients(addr: SocketAddr, go: mpsc::Receiver<()>, done: mpsc::Receiver<()>) {
         msg.extend_from_slice(&pattern(i));
         s.write_all(&msg).expect("write");
     }
+    let _ = written.send(());
     // Held open until the server has read everything.
     let _ = done.recv_timeout(Duration::from_secs(30));
 }
 
 #[test]
 fn a_burst_over_more_connections_than_the_window_widens_it_and_loses_nothing() {
-    let report = run_on(one_core(false), || async {
+    let report = run_on(one_core(false).buf_ring(1024, BUF), || async {
         assert_eq!(shard_id(), 0);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (go_tx, go_rx) = mpsc::channel();
+        let (written_tx, written_rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel();
-        let client = std::thread::spawn(move || clients(addr, go_rx, done_rx));
+        let client = std::thread::spawn(move || clients(addr, go_rx, written_tx, done_rx));
         let mut readers = Vec::new();
         for _ in 0..CONNS {
             let s = timeout(Duration::from_secs(10), listener.accept_stream())
@@ -75,9 +81,11 @@ fn a_burst_over_more_connections_than_the_window_widens_it_and_loses_nothing() {
         let window_before = local_state().recv_buffer_window;
         let empty_before = stats::shard(0).recv_buf_ring_empty;
         go_tx.send(()).expect("go");
-        // The core blocks while every client sends: the receives complete together, the
-        // burst meeting the window all at once.
-        std::thread::sleep(Duration::from_millis(300));
+        // The core blocks (reaps nothing) until every client has sent: the receives complete
+        // together, the burst meeting the window all at once.
+        written_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the clients wrote");
         let mut seen = [false; CONNS];
         for r in readers {
             let (conn, bytes) = r.await.expect("reader");
@@ -102,6 +110,8 @@ fn a_burst_over_more_connections_than_the_window_widens_it_and_loses_nothing() {
     assert_eq!(out, 0, "every receive buffer came back");
     if multishot {
         assert_eq!(before, 32, "the first window");
+        // (2,001 bytes per connection in 64-byte buffers: 32 buffers are not one
+        // connection's bytes.)
         assert!(
             after > before && after <= 1024,
             "a burst of {CONNS} connections found {before} buffers: the window should have \

@@ -137,7 +137,11 @@ impl BufRing {
         if bid >= self.entries {
             return;
         }
-        self.free.borrow_mut().push(bid);
+        let mut free = self.free.borrow_mut();
+        // A buffer given back twice would be published twice, one copy still being read.
+        debug_assert!(!free.contains(&bid), "buffer {bid} given back twice");
+        free.push(bid);
+        drop(free);
         self.out.set(self.out.get().saturating_sub(1));
         self.refill();
     }

@@ -430,6 +430,18 @@ impl OpTable {
         }
     }
 
+    /// True if `key` is a multishot operation whose future is alive (a receive that picks
+    /// provided buffers, or an accept).
+    pub(crate) fn is_multi(&self, key: usize) -> bool {
+        matches!(
+            self.slots.get(key),
+            Some(Slot {
+                state: Lifecycle::Multi { .. },
+                ..
+            })
+        )
+    }
+
     /// Files a completion for operation `key`.
     pub(crate) fn complete(&mut self, key: usize, c: Completion) {
         let Some(slot) = self.slots.get_mut(key) else {

@@ -318,8 +318,9 @@ impl UringDriver {
             cqes.extend(cq.map(|c| (c.user_data(), c.result(), c.flags())));
         }
         let n = cqes.len();
-        // Whether a receive found the provided buffer ring empty in this batch (counted once:
-        // the receives of one burst all find it empty together).
+        // Whether a multishot receive found the provided buffer ring empty in this batch
+        // (counted once: the receives of one burst all find it empty together; another op's
+        // ENOBUFS, a send's for one, says nothing about the ring).
         let mut starved = false;
         for &(user_data, res, flags) in &cqes {
             match user_data {
@@ -332,7 +333,7 @@ impl UringDriver {
                             ring.taken();
                         }
                     }
-                    starved |= res == -libc::ENOBUFS;
+                    starved |= res == -libc::ENOBUFS && self.ops.is_multi(key as usize);
                     self.ops.complete(key as usize, c);
                 }
             }

@@ -145,7 +145,8 @@ impl RecvStream {
                     );
                 }
                 Err(Errno(libc::ENOBUFS)) => {
-                    // Every ring buffer is out: receive this time into a private buffer.
+                    // The ring's published window was empty (the driver widens it): receive
+                    // this time into a private buffer.
                     self.multi = None;
                     bump(|s| &s.recv_buf_ring_empty);
                     let buf = Vec::with_capacity(ring.buf_size() as usize);

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# CPU per request of HTTP server binaries side by side at one fixed open-loop rate: each binary
+# in turn (A B C A B C ..., a fresh server per run) on the server core, `ringcore-load` on the
+# client core sending GET PATH over 64 connections at RATE requests/s; the server's CPU is the
+# sum over its threads of /proc/PID/task/*/schedstat field 1 (kernel work on its threads
+# included), read around the generator run (warm-up included), over the 2xx answers.
+# For an A/B of two builds of one server (e.g. `hello` at two commits), or a server against
+# the bare loop and tokio at low load, where a wake-up per request dominates.
+#
+#   scripts/cpu-per-request.sh --rate 53000 target/release/tokio_ct target/release/hello
+#   scripts/cpu-per-request.sh --rate 53000 --rounds 5 /tmp/old/hello target/release/hello
+#
+# Options: --rate R (requests/s, default 53000), --rounds N (3), --dur S (5), --warm S (1),
+# --conns N (64), --path P (/plaintext), --port P (18551), --server-core C (0), --client-core C
+# (1), --load PATH (default target/release/ringcore-load). Each binary is started as
+# `taskset -c CORE BIN --addr 127.0.0.1:PORT --cores 1` with RINGCORE_DRIVER as in the
+# environment (io_uring when unset). Prints one line per run and the median per binary.
+# Only 127.0.0.1; every generator run is bounded by `timeout` and each server is stopped after
+# its run; only the PIDs started here are signalled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE=53000
+ROUNDS=3
+DUR=5
+WARM=1
+CONNS=64
+URL_PATH=/plaintext
+PORT=18551
+SERVER_CORE=0
+CLIENT_CORE=1
+LOAD=target/release/ringcore-load
+BINS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rate) RATE="$2"; shift ;;
+        --rounds) ROUNDS="$2"; shift ;;
+        --dur) DUR="$2"; shift ;;
+        --warm) WARM="$2"; shift ;;
+        --conns) CONNS="$2"; shift ;;
+        --path) URL_PATH="$2"; shift ;;
+        --port) PORT="$2"; shift ;;
+        --server-core) SERVER_CORE="$2"; shift ;;
+        --client-core) CLIENT_CORE="$2"; shift ;;
+        --load) LOAD="$2"; shift ;;
+        -h|--help) sed -n 2,18p "$0"; exit 0 ;;
+        -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) BINS+=("$1") ;;
+    esac
+    shift
+done
+[ "${#BINS[@]}" -gt 0 ] || { echo "name at least one server binary (see --help)" >&2; exit 2; }
+[ -x "$LOAD" ] || cargo build --release -q -p ringcore-benches --bin ringcore-load
+for b in "${BINS[@]}"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
+export RINGCORE_DRIVER="${RINGCORE_DRIVER:-io_uring}"
+WORK=$(mktemp -d)
+SRV=
+cleanup() {
+    if [ -n "$SRV" ]; then kill "$SRV" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
+
+for round in $(seq "$ROUNDS"); do
+    for i in "${!BINS[@]}"; do
+        bin=${BINS[$i]}
+        # No `timeout` around it: its PID must be the server's (taskset execs the binary);
+        # it is stopped after the run, or by the exit trap.
+        taskset -c "$SERVER_CORE" "$bin" --addr "127.0.0.1:$PORT" --cores 1 >"$WORK/server.log" 2>&1 &
+        SRV=$!
+        up=0
+        for _ in $(seq 100); do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then up=1; break; fi
+            sleep 0.05
+        done
+        [ "$up" = 1 ] || { cat "$WORK/server.log" >&2; echo "$bin did not start" >&2; exit 1; }
+        c0=$(cpu_ns "$SRV")
+        taskset -c "$CLIENT_CORE" timeout $((DUR + WARM + 20)) "$LOAD" \
+            --url "http://127.0.0.1:$PORT$URL_PATH" --rate "$RATE" --conns "$CONNS" --depth 1 \
+            --duration "$DUR" --warmup "$WARM" --cores 1 --json "$WORK/gen.json" --no-progress \
+            >/dev/null 2>&1
+        c1=$(cpu_ns "$SRV")
+        kill -INT "$SRV" 2>/dev/null || true
+        wait "$SRV" 2>/dev/null || true
+        SRV=
+        n=$(tr -d ' \n' <"$WORK/gen.json" | sed -n 's/.*"status_all":{\([^}]*\)}.*/\1/p' | sed -n 's/.*"2xx":\([0-9]*\).*/\1/p')
+        p99=$(tr -d ' \n' <"$WORK/gen.json" | sed -n 's/.*"p99":\([0-9.]*\).*/\1/p')
+        [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "$bin: no 2xx answers" >&2; exit 1; }
+        ns=$(awk -v c=$((c1 - c0)) -v n="$n" 'BEGIN {printf "%.0f", c / n}')
+        echo "$ns" >>"$WORK/cpu.$i"
+        echo "round $round $bin @ $RATE/s: $n answers, $ns ns CPU per answer, p99 ${p99} us"
+    done
+done
+echo "medians over $ROUNDS rounds (ns CPU per answer at $RATE/s, driver $RINGCORE_DRIVER):"
+for i in "${!BINS[@]}"; do
+    med=$(sort -n "$WORK/cpu.$i" | awk '{v[NR] = $1} END {print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}')
+    echo "  ${BINS[$i]}: $med"
+done
