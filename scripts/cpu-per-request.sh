@@ -14,11 +14,14 @@
 # --conns N (64), --path P (/plaintext), --port P (18551), --server-core C (0), --client-core C
 # (1), --load PATH (default target/release/ringcore-load). Each binary is started as
 # `taskset -c CORE BIN --addr 127.0.0.1:PORT --cores 1` with RINGCORE_DRIVER as in the
-# environment (io_uring when unset). Prints one line per run and the median per binary.
-# Only 127.0.0.1; every generator run is bounded by `timeout` and each server is stopped after
-# its run; only the PIDs started here are signalled.
+# environment (io_uring when unset), and must print "listening on" (as every server of
+# scripts/lib/bench-common.sh does). Prints one line per run and the median per binary.
+# Only 127.0.0.1; every generator run is bounded by `timeout`, each server is stopped (SIGTERM)
+# after its run; only the PIDs started here are signalled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/bench-common.sh
+. scripts/lib/bench-common.sh
 RATE=53000
 ROUNDS=3
 DUR=5
@@ -42,58 +45,41 @@ while [ $# -gt 0 ]; do
         --server-core) SERVER_CORE="$2"; shift ;;
         --client-core) CLIENT_CORE="$2"; shift ;;
         --load) LOAD="$2"; shift ;;
-        -h|--help) sed -n 2,18p "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
         *) BINS+=("$1") ;;
     esac
     shift
 done
 [ "${#BINS[@]}" -gt 0 ] || { echo "name at least one server binary (see --help)" >&2; exit 2; }
+bench_init cpu-per-request
+need_cpus 2
 [ -x "$LOAD" ] || cargo build --release -q -p ringcore-benches --bin ringcore-load
-for b in "${BINS[@]}"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
+for b in "${BINS[@]}"; do [ -x "$b" ] || die "not an executable: $b"; done
 export RINGCORE_DRIVER="${RINGCORE_DRIVER:-io_uring}"
-WORK=$(mktemp -d)
-SRV=
-cleanup() {
-    if [ -n "$SRV" ]; then kill "$SRV" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
 for round in $(seq "$ROUNDS"); do
     for i in "${!BINS[@]}"; do
         bin=${BINS[$i]}
-        # No `timeout` around it: its PID must be the server's (taskset execs the binary);
-        # it is stopped after the run, or by the exit trap.
-        taskset -c "$SERVER_CORE" "$bin" --addr "127.0.0.1:$PORT" --cores 1 >"$WORK/server.log" 2>&1 &
-        SRV=$!
-        up=0
-        for _ in $(seq 100); do
-            if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then up=1; break; fi
-            sleep 0.05
-        done
-        [ "$up" = 1 ] || { cat "$WORK/server.log" >&2; echo "$bin did not start" >&2; exit 1; }
-        c0=$(cpu_ns "$SRV")
+        start_server "$bin" "$WORK/server.log" taskset -c "$SERVER_CORE" "$bin" \
+            --addr "127.0.0.1:$PORT" --cores 1
+        c0=$(cpu_ns "$SRV_PID")
         taskset -c "$CLIENT_CORE" timeout $((DUR + WARM + 20)) "$LOAD" \
             --url "http://127.0.0.1:$PORT$URL_PATH" --rate "$RATE" --conns "$CONNS" --depth 1 \
             --duration "$DUR" --warmup "$WARM" --cores 1 --json "$WORK/gen.json" --no-progress \
-            >/dev/null 2>&1
-        c1=$(cpu_ns "$SRV")
-        kill -INT "$SRV" 2>/dev/null || true
-        wait "$SRV" 2>/dev/null || true
-        SRV=
+            >/dev/null 2>&1 || true
+        c1=$(cpu_ns "$SRV_PID")
+        stop_server "$bin" "$SRV_PID" "$WORK/stops"
         n=$(tr -d ' \n' <"$WORK/gen.json" | sed -n 's/.*"status_all":{\([^}]*\)}.*/\1/p' | sed -n 's/.*"2xx":\([0-9]*\).*/\1/p')
         p99=$(tr -d ' \n' <"$WORK/gen.json" | sed -n 's/.*"p99":\([0-9.]*\).*/\1/p')
-        [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "$bin: no 2xx answers" >&2; exit 1; }
+        [ -n "$n" ] && [ "$n" -gt 0 ] || die "$bin: no 2xx answers"
         ns=$(awk -v c=$((c1 - c0)) -v n="$n" 'BEGIN {printf "%.0f", c / n}')
         echo "$ns" >>"$WORK/cpu.$i"
         echo "round $round $bin @ $RATE/s: $n answers, $ns ns CPU per answer, p99 ${p99} us"
+        rm -f "$WORK/gen.json"
     done
 done
 echo "medians over $ROUNDS rounds (ns CPU per answer at $RATE/s, driver $RINGCORE_DRIVER):"
 for i in "${!BINS[@]}"; do
-    med=$(sort -n "$WORK/cpu.$i" | awk '{v[NR] = $1} END {print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}')
-    echo "  ${BINS[$i]}: $med"
+    echo "  ${BINS[$i]}: $(median <"$WORK/cpu.$i")"
 done
