@@ -88,19 +88,7 @@ impl Handle {
     /// Runs `f` with the whole `Date: ...\r\n` line.
     #[inline]
     pub(crate) fn with_line<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        match &self.0 {
-            Some(c) => {
-                if !c.borrow().driven {
-                    update(&mut c.borrow_mut(), SystemTime::now());
-                }
-                f(&c.borrow().line)
-            }
-            None => {
-                let mut c = Cache::new();
-                update(&mut c, SystemTime::now());
-                f(&c.line)
-            }
-        }
+        self.with_stamped_line(|line, _| f(line))
     }
 }
 

@@ -169,6 +169,10 @@ pub(crate) fn head_cached(
                 let start = out.len();
                 out.extend_from_slice(&k.bytes);
                 finish_with(out, Some(line), delimit, persist);
+                if key.is_none() {
+                    // Off a runtime core: nothing to keep it under.
+                    return;
+                }
                 let k = &mut *k;
                 k.whole.clear();
                 k.whole.extend_from_slice(&out[start..]);
