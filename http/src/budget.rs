@@ -127,8 +127,12 @@ impl Reservation {
     }
 
     /// Gives every held byte back (the request's buffer was released).
+    #[inline]
     pub(crate) fn release(&mut self) {
-        self.budget.give_back(std::mem::take(&mut self.held));
+        // Most requests hold nothing (no body, or one that came with its head).
+        if self.held != 0 {
+            self.budget.give_back(std::mem::take(&mut self.held));
+        }
     }
 }
 

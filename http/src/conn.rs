@@ -775,6 +775,11 @@ async fn serve_busy<S: 'static, T: Transport>(
                     }
                 }
             }
+            if headers.capacity() == 0 {
+                // No fields of the handler's own (the usual answer): nothing to free, so not
+                // even the call into the vector's drop glue.
+                std::mem::forget(headers);
+            }
             if !keep_alive {
                 return Busy::Closed(flush_out_of_line!());
             }

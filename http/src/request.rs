@@ -424,7 +424,7 @@ impl Parts {
 
     /// The method.
     pub fn method(&self) -> &Method {
-        self.raw.as_ref().map_or(&Method::GET, |r| &r.head.method)
+        self.raw.as_ref().map_or(&Method::GET, |r| r.method())
     }
 
     /// `HTTP/1.0` or `HTTP/1.1`.

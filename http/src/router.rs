@@ -473,8 +473,8 @@ impl<S: 'static> Router<S> {
         arrived: Instant,
         slot: &'s mut HandlerSlot,
     ) -> (Routed<SlotResponse<'s>>, Started) {
-        let method = raw.method().clone();
-        let (target, route) = self.target(&method, Some(raw.route_path()), None);
+        let method = raw.method();
+        let (target, route) = self.target(method, Some(raw.route_path()), None);
         let routed = match target {
             Target::Handler(h, params) => Routed::Running(h.handler.call_in(
                 Request::routed(raw, peer, arrived, params),
@@ -499,7 +499,7 @@ impl<S: 'static> Router<S> {
     /// Records `n` answers [`start`](Self::start)ed alike, answered at `now`.
     fn record_started(&self, started: &Started, code: u16, now: Instant, n: u64) {
         let metrics = started.route.map_or(&self.unmatched, |i| &self.metrics[i]);
-        metrics.record_n(&started.method, code, started.since, now, n);
+        metrics.record_n(started.method, code, started.since, now, n);
     }
 
     async fn dispatch(&self, req: Request, span: &tracing::Span) -> (Response, Option<usize>) {
@@ -610,7 +610,7 @@ impl<S: 'static> Answered<'_, S> {
                 if s.route == started.route
                     && *c == code
                     && s.since == started.since
-                    && s.method == started.method =>
+                    && std::ptr::eq(s.method, started.method) =>
             {
                 *n += 1
             }
@@ -644,7 +644,9 @@ impl<S: 'static> Drop for Answered<'_, S> {
 /// What [`Router::start`] keeps for the answer's metrics ([`Answered`]).
 pub(crate) struct Started {
     route: Option<usize>,
-    method: Method,
+    /// One of the parser's methods, each at one address (so [`Answered::push`] compares the
+    /// addresses).
+    method: &'static Method,
     since: Instant,
 }
 

@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use http::{Method, StatusCode, Version};
 
-use super::line::{is_host_char, is_tchar, target_class, Line, LineScan, TargetByte};
+use super::line::{all_host_chars, is_tchar, target_class, Line, LineScan, TargetByte};
 use super::target::validate_target;
 use crate::limits::Limits;
 
@@ -42,25 +42,84 @@ pub(crate) enum Framing {
     Chunked,
 }
 
-/// A validated request head; ranges point into the head bytes.
+/// The methods a request line may carry, each once: the parser answers any other with 501, so
+/// a head names its method by its index here and hands out a `&'static` one (no `Method` to
+/// move or drop per request).
+static METHODS: [Method; 9] = [
+    Method::GET,
+    Method::POST,
+    Method::HEAD,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
+
+/// A byte range of a head, as two `u32` (a head is at most `u32::MAX` bytes: [`finish`]
+/// refuses a longer one), so that a [`Head`] is small to move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// `r`, whose end is at most a head's length.
+    fn new(r: Range<usize>) -> Self {
+        Span {
+            start: r.start as u32,
+            end: r.end as u32,
+        }
+    }
+
+    pub(crate) fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    pub(crate) fn start(self) -> usize {
+        self.start as usize
+    }
+}
+
+/// A validated request head; spans point into the head bytes. About 56 bytes: it is moved
+/// with every request, from the parser to the handler.
 #[derive(Debug, Clone)]
 pub(crate) struct Head {
-    pub(crate) method: Method,
+    /// The index of the method in [`METHODS`].
+    method: u8,
     pub(crate) version: Version,
-    pub(crate) target: Range<usize>,
+    pub(crate) target: Span,
     /// The part of the target routed on: path and query. The whole target for origin-form
     /// (and asterisk- and authority-form); after the authority for absolute-form, where it may
     /// be empty or start with `?` (the path is then `/`).
-    pub(crate) path_and_query: Range<usize>,
+    pub(crate) path_and_query: Span,
     /// Where the path ends in `path_and_query`: at the first `?`, else at the end.
-    pub(crate) path_end: usize,
+    path_end: u32,
     /// The field lines (validated), from the first field to the end of the head: read lazily
     /// by [`fields`], so a request whose handler reads no field costs no allocation.
-    pub(crate) fields: Range<usize>,
-    pub(crate) len: usize,
+    pub(crate) fields: Span,
+    len: u32,
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
+}
+
+impl Head {
+    pub(crate) fn method(&self) -> &'static Method {
+        &METHODS[usize::from(self.method)]
+    }
+
+    /// The path routed on, before any `?`, as a range of the head bytes.
+    pub(crate) fn path(&self) -> Range<usize> {
+        self.path_and_query.start()..self.path_end as usize
+    }
+
+    /// The head's length, empty line included.
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
 }
 
 /// Why a head was refused: the status to answer with. Every refusal closes the connection.
@@ -308,9 +367,11 @@ fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Reject>> {
         return None;
     }
     let version_at = i + 1;
-    let minor = match line.get(version_at..version_at + 8)? {
-        b"HTTP/1.1" => 1,
-        b"HTTP/1.0" => 0,
+    // The version as one 8-byte word: two compares instead of two byte-string matches.
+    let version: [u8; 8] = line.get(version_at..version_at + 8)?.try_into().ok()?;
+    let minor = match u64::from_le_bytes(version) {
+        v if v == u64::from_le_bytes(*b"HTTP/1.1") => 1,
+        v if v == u64::from_le_bytes(*b"HTTP/1.0") => 0,
         _ => return None,
     };
     let end = match buf.get(version_at + 8..version_at + 10)? {
@@ -366,19 +427,25 @@ fn finish(
             ));
         }
     };
-    let method = match &buf[line.method.clone()] {
-        b"GET" => Method::GET,
-        b"POST" => Method::POST,
-        b"HEAD" => Method::HEAD,
-        b"PUT" => Method::PUT,
-        b"DELETE" => Method::DELETE,
-        b"PATCH" => Method::PATCH,
-        b"OPTIONS" => Method::OPTIONS,
-        b"CONNECT" => Method::CONNECT,
-        b"TRACE" => Method::TRACE,
+    let method: u8 = match &buf[line.method.clone()] {
+        b"GET" => 0,
+        b"POST" => 1,
+        b"HEAD" => 2,
+        b"PUT" => 3,
+        b"DELETE" => 4,
+        b"PATCH" => 5,
+        b"OPTIONS" => 6,
+        b"CONNECT" => 7,
+        b"TRACE" => 8,
         _ => return Err(reject(StatusCode::NOT_IMPLEMENTED, "unknown method")),
     };
-    let origin_at = validate_target(&method, &buf[line.target.clone()], line.fragment)?;
+    // Every offset below is at most `len`, which must fit the spans' `u32`.
+    let len32 = u32::try_from(len).map_err(|_| too_large())?;
+    let origin_at = validate_target(
+        &METHODS[usize::from(method)],
+        &buf[line.target.clone()],
+        line.fragment,
+    )?;
     let target = line.target.clone();
     let path_and_query = target.start + origin_at..target.end;
     // The authority of an absolute-form target ends at its first `/` or `?`, so the target's
@@ -401,18 +468,18 @@ fn finish(
         if !known {
             continue;
         }
-        if name.eq_ignore_ascii_case("host") {
+        if is_field(name, b"host") {
             host_count += 1;
             if !valid_host(value) {
                 return Err(bad("invalid Host header"));
             }
-        } else if name.eq_ignore_ascii_case("content-length") {
+        } else if is_field(name, b"content-length") {
             let n = parse_content_length(value).ok_or_else(|| bad("invalid Content-Length"))?;
             match content_length {
                 Some(prev) if prev != n => return Err(bad("conflicting Content-Length values")),
                 _ => content_length = Some(n),
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if is_field(name, b"transfer-encoding") {
             te_seen = true;
             for coding in split_list(value) {
                 if chunked_final {
@@ -426,7 +493,7 @@ fn finish(
                     te_bad = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case("connection") {
+        } else if is_field(name, b"connection") {
             for token in split_list(value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
@@ -434,7 +501,7 @@ fn finish(
                     keep_alive_token = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case("expect") {
+        } else if is_field(name, b"expect") {
             if value.eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = true;
             } else {
@@ -477,11 +544,11 @@ fn finish(
     Ok(Head {
         method,
         version,
-        target,
-        path_and_query,
-        path_end,
-        fields: field_block,
-        len,
+        target: Span::new(target),
+        path_and_query: Span::new(path_and_query),
+        path_end: path_end as u32,
+        fields: Span::new(field_block),
+        len: len32,
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11 && framing != Framing::None,
@@ -490,7 +557,20 @@ fn finish(
 
 /// Host = uri-host [ ":" port ]; empty is allowed (RFC 9112 3.2).
 fn valid_host(v: &[u8]) -> bool {
-    v.iter().all(|&b| is_host_char(b))
+    all_host_chars(v)
+}
+
+/// True if the field name `name` is `lower` (lower case letters and `-`) in any case. Only
+/// for names `httparse` accepted (tokens): setting bit 5 maps `A`-`Z` to `a`-`z`, and the
+/// only other byte it maps to a letter or `-` is that letter or `-` itself, or CR (to `-`),
+/// which a token never holds. One OR, XOR and OR per byte, no branch until the end.
+fn is_field(name: &str, lower: &[u8]) -> bool {
+    name.len() == lower.len()
+        && name
+            .bytes()
+            .zip(lower)
+            .fold(0, |diff, (b, &l)| diff | ((b | 0x20) ^ l))
+            == 0
 }
 
 /// `Content-Length = 1*DIGIT`; a list of identical values ("5, 5") is accepted as one.

@@ -56,31 +56,31 @@ pub struct RawRequest {
 
 impl RawRequest {
     /// The method.
-    pub fn method(&self) -> &http::Method {
-        &self.head.method
+    pub fn method(&self) -> &'static http::Method {
+        self.head.method()
     }
 
     /// The request target exactly as sent.
     pub fn target(&self) -> &[u8] {
-        &self.head_bytes[self.head.target.clone()]
+        &self.head_bytes[self.head.target.range()]
     }
 
     /// The path and query the router sees: the whole target, or for absolute-form what follows
     /// the authority (possibly empty, or starting with `?`).
     pub(crate) fn path_and_query(&self) -> &[u8] {
-        &self.head_bytes[self.head.path_and_query.clone()]
+        &self.head_bytes[self.head.path_and_query.range()]
     }
 
     /// The path routed on: the path and query up to the first `?`, or `/` when that is
     /// empty (as [`route_path_bytes`](crate::request::route_path_bytes) of
     /// [`path_and_query`](Self::path_and_query), with the `?` found by the scanner).
     pub(crate) fn route_path(&self) -> &[u8] {
-        crate::request::or_root(&self.head_bytes[self.head.path_and_query.start..self.head.path_end])
+        crate::request::or_root(&self.head_bytes[self.head.path()])
     }
 
     /// Header fields in order, as (name, value) bytes.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        super::head::fields(&self.head_bytes[self.head.fields.clone()])
+        super::head::fields(&self.head_bytes[self.head.fields.range()])
     }
 
     /// The decoded body.
@@ -218,7 +218,7 @@ impl Parser {
     pub(crate) fn body_head(&self) -> Option<(&http::Method, &[u8])> {
         match &self.state {
             State::Body { head_bytes, head, .. } => {
-                Some((&head.method, &head_bytes[head.path_and_query.clone()]))
+                Some((head.method(), &head_bytes[head.path_and_query.range()]))
             }
             _ => None,
         }
@@ -355,7 +355,7 @@ impl Parser {
                         Err(r) => return Err(self.fail(r.into())),
                     };
                     self.head_scan = HeadScan::default();
-                    let head_bytes = self.buf.split_to(head.len).freeze();
+                    let head_bytes = self.buf.split_to(head.len()).freeze();
                     self.continue_sent = false;
                     self.expect_continue = head.expect_continue;
                     let body = match head.framing {
