@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::handler::{erase, BoxFuture, Endpoint, Handler, HandlerSlot, SlotResponse};
 use crate::metrics::RouteMetrics;
 use crate::middleware::{wrap, Middleware};
+use crate::proto::head::{method_index, METHOD_COUNT};
 use crate::proto::parser::RawRequest;
 use crate::request::Request;
 use crate::response::Response;
@@ -26,6 +27,26 @@ use crate::response::Response;
 pub struct MethodRouter<S = ()> {
     handlers: Vec<(Method, Endpoint<S>)>,
     any: Option<Endpoint<S>>,
+    /// For each method a request may carry (by [`method_index`]), where [`find`](Self::find)
+    /// sends it: an index into `handlers`, [`TO_ANY`] or [`TO_NONE`]. Kept up to date by
+    /// every change of `handlers` and `any`, so routing a request compares no `Method`.
+    by_index: [u8; METHOD_COUNT],
+}
+
+/// In [`MethodRouter::by_index`]: compare the methods ([`MethodRouter::find_slow`]; a handler
+/// past index 252, which no real route has).
+const TO_SLOW: u8 = u8::MAX - 2;
+/// In [`MethodRouter::by_index`]: the `any` handler.
+const TO_ANY: u8 = u8::MAX - 1;
+/// In [`MethodRouter::by_index`]: no handler (405).
+const TO_NONE: u8 = u8::MAX;
+
+/// Where [`MethodRouter::find_slow`] found a method's handler.
+enum Found {
+    /// `handlers[i]`.
+    At(usize),
+    /// The `any` handler.
+    Any,
 }
 
 impl<S> fmt::Debug for MethodRouter<S> {
@@ -45,6 +66,7 @@ impl<S> Default for MethodRouter<S> {
         Self {
             handlers: Vec::new(),
             any: None,
+            by_index: [TO_NONE; METHOD_COUNT],
         }
     }
 }
@@ -97,6 +119,7 @@ where
     MethodRouter {
         handlers: Vec::new(),
         any: Some(erase(handler)),
+        by_index: [TO_ANY; METHOD_COUNT],
     }
 }
 
@@ -109,6 +132,7 @@ impl<S: 'static> MethodRouter<S> {
     {
         self.handlers.retain(|(m, _)| *m != method);
         self.handlers.push((method, erase(handler)));
+        self.reindex();
         self
     }
 
@@ -136,22 +160,55 @@ impl<S: 'static> MethodRouter<S> {
         if other.any.is_some() {
             self.any = other.any;
         }
+        self.reindex();
     }
 
-    /// The handler for `method`: exact, then GET for HEAD, then `any`.
-    fn find(&self, method: &Method) -> Option<&Endpoint<S>> {
-        let exact = self.handlers.iter().find(|(m, _)| m == method).map(|(_, h)| h);
+    /// Fills `by_index` from `handlers` and `any` (what [`find_slow`](Self::find_slow) gives
+    /// for each method a request may carry).
+    fn reindex(&mut self) {
+        for i in 0..METHOD_COUNT {
+            let method = crate::proto::head::method_at(i);
+            self.by_index[i] = match self.find_slow(method) {
+                None => TO_NONE,
+                Some(Found::Any) => TO_ANY,
+                Some(Found::At(at)) => u8::try_from(at)
+                    .ok()
+                    .filter(|&at| at < TO_SLOW)
+                    .unwrap_or(TO_SLOW),
+            };
+        }
+    }
+
+    /// The handler for the method with `index` (see [`method_index`]), or for `method` when
+    /// it has none: exact, then GET for HEAD, then `any`.
+    #[inline]
+    fn find(&self, method: &Method, index: Option<u8>) -> Option<&Endpoint<S>> {
+        let to = index.map_or(TO_SLOW, |i| self.by_index[usize::from(i)]);
+        match to {
+            TO_NONE => None,
+            TO_ANY => self.any.as_ref(),
+            TO_SLOW => match self.find_slow(method)? {
+                Found::Any => self.any.as_ref(),
+                Found::At(at) => self.handlers.get(at).map(|(_, h)| h),
+            },
+            at => self.handlers.get(usize::from(at)).map(|(_, h)| h),
+        }
+    }
+
+    /// [`find`](Self::find) by comparing methods.
+    fn find_slow(&self, method: &Method) -> Option<Found> {
+        let exact = self.handlers.iter().position(|(m, _)| m == method);
         let head_as_get = || {
             if *method == Method::HEAD {
-                self.handlers
-                    .iter()
-                    .find(|(m, _)| *m == Method::GET)
-                    .map(|(_, h)| h)
+                self.handlers.iter().position(|(m, _)| *m == Method::GET)
             } else {
                 None
             }
         };
-        exact.or_else(head_as_get).or(self.any.as_ref())
+        match exact.or_else(head_as_get) {
+            Some(at) => Some(Found::At(at)),
+            None => self.any.as_ref().map(|_| Found::Any),
+        }
     }
 
     fn allow(&self) -> String {
@@ -377,7 +434,9 @@ impl<S: 'static> Router<S> {
     /// once per request whose head is complete and whose body is still arriving.
     pub(crate) fn streams_body(&self, method: &Method, path_and_query: &[u8]) -> bool {
         match self.find(path_and_query) {
-            Some((i, _)) => self.routes[i].find(method).is_some_and(|e| e.streams_body),
+            Some((i, _)) => self.routes[i]
+                .find(method, method_index(method))
+                .is_some_and(|e| e.streams_body),
             None => self.fallback.as_ref().is_some_and(|e| e.streams_body),
         }
     }
@@ -474,7 +533,8 @@ impl<S: 'static> Router<S> {
         slot: &'s mut HandlerSlot,
     ) -> (Routed<SlotResponse<'s>>, Started) {
         let method = raw.method();
-        let (target, route) = self.target(method, Some(raw.route_path()), None);
+        let index = Some(raw.head.method_index());
+        let (target, route) = self.target(method, index, Some(raw.route_path()), None);
         let routed = match target {
             Target::Handler(h, params) => Routed::Running(h.handler.call_in(
                 Request::routed(raw, peer, arrived, params),
@@ -513,7 +573,8 @@ impl<S: 'static> Router<S> {
             .parts()
             .path_and_query_bytes()
             .map(crate::request::route_path_bytes);
-        let (target, route) = self.target(req.method(), path, Some(span));
+        let index = method_index(req.method());
+        let (target, route) = self.target(req.method(), index, path, Some(span));
         match target {
             Target::Handler(h, params) => {
                 req.set_params(params);
@@ -523,12 +584,14 @@ impl<S: 'static> Router<S> {
         }
     }
 
-    /// Where a request with `method` and `path` (before any query) goes (`None`: no request line,
-    /// which no route matches), and its route's index. A matched route is recorded in `span`.
+    /// Where a request with `method` (whose [`method_index`] is `index`) and `path` (before
+    /// any query) goes (`None`: no request line, which no route matches), and its route's
+    /// index. A matched route is recorded in `span`.
     #[inline(always)]
     fn target(
         &self,
         method: &Method,
+        index: Option<u8>,
         path: Option<&[u8]>,
         span: Option<&tracing::Span>,
     ) -> (Target<'_, S>, Option<usize>) {
@@ -539,7 +602,7 @@ impl<S: 'static> Router<S> {
                     span.record("route", self.metrics[i].route());
                 }
                 let route = &self.routes[i];
-                match route.find(method) {
+                match route.find(method, index) {
                     Some(h) => (Target::Handler(h, params), Some(i)),
                     None => {
                         let mut r = Response::error(StatusCode::METHOD_NOT_ALLOWED);
@@ -653,6 +716,43 @@ pub(crate) struct Started {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_method_table_sends_every_method_where_comparing_methods_does() {
+        let h = || async { "" };
+        let routes: Vec<MethodRouter> = vec![
+            MethodRouter::default(),
+            get(h),
+            get(h).on(Method::HEAD, h),
+            post(h).put(h),
+            any(h),
+            get(h).on(Method::TRACE, h),
+            {
+                let mut m = get(h);
+                m.merge(any(h).post(h));
+                m
+            },
+            get(h).post(h).layer(crate::middleware::from_fn(
+                |req, next: crate::middleware::Next| next.run(req),
+            )),
+        ];
+        for (r, route) in routes.iter().enumerate() {
+            for i in 0..METHOD_COUNT {
+                let method = crate::proto::head::method_at(i);
+                let fast = route.find(method, Some(i as u8)).map(|e| e as *const _);
+                let slow = route.find(method, None).map(|e| e as *const _);
+                assert_eq!(fast, slow, "route {r}, {method}");
+            }
+        }
+        // HEAD goes to GET, an unrouted method nowhere, `any` takes the rest.
+        let (get_only, post_only, anything): (MethodRouter, MethodRouter, MethodRouter) =
+            (get(h), post(h), any(h));
+        let head = method_index(&Method::HEAD);
+        assert!(get_only.find(&Method::HEAD, head).is_some());
+        assert!(post_only.find(&Method::HEAD, head).is_none());
+        let delete = method_index(&Method::DELETE);
+        assert!(anything.find(&Method::DELETE, delete).is_some());
+    }
 
     #[test]
     fn static_routes_are_kept_by_length_and_found_without_the_tree() {

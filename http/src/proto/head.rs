@@ -57,6 +57,19 @@ static METHODS: [Method; 9] = [
     Method::TRACE,
 ];
 
+/// The index of `method` among the methods a request line may carry (`None` for another).
+pub(crate) fn method_index(method: &Method) -> Option<u8> {
+    METHODS.iter().position(|m| m == method).map(|i| i as u8)
+}
+
+/// The method with index `i` (below [`METHOD_COUNT`]).
+pub(crate) fn method_at(i: usize) -> &'static Method {
+    &METHODS[i]
+}
+
+/// The number of methods a request line may carry.
+pub(crate) const METHOD_COUNT: usize = METHODS.len();
+
 /// A byte range of a head, as two `u32` (a head is at most `u32::MAX` bytes: [`finish`]
 /// refuses a longer one), so that a [`Head`] is small to move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +122,11 @@ pub(crate) struct Head {
 impl Head {
     pub(crate) fn method(&self) -> &'static Method {
         &METHODS[usize::from(self.method)]
+    }
+
+    /// The method's index (see [`method_index`]).
+    pub(crate) fn method_index(&self) -> u8 {
+        self.method
     }
 
     /// The path routed on, before any `?`, as a range of the head bytes.
