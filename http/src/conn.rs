@@ -592,7 +592,7 @@ async fn serve_busy<S: 'static, T: Transport>(
             head_started = None;
             body_started = None;
             let is_head = *raw.method() == Method::HEAD;
-            let version = raw.head.version;
+            let version = raw.head.version();
             let wants_keep_alive = raw.keep_alive();
             core.requests.set(core.requests.get() + 1);
             // Whether what is left of a streamed body allows keeping the connection, and the

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{Method, Version};
 
 use crate::body_stream::BodyStream;
+use crate::proto::parser::RequestHead;
 use crate::proto::RawRequest;
 
 /// A request's body: bytes received whole before the handler ran (every request but those
@@ -161,7 +162,8 @@ impl Extensions {
 /// it; any number of them may run before the one body extractor.
 #[derive(Clone, Default)]
 pub struct Parts {
-    raw: Option<RawRequest>,
+    /// The request line and fields (none for a `Parts::default()`).
+    head: Option<RequestHead>,
     params: Vec<(String, String)>,
     peer: Option<SocketAddr>,
     arrived: Option<Instant>,
@@ -228,13 +230,12 @@ impl Request {
     /// A request read off a connection whose route and path parameters are known.
     #[inline(always)]
     pub(crate) fn routed(
-        mut raw: RawRequest,
+        raw: RawRequest,
         peer: Option<SocketAddr>,
         arrived: Instant,
         params: Vec<(String, String)>,
     ) -> Self {
-        let body = RequestBody::Full(std::mem::take(&mut raw.body));
-        Self::read(raw, peer, arrived, params, body)
+        Self::read(raw.head, peer, arrived, params, RequestBody::Full(raw.body))
     }
 
     /// A request read off a connection whose body arrives through `body`.
@@ -244,13 +245,13 @@ impl Request {
         arrived: Instant,
         body: RequestBody,
     ) -> Self {
-        Self::read(raw, peer, arrived, Vec::new(), body)
+        Self::read(raw.head, peer, arrived, Vec::new(), body)
     }
 
     /// A request read off a connection, from all its pieces.
     #[inline(always)]
     fn read(
-        raw: RawRequest,
+        head: RequestHead,
         peer: Option<SocketAddr>,
         arrived: Instant,
         params: Vec<(String, String)>,
@@ -258,7 +259,7 @@ impl Request {
     ) -> Self {
         Self {
             parts: Parts {
-                raw: Some(raw),
+                head: Some(head),
                 params,
                 peer,
                 arrived: Some(arrived),
@@ -424,38 +425,38 @@ impl Parts {
 
     /// The method.
     pub fn method(&self) -> &Method {
-        self.raw.as_ref().map_or(&Method::GET, |r| r.method())
+        self.head.as_ref().map_or(&Method::GET, |h| h.method())
     }
 
     /// `HTTP/1.0` or `HTTP/1.1`.
     pub fn version(&self) -> Version {
-        self.raw.as_ref().map_or(Version::HTTP_11, |r| r.head.version)
+        self.head.as_ref().map_or(Version::HTTP_11, |h| h.version())
     }
 
     /// The request target as sent (origin-form `/path?query`, or absolute-form).
     pub fn uri(&self) -> &str {
-        self.raw
+        self.head
             .as_ref()
-            .map_or("", |r| std::str::from_utf8(r.target()).unwrap_or(""))
+            .map_or("", |h| std::str::from_utf8(h.target()).unwrap_or(""))
     }
 
     /// The path (without the query), for origin-form and absolute-form targets: for
     /// `http://host?q` (no path) it is `/`.
     pub fn path(&self) -> &str {
-        let Some(raw) = &self.raw else { return "" };
-        route_path(raw.path_and_query())
+        let Some(head) = &self.head else { return "" };
+        route_path(head.path_and_query())
     }
 
     /// The path and query as sent (what the router reads); `None` without a request line.
     pub(crate) fn path_and_query_bytes(&self) -> Option<&[u8]> {
-        self.raw.as_ref().map(|raw| raw.path_and_query())
+        self.head.as_ref().map(|h| h.path_and_query())
     }
 
     /// The query string after `?`, if any (for absolute-form, the first `?` after the
     /// authority).
     pub fn query(&self) -> Option<&str> {
-        let raw = self.raw.as_ref()?;
-        std::str::from_utf8(raw.path_and_query())
+        let head = self.head.as_ref()?;
+        std::str::from_utf8(head.path_and_query())
             .ok()?
             .split_once('?')
             .map(|(_, q)| q)
@@ -475,9 +476,9 @@ impl Parts {
 
     /// All header fields in order (names as sent; compare case-insensitively).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.raw
+        self.head
             .iter()
-            .flat_map(|r| r.headers())
+            .flat_map(|h| h.headers())
             .map(|(n, v)| (std::str::from_utf8(n).unwrap_or(""), v))
     }
 
@@ -508,7 +509,7 @@ impl Parts {
     /// Whether the connection stays open after this request (HTTP/1.1 without
     /// `Connection: close`, or HTTP/1.0 with `Connection: keep-alive`).
     pub fn keep_alive(&self) -> bool {
-        self.raw.as_ref().is_some_and(|r| r.head.keep_alive)
+        self.head.as_ref().is_some_and(|h| h.keep_alive())
     }
 
     /// Values attached by middleware.

@@ -533,7 +533,7 @@ impl<S: 'static> Router<S> {
         slot: &'s mut HandlerSlot,
     ) -> (Routed<SlotResponse<'s>>, Started) {
         let method = raw.method();
-        let index = Some(raw.head.method_index());
+        let index = Some(raw.head.parsed.method_index());
         let (target, route) = self.target(method, index, Some(raw.route_path()), None);
         let routed = match target {
             Target::Handler(h, params) => Routed::Running(h.handler.call_in(

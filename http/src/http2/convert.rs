@@ -143,7 +143,7 @@ pub(super) async fn handle<S: 'static>(
         Ok(raw) => raw,
         Err((status, reason)) => return Ok(error(status, reason, &ctx.cfg)),
     };
-    raw.head.version = Version::HTTP_2;
+    raw.head.parsed.version = Version::HTTP_2;
     let resp = ctx.router.handle(Request::new(raw, ctx.peer, arrived)).await;
     // The request, and with it its body, is gone.
     reserved.release();

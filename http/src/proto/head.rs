@@ -235,13 +235,18 @@ impl HeadScan {
         self.work
     }
 
+    /// True before any byte of the head was scanned: [`parse_whole`] may read it whole.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.line.is_none() && self.done_line.is_none()
+    }
+
     /// Parses the head at the start of `buf`, which holds everything the last call saw plus
     /// what arrived since (a fresh scan for each head).
     ///
     /// `Ok(None)`: incomplete, read more. `Err`: answer with the status and close.
     pub(crate) fn advance(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
         // A fresh scan of a head that came whole: one `httparse` pass when it accepts.
-        if self.line.is_none() && self.done_line.is_none() {
+        if self.is_fresh() {
             if let Some(done) = parse_whole(buf, limits) {
                 return done.map(Some);
             }
@@ -353,7 +358,7 @@ impl HeadScan {
 /// other verdict (a partial head, leading empty lines, another version, a bad byte, a limit
 /// reached), so a head gets the same [`Head`] or the same refusal whichever path reads it
 /// (`the_whole_head_path_agrees_with_the_resumable_scan` compares them).
-fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Reject>> {
+pub(crate) fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Reject>> {
     let cap = buf.len().min(limits.max_header_bytes);
     let line = &buf[..cap.min(limits.max_request_line)];
     let method_end = if line.starts_with(b"GET ") {

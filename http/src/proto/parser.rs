@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 
 use super::chunked::ChunkedDecoder;
-use super::head::{Framing, Head, HeadScan, Reject};
+use super::head::{parse_whole, Framing, Head, HeadScan, Reject};
 use crate::limits::Limits;
 
 /// A protocol error: the status to answer with before closing the connection.
@@ -45,12 +45,53 @@ impl From<Reject> for ProtoError {
     }
 }
 
-/// A complete request as parsed: its head bytes (shared, not copied), the validated head,
-/// and its body.
+/// A request's head: its bytes (split off the connection's buffer, not copied) and where its
+/// parts are in them. What a [`Request`](crate::Request)'s parts read.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestHead {
+    pub(crate) bytes: Bytes,
+    pub(crate) parsed: Head,
+}
+
+impl RequestHead {
+    pub(crate) fn method(&self) -> &'static http::Method {
+        self.parsed.method()
+    }
+
+    pub(crate) fn version(&self) -> http::Version {
+        self.parsed.version
+    }
+
+    pub(crate) fn target(&self) -> &[u8] {
+        &self.bytes[self.parsed.target.range()]
+    }
+
+    /// The path and query the router sees: the whole target, or for absolute-form what
+    /// follows the authority (possibly empty, or starting with `?`).
+    pub(crate) fn path_and_query(&self) -> &[u8] {
+        &self.bytes[self.parsed.path_and_query.range()]
+    }
+
+    /// The path routed on: the path and query up to the first `?`, or `/` when that is
+    /// empty.
+    pub(crate) fn route_path(&self) -> &[u8] {
+        crate::request::or_root(&self.bytes[self.parsed.path()])
+    }
+
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        super::head::fields(&self.bytes[self.parsed.fields.range()])
+    }
+
+    pub(crate) fn keep_alive(&self) -> bool {
+        self.parsed.keep_alive
+    }
+}
+
+/// A complete request as parsed: its head (bytes shared, not copied, and the validated
+/// head) and its body.
 #[derive(Debug, Clone)]
 pub struct RawRequest {
-    pub(crate) head_bytes: Bytes,
-    pub(crate) head: Head,
+    pub(crate) head: RequestHead,
     pub(crate) body: Bytes,
 }
 
@@ -62,25 +103,19 @@ impl RawRequest {
 
     /// The request target exactly as sent.
     pub fn target(&self) -> &[u8] {
-        &self.head_bytes[self.head.target.range()]
-    }
-
-    /// The path and query the router sees: the whole target, or for absolute-form what follows
-    /// the authority (possibly empty, or starting with `?`).
-    pub(crate) fn path_and_query(&self) -> &[u8] {
-        &self.head_bytes[self.head.path_and_query.range()]
+        self.head.target()
     }
 
     /// The path routed on: the path and query up to the first `?`, or `/` when that is
     /// empty (as [`route_path_bytes`](crate::request::route_path_bytes) of
     /// [`path_and_query`](Self::path_and_query), with the `?` found by the scanner).
     pub(crate) fn route_path(&self) -> &[u8] {
-        crate::request::or_root(&self.head_bytes[self.head.path()])
+        self.head.route_path()
     }
 
     /// Header fields in order, as (name, value) bytes.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        super::head::fields(&self.head_bytes[self.head.fields.range()])
+        self.head.headers()
     }
 
     /// The decoded body.
@@ -90,7 +125,7 @@ impl RawRequest {
 
     /// Whether the connection may be kept open after this request.
     pub fn keep_alive(&self) -> bool {
-        self.head.keep_alive
+        self.head.keep_alive()
     }
 }
 
@@ -240,8 +275,10 @@ impl Parser {
             } => {
                 self.state = State::Stream(body);
                 Some(RawRequest {
-                    head_bytes,
-                    head,
+                    head: RequestHead {
+                        bytes: head_bytes,
+                        parsed: head,
+                    },
                     body: Bytes::new(),
                 })
             }
@@ -342,7 +379,55 @@ impl Parser {
 
     /// The next complete request, `Ok(None)` if more bytes are needed, or the error to answer
     /// with (after which the parser stays failed: close the connection).
+    #[inline]
     pub fn next_request(&mut self) -> Result<Option<RawRequest>, ProtoError> {
+        // The usual head, whole in the buffer, read in one pass (`parse_whole`); everything
+        // else (a head in pieces, a body) out of line.
+        if matches!(self.state, State::Head) && self.head_scan.is_fresh() {
+            match parse_whole(&self.buf, &self.limits) {
+                Some(Ok(head)) => {
+                    if let Some(req) = self.took_head(head) {
+                        return Ok(Some(req));
+                    }
+                }
+                Some(Err(r)) => return Err(self.fail(r.into())),
+                None => {}
+            }
+        }
+        self.next_request_slow()
+    }
+
+    /// A complete head was read off the front of the buffer: its request when it has no
+    /// body, else `None` with the body's reading under way.
+    #[inline]
+    fn took_head(&mut self, head: Head) -> Option<RawRequest> {
+        let head_bytes = self.buf.split_to(head.len()).freeze();
+        self.continue_sent = false;
+        self.expect_continue = head.expect_continue;
+        let body = match head.framing {
+            Framing::None => {
+                return Some(RawRequest {
+                    head: RequestHead {
+                        bytes: head_bytes,
+                        parsed: head,
+                    },
+                    body: Bytes::new(),
+                })
+            }
+            Framing::Length(n) => BodyState::Length(n),
+            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new(), Vec::new()),
+        };
+        self.state = State::Body {
+            head_bytes,
+            head,
+            body,
+        };
+        None
+    }
+
+    /// [`next_request`](Self::next_request) past its fast path.
+    #[inline(never)]
+    fn next_request_slow(&mut self) -> Result<Option<RawRequest>, ProtoError> {
         loop {
             match &mut self.state {
                 State::Failed(e) => return Err(*e),
@@ -355,25 +440,9 @@ impl Parser {
                         Err(r) => return Err(self.fail(r.into())),
                     };
                     self.head_scan = HeadScan::default();
-                    let head_bytes = self.buf.split_to(head.len()).freeze();
-                    self.continue_sent = false;
-                    self.expect_continue = head.expect_continue;
-                    let body = match head.framing {
-                        Framing::None => {
-                            return Ok(Some(RawRequest {
-                                head_bytes,
-                                head,
-                                body: Bytes::new(),
-                            }))
-                        }
-                        Framing::Length(n) => BodyState::Length(n),
-                        Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new(), Vec::new()),
-                    };
-                    self.state = State::Body {
-                        head_bytes,
-                        head,
-                        body,
-                    };
+                    if let Some(req) = self.took_head(head) {
+                        return Ok(Some(req));
+                    }
                 }
                 State::Body { body, .. } => {
                     let done = match body {
@@ -404,8 +473,10 @@ impl Parser {
                             continue;
                         };
                         return Ok(Some(RawRequest {
-                            head_bytes,
-                            head,
+                            head: RequestHead {
+                                bytes: head_bytes,
+                                parsed: head,
+                            },
                             body,
                         }));
                     }
@@ -473,7 +544,7 @@ mod tests {
                 }
                 let r = got.expect("complete");
                 assert_eq!(r.route_path(), path.as_bytes(), "{line} in pieces of {piece}");
-                let pq = r.path_and_query();
+                let pq = r.head.path_and_query();
                 assert_eq!(r.route_path(), crate::request::route_path_bytes(pq), "{line}");
             }
         }
