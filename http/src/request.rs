@@ -123,6 +123,22 @@ pub struct Extensions {
     map: Option<Box<HashMap<TypeId, Rc<dyn Any>>>>,
 }
 
+/// Dropping the (usual) empty map is a test of one word, inline; a map is freed out of line.
+impl Drop for Extensions {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(map) = self.map.take() {
+            free_map(map);
+        }
+    }
+}
+
+#[inline(never)]
+#[allow(clippy::box_collection)] // the field's type (see there)
+fn free_map(map: Box<HashMap<TypeId, Rc<dyn Any>>>) {
+    drop(map);
+}
+
 impl fmt::Debug for Extensions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Extensions")

@@ -450,7 +450,7 @@ impl<S: 'static> Router<S> {
     /// [`find`](Self::find) for the path alone (what precedes the query).
     fn find_path(&self, path: &[u8]) -> Option<(usize, Vec<(String, String)>)> {
         if let Some(same_len) = self.statics.get(path.len()) {
-            if let Some((_, i)) = same_len.iter().find(|(p, _)| **p == *path) {
+            if let Some((_, i)) = same_len.iter().find(|(p, _)| same_path(p, path)) {
                 return Some((*i, Vec::new()));
             }
         }
@@ -621,6 +621,35 @@ impl<S: 'static> Router<S> {
     }
 }
 
+/// `a == b` for two paths of the same length, in 8-byte words (the last one overlapping the
+/// one before) rather than through a call into `memcmp`, for the short paths routes have.
+#[inline]
+fn same_path(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    match n {
+        0..=7 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=32 => {
+            let mut at = 0;
+            while at + 8 < n {
+                if word(a, at) != word(b, at) {
+                    return false;
+                }
+                at += 8;
+            }
+            word(a, n - 8) == word(b, n - 8)
+        }
+        _ => a == b,
+    }
+}
+
 /// Where [`Router::target`] sends a request.
 enum Target<'r, S> {
     /// This handler, with the path's parameters.
@@ -752,6 +781,20 @@ mod tests {
         assert!(post_only.find(&Method::HEAD, head).is_none());
         let delete = method_index(&Method::DELETE);
         assert!(anything.find(&Method::DELETE, delete).is_some());
+    }
+
+    #[test]
+    fn same_path_agrees_with_slice_equality_at_every_length_and_difference() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(same_path(&a, &a.clone()), "{n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 1;
+                assert!(!same_path(&a, &b), "length {n}, byte {at}");
+            }
+            assert!(!same_path(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
     }
 
     #[test]

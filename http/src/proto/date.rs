@@ -64,6 +64,18 @@ impl Handle {
         Handle(CACHE.try_get())
     }
 
+    /// The second the `Date` line shows now (brought up to date first where no refresher
+    /// task keeps it); `None` off a runtime core.
+    #[inline]
+    pub(crate) fn second(&self) -> Option<u64> {
+        let c = self.0.as_ref()?;
+        if !c.borrow().driven {
+            update(&mut c.borrow_mut(), SystemTime::now());
+        }
+        let secs = c.borrow().secs;
+        Some(secs)
+    }
+
     /// Runs `f` with the whole `Date: ...\r\n` line and the second it shows (`None` off a
     /// runtime core, where the line is formatted for this call alone): the same second, the
     /// same line, so a caller may keep bytes made from it under that second.
