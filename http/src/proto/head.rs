@@ -586,14 +586,47 @@ fn valid_host(v: &[u8]) -> bool {
 /// True if the field name `name` is `lower` (lower case letters and `-`) in any case. Only
 /// for names `httparse` accepted (tokens): setting bit 5 maps `A`-`Z` to `a`-`z`, and the
 /// only other byte it maps to a letter or `-` is that letter or `-` itself, or CR (to `-`),
-/// which a token never holds. One OR, XOR and OR per byte, no branch until the end.
+/// which a token never holds. The bytes are compared a word at a time (the last word
+/// overlapping the one before), with no branch until the end.
 fn is_field(name: &str, lower: &[u8]) -> bool {
-    name.len() == lower.len()
-        && name
-            .bytes()
-            .zip(lower)
-            .fold(0, |diff, (b, &l)| diff | ((b | 0x20) ^ l))
-            == 0
+    let (name, n) = (name.as_bytes(), lower.len());
+    if name.len() != n {
+        return false;
+    }
+    let w32 = |s: &[u8], at: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_le_bytes(w)
+    };
+    let w64 = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    match n {
+        0..=3 => {
+            name.iter()
+                .zip(lower)
+                .fold(0, |diff, (b, &l)| diff | ((b | 0x20) ^ l))
+                == 0
+        }
+        4..=7 => {
+            const CASE: u32 = 0x2020_2020;
+            let head = (w32(name, 0) | CASE) ^ w32(lower, 0);
+            let tail = (w32(name, n - 4) | CASE) ^ w32(lower, n - 4);
+            head | tail == 0
+        }
+        _ => {
+            const CASE: u64 = 0x2020_2020_2020_2020;
+            let mut diff = 0;
+            let mut at = 0;
+            while at + 8 < n {
+                diff |= (w64(name, at) | CASE) ^ w64(lower, at);
+                at += 8;
+            }
+            diff | ((w64(name, n - 8) | CASE) ^ w64(lower, n - 8)) == 0
+        }
+    }
 }
 
 /// `Content-Length = 1*DIGIT`; a list of identical values ("5, 5") is accepted as one.
@@ -652,6 +685,53 @@ mod tests {
         match p(s) {
             Err(r) => r.status,
             Ok(_) => StatusCode::OK,
+        }
+    }
+
+    #[test]
+    fn field_names_match_in_any_case_and_no_other_token_matches() {
+        let names: [&[u8]; 5] = [
+            b"host",
+            b"expect",
+            b"connection",
+            b"content-length",
+            b"transfer-encoding",
+        ];
+        let tchars: Vec<u8> = (0..=255u8).filter(|&b| is_tchar(b)).collect();
+        for lower in names {
+            let text = std::str::from_utf8(lower).unwrap();
+            assert!(is_field(text, lower));
+            assert!(is_field(&text.to_ascii_uppercase(), lower));
+            // Every case pattern of the first 8 letters.
+            for mask in 0..256u32 {
+                let mixed: String = text
+                    .chars()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if i < 8 && mask & (1 << i) != 0 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                assert!(is_field(&mixed, lower), "{mixed}");
+            }
+            // Any other token byte at any position: no match.
+            for at in 0..lower.len() {
+                for &t in &tchars {
+                    if t.eq_ignore_ascii_case(&lower[at]) {
+                        continue;
+                    }
+                    let mut other = lower.to_vec();
+                    other[at] = t;
+                    let other = String::from_utf8(other).unwrap();
+                    assert!(!is_field(&other, lower), "{other} is not {text}");
+                }
+            }
+            // Longer or shorter: no match.
+            assert!(!is_field(&text[1..], lower));
+            assert!(!is_field(&format!("{text}s"), lower));
         }
     }
 
