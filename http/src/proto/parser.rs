@@ -1,6 +1,7 @@
 //! The request push parser: bytes in, complete requests out, in order.
 
 use std::fmt;
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
@@ -176,8 +177,10 @@ pub struct Parser {
     buf: BytesMut,
     state: State,
     /// The head being received: resumes where the last call left off.
-    head_scan: HeadScan,
-    limits: Limits,
+    /// A head received in pieces: its scan, resumed where the last call left off (boxed:
+    /// most heads arrive whole and never need one).
+    head_scan: Option<Box<HeadScan>>,
+    limits: Rc<Limits>,
     continue_sent: bool,
     /// The last head asked for `100 Continue` (kept once its body is streamed).
     expect_continue: bool,
@@ -186,16 +189,16 @@ pub struct Parser {
 impl Parser {
     /// A parser enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        Self::with_buf(limits, BytesMut::with_capacity(4096))
+        Self::with_buf(Rc::new(limits), BytesMut::with_capacity(4096))
     }
 
     /// A parser enforcing `limits` that receives into `buf` (emptied first; a pooled buffer).
-    pub(crate) fn with_buf(limits: Limits, mut buf: BytesMut) -> Self {
+    pub(crate) fn with_buf(limits: Rc<Limits>, mut buf: BytesMut) -> Self {
         buf.clear();
         Self {
             buf,
             state: State::Head,
-            head_scan: HeadScan::default(),
+            head_scan: None,
             limits,
             continue_sent: false,
             expect_continue: false,
@@ -383,7 +386,7 @@ impl Parser {
     pub fn next_request(&mut self) -> Result<Option<RawRequest>, ProtoError> {
         // The usual head, whole in the buffer, read in one pass (`parse_whole`); everything
         // else (a head in pieces, a body) out of line.
-        if matches!(self.state, State::Head) && self.head_scan.is_fresh() {
+        if matches!(self.state, State::Head) && self.head_scan.is_none() {
             match parse_whole(&self.buf, &self.limits) {
                 Some(Ok(head)) => {
                     if let Some(req) = self.took_head(head) {
@@ -434,12 +437,13 @@ impl Parser {
                 // The connection reads a streamed body through `next_body_chunk` first.
                 State::Stream(_) => return Ok(None),
                 State::Head => {
-                    let head = match self.head_scan.advance(&self.buf, &self.limits) {
+                    let scan = self.head_scan.get_or_insert_with(Box::default);
+                    let head = match scan.advance(&self.buf, &self.limits) {
                         Ok(Some(h)) => h,
                         Ok(None) => return Ok(None),
                         Err(r) => return Err(self.fail(r.into())),
                     };
-                    self.head_scan = HeadScan::default();
+                    self.head_scan = None;
                     if let Some(req) = self.took_head(head) {
                         return Ok(Some(req));
                     }
