@@ -271,7 +271,7 @@ impl Server {
         }
         let addr = self.addr.clone();
         let cfg = ConnConfig {
-            limits: self.limits.clone(),
+            limits: Arc::new(self.limits.clone()),
             server_header: self.server_header.clone(),
             http2: self.http2.clone(),
         };

@@ -7,6 +7,7 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -203,7 +204,7 @@ async fn collect(mut body: Incoming, limits: &Limits, reserved: &mut Reservation
 fn parse(
     parts: &http::request::Parts,
     body: &Bytes,
-    limits: &Limits,
+    limits: &Arc<Limits>,
 ) -> Result<crate::proto::RawRequest, (StatusCode, &'static str)> {
     let target = if parts.method == Method::CONNECT {
         parts.uri.authority().map_or("", |a| a.as_str())
@@ -235,7 +236,7 @@ fn parse(
         );
     }
     head.extend_from_slice(b"\r\n");
-    let mut parser = Parser::new(limits.clone());
+    let mut parser = Parser::with_limits(limits.clone());
     parser.push(&head);
     parser.push(body);
     match parser.next_request() {

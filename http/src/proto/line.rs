@@ -122,8 +122,8 @@ pub(super) fn target_class(b: u8) -> TargetByte {
 }
 
 /// True if every byte of `v` is allowed in a Host value (`uri-host [":" port]`, RFC 9112
-/// section 3.2): one table lookup and one AND per
-/// byte, with no branch until the end (a value is checked whole; nearly all pass).
+/// section 3.2): one table lookup and one AND per byte, with no branch until the end (a
+/// value is checked whole; nearly all pass).
 pub(super) fn all_host_chars(v: &[u8]) -> bool {
     v.iter().fold(HOST, |all, &b| all & CLASS[usize::from(b)]) != 0
 }

@@ -1,7 +1,7 @@
 //! The request push parser: bytes in, complete requests out, in order.
 
 use std::fmt;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
@@ -109,7 +109,7 @@ impl RawRequest {
 
     /// The path routed on: the path and query up to the first `?`, or `/` when that is
     /// empty (as [`route_path_bytes`](crate::request::route_path_bytes) of
-    /// [`path_and_query`](Self::path_and_query), with the `?` found by the scanner).
+    /// [`RequestHead::path_and_query`], with the `?` found by the scanner).
     pub(crate) fn route_path(&self) -> &[u8] {
         self.head.route_path()
     }
@@ -176,11 +176,10 @@ enum BodyState {
 pub struct Parser {
     buf: BytesMut,
     state: State,
-    /// The head being received: resumes where the last call left off.
     /// A head received in pieces: its scan, resumed where the last call left off (boxed:
     /// most heads arrive whole and never need one).
     head_scan: Option<Box<HeadScan>>,
-    limits: Rc<Limits>,
+    limits: Arc<Limits>,
     continue_sent: bool,
     /// The last head asked for `100 Continue` (kept once its body is streamed).
     expect_continue: bool,
@@ -189,11 +188,16 @@ pub struct Parser {
 impl Parser {
     /// A parser enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        Self::with_buf(Rc::new(limits), BytesMut::with_capacity(4096))
+        Self::with_buf(Arc::new(limits), BytesMut::with_capacity(4096))
+    }
+
+    /// A parser enforcing limits shared with others (a connection's, an HTTP/2 stream's).
+    pub(crate) fn with_limits(limits: Arc<Limits>) -> Self {
+        Self::with_buf(limits, BytesMut::with_capacity(4096))
     }
 
     /// A parser enforcing `limits` that receives into `buf` (emptied first; a pooled buffer).
-    pub(crate) fn with_buf(limits: Rc<Limits>, mut buf: BytesMut) -> Self {
+    pub(crate) fn with_buf(limits: Arc<Limits>, mut buf: BytesMut) -> Self {
         buf.clear();
         Self {
             buf,
@@ -437,10 +441,23 @@ impl Parser {
                 // The connection reads a streamed body through `next_body_chunk` first.
                 State::Stream(_) => return Ok(None),
                 State::Head => {
-                    let scan = self.head_scan.get_or_insert_with(Box::default);
-                    let head = match scan.advance(&self.buf, &self.limits) {
+                    // The fast path tried the whole head already (`parse_whole` turned it
+                    // down or found it incomplete) unless a scan is under way: resume that,
+                    // or scan afresh on the stack and keep the scan only if the head is
+                    // still incomplete.
+                    let mut fresh = HeadScan::default();
+                    let scan = match &mut self.head_scan {
+                        Some(scan) => &mut **scan,
+                        None => &mut fresh,
+                    };
+                    let head = match scan.resume(&self.buf, &self.limits) {
                         Ok(Some(h)) => h,
-                        Ok(None) => return Ok(None),
+                        Ok(None) => {
+                            if self.head_scan.is_none() && !self.buf.is_empty() {
+                                self.head_scan = Some(Box::new(fresh));
+                            }
+                            return Ok(None);
+                        }
                         Err(r) => return Err(self.fail(r.into())),
                     };
                     self.head_scan = None;
