@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CPU per request of HTTP server binaries side by side at one fixed open-loop rate: each binary
+# CPU per request of HTTP server binaries side by side at one fixed open-loop rate (or in the
+# closed loop, pipelined or not): each binary
 # in turn (A B C A B C ..., a fresh server per run) on the server core, `ringcore-load` on the
 # client core sending GET PATH over 64 connections at RATE requests/s; the server's CPU is the
 # sum over its threads of /proc/PID/task/*/schedstat field 1 (kernel work on its threads
@@ -9,10 +10,13 @@
 #
 #   scripts/cpu-per-request.sh --rate 53000 target/release/tokio_ct target/release/hello
 #   scripts/cpu-per-request.sh --rate 53000 --rounds 5 /tmp/old/hello target/release/hello
+#   scripts/cpu-per-request.sh --rate 0 --depth 16 /tmp/old/hello target/release/hello   # pipelined
 #
 # Options: --rate R (requests/s, default 53000), --rounds N (3), --dur S (5), --warm S (1),
-# --conns N (64), --path P (/plaintext), --port P (18551), --server-core C (0), --client-core C
-# (1), --load PATH (default target/release/ringcore-load). Each binary is started as
+# --conns N (64), --depth D (requests outstanding per connection, 1; with --rate 0, the
+# closed loop, D pipelined requests per connection), --path P (/plaintext), --port P
+# (18551), --server-core C (0), --client-core C (1), --load PATH (default
+# target/release/ringcore-load). Each binary is started as
 # `taskset -c CORE BIN --addr 127.0.0.1:PORT --cores 1` with RINGCORE_DRIVER as in the
 # environment (io_uring when unset), and must print "listening on" (as every server of
 # scripts/lib/bench-common.sh does). Prints one line per run and the median per binary.
@@ -27,6 +31,7 @@ ROUNDS=3
 DUR=5
 WARM=1
 CONNS=64
+DEPTH=1
 URL_PATH=/plaintext
 PORT=18551
 SERVER_CORE=0
@@ -40,6 +45,7 @@ while [ $# -gt 0 ]; do
         --dur) DUR="$2"; shift ;;
         --warm) WARM="$2"; shift ;;
         --conns) CONNS="$2"; shift ;;
+        --depth) DEPTH="$2"; shift ;;
         --path) URL_PATH="$2"; shift ;;
         --port) PORT="$2"; shift ;;
         --server-core) SERVER_CORE="$2"; shift ;;
@@ -65,7 +71,7 @@ for round in $(seq "$ROUNDS"); do
             --addr "127.0.0.1:$PORT" --cores 1
         c0=$(cpu_ns "$SRV_PID")
         taskset -c "$CLIENT_CORE" timeout $((DUR + WARM + 20)) "$LOAD" \
-            --url "http://127.0.0.1:$PORT$URL_PATH" --rate "$RATE" --conns "$CONNS" --depth 1 \
+            --url "http://127.0.0.1:$PORT$URL_PATH" --rate "$RATE" --conns "$CONNS" --depth "$DEPTH" \
             --duration "$DUR" --warmup "$WARM" --cores 1 --json "$WORK/gen.json" --no-progress \
             >/dev/null 2>&1 || true
         c1=$(cpu_ns "$SRV_PID")
