@@ -577,7 +577,7 @@ async fn serve_busy<S: 'static, T: Transport>(
                     let streams = !stream_checked
                         && parser
                             .body_head()
-                            .is_some_and(|(m, pq)| router.streams_body(m, pq));
+                            .is_some_and(|(m, i, pq)| router.streams_body(m, i, pq));
                     stream_checked = parser.in_body();
                     match streams.then(|| parser.take_streaming()).flatten() {
                         Some(raw) => {

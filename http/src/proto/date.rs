@@ -55,6 +55,15 @@ fn update(c: &mut Cache, now: SystemTime) {
     }
 }
 
+/// This core's cache, brought up to date first where no refresher task keeps it.
+#[inline(always)]
+fn current(c: &RefCell<Cache>) -> std::cell::Ref<'_, Cache> {
+    if !c.borrow().driven {
+        update(&mut c.borrow_mut(), SystemTime::now());
+    }
+    c.borrow()
+}
+
 /// This core's cache, looked up once (a connection keeps it for a busy stretch instead of
 /// looking it up per answer); off a runtime core, none.
 pub(crate) struct Handle(Option<Rc<RefCell<Cache>>>);
@@ -68,11 +77,7 @@ impl Handle {
     /// task keeps it); `None` off a runtime core.
     #[inline]
     pub(crate) fn second(&self) -> Option<u64> {
-        let c = self.0.as_ref()?;
-        if !c.borrow().driven {
-            update(&mut c.borrow_mut(), SystemTime::now());
-        }
-        let secs = c.borrow().secs;
+        let secs = current(self.0.as_ref()?).secs;
         Some(secs)
     }
 
@@ -83,10 +88,7 @@ impl Handle {
     pub(crate) fn with_stamped_line<R>(&self, f: impl FnOnce(&[u8], Option<u64>) -> R) -> R {
         match &self.0 {
             Some(c) => {
-                if !c.borrow().driven {
-                    update(&mut c.borrow_mut(), SystemTime::now());
-                }
-                let c = c.borrow();
+                let c = current(c);
                 f(&c.line, Some(c.secs))
             }
             None => {

@@ -255,13 +255,16 @@ impl Parser {
         self.buf.len()
     }
 
-    /// The method and the path-and-query of a request whose head is complete and whose body
-    /// is still arriving (the connection asks its router whether the handler streams it).
-    pub(crate) fn body_head(&self) -> Option<(&http::Method, &[u8])> {
+    /// The method (and its index) and the path-and-query of a request whose head is complete
+    /// and whose body is still arriving (the connection asks its router whether the handler
+    /// streams it).
+    pub(crate) fn body_head(&self) -> Option<(&'static http::Method, u8, &[u8])> {
         match &self.state {
-            State::Body { head_bytes, head, .. } => {
-                Some((head.method(), &head_bytes[head.path_and_query.range()]))
-            }
+            State::Body { head_bytes, head, .. } => Some((
+                head.method(),
+                head.method_index(),
+                &head_bytes[head.path_and_query.range()],
+            )),
             _ => None,
         }
     }
@@ -621,6 +624,62 @@ mod tests {
         assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let e = stream_body(ch, b"5\nhello\r\n0\r\n\r\n", 4).expect_err("bare LF");
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+
+    /// Heads the whole-head path turns down (leading empty lines, more fields than its slots,
+    /// obs-fold refused, an unknown version) reach the same verdict through the out-of-line
+    /// path whether they arrive whole or a byte per read, and the parser goes on to the next
+    /// request; a head in pieces keeps its scan only until it completes.
+    #[test]
+    fn heads_the_fast_path_turns_down_get_one_verdict_whole_or_in_pieces() {
+        let fields: String = (0..20).map(|i| format!("X-{i}: {i}\r\n")).collect();
+        let many = format!("GET /many HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+        let next = "POST /next HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok";
+        let accepted = [
+            "\r\n\r\nGET /blank HTTP/1.1\r\nHost: a\r\n\r\n".to_string(),
+            many,
+            "GET /two HTTP/1.1\nHost: a\n\n".to_string(),
+        ];
+        for head in &accepted {
+            for piece in [1, 3, head.len() + next.len()] {
+                let input = format!("{head}{next}");
+                let mut p = Parser::new(Limits::default());
+                let mut got = Vec::new();
+                for chunk in input.as_bytes().chunks(piece) {
+                    p.push(chunk);
+                    while let Some(r) = p.next_request().expect("accepted") {
+                        got.push((r.target().to_vec(), r.body().to_vec()));
+                    }
+                    if !p.has_partial() {
+                        assert!(p.head_scan.is_none(), "a scan kept with nothing buffered");
+                    }
+                }
+                assert_eq!(got.len(), 2, "{head:?} in pieces of {piece}");
+                assert_eq!(got[1], (b"/next".to_vec(), b"ok".to_vec()));
+                assert!(p.head_scan.is_none(), "no scan kept once the heads are complete");
+            }
+        }
+        for (head, status) in [
+            ("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400),
+            ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        ] {
+            for piece in [1, 4, head.len()] {
+                let mut p = Parser::new(Limits::default());
+                let mut verdict = None;
+                for chunk in head.as_bytes().chunks(piece) {
+                    p.push(chunk);
+                    match p.next_request() {
+                        Ok(None) => {}
+                        Ok(Some(_)) => panic!("{head:?} accepted"),
+                        Err(e) => {
+                            verdict = Some(e.status().as_u16());
+                            break;
+                        }
+                    }
+                }
+                assert_eq!(verdict, Some(status), "{head:?} in pieces of {piece}");
+            }
+        }
     }
 
     #[test]

@@ -14,9 +14,10 @@ use crate::proto::head::METHOD_COUNT;
 pub struct MethodRouter<S = ()> {
     handlers: Vec<(Method, Endpoint<S>)>,
     any: Option<Endpoint<S>>,
-    /// For each method a request may carry (by [`method_index`]), where [`find`](Self::find)
-    /// sends it: an index into `handlers`, [`TO_ANY`] or [`TO_NONE`]. Kept up to date by
-    /// every change of `handlers` and `any`, so routing a request compares no `Method`.
+    /// For each method a request may carry (by its position in the parser's method table,
+    /// `Head::method_index`), where [`find`](Self::find) sends it: an index into `handlers`,
+    /// [`TO_ANY`] or [`TO_NONE`]. Kept up to date by every change of `handlers` and `any`, so
+    /// routing a request compares no `Method`.
     by_index: [u8; METHOD_COUNT],
 }
 
@@ -166,8 +167,8 @@ impl<S: 'static> MethodRouter<S> {
         }
     }
 
-    /// The handler for the method with `index` (see [`method_index`]), or for `method` when
-    /// it has none: exact, then GET for HEAD, then `any`.
+    /// The handler for the method with `index` (its position in the parser's method table),
+    /// or for `method` when it has none: exact, then GET for HEAD, then `any`.
     #[inline]
     pub(super) fn find(&self, method: &Method, index: Option<u8>) -> Option<&Endpoint<S>> {
         let to = index.map_or(TO_SLOW, |i| self.by_index[usize::from(i)]);

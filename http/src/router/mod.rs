@@ -18,7 +18,6 @@ use tracing::Instrument;
 use crate::handler::{erase, BoxFuture, Endpoint, Handler, HandlerSlot, SlotResponse};
 use crate::metrics::RouteMetrics;
 use crate::middleware::Middleware;
-use crate::proto::head::method_index;
 use crate::proto::parser::RawRequest;
 use crate::request::Request;
 use crate::response::Response;
@@ -229,13 +228,14 @@ impl<S: 'static> Router<S> {
         self.handle(req).await
     }
 
-    /// True if the handler a request with `method` and `path_and_query` goes to reads its
-    /// body as it arrives (takes a [`BodyStream`](crate::BodyStream)). The connection asks
-    /// once per request whose head is complete and whose body is still arriving.
-    pub(crate) fn streams_body(&self, method: &Method, path_and_query: &[u8]) -> bool {
+    /// True if the handler a request with `method` (`index` in the parser's table) and
+    /// `path_and_query` goes to reads its body as it arrives (takes a
+    /// [`BodyStream`](crate::BodyStream)). The connection asks once per request whose head is
+    /// complete and whose body is still arriving.
+    pub(crate) fn streams_body(&self, method: &Method, index: u8, path_and_query: &[u8]) -> bool {
         match self.find(path_and_query) {
             Some((i, _)) => self.routes[i]
-                .find(method, method_index(method))
+                .find(method, Some(index))
                 .is_some_and(|e| e.streams_body),
             None => self.fallback.as_ref().is_some_and(|e| e.streams_body),
         }
@@ -384,9 +384,9 @@ impl<S: 'static> Router<S> {
         }
     }
 
-    /// Where a request with `method` (whose [`method_index`] is `index`) and `path` (before
-    /// any query) goes (`None`: no request line, which no route matches), and its route's
-    /// index. A matched route is recorded in `span`.
+    /// Where a request with `method` (`index`: its position in the parser's method table,
+    /// `Head::method_index`) and `path` (before any query) goes (`None`: no request line,
+    /// which no route matches), and its route's index. A matched route is recorded in `span`.
     #[inline(always)]
     fn target(
         &self,

@@ -58,6 +58,7 @@ static METHODS: [Method; 9] = [
 ];
 
 /// The index of `method` among the methods a request line may carry (`None` for another).
+#[cfg(test)]
 pub(crate) fn method_index(method: &Method) -> Option<u8> {
     METHODS.iter().position(|m| m == method).map(|i| i as u8)
 }
@@ -124,7 +125,7 @@ impl Head {
         &METHODS[usize::from(self.method)]
     }
 
-    /// The method's index (see [`method_index`]).
+    /// The method's index: its position in [`METHODS`].
     pub(crate) fn method_index(&self) -> u8 {
         self.method
     }
