@@ -292,10 +292,12 @@ fn with_speculative_sends_off_try_write_sends_nothing() {
 }
 
 /// What `try_write` does by default, on a quiet core (its last ring turn ended on a timer,
-/// with no completion) and on a busy one (that turn collected eight receives): on io_uring a
-/// send goes out at once only while the core is quiet, and through the ring while it is busy
-/// (where the turn's `io_uring_enter` carries it with the others); on epoll always at once.
-/// `RINGCORE_SPECULATIVE_SEND` forces either way.
+/// with no completion), on a busy one (that turn collected eight receives), and on the turn
+/// after (it collected the eight sends the busy turn put in the ring, and no receive): on
+/// io_uring a send goes out at once only while the core is quiet, and through the ring while
+/// it is busy (where the turn's `io_uring_enter` carries it with the others); a turn of send
+/// completions alone is quiet, or the ring's sends would keep the core "busy" by themselves.
+/// On epoll always at once. `RINGCORE_SPECULATIVE_SEND` forces either way.
 #[test]
 fn by_default_io_uring_sends_at_once_on_a_quiet_core_and_through_the_ring_on_a_busy_one() {
     let forced = match std::env::var("RINGCORE_SPECULATIVE_SEND").as_deref() {
@@ -303,7 +305,7 @@ fn by_default_io_uring_sends_at_once_on_a_quiet_core_and_through_the_ring_on_a_b
         Ok("0" | "false" | "off") => Some(false),
         _ => None,
     };
-    let (uring, quiet, busy) = run_on(one_core(false), || async {
+    let (uring, quiet, busy, after) = run_on(one_core(false), || async {
         let uring = ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::IoUring;
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -320,7 +322,12 @@ fn by_default_io_uring_sends_at_once_on_a_quiet_core_and_through_the_ring_on_a_b
             waiting.push(ringcore_runtime::spawn_local(async move {
                 let got = server.recv().await.expect("recv");
                 assert_eq!(&got[..], b"x");
-                server.try_write(b"b").is_ok()
+                let busy = server.try_write(b"b").is_ok();
+                // The turn that collects this send (a ring op on a busy io_uring core) and
+                // its seven siblings brings no data.
+                let (sent, _) = server.write(b"w".to_vec()).await;
+                assert_eq!(sent.expect("send"), 1);
+                (busy, server.try_write(b"a").is_ok())
             }));
         }
         ringcore_runtime::time::sleep(Duration::from_millis(20)).await;
@@ -331,10 +338,39 @@ fn by_default_io_uring_sends_at_once_on_a_quiet_core_and_through_the_ring_on_a_b
             res.expect("write");
         }
         let mut busy = Vec::new();
+        let mut after = Vec::new();
         for w in waiting {
-            busy.push(w.await.expect("the receiving task ran"));
+            let (b, a) = w.await.expect("the receiving task ran");
+            busy.push(b);
+            after.push(a);
         }
-        (uring, quiet, busy)
+        // What each client received is what its server's sends said they sent: a
+        // `try_write` that said no sent nothing (the clients have no receive armed until
+        // now, so none of this is in the turns above).
+        for (i, (client, _)) in pairs.iter().enumerate() {
+            let mut want = Vec::new();
+            for (bytes, sent) in [
+                (b"q", i == 0 && quiet),
+                (b"b", busy[i]),
+                (b"w", true),
+                (b"a", after[i]),
+            ] {
+                if sent {
+                    want.extend_from_slice(bytes);
+                }
+            }
+            let mut got = Vec::new();
+            while got.len() < want.len() {
+                let chunk = timeout(Duration::from_secs(5), client.recv())
+                    .await
+                    .expect("the sent bytes arrive")
+                    .expect("recv");
+                assert!(!chunk.is_empty(), "client {i}: EOF after {got:?}");
+                got.extend_from_slice(&chunk);
+            }
+            assert_eq!(got, want, "client {i}");
+        }
+        (uring, quiet, busy, after)
     });
     let (want_quiet, want_busy) = match forced {
         Some(on) => (on, on),
@@ -348,5 +384,10 @@ fn by_default_io_uring_sends_at_once_on_a_quiet_core_and_through_the_ring_on_a_b
         busy,
         vec![want_busy; 8],
         "busy core (io_uring: {uring}, forced: {forced:?})"
+    );
+    assert_eq!(
+        after,
+        vec![want_quiet; 8],
+        "the turn of send completions alone (io_uring: {uring}, forced: {forced:?})"
     );
 }

@@ -35,8 +35,11 @@ use sched::Scheduler;
 type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 struct TaskEntry {
-    /// `None` while the task is being polled (the future is taken out so no borrow is held).
-    future: Option<BoxFuture>,
+    /// The future and the waker it is polled with; `None` while the task is being polled
+    /// (both are taken out so no borrow is held, and the poll lends the waker without a
+    /// reference count: no atomic add and sub per poll).
+    future: Option<(BoxFuture, std::task::Waker)>,
+    /// The same waker's state: its "queued" flag is cleared before each poll.
     waker: Arc<TaskWaker>,
     class: TaskClass,
     generation: u32,
@@ -82,7 +85,7 @@ impl Executor {
         let task_future = join::Harness::new(fut, inner.clone());
         let waker = Arc::new(TaskWaker::new(remote, key, generation));
         entry.insert(TaskEntry {
-            future: Some(Box::pin(task_future)),
+            future: Some((Box::pin(task_future), std::task::Waker::from(waker.clone()))),
             waker: waker.clone(),
             class,
             generation,
@@ -136,7 +139,8 @@ impl Executor {
                 let mut tasks = self.tasks.borrow_mut();
                 match tasks.get_mut(key) {
                     Some(t) if t.generation == generation && t.future.is_some() => {
-                        t.future.take().map(|f| (f, t.waker.clone()))
+                        t.waker.clear_notified();
+                        t.future.take()
                     }
                     _ => None,
                 }
@@ -145,9 +149,7 @@ impl Executor {
                 continue;
             };
             polled += 1;
-            waker.clear_notified();
-            let std_waker = std::task::Waker::from(waker);
-            let mut cx = TaskCx::from_waker(&std_waker);
+            let mut cx = TaskCx::from_waker(&waker);
             self.current_class.set(class);
             coop::reset(self.budget);
             let background = class == TaskClass::Background;
@@ -169,12 +171,12 @@ impl Executor {
                 let mut tasks = self.tasks.borrow_mut();
                 match tasks.get_mut(key) {
                     Some(t) if !done && !t.aborted => {
-                        t.future = Some(future);
+                        t.future = Some((future, waker));
                         None
                     }
                     _ => {
                         tasks.try_remove(key);
-                        Some(future)
+                        Some((future, waker))
                     }
                 }
             };
