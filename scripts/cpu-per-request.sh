@@ -19,7 +19,9 @@
 # target/release/ringcore-load). Each binary is started as
 # `taskset -c CORE BIN --addr 127.0.0.1:PORT --cores 1` with RINGCORE_DRIVER as in the
 # environment (io_uring when unset), and must print "listening on" (as every server of
-# scripts/lib/bench-common.sh does). Prints one line per run and the median per binary.
+# scripts/lib/bench-common.sh does). Prints one line per run and, per binary, the median, the
+# lowest and highest round (the spread to read a difference against) and the median over the
+# first binary's.
 # Only 127.0.0.1; every generator run is bounded by `timeout`, each server is stopped (SIGTERM)
 # after its run; only the PIDs started here are signalled.
 set -euo pipefail
@@ -85,7 +87,10 @@ for round in $(seq "$ROUNDS"); do
         rm -f "$WORK/gen.json"
     done
 done
-echo "medians over $ROUNDS rounds (ns CPU per answer at $RATE/s, driver $RINGCORE_DRIVER):"
+echo "medians over $ROUNDS rounds (ns CPU per answer at $RATE/s, driver $RINGCORE_DRIVER), the rounds' range, and the median over the first binary's:"
+first=$(median <"$WORK/cpu.0")
 for i in "${!BINS[@]}"; do
-    echo "  ${BINS[$i]}: $(median <"$WORK/cpu.$i")"
+    m=$(median <"$WORK/cpu.$i")
+    range=$(sort -n "$WORK/cpu.$i" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo ".." hi }')
+    echo "  ${BINS[$i]}: $m ($range) $(awk -v m="$m" -v f="$first" 'BEGIN { if (f > 0) printf "%.3f", m / f }')"
 done

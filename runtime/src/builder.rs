@@ -225,7 +225,7 @@ impl Builder {
     /// with speculation, 64 busy connections). On a quiet core the enter carries that SQE
     /// alone, and its completion wakes the task a second time and ends the next park at once;
     /// the syscall is cheaper (2% less CPU per answer at 20% load). So by default io_uring
-    /// speculates while the core's last ring turn collected at most two completions. The
+    /// speculates while at most eight receives brought data in the core's last ring turn. The
     /// environment variable `RINGCORE_SPECULATIVE_SEND=0|1` overrides this (for A/B runs).
     pub fn speculative_send(mut self, on: bool) -> Self {
         self.config.speculative_send = Some(on);

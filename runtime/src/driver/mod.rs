@@ -60,11 +60,16 @@ pub(crate) use uring::Features;
 ///
 /// Only receives count: they are what wakes tasks that answer. A turn that collected only
 /// the completions of the sends a busy turn put in the ring is quiet (until 2026-12-01 every
-/// completion counted, so the ring's own sends could keep a core "busy"). On the 2-core VM
-/// the threshold (2, 8 or 32) and always speculating measured within the run-to-run spread
-/// of each other, ±4%, at 53,000 and 120,000 answers/s and in the closed loop
-/// (`scripts/cpu-per-request.sh`, 5 interleaved rounds).
-const QUIET_RECEIVES: usize = 2;
+/// completion counted, so the ring's own sends could keep a core "busy").
+///
+/// Eight, not two: on the 2-core VM at 53,000 answers/s (20% of one core, 64 connections)
+/// two sent half the answers through the ring (0.52 send SQEs and 1.53 completions per
+/// answer, the runtime's counters), each a second completion and a second poll of its task;
+/// eight sends 2% of them (1.03 completions per answer), and in the closed loop, where a
+/// turn collects 20 to 50 receives, both send everything through the ring. Server CPU per
+/// answer, eight against two, in six interleaved runs (`scripts/cpu-per-request.sh`, 5-7
+/// rounds each): 2-5% less at 53,000/s in four, level at 120,000/s and in the closed loop.
+const QUIET_RECEIVES: usize = 8;
 
 thread_local! {
     /// Whether in this core's last ring turn at most [`QUIET_RECEIVES`] receives brought
