@@ -165,6 +165,9 @@ pub(crate) enum Lifecycle {
 struct Slot {
     state: Lifecycle,
     orphan: Orphan,
+    /// A receive from a socket (single-shot or multishot): its completions with bytes are
+    /// what makes a ring turn busy (`driver::quiet`).
+    receive: bool,
 }
 
 /// The tasks waiting on a multishot operation: nearly always one, kept inline; more (two
@@ -286,7 +289,7 @@ impl OpTable {
     }
 
     /// Opens a slot for a new operation; returns its key.
-    pub(crate) fn insert(&mut self, orphan: Orphan, multi: bool) -> io::Result<usize> {
+    pub(crate) fn insert(&mut self, orphan: Orphan, multi: bool, receive: bool) -> io::Result<usize> {
         let entry = self.slots.vacant_entry();
         let key = entry.key();
         if key > MAX_OP_KEY {
@@ -301,7 +304,11 @@ impl OpTable {
         } else {
             Lifecycle::Submitted
         };
-        entry.insert(Slot { state, orphan });
+        entry.insert(Slot {
+            state,
+            orphan,
+            receive,
+        });
         Ok(key)
     }
 
@@ -444,15 +451,22 @@ impl OpTable {
 
     /// Files a completion for operation `key`.
     pub(crate) fn complete(&mut self, key: usize, c: Completion) {
+        self.complete_counted(key, c);
+    }
+
+    /// [`complete`](Self::complete), and says whether the completion brought bytes to a
+    /// receive (what the io_uring driver counts for `driver::quiet`).
+    pub(crate) fn complete_counted(&mut self, key: usize, c: Completion) -> bool {
         let Some(slot) = self.slots.get_mut(key) else {
             // No such operation: return what the completion carries.
             self.orphaned.push(Orphaned {
                 orphan: Orphan::Nothing,
                 completion: c,
             });
-            return;
+            return false;
         };
         let orphan = slot.orphan;
+        let received = slot.receive && matches!(c.result, Ok(n) if n > 0);
         match &mut slot.state {
             Lifecycle::Submitted => slot.state = Lifecycle::Completed(c),
             Lifecycle::Waiting(_) => {
@@ -488,6 +502,7 @@ impl OpTable {
                 });
             }
         }
+        received
     }
 
     /// Completions that reached no future since the last call, for the backend to dispose of.
@@ -598,7 +613,7 @@ mod tests {
     #[test]
     fn a_multishot_queue_keeps_order_through_a_burst_and_a_put_back() {
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::Nothing, true).expect("slot");
+        let key = t.insert(Orphan::Nothing, true, false).expect("slot");
         let (_, w) = waker();
         for n in 1..=4 {
             t.complete(key, Completion::from_raw(n, F_MORE));
@@ -624,7 +639,7 @@ mod tests {
     #[test]
     fn every_task_waiting_on_a_multishot_op_is_woken() {
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::Nothing, true).expect("slot");
+        let key = t.insert(Orphan::Nothing, true, false).expect("slot");
         let (a, wa) = waker();
         let (b, wb) = waker();
         assert_eq!(t.poll_multi(key, &wa), MultiPoll::Pending);
@@ -648,7 +663,7 @@ mod tests {
     #[test]
     fn a_polled_op_is_woken_once_and_collects_its_completion() {
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::Nothing, false).expect("slot");
+        let key = t.insert(Orphan::Nothing, false, false).expect("slot");
         let (count, w) = waker();
         assert_eq!(t.poll_single(key, &w), None);
         assert!(!t.is_completed(key));
@@ -664,7 +679,7 @@ mod tests {
     #[test]
     fn drop_before_completion_keeps_resources_until_the_completion() {
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::Nothing, false).expect("slot");
+        let key = t.insert(Orphan::Nothing, false, false).expect("slot");
         let (_, w) = waker();
         assert_eq!(t.poll_single(key, &w), None);
         let buffer = Rc::new(vec![0u8; 64]);
@@ -688,7 +703,7 @@ mod tests {
     #[test]
     fn drop_after_completion_frees_at_once_without_cancel() {
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::Nothing, false).expect("slot");
+        let key = t.insert(Orphan::Nothing, false, false).expect("slot");
         t.complete(key, ok(3));
         assert!(!t.drop_op(key, Some(Box::new(1u8))));
         assert!(t.is_empty());
@@ -696,10 +711,32 @@ mod tests {
     }
 
     #[test]
+    fn only_a_receive_that_brought_bytes_counts_as_received() {
+        let mut t = OpTable::with_capacity(8);
+        let recv = t.insert(Orphan::Nothing, false, true).expect("slot");
+        assert!(t.complete_counted(recv, ok(5)), "bytes");
+        let eof = t.insert(Orphan::Nothing, false, true).expect("slot");
+        assert!(!t.complete_counted(eof, ok(0)), "end of stream");
+        let failed = t.insert(Orphan::Nothing, false, true).expect("slot");
+        assert!(
+            !t.complete_counted(failed, Completion::new(Err(Errno(libc::ECONNRESET)))),
+            "error"
+        );
+        let multi = t.insert(Orphan::Nothing, true, true).expect("slot");
+        assert!(
+            t.complete_counted(multi, ok(7).with_buffer(3).with_more()),
+            "multishot bytes"
+        );
+        let send = t.insert(Orphan::Nothing, false, false).expect("slot");
+        assert!(!t.complete_counted(send, ok(9)), "a send");
+        assert!(!t.complete_counted(1000, ok(9)), "no such op");
+    }
+
+    #[test]
     fn late_completion_carrying_an_fd_is_closed() {
         let (ours, peer) = UnixStream::pair().expect("socketpair");
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::CloseFd, false).expect("slot");
+        let key = t.insert(Orphan::CloseFd, false, false).expect("slot");
         assert!(t.drop_op(key, None));
         // The "accepted" fd arrives after the future is gone.
         t.complete(key, ok(peer.into_raw_fd() as u32));
@@ -719,7 +756,7 @@ mod tests {
     #[test]
     fn a_failed_late_completion_closes_nothing() {
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::CloseFd, false).expect("slot");
+        let key = t.insert(Orphan::CloseFd, false, false).expect("slot");
         assert!(t.drop_op(key, None));
         t.complete(key, Completion::from_raw(-libc::ECANCELED, 0));
         let orphans: Vec<_> = t.take_orphaned().collect();
@@ -734,7 +771,7 @@ mod tests {
         let bufs = BufRing::new(&ring, 4, 64).expect("buffer ring");
         assert_eq!(bufs.out(), 0, "all buffers start in the ring");
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::Nothing, true).expect("slot");
+        let key = t.insert(Orphan::Nothing, true, false).expect("slot");
         assert!(t.drop_op(key, None), "a live multishot is cancelled");
         // The kernel filled buffer 2 before it saw the cancel.
         bufs.taken();
@@ -752,7 +789,7 @@ mod tests {
     #[test]
     fn multishot_queues_completions_until_the_final_one() {
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::Nothing, true).expect("slot");
+        let key = t.insert(Orphan::Nothing, true, false).expect("slot");
         let (count, w) = waker();
         assert_eq!(t.poll_multi(key, &w), MultiPoll::Pending);
         t.complete(key, ok(1).with_more());
@@ -782,7 +819,7 @@ mod tests {
     fn dropping_a_multishot_returns_its_queued_completions() {
         let (ours, peer) = UnixStream::pair().expect("socketpair");
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::CloseFd, true).expect("slot");
+        let key = t.insert(Orphan::CloseFd, true, false).expect("slot");
         t.complete(key, ok(peer.into_raw_fd() as u32).with_more());
         assert!(t.drop_op(key, Some(Box::new(7u8))), "still armed: cancel it");
         let orphans: Vec<_> = t.take_orphaned().collect();
@@ -801,7 +838,7 @@ mod tests {
     #[test]
     fn cancel_of_a_finished_multishot_frees_at_once() {
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::Nothing, true).expect("slot");
+        let key = t.insert(Orphan::Nothing, true, false).expect("slot");
         t.complete(key, ok(0));
         assert!(!t.drop_op(key, Some(Box::new(1u8))), "nothing left in the kernel");
         assert!(t.is_empty());
@@ -821,10 +858,10 @@ mod tests {
     #[test]
     fn abandoned_resources_are_handed_out_and_later_drops_leak() {
         let mut t = OpTable::with_capacity(4);
-        let key = t.insert(Orphan::Nothing, false).expect("slot");
+        let key = t.insert(Orphan::Nothing, false, false).expect("slot");
         let buffer = Rc::new(1u8);
         assert!(t.drop_op(key, Some(Box::new(buffer.clone()))));
-        let other = t.insert(Orphan::Nothing, false).expect("slot");
+        let other = t.insert(Orphan::Nothing, false, false).expect("slot");
         let leaked = t.abandon();
         assert_eq!(leaked.len(), 1);
         assert!(t.is_empty());

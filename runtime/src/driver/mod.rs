@@ -55,8 +55,10 @@ pub(crate) use recv_stream::RecvStream;
 pub use recv_stream::FALLBACK_RECV_SIZE;
 pub(crate) use uring::Features;
 
-/// A ring turn in which at most this many receives brought data (into the provided buffer
-/// ring) leaves the core quiet: a send then goes out at once (`SendMode::WhenQuiet`).
+/// A ring turn in which at most this many receives (multishot into the provided buffer ring,
+/// or single-shot into a buffer of their own) brought bytes leaves the core quiet: a send
+/// then goes out at once (`SendMode::WhenQuiet`). Receives reaped between turns (a full
+/// submission queue makes a push reap) count towards the next turn.
 ///
 /// Only receives count: they are what wakes tasks that answer. A turn that collected only
 /// the completions of the sends a busy turn put in the ring is quiet (until 2026-12-01 every
@@ -73,7 +75,7 @@ const QUIET_RECEIVES: usize = 8;
 
 thread_local! {
     /// Whether in this core's last ring turn at most [`QUIET_RECEIVES`] receives brought
-    /// data (the io_uring driver sets it).
+    /// bytes (the io_uring driver sets it).
     static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
 }
 
@@ -105,6 +107,7 @@ impl SendMode {
     }
 }
 
+/// `user_data` of the `ASYNC_CANCEL` requests we submit; their completions are ignored.
 const CANCEL_USER_DATA: u64 = u64::MAX;
 /// `user_data` of the read on the shard's wake-up eventfd.
 const EVENTFD_USER_DATA: u64 = u64::MAX - 1;
@@ -133,6 +136,8 @@ pub(crate) struct UringDriver {
     closing: bool,
     /// Completions copied out of the CQ before they are handled (reused between turns).
     cqes: Vec<(u64, i32, u32)>,
+    /// Completions that brought bytes to a receive since the last turn's end (for `QUIET`).
+    received: usize,
 }
 
 impl UringDriver {
@@ -165,6 +170,7 @@ impl UringDriver {
             eventfd_armed: false,
             closing: false,
             cqes: Vec::with_capacity(256),
+            received: 0,
         };
         driver.arm_eventfd()?;
         Ok(driver)
@@ -223,8 +229,9 @@ impl UringDriver {
         sqe: squeue::Entry,
         orphan: Orphan,
         multi: bool,
+        receive: bool,
     ) -> io::Result<usize> {
-        let key = self.ops.insert(orphan, multi)?;
+        let key = self.ops.insert(orphan, multi, receive)?;
         let sqe = sqe.user_data(key as u64);
         // SAFETY: forwarded from the caller.
         if let Err(e) = unsafe { self.push(&sqe) } {
@@ -310,7 +317,10 @@ impl UringDriver {
                 _ => return Err(e),
             },
         }
-        let (n, received) = self.reap();
+        let n = self.reap();
+        // Receives reaped earlier, when a full submission queue made a task's push reap
+        // (`push`), count towards this turn.
+        let received = std::mem::take(&mut self.received);
         QUIET.with(|q| q.set(received <= QUIET_RECEIVES));
         stats::bump(&remote.stats.completions, n as u64);
         stats::set(&remote.stats.ops_in_flight, self.ops.len() as u64);
@@ -320,9 +330,9 @@ impl UringDriver {
         Ok(())
     }
 
-    /// Moves completions from the CQ into the op slots. Returns how many were handled, and
-    /// how many of them brought data into a provided buffer.
-    fn reap(&mut self) -> (usize, usize) {
+    /// Moves completions from the CQ into the op slots. Returns how many were handled; adds
+    /// those that brought bytes to a receive to `received`.
+    fn reap(&mut self) -> usize {
         let mut cqes = std::mem::take(&mut self.cqes);
         {
             let mut cq = self.ring.completion();
@@ -334,7 +344,6 @@ impl UringDriver {
         // (counted once: the receives of one burst all find it empty together; another op's
         // ENOBUFS, a send's for one, says nothing about the ring).
         let mut starved = false;
-        let mut received = 0;
         for &(user_data, res, flags) in &cqes {
             match user_data {
                 CANCEL_USER_DATA => {}
@@ -342,13 +351,12 @@ impl UringDriver {
                 key => {
                     let c = Completion::from_raw(res, flags);
                     if c.buffer_id().is_some() {
-                        received += 1;
                         if let Some(ring) = &self.buf_ring {
                             ring.taken();
                         }
                     }
                     starved |= res == -libc::ENOBUFS && self.ops.is_multi(key as usize);
-                    self.ops.complete(key as usize, c);
+                    self.received += usize::from(self.ops.complete_counted(key as usize, c));
                 }
             }
         }
@@ -358,7 +366,7 @@ impl UringDriver {
         cqes.clear();
         self.cqes = cqes;
         self.dispose_orphaned();
-        (n, received)
+        n
     }
 
     /// Wakers to call and resources to free, taken out so the caller can release them with

@@ -39,7 +39,7 @@ struct TaskEntry {
     /// (both are taken out so no borrow is held, and the poll lends the waker without a
     /// reference count: no atomic add and sub per poll).
     future: Option<(BoxFuture, std::task::Waker)>,
-    /// The same waker's state: its "queued" flag is cleared before each poll.
+    /// The same waker's state: its `notified` flag is cleared before each poll.
     waker: Arc<TaskWaker>,
     class: TaskClass,
     generation: u32,

@@ -251,7 +251,7 @@ impl EpollDriver {
     /// in the op table: the caller keeps the resources in the op future, which hands them to
     /// the slot on drop.
     pub(crate) unsafe fn submit(&mut self, op: SysOp, orphan: Orphan) -> io::Result<usize> {
-        let key = self.ops.insert(orphan, false)?;
+        let key = self.ops.insert(orphan, false, false)?;
         match op {
             SysOp::Nop => self.ops.complete(key, Completion::new(Ok(0))),
             SysOp::Close(fd) => {

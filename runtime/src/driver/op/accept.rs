@@ -53,5 +53,5 @@ pub(in crate::driver) fn accept_multi(fd: &SharedFd) -> io::Result<Multi> {
         .build();
     // SAFETY: the SQE carries no pointers; the fd handle travels with the stream so the fd
     // stays open while the kernel accepts on it.
-    unsafe { Multi::submit(sqe, Orphan::CloseFd, Box::new(fd.clone())) }
+    unsafe { Multi::submit(sqe, Orphan::CloseFd, false, Box::new(fd.clone())) }
 }

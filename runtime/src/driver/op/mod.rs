@@ -51,6 +51,10 @@ pub(crate) trait OpKind: Unpin + 'static {
     /// What a completion means when nobody waits for it any more.
     const ORPHAN: Orphan = Orphan::Nothing;
 
+    /// A receive from a socket: its completions with bytes make a ring turn busy
+    /// (`driver::quiet`).
+    const RECEIVE: bool = false;
+
     /// The SQE. Pointers in it point into `self`'s heap-owned resources.
     fn sqe(&mut self) -> squeue::Entry;
 
@@ -80,7 +84,7 @@ impl<T: OpKind> Op<T> {
         // blocking pool) is done with them.
         let key = context::with(|cx| match &mut *cx.driver.borrow_mut() {
             // SAFETY: see above; the SQE's pointers point into `data`.
-            Driver::Uring(d) => unsafe { d.submit(data.sqe(), T::ORPHAN, false) },
+            Driver::Uring(d) => unsafe { d.submit(data.sqe(), T::ORPHAN, false, T::RECEIVE) },
             // SAFETY: see above; the SysOp's pointers point into `data`.
             Driver::Epoll(d) => unsafe { d.submit(data.sys_op(), T::ORPHAN) },
         });
@@ -142,12 +146,13 @@ impl Multi {
     pub(crate) unsafe fn submit(
         sqe: squeue::Entry,
         orphan: Orphan,
+        receive: bool,
         data: Box<dyn std::any::Any>,
     ) -> io::Result<Multi> {
         let key = context::with(|cx| match &mut *cx.driver.borrow_mut() {
             // SAFETY: forwarded from the caller; `data` moves into the slot if this stream
             // is dropped before the kernel's final completion.
-            Driver::Uring(d) => unsafe { d.submit(sqe, orphan, true) },
+            Driver::Uring(d) => unsafe { d.submit(sqe, orphan, true, receive) },
             // Multishot requests exist only on io_uring; the epoll driver's features say so,
             // so the streams never ask it for one.
             Driver::Epoll(_) => Err(io::Error::new(

@@ -19,6 +19,8 @@ pub(crate) struct Recv<B> {
 impl<B: IoBufMut> OpKind for Recv<B> {
     type Output = (io::Result<usize>, B);
 
+    const RECEIVE: bool = true;
+
     fn sqe(&mut self) -> squeue::Entry {
         let init = self.buf.bytes_init();
         let total = self.buf.bytes_total();
@@ -64,5 +66,5 @@ pub(in crate::driver) fn recv_multi(fd: &SharedFd) -> io::Result<Multi> {
     let sqe = opcode::RecvMulti::new(types::Fd(fd.raw()), BUF_GROUP).build();
     // SAFETY: the SQE carries no pointers of ours (the kernel picks ring buffers, which the
     // driver owns); the fd handle travels with the stream.
-    unsafe { Multi::submit(sqe, Orphan::Nothing, Box::new(fd.clone())) }
+    unsafe { Multi::submit(sqe, Orphan::Nothing, true, Box::new(fd.clone())) }
 }
