@@ -236,23 +236,11 @@ impl HeadScan {
         self.work
     }
 
-    /// Parses the head at the start of `buf`, which holds everything the last call saw plus
-    /// what arrived since (a fresh scan for each head).
+    /// Goes on scanning the head at the start of `buf` (the same bytes as at the last call
+    /// plus what arrived since), without the whole-head try: for a scan already under way,
+    /// or a fresh one whose head [`parse_whole`] turned down (the parser tries that first).
     ///
     /// `Ok(None)`: incomplete, read more. `Err`: answer with the status and close.
-    #[cfg(test)]
-    pub(crate) fn advance(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
-        // A fresh scan of a head that came whole: one `httparse` pass when it accepts.
-        if self.line.is_none() && self.done_line.is_none() {
-            if let Some(done) = parse_whole(buf, limits) {
-                return done.map(Some);
-            }
-        }
-        self.resume(buf, limits)
-    }
-
-    /// [`advance`](Self::advance) without the whole-head try: for a scan already under way,
-    /// or a fresh one whose head [`parse_whole`] turned down (the parser tries that first).
     pub(crate) fn resume(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
         let head_cap = limits.max_header_bytes;
         let line = match &self.done_line {
@@ -421,14 +409,6 @@ pub(crate) fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Re
         end,
     };
     Some(finish(buf, &line, end + fields_len, fields, limits))
-}
-
-/// Parses and validates a request head at the start of `buf` (one [`HeadScan`] call).
-///
-/// `Ok(None)`: incomplete, read more. `Err`: answer with the status and close.
-#[cfg(test)]
-fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
-    HeadScan::default().advance(buf, limits)
 }
 
 /// The checks on a complete head: version, method, target form, then the fields (Host,

@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// What the parser does with a head (`Parser::next_request`): a fresh scan first tries the
+/// whole head in one `httparse` pass, and goes on with the resumable scan when that turns
+/// it down or the scan is under way. `buf` holds everything the last call saw plus what
+/// arrived since.
+fn advance(scan: &mut HeadScan, buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
+    if scan.line.is_none() && scan.done_line.is_none() {
+        if let Some(done) = parse_whole(buf, limits) {
+            return done.map(Some);
+        }
+    }
+    scan.resume(buf, limits)
+}
+
+/// Parses and validates a request head at the start of `buf` (one [`advance`] call).
+fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
+    advance(&mut HeadScan::default(), buf, limits)
+}
+
 fn p(s: &str) -> Result<Option<Head>, Reject> {
     parse(s.as_bytes(), &Limits::default())
 }
@@ -226,7 +244,7 @@ mod resume {
         let mut scan = HeadScan::default();
         let mut verdicts = Vec::new();
         for n in 1..=stream.len() {
-            let v = match scan.advance(&stream[..n], limits) {
+            let v = match advance(&mut scan, &stream[..n], limits) {
                 Ok(Some(_)) => 0,
                 Ok(None) => 1,
                 Err(r) => r.status.as_u16(),
@@ -294,8 +312,8 @@ mod resume {
     /// tried on a fresh scan).
     fn scanned(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
         let mut scan = HeadScan::default();
-        match scan.advance(&buf[..1], limits) {
-            Ok(None) => scan.advance(buf, limits),
+        match advance(&mut scan, &buf[..1], limits) {
+            Ok(None) => advance(&mut scan, buf, limits),
             done => done,
         }
     }
@@ -353,7 +371,7 @@ mod resume {
             for head in &heads {
                 let show = String::from_utf8_lossy(head);
                 let scan = scanned(head, &limits);
-                let whole = HeadScan::default().advance(head, &limits);
+                let whole = advance(&mut HeadScan::default(), head, &limits);
                 assert_eq!(format!("{whole:?}"), format!("{scan:?}"), "{show:?}");
                 // What the whole-head path itself answered, when it did.
                 if let Some(fast) = parse_whole(head, &limits) {
@@ -407,7 +425,7 @@ mod resume {
             let mut scan = HeadScan::default();
             for n in 0..=stream.len() {
                 let whole = verdict(&stream[..n], &limits);
-                let resumed = match scan.advance(&stream[..n], &limits) {
+                let resumed = match advance(&mut scan, &stream[..n], &limits) {
                     Ok(Some(_)) => 0,
                     Ok(None) => 1,
                     Err(r) => r.status.as_u16(),
