@@ -16,6 +16,7 @@ pub(crate) mod encode;
 pub(crate) mod head;
 pub(crate) mod line;
 pub(crate) mod parser;
+mod swar;
 pub(crate) mod target;
 
 pub use parser::{Parser, ProtoError, RawRequest};

@@ -12,9 +12,16 @@ use std::ops::Range;
 
 use http::{Method, StatusCode, Version};
 
-use super::line::{all_host_chars, is_tchar, target_class, Line, LineScan, TargetByte};
+use super::line::{is_tchar, target_class, Line, LineScan, TargetByte};
+use super::swar;
 use super::target::validate_target;
 use crate::limits::Limits;
+
+mod fields;
+
+#[cfg(test)]
+use fields::{is_field, parse_content_length};
+use fields::{scan_plain_fields, FieldChecks};
 
 /// Header slots tried first, on the stack; more fields re-parse with `max_headers` slots.
 const SMALL_HEADERS: usize = 16;
@@ -292,7 +299,7 @@ impl HeadScan {
                 let whole = self.validated == line.end;
                 let slots = limits.max_headers.saturating_sub(self.fields_seen);
                 let done = parse_fields(block, slots, |len, fields| {
-                    whole.then(|| finish(buf, &line, line.end + len, fields, limits))
+                    whole.then(|| finish(buf, &line, line.end + len, FieldChecks::of(fields), limits))
                 });
                 match done {
                     Block::Complete(Some(head)) => return head.map(Some),
@@ -331,7 +338,7 @@ impl HeadScan {
         let block = &buf[line.end..cap];
         self.work += block.len();
         match parse_fields(block, limits.max_headers, |len, fields| {
-            finish(buf, line, line.end + len, fields, limits)
+            finish(buf, line, line.end + len, FieldChecks::of(fields), limits)
         }) {
             Block::Complete(head) => head.map(Some),
             Block::Failed(r) => Err(r),
@@ -343,9 +350,10 @@ impl HeadScan {
 
 /// The usual head: complete in `buf` and starting at its first byte, with a plain request
 /// line (`GET ` or another token, a target of allowed bytes, `HTTP/1.1` or `HTTP/1.0`) and
-/// at most [`SMALL_HEADERS`] fields. It is read in one pass: a tight scan of the request line
-/// and one `httparse` call over the fields, without [`HeadScan`]'s bookkeeping for a head
-/// that arrives in pieces. `None` leaves the head to that resumable scan, which gives every
+/// a plain field block (CRLF line ends, no control bytes: [`scan_plain_fields`]). It is read
+/// in one pass: a tight scan of the request line and one of the fields, checked as they are
+/// found, without [`HeadScan`]'s bookkeeping for a head that arrives in pieces and without
+/// `httparse`'s header slots. `None` leaves the head to that resumable scan, which gives every
 /// other verdict (a partial head, leading empty lines, another version, a bad byte, a limit
 /// reached), so a head gets the same [`Head`] or the same refusal whichever path reads it
 /// (`the_whole_head_path_agrees_with_the_resumable_scan` compares them).
@@ -363,20 +371,37 @@ pub(crate) fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Re
     let target_start = method_end + 1;
     let mut fragment = false;
     let mut query = None;
-    // Offsets from the target's start (an iterator, so no bounds check per byte).
-    let mut n = 0;
-    for &b in &line[target_start..] {
-        match target_class(b) {
-            TargetByte::Plain => {}
-            TargetByte::Query => {
-                query.get_or_insert(target_start + n);
+    let mut i = target_start;
+    loop {
+        // Eight bytes at a time up to the first that is not plain (`?`, `#`, or one that
+        // ends the target or may not be in it: a control byte, SP, DEL, above 0x7f).
+        while let Some(word) = line.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            let w = u64::from_le_bytes(w);
+            let stop = swar::below(w, 0x21)
+                | swar::equal(w, 0x7f)
+                | swar::high(w)
+                | swar::equal(w, b'?')
+                | swar::equal(w, b'#');
+            if stop != 0 {
+                i += swar::first(stop);
+                break;
             }
-            TargetByte::Fragment => fragment = true,
-            TargetByte::Invalid => break,
+            i += 8;
         }
-        n += 1;
+        // That byte, or one of the last seven of the line.
+        match line.get(i).map(|&b| target_class(b)) {
+            Some(TargetByte::Plain) => {}
+            Some(TargetByte::Query) => {
+                query.get_or_insert(i);
+            }
+            Some(TargetByte::Fragment) => fragment = true,
+            Some(TargetByte::Invalid) | None => break,
+        }
+        i += 1;
     }
-    let i = target_start + n;
+    let n = i - target_start;
     if n == 0 || line.get(i) != Some(&b' ') {
         return None;
     }
@@ -393,12 +418,9 @@ pub(crate) fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Re
         [b'\n', _] => version_at + 9,
         _ => return None,
     };
-    let mut slots = [httparse::EMPTY_HEADER; SMALL_HEADERS];
-    let slots = &mut slots[..limits.max_headers.min(SMALL_HEADERS)];
-    let (fields_len, fields) = match httparse::parse_headers(buf.get(end..cap)?, slots) {
-        Ok(httparse::Status::Complete(done)) => done,
-        _ => return None,
-    };
+    // The fields, up to the head size limit; anything but a plain block goes to `httparse`.
+    let mut checks = FieldChecks::default();
+    let len = scan_plain_fields(&buf[..cap], end, limits.max_headers, &mut checks)?;
     let line = Line {
         method: 0..method_end,
         target: target_start..i,
@@ -408,18 +430,12 @@ pub(crate) fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Re
         query,
         end,
     };
-    Some(finish(buf, &line, end + fields_len, fields, limits))
+    Some(finish(buf, &line, len, checks, limits))
 }
 
 /// The checks on a complete head: version, method, target form, then the fields (Host,
 /// framing, connection options). `len` is the head's length, empty line included.
-fn finish(
-    buf: &[u8],
-    line: &Line,
-    len: usize,
-    fields: &[httparse::Header<'_>],
-    limits: &Limits,
-) -> Result<Head, Reject> {
+fn finish(buf: &[u8], line: &Line, len: usize, fields: FieldChecks, limits: &Limits) -> Result<Head, Reject> {
     // HTTP/1.x with x > 1 is processed as HTTP/1.1 (RFC 9110 section 2.5); another major
     // version gets 505, checked before the method so that the HTTP/2 preface
     // (`PRI * HTTP/2.0`, on a server without HTTP/2) gets 505 rather than 501.
@@ -458,63 +474,20 @@ fn finish(
     // first `?` is never before the path.
     let path_end = line.query.map_or(target.end, |q| q.max(path_and_query.start));
 
-    let field_block = line.end..len;
-    let mut host_count = 0;
-    let mut content_length: Option<u64> = None;
-    let mut te_seen = false;
-    let mut chunked_final = false;
-    let mut te_bad = false;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut expect_continue = false;
-    for h in fields.iter() {
-        let name = h.name;
-        let value = h.value;
-        let known = matches!(name.len(), 4 | 6 | 10 | 14 | 17);
-        if !known {
-            continue;
-        }
-        if is_field(name, b"host") {
-            host_count += 1;
-            if !valid_host(value) {
-                return Err(bad("invalid Host header"));
-            }
-        } else if is_field(name, b"content-length") {
-            let n = parse_content_length(value).ok_or_else(|| bad("invalid Content-Length"))?;
-            match content_length {
-                Some(prev) if prev != n => return Err(bad("conflicting Content-Length values")),
-                _ => content_length = Some(n),
-            }
-        } else if is_field(name, b"transfer-encoding") {
-            te_seen = true;
-            for coding in split_list(value) {
-                if chunked_final {
-                    // Anything after `chunked` (including a second `chunked`) is invalid.
-                    te_bad = true;
-                }
-                if coding.eq_ignore_ascii_case(b"chunked") {
-                    chunked_final = true;
-                } else {
-                    // We implement no other transfer coding.
-                    te_bad = true;
-                }
-            }
-        } else if is_field(name, b"connection") {
-            for token in split_list(value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive_token = true;
-                }
-            }
-        } else if is_field(name, b"expect") {
-            if value.eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = true;
-            } else {
-                return Err(reject(StatusCode::EXPECTATION_FAILED, "unsupported expectation"));
-            }
-        }
+    if let Some(r) = fields.refused {
+        return Err(r);
     }
+    let FieldChecks {
+        host_count,
+        content_length,
+        te_seen,
+        chunked_final,
+        te_bad,
+        close,
+        keep_alive_token,
+        expect_continue,
+        refused: _,
+    } = fields;
     if version == Version::HTTP_11 && host_count == 0 {
         return Err(bad("missing Host header"));
     }
@@ -553,82 +526,12 @@ fn finish(
         target: Span::new(target),
         path_and_query: Span::new(path_and_query),
         path_end: path_end as u32,
-        fields: Span::new(field_block),
+        fields: Span::new(line.end..len),
         len: len32,
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11 && framing != Framing::None,
     })
-}
-
-/// Host = uri-host [ ":" port ]; empty is allowed (RFC 9112 3.2).
-fn valid_host(v: &[u8]) -> bool {
-    all_host_chars(v)
-}
-
-/// True if the field name `name` is `lower` (lower case letters and `-`) in any case. Only
-/// for names `httparse` accepted (tokens): setting bit 5 maps `A`-`Z` to `a`-`z`, and the
-/// only other byte it maps to a letter or `-` is that letter or `-` itself, or CR (to `-`),
-/// which a token never holds. The bytes are compared a word at a time (the last word
-/// overlapping the one before), with no branch until the end.
-fn is_field(name: &str, lower: &[u8]) -> bool {
-    let (name, n) = (name.as_bytes(), lower.len());
-    if name.len() != n {
-        return false;
-    }
-    let w32 = |s: &[u8], at: usize| {
-        let mut w = [0u8; 4];
-        w.copy_from_slice(&s[at..at + 4]);
-        u32::from_le_bytes(w)
-    };
-    let w64 = |s: &[u8], at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
-    match n {
-        0..=3 => {
-            name.iter()
-                .zip(lower)
-                .fold(0, |diff, (b, &l)| diff | ((b | 0x20) ^ l))
-                == 0
-        }
-        4..=7 => {
-            const CASE: u32 = 0x2020_2020;
-            let head = (w32(name, 0) | CASE) ^ w32(lower, 0);
-            let tail = (w32(name, n - 4) | CASE) ^ w32(lower, n - 4);
-            head | tail == 0
-        }
-        _ => {
-            const CASE: u64 = 0x2020_2020_2020_2020;
-            let mut diff = 0;
-            let mut at = 0;
-            while at + 8 < n {
-                diff |= (w64(name, at) | CASE) ^ w64(lower, at);
-                at += 8;
-            }
-            diff | ((w64(name, n - 8) | CASE) ^ w64(lower, n - 8)) == 0
-        }
-    }
-}
-
-/// `Content-Length = 1*DIGIT`; a list of identical values ("5, 5") is accepted as one.
-fn parse_content_length(v: &[u8]) -> Option<u64> {
-    let mut out: Option<u64> = None;
-    for part in split_list(v) {
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let mut n: u64 = 0;
-        for &d in part {
-            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        }
-        match out {
-            Some(prev) if prev != n => return None,
-            _ => out = Some(n),
-        }
-    }
-    out
 }
 
 /// The (name, value) pairs of a validated field block, in order (values without surrounding

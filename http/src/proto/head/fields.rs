@@ -1,0 +1,245 @@
+//! The field block of a head: the checks a server applies to its fields (Host, framing,
+//! connection options, `Expect`), fed one field at a time, and the whole-head path's own scan
+//! of a plain field block.
+
+use http::StatusCode;
+
+use super::{bad, reject, split_list, Reject};
+use crate::proto::line::{all_host_chars, is_tchar};
+use crate::proto::swar;
+
+/// What the fields of a head said, fed one field at a time in their order. The first refusal
+/// is kept and the fields after it are not looked at, as when the checks stopped at it.
+#[derive(Debug, Default)]
+pub(super) struct FieldChecks {
+    pub(super) host_count: u32,
+    pub(super) content_length: Option<u64>,
+    pub(super) te_seen: bool,
+    /// The last transfer coding seen is `chunked`.
+    pub(super) chunked_final: bool,
+    /// A transfer coding other than a final `chunked`.
+    pub(super) te_bad: bool,
+    pub(super) close: bool,
+    pub(super) keep_alive_token: bool,
+    pub(super) expect_continue: bool,
+    /// The first field refused: the head's verdict once its request line has passed.
+    pub(super) refused: Option<Reject>,
+}
+
+impl FieldChecks {
+    /// The checks of the fields `httparse` found.
+    pub(super) fn of(fields: &[httparse::Header<'_>]) -> Self {
+        let mut checks = FieldChecks::default();
+        for h in fields {
+            checks.field(h.name.as_bytes(), h.value);
+            if checks.refused.is_some() {
+                break;
+            }
+        }
+        checks
+    }
+
+    /// Takes in one field (`value` without the blanks around it).
+    #[inline]
+    pub(super) fn field(&mut self, name: &[u8], value: &[u8]) {
+        // Only these lengths can be a field the checks read.
+        if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) || self.refused.is_some() {
+            return;
+        }
+        if let Err(r) = self.known_field(name, value) {
+            self.refused = Some(r);
+        }
+    }
+
+    fn known_field(&mut self, name: &[u8], value: &[u8]) -> Result<(), Reject> {
+        if is_field(name, b"host") {
+            self.host_count += 1;
+            if !all_host_chars(value) {
+                return Err(bad("invalid Host header"));
+            }
+        } else if is_field(name, b"content-length") {
+            let n = parse_content_length(value).ok_or_else(|| bad("invalid Content-Length"))?;
+            match self.content_length {
+                Some(prev) if prev != n => return Err(bad("conflicting Content-Length values")),
+                _ => self.content_length = Some(n),
+            }
+        } else if is_field(name, b"transfer-encoding") {
+            self.te_seen = true;
+            for coding in split_list(value) {
+                if self.chunked_final {
+                    // Anything after `chunked` (including a second `chunked`) is invalid.
+                    self.te_bad = true;
+                }
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    self.chunked_final = true;
+                } else {
+                    // We implement no other transfer coding.
+                    self.te_bad = true;
+                }
+            }
+        } else if is_field(name, b"connection") {
+            for token in split_list(value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive_token = true;
+                }
+            }
+        } else if is_field(name, b"expect") {
+            if value.eq_ignore_ascii_case(b"100-continue") {
+                self.expect_continue = true;
+            } else {
+                return Err(reject(StatusCode::EXPECTATION_FAILED, "unsupported expectation"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scans a plain field block, `buf[from..]` up to its empty line (`buf` ends at the head size
+/// limit), feeding each field to `checks`, and returns the index just past the empty line.
+///
+/// Plain: at most `max_fields` lines, each a token, `:`, optional blanks (SP, HTAB) and a value
+/// of blanks, visible ASCII and obs-text, ended by CRLF; the block ended by CRLF. `None` for
+/// anything else: an incomplete block, a bare LF, obs-fold, a control byte, a malformed line,
+/// too many fields. The caller leaves such a head to `httparse`, which gives the verdict; so
+/// every block this accepts is one `httparse` accepts, with the same fields (a value without
+/// the blanks around it, as `httparse` trims it), and the head gets the same verdict either
+/// way (`the_whole_head_path_agrees_with_the_resumable_scan`).
+#[inline]
+pub(super) fn scan_plain_fields(
+    buf: &[u8],
+    from: usize,
+    max_fields: usize,
+    checks: &mut FieldChecks,
+) -> Option<usize> {
+    let mut at = from;
+    let mut count = 0;
+    loop {
+        if buf.get(at..at + 2)? == b"\r\n" {
+            return Some(at + 2);
+        }
+        let name_start = at;
+        while is_tchar(*buf.get(at)?) {
+            at += 1;
+        }
+        // The loop stopped at a byte of `buf`.
+        if at == name_start || buf[at] != b':' {
+            return None;
+        }
+        let name = &buf[name_start..at];
+        at += 1;
+        while matches!(buf.get(at)?, b' ' | b'\t') {
+            at += 1;
+        }
+        let value_start = at;
+        at = value_end(buf, at)?;
+        if buf.get(at..at + 2)? != b"\r\n" {
+            return None;
+        }
+        let mut end = at;
+        while end > value_start && matches!(buf[end - 1], b' ' | b'\t') {
+            end -= 1;
+        }
+        count += 1;
+        if count > max_fields {
+            return None;
+        }
+        checks.field(name, &buf[value_start..end]);
+        at += 2;
+    }
+}
+
+/// The index of the first byte from `at` on that cannot be in a field value (a control byte
+/// other than HTAB, or DEL), `None` if `buf` ends first. Eight bytes at a time: a word's
+/// lowest flagged byte is the first such byte, or an HTAB to step over.
+#[inline]
+fn value_end(buf: &[u8], mut at: usize) -> Option<usize> {
+    while let Some(word) = buf.get(at..at + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        let flagged = swar::below(w, 0x20) | swar::equal(w, 0x7f);
+        if flagged == 0 {
+            at += 8;
+            continue;
+        }
+        at += swar::first(flagged);
+        if buf[at] != b'\t' {
+            return Some(at);
+        }
+        at += 1;
+    }
+    while let Some(&b) = buf.get(at) {
+        if (b < 0x20 && b != b'\t') || b == 0x7f {
+            return Some(at);
+        }
+        at += 1;
+    }
+    None
+}
+
+/// True if the field name `name` is `lower` (lower case letters and `-`) in any case. Only
+/// for names `httparse` accepted (tokens): setting bit 5 maps `A`-`Z` to `a`-`z`, and the
+/// only other byte it maps to a letter or `-` is that letter or `-` itself, or CR (to `-`),
+/// which a token never holds. The bytes are compared a word at a time (the last word
+/// overlapping the one before), with no branch until the end.
+pub(super) fn is_field(name: &[u8], lower: &[u8]) -> bool {
+    let n = lower.len();
+    if name.len() != n {
+        return false;
+    }
+    let w32 = |s: &[u8], at: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_le_bytes(w)
+    };
+    let w64 = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    match n {
+        0..=3 => {
+            name.iter()
+                .zip(lower)
+                .fold(0, |diff, (b, &l)| diff | ((b | 0x20) ^ l))
+                == 0
+        }
+        4..=7 => {
+            const CASE: u32 = 0x2020_2020;
+            let head = (w32(name, 0) | CASE) ^ w32(lower, 0);
+            let tail = (w32(name, n - 4) | CASE) ^ w32(lower, n - 4);
+            head | tail == 0
+        }
+        _ => {
+            const CASE: u64 = 0x2020_2020_2020_2020;
+            let mut diff = 0;
+            let mut at = 0;
+            while at + 8 < n {
+                diff |= (w64(name, at) | CASE) ^ w64(lower, at);
+                at += 8;
+            }
+            diff | ((w64(name, n - 8) | CASE) ^ w64(lower, n - 8)) == 0
+        }
+    }
+}
+
+/// `Content-Length = 1*DIGIT`; a list of identical values ("5, 5") is accepted as one.
+pub(super) fn parse_content_length(v: &[u8]) -> Option<u64> {
+    let mut out: Option<u64> = None;
+    for part in split_list(v) {
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &d in part {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        match out {
+            Some(prev) if prev != n => return None,
+            _ => out = Some(n),
+        }
+    }
+    out
+}

@@ -1,0 +1,72 @@
+//! Eight bytes at a time: the byte tests the head scanners use on a little-endian `u64`
+//! word. A test's result has the high bit set in some byte whenever a byte of the word passes,
+//! and in none otherwise; its lowest set bit is in the first byte that passes (a byte above
+//! it may be flagged wrongly, by the borrow out of a passing byte), so [`first`] is exact.
+
+const ONES: u64 = u64::from_le_bytes([1; 8]);
+const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+
+/// Flags the bytes below `n` (`n` at most 128).
+#[inline]
+pub(super) const fn below(w: u64, n: u8) -> u64 {
+    w.wrapping_sub(ONES * n as u64) & !w & HIGH
+}
+
+/// Flags the bytes equal to `b`.
+#[inline]
+pub(super) const fn equal(w: u64, b: u8) -> u64 {
+    let x = w ^ (ONES * b as u64);
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
+/// Flags the bytes at or above 0x80.
+#[inline]
+pub(super) const fn high(w: u64) -> u64 {
+    w & HIGH
+}
+
+/// The index (0 to 7) of the first flagged byte of a non-zero test result.
+#[inline]
+pub(super) const fn first(flagged: u64) -> usize {
+    (flagged.trailing_zeros() / 8) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every test against a byte-at-a-time check, for words with passing bytes at every
+    /// position and of every value next to them.
+    #[test]
+    fn the_first_flagged_byte_is_the_first_that_passes() {
+        let probes = [
+            0u8, 1, 8, 9, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x3f, 0x7e, 0x7f, 0x80, 0xff,
+        ];
+        for fill in probes {
+            for at in 0..8 {
+                for hit in probes {
+                    for next in probes {
+                        let mut bytes = [fill; 8];
+                        bytes[at] = hit;
+                        if at < 7 {
+                            bytes[at + 1] = next;
+                        }
+                        let w = u64::from_le_bytes(bytes);
+                        let cases: [(u64, &dyn Fn(u8) -> bool); 5] = [
+                            (below(w, 0x20), &|b| b < 0x20),
+                            (below(w, 0x21), &|b| b < 0x21),
+                            (equal(w, 0x7f), &|b| b == 0x7f),
+                            (equal(w, b'?'), &|b| b == b'?'),
+                            (high(w), &|b| b >= 0x80),
+                        ];
+                        for (flagged, passes) in cases {
+                            let want = bytes.iter().position(|&b| passes(b));
+                            let got = (flagged != 0).then(|| first(flagged));
+                            assert_eq!(got, want, "{bytes:02x?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
