@@ -233,6 +233,10 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
     let spin = shared.config.idle_spin;
     let multi_shard = shared.n_shards() > 1;
     let mut last_mesh = Instant::now();
+    // Where the ring takes absolute deadlines the park needs no clock read, and each turn
+    // reads the clock once, after its wait: `last_read`.
+    let absolute = cx.driver.borrow().parks_on_absolute_deadline();
+    let mut last_read = last_mesh;
     loop {
         cx.executor.run_ready(remote, max_polls);
 
@@ -266,9 +270,11 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
         // multishot receive had ended): release them now, not after the next park, or a
         // closed connection would stay open until something else woke this core.
         release_deferred(cx);
-        // One clock read before parking: the timers, the spin decision and the wait's
-        // timeout all use it (and one more after the wait).
-        let mut now = Instant::now();
+        // The timers, the spin decision and the park's deadline use `now`. On a ring that
+        // takes absolute deadlines it is the reading after the last wait: a timer that fell
+        // due while the tasks ran makes the park return at once, and fires after it. A park
+        // with a relative timeout (epoll, or a kernel before 6.12) needs a fresh reading.
+        let mut now = if absolute { last_read } else { Instant::now() };
         fire_timers(cx, &mut wakers, now);
 
         if handled > 0 || cx.mesh.pending_replies() > 0 {
@@ -328,7 +334,8 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
         remote.set_parked(false);
         turned?;
         release_deferred(cx);
-        fire_timers(cx, &mut wakers, Instant::now());
+        last_read = Instant::now();
+        fire_timers(cx, &mut wakers, last_read);
         stats::set(&remote.stats.timers_pending, cx.timers.borrow().len() as u64);
     }
 }
@@ -494,6 +501,9 @@ pub struct LocalState {
     pub defer_taskrun: bool,
     /// Whether the ring was created with `IORING_SETUP_COOP_TASKRUN`.
     pub coop_taskrun: bool,
+    /// Whether this core parks on absolute deadlines (`IORING_ENTER_ABS_TIMER`, Linux
+    /// 6.12+; never on epoll or with portable ops), so a loop turn reads the clock once.
+    pub absolute_park_deadline: bool,
 }
 
 /// This core's [`LocalState`].
@@ -516,6 +526,7 @@ pub fn local_state() -> LocalState {
             single_issuer: f.single_issuer,
             defer_taskrun: f.defer_taskrun,
             coop_taskrun: f.coop_taskrun,
+            absolute_park_deadline: d.parks_on_absolute_deadline(),
         }
     })
 }

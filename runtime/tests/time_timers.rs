@@ -205,3 +205,69 @@ async fn a_sleep_made_coarse_after_its_first_poll_or_reset_still_ends_on_its_dea
         "the core polled for a coarse sleep after reset"
     );
 }
+
+/// A timer that falls due while a task holds the core fires as soon as the core is free, on
+/// every driver and ring: the core parks on the timer's deadline, whether the kernel takes it
+/// as an absolute time (io_uring on 6.12+, where the park reads no clock and its `now` is from
+/// before the task ran) or as a timeout from a fresh clock read (older rings, epoll).
+#[test]
+fn a_timer_due_while_a_task_held_the_core_fires_when_the_core_is_free() {
+    use ringcore_runtime::{Driver, Runtime};
+    const DUE: Duration = Duration::from_millis(200);
+    const HELD: Duration = Duration::from_millis(400);
+    for driver in [Driver::Auto, Driver::Epoll] {
+        for portable in [false, true] {
+            let rt = Runtime::builder()
+                .core_count(1)
+                .driver(driver)
+                .portable_ops(portable)
+                .handle_signals(false)
+                .build()
+                .expect("build");
+            let out = rt
+                .run(move || async move {
+                    let absolute = local_state().absolute_park_deadline;
+                    let started = Instant::now();
+                    let sleeper = spawn_local(async move {
+                        sleep(DUE).await;
+                        started.elapsed()
+                    });
+                    // Let the sleeper start its timer, then hold the core past its deadline
+                    // without yielding (a long computation, or a blocking call).
+                    sleep(Duration::from_millis(1)).await;
+                    std::thread::sleep(HELD);
+                    let freed = started.elapsed();
+                    let fired = sleeper.await.expect("sleeper");
+                    (freed, fired, absolute)
+                })
+                .expect("run");
+            let (freed, fired, absolute) = out[0].expect("the scenario finished");
+            if driver == Driver::Epoll || portable {
+                assert!(
+                    !absolute,
+                    "{driver:?} portable={portable}: no absolute park deadline"
+                );
+            } else if kernel_at_least(6, 12) && std::env::var_os("RINGCORE_DRIVER").is_none() {
+                assert!(absolute, "io_uring on Linux 6.12+ takes IORING_ENTER_ABS_TIMER");
+            }
+            // Had the park's timeout run from the clock read before the task held the core,
+            // it would end about DUE after `freed`.
+            assert!(
+                fired >= freed && fired < freed + DUE / 2,
+                "{driver:?} portable={portable}: the core was free at {freed:?}, the timer \
+                 (due at {DUE:?}) fired at {fired:?}"
+            );
+        }
+    }
+}
+
+/// Whether the running kernel's release is at least `major.minor` (`uname -r`).
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}

@@ -110,6 +110,15 @@ impl Driver {
         }
     }
 
+    /// Whether a park's deadline is passed to the kernel as an absolute time (io_uring on
+    /// 6.12+), so that the `now` of [`Wait::Until`] may be from before the turn's tasks ran.
+    pub(crate) fn parks_on_absolute_deadline(&self) -> bool {
+        match self {
+            Driver::Uring(d) => d.parks_on_absolute_deadline(),
+            Driver::Epoll(_) => false,
+        }
+    }
+
     pub(crate) fn turn(&mut self, remote: &ShardRemote, wait: Wait) -> io::Result<()> {
         match self {
             Driver::Uring(d) => d.turn(remote, wait),

@@ -118,8 +118,10 @@ const _: () = assert!(EVENTFD_USER_DATA > MAX_OP_KEY as u64);
 pub(crate) enum Wait {
     /// Submit and collect what is ready; do not block.
     No,
-    /// Block until a completion arrives or the deadline passes (`None`: no deadline). The
-    /// timeout runs from `now`, the caller's clock read (one read per loop turn).
+    /// Block until a completion arrives or the deadline passes (`None`: no deadline). A
+    /// relative timeout runs from `now`, the caller's clock read; where the ring takes
+    /// absolute deadlines (`parks_on_absolute_deadline`) `now` may be older, and only a
+    /// deadline before it skips the wait.
     Until { deadline: Option<Instant>, now: Instant },
 }
 
@@ -138,6 +140,9 @@ pub(crate) struct UringDriver {
     cqes: Vec<(u64, i32, u32)>,
     /// Completions that brought bytes to a receive since the last turn's end (for `QUIET`).
     received: usize,
+    /// Set when the kernel takes absolute ring timeouts (`Features::abs_timer`): a park then
+    /// needs no clock read.
+    clock: Option<uring::RingClock>,
 }
 
 impl UringDriver {
@@ -171,6 +176,7 @@ impl UringDriver {
             closing: false,
             cqes: Vec::with_capacity(256),
             received: 0,
+            clock: features.abs_timer.then(uring::RingClock::new).flatten(),
         };
         driver.arm_eventfd()?;
         Ok(driver)
@@ -178,6 +184,11 @@ impl UringDriver {
 
     pub(crate) fn features(&self) -> Features {
         self.features
+    }
+
+    /// See [`Driver::parks_on_absolute_deadline`](backend::Driver::parks_on_absolute_deadline).
+    pub(crate) fn parks_on_absolute_deadline(&self) -> bool {
+        self.clock.is_some()
     }
 
     pub(crate) fn buf_ring(&self) -> Option<&Rc<BufRing>> {
@@ -298,14 +309,27 @@ impl UringDriver {
             Wait::Until {
                 deadline: Some(deadline),
                 now,
-            } => {
-                let dur = deadline
-                    .saturating_duration_since(now)
-                    .max(Duration::from_micros(1));
-                let ts = types::Timespec::new().sec(dur.as_secs()).nsec(dur.subsec_nanos());
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
-            }
+            } => match self.clock {
+                // On the ring's own clock: no clock read, and the turn's `now` may be from
+                // before its tasks ran (a deadline passed since returns at once).
+                Some(clock) => {
+                    let ts = clock.timespec(deadline);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args_and_flags(
+                        1,
+                        &args,
+                        io_uring::EnterFlags::ABS_TIMER,
+                    )
+                }
+                None => {
+                    let dur = deadline
+                        .saturating_duration_since(now)
+                        .max(Duration::from_micros(1));
+                    let ts = types::Timespec::new().sec(dur.as_secs()).nsec(dur.subsec_nanos());
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+            },
         };
         stats::bump(&remote.stats.ring_enters, 1);
         match res {

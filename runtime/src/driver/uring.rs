@@ -2,8 +2,11 @@
 
 use std::fs;
 use std::io;
+use std::time::{Duration, Instant};
 
-use io_uring::{opcode, IoUring, Probe};
+use io_uring::{opcode, types, IoUring, Probe};
+
+use crate::sys;
 
 /// What the kernel under us can do, decided once at start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -15,6 +18,9 @@ pub(crate) struct Features {
     pub(crate) multishot_recv: bool,
     /// `IORING_OP_FTRUNCATE` (6.9+); without it `File::set_len` calls `ftruncate(2)`.
     pub(crate) ftruncate: bool,
+    /// `IORING_ENTER_ABS_TIMER` (6.12+): a park's timeout is an absolute `CLOCK_MONOTONIC`
+    /// time, so parking needs no clock read (`Driver::parks_on_absolute_deadline`).
+    pub(crate) abs_timer: bool,
 }
 
 /// Opcodes every io_uring path of the driver submits, with a name for the error message.
@@ -143,7 +149,44 @@ fn probe(ring: &IoUring, single: bool, defer: bool, coop: bool, portable: bool) 
         multishot_accept: !portable && socket_op,
         multishot_recv: !portable && send_zc,
         ftruncate: !portable && probe.is_supported(opcode::Ftruncate::CODE),
+        abs_timer: !portable && accepts_abs_timer(ring),
     })
+}
+
+/// `CLOCK_MONOTONIC` (the ring's clock) against `Instant`, read once, so that an `Instant`
+/// deadline becomes an absolute ring timeout without reading the clock again. (`Instant` is
+/// `CLOCK_MONOTONIC` on Linux, but its value is not exposed: the two are read back to back,
+/// so a deadline converted through them is late by at most the time between the reads.)
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RingClock {
+    at: Instant,
+    monotonic: Duration,
+}
+
+impl RingClock {
+    pub(crate) fn new() -> Option<Self> {
+        let at = Instant::now();
+        let monotonic = sys::clock(libc::CLOCK_MONOTONIC)?;
+        Some(RingClock { at, monotonic })
+    }
+
+    /// `deadline` on the ring's clock (a deadline before this clock's reading: that reading,
+    /// which has passed).
+    pub(crate) fn timespec(&self, deadline: Instant) -> types::Timespec {
+        let t = self.monotonic + deadline.saturating_duration_since(self.at);
+        types::Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos())
+    }
+}
+
+/// Whether the kernel takes `IORING_ENTER_ABS_TIMER`: an enter that submits nothing and
+/// waits for nothing, with that flag. A kernel without it (before 6.12) refuses the flag with
+/// `EINVAL` before doing anything.
+fn accepts_abs_timer(ring: &IoUring) -> bool {
+    let ts = types::Timespec::new();
+    let args = types::SubmitArgs::new().timespec(&ts);
+    ring.submitter()
+        .submit_with_args_and_flags(0, &args, io_uring::EnterFlags::ABS_TIMER)
+        .is_ok()
 }
 
 /// Turns a failed `io_uring_setup` into an error naming the cause and the remedy.

@@ -54,13 +54,18 @@ pub(crate) fn set_timer_slack(ns: u64) {
 
 /// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`), if the clock can be read.
 pub(crate) fn thread_cpu_time() -> Option<Duration> {
+    clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// `clock`'s time since its epoch, if it can be read.
+pub(crate) fn clock(clock: libc::clockid_t) -> Option<Duration> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable timespec that outlives the call; the clock id is a
-    // constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    // SAFETY: `ts` is a valid, writable timespec that outlives the call; an unknown clock id
+    // is refused with EINVAL.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     if rc != 0 {
         return None;
     }
