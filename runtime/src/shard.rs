@@ -32,6 +32,9 @@ use crate::time::Timers;
 const MAX_MESSAGES_PER_TURN: usize = 1024;
 /// How long a core with a blocked cross-core send waits before retrying.
 const MESH_RETRY: Duration = Duration::from_micros(50);
+/// On a ring that parks on absolute deadlines, a precise timer due within `idle_spin` plus
+/// this of the last wait's clock reading makes the spin decision read the clock again.
+const SPIN_NEAR: Duration = Duration::from_millis(1);
 
 pub(crate) fn run_shard<F, Fut, R>(id: usize, core: usize, shared: Arc<Shared>, f: F) -> io::Result<Option<R>>
 where
@@ -282,6 +285,17 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
         }
         if !spin.is_zero() && !cx.executor.has_ready() && handled == 0 {
             let next_timer = cx.timers.borrow().next_precise_deadline();
+            if absolute {
+                // The spin decision is about the time now. The last wait's reading can tell
+                // it wrong when a precise timer is due near it or a conversation is under
+                // way: then read the clock. (A timer due later is soon only after tasks
+                // that ran longer than `SPIN_NEAR`, next to which a read costs nothing.)
+                let near = next_timer.is_some_and(|d| d <= now + spin + SPIN_NEAR);
+                let talking = multi_shard && now.duration_since(last_mesh) < spin;
+                if near || talking {
+                    now = Instant::now();
+                }
+            }
             let timer_soon = next_timer.is_some_and(|d| d <= now + spin);
             let talking = multi_shard && now.duration_since(last_mesh) < spin;
             if talking || timer_soon {
@@ -323,7 +337,8 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
                     deadline = Some(deadline.map_or(g, |d| d.min(g)));
                 }
                 if cx.mesh.has_backlog() {
-                    let retry = now + MESH_RETRY;
+                    let from = if absolute { Instant::now() } else { now };
+                    let retry = from + MESH_RETRY;
                     deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
                 }
                 stats::bump(&remote.stats.parks, 1);

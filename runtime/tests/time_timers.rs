@@ -271,3 +271,86 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
     let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     (a, b) >= (major, minor)
 }
+
+/// In a time namespace that moves `CLOCK_MONOTONIC` the core does not park on absolute
+/// deadlines (kernels up to 7.0 read them on the host's clock: a deadline would pass at once,
+/// and the core would spin, or pass far too late), and a sleep takes its time without the
+/// core spinning through it. The test runs itself again under `unshare --time` with the clock
+/// moved 10 s back and then 10 s ahead; creating a time namespace needs `CAP_SYS_ADMIN`, so
+/// off root, where `unshare` is refused, only the runs as root check it.
+#[test]
+fn in_a_time_namespace_a_sleep_neither_spins_nor_runs_late() {
+    const SLEEP: Duration = Duration::from_millis(300);
+    if std::env::var_os("RINGCORE_TEST_IN_TIME_NAMESPACE").is_some() {
+        let out = ringcore_runtime::Runtime::builder()
+            .core_count(1)
+            .handle_signals(false)
+            .build()
+            .expect("build")
+            .run(|| async {
+                let absolute = local_state().absolute_park_deadline;
+                let cpu = thread_cpu_ns();
+                let t0 = Instant::now();
+                sleep(SLEEP).await;
+                (absolute, t0.elapsed(), thread_cpu_ns() - cpu)
+            })
+            .expect("run");
+        let (absolute, took, cpu_ns) = out[0].expect("the scenario finished");
+        assert!(
+            !absolute,
+            "no absolute park deadlines in a shifted time namespace"
+        );
+        assert!(took >= SLEEP && took < SLEEP * 2, "the sleep took {took:?}");
+        assert!(
+            cpu_ns < 50_000_000,
+            "the core spun: {cpu_ns} ns of CPU in a {SLEEP:?} sleep"
+        );
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    for offset in ["-10", "10"] {
+        let run = std::process::Command::new("unshare")
+            .args(["--time", &format!("--monotonic={offset}"), "--"])
+            .arg(&exe)
+            .args([
+                "in_a_time_namespace_a_sleep_neither_spins_nor_runs_late",
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env("RINGCORE_TEST_IN_TIME_NAMESPACE", "1")
+            .output()
+            .expect("run unshare (util-linux)");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        if !run.status.success() && stderr.contains("unshare failed") && !is_root() {
+            eprintln!("no time namespace here (unshare needs CAP_SYS_ADMIN): {stderr}");
+            return;
+        }
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success() && stdout.contains("1 passed"),
+            "monotonic offset {offset} s: {}\n{stdout}\n{stderr}",
+            run.status
+        );
+    }
+}
+
+/// CPU time this thread has had, in ns (`/proc/thread-self/schedstat`, first field).
+fn thread_cpu_ns() -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    text.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("schedstat's first field")
+}
+
+/// Whether the test runs as root (`/proc/self/status`, the effective uid).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}

@@ -180,8 +180,17 @@ impl RingClock {
 
 /// Whether the kernel takes `IORING_ENTER_ABS_TIMER`: an enter that submits nothing and
 /// waits for nothing, with that flag. A kernel without it (before 6.12) refuses the flag with
-/// `EINVAL` before doing anything.
+/// `EINVAL` before doing anything. (The ring is never `SQPOLL`, where such an enter would
+/// not reach the kernel.)
+///
+/// Not in a time namespace that moves `CLOCK_MONOTONIC`: kernels up to 7.0 read an absolute
+/// ring timeout on the host's clock, not the caller's (fixed by "io_uring/wait: honour
+/// caller's time namespace for IORING_ENTER_ABS_TIMER"), so a deadline taken from the
+/// namespace's clock would pass at once or far too late.
 fn accepts_abs_timer(ring: &IoUring) -> bool {
+    if !monotonic_unshifted() {
+        return false;
+    }
     let ts = types::Timespec::new();
     let args = types::SubmitArgs::new().timespec(&ts);
     ring.submitter()
@@ -243,4 +252,45 @@ pub(crate) fn explain(e: io::Error) -> io::Error {
              (Driver::Auto falls back to it; Driver::Epoll or RINGCORE_DRIVER=epoll forces it)."
         ),
     )
+}
+
+/// Whether this process's `CLOCK_MONOTONIC` is the host's: no time namespace offset
+/// (`/proc/self/timens_offsets`; a kernel without time namespaces has no such file).
+fn monotonic_unshifted() -> bool {
+    match fs::read_to_string("/proc/self/timens_offsets") {
+        Ok(text) => monotonic_offset_is_zero(&text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::metadata("/proc/self/stat").is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Reads `timens_offsets` (lines `monotonic SECS NANOS` and `boottime SECS NANOS`): true
+/// only for a `monotonic` line with a zero offset.
+fn monotonic_offset_is_zero(text: &str) -> bool {
+    text.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words.next() == Some("monotonic")
+            && words.next() == Some("0")
+            && words.next() == Some("0")
+            && words.next().is_none()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::monotonic_offset_is_zero;
+
+    #[test]
+    fn only_a_zero_monotonic_offset_counts_as_unshifted() {
+        assert!(monotonic_offset_is_zero(
+            "monotonic           0         0\nboottime            0         0\n"
+        ));
+        assert!(monotonic_offset_is_zero("boottime 5 0\nmonotonic 0 0\n"));
+        assert!(!monotonic_offset_is_zero(
+            "monotonic         -10         0\nboottime 0 0\n"
+        ));
+        assert!(!monotonic_offset_is_zero("monotonic 0 500\n"));
+        assert!(!monotonic_offset_is_zero("boottime 0 0\n"));
+        assert!(!monotonic_offset_is_zero(""));
+    }
 }
