@@ -125,8 +125,13 @@ impl Buckets {
 
     #[inline]
     fn record_n(&mut self, us: u64, n: u64) {
-        // The first bound >= us (`le` is inclusive); past the last, `+Inf`.
-        let i = self.bounds.partition_point(|&b| b < us);
+        // The first bound >= us (`le` is inclusive); past the last, `+Inf`. Searched from
+        // the smallest: most answers fall in the first bucket or two.
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| b >= us)
+            .unwrap_or(self.bounds.len());
         self.counts[i] += n;
         self.sum_us = self.sum_us.saturating_add(us.saturating_mul(n));
     }
