@@ -328,6 +328,8 @@ mod resume {
         };
         let many_fields: String = (0..20).map(|i| format!("X-{i}: {i}\r\n")).collect();
         let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{many_fields}\r\n");
+        // More fields than `httparse`'s first 16 slots, the last one refused.
+        let many_refused = format!("GET / HTTP/1.1\r\n{many_fields}Host: a b\r\n\r\n");
         let heads: Vec<Vec<u8>> = [
             "GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
             "GET /a?b=1?c#d HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -364,6 +366,7 @@ mod resume {
             "GET /a/b/c/d/e HTTP/1.1\r\nHost: a\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
             many.as_str(),
+            many_refused.as_str(),
         ]
         .iter()
         .map(|s| s.as_bytes().to_vec())
