@@ -106,7 +106,7 @@ impl FieldChecks {
 /// every block this accepts is one `httparse` accepts, with the same fields (a value without
 /// the blanks around it, as `httparse` trims it), and the head gets the same verdict either
 /// way (`the_whole_head_path_agrees_with_the_resumable_scan`).
-#[inline]
+#[inline(always)]
 pub(super) fn scan_plain_fields(
     buf: &[u8],
     from: usize,
