@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use ringcore_runtime::time::{interval, sleep, sleep_until, timeout, Elapsed};
 use ringcore_runtime::{local_state, spawn_local};
+use ringcore_testkit::rt::{one_core, run_on};
 
 #[ringcore_runtime::test]
 async fn timers_fire_in_deadline_order() {
@@ -212,42 +213,34 @@ async fn a_sleep_made_coarse_after_its_first_poll_or_reset_still_ends_on_its_dea
 /// before the task ran) or as a timeout from a fresh clock read (older rings, epoll).
 #[test]
 fn a_timer_due_while_a_task_held_the_core_fires_when_the_core_is_free() {
-    use ringcore_runtime::{Driver, Runtime};
+    use ringcore_runtime::Driver;
     const DUE: Duration = Duration::from_millis(200);
     const HELD: Duration = Duration::from_millis(400);
     for driver in [Driver::Auto, Driver::Epoll] {
         for portable in [false, true] {
-            let rt = Runtime::builder()
-                .core_count(1)
-                .driver(driver)
-                .portable_ops(portable)
-                .handle_signals(false)
-                .build()
-                .expect("build");
-            let out = rt
-                .run(move || async move {
-                    let absolute = local_state().absolute_park_deadline;
-                    let started = Instant::now();
-                    let sleeper = spawn_local(async move {
-                        sleep(DUE).await;
-                        started.elapsed()
-                    });
-                    // Let the sleeper start its timer, then hold the core past its deadline
-                    // without yielding (a long computation, or a blocking call).
-                    sleep(Duration::from_millis(1)).await;
-                    std::thread::sleep(HELD);
-                    let freed = started.elapsed();
-                    let fired = sleeper.await.expect("sleeper");
-                    (freed, fired, absolute)
-                })
-                .expect("run");
-            let (freed, fired, absolute) = out[0].expect("the scenario finished");
+            let builder = one_core(portable).driver(driver);
+            let (freed, fired, absolute, on_uring) = run_on(builder, move || async move {
+                let absolute = local_state().absolute_park_deadline;
+                let on_uring = ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::IoUring;
+                let started = Instant::now();
+                let sleeper = spawn_local(async move {
+                    sleep(DUE).await;
+                    started.elapsed()
+                });
+                // Let the sleeper start its timer, then hold the core past its deadline
+                // without yielding (a long computation, or a blocking call).
+                sleep(Duration::from_millis(1)).await;
+                std::thread::sleep(HELD);
+                let freed = started.elapsed();
+                let fired = sleeper.await.expect("sleeper");
+                (freed, fired, absolute, on_uring)
+            });
             if driver == Driver::Epoll || portable {
                 assert!(
                     !absolute,
                     "{driver:?} portable={portable}: no absolute park deadline"
                 );
-            } else if kernel_at_least(6, 12) && std::env::var_os("RINGCORE_DRIVER").is_none() {
+            } else if on_uring && kernel_at_least(6, 12) && !monotonic_shifted() {
                 assert!(absolute, "io_uring on Linux 6.12+ takes IORING_ENTER_ABS_TIMER");
             }
             // Had the park's timeout run from the clock read before the task held the core,
@@ -282,20 +275,13 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
 fn in_a_time_namespace_a_sleep_neither_spins_nor_runs_late() {
     const SLEEP: Duration = Duration::from_millis(300);
     if std::env::var_os("RINGCORE_TEST_IN_TIME_NAMESPACE").is_some() {
-        let out = ringcore_runtime::Runtime::builder()
-            .core_count(1)
-            .handle_signals(false)
-            .build()
-            .expect("build")
-            .run(|| async {
-                let absolute = local_state().absolute_park_deadline;
-                let cpu = thread_cpu_ns();
-                let t0 = Instant::now();
-                sleep(SLEEP).await;
-                (absolute, t0.elapsed(), thread_cpu_ns() - cpu)
-            })
-            .expect("run");
-        let (absolute, took, cpu_ns) = out[0].expect("the scenario finished");
+        let (absolute, took, cpu_ns) = run_on(one_core(false), || async {
+            let absolute = local_state().absolute_park_deadline;
+            let cpu = thread_cpu_ns();
+            let t0 = Instant::now();
+            sleep(SLEEP).await;
+            (absolute, t0.elapsed(), thread_cpu_ns() - cpu)
+        });
         assert!(
             !absolute,
             "no absolute park deadlines in a shifted time namespace"
@@ -343,4 +329,14 @@ fn thread_cpu_ns() -> u64 {
         .next()
         .and_then(|n| n.parse().ok())
         .expect("schedstat's first field")
+}
+
+/// Whether this process runs in a time namespace that moves `CLOCK_MONOTONIC`.
+fn monotonic_shifted() -> bool {
+    std::fs::read_to_string("/proc/self/timens_offsets").is_ok_and(|text| {
+        text.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.first() == Some(&"monotonic") && w[1..] != ["0", "0"]
+        })
+    })
 }
