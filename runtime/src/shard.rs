@@ -285,20 +285,16 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
         }
         if !spin.is_zero() && !cx.executor.has_ready() && handled == 0 {
             let next_timer = cx.timers.borrow().next_precise_deadline();
-            if absolute {
-                // The spin decision is about the time now. The last wait's reading can tell
-                // it wrong when a precise timer is due near it or a conversation is under
-                // way: then read the clock. (A timer due later is soon only after tasks
-                // that ran longer than `SPIN_NEAR`, next to which a read costs nothing.)
-                let near = next_timer.is_some_and(|d| d <= now + spin + SPIN_NEAR);
-                let talking = multi_shard && now.duration_since(last_mesh) < spin;
-                if near || talking {
-                    now = Instant::now();
-                }
+            let soon = |now: Instant, within: Duration| next_timer.is_some_and(|d| d <= now + within);
+            let talking = |now: Instant| multi_shard && now.duration_since(last_mesh) < spin;
+            // The spin decision is about the time now. The last wait's reading can tell it
+            // wrong when a precise timer is due near it or a conversation is under way: then
+            // read the clock. (A timer due later is soon only after tasks that ran longer
+            // than `SPIN_NEAR`, next to which a read costs nothing.)
+            if absolute && (soon(now, spin + SPIN_NEAR) || talking(now)) {
+                now = Instant::now();
             }
-            let timer_soon = next_timer.is_some_and(|d| d <= now + spin);
-            let talking = multi_shard && now.duration_since(last_mesh) < spin;
-            if talking || timer_soon {
+            if talking(now) || soon(now, spin) {
                 // Polling ends at the next timer of either kind (a coarse one is not polled
                 // for, but is not made late by polling for something else either).
                 let next_any = cx.timers.borrow().next_deadline();
