@@ -15,9 +15,10 @@
 #   scripts/bench-http.sh --quick --servers "rc_uring hyper_ct"   # a subset (bare is always run)
 #
 # Options: --servers "a b ..." (a subset of bare tokio_ct may hyper_ct actix axum rc_uring
-# rc_epoll monoio glommio, run in this order after bare; default all), --dur S, --reps N,
+# rc_epoll monoio glommio, run in this order after bare; default all; also rc_uring_ss,
+# bare_hp and tokio_ct_hp, named only here: scripts/lib/bench-common.sh), --dur S, --reps N,
 # --warm S, --depth N (pipelining depth, default 16), --port P, --out FILE (default
-# docs/bench-http.md), --svg FILE (default bench-http-cpu.svg beside --out), --server-core C
+# docs/bench-http.md), --svg FILE (default --out with .md replaced by -cpu.svg), --server-core C
 # (default 0), --client-core C (default 1), --budget S (seconds the measurements may take after
 # the build: default 2300, quick 330; the script stops past it).
 #
@@ -72,7 +73,7 @@ done
 # The servers and how each starts: scripts/lib/bench-common.sh (PEERS_ALL, peer_start).
 # Every ratio is to bare's figure of the same repetition, so bare is always run.
 pick_servers "${PICK:-$PEERS_ALL}" bare
-[ -n "$SVG" ] || SVG="$(dirname "$OUT")/bench-http-cpu.svg"
+[ -n "$SVG" ] || SVG="${OUT%.md}-cpu.svg"
 WORKLOADS=(c64 c256 "p$DEPTH")
 declare -A WL_WHAT=([c64]="64 connections" [c256]="256 connections"
     ["p$DEPTH"]="64 connections, pipelining depth $DEPTH")

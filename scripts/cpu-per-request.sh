@@ -11,6 +11,8 @@
 #   scripts/cpu-per-request.sh --rate 53000 target/release/tokio_ct target/release/hello
 #   scripts/cpu-per-request.sh --rate 53000 --rounds 5 /tmp/old/hello target/release/hello
 #   scripts/cpu-per-request.sh --rate 0 --depth 16 /tmp/old/hello target/release/hello   # pipelined
+#   scripts/cpu-per-request.sh target/release/tokio_ct BENCH_HTTPARSE=1@target/release/tokio_ct \
+#       target/release/hello                      # VAR=VALUE@BIN: BIN with VAR set (one variable)
 #
 # Options: --rate R (requests/s, default 53000), --rounds N (3), --dur S (5), --warm S (1),
 # --conns N (64), --depth D (requests outstanding per connection, 1; with --rate 0, the
@@ -63,14 +65,19 @@ done
 bench_init cpu-per-request
 need_cpus 2
 [ -x "$LOAD" ] || cargo build --release -q -p ringcore-benches --bin ringcore-load
-for b in "${BINS[@]}"; do [ -x "$b" ] || die "not an executable: $b"; done
+# An entry VAR=VALUE@BIN runs BIN with VAR=VALUE in its environment.
+bin_of() { if [[ "$1" =~ ^[A-Za-z_][A-Za-z0-9_]*=[^@]*@(.+)$ ]]; then echo "${BASH_REMATCH[1]}"; else echo "$1"; fi; }
+env_of() { if [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*=[^@]*)@.+$ ]]; then echo "${BASH_REMATCH[1]}"; fi; }
+for b in "${BINS[@]}"; do [ -x "$(bin_of "$b")" ] || die "not an executable: $(bin_of "$b")"; done
 export RINGCORE_DRIVER="${RINGCORE_DRIVER:-io_uring}"
 
 for round in $(seq "$ROUNDS"); do
     for i in "${!BINS[@]}"; do
         bin=${BINS[$i]}
-        start_server "$bin" "$WORK/server.log" taskset -c "$SERVER_CORE" "$bin" \
-            --addr "127.0.0.1:$PORT" --cores 1
+        # `env` and `taskset` exec the server: $SRV_PID is its PID.
+        # shellcheck disable=SC2046 # env_of prints one VAR=VALUE word or nothing
+        start_server "$bin" "$WORK/server.log" env $(env_of "$bin") taskset -c "$SERVER_CORE" \
+            "$(bin_of "$bin")" --addr "127.0.0.1:$PORT" --cores 1
         c0=$(cpu_ns "$SRV_PID")
         taskset -c "$CLIENT_CORE" timeout $((DUR + WARM + 20)) "$LOAD" \
             --url "http://127.0.0.1:$PORT$URL_PATH" --rate "$RATE" --conns "$CONNS" --depth "$DEPTH" \

@@ -4,7 +4,10 @@
 //! one `--cores` grammar); the three fixed-response servers (`naive_uring`, `tokio_ct`,
 //! `ringcore_fixed`) also share their request framing ([`RequestCounter`]: one request per
 //! `"\r\n\r\n"`, pipelining allowed) and their reply ([`RESPONSE`], batched with
-//! [`responses`]), so the benchmark compares the I/O layers and nothing else.
+//! [`responses`]), so the benchmark compares the I/O layers and nothing else. With
+//! `BENCH_HTTPARSE=1` in their environment ([`Framing::from_env`]) they also parse every head
+//! with `httparse` before answering it: the floor as issue 12 states it ("httparse, fixed
+//! answer, no `Date`"), which the scripts name `bare_hp` and `tokio_ct_hp`.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -66,18 +69,47 @@ pub fn responses(n: usize) -> &'static [u8] {
     &all[..n.clamp(1, MAX_BATCH) * RESPONSE.len()]
 }
 
-/// The request head is longer than [`MAX_REQUEST_HEAD`].
+/// Why [`RequestCounter::feed`] gave up on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestTooLarge;
+pub enum FramingError {
+    /// The request head is longer than [`MAX_REQUEST_HEAD`].
+    TooLarge,
+    /// With [`Framing::Httparse`]: a head `httparse` refuses.
+    Malformed,
+}
+
+/// How the fixed-response servers find their requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// Count each `"\r\n\r\n"`: no HTTP parsing at all, the cheapest a server can be.
+    #[default]
+    Count,
+    /// Also parse each complete head with `httparse` ([`MAX_HEADERS`] field slots, as
+    /// [`answer_parsed`]) and refuse what it refuses; the answer stays the fixed one.
+    Httparse,
+}
+
+impl Framing {
+    /// [`Framing::Httparse`] when the environment has `BENCH_HTTPARSE=1`, else
+    /// [`Framing::Count`] (read once per process).
+    pub fn from_env() -> Framing {
+        static FRAMING: OnceLock<Framing> = OnceLock::new();
+        *FRAMING.get_or_init(|| match std::env::var("BENCH_HTTPARSE") {
+            Ok(v) if v == "1" => Framing::Httparse,
+            _ => Framing::Count,
+        })
+    }
+}
 
 /// Counts complete requests (each ends with `"\r\n\r\n"`) in a byte stream that arrives in
-/// arbitrary chunks.
+/// arbitrary chunks, parsing each head first with [`Framing::Httparse`].
 ///
 /// Only an incomplete request is copied (into `partial`); a chunk that holds whole requests is
 /// scanned where it lies. An idle connection holds no buffer.
 #[derive(Debug, Default)]
 pub struct RequestCounter {
     partial: Vec<u8>,
+    framing: Framing,
 }
 
 /// Finds every `"\r\n\r\n"` in `data`; returns (how many, bytes up to the end of the last).
@@ -93,19 +125,48 @@ fn scan(data: &[u8]) -> (usize, usize) {
     (count, consumed)
 }
 
+/// Parses the `n` heads that fill `heads` exactly, one after the other, with `httparse`.
+fn parse_heads(heads: &[u8], n: usize) -> Result<(), FramingError> {
+    let mut at = 0;
+    for _ in 0..n {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut fields);
+        match req.parse(&heads[at..]) {
+            Ok(httparse::Status::Complete(len)) => at += len,
+            _ => return Err(FramingError::Malformed),
+        }
+    }
+    if at == heads.len() {
+        Ok(())
+    } else {
+        Err(FramingError::Malformed)
+    }
+}
+
 impl RequestCounter {
-    /// A counter with no pending bytes.
+    /// A counter with no pending bytes that counts without parsing ([`Framing::Count`]).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A counter with no pending bytes that frames requests as `framing` says.
+    pub fn with_framing(framing: Framing) -> Self {
+        RequestCounter {
+            partial: Vec::new(),
+            framing,
+        }
+    }
+
     /// Feeds the next received chunk; returns how many requests it completed.
-    pub fn feed(&mut self, data: &[u8]) -> Result<usize, RequestTooLarge> {
+    pub fn feed(&mut self, data: &[u8]) -> Result<usize, FramingError> {
         if self.partial.is_empty() {
             let (n, used) = scan(data);
+            if self.framing == Framing::Httparse {
+                parse_heads(&data[..used], n)?;
+            }
             let rest = &data[used..];
             if rest.len() > MAX_REQUEST_HEAD {
-                return Err(RequestTooLarge);
+                return Err(FramingError::TooLarge);
             }
             self.partial.extend_from_slice(rest);
             return Ok(n);
@@ -116,10 +177,13 @@ impl RequestCounter {
         self.partial.extend_from_slice(data);
         let (n, used) = scan(&self.partial[start..]);
         if n > 0 {
+            if self.framing == Framing::Httparse {
+                parse_heads(&self.partial[..start + used], n)?;
+            }
             self.partial.drain(..start + used);
         }
         if self.partial.len() > MAX_REQUEST_HEAD {
-            return Err(RequestTooLarge);
+            return Err(FramingError::TooLarge);
         }
         if self.partial.is_empty() && self.partial.capacity() > 4096 {
             self.partial = Vec::new();
@@ -477,7 +541,34 @@ mod tests {
     fn oversized_head_is_refused() {
         let mut c = RequestCounter::new();
         let junk = vec![b'a'; MAX_REQUEST_HEAD + 1];
-        assert_eq!(c.feed(&junk), Err(RequestTooLarge));
+        assert_eq!(c.feed(&junk), Err(FramingError::TooLarge));
+    }
+
+    #[test]
+    fn httparse_framing_counts_the_same_at_every_split_point() {
+        let two = REQ.repeat(2);
+        for cut in 0..=two.len() {
+            let mut c = RequestCounter::with_framing(Framing::Httparse);
+            let a = c.feed(&two[..cut]).unwrap_or(99);
+            let b = c.feed(&two[cut..]).unwrap_or(99);
+            assert_eq!(a + b, 2, "cut at {cut}");
+            assert_eq!(c.pending(), 0, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn httparse_framing_refuses_what_counting_lets_through() {
+        // A space in a field name: httparse refuses it; counting sees one request.
+        let bad = b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n";
+        assert_eq!(RequestCounter::new().feed(bad), Ok(1));
+        let mut c = RequestCounter::with_framing(Framing::Httparse);
+        assert_eq!(c.feed(bad), Err(FramingError::Malformed));
+        // Also when the bad head arrives after a good one, in pieces.
+        let mut c = RequestCounter::with_framing(Framing::Httparse);
+        assert_eq!(c.feed(&REQ[..10]), Ok(0));
+        let mut rest = REQ[10..].to_vec();
+        rest.extend_from_slice(bad);
+        assert_eq!(c.feed(&rest), Err(FramingError::Malformed));
     }
 
     #[test]

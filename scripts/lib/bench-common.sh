@@ -272,14 +272,18 @@ update_doc() { # name report doc
 # answers pipelined requests in order.
 PEERS_ALL="bare tokio_ct may hyper_ct actix axum rc_uring rc_epoll monoio glommio"
 # Not in PEERS_ALL, named with --servers: rc_uring_ss, hello on io_uring with speculative sends
-# on (RINGCORE_SPECULATIVE_SEND=1; off by default there), for A/B runs of that default.
+# on (RINGCORE_SPECULATIVE_SEND=1; off by default there), for A/B runs of that default; bare_hp
+# and tokio_ct_hp, the bare loop and tokio_ct parsing every head with httparse
+# (BENCH_HTTPARSE=1), the floor and the tokio baseline as issue 12 defines them.
 declare -A PEER_BIN=([bare]=naive_uring [tokio_ct]=tokio_ct [may]=may_hello [hyper_ct]=hyper_ct
     [actix]=actix_hello [axum]=axum_hello [rc_uring]=hello [rc_epoll]=hello
-    [monoio]=monoio_hello [glommio]=glommio_hello [rc_uring_ss]=hello)
+    [monoio]=monoio_hello [glommio]=glommio_hello [rc_uring_ss]=hello
+    [bare_hp]=naive_uring [tokio_ct_hp]=tokio_ct)
 # RINGCORE_DRIVER for the ringcore servers (checked against the driver hello reports).
 declare -A PEER_DRIVER=([rc_uring]=io_uring [rc_epoll]=epoll [rc_uring_ss]=io_uring)
 # Further environment of a server (VAR=VALUE).
-declare -A PEER_ENV=([rc_uring_ss]=RINGCORE_SPECULATIVE_SEND=1)
+declare -A PEER_ENV=([rc_uring_ss]=RINGCORE_SPECULATIVE_SEND=1 [bare_hp]=BENCH_HTTPARSE=1
+    [tokio_ct_hp]=BENCH_HTTPARSE=1)
 # Markdown, backticks included (hence single quotes).
 # shellcheck disable=SC2034,SC2016 # read by the scripts that source this file
 declare -A PEER_WHAT=(
@@ -292,6 +296,8 @@ declare -A PEER_WHAT=(
     [rc_uring]='ringcore-http'"'"'s `hello` (`examples/hello`) on the io_uring driver: the full stack, httparse-based strict parser, router, `async fn plaintext() -> &'"'"'static str`, per-core cached `Date`, `Server`'
     [rc_epoll]='the same `hello` on ringcore'"'"'s epoll driver'
     [rc_uring_ss]='the same `hello` on io_uring with speculative sends on (`RINGCORE_SPECULATIVE_SEND=1`: an answer goes out by one `send` call on the core, an op only on `EAGAIN`)'
+    [bare_hp]='the bare loop parsing every request head with `httparse` (32 field slots) before its fixed answer (`BENCH_HTTPARSE=1`): the floor as issue 12 defines it ("httparse, fixed answer, no `Date`")'
+    [tokio_ct_hp]='`tokio_ct` parsing every request head with `httparse` (32 field slots) before its fixed answer (`BENCH_HTTPARSE=1`): issue 12'"'"'s "tokio current-thread + httparse, fixed answer"'
     [monoio]='monoio 0.2 (io_uring driver), one runtime per core, a 4 KiB owned buffer per connection, httparse, the fixed 78-byte response'
     [glommio]='glommio 0.9, one `LocalExecutor` per core, a 4 KiB buffer per connection, httparse, the fixed 78-byte response'
 )

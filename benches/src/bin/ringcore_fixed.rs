@@ -7,19 +7,20 @@
 //! one task per connection that takes chunks from the multishot receive on the core's provided
 //! buffer ring, counts complete requests (the shared `RequestCounter`) and answers them with
 //! one `write_all` of a static buffer. The runtime itself turns SIGINT/SIGTERM into a clean
-//! stop.
+//! stop. With `BENCH_HTTPARSE=1` it parses every head with `httparse` before answering it
+//! (`ringcore_benches::Framing`).
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use ringcore_benches::{parse_server_args, responses, RequestCounter, MAX_BATCH};
+use ringcore_benches::{parse_server_args, responses, Framing, RequestCounter, MAX_BATCH};
 use ringcore_runtime::net::{TcpListener, TcpStream};
 use ringcore_runtime::{request_shutdown, shard_id, spawn_local, Runtime};
 
 async fn serve_conn(stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let mut counter = RequestCounter::new();
+    let mut counter = RequestCounter::with_framing(Framing::from_env());
     loop {
         let fed = match stream.recv().await {
             Ok(chunk) if !chunk.is_empty() => counter.feed(&chunk),

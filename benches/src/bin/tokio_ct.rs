@@ -7,8 +7,9 @@
 //! own `SO_REUSEPORT` listener on the same address: the shape of ringcore, on epoll. A
 //! connection waits for readability and reads into a per-thread scratch buffer, so, as with
 //! ringcore's provided buffer ring, an idle connection holds no receive buffer. Framing and
-//! replies are the shared ones (`ringcore_benches::RequestCounter`, `responses`). The main
-//! thread waits for SIGINT/SIGTERM and then stops every runtime.
+//! replies are the shared ones (`ringcore_benches::RequestCounter`, `responses`); with
+//! `BENCH_HTTPARSE=1` every head is parsed with `httparse` first (`tokio_ct_hp` in the
+//! scripts). The main thread waits for SIGINT/SIGTERM and then stops every runtime.
 
 use std::cell::RefCell;
 use std::io;
@@ -17,7 +18,8 @@ use std::sync::mpsc;
 use std::thread;
 
 use ringcore_benches::{
-    bind_listeners, join_all, parse_server_args, pin_to, responses, wait_started, RequestCounter, MAX_BATCH,
+    bind_listeners, join_all, parse_server_args, pin_to, responses, wait_started, Framing, RequestCounter,
+    MAX_BATCH,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -37,10 +39,9 @@ fn read_and_count(stream: &TcpStream, counter: &mut RequestCounter) -> io::Resul
         let mut b = b.borrow_mut();
         match stream.try_read(&mut b[..]) {
             Ok(0) => Ok(None),
-            Ok(n) => counter
-                .feed(&b[..n])
-                .map(Some)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request head too large")),
+            Ok(n) => counter.feed(&b[..n]).map(Some).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("bad request framing: {e:?}"))
+            }),
             Err(e) => Err(e),
         }
     })
@@ -48,7 +49,7 @@ fn read_and_count(stream: &TcpStream, counter: &mut RequestCounter) -> io::Resul
 
 async fn serve_conn(mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let mut counter = RequestCounter::new();
+    let mut counter = RequestCounter::with_framing(Framing::from_env());
     loop {
         if stream.readable().await.is_err() {
             return;

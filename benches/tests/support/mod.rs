@@ -1,4 +1,6 @@
 //! What the benches' process tests share: starting a server binary on a port the kernel picks.
+//! Each test crate uses some of these helpers, so the rest would be dead code to it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -20,8 +22,14 @@ pub(crate) fn start(name: &str, bin: &str) -> (Server, String) {
 
 /// [`start`] with `--cores CORES` (`N`: the first N CPUs of the test's affinity mask).
 pub(crate) fn start_on(name: &str, bin: &str, cores: &str) -> (Server, String) {
+    start_with(name, bin, cores, &[])
+}
+
+/// [`start_on`] with these variables added to the server's environment.
+pub(crate) fn start_with(name: &str, bin: &str, cores: &str, env: &[(&str, &str)]) -> (Server, String) {
     let mut child = Command::new(bin)
         .args(["--addr", "127.0.0.1:0", "--cores", cores])
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
