@@ -1,0 +1,444 @@
+//! The busy state of a connection: the per-request loop that parses every buffered request,
+//! answers them in order into one write and reads more under the deadline that applies. HOT PATH.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Version};
+use ringcore_runtime::time::{loop_now, timeout_at};
+
+use super::body::{answer_body_failure, drain_unread, serve_streamed, BodyClock, PumpEnd};
+use super::wait::{read_deadline, wait_next, Read};
+use super::write::{error_response, flush_answered, refuse_body, send_all, timeout_response};
+use super::{ConnConfig, CoreConns, LazyTimer, Transport};
+use crate::body_stream::{BodyError, BodyStream, StreamShared};
+use crate::budget::Reservation;
+use crate::handler::HandlerSlot;
+use crate::limits::MAX_UNREAD_BODY_DRAIN;
+use crate::proto::encode::{self, Delimit, Persist};
+use crate::proto::Parser;
+use crate::request::{Request, RequestBody};
+use crate::response::Body;
+use crate::router::{Routed, Router};
+
+/// How long a connection waits for its next request in the busy state (its buffers already
+/// given back) before it drops that state and waits in the small idle one. A client that
+/// sends its next request within this time (a benchmark, a browser loading a page, an API
+/// client in a loop) keeps its busy state instead of freeing and allocating it per request.
+pub(super) const IDLE_AFTER: Duration = Duration::from_millis(200);
+
+/// Where a busy stretch of a connection ended.
+pub(super) enum Busy {
+    /// Every request was answered and written, and no byte of the next one arrived within
+    /// [`IDLE_AFTER`] of the instant given (when the wait began).
+    Idle(Instant),
+    /// The connection is done; true if the server chose to close and should linger.
+    Closed(bool),
+}
+
+/// How long a body may wait for room in the budget, starting `now`.
+fn budget_deadline(now: Instant, cfg: &ConnConfig) -> Instant {
+    now + cfg.limits.body_budget_wait
+}
+
+/// Serves requests from `first` (the bytes that ended the idle wait) on, until the
+/// connection is idle again or done.
+/// Runs a rarely taken sub-future out of line: boxed and type-erased, so neither its state
+/// nor its poll code becomes part of the connection loop's (whose future every busy
+/// connection holds, and whose code every request runs through).
+fn out_of_line<'a, T>(f: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<Output = T> + 'a>> {
+    Box::pin(f)
+}
+
+pub(super) async fn serve_busy<S: 'static, T: Transport>(
+    stream: &T,
+    peer: Option<SocketAddr>,
+    router: &Router<S>,
+    cfg: &ConnConfig,
+    core: &CoreConns,
+    first: T::Chunk,
+) -> Busy {
+    let mut parser = Parser::with_buf(cfg.limits.clone(), core.pool.take_rx());
+    let mut out: Vec<u8> = core.pool.take_out();
+    let mut head_started: Option<Instant> = Some(Instant::now());
+    let mut body_started: Option<Instant> = None;
+    // This request's body bytes held across reads, reserved from the core's budget.
+    let mut body_mem = Reservation::new(core.body_budget.clone());
+    // The size of the last read: an upper bound on the body bytes a just-completed head left
+    // in the parser.
+    let mut last_read = first.len();
+    // The body being read reserved its whole declared length up front.
+    let mut body_prepaid = false;
+    let cap = cfg.limits.max_pending_response_bytes;
+    let mut arrived = loop_now();
+    // The router was asked whether the body being received streams (it did not).
+    let mut stream_checked = false;
+    // Requests skip the span and access-log wrapping when nobody wants them.
+    let plain = router.plain();
+    let date = crate::proto::date::Handle::current();
+    // Kept for the whole busy stretch rather than made per read: the shutdown signal's
+    // registration, and the timer of the wait between requests (see `wait_next`).
+    let mut drained = pin!(core.drain.wait());
+    let mut idle_timer: Option<LazyTimer> = None;
+    // The write deadline's timer, lazily moved like the idle one (see `send_all`).
+    let mut write_timer: Option<LazyTimer> = None;
+    // The route metrics of the plain path's answers, recorded as they are sent (one clock
+    // read per flush).
+    let mut answered = router.answered();
+    // Where the plain path's handler futures run, one at a time: the memory is reused, so a
+    // request allocates nothing for its handler once the first has grown it.
+    let mut handler_slot = HandlerSlot::new();
+    // The flushes off the common path (closing the connection; before a large, streamed or
+    // refused body) run out of line (see `out_of_line`).
+    macro_rules! flush_out_of_line {
+        () => {
+            out_of_line(flush_answered(
+                stream,
+                &mut out,
+                cfg,
+                core,
+                &mut write_timer,
+                &mut answered,
+            ))
+            .await
+        };
+    }
+    parser.push(&first);
+    drop(first);
+    loop {
+        // Answer every complete request already buffered, in order, into one write.
+        loop {
+            if !parser.has_partial() {
+                // Nothing buffered, no body under way: no request to find (the usual end of
+                // a batch, without a parse attempt).
+                break;
+            }
+            let (raw, streamed) = match parser.next_request() {
+                Ok(Some(r)) => {
+                    stream_checked = false;
+                    (r, None)
+                }
+                Ok(None) => {
+                    // A head is complete and its body still arriving: a handler that reads
+                    // its body as it comes gets the request now (asked once per request).
+                    let streams = !stream_checked
+                        && parser
+                            .body_head()
+                            .is_some_and(|(m, i, pq)| router.streams_body(m, i, pq));
+                    stream_checked = parser.in_body();
+                    match streams.then(|| parser.take_streaming()).flatten() {
+                        Some(raw) => {
+                            stream_checked = false;
+                            (raw, Some(StreamShared::new(core.m_body_stream.clone())))
+                        }
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    error_response(&mut out, cfg, e);
+                    return Busy::Closed(flush_out_of_line!());
+                }
+            };
+            head_started = None;
+            body_started = None;
+            let is_head = *raw.method() == Method::HEAD;
+            let version = raw.head.version();
+            let wants_keep_alive = raw.keep_alive();
+            core.requests.set(core.requests.get() + 1);
+            // Whether what is left of a streamed body allows keeping the connection, and the
+            // body's clock when its unread rest is to be drained after the answer.
+            let mut body_keeps = true;
+            let mut drain_after: Option<BodyClock> = None;
+            let resp = match streamed {
+                None if plain => {
+                    // The handler's own future, awaited here (no span, no access log).
+                    let (routed, started) = router.start(raw, peer, arrived, &mut handler_slot);
+                    let resp = match routed {
+                        Routed::Ready(r) => r,
+                        Routed::Running(f) => f.await,
+                    };
+                    answered.push(started, resp.status_code());
+                    resp
+                }
+                // The traced or logged path (spans, access log) runs out of line.
+                None => out_of_line(router.handle(Request::new(raw, peer, arrived))).await,
+                Some(shared) => {
+                    // Earlier answers of the batch go out before the handler waits on its body.
+                    if !flush_out_of_line!() {
+                        return Busy::Closed(false);
+                    }
+                    let body = RequestBody::Stream(BodyStream::from_conn(shared.clone()));
+                    let req = Request::with_body(raw, peer, arrived, body);
+                    let mut clock = BodyClock::default();
+                    // Out of line: the streamed path's state (about 3 KiB) would otherwise be
+                    // part of every busy connection's future, and its code of this loop's.
+                    let (resp, end) = out_of_line(serve_streamed(
+                        stream,
+                        &mut parser,
+                        router.handle(req),
+                        &shared,
+                        &mut clock,
+                        cfg,
+                    ))
+                    .await;
+                    // A stream kept past the handler is not read any more.
+                    shared.finish(Err(BodyError::Aborted));
+                    match end {
+                        Some(PumpEnd::Complete) => resp,
+                        Some(PumpEnd::Gone) => return Busy::Closed(false),
+                        Some(PumpEnd::Failed(e)) => {
+                            return Busy::Closed(
+                                out_of_line(answer_body_failure(
+                                    stream,
+                                    &mut out,
+                                    cfg,
+                                    core,
+                                    resp,
+                                    version,
+                                    |o| error_response(o, cfg, e),
+                                ))
+                                .await,
+                            );
+                        }
+                        Some(PumpEnd::TimedOut) => {
+                            return Busy::Closed(
+                                out_of_line(answer_body_failure(
+                                    stream,
+                                    &mut out,
+                                    cfg,
+                                    core,
+                                    resp,
+                                    version,
+                                    |o| timeout_response(o, cfg),
+                                ))
+                                .await,
+                            );
+                        }
+                        None | Some(PumpEnd::Dropped) => {
+                            // The handler left some of its body unread: after the answer
+                            // (the client may wait for it before sending the rest), read and
+                            // discard a bounded rest to keep the connection, else close. A
+                            // client still waiting for `100 Continue` never sends it, and a
+                            // declared rest past the bound is not worth reading.
+                            body_keeps = !parser.continue_pending()
+                                && !matches!(parser.stream_left(), Some(n) if n > MAX_UNREAD_BODY_DRAIN as u64);
+                            drain_after = body_keeps.then_some(clock);
+                            resp
+                        }
+                    }
+                }
+            };
+            // The request, and with it its body buffer, is gone.
+            body_mem.release();
+            // Decided after the handler: shutdown may have started while it ran.
+            let keep_alive = wants_keep_alive && body_keeps && !core.drain.is_draining();
+            let persist = Persist::new(version, keep_alive);
+            let (status, ctype, headers, body) = resp.into_parts();
+            let bodyless = encode::bodyless(status);
+            let write_head = |out: &mut Vec<u8>, d: Delimit, persist: Persist| {
+                encode::head_cached(
+                    out,
+                    &core.head_prefix,
+                    status,
+                    ctype.as_ref(),
+                    &headers,
+                    &cfg.server_header,
+                    d,
+                    persist,
+                    &date,
+                );
+            };
+            match body {
+                Body::Empty => {
+                    let d = if bodyless {
+                        Delimit::NoBody
+                    } else {
+                        Delimit::Length(0)
+                    };
+                    write_head(&mut out, d, persist);
+                }
+                Body::Full(b) => {
+                    let d = if bodyless {
+                        Delimit::NoBody
+                    } else {
+                        Delimit::Length(b.len() as u64)
+                    };
+                    write_head(&mut out, d, persist);
+                    if !is_head && !bodyless {
+                        if out.len() + b.len() > cap && b.len() > 16 * 1024 {
+                            // A large body goes out in its own write, without a copy.
+                            if !flush_out_of_line!() {
+                                return Busy::Closed(false);
+                            }
+                            let advance: fn(&mut Bytes, usize) = bytes::Buf::advance;
+                            if send_all(stream, b, advance, cfg, core, &mut write_timer)
+                                .await
+                                .is_none()
+                            {
+                                return Busy::Closed(false);
+                            }
+                        } else {
+                            out.extend_from_slice(&b);
+                        }
+                    }
+                }
+                Body::Stream(rx) => {
+                    if is_head || bodyless {
+                        let d = if bodyless {
+                            Delimit::NoBody
+                        } else {
+                            Delimit::Chunked
+                        };
+                        write_head(&mut out, d, persist);
+                    } else {
+                        let chunked = version == Version::HTTP_11;
+                        let d = if chunked { Delimit::Chunked } else { Delimit::Close };
+                        let persist = if chunked { persist } else { Persist::Close };
+                        write_head(&mut out, d, persist);
+                        let mut ready: Vec<Bytes> = Vec::new();
+                        loop {
+                            let closed = rx.drain_ready(&mut ready);
+                            for c in ready.drain(..) {
+                                if chunked {
+                                    encode::chunk(&mut out, &c);
+                                } else {
+                                    out.extend_from_slice(&c);
+                                }
+                            }
+                            if closed {
+                                break;
+                            }
+                            if !flush_out_of_line!() {
+                                return Busy::Closed(false);
+                            }
+                            match rx.next().await {
+                                Some(c) if chunked => encode::chunk(&mut out, &c),
+                                Some(c) => out.extend_from_slice(&c),
+                                None => break,
+                            }
+                        }
+                        if chunked {
+                            out.extend_from_slice(encode::LAST_CHUNK);
+                        } else {
+                            return Busy::Closed(flush_out_of_line!());
+                        }
+                    }
+                }
+            }
+            if headers.capacity() == 0 {
+                // No fields of the handler's own (the usual answer): nothing to free, so not
+                // even the call into the vector's drop glue (about 25 instructions a request
+                // under scripts/callgrind-http.sh).
+                std::mem::forget(headers);
+            }
+            if !keep_alive {
+                return Busy::Closed(flush_out_of_line!());
+            }
+            if let Some(mut clock) = drain_after {
+                if !flush_out_of_line!() {
+                    return Busy::Closed(false);
+                }
+                if !out_of_line(drain_unread(stream, &mut parser, &mut clock, cfg)).await {
+                    return Busy::Closed(true);
+                }
+            }
+            // The pending-output cap: nothing more is read or handled until this is written,
+            // so a client that never reads meets TCP flow control, not a growing queue.
+            if out.len() >= cap && !flush_out_of_line!() {
+                return Busy::Closed(false);
+            }
+        }
+        if parser.has_partial() && head_started.is_none() {
+            // The rest of a pipelined batch is a partial head: its clock starts now, and
+            // dripping more bytes does not restart it.
+            head_started = Some(Instant::now());
+        }
+        if parser.in_body() && body_started.is_none() {
+            // The head is complete: the body's clock starts now, and its bytes count against
+            // the core's budget from here (before any `100 Continue` invites the rest). A
+            // body of declared length reserves all of it at once, so a body that started
+            // always has room to finish; a chunked one reserves each read as it comes.
+            let now = Instant::now();
+            body_started = Some(now);
+            body_prepaid = parser.body_len().is_some();
+            let want = parser
+                .body_len()
+                .map_or(last_read, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            if !body_mem.grow(want, budget_deadline(now, cfg)).await {
+                return Busy::Closed(out_of_line(refuse_body(stream, &mut out, cfg, core)).await);
+            }
+        }
+        if parser.wants_continue() {
+            out.extend_from_slice(encode::CONTINUE);
+            parser.continue_sent();
+        }
+        if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await {
+            return Busy::Closed(false);
+        }
+        if core.drain.is_draining() && !parser.has_partial() {
+            return Busy::Closed(false);
+        }
+
+        // Read more, under the deadline that applies to where we are in the request. Between
+        // requests the connection waits here for up to `IDLE_AFTER` (holding no buffers from
+        // the first moment nothing is ready: they are given back then, not on every request
+        // of a busy connection, whose next bytes are usually there already), then ends the
+        // busy stretch (see `serve`).
+        let read = if parser.has_partial() {
+            let deadline = read_deadline(&parser, head_started, body_started, cfg);
+            match timeout_at(deadline, stream.recv()).await {
+                Ok(Ok(c)) if c.is_empty() => Read::Eof,
+                Ok(Ok(c)) => Read::Data(c),
+                Ok(Err(_)) => Read::Failed,
+                Err(_) => Read::TimedOut,
+            }
+        } else {
+            let since = loop_now();
+            let deadline = since + IDLE_AFTER.min(cfg.limits.keep_alive_timeout);
+            let recv = pin!(stream.recv());
+            let release = || {
+                core.pool.put_out(std::mem::take(&mut out));
+                if let Some(b) = parser.take_idle_buf() {
+                    core.pool.put_rx(b);
+                }
+            };
+            match wait_next(recv, drained.as_mut(), &mut idle_timer, deadline, release).await {
+                Read::TimedOut => return Busy::Idle(since),
+                read => read,
+            }
+        };
+        match read {
+            Read::Data(chunk) => {
+                arrived = loop_now();
+                if out.capacity() == 0 {
+                    out = core.pool.take_out();
+                }
+                if parser.lacks_buf() {
+                    parser.set_buf(core.pool.take_rx());
+                }
+                if head_started.is_none() {
+                    head_started = Some(arrived);
+                }
+                if parser.in_body() && !body_prepaid {
+                    // Room in the budget first, then the copy into the parser.
+                    let deadline = read_deadline(&parser, head_started, body_started, cfg);
+                    let deadline = budget_deadline(Instant::now(), cfg).min(deadline);
+                    if !body_mem.grow(chunk.len(), deadline).await {
+                        return Busy::Closed(out_of_line(refuse_body(stream, &mut out, cfg, core)).await);
+                    }
+                }
+                last_read = chunk.len();
+                parser.push(&chunk);
+            }
+            // Half-close: every complete request was answered above; a partial one is dropped.
+            Read::Eof | Read::Failed | Read::Drained => return Busy::Closed(false),
+            Read::TimedOut => {
+                timeout_response(&mut out, cfg);
+                return Busy::Closed(flush_out_of_line!());
+            }
+        }
+    }
+}

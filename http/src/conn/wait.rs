@@ -1,0 +1,147 @@
+//! Waiting for a connection's next bytes: the read deadlines, the lazily moved timer of a busy
+//! stretch, and the waits that also watch for draining. HOT PATH.
+
+use std::future::{poll_fn, Future};
+use std::ops::Deref;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use ringcore_runtime::time::{loop_now, sleep_until, Sleep};
+
+use super::ConnConfig;
+use crate::proto::Parser;
+
+pub(super) enum Read<C> {
+    Data(C),
+    Eof,
+    Failed,
+    TimedOut,
+    Drained,
+}
+
+/// The deadline of the next read of a connection with a partial request: the head's or the
+/// body's, from when it started.
+pub(super) fn read_deadline(
+    parser: &Parser,
+    head_started: Option<Instant>,
+    body_started: Option<Instant>,
+    cfg: &ConnConfig,
+) -> Instant {
+    let now = Instant::now();
+    if parser.in_body() {
+        body_started.unwrap_or(now) + cfg.limits.body_read_timeout
+    } else {
+        head_started.unwrap_or(now) + cfg.limits.header_read_timeout
+    }
+}
+
+/// A deadline timer kept across the waits of a busy stretch and moved lazily: the deadline
+/// of each wait (for the next request, or for a send to be accepted) moves forward with every
+/// request, and re-registering the timer for each one would cost an insert and a removal in
+/// the core's timer map per request. Instead the timer stays where it is while it is earlier
+/// than the wait's deadline, and when it fires early it is moved to the deadline then: about
+/// one timer operation per timeout period per connection. A timer that fires while the task
+/// waits on something else only wakes it once for nothing.
+pub(crate) struct LazyTimer {
+    sleep: Sleep,
+    /// Registered with the connection task's waker and not fired yet. (A busy stretch is
+    /// polled by one task, whose waker does not change.)
+    armed: bool,
+}
+
+impl LazyTimer {
+    /// Whether `deadline` has passed, for a wait that found nothing ready; if not, the timer
+    /// is registered (once) to wake the task no later than `deadline`.
+    pub(super) fn poll_due(timer: &mut Option<LazyTimer>, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        let t = timer.get_or_insert_with(|| LazyTimer {
+            sleep: sleep_until(deadline),
+            armed: false,
+        });
+        if t.sleep.deadline() > deadline {
+            t.sleep.reset(deadline);
+            t.armed = false;
+        }
+        // Armed (registered with this task's waker) and not due: the timer map is not
+        // touched. Otherwise poll it: to register it, or to see it fire.
+        while !t.armed || loop_now() >= t.sleep.deadline() {
+            if std::pin::Pin::new(&mut t.sleep).poll(cx).is_pending() {
+                t.armed = true;
+                break;
+            }
+            t.armed = false;
+            if t.sleep.deadline() >= deadline {
+                return true;
+            }
+            // It fired for an earlier deadline: on to this one.
+            t.sleep.reset(deadline);
+        }
+        false
+    }
+}
+
+/// Waits for the first bytes of the next request (or EOF, error, timeout), or for draining:
+/// like [`select_read`] with a deadline, but the timer is `timer`, a [`LazyTimer`] kept across
+/// the waits of a busy stretch. `on_wait` runs once, the first time nothing is ready.
+pub(super) async fn wait_next<C: Deref<Target = [u8]>, R, D>(
+    mut recv: std::pin::Pin<&mut R>,
+    mut drained: std::pin::Pin<&mut D>,
+    timer: &mut Option<LazyTimer>,
+    deadline: Instant,
+    on_wait: impl FnOnce(),
+) -> Read<C>
+where
+    R: Future<Output = std::io::Result<C>>,
+    D: Future<Output = ()>,
+{
+    let mut on_wait = Some(on_wait);
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = recv.as_mut().poll(cx) {
+            return Poll::Ready(match r {
+                Ok(c) if c.is_empty() => Read::Eof,
+                Ok(c) => Read::Data(c),
+                Err(_) => Read::Failed,
+            });
+        }
+        if drained.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Read::Drained);
+        }
+        if LazyTimer::poll_due(timer, cx, deadline) {
+            return Poll::Ready(Read::TimedOut);
+        }
+        if let Some(f) = on_wait.take() {
+            f();
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+pub(super) async fn select_read<C: Deref<Target = [u8]>, R, D>(
+    mut recv: std::pin::Pin<&mut R>,
+    mut drained: std::pin::Pin<&mut D>,
+    on_wait: impl FnOnce(),
+) -> Read<C>
+where
+    R: Future<Output = Result<std::io::Result<C>, ringcore_runtime::time::Elapsed>>,
+    D: Future<Output = ()>,
+{
+    let mut on_wait = Some(on_wait);
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = recv.as_mut().poll(cx) {
+            return Poll::Ready(match r {
+                Ok(Ok(c)) if c.is_empty() => Read::Eof,
+                Ok(Ok(c)) => Read::Data(c),
+                Ok(Err(_)) => Read::Failed,
+                Err(_) => Read::TimedOut,
+            });
+        }
+        if drained.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Read::Drained);
+        }
+        if let Some(f) = on_wait.take() {
+            f();
+        }
+        Poll::Pending
+    })
+    .await
+}
