@@ -44,8 +44,6 @@ fn budget_deadline(now: Instant, cfg: &ConnConfig) -> Instant {
     now + cfg.limits.body_budget_wait
 }
 
-/// Serves requests from `first` (the bytes that ended the idle wait) on, until the
-/// connection is idle again or done.
 /// Runs a rarely taken sub-future out of line: boxed and type-erased, so neither its state
 /// nor its poll code becomes part of the connection loop's (whose future every busy
 /// connection holds, and whose code every request runs through).
@@ -53,6 +51,8 @@ fn out_of_line<'a, T>(f: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<Out
     Box::pin(f)
 }
 
+/// Serves requests from `first` (the bytes that ended the idle wait) on, until the
+/// connection is idle again or done.
 pub(super) async fn serve_busy<S: 'static, T: Transport>(
     stream: &T,
     peer: Option<SocketAddr>,
