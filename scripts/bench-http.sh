@@ -227,11 +227,13 @@ $(for name in "${SERVERS[@]}"; do
     echo "| $name | $b | ${PEER_WHAT[$name]} | ${BYTES[$name]:-?} |"
 done)
 
-The responses are not byte-identical: bare, tokio_ct, monoio and glommio send the fixed
-78-byte answer (\`Content-Length\`, \`Content-Type: text/plain\`, no \`Date\`); the others add
-a \`Date\` (and ringcore and may a \`Server\`). bare and tokio_ct skip HTTP parsing and routing
-altogether (they count \`\\r\\n\\r\\n\`): a server's ratio to bare is the whole price of its HTTP
-stack, parsing, routing, the handler and the larger response.
+The responses are not byte-identical: bare, tokio_ct, monoio and glommio (and bare_hp and
+tokio_ct_hp, where named) send the fixed 78-byte answer (\`Content-Length\`,
+\`Content-Type: text/plain\`, no \`Date\`); the others add a \`Date\` (and ringcore and may a
+\`Server\`). bare and tokio_ct skip HTTP parsing and routing altogether (they count
+\`\\r\\n\\r\\n\`; bare_hp and tokio_ct_hp frame with httparse instead): a server's ratio to
+bare is the whole price of its HTTP stack, parsing, routing, the handler and the larger
+response.
 
 ![CPU per request over the bare loop's]($SVG_LINK)
 

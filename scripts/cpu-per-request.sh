@@ -75,8 +75,8 @@ for round in $(seq "$ROUNDS"); do
     for i in "${!BINS[@]}"; do
         bin=${BINS[$i]}
         # `env` and `taskset` exec the server: $SRV_PID is its PID.
-        # shellcheck disable=SC2046 # env_of prints one VAR=VALUE word or nothing
-        start_server "$bin" "$WORK/server.log" env $(env_of "$bin") taskset -c "$SERVER_CORE" \
+        assign=$(env_of "$bin")
+        start_server "$bin" "$WORK/server.log" env ${assign:+"$assign"} taskset -c "$SERVER_CORE" \
             "$(bin_of "$bin")" --addr "127.0.0.1:$PORT" --cores 1
         c0=$(cpu_ns "$SRV_PID")
         taskset -c "$CLIENT_CORE" timeout $((DUR + WARM + 20)) "$LOAD" \

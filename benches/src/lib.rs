@@ -84,8 +84,9 @@ pub enum Framing {
     /// Count each `"\r\n\r\n"`: no HTTP parsing at all, the cheapest a server can be.
     #[default]
     Count,
-    /// Also parse each complete head with `httparse` ([`MAX_HEADERS`] field slots, as
-    /// [`answer_parsed`]) and refuse what it refuses; the answer stays the fixed one.
+    /// Frame with `httparse` instead (at most [`MAX_HEADERS`] fields, their slots left
+    /// uninitialised): a request is a head it parses, and a head it refuses closes the
+    /// connection; the answer stays the fixed one.
     Httparse,
 }
 
@@ -101,8 +102,8 @@ impl Framing {
     }
 }
 
-/// Counts complete requests (each ends with `"\r\n\r\n"`) in a byte stream that arrives in
-/// arbitrary chunks, parsing each head first with [`Framing::Httparse`].
+/// Counts complete requests (each ends with `"\r\n\r\n"`; with [`Framing::Httparse`], each a
+/// head `httparse` parses) in a byte stream that arrives in arbitrary chunks.
 ///
 /// Only an incomplete request is copied (into `partial`); a chunk that holds whole requests is
 /// scanned where it lies. An idle connection holds no buffer.
@@ -125,21 +126,23 @@ fn scan(data: &[u8]) -> (usize, usize) {
     (count, consumed)
 }
 
-/// Parses the `n` heads that fill `heads` exactly, one after the other, with `httparse`.
-fn parse_heads(heads: &[u8], n: usize) -> Result<(), FramingError> {
+/// Frames with `httparse` alone: parses heads from the front of `buf` until one is incomplete
+/// and returns (how many, the bytes they fill). Field slots are left uninitialised
+/// (`parse_with_uninit_headers`), so the parse is all the work.
+fn parse_heads(buf: &[u8]) -> Result<(usize, usize), FramingError> {
     let mut at = 0;
-    for _ in 0..n {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut fields);
-        match req.parse(&heads[at..]) {
-            Ok(httparse::Status::Complete(len)) => at += len,
-            _ => return Err(FramingError::Malformed),
+    let mut n = 0;
+    loop {
+        let mut fields = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(&buf[at..], &mut fields) {
+            Ok(httparse::Status::Complete(len)) => {
+                at += len;
+                n += 1;
+            }
+            Ok(httparse::Status::Partial) => return Ok((n, at)),
+            Err(_) => return Err(FramingError::Malformed),
         }
-    }
-    if at == heads.len() {
-        Ok(())
-    } else {
-        Err(FramingError::Malformed)
     }
 }
 
@@ -160,10 +163,10 @@ impl RequestCounter {
     /// Feeds the next received chunk; returns how many requests it completed.
     pub fn feed(&mut self, data: &[u8]) -> Result<usize, FramingError> {
         if self.partial.is_empty() {
-            let (n, used) = scan(data);
-            if self.framing == Framing::Httparse {
-                parse_heads(&data[..used], n)?;
-            }
+            let (n, used) = match self.framing {
+                Framing::Count => scan(data),
+                Framing::Httparse => parse_heads(data)?,
+            };
             let rest = &data[used..];
             if rest.len() > MAX_REQUEST_HEAD {
                 return Err(FramingError::TooLarge);
@@ -175,12 +178,15 @@ impl RequestCounter {
         // three bytes with the new chunk.
         let start = self.partial.len().saturating_sub(3);
         self.partial.extend_from_slice(data);
-        let (n, used) = scan(&self.partial[start..]);
+        let (mut n, used) = scan(&self.partial[start..]);
+        let mut used = start + used;
+        // With `httparse`, the held head is parsed once a terminator came (not at every
+        // chunk), from its start, and the parse decides what was complete.
+        if n > 0 && self.framing == Framing::Httparse {
+            (n, used) = parse_heads(&self.partial)?;
+        }
         if n > 0 {
-            if self.framing == Framing::Httparse {
-                parse_heads(&self.partial[..start + used], n)?;
-            }
-            self.partial.drain(..start + used);
+            self.partial.drain(..used);
         }
         if self.partial.len() > MAX_REQUEST_HEAD {
             return Err(FramingError::TooLarge);
@@ -552,6 +558,19 @@ mod tests {
             let a = c.feed(&two[..cut]).unwrap_or(99);
             let b = c.feed(&two[cut..]).unwrap_or(99);
             assert_eq!(a + b, 2, "cut at {cut}");
+            assert_eq!(c.pending(), 0, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn httparse_framing_skips_empty_lines_as_httparse_does() {
+        // Empty lines before a request line, whole or cut anywhere: one request.
+        let data = b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for cut in 0..=data.len() {
+            let mut c = RequestCounter::with_framing(Framing::Httparse);
+            let a = c.feed(&data[..cut]).unwrap_or(99);
+            let b = c.feed(&data[cut..]).unwrap_or(99);
+            assert_eq!(a + b, 1, "cut at {cut}");
             assert_eq!(c.pending(), 0, "cut at {cut}");
         }
     }

@@ -89,10 +89,12 @@ fn with_bench_httparse_a_baseline_refuses_what_httparse_refuses() {
             (0, true),
             "{name}, httparse"
         );
+        // One write, nearly always one receive (no answer); two receives would answer the
+        // good one before the close.
         let both = format!("{GOOD}{BAD}");
         let (answered, closed) = exchange(name, &addr, &[both.as_bytes()], 0);
         assert!(
-            closed && answered == 0,
+            closed && answered <= 1,
             "{name}, httparse: {answered} answers, closed {closed}"
         );
         drop(server);

@@ -306,7 +306,7 @@ pick_servers() { # "list" required... -> SERVERS
     local s
     SERVERS=("${@:2}")
     for s in $1; do
-        [ -n "${PEER_BIN[$s]:-}" ] || { echo "unknown server $s (known: $PEERS_ALL)" >&2; exit 2; }
+        [ -n "${PEER_BIN[$s]:-}" ] || { echo "unknown server $s (known: $PEERS_ALL rc_uring_ss bare_hp tokio_ct_hp)" >&2; exit 2; }
         [[ " ${SERVERS[*]} " == *" $s "* ]] || SERVERS+=("$s")
     done
 }
