@@ -401,3 +401,63 @@ fn default_send_mode_follows_the_core(portable: bool) {
         "the turn of send completions alone (io_uring: {uring}, forced: {forced:?}, portable: {portable})"
     );
 }
+
+/// `send_unwatched`: on io_uring with multishot receives, 16 MiB handed to the ring while a
+/// plain thread reads them: the task then waits on a timer alone and is polled once for it
+/// (the send's completion wakes nobody), the send has ended by then with every byte in one
+/// completion (`MSG_WAITALL`: the kernel went on through the full socket buffers), and the
+/// reader got them all, in order. Where there is no such send (epoll, portable ops) the
+/// buffer comes back untouched and nothing is sent.
+#[test]
+fn a_send_handed_to_the_ring_wakes_nobody_and_ends_with_every_byte() {
+    use std::future::Future;
+    use std::io::Read;
+    use std::task::Poll;
+    for portable in [false, true] {
+        run_on(one_core(portable), move || async move {
+            let handing =
+                ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::IoUring && !portable;
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let reader = std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).expect("read to end");
+                got
+            });
+            let (server, _) = listener.accept().await.expect("accept");
+            let data: Vec<u8> = (0..16usize << 20).map(|i| (i % 251) as u8).collect();
+            let mut sending = match server.send_unwatched(data.clone()) {
+                Err(back) => {
+                    assert!(!handing, "io_uring with multishot receives hands sends off");
+                    assert_eq!(back, data, "the buffer comes back untouched");
+                    server.shutdown(Shutdown::Write).await.expect("shutdown");
+                    assert!(reader.join().expect("reader").is_empty(), "nothing was sent");
+                    return;
+                }
+                Ok(s) => s,
+            };
+            assert!(handing, "only io_uring with multishot receives hands sends off");
+            let before = stats::shard(shard_id()).tasks_polled;
+            ringcore_runtime::time::sleep(Duration::from_millis(1500)).await;
+            let polled = stats::shard(shard_id()).tasks_polled - before;
+            let ended =
+                std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut sending).poll(cx))).await;
+            let Poll::Ready((res, back)) = ended else {
+                panic!("16 MiB to a reading peer not sent within 1.5 s");
+            };
+            assert_eq!(res.expect("send"), data.len(), "one completion for every byte");
+            assert_eq!(back.len(), data.len());
+            assert_eq!(polled, 1, "the task was polled for its timer alone");
+            server.shutdown(Shutdown::Write).await.expect("shutdown");
+            let got = reader.join().expect("reader");
+            assert!(
+                got == data,
+                "the reader got {} bytes, not the 16 MiB in order",
+                got.len()
+            );
+        });
+    }
+}
