@@ -397,10 +397,6 @@ impl Transport for TlsStream {
         Err(buf)
     }
 
-    fn handed_off_finished(_: &Self::Sending) -> bool {
-        false
-    }
-
     async fn recv(&self) -> io::Result<Vec<u8>> {
         loop {
             if self.broken.get() {

@@ -415,10 +415,8 @@ fn a_send_handed_to_the_ring_wakes_nobody_and_ends_with_every_byte() {
     use std::task::Poll;
     for portable in [false, true] {
         run_on(one_core(portable), move || async move {
-            // The gate `send_unwatched` applies: io_uring, and multishot receive (off with
-            // portable ops, and on kernels before 6.0).
-            let handing = ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::IoUring
-                && ringcore_runtime::local_state().multishot_recv;
+            let handing =
+                ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::IoUring && !portable;
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             let addr = listener.local_addr().expect("addr");
             let reader = std::thread::spawn(move || {

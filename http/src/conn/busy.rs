@@ -13,7 +13,7 @@ use ringcore_runtime::time::{loop_now, timeout_at};
 use super::body::{answer_body_failure, drain_unread, serve_streamed, BodyClock, PumpEnd};
 use super::wait::{read_deadline, wait_next, Read};
 use super::write::{
-    error_response, flush_handing_off, refuse_body, send_all, send_rest, settle, settle_and_flush,
+    error_response, flush_handing_off, flush_timed, refuse_body, send_all, settle, settle_and_flush,
     timeout_response, HandedOff,
 };
 use super::{ConnConfig, CoreConns, LazyTimer, Transport};
@@ -361,9 +361,8 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 }
             }
             // The pending-output cap: nothing more is read or handled until this is written,
-            // so a client that never reads meets TCP flow control, not a growing queue. A
-            // send handed off and not settled yet counts.
-            if out.len() + handed.as_ref().map_or(0, HandedOff::len) >= cap && !flush_out_of_line!() {
+            // so a client that never reads meets TCP flow control, not a growing queue.
+            if out.len() >= cap && !flush_out_of_line!() {
                 return Busy::Closed(false);
             }
         }
@@ -406,10 +405,9 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
         .await
         {
             Some(done) => done,
-            // No hand-off (TLS, epoll with a full socket, a ring without multishot receive,
-            // an output over `HAND_OFF_MAX`): out of line (one allocation), so that the busy
-            // future does not hold this send's state as well.
-            None => out_of_line(send_rest(stream, &mut out, cfg, core, &mut write_timer)).await,
+            // No hand-off here (TLS, epoll with a full socket, a ring without multishot
+            // receive): out of line, so that io_uring's busy future does not hold its state.
+            None => out_of_line(flush_timed(stream, &mut out, cfg, core, &mut write_timer)).await,
         };
         if !flushed {
             return Busy::Closed(false);
@@ -427,21 +425,11 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
         // busy stretch (see `serve`).
         let read = if parser.has_partial() {
             let deadline = read_deadline(&parser, head_started, body_started, cfg);
-            loop {
-                // A handed-off send still on its way is due by its own deadline too (a
-                // dropped receive loses no bytes).
-                let due = handed.as_ref().map_or(deadline, |h| h.deadline().min(deadline));
-                match timeout_at(due, stream.recv()).await {
-                    Ok(Ok(c)) if c.is_empty() => break Read::Eof,
-                    Ok(Ok(c)) => break Read::Data(c),
-                    Ok(Err(_)) => break Read::Failed,
-                    Err(_) if handed.is_some() => {
-                        if !settle!() {
-                            return Busy::Closed(false);
-                        }
-                    }
-                    Err(_) => break Read::TimedOut,
-                }
+            match timeout_at(deadline, stream.recv()).await {
+                Ok(Ok(c)) if c.is_empty() => Read::Eof,
+                Ok(Ok(c)) => Read::Data(c),
+                Ok(Err(_)) => Read::Failed,
+                Err(_) => Read::TimedOut,
             }
         } else {
             let since = loop_now();

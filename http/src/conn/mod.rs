@@ -89,10 +89,6 @@ pub(crate) trait Transport {
     /// nobody until the returned future is polled (`TcpStream::send_unwatched`). `Err(buf)`
     /// where the transport has no such send; then write it as usual.
     fn hand_off(&self, buf: Vec<u8>) -> Result<Self::Sending, Vec<u8>>;
-
-    /// True once a handed-off send has ended, without polling it (so whatever the task's
-    /// budget says).
-    fn handed_off_finished(sending: &Self::Sending) -> bool;
 }
 
 impl Transport for TcpStream {
@@ -101,10 +97,6 @@ impl Transport for TcpStream {
 
     fn hand_off(&self, buf: Vec<u8>) -> Result<Self::Sending, Vec<u8>> {
         self.send_unwatched(buf)
-    }
-
-    fn handed_off_finished(sending: &Self::Sending) -> bool {
-        sending.is_finished()
     }
 
     fn recv(&self) -> impl Future<Output = io::Result<RecvBuf>> {

@@ -85,7 +85,7 @@ pub(super) async fn flush_answered<T: Transport, S: 'static>(
 }
 
 /// [`flush`] with the write timer of a busy stretch (see [`send_all`]).
-async fn flush_timed<T: Transport>(
+pub(super) async fn flush_timed<T: Transport>(
     stream: &T,
     out: &mut Vec<u8>,
     cfg: &ConnConfig,
@@ -116,20 +116,11 @@ async fn flush_timed<T: Transport>(
     }
 }
 
-/// The most output handed off in one send (`flush_handing_off`). A handed-off send must end
-/// whole within the write timeout, where [`send_all`]'s timeout restarts with every byte the
-/// socket takes (a slow but steady reader is not cut). Up to this much, a send nearly always
-/// ends at once (the socket's buffer has room), so the two rules agree; more goes through
-/// [`send_all`].
-pub(super) const HAND_OFF_MAX: usize = 16 * 1024;
-
 /// A batch's answers handed off to the transport (`Transport::hand_off`): on their way with
 /// nobody waiting, due by `deadline` (the write timeout from the hand-off).
 pub(super) struct HandedOff<S> {
     state: Handed<S>,
     deadline: Instant,
-    /// The bytes handed off (they count against the pending-output cap until settled).
-    len: usize,
 }
 
 enum Handed<S> {
@@ -141,10 +132,6 @@ enum Handed<S> {
 impl<S> HandedOff<S> {
     pub(super) fn deadline(&self) -> Instant {
         self.deadline
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.len
     }
 }
 
@@ -190,17 +177,14 @@ pub(super) async fn settle<T: Transport>(
     core: &CoreConns,
     timer: &mut Option<LazyTimer>,
 ) -> bool {
-    let Some(HandedOff { state, deadline, .. }) = handed.take() else {
+    let Some(HandedOff { state, deadline }) = handed.take() else {
         return true;
     };
     let (r, buf) = match state {
         Handed::Ended(r, buf) => (r, buf),
         Handed::Sending(mut sending) => {
-            // A send that has ended is not timed out when its poll is refused for the task's
-            // budget (that poll has woken the task to come back for it).
             let ended = poll_fn(|cx| match std::pin::Pin::new(&mut sending).poll(cx) {
                 Poll::Ready(r) => Poll::Ready(Some(r)),
-                Poll::Pending if T::handed_off_finished(&sending) => Poll::Pending,
                 Poll::Pending if LazyTimer::poll_due(timer, cx, deadline) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             })
@@ -242,9 +226,8 @@ pub(super) async fn settle<T: Transport>(
 /// next request while it is sent, and `out` gets a fresh buffer. On a busy io_uring core,
 /// where every answer goes through the ring, that spares the task the wake-up its send's
 /// completion would cost. A send handed off before is settled first, so sends stay in
-/// order. `None` where the transport cannot hand off, or the rest is over [`HAND_OFF_MAX`]:
-/// the rest is still in `out`, for [`send_rest`] (a separate await in the caller, so that
-/// this future stays small).
+/// order. `None` where the transport cannot hand off: the rest is still in `out`, for
+/// [`flush_timed`] (a separate await in the caller, so that this future stays small).
 pub(super) async fn flush_handing_off<T: Transport, S: 'static>(
     stream: &T,
     out: &mut Vec<u8>,
@@ -273,16 +256,11 @@ pub(super) async fn flush_handing_off<T: Transport, S: 'static>(
         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
         Err(_) => return Some(false),
     }
-    if out.len() > HAND_OFF_MAX {
-        return None;
-    }
-    let len = out.len();
     match stream.hand_off(std::mem::take(out)) {
         Ok(sending) => {
             *handed = Some(HandedOff {
                 state: Handed::Sending(sending),
                 deadline: loop_now() + cfg.limits.write_timeout,
-                len,
             });
             *out = core.pool.take_out();
             Some(true)
@@ -291,26 +269,6 @@ pub(super) async fn flush_handing_off<T: Transport, S: 'static>(
             *out = buf;
             None
         }
-    }
-}
-
-/// Sends the rest in `out` that [`flush_handing_off`] did not hand off (its `None`), through
-/// [`send_all`], and clears `out` (keeping its allocation); false if the connection is done for.
-pub(super) async fn send_rest<T: Transport>(
-    stream: &T,
-    out: &mut Vec<u8>,
-    cfg: &ConnConfig,
-    core: &CoreConns,
-    timer: &mut Option<LazyTimer>,
-) -> bool {
-    let buf = std::mem::take(out);
-    match send_all(stream, buf, |b, n| drop(b.drain(..n)), cfg, core, timer).await {
-        Some(mut buf) => {
-            buf.clear();
-            *out = buf;
-            true
-        }
-        None => false,
     }
 }
 

@@ -39,29 +39,16 @@ struct RecvState {
 
 /// A send started by [`TcpStream::send_unwatched`]: under way whether or not this is polled.
 /// Its output is how many bytes were sent (all of them unless the connection failed) and the
-/// buffer. Dropping it before it ends cancels what is not sent yet (the buffer stays with the
-/// driver until the kernel lets go of it). Polling it again after it ended panics.
+/// buffer. Dropping it does not stop the send; the buffer stays with the driver until the
+/// kernel is done with it.
 #[must_use = "the buffer comes back, and failures show, only through this"]
-pub struct Sending<B: IoBuf>(Option<op::Op<op::Send<B>>>);
-
-impl<B: IoBuf> Sending<B> {
-    /// True once the send has ended (its output is ready), without polling it: so without
-    /// spending the task's budget or registering its waker.
-    pub fn is_finished(&self) -> bool {
-        self.0.as_ref().map_or(true, op::Op::is_completed)
-    }
-}
+pub struct Sending<B: IoBuf>(op::Op<op::Send<B>>);
 
 impl<B: IoBuf + Unpin> std::future::Future for Sending<B> {
     type Output = (io::Result<usize>, B);
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(op) = self.0.as_mut() else {
-            panic!("ringcore: Sending polled after it ended");
-        };
-        let out = std::task::ready!(std::pin::Pin::new(op).poll(cx));
-        self.0 = None;
-        Poll::Ready(out)
+        std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }
 
@@ -251,18 +238,14 @@ impl TcpStream {
     /// written to the stream until it has ended.
     ///
     /// `Err(buf)`, untouched, where there is no such send: on the epoll driver, and on a ring
-    /// without multishot receive (kernels before 6.0; the retry under `MSG_WAITALL` came in
-    /// 5.19, so the gate is on the safe side). Use [`write_all`](Self::write_all) there.
+    /// without multishot receive (kernels before 6.0, the proxy for one that retries short
+    /// sends under `MSG_WAITALL`). Use [`write_all`](Self::write_all) there.
     pub fn send_unwatched<B: IoBuf>(&self, buf: B) -> Result<Sending<B>, B> {
-        let ring = crate::context::with(|cx| {
-            let d = cx.driver.borrow();
-            matches!(*d, crate::driver::Driver::Uring(_)) && d.features().multishot_recv
-        });
-        if !ring {
+        if !crate::context::with(|cx| cx.driver.borrow().features().multishot_recv) {
             return Err(buf);
         }
         match op::send_all(&self.fd, buf) {
-            Ok(op) => Ok(Sending(Some(op))),
+            Ok(op) => Ok(Sending(op)),
             Err((_, buf)) => Err(buf),
         }
     }

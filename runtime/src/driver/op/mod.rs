@@ -98,14 +98,6 @@ impl<T: OpKind> Op<T> {
     }
 }
 
-impl<T: OpKind> Op<T> {
-    /// True once the kernel (or the epoll backend) has completed the operation, without
-    /// polling it.
-    pub(crate) fn is_completed(&self) -> bool {
-        context::with(|c| c.driver.borrow().is_completed(self.key))
-    }
-}
-
 impl<T: OpKind> Future for Op<T> {
     type Output = T::Output;
 
