@@ -390,12 +390,6 @@ impl TlsStream {
 
 impl Transport for TlsStream {
     type Chunk = Vec<u8>;
-    /// Never made: a TLS send encrypts and flushes as it goes (`write`).
-    type Sending = std::future::Pending<(io::Result<usize>, Vec<u8>)>;
-
-    fn hand_off(&self, buf: Vec<u8>) -> Result<Self::Sending, Vec<u8>> {
-        Err(buf)
-    }
 
     async fn recv(&self) -> io::Result<Vec<u8>> {
         loop {

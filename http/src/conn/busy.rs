@@ -12,10 +12,7 @@ use ringcore_runtime::time::{loop_now, timeout_at};
 
 use super::body::{answer_body_failure, drain_unread, serve_streamed, BodyClock, PumpEnd};
 use super::wait::{read_deadline, wait_next, Read};
-use super::write::{
-    error_response, flush_handing_off, flush_timed, refuse_body, send_all, settle, settle_and_flush,
-    timeout_response, HandedOff,
-};
+use super::write::{error_response, flush_answered, refuse_body, send_all, timeout_response};
 use super::{ConnConfig, CoreConns, LazyTimer, Transport};
 use crate::body_stream::{BodyError, BodyStream, StreamShared};
 use crate::budget::Reservation;
@@ -50,7 +47,7 @@ fn budget_deadline(now: Instant, cfg: &ConnConfig) -> Instant {
 /// Runs a rarely taken sub-future out of line: boxed and type-erased, so neither its state
 /// nor its poll code becomes part of the connection loop's (whose future every busy
 /// connection holds, and whose code every request runs through).
-pub(super) fn out_of_line<'a, T>(f: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<Output = T> + 'a>> {
+fn out_of_line<'a, T>(f: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<Output = T> + 'a>> {
     Box::pin(f)
 }
 
@@ -94,28 +91,19 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     // Where the plain path's handler futures run, one at a time: the memory is reused, so a
     // request allocates nothing for its handler once the first has grown it.
     let mut handler_slot = HandlerSlot::new();
-    // The batch's answers handed off to the transport at its end (see `flush_handing_off`),
-    // still on their way; settled before anything else is written or the stretch ends.
-    let mut handed: Option<HandedOff<T::Sending>> = None;
     // The flushes off the common path (closing the connection; before a large, streamed or
-    // refused body) run out of line (see `out_of_line`), after any handed-off send.
+    // refused body) run out of line (see `out_of_line`).
     macro_rules! flush_out_of_line {
         () => {
-            out_of_line(settle_and_flush(
+            out_of_line(flush_answered(
                 stream,
                 &mut out,
                 cfg,
                 core,
                 &mut write_timer,
                 &mut answered,
-                &mut handed,
             ))
             .await
-        };
-    }
-    macro_rules! settle {
-        () => {
-            handed.is_none() || out_of_line(settle(stream, &mut handed, cfg, core, &mut write_timer)).await
         };
     }
     parser.push(&first);
@@ -285,11 +273,8 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                             if !flush_out_of_line!() {
                                 return Busy::Closed(false);
                             }
-                            // Out of line too: its send's state (480 bytes) would be the
-                            // largest part of the busy future, for a path one answer in many
-                            // takes (one allocation against a copy of 16 KiB and more).
                             let advance: fn(&mut Bytes, usize) = bytes::Buf::advance;
-                            if out_of_line(send_all(stream, b, advance, cfg, core, &mut write_timer))
+                            if send_all(stream, b, advance, cfg, core, &mut write_timer)
                                 .await
                                 .is_none()
                             {
@@ -383,9 +368,6 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 .body_len()
                 .map_or(last_read, |n| usize::try_from(n).unwrap_or(usize::MAX));
             if !body_mem.grow(want, budget_deadline(now, cfg)).await {
-                if !settle!() {
-                    return Busy::Closed(false);
-                }
                 return Busy::Closed(out_of_line(refuse_body(stream, &mut out, cfg, core)).await);
             }
         }
@@ -393,28 +375,10 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             out.extend_from_slice(encode::CONTINUE);
             parser.continue_sent();
         }
-        let flushed = match flush_handing_off(
-            stream,
-            &mut out,
-            cfg,
-            core,
-            &mut write_timer,
-            &mut answered,
-            &mut handed,
-        )
-        .await
-        {
-            Some(done) => done,
-            // No hand-off here (TLS, epoll with a full socket, a ring without multishot
-            // receive): out of line, so that io_uring's busy future does not hold its state.
-            None => out_of_line(flush_timed(stream, &mut out, cfg, core, &mut write_timer)).await,
-        };
-        if !flushed {
+        if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await {
             return Busy::Closed(false);
         }
         if core.drain.is_draining() && !parser.has_partial() {
-            // The last answers out before the close, whether or not they make it.
-            let _ = settle!();
             return Busy::Closed(false);
         }
 
@@ -433,39 +397,17 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             }
         } else {
             let since = loop_now();
-            let idle = since + IDLE_AFTER.min(cfg.limits.keep_alive_timeout);
-            let mut recv = pin!(stream.recv());
-            let mut release = Some(|| {
+            let deadline = since + IDLE_AFTER.min(cfg.limits.keep_alive_timeout);
+            let recv = pin!(stream.recv());
+            let release = || {
                 core.pool.put_out(std::mem::take(&mut out));
                 if let Some(b) = parser.take_idle_buf() {
                     core.pool.put_rx(b);
                 }
-            });
-            loop {
-                // A handed-off send still on its way is due by its own deadline too.
-                let deadline = handed.as_ref().map_or(idle, |h| h.deadline().min(idle));
-                let on_wait = || {
-                    if let Some(mut f) = release.take() {
-                        f();
-                    }
-                };
-                match wait_next(
-                    recv.as_mut(),
-                    drained.as_mut(),
-                    &mut idle_timer,
-                    deadline,
-                    on_wait,
-                )
-                .await
-                {
-                    Read::TimedOut if handed.is_some() => {
-                        if !settle!() {
-                            return Busy::Closed(false);
-                        }
-                    }
-                    Read::TimedOut => return Busy::Idle(since),
-                    read => break read,
-                }
+            };
+            match wait_next(recv, drained.as_mut(), &mut idle_timer, deadline, release).await {
+                Read::TimedOut => return Busy::Idle(since),
+                read => read,
             }
         };
         match read {
@@ -485,9 +427,6 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     let deadline = read_deadline(&parser, head_started, body_started, cfg);
                     let deadline = budget_deadline(Instant::now(), cfg).min(deadline);
                     if !body_mem.grow(chunk.len(), deadline).await {
-                        if !settle!() {
-                            return Busy::Closed(false);
-                        }
                         return Busy::Closed(out_of_line(refuse_body(stream, &mut out, cfg, core)).await);
                     }
                 }
@@ -495,11 +434,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 parser.push(&chunk);
             }
             // Half-close: every complete request was answered above; a partial one is dropped.
-            // The answers handed off are out before the connection is let go.
-            Read::Eof | Read::Failed | Read::Drained => {
-                let _ = settle!();
-                return Busy::Closed(false);
-            }
+            Read::Eof | Read::Failed | Read::Drained => return Busy::Closed(false),
             Read::TimedOut => {
                 timeout_response(&mut out, cfg);
                 return Busy::Closed(flush_out_of_line!());

@@ -81,23 +81,10 @@ pub(crate) trait Transport {
     fn negotiated_h2(&self) -> bool {
         false
     }
-
-    /// A send started by [`hand_off`](Self::hand_off): how many bytes went out, and the buffer.
-    type Sending: Future<Output = (io::Result<usize>, Vec<u8>)> + Unpin;
-
-    /// Starts sending all of `buf` without the task waiting on it: the send's end wakes
-    /// nobody until the returned future is polled (`TcpStream::send_unwatched`). `Err(buf)`
-    /// where the transport has no such send; then write it as usual.
-    fn hand_off(&self, buf: Vec<u8>) -> Result<Self::Sending, Vec<u8>>;
 }
 
 impl Transport for TcpStream {
     type Chunk = RecvBuf;
-    type Sending = ringcore_runtime::net::Sending<Vec<u8>>;
-
-    fn hand_off(&self, buf: Vec<u8>) -> Result<Self::Sending, Vec<u8>> {
-        self.send_unwatched(buf)
-    }
 
     fn recv(&self) -> impl Future<Output = io::Result<RecvBuf>> {
         TcpStream::recv(self)

@@ -4,7 +4,7 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::pin;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Instant;
 
 use http::header::HeaderValue;
@@ -12,7 +12,6 @@ use http::StatusCode;
 use ringcore_runtime::time::{loop_now, timeout_at};
 use ringcore_runtime::IoBuf;
 
-use super::busy::out_of_line;
 use super::{ConnConfig, CoreConns, LazyTimer, Transport};
 use crate::limits::{Limits, LINGER_MAX_BYTES};
 use crate::proto::encode::{self, Delimit, Persist};
@@ -85,7 +84,7 @@ pub(super) async fn flush_answered<T: Transport, S: 'static>(
 }
 
 /// [`flush`] with the write timer of a busy stretch (see [`send_all`]).
-pub(super) async fn flush_timed<T: Transport>(
+async fn flush_timed<T: Transport>(
     stream: &T,
     out: &mut Vec<u8>,
     cfg: &ConnConfig,
@@ -114,177 +113,6 @@ pub(super) async fn flush_timed<T: Transport>(
         }
         None => false,
     }
-}
-
-/// A batch's answers handed off to the transport (`Transport::hand_off`): on their way with
-/// nobody waiting, due by `deadline` (the write timeout from the hand-off).
-pub(super) struct HandedOff<S> {
-    state: Handed<S>,
-    deadline: Instant,
-}
-
-enum Handed<S> {
-    Sending(S),
-    /// Ended, and not all of it sent: for [`settle`] to finish.
-    Ended(io::Result<usize>, Vec<u8>),
-}
-
-impl<S> HandedOff<S> {
-    pub(super) fn deadline(&self) -> Instant {
-        self.deadline
-    }
-}
-
-/// Settles a handed-off send that has ended whole (the usual case, long before the next
-/// batch), without waiting: true if nothing is left on its way. Otherwise the send is still
-/// going (the task's waker now registered with it) or ended short, and [`settle`] waits for
-/// it or finishes it.
-fn settled_now<S: Future<Output = (io::Result<usize>, Vec<u8>)> + Unpin>(
-    handed: &mut Option<HandedOff<S>>,
-    core: &CoreConns,
-    cx: &mut Context<'_>,
-) -> bool {
-    let Some(h) = handed else {
-        return true;
-    };
-    if let Handed::Sending(s) = &mut h.state {
-        match std::pin::Pin::new(s).poll(cx) {
-            Poll::Ready((r, buf)) => h.state = Handed::Ended(r, buf),
-            Poll::Pending => return false,
-        }
-    }
-    if matches!(&h.state, Handed::Ended(Ok(n), buf) if *n == buf.len()) {
-        if let Some(HandedOff {
-            state: Handed::Ended(_, buf),
-            ..
-        }) = handed.take()
-        {
-            core.pool.put_out(buf);
-        }
-        return true;
-    }
-    false
-}
-
-/// Waits for a handed-off send to end (or takes its end) and finishes it: true if all of it
-/// went out, its buffer back in the pool; false if the connection failed or the send was not
-/// done by its deadline (counted as a write timeout). A short send (the kernel gave up early
-/// without an error) goes on through [`send_all`].
-pub(super) async fn settle<T: Transport>(
-    stream: &T,
-    handed: &mut Option<HandedOff<T::Sending>>,
-    cfg: &ConnConfig,
-    core: &CoreConns,
-    timer: &mut Option<LazyTimer>,
-) -> bool {
-    let Some(HandedOff { state, deadline }) = handed.take() else {
-        return true;
-    };
-    let (r, buf) = match state {
-        Handed::Ended(r, buf) => (r, buf),
-        Handed::Sending(mut sending) => {
-            let ended = poll_fn(|cx| match std::pin::Pin::new(&mut sending).poll(cx) {
-                Poll::Ready(r) => Poll::Ready(Some(r)),
-                Poll::Pending if LazyTimer::poll_due(timer, cx, deadline) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            })
-            .await;
-            match ended {
-                Some(ended) => ended,
-                None => {
-                    // The send is cancelled with `sending`; its buffer stays with the driver
-                    // until the kernel lets go of it.
-                    core.m_write_timeouts.inc();
-                    return false;
-                }
-            }
-        }
-    };
-    let rest = match (r, buf) {
-        (Ok(n), buf) if n == buf.len() => {
-            core.pool.put_out(buf);
-            return true;
-        }
-        (Ok(n), mut buf) if n > 0 && n < buf.len() => {
-            buf.drain(..n);
-            buf
-        }
-        (Err(e), buf) if e.kind() == io::ErrorKind::Interrupted => buf,
-        _ => return false,
-    };
-    match send_all(stream, rest, |b, n| drop(b.drain(..n)), cfg, core, timer).await {
-        Some(buf) => {
-            core.pool.put_out(buf);
-            true
-        }
-        None => false,
-    }
-}
-
-/// [`flush_answered`] at the end of a batch: what the socket does not take at once is handed
-/// off (`Transport::hand_off`) rather than awaited, so the connection goes on to wait for its
-/// next request while it is sent, and `out` gets a fresh buffer. On a busy io_uring core,
-/// where every answer goes through the ring, that spares the task the wake-up its send's
-/// completion would cost. A send handed off before is settled first, so sends stay in
-/// order. `None` where the transport cannot hand off: the rest is still in `out`, for
-/// [`flush_timed`] (a separate await in the caller, so that this future stays small).
-pub(super) async fn flush_handing_off<T: Transport, S: 'static>(
-    stream: &T,
-    out: &mut Vec<u8>,
-    cfg: &ConnConfig,
-    core: &CoreConns,
-    timer: &mut Option<LazyTimer>,
-    answered: &mut crate::router::Answered<'_, S>,
-    handed: &mut Option<HandedOff<T::Sending>>,
-) -> Option<bool> {
-    answered.record();
-    if out.is_empty() {
-        return Some(true);
-    }
-    if handed.is_some()
-        && !poll_fn(|cx| Poll::Ready(settled_now(handed, core, cx))).await
-        && !out_of_line(settle(stream, handed, cfg, core, timer)).await
-    {
-        return Some(false);
-    }
-    match stream.try_write(out) {
-        Ok(n) if n == out.len() => {
-            out.clear();
-            return Some(true);
-        }
-        Ok(n) => drop(out.drain(..n)),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-        Err(_) => return Some(false),
-    }
-    match stream.hand_off(std::mem::take(out)) {
-        Ok(sending) => {
-            *handed = Some(HandedOff {
-                state: Handed::Sending(sending),
-                deadline: loop_now() + cfg.limits.write_timeout,
-            });
-            *out = core.pool.take_out();
-            Some(true)
-        }
-        Err(buf) => {
-            *out = buf;
-            None
-        }
-    }
-}
-
-/// [`settle`], then [`flush_answered`]: the flushes off the batch's end (closing, a large or
-/// streamed body) go out after any handed-off send.
-pub(super) async fn settle_and_flush<T: Transport, S: 'static>(
-    stream: &T,
-    out: &mut Vec<u8>,
-    cfg: &ConnConfig,
-    core: &CoreConns,
-    timer: &mut Option<LazyTimer>,
-    answered: &mut crate::router::Answered<'_, S>,
-    handed: &mut Option<HandedOff<T::Sending>>,
-) -> bool {
-    settle(stream, handed, cfg, core, timer).await
-        && flush_answered(stream, out, cfg, core, timer, answered).await
 }
 
 pub(super) fn error_response(out: &mut Vec<u8>, cfg: &ConnConfig, err: ProtoError) {

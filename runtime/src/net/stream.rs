@@ -37,27 +37,6 @@ struct RecvState {
     leftover: Option<RecvBuf>,
 }
 
-/// A send started by [`TcpStream::send_unwatched`]: under way whether or not this is polled.
-/// Its output is how many bytes were sent (all of them unless the connection failed) and the
-/// buffer. Dropping it does not stop the send; the buffer stays with the driver until the
-/// kernel is done with it.
-#[must_use = "the buffer comes back, and failures show, only through this"]
-pub struct Sending<B: IoBuf>(op::Op<op::Send<B>>);
-
-impl<B: IoBuf + Unpin> std::future::Future for Sending<B> {
-    type Output = (io::Result<usize>, B);
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx)
-    }
-}
-
-impl<B: IoBuf> fmt::Debug for Sending<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sending").finish_non_exhaustive()
-    }
-}
-
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpStream")
@@ -223,31 +202,6 @@ impl TcpStream {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         socket::send_now(self.fd.raw(), bytes)
-    }
-
-    /// Hands all of `buf` to the ring to send and returns at once, without waiting: the send
-    /// is under way, and its completion wakes no task. Poll (or await) the returned
-    /// [`Sending`] to learn how it ended and get `buf` back; until then the task may wait on
-    /// something else. For a connection that answers a batch and then waits for its next
-    /// request: an awaited send's completion would wake the task once more only to say the
-    /// send is done (a second poll per answer on a busy core).
-    ///
-    /// One `IORING_OP_SEND` with `MSG_WAITALL`: the kernel keeps sending until all of `buf` is
-    /// sent or the connection fails, so a result short of `buf`'s length means the connection
-    /// failed (or, rarely, that the kernel gave up early: send the rest). Nothing else may be
-    /// written to the stream until it has ended.
-    ///
-    /// `Err(buf)`, untouched, where there is no such send: on the epoll driver, and on a ring
-    /// without multishot receive (kernels before 6.0, the proxy for one that retries short
-    /// sends under `MSG_WAITALL`). Use [`write_all`](Self::write_all) there.
-    pub fn send_unwatched<B: IoBuf>(&self, buf: B) -> Result<Sending<B>, B> {
-        if !crate::context::with(|cx| cx.driver.borrow().features().multishot_recv) {
-            return Err(buf);
-        }
-        match op::send_all(&self.fd, buf) {
-            Ok(op) => Ok(Sending(op)),
-            Err((_, buf)) => Err(buf),
-        }
     }
 
     /// Writes all of `buf`.

@@ -35,7 +35,7 @@ pub(crate) use open::openat;
 pub(crate) use read::read_at;
 pub(crate) use recv::recv;
 pub(in crate::driver) use recv::{recv_multi, Recv};
-pub(crate) use send::{send, send_all, sendmsg, Send};
+pub(crate) use send::{send, sendmsg};
 pub(crate) use shutdown::shutdown;
 pub(crate) use write::write_at;
 

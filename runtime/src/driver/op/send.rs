@@ -13,9 +13,6 @@ pub(crate) struct Send<B> {
     fd: SharedFd,
     buf: B,
     offset: usize,
-    /// `MSG_WAITALL` (io_uring only): the kernel retries a short send until all of it is sent
-    /// or the connection fails (see [`send_all`]).
-    all: bool,
 }
 
 impl<B: IoBuf> OpKind for Send<B> {
@@ -27,9 +24,8 @@ impl<B: IoBuf> OpKind for Send<B> {
         // SAFETY: `offset <= init`, inside the buffer.
         let ptr = unsafe { self.buf.stable_ptr().add(offset) };
         let len = u32::try_from(init - offset).unwrap_or(u32::MAX);
-        let all = if self.all { libc::MSG_WAITALL } else { 0 };
         opcode::Send::new(types::Fd(self.fd.raw()), ptr, len)
-            .flags(libc::MSG_NOSIGNAL | all)
+            .flags(libc::MSG_NOSIGNAL)
             .build()
     }
 
@@ -58,21 +54,6 @@ pub(crate) fn send<B: IoBuf>(fd: &SharedFd, buf: B, offset: usize) -> Result<Op<
         fd: fd.clone(),
         buf,
         offset,
-        all: false,
-    })
-    .map_err(|(e, op)| (e, op.buf))
-}
-
-/// Sends all of `buf` with `MSG_WAITALL`: on a stream socket io_uring retries a short send
-/// (`io_net_retry`) until every byte is sent or the connection fails, so the op completes
-/// once. Only for the io_uring driver on a kernel that retries (see
-/// `TcpStream::send_unwatched`); on epoll the flag means nothing to a non-blocking `send`.
-pub(crate) fn send_all<B: IoBuf>(fd: &SharedFd, buf: B) -> Result<Op<Send<B>>, (io::Error, B)> {
-    Op::submit(Send {
-        fd: fd.clone(),
-        buf,
-        offset: 0,
-        all: true,
     })
     .map_err(|(e, op)| (e, op.buf))
 }
