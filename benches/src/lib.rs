@@ -501,16 +501,20 @@ mod tests {
         assert_eq!(c.pending(), 0);
     }
 
+    /// Feeds `data` in two pieces, cut at every point: `want` requests, nothing held back.
+    fn counts_at_every_cut(data: &[u8], framing: Framing, want: usize) {
+        for cut in 0..=data.len() {
+            let mut c = RequestCounter::with_framing(framing);
+            let a = c.feed(&data[..cut]).unwrap_or(99);
+            let b = c.feed(&data[cut..]).unwrap_or(99);
+            assert_eq!(a + b, want, "{framing:?}, cut at {cut}");
+            assert_eq!(c.pending(), 0, "{framing:?}, cut at {cut}");
+        }
+    }
+
     #[test]
     fn every_split_point_counts_once() {
-        let two = REQ.repeat(2);
-        for cut in 0..=two.len() {
-            let mut c = RequestCounter::new();
-            let a = c.feed(&two[..cut]).unwrap_or(99);
-            let b = c.feed(&two[cut..]).unwrap_or(99);
-            assert_eq!(a + b, 2, "cut at {cut}");
-            assert_eq!(c.pending(), 0, "cut at {cut}");
-        }
+        counts_at_every_cut(&REQ.repeat(2), Framing::Count, 2);
     }
 
     #[test]
@@ -552,27 +556,13 @@ mod tests {
 
     #[test]
     fn httparse_framing_counts_the_same_at_every_split_point() {
-        let two = REQ.repeat(2);
-        for cut in 0..=two.len() {
-            let mut c = RequestCounter::with_framing(Framing::Httparse);
-            let a = c.feed(&two[..cut]).unwrap_or(99);
-            let b = c.feed(&two[cut..]).unwrap_or(99);
-            assert_eq!(a + b, 2, "cut at {cut}");
-            assert_eq!(c.pending(), 0, "cut at {cut}");
-        }
+        counts_at_every_cut(&REQ.repeat(2), Framing::Httparse, 2);
     }
 
     #[test]
     fn httparse_framing_skips_empty_lines_as_httparse_does() {
         // Empty lines before a request line, whole or cut anywhere: one request.
-        let data = b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        for cut in 0..=data.len() {
-            let mut c = RequestCounter::with_framing(Framing::Httparse);
-            let a = c.feed(&data[..cut]).unwrap_or(99);
-            let b = c.feed(&data[cut..]).unwrap_or(99);
-            assert_eq!(a + b, 1, "cut at {cut}");
-            assert_eq!(c.pending(), 0, "cut at {cut}");
-        }
+        counts_at_every_cut(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", Framing::Httparse, 1);
     }
 
     #[test]
