@@ -5,9 +5,10 @@
 //! `ringcore_fixed`) also share their request framing ([`RequestCounter`]: one request per
 //! `"\r\n\r\n"`, pipelining allowed) and their reply ([`RESPONSE`], batched with
 //! [`responses`]), so the benchmark compares the I/O layers and nothing else. With
-//! `BENCH_HTTPARSE=1` in their environment ([`Framing::from_env`]) they also parse every head
-//! with `httparse` before answering it: the floor as issue 12 states it ("httparse, fixed
-//! answer, no `Date`"), which the scripts name `bare_hp` and `tokio_ct_hp`.
+//! `BENCH_HTTPARSE=1` in their environment ([`Framing::from_env`]) they frame their requests
+//! with `httparse` instead, each head parsed before its answer: the floor as issue 12 states
+//! it ("httparse, fixed answer, no `Date`"), which the scripts name `bare_hp` and
+//! `tokio_ct_hp`.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
