@@ -189,30 +189,15 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     match end {
                         Some(PumpEnd::Complete) => resp,
                         Some(PumpEnd::Gone) => return Busy::Closed(false),
-                        Some(PumpEnd::Failed(e)) => {
+                        Some(end @ (PumpEnd::Failed(_) | PumpEnd::TimedOut)) => {
+                            // The body failed (a 400) or stopped arriving (a 408).
+                            let fail = move |o: &mut Vec<u8>| match end {
+                                PumpEnd::Failed(e) => error_response(o, cfg, e),
+                                _ => timeout_response(o, cfg),
+                            };
                             return Busy::Closed(
                                 out_of_line(answer_body_failure(
-                                    stream,
-                                    &mut out,
-                                    cfg,
-                                    core,
-                                    resp,
-                                    version,
-                                    |o| error_response(o, cfg, e),
-                                ))
-                                .await,
-                            );
-                        }
-                        Some(PumpEnd::TimedOut) => {
-                            return Busy::Closed(
-                                out_of_line(answer_body_failure(
-                                    stream,
-                                    &mut out,
-                                    cfg,
-                                    core,
-                                    resp,
-                                    version,
-                                    |o| timeout_response(o, cfg),
+                                    stream, &mut out, cfg, core, resp, version, fail,
                                 ))
                                 .await,
                             );
