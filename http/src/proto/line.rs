@@ -123,9 +123,27 @@ pub(super) fn target_class(b: u8) -> TargetByte {
 
 /// True if every byte of `v` is allowed in a Host value (`uri-host [":" port]`, RFC 9112
 /// section 3.2): one table lookup and one AND per byte, with no branch until the end (a
-/// value is checked whole; nearly all pass).
+/// value is checked whole; nearly all pass). Eight bytes a step, then four, then one: the
+/// steps are branch-free straight lines (a byte-a-time loop spends more on its counter than
+/// on the lookup).
+#[inline]
 pub(super) fn all_host_chars(v: &[u8]) -> bool {
-    v.iter().fold(HOST, |all, &b| all & CLASS[usize::from(b)]) != 0
+    let class = |b: u8| CLASS[usize::from(b)];
+    let mut all = HOST;
+    let mut eights = v.chunks_exact(8);
+    for c in &mut eights {
+        all &= class(c[0]) & class(c[1]) & class(c[2]) & class(c[3]);
+        all &= class(c[4]) & class(c[5]) & class(c[6]) & class(c[7]);
+    }
+    let rest = eights.remainder();
+    let mut fours = rest.chunks_exact(4);
+    for c in &mut fours {
+        all &= class(c[0]) & class(c[1]) & class(c[2]) & class(c[3]);
+    }
+    for &b in fours.remainder() {
+        all &= class(b);
+    }
+    all != 0
 }
 
 /// Why a scan stopped at position `at` without a verdict from the grammar: the buffer ended

@@ -430,12 +430,28 @@ pub(crate) fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Re
         query,
         end,
     };
-    Some(finish(buf, &line, len, checks, limits))
+    Some(finish_inline(buf, &line, len, checks, limits))
 }
 
 /// The checks on a complete head: version, method, target form, then the fields (Host,
 /// framing, connection options). `len` is the head's length, empty line included.
+/// [`HeadScan`]'s; [`parse_whole`] has its own copy inlined (see [`finish_inline`]).
+#[inline(never)]
 fn finish(buf: &[u8], line: &Line, len: usize, fields: FieldChecks, limits: &Limits) -> Result<Head, Reject> {
+    finish_inline(buf, line, len, fields, limits)
+}
+
+/// [`finish`], inlined into [`parse_whole`]: there the request line's facts are known
+/// values (HTTP/1, a method token already matched against `GET `), which the compiler folds
+/// into the checks instead of passing a [`Line`] and the field checks through memory.
+#[inline(always)]
+fn finish_inline(
+    buf: &[u8],
+    line: &Line,
+    len: usize,
+    fields: FieldChecks,
+    limits: &Limits,
+) -> Result<Head, Reject> {
     // HTTP/1.x with x > 1 is processed as HTTP/1.1 (RFC 9110 section 2.5); another major
     // version gets 505, checked before the method so that the HTTP/2 preface
     // (`PRI * HTTP/2.0`, on a server without HTTP/2) gets 505 rather than 501.
