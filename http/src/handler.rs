@@ -39,6 +39,12 @@ pub(crate) trait ErasedHandler<S> {
     /// Calls the handler with its future placed in `slot` (the connection's plain path: no
     /// allocation once the slot has grown to the handler's future).
     fn call_in<'s>(&self, req: Request, state: Rc<S>, slot: &'s mut HandlerSlot) -> SlotResponse<'s>;
+
+    /// Calls a handler that takes no argument ([`Endpoint::reads_nothing`]) without a
+    /// request, its future placed in `slot`; `None` for any other handler.
+    fn call_unread_in<'s>(&self, _slot: &'s mut HandlerSlot) -> Option<SlotResponse<'s>> {
+        None
+    }
 }
 
 /// A type-erased handler, stored in the router.
@@ -63,6 +69,10 @@ where
     fn call_in<'s>(&self, req: Request, state: Rc<S>, slot: &'s mut HandlerSlot) -> SlotResponse<'s> {
         slot.put(self.handler.future(req, state))
     }
+
+    fn call_unread_in<'s>(&self, slot: &'s mut HandlerSlot) -> Option<SlotResponse<'s>> {
+        self.handler.future_unread().map(|fut| slot.put(fut))
+    }
 }
 
 /// An async function usable as a route handler. Implemented for `Fn(T1, .., Tn) -> Fut`
@@ -83,6 +93,22 @@ pub trait Handler<T, S>: Clone + 'static {
         Box::pin(self.future(req, state))
     }
 
+    /// The handler's future when it takes no argument, so that nothing of the request needs
+    /// to be built for it (the server then builds no [`Request`]); `None` (the default) for a
+    /// handler that takes one. Implemented for `Fn() -> Fut`; not meant to be called or
+    /// implemented elsewhere.
+    #[doc(hidden)]
+    fn future_unread(&self) -> Option<impl Future<Output = Response> + 'static> {
+        None::<std::future::Ready<Response>>
+    }
+
+    /// True if [`future_unread`](Self::future_unread) gives the handler's future (it takes
+    /// no argument). Not meant to be implemented outside this crate.
+    #[doc(hidden)]
+    fn reads_nothing(&self) -> bool {
+        false
+    }
+
     /// True if the handler's last argument reads the body as it arrives
     /// ([`FromRequest::STREAMS_BODY`]): its requests are handed over when their head is
     /// complete, the body still on the socket.
@@ -101,6 +127,15 @@ where
     fn future(&self, _: Request, _: Rc<S>) -> impl Future<Output = Response> + 'static {
         let fut = (self)();
         async move { fut.await.into_response() }
+    }
+
+    fn future_unread(&self) -> Option<impl Future<Output = Response> + 'static> {
+        let fut = (self)();
+        Some(async move { fut.await.into_response() })
+    }
+
+    fn reads_nothing(&self) -> bool {
+        true
     }
 }
 
@@ -163,10 +198,14 @@ impl_handler!(
     T16
 );
 
-/// A stored handler and whether it streams its request body.
+/// A stored handler, whether it streams its request body, and whether it reads nothing of
+/// the request.
 pub(crate) struct Endpoint<S> {
     pub(crate) handler: BoxHandler<S>,
     pub(crate) streams_body: bool,
+    /// The handler takes no argument: it is called through
+    /// [`call_unread_in`](ErasedHandler::call_unread_in), and no [`Request`] is built for it.
+    pub(crate) reads_nothing: bool,
 }
 
 impl<S> Clone for Endpoint<S> {
@@ -174,6 +213,7 @@ impl<S> Clone for Endpoint<S> {
         Self {
             handler: self.handler.clone(),
             streams_body: self.streams_body,
+            reads_nothing: self.reads_nothing,
         }
     }
 }
@@ -185,11 +225,13 @@ where
     S: 'static,
 {
     let streams_body = h.streams_body();
+    let reads_nothing = h.reads_nothing();
     Endpoint {
         handler: Rc::new(Erased {
             handler: h,
             _marker: PhantomData,
         }),
         streams_body,
+        reads_nothing,
     }
 }

@@ -39,6 +39,51 @@ fn sixteen_requests_in_one_write_get_sixteen_responses_in_order() {
     assert_eq!(report.cut, 0, "{report}");
 }
 
+/// Handlers that take no argument get no request built (their heads are dropped from the
+/// buffer unread): pipelined between handlers that read theirs, router answers (404, 405),
+/// HEAD and a body, every request is still answered in order, and `Connection: close` on
+/// the last (read from the head alone) still closes.
+#[test]
+fn handlers_that_read_nothing_keep_a_mixed_pipeline_in_order() {
+    let server = start(test_router);
+    let mut c = server.client();
+    let mut batch = Vec::new();
+    batch.extend_from_slice(&get_req("/"));
+    batch.extend_from_slice(&get_req("/p/one?x=1"));
+    batch.extend_from_slice(&get_req("/admin"));
+    batch.extend_from_slice(&get_req("/missing"));
+    batch.extend_from_slice(b"HEAD /admin HTTP/1.1\r\nHost: t\r\n\r\n");
+    batch.extend_from_slice(b"POST /admin HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    batch.extend_from_slice(&get_req("/nocontent"));
+    batch.extend_from_slice(b"GET /headers HTTP/1.1\r\nHost: t\r\nX-Seen: yes\r\n\r\n");
+    batch.extend_from_slice(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    c.send(&batch);
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "root"), "{}", r.head_raw);
+    assert_eq!(c.read_response().text(), "/p/one?x=1");
+    assert_eq!(c.read_response().text(), "ADMIN");
+    assert_eq!(c.read_response().status, 404);
+    let head = c.read_head_response();
+    assert_eq!(head.status, 200, "{}", head.head_raw);
+    assert!(
+        head.head_raw.to_ascii_lowercase().contains("content-length: 5"),
+        "{}",
+        head.head_raw
+    );
+    let r = c.read_response();
+    assert_eq!(r.status, 405, "{}", r.head_raw);
+    assert_eq!(c.read_head_response().status, 204);
+    let r = c.read_response();
+    assert!(r.text().contains("x-seen: yes"), "{}", r.text());
+    let last = c.read_response();
+    assert_eq!(last.text(), "root");
+    assert!(last.has_close(), "{}", last.head_raw);
+    c.expect_closed();
+    let report = server.stop();
+    // The nine, and the start-up probe's.
+    assert_eq!(report.requests, 10, "{report}");
+}
+
 #[test]
 fn pipelined_requests_with_bodies_stay_in_order() {
     let server = start(test_router);

@@ -19,6 +19,7 @@ use crate::budget::Reservation;
 use crate::handler::HandlerSlot;
 use crate::limits::MAX_UNREAD_BODY_DRAIN;
 use crate::proto::encode::{self, Delimit, Persist};
+use crate::proto::parser::Next;
 use crate::proto::Parser;
 use crate::request::{Request, RequestBody};
 use crate::response::Body;
@@ -116,10 +117,10 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 // a batch, without a parse attempt).
                 break;
             }
-            let (raw, streamed) = match parser.next_request() {
-                Ok(Some(r)) => {
+            let (next, streamed) = match parser.next_plain() {
+                Ok(Some(n)) => {
                     stream_checked = false;
-                    (r, None)
+                    (n, None)
                 }
                 Ok(None) => {
                     // A head is complete and its body still arriving: a handler that reads
@@ -132,7 +133,10 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     match streams.then(|| parser.take_streaming()).flatten() {
                         Some(raw) => {
                             stream_checked = false;
-                            (raw, Some(StreamShared::new(core.m_body_stream.clone())))
+                            (
+                                Next::Request(raw),
+                                Some(StreamShared::new(core.m_body_stream.clone())),
+                            )
                         }
                         None => break,
                     }
@@ -144,9 +148,10 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             };
             head_started = None;
             body_started = None;
-            let is_head = *raw.method() == Method::HEAD;
-            let version = raw.head.version();
-            let wants_keep_alive = raw.keep_alive();
+            let head = next.head();
+            let is_head = *head.method() == Method::HEAD;
+            let version = head.version;
+            let wants_keep_alive = head.keep_alive;
             core.requests.set(core.requests.get() + 1);
             // Whether what is left of a streamed body allows keeping the connection, and the
             // body's clock when its unread rest is to be drained after the answer.
@@ -154,8 +159,15 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             let mut drain_after: Option<BodyClock> = None;
             let resp = match streamed {
                 None if plain => {
-                    // The handler's own future, awaited here (no span, no access log).
-                    let (routed, started) = router.start(raw, peer, arrived, &mut handler_slot);
+                    // The handler's own future, awaited here (no span, no access log); a
+                    // request whose head the parser still holds is made only if its handler
+                    // reads it.
+                    let (routed, started) = match next {
+                        Next::Head(head) => {
+                            router.start_head(head, &mut parser, peer, arrived, &mut handler_slot)
+                        }
+                        Next::Request(raw) => router.start(raw, peer, arrived, &mut handler_slot),
+                    };
                     let resp = match routed {
                         Routed::Ready(r) => r,
                         Routed::Running(f) => f.await,
@@ -164,8 +176,12 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     resp
                 }
                 // The traced or logged path (spans, access log) runs out of line.
-                None => out_of_line(router.handle(Request::new(raw, peer, arrived))).await,
+                None => {
+                    let raw = next.into_raw(&mut parser);
+                    out_of_line(router.handle(Request::new(raw, peer, arrived))).await
+                }
                 Some(shared) => {
+                    let raw = next.into_raw(&mut parser);
                     // Earlier answers of the batch go out before the handler waits on its body.
                     if !flush_out_of_line!() {
                         return Busy::Closed(false);

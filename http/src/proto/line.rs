@@ -126,7 +126,7 @@ pub(super) fn target_class(b: u8) -> TargetByte {
 /// value is checked whole; nearly all pass). Eight bytes a step, then four, then one: the
 /// steps are branch-free straight lines (a byte-a-time loop spends more on its counter than
 /// on the lookup).
-#[inline]
+#[inline(always)]
 pub(super) fn all_host_chars(v: &[u8]) -> bool {
     let class = |b: u8| CLASS[usize::from(b)];
     let mut all = HOST;

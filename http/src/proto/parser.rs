@@ -76,7 +76,7 @@ impl RequestHead {
     /// The path routed on: the path and query up to the first `?`, or `/` when that is
     /// empty.
     pub(crate) fn route_path(&self) -> &[u8] {
-        crate::request::or_root(&self.bytes[self.parsed.path()])
+        self.parsed.route_path(&self.bytes)
     }
 
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
@@ -127,6 +127,35 @@ impl RawRequest {
     /// Whether the connection may be kept open after this request.
     pub fn keep_alive(&self) -> bool {
         self.head.keep_alive()
+    }
+}
+
+/// What [`Parser::next_plain`] found.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// A request without a body, its head parsed and still at the front of the buffer
+    /// ([`Parser::front`]): [`Parser::take_head`] or [`Parser::skip_head`] next, before the
+    /// parser is used again.
+    Head(Head),
+    /// Any other complete request.
+    Request(RawRequest),
+}
+
+impl Next {
+    /// The parsed head.
+    pub(crate) fn head(&self) -> &Head {
+        match self {
+            Next::Head(h) => h,
+            Next::Request(r) => &r.head.parsed,
+        }
+    }
+
+    /// The request, its head split off `parser` (the one that found it) if still there.
+    pub(crate) fn into_raw(self, parser: &mut Parser) -> RawRequest {
+        match self {
+            Next::Head(h) => parser.take_head(h),
+            Next::Request(r) => r,
+        }
     }
 }
 
@@ -407,6 +436,58 @@ impl Parser {
         self.next_request_slow()
     }
 
+    /// [`next_request`](Self::next_request) for the connection's plain path: the usual
+    /// request (a head that arrived whole, with no body) is parsed and left at the front of
+    /// the buffer ([`Next::Head`]), for its handler to [take](Self::take_head) as a request or,
+    /// when it reads nothing of it, [skip](Self::skip_head) without a copy or a reference
+    /// count. Every other request comes out as from `next_request`.
+    #[inline]
+    pub(crate) fn next_plain(&mut self) -> Result<Option<Next>, ProtoError> {
+        if matches!(self.state, State::Head) && self.head_scan.is_none() {
+            match parse_whole(&self.buf, &self.limits) {
+                Some(Ok(head)) if head.framing == Framing::None => return Ok(Some(Next::Head(head))),
+                Some(Ok(head)) => {
+                    if let Some(req) = self.took_head(head) {
+                        return Ok(Some(Next::Request(req)));
+                    }
+                }
+                Some(Err(r)) => return Err(self.fail(r.into())),
+                None => {}
+            }
+        }
+        Ok(self.next_request_slow()?.map(Next::Request))
+    }
+
+    /// The bytes at the front of the buffer, where [`Next::Head`]'s head is (until it is
+    /// taken or skipped).
+    pub(crate) fn front(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The request of the head [`next_plain`](Self::next_plain) left in the buffer, its
+    /// bytes split off.
+    pub(crate) fn take_head(&mut self, head: Head) -> RawRequest {
+        debug_assert_eq!(head.framing, Framing::None);
+        self.continue_sent = false;
+        self.expect_continue = false;
+        RawRequest {
+            head: RequestHead {
+                bytes: self.buf.split_to(head.len()).freeze(),
+                parsed: head,
+            },
+            body: Bytes::new(),
+        }
+    }
+
+    /// Drops the head [`next_plain`](Self::next_plain) left in the buffer, unread.
+    #[inline]
+    pub(crate) fn skip_head(&mut self, head: &Head) {
+        debug_assert_eq!(head.framing, Framing::None);
+        self.continue_sent = false;
+        self.expect_continue = false;
+        bytes::Buf::advance(&mut self.buf, head.len());
+    }
+
     /// A complete head was read off the front of the buffer: its request when it has no
     /// body, else `None` with the body's reading under way.
     #[inline]
@@ -572,6 +653,49 @@ mod tests {
                 assert_eq!(r.route_path(), crate::request::route_path_bytes(pq), "{line}");
             }
         }
+    }
+
+    /// `next_plain` leaves a bodiless head that arrived whole in the buffer: skipped, the
+    /// next request follows it exactly; taken, it is the request `next_request` gives. A head
+    /// with a body, or one in pieces, comes out as a request, as from `next_request`.
+    #[test]
+    fn a_plain_head_left_in_the_buffer_is_skipped_or_taken_whole() {
+        let mut p = Parser::new(Limits::default());
+        p.push(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b?q HTTP/1.0\r\nHost: x\r\n\r\n");
+        p.push(b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /d HTTP/1.1\r\nHo");
+        let Some(Next::Head(a)) = p.next_plain().unwrap() else {
+            panic!("the first head is left in the buffer");
+        };
+        assert_eq!(a.route_path(p.front()), b"/a");
+        assert!(p.front().starts_with(b"GET /a "), "nothing consumed yet");
+        p.skip_head(&a);
+        assert!(
+            p.front().starts_with(b"GET /b?q "),
+            "{:?}",
+            String::from_utf8_lossy(p.front())
+        );
+        let Some(Next::Head(b)) = p.next_plain().unwrap() else {
+            panic!("the second head is left in the buffer");
+        };
+        assert_eq!(b.route_path(p.front()), b"/b");
+        let raw = p.take_head(b);
+        assert_eq!(raw.target(), b"/b?q");
+        assert_eq!(raw.head.version(), http::Version::HTTP_10);
+        assert!(raw.body().is_empty());
+        assert_eq!(raw.headers().collect::<Vec<_>>(), vec![(&b"Host"[..], &b"x"[..])]);
+        // A head with a body: a whole request, as next_request gives it.
+        let Some(Next::Request(c)) = p.next_plain().unwrap() else {
+            panic!("a request with a body comes whole");
+        };
+        assert_eq!((c.target(), c.body()), (&b"/c"[..], &b"hi"[..]));
+        // A head in pieces: nothing until it is complete, then a request.
+        assert!(p.next_plain().unwrap().is_none());
+        p.push(b"st: x\r\n\r\n");
+        let Some(Next::Request(d)) = p.next_plain().unwrap() else {
+            panic!("a head that came in pieces comes as a request");
+        };
+        assert_eq!(d.target(), b"/d");
+        assert!(!p.has_partial());
     }
 
     #[test]

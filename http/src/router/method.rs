@@ -213,6 +213,8 @@ pub(super) fn wrap_endpoint<S: 'static>(e: Endpoint<S>, mw: Rc<dyn Middleware>) 
     Endpoint {
         handler: wrap(e.handler, mw),
         streams_body: e.streams_body,
+        // The middleware reads the request.
+        reads_nothing: false,
     }
 }
 

@@ -18,7 +18,8 @@ use tracing::Instrument;
 use crate::handler::{erase, BoxFuture, Endpoint, Handler, HandlerSlot, SlotResponse};
 use crate::metrics::RouteMetrics;
 use crate::middleware::Middleware;
-use crate::proto::parser::RawRequest;
+use crate::proto::head::Head;
+use crate::proto::parser::{Parser, RawRequest};
 use crate::request::Request;
 use crate::response::Response;
 
@@ -342,6 +343,49 @@ impl<S: 'static> Router<S> {
                 slot,
             )),
             Target::Ready(r) => Routed::Ready(r),
+        };
+        let since = arrived;
+        (routed, Started { route, method, since })
+    }
+
+    /// [`start`](Self::start) for a request whose head `parser` still holds
+    /// ([`Next::Head`](crate::proto::parser::Next::Head)): its handler takes the request from
+    /// the parser, or skips its head if it reads nothing of it (so does an answer of the
+    /// router's own).
+    #[inline(always)]
+    pub(crate) fn start_head<'s>(
+        &self,
+        head: Head,
+        parser: &mut Parser,
+        peer: Option<SocketAddr>,
+        arrived: Instant,
+        slot: &'s mut HandlerSlot,
+    ) -> (Routed<SlotResponse<'s>>, Started) {
+        let method = head.method();
+        let path = head.route_path(parser.front());
+        let (target, route) = self.target(method, Some(head.method_index()), Some(path), None);
+        let routed = match target {
+            Target::Handler(h, params) if h.reads_nothing => {
+                if params.capacity() == 0 {
+                    // A static route's (none): not even a call into the drop glue.
+                    std::mem::forget(params);
+                }
+                parser.skip_head(&head);
+                match h.handler.call_unread_in(slot) {
+                    Some(f) => Routed::Running(f),
+                    // (Every handler that reads nothing gives its future this way.)
+                    None => Routed::Ready(Response::error(StatusCode::INTERNAL_SERVER_ERROR)),
+                }
+            }
+            Target::Handler(h, params) => {
+                let raw = parser.take_head(head);
+                let req = Request::routed(raw, peer, arrived, params);
+                Routed::Running(h.handler.call_in(req, self.state.clone(), slot))
+            }
+            Target::Ready(r) => {
+                parser.skip_head(&head);
+                Routed::Ready(r)
+            }
         };
         let since = arrived;
         (routed, Started { route, method, since })

@@ -146,6 +146,13 @@ impl Head {
     pub(crate) fn len(&self) -> usize {
         self.len as usize
     }
+
+    /// The path routed on (as [`RequestHead::route_path`](crate::proto::parser::RequestHead::route_path))
+    /// in `bytes`, the head's own bytes.
+    #[inline]
+    pub(crate) fn route_path<'b>(&self, bytes: &'b [u8]) -> &'b [u8] {
+        crate::request::or_root(&bytes[self.path()])
+    }
 }
 
 /// Why a head was refused: the status to answer with. Every refusal closes the connection.
