@@ -19,6 +19,7 @@ use crate::budget::Reservation;
 use crate::handler::HandlerSlot;
 use crate::limits::MAX_UNREAD_BODY_DRAIN;
 use crate::proto::encode::{self, Delimit, Persist};
+use crate::proto::head::Head;
 use crate::proto::parser::Next;
 use crate::proto::Parser;
 use crate::request::{Request, RequestBody};
@@ -92,6 +93,8 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     // Where the plain path's handler futures run, one at a time: the memory is reused, so a
     // request allocates nothing for its handler once the first has grown it.
     let mut handler_slot = HandlerSlot::new();
+    // Where the parser writes the usual request's head (`Parser::next_plain`), read in place.
+    let mut whole = Head::default();
     // The flushes off the common path (closing the connection; before a large, streamed or
     // refused body) run out of line (see `out_of_line`).
     macro_rules! flush_out_of_line {
@@ -117,7 +120,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 // a batch, without a parse attempt).
                 break;
             }
-            let (next, streamed) = match parser.next_plain() {
+            let (next, streamed) = match parser.next_plain(&mut whole) {
                 Ok(Some(n)) => {
                     stream_checked = false;
                     (n, None)
@@ -148,7 +151,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             };
             head_started = None;
             body_started = None;
-            let head = next.head();
+            let head = next.head(&whole);
             let is_head = *head.method() == Method::HEAD;
             let version = head.version;
             let wants_keep_alive = head.keep_alive;
@@ -163,8 +166,8 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     // request whose head the parser still holds is made only if its handler
                     // reads it.
                     let (routed, started) = match next {
-                        Next::Head(head) => {
-                            router.start_head(head, &mut parser, peer, arrived, &mut handler_slot)
+                        Next::Head => {
+                            router.start_head(&whole, &mut parser, peer, arrived, &mut handler_slot)
                         }
                         Next::Request(raw) => router.start(raw, peer, arrived, &mut handler_slot),
                     };
@@ -177,11 +180,11 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 }
                 // The traced or logged path (spans, access log) runs out of line.
                 None => {
-                    let raw = next.into_raw(&mut parser);
+                    let raw = next.into_raw(&mut parser, &whole);
                     out_of_line(router.handle(Request::new(raw, peer, arrived))).await
                 }
                 Some(shared) => {
-                    let raw = next.into_raw(&mut parser);
+                    let raw = next.into_raw(&mut parser, &whole);
                     // Earlier answers of the batch go out before the handler waits on its body.
                     if !flush_out_of_line!() {
                         return Busy::Closed(false);

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 
 use super::chunked::ChunkedDecoder;
-use super::head::{parse_whole, Framing, Head, HeadScan, Reject};
+use super::head::{parse_whole_into, Framing, Head, HeadScan, Reject};
 use crate::limits::Limits;
 
 /// A protocol error: the status to answer with before closing the connection.
@@ -133,27 +133,27 @@ impl RawRequest {
 /// What [`Parser::next_plain`] found.
 #[derive(Debug)]
 pub(crate) enum Next {
-    /// A request without a body, its head parsed and still at the front of the buffer
-    /// ([`Parser::front`]): [`Parser::take_head`] or [`Parser::skip_head`] next, before the
-    /// parser is used again.
-    Head(Head),
+    /// A request without a body, its head parsed into the caller's [`Head`] and its bytes
+    /// still at the front of the buffer ([`Parser::front`]): [`Parser::take_head`] or
+    /// [`Parser::skip_head`] next, before the parser is used again.
+    Head,
     /// Any other complete request.
     Request(RawRequest),
 }
 
 impl Next {
-    /// The parsed head.
-    pub(crate) fn head(&self) -> &Head {
+    /// The parsed head (`head`: the one given to [`Parser::next_plain`]).
+    pub(crate) fn head<'a>(&'a self, head: &'a Head) -> &'a Head {
         match self {
-            Next::Head(h) => h,
+            Next::Head => head,
             Next::Request(r) => &r.head.parsed,
         }
     }
 
     /// The request, its head split off `parser` (the one that found it) if still there.
-    pub(crate) fn into_raw(self, parser: &mut Parser) -> RawRequest {
+    pub(crate) fn into_raw(self, parser: &mut Parser, head: &Head) -> RawRequest {
         match self {
-            Next::Head(h) => parser.take_head(h),
+            Next::Head => parser.take_head(head),
             Next::Request(r) => r,
         }
     }
@@ -423,8 +423,9 @@ impl Parser {
         // The usual head, whole in the buffer, read in one pass (`parse_whole`); everything
         // else (a head in pieces, a body) out of line.
         if matches!(self.state, State::Head) && self.head_scan.is_none() {
-            match parse_whole(&self.buf, &self.limits) {
-                Some(Ok(head)) => {
+            let mut head = Head::default();
+            match parse_whole_into(&self.buf, &self.limits, &mut head) {
+                Some(Ok(())) => {
                     if let Some(req) = self.took_head(head) {
                         return Ok(Some(req));
                     }
@@ -437,17 +438,20 @@ impl Parser {
     }
 
     /// [`next_request`](Self::next_request) for the connection's plain path: the usual
-    /// request (a head that arrived whole, with no body) is parsed and left at the front of
-    /// the buffer ([`Next::Head`]), for its handler to [take](Self::take_head) as a request or,
-    /// when it reads nothing of it, [skip](Self::skip_head) without a copy or a reference
-    /// count. Every other request comes out as from `next_request`.
+    /// request (a head that arrived whole, with no body) is parsed into `head` and left at
+    /// the front of the buffer ([`Next::Head`]), for its handler to [take](Self::take_head)
+    /// as a request or, when it reads nothing of it, [skip](Self::skip_head) without a copy
+    /// or a reference count. Every other request comes out as from `next_request`. (The
+    /// head is written where the caller keeps it and read there, not returned: a head
+    /// returned by value, written a field at a time and then copied whole, stalled the
+    /// copy's loads on the stores they read from.)
     #[inline]
-    pub(crate) fn next_plain(&mut self) -> Result<Option<Next>, ProtoError> {
+    pub(crate) fn next_plain(&mut self, head: &mut Head) -> Result<Option<Next>, ProtoError> {
         if matches!(self.state, State::Head) && self.head_scan.is_none() {
-            match parse_whole(&self.buf, &self.limits) {
-                Some(Ok(head)) if head.framing == Framing::None => return Ok(Some(Next::Head(head))),
-                Some(Ok(head)) => {
-                    if let Some(req) = self.took_head(head) {
+            match parse_whole_into(&self.buf, &self.limits, head) {
+                Some(Ok(())) if head.framing == Framing::None => return Ok(Some(Next::Head)),
+                Some(Ok(())) => {
+                    if let Some(req) = self.took_head(*head) {
                         return Ok(Some(Next::Request(req)));
                     }
                 }
@@ -466,14 +470,14 @@ impl Parser {
 
     /// The request of the head [`next_plain`](Self::next_plain) left in the buffer, its
     /// bytes split off.
-    pub(crate) fn take_head(&mut self, head: Head) -> RawRequest {
+    pub(crate) fn take_head(&mut self, head: &Head) -> RawRequest {
         debug_assert_eq!(head.framing, Framing::None);
         self.continue_sent = false;
         self.expect_continue = false;
         RawRequest {
             head: RequestHead {
                 bytes: self.buf.split_to(head.len()).freeze(),
-                parsed: head,
+                parsed: *head,
             },
             body: Bytes::new(),
         }
@@ -663,7 +667,8 @@ mod tests {
         let mut p = Parser::new(Limits::default());
         p.push(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b?q HTTP/1.0\r\nHost: x\r\n\r\n");
         p.push(b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /d HTTP/1.1\r\nHo");
-        let Some(Next::Head(a)) = p.next_plain().unwrap() else {
+        let mut a = Head::default();
+        let Some(Next::Head) = p.next_plain(&mut a).unwrap() else {
             panic!("the first head is left in the buffer");
         };
         assert_eq!(a.route_path(p.front()), b"/a");
@@ -674,24 +679,25 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(p.front())
         );
-        let Some(Next::Head(b)) = p.next_plain().unwrap() else {
+        let mut b = Head::default();
+        let Some(Next::Head) = p.next_plain(&mut b).unwrap() else {
             panic!("the second head is left in the buffer");
         };
         assert_eq!(b.route_path(p.front()), b"/b");
-        let raw = p.take_head(b);
+        let raw = p.take_head(&b);
         assert_eq!(raw.target(), b"/b?q");
         assert_eq!(raw.head.version(), http::Version::HTTP_10);
         assert!(raw.body().is_empty());
         assert_eq!(raw.headers().collect::<Vec<_>>(), vec![(&b"Host"[..], &b"x"[..])]);
         // A head with a body: a whole request, as next_request gives it.
-        let Some(Next::Request(c)) = p.next_plain().unwrap() else {
+        let Some(Next::Request(c)) = p.next_plain(&mut b).unwrap() else {
             panic!("a request with a body comes whole");
         };
         assert_eq!((c.target(), c.body()), (&b"/c"[..], &b"hi"[..]));
         // A head in pieces: nothing until it is complete, then a request.
-        assert!(p.next_plain().unwrap().is_none());
+        assert!(p.next_plain(&mut b).unwrap().is_none());
         p.push(b"st: x\r\n\r\n");
-        let Some(Next::Request(d)) = p.next_plain().unwrap() else {
+        let Some(Next::Request(d)) = p.next_plain(&mut b).unwrap() else {
             panic!("a head that came in pieces comes as a request");
         };
         assert_eq!(d.target(), b"/d");

@@ -355,7 +355,7 @@ impl<S: 'static> Router<S> {
     #[inline(always)]
     pub(crate) fn start_head<'s>(
         &self,
-        head: Head,
+        head: &Head,
         parser: &mut Parser,
         peer: Option<SocketAddr>,
         arrived: Instant,
@@ -370,7 +370,7 @@ impl<S: 'static> Router<S> {
                     // A static route's (none): not even a call into the drop glue.
                     std::mem::forget(params);
                 }
-                parser.skip_head(&head);
+                parser.skip_head(head);
                 match h.handler.call_unread_in(slot) {
                     Some(f) => Routed::Running(f),
                     // (Every handler that reads nothing gives its future this way.)
@@ -383,7 +383,7 @@ impl<S: 'static> Router<S> {
                 Routed::Running(h.handler.call_in(req, self.state.clone(), slot))
             }
             Target::Ready(r) => {
-                parser.skip_head(&head);
+                parser.skip_head(head);
                 Routed::Ready(r)
             }
         };

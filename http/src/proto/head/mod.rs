@@ -39,9 +39,10 @@ fn parse_block<'b, 'h>(
 }
 
 /// How the request body is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Framing {
     /// No body.
+    #[default]
     None,
     /// `Content-Length: n`.
     Length(u64),
@@ -80,7 +81,7 @@ pub(crate) const METHOD_COUNT: usize = METHODS.len();
 
 /// A byte range of a head, as two `u32` (a head is at most `u32::MAX` bytes: [`finish`]
 /// refuses a longer one), so that a [`Head`] is small to move.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Span {
     start: u32,
     end: u32,
@@ -105,8 +106,9 @@ impl Span {
 }
 
 /// A validated request head; spans point into the head bytes. About 56 bytes: it is moved
-/// with every request, from the parser to the handler.
-#[derive(Debug, Clone)]
+/// with every request, from the parser to the handler. (The default, a `GET` with empty
+/// spans, is only a placeholder for [`parse_whole_into`] to write over.)
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Head {
     /// The index of the method in [`METHODS`].
     method: u8,
@@ -364,7 +366,17 @@ impl HeadScan {
 /// other verdict (a partial head, leading empty lines, another version, a bad byte, a limit
 /// reached), so a head gets the same [`Head`] or the same refusal whichever path reads it
 /// (`the_whole_head_path_agrees_with_the_resumable_scan` compares them).
+#[cfg(test)]
 pub(crate) fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Reject>> {
+    let mut head = Head::default();
+    parse_whole_into(buf, limits, &mut head).map(|done| done.map(|()| head))
+}
+
+/// [`parse_whole`], the head written to `out` (on `Some(Ok(()))` only): the parser keeps it
+/// there for the connection to read in place (a head returned by value, written a field at
+/// a time and then copied whole by the caller, stalled the copy's loads on the stores they
+/// read from).
+pub(crate) fn parse_whole_into(buf: &[u8], limits: &Limits, out: &mut Head) -> Option<Result<(), Reject>> {
     let cap = buf.len().min(limits.max_header_bytes);
     let line = &buf[..cap.min(limits.max_request_line)];
     let method_end = if line.starts_with(b"GET ") {
@@ -437,7 +449,7 @@ pub(crate) fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Re
         query,
         end,
     };
-    Some(finish_inline(buf, &line, len, checks, limits))
+    Some(finish_inline(buf, &line, len, checks, limits).map(|head| *out = head))
 }
 
 /// The checks on a complete head: version, method, target form, then the fields (Host,
