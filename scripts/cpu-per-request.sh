@@ -22,8 +22,11 @@
 # `taskset -c CORE BIN --addr 127.0.0.1:PORT --cores 1` with RINGCORE_DRIVER as in the
 # environment (io_uring when unset), and must print "listening on" (as every server of
 # scripts/lib/bench-common.sh does). Prints one line per run and, per binary, the median, the
-# lowest and highest round (the spread to read a difference against) and the median over the
-# first binary's.
+# lowest and highest round (the spread to read a difference against), the median over the
+# first binary's, and the median of the user-space part (the CPU time split as the server's
+# utime and stime clock ticks split: 10 ms ticks, so read it over runs of a few seconds; it
+# is where one build differs from another, and less noisy than the kernel's part, which
+# the loopback TCP path makes most of the total).
 # Only 127.0.0.1; every generator run is bounded by `timeout`, each server is stopped (SIGTERM)
 # after its run; only the PIDs started here are signalled.
 set -euo pipefail
@@ -65,6 +68,9 @@ done
 bench_init cpu-per-request
 need_cpus 2
 [ -x "$LOAD" ] || cargo build --release -q -p ringcore-benches --bin ringcore-load
+# utime and stime of PID, in clock ticks (/proc/PID/stat fields 14 and 15, after the
+# parenthesised command name, which may hold spaces).
+ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
 # An entry VAR=VALUE@BIN runs BIN with VAR=VALUE in its environment.
 bin_of() { if [[ "$1" =~ ^[A-Za-z_][A-Za-z0-9_]*=[^@]*@(.+)$ ]]; then echo "${BASH_REMATCH[1]}"; else echo "$1"; fi; }
 env_of() { if [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*=[^@]*)@.+$ ]]; then echo "${BASH_REMATCH[1]}"; fi; }
@@ -79,25 +85,30 @@ for round in $(seq "$ROUNDS"); do
         start_server "$bin" "$WORK/server.log" env ${assign:+"$assign"} taskset -c "$SERVER_CORE" \
             "$(bin_of "$bin")" --addr "127.0.0.1:$PORT" --cores 1
         c0=$(cpu_ns "$SRV_PID")
+        t0=$(ticks "$SRV_PID")
         taskset -c "$CLIENT_CORE" timeout $((DUR + WARM + 20)) "$LOAD" \
             --url "http://127.0.0.1:$PORT$URL_PATH" --rate "$RATE" --conns "$CONNS" --depth "$DEPTH" \
             --duration "$DUR" --warmup "$WARM" --cores 1 --json "$WORK/gen.json" --no-progress \
             >/dev/null 2>&1 || true
         c1=$(cpu_ns "$SRV_PID")
+        t1=$(ticks "$SRV_PID")
         stop_server "$bin" "$SRV_PID" "$WORK/stops"
         n=$(tr -d ' \n' <"$WORK/gen.json" | sed -n 's/.*"status_all":{\([^}]*\)}.*/\1/p' | sed -n 's/.*"2xx":\([0-9]*\).*/\1/p')
         p99=$(tr -d ' \n' <"$WORK/gen.json" | sed -n 's/.*"p99":\([0-9.]*\).*/\1/p')
         [ -n "$n" ] && [ "$n" -gt 0 ] || die "$bin: no 2xx answers"
         ns=$(awk -v c=$((c1 - c0)) -v n="$n" 'BEGIN {printf "%.0f", c / n}')
         echo "$ns" >>"$WORK/cpu.$i"
-        echo "round $round $bin @ $RATE/s: $n answers, $ns ns CPU per answer, p99 ${p99} us"
+        # The user-space part: the CPU time split as the clock ticks of utime and stime split it.
+        user=$(echo "$t0 $t1" | awk -v ns="$ns" '{ u = $3 - $1; s = $4 - $2; printf "%.0f", (u + s > 0) ? ns * u / (u + s) : 0 }')
+        echo "$user" >>"$WORK/user.$i"
+        echo "round $round $bin @ $RATE/s: $n answers, $ns ns CPU per answer ($user in user space), p99 ${p99} us"
         rm -f "$WORK/gen.json"
     done
 done
-echo "medians over $ROUNDS rounds (ns CPU per answer at $RATE/s, driver $RINGCORE_DRIVER), the rounds' range, and the median over the first binary's:"
+echo "medians over $ROUNDS rounds (ns CPU per answer at $RATE/s, driver $RINGCORE_DRIVER), the rounds' range, the median over the first binary's, and the median user-space part:"
 first=$(median <"$WORK/cpu.0")
 for i in "${!BINS[@]}"; do
     m=$(median <"$WORK/cpu.$i")
     range=$(sort -n "$WORK/cpu.$i" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo ".." hi }')
-    echo "  ${BINS[$i]}: $m ($range) $(awk -v m="$m" -v f="$first" 'BEGIN { if (f > 0) printf "%.3f", m / f }')"
+    echo "  ${BINS[$i]}: $m ($range) $(awk -v m="$m" -v f="$first" 'BEGIN { if (f > 0) printf "%.3f", m / f }'), user $(median <"$WORK/user.$i")"
 done
