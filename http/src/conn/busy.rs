@@ -20,7 +20,7 @@ use crate::handler::HandlerSlot;
 use crate::limits::MAX_UNREAD_BODY_DRAIN;
 use crate::proto::encode::{self, Delimit, Persist};
 use crate::proto::head::Head;
-use crate::proto::parser::Next;
+use crate::proto::parser::{Next, RawRequest};
 use crate::proto::Parser;
 use crate::request::{Request, RequestBody};
 use crate::response::Body;
@@ -95,6 +95,8 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     let mut handler_slot = HandlerSlot::new();
     // Where the parser writes the usual request's head (`Parser::next_plain`), read in place.
     let mut whole = Head::default();
+    // Where it puts any other request (`Next::Request`).
+    let mut taken: Option<RawRequest> = None;
     // The flushes off the common path (closing the connection; before a large, streamed or
     // refused body) run out of line (see `out_of_line`).
     macro_rules! flush_out_of_line {
@@ -120,12 +122,8 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 // a batch, without a parse attempt).
                 break;
             }
-            let (next, streamed) = match parser.next_plain(&mut whole) {
-                Ok(Some(n)) => {
-                    stream_checked = false;
-                    (n, None)
-                }
-                Ok(None) => {
+            let (next, streamed) = match parser.next_plain(&mut whole, &mut taken) {
+                Ok(Next::Incomplete) => {
                     // A head is complete and its body still arriving: a handler that reads
                     // its body as it comes gets the request now (asked once per request).
                     let streams = !stream_checked
@@ -136,13 +134,15 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     match streams.then(|| parser.take_streaming()).flatten() {
                         Some(raw) => {
                             stream_checked = false;
-                            (
-                                Next::Request(raw),
-                                Some(StreamShared::new(core.m_body_stream.clone())),
-                            )
+                            taken = Some(raw);
+                            (Next::Request, Some(StreamShared::new(core.m_body_stream.clone())))
                         }
                         None => break,
                     }
+                }
+                Ok(n) => {
+                    stream_checked = false;
+                    (n, None)
                 }
                 Err(e) => {
                     error_response(&mut out, cfg, e);
@@ -151,7 +151,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             };
             head_started = None;
             body_started = None;
-            let head = next.head(&whole);
+            let head = next.head(&whole, &taken);
             let is_head = *head.method() == Method::HEAD;
             let version = head.version;
             let wants_keep_alive = head.keep_alive;
@@ -169,7 +169,10 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                         Next::Head => {
                             router.start_head(&whole, &mut parser, peer, arrived, &mut handler_slot)
                         }
-                        Next::Request(raw) => router.start(raw, peer, arrived, &mut handler_slot),
+                        _ => {
+                            let raw = next.into_raw(&mut parser, &whole, &mut taken);
+                            router.start(raw, peer, arrived, &mut handler_slot)
+                        }
                     };
                     let resp = match routed {
                         Routed::Ready(r) => r,
@@ -180,11 +183,11 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 }
                 // The traced or logged path (spans, access log) runs out of line.
                 None => {
-                    let raw = next.into_raw(&mut parser, &whole);
+                    let raw = next.into_raw(&mut parser, &whole, &mut taken);
                     out_of_line(router.handle(Request::new(raw, peer, arrived))).await
                 }
                 Some(shared) => {
-                    let raw = next.into_raw(&mut parser, &whole);
+                    let raw = next.into_raw(&mut parser, &whole, &mut taken);
                     // Earlier answers of the batch go out before the handler waits on its body.
                     if !flush_out_of_line!() {
                         return Busy::Closed(false);

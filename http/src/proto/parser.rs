@@ -130,31 +130,40 @@ impl RawRequest {
     }
 }
 
-/// What [`Parser::next_plain`] found.
-#[derive(Debug)]
+/// What [`Parser::next_plain`] found. Fieldless (one byte, returned in a register): the
+/// head and the request are written where the caller keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Next {
+    /// No complete request yet (read more, or a head whose body is still arriving).
+    Incomplete,
     /// A request without a body, its head parsed into the caller's [`Head`] and its bytes
     /// still at the front of the buffer ([`Parser::front`]): [`Parser::take_head`] or
     /// [`Parser::skip_head`] next, before the parser is used again.
     Head,
-    /// Any other complete request.
-    Request(RawRequest),
+    /// Any other complete request, in the caller's `Option<RawRequest>`.
+    Request,
 }
 
 impl Next {
-    /// The parsed head (`head`: the one given to [`Parser::next_plain`]).
-    pub(crate) fn head<'a>(&'a self, head: &'a Head) -> &'a Head {
-        match self {
-            Next::Head => head,
-            Next::Request(r) => &r.head.parsed,
+    /// The parsed head (`head` and `taken`: what was given to [`Parser::next_plain`]).
+    pub(crate) fn head<'a>(self, head: &'a Head, taken: &'a Option<RawRequest>) -> &'a Head {
+        match (self, taken) {
+            (Next::Request, Some(r)) => &r.head.parsed,
+            _ => head,
         }
     }
 
-    /// The request, its head split off `parser` (the one that found it) if still there.
-    pub(crate) fn into_raw(self, parser: &mut Parser, head: &Head) -> RawRequest {
-        match self {
-            Next::Head => parser.take_head(head),
-            Next::Request(r) => r,
+    /// The request (`head` and `taken`: what was given to [`Parser::next_plain`]), its head
+    /// split off `parser` if still there.
+    pub(crate) fn into_raw(
+        self,
+        parser: &mut Parser,
+        head: &Head,
+        taken: &mut Option<RawRequest>,
+    ) -> RawRequest {
+        match (self, taken.take()) {
+            (Next::Request, Some(r)) => r,
+            _ => parser.take_head(head),
         }
     }
 }
@@ -441,25 +450,36 @@ impl Parser {
     /// request (a head that arrived whole, with no body) is parsed into `head` and left at
     /// the front of the buffer ([`Next::Head`]), for its handler to [take](Self::take_head)
     /// as a request or, when it reads nothing of it, [skip](Self::skip_head) without a copy
-    /// or a reference count. Every other request comes out as from `next_request`. (The
-    /// head is written where the caller keeps it and read there, not returned: a head
-    /// returned by value, written a field at a time and then copied whole, stalled the
-    /// copy's loads on the stores they read from.)
+    /// or a reference count. Every other request goes to `taken` ([`Next::Request`]), as
+    /// `next_request` would give it. (Nothing large is returned: a head or a request returned
+    /// by value was written a field at a time and then copied whole by the caller, and the
+    /// copy's loads stalled on those stores.)
     #[inline]
-    pub(crate) fn next_plain(&mut self, head: &mut Head) -> Result<Option<Next>, ProtoError> {
+    pub(crate) fn next_plain(
+        &mut self,
+        head: &mut Head,
+        taken: &mut Option<RawRequest>,
+    ) -> Result<Next, ProtoError> {
         if matches!(self.state, State::Head) && self.head_scan.is_none() {
             match parse_whole_into(&self.buf, &self.limits, head) {
-                Some(Ok(())) if head.framing == Framing::None => return Ok(Some(Next::Head)),
+                Some(Ok(())) if head.framing == Framing::None => return Ok(Next::Head),
                 Some(Ok(())) => {
                     if let Some(req) = self.took_head(*head) {
-                        return Ok(Some(Next::Request(req)));
+                        *taken = Some(req);
+                        return Ok(Next::Request);
                     }
                 }
                 Some(Err(r)) => return Err(self.fail(r.into())),
                 None => {}
             }
         }
-        Ok(self.next_request_slow()?.map(Next::Request))
+        Ok(match self.next_request_slow()? {
+            Some(req) => {
+                *taken = Some(req);
+                Next::Request
+            }
+            None => Next::Incomplete,
+        })
     }
 
     /// The bytes at the front of the buffer, where [`Next::Head`]'s head is (until it is
@@ -667,40 +687,37 @@ mod tests {
         let mut p = Parser::new(Limits::default());
         p.push(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b?q HTTP/1.0\r\nHost: x\r\n\r\n");
         p.push(b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /d HTTP/1.1\r\nHo");
-        let mut a = Head::default();
-        let Some(Next::Head) = p.next_plain(&mut a).unwrap() else {
-            panic!("the first head is left in the buffer");
-        };
-        assert_eq!(a.route_path(p.front()), b"/a");
+        let mut head = Head::default();
+        let mut taken = None;
+        assert_eq!(p.next_plain(&mut head, &mut taken).unwrap(), Next::Head);
+        assert!(taken.is_none());
+        assert_eq!(head.route_path(p.front()), b"/a");
         assert!(p.front().starts_with(b"GET /a "), "nothing consumed yet");
-        p.skip_head(&a);
+        p.skip_head(&head);
         assert!(
             p.front().starts_with(b"GET /b?q "),
             "{:?}",
             String::from_utf8_lossy(p.front())
         );
-        let mut b = Head::default();
-        let Some(Next::Head) = p.next_plain(&mut b).unwrap() else {
-            panic!("the second head is left in the buffer");
-        };
-        assert_eq!(b.route_path(p.front()), b"/b");
-        let raw = p.take_head(&b);
+        assert_eq!(p.next_plain(&mut head, &mut taken).unwrap(), Next::Head);
+        assert_eq!(head.route_path(p.front()), b"/b");
+        let raw = Next::Head.into_raw(&mut p, &head, &mut taken);
         assert_eq!(raw.target(), b"/b?q");
         assert_eq!(raw.head.version(), http::Version::HTTP_10);
         assert!(raw.body().is_empty());
         assert_eq!(raw.headers().collect::<Vec<_>>(), vec![(&b"Host"[..], &b"x"[..])]);
         // A head with a body: a whole request, as next_request gives it.
-        let Some(Next::Request(c)) = p.next_plain(&mut b).unwrap() else {
-            panic!("a request with a body comes whole");
-        };
+        let next = p.next_plain(&mut head, &mut taken).unwrap();
+        assert_eq!(next, Next::Request);
+        assert_eq!(next.head(&head, &taken).method(), http::Method::POST);
+        let c = next.into_raw(&mut p, &head, &mut taken);
         assert_eq!((c.target(), c.body()), (&b"/c"[..], &b"hi"[..]));
+        assert!(taken.is_none());
         // A head in pieces: nothing until it is complete, then a request.
-        assert!(p.next_plain(&mut b).unwrap().is_none());
+        assert_eq!(p.next_plain(&mut head, &mut taken).unwrap(), Next::Incomplete);
         p.push(b"st: x\r\n\r\n");
-        let Some(Next::Request(d)) = p.next_plain(&mut b).unwrap() else {
-            panic!("a head that came in pieces comes as a request");
-        };
-        assert_eq!(d.target(), b"/d");
+        assert_eq!(p.next_plain(&mut head, &mut taken).unwrap(), Next::Request);
+        assert_eq!(taken.take().map(|d| d.target().to_vec()), Some(b"/d".to_vec()));
         assert!(!p.has_partial());
     }
 
