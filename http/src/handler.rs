@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use ringcore_runtime::{FutureSlot, SlotFuture};
+use ringcore_runtime::FutureSlot;
 
 use crate::extract::{FromRequest, FromRequestParts};
 use crate::request::Request;
@@ -28,22 +28,20 @@ pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Response>>>;
 /// request (see [`FutureSlot`]).
 pub(crate) type HandlerSlot = FutureSlot<Response>;
 
-/// A handler's future running in a [`HandlerSlot`].
-pub(crate) type SlotResponse<'s> = SlotFuture<'s, Response>;
-
 /// A handler as the router keeps it: its type erased once, when the route is added.
 pub(crate) trait ErasedHandler<S> {
     /// Calls the handler; its future is boxed (the traced path, and middleware's `Next`).
     fn call(&self, req: Request, state: Rc<S>) -> BoxFuture;
 
-    /// Calls the handler with its future placed in `slot` (the connection's plain path: no
-    /// allocation once the slot has grown to the handler's future).
-    fn call_in<'s>(&self, req: Request, state: Rc<S>, slot: &'s mut HandlerSlot) -> SlotResponse<'s>;
+    /// Calls the handler with its future placed in `slot`, for the caller to poll there
+    /// (the connection's plain path: no allocation once the slot has grown to the handler's
+    /// future, and nothing returned to move around).
+    fn place_in(&self, req: Request, state: Rc<S>, slot: &mut HandlerSlot);
 
     /// Calls a handler that takes no argument ([`Endpoint::reads_nothing`]) without a
-    /// request, its future placed in `slot`; `None` for any other handler.
-    fn call_unread_in<'s>(&self, _slot: &'s mut HandlerSlot) -> Option<SlotResponse<'s>> {
-        None
+    /// request, its future placed in `slot`; false (nothing placed) for any other handler.
+    fn place_unread_in(&self, _slot: &mut HandlerSlot) -> bool {
+        false
     }
 }
 
@@ -66,12 +64,18 @@ where
         self.handler.call(req, state)
     }
 
-    fn call_in<'s>(&self, req: Request, state: Rc<S>, slot: &'s mut HandlerSlot) -> SlotResponse<'s> {
-        slot.put(self.handler.future(req, state))
+    fn place_in(&self, req: Request, state: Rc<S>, slot: &mut HandlerSlot) {
+        slot.place(self.handler.future(req, state));
     }
 
-    fn call_unread_in<'s>(&self, slot: &'s mut HandlerSlot) -> Option<SlotResponse<'s>> {
-        self.handler.future_unread().map(|fut| slot.put(fut))
+    fn place_unread_in(&self, slot: &mut HandlerSlot) -> bool {
+        match self.handler.future_unread() {
+            Some(fut) => {
+                slot.place(fut);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -204,7 +208,7 @@ pub(crate) struct Endpoint<S> {
     pub(crate) handler: BoxHandler<S>,
     pub(crate) streams_body: bool,
     /// The handler takes no argument: it is called through
-    /// [`call_unread_in`](ErasedHandler::call_unread_in), and no [`Request`] is built for it.
+    /// [`place_unread_in`](ErasedHandler::place_unread_in), and no [`Request`] is built for it.
     pub(crate) reads_nothing: bool,
 }
 

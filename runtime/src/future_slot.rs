@@ -6,7 +6,8 @@
 //! code that knows the type writes the future into the slot's memory with
 //! [`put`](FutureSlot::put) (the memory grows, rarely, to the largest future placed so far),
 //! and the caller polls it there, through the [`SlotFuture`] it gets back, as it would poll
-//! a `Pin<Box<dyn Future>>`. ringcore-http keeps one per connection, which runs one handler
+//! a `Pin<Box<dyn Future>>` (or [`place`](FutureSlot::place)s it and polls it through the
+//! slot itself, [`poll_placed`](FutureSlot::poll_placed), with no handle to keep). ringcore-http keeps one per connection, which runs one handler
 //! at a time: its plain request path allocates nothing per request.
 //!
 //! The future is pinned in place: the slot's memory does not move or get reused while the
@@ -63,9 +64,9 @@ pub struct FutureSlot<T> {
     /// `layout.size()` bytes aligned to `layout.align()`; dangling while the size is 0.
     mem: NonNull<u8>,
     layout: Layout,
-    /// The future in the slot, if one was placed and not dropped yet: where it is and how to
-    /// drop it.
-    live: Option<(NonNull<u8>, DropFn)>,
+    /// The future in the slot, if one was placed and not dropped yet: where it is, how to
+    /// drop it and how to poll it.
+    live: Option<(NonNull<u8>, DropFn, PollFn<T>)>,
     _output: PhantomData<fn() -> T>,
     /// Not `Send`, not `Sync`, whatever the fields above become (see the type's docs).
     _local: PhantomData<*mut ()>,
@@ -98,6 +99,63 @@ impl<T> FutureSlot<T> {
     where
         F: Future<Output = T> + 'static,
     {
+        let at = self.write(fut);
+        SlotFuture {
+            at,
+            poll: poll_shim::<F, T>,
+            slot: self,
+        }
+    }
+
+    /// Moves `fut` into the slot (growing its memory if `fut` does not fit), to be polled
+    /// there with [`poll_placed`](Self::poll_placed): [`put`](Self::put) without a
+    /// [`SlotFuture`], so that the caller has nothing to move around (ringcore-http's
+    /// connections place their handlers' futures this way, and poll them through
+    /// [`std::future::poll_fn`]). A future placed and never polled to the end is dropped by
+    /// the next `place` or `put`, or with the slot.
+    ///
+    /// ```
+    /// use ringcore_runtime::FutureSlot;
+    ///
+    /// let n = ringcore_runtime::block_on_with(|| async {
+    ///     let mut slot = FutureSlot::new();
+    ///     slot.place(async { 7 });
+    ///     std::future::poll_fn(|cx| slot.poll_placed(cx)).await
+    /// });
+    /// assert_eq!(n, Some(7));
+    /// ```
+    pub fn place<F>(&mut self, fut: F)
+    where
+        F: Future<Output = T> + 'static,
+    {
+        self.write(fut);
+    }
+
+    /// Polls the future [`place`](Self::place)d (or [`put`](Self::put)) in the slot; once it
+    /// is ready, drops it and gives its output. `Ready(None)` when the slot holds no future
+    /// (none was placed, or it already gave its output).
+    pub fn poll_placed(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let Some((at, _, poll)) = self.live else {
+            return Poll::Ready(None);
+        };
+        // SAFETY: `live` names the future written at `at` with its own poll function; it is
+        // alive (only `clear` drops it, and takes `live` first) and never moves (see the
+        // module docs).
+        match unsafe { poll(at, cx) } {
+            Poll::Ready(out) => {
+                self.clear();
+                Poll::Ready(Some(out))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Writes `fut` into the slot's memory (dropping the future there, and growing the
+    /// memory if `fut` does not fit) and records it as the live one; where it is.
+    fn write<F>(&mut self, fut: F) -> NonNull<u8>
+    where
+        F: Future<Output = T> + 'static,
+    {
         self.clear();
         let need = Layout::new::<F>();
         let at: NonNull<F> = if need.size() == 0 {
@@ -114,18 +172,14 @@ impl<T> FutureSlot<T> {
         // above), so nothing is overwritten.
         unsafe { at.as_ptr().write(fut) };
         let at = at.cast::<u8>();
-        self.live = Some((at, drop_shim::<F>));
-        SlotFuture {
-            at,
-            poll: poll_shim::<F, T>,
-            slot: self,
-        }
+        self.live = Some((at, drop_shim::<F>, poll_shim::<F, T>));
+        at
     }
 
     /// Drops the future in the slot, if any (the memory is kept).
     fn clear(&mut self) {
         // Taken first: a drop that panics must not leave the future to be dropped again.
-        if let Some((at, drop)) = self.live.take() {
+        if let Some((at, drop, _)) = self.live.take() {
             // SAFETY: `live` names the future `put` wrote at `at` with its own drop function,
             // and it was not dropped yet (whoever drops it takes `live` first).
             unsafe { drop(at) };
@@ -316,6 +370,43 @@ mod tests {
             );
         }
         assert_eq!(slot.capacity(), std::mem::size_of::<Probe>());
+    }
+
+    /// `place` and `poll_placed`: the output once, the future dropped as it gives it, then
+    /// nothing; a placed future never finished is dropped by the next `place` or with the
+    /// slot; the memory is the same as `put`'s.
+    #[test]
+    fn a_placed_future_is_polled_where_it_lies_and_dropped_once() {
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let drops = Rc::new(Cell::new(0));
+        let mut slot = FutureSlot::new();
+        assert_eq!(slot.poll_placed(&mut cx), Poll::Ready(None), "nothing placed yet");
+        let at = slot.put(Probe::new(&drops, 0)).at;
+        assert_eq!(drops.get(), 1);
+        slot.place(Probe::new(&drops, 5));
+        assert_eq!(
+            slot.live.map(|(a, _, _)| a),
+            Some(at),
+            "placed in the same memory"
+        );
+        assert_eq!(slot.poll_placed(&mut cx), Poll::Pending);
+        assert_eq!(drops.get(), 1, "dropped while pending");
+        assert_eq!(slot.poll_placed(&mut cx), Poll::Ready(Some(5)));
+        assert_eq!(drops.get(), 2, "not dropped when it gave its output");
+        assert_eq!(
+            slot.poll_placed(&mut cx),
+            Poll::Ready(None),
+            "polled after its end"
+        );
+        assert_eq!(drops.get(), 2, "dropped twice");
+        // Never finished: dropped by the next place, and with the slot.
+        slot.place(Probe::new(&drops, 6));
+        assert_eq!(slot.poll_placed(&mut cx), Poll::Pending);
+        slot.place(Probe::new(&drops, 7));
+        assert_eq!(drops.get(), 3, "overwritten without its drop");
+        drop(slot);
+        assert_eq!(drops.get(), 4, "the slot was freed with a future still in it");
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! The busy state of a connection: the per-request loop that parses every buffered request,
 //! answers them in order into one write and reads more under the deadline that applies. HOT PATH.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Version};
+use http::{Method, StatusCode, Version};
 use ringcore_runtime::time::{loop_now, timeout_at};
 
 use super::body::{answer_body_failure, drain_unread, serve_streamed, BodyClock, PumpEnd};
@@ -23,8 +23,8 @@ use crate::proto::head::Head;
 use crate::proto::parser::{Next, RawRequest};
 use crate::proto::Parser;
 use crate::request::{Request, RequestBody};
-use crate::response::Body;
-use crate::router::{Routed, Router};
+use crate::response::{Body, Response};
+use crate::router::Router;
 
 /// How long a connection waits for its next request in the busy state (its buffers already
 /// given back) before it drops that state and waits in the small idle one. A client that
@@ -165,7 +165,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     // The handler's own future, awaited here (no span, no access log); a
                     // request whose head the parser still holds is made only if its handler
                     // reads it.
-                    let (routed, started) = match next {
+                    let started = match next {
                         Next::Head => {
                             router.start_head(&whole, &mut parser, peer, arrived, &mut handler_slot)
                         }
@@ -174,10 +174,10 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                             router.start(raw, peer, arrived, &mut handler_slot)
                         }
                     };
-                    let resp = match routed {
-                        Routed::Ready(r) => r,
-                        Routed::Running(f) => f.await,
-                    };
+                    // Polled where it lies (`start` placed a future in the slot).
+                    let resp = poll_fn(|cx| handler_slot.poll_placed(cx))
+                        .await
+                        .unwrap_or_else(|| Response::error(StatusCode::INTERNAL_SERVER_ERROR));
                     answered.push(started, resp.status_code());
                     resp
                 }

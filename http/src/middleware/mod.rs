@@ -45,7 +45,7 @@ use std::time::Duration;
 use http::header::{HeaderValue, RETRY_AFTER};
 use http::StatusCode;
 
-use crate::handler::{BoxHandler, ErasedHandler, HandlerSlot, SlotResponse};
+use crate::handler::{BoxHandler, ErasedHandler, HandlerSlot};
 use crate::request::Request;
 use crate::response::{IntoResponse, Response};
 
@@ -179,9 +179,9 @@ impl<S: 'static> ErasedHandler<S> for Wrapped<S> {
         self.mw.call(req, next)
     }
 
-    fn call_in<'s>(&self, req: Request, state: Rc<S>, slot: &'s mut HandlerSlot) -> SlotResponse<'s> {
+    fn place_in(&self, req: Request, state: Rc<S>, slot: &mut HandlerSlot) {
         // A middleware's future is boxed (`ResponseFuture`); the box goes in the slot.
-        slot.put(self.call(req, state))
+        slot.place(self.call(req, state));
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::handler::{erase, BoxFuture, Endpoint, Handler, HandlerSlot, SlotResponse};
+use crate::handler::{erase, BoxFuture, Endpoint, Handler, HandlerSlot};
 use crate::metrics::RouteMetrics;
 use crate::middleware::Middleware;
 use crate::proto::head::Head;
@@ -318,34 +318,35 @@ impl<S: 'static> Router<S> {
 
     /// Routes a request read off a connection and starts its handler (what
     /// [`handle`](Self::handle) does, without the span and the access log, and without
-    /// wrapping the handler's future in two more): the connection awaits the handler's own
+    /// wrapping the handler's future in two more): the connection polls the handler's own
     /// future, then records the answer in its [`Answered`]. The [`Request`] is built only here, once
     /// its route is known, straight into the handler's argument (it is ~300 bytes, and each
     /// move of it is a copy).
     ///
-    /// The handler's future is placed in the connection's `slot` (no allocation once the slot
-    /// has grown to it).
+    /// The handler's future, or the router's own answer (404, 405) as a ready one, is placed
+    /// in the connection's `slot` (no allocation once the slot has grown to it), for the
+    /// connection to poll there (`FutureSlot::poll_placed`): nothing is returned but what
+    /// the metrics need, so nothing large is moved.
     #[inline(always)]
-    pub(crate) fn start<'s>(
+    pub(crate) fn start(
         &self,
         raw: RawRequest,
         peer: Option<SocketAddr>,
         arrived: Instant,
-        slot: &'s mut HandlerSlot,
-    ) -> (Routed<SlotResponse<'s>>, Started) {
+        slot: &mut HandlerSlot,
+    ) -> Started {
         let method = raw.method();
         let index = Some(raw.head.parsed.method_index());
         let (target, route) = self.target(method, index, Some(raw.route_path()), None);
-        let routed = match target {
-            Target::Handler(h, params) => Routed::Running(h.handler.call_in(
-                Request::routed(raw, peer, arrived, params),
-                self.state.clone(),
-                slot,
-            )),
-            Target::Ready(r) => Routed::Ready(r),
-        };
+        match target {
+            Target::Handler(h, params) => {
+                let req = Request::routed(raw, peer, arrived, params);
+                h.handler.place_in(req, self.state.clone(), slot);
+            }
+            Target::Ready(r) => slot.place(std::future::ready(r)),
+        }
         let since = arrived;
-        (routed, Started { route, method, since })
+        Started { route, method, since }
     }
 
     /// [`start`](Self::start) for a request whose head `parser` still holds
@@ -353,42 +354,43 @@ impl<S: 'static> Router<S> {
     /// the parser, or skips its head if it reads nothing of it (so does an answer of the
     /// router's own).
     #[inline(always)]
-    pub(crate) fn start_head<'s>(
+    pub(crate) fn start_head(
         &self,
         head: &Head,
         parser: &mut Parser,
         peer: Option<SocketAddr>,
         arrived: Instant,
-        slot: &'s mut HandlerSlot,
-    ) -> (Routed<SlotResponse<'s>>, Started) {
+        slot: &mut HandlerSlot,
+    ) -> Started {
         let method = head.method();
         let path = head.route_path(parser.front());
         let (target, route) = self.target(method, Some(head.method_index()), Some(path), None);
-        let routed = match target {
+        match target {
             Target::Handler(h, params) if h.reads_nothing => {
                 if params.capacity() == 0 {
                     // A static route's (none): not even a call into the drop glue.
                     std::mem::forget(params);
                 }
                 parser.skip_head(head);
-                match h.handler.call_unread_in(slot) {
-                    Some(f) => Routed::Running(f),
-                    // (Every handler that reads nothing gives its future this way.)
-                    None => Routed::Ready(Response::error(StatusCode::INTERNAL_SERVER_ERROR)),
+                if !h.handler.place_unread_in(slot) {
+                    // (Every handler that reads nothing places its future.)
+                    slot.place(std::future::ready(Response::error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                    )));
                 }
             }
             Target::Handler(h, params) => {
                 let raw = parser.take_head(head);
                 let req = Request::routed(raw, peer, arrived, params);
-                Routed::Running(h.handler.call_in(req, self.state.clone(), slot))
+                h.handler.place_in(req, self.state.clone(), slot);
             }
             Target::Ready(r) => {
                 parser.skip_head(head);
-                Routed::Ready(r)
+                slot.place(std::future::ready(r));
             }
-        };
+        }
         let since = arrived;
-        (routed, Started { route, method, since })
+        Started { route, method, since }
     }
 
     /// The answers a connection [`start`](Self::start)s, to be recorded as they are sent.
