@@ -154,7 +154,8 @@ impl Next {
     }
 
     /// The request (`head` and `taken`: what was given to [`Parser::next_plain`]), its head
-    /// split off `parser` if still there.
+    /// split off `parser` if still there. (`Next::Request` always comes with `taken`
+    /// filled; were it empty, the head would be taken from the buffer as for `Next::Head`.)
     pub(crate) fn into_raw(
         self,
         parser: &mut Parser,
