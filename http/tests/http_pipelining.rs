@@ -45,7 +45,17 @@ fn sixteen_requests_in_one_write_get_sixteen_responses_in_order() {
 /// the last (read from the head alone) still closes.
 #[test]
 fn handlers_that_read_nothing_keep_a_mixed_pipeline_in_order() {
-    let server = start(test_router);
+    mixed_pipeline_in_order(start(test_router));
+}
+
+/// The same pipeline through the traced path (the access log on: every request goes through
+/// `Router::handle`, which builds every request, the skipped heads included).
+#[test]
+fn the_traced_path_keeps_a_mixed_pipeline_in_order() {
+    mixed_pipeline_in_order(start(|| test_router().access_log(true)));
+}
+
+fn mixed_pipeline_in_order(server: common::TestServer) {
     let mut c = server.client();
     let mut batch = Vec::new();
     batch.extend_from_slice(&get_req("/"));

@@ -409,6 +409,39 @@ mod tests {
         assert_eq!(drops.get(), 4, "the slot was freed with a future still in it");
     }
 
+    /// A placed future whose poll panics stays in the slot, and is dropped once: by the next
+    /// `place`, which then runs in the same memory.
+    #[test]
+    fn a_placed_future_that_panics_is_dropped_once_by_the_next() {
+        struct Boom(Rc<Cell<u32>>);
+        impl Future for Boom {
+            type Output = u64;
+            fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<u64> {
+                panic!("boom");
+            }
+        }
+        impl Drop for Boom {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let waker = noop_waker();
+        let drops = Rc::new(Cell::new(0));
+        let mut slot = FutureSlot::new();
+        slot.place(Boom(drops.clone()));
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            slot.poll_placed(&mut Context::from_waker(&waker))
+        }));
+        assert!(polled.is_err(), "the poll's panic comes out");
+        assert_eq!(drops.get(), 0, "dropped by the panic");
+        slot.place(Probe::new(&drops, 8));
+        assert_eq!(drops.get(), 1, "the panicked future was not dropped, or twice");
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(slot.poll_placed(&mut cx), Poll::Pending);
+        assert_eq!(slot.poll_placed(&mut cx), Poll::Ready(Some(8)));
+        assert_eq!(drops.get(), 2);
+    }
+
     #[test]
     fn a_handle_dropped_before_the_end_drops_its_future() {
         let drops = Rc::new(Cell::new(0));

@@ -722,6 +722,124 @@ mod tests {
         assert!(!p.has_partial());
     }
 
+    /// What a parser gave for one call, in terms both ways of reading it can be compared
+    /// in: a request's method, target, version, keep-alive and body, "need more", or the
+    /// refusal's status.
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Request(&'static http::Method, Vec<u8>, http::Version, bool, Vec<u8>),
+        More,
+        Refused(u16),
+    }
+
+    fn seen(raw: &RawRequest) -> Seen {
+        Seen::Request(
+            raw.method(),
+            raw.target().to_vec(),
+            raw.head.version(),
+            raw.keep_alive(),
+            raw.body().to_vec(),
+        )
+    }
+
+    /// `next_plain`, with the head left in the buffer then taken or skipped (chosen at random),
+    /// reads every pipeline as `next_request` does: the same requests, refusals and "need
+    /// more", in the same order, with the same bytes left and the same `100 Continue` state
+    /// after each call, however the pipeline is cut into pushes.
+    #[test]
+    fn next_plain_reads_any_pipeline_as_next_request_does() {
+        const PIECES: &[&[u8]] = &[
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"HEAD /h?q=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /old HTTP/1.0\r\n\r\n",
+            b"GET /ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+            b"POST /z HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+            b"PUT /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+            b"GET /ex HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+            b"GET /lf HTTP/1.1\nHost: x\n\n",
+            b"\r\nGET /lead HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://h/abs?x HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /many HTTP/1.1\r\nHost: x\r\nA: 1\r\nB:  2 \r\nC-D: three\r\n\r\n",
+            b"POST /both HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /nohost HTTP/1.1\r\n\r\n",
+            b"GET /two HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+            b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /fold HTTP/1.1\r\nHost: x\r\nA: 1\r\n 2\r\n\r\n",
+        ];
+        // xorshift64: deterministic, no dependency.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..3000 {
+            let mut input = Vec::new();
+            for _ in 0..1 + rand(6) {
+                input.extend_from_slice(PIECES[rand(PIECES.len())]);
+            }
+            let mut cuts: Vec<usize> = (0..rand(4)).map(|_| rand(input.len() + 1)).collect();
+            cuts.push(input.len());
+            cuts.sort_unstable();
+            let mut a = Parser::new(Limits::default());
+            let mut b = Parser::new(Limits::default());
+            let (mut head, mut taken) = (Head::default(), None);
+            let mut from = 0;
+            'pushes: for cut in cuts {
+                a.push(&input[from..cut]);
+                b.push(&input[from..cut]);
+                from = cut;
+                loop {
+                    let want = match a.next_request() {
+                        Ok(Some(raw)) => seen(&raw),
+                        Ok(None) => Seen::More,
+                        Err(e) => Seen::Refused(e.status().as_u16()),
+                    };
+                    let got = match b.next_plain(&mut head, &mut taken) {
+                        Ok(Next::Head) => {
+                            let seen_head = Seen::Request(
+                                head.method(),
+                                b.front()[head.target.range()].to_vec(),
+                                head.version,
+                                head.keep_alive,
+                                Vec::new(),
+                            );
+                            if rand(2) == 0 {
+                                b.skip_head(&head);
+                                seen_head
+                            } else {
+                                let raw = Next::Head.into_raw(&mut b, &head, &mut taken);
+                                assert_eq!(seen(&raw), seen_head, "the head in the buffer is the one taken");
+                                seen(&raw)
+                            }
+                        }
+                        Ok(n @ Next::Request) => seen(&n.into_raw(&mut b, &head, &mut taken)),
+                        Ok(Next::Incomplete) => Seen::More,
+                        Err(e) => Seen::Refused(e.status().as_u16()),
+                    };
+                    let pipeline = String::from_utf8_lossy(&input);
+                    assert_eq!(got, want, "{pipeline:?}");
+                    assert_eq!(b.buffered(), a.buffered(), "{pipeline:?}");
+                    assert_eq!(
+                        (b.has_partial(), b.continue_pending(), b.wants_continue()),
+                        (a.has_partial(), a.continue_pending(), a.wants_continue()),
+                        "{pipeline:?}"
+                    );
+                    match want {
+                        Seen::Request(..) => {}
+                        Seen::More => break,
+                        Seen::Refused(_) => break 'pushes,
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_streamed_body_decodes_piece_by_piece_and_leaves_the_next_request() {
         let next = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n";

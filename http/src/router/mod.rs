@@ -366,18 +366,15 @@ impl<S: 'static> Router<S> {
         let path = head.route_path(parser.front());
         let (target, route) = self.target(method, Some(head.method_index()), Some(path), None);
         match target {
-            Target::Handler(h, params) if h.reads_nothing => {
+            // The head is skipped only once the handler's future is placed without it (a
+            // handler that says it reads nothing and then gives no such future gets its
+            // request after all).
+            Target::Handler(h, params) if h.reads_nothing && h.handler.place_unread_in(slot) => {
                 if params.capacity() == 0 {
                     // A static route's (none): not even a call into the drop glue.
                     std::mem::forget(params);
                 }
                 parser.skip_head(head);
-                if !h.handler.place_unread_in(slot) {
-                    // (Every handler that reads nothing places its future.)
-                    slot.place(std::future::ready(Response::error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                    )));
-                }
             }
             Target::Handler(h, params) => {
                 let raw = parser.take_head(head);
