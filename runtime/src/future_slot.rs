@@ -131,9 +131,11 @@ impl<T> FutureSlot<T> {
         self.write(fut);
     }
 
-    /// Polls the future [`place`](Self::place)d (or [`put`](Self::put)) in the slot; once it
-    /// is ready, drops it and gives its output. `Ready(None)` when the slot holds no future
-    /// (none was placed, or it already gave its output).
+    /// Polls the future [`place`](Self::place)d in the slot; once it is ready, drops it and
+    /// gives its output. `Ready(None)` when the slot holds no future (none was placed, or it
+    /// already gave its output here). (A future [`put`](Self::put) is polled through its
+    /// [`SlotFuture`], which keeps it until the handle is dropped: polling it here after it
+    /// finished there would poll a finished future.)
     pub fn poll_placed(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let Some((at, _, poll)) = self.live else {
             return Poll::Ready(None);

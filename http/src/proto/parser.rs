@@ -147,6 +147,10 @@ pub(crate) enum Next {
 impl Next {
     /// The parsed head (`head` and `taken`: what was given to [`Parser::next_plain`]).
     pub(crate) fn head<'a>(self, head: &'a Head, taken: &'a Option<RawRequest>) -> &'a Head {
+        debug_assert!(
+            self != Next::Request || taken.is_some(),
+            "Next::Request without its request"
+        );
         match (self, taken) {
             (Next::Request, Some(r)) => &r.head.parsed,
             _ => head,
@@ -155,13 +159,17 @@ impl Next {
 
     /// The request (`head` and `taken`: what was given to [`Parser::next_plain`]), its head
     /// split off `parser` if still there. (`Next::Request` always comes with `taken`
-    /// filled; were it empty, the head would be taken from the buffer as for `Next::Head`.)
+    /// filled: checked in debug builds.)
     pub(crate) fn into_raw(
         self,
         parser: &mut Parser,
         head: &Head,
         taken: &mut Option<RawRequest>,
     ) -> RawRequest {
+        debug_assert!(
+            self != Next::Request || taken.is_some(),
+            "Next::Request without its request"
+        );
         match (self, taken.take()) {
             (Next::Request, Some(r)) => r,
             _ => parser.take_head(head),
@@ -430,7 +438,7 @@ impl Parser {
     /// with (after which the parser stays failed: close the connection).
     #[inline]
     pub fn next_request(&mut self) -> Result<Option<RawRequest>, ProtoError> {
-        // The usual head, whole in the buffer, read in one pass (`parse_whole`); everything
+        // The usual head, whole in the buffer, read in one pass (`parse_whole_into`); everything
         // else (a head in pieces, a body) out of line.
         if matches!(self.state, State::Head) && self.head_scan.is_none() {
             let mut head = Head::default();
@@ -447,12 +455,13 @@ impl Parser {
         self.next_request_slow()
     }
 
-    /// [`next_request`](Self::next_request) for the connection's plain path: the usual
-    /// request (a head that arrived whole, with no body) is parsed into `head` and left at
-    /// the front of the buffer ([`Next::Head`]), for its handler to [take](Self::take_head)
-    /// as a request or, when it reads nothing of it, [skip](Self::skip_head) without a copy
-    /// or a reference count. Every other request goes to `taken` ([`Next::Request`]), as
-    /// `next_request` would give it. (Nothing large is returned: a head or a request returned
+    /// [`next_request`](Self::next_request) as a connection calls it: the usual request (a
+    /// head that arrived whole, with no body) is parsed into `head` and left at the front of
+    /// the buffer ([`Next::Head`]), for its handler to [take](Self::take_head) as a request
+    /// or, when it reads nothing of it, [skip](Self::skip_head) without a copy or a
+    /// reference count (the traced and streamed paths take it with [`Next::into_raw`]).
+    /// Every other request goes to `taken` ([`Next::Request`]), as `next_request` would
+    /// give it. (Nothing large is returned: a head or a request returned
     /// by value was written a field at a time and then copied whole by the caller, and the
     /// copy's loads stalled on those stores.)
     #[inline]
@@ -550,7 +559,7 @@ impl Parser {
                 // The connection reads a streamed body through `next_body_chunk` first.
                 State::Stream(_) => return Ok(None),
                 State::Head => {
-                    // The fast path tried the whole head already (`parse_whole` turned it
+                    // The fast path tried the whole head already (`parse_whole_into` turned it
                     // down or found it incomplete) unless a scan is under way: resume that,
                     // or scan afresh on the stack and keep the scan only if the head is
                     // still incomplete.

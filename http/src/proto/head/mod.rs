@@ -254,7 +254,7 @@ impl HeadScan {
 
     /// Goes on scanning the head at the start of `buf` (the same bytes as at the last call
     /// plus what arrived since), without the whole-head try: for a scan already under way,
-    /// or a fresh one whose head [`parse_whole`] turned down (the parser tries that first).
+    /// or a fresh one whose head [`parse_whole_into`] turned down (the parser tries that first).
     ///
     /// `Ok(None)`: incomplete, read more. `Err`: answer with the status and close.
     pub(crate) fn resume(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
@@ -366,16 +366,10 @@ impl HeadScan {
 /// other verdict (a partial head, leading empty lines, another version, a bad byte, a limit
 /// reached), so a head gets the same [`Head`] or the same refusal whichever path reads it
 /// (`the_whole_head_path_agrees_with_the_resumable_scan` compares them).
-#[cfg(test)]
-pub(crate) fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Reject>> {
-    let mut head = Head::default();
-    parse_whole_into(buf, limits, &mut head).map(|done| done.map(|()| head))
-}
-
-/// [`parse_whole`], the head written to `out` (on `Some(Ok(()))` only): the parser keeps it
-/// there for the connection to read in place (a head returned by value, written a field at
-/// a time and then copied whole by the caller, stalled the copy's loads on the stores they
-/// read from).
+///
+/// The head is written to `out` (on `Some(Ok(()))` only), where the parser's caller keeps
+/// it and reads it in place: a head returned by value, written a field at a time and then
+/// copied whole by the caller, stalled the copy's loads on the stores they read from.
 pub(crate) fn parse_whole_into(buf: &[u8], limits: &Limits, out: &mut Head) -> Option<Result<(), Reject>> {
     let cap = buf.len().min(limits.max_header_bytes);
     let line = &buf[..cap.min(limits.max_request_line)];
@@ -452,15 +446,22 @@ pub(crate) fn parse_whole_into(buf: &[u8], limits: &Limits, out: &mut Head) -> O
     Some(finish_inline(buf, &line, len, checks, limits).map(|head| *out = head))
 }
 
+/// [`parse_whole_into`] returning the head (for the tests).
+#[cfg(test)]
+pub(crate) fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Reject>> {
+    let mut head = Head::default();
+    parse_whole_into(buf, limits, &mut head).map(|done| done.map(|()| head))
+}
+
 /// The checks on a complete head: version, method, target form, then the fields (Host,
 /// framing, connection options). `len` is the head's length, empty line included.
-/// [`HeadScan`]'s; [`parse_whole`] has its own copy inlined (see [`finish_inline`]).
+/// [`HeadScan`]'s; [`parse_whole_into`] has its own copy inlined (see [`finish_inline`]).
 #[inline(never)]
 fn finish(buf: &[u8], line: &Line, len: usize, fields: FieldChecks, limits: &Limits) -> Result<Head, Reject> {
     finish_inline(buf, line, len, fields, limits)
 }
 
-/// [`finish`], inlined into [`parse_whole`]: there the request line's facts are known
+/// [`finish`], inlined into [`parse_whole_into`]: there the request line's facts are known
 /// values (HTTP/1, a method token already matched against `GET `), which the compiler folds
 /// into the checks instead of passing a [`Line`] and the field checks through memory.
 #[inline(always)]
