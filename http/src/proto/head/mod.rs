@@ -373,10 +373,11 @@ impl HeadScan {
 pub(crate) fn parse_whole_into(buf: &[u8], limits: &Limits, out: &mut Head) -> Option<Result<(), Reject>> {
     let cap = buf.len().min(limits.max_header_bytes);
     let line = &buf[..cap.min(limits.max_request_line)];
-    let method_end = if line.starts_with(b"GET ") {
-        3
+    // `GET ` (nearly every request) is the method; its index goes to the checks as known.
+    let (method_end, method) = if line.starts_with(b"GET ") {
+        (3, Some(0))
     } else {
-        line.iter().position(|&b| !is_tchar(b))?
+        (line.iter().position(|&b| !is_tchar(b))?, None)
     };
     if method_end == 0 || line[method_end] != b' ' {
         return None;
@@ -443,7 +444,7 @@ pub(crate) fn parse_whole_into(buf: &[u8], limits: &Limits, out: &mut Head) -> O
         query,
         end,
     };
-    Some(finish_inline(buf, &line, len, checks, limits).map(|head| *out = head))
+    Some(finish_inline(buf, &line, method, len, checks, limits).map(|head| *out = head))
 }
 
 /// [`parse_whole_into`] returning the head (for the tests).
@@ -453,12 +454,32 @@ pub(crate) fn parse_whole(buf: &[u8], limits: &Limits) -> Option<Result<Head, Re
     parse_whole_into(buf, limits, &mut head).map(|done| done.map(|()| head))
 }
 
+/// The index in [`METHODS`] of the method token `m`; 501 for one the server does not know.
+#[inline]
+fn method_token_index(m: &[u8]) -> Result<u8, Reject> {
+    Ok(match m {
+        b"GET" => 0,
+        b"POST" => 1,
+        b"HEAD" => 2,
+        b"PUT" => 3,
+        b"DELETE" => 4,
+        b"PATCH" => 5,
+        b"OPTIONS" => 6,
+        b"CONNECT" => CONNECT,
+        b"TRACE" => 8,
+        _ => return Err(reject(StatusCode::NOT_IMPLEMENTED, "unknown method")),
+    })
+}
+
+/// [`method_token_index`] of `CONNECT`, whose target has a form of its own.
+const CONNECT: u8 = 7;
+
 /// The checks on a complete head: version, method, target form, then the fields (Host,
 /// framing, connection options). `len` is the head's length, empty line included.
 /// [`HeadScan`]'s; [`parse_whole_into`] has its own copy inlined (see [`finish_inline`]).
 #[inline(never)]
 fn finish(buf: &[u8], line: &Line, len: usize, fields: FieldChecks, limits: &Limits) -> Result<Head, Reject> {
-    finish_inline(buf, line, len, fields, limits)
+    finish_inline(buf, line, None, len, fields, limits)
 }
 
 /// [`finish`], inlined into [`parse_whole_into`]: there the request line's facts are known
@@ -468,6 +489,7 @@ fn finish(buf: &[u8], line: &Line, len: usize, fields: FieldChecks, limits: &Lim
 fn finish_inline(
     buf: &[u8],
     line: &Line,
+    known_method: Option<u8>,
     len: usize,
     fields: FieldChecks,
     limits: &Limits,
@@ -485,25 +507,24 @@ fn finish_inline(
             ));
         }
     };
-    let method: u8 = match &buf[line.method.clone()] {
-        b"GET" => 0,
-        b"POST" => 1,
-        b"HEAD" => 2,
-        b"PUT" => 3,
-        b"DELETE" => 4,
-        b"PATCH" => 5,
-        b"OPTIONS" => 6,
-        b"CONNECT" => 7,
-        b"TRACE" => 8,
-        _ => return Err(reject(StatusCode::NOT_IMPLEMENTED, "unknown method")),
+    let method: u8 = match known_method {
+        Some(m) => m,
+        None => method_token_index(&buf[line.method.clone()])?,
     };
     // Every offset below is at most `len`, which must fit the spans' `u32`.
     let len32 = u32::try_from(len).map_err(|_| too_large())?;
-    let origin_at = validate_target(
-        &METHODS[usize::from(method)],
-        &buf[line.target.clone()],
-        line.fragment,
-    )?;
+    // An origin-form target (`/` first) of a method other than CONNECT, without a fragment,
+    // is valid as it is (as `validate_target` would find, without the call).
+    let origin_at = if !line.fragment && method != CONNECT && buf[line.target.clone()].first() == Some(&b'/')
+    {
+        0
+    } else {
+        validate_target(
+            &METHODS[usize::from(method)],
+            &buf[line.target.clone()],
+            line.fragment,
+        )?
+    };
     let target = line.target.clone();
     let path_and_query = target.start + origin_at..target.end;
     // The authority of an absolute-form target ends at its first `/` or `?`, so the target's

@@ -155,6 +155,53 @@ fn framing_and_smuggling() {
     );
 }
 
+/// The head's own check of an origin-form target (made without calling `validate_target`
+/// for `/...` targets of methods other than CONNECT) gives `validate_target`'s verdict and
+/// path, for every method the parser knows, on the whole-head path and the resumable scan.
+#[test]
+fn the_target_checks_agree_with_validate_target_for_every_method() {
+    let limits = Limits::default();
+    for (i, m) in METHODS.iter().enumerate() {
+        assert_eq!(
+            method_token_index(m.as_str().as_bytes()).ok(),
+            Some(i as u8),
+            "{m}"
+        );
+        assert_eq!(method_index(m), Some(i as u8), "{m}");
+        for target in [
+            "/",
+            "/a",
+            "/a?b",
+            "/a#f",
+            "/#",
+            "*",
+            "a:443",
+            "/a:443",
+            "http://a/b",
+            "http://a",
+            "//a",
+            "a",
+        ] {
+            let want = validate_target(m, target.as_bytes(), target.contains('#'));
+            let head = format!("{m} {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            let whole = parse_whole(head.as_bytes(), &limits).expect("a plain head");
+            let scanned = HeadScan::default().resume(head.as_bytes(), &limits);
+            for (how, got) in [("whole", whole.map(Some)), ("scan", scanned)] {
+                match (&want, got) {
+                    (Ok(at), Ok(Some(h))) => {
+                        let start = m.as_str().len() + 1;
+                        assert_eq!(h.path_and_query.start() as usize, start + at, "{how}: {head:?}");
+                    }
+                    (Err(w), Err(g)) => {
+                        assert_eq!((w.status, w.reason), (g.status, g.reason), "{how}: {head:?}")
+                    }
+                    (w, g) => panic!("{how}: {head:?}: validate_target {w:?}, the head {g:?}"),
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn versions_and_connection() {
     let h10 = p("GET / HTTP/1.0\r\n\r\n")
