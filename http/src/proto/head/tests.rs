@@ -190,7 +190,7 @@ fn the_target_checks_agree_with_validate_target_for_every_method() {
                 match (&want, got) {
                     (Ok(at), Ok(Some(h))) => {
                         let start = m.as_str().len() + 1;
-                        assert_eq!(h.path_and_query.start() as usize, start + at, "{how}: {head:?}");
+                        assert_eq!(h.path_and_query.start(), start + at, "{how}: {head:?}");
                     }
                     (Err(w), Err(g)) => {
                         assert_eq!((w.status, w.reason), (g.status, g.reason), "{how}: {head:?}")
