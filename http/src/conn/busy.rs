@@ -23,7 +23,7 @@ use crate::proto::head::Head;
 use crate::proto::parser::{Next, RawRequest};
 use crate::proto::Parser;
 use crate::request::{Request, RequestBody};
-use crate::response::{Body, Response};
+use crate::response::{Body, BodyReceiver, Response};
 use crate::router::Router;
 
 /// How long a connection waits for its next request in the busy state (its buffers already
@@ -51,6 +51,101 @@ fn budget_deadline(now: Instant, cfg: &ConnConfig) -> Instant {
 /// connection holds, and whose code every request runs through).
 fn out_of_line<'a, T>(f: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<Output = T> + 'a>> {
     Box::pin(f)
+}
+
+/// What of an answer is left after [`write_answer`]: nothing (the usual answer), a large body
+/// to send in its own write, or a streamed body (and whether it goes chunked).
+enum Rest {
+    Done,
+    Large(Bytes),
+    Stream(BodyReceiver, bool),
+}
+
+/// Writes the head of `resp` into `out`, and its body when it is a full one that fits
+/// (`cap`: the pending-output cap), and says what is left. A plain function on purpose: the
+/// response's parts (status, content type, fields, body: about 100 bytes) live in its frame,
+/// on the hot stack, where as locals of the connection loop they were saved in its future
+/// (they are alive across the awaits of the large and streamed bodies) and every answer
+/// wrote them into two more of the future's cache lines.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn write_answer(
+    out: &mut Vec<u8>,
+    resp: Response,
+    version: Version,
+    is_head: bool,
+    persist: Persist,
+    cap: usize,
+    core: &CoreConns,
+    cfg: &ConnConfig,
+    date: &crate::proto::date::Handle,
+) -> Rest {
+    let (status, ctype, headers, body) = resp.into_parts();
+    let bodyless = encode::bodyless(status);
+    let write_head = |out: &mut Vec<u8>, d: Delimit, persist: Persist| {
+        encode::head_cached(
+            out,
+            &core.head_prefix,
+            status,
+            ctype.as_ref(),
+            &headers,
+            &cfg.server_header,
+            d,
+            persist,
+            date,
+        );
+    };
+    let rest = match body {
+        Body::Empty => {
+            let d = if bodyless {
+                Delimit::NoBody
+            } else {
+                Delimit::Length(0)
+            };
+            write_head(out, d, persist);
+            Rest::Done
+        }
+        Body::Full(b) => {
+            let d = if bodyless {
+                Delimit::NoBody
+            } else {
+                Delimit::Length(b.len() as u64)
+            };
+            write_head(out, d, persist);
+            if is_head || bodyless {
+                Rest::Done
+            } else if out.len() + b.len() > cap && b.len() > 16 * 1024 {
+                Rest::Large(b)
+            } else {
+                out.extend_from_slice(&b);
+                Rest::Done
+            }
+        }
+        Body::Stream(rx) => {
+            if is_head || bodyless {
+                let d = if bodyless {
+                    Delimit::NoBody
+                } else {
+                    Delimit::Chunked
+                };
+                write_head(out, d, persist);
+                Rest::Done
+            } else {
+                let chunked = version == Version::HTTP_11;
+                let d = if chunked { Delimit::Chunked } else { Delimit::Close };
+                let persist = if chunked { persist } else { Persist::Close };
+                write_head(out, d, persist);
+                Rest::Stream(rx, chunked)
+            }
+        }
+    };
+    if headers.capacity() == 0 {
+        // No fields of the handler's own (the usual answer): nothing to free, so not even the
+        // call into the vector's drop glue (about 25 instructions a request under
+        // scripts/callgrind-http.sh).
+        std::mem::forget(headers);
+    }
+    rest
 }
 
 /// Serves requests from `first` (the bytes that ended the idle wait) on, until the
@@ -243,103 +338,52 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             // Decided after the handler: shutdown may have started while it ran.
             let keep_alive = wants_keep_alive && body_keeps && !core.drain.is_draining();
             let persist = Persist::new(version, keep_alive);
-            let (status, ctype, headers, body) = resp.into_parts();
-            let bodyless = encode::bodyless(status);
-            let write_head = |out: &mut Vec<u8>, d: Delimit, persist: Persist| {
-                encode::head_cached(
-                    out,
-                    &core.head_prefix,
-                    status,
-                    ctype.as_ref(),
-                    &headers,
-                    &cfg.server_header,
-                    d,
-                    persist,
-                    &date,
-                );
-            };
-            match body {
-                Body::Empty => {
-                    let d = if bodyless {
-                        Delimit::NoBody
-                    } else {
-                        Delimit::Length(0)
-                    };
-                    write_head(&mut out, d, persist);
-                }
-                Body::Full(b) => {
-                    let d = if bodyless {
-                        Delimit::NoBody
-                    } else {
-                        Delimit::Length(b.len() as u64)
-                    };
-                    write_head(&mut out, d, persist);
-                    if !is_head && !bodyless {
-                        if out.len() + b.len() > cap && b.len() > 16 * 1024 {
-                            // A large body goes out in its own write, without a copy.
-                            if !flush_out_of_line!() {
-                                return Busy::Closed(false);
-                            }
-                            let advance: fn(&mut Bytes, usize) = bytes::Buf::advance;
-                            if send_all(stream, b, advance, cfg, core, &mut write_timer)
-                                .await
-                                .is_none()
-                            {
-                                return Busy::Closed(false);
-                            }
-                        } else {
-                            out.extend_from_slice(&b);
-                        }
+            // The head (and a body that fits) written by a plain function: the response's
+            // parts stay in its frame, not in this loop's future (see `write_answer`).
+            match write_answer(&mut out, resp, version, is_head, persist, cap, core, cfg, &date) {
+                Rest::Done => {}
+                Rest::Large(b) => {
+                    // A large body goes out in its own write, without a copy.
+                    if !flush_out_of_line!() {
+                        return Busy::Closed(false);
+                    }
+                    let advance: fn(&mut Bytes, usize) = bytes::Buf::advance;
+                    if send_all(stream, b, advance, cfg, core, &mut write_timer)
+                        .await
+                        .is_none()
+                    {
+                        return Busy::Closed(false);
                     }
                 }
-                Body::Stream(rx) => {
-                    if is_head || bodyless {
-                        let d = if bodyless {
-                            Delimit::NoBody
-                        } else {
-                            Delimit::Chunked
-                        };
-                        write_head(&mut out, d, persist);
-                    } else {
-                        let chunked = version == Version::HTTP_11;
-                        let d = if chunked { Delimit::Chunked } else { Delimit::Close };
-                        let persist = if chunked { persist } else { Persist::Close };
-                        write_head(&mut out, d, persist);
-                        let mut ready: Vec<Bytes> = Vec::new();
-                        loop {
-                            let closed = rx.drain_ready(&mut ready);
-                            for c in ready.drain(..) {
-                                if chunked {
-                                    encode::chunk(&mut out, &c);
-                                } else {
-                                    out.extend_from_slice(&c);
-                                }
-                            }
-                            if closed {
-                                break;
-                            }
-                            if !flush_out_of_line!() {
-                                return Busy::Closed(false);
-                            }
-                            match rx.next().await {
-                                Some(c) if chunked => encode::chunk(&mut out, &c),
-                                Some(c) => out.extend_from_slice(&c),
-                                None => break,
+                Rest::Stream(rx, chunked) => {
+                    let mut ready: Vec<Bytes> = Vec::new();
+                    loop {
+                        let closed = rx.drain_ready(&mut ready);
+                        for c in ready.drain(..) {
+                            if chunked {
+                                encode::chunk(&mut out, &c);
+                            } else {
+                                out.extend_from_slice(&c);
                             }
                         }
-                        if chunked {
-                            out.extend_from_slice(encode::LAST_CHUNK);
-                        } else {
-                            return Busy::Closed(flush_out_of_line!());
+                        if closed {
+                            break;
+                        }
+                        if !flush_out_of_line!() {
+                            return Busy::Closed(false);
+                        }
+                        match rx.next().await {
+                            Some(c) if chunked => encode::chunk(&mut out, &c),
+                            Some(c) => out.extend_from_slice(&c),
+                            None => break,
                         }
                     }
+                    if chunked {
+                        out.extend_from_slice(encode::LAST_CHUNK);
+                    } else {
+                        return Busy::Closed(flush_out_of_line!());
+                    }
                 }
-            }
-            if headers.capacity() == 0 {
-                // No fields of the handler's own (the usual answer): nothing to free, so not
-                // even the call into the vector's drop glue (about 25 instructions a request
-                // under scripts/callgrind-http.sh).
-                std::mem::forget(headers);
             }
             if !keep_alive {
                 return Busy::Closed(flush_out_of_line!());
