@@ -179,6 +179,8 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     // Kept for the whole busy stretch rather than made per read: the shutdown signal's
     // registration, and the timer of the wait between requests (see `wait_next`).
     let mut drained = pin!(core.drain.wait());
+    // `drained` has registered this task's waker (see `wait_next`).
+    let mut drain_armed = false;
     let mut idle_timer: Option<LazyTimer> = None;
     // The write deadline's timer, lazily moved like the idle one (see `send_all`).
     let mut write_timer: Option<LazyTimer> = None;
@@ -456,7 +458,18 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     core.pool.put_rx(b);
                 }
             };
-            match wait_next(recv, drained.as_mut(), &mut idle_timer, deadline, release).await {
+            let draining = || core.drain.is_draining();
+            match wait_next(
+                recv,
+                drained.as_mut(),
+                &mut drain_armed,
+                draining,
+                &mut idle_timer,
+                deadline,
+                release,
+            )
+            .await
+            {
                 Read::TimedOut => return Busy::Idle(since),
                 read => read,
             }

@@ -109,3 +109,52 @@ fn a_drain_wait_wakes_its_latest_waker_and_registers_once() {
     }
     assert_eq!(other.waiters.borrow().len(), 0);
 }
+
+/// A busy connection between requests ends its busy stretch when the core starts draining,
+/// from its second wait on too (where it only reads the flag, its waker registered by the
+/// first): it is closed then, not left until the busy wait runs out and it goes idle.
+#[test]
+fn a_busy_connection_between_requests_closes_when_draining_starts() {
+    let ended = ringcore_testkit::rt::run1(|| async {
+        let listener = ringcore_runtime::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        const REQ: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        client.write_all(REQ.to_vec()).await.0.expect("write");
+        let first = server.recv().await.expect("recv");
+        let limits = Limits::default();
+        let cfg = ConnConfig {
+            limits: Arc::new(limits.clone()),
+            server_header: HeaderValue::from_static("t"),
+            http2: None,
+        };
+        let router = Router::<()>::new().route("/", crate::get(|| async { "hi" }));
+        let core = Rc::new(CoreConns::new(&limits));
+        let busy = {
+            let core = core.clone();
+            ringcore_runtime::spawn_local(async move {
+                let ended = serve_busy(&server, None, &router, &cfg, &core, first).await;
+                matches!(ended, super::busy::Busy::Closed(_))
+            })
+        };
+        // Three answers: the connection has waited for its next request three times.
+        for i in 0..3 {
+            let mut got = Vec::new();
+            while !got.windows(2).any(|w| w == b"hi") {
+                let chunk = client.recv().await.expect("answer");
+                assert!(!chunk.is_empty(), "closed before answer {i}");
+                got.extend_from_slice(&chunk);
+            }
+            if i < 2 {
+                client.write_all(REQ.to_vec()).await.0.expect("write");
+            }
+        }
+        core.drain.start();
+        busy.await.expect("the busy connection's task")
+    });
+    assert!(
+        ended,
+        "the busy stretch went idle instead of closing on the drain signal"
+    );
+}

@@ -81,10 +81,15 @@ impl LazyTimer {
 
 /// Waits for the first bytes of the next request (or EOF, error, timeout), or for draining:
 /// like [`select_read`] with a deadline, but the timer is `timer`, a [`LazyTimer`] kept across
-/// the waits of a busy stretch. `on_wait` runs once, the first time nothing is ready.
+/// the waits of a busy stretch, and the drain signal's wait `drained` is kept across them
+/// too: once it has registered the task's waker (`drain_armed`), later waits only read the
+/// core's flag (`draining`), as the timer is left alone while armed. `on_wait` runs once,
+/// the first time nothing is ready.
 pub(super) async fn wait_next<C: Deref<Target = [u8]>, R, D>(
     mut recv: std::pin::Pin<&mut R>,
     mut drained: std::pin::Pin<&mut D>,
+    drain_armed: &mut bool,
+    draining: impl Fn() -> bool,
     timer: &mut Option<LazyTimer>,
     deadline: Instant,
     on_wait: impl FnOnce(),
@@ -102,8 +107,15 @@ where
                 Err(_) => Read::Failed,
             });
         }
-        if drained.as_mut().poll(cx).is_ready() {
+        // Registered with this task's waker: the signal wakes it, and the flag says why.
+        if *drain_armed {
+            if draining() {
+                return Poll::Ready(Read::Drained);
+            }
+        } else if drained.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Read::Drained);
+        } else {
+            *drain_armed = true;
         }
         if LazyTimer::poll_due(timer, cx, deadline) {
             return Poll::Ready(Read::TimedOut);
