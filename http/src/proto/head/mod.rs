@@ -308,7 +308,7 @@ impl HeadScan {
                 let whole = self.validated == line.end;
                 let slots = limits.max_headers.saturating_sub(self.fields_seen);
                 let done = parse_fields(block, slots, |len, fields| {
-                    whole.then(|| finish(buf, &line, line.end + len, FieldChecks::of(fields), limits))
+                    whole.then(|| finish(buf, &line, line.end + len, &FieldChecks::of(fields), limits))
                 });
                 match done {
                     Block::Complete(Some(head)) => return head.map(Some),
@@ -347,7 +347,7 @@ impl HeadScan {
         let block = &buf[line.end..cap];
         self.work += block.len();
         match parse_fields(block, limits.max_headers, |len, fields| {
-            finish(buf, line, line.end + len, FieldChecks::of(fields), limits)
+            finish(buf, line, line.end + len, &FieldChecks::of(fields), limits)
         }) {
             Block::Complete(head) => head.map(Some),
             Block::Failed(r) => Err(r),
@@ -444,7 +444,7 @@ pub(crate) fn parse_whole_into(buf: &[u8], limits: &Limits, out: &mut Head) -> O
         query,
         end,
     };
-    Some(finish_inline(buf, &line, method, len, checks, limits).map(|head| *out = head))
+    Some(finish_inline(buf, &line, method, len, &checks, limits).map(|head| *out = head))
 }
 
 /// [`parse_whole_into`] returning the head (for the tests).
@@ -478,7 +478,7 @@ const CONNECT: u8 = 7;
 /// framing, connection options). `len` is the head's length, empty line included.
 /// [`HeadScan`]'s; [`parse_whole_into`] has its own copy inlined (see [`finish_inline`]).
 #[inline(never)]
-fn finish(buf: &[u8], line: &Line, len: usize, fields: FieldChecks, limits: &Limits) -> Result<Head, Reject> {
+fn finish(buf: &[u8], line: &Line, len: usize, fields: &FieldChecks, limits: &Limits) -> Result<Head, Reject> {
     finish_inline(buf, line, None, len, fields, limits)
 }
 
@@ -491,7 +491,7 @@ fn finish_inline(
     line: &Line,
     known_method: Option<u8>,
     len: usize,
-    fields: FieldChecks,
+    fields: &FieldChecks,
     limits: &Limits,
 ) -> Result<Head, Reject> {
     // HTTP/1.x with x > 1 is processed as HTTP/1.1 (RFC 9110 section 2.5); another major
@@ -544,7 +544,7 @@ fn finish_inline(
         keep_alive_token,
         expect_continue,
         refused: _,
-    } = fields;
+    } = *fields;
     if version == Version::HTTP_11 && host_count == 0 {
         return Err(bad("missing Host header"));
     }
