@@ -10,6 +10,7 @@
 #   scripts/callgrind-http.sh                      # target/release/hello, epoll driver, every shape
 #   scripts/callgrind-http.sh --bin PATH --rounds 300     # another build (e.g. of an older commit)
 #   scripts/callgrind-http.sh --shapes "1x1"              # one shape
+#   scripts/callgrind-http.sh --browser                   # requests with a browser's fields
 #
 # Needs valgrind (apt-get install valgrind) and python3. Only 127.0.0.1; bounded by `timeout`.
 # The epoll driver only: valgrind 3.19 does not follow io_uring's shared rings (the server
@@ -21,13 +22,15 @@ DRIVER=epoll
 ROUNDS=100
 PORT=18181
 SHAPES="8x16 8x1 1x1"
+FIELDS=plain
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) BIN="$2"; shift ;;
         --rounds) ROUNDS="$2"; shift ;;
         --port) PORT="$2"; shift ;;
         --shapes) SHAPES="$2"; shift ;;
-        -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+        --browser) FIELDS=browser ;;
+        -h|--help) sed -n 2,17p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -47,7 +50,7 @@ total() {
         sleep 0.2
         (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
     done
-    n=$(timeout 300 python3 scripts/lib/pipeclient.py "$PORT" "$conns" "$rounds" "$depth")
+    n=$(timeout 300 python3 scripts/lib/pipeclient.py "$PORT" "$conns" "$rounds" "$depth" /plaintext "$FIELDS")
     kill -INT "$pid"
     wait "$pid" || true
     callgrind_annotate "$OUT/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }'
@@ -63,5 +66,5 @@ for shape in $SHAPES; do
     r2=$((r1 * 3))
     a=$(total "$conns" "$r1" "$depth"); na=$(cat "$OUT/requests")
     b=$(total "$conns" "$r2" "$depth"); nb=$(cat "$OUT/requests")
-    echo "driver $DRIVER, $conns connection(s), depth $depth: $(( (b - a) / (nb - na) )) instructions per request ($na and $nb requests: $a and $b instructions)"
+    echo "driver $DRIVER, $conns connection(s), depth $depth, $FIELDS fields: $(( (b - a) / (nb - na) )) instructions per request ($na and $nb requests: $a and $b instructions)"
 done

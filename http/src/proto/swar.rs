@@ -25,6 +25,26 @@ pub(super) const fn high(w: u64) -> u64 {
     w & HIGH
 }
 
+/// Flags the bytes strictly between `m` and `n` (both at most 128). Exact in every byte: no
+/// borrow or carry crosses from one byte to the next (the bytes are masked to 7 bits first,
+/// and a byte at or above 0x80 is never flagged).
+#[inline]
+pub(super) const fn between(w: u64, m: u8, n: u8) -> u64 {
+    let low = w & (ONES * 0x7f);
+    (ONES * (127 + n as u64)).wrapping_sub(low) & !w & low.wrapping_add(ONES * (127 - m as u64)) & HIGH
+}
+
+/// Flags the bytes that are not a letter, a digit or `-` (the bytes of nearly every field
+/// name). Exact in every byte.
+#[inline]
+pub(super) const fn not_name_letter(w: u64) -> u64 {
+    // Bit 5 set maps `A`-`Z` onto `a`-`z`, and no other byte into that range.
+    let letter = between(w | (ONES * 0x20), b'a' - 1, b'z' + 1);
+    let digit = between(w, b'0' - 1, b'9' + 1);
+    let dash = between(w, b'-' - 1, b'-' + 1);
+    !(letter | digit | dash) & HIGH
+}
+
 /// The index (0 to 7) of the first flagged byte of a non-zero test result.
 #[inline]
 pub(super) const fn first(flagged: u64) -> usize {
@@ -34,6 +54,43 @@ pub(super) const fn first(flagged: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The exact tests flag each byte as a byte-at-a-time check does, whatever its
+    /// neighbours: every byte value at every position, next to bytes that would borrow or
+    /// carry into it.
+    #[test]
+    fn the_exact_tests_flag_every_byte_as_a_byte_check_does() {
+        let name_letter = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+        let next = [0u8, 1, 0x2c, 0x2d, 0x2e, 0x40, 0x5b, 0x60, 0x7b, 0x7f, 0x80, 0xff];
+        for at in 0..8 {
+            for hit in 0..=255u8 {
+                for fill in next {
+                    let mut bytes = [fill; 8];
+                    bytes[at] = hit;
+                    let w = u64::from_le_bytes(bytes);
+                    let flagged = |f: u64, i: usize| f & (0x80 << (8 * i)) != 0;
+                    for i in 0..8 {
+                        let b = bytes[i];
+                        assert_eq!(
+                            flagged(not_name_letter(w), i),
+                            !name_letter(b),
+                            "{bytes:02x?} at {i}"
+                        );
+                        assert_eq!(
+                            flagged(between(w, 0x2f, 0x3a), i),
+                            b.is_ascii_digit(),
+                            "{bytes:02x?} at {i}"
+                        );
+                        assert_eq!(
+                            flagged(between(w, 0, 128), i),
+                            b != 0 && b < 0x80,
+                            "{bytes:02x?} at {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// Every test against a byte-at-a-time check, for words with passing bytes at every
     /// position and of every value next to them.

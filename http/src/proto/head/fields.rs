@@ -39,23 +39,28 @@ impl FieldChecks {
         checks
     }
 
-    /// Takes in one field (`value` without the blanks around it).
+    /// Takes in one field (`value` without the blanks around it). Only these names are
+    /// read, each known by its length first: `Host` (in nearly every request) here, the
+    /// others out of line.
     #[inline(always)]
     pub(super) fn field(&mut self, name: &[u8], value: &[u8]) {
-        // Only these lengths can be a field the checks read.
-        if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) || self.refused.is_some() {
+        if self.refused.is_some() {
             return;
         }
-        // `Host`, in nearly every request, here; the others out of line.
-        let checked = if is_field(name, b"host") {
-            self.host_count += 1;
-            if all_host_chars(value) {
-                Ok(())
-            } else {
-                Err(bad("invalid Host header"))
+        let checked = match name.len() {
+            4 if is_field(name, b"host") => {
+                self.host_count += 1;
+                if all_host_chars(value) {
+                    Ok(())
+                } else {
+                    Err(bad("invalid Host header"))
+                }
             }
-        } else {
-            self.known_field(name, value)
+            6 if is_field(name, b"expect") => self.known_field(Known::Expect, value),
+            10 if is_field(name, b"connection") => self.known_field(Known::Connection, value),
+            14 if is_field(name, b"content-length") => self.known_field(Known::ContentLength, value),
+            17 if is_field(name, b"transfer-encoding") => self.known_field(Known::TransferEncoding, value),
+            _ => return,
         };
         if let Err(r) = checked {
             self.refused = Some(r);
@@ -64,44 +69,58 @@ impl FieldChecks {
 
     /// The checks of a field other than `Host` (which [`field`](Self::field) takes itself).
     #[inline(never)]
-    fn known_field(&mut self, name: &[u8], value: &[u8]) -> Result<(), Reject> {
-        if is_field(name, b"content-length") {
-            let n = parse_content_length(value).ok_or_else(|| bad("invalid Content-Length"))?;
-            match self.content_length {
-                Some(prev) if prev != n => return Err(bad("conflicting Content-Length values")),
-                _ => self.content_length = Some(n),
-            }
-        } else if is_field(name, b"transfer-encoding") {
-            self.te_seen = true;
-            for coding in split_list(value) {
-                if self.chunked_final {
-                    // Anything after `chunked` (including a second `chunked`) is invalid.
-                    self.te_bad = true;
+    fn known_field(&mut self, name: Known, value: &[u8]) -> Result<(), Reject> {
+        match name {
+            Known::ContentLength => {
+                let n = parse_content_length(value).ok_or_else(|| bad("invalid Content-Length"))?;
+                match self.content_length {
+                    Some(prev) if prev != n => return Err(bad("conflicting Content-Length values")),
+                    _ => self.content_length = Some(n),
                 }
-                if coding.eq_ignore_ascii_case(b"chunked") {
-                    self.chunked_final = true;
+            }
+            Known::TransferEncoding => {
+                self.te_seen = true;
+                for coding in split_list(value) {
+                    if self.chunked_final {
+                        // Anything after `chunked` (including a second `chunked`) is invalid.
+                        self.te_bad = true;
+                    }
+                    if coding.eq_ignore_ascii_case(b"chunked") {
+                        self.chunked_final = true;
+                    } else {
+                        // We implement no other transfer coding.
+                        self.te_bad = true;
+                    }
+                }
+            }
+            Known::Connection => {
+                for token in split_list(value) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        self.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        self.keep_alive_token = true;
+                    }
+                }
+            }
+            Known::Expect => {
+                if value.eq_ignore_ascii_case(b"100-continue") {
+                    self.expect_continue = true;
                 } else {
-                    // We implement no other transfer coding.
-                    self.te_bad = true;
+                    return Err(reject(StatusCode::EXPECTATION_FAILED, "unsupported expectation"));
                 }
-            }
-        } else if is_field(name, b"connection") {
-            for token in split_list(value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    self.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    self.keep_alive_token = true;
-                }
-            }
-        } else if is_field(name, b"expect") {
-            if value.eq_ignore_ascii_case(b"100-continue") {
-                self.expect_continue = true;
-            } else {
-                return Err(reject(StatusCode::EXPECTATION_FAILED, "unsupported expectation"));
             }
         }
         Ok(())
     }
+}
+
+/// The fields other than `Host` that the checks read.
+#[derive(Clone, Copy)]
+enum Known {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Expect,
 }
 
 /// Scans a plain field block, `buf[from..]` up to its empty line (`buf` ends at the head size
@@ -114,7 +133,12 @@ impl FieldChecks {
 /// every block this accepts is one `httparse` accepts, with the same fields (a value without
 /// the blanks around it, as `httparse` trims it), and the head gets the same verdict either
 /// way (`the_whole_head_path_agrees_with_the_resumable_scan`).
-#[inline(always)]
+///
+/// Out of line, with only its own values live, so that the loop keeps them in registers
+/// (inlined into the request line's scan, every field spilled and reloaded a dozen). A name
+/// is read eight bytes at a time while it holds only letters, digits and `-` (every common
+/// name), then byte by byte to its `:`.
+#[inline(never)]
 pub(super) fn scan_plain_fields(
     buf: &[u8],
     from: usize,
@@ -124,38 +148,58 @@ pub(super) fn scan_plain_fields(
     let mut at = from;
     let mut count = 0;
     loop {
-        if buf.get(at..at + 2)? == b"\r\n" {
+        let line = buf.get(at..)?;
+        if line.starts_with(b"\r\n") {
             return Some(at + 2);
         }
-        let name_start = at;
-        while is_tchar(*buf.get(at)?) {
-            at += 1;
+        let colon = name_end(line)?;
+        let name = &line[..colon];
+        let mut v = colon + 1;
+        while matches!(line.get(v)?, b' ' | b'\t') {
+            v += 1;
         }
-        // The loop stopped at a byte of `buf`.
-        if at == name_start || buf[at] != b':' {
+        let end = value_end(line, v)?;
+        if line.get(end..end + 2)? != b"\r\n" {
             return None;
-        }
-        let name = &buf[name_start..at];
-        at += 1;
-        while matches!(buf.get(at)?, b' ' | b'\t') {
-            at += 1;
-        }
-        let value_start = at;
-        at = value_end(buf, at)?;
-        if buf.get(at..at + 2)? != b"\r\n" {
-            return None;
-        }
-        let mut end = at;
-        while end > value_start && matches!(buf[end - 1], b' ' | b'\t') {
-            end -= 1;
         }
         count += 1;
         if count > max_fields {
             return None;
         }
-        checks.field(name, &buf[value_start..end]);
-        at += 2;
+        checks.field(name, trim_end_blanks(&line[v..end]));
+        at += end + 2;
     }
+}
+
+/// The index of the `:` that ends the field name at the start of `line`, if the name is a
+/// non-empty token.
+#[inline(always)]
+fn name_end(line: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(word) = line.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let other = swar::not_name_letter(u64::from_le_bytes(w));
+        if other != 0 {
+            i += swar::first(other);
+            break;
+        }
+        i += 8;
+    }
+    // The other token bytes (and the last few of a line too short for a word), one at a time.
+    while is_tchar(*line.get(i)?) {
+        i += 1;
+    }
+    (i > 0 && line[i] == b':').then_some(i)
+}
+
+/// `v` without the blanks (SP, HTAB) at its end.
+#[inline(always)]
+fn trim_end_blanks(mut v: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
 }
 
 /// The index of the first byte from `at` on that cannot be in a field value (a control byte

@@ -478,7 +478,13 @@ const CONNECT: u8 = 7;
 /// framing, connection options). `len` is the head's length, empty line included.
 /// [`HeadScan`]'s; [`parse_whole_into`] has its own copy inlined (see [`finish_inline`]).
 #[inline(never)]
-fn finish(buf: &[u8], line: &Line, len: usize, fields: &FieldChecks, limits: &Limits) -> Result<Head, Reject> {
+fn finish(
+    buf: &[u8],
+    line: &Line,
+    len: usize,
+    fields: &FieldChecks,
+    limits: &Limits,
+) -> Result<Head, Reject> {
     finish_inline(buf, line, None, len, fields, limits)
 }
 

@@ -449,16 +449,28 @@ mod resume {
             Just(b"Expect".to_vec()),
             Just(b"X-Forwarded-For".to_vec()),
             Just(Vec::new()),
+            // Up to 20 bytes: names longer than the 8-byte words the scan reads them in,
+            // with the bytes at the edges of its letter, digit and `-` ranges.
             proptest::collection::vec(
                 prop_oneof![
-                    Just(b'a'),
-                    Just(b'-'),
-                    Just(b'!'),
-                    Just(b'@'),
-                    Just(b' '),
-                    any::<u8>()
+                    4 => Just(b'a'),
+                    2 => Just(b'Z'),
+                    2 => Just(b'-'),
+                    2 => Just(b'0'),
+                    1 => Just(b'9'),
+                    1 => Just(b'_'),
+                    1 => Just(b'.'),
+                    1 => Just(b'!'),
+                    1 => Just(b'@'),
+                    1 => Just(b'['),
+                    1 => Just(b'`'),
+                    1 => Just(b'{'),
+                    1 => Just(b'/'),
+                    1 => Just(b','),
+                    1 => Just(b' '),
+                    3 => any::<u8>()
                 ],
-                1..6
+                1..20
             ),
         ];
         let colon = prop_oneof![8 => Just(&b":"[..]), 1 => Just(&b" :"[..]), 1 => Just(&b""[..])];
@@ -546,6 +558,30 @@ mod resume {
                     let show = String::from_utf8_lossy(&head);
                     let scan = scanned(&head, &limits);
                     prop_assert_eq!(format!("{:?}", fast.map(Some)), format!("{scan:?}"), "{:?}", show);
+                }
+            }
+        }
+    }
+
+    /// Every byte value at every place of a field name (longer than the 8-byte words the
+    /// whole-head path reads names in, so at the edges of those words too): the whole-head
+    /// path gives the resumable scan's verdict, or leaves the head to it.
+    #[test]
+    fn any_byte_in_a_field_name_gets_the_scans_verdict() {
+        let limits = Limits::default();
+        for at in 0..19 {
+            for b in 0..=255u8 {
+                let mut name = b"X-Forwarded-Proto-A".to_vec();
+                name[at] = b;
+                let head = [&b"GET / HTTP/1.1\r\nHost: a\r\n"[..], &name, b": v\r\n\r\n"].concat();
+                if let Some(fast) = parse_whole(&head, &limits) {
+                    let scan = scanned(&head, &limits);
+                    assert_eq!(
+                        format!("{:?}", fast.map(Some)),
+                        format!("{scan:?}"),
+                        "{:?}",
+                        String::from_utf8_lossy(&head)
+                    );
                 }
             }
         }
