@@ -11,6 +11,14 @@
 #   scripts/callgrind-http.sh --bin PATH --rounds 300     # another build (e.g. of an older commit)
 #   scripts/callgrind-http.sh --shapes "1x1"              # one shape
 #   scripts/callgrind-http.sh --browser                   # requests with a browser's fields
+#   scripts/callgrind-http.sh --cache --shapes "64x1"     # also simulated cache misses
+#
+# --cache runs cachegrind with a simulated cache (32 KiB 8-way L1 for data and code, 256 KiB
+# LL) and prints, next to the instructions, the L1 data misses (reads and writes) and the L1
+# code misses per request: with many connections (64x1), about the cache lines of each
+# connection's own state a request touches (the kernel, which evicts them between a
+# connection's turns on a real core, is not simulated). The figure moves by a few misses
+# when the compiler lays a future out anew, so compare builds, not single changes.
 #
 # Needs valgrind (apt-get install valgrind) and python3. Only 127.0.0.1; bounded by `timeout`.
 # The epoll driver only: valgrind 3.19 does not follow io_uring's shared rings (the server
@@ -23,6 +31,7 @@ ROUNDS=100
 PORT=18181
 SHAPES="8x16 8x1 1x1"
 FIELDS=plain
+CACHE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) BIN="$2"; shift ;;
@@ -30,7 +39,8 @@ while [ $# -gt 0 ]; do
         --port) PORT="$2"; shift ;;
         --shapes) SHAPES="$2"; shift ;;
         --browser) FIELDS=browser ;;
-        -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+        --cache) CACHE=1 ;;
+        -h|--help) sed -n 2,25p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -40,10 +50,18 @@ command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install v
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
-# total_instructions CONNS ROUNDS DEPTH
+if [ "$CACHE" = 1 ]; then
+    TOOL=(--tool=cachegrind --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=262144,8,64
+        --cachegrind-out-file="$OUT/cg.out")
+else
+    TOOL=(--tool=callgrind --callgrind-out-file="$OUT/cg.out")
+fi
+
+# The totals of a run: "instructions D1-misses I1-misses" (the misses with --cache only).
+# total CONNS ROUNDS DEPTH
 total() {
     local conns=$1 rounds=$2 depth=$3 pid n
-    RINGCORE_DRIVER=$DRIVER timeout 300 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" \
+    RINGCORE_DRIVER=$DRIVER timeout 600 valgrind "${TOOL[@]}" \
         "$BIN" --addr "127.0.0.1:$PORT" --cores 1 >"$OUT/server.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 150); do
@@ -53,7 +71,13 @@ total() {
     n=$(timeout 300 python3 scripts/lib/pipeclient.py "$PORT" "$conns" "$rounds" "$depth" /plaintext "$FIELDS")
     kill -INT "$pid"
     wait "$pid" || true
-    callgrind_annotate "$OUT/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }'
+    if [ "$CACHE" = 1 ]; then
+        # Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw
+        cg_annotate "$OUT/cg.out" 2>/dev/null | sed 's/([^)]*)//g; s/,//g' |
+            awk '/PROGRAM TOTALS/ && !done { print $1, $5 + $8, $2; done = 1 }'
+    else
+        callgrind_annotate "$OUT/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1, 0, 0; done = 1 }'
+    fi
     echo "$n" >"$OUT/requests"
 }
 
@@ -64,7 +88,15 @@ for shape in $SHAPES; do
     # About the same number of requests in every shape.
     r1=$((ROUNDS * 128 / (conns * depth)))
     r2=$((r1 * 3))
-    a=$(total "$conns" "$r1" "$depth"); na=$(cat "$OUT/requests")
-    b=$(total "$conns" "$r2" "$depth"); nb=$(cat "$OUT/requests")
-    echo "driver $DRIVER, $conns connection(s), depth $depth, $FIELDS fields: $(( (b - a) / (nb - na) )) instructions per request ($na and $nb requests: $a and $b instructions)"
+    total "$conns" "$r1" "$depth" >"$OUT/totals"
+    read -r a da ia <"$OUT/totals"
+    na=$(cat "$OUT/requests")
+    total "$conns" "$r2" "$depth" >"$OUT/totals"
+    read -r b db ib <"$OUT/totals"
+    nb=$(cat "$OUT/requests")
+    line="driver $DRIVER, $conns connection(s), depth $depth, $FIELDS fields: $(( (b - a) / (nb - na) )) instructions per request"
+    if [ "$CACHE" = 1 ]; then
+        line+=", $(awk -v d=$((db - da)) -v i=$((ib - ia)) -v n=$((nb - na)) 'BEGIN { printf "%.1f L1 data misses, %.1f L1 code misses", d / n, i / n }') per request"
+    fi
+    echo "$line ($na and $nb requests: $a and $b instructions)"
 done

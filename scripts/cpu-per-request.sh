@@ -18,7 +18,9 @@
 # --conns N (64), --depth D (requests outstanding per connection, 1; with --rate 0, the
 # closed loop, D pipelined requests per connection), --path P (/plaintext), --port P
 # (18551), --server-core C (0), --client-core C (1), --load PATH (default
-# target/release/ringcore-load). Each binary is started as
+# target/release/ringcore-load), --header 'NAME: VALUE' (an extra request field, repeatable),
+# --browser (the fields a browser sends with each request: a head of about 560 bytes, as
+# `scripts/callgrind-http.sh --browser` sends). Each binary is started as
 # `taskset -c CORE BIN --addr 127.0.0.1:PORT --cores 1` with RINGCORE_DRIVER as in the
 # environment (io_uring when unset), and must print "listening on" (as every server of
 # scripts/lib/bench-common.sh does). Prints one line per run and, per binary, the median, the
@@ -45,6 +47,20 @@ SERVER_CORE=0
 CLIENT_CORE=1
 LOAD=target/release/ringcore-load
 BINS=()
+HEADERS=()
+BROWSER_FIELDS=(
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    "Accept-Language: en-US,en;q=0.5"
+    "Accept-Encoding: gzip, deflate, br, zstd"
+    "Connection: keep-alive"
+    "Cookie: session=4f2a9c1e8b7d6a5f3e2d1c0b9a8f7e6d; theme=dark"
+    "Upgrade-Insecure-Requests: 1"
+    "Sec-Fetch-Dest: document"
+    "Sec-Fetch-Mode: navigate"
+    "Sec-Fetch-Site: none"
+    "Priority: u=0, i"
+)
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) RATE="$2"; shift ;;
@@ -58,6 +74,8 @@ while [ $# -gt 0 ]; do
         --server-core) SERVER_CORE="$2"; shift ;;
         --client-core) CLIENT_CORE="$2"; shift ;;
         --load) LOAD="$2"; shift ;;
+        --header) HEADERS+=(--header "$2"); shift ;;
+        --browser) for h in "${BROWSER_FIELDS[@]}"; do HEADERS+=(--header "$h"); done ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
         *) BINS+=("$1") ;;
@@ -89,7 +107,7 @@ for round in $(seq "$ROUNDS"); do
         taskset -c "$CLIENT_CORE" timeout $((DUR + WARM + 20)) "$LOAD" \
             --url "http://127.0.0.1:$PORT$URL_PATH" --rate "$RATE" --conns "$CONNS" --depth "$DEPTH" \
             --duration "$DUR" --warmup "$WARM" --cores 1 --json "$WORK/gen.json" --no-progress \
-            >/dev/null 2>&1 || true
+            ${HEADERS[@]+"${HEADERS[@]}"} >/dev/null 2>&1 || true
         c1=$(cpu_ns "$SRV_PID")
         t1=$(ticks "$SRV_PID")
         stop_server "$bin" "$SRV_PID" "$WORK/stops"
