@@ -68,9 +68,11 @@ total() {
         sleep 0.2
         (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
     done
-    n=$(timeout 300 python3 scripts/lib/pipeclient.py "$PORT" "$conns" "$rounds" "$depth" /plaintext "$FIELDS")
-    kill -INT "$pid"
+    # The server is stopped whether or not the client got every answer.
+    n=$(timeout 300 python3 scripts/lib/pipeclient.py "$PORT" "$conns" "$rounds" "$depth" /plaintext "$FIELDS") || n=
+    kill -INT "$pid" 2>/dev/null || true
     wait "$pid" || true
+    [ -n "$n" ] || { echo "the client did not get every answer; the server said:" >&2; tail -5 "$OUT/server.log" >&2; exit 1; }
     if [ "$CACHE" = 1 ]; then
         # Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw
         cg_annotate "$OUT/cg.out" 2>/dev/null | sed 's/([^)]*)//g; s/,//g' |

@@ -19,7 +19,7 @@
 # closed loop, D pipelined requests per connection), --path P (/plaintext), --port P
 # (18551), --server-core C (0), --client-core C (1), --load PATH (default
 # target/release/ringcore-load), --header 'NAME: VALUE' (an extra request field, repeatable),
-# --browser (the fields a browser sends with each request: a head of about 560 bytes, as
+# --browser (the fields a browser sends with each request: a head of 490 bytes, as
 # `scripts/callgrind-http.sh --browser` sends). Each binary is started as
 # `taskset -c CORE BIN --addr 127.0.0.1:PORT --cores 1` with RINGCORE_DRIVER as in the
 # environment (io_uring when unset), and must print "listening on" (as every server of

@@ -179,6 +179,33 @@ fn head_of_a_streamed_body_sends_no_body() {
     server.stop();
 }
 
+/// An HTTP/1.0 client's HEAD of a streamed body gets no `Transfer-Encoding` (RFC 9112
+/// section 6.1: not sent to an HTTP/1.0 client), and no body; HTTP/1.1's says chunked, as
+/// its GET would.
+#[test]
+fn head_of_a_streamed_body_to_http_1_0_has_no_transfer_encoding() {
+    let server = start(test_router);
+    let mut c = server.client();
+    c.send(b"HEAD /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let head = c.read_head_response();
+    assert_eq!(head.status, 200);
+    assert!(head.header("transfer-encoding").is_none(), "{}", head.head_raw);
+    assert!(head.header("content-length").is_none(), "{}", head.head_raw);
+    c.send(&get_req("/p/after"));
+    let next = c.read_response();
+    assert_eq!(next.text(), "/p/after", "{}", next.head_raw);
+    let mut c11 = server.client();
+    c11.send(b"HEAD /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = c11.read_head_response();
+    assert_eq!(
+        head.header("transfer-encoding"),
+        Some("chunked"),
+        "{}",
+        head.head_raw
+    );
+    server.stop();
+}
+
 #[test]
 fn no_content_has_no_length_and_no_body() {
     let server = start(test_router);

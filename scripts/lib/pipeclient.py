@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # pipeclient.py PORT CONNS ROUNDS DEPTH [PATH [browser]]: send ROUNDS batches of DEPTH pipelined GETs on each of CONNS connections; check answers
-# With "browser", each request carries the fields a browser sends (about 500 bytes of head).
+# With "browser", each request carries the fields a browser sends (a head of 490 bytes).
 import socket, sys
 port, conns, rounds, depth = map(int, sys.argv[1:5])
 path = sys.argv[5] if len(sys.argv) > 5 else "/plaintext"

@@ -123,7 +123,11 @@ fn write_answer(
         }
         Body::Stream(rx) => {
             if is_head || bodyless {
-                let d = if bodyless {
+                // HEAD: the fields a GET would have had, less the body. That is chunked for
+                // HTTP/1.1; for HTTP/1.0, whose GET would be delimited by the close, no
+                // framing field (Transfer-Encoding is not sent to an HTTP/1.0 client, RFC
+                // 9112 section 6.1).
+                let d = if bodyless || version != Version::HTTP_11 {
                     Delimit::NoBody
                 } else {
                     Delimit::Chunked

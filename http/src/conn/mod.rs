@@ -124,16 +124,11 @@ impl Drain {
     }
 
     /// Resolves once draining starts.
-    ///
-    /// The waker registered is also kept in the future, so that a poll with the same waker
-    /// (a busy connection polls this once per request, always from its own task) checks the
-    /// flag and compares two pointers, without reaching into the core's waiter list (whose
-    /// entry for this connection is a cache line of its own, out of the cache by then).
     pub(crate) async fn wait(&self) {
-        struct Guard<'a>(&'a Drain, Option<(usize, Waker)>);
+        struct Guard<'a>(&'a Drain, Option<usize>);
         impl Drop for Guard<'_> {
             fn drop(&mut self) {
-                if let Some((k, _)) = self.1 {
+                if let Some(k) = self.1 {
                     self.0.waiters.borrow_mut().try_remove(k);
                 }
             }
@@ -143,18 +138,10 @@ impl Drain {
             if self.draining.get() {
                 return Poll::Ready(());
             }
-            match &mut guard.1 {
-                // Registered with this waker: its entry is still there (only `start`, which
-                // sets the flag first, and the guard's drop remove it).
-                Some((_, kept)) if kept.will_wake(cx.waker()) => {}
-                Some((k, kept)) => {
-                    kept.clone_from(cx.waker());
-                    self.waiters.borrow_mut()[*k].clone_from(cx.waker());
-                }
-                None => {
-                    let k = self.waiters.borrow_mut().insert(cx.waker().clone());
-                    guard.1 = Some((k, cx.waker().clone()));
-                }
+            let mut w = self.waiters.borrow_mut();
+            match guard.1 {
+                Some(k) if w.contains(k) => w[k].clone_from(cx.waker()),
+                _ => guard.1 = Some(w.insert(cx.waker().clone())),
             }
             Poll::Pending
         })

@@ -25,7 +25,7 @@ pub(super) const fn high(w: u64) -> u64 {
     w & HIGH
 }
 
-/// Flags the bytes strictly between `m` and `n` (both at most 128). Exact in every byte: no
+/// Flags the bytes strictly between `m` (at most 127) and `n` (at most 128). Exact in every byte: no
 /// borrow or carry crosses from one byte to the next (the bytes are masked to 7 bits first,
 /// and a byte at or above 0x80 is never flagged).
 #[inline]
