@@ -122,3 +122,54 @@ fn a_burst_over_more_connections_than_the_window_widens_it_and_loses_nothing() {
         assert_eq!(after, 0, "no provided buffer ring, no window");
     }
 }
+
+/// `TcpStream::try_recv` gives the chunks a multishot receive has already brought, in order,
+/// without waiting, and `None` once they are taken (or, on the epoll driver, always); a
+/// `recv` after it still waits for, and gets, the bytes that come later.
+#[test]
+fn try_recv_takes_the_chunks_already_here_and_recv_still_waits_for_more() {
+    for portable in [false, true] {
+        let builder = one_core(portable).buf_ring(16, 1024);
+        let (got, later, ring, uring) = run_on(builder, || async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let client = TcpStream::connect(listener.local_addr().expect("addr"))
+                .await
+                .expect("connect");
+            let (server, _) = listener.accept().await.expect("accept");
+            assert!(server.try_recv().is_none(), "a chunk before any byte was sent");
+            let bytes: Vec<u8> = (0..3_000u32).map(|i| i as u8).collect();
+            client.write_all(bytes).await.0.expect("write");
+            let first = server.recv().await.expect("recv");
+            let mut got = first.to_vec();
+            let ring = server.uses_buf_ring();
+            let uring = ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::IoUring;
+            while let Some(chunk) = server.try_recv() {
+                assert!(!chunk.is_empty() && chunk.len() <= 1024, "{} bytes", chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            // Whatever did not come with the first completions comes to `recv`.
+            while got.len() < 3_000 {
+                let chunk = timeout(Duration::from_secs(10), server.recv())
+                    .await
+                    .expect("in time")
+                    .expect("recv");
+                got.extend_from_slice(&chunk);
+            }
+            assert!(server.try_recv().is_none(), "a chunk after all 3,000 bytes");
+            client.write_all(b"later".to_vec()).await.0.expect("write");
+            let later = timeout(Duration::from_secs(10), server.recv())
+                .await
+                .expect("woken")
+                .expect("recv");
+            (got, later.to_vec(), ring, uring)
+        });
+        let want: Vec<u8> = (0..3_000u32).map(|i| i as u8).collect();
+        assert_eq!(got, want, "portable {portable}: bytes lost or out of order");
+        assert_eq!(later, b"later");
+        assert_eq!(
+            ring,
+            uring && !portable,
+            "the ring is in use on io_uring's native path only"
+        );
+    }
+}

@@ -432,6 +432,19 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             out.extend_from_slice(encode::CONTINUE);
             parser.continue_sent();
         }
+        // A batch that ended in a partial head whose next bytes are already here (a
+        // pipelined batch longer than one receive buffer, which the ring's multishot receive
+        // brings as several chunks at once): answer on before writing, so that the batch's
+        // answers go out in one write. Each write more is a whole send through the kernel's
+        // TCP path (on loopback, its receive too), which is most of an answer's cost.
+        if parser.has_partial() && !parser.in_body() && !out.is_empty() && out.len() < cap {
+            if let Some(chunk) = stream.try_recv() {
+                arrived = loop_now();
+                last_read = chunk.len();
+                parser.push(&chunk);
+                continue;
+            }
+        }
         if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await {
             return Busy::Closed(false);
         }

@@ -81,6 +81,12 @@ pub(crate) trait Transport {
     fn negotiated_h2(&self) -> bool {
         false
     }
+
+    /// The next received bytes if they are already here (`None` if not, and always where
+    /// the transport has no such path): no waiting, no wake-up registered.
+    fn try_recv(&self) -> Option<Self::Chunk> {
+        None
+    }
 }
 
 impl Transport for TcpStream {
@@ -100,6 +106,10 @@ impl Transport for TcpStream {
 
     fn shutdown_write(&self) -> impl Future<Output = io::Result<()>> {
         self.shutdown(std::net::Shutdown::Write)
+    }
+
+    fn try_recv(&self) -> Option<RecvBuf> {
+        TcpStream::try_recv(self)
     }
 }
 

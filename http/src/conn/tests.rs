@@ -157,3 +157,76 @@ fn a_busy_connection_between_requests_closes_when_draining_starts() {
         "the busy stretch went idle instead of closing on the drain signal"
     );
 }
+
+/// A pipelined batch longer than one receive buffer, which the ring's multishot receive
+/// brings as several chunks at once, is answered in one write: the connection answers on
+/// through the chunks already received before it writes (each send here is one SEND entry
+/// on the ring: speculative sends are off).
+#[test]
+fn a_batch_across_receive_buffers_is_answered_in_one_write() {
+    let builder = ringcore_testkit::rt::one_core(false)
+        .speculative_send(false)
+        .buf_ring(64, 1024);
+    let (answers, sends, first_chunk, ring) = ringcore_testkit::rt::run_on(builder, || async {
+        let listener = ringcore_runtime::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        // Without a provided buffer ring (the epoll driver, an older kernel) nothing arrives in several
+        // chunks at once: the answers are still checked, the writes are not.
+        let ring = server.uses_buf_ring();
+        // 40 requests of 41 bytes: 1,640 bytes, two chunks of 1,024 at most, the second
+        // starting inside a head.
+        let batch: Vec<u8> = (0..40)
+            .flat_map(|i| format!("GET /n{i:03} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes())
+            .collect();
+        client.write_all(batch).await.0.expect("write");
+        let first = server.recv().await.expect("recv");
+        let first_len = first.len();
+        let limits = Limits::default();
+        let cfg = ConnConfig {
+            limits: Arc::new(limits.clone()),
+            server_header: HeaderValue::from_static("t"),
+            http2: None,
+        };
+        let router = Router::<()>::new().route(
+            "/{n}",
+            crate::get(|crate::extract::Path(n): crate::extract::Path<String>| async move { n }),
+        );
+        let core = Rc::new(CoreConns::new(&limits));
+        let before = ringcore_runtime::stats::shard(0).sqes_submitted;
+        let busy = {
+            let core = core.clone();
+            ringcore_runtime::spawn_local(async move {
+                serve_busy(&server, None, &router, &cfg, &core, first).await;
+            })
+        };
+        let mut got = Vec::new();
+        while got.windows(4).filter(|w| *w == b"n039").count() == 0 {
+            let chunk = client.recv().await.expect("answers");
+            assert!(!chunk.is_empty(), "closed before the last answer");
+            got.extend_from_slice(&chunk);
+        }
+        // The client's receive was armed once; every other entry is a send of the server's.
+        let sends = (ringcore_runtime::stats::shard(0).sqes_submitted - before).saturating_sub(1);
+        core.drain.start();
+        busy.await.expect("the busy connection's task");
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let answers: Vec<usize> = (0..40)
+            .map(|i| text.find(&format!("n{i:03}")).unwrap_or(usize::MAX))
+            .collect();
+        assert!(
+            answers.windows(2).all(|w| w[0] < w[1]),
+            "answers out of order or missing: {text}"
+        );
+        (answers.len(), sends, first_len, ring)
+    });
+    assert_eq!(answers, 40);
+    if ring {
+        assert!(
+            first_chunk < 1_640,
+            "the batch came in one chunk ({first_chunk} bytes)"
+        );
+        assert_eq!(sends, 1, "the batch took {sends} writes");
+    }
+}

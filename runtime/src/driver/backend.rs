@@ -98,6 +98,11 @@ impl Driver {
         self.ops_mut().poll_multi(key, waker)
     }
 
+    /// The next completion of a multishot operation if one has arrived (no waker registered).
+    pub(crate) fn try_multi(&mut self, key: usize) -> Option<Completion> {
+        self.ops_mut().try_multi(key)
+    }
+
     /// Puts a multishot completion back at the front of its queue (the task had to yield).
     pub(crate) fn unpoll_multi(&mut self, key: usize, c: Completion) {
         self.ops_mut().unpoll_multi(key, c);

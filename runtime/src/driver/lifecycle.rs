@@ -378,6 +378,18 @@ impl OpTable {
         MultiPoll::Pending
     }
 
+    /// The next completion of a multishot operation if one has arrived; no waker is
+    /// registered (the caller polls as usual when this finds none).
+    pub(crate) fn try_multi(&mut self, key: usize) -> Option<Completion> {
+        match self.slots.get_mut(key) {
+            Some(Slot {
+                state: Lifecycle::Multi { results, .. },
+                ..
+            }) => results.pop_front(),
+            _ => None,
+        }
+    }
+
     /// Puts a multishot completion back at the front of its queue (the task had to yield).
     pub(crate) fn unpoll_multi(&mut self, key: usize, c: Completion) {
         if let Some(Slot {

@@ -93,6 +93,25 @@ impl RecvStream {
         self.ring.is_none() && self.single.is_none()
     }
 
+    /// Bytes the ring's multishot receive has already brought, if any: `None` when nothing
+    /// has arrived, on the other receive paths, and for an end or an error (which the next
+    /// poll reports as usual).
+    pub(crate) fn try_next(&mut self) -> Option<RecvBuf> {
+        if self.eof || self.single.is_some() || self.readiness {
+            return None;
+        }
+        let ring = self.ring.as_ref()?;
+        let multi = self.multi.as_mut()?;
+        let c = multi.try_next()?;
+        match (c.result, c.buffer_id()) {
+            (Ok(n), Some(bid)) if n > 0 => Some(RecvBuf::ring(ring.clone(), bid, n as usize)),
+            _ => {
+                multi.put_back(c);
+                None
+            }
+        }
+    }
+
     /// The next received bytes on `fd`; an empty chunk means EOF.
     pub(crate) fn poll_next(&mut self, fd: &SharedFd, cx: &mut Context<'_>) -> Poll<io::Result<RecvBuf>> {
         if self.eof {

@@ -119,6 +119,20 @@ impl TcpStream {
         st.stream.poll_next(&self.fd, cx)
     }
 
+    /// The next chunk if it has already been received, without waiting and without
+    /// registering for a wake-up; `None` if none is here (then [`recv`](Self::recv) waits
+    /// for it). Bytes arrive here only from the core's provided buffer ring (a multishot
+    /// receive can bring several chunks at once: a pipelined batch larger than one buffer);
+    /// on the other receive paths, and for an end or an error, it gives `None` and the next
+    /// `recv` reports them.
+    pub fn try_recv(&self) -> Option<RecvBuf> {
+        let mut st = self.recv.borrow_mut();
+        if let Some(b) = st.leftover.take() {
+            return Some(b);
+        }
+        st.stream.try_next()
+    }
+
     /// Receives the next chunk of bytes, without copying when the core's provided buffer ring
     /// is in use. An empty chunk means the peer closed its sending side (EOF).
     ///

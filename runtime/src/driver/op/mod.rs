@@ -166,6 +166,20 @@ impl Multi {
         })
     }
 
+    /// The next completion if it has already arrived; `None` otherwise (nothing registered:
+    /// [`poll_next`](Self::poll_next) is the way to wait).
+    pub(crate) fn try_next(&mut self) -> Option<Completion> {
+        let key = self.key?;
+        context::with(|c| c.driver.borrow_mut().try_multi(key))
+    }
+
+    /// Puts a completion [`try_next`](Self::try_next) gave back at the front of the queue.
+    pub(crate) fn put_back(&mut self, c: Completion) {
+        if let Some(key) = self.key {
+            context::with(|cx| cx.driver.borrow_mut().unpoll_multi(key, c));
+        }
+    }
+
     /// The next completion, or `None` once the kernel has ended the stream (re-arm then).
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Completion>> {
         let Some(key) = self.key else {
