@@ -4,6 +4,24 @@
 use super::*;
 use crate::proto::Parser;
 
+/// A loopback connection on this core: (client, server).
+async fn connected() -> (TcpStream, TcpStream) {
+    let listener = ringcore_runtime::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let client = TcpStream::connect(addr).await.expect("connect");
+    let (server, _) = listener.accept().await.expect("accept");
+    (client, server)
+}
+
+/// A connection config with `limits`, without HTTP/2.
+fn config(limits: &Limits) -> ConnConfig {
+    ConnConfig {
+        limits: Arc::new(limits.clone()),
+        server_header: HeaderValue::from_static("t"),
+        http2: None,
+    }
+}
+
 /// An idle keep-alive connection is its task's future and little else (the busy state is
 /// boxed and freed between requests): keep that future small. 464 bytes with rustc 1.95.0
 /// (the bound leaves room for the compiler's layout to move); `scripts/bench-idle-http.sh`
@@ -41,18 +59,11 @@ fn an_idle_connection_future_stays_small() {
 #[test]
 fn a_busy_connection_future_stays_under_2_kib() {
     let (size, parser) = ringcore_testkit::rt::run1(|| async {
-        let listener = ringcore_runtime::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let client = TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
+        let (client, server) = connected().await;
         client.write_all(b"G".to_vec()).await.0.expect("write");
         let first = server.recv().await.expect("recv");
         let limits = Limits::default();
-        let cfg = ConnConfig {
-            limits: Arc::new(limits.clone()),
-            server_header: HeaderValue::from_static("t"),
-            http2: None,
-        };
+        let cfg = config(&limits);
         let router = Router::<()>::new();
         let core = CoreConns::new(&limits);
         let fut = serve_busy(&server, None, &router, &cfg, &core, first);
@@ -115,19 +126,12 @@ fn a_drain_wait_wakes_its_latest_waker_and_registers_once() {
 #[test]
 fn a_busy_connection_between_requests_closes_when_draining_starts() {
     let ended = ringcore_testkit::rt::run1(|| async {
-        let listener = ringcore_runtime::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let client = TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
+        let (client, server) = connected().await;
         const REQ: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
         client.write_all(REQ.to_vec()).await.0.expect("write");
         let first = server.recv().await.expect("recv");
         let limits = Limits::default();
-        let cfg = ConnConfig {
-            limits: Arc::new(limits.clone()),
-            server_header: HeaderValue::from_static("t"),
-            http2: None,
-        };
+        let cfg = config(&limits);
         let router = Router::<()>::new().route("/", crate::get(|| async { "hi" }));
         let core = Rc::new(CoreConns::new(&limits));
         let busy = {
@@ -168,10 +172,7 @@ fn a_batch_across_receive_buffers_is_answered_in_one_write() {
         .speculative_send(false)
         .buf_ring(64, 1024);
     let (answers, sends, first_chunk, ring) = ringcore_testkit::rt::run_on(builder, || async {
-        let listener = ringcore_runtime::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let client = TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
+        let (client, server) = connected().await;
         // Without a provided buffer ring (the epoll driver, an older kernel) nothing arrives in several
         // chunks at once: the answers are still checked, the writes are not.
         let ring = server.uses_buf_ring();
@@ -184,11 +185,7 @@ fn a_batch_across_receive_buffers_is_answered_in_one_write() {
         let first = server.recv().await.expect("recv");
         let first_len = first.len();
         let limits = Limits::default();
-        let cfg = ConnConfig {
-            limits: Arc::new(limits.clone()),
-            server_header: HeaderValue::from_static("t"),
-            http2: None,
-        };
+        let cfg = config(&limits);
         let router = Router::<()>::new().route(
             "/{n}",
             crate::get(|crate::extract::Path(n): crate::extract::Path<String>| async move { n }),
