@@ -7,8 +7,9 @@
 //! [`put`](FutureSlot::put) (the memory grows, rarely, to the largest future placed so far),
 //! and the caller polls it there, through the [`SlotFuture`] it gets back, as it would poll
 //! a `Pin<Box<dyn Future>>` (or [`place`](FutureSlot::place)s it and polls it through the
-//! slot itself, [`poll_placed`](FutureSlot::poll_placed), with no handle to keep). ringcore-http keeps one per connection, which runs one handler
-//! at a time: its plain request path allocates nothing per request.
+//! slot itself, [`poll_placed`](FutureSlot::poll_placed), with no handle to keep).
+//! ringcore-http keeps one per connection, which runs one handler at a time: its plain
+//! request path allocates nothing per request.
 //!
 //! The future is pinned in place: the slot's memory does not move or get reused while the
 //! future lives. Placing a new future, growing and freeing the memory all need `&mut

@@ -173,3 +173,44 @@ fn try_recv_takes_the_chunks_already_here_and_recv_still_waits_for_more() {
         );
     }
 }
+
+/// `try_recv` spends the task's cooperative budget as a poll does: with it spent it gives
+/// nothing though chunks are here (a task reading chunk after chunk without waiting still
+/// lets the others run), and the chunks are not lost: `recv` gets them after the yield.
+#[test]
+fn try_recv_stops_when_the_task_budget_is_spent_and_loses_nothing() {
+    let builder = one_core(false).buf_ring(16, 1024).budget(2);
+    let (got, stopped, ring) = run_on(builder, || async {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let bytes: Vec<u8> = (0..5_000u32).map(|i| i as u8).collect();
+        client.write_all(bytes).await.0.expect("write");
+        // Let every chunk arrive before the first receive.
+        sleep(Duration::from_millis(50)).await;
+        yield_now().await;
+        let mut got = server.recv().await.expect("recv").to_vec();
+        // Within one poll: a budget of 2 leaves at most one more chunk to `try_recv`.
+        let mut taken = 0;
+        while let Some(chunk) = server.try_recv() {
+            got.extend_from_slice(&chunk);
+            taken += 1;
+        }
+        let stopped = taken <= 1 && got.len() < 5_000;
+        while got.len() < 5_000 {
+            let chunk = timeout(Duration::from_secs(10), server.recv())
+                .await
+                .expect("in time")
+                .expect("recv");
+            got.extend_from_slice(&chunk);
+        }
+        (got, stopped, server.uses_buf_ring())
+    });
+    let want: Vec<u8> = (0..5_000u32).map(|i| i as u8).collect();
+    assert_eq!(got, want, "bytes lost or out of order");
+    if ring {
+        assert!(stopped, "try_recv went on past the task's budget");
+    }
+}

@@ -94,8 +94,9 @@ impl RecvStream {
     }
 
     /// Bytes the ring's multishot receive has already brought, if any: `None` when nothing
-    /// has arrived, on the other receive paths, and for an end or an error (which the next
-    /// poll reports as usual).
+    /// has arrived, on the other receive paths, for an end or an error (which the next
+    /// poll reports as usual), and when the task's cooperative budget is spent (as a poll
+    /// would yield then: a task reading chunk after chunk this way still lets the others run).
     pub(crate) fn try_next(&mut self) -> Option<RecvBuf> {
         if self.eof || self.single.is_some() || self.readiness {
             return None;
@@ -104,7 +105,9 @@ impl RecvStream {
         let multi = self.multi.as_mut()?;
         let c = multi.try_next()?;
         match (c.result, c.buffer_id()) {
-            (Ok(n), Some(bid)) if n > 0 => Some(RecvBuf::ring(ring.clone(), bid, n as usize)),
+            (Ok(n), Some(bid)) if n > 0 && coop::try_proceed() => {
+                Some(RecvBuf::ring(ring.clone(), bid, n as usize))
+            }
             _ => {
                 multi.put_back(c);
                 None

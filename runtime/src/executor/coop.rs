@@ -33,6 +33,22 @@ pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
     })
 }
 
+/// Spends one unit of budget if any is left (true), for a leaf operation that gives what is
+/// ready now or nothing and has no waker to re-wake (`TcpStream::try_recv`): with none left
+/// it gives nothing, and the caller's next waiting poll yields.
+#[inline]
+pub(crate) fn try_proceed() -> bool {
+    BUDGET.with(|b| {
+        let left = b.get();
+        if left == 0 {
+            false
+        } else {
+            b.set(left - 1);
+            true
+        }
+    })
+}
+
 /// Yields to the other ready tasks of this core once.
 ///
 /// The task is queued again at the back of its class's queue.
