@@ -401,3 +401,106 @@ fn default_send_mode_follows_the_core(portable: bool) {
         "the turn of send completions alone (io_uring: {uring}, forced: {forced:?}, portable: {portable})"
     );
 }
+
+/// Counts the polls of the future it wraps.
+struct CountPolls<F> {
+    fut: std::pin::Pin<Box<F>>,
+    polls: std::rc::Rc<std::cell::Cell<u32>>,
+}
+
+impl<F: std::future::Future> std::future::Future for CountPolls<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.polls.set(self.polls.get() + 1);
+        self.fut.as_mut().poll(cx)
+    }
+}
+
+/// `start_send` returns at once; the kernel sends while the task sleeps, and the send's
+/// completion does not wake the task (it is polled twice: once to start, once when its
+/// sleep ends); by then the send is done and awaiting it returns at once, with the byte
+/// count and the buffer. On both drivers, with speculative sends on or off (the send is
+/// made through the driver either way).
+#[test]
+fn a_started_send_completes_without_waking_its_task() {
+    run_on(one_core(false), || async {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let polls = std::rc::Rc::new(std::cell::Cell::new(0));
+        let sender = CountPolls {
+            fut: Box::pin(async move {
+                let sending = server.start_send(b"hello, posted".to_vec()).expect("start");
+                ringcore_runtime::time::sleep(Duration::from_millis(100)).await;
+                let done = sending.is_done();
+                let (res, buf) = sending.await;
+                (done, res.expect("send"), buf, server)
+            }),
+            polls: polls.clone(),
+        };
+        let (done, n, buf, _server) = ringcore_runtime::spawn_local(sender).await.expect("task");
+        assert!(done, "the send had not completed after 100 ms");
+        assert_eq!(n, 13);
+        assert_eq!(buf, b"hello, posted", "the buffer comes back");
+        assert_eq!(polls.get(), 2, "the send's completion woke its task");
+        let chunk = timeout(Duration::from_secs(5), client.recv())
+            .await
+            .expect("in time")
+            .expect("recv");
+        assert_eq!(&chunk[..], b"hello, posted");
+    });
+}
+
+/// A started send into a socket whose buffers are full stays under way (not done) while
+/// the peer reads nothing, and completes once it reads; each send takes some of its bytes,
+/// and the bytes of successive sends arrive whole and in order.
+#[test]
+fn a_started_send_into_a_full_socket_completes_once_the_peer_reads() {
+    run_on(one_core(false), || async {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        // 64 MiB: more than loopback's socket buffers take while the client reads nothing.
+        let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+        let total = data.len();
+        let reader = ringcore_runtime::spawn_local(async move {
+            // Nothing is read until the sender has seen a send stay under way.
+            ringcore_runtime::time::sleep(Duration::from_millis(300)).await;
+            let mut got = 0usize;
+            while got < total {
+                let chunk = timeout(Duration::from_secs(10), client.recv())
+                    .await
+                    .expect("in time")
+                    .expect("recv");
+                assert!(!chunk.is_empty(), "EOF after {got} of {total} bytes");
+                for (i, b) in chunk.iter().enumerate() {
+                    assert_eq!(*b, ((got + i) % 251) as u8, "byte {} out of order", got + i);
+                }
+                got += chunk.len();
+            }
+            got
+        });
+        let mut buf = data;
+        let mut sent = 0usize;
+        let mut waited = false;
+        while sent < total {
+            let sending = server.start_send(buf).expect("start");
+            ringcore_runtime::time::sleep(Duration::from_millis(50)).await;
+            waited |= !sending.is_done();
+            let (res, back) = timeout(Duration::from_secs(10), sending).await.expect("in time");
+            let n = res.expect("send");
+            assert!(n > 0, "a send took nothing");
+            sent += n;
+            buf = back;
+            buf.drain(..n);
+        }
+        assert_eq!(reader.await.expect("reader"), total);
+        assert!(waited, "no send stayed under way while the client read nothing");
+    });
+}
