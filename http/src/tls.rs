@@ -450,13 +450,6 @@ impl Transport for TlsStream {
         self.flush_tls().await?;
         self.tcp.shutdown(std::net::Shutdown::Write).await
     }
-
-    // Records are encrypted and sent by `flush_tls`, which the connection awaits.
-    type Sending = std::future::Ready<(io::Result<usize>, Vec<u8>)>;
-
-    fn start_send(&self, buf: Vec<u8>) -> Result<Self::Sending, Vec<u8>> {
-        Err(buf)
-    }
 }
 
 /// The initialized bytes of an owned buffer.

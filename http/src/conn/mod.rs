@@ -19,7 +19,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -71,14 +71,6 @@ pub(crate) trait Transport {
     /// Ends the sending side (the peer reads EOF).
     fn shutdown_write(&self) -> impl Future<Output = io::Result<()>>;
 
-    /// A send under way that the connection does not wait on (see
-    /// [`start_send`](Self::start_send)): awaited, it says how many bytes went.
-    type Sending: Future<Output = (io::Result<usize>, Vec<u8>)> + Unpin;
-
-    /// Starts sending `buf` and returns at once, without a wake-up when the send completes;
-    /// `Err(buf)` where the transport has no such path (then `write` it).
-    fn start_send(&self, buf: Vec<u8>) -> Result<Self::Sending, Vec<u8>>;
-
     /// Writes some of `bytes` now if that needs no waiting (`WouldBlock` otherwise, and
     /// always where the transport has no such path).
     fn try_write(&self, _bytes: &[u8]) -> io::Result<usize> {
@@ -116,22 +108,9 @@ impl Transport for TcpStream {
         self.shutdown(std::net::Shutdown::Write)
     }
 
-    type Sending = ringcore_runtime::net::Sending<Vec<u8>>;
-
-    fn start_send(&self, buf: Vec<u8>) -> Result<Self::Sending, Vec<u8>> {
-        TcpStream::start_send(self, buf).map_err(|(_, buf)| buf)
-    }
-
     fn try_recv(&self) -> Option<RecvBuf> {
         TcpStream::try_recv(self)
     }
-}
-
-/// Runs a rarely taken sub-future out of line: boxed and type-erased, so neither its state
-/// nor its poll code becomes part of the connection loop's (whose future every busy
-/// connection holds, and whose code every request runs through).
-pub(super) fn out_of_line<'a, T>(f: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<Output = T> + 'a>> {
-    Box::pin(f)
 }
 
 /// A per-core shutdown signal that idle connections wait on.

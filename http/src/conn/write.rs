@@ -3,7 +3,7 @@
 
 use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use http::StatusCode;
 use ringcore_runtime::time::{loop_now, timeout_at};
 use ringcore_runtime::IoBuf;
 
-use super::{out_of_line, ConnConfig, CoreConns, LazyTimer, Transport};
+use super::{ConnConfig, CoreConns, LazyTimer, Transport};
 use crate::limits::{Limits, LINGER_MAX_BYTES};
 use crate::proto::encode::{self, Delimit, Persist};
 use crate::proto::ProtoError;
@@ -67,44 +67,30 @@ pub(super) async fn flush<T: Transport>(
     cfg: &ConnConfig,
     core: &CoreConns,
 ) -> bool {
-    flush_timed(stream, out, cfg, core, &mut None, &mut None, Post::No).await
+    flush_timed(stream, out, cfg, core, &mut None).await
 }
 
-/// Whether a flush may leave its bytes to a send it does not wait for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Post {
-    /// Yes: the connection reads next, and [`settle`]s the send before it writes again.
-    Yes,
-    /// No: the bytes are sent when the flush returns (before a body is written in its own
-    /// write, before the connection closes).
-    No,
-}
-
-/// [`flush`] with the write timer of a busy stretch (see [`send_all`]) and its posted send:
-/// the send of the previous flush is settled first, so that the bytes go out in order.
-///
-/// With [`Post::Yes`], bytes the socket does not take at once (on io_uring while the core is
-/// busy, all of them: `try_write` makes no call then) go to a send that the connection does
-/// not wait for ([`Transport::start_send`]), and `out` is left empty without capacity (the
-/// next read takes a pooled buffer). Awaiting a ring send here would cost the connection a
-/// second wake-up and poll per flush, when its completion arrives; the posted send's
-/// completion wakes nobody, and the next flush (or the end of the busy stretch) finds it
-/// done. A send still under way then is waited for under the write timeout.
-pub(super) async fn flush_timed<T: Transport>(
+/// [`flush_timed`], after recording the metrics of the answers in `out`.
+pub(super) async fn flush_answered<T: Transport, S: 'static>(
     stream: &T,
     out: &mut Vec<u8>,
     cfg: &ConnConfig,
     core: &CoreConns,
     timer: &mut Option<LazyTimer>,
-    posted: &mut Option<T::Sending>,
-    post: Post,
+    answered: &mut crate::router::Answered<'_, S>,
 ) -> bool {
-    if out.is_empty() && post == Post::Yes {
-        return true;
-    }
-    if posted.is_some() && !settle(stream, posted, cfg, core, timer).await {
-        return false;
-    }
+    answered.record();
+    flush_timed(stream, out, cfg, core, timer).await
+}
+
+/// [`flush`] with the write timer of a busy stretch (see [`send_all`]).
+async fn flush_timed<T: Transport>(
+    stream: &T,
+    out: &mut Vec<u8>,
+    cfg: &ConnConfig,
+    core: &CoreConns,
+    timer: &mut Option<LazyTimer>,
+) -> bool {
     if out.is_empty() {
         return true;
     }
@@ -118,111 +104,11 @@ pub(super) async fn flush_timed<T: Transport>(
         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
         Err(_) => return false,
     }
-    let mut buf = std::mem::take(out);
-    if post == Post::Yes {
-        match stream.start_send(buf) {
-            Ok(sending) => {
-                *posted = Some(sending);
-                return true;
-            }
-            Err(b) => buf = b,
-        }
-    }
-    // Out of line: a send that waits is not the usual flush, and its state would otherwise
-    // be part of every busy connection's future.
-    match out_of_line(send_all(stream, buf, |b, n| drop(b.drain(..n)), cfg, core, timer)).await {
+    let buf = std::mem::take(out);
+    match send_all(stream, buf, |b, n| drop(b.drain(..n)), cfg, core, timer).await {
         Some(mut buf) => {
             buf.clear();
             *out = buf;
-            true
-        }
-        None => false,
-    }
-}
-
-/// Waits for the posted send, if any (see [`flush_timed`]), under the write timeout, sends
-/// what it left unsent, and gives its buffer back to the core's pool; false if the
-/// connection is done for. Usually the send completed long ago and its one poll here, where
-/// it lies, ends it; the rest (a client slow to read) runs out of line, so that its state is
-/// not part of every busy connection's future.
-pub(super) async fn settle<T: Transport>(
-    stream: &T,
-    posted: &mut Option<T::Sending>,
-    cfg: &ConnConfig,
-    core: &CoreConns,
-    timer: &mut Option<LazyTimer>,
-) -> bool {
-    let polled = poll_fn(|cx| Poll::Ready(posted.as_mut().map(|s| Pin::new(s).poll(cx)))).await;
-    let sent = match polled {
-        None => return true,
-        Some(Poll::Ready(sent)) => sent,
-        Some(Poll::Pending) => {
-            return out_of_line(settle_slowly(stream, posted.take(), cfg, core, timer)).await;
-        }
-    };
-    *posted = None;
-    match sent {
-        (Ok(n), buf) if n == buf.len() => {
-            core.pool.put_out(buf);
-            true
-        }
-        sent => out_of_line(send_rest(stream, sent, cfg, core, timer)).await,
-    }
-}
-
-/// [`settle`] for a send still under way: waits for it under the write timeout (it is
-/// cancelled if that passes: its buffer stays with the driver until the kernel lets go of
-/// it), then sends its rest.
-async fn settle_slowly<T: Transport>(
-    stream: &T,
-    sending: Option<T::Sending>,
-    cfg: &ConnConfig,
-    core: &CoreConns,
-    timer: &mut Option<LazyTimer>,
-) -> bool {
-    let Some(mut sending) = sending else {
-        return true;
-    };
-    let deadline = loop_now() + cfg.limits.write_timeout;
-    let sent = poll_fn(|cx| match Pin::new(&mut sending).poll(cx) {
-        Poll::Ready(r) => Poll::Ready(Some(r)),
-        Poll::Pending if LazyTimer::poll_due(timer, cx, deadline) => Poll::Ready(None),
-        Poll::Pending => Poll::Pending,
-    })
-    .await;
-    match sent {
-        Some(sent) => send_rest(stream, sent, cfg, core, timer).await,
-        None => {
-            core.m_write_timeouts.inc();
-            false
-        }
-    }
-}
-
-/// What a posted send left: the bytes it did not take go out now (under the write timeout),
-/// then its buffer goes back to the core's pool; false if the connection is done for.
-async fn send_rest<T: Transport>(
-    stream: &T,
-    sent: (io::Result<usize>, Vec<u8>),
-    cfg: &ConnConfig,
-    core: &CoreConns,
-    timer: &mut Option<LazyTimer>,
-) -> bool {
-    let rest = match sent {
-        (Ok(n), mut buf) if n > 0 => {
-            buf.drain(..n.min(buf.len()));
-            buf
-        }
-        (Err(e), buf) if e.kind() == io::ErrorKind::Interrupted => buf,
-        _ => return false,
-    };
-    if rest.is_empty() {
-        core.pool.put_out(rest);
-        return true;
-    }
-    match send_all(stream, rest, |b, n| drop(b.drain(..n)), cfg, core, timer).await {
-        Some(buf) => {
-            core.pool.put_out(buf);
             true
         }
         None => false,
@@ -283,11 +169,10 @@ pub(super) async fn refuse_body<T: Transport>(
     out: &mut Vec<u8>,
     cfg: &ConnConfig,
     core: &CoreConns,
-    posted: &mut Option<T::Sending>,
 ) -> bool {
     core.body_budget.m_refused.inc();
     unavailable_and_close(out, cfg, b"request body budget exhausted\n");
-    flush_timed(stream, out, cfg, core, &mut None, posted, Post::No).await
+    flush(stream, out, cfg, core).await
 }
 
 /// The 503 sent to a connection over the per-core limit.

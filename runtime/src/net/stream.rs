@@ -227,13 +227,15 @@ impl TcpStream {
     /// some of the bytes, when the socket's send buffer fills; the rest is the caller's to
     /// send.
     ///
-    /// This is the write of a task that answers and then waits for its peer's next bytes:
-    /// the send still shares the core's next ring enter with the other tasks' operations,
-    /// but its completion costs no second wake-up and poll of the task (on io_uring, where
-    /// `write` would wait for it). Dropping the `Sending` before it completes cancels the
-    /// send; the buffer stays with the driver until the kernel lets go of it. On the epoll
-    /// driver the send is tried at once and, if the socket is full, made when it turns
-    /// writable.
+    /// For a task that writes and then waits on something else (its peer's next bytes): the
+    /// send still shares the core's next ring enter with the other tasks' operations, but
+    /// its completion costs no wake-up and poll of the task (on io_uring, where `write`
+    /// would wait for it). The buffer stays with the `Sending` until it is awaited, so a
+    /// server that leaves every connection's last answer under way holds one buffer per
+    /// connection, not a few hot ones reused. Dropping the `Sending` before it completes
+    /// cancels the send; the buffer stays with the driver until the kernel lets go of it.
+    /// On the epoll driver the send is tried at once and, if the socket is full, made when
+    /// it turns writable.
     pub fn start_send<B: IoBuf>(&self, buf: B) -> Result<Sending<B>, (io::Error, B)> {
         op::send(&self.fd, buf, 0).map(|op| Sending { op })
     }
