@@ -402,6 +402,15 @@ fn default_send_mode_follows_the_core(portable: bool) {
     );
 }
 
+/// A loopback connection on this core: (client, server).
+async fn loopback_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let client = TcpStream::connect(addr).await.expect("connect");
+    let (server, _) = listener.accept().await.expect("accept");
+    (client, server)
+}
+
 /// Counts the polls of the future it wraps.
 struct CountPolls<F> {
     fut: std::pin::Pin<Box<F>>,
@@ -428,10 +437,7 @@ impl<F: std::future::Future> std::future::Future for CountPolls<F> {
 #[test]
 fn a_started_send_completes_without_waking_its_task() {
     run_on(one_core(false), || async {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let client = TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
+        let (client, server) = loopback_pair().await;
         let polls = std::rc::Rc::new(std::cell::Cell::new(0));
         let sender = CountPolls {
             fut: Box::pin(async move {
@@ -462,10 +468,7 @@ fn a_started_send_completes_without_waking_its_task() {
 #[test]
 fn a_started_send_into_a_full_socket_completes_once_the_peer_reads() {
     run_on(one_core(false), || async {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let client = TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
+        let (client, server) = loopback_pair().await;
         // 64 MiB: more than loopback's socket buffers take while the client reads nothing.
         let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
         let total = data.len();
