@@ -259,8 +259,8 @@ fn an_answer_under_way_goes_out_whole_before_the_connection_closes() {
         let busy = ringcore_runtime::spawn_local(async move {
             serve_busy(&server, None, &router, &cfg, &core, first).await
         });
-        // Nothing is read for a while: the answer's send stays under way, and the
-        // connection meets the client's EOF meanwhile.
+        // Nothing is read for a while: the answer's send waits for room in the socket
+        // with the client's EOF already there behind the request.
         ringcore_runtime::time::sleep(std::time::Duration::from_millis(300)).await;
         let mut got = 0usize;
         loop {

@@ -96,9 +96,7 @@ impl<T: OpKind> Op<T> {
             Err(e) => Err((e, data)),
         }
     }
-}
 
-impl<T: OpKind> Op<T> {
     /// True once the operation's completion has arrived (a poll now returns it).
     pub(crate) fn is_done(&self) -> bool {
         self.data.is_some() && context::with(|c| c.driver.borrow().is_completed(self.key))
