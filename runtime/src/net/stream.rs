@@ -2,10 +2,9 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::buf::{IoBuf, IoBufMut};
@@ -219,27 +218,6 @@ impl TcpStream {
         socket::send_now(self.fd.raw(), bytes)
     }
 
-    /// Starts sending `buf` through the driver and returns at once: the task goes on (to
-    /// its next read, say) while the kernel sends, and nothing wakes it when the send
-    /// completes. Await the returned [`Sending`] when the outcome is needed (before the next
-    /// write on this stream, and before shutting it down): by then it has usually completed,
-    /// and the await is answered on the spot. Like [`write`](Self::write) it may take only
-    /// some of the bytes, when the socket's send buffer fills; the rest is the caller's to
-    /// send.
-    ///
-    /// For a task that writes and then waits on something else (its peer's next bytes): the
-    /// send still shares the core's next ring enter with the other tasks' operations, but
-    /// its completion costs no wake-up and poll of the task (on io_uring, where `write`
-    /// would wait for it). The buffer stays with the `Sending` until it is awaited, so a
-    /// server that leaves every connection's last answer under way holds one buffer per
-    /// connection, not a few hot ones reused. Dropping the `Sending` before it completes
-    /// cancels the send; the buffer stays with the driver until the kernel lets go of it.
-    /// On the epoll driver the send is tried at once and, if the socket is full, made when
-    /// it turns writable.
-    pub fn start_send<B: IoBuf>(&self, buf: B) -> Result<Sending<B>, (io::Error, B)> {
-        op::send(&self.fd, buf, 0).map(|op| Sending { op })
-    }
-
     /// Writes all of `buf`.
     pub async fn write_all<B: IoBuf>(&self, mut buf: B) -> (io::Result<()>, B) {
         let len = buf.bytes_init();
@@ -309,32 +287,5 @@ impl TcpStream {
                 Ok(())
             }
         }
-    }
-}
-
-/// A send started by [`TcpStream::start_send`]. Awaiting it gives what `write` gives: how
-/// many bytes were sent, or the error, and the buffer back.
-pub struct Sending<B: IoBuf> {
-    op: op::Op<op::Send<B>>,
-}
-
-impl<B: IoBuf> Sending<B> {
-    /// True once the send has completed: awaiting it now returns at once.
-    pub fn is_done(&self) -> bool {
-        self.op.is_done()
-    }
-}
-
-impl<B: IoBuf> Future for Sending<B> {
-    type Output = (io::Result<usize>, B);
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.op).poll(cx)
-    }
-}
-
-impl<B: IoBuf> fmt::Debug for Sending<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sending").field("done", &self.is_done()).finish()
     }
 }

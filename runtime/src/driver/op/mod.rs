@@ -35,7 +35,7 @@ pub(crate) use open::openat;
 pub(crate) use read::read_at;
 pub(crate) use recv::recv;
 pub(in crate::driver) use recv::{recv_multi, Recv};
-pub(crate) use send::{send, sendmsg, Send};
+pub(crate) use send::{send, sendmsg};
 pub(crate) use shutdown::shutdown;
 pub(crate) use write::write_at;
 
@@ -95,11 +95,6 @@ impl<T: OpKind> Op<T> {
             }),
             Err(e) => Err((e, data)),
         }
-    }
-
-    /// True once the operation's completion has arrived (a poll now returns it).
-    pub(crate) fn is_done(&self) -> bool {
-        self.data.is_some() && context::with(|c| c.driver.borrow().is_completed(self.key))
     }
 }
 
