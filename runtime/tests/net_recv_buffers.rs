@@ -40,6 +40,18 @@ async fn read_one(s: TcpStream) -> (usize, Vec<u8>) {
 
 /// Connects `CONNS` clients, waits for `go`, then writes every client's bytes at once and
 /// says so on `written`.
+/// Receives into `got` until it holds `n` bytes (each receive bounded by 10 s; EOF fails).
+async fn recv_until(s: &TcpStream, got: &mut Vec<u8>, n: usize) {
+    while got.len() < n {
+        let chunk = timeout(Duration::from_secs(10), s.recv())
+            .await
+            .expect("in time")
+            .expect("recv");
+        assert!(!chunk.is_empty(), "EOF after {} of {n} bytes", got.len());
+        got.extend_from_slice(&chunk);
+    }
+}
+
 fn clients(addr: SocketAddr, go: mpsc::Receiver<()>, written: mpsc::Sender<()>, done: mpsc::Receiver<()>) {
     let mut socks: Vec<std::net::TcpStream> = (0..CONNS)
         .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
@@ -148,13 +160,7 @@ fn try_recv_takes_the_chunks_already_here_and_recv_still_waits_for_more() {
                 got.extend_from_slice(&chunk);
             }
             // Whatever did not come with the first completions comes to `recv`.
-            while got.len() < 3_000 {
-                let chunk = timeout(Duration::from_secs(10), server.recv())
-                    .await
-                    .expect("in time")
-                    .expect("recv");
-                got.extend_from_slice(&chunk);
-            }
+            recv_until(&server, &mut got, 3_000).await;
             assert!(server.try_recv().is_none(), "a chunk after all 3,000 bytes");
             client.write_all(b"later".to_vec()).await.0.expect("write");
             let later = timeout(Duration::from_secs(10), server.recv())
@@ -199,13 +205,7 @@ fn try_recv_stops_when_the_task_budget_is_spent_and_loses_nothing() {
             taken += 1;
         }
         let stopped = taken <= 1 && got.len() < 5_000;
-        while got.len() < 5_000 {
-            let chunk = timeout(Duration::from_secs(10), server.recv())
-                .await
-                .expect("in time")
-                .expect("recv");
-            got.extend_from_slice(&chunk);
-        }
+        recv_until(&server, &mut got, 5_000).await;
         (got, stopped, server.uses_buf_ring())
     });
     let want: Vec<u8> = (0..5_000u32).map(|i| i as u8).collect();
