@@ -30,8 +30,9 @@ pub(crate) struct Context {
     pub(crate) sharded: RefCell<std::collections::HashMap<u64, Rc<dyn std::any::Any>>>,
     /// This shard's [`CoreLocal`](crate::CoreLocal) values, by slot number.
     pub(crate) locals: RefCell<crate::local::Locals>,
-    /// Reused by the loop to take the driver's deferred wakers, so a turn allocates nothing.
-    pub(crate) deferred_wakes: RefCell<Vec<std::task::Waker>>,
+    /// Reused by the loop to take the driver's deferred wakers, resources and posted-send
+    /// buffers, so a turn allocates nothing.
+    pub(crate) deferred: RefCell<crate::driver::Deferred>,
 }
 
 thread_local! {

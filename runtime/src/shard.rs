@@ -8,7 +8,6 @@
 //! HOT PATH: everything in `event_loop` runs per turn. No locks, no allocation in the steady
 //! state, no syscall but the one `io_uring_enter`.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
@@ -70,7 +69,7 @@ where
         shutdown_waiters: RefCell::new(slab::Slab::new()),
         sharded: RefCell::new(HashMap::new()),
         locals: RefCell::default(),
-        deferred_wakes: RefCell::default(),
+        deferred: RefCell::default(),
     });
     context::enter(cx.clone());
     // Every shard has its ring and context before any main future runs; if one could not
@@ -183,15 +182,12 @@ fn release_deferred(cx: &Context) {
     if !cx.driver.borrow().has_deferred() {
         return;
     }
-    // The waker list is reused (taken out, so a waker's `wake` may reach the context).
-    let mut wake = std::mem::take(&mut *cx.deferred_wakes.borrow_mut());
-    let mut gone: Vec<Box<dyn Any>> = Vec::new();
-    cx.driver.borrow_mut().take_deferred(&mut wake, &mut gone);
-    for w in wake.drain(..) {
-        w.wake();
-    }
-    *cx.deferred_wakes.borrow_mut() = wake;
-    drop(gone);
+    // The lists are reused (taken out, so a waker's `wake` or a recycle function may reach
+    // the context).
+    let mut deferred = std::mem::take(&mut *cx.deferred.borrow_mut());
+    cx.driver.borrow_mut().take_deferred(&mut deferred);
+    deferred.release();
+    *cx.deferred.borrow_mut() = deferred;
 }
 
 /// Fires the timers due at `now` (the caller's clock read) and makes it the loop's instant.

@@ -4,7 +4,7 @@
 use std::net::Shutdown;
 use std::time::Duration;
 
-use ringcore_runtime::net::{TcpListener, TcpStream};
+use ringcore_runtime::net::{SendLane, TcpListener, TcpStream};
 use ringcore_runtime::time::timeout;
 use ringcore_runtime::{shard_id, stats, submit_to, Runtime};
 use ringcore_testkit::rt::{one_core, run_on};
@@ -400,4 +400,142 @@ fn default_send_mode_follows_the_core(portable: bool) {
         vec![want_quiet; CONNS],
         "the turn of send completions alone (io_uring: {uring}, forced: {forced:?}, portable: {portable})"
     );
+}
+
+thread_local! {
+    /// The capacities of the buffers the driver gave back from posted sends, in order.
+    static RECYCLED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn recycle(buf: Vec<u8>) {
+    RECYCLED.with(|r| r.borrow_mut().push(buf.capacity()));
+}
+
+fn recycled() -> Vec<usize> {
+    RECYCLED.with(|r| r.borrow().clone())
+}
+
+/// A connected pair: (client, server side).
+async fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let client = TcpStream::connect(addr).await.expect("connect");
+    let (server, _) = listener.accept().await.expect("accept");
+    (client, server)
+}
+
+/// Posted sends go out whole and in order, one at a time per lane, even one far larger than
+/// the socket takes at once (the kernel retries it itself); each buffer comes back through
+/// the lane's recycle function once the kernel is done with it; `settled` says when. On
+/// epoll the buffer comes back at once with `Unsupported`.
+async fn posted_sends(portable: bool) {
+    let (client, server) = pair().await;
+    let lane = SendLane::new(recycle);
+    if ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::Epoll {
+        let (e, back) = server.post_send(&lane, b"x".to_vec()).expect_err("epoll");
+        assert_eq!(e.kind(), std::io::ErrorKind::Unsupported);
+        assert_eq!(back, b"x");
+        assert!(recycled().is_empty());
+        return;
+    }
+    let _ = portable;
+    let mut small = Vec::with_capacity(4096);
+    small.extend_from_slice(b"first;");
+    server.post_send(&lane, small).expect("post");
+    lane.settled().await.expect("the small send went out");
+    assert_eq!(recycled(), vec![4096], "its buffer came back");
+
+    // Far more than the socket buffers take while the client does not read.
+    let big: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let big_cap = big.capacity();
+    server.post_send(&lane, big).expect("post");
+    assert!(lane.is_busy(), "8 MiB cannot have gone out yet");
+    let (e, back) = server
+        .post_send(&lane, b"jump the queue".to_vec())
+        .expect_err("one send at a time");
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(back, b"jump the queue");
+    // Nothing comes back until the client reads.
+    ringcore_runtime::time::sleep(Duration::from_millis(50)).await;
+    assert!(lane.is_busy());
+    assert_eq!(recycled().len(), 1);
+
+    let reader = ringcore_runtime::spawn_local(async move { read_to_end(&client).await });
+    lane.settled().await.expect("the big send went out whole");
+    assert_eq!(recycled(), vec![4096, big_cap]);
+    server.post_send(&lane, b";last".to_vec()).expect("post");
+    lane.settled().await.expect("sent");
+    server.shutdown(Shutdown::Write).await.expect("shutdown");
+    let got = reader.await.expect("reader");
+    assert_eq!(got.len(), 6 + (8 << 20) + 5);
+    assert_eq!(&got[..6], b"first;");
+    for (i, b) in got[6..6 + (8 << 20)].iter().enumerate() {
+        assert_eq!(*b, (i % 251) as u8, "byte {i} of the big send");
+    }
+    assert_eq!(&got[6 + (8 << 20)..], b";last");
+}
+
+#[test]
+fn posted_sends_go_out_whole_in_order_and_give_their_buffers_back() {
+    run_on(one_core(false), || posted_sends(false));
+    run_on(one_core(true), || posted_sends(true));
+}
+
+/// A posted send to a peer that is gone fails through the lane, once; the buffer still
+/// comes back.
+#[test]
+fn a_posted_send_to_a_closed_peer_fails_through_the_lane() {
+    run_on(one_core(false), || async {
+        if ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::Epoll {
+            return;
+        }
+        let (client, server) = pair().await;
+        drop(client);
+        let lane = SendLane::new(recycle);
+        let mut failed = None;
+        // The first send to a closed peer is taken (the peer answers it with a reset); a
+        // later one fails.
+        for i in 0..20 {
+            server.post_send(&lane, vec![b'x'; 1000]).expect("post");
+            if let Err(e) = lane.settled().await {
+                failed = Some((i, e));
+                break;
+            }
+            ringcore_runtime::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (i, e) = failed.expect("a send to a closed peer failed");
+        assert!(
+            matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)),
+            "{e}"
+        );
+        assert_eq!(recycled().len(), i + 1, "every buffer came back");
+        lane.settled().await.expect("the failure is reported once");
+    });
+}
+
+/// Dropping a lane cancels its send still under way; the buffer comes back once the kernel
+/// lets go of it, and the peer gets a prefix of the bytes, never more.
+#[test]
+fn dropping_a_lane_cancels_its_send_and_the_buffer_comes_back() {
+    run_on(one_core(false), || async {
+        if ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::Epoll {
+            return;
+        }
+        let (client, server) = pair().await;
+        let lane = SendLane::new(recycle);
+        server.post_send(&lane, vec![7u8; 8 << 20]).expect("post");
+        assert!(lane.is_busy());
+        drop(lane);
+        for _ in 0..500 {
+            if !recycled().is_empty() {
+                break;
+            }
+            ringcore_runtime::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(recycled().len(), 1, "the cancelled send's buffer came back");
+        server.shutdown(Shutdown::Write).await.expect("shutdown");
+        let got = read_to_end(&client).await;
+        assert!(got.len() < 8 << 20, "the send was cut short: {}", got.len());
+        assert!(got.iter().all(|&b| b == 7));
+    });
 }

@@ -15,7 +15,7 @@ use std::task::Waker;
 use super::buf_ring::BufRing;
 use super::epoll::EpollDriver;
 use super::lifecycle::OpTable;
-use super::{Completion, Features, MultiPoll, UringDriver, Wait};
+use super::{Completion, Deferred, Features, MultiPoll, UringDriver, Wait};
 use crate::select::DriverKind;
 use crate::shared::{Config, ShardRemote};
 
@@ -115,6 +115,14 @@ impl Driver {
         }
     }
 
+    /// The lane of posted send `key` is gone: cancel the send if it is still in the kernel
+    /// (its buffer stays in the slot until the kernel lets go of it). Only io_uring posts.
+    pub(crate) fn detach_posted(&mut self, key: usize) {
+        if let Driver::Uring(d) = self {
+            d.detach_posted(key);
+        }
+    }
+
     /// Whether a park's deadline is passed to the kernel as an absolute time (io_uring on
     /// 6.12+), so that the `now` of [`Wait::Until`] may be from before the turn's tasks ran.
     pub(crate) fn parks_on_absolute_deadline(&self) -> bool {
@@ -139,10 +147,10 @@ impl Driver {
         }
     }
 
-    pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
+    pub(crate) fn take_deferred(&mut self, out: &mut Deferred) {
         match self {
-            Driver::Uring(d) => d.take_deferred(wake, drop_),
-            Driver::Epoll(d) => d.take_deferred(wake, drop_),
+            Driver::Uring(d) => d.take_deferred(out),
+            Driver::Epoll(d) => d.take_deferred(out),
         }
     }
 

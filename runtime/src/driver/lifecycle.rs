@@ -17,6 +17,7 @@ use std::task::Waker;
 use slab::Slab;
 
 use super::buf_ring::BufRing;
+use super::posted::Posted;
 use crate::sys;
 
 /// Highest key an operation slot may have (the keys above are reserved by the backend).
@@ -153,6 +154,9 @@ pub(crate) enum Lifecycle {
     Ignored(Option<Box<dyn Any>>),
     /// The completion arrived and waits to be collected.
     Completed(Completion),
+    /// A send nobody waits for (`TcpStream::post_send`): the slot owns its buffer until
+    /// the completion, which goes to its lane.
+    Posted(Posted),
     /// A multishot operation: completions queue up until the stream polls them.
     Multi {
         wakers: Wakers,
@@ -243,6 +247,28 @@ impl Results {
     }
 }
 
+/// What the backend hands out to be released with no driver borrow held: wakers to call,
+/// resources to free, and the buffers of completed posted sends with where each goes.
+#[derive(Default)]
+pub(crate) struct Deferred {
+    pub(crate) wake: Vec<Waker>,
+    pub(crate) drop_: Vec<Box<dyn Any>>,
+    pub(crate) recycle: Vec<(Vec<u8>, fn(Vec<u8>))>,
+}
+
+impl Deferred {
+    /// Wakes, frees and recycles everything in it, keeping the vectors' memory.
+    pub(crate) fn release(&mut self) {
+        for w in self.wake.drain(..) {
+            w.wake();
+        }
+        self.drop_.clear();
+        for (buf, recycle) in self.recycle.drain(..) {
+            recycle(buf);
+        }
+    }
+}
+
 /// What polling a multishot operation found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum MultiPoll {
@@ -262,6 +288,8 @@ pub(crate) struct OpTable {
     leak_orphans: bool,
     to_wake: Vec<Waker>,
     to_drop: Vec<Box<dyn Any>>,
+    /// Buffers of completed posted sends, with where each goes.
+    to_recycle: Vec<(Vec<u8>, fn(Vec<u8>))>,
     orphaned: Vec<Orphaned>,
 }
 
@@ -272,6 +300,7 @@ impl OpTable {
             leak_orphans: false,
             to_wake: Vec::new(),
             to_drop: Vec::new(),
+            to_recycle: Vec::new(),
             orphaned: Vec::new(),
         }
     }
@@ -310,6 +339,36 @@ impl OpTable {
             receive,
         });
         Ok(key)
+    }
+
+    /// Opens a slot for a posted send; returns its key, or the send if the table is full.
+    pub(crate) fn insert_posted(&mut self, posted: Posted) -> Result<usize, Posted> {
+        let entry = self.slots.vacant_entry();
+        let key = entry.key();
+        if key > MAX_OP_KEY {
+            return Err(posted);
+        }
+        entry.insert(Slot {
+            state: Lifecycle::Posted(posted),
+            orphan: Orphan::Nothing,
+            receive: false,
+        });
+        Ok(key)
+    }
+
+    /// The lane of posted send `key` is gone: the outcome goes nowhere. Returns true if the
+    /// backend must cancel the request (it is still in the kernel).
+    pub(crate) fn detach_posted(&mut self, key: usize) -> bool {
+        match self.slots.get_mut(key) {
+            Some(Slot {
+                state: Lifecycle::Posted(p),
+                ..
+            }) => {
+                p.detach();
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Frees a slot whose request never reached the kernel.
@@ -442,6 +501,8 @@ impl OpTable {
             }
             // Dropped twice: cannot happen (the future is gone after the first drop).
             Lifecycle::Ignored(_) => false,
+            // No future owns a posted send (its lane lets go with `detach_posted`).
+            Lifecycle::Posted(_) => false,
             Lifecycle::Submitted | Lifecycle::Waiting(_) => {
                 slot.state = Lifecycle::Ignored(data);
                 true
@@ -502,6 +563,13 @@ impl OpTable {
                 }
                 wakers.take_into(&mut self.to_wake);
             }
+            Lifecycle::Posted(_) => {
+                if let Lifecycle::Posted(p) = self.slots.remove(key).state {
+                    let (waker, buf) = p.finish(c);
+                    self.to_wake.extend(waker);
+                    self.to_recycle.push(buf);
+                }
+            }
             Lifecycle::Ignored(_) => {
                 if !c.more() {
                     if let Lifecycle::Ignored(data) = self.slots.remove(key).state {
@@ -526,12 +594,13 @@ impl OpTable {
     /// no driver borrow held (a dropped resource may itself use the driver).
     /// Whether [`take_deferred`](Self::take_deferred) has anything to hand over.
     pub(crate) fn has_deferred(&self) -> bool {
-        !self.to_wake.is_empty() || !self.to_drop.is_empty()
+        !self.to_wake.is_empty() || !self.to_drop.is_empty() || !self.to_recycle.is_empty()
     }
 
-    pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
-        wake.append(&mut self.to_wake);
-        drop_.append(&mut self.to_drop);
+    pub(crate) fn take_deferred(&mut self, out: &mut Deferred) {
+        out.wake.append(&mut self.to_wake);
+        out.drop_.append(&mut self.to_drop);
+        out.recycle.append(&mut self.to_recycle);
     }
 
     /// At shutdown, after the backend gave up waiting: empties the table and returns the
@@ -543,8 +612,10 @@ impl OpTable {
         }
         let mut leaked = Vec::new();
         for slot in self.slots.drain() {
-            if let Lifecycle::Ignored(Some(data)) = slot.state {
-                leaked.push(data);
+            match slot.state {
+                Lifecycle::Ignored(Some(data)) => leaked.push(data),
+                Lifecycle::Posted(p) => leaked.push(Box::new(p)),
+                _ => {}
             }
         }
         leaked

@@ -31,6 +31,7 @@ pub(crate) mod buf_ring;
 pub(crate) mod epoll;
 mod lifecycle;
 pub(crate) mod op;
+pub(crate) mod posted;
 mod recv_buf;
 mod recv_stream;
 pub(crate) mod uring;
@@ -38,7 +39,6 @@ pub(crate) mod uring;
 use std::any::Any;
 use std::io;
 use std::rc::Rc;
-use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
@@ -48,7 +48,8 @@ use crate::stats;
 pub(crate) use accept_stream::AcceptStream;
 pub(crate) use backend::Driver;
 use buf_ring::BufRing;
-pub(crate) use lifecycle::{Completion, Errno, MultiPoll, Orphan};
+use posted::Posted;
+pub(crate) use lifecycle::{Completion, Deferred, Errno, MultiPoll, Orphan};
 use lifecycle::{OpTable, MAX_OP_KEY};
 pub use recv_buf::RecvBuf;
 pub(crate) use recv_stream::RecvStream;
@@ -252,6 +253,35 @@ impl UringDriver {
         Ok(key)
     }
 
+    /// Submits a posted send (`TcpStream::post_send`): `MSG_WAITALL`, so that the kernel
+    /// sends every byte or fails; the slot owns the buffer until the completion. A request
+    /// the ring does not take completes at once with its error (the lane gets it, the buffer
+    /// goes to its pool). Returns the slot's key.
+    pub(crate) fn submit_posted(&mut self, posted: Posted, fd: i32) -> Result<usize, Posted> {
+        let bytes = posted.bytes();
+        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        let sqe = opcode::Send::new(types::Fd(fd), bytes.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+            .build();
+        let key = self.ops.insert_posted(posted)?;
+        let sqe = sqe.user_data(key as u64);
+        // SAFETY: the SQE points into the posted buffer's heap allocation, which the slot
+        // owns (moving the `Vec` into it did not move its bytes) until the kernel's
+        // completion for it; the slot also holds the fd open.
+        if let Err(e) = unsafe { self.push(&sqe) } {
+            let errno = Errno(e.raw_os_error().unwrap_or(libc::EIO));
+            self.ops.complete(key, Completion::new(Err(errno)));
+        }
+        Ok(key)
+    }
+
+    /// The lane of posted send `key` is gone: cancel it if it is still in the kernel.
+    pub(crate) fn detach_posted(&mut self, key: usize) {
+        if self.ops.detach_posted(key) {
+            self.cancel(key);
+        }
+    }
+
     /// The future of operation `key` was dropped: keep `data` alive until the kernel is done.
     pub(crate) fn drop_op(&mut self, key: usize, data: Option<Box<dyn Any>>) {
         if self.ops.drop_op(key, data) {
@@ -399,8 +429,8 @@ impl UringDriver {
         self.ops.has_deferred()
     }
 
-    pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
-        self.ops.take_deferred(wake, drop_);
+    pub(crate) fn take_deferred(&mut self, out: &mut Deferred) {
+        self.ops.take_deferred(out);
     }
 
     /// Cancels everything in flight and waits (bounded) for the kernel to finish with it.

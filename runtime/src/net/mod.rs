@@ -11,4 +11,4 @@ mod stream;
 
 pub use crate::driver::{RecvBuf, FALLBACK_RECV_SIZE};
 pub use listener::{TcpListener, DEFAULT_BACKLOG};
-pub use stream::TcpStream;
+pub use stream::{SendLane, TcpStream};

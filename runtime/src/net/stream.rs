@@ -2,14 +2,17 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use crate::buf::{IoBuf, IoBufMut};
+use crate::context;
 use crate::driver::op;
-use crate::driver::{RecvBuf, RecvStream, SendMode};
+use crate::driver::posted::{Lane, LaneState, Posted};
+use crate::driver::{Driver, RecvBuf, RecvStream, SendMode};
 use crate::executor::coop;
 use crate::fd::SharedFd;
 use crate::sys::socket;
@@ -218,6 +221,58 @@ impl TcpStream {
         socket::send_now(self.fd.raw(), bytes)
     }
 
+    /// Hands `buf` to the driver to send, and returns at once: the task goes on (to its next
+    /// read, say) while the kernel sends, and the completion wakes nobody. The driver owns
+    /// the buffer until the kernel is done with it, then gives it to the lane's `recycle`
+    /// function (see [`SendLane::new`]); the outcome stays in `lane`, where
+    /// [`SendLane::settled`] finds it. Every byte is sent or the send fails (`MSG_WAITALL`:
+    /// the kernel retries a short send itself).
+    ///
+    /// This is the write of a task that answers and then reads its peer's next request. On
+    /// io_uring an awaited send costs such a task a second wake-up and poll, when the
+    /// completion arrives only to hand the buffer back; a posted send does not, and its
+    /// buffer, recycled at the completion, is the next one a connection takes (still in the
+    /// cache), however many connections are waiting. One send at a time per lane, so bytes
+    /// go out in order: settle the lane before the next write of any kind on this stream,
+    /// and before shutting it down. Dropping the lane cancels a send still under way.
+    ///
+    /// Gives `buf` back with `Unsupported` on the epoll driver (write it there), and with
+    /// `InvalidInput` while the lane's last send is under way or its failure unread. A
+    /// request the ring cannot take fails through the lane, like a failed send.
+    pub fn post_send(&self, lane: &SendLane, buf: Vec<u8>) -> Result<(), (io::Error, Vec<u8>)> {
+        if lane.lane.state.get() != LaneState::Idle {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the lane's last posted send is not settled",
+            );
+            return Err((e, buf));
+        }
+        if buf.is_empty() {
+            (lane.lane.recycle)(buf);
+            return Ok(());
+        }
+        let posted = Posted::new(buf, self.fd.clone(), lane.lane.clone());
+        let submitted = context::with(|cx| match &mut *cx.driver.borrow_mut() {
+            Driver::Uring(d) => d.submit_posted(posted, self.fd.raw()).map_err(|p| {
+                let e = io::Error::other("operation table full");
+                (e, p.into_buf())
+            }),
+            Driver::Epoll(_) => {
+                let e = io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "posted sends need the io_uring driver",
+                );
+                Err((e, posted.into_buf()))
+            }
+        });
+        let key = submitted?;
+        // A request the ring refused has completed already and left its failure.
+        if lane.lane.state.get() == LaneState::Idle {
+            lane.lane.state.set(LaneState::InFlight(key));
+        }
+        Ok(())
+    }
+
     /// Writes all of `buf`.
     pub async fn write_all<B: IoBuf>(&self, mut buf: B) -> (io::Result<()>, B) {
         let len = buf.bytes_init();
@@ -287,5 +342,72 @@ impl TcpStream {
                 Ok(())
             }
         }
+    }
+}
+
+/// Where one connection's posted sends report ([`TcpStream::post_send`]): whether one is
+/// under way, and how the last one ended. One send at a time.
+pub struct SendLane {
+    lane: Rc<Lane>,
+}
+
+impl SendLane {
+    /// A lane whose completed sends' buffers go to `recycle` (a pool, typically: the buffer
+    /// the kernel has just read is then the next one taken). `recycle` runs on the core's
+    /// loop after the completion, with no borrow of the runtime held.
+    pub fn new(recycle: fn(Vec<u8>)) -> SendLane {
+        SendLane {
+            lane: Lane::new(recycle),
+        }
+    }
+
+    /// True while a posted send is under way.
+    pub fn is_busy(&self) -> bool {
+        matches!(self.lane.state.get(), LaneState::InFlight(_))
+    }
+
+    /// Ready once no posted send is under way: `Ok`, or the failure of the last one (a send
+    /// that sent only some of its bytes fails with `WriteZero`), reported once. Pending (the
+    /// task is woken at the completion) while one is under way.
+    pub fn poll_settled(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.lane.state.get() {
+            LaneState::Idle => Poll::Ready(Ok(())),
+            LaneState::InFlight(_) => {
+                let waker = match self.lane.waker.take() {
+                    Some(w) if w.will_wake(cx.waker()) => w,
+                    _ => cx.waker().clone(),
+                };
+                self.lane.waker.set(Some(waker));
+                Poll::Pending
+            }
+            LaneState::Failed(errno) => {
+                self.lane.state.set(LaneState::Idle);
+                Poll::Ready(Err(match errno {
+                    Some(e) => e.into(),
+                    None => io::Error::new(io::ErrorKind::WriteZero, "the posted send was cut short"),
+                }))
+            }
+        }
+    }
+
+    /// Waits until no posted send is under way (see [`poll_settled`](Self::poll_settled)).
+    pub fn settled(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        poll_fn(|cx| self.poll_settled(cx))
+    }
+}
+
+impl Drop for SendLane {
+    fn drop(&mut self) {
+        if let LaneState::InFlight(key) = self.lane.state.get() {
+            // The send is cancelled; its buffer stays with the driver until the kernel lets
+            // go of it (or is leaked with the ring at a shard's abnormal end).
+            context::try_with(|cx| cx.driver.borrow_mut().detach_posted(key));
+        }
+    }
+}
+
+impl fmt::Debug for SendLane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendLane").field("state", &self.lane.state.get()).finish()
     }
 }

@@ -43,7 +43,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::blocking::{self, Job, Returns};
-use super::lifecycle::OpTable;
+use super::lifecycle::{Deferred, OpTable};
 use super::recv_buf::RxPool;
 use super::recv_stream::FALLBACK_RECV_SIZE;
 use super::uring::Features;
@@ -584,9 +584,9 @@ impl EpollDriver {
         !self.rx_woken.is_empty() || self.ops.has_deferred()
     }
 
-    pub(crate) fn take_deferred(&mut self, wake: &mut Vec<Waker>, drop_: &mut Vec<Box<dyn Any>>) {
-        wake.append(&mut self.rx_woken);
-        self.ops.take_deferred(wake, drop_);
+    pub(crate) fn take_deferred(&mut self, out: &mut Deferred) {
+        out.wake.append(&mut self.rx_woken);
+        self.ops.take_deferred(out);
     }
 
     /// Cancels every waiting socket call and waits (bounded) for the pool to return the
