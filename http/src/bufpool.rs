@@ -22,32 +22,44 @@ pub(crate) const POOLED: usize = 128;
 /// A buffer grown past this (a large answer or request) is freed rather than kept.
 const MAX_POOLED_CAPACITY: usize = 64 * 1024;
 
+thread_local! {
+    /// The output buffers, one pool per thread (per core) for every server on it: a posted
+    /// send's buffer comes back here from the runtime's loop ([`recycle_out`]), which knows
+    /// no server.
+    static OUT: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps `buf` (emptied) for the next [`BufPool::take_out`] on this thread, or frees it: the
+/// recycle function of the connections' posted sends (`ringcore_runtime::net::SendLane`).
+pub(crate) fn recycle_out(mut buf: Vec<u8>) {
+    let cap = buf.capacity();
+    if !(BUF_CAPACITY..=MAX_POOLED_CAPACITY).contains(&cap) {
+        return;
+    }
+    OUT.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOLED {
+            buf.clear();
+            pool.push(buf);
+        }
+    });
+}
+
 #[derive(Default)]
 pub(crate) struct BufPool {
-    out: RefCell<Vec<Vec<u8>>>,
     rx: RefCell<Vec<BytesMut>>,
 }
 
 impl BufPool {
     /// An empty output buffer with room for [`BUF_CAPACITY`] bytes at least.
     pub(crate) fn take_out(&self) -> Vec<u8> {
-        self.out
-            .borrow_mut()
-            .pop()
+        OUT.with(|pool| pool.borrow_mut().pop())
             .unwrap_or_else(|| Vec::with_capacity(BUF_CAPACITY))
     }
 
     /// Keeps `buf` (emptied) for the next [`take_out`](Self::take_out), or frees it.
-    pub(crate) fn put_out(&self, mut buf: Vec<u8>) {
-        let cap = buf.capacity();
-        if !(BUF_CAPACITY..=MAX_POOLED_CAPACITY).contains(&cap) {
-            return;
-        }
-        let mut pool = self.out.borrow_mut();
-        if pool.len() < POOLED {
-            buf.clear();
-            pool.push(buf);
-        }
+    pub(crate) fn put_out(&self, buf: Vec<u8>) {
+        recycle_out(buf);
     }
 
     /// An empty receive buffer.
@@ -76,7 +88,7 @@ impl BufPool {
     /// Buffers held now (output, receive).
     #[cfg(test)]
     pub(crate) fn held(&self) -> (usize, usize) {
-        (self.out.borrow().len(), self.rx.borrow().len())
+        (OUT.with(|p| p.borrow().len()), self.rx.borrow().len())
     }
 }
 

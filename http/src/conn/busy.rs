@@ -1,19 +1,20 @@
 //! The busy state of a connection: the per-request loop that parses every buffered request,
 //! answers them in order into one write and reads more under the deadline that applies. HOT PATH.
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode, Version};
+use ringcore_runtime::net::SendLane;
 use ringcore_runtime::time::{loop_now, timeout_at};
 
 use super::body::{answer_body_failure, drain_unread, serve_streamed, BodyClock, PumpEnd};
 use super::wait::{read_deadline, wait_next, Read};
-use super::write::{error_response, flush_answered, refuse_body, send_all, timeout_response};
-use super::{ConnConfig, CoreConns, LazyTimer, Transport};
+use super::write::{error_response, flush_answered, refuse_body, send_all, settle, timeout_response, Post};
+use super::{out_of_line, ConnConfig, CoreConns, LazyTimer, Transport};
 use crate::body_stream::{BodyError, BodyStream, StreamShared};
 use crate::budget::Reservation;
 use crate::handler::HandlerSlot;
@@ -44,13 +45,6 @@ pub(super) enum Busy {
 /// How long a body may wait for room in the budget, starting `now`.
 fn budget_deadline(now: Instant, cfg: &ConnConfig) -> Instant {
     now + cfg.limits.body_budget_wait
-}
-
-/// Runs a rarely taken sub-future out of line: boxed and type-erased, so neither its state
-/// nor its poll code becomes part of the connection loop's (whose future every busy
-/// connection holds, and whose code every request runs through).
-fn out_of_line<'a, T>(f: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<Output = T> + 'a>> {
-    Box::pin(f)
 }
 
 /// What of an answer is left after [`write_answer`]: nothing (the usual answer), a large body
@@ -198,8 +192,23 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     let mut whole = Head::default();
     // Where it puts any other request (`Next::Request`).
     let mut taken: Option<RawRequest> = None;
+    // Where the end-of-batch flush's posted send reports (see `flush_timed`); its buffer goes
+    // back to the core's output pool at the completion.
+    let lane = SendLane::new(crate::bufpool::recycle_out);
+    // Ends the busy stretch with `$end` once the posted send is settled: the last answers go
+    // out before the connection waits idle, lingers or closes.
+    macro_rules! end {
+        ($end:expr) => {{
+            let end = $end;
+            if settle(&lane, cfg, core, &mut write_timer).await {
+                end
+            } else {
+                Busy::Closed(false)
+            }
+        }};
+    }
     // The flushes off the common path (closing the connection; before a large, streamed or
-    // refused body) run out of line (see `out_of_line`).
+    // refused body) run out of line (see `out_of_line`), and settle the posted send first.
     macro_rules! flush_out_of_line {
         () => {
             out_of_line(flush_answered(
@@ -209,6 +218,8 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 core,
                 &mut write_timer,
                 &mut answered,
+                &lane,
+                Post::No,
             ))
             .await
         };
@@ -425,7 +436,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 .body_len()
                 .map_or(last_read, |n| usize::try_from(n).unwrap_or(usize::MAX));
             if !body_mem.grow(want, budget_deadline(now, cfg)).await {
-                return Busy::Closed(out_of_line(refuse_body(stream, &mut out, cfg, core)).await);
+                return Busy::Closed(out_of_line(refuse_body(stream, &mut out, cfg, core, &lane)).await);
             }
         }
         if parser.wants_continue() {
@@ -445,11 +456,11 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 continue;
             }
         }
-        if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered).await {
+        if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered, &lane, Post::Yes).await {
             return Busy::Closed(false);
         }
         if core.drain.is_draining() && !parser.has_partial() {
-            return Busy::Closed(false);
+            return end!(Busy::Closed(false));
         }
 
         // Read more, under the deadline that applies to where we are in the request. Between
@@ -487,7 +498,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             )
             .await
             {
-                Read::TimedOut => return Busy::Idle(since),
+                Read::TimedOut => return end!(Busy::Idle(since)),
                 read => read,
             }
         };
@@ -508,14 +519,14 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     let deadline = read_deadline(&parser, head_started, body_started, cfg);
                     let deadline = budget_deadline(Instant::now(), cfg).min(deadline);
                     if !body_mem.grow(chunk.len(), deadline).await {
-                        return Busy::Closed(out_of_line(refuse_body(stream, &mut out, cfg, core)).await);
+                        return Busy::Closed(out_of_line(refuse_body(stream, &mut out, cfg, core, &lane)).await);
                     }
                 }
                 last_read = chunk.len();
                 parser.push(&chunk);
             }
             // Half-close: every complete request was answered above; a partial one is dropped.
-            Read::Eof | Read::Failed | Read::Drained => return Busy::Closed(false),
+            Read::Eof | Read::Failed | Read::Drained => return end!(Busy::Closed(false)),
             Read::TimedOut => {
                 timeout_response(&mut out, cfg);
                 return Busy::Closed(flush_out_of_line!());

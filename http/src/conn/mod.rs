@@ -19,14 +19,14 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use http::header::HeaderValue;
-use ringcore_runtime::net::{RecvBuf, TcpStream};
+use ringcore_runtime::net::{RecvBuf, SendLane, TcpStream};
 use ringcore_runtime::time::timeout_at;
 use ringcore_runtime::IoBuf;
 use slab::Slab;
@@ -77,6 +77,13 @@ pub(crate) trait Transport {
         Err(io::ErrorKind::WouldBlock.into())
     }
 
+    /// Hands `buf` to a send the connection does not wait for, reporting to `lane`
+    /// (`TcpStream::post_send`); `Err(buf)` where the transport has no such path (then
+    /// write it).
+    fn post_send(&self, _lane: &SendLane, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        Err(buf)
+    }
+
     /// True if the connection agreed on HTTP/2 before its first byte (TLS ALPN `h2`).
     fn negotiated_h2(&self) -> bool {
         false
@@ -111,6 +118,17 @@ impl Transport for TcpStream {
     fn try_recv(&self) -> Option<RecvBuf> {
         TcpStream::try_recv(self)
     }
+
+    fn post_send(&self, lane: &SendLane, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        TcpStream::post_send(self, lane, buf).map_err(|(_, buf)| buf)
+    }
+}
+
+/// Runs a rarely taken sub-future out of line: boxed and type-erased, so neither its state
+/// nor its poll code becomes part of the connection loop's (whose future every busy
+/// connection holds, and whose code every request runs through).
+pub(super) fn out_of_line<'a, T>(f: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<Output = T> + 'a>> {
+    Box::pin(f)
 }
 
 /// A per-core shutdown signal that idle connections wait on.

@@ -9,10 +9,11 @@ use std::time::Instant;
 
 use http::header::HeaderValue;
 use http::StatusCode;
+use ringcore_runtime::net::SendLane;
 use ringcore_runtime::time::{loop_now, timeout_at};
 use ringcore_runtime::IoBuf;
 
-use super::{ConnConfig, CoreConns, LazyTimer, Transport};
+use super::{out_of_line, ConnConfig, CoreConns, LazyTimer, Transport};
 use crate::limits::{Limits, LINGER_MAX_BYTES};
 use crate::proto::encode::{self, Delimit, Persist};
 use crate::proto::ProtoError;
@@ -67,10 +68,22 @@ pub(super) async fn flush<T: Transport>(
     cfg: &ConnConfig,
     core: &CoreConns,
 ) -> bool {
-    flush_timed(stream, out, cfg, core, &mut None).await
+    flush_timed(stream, out, cfg, core, &mut None, None, Post::No).await
+}
+
+/// Whether a flush may leave its bytes to a send the connection does not wait for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Post {
+    /// Yes: the connection reads next, and settles the send before it writes again (or
+    /// ends its busy stretch).
+    Yes,
+    /// No: the bytes are sent when the flush returns (before a body goes out in its own
+    /// write, before the connection closes).
+    No,
 }
 
 /// [`flush_timed`], after recording the metrics of the answers in `out`.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn flush_answered<T: Transport, S: 'static>(
     stream: &T,
     out: &mut Vec<u8>,
@@ -78,19 +91,38 @@ pub(super) async fn flush_answered<T: Transport, S: 'static>(
     core: &CoreConns,
     timer: &mut Option<LazyTimer>,
     answered: &mut crate::router::Answered<'_, S>,
+    lane: &SendLane,
+    post: Post,
 ) -> bool {
     answered.record();
-    flush_timed(stream, out, cfg, core, timer).await
+    flush_timed(stream, out, cfg, core, timer, Some(lane), post).await
 }
 
-/// [`flush`] with the write timer of a busy stretch (see [`send_all`]).
+/// [`flush`] with the write timer of a busy stretch (see [`send_all`]) and the connection's
+/// posted sends: the lane's send under way is settled first, so that bytes go out in order.
+///
+/// With [`Post::Yes`], bytes the socket does not take at once (on io_uring while the core is
+/// busy, all of them: `try_write` makes no call then) go to a posted send
+/// ([`Transport::post_send`]), and `out` is left empty without capacity (the next read
+/// takes a pooled buffer). An awaited ring send would cost the connection a second wake-up
+/// and poll per flush, when its completion arrives only to hand the buffer back; the posted
+/// send's completion wakes nobody and puts the buffer back in the core's pool, and the next
+/// flush (or the end of the busy stretch) finds the outcome in the lane.
 async fn flush_timed<T: Transport>(
     stream: &T,
     out: &mut Vec<u8>,
     cfg: &ConnConfig,
     core: &CoreConns,
     timer: &mut Option<LazyTimer>,
+    lane: Option<&SendLane>,
+    post: Post,
 ) -> bool {
+    if let Some(lane) = lane {
+        // An empty flush that may post has nothing to put in order.
+        if (post == Post::No || !out.is_empty()) && !settle(lane, cfg, core, timer).await {
+            return false;
+        }
+    }
     if out.is_empty() {
         return true;
     }
@@ -104,7 +136,13 @@ async fn flush_timed<T: Transport>(
         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
         Err(_) => return false,
     }
-    let buf = std::mem::take(out);
+    let mut buf = std::mem::take(out);
+    if let (Post::Yes, Some(lane)) = (post, lane) {
+        match stream.post_send(lane, buf) {
+            Ok(()) => return true,
+            Err(b) => buf = b,
+        }
+    }
     match send_all(stream, buf, |b, n| drop(b.drain(..n)), cfg, core, timer).await {
         Some(mut buf) => {
             buf.clear();
@@ -112,6 +150,45 @@ async fn flush_timed<T: Transport>(
             true
         }
         None => false,
+    }
+}
+
+/// Waits until the lane has no posted send under way, under the write timeout; false if the
+/// last one failed or did not finish in time (the connection is done for; dropping the lane
+/// cancels the send). Usually it completed long ago and this one poll ends it; a send still
+/// under way (a client slow to read) is waited for out of line, so that its state is not part
+/// of every busy connection's future.
+pub(super) async fn settle(
+    lane: &SendLane,
+    cfg: &ConnConfig,
+    core: &CoreConns,
+    timer: &mut Option<LazyTimer>,
+) -> bool {
+    match poll_fn(|cx| Poll::Ready(lane.poll_settled(cx))).await {
+        Poll::Ready(settled) => settled.is_ok(),
+        Poll::Pending => out_of_line(settle_slowly(lane, cfg, core, timer)).await,
+    }
+}
+
+async fn settle_slowly(
+    lane: &SendLane,
+    cfg: &ConnConfig,
+    core: &CoreConns,
+    timer: &mut Option<LazyTimer>,
+) -> bool {
+    let deadline = loop_now() + cfg.limits.write_timeout;
+    let settled = poll_fn(|cx| match lane.poll_settled(cx) {
+        Poll::Ready(r) => Poll::Ready(Some(r)),
+        Poll::Pending if LazyTimer::poll_due(timer, cx, deadline) => Poll::Ready(None),
+        Poll::Pending => Poll::Pending,
+    })
+    .await;
+    match settled {
+        Some(r) => r.is_ok(),
+        None => {
+            core.m_write_timeouts.inc();
+            false
+        }
     }
 }
 
@@ -169,10 +246,11 @@ pub(super) async fn refuse_body<T: Transport>(
     out: &mut Vec<u8>,
     cfg: &ConnConfig,
     core: &CoreConns,
+    lane: &SendLane,
 ) -> bool {
     core.body_budget.m_refused.inc();
     unavailable_and_close(out, cfg, b"request body budget exhausted\n");
-    flush(stream, out, cfg, core).await
+    flush_timed(stream, out, cfg, core, &mut None, Some(lane), Post::No).await
 }
 
 /// The 503 sent to a connection over the per-core limit.
