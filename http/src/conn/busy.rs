@@ -456,7 +456,18 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 continue;
             }
         }
-        if !flush_answered(stream, &mut out, cfg, core, &mut write_timer, &mut answered, &lane, Post::Yes).await {
+        if !flush_answered(
+            stream,
+            &mut out,
+            cfg,
+            core,
+            &mut write_timer,
+            &mut answered,
+            &lane,
+            Post::Yes,
+        )
+        .await
+        {
             return Busy::Closed(false);
         }
         if core.drain.is_draining() && !parser.has_partial() {
@@ -519,7 +530,9 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     let deadline = read_deadline(&parser, head_started, body_started, cfg);
                     let deadline = budget_deadline(Instant::now(), cfg).min(deadline);
                     if !body_mem.grow(chunk.len(), deadline).await {
-                        return Busy::Closed(out_of_line(refuse_body(stream, &mut out, cfg, core, &lane)).await);
+                        return Busy::Closed(
+                            out_of_line(refuse_body(stream, &mut out, cfg, core, &lane)).await,
+                        );
                     }
                 }
                 last_read = chunk.len();

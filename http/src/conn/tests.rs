@@ -55,7 +55,8 @@ fn an_idle_connection_future_stays_small() {
 /// parser is 224 (it shares the connection config's limits and boxes the scan of a head
 /// in pieces, instead of holding 160 and 168 bytes of them); the head the parser writes for
 /// the connection to read in place (`Parser::next_plain`) took it from 1,880 to 1,928, the
-/// answer written by a plain function (`write_answer`) back to 1,792.
+/// answer written by a plain function (`write_answer`) back to 1,792; the posted send's lane
+/// and its settling (`flush_timed`, `settle`, the `end!` of the busy stretch) to 1,936.
 #[test]
 fn a_busy_connection_future_stays_under_2_kib() {
     let (size, parser) = ringcore_testkit::rt::run1(|| async {
@@ -274,4 +275,105 @@ fn an_answer_under_way_goes_out_whole_before_the_connection_closes() {
         got
     });
     assert!(got > BODY, "{got} bytes arrived, the body alone is {BODY}");
+}
+
+/// Counts the polls of the future it wraps.
+struct CountPolls<F> {
+    fut: Pin<Box<F>>,
+    polls: Rc<Cell<u32>>,
+}
+
+impl<F: Future> Future for CountPolls<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        self.polls.set(self.polls.get() + 1);
+        self.fut.as_mut().poll(cx)
+    }
+}
+
+/// With every send made through the driver (speculative sends off: on io_uring a SEND entry
+/// each, as on a busy core), a connection answering one request at a time is polled once per
+/// request: the answer's send is posted (`Transport::post_send`) and its completion wakes
+/// nobody, where awaiting it cost a second wake-up and poll per request. Every answer
+/// arrives, in order, the last ones before the connection closes on the client's
+/// half-close, and every posted buffer is back in the core's output pool by then.
+#[test]
+fn a_connection_is_polled_once_per_request_when_its_sends_go_through_the_ring() {
+    const REQUESTS: u32 = 20;
+    let builder = ringcore_testkit::rt::one_core(false).speculative_send(false);
+    let (polls, tail, pooled, uring) = ringcore_testkit::rt::run_on(builder, || async {
+        let (client, server) = connected().await;
+        let limits = Limits::default();
+        let cfg = config(&limits);
+        let router = Router::<()>::new().route(
+            "/{n}",
+            crate::get(|crate::extract::Path(n): crate::extract::Path<String>| async move { n }),
+        );
+        let core = Rc::new(CoreConns::new(&limits));
+        let pool = core.clone();
+        client
+            .write_all(b"GET /n000 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec())
+            .await
+            .0
+            .expect("write");
+        let first = server.recv().await.expect("recv");
+        let polls = Rc::new(Cell::new(0));
+        let busy = ringcore_runtime::spawn_local(CountPolls {
+            fut: Box::pin(async move { serve_busy(&server, None, &router, &cfg, &core, first).await }),
+            polls: polls.clone(),
+        });
+        let mut got = Vec::new();
+        for i in 0..REQUESTS {
+            let want = format!("n{i:03}");
+            while !String::from_utf8_lossy(&got).contains(&want) {
+                let chunk = client.recv().await.expect("answer");
+                assert!(!chunk.is_empty(), "closed before answer {i}");
+                got.extend_from_slice(&chunk);
+            }
+            if i + 1 < REQUESTS {
+                let req = format!("GET /n{:03} HTTP/1.1\r\nHost: x\r\n\r\n", i + 1);
+                client.write_all(req.into_bytes()).await.0.expect("write");
+            }
+        }
+        let polls_for_answers = polls.get();
+        // Two pipelined requests and a half-close: both answers arrive before the close.
+        client
+            .write_all(
+                b"GET /last1 HTTP/1.1\r\nHost: x\r\n\r\nGET /last2 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            )
+            .await
+            .0
+            .expect("write");
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .await
+            .expect("half-close");
+        let mut tail = Vec::new();
+        loop {
+            let chunk = client.recv().await.expect("recv");
+            if chunk.is_empty() {
+                break;
+            }
+            tail.extend_from_slice(&chunk);
+        }
+        assert!(matches!(busy.await.expect("task"), Busy::Closed(false)));
+        let uring = ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::IoUring;
+        (
+            polls_for_answers,
+            String::from_utf8_lossy(&tail).into_owned(),
+            pool.pool.held().0,
+            uring,
+        )
+    });
+    let (a, b) = (tail.find("last1"), tail.find("last2"));
+    assert!(a.is_some() && b.is_some() && a < b, "the last answers: {tail}");
+    // Posted sends are io_uring's (epoll awaits its sends).
+    if uring {
+        assert!(
+            polls <= REQUESTS + 2,
+            "{polls} polls for {REQUESTS} requests answered one at a time"
+        );
+        assert!(pooled >= 1, "the posted buffers came back to the pool ({pooled})");
+    }
 }

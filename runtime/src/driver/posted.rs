@@ -105,5 +105,4 @@ impl Posted {
         }
         (waker, (self.buf, self.recycle))
     }
-
 }

@@ -408,6 +408,8 @@ impl Drop for SendLane {
 
 impl fmt::Debug for SendLane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendLane").field("state", &self.lane.state.get()).finish()
+        f.debug_struct("SendLane")
+            .field("state", &self.lane.state.get())
+            .finish()
     }
 }
