@@ -17,7 +17,7 @@ use std::task::Waker;
 use slab::Slab;
 
 use super::buf_ring::BufRing;
-use super::posted::Posted;
+use super::posted::{Posted, Recycled};
 use crate::sys;
 
 /// Highest key an operation slot may have (the keys above are reserved by the backend).
@@ -253,7 +253,7 @@ impl Results {
 pub(crate) struct Deferred {
     pub(crate) wake: Vec<Waker>,
     pub(crate) drop_: Vec<Box<dyn Any>>,
-    pub(crate) recycle: Vec<(Vec<u8>, fn(Vec<u8>))>,
+    pub(crate) recycle: Vec<Recycled>,
 }
 
 impl Deferred {
@@ -289,7 +289,7 @@ pub(crate) struct OpTable {
     to_wake: Vec<Waker>,
     to_drop: Vec<Box<dyn Any>>,
     /// Buffers of completed posted sends, with where each goes.
-    to_recycle: Vec<(Vec<u8>, fn(Vec<u8>))>,
+    to_recycle: Vec<Recycled>,
     orphaned: Vec<Orphaned>,
 }
 
@@ -649,17 +649,17 @@ mod tests {
     }
 
     fn wake_all(t: &mut OpTable) -> usize {
-        let (mut wake, mut gone) = (Vec::new(), Vec::new());
-        t.take_deferred(&mut wake, &mut gone);
-        let n = wake.len();
-        wake.into_iter().for_each(Waker::wake);
+        let mut d = Deferred::default();
+        t.take_deferred(&mut d);
+        let n = d.wake.len();
+        d.wake.into_iter().for_each(Waker::wake);
         n
     }
 
     fn dropped(t: &mut OpTable) -> Vec<Box<dyn Any>> {
-        let (mut wake, mut gone) = (Vec::new(), Vec::new());
-        t.take_deferred(&mut wake, &mut gone);
-        gone
+        let mut d = Deferred::default();
+        t.take_deferred(&mut d);
+        d.drop_
     }
 
     fn ok(n: u32) -> Completion {

@@ -21,6 +21,9 @@ use std::task::Waker;
 use super::lifecycle::{Completion, Errno};
 use crate::fd::SharedFd;
 
+/// A completed posted send's buffer, with the function it goes to.
+pub(crate) type Recycled = (Vec<u8>, fn(Vec<u8>));
+
 /// Where a lane's posted send is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LaneState {
@@ -92,7 +95,7 @@ impl Posted {
 
     /// The kernel is done: the outcome goes to the lane. Returns the waker to call (a task
     /// waiting for the outcome) and the buffer with where it goes.
-    pub(crate) fn finish(self, c: Completion) -> (Option<Waker>, (Vec<u8>, fn(Vec<u8>))) {
+    pub(crate) fn finish(self, c: Completion) -> (Option<Waker>, Recycled) {
         let mut waker = None;
         if let Some(lane) = &self.lane {
             let state = match c.result {
