@@ -200,7 +200,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     macro_rules! end {
         ($end:expr) => {{
             let end = $end;
-            if settle(&lane, cfg, core, &mut write_timer).await {
+            if lane.is_settled() || settle(&lane, cfg, core, &mut write_timer).await {
                 end
             } else {
                 Busy::Closed(false)

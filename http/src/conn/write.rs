@@ -82,20 +82,23 @@ pub(super) enum Post {
     No,
 }
 
-/// [`flush_timed`], after recording the metrics of the answers in `out`.
+/// [`flush_timed`], after recording the metrics of the answers in `out` (at once, when
+/// called). A plain function returning the flush's future, not an `async fn`: that would be a
+/// second future around the flush's, holding the same arguments again, and the busy
+/// connection's future holds whichever flush it awaits.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn flush_answered<T: Transport, S: 'static>(
-    stream: &T,
-    out: &mut Vec<u8>,
-    cfg: &ConnConfig,
-    core: &CoreConns,
-    timer: &mut Option<LazyTimer>,
+pub(super) fn flush_answered<'a, T: Transport, S: 'static>(
+    stream: &'a T,
+    out: &'a mut Vec<u8>,
+    cfg: &'a ConnConfig,
+    core: &'a CoreConns,
+    timer: &'a mut Option<LazyTimer>,
     answered: &mut crate::router::Answered<'_, S>,
-    lane: &SendLane,
+    lane: &'a SendLane,
     post: Post,
-) -> bool {
+) -> impl Future<Output = bool> + 'a {
     answered.record();
-    flush_timed(stream, out, cfg, core, timer, Some(lane), post).await
+    flush_timed(stream, out, cfg, core, timer, Some(lane), post)
 }
 
 /// [`flush`] with the write timer of a busy stretch (see [`send_all`]) and the connection's
@@ -119,7 +122,10 @@ async fn flush_timed<T: Transport>(
 ) -> bool {
     if let Some(lane) = lane {
         // An empty flush that may post has nothing to put in order.
-        if (post == Post::No || !out.is_empty()) && !settle(lane, cfg, core, timer).await {
+        if (post == Post::No || !out.is_empty())
+            && !lane.is_settled()
+            && !settle(lane, cfg, core, timer).await
+        {
             return false;
         }
     }

@@ -361,6 +361,12 @@ impl SendLane {
         }
     }
 
+    /// True if no posted send is under way and no failure waits to be reported: the next
+    /// send may be posted, and [`settled`](Self::settled) would return `Ok` at once.
+    pub fn is_settled(&self) -> bool {
+        self.lane.state.get() == LaneState::Idle
+    }
+
     /// True while a posted send is under way.
     pub fn is_busy(&self) -> bool {
         matches!(self.lane.state.get(), LaneState::InFlight(_))
