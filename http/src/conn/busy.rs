@@ -199,9 +199,8 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     // out before the connection waits idle, lingers or closes.
     macro_rules! end {
         ($end:expr) => {{
-            let end = $end;
             if lane.is_settled() || settle(&lane, cfg, core, &mut write_timer).await {
-                end
+                $end
             } else {
                 Busy::Closed(false)
             }
@@ -509,7 +508,9 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             )
             .await
             {
-                Read::TimedOut => return end!(Busy::Idle(since)),
+                Read::TimedOut if lane.is_settled() => return Busy::Idle(since),
+                // The idle wait starts when the last answer is out.
+                Read::TimedOut => return end!(Busy::Idle(loop_now())),
                 read => read,
             }
         };

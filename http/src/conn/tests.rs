@@ -378,3 +378,80 @@ fn a_connection_is_polled_once_per_request_when_its_sends_go_through_the_ring() 
         assert!(pooled >= 1, "the posted buffers came back to the pool ({pooled})");
     }
 }
+
+/// Answers posted while the client reads nothing pile up until the socket's buffers are
+/// full and a posted send waits; the connection keeps reading requests, and each flush
+/// settles the send under way before it posts the next one. When the client reads, every
+/// answer arrives whole and in order.
+#[test]
+fn answers_stay_in_order_while_a_posted_send_waits_for_a_client_that_reads_late() {
+    const ID: usize = 8;
+    const BODY: usize = 6 * 1024 * ID; // 48 KiB: under the pending-output cap and `POST_MAX`
+    const REQUESTS: usize = 160; // 7.5 MiB of answers: more than loopback buffers hold
+    let builder = ringcore_testkit::rt::one_core(false).speculative_send(false);
+    let answers = ringcore_testkit::rt::run_on(builder, || async {
+        let (client, server) = connected().await;
+        let limits = Limits::default();
+        assert!(BODY < limits.max_pending_response_bytes && BODY < super::write::POST_MAX);
+        let cfg = config(&limits);
+        let router =
+            Router::<()>::new().route(
+                "/{n}",
+                crate::get(
+                    |crate::extract::Path(n): crate::extract::Path<String>| async move {
+                        n.repeat(BODY / n.len())
+                    },
+                ),
+            );
+        let core = Rc::new(CoreConns::new(&limits));
+        client
+            .write_all(b"GET /r0000000 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec())
+            .await
+            .0
+            .expect("write");
+        let first = server.recv().await.expect("recv");
+        let busy = ringcore_runtime::spawn_local(async move {
+            serve_busy(&server, None, &router, &cfg, &core, first).await
+        });
+        for i in 1..REQUESTS {
+            let req = format!("GET /r{i:07} HTTP/1.1\r\nHost: x\r\n\r\n");
+            client.write_all(req.into_bytes()).await.0.expect("write");
+            ringcore_runtime::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .await
+            .expect("half-close");
+        let mut got = Vec::new();
+        loop {
+            let chunk = client.recv().await.expect("recv");
+            if chunk.is_empty() {
+                break;
+            }
+            got.extend_from_slice(&chunk);
+        }
+        assert!(matches!(busy.await.expect("task"), Busy::Closed(false)));
+        got
+    });
+    let mut rest = &answers[..];
+    for i in 0..REQUESTS {
+        let head_end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("answer {i}: no head in {} bytes", rest.len()));
+        let head = String::from_utf8_lossy(&rest[..head_end]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "answer {i}: {head}");
+        assert!(
+            head.contains(&format!("content-length: {BODY}")),
+            "answer {i}: {head}"
+        );
+        let body = &rest[head_end + 4..head_end + 4 + BODY];
+        let id = format!("r{i:07}");
+        assert!(
+            body.chunks(ID).all(|c| c == id.as_bytes()),
+            "answer {i} is not {id}'s, or not whole"
+        );
+        rest = &rest[head_end + 4 + BODY..];
+    }
+    assert!(rest.is_empty(), "{} bytes after the last answer", rest.len());
+}

@@ -71,6 +71,9 @@ pub(super) async fn flush<T: Transport>(
     flush_timed(stream, out, cfg, core, &mut None, None, Post::No).await
 }
 
+/// The most bytes a flush posts ([`flush_timed`]): a batch of answers, not a large body.
+pub(super) const POST_MAX: usize = 64 * 1024;
+
 /// Whether a flush may leave its bytes to a send the connection does not wait for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Post {
@@ -111,6 +114,13 @@ pub(super) fn flush_answered<'a, T: Transport, S: 'static>(
 /// and poll per flush, when its completion arrives only to hand the buffer back; the posted
 /// send's completion wakes nobody and puts the buffer back in the core's pool, and the next
 /// flush (or the end of the busy stretch) finds the outcome in the lane.
+///
+/// Only up to [`POST_MAX`] bytes are posted; more go through [`send_all`], whose write
+/// timeout counts from the last byte the socket took. A posted send is waited for as a whole
+/// (`settle`), so the bound keeps "no progress for `write_timeout`" the rule in practice, and
+/// it bounds what a connection holds beyond the pending-output cap: while a posted send is
+/// under way the connection reads and answers on into a new buffer, until its next flush
+/// settles the send.
 async fn flush_timed<T: Transport>(
     stream: &T,
     out: &mut Vec<u8>,
@@ -144,9 +154,13 @@ async fn flush_timed<T: Transport>(
     }
     let mut buf = std::mem::take(out);
     if let (Post::Yes, Some(lane)) = (post, lane) {
-        match stream.post_send(lane, buf) {
-            Ok(()) => return true,
-            Err(b) => buf = b,
+        if buf.len() <= POST_MAX {
+            // The lane was settled above, so only a transport without posted sends (TLS, the
+            // epoll driver) says no: write it then.
+            match stream.post_send(lane, buf) {
+                Ok(()) => return true,
+                Err(b) => buf = b,
+            }
         }
     }
     match send_all(stream, buf, |b, n| drop(b.drain(..n)), cfg, core, timer).await {

@@ -290,6 +290,8 @@ pub(crate) struct OpTable {
     to_drop: Vec<Box<dyn Any>>,
     /// Buffers of completed posted sends, with where each goes.
     to_recycle: Vec<Recycled>,
+    /// Posted sends cut short, whose rest the backend is to submit.
+    resends: Vec<usize>,
     orphaned: Vec<Orphaned>,
 }
 
@@ -301,6 +303,7 @@ impl OpTable {
             to_wake: Vec::new(),
             to_drop: Vec::new(),
             to_recycle: Vec::new(),
+            resends: Vec::new(),
             orphaned: Vec::new(),
         }
     }
@@ -339,6 +342,37 @@ impl OpTable {
             receive,
         });
         Ok(key)
+    }
+
+    /// Posted sends cut short since the last call: the backend submits the rest of each
+    /// ([`posted_rest`](Self::posted_rest)) under the same key.
+    pub(crate) fn take_resends(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.resends)
+    }
+
+    /// Gives back the (emptied) list [`take_resends`](Self::take_resends) handed out, keeping
+    /// its memory.
+    pub(crate) fn put_back_resends(&mut self, mut keys: Vec<usize>) {
+        keys.clear();
+        if self.resends.is_empty() {
+            self.resends = keys;
+        }
+    }
+
+    /// Whether a posted send waits for its rest to be submitted.
+    pub(crate) fn has_resends(&self) -> bool {
+        !self.resends.is_empty()
+    }
+
+    /// The fd and the bytes posted send `key` still has to send, if there is such a send.
+    pub(crate) fn posted_rest(&self, key: usize) -> Option<(i32, &[u8])> {
+        match self.slots.get(key) {
+            Some(Slot {
+                state: Lifecycle::Posted(p),
+                ..
+            }) => Some((p.fd(), p.bytes())),
+            _ => None,
+        }
     }
 
     /// Opens a slot for a posted send; returns its key, or the send if the table is full.
@@ -405,6 +439,8 @@ impl OpTable {
                 }
                 None
             }
+            // No future polls a posted send (its outcome goes to its lane).
+            Lifecycle::Posted(_) => None,
             state => {
                 *state = Lifecycle::Waiting(waker.clone());
                 None
@@ -502,7 +538,10 @@ impl OpTable {
             // Dropped twice: cannot happen (the future is gone after the first drop).
             Lifecycle::Ignored(_) => false,
             // No future owns a posted send (its lane lets go with `detach_posted`).
-            Lifecycle::Posted(_) => false,
+            Lifecycle::Posted(_) => {
+                self.to_drop.extend(data);
+                false
+            }
             Lifecycle::Submitted | Lifecycle::Waiting(_) => {
                 slot.state = Lifecycle::Ignored(data);
                 true
@@ -563,8 +602,11 @@ impl OpTable {
                 }
                 wakers.take_into(&mut self.to_wake);
             }
-            Lifecycle::Posted(_) => {
-                if let Lifecycle::Posted(p) = self.slots.remove(key).state {
+            Lifecycle::Posted(p) => {
+                if p.short(c) {
+                    // Cut short with the lane still there: the backend sends the rest.
+                    self.resends.push(key);
+                } else if let Lifecycle::Posted(p) = self.slots.remove(key).state {
                     let (waker, buf) = p.finish(c);
                     self.to_wake.extend(waker);
                     self.to_recycle.push(buf);
@@ -956,5 +998,108 @@ mod tests {
             "not freed: the kernel may still use it"
         );
         assert_eq!(Rc::strong_count(&late), 2);
+    }
+
+    thread_local! {
+        static RECYCLED: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn recycle(buf: Vec<u8>) {
+        RECYCLED.with(|r| r.borrow_mut().push(buf));
+    }
+
+    /// A posted send of `bytes` on a socket of its own, and its lane.
+    fn posted(bytes: &[u8]) -> (Posted, Rc<super::super::posted::Lane>) {
+        let (a, _b) = UnixStream::pair().expect("pair");
+        let fd = crate::fd::SharedFd::new(a.into_raw_fd());
+        let lane = super::super::posted::Lane::new(recycle);
+        (Posted::new(bytes.to_vec(), fd, lane.clone()), lane)
+    }
+
+    fn recycle_all(t: &mut OpTable) -> usize {
+        let mut d = Deferred::default();
+        t.take_deferred(&mut d);
+        let n = d.recycle.len();
+        d.release();
+        n
+    }
+
+    #[test]
+    fn a_posted_send_leaves_its_outcome_in_the_lane_and_its_buffer_for_the_pool() {
+        use super::super::posted::LaneState;
+        let mut t = OpTable::with_capacity(4);
+        let (p, lane) = posted(b"hello");
+        let key = t.insert_posted(p).ok().expect("slot");
+        assert_eq!(
+            t.poll_single(key, &waker().1),
+            None,
+            "no future polls a posted send"
+        );
+        t.complete(key, ok(5));
+        assert_eq!(lane.state.get(), LaneState::Idle, "all sent");
+        assert!(t.is_empty(), "the slot is freed");
+        assert_eq!(recycle_all(&mut t), 1);
+        assert_eq!(RECYCLED.with(|r| r.borrow_mut().pop()), Some(b"hello".to_vec()));
+
+        let (p, lane) = posted(b"doomed");
+        let key = t.insert_posted(p).ok().expect("slot");
+        t.complete(key, Completion::new(Err(Errno(libc::EPIPE))));
+        assert_eq!(lane.state.get(), LaneState::Failed(Some(Errno(libc::EPIPE))));
+        assert_eq!(recycle_all(&mut t), 1, "a failed send's buffer comes back too");
+    }
+
+    #[test]
+    fn a_short_posted_send_is_sent_on_from_where_it_stopped() {
+        use super::super::posted::LaneState;
+        let mut t = OpTable::with_capacity(4);
+        let (p, lane) = posted(b"0123456789");
+        let key = t.insert_posted(p).ok().expect("slot");
+        t.complete(key, ok(4));
+        assert_eq!(t.take_resends(), vec![key], "the rest is to be submitted");
+        assert_eq!(
+            t.posted_rest(key).map(|(_, rest)| rest.to_vec()),
+            Some(b"456789".to_vec())
+        );
+        assert_eq!(recycle_all(&mut t), 0, "the buffer stays in the slot");
+        t.complete(key, ok(6));
+        assert_eq!(lane.state.get(), LaneState::Idle, "4 + 6 bytes: all of it");
+        assert_eq!(recycle_all(&mut t), 1);
+        assert!(t.posted_rest(key).is_none());
+
+        // A completion with no byte sent is a failure, not a resend.
+        let (p, lane) = posted(b"abc");
+        let key = t.insert_posted(p).ok().expect("slot");
+        t.complete(key, ok(0));
+        assert!(t.take_resends().is_empty());
+        assert_eq!(lane.state.get(), LaneState::Failed(None));
+        assert_eq!(recycle_all(&mut t), 1);
+    }
+
+    #[test]
+    fn a_detached_posted_send_is_cancelled_and_still_gives_its_buffer_back() {
+        use super::super::posted::LaneState;
+        let mut t = OpTable::with_capacity(4);
+        let (p, lane) = posted(b"0123456789");
+        let key = t.insert_posted(p).ok().expect("slot");
+        lane.state.set(LaneState::InFlight(key));
+        assert!(t.detach_posted(key), "still in the kernel: cancel it");
+        // Cut short by the cancel: nobody waits, so no resend.
+        t.complete(key, ok(3));
+        assert!(t.take_resends().is_empty());
+        assert_eq!(lane.state.get(), LaneState::InFlight(key), "the lane is not told");
+        assert_eq!(recycle_all(&mut t), 1);
+        assert!(t.is_empty());
+        assert!(!t.detach_posted(key), "nothing left to cancel");
+    }
+
+    #[test]
+    fn abandoning_the_table_leaks_a_posted_send_still_in_the_kernel() {
+        let mut t = OpTable::with_capacity(4);
+        let (p, _lane) = posted(b"in flight");
+        t.insert_posted(p).ok().expect("slot");
+        let leaked = t.abandon();
+        assert_eq!(leaked.len(), 1, "its buffer is handed out to be leaked");
+        std::mem::forget(leaked);
+        assert_eq!(recycle_all(&mut t), 0);
     }
 }

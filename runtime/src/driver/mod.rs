@@ -258,21 +258,35 @@ impl UringDriver {
     /// the ring does not take completes at once with its error (the lane gets it, the buffer
     /// goes to its pool). Returns the slot's key.
     pub(crate) fn submit_posted(&mut self, posted: Posted, fd: i32) -> Result<usize, Posted> {
-        let bytes = posted.bytes();
-        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        let sqe = opcode::Send::new(types::Fd(fd), bytes.as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
-            .build();
+        let sqe = posted_sqe(posted.bytes(), fd);
         let key = self.ops.insert_posted(posted)?;
+        self.push_posted(key, sqe);
+        Ok(key)
+    }
+
+    /// Queues the request of posted send `key` (built by [`posted_sqe`] from its slot's
+    /// bytes); a request the ring does not take completes the send with the error.
+    fn push_posted(&mut self, key: usize, sqe: squeue::Entry) {
         let sqe = sqe.user_data(key as u64);
         // SAFETY: the SQE points into the posted buffer's heap allocation, which the slot
-        // owns (moving the `Vec` into it did not move its bytes) until the kernel's
+        // owns (moving the `Vec` into it did not move its bytes) until the kernel's last
         // completion for it; the slot also holds the fd open.
         if let Err(e) = unsafe { self.push(&sqe) } {
             let errno = Errno(e.raw_os_error().unwrap_or(libc::EIO));
             self.ops.complete(key, Completion::new(Err(errno)));
         }
-        Ok(key)
+    }
+
+    /// Submits the rest of each posted send that a completion cut short (after a reap: a
+    /// push may reap again when the submission queue is full).
+    fn resend_posted(&mut self) {
+        let keys = self.ops.take_resends();
+        for &key in &keys {
+            if let Some(sqe) = self.ops.posted_rest(key).map(|(fd, rest)| posted_sqe(rest, fd)) {
+                self.push_posted(key, sqe);
+            }
+        }
+        self.ops.put_back_resends(keys);
     }
 
     /// The lane of posted send `key` is gone: cancel it if it is still in the kernel.
@@ -420,6 +434,9 @@ impl UringDriver {
         cqes.clear();
         self.cqes = cqes;
         self.dispose_orphaned();
+        if self.ops.has_resends() {
+            self.resend_posted();
+        }
         n
     }
 
@@ -476,4 +493,13 @@ impl UringDriver {
         }
         leaked
     }
+}
+
+/// The request of a posted send of `bytes` on `fd` (`MSG_WAITALL`: a 5.18+ kernel finishes
+/// a short send itself).
+fn posted_sqe(bytes: &[u8], fd: i32) -> squeue::Entry {
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    opcode::Send::new(types::Fd(fd), bytes.as_ptr(), len)
+        .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+        .build()
 }

@@ -9,10 +9,11 @@
 //! the task reads when it next writes. Nothing is woken unless the task is waiting for the
 //! outcome.
 //!
-//! The SQE carries `MSG_WAITALL`: on a stream socket the kernel then retries a short send
-//! itself until every byte is sent or the socket fails, so a completion that reports fewer
-//! bytes than the buffer held means the connection is broken (there is no buffer left to
-//! send the rest from).
+//! The SQE carries `MSG_WAITALL`: on a stream socket a 5.18+ kernel then retries a short send
+//! itself until every byte is sent or the socket fails. A completion that still reports
+//! fewer bytes (an older kernel, or a send the kernel gave up on part way) is not the end:
+//! the slot keeps the buffer and how much went, and the driver submits the rest under the
+//! same key (`OpTable::take_resends`), so the outcome the lane gets is all or an error.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -61,26 +62,48 @@ pub(crate) struct Posted {
     /// not move when the `Vec` does).
     buf: Vec<u8>,
     /// Keeps the fd number from being reused until the kernel is done.
-    _fd: SharedFd,
-    /// `None` once the lane is gone (the send is being cancelled).
-    lane: Option<Rc<Lane>>,
-    recycle: fn(Vec<u8>),
+    fd: SharedFd,
+    /// Where the outcome goes, and the buffer (its `recycle`).
+    lane: Rc<Lane>,
+    /// How many bytes went in earlier, short completions (a send is at most `u32::MAX`
+    /// bytes: the SQE's length).
+    sent: u32,
+    /// The lane let go (the send is being cancelled): the outcome goes nowhere.
+    detached: bool,
 }
+// A slot of the op table fits a cache line (`an_op_slot_fits_a_cache_line`).
 
 impl Posted {
     pub(crate) fn new(buf: Vec<u8>, fd: SharedFd, lane: Rc<Lane>) -> Posted {
-        let recycle = lane.recycle;
         Posted {
             buf,
-            _fd: fd,
-            lane: Some(lane),
-            recycle,
+            fd,
+            lane,
+            sent: 0,
+            detached: false,
         }
     }
 
-    /// The bytes to send (for the SQE).
+    /// The socket.
+    pub(crate) fn fd(&self) -> i32 {
+        self.fd.raw()
+    }
+
+    /// The bytes still to send (for the SQE).
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.buf
+        self.buf.get(self.sent as usize..).unwrap_or_default()
+    }
+
+    /// A completion that sent `n` bytes, short of the rest, with the lane still there: true
+    /// (and the bytes counted) if the rest is to be sent under the same key.
+    pub(crate) fn short(&mut self, c: Completion) -> bool {
+        match c.result {
+            Ok(n) if n > 0 && !self.detached && (n as usize) < self.bytes().len() => {
+                self.sent += n;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The buffer back (the send was never submitted).
@@ -90,22 +113,22 @@ impl Posted {
 
     /// The lane let go of the send (it is being cancelled): its outcome goes nowhere.
     pub(crate) fn detach(&mut self) {
-        self.lane = None;
+        self.detached = true;
     }
 
     /// The kernel is done: the outcome goes to the lane. Returns the waker to call (a task
     /// waiting for the outcome) and the buffer with where it goes.
     pub(crate) fn finish(self, c: Completion) -> (Option<Waker>, Recycled) {
         let mut waker = None;
-        if let Some(lane) = &self.lane {
+        if !self.detached {
             let state = match c.result {
-                Ok(n) if n as usize == self.buf.len() => LaneState::Idle,
+                Ok(n) if self.sent as usize + n as usize == self.buf.len() => LaneState::Idle,
                 Ok(_) => LaneState::Failed(None),
                 Err(e) => LaneState::Failed(Some(e)),
             };
-            lane.state.set(state);
-            waker = lane.waker.take();
+            self.lane.state.set(state);
+            waker = self.lane.waker.take();
         }
-        (waker, (self.buf, self.recycle))
+        (waker, (self.buf, self.lane.recycle))
     }
 }

@@ -225,8 +225,9 @@ impl TcpStream {
     /// read, say) while the kernel sends, and the completion wakes nobody. The driver owns
     /// the buffer until the kernel is done with it, then gives it to the lane's `recycle`
     /// function (see [`SendLane::new`]); the outcome stays in `lane`, where
-    /// [`SendLane::settled`] finds it. Every byte is sent or the send fails (`MSG_WAITALL`:
-    /// the kernel retries a short send itself).
+    /// [`SendLane::settled`] finds it. Every byte is sent or the send fails: `MSG_WAITALL`
+    /// makes a 5.18+ kernel finish a short send itself, and the driver sends the rest of one
+    /// that still comes back short.
     ///
     /// This is the write of a task that answers and then reads its peer's next request. On
     /// io_uring an awaited send costs such a task a second wake-up and poll, when the
@@ -237,15 +238,14 @@ impl TcpStream {
     /// and before shutting it down. Dropping the lane cancels a send still under way.
     ///
     /// Gives `buf` back with `Unsupported` on the epoll driver (write it there), and with
-    /// `InvalidInput` while the lane's last send is under way or its failure unread. A
+    /// `InvalidInput` while the lane's last send is under way or its failure unread (or for
+    /// a buffer of 4 GiB or more). A
     /// request the ring cannot take fails through the lane, like a failed send.
     pub fn post_send(&self, lane: &SendLane, buf: Vec<u8>) -> Result<(), (io::Error, Vec<u8>)> {
-        if lane.lane.state.get() != LaneState::Idle {
-            let e = io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the lane's last posted send is not settled",
-            );
-            return Err((e, buf));
+        if lane.lane.state.get() != LaneState::Idle || u32::try_from(buf.len()).is_err() {
+            // The caller's mistake (it did not settle; a send larger than one request can
+            // say): a plain kind, no allocation.
+            return Err((io::ErrorKind::InvalidInput.into(), buf));
         }
         if buf.is_empty() {
             (lane.lane.recycle)(buf);
@@ -257,13 +257,8 @@ impl TcpStream {
                 let e = io::Error::other("operation table full");
                 (e, p.into_buf())
             }),
-            Driver::Epoll(_) => {
-                let e = io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "posted sends need the io_uring driver",
-                );
-                Err((e, posted.into_buf()))
-            }
+            // Asked on every flush that would block there: a plain kind, no allocation.
+            Driver::Epoll(_) => Err((io::ErrorKind::Unsupported.into(), posted.into_buf())),
         });
         let key = submitted?;
         // A request the ring refused has completed already and left its failure.
