@@ -13,6 +13,14 @@ async fn connected() -> (TcpStream, TcpStream) {
     (client, server)
 }
 
+/// A router that answers `/{n}` with `n`.
+fn echo_router() -> Router<()> {
+    Router::<()>::new().route(
+        "/{n}",
+        crate::get(|crate::extract::Path(n): crate::extract::Path<String>| async move { n }),
+    )
+}
+
 /// A connection config with `limits`, without HTTP/2.
 fn config(limits: &Limits) -> ConnConfig {
     ConnConfig {
@@ -188,10 +196,7 @@ fn a_batch_across_receive_buffers_is_answered_in_one_write() {
         let first_len = first.len();
         let limits = Limits::default();
         let cfg = config(&limits);
-        let router = Router::<()>::new().route(
-            "/{n}",
-            crate::get(|crate::extract::Path(n): crate::extract::Path<String>| async move { n }),
-        );
+        let router = echo_router();
         let core = Rc::new(CoreConns::new(&limits));
         let before = ringcore_runtime::stats::shard(0).sqes_submitted;
         let busy = {
@@ -278,6 +283,22 @@ fn an_answer_under_way_goes_out_whole_before_the_connection_closes() {
     assert!(got > BODY, "{got} bytes arrived, the body alone is {BODY}");
 }
 
+/// Half-closes the client's side and reads everything until the server closes.
+async fn half_close_and_read_to_end(client: &TcpStream) -> Vec<u8> {
+    client
+        .shutdown(std::net::Shutdown::Write)
+        .await
+        .expect("half-close");
+    let mut got = Vec::new();
+    loop {
+        let chunk = client.recv().await.expect("recv");
+        if chunk.is_empty() {
+            return got;
+        }
+        got.extend_from_slice(&chunk);
+    }
+}
+
 /// Counts the polls of the future it wraps.
 struct CountPolls<F> {
     fut: Pin<Box<F>>,
@@ -307,10 +328,7 @@ fn a_connection_is_polled_once_per_request_when_its_sends_go_through_the_ring() 
         let (client, server) = connected().await;
         let limits = Limits::default();
         let cfg = config(&limits);
-        let router = Router::<()>::new().route(
-            "/{n}",
-            crate::get(|crate::extract::Path(n): crate::extract::Path<String>| async move { n }),
-        );
+        let router = echo_router();
         let core = Rc::new(CoreConns::new(&limits));
         let pool = core.clone();
         client
@@ -346,18 +364,7 @@ fn a_connection_is_polled_once_per_request_when_its_sends_go_through_the_ring() 
             .await
             .0
             .expect("write");
-        client
-            .shutdown(std::net::Shutdown::Write)
-            .await
-            .expect("half-close");
-        let mut tail = Vec::new();
-        loop {
-            let chunk = client.recv().await.expect("recv");
-            if chunk.is_empty() {
-                break;
-            }
-            tail.extend_from_slice(&chunk);
-        }
+        let tail = half_close_and_read_to_end(&client).await;
         assert!(matches!(busy.await.expect("task"), Busy::Closed(false)));
         let uring = ringcore_runtime::driver_kind() == ringcore_runtime::DriverKind::IoUring;
         (
@@ -418,18 +425,7 @@ fn answers_stay_in_order_while_a_posted_send_waits_for_a_client_that_reads_late(
             client.write_all(req.into_bytes()).await.0.expect("write");
             ringcore_runtime::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        client
-            .shutdown(std::net::Shutdown::Write)
-            .await
-            .expect("half-close");
-        let mut got = Vec::new();
-        loop {
-            let chunk = client.recv().await.expect("recv");
-            if chunk.is_empty() {
-                break;
-            }
-            got.extend_from_slice(&chunk);
-        }
+        let got = half_close_and_read_to_end(&client).await;
         assert!(matches!(busy.await.expect("task"), Busy::Closed(false)));
         got
     });
