@@ -36,7 +36,8 @@ pub(crate) fn recycle_out(mut buf: Vec<u8>) {
     if !(BUF_CAPACITY..=MAX_POOLED_CAPACITY).contains(&cap) {
         return;
     }
-    OUT.with(|pool| {
+    // `try_with`: a buffer that comes back while the thread is ending is freed.
+    let _ = OUT.try_with(|pool| {
         let mut pool = pool.borrow_mut();
         if pool.len() < POOLED {
             buf.clear();
