@@ -40,6 +40,12 @@ async fn stream_api() {
     client.set_nodelay(false).expect("nodelay off");
     assert!(!client.nodelay().expect("get"));
 
+    // Buffer sizes round-trip (Linux reports twice what was set, for its bookkeeping).
+    client.set_send_buffer_size(8192).expect("SO_SNDBUF");
+    assert_eq!(client.send_buffer_size().expect("get"), 16384);
+    client.set_recv_buffer_size(8192).expect("SO_RCVBUF");
+    assert_eq!(client.recv_buffer_size().expect("get"), 16384);
+
     // writev_all sends every buffer, in order, of mixed types.
     let parts: Vec<Vec<u8>> = vec![b"alpha-".to_vec(), vec![b'x'; 100_000], b"-omega".to_vec()];
     let expected: Vec<u8> = parts.concat();

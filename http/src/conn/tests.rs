@@ -505,3 +505,116 @@ fn the_last_posted_answers_go_out_whole_when_the_clients_eof_ends_the_stretch() 
     // Two answers fill the cap, so the 201st is the batch's last flush: the posted one.
     assert_answers_in_order(&serve_answers_to_a_late_reader(201, true), 201);
 }
+
+/// How a client that leaves the last posted answer waiting ends the busy stretch.
+#[derive(Clone, Copy)]
+enum LateEnd {
+    /// It half-closes with its last request: the connection meets the EOF.
+    Eof,
+    /// It sends nothing more for longer than `IDLE_AFTER`: the connection goes idle.
+    Idle,
+}
+
+/// The end of the busy stretch settles the posted send still under way: the server's send
+/// buffer is made small, the client reads nothing, its first answer (60 KiB, posted) fills
+/// the client's receive window, and its second, posted too, cannot go out until the client
+/// reads. Meanwhile the connection meets the EOF or goes idle; the answer must still arrive
+/// whole (dropping the lane instead would cancel it part way). Mutation-checked: without
+/// the settle before going idle the idle case fails (the cancel cut the answer at 32 KiB);
+/// without the settle on the EOF the EOF case still passed in every try, because there the
+/// kernel went on to finish the send the cancel was meant to stop (its completion reported
+/// every byte), which nothing promises.
+fn a_posted_answer_outlives_the_busy_stretch(end: LateEnd) {
+    const LARGE: usize = 7680 * ID; // 60 KiB: one answer per batch, under `POST_MAX`
+    let builder = ringcore_testkit::rt::one_core(false).speculative_send(false);
+    let (got, busy_end) = ringcore_testkit::rt::run_on(builder, move || async move {
+        let (client, server) = connected().await;
+        server.set_send_buffer_size(4096).expect("SO_SNDBUF");
+        // Smaller than the window already offered: once the first answer has taken that,
+        // the window stays shut while the client reads nothing.
+        client.set_recv_buffer_size(32 * 1024).expect("SO_RCVBUF");
+        let limits = Limits::default();
+        assert!(LARGE + 200 < limits.max_pending_response_bytes.min(super::write::POST_MAX));
+        let cfg = config(&limits);
+        let router =
+            Router::<()>::new().route(
+                "/{n}",
+                crate::get(
+                    |crate::extract::Path(n): crate::extract::Path<String>| async move {
+                        n.repeat(LARGE / n.len())
+                    },
+                ),
+            );
+        let core = Rc::new(CoreConns::new(&limits));
+        let sleep = |ms| ringcore_runtime::time::sleep(std::time::Duration::from_millis(ms));
+        client
+            .write_all(b"GET /r0000000 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec())
+            .await
+            .0
+            .expect("write");
+        let first = server.recv().await.expect("recv");
+        let busy = ringcore_runtime::spawn_local(async move {
+            serve_busy(&server, None, &router, &cfg, &core, first).await
+        });
+        sleep(50).await;
+        client
+            .write_all(b"GET /r0000001 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec())
+            .await
+            .0
+            .expect("write");
+        if let LateEnd::Eof = end {
+            // Once the second answer's send is in the kernel (and waits for room).
+            sleep(50).await;
+            client
+                .shutdown(std::net::Shutdown::Write)
+                .await
+                .expect("half-close");
+        }
+        // Past `IDLE_AFTER`: the connection has met the EOF or gone idle by now.
+        sleep(2 * super::busy::IDLE_AFTER.as_millis() as u64).await;
+        // Everything that arrives until the socket is quiet for 300 ms (or closes).
+        let mut got = Vec::new();
+        let quiet = std::time::Duration::from_millis(300);
+        for _ in 0..10_000 {
+            match ringcore_runtime::time::timeout(quiet, client.recv()).await {
+                Ok(Ok(chunk)) if chunk.is_empty() => break,
+                Ok(Ok(chunk)) => got.extend_from_slice(&chunk),
+                Ok(Err(e)) => panic!("recv: {e}"),
+                Err(_) => break,
+            }
+        }
+        let busy_end = match busy.await.expect("task") {
+            Busy::Idle(_) => "idle",
+            Busy::Closed(_) => "closed",
+        };
+        (got, busy_end)
+    });
+    assert_eq!(
+        busy_end,
+        match end {
+            LateEnd::Eof => "closed",
+            LateEnd::Idle => "idle",
+        }
+    );
+    let text = String::from_utf8_lossy(&got);
+    for id in ["r0000000", "r0000001"] {
+        let whole = id.repeat(LARGE / ID);
+        assert!(
+            text.contains(&whole),
+            "the answer for {id} did not arrive whole ({} bytes in all: {:?} ... {:?})",
+            got.len(),
+            &text[..text.len().min(200)],
+            &text[text.len().saturating_sub(100)..]
+        );
+    }
+}
+
+#[test]
+fn a_posted_answer_goes_out_whole_when_the_clients_eof_ends_the_stretch() {
+    a_posted_answer_outlives_the_busy_stretch(LateEnd::Eof);
+}
+
+#[test]
+fn a_posted_answer_goes_out_whole_when_the_connection_goes_idle() {
+    a_posted_answer_outlives_the_busy_stretch(LateEnd::Idle);
+}

@@ -91,6 +91,30 @@ impl TcpStream {
         socket::get_opt(self.fd.raw(), libc::IPPROTO_TCP, libc::TCP_NODELAY).map(|v| v != 0)
     }
 
+    /// Sets `SO_SNDBUF`: the kernel's send buffer for this socket, in bytes (Linux doubles
+    /// the value for its bookkeeping and stops tuning the size automatically).
+    pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        let v = i32::try_from(bytes).unwrap_or(i32::MAX);
+        socket::set_opt(self.fd.raw(), libc::SOL_SOCKET, libc::SO_SNDBUF, v)
+    }
+
+    /// `SO_SNDBUF` as the kernel reports it.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        socket::get_opt(self.fd.raw(), libc::SOL_SOCKET, libc::SO_SNDBUF).map(|v| v.max(0) as usize)
+    }
+
+    /// Sets `SO_RCVBUF`: the kernel's receive buffer for this socket, in bytes (doubled and
+    /// no longer tuned, as for [`set_send_buffer_size`](Self::set_send_buffer_size)).
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        let v = i32::try_from(bytes).unwrap_or(i32::MAX);
+        socket::set_opt(self.fd.raw(), libc::SOL_SOCKET, libc::SO_RCVBUF, v)
+    }
+
+    /// `SO_RCVBUF` as the kernel reports it.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        socket::get_opt(self.fd.raw(), libc::SOL_SOCKET, libc::SO_RCVBUF).map(|v| v.max(0) as usize)
+    }
+
     /// The remote address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         socket::peer_addr(self.fd.raw())
