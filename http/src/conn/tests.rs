@@ -21,6 +21,17 @@ fn echo_router() -> Router<()> {
     )
 }
 
+/// A router that answers `/{n}` with `n` repeated to `len` bytes (`len` a multiple of the
+/// length of `n`).
+fn id_router(len: usize) -> Router<()> {
+    Router::<()>::new().route(
+        "/{n}",
+        crate::get(move |crate::extract::Path(n): crate::extract::Path<String>| async move {
+            n.repeat(len / n.len())
+        }),
+    )
+}
+
 /// A connection config with `limits`, without HTTP/2.
 fn config(limits: &Limits) -> ConnConfig {
     ConnConfig {
@@ -402,15 +413,7 @@ fn serve_answers_to_a_late_reader(requests: usize, all_at_once: bool) -> Vec<u8>
         let limits = Limits::default();
         assert!(BODY < limits.max_pending_response_bytes && BODY < super::write::POST_MAX);
         let cfg = config(&limits);
-        let router =
-            Router::<()>::new().route(
-                "/{n}",
-                crate::get(
-                    |crate::extract::Path(n): crate::extract::Path<String>| async move {
-                        n.repeat(BODY / n.len())
-                    },
-                ),
-            );
+        let router = id_router(BODY);
         let core = Rc::new(CoreConns::new(&limits));
         let request = |i: usize| format!("GET /r{i:07} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
         let sleep = |ms| ringcore_runtime::time::sleep(std::time::Duration::from_millis(ms));
@@ -536,15 +539,7 @@ fn a_posted_answer_outlives_the_busy_stretch(end: LateEnd) {
         let limits = Limits::default();
         assert!(LARGE + 200 < limits.max_pending_response_bytes.min(super::write::POST_MAX));
         let cfg = config(&limits);
-        let router =
-            Router::<()>::new().route(
-                "/{n}",
-                crate::get(
-                    |crate::extract::Path(n): crate::extract::Path<String>| async move {
-                        n.repeat(LARGE / n.len())
-                    },
-                ),
-            );
+        let router = id_router(LARGE);
         let core = Rc::new(CoreConns::new(&limits));
         let sleep = |ms| ringcore_runtime::time::sleep(std::time::Duration::from_millis(ms));
         client
