@@ -206,11 +206,11 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             }
         }};
     }
-    // The flushes off the common path (closing the connection; before a large, streamed or
-    // refused body) run out of line (see `out_of_line`), and settle the posted send first.
-    macro_rules! flush_out_of_line {
-        () => {
-            out_of_line(flush_answered(
+    // The flush of the answers in `out` (its future): `Post::Yes` at the end of a batch,
+    // `Post::No` where the bytes must be out when it returns.
+    macro_rules! flush {
+        ($post:expr) => {
+            flush_answered(
                 stream,
                 &mut out,
                 cfg,
@@ -218,9 +218,15 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 &mut write_timer,
                 &mut answered,
                 &lane,
-                Post::No,
-            ))
-            .await
+                $post,
+            )
+        };
+    }
+    // The flushes off the common path (closing the connection; before a large, streamed or
+    // refused body) run out of line (see `out_of_line`), and settle the posted send first.
+    macro_rules! flush_out_of_line {
+        () => {
+            out_of_line(flush!(Post::No)).await
         };
     }
     parser.push(&first);
@@ -455,18 +461,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 continue;
             }
         }
-        if !flush_answered(
-            stream,
-            &mut out,
-            cfg,
-            core,
-            &mut write_timer,
-            &mut answered,
-            &lane,
-            Post::Yes,
-        )
-        .await
-        {
+        if !flush!(Post::Yes).await {
             return Busy::Closed(false);
         }
         if core.drain.is_draining() && !parser.has_partial() {

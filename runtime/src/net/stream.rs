@@ -275,14 +275,17 @@ impl TcpStream {
             (lane.lane.recycle)(buf);
             return Ok(());
         }
-        let posted = Posted::new(buf, self.fd.clone(), lane.lane.clone());
         let submitted = context::with(|cx| match &mut *cx.driver.borrow_mut() {
-            Driver::Uring(d) => d.submit_posted(posted, self.fd.raw()).map_err(|p| {
-                let e = io::Error::other("operation table full");
-                (e, p.into_buf())
-            }),
-            // Asked on every flush that would block there: a plain kind, no allocation.
-            Driver::Epoll(_) => Err((io::ErrorKind::Unsupported.into(), posted.into_buf())),
+            Driver::Uring(d) => {
+                let posted = Posted::new(buf, self.fd.clone(), lane.lane.clone());
+                d.submit_posted(posted, self.fd.raw()).map_err(|p| {
+                    let e = io::Error::other("operation table full");
+                    (e, p.into_buf())
+                })
+            }
+            // Asked on every flush that would block there: a plain kind, nothing allocated
+            // or counted.
+            Driver::Epoll(_) => Err((io::ErrorKind::Unsupported.into(), buf)),
         });
         let key = submitted?;
         // A request the ring refused has completed already and left its failure.
