@@ -178,21 +178,46 @@ impl Wake for NoopWake {
     fn wake(self: Arc<Self>) {}
 }
 
+/// Releases what the driver deferred (see [`release_all_deferred`]); the check, which the
+/// loop makes several times a turn, inline.
+#[inline]
 fn release_deferred(cx: &Context) {
-    if !cx.driver.borrow().has_deferred() {
-        return;
+    if cx.driver.borrow().has_deferred() {
+        release_all_deferred(cx);
     }
-    // The lists are reused (taken out, so a waker's `wake` or a recycle function may reach
-    // the context).
-    let mut deferred = std::mem::take(&mut *cx.deferred.borrow_mut());
-    cx.driver.borrow_mut().take_deferred(&mut deferred);
-    deferred.release();
-    *cx.deferred.borrow_mut() = deferred;
+}
+
+#[inline(never)]
+fn release_all_deferred(cx: &Context) {
+    // The lists are reused: released in place, with no driver borrow held (a dropped
+    // resource may use the driver). Nothing a release runs (a waker's `wake`, a drop, a
+    // recycle function) comes back here; if something ever did, it would get lists of its
+    // own rather than a borrow panic.
+    match cx.deferred.try_borrow_mut() {
+        Ok(mut deferred) => {
+            cx.driver.borrow_mut().take_deferred(&mut deferred);
+            deferred.release();
+        }
+        Err(_) => {
+            let mut deferred = crate::driver::Deferred::default();
+            cx.driver.borrow_mut().take_deferred(&mut deferred);
+            deferred.release();
+        }
+    }
 }
 
 /// Fires the timers due at `now` (the caller's clock read) and makes it the loop's instant.
+#[inline]
 fn fire_timers(cx: &Context, buf: &mut Vec<Waker>, now: Instant) {
     crate::time::set_loop_now(now);
+    // Most turns fire nothing: the check inline, the firing out of line.
+    if cx.timers.borrow().any_due(now) {
+        fire_due(cx, buf, now);
+    }
+}
+
+#[inline(never)]
+fn fire_due(cx: &Context, buf: &mut Vec<Waker>, now: Instant) {
     cx.timers.borrow_mut().expire(now, buf);
     if !buf.is_empty() {
         for w in buf.drain(..) {
@@ -205,12 +230,19 @@ fn inbox_empty(cx: &Context) -> bool {
     !cx.shared.shards[cx.shard_id].may_have_mail()
 }
 
+#[inline]
 fn take_remote_wakes(cx: &Context) {
     let remote = &cx.shared.shards[cx.shard_id];
-    // A plain load first: the swap's locked write only when a wake came.
-    if !remote.has_remote_wakes.load(Ordering::Relaxed)
-        || !remote.has_remote_wakes.swap(false, Ordering::AcqRel)
-    {
+    // A plain load first (inline: nearly every turn stops here), the swap's locked write
+    // only when a wake came.
+    if remote.has_remote_wakes.load(Ordering::Relaxed) {
+        schedule_remote_wakes(cx, remote);
+    }
+}
+
+#[inline(never)]
+fn schedule_remote_wakes(cx: &Context, remote: &crate::shared::ShardRemote) {
+    if !remote.has_remote_wakes.swap(false, Ordering::AcqRel) {
         return;
     }
     let wakes = match remote.remote_wakes.lock() {

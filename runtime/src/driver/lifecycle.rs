@@ -259,13 +259,32 @@ pub(crate) struct Deferred {
 impl Deferred {
     /// Wakes, frees and recycles everything in it, keeping the vectors' memory.
     pub(crate) fn release(&mut self) {
-        for w in self.wake.drain(..) {
-            w.wake();
+        // Each list only when it has something: the usual hand-over is one waker, and an
+        // empty list's drain or clear is still a call and its drop glue.
+        if !self.wake.is_empty() {
+            for w in self.wake.drain(..) {
+                w.wake();
+            }
         }
-        self.drop_.clear();
-        for (buf, recycle) in self.recycle.drain(..) {
-            recycle(buf);
+        if !self.drop_.is_empty() {
+            self.drop_.clear();
         }
+        if !self.recycle.is_empty() {
+            for (buf, recycle) in self.recycle.drain(..) {
+                recycle(buf);
+            }
+        }
+    }
+}
+
+/// Moves every item of `from` to the end of `to`: by swapping the two vectors when `to` is
+/// empty (the usual hand-over: both keep their memory, nothing is copied), else by appending.
+#[inline]
+pub(crate) fn move_all<T>(to: &mut Vec<T>, from: &mut Vec<T>) {
+    if to.is_empty() {
+        std::mem::swap(to, from);
+    } else {
+        to.append(from);
     }
 }
 
@@ -640,9 +659,9 @@ impl OpTable {
     }
 
     pub(crate) fn take_deferred(&mut self, out: &mut Deferred) {
-        out.wake.append(&mut self.to_wake);
-        out.drop_.append(&mut self.to_drop);
-        out.recycle.append(&mut self.to_recycle);
+        move_all(&mut out.wake, &mut self.to_wake);
+        move_all(&mut out.drop_, &mut self.to_drop);
+        move_all(&mut out.recycle, &mut self.to_recycle);
     }
 
     /// At shutdown, after the backend gave up waiting: empties the table and returns the

@@ -353,7 +353,7 @@ impl UringDriver {
             Wait::Until {
                 deadline: Some(deadline),
                 now,
-            } => match self.clock {
+            } => match &mut self.clock {
                 // On the ring's own clock: no clock read, and the turn's `now` may be from
                 // before its tasks ran (a deadline passed since returns at once).
                 Some(clock) => {

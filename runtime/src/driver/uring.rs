@@ -161,19 +161,34 @@ fn probe(ring: &IoUring, single: bool, defer: bool, coop: bool, portable: bool) 
 pub(crate) struct RingClock {
     at: Instant,
     monotonic: Duration,
+    /// The last deadline converted, and its value on the ring's clock: a core parks on the
+    /// same earliest timer turn after turn (a connection's idle timer stays put for its whole
+    /// period), so most conversions are this one again.
+    last: Option<(Instant, Duration)>,
 }
 
 impl RingClock {
     pub(crate) fn new() -> Option<Self> {
         let at = Instant::now();
         let monotonic = sys::clock(libc::CLOCK_MONOTONIC)?;
-        Some(RingClock { at, monotonic })
+        Some(RingClock {
+            at,
+            monotonic,
+            last: None,
+        })
     }
 
     /// `deadline` on the ring's clock (a deadline before this clock's reading: that reading,
     /// which has passed).
-    pub(crate) fn timespec(&self, deadline: Instant) -> types::Timespec {
-        let t = self.monotonic + deadline.saturating_duration_since(self.at);
+    pub(crate) fn timespec(&mut self, deadline: Instant) -> types::Timespec {
+        let t = match self.last {
+            Some((d, t)) if d == deadline => t,
+            _ => {
+                let t = self.monotonic + deadline.saturating_duration_since(self.at);
+                self.last = Some((deadline, t));
+                t
+            }
+        };
         types::Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos())
     }
 }
@@ -278,7 +293,39 @@ fn monotonic_offset_is_zero(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::monotonic_offset_is_zero;
+    use std::time::{Duration, Instant};
+
+    use super::{monotonic_offset_is_zero, RingClock};
+
+    #[test]
+    fn the_ring_clock_converts_a_deadline_alike_whether_kept_or_not() {
+        let Some(mut clock) = RingClock::new() else {
+            panic!("CLOCK_MONOTONIC is readable on Linux");
+        };
+        let secs = |ts: io_uring::types::Timespec| {
+            // The type keeps its fields private; its bytes are a `__kernel_timespec`.
+            let p = &ts as *const io_uring::types::Timespec as *const [i64; 2];
+            // SAFETY: `Timespec` is `#[repr(transparent)]` over `__kernel_timespec`, two i64s.
+            let [s, n] = unsafe { *p };
+            Duration::new(s as u64, n as u32)
+        };
+        let now = Instant::now();
+        let (a, b) = (
+            now + Duration::from_millis(200),
+            now + Duration::from_micros(1_500),
+        );
+        let first = secs(clock.timespec(a));
+        // The same deadline again (kept), another, then the first again: each as converted
+        // afresh, and 200 ms and 1.5 ms apart on the ring's clock as they are as instants.
+        assert_eq!(secs(clock.timespec(a)), first);
+        let other = secs(clock.timespec(b));
+        assert_eq!(first - other, a - b);
+        assert_eq!(secs(clock.timespec(a)), first);
+        assert_eq!(secs(RingClock { last: None, ..clock }.timespec(b)), other);
+        // A deadline before the clock's reading is that reading.
+        let past = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        assert_eq!(secs(clock.timespec(past)), clock.monotonic);
+    }
 
     #[test]
     fn only_a_zero_monotonic_offset_counts_as_unshifted() {

@@ -163,7 +163,23 @@ fn send(cx: &ShardCx, to: usize, msg: Message) -> Result<(), TrySendError<Messag
 
 /// Handles up to `max` messages from every inbox, retries the outbox, and wakes room waiters.
 /// Returns how many messages were handled.
+///
+/// The check that there is nothing to do, which nearly every loop turn ends with, is inline;
+/// the work out of line.
+#[inline]
 pub(crate) fn poll_inbox(cx: &ShardCx, max: usize) -> usize {
+    let idle = cx.mesh.outbox.borrow().is_empty()
+        && !cx.shared.shards[cx.shard_id].has_mail.load(Ordering::Relaxed)
+        && cx.mesh.room_waiters.borrow().is_empty()
+        && cx.mesh.replies.borrow().is_empty();
+    if idle {
+        return 0;
+    }
+    poll_inbox_busy(cx, max)
+}
+
+#[inline(never)]
+fn poll_inbox_busy(cx: &ShardCx, max: usize) -> usize {
     let me = cx.shard_id;
     // Retry replies that found a full channel.
     // (Checked first: a pop moves a whole message out even to say there is none.)

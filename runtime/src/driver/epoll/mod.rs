@@ -585,7 +585,7 @@ impl EpollDriver {
     }
 
     pub(crate) fn take_deferred(&mut self, out: &mut Deferred) {
-        out.wake.append(&mut self.rx_woken);
+        super::lifecycle::move_all(&mut out.wake, &mut self.rx_woken);
         self.ops.take_deferred(out);
     }
 
