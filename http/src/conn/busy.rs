@@ -13,7 +13,9 @@ use ringcore_runtime::time::{loop_now, timeout_at};
 
 use super::body::{answer_body_failure, drain_unread, serve_streamed, BodyClock, PumpEnd};
 use super::wait::{read_deadline, wait_next, Read};
-use super::write::{error_response, flush_answered, refuse_body, send_all, settle, timeout_response, Post};
+use super::write::{
+    error_response, flush_answered, flush_at_once, refuse_body, send_all, settle, timeout_response, Post,
+};
 use super::{out_of_line, ConnConfig, CoreConns, LazyTimer, Transport};
 use crate::body_stream::{BodyError, BodyStream, StreamShared};
 use crate::budget::Reservation;
@@ -461,8 +463,15 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 continue;
             }
         }
-        if !flush!(Post::Yes).await {
-            return Busy::Closed(false);
+        // The end of a batch: written or posted at once as a rule, else awaited.
+        match flush_at_once(stream, &mut out, &mut answered, &lane) {
+            Some(true) => {}
+            Some(false) => return Busy::Closed(false),
+            None => {
+                if !flush!(Post::Yes).await {
+                    return Busy::Closed(false);
+                }
+            }
         }
         if core.drain.is_draining() && !parser.has_partial() {
             return end!(Busy::Closed(false));

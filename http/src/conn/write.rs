@@ -85,6 +85,47 @@ pub(super) enum Post {
     No,
 }
 
+/// The end-of-batch flush ([`flush_timed`] with [`Post::Yes`]) where it needs no wait, as a
+/// plain call: the answers' metrics recorded, then `out` written at once or posted. `Some`
+/// with the flush's outcome when it is done; `None` when it must wait (the lane's last send
+/// not settled, or bytes the socket did not take that cannot be posted: more than
+/// [`POST_MAX`], or a transport without posted sends), with `out` as it was (less what the
+/// socket took), for [`flush_answered`]. At the end of nearly every batch it is done here,
+/// and the connection neither builds nor polls the flush's future.
+pub(super) fn flush_at_once<T: Transport, S: 'static>(
+    stream: &T,
+    out: &mut Vec<u8>,
+    answered: &mut crate::router::Answered<'_, S>,
+    lane: &SendLane,
+) -> Option<bool> {
+    answered.record();
+    if out.is_empty() {
+        return Some(true);
+    }
+    if !lane.is_settled() {
+        return None;
+    }
+    match stream.try_write(out) {
+        Ok(n) if n == out.len() => {
+            out.clear();
+            return Some(true);
+        }
+        Ok(n) => drop(out.drain(..n)),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+        Err(_) => return Some(false),
+    }
+    if out.len() > POST_MAX {
+        return None;
+    }
+    match stream.post_send(lane, std::mem::take(out)) {
+        Ok(()) => Some(true),
+        Err(buf) => {
+            *out = buf;
+            None
+        }
+    }
+}
+
 /// [`flush_timed`], after recording the metrics of the answers in `out` (at once, when
 /// called). A plain function returning the flush's future, not an `async fn`: that would be a
 /// second future around the flush's, holding the same arguments again, and the busy
