@@ -646,6 +646,12 @@ impl OpTable {
         received
     }
 
+    /// Whether [`take_orphaned`](Self::take_orphaned) has anything to hand over.
+    #[inline]
+    pub(crate) fn has_orphaned(&self) -> bool {
+        !self.orphaned.is_empty()
+    }
+
     /// Completions that reached no future since the last call, for the backend to dispose of.
     pub(crate) fn take_orphaned(&mut self) -> std::vec::Drain<'_, Orphaned> {
         self.orphaned.drain(..)

@@ -318,7 +318,17 @@ impl UringDriver {
     }
 
     /// Closes the fds and returns the provided buffers of completions nobody waits for.
+    /// Disposes of the completions that reached no future; the check, made on every reap,
+    /// inline.
+    #[inline]
     fn dispose_orphaned(&mut self) {
+        if self.ops.has_orphaned() {
+            self.dispose_all_orphaned();
+        }
+    }
+
+    #[inline(never)]
+    fn dispose_all_orphaned(&mut self) {
         let ring = self.buf_ring.as_deref();
         for o in self.ops.take_orphaned() {
             o.dispose(ring);
