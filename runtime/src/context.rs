@@ -59,9 +59,11 @@ pub(crate) fn current_tag() -> usize {
 
 /// Runs `f` with the current shard's context, or returns `None` off a shard thread.
 pub(crate) fn try_with<R>(f: impl FnOnce(&Rc<Context>) -> R) -> Option<R> {
-    // The clone releases the thread-local borrow before `f` runs, so `f` may re-enter.
-    let cx = CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()?;
-    Some(f(&cx))
+    // `f` runs under a shared borrow of the thread-local: `f` may call this again (shared
+    // borrows nest), and only `enter` and `exit`, which the shard thread calls at its start
+    // and end and never from inside `f`, borrow it mutably. No `Rc` clone per call: this is
+    // on every operation's path (a receive's poll, a wake, a timer), several times a request.
+    CURRENT.try_with(|c| c.borrow().as_ref().map(f)).ok().flatten()
 }
 
 /// Runs `f` with the current shard's context.
