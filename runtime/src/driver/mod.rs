@@ -317,9 +317,8 @@ impl UringDriver {
         let _ = self.ring.submit();
     }
 
-    /// Closes the fds and returns the provided buffers of completions nobody waits for.
-    /// Disposes of the completions that reached no future; the check, made on every reap,
-    /// inline.
+    /// Closes the fds and returns the provided buffers of completions nobody waits for; the
+    /// check that there are some, made on every reap, inline.
     #[inline]
     fn dispose_orphaned(&mut self) {
         if self.ops.has_orphaned() {
