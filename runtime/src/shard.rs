@@ -193,17 +193,14 @@ fn release_all_deferred(cx: &Context) {
     // resource may use the driver). Nothing a release runs (a waker's `wake`, a drop, a
     // recycle function) comes back here; if something ever did, it would get lists of its
     // own rather than a borrow panic.
-    match cx.deferred.try_borrow_mut() {
-        Ok(mut deferred) => {
-            cx.driver.borrow_mut().take_deferred(&mut deferred);
-            deferred.release();
-        }
-        Err(_) => {
-            let mut deferred = crate::driver::Deferred::default();
-            cx.driver.borrow_mut().take_deferred(&mut deferred);
-            deferred.release();
-        }
-    }
+    let mut own = None;
+    let mut kept = cx.deferred.try_borrow_mut();
+    let deferred = match kept.as_deref_mut() {
+        Ok(d) => d,
+        Err(_) => own.insert(crate::driver::Deferred::default()),
+    };
+    cx.driver.borrow_mut().take_deferred(deferred);
+    deferred.release();
 }
 
 /// Fires the timers due at `now` (the caller's clock read) and makes it the loop's instant.

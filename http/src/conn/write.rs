@@ -86,12 +86,12 @@ pub(super) enum Post {
 }
 
 /// The end-of-batch flush ([`flush_timed`] with [`Post::Yes`]) where it needs no wait, as a
-/// plain call: the answers' metrics recorded, then `out` written at once or posted. `Some`
-/// with the flush's outcome when it is done; `None` when it must wait (the lane's last send
-/// not settled, or bytes the socket did not take that cannot be posted: more than
-/// [`POST_MAX`], or a transport without posted sends), with `out` as it was (less what the
-/// socket took), for [`flush_answered`]. At the end of nearly every batch it is done here,
-/// and the connection neither builds nor polls the flush's future.
+/// plain call: the answers' metrics recorded, then `out` written at once or posted
+/// ([`write_now`]). `Some` with the flush's outcome when it is done; `None` when it must
+/// wait (the lane's last send not settled, or bytes the socket did not take that cannot be
+/// posted: more than [`POST_MAX`], or a transport without posted sends), with `out` as it was
+/// (less what the socket took), for [`flush_answered`]. At the end of nearly every batch it
+/// is done here, and the connection neither builds nor polls the flush's future.
 pub(super) fn flush_at_once<T: Transport, S: 'static>(
     stream: &T,
     out: &mut Vec<u8>,
@@ -99,12 +99,26 @@ pub(super) fn flush_at_once<T: Transport, S: 'static>(
     lane: &SendLane,
 ) -> Option<bool> {
     answered.record();
+    if !out.is_empty() && !lane.is_settled() {
+        return None;
+    }
+    write_now(stream, out, Some(lane), Post::Yes)
+}
+
+/// What a flush does without waiting, once the lane (if any) is settled: `out` written
+/// whole by `try_write`, or (with [`Post::Yes`] and a lane) what it left posted if that is at
+/// most [`POST_MAX`]. `Some` with the outcome when that finished the flush; `None` with the
+/// bytes still to send left in `out`.
+fn write_now<T: Transport>(
+    stream: &T,
+    out: &mut Vec<u8>,
+    lane: Option<&SendLane>,
+    post: Post,
+) -> Option<bool> {
     if out.is_empty() {
         return Some(true);
     }
-    if !lane.is_settled() {
-        return None;
-    }
+    // The usual case first: the socket takes it all at once, with no future and no timer.
     match stream.try_write(out) {
         Ok(n) if n == out.len() => {
             out.clear();
@@ -114,16 +128,17 @@ pub(super) fn flush_at_once<T: Transport, S: 'static>(
         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
         Err(_) => return Some(false),
     }
-    if out.len() > POST_MAX {
-        return None;
-    }
-    match stream.post_send(lane, std::mem::take(out)) {
-        Ok(()) => Some(true),
-        Err(buf) => {
-            *out = buf;
-            None
+    if let (Post::Yes, Some(lane)) = (post, lane) {
+        if out.len() <= POST_MAX {
+            // The lane was settled, so only a transport without posted sends (TLS, the
+            // epoll driver) says no: it is written by the caller then.
+            match stream.post_send(lane, std::mem::take(out)) {
+                Ok(()) => return Some(true),
+                Err(buf) => *out = buf,
+            }
         }
     }
+    None
 }
 
 /// [`flush_timed`], after recording the metrics of the answers in `out` (at once, when
@@ -180,30 +195,10 @@ async fn flush_timed<T: Transport>(
             return false;
         }
     }
-    if out.is_empty() {
-        return true;
+    if let Some(done) = write_now(stream, out, lane, post) {
+        return done;
     }
-    // The usual case first: the socket takes it all at once, with no future and no timer.
-    match stream.try_write(out) {
-        Ok(n) if n == out.len() => {
-            out.clear();
-            return true;
-        }
-        Ok(n) => drop(out.drain(..n)),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-        Err(_) => return false,
-    }
-    let mut buf = std::mem::take(out);
-    if let (Post::Yes, Some(lane)) = (post, lane) {
-        if buf.len() <= POST_MAX {
-            // The lane was settled above, so only a transport without posted sends (TLS, the
-            // epoll driver) says no: write it then.
-            match stream.post_send(lane, buf) {
-                Ok(()) => return true,
-                Err(b) => buf = b,
-            }
-        }
-    }
+    let buf = std::mem::take(out);
     match send_all(stream, buf, |b, n| drop(b.drain(..n)), cfg, core, timer).await {
         Some(mut buf) => {
             buf.clear();

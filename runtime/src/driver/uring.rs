@@ -181,15 +181,20 @@ impl RingClock {
     /// `deadline` on the ring's clock (a deadline before this clock's reading: that reading,
     /// which has passed).
     pub(crate) fn timespec(&mut self, deadline: Instant) -> types::Timespec {
-        let t = match self.last {
+        let t = self.ring_time(deadline);
+        types::Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos())
+    }
+
+    /// `deadline` on the ring's clock, as a time since its epoch.
+    fn ring_time(&mut self, deadline: Instant) -> Duration {
+        match self.last {
             Some((d, t)) if d == deadline => t,
             _ => {
                 let t = self.monotonic + deadline.saturating_duration_since(self.at);
                 self.last = Some((deadline, t));
                 t
             }
-        };
-        types::Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos())
+        }
     }
 }
 
@@ -302,29 +307,28 @@ mod tests {
         let Some(mut clock) = RingClock::new() else {
             panic!("CLOCK_MONOTONIC is readable on Linux");
         };
-        let secs = |ts: io_uring::types::Timespec| {
-            // The type keeps its fields private; its bytes are a `__kernel_timespec`.
-            let p = &ts as *const io_uring::types::Timespec as *const [i64; 2];
-            // SAFETY: `Timespec` is `#[repr(transparent)]` over `__kernel_timespec`, two i64s.
-            let [s, n] = unsafe { *p };
-            Duration::new(s as u64, n as u32)
-        };
         let now = Instant::now();
         let (a, b) = (
             now + Duration::from_millis(200),
             now + Duration::from_micros(1_500),
         );
-        let first = secs(clock.timespec(a));
+        let first = clock.ring_time(a);
         // The same deadline again (kept), another, then the first again: each as converted
         // afresh, and 200 ms and 1.5 ms apart on the ring's clock as they are as instants.
-        assert_eq!(secs(clock.timespec(a)), first);
-        let other = secs(clock.timespec(b));
+        assert_eq!(clock.ring_time(a), first);
+        let other = clock.ring_time(b);
         assert_eq!(first - other, a - b);
-        assert_eq!(secs(clock.timespec(a)), first);
-        assert_eq!(secs(RingClock { last: None, ..clock }.timespec(b)), other);
+        assert_eq!(clock.ring_time(a), first);
+        assert_eq!(RingClock { last: None, ..clock }.ring_time(b), other);
         // A deadline before the clock's reading is that reading.
         let past = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
-        assert_eq!(secs(clock.timespec(past)), clock.monotonic);
+        assert_eq!(clock.ring_time(past), clock.monotonic);
+        // What the ring is given is that time.
+        let ts = clock.timespec(a);
+        let direct = io_uring::types::Timespec::new()
+            .sec(first.as_secs())
+            .nsec(first.subsec_nanos());
+        assert_eq!(format!("{ts:?}"), format!("{direct:?}"));
     }
 
     #[test]
