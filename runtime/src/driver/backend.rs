@@ -93,9 +93,9 @@ impl Driver {
         self.ops().is_completed(key)
     }
 
-    /// Polls a multishot operation.
-    pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker) -> MultiPoll {
-        self.ops_mut().poll_multi(key, waker)
+    /// Polls a multishot operation (`local`: see [`WaitState`](super::lifecycle::WaitState)).
+    pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker, local: bool) -> MultiPoll {
+        self.ops_mut().poll_multi(key, waker, local)
     }
 
     /// The next completion of a multishot operation if one has arrived (no waker registered).

@@ -160,6 +160,8 @@ pub(crate) enum Lifecycle {
     /// A multishot operation: completions queue up until the stream polls them.
     Multi {
         wakers: Wakers,
+        /// How the first of `wakers` waits.
+        wait: WaitState,
         results: Results,
         /// The final completion (no `more`) has arrived.
         finished: bool,
@@ -174,11 +176,88 @@ struct Slot {
     receive: bool,
 }
 
+/// How the task registered for the next event of a long-lived source (a multishot receive,
+/// a socket's readability on epoll) waits, next to its waker (see [`register_waiter`]).
+///
+/// A waker of this core's own executor, passed down unchanged from the task's poll
+/// (`Executor::is_polling`), is *local*: waking it only queues the task on this core (no
+/// foreign code runs, so the driver's borrow may stay held), and the event wakes it in place
+/// and keeps it for the task's next poll, which re-arms it without a clone. A connection's
+/// receive then costs no reference count per request: no atomic add at the registration and
+/// no atomic sub at the wake. Any other waker is taken at the event and handed out, to be
+/// woken with no borrow held. Either way the next event wakes only a task that polled again
+/// since the last one.
+///
+/// The owner keeps the waker and this state as two fields, not one struct: inside a struct
+/// the one-byte state would cost a multishot slot 8 bytes of padding, and the slot its cache
+/// line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum WaitState {
+    /// No task waits (a local waker may be kept from its last wake-up).
+    #[default]
+    Idle,
+    /// A task waits, with a waker that is taken at the event.
+    Foreign,
+    /// A task waits, with a local waker, woken in place and kept.
+    Local,
+}
+
+/// Registers `waker` (`local`: see [`WaitState`]) in `slot` for the next event. Returns
+/// false, and registers nothing, if another task's waker waits there already.
+pub(crate) fn register_waiter(
+    slot: &mut Option<Waker>,
+    state: &mut WaitState,
+    waker: &Waker,
+    local: bool,
+) -> bool {
+    match slot {
+        // The same task again: a local waker kept from its last wake-up, or one still waiting.
+        Some(w) if w.will_wake(waker) => {
+            if local || *state != WaitState::Foreign {
+                *state = WaitState::Local;
+            }
+            return true;
+        }
+        Some(_) if *state != WaitState::Idle => return false,
+        // Nobody, or a kept waker whose task waits here no more.
+        _ => *slot = Some(waker.clone()),
+    }
+    *state = if local {
+        WaitState::Local
+    } else {
+        WaitState::Foreign
+    };
+    true
+}
+
+/// The event: wakes the task waiting in `slot`, a local waker in place, any other by handing
+/// it to `deferred`. Returns whether a task was waiting.
+pub(crate) fn wake_waiter(
+    slot: &mut Option<Waker>,
+    state: &mut WaitState,
+    deferred: &mut Vec<Waker>,
+) -> bool {
+    match std::mem::take(state) {
+        WaitState::Idle => false,
+        WaitState::Local => {
+            if let Some(w) = slot {
+                w.wake_by_ref();
+            }
+            true
+        }
+        WaitState::Foreign => {
+            deferred.extend(slot.take());
+            true
+        }
+    }
+}
+
 /// The tasks waiting on a multishot operation: nearly always one, kept inline; more (two
 /// tasks reading one socket) go to a vector that is allocated only then. A multishot receive
 /// lives as long as its connection, so its idle cost is per connection.
 #[derive(Default)]
 pub(crate) struct Wakers {
+    /// With the slot's `wait` (see [`WaitState`]).
     first: Option<Waker>,
     // Boxed on purpose: 8 bytes in every slot instead of a vector's 24.
     #[allow(clippy::box_collection)]
@@ -186,21 +265,17 @@ pub(crate) struct Wakers {
 }
 
 impl Wakers {
-    fn register(&mut self, waker: &Waker) {
-        match &self.first {
-            None => self.first = Some(waker.clone()),
-            Some(w) if w.will_wake(waker) => {}
-            Some(_) => {
-                let more = self.more.get_or_insert_with(Box::default);
-                if !more.iter().any(|w| w.will_wake(waker)) {
-                    more.push(waker.clone());
-                }
+    fn register(&mut self, wait: &mut WaitState, waker: &Waker, local: bool) {
+        if !register_waiter(&mut self.first, wait, waker, local) {
+            let more = self.more.get_or_insert_with(Box::default);
+            if !more.iter().any(|w| w.will_wake(waker)) {
+                more.push(waker.clone());
             }
         }
     }
 
-    fn take_into(&mut self, out: &mut Vec<Waker>) {
-        out.extend(self.first.take());
+    fn wake(&mut self, wait: &mut WaitState, out: &mut Vec<Waker>) {
+        wake_waiter(&mut self.first, wait, out);
         if let Some(more) = self.more.as_mut() {
             out.append(more);
         }
@@ -349,6 +424,7 @@ impl OpTable {
         let state = if multi {
             Lifecycle::Multi {
                 wakers: Wakers::default(),
+                wait: WaitState::Idle,
                 results: Results::default(),
                 finished: false,
             }
@@ -467,12 +543,14 @@ impl OpTable {
         }
     }
 
-    /// Polls a multishot operation.
-    pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker) -> MultiPoll {
+    /// Polls a multishot operation; `local`: `waker` is the polling task's own (see
+    /// [`WaitState`]).
+    pub(crate) fn poll_multi(&mut self, key: usize, waker: &Waker, local: bool) -> MultiPoll {
         let Some(Slot {
             state:
                 Lifecycle::Multi {
                     wakers,
+                    wait,
                     results,
                     finished,
                 },
@@ -488,7 +566,7 @@ impl OpTable {
             self.slots.remove(key);
             return MultiPoll::Ended;
         }
-        wakers.register(waker);
+        wakers.register(wait, waker, local);
         MultiPoll::Pending
     }
 
@@ -612,6 +690,7 @@ impl OpTable {
             }),
             Lifecycle::Multi {
                 wakers,
+                wait,
                 results,
                 finished,
             } => {
@@ -619,7 +698,7 @@ impl OpTable {
                 if !c.more() {
                     *finished = true;
                 }
-                wakers.take_into(&mut self.to_wake);
+                wakers.wake(wait, &mut self.to_wake);
             }
             Lifecycle::Posted(p) => {
                 if p.short(c) {
@@ -768,20 +847,20 @@ mod tests {
         for n in 1..=4 {
             t.complete(key, Completion::from_raw(n, F_MORE));
         }
-        let MultiPoll::Item(first) = t.poll_multi(key, &w) else {
+        let MultiPoll::Item(first) = t.poll_multi(key, &w, false) else {
             panic!("a completion is queued");
         };
         assert_eq!(first.result, Ok(1));
         // The task had to yield: the completion goes back in front of the rest.
         t.unpoll_multi(key, first);
         let mut got = Vec::new();
-        while let MultiPoll::Item(c) = t.poll_multi(key, &w) {
+        while let MultiPoll::Item(c) = t.poll_multi(key, &w, false) {
             got.push(c.result);
         }
         assert_eq!(got, vec![Ok(1), Ok(2), Ok(3), Ok(4)]);
         t.complete(key, Completion::from_raw(5, F_MORE));
         assert_eq!(
-            t.poll_multi(key, &w),
+            t.poll_multi(key, &w, false),
             MultiPoll::Item(Completion::from_raw(5, F_MORE))
         );
     }
@@ -792,20 +871,126 @@ mod tests {
         let key = t.insert(Orphan::Nothing, true, false).expect("slot");
         let (a, wa) = waker();
         let (b, wb) = waker();
-        assert_eq!(t.poll_multi(key, &wa), MultiPoll::Pending);
-        assert_eq!(t.poll_multi(key, &wb), MultiPoll::Pending);
-        assert_eq!(t.poll_multi(key, &wa), MultiPoll::Pending, "registered once");
+        assert_eq!(t.poll_multi(key, &wa, false), MultiPoll::Pending);
+        assert_eq!(t.poll_multi(key, &wb, false), MultiPoll::Pending);
+        assert_eq!(
+            t.poll_multi(key, &wa, false),
+            MultiPoll::Pending,
+            "registered once"
+        );
         t.complete(key, Completion::from_raw(1, F_MORE));
         assert_eq!(wake_all(&mut t), 2);
         assert_eq!(a.0.load(Ordering::SeqCst), 1);
         assert_eq!(b.0.load(Ordering::SeqCst), 1);
         // Woken wakers are not kept: the next completion wakes only who polled again.
         assert_eq!(
-            t.poll_multi(key, &wb),
+            t.poll_multi(key, &wb, false),
             MultiPoll::Item(Completion::from_raw(1, F_MORE))
         );
-        assert_eq!(t.poll_multi(key, &wb), MultiPoll::Pending);
+        assert_eq!(t.poll_multi(key, &wb, false), MultiPoll::Pending);
         t.complete(key, Completion::from_raw(2, F_MORE));
+        assert_eq!(wake_all(&mut t), 1);
+        assert_eq!(b.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_local_waker_is_woken_in_place_and_kept_with_no_clone_per_completion() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, true, false).expect("slot");
+        let (count, w) = waker();
+        assert_eq!(Arc::strong_count(&count), 2);
+        assert_eq!(t.poll_multi(key, &w, true), MultiPoll::Pending);
+        assert_eq!(Arc::strong_count(&count), 3, "the first registration clones");
+        for n in 1..=100 {
+            t.complete(key, Completion::from_raw(n, F_MORE));
+            assert_eq!(
+                count.0.load(Ordering::SeqCst),
+                n as usize,
+                "woken at the completion"
+            );
+            assert_eq!(wake_all(&mut t), 0, "nothing handed out to wake later");
+            assert_eq!(
+                t.poll_multi(key, &w, true),
+                MultiPoll::Item(Completion::from_raw(n, F_MORE))
+            );
+            assert_eq!(t.poll_multi(key, &w, true), MultiPoll::Pending);
+            assert_eq!(Arc::strong_count(&count), 3, "kept, not cloned again");
+        }
+        // Woken and not polled since: the next completions wake nobody.
+        t.complete(key, Completion::from_raw(101, F_MORE));
+        t.complete(key, Completion::from_raw(102, F_MORE));
+        assert_eq!(count.0.load(Ordering::SeqCst), 101);
+        assert_eq!(
+            t.poll_multi(key, &w, true),
+            MultiPoll::Item(Completion::from_raw(101, F_MORE))
+        );
+        assert_eq!(count.0.load(Ordering::SeqCst), 101);
+        // The final completion ends the stream and frees the slot with the kept waker.
+        assert_eq!(
+            t.poll_multi(key, &w, true),
+            MultiPoll::Item(Completion::from_raw(102, F_MORE))
+        );
+        assert_eq!(t.poll_multi(key, &w, true), MultiPoll::Pending);
+        t.complete(key, ok(0));
+        assert_eq!(count.0.load(Ordering::SeqCst), 102);
+        assert_eq!(t.poll_multi(key, &w, true), MultiPoll::Item(ok(0)));
+        assert_eq!(t.poll_multi(key, &w, true), MultiPoll::Ended);
+        assert!(t.is_empty());
+        assert_eq!(Arc::strong_count(&count), 2, "the kept waker went with the slot");
+    }
+
+    #[test]
+    fn a_foreign_waker_is_handed_out_to_wake_and_not_kept() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, true, false).expect("slot");
+        let (count, w) = waker();
+        for n in 1..=3 {
+            assert_eq!(t.poll_multi(key, &w, false), MultiPoll::Pending);
+            assert_eq!(Arc::strong_count(&count), 3);
+            t.complete(key, Completion::from_raw(n, F_MORE));
+            assert_eq!(
+                count.0.load(Ordering::SeqCst),
+                n as usize - 1,
+                "not woken in place"
+            );
+            assert_eq!(wake_all(&mut t), 1);
+            assert_eq!(count.0.load(Ordering::SeqCst), n as usize);
+            assert_eq!(Arc::strong_count(&count), 2, "taken, not kept");
+            assert_eq!(
+                t.poll_multi(key, &w, false),
+                MultiPoll::Item(Completion::from_raw(n, F_MORE))
+            );
+        }
+    }
+
+    #[test]
+    fn another_task_takes_the_place_of_a_kept_waker_that_no_longer_waits() {
+        let mut t = OpTable::with_capacity(4);
+        let key = t.insert(Orphan::Nothing, true, false).expect("slot");
+        let (a, wa) = waker();
+        let (b, wb) = waker();
+        assert_eq!(t.poll_multi(key, &wa, true), MultiPoll::Pending);
+        t.complete(key, Completion::from_raw(1, F_MORE));
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            t.poll_multi(key, &wb, false),
+            MultiPoll::Item(Completion::from_raw(1, F_MORE))
+        );
+        // `a` is kept but does not wait; `b` waits now, in its place.
+        assert_eq!(t.poll_multi(key, &wb, false), MultiPoll::Pending);
+        assert_eq!(Arc::strong_count(&a), 2, "the kept waker was let go");
+        t.complete(key, Completion::from_raw(2, F_MORE));
+        assert_eq!(wake_all(&mut t), 1);
+        assert_eq!((a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)), (1, 1));
+        // Both waiting: the first local, the second beside it; both woken.
+        assert_eq!(
+            t.poll_multi(key, &wb, false),
+            MultiPoll::Item(Completion::from_raw(2, F_MORE))
+        );
+        assert_eq!(t.poll_multi(key, &wa, true), MultiPoll::Pending);
+        assert_eq!(t.poll_multi(key, &wb, false), MultiPoll::Pending);
+        t.complete(key, Completion::from_raw(3, F_MORE));
+        assert_eq!(a.0.load(Ordering::SeqCst), 2, "the local one in place");
         assert_eq!(wake_all(&mut t), 1);
         assert_eq!(b.0.load(Ordering::SeqCst), 2);
     }
@@ -941,28 +1126,28 @@ mod tests {
         let mut t = OpTable::with_capacity(4);
         let key = t.insert(Orphan::Nothing, true, false).expect("slot");
         let (count, w) = waker();
-        assert_eq!(t.poll_multi(key, &w), MultiPoll::Pending);
+        assert_eq!(t.poll_multi(key, &w, false), MultiPoll::Pending);
         t.complete(key, ok(1).with_more());
         t.complete(key, ok(2).with_more());
         assert_eq!(wake_all(&mut t), 1, "the waker is taken once");
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert_eq!(t.poll_multi(key, &w), MultiPoll::Item(ok(1).with_more()));
+        assert_eq!(t.poll_multi(key, &w, false), MultiPoll::Item(ok(1).with_more()));
         // A task that had to yield puts its item back in front.
         let second = ok(2).with_more();
-        assert_eq!(t.poll_multi(key, &w), MultiPoll::Item(second));
+        assert_eq!(t.poll_multi(key, &w, false), MultiPoll::Item(second));
         t.unpoll_multi(key, second);
-        assert_eq!(t.poll_multi(key, &w), MultiPoll::Item(second));
-        assert_eq!(t.poll_multi(key, &w), MultiPoll::Pending);
+        assert_eq!(t.poll_multi(key, &w, false), MultiPoll::Item(second));
+        assert_eq!(t.poll_multi(key, &w, false), MultiPoll::Pending);
         t.complete(key, Completion::from_raw(-libc::ENOBUFS, 0));
         assert_eq!(wake_all(&mut t), 1);
         assert_eq!(
-            t.poll_multi(key, &w),
+            t.poll_multi(key, &w, false),
             MultiPoll::Item(Completion::from_raw(-libc::ENOBUFS, 0))
         );
         assert_eq!(t.len(), 1, "the final item is collected before the slot is freed");
-        assert_eq!(t.poll_multi(key, &w), MultiPoll::Ended);
+        assert_eq!(t.poll_multi(key, &w, false), MultiPoll::Ended);
         assert!(t.is_empty());
-        assert_eq!(t.poll_multi(key, &w), MultiPoll::Ended, "stays ended");
+        assert_eq!(t.poll_multi(key, &w, false), MultiPoll::Ended, "stays ended");
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl RecvStream {
                 if d.may_recv(fd) {
                     std::task::ready!(coop::poll_proceed(cx));
                 }
-                d.poll_recv(fd, cx.waker())
+                d.poll_recv(fd, cx.waker(), c.executor.is_polling(cx.waker()))
             }
             Driver::Uring(_) => Poll::Ready(Err(io::Error::other("readiness receive on io_uring"))),
         });

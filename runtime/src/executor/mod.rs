@@ -57,6 +57,9 @@ pub(crate) struct Executor {
     next_generation: Cell<u32>,
     /// Class of the task being polled now (spawned tasks inherit it).
     current_class: Cell<TaskClass>,
+    /// The waker the task being polled now was given (null between polls): compared by
+    /// address only, never read through (see [`is_polling`](Self::is_polling)).
+    polling: Cell<*const std::task::Waker>,
     budget: u32,
 }
 
@@ -67,6 +70,7 @@ impl Executor {
             sched: RefCell::new(Scheduler::new(shares)),
             next_generation: Cell::new(1),
             current_class: Cell::new(TaskClass::Latency),
+            polling: Cell::new(std::ptr::null()),
             budget,
         }
     }
@@ -103,6 +107,16 @@ impl Executor {
 
     pub(crate) fn current_class(&self) -> TaskClass {
         self.current_class.get()
+    }
+
+    /// Whether `waker` is the very waker the task being polled now was given (the task's
+    /// own, passed down its futures unchanged): then it is a task waker of this core, whose
+    /// wake only queues the task here, and the driver may wake it in place and keep it
+    /// registered (`driver::lifecycle::WaitState`). A waker a combinator made (a `select`'s,
+    /// a `FuturesUnordered`'s) is not, nor is any waker outside a poll.
+    #[inline]
+    pub(crate) fn is_polling(&self, waker: &std::task::Waker) -> bool {
+        std::ptr::eq(self.polling.get(), waker)
     }
 
     /// Queues a task woken on its own shard.
@@ -150,11 +164,13 @@ impl Executor {
             };
             polled += 1;
             let mut cx = TaskCx::from_waker(&waker);
+            self.polling.set(&waker);
             self.current_class.set(class);
             coop::reset(self.budget);
             let background = class == TaskClass::Background;
             let started = (contended || background).then(Instant::now);
             let done = matches!(future.as_mut().poll(&mut cx), Poll::Ready(()));
+            self.polling.set(std::ptr::null());
             let mut yield_to_io = false;
             if let Some(t0) = started {
                 if contended {

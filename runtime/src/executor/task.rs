@@ -48,14 +48,21 @@ impl TaskWaker {
     }
 
     fn wake_inner(&self) {
-        if self.notified.swap(true, Ordering::AcqRel) {
-            return;
-        }
         if context::current_tag() == self.tag {
+            // On the owning core, a load and a store rather than a read-modify-write (an
+            // atomic swap is a locked instruction, on every wake). A foreign thread's wake
+            // racing this one can see the flag still clear as well and queue the task a
+            // second time, remotely: that costs one spurious poll, never a lost wake.
+            if self.notified.load(Ordering::Acquire) {
+                return;
+            }
+            self.notified.store(true, Ordering::Release);
             let queued = context::try_with(|cx| cx.executor.schedule(self.key, self.generation));
             if queued.is_some() {
                 return;
             }
+        } else if self.notified.swap(true, Ordering::AcqRel) {
+            return;
         }
         // A foreign thread (or a shard thread tearing down): hand the wake to the owner.
         let remote = &self.remote.0.shards[self.remote.1];

@@ -43,7 +43,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::blocking::{self, Job, Returns};
-use super::lifecycle::{Deferred, OpTable};
+use super::lifecycle::{register_waiter, wake_waiter, Deferred, OpTable, WaitState};
 use super::recv_buf::RxPool;
 use super::recv_stream::FALLBACK_RECV_SIZE;
 use super::uring::Features;
@@ -75,8 +75,10 @@ struct FdWaiters {
     /// `rx_ready` is never cleared again (a short receive can leave the EOF behind it, and
     /// no edge would come for it).
     rx_closed: bool,
-    /// The task waiting in [`EpollDriver::poll_recv`] for the next readable edge.
+    /// The task waiting in [`EpollDriver::poll_recv`] for the next readable edge, and how
+    /// it waits.
     rx_waker: Option<Waker>,
+    rx_wait: WaitState,
 }
 
 impl Default for FdWaiters {
@@ -87,6 +89,7 @@ impl Default for FdWaiters {
             rx_ready: true,
             rx_closed: false,
             rx_waker: None,
+            rx_wait: WaitState::Idle,
         }
     }
 }
@@ -317,6 +320,7 @@ impl EpollDriver {
             w.rx_ready = true;
             w.rx_closed = false;
             w.rx_waker = None;
+            w.rx_wait = WaitState::Idle;
         }
         Ok(idx)
     }
@@ -334,9 +338,14 @@ impl EpollDriver {
     }
 
     /// The stream receive on `fd`: the next bytes (empty at EOF), or `Pending` with `waker`
-    /// kept until epoll reports the fd readable. Makes a `recv` only while the fd may have
-    /// bytes (see the module docs).
-    pub(crate) fn poll_recv(&mut self, fd: &SharedFd, waker: &Waker) -> Poll<io::Result<RecvBuf>> {
+    /// kept until epoll reports the fd readable (`local`: see [`WaitState`]). Makes a `recv`
+    /// only while the fd may have bytes (see the module docs).
+    pub(crate) fn poll_recv(
+        &mut self,
+        fd: &SharedFd,
+        waker: &Waker,
+        local: bool,
+    ) -> Poll<io::Result<RecvBuf>> {
         let idx = match self.register(fd) {
             Ok(i) => i,
             Err(e) => return Poll::Ready(Err(e)),
@@ -344,9 +353,10 @@ impl EpollDriver {
         loop {
             let w = &mut self.fds[idx];
             if !w.rx_ready {
-                match &w.rx_waker {
-                    Some(old) if old.will_wake(waker) => {}
-                    _ => w.rx_waker = Some(waker.clone()),
+                // One waiting task per stream: another task's registration replaces it.
+                if !register_waiter(&mut w.rx_waker, &mut w.rx_wait, waker, local) {
+                    w.rx_wait = WaitState::Idle;
+                    register_waiter(&mut w.rx_waker, &mut w.rx_wait, waker, local);
                 }
                 return Poll::Pending;
             }
@@ -547,8 +557,7 @@ impl EpollDriver {
             if bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
                 w.rx_closed = true;
             }
-            if let Some(waker) = w.rx_waker.take() {
-                self.rx_woken.push(waker);
+            if wake_waiter(&mut w.rx_waker, &mut w.rx_wait, &mut self.rx_woken) {
                 completed += 1;
             }
         }
@@ -595,6 +604,7 @@ impl EpollDriver {
     pub(crate) fn shutdown(&mut self, remote: &ShardRemote) -> Vec<Box<dyn Any>> {
         for w in &mut self.fds {
             w.rx_waker = None;
+            w.rx_wait = WaitState::Idle;
         }
         self.rx_woken.clear();
         for key in self.ops.keys() {

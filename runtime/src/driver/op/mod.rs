@@ -185,7 +185,10 @@ impl Multi {
         let Some(key) = self.key else {
             return Poll::Ready(None);
         };
-        let r = context::with(|c| c.driver.borrow_mut().poll_multi(key, cx.waker()));
+        let r = context::with(|c| {
+            let local = c.executor.is_polling(cx.waker());
+            c.driver.borrow_mut().poll_multi(key, cx.waker(), local)
+        });
         match r {
             MultiPoll::Item(v) => {
                 if coop::poll_proceed(cx).is_pending() {
