@@ -88,6 +88,58 @@ fn shares_divide_cpu_between_classes() {
     );
 }
 
+/// A waker kept past its task's end (a user may store one anywhere) wakes nothing: not the
+/// task that now has the ended task's slot, whatever the class of either.
+#[test]
+fn a_waker_of_an_ended_task_does_not_poll_the_task_in_its_slot() {
+    let out = one_core(false)
+        .build()
+        .expect("build")
+        .run(|| async {
+            let kept: Rc<std::cell::RefCell<Option<std::task::Waker>>> = Rc::default();
+            let k = kept.clone();
+            spawn_local_in(TaskClass::Background, async move {
+                std::future::poll_fn(|cx| {
+                    *k.borrow_mut() = Some(cx.waker().clone());
+                    std::task::Poll::Ready(())
+                })
+                .await
+            })
+            .await
+            .expect("the first task ran");
+            // The next task takes the freed slot (the slab reuses the last key freed).
+            let polls = Rc::new(Cell::new(0u32));
+            let release = Rc::new(Cell::new(false));
+            let mine: Rc<std::cell::RefCell<Option<std::task::Waker>>> = Rc::default();
+            let (p, r, m) = (polls.clone(), release.clone(), mine.clone());
+            let second = spawn_local(std::future::poll_fn(move |cx| {
+                p.set(p.get() + 1);
+                *m.borrow_mut() = Some(cx.waker().clone());
+                if r.get() {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            }));
+            yield_now().await;
+            let before = polls.get();
+            for _ in 0..3 {
+                kept.borrow().as_ref().expect("kept").wake_by_ref();
+                yield_now().await;
+            }
+            let after_stale = polls.get();
+            release.set(true);
+            mine.borrow().as_ref().expect("registered").wake_by_ref();
+            second.await.expect("the second task ran");
+            (before, after_stale, polls.get())
+        })
+        .expect("run");
+    let (before, after_stale, end) = out[0].expect("finished");
+    assert_eq!(before, 1, "the second task ran once, then waited");
+    assert_eq!(after_stale, 1, "the first task's waker polled the second task");
+    assert_eq!(end, 2, "its own waker polled it");
+}
+
 #[test]
 fn consume_budget_lets_others_run() {
     let out = one_core(false)

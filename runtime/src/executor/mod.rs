@@ -87,7 +87,7 @@ impl Executor {
         let key = entry.key();
         let inner = JoinInner::new(key, generation);
         let task_future = join::Harness::new(fut, inner.clone());
-        let waker = Arc::new(TaskWaker::new(remote, key, generation));
+        let waker = Arc::new(TaskWaker::new(remote, key, generation, class));
         entry.insert(TaskEntry {
             future: Some((Box::pin(task_future), std::task::Waker::from(waker.clone()))),
             waker: waker.clone(),
@@ -119,7 +119,15 @@ impl Executor {
         std::ptr::eq(self.polling.get(), waker)
     }
 
-    /// Queues a task woken on its own shard.
+    /// Queues a task of class `class` woken on its own shard by its waker, which knows the
+    /// class: no lookup. A task that has ended meanwhile (its key free, or reused by a task
+    /// of another generation) is skipped when its turn comes (`run_ready` checks both).
+    #[inline]
+    pub(crate) fn schedule_as(&self, class: TaskClass, key: usize, generation: u32) {
+        self.sched.borrow_mut().push(class, key, generation);
+    }
+
+    /// Queues a task woken on its own shard (its class looked up; nothing if it has ended).
     pub(crate) fn schedule(&self, key: usize, generation: u32) {
         let class = match self.tasks.try_borrow() {
             Ok(tasks) => match tasks.get(key) {

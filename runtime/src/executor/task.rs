@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Wake;
 
+use super::TaskClass;
 use crate::context;
 use crate::shared::ShardRemote;
 
@@ -15,6 +16,9 @@ pub(crate) struct TaskWaker {
     remote: RemotePtr,
     key: usize,
     generation: u32,
+    /// The task's class (fixed at its spawn): a wake on the owning core queues it without
+    /// looking the task up.
+    class: TaskClass,
     /// Set while the task sits in a ready queue, so a burst of wakes queues it once.
     notified: AtomicBool,
 }
@@ -27,7 +31,7 @@ pub(crate) struct TaskWaker {
 struct RemotePtr(Arc<crate::shared::Shared>, usize);
 
 impl TaskWaker {
-    pub(crate) fn new(remote: &ShardRemote, key: usize, generation: u32) -> Self {
+    pub(crate) fn new(remote: &ShardRemote, key: usize, generation: u32, class: TaskClass) -> Self {
         let (shared, shard) = context::with(|cx| (cx.shared.clone(), cx.shard_id));
         debug_assert_eq!(shared.shards[shard].tag(), remote.tag());
         Self {
@@ -35,6 +39,7 @@ impl TaskWaker {
             remote: RemotePtr(shared, shard),
             key,
             generation,
+            class,
             notified: AtomicBool::new(false),
         }
     }
@@ -57,7 +62,8 @@ impl TaskWaker {
                 return;
             }
             self.notified.store(true, Ordering::Release);
-            let queued = context::try_with(|cx| cx.executor.schedule(self.key, self.generation));
+            let queued =
+                context::try_with(|cx| cx.executor.schedule_as(self.class, self.key, self.generation));
             if queued.is_some() {
                 return;
             }
