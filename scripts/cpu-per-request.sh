@@ -89,10 +89,7 @@ need_cpus 2
 # utime and stime of PID, in clock ticks (/proc/PID/stat fields 14 and 15, after the
 # parenthesised command name, which may hold spaces).
 ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
-# An entry VAR=VALUE@BIN runs BIN with VAR=VALUE in its environment.
-bin_of() { if [[ "$1" =~ ^[A-Za-z_][A-Za-z0-9_]*=[^@]*@(.+)$ ]]; then echo "${BASH_REMATCH[1]}"; else echo "$1"; fi; }
-env_of() { if [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*=[^@]*)@.+$ ]]; then echo "${BASH_REMATCH[1]}"; fi; }
-for b in "${BINS[@]}"; do [ -x "$(bin_of "$b")" ] || die "not an executable: $(bin_of "$b")"; done
+check_bins "${BINS[@]}"
 export RINGCORE_DRIVER="${RINGCORE_DRIVER:-io_uring}"
 
 for round in $(seq "$ROUNDS"); do

@@ -55,9 +55,7 @@ command -v perf >/dev/null || { echo "perf is missing (apt-get install linux-per
 bench_init perf-http
 need_cpus 2
 [ -x "$LOAD" ] || cargo build --release -q -p ringcore-benches --bin ringcore-load
-bin_of() { if [[ "$1" =~ ^[A-Za-z_][A-Za-z0-9_]*=[^@]*@(.+)$ ]]; then echo "${BASH_REMATCH[1]}"; else echo "$1"; fi; }
-env_of() { if [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*=[^@]*)@.+$ ]]; then echo "${BASH_REMATCH[1]}"; fi; }
-for b in "${BINS[@]}"; do [ -x "$(bin_of "$b")" ] || die "not an executable: $(bin_of "$b")"; done
+check_bins "${BINS[@]}"
 export RINGCORE_DRIVER="${RINGCORE_DRIVER:-io_uring}"
 mkdir -p bench-results
 stamp=$(date -u +%Y%m%dT%H%M%SZ)

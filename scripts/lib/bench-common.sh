@@ -90,6 +90,16 @@ forget() { # pid: reaped, so never signal that number again
 log() { echo "[$(($(date +%s) - T0))s] $*" >&2; }
 die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
 
+# A server entry `VAR=VALUE@BIN` (cpu-per-request.sh, perf-http.sh) runs BIN with VAR=VALUE in
+# its environment: `bin_of` gives BIN, `env_of` the assignment (nothing for a plain path), and
+# `check_bins ENTRY...` stops unless every BIN is an executable.
+bin_of() { if [[ "$1" =~ ^[A-Za-z_][A-Za-z0-9_]*=[^@]*@(.+)$ ]]; then echo "${BASH_REMATCH[1]}"; else echo "$1"; fi; }
+env_of() { if [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*=[^@]*)@.+$ ]]; then echo "${BASH_REMATCH[1]}"; fi; }
+check_bins() {
+    local b
+    for b in "$@"; do [ -x "$(bin_of "$b")" ] || die "not an executable: $(bin_of "$b")"; done
+}
+
 need_cpus() {
     [ "$(nproc)" -ge "$1" ] || die "needs at least $1 CPUs (server and client on different cores)"
 }
