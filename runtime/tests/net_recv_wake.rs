@@ -2,14 +2,17 @@
 //! in place and kept between receives (no reference count per request); these tests pin what
 //! a user relies on around that: the next bytes wake only a task that asked for them again,
 //! a stream passed to another task wakes that task, and a receive polled through a
-//! combinator's own waker is woken too. On both drivers (`RINGCORE_DRIVER`), with the
-//! provided-buffer ring and without it (`portable`).
+//! combinator's own waker is woken too, never from inside the driver (its wake may call the
+//! runtime). On both drivers (`RINGCORE_DRIVER`); the `_portable` variants run the same on
+//! io_uring's single-shot receives (`portable_ops`), the path of older kernels.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -38,10 +41,16 @@ struct Forwarding<F> {
     inner: Pin<Box<F>>,
 }
 
+/// A combinator's waker. Its wake reads the core's runtime state, which borrows the driver,
+/// as a waker may: woken from inside the driver (under its borrow) it would panic.
 struct Forward(Waker);
 
 impl Wake for Forward {
     fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let _ = ringcore_runtime::local_state();
         self.0.wake_by_ref();
     }
 }
@@ -64,19 +73,38 @@ async fn pair() -> (std::net::TcpStream, TcpStream) {
     (client, server)
 }
 
-/// Writes each chunk after its delay, from a thread of its own.
-fn write_later(
-    mut client: std::net::TcpStream,
-    chunks: Vec<(u64, &'static [u8])>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        for (ms, bytes) in chunks {
-            std::thread::sleep(Duration::from_millis(ms));
-            client.write_all(bytes).expect("client write");
-        }
-        // Keep the connection open until the server has read everything.
-        std::thread::sleep(Duration::from_millis(500));
-    })
+/// The client's writes, each made when the test asks for it, from a thread of its own,
+/// after a short pause (so that the server usually waits in `recv` by then; a write that
+/// lands earlier changes nothing the tests check). `written` counts the writes made.
+struct Writer {
+    tx: mpsc::Sender<&'static [u8]>,
+    written: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    fn new(mut client: std::net::TcpStream) -> Self {
+        let (tx, rx) = mpsc::channel::<&'static [u8]>();
+        let written = Arc::new(AtomicUsize::new(0));
+        let w = written.clone();
+        let thread = std::thread::spawn(move || {
+            for bytes in rx {
+                std::thread::sleep(Duration::from_millis(10));
+                client.write_all(bytes).expect("client write");
+                w.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        Writer { tx, written, thread }
+    }
+
+    fn write(&self, bytes: &'static [u8]) {
+        self.tx.send(bytes).expect("the writer thread runs");
+    }
+
+    fn finish(self) {
+        drop(self.tx);
+        self.thread.join().expect("writer");
+    }
 }
 
 async fn recv_in_time(s: &TcpStream) -> Vec<u8> {
@@ -88,25 +116,46 @@ async fn recv_in_time(s: &TcpStream) -> Vec<u8> {
 }
 
 fn only_who_polled_again(portable: bool) {
-    let polls = run_on(one_core(portable), || async {
+    let (polls, timer_wakes) = run_on(one_core(portable), || async {
         let (client, server) = pair().await;
-        // "a" arrives while the task waits in `recv`; "b" while it sleeps.
-        let writer = write_later(client, vec![(30, b"a"), (50, b"b")]);
+        let writer = Writer::new(client);
+        // "a" arrives while the task waits in `recv`.
+        writer.write(b"a");
         assert_eq!(recv_in_time(&server).await, b"a");
+        // "b" arrives while the task sleeps, in steps of 100 ms, until "b" has been written
+        // and two steps (two ring turns at least) have passed since: the task is polled once
+        // at the start and once per timer, and "b" must not add a poll. (The steps are long
+        // so that "b", written 10 ms in, does not land in a timer's turn, where a wrong wake
+        // would go unseen.)
         let polls = Rc::new(Cell::new(0));
-        Counted {
-            inner: Box::pin(sleep(Duration::from_millis(200))),
+        let written = writer.written.clone();
+        let timer_wakes = Counted {
+            inner: Box::pin(async move {
+                let (mut wakes, mut after) = (0u32, 0u32);
+                while after < 2 {
+                    sleep(Duration::from_millis(100)).await;
+                    wakes += 1;
+                    assert!(wakes < 100, "\"b\" was never written");
+                    if written.load(Ordering::SeqCst) == 2 {
+                        after += 1;
+                    }
+                }
+                wakes
+            }),
             polls: polls.clone(),
-        }
-        .await;
+        };
+        writer.write(b"b");
+        let timer_wakes = timer_wakes.await;
         // "b" was received meanwhile, and waits.
         assert_eq!(recv_in_time(&server).await, b"b");
-        writer.join().expect("writer");
-        polls.get()
+        writer.finish();
+        (polls.get(), timer_wakes)
     });
-    // The sleep's first poll and its timer's wake: "b" woke nobody, as the task was not
-    // waiting for it.
-    assert_eq!(polls, 2, "the task was polled {polls} times during its sleep");
+    assert_eq!(
+        polls,
+        timer_wakes + 1,
+        "polled {polls} times while sleeping through {timer_wakes} timers"
+    );
 }
 
 #[test]
@@ -123,18 +172,20 @@ fn handed_to_another_task(portable: bool) {
     let got = run_on(one_core(portable), || async {
         let (client, server) = pair().await;
         let server = Rc::new(server);
-        let writer = write_later(client, vec![(30, b"first"), (100, b"second")]);
+        let writer = Writer::new(client);
         // The first task waits for bytes, gets them and ends (its waker is kept, idle)...
+        writer.write(b"first");
         let s = server.clone();
         let first = ringcore_runtime::spawn_local(async move { recv_in_time(&s).await })
             .await
             .expect("first task");
         // ... and a second task, polling the same stream later, is the one woken.
+        writer.write(b"second");
         let s = server.clone();
         let second = ringcore_runtime::spawn_local(async move { recv_in_time(&s).await })
             .await
             .expect("second task");
-        writer.join().expect("writer");
+        writer.finish();
         (first, second)
     });
     assert_eq!(got, (b"first".to_vec(), b"second".to_vec()));
@@ -153,21 +204,26 @@ fn a_stream_read_by_one_task_then_another_wakes_the_second_portable() {
 fn through_a_wrapping_waker(portable: bool) {
     let got = run_on(one_core(portable), || async {
         let (client, server) = pair().await;
-        let writer = write_later(client, vec![(30, b"1"), (30, b"2"), (30, b"3"), (30, b"4")]);
+        let writer = Writer::new(client);
         let mut got = Vec::new();
         // Directly, through a combinator's waker, directly again, and through it again:
-        // each time the task's waker (kept or not) must give way to the one now waiting.
-        got.push(recv_in_time(&server).await);
-        let wrapped = Forwarding {
-            inner: Box::pin(recv_in_time(&server)),
-        };
-        got.push(wrapped.await);
-        got.push(recv_in_time(&server).await);
-        let wrapped = Forwarding {
-            inner: Box::pin(recv_in_time(&server)),
-        };
-        got.push(wrapped.await);
-        writer.join().expect("writer");
+        // each time the task's waker (kept or not) must give way to the one now waiting,
+        // and the combinator's is woken outside the driver (its wake reads the runtime's
+        // state, which borrows the driver).
+        for (i, bytes) in [&b"1"[..], b"2", b"3", b"4"].into_iter().enumerate() {
+            writer.write(bytes);
+            if i % 2 == 0 {
+                got.push(recv_in_time(&server).await);
+            } else {
+                got.push(
+                    Forwarding {
+                        inner: Box::pin(recv_in_time(&server)),
+                    }
+                    .await,
+                );
+            }
+        }
+        writer.finish();
         got
     });
     assert_eq!(

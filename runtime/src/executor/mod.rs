@@ -34,6 +34,23 @@ use sched::Scheduler;
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
 
+/// The waker lent to the poll under way, for [`Executor::is_polling`]: set for the poll's
+/// length and cleared when it ends, also when a panic unwinds out of it.
+struct Lent<'a>(&'a Cell<*const std::task::Waker>);
+
+impl<'a> Lent<'a> {
+    fn new(polling: &'a Cell<*const std::task::Waker>, waker: &std::task::Waker) -> Self {
+        polling.set(waker);
+        Lent(polling)
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        self.0.set(std::ptr::null());
+    }
+}
+
 struct TaskEntry {
     /// The future and the waker it is polled with; `None` while the task is being polled
     /// (both are taken out so no borrow is held, and the poll lends the waker without a
@@ -172,13 +189,14 @@ impl Executor {
             };
             polled += 1;
             let mut cx = TaskCx::from_waker(&waker);
-            self.polling.set(&waker);
             self.current_class.set(class);
             coop::reset(self.budget);
             let background = class == TaskClass::Background;
             let started = (contended || background).then(Instant::now);
-            let done = matches!(future.as_mut().poll(&mut cx), Poll::Ready(()));
-            self.polling.set(std::ptr::null());
+            let done = {
+                let _lent = Lent::new(&self.polling, &waker);
+                matches!(future.as_mut().poll(&mut cx), Poll::Ready(()))
+            };
             let mut yield_to_io = false;
             if let Some(t0) = started {
                 if contended {
