@@ -222,6 +222,12 @@ enum BodyState {
 #[derive(Debug)]
 pub struct Parser {
     buf: BytesMut,
+    /// The bytes at the front of `buf` that [`skip_head`](Self::skip_head) dropped: passed
+    /// over in place, not cut off, so that the heads of a pipelined batch cost no
+    /// `BytesMut::advance` each (about 35 instructions). Always less than `buf.len()` (a
+    /// skip that reaches the end empties the buffer); every use of `buf` but the plain path's
+    /// (`next_plain`, `front`, `skip_head`) cuts them off first ([`settle`](Self::settle)).
+    skipped: usize,
     state: State,
     /// A head received in pieces: its scan, resumed where the last call left off (boxed:
     /// most heads arrive whole and never need one).
@@ -248,6 +254,7 @@ impl Parser {
         buf.clear();
         Self {
             buf,
+            skipped: 0,
             state: State::Head,
             head_scan: None,
             limits,
@@ -291,6 +298,7 @@ impl Parser {
     /// that walked"). The pooled buffer a connection takes is the one given back last, so
     /// its first lines stay in the cache.
     pub fn push(&mut self, data: &[u8]) {
+        self.settle();
         if self.buf.is_empty() {
             // Back to the start of the allocation when nothing else holds the front (a
             // request still holding its head keeps it: then the bytes go after it, as before).
@@ -312,7 +320,16 @@ impl Parser {
 
     /// Bytes received and not yet parsed or handed out.
     pub(crate) fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.skipped
+    }
+
+    /// Cuts the [skipped](Self::skipped) heads off the front of the buffer.
+    #[inline]
+    fn settle(&mut self) {
+        if self.skipped != 0 {
+            bytes::Buf::advance(&mut self.buf, self.skipped);
+            self.skipped = 0;
+        }
     }
 
     /// The method (and its index) and the path-and-query of a request whose head is complete
@@ -363,6 +380,7 @@ impl Parser {
     /// that the buffer holds: a Content-Length body's bytes are split off without a copy, a
     /// chunked body's data is decoded (its limits and framing checked as when buffered).
     pub(crate) fn next_body_chunk(&mut self) -> Result<BodyChunk, ProtoError> {
+        self.settle();
         let State::Stream(body) = &mut self.state else {
             return match &self.state {
                 State::Failed(e) => Err(*e),
@@ -451,6 +469,7 @@ impl Parser {
     /// with (after which the parser stays failed: close the connection).
     #[inline]
     pub fn next_request(&mut self) -> Result<Option<RawRequest>, ProtoError> {
+        self.settle();
         // The usual head, whole in the buffer, read in one pass (`parse_whole_into`); everything
         // else (a head in pieces, a body) out of line.
         if matches!(self.state, State::Head) && self.head_scan.is_none() {
@@ -484,9 +503,11 @@ impl Parser {
         taken: &mut Option<RawRequest>,
     ) -> Result<Next, ProtoError> {
         if matches!(self.state, State::Head) && self.head_scan.is_none() {
-            match parse_whole_into(&self.buf, &self.limits, head) {
+            // From the first byte not skipped: the head's spans count from there.
+            match parse_whole_into(&self.buf[self.skipped..], &self.limits, head) {
                 Some(Ok(())) if head.framing == Framing::None => return Ok(Next::Head),
                 Some(Ok(())) => {
+                    self.settle();
                     if let Some(req) = self.took_head(*head) {
                         *taken = Some(req);
                         return Ok(Next::Request);
@@ -508,13 +529,14 @@ impl Parser {
     /// The bytes at the front of the buffer, where [`Next::Head`]'s head is (until it is
     /// taken or skipped).
     pub(crate) fn front(&self) -> &[u8] {
-        &self.buf
+        &self.buf[self.skipped..]
     }
 
     /// The request of the head [`next_plain`](Self::next_plain) left in the buffer, its
     /// bytes split off.
     pub(crate) fn take_head(&mut self, head: &Head) -> RawRequest {
         debug_assert_eq!(head.framing, Framing::None);
+        self.settle();
         self.continue_sent = false;
         self.expect_continue = false;
         RawRequest {
@@ -532,13 +554,17 @@ impl Parser {
         debug_assert_eq!(head.framing, Framing::None);
         self.continue_sent = false;
         self.expect_continue = false;
-        if head.len() == self.buf.len() {
+        let end = self.skipped + head.len();
+        if end == self.buf.len() {
             // The head was all there was (a request read on its own, the last of a batch):
             // emptied in place, where an advance moves the buffer's start (about 30
             // instructions) only to have the next read's bytes appended after it.
             self.buf.clear();
+            self.skipped = 0;
         } else {
-            bytes::Buf::advance(&mut self.buf, head.len());
+            // Passed over, cut off when something other than the next plain head needs the
+            // buffer (`settle`).
+            self.skipped = end;
         }
     }
 
@@ -573,6 +599,7 @@ impl Parser {
     /// [`next_request`](Self::next_request) past its fast path.
     #[inline(never)]
     fn next_request_slow(&mut self) -> Result<Option<RawRequest>, ProtoError> {
+        self.settle();
         loop {
             match &mut self.state {
                 State::Failed(e) => return Err(*e),
@@ -647,6 +674,7 @@ impl Parser {
     fn fail(&mut self, e: ProtoError) -> ProtoError {
         self.state = State::Failed(e);
         self.buf.clear();
+        self.skipped = 0;
         e
     }
 }
