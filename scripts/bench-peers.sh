@@ -29,7 +29,7 @@
 #     over the run / every answer);
 # (b) pipelined x16: wrk -t1 -c64 -s scripts/wrk-pipeline.lua (16 requests per write); CPU
 #     per answer from wrk's request count (wrk counts single responses);
-# (c) open loop at each fraction of the best peer's (neither rc_* nor bare) closed-loop maximum
+# (c) open loop at each fraction of the best peer's (neither rc_* nor bare, bare_hp) closed-loop maximum
 #     at --open-conns connections (median over reps), or at the --rates given, the same
 #     absolute rates for every server: p50/p99/p99.9
 #     from the scheduled send time and server CPU per answer. With --timeline, rep 1's run at
@@ -98,7 +98,7 @@ pick_servers "$PICK" bare
 if [ -z "$RATES" ] && [ -n "$FRACS" ]; then
     peer=""
     for name in "${SERVERS[@]}"; do
-        case $name in rc_* | bare) ;; *) peer=$name ;; esac
+        case $name in rc_* | bare | bare_hp) ;; *) peer=$name ;; esac
     done
     [ -n "$peer" ] || { echo "--fracs needs a peer besides bare and rc_* in --servers to take the rates from (or --rates)" >&2; exit 2; }
 fi
@@ -221,8 +221,8 @@ vs_bare() { # name phase column: median over reps of (name / bare) in the same r
 BEST=none
 BEST_MAX=0
 [ -n "$RATES" ] || for name in "${SERVERS[@]}"; do
-    # The peers only: not ringcore itself, and not the bare loop (no HTTP parsing: the floor).
-    case $name in rc_* | bare) continue ;; esac
+    # The peers only: not ringcore itself, and not the bare loop (with or without httparse: the floor).
+    case $name in rc_* | bare | bare_hp) continue ;; esac
     m=$(med "$name" "c$OPEN_CONNS" 5)
     if awk -v a="$m" -v b="$BEST_MAX" 'BEGIN {exit !(a + 0 > b + 0)}'; then BEST=$name; BEST_MAX=$m; fi
 done
