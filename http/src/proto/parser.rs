@@ -555,6 +555,7 @@ impl Parser {
         self.continue_sent = false;
         self.expect_continue = false;
         let end = self.skipped + head.len();
+        debug_assert!(end <= self.buf.len(), "a head skipped twice");
         if end == self.buf.len() {
             // The head was all there was (a request read on its own, the last of a batch):
             // emptied in place, where an advance moves the buffer's start (about 30
@@ -779,6 +780,51 @@ mod tests {
         assert!(!p.has_partial());
     }
 
+    /// Heads skipped in place, then a head whose body is streamed: the body is cut from the
+    /// first byte after that head (the skipped heads are cut off first), and what stays
+    /// buffered counts only the bytes not yet read.
+    #[test]
+    fn a_body_streamed_after_skipped_heads_starts_after_its_own_head() {
+        let mut p = Parser::new(Limits::default());
+        p.push(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+        p.push(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello");
+        let total = p.buffered();
+        let (mut head, mut taken) = (Head::default(), None);
+        for (path, len) in [(&b"/a"[..], 28), (&b"/b"[..], 28)] {
+            assert_eq!(p.next_plain(&mut head, &mut taken).unwrap(), Next::Head);
+            assert_eq!(head.route_path(p.front()), path);
+            assert_eq!(head.len(), len);
+            p.skip_head(&head);
+        }
+        assert_eq!(
+            p.buffered(),
+            total - 56,
+            "the skipped heads are no longer buffered"
+        );
+        // The body is still arriving: no request yet, the head is taken for streaming.
+        assert_eq!(p.next_plain(&mut head, &mut taken).unwrap(), Next::Incomplete);
+        assert_eq!(p.body_head().map(|(_, _, pq)| pq.to_vec()), Some(b"/up".to_vec()));
+        let raw = p.take_streaming().expect("a head whose body streams");
+        assert_eq!(raw.target(), b"/up");
+        assert_eq!(p.buffered(), 5);
+        assert_eq!(
+            p.next_body_chunk().unwrap(),
+            BodyChunk::Data(Bytes::from_static(b"hello"))
+        );
+        assert_eq!(p.next_body_chunk().unwrap(), BodyChunk::NeedMore);
+        p.push(b"worldGET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            p.next_body_chunk().unwrap(),
+            BodyChunk::Data(Bytes::from_static(b"world"))
+        );
+        assert_eq!(p.next_body_chunk().unwrap(), BodyChunk::End);
+        assert_eq!(p.next_plain(&mut head, &mut taken).unwrap(), Next::Head);
+        assert_eq!(head.route_path(p.front()), b"/c");
+        p.skip_head(&head);
+        assert!(!p.has_partial());
+        assert_eq!(p.buffered(), 0);
+    }
+
     /// A connection answering one request at a time receives each into the same bytes of its
     /// buffer (the ones in the cache), not a request further on each time; and a request a
     /// handler still holds keeps its bytes (the next go after them).
@@ -914,6 +960,11 @@ mod tests {
                     let pipeline = String::from_utf8_lossy(&input);
                     assert_eq!(got, want, "{pipeline:?}");
                     assert_eq!(b.buffered(), a.buffered(), "{pipeline:?}");
+                    // The skipped heads are a strict part of what is buffered, or none.
+                    assert!(
+                        b.skipped < b.buf.len() || (b.skipped == 0 && b.buf.is_empty()),
+                        "{pipeline:?}"
+                    );
                     assert_eq!(
                         (b.has_partial(), b.continue_pending(), b.wants_continue()),
                         (a.has_partial(), a.continue_pending(), a.wants_continue()),
