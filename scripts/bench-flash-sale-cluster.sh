@@ -142,8 +142,6 @@ http() {
         -w '\n%{http_code}' "http://$1$3" 2>&1) || { echo "000 $out" | tr '\n' ' '; return 0; }
     printf '%s %s\n' "$(tail -n1 <<<"$out")" "$(sed '$d' <<<"$out" | tr -d '\n')"
 }
-json_num() { tr -d ' \n' <"$2" | sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"; }
-json_in() { tr -d ' \n' <"$3" | sed -n "s/.*\"$1\":{\([^}]*\)}.*/\1/p" | sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p"; }
 stat_snap() { grep '^cpu' /proc/stat >"$1"; }
 steal_pct() {
     awk 'FNR == NR && $1 == "cpu" {for (i = 2; i <= 9; i++) a[i] = $i; next}

@@ -171,9 +171,6 @@ http() {
         -w '\n%{http_code}' "http://$ADDR$2" 2>&1) || { echo "000 $out" | tr '\n' ' '; return 0; }
     printf '%s %s\n' "$(tail -n1 <<<"$out")" "$(sed '$d' <<<"$out" | tr -d '\n')"
 }
-json_num() { tr -d ' \n' <"$2" | sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"; }
-# the value of "KEY" inside the JSON object "OBJ" of FILE
-json_in() { tr -d ' \n' <"$3" | sed -n "s/.*\"$1\":{\([^}]*\)}.*/\1/p" | sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p"; }
 stat_snap() { grep '^cpu' /proc/stat >"$1"; }
 steal_pct() {
     awk 'FNR == NR && $1 == "cpu" {for (i = 2; i <= 9; i++) a[i] = $i; next}

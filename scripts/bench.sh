@@ -145,7 +145,6 @@ core_busy_pct() {
          ($1 in want) {for (i = 2; i <= 9; i++) t += $i - a[$1, i]; idle += ($5 - a[$1, 5]) + ($6 - a[$1, 6])}
          END {printf "%.1f", (t > 0 ? 100 * (t - idle) / t : 0)}' "$1" "$2"
 }
-json_num() { tr -d ' \n' <"$2" | sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"; }
 
 # run_one NAME PHASE REP FRAC RATE: fresh server, one generator run, one JSON line into runs.jsonl
 run_one() {

@@ -108,7 +108,7 @@ for round in $(seq "$ROUNDS"); do
         c1=$(cpu_ns "$SRV_PID")
         t1=$(ticks "$SRV_PID")
         stop_server "$bin" "$SRV_PID" "$WORK/stops"
-        n=$(tr -d ' \n' <"$WORK/gen.json" | sed -n 's/.*"status_all":{\([^}]*\)}.*/\1/p' | sed -n 's/.*"2xx":\([0-9]*\).*/\1/p')
+        n=$(json_in status_all 2xx "$WORK/gen.json")
         p99=$(tr -d ' \n' <"$WORK/gen.json" | sed -n 's/.*"p99":\([0-9.]*\).*/\1/p')
         [ -n "$n" ] && [ "$n" -gt 0 ] || die "$bin: no 2xx answers"
         ns=$(awk -v c=$((c1 - c0)) -v n="$n" 'BEGIN {printf "%.0f", c / n}')

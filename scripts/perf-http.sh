@@ -76,7 +76,7 @@ for i in "${!BINS[@]}"; do
         -- sleep "$SECS" >/dev/null 2>&1 || true
     wait "$gen" || true
     stop_server "$bin" "$SRV_PID" "$WORK/stops"
-    n=$(tr -d ' \n' <"$WORK/gen.json" | sed -n 's/.*"status_all":{\([^}]*\)}.*/\1/p' | sed -n 's/.*"2xx":\([0-9]*\).*/\1/p')
+    n=$(json_in status_all 2xx "$WORK/gen.json")
     [ -n "$n" ] && [ "$n" -gt 0 ] || die "$bin: no 2xx answers"
     samples=$(perf report -i "$data" --stdio --no-children --sort sym 2>/dev/null | sed -n 's/^# Samples: \([^ ]*\) .*/\1/p' | head -1)
     echo "== $bin @ $RATE/s, $CONNS connections: $n answers, $samples samples in $SECS s ($data)"

@@ -240,6 +240,10 @@ median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "nan"; else if (N
 to_us() { awk '{v = $1; if (v ~ /us$/) {sub(/us$/, "", v); print v} else if (v ~ /ms$/) {sub(/ms$/, "", v); print v * 1000} else if (v ~ /m$/) {sub(/m$/, "", v); print v * 60000000} else if (v ~ /s$/) {sub(/s$/, "", v); print v * 1000000} else print "nan"}'; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "nan"}'; }
+# json_num KEY FILE: the number under "KEY" in a JSON file (the last, if the key recurs)
+json_num() { tr -d ' \n' <"$2" | sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"; }
+# json_in OBJ KEY FILE: the number under "KEY" inside the JSON object "OBJ" of FILE
+json_in() { tr -d ' \n' <"$3" | sed -n "s/.*\"$1\":{\([^}]*\)}.*/\1/p" | sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p"; }
 
 # Median over reps of (server's figure / base server's figure in the same rep): the servers of
 # one rep ran back to back, so this cancels most of the machine's drift between reps.
