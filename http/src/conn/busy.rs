@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 use ringcore_runtime::net::SendLane;
 use ringcore_runtime::time::{loop_now, timeout_at};
@@ -23,7 +23,7 @@ use crate::handler::HandlerSlot;
 use crate::limits::MAX_UNREAD_BODY_DRAIN;
 use crate::proto::encode::{self, Delimit, Persist};
 use crate::proto::head::Head;
-use crate::proto::parser::{Next, RawRequest};
+use crate::proto::parser::{Fresh, FreshHead, HeadBytes, Next, RawRequest};
 use crate::proto::Parser;
 use crate::request::{Request, RequestBody};
 use crate::response::{Body, BodyReceiver, Response};
@@ -158,7 +158,9 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     core: &CoreConns,
     first: T::Chunk,
 ) -> Busy {
-    let mut parser = Parser::with_buf(cfg.limits.clone(), core.pool.take_rx());
+    // Without a buffer: one is taken from the core's pool only when bytes have to wait in
+    // it (see `fresh` below).
+    let mut parser = Parser::with_buf(cfg.limits.clone(), BytesMut::new());
     let mut out: Vec<u8> = core.pool.take_out();
     let mut head_started: Option<Instant> = Some(Instant::now());
     let mut body_started: Option<Instant> = None;
@@ -231,43 +233,96 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
             out_of_line(flush!(Post::No)).await
         };
     }
-    parser.push(&first);
-    drop(first);
+    // A chunk received while the parser held nothing (the usual request of a connection
+    // answering one at a time): its first head is read in place when it is one without a
+    // body (`Parser::read_fresh`), so the chunk's bytes are not copied into a buffer taken
+    // from the core's pool and given back for it; anything else is pushed into the parser.
+    let mut fresh = Some(first);
+    let mut fresh_len = 0;
     loop {
         // Answer every complete request already buffered, in order, into one write.
         loop {
-            if !parser.has_partial() {
-                // Nothing buffered, no body under way: no request to find (the usual end of
-                // a batch, without a parse attempt).
-                break;
-            }
-            let (next, streamed) = match parser.next_plain(&mut whole, &mut taken) {
-                Ok(Next::Incomplete) => {
-                    // A head is complete and its body still arriving: a handler that reads
-                    // its body as it comes gets the request now (asked once per request).
-                    let streams = !stream_checked
-                        && parser
-                            .body_head()
-                            .is_some_and(|(m, i, pq)| router.streams_body(m, i, pq));
-                    stream_checked = parser.in_body();
-                    match streams.then(|| parser.take_streaming()).flatten() {
-                        Some(raw) => {
-                            stream_checked = false;
-                            taken = Some(raw);
-                            (Next::Request, Some(StreamShared::new(core.m_body_stream.clone())))
+            // The chunk of a head read in place (`Next::Fresh`), borrowed from `fresh`.
+            let mut fresh_bytes: &[u8] = &[];
+            let (next, streamed) = if !parser.has_partial() {
+                // Nothing buffered, no body under way: a chunk just received, or no request
+                // to find (the usual end of a batch, without a parse attempt).
+                let Some(chunk) = &fresh else {
+                    break;
+                };
+                let bytes: &[u8] = chunk;
+                match parser.read_fresh(bytes, &mut whole) {
+                    // Its head is read from the chunk (`Next::Fresh`), and the bytes after it
+                    // go into the parser (`start_fresh!`) before its handler runs, so that the
+                    // chunk (a buffer of the core's provided ring) is not held while it does.
+                    Fresh::Head(n) => {
+                        fresh_len = n;
+                        fresh_bytes = bytes;
+                        (Next::Fresh, None)
+                    }
+                    other => {
+                        if parser.lacks_buf() {
+                            parser.set_buf(core.pool.take_rx());
                         }
-                        None => break,
+                        parser.push(bytes);
+                        fresh = None;
+                        if other == Fresh::Body {
+                            parser.start_body(&whole);
+                        }
+                        continue;
                     }
                 }
-                Ok(n) => {
-                    stream_checked = false;
-                    (n, None)
-                }
-                Err(e) => {
-                    error_response(&mut out, cfg, e);
-                    return Busy::Closed(flush_out_of_line!());
+            } else {
+                match parser.next_plain(&mut whole, &mut taken) {
+                    Ok(Next::Incomplete) => {
+                        // A head is complete and its body still arriving: a handler that reads
+                        // its body as it comes gets the request now (asked once per request).
+                        let streams = !stream_checked
+                            && parser
+                                .body_head()
+                                .is_some_and(|(m, i, pq)| router.streams_body(m, i, pq));
+                        stream_checked = parser.in_body();
+                        match streams.then(|| parser.take_streaming()).flatten() {
+                            Some(raw) => {
+                                stream_checked = false;
+                                taken = Some(raw);
+                                (Next::Request, Some(StreamShared::new(core.m_body_stream.clone())))
+                            }
+                            None => break,
+                        }
+                    }
+                    Ok(n) => {
+                        stream_checked = false;
+                        (n, None)
+                    }
+                    Err(e) => {
+                        error_response(&mut out, cfg, e);
+                        return Busy::Closed(flush_out_of_line!());
+                    }
                 }
             };
+            // The request of a head read in place ([`Next::Fresh`]) as `$start` makes it from
+            // a `FreshHead` (`h`), then the bytes after the head pushed and the chunk given
+            // back.
+            macro_rules! start_fresh {
+                (|$h:ident| $start:expr) => {{
+                    // (`Next::Fresh` always comes with its chunk: checked in debug builds.)
+                    debug_assert!(fresh.is_some() && fresh_len > 0 && fresh_len <= fresh_bytes.len());
+                    let (head_bytes, rest) = fresh_bytes.split_at(fresh_len.min(fresh_bytes.len()));
+                    let started = {
+                        let $h = &mut FreshHead::new(head_bytes, &mut parser);
+                        $start
+                    };
+                    if !rest.is_empty() {
+                        if parser.lacks_buf() {
+                            parser.set_buf(core.pool.take_rx());
+                        }
+                        parser.push(rest);
+                    }
+                    fresh = None;
+                    started
+                }};
+            }
             head_started = None;
             body_started = None;
             let head = next.head(&whole, &taken);
@@ -288,6 +343,9 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                         Next::Head => {
                             router.start_head(&whole, &mut parser, peer, arrived, &mut handler_slot)
                         }
+                        Next::Fresh => {
+                            start_fresh!(|h| router.start_head(&whole, h, peer, arrived, &mut handler_slot))
+                        }
                         _ => {
                             let raw = next.into_raw(&mut parser, &whole, &mut taken);
                             router.start(raw, peer, arrived, &mut handler_slot)
@@ -302,10 +360,15 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 }
                 // The traced or logged path (spans, access log) runs out of line.
                 None => {
-                    let raw = next.into_raw(&mut parser, &whole, &mut taken);
+                    let raw = match next {
+                        Next::Fresh => start_fresh!(|h| h.take_head(&whole)),
+                        _ => next.into_raw(&mut parser, &whole, &mut taken),
+                    };
                     out_of_line(router.handle(Request::new(raw, peer, arrived))).await
                 }
                 Some(shared) => {
+                    // A head read in place never has a body.
+                    debug_assert!(fresh.is_none());
                     let raw = next.into_raw(&mut parser, &whole, &mut taken);
                     // Earlier answers of the batch go out before the handler waits on its body.
                     if !flush_out_of_line!() {
@@ -524,11 +587,17 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 if out.capacity() == 0 {
                     out = core.pool.take_out();
                 }
-                if parser.lacks_buf() {
-                    parser.set_buf(core.pool.take_rx());
-                }
                 if head_started.is_none() {
                     head_started = Some(arrived);
+                }
+                last_read = chunk.len();
+                if !parser.has_partial() {
+                    // Read in place if it can be (see `fresh`).
+                    fresh = Some(chunk);
+                    continue;
+                }
+                if parser.lacks_buf() {
+                    parser.set_buf(core.pool.take_rx());
                 }
                 if parser.in_body() && !body_prepaid {
                     // Room in the budget first, then the copy into the parser.
@@ -540,7 +609,6 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                         );
                     }
                 }
-                last_read = chunk.len();
                 parser.push(&chunk);
             }
             // Half-close: every complete request was answered above; a partial one is dropped.

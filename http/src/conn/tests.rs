@@ -77,7 +77,8 @@ fn an_idle_connection_future_stays_small() {
 /// answer written by a plain function (`write_answer`) back to 1,792; the posted send's lane
 /// and its settling (`flush_timed`, `settle`, the `end!` of the busy stretch) to 1,872 (1,936
 /// while `flush_answered` was an `async fn` around `flush_timed`); the parser's count of the
-/// heads it passed over in place (`Parser::skipped`) to 1,880, the parser to 232.
+/// heads it passed over in place (`Parser::skipped`) to 1,880, the parser to 232; the chunk
+/// received while the parser holds nothing, read in place (`fresh`), to 1,928.
 #[test]
 fn a_busy_connection_future_stays_under_2_kib() {
     let (size, parser) = ringcore_testkit::rt::run1(|| async {
@@ -245,6 +246,130 @@ fn a_batch_across_receive_buffers_is_answered_in_one_write() {
         );
         assert_eq!(sends, 1, "the batch took {sends} writes");
     }
+}
+
+/// Reads from `client` into `got` until `want` is in it `times` times; false if the
+/// connection closed first.
+async fn read_until(client: &TcpStream, got: &mut Vec<u8>, want: &str, times: usize) -> bool {
+    while String::from_utf8_lossy(got).matches(want).count() < times {
+        let chunk = client.recv().await.expect("recv");
+        if chunk.is_empty() {
+            return false;
+        }
+        got.extend_from_slice(&chunk);
+    }
+    true
+}
+
+/// A request that arrives whole in one receive while nothing else is buffered (how a
+/// connection answering one request at a time always receives) is read in place, in the
+/// chunk it came in (`Parser::read_fresh`): no receive buffer is taken from the core's pool
+/// for it. Everything else still goes through the parser's buffer, and every answer is right
+/// and in order: heads whose handler reads them (`/{n}`) and one whose does not (`/ping`),
+/// a pipelined pair in one write (the first read in place, the second pushed), a body in the
+/// chunk of its head, a head in two writes, and a malformed head (a 400, then the close).
+#[test]
+fn a_request_received_whole_is_read_in_place() {
+    let (held_after_singles, held_after_pair, got) = ringcore_testkit::rt::run1(|| async {
+        let (client, server) = connected().await;
+        let limits = Limits::default();
+        let cfg = config(&limits);
+        let router = Router::<()>::new()
+            .route(
+                "/{n}",
+                crate::get(|crate::extract::Path(n): crate::extract::Path<String>| async move { n }),
+            )
+            .route("/ping", crate::get(|| async { "pong" }))
+            .route(
+                "/body",
+                crate::post(|b: String| async move { format!("got {b}") }),
+            );
+        let core = Rc::new(CoreConns::new(&limits));
+        let send = |req: &'static str| client.write_all(req.as_bytes().to_vec());
+        send("GET /a0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .0
+            .expect("write");
+        let first = server.recv().await.expect("recv");
+        let busy = {
+            let core = core.clone();
+            ringcore_runtime::spawn_local(async move {
+                serve_busy(&server, None, &router, &cfg, &core, first).await
+            })
+        };
+        let mut got = Vec::new();
+        assert!(read_until(&client, &mut got, "a0", 1).await);
+        for i in 1..5 {
+            let n = format!("a{i}");
+            let req = format!("GET /{n} HTTP/1.1\r\nHost: x\r\n\r\n");
+            client.write_all(req.into_bytes()).await.0.expect("write");
+            assert!(read_until(&client, &mut got, &n, 1).await, "answer {n}");
+            send("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .0
+                .expect("write");
+            assert!(read_until(&client, &mut got, "pong", i).await, "pong {i}");
+        }
+        let held_after_singles = core.pool.held().1;
+        send("GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .0
+            .expect("write");
+        assert!(read_until(&client, &mut got, "p2", 1).await);
+        // The second head waited in a buffer of the pool, given back once the wait began.
+        ringcore_runtime::time::sleep(std::time::Duration::from_millis(20)).await;
+        let held_after_pair = core.pool.held().1;
+        send("POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+            .await
+            .0
+            .expect("write");
+        assert!(read_until(&client, &mut got, "got hello", 1).await);
+        send("GET /s1 HTTP/1.1\r\nHo").await.0.expect("write");
+        ringcore_runtime::time::sleep(std::time::Duration::from_millis(20)).await;
+        send("st: x\r\n\r\n").await.0.expect("write");
+        assert!(read_until(&client, &mut got, "s1", 1).await);
+        send("GET /bad HTTP/1.1\r\nNo colon\r\n\r\n")
+            .await
+            .0
+            .expect("write");
+        let tail = half_close_and_read_to_end(&client).await;
+        got.extend_from_slice(&tail);
+        assert!(matches!(busy.await.expect("task"), Busy::Closed(_)));
+        (
+            held_after_singles,
+            held_after_pair,
+            String::from_utf8_lossy(&got).into_owned(),
+        )
+    });
+    assert_eq!(
+        held_after_singles, 0,
+        "a receive buffer was taken for requests that came whole"
+    );
+    assert_eq!(
+        held_after_pair, 1,
+        "the pipelined head went through the parser's buffer"
+    );
+    let order = [
+        "a0",
+        "a1",
+        "pong",
+        "a4",
+        "p1",
+        "p2",
+        "got hello",
+        "s1",
+        "400 Bad Request",
+    ];
+    let at: Vec<usize> = order
+        .iter()
+        .map(|w| got.find(w).unwrap_or_else(|| panic!("{w} missing from {got}")))
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "answers out of order: {got}");
+    assert!(
+        !got.contains("/bad"),
+        "no answer of the handler to the malformed head: {got}"
+    );
+    assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 5 + 4 + 2 + 1 + 1, "{got}");
 }
 
 /// An answer larger than the socket's buffers, written while the client reads nothing and

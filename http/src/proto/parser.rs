@@ -142,6 +142,10 @@ pub(crate) enum Next {
     Head,
     /// Any other complete request, in the caller's `Option<RawRequest>`.
     Request,
+    /// A request without a body whose head [`Parser::read_fresh`] parsed into the caller's
+    /// [`Head`] in place, in the chunk it came in ([`Fresh::Head`]): a [`FreshHead`] takes or
+    /// skips it (not [`Next::into_raw`]).
+    Fresh,
 }
 
 impl Next {
@@ -170,10 +174,95 @@ impl Next {
             self != Next::Request || taken.is_some(),
             "Next::Request without its request"
         );
+        debug_assert!(self != Next::Fresh, "a head read in place is not in the parser");
         match (self, taken.take()) {
             (Next::Request, Some(r)) => r,
             _ => parser.take_head(head),
         }
+    }
+}
+
+/// What [`Parser::read_fresh`] made of a chunk received while the parser held nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fresh {
+    /// The chunk's first `n` bytes are the whole head of a request without a body: its
+    /// handler takes or skips it through a [`FreshHead`], and the bytes after it (if any)
+    /// are pushed.
+    Head(usize),
+    /// The chunk starts with the whole head of a request with a body: push the chunk, then
+    /// [`Parser::start_body`].
+    Body,
+    /// Anything else: push the chunk.
+    Push,
+}
+
+/// Where the head of a [`Next::Head`] lies, for its handler to read or pass over: the
+/// parser's buffer, or the chunk it came in ([`FreshHead`]).
+pub(crate) trait HeadBytes {
+    /// The head's bytes first.
+    fn front(&self) -> &[u8];
+    /// The request of the head, its bytes its own.
+    fn take_head(&mut self, head: &Head) -> RawRequest;
+    /// Passes over the head, unread.
+    fn skip_head(&mut self, head: &Head);
+}
+
+impl HeadBytes for Parser {
+    #[inline]
+    fn front(&self) -> &[u8] {
+        Parser::front(self)
+    }
+
+    #[inline]
+    fn take_head(&mut self, head: &Head) -> RawRequest {
+        Parser::take_head(self, head)
+    }
+
+    #[inline]
+    fn skip_head(&mut self, head: &Head) {
+        Parser::skip_head(self, head)
+    }
+}
+
+/// A head read in place from the chunk it arrived in ([`Fresh::Head`]): a handler that
+/// reads its request gets a copy of the head's bytes (the chunk, a buffer of the core's
+/// provided ring, goes back before the handler runs); one that reads nothing costs nothing.
+pub(crate) struct FreshHead<'a> {
+    bytes: &'a [u8],
+    parser: &'a mut Parser,
+}
+
+impl<'a> FreshHead<'a> {
+    /// The head in `bytes` (the chunk's first bytes, as [`Fresh::Head`] counted them), read
+    /// for `parser`.
+    pub(crate) fn new(bytes: &'a [u8], parser: &'a mut Parser) -> Self {
+        Self { bytes, parser }
+    }
+}
+
+impl HeadBytes for FreshHead<'_> {
+    #[inline]
+    fn front(&self) -> &[u8] {
+        self.bytes
+    }
+
+    fn take_head(&mut self, head: &Head) -> RawRequest {
+        debug_assert_eq!(head.framing, Framing::None);
+        self.parser.took_fresh_head();
+        RawRequest {
+            head: RequestHead {
+                bytes: Bytes::copy_from_slice(&self.bytes[..head.len()]),
+                parsed: *head,
+            },
+            body: Bytes::new(),
+        }
+    }
+
+    #[inline]
+    fn skip_head(&mut self, head: &Head) {
+        debug_assert_eq!(head.framing, Framing::None);
+        debug_assert!(head.len() <= self.bytes.len());
+        self.parser.took_fresh_head();
     }
 }
 
@@ -528,6 +617,7 @@ impl Parser {
 
     /// The bytes at the front of the buffer, where [`Next::Head`]'s head is (until it is
     /// taken or skipped).
+    #[inline]
     pub(crate) fn front(&self) -> &[u8] {
         &self.buf[self.skipped..]
     }
@@ -567,6 +657,45 @@ impl Parser {
             // buffer (`settle`).
             self.skipped = end;
         }
+    }
+
+    /// Reads `chunk`, just received, in place while the parser holds nothing (between
+    /// requests, where a connection answering one request at a time always is): when it
+    /// starts with the whole head of a request without a body, that head is parsed into
+    /// `head` and read from the chunk ([`Fresh::Head`]), so the parser's buffer is not used
+    /// for it: no buffer taken from the core's pool and given back, and no copy. Otherwise
+    /// `chunk` is to be [pushed](Self::push), and [`Fresh::Body`] says its head was parsed
+    /// into `head` already, for [`start_body`](Self::start_body).
+    #[inline]
+    pub(crate) fn read_fresh(&self, chunk: &[u8], head: &mut Head) -> Fresh {
+        if self.has_partial() || self.head_scan.is_some() || !matches!(self.state, State::Head) {
+            return Fresh::Push;
+        }
+        match parse_whole_into(chunk, &self.limits, head) {
+            Some(Ok(())) if head.framing == Framing::None => Fresh::Head(head.len()),
+            Some(Ok(())) => Fresh::Body,
+            // A head in pieces, one for `httparse`, or a refusal: the parser's own path (a
+            // refusal is found again there).
+            _ => Fresh::Push,
+        }
+    }
+
+    /// Takes `head`, parsed by [`read_fresh`](Self::read_fresh) ([`Fresh::Body`]) from the
+    /// chunk just pushed, off the front of the buffer: its body is read next, as if
+    /// [`next_plain`](Self::next_plain) had parsed it.
+    pub(crate) fn start_body(&mut self, head: &Head) {
+        debug_assert!(head.framing != Framing::None && self.buf.len() >= head.len());
+        self.settle();
+        let none = self.took_head(*head);
+        debug_assert!(none.is_none(), "a head with a body");
+    }
+
+    /// Records that a head without a body was read elsewhere ([`Fresh::Head`]): what
+    /// [`take_head`](Self::take_head) and [`skip_head`](Self::skip_head) reset.
+    #[inline]
+    fn took_fresh_head(&mut self) {
+        self.continue_sent = false;
+        self.expect_continue = false;
     }
 
     /// A complete head was read off the front of the buffer: its request when it has no
@@ -705,6 +834,50 @@ mod tests {
                 },
             }
         }
+    }
+
+    /// `read_fresh` reads a chunk in place only when the parser holds nothing and the chunk
+    /// starts with the whole head of a request without a body; a head with a body is parsed
+    /// once (`start_body` takes it after the push), and anything else is left to the parser.
+    #[test]
+    fn a_fresh_chunk_is_read_in_place_only_from_a_whole_head_without_a_body() {
+        let mut p = Parser::new(Limits::default());
+        let mut head = Head::default();
+        let one: &[u8] = b"GET /a?q HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(p.read_fresh(one, &mut head), Fresh::Head(one.len()));
+        assert_eq!(head.route_path(one), b"/a");
+        let two = [one, b"GET /b HTTP/1.1\r\n"].concat();
+        assert_eq!(
+            p.read_fresh(&two, &mut head),
+            Fresh::Head(one.len()),
+            "the first of two"
+        );
+        let post: &[u8] = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /n";
+        assert_eq!(p.read_fresh(post, &mut head), Fresh::Body);
+        p.push(post);
+        p.start_body(&head);
+        let req = p.next_request().expect("valid").expect("complete");
+        assert_eq!((req.target(), req.body()), (&b"/p"[..], &b"abc"[..]));
+        assert_eq!(p.buffered(), b"GET /n".len(), "what follows the body stays");
+        assert_eq!(
+            p.read_fresh(one, &mut head),
+            Fresh::Push,
+            "the parser holds bytes"
+        );
+        let mut p = Parser::new(Limits::default());
+        for other in [
+            &b"GET /a HTTP/1.1\r\nHo"[..],
+            b"GET /a HTTP/1.1\r\nNo colon\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        ] {
+            assert_eq!(p.read_fresh(other, &mut head), Fresh::Push, "{other:?}");
+        }
+        // A refusal is found again by the parser's own path.
+        p.push(b"GET /a HTTP/1.1\r\nNo colon\r\n\r\n");
+        assert_eq!(
+            p.next_request().err().map(|e| e.status()),
+            Some(StatusCode::BAD_REQUEST)
+        );
     }
 
     #[test]
@@ -955,6 +1128,7 @@ mod tests {
                         }
                         Ok(n @ Next::Request) => seen(&n.into_raw(&mut b, &head, &mut taken)),
                         Ok(Next::Incomplete) => Seen::More,
+                        Ok(Next::Fresh) => panic!("next_plain reads no head in place"),
                         Err(e) => Seen::Refused(e.status().as_u16()),
                     };
                     let pipeline = String::from_utf8_lossy(&input);

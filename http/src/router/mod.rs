@@ -19,7 +19,7 @@ use crate::handler::{erase, BoxFuture, Endpoint, Handler, HandlerSlot};
 use crate::metrics::RouteMetrics;
 use crate::middleware::Middleware;
 use crate::proto::head::Head;
-use crate::proto::parser::{Parser, RawRequest};
+use crate::proto::parser::{HeadBytes, RawRequest};
 use crate::request::Request;
 use crate::response::Response;
 
@@ -350,14 +350,15 @@ impl<S: 'static> Router<S> {
     }
 
     /// [`start`](Self::start) for a request whose head `parser` still holds
-    /// ([`Next::Head`](crate::proto::parser::Next::Head)): its handler takes the request from
-    /// the parser, or skips its head if it reads nothing of it (so does an answer of the
-    /// router's own).
+    /// ([`Next::Head`](crate::proto::parser::Next::Head)), in its buffer or in the chunk it
+    /// came in ([`FreshHead`](crate::proto::parser::FreshHead)): its handler takes the
+    /// request from there, or skips its head if it reads nothing of it (so does an answer of
+    /// the router's own).
     #[inline(always)]
-    pub(crate) fn start_head(
+    pub(crate) fn start_head<B: HeadBytes>(
         &self,
         head: &Head,
-        parser: &mut Parser,
+        parser: &mut B,
         peer: Option<SocketAddr>,
         arrived: Instant,
         slot: &mut HandlerSlot,
