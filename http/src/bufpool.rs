@@ -31,6 +31,7 @@ thread_local! {
 
 /// Keeps `buf` (emptied) for the next [`BufPool::take_out`] on this thread, or frees it: the
 /// recycle function of the connections' posted sends (`ringcore_runtime::net::SendLane`).
+#[inline]
 pub(crate) fn recycle_out(mut buf: Vec<u8>) {
     let cap = buf.capacity();
     if !(BUF_CAPACITY..=MAX_POOLED_CAPACITY).contains(&cap) {
@@ -53,12 +54,14 @@ pub(crate) struct BufPool {
 
 impl BufPool {
     /// An empty output buffer with room for [`BUF_CAPACITY`] bytes at least.
+    #[inline]
     pub(crate) fn take_out(&self) -> Vec<u8> {
         OUT.with(|pool| pool.borrow_mut().pop())
             .unwrap_or_else(|| Vec::with_capacity(BUF_CAPACITY))
     }
 
     /// Keeps `buf` (emptied) for the next [`take_out`](Self::take_out), or frees it.
+    #[inline]
     pub(crate) fn put_out(&self, buf: Vec<u8>) {
         recycle_out(buf);
     }

@@ -19,11 +19,12 @@ use super::write::{
 use super::{out_of_line, ConnConfig, CoreConns, LazyTimer, Transport};
 use crate::body_stream::{BodyError, BodyStream, StreamShared};
 use crate::budget::Reservation;
+use crate::bufpool::BufPool;
 use crate::handler::HandlerSlot;
 use crate::limits::MAX_UNREAD_BODY_DRAIN;
 use crate::proto::encode::{self, Delimit, Persist};
 use crate::proto::head::Head;
-use crate::proto::parser::{Fresh, FreshHead, HeadBytes, Next, RawRequest};
+use crate::proto::parser::{Fresh, HeadBytes, Next, RawRequest};
 use crate::proto::Parser;
 use crate::request::{Request, RequestBody};
 use crate::response::{Body, BodyReceiver, Response};
@@ -146,6 +147,39 @@ fn write_answer(
         std::mem::forget(headers);
     }
     rest
+}
+
+/// The head of a request read in place, in the chunk it came in (`Next::Fresh`), for its
+/// handler to take or pass over. One that reads nothing costs nothing; one that takes its
+/// request gets the head as a head received any other way: pushed into the parser's buffer
+/// (from the core's pool) and split off it, a reference count rather than an allocation per
+/// request.
+struct FreshHead<'a> {
+    bytes: &'a [u8],
+    parser: &'a mut Parser,
+    pool: &'a BufPool,
+}
+
+impl HeadBytes for FreshHead<'_> {
+    #[inline]
+    fn front(&self) -> &[u8] {
+        self.bytes
+    }
+
+    fn take_head(&mut self, head: &Head) -> RawRequest {
+        debug_assert!(!self.parser.has_partial() && head.len() == self.bytes.len());
+        if self.parser.lacks_buf() {
+            self.parser.set_buf(self.pool.take_rx());
+        }
+        self.parser.push(self.bytes);
+        self.parser.take_head(head)
+    }
+
+    #[inline]
+    fn skip_head(&mut self, head: &Head) {
+        debug_assert!(head.len() == self.bytes.len());
+        self.parser.skipped_fresh_head();
+    }
 }
 
 /// Serves requests from `first` (the bytes that ended the idle wait) on, until the
@@ -310,7 +344,11 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     debug_assert!(fresh.is_some() && fresh_len > 0 && fresh_len <= fresh_bytes.len());
                     let (head_bytes, rest) = fresh_bytes.split_at(fresh_len.min(fresh_bytes.len()));
                     let started = {
-                        let $h = &mut FreshHead::new(head_bytes, &mut parser);
+                        let $h = &mut FreshHead {
+                            bytes: head_bytes,
+                            parser: &mut parser,
+                            pool: &core.pool,
+                        };
                         $start
                     };
                     if !rest.is_empty() {

@@ -263,14 +263,15 @@ async fn read_until(client: &TcpStream, got: &mut Vec<u8>, want: &str, times: us
 
 /// A request that arrives whole in one receive while nothing else is buffered (how a
 /// connection answering one request at a time always receives) is read in place, in the
-/// chunk it came in (`Parser::read_fresh`): no receive buffer is taken from the core's pool
-/// for it. Everything else still goes through the parser's buffer, and every answer is right
-/// and in order: heads whose handler reads them (`/{n}`) and one whose does not (`/ping`),
-/// a pipelined pair in one write (the first read in place, the second pushed), a body in the
-/// chunk of its head, a head in two writes, and a malformed head (a 400, then the close).
+/// chunk it came in (`Parser::read_fresh`): when its handler reads nothing (`/ping`), no
+/// receive buffer is taken from the core's pool for it. A handler that takes its request
+/// (`/{n}`) gets its head in one (split off it, no allocation), and everything else still
+/// goes through the parser's buffer; every answer is right and in order: a pipelined pair in
+/// one write (the first read in place, the second pushed), a body in the chunk of its head,
+/// a head in two writes, and a malformed head (a 400, then the close).
 #[test]
 fn a_request_received_whole_is_read_in_place() {
-    let (held_after_singles, held_after_pair, got) = ringcore_testkit::rt::run1(|| async {
+    let (held_after_pings, held_after_reads, held_after_pair, got) = ringcore_testkit::rt::run1(|| async {
         let (client, server) = connected().await;
         let limits = Limits::default();
         let cfg = config(&limits);
@@ -286,7 +287,7 @@ fn a_request_received_whole_is_read_in_place() {
             );
         let core = Rc::new(CoreConns::new(&limits));
         let send = |req: &'static str| client.write_all(req.as_bytes().to_vec());
-        send("GET /a0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        send("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .0
             .expect("write");
@@ -298,25 +299,28 @@ fn a_request_received_whole_is_read_in_place() {
             })
         };
         let mut got = Vec::new();
-        assert!(read_until(&client, &mut got, "a0", 1).await);
-        for i in 1..5 {
-            let n = format!("a{i}");
-            let req = format!("GET /{n} HTTP/1.1\r\nHost: x\r\n\r\n");
-            client.write_all(req.into_bytes()).await.0.expect("write");
-            assert!(read_until(&client, &mut got, &n, 1).await, "answer {n}");
+        assert!(read_until(&client, &mut got, "pong", 1).await);
+        for i in 2..6 {
             send("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
                 .await
                 .0
                 .expect("write");
             assert!(read_until(&client, &mut got, "pong", i).await, "pong {i}");
         }
-        let held_after_singles = core.pool.held().1;
+        let held_after_pings = core.pool.held().1;
+        for i in 0..4 {
+            let n = format!("a{i}");
+            let req = format!("GET /{n} HTTP/1.1\r\nHost: x\r\n\r\n");
+            client.write_all(req.into_bytes()).await.0.expect("write");
+            assert!(read_until(&client, &mut got, &n, 1).await, "answer {n}");
+        }
+        let held_after_reads = core.pool.held().1;
         send("GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .0
             .expect("write");
         assert!(read_until(&client, &mut got, "p2", 1).await);
-        // The second head waited in a buffer of the pool, given back once the wait began.
+        // The second head waited in the pool's buffer, given back once the wait began.
         ringcore_runtime::time::sleep(std::time::Duration::from_millis(20)).await;
         let held_after_pair = core.pool.held().1;
         send("POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
@@ -336,24 +340,28 @@ fn a_request_received_whole_is_read_in_place() {
         got.extend_from_slice(&tail);
         assert!(matches!(busy.await.expect("task"), Busy::Closed(_)));
         (
-            held_after_singles,
+            held_after_pings,
+            held_after_reads,
             held_after_pair,
             String::from_utf8_lossy(&got).into_owned(),
         )
     });
     assert_eq!(
-        held_after_singles, 0,
-        "a receive buffer was taken for requests that came whole"
+        held_after_pings, 0,
+        "a receive buffer was taken for requests that came whole and were not read"
+    );
+    assert_eq!(
+        held_after_reads, 1,
+        "the heads handlers took went through a buffer of the pool"
     );
     assert_eq!(
         held_after_pair, 1,
-        "the pipelined head went through the parser's buffer"
+        "the buffer the pipelined head waited in went back to the pool"
     );
     let order = [
-        "a0",
-        "a1",
         "pong",
-        "a4",
+        "a0",
+        "a3",
         "p1",
         "p2",
         "got hello",
@@ -370,6 +378,64 @@ fn a_request_received_whole_is_read_in_place() {
         "no answer of the handler to the malformed head: {got}"
     );
     assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 5 + 4 + 2 + 1 + 1, "{got}");
+}
+
+/// A request read in place holds its chunk, a buffer of the core's provided ring, only
+/// until its handler's future is made: the bytes after the head are pushed and the chunk
+/// given back before the handler is polled. 16 connections whose handlers all wait at once,
+/// on a ring of 8 buffers: had each held its chunk while its handler waited, the ring would
+/// have run dry (receives falling back to private buffers).
+#[test]
+fn a_request_read_in_place_gives_its_ring_buffer_back_before_its_handler_waits() {
+    const CONNS: usize = 16;
+    let builder = ringcore_testkit::rt::one_core(false).buf_ring(8, 1024);
+    let (answers, ring_ran_dry, ring) = ringcore_testkit::rt::run_on(builder, || async {
+        let limits = Limits::default();
+        let cfg = Rc::new(config(&limits));
+        let router = Rc::new(Router::<()>::new().route(
+            "/slow/{n}",
+            crate::get(
+                |crate::extract::Path(n): crate::extract::Path<String>| async move {
+                    ringcore_runtime::time::sleep(std::time::Duration::from_millis(100)).await;
+                    format!("slow {n}")
+                },
+            ),
+        ));
+        let core = Rc::new(CoreConns::new(&limits));
+        let before = ringcore_runtime::stats::shard(0).recv_buf_ring_empty;
+        let mut ring = true;
+        let mut clients = Vec::new();
+        let mut tasks = Vec::new();
+        for i in 0..CONNS {
+            let (client, server) = connected().await;
+            ring &= server.uses_buf_ring();
+            let req = format!("GET /slow/c{i:02} HTTP/1.1\r\nHost: x\r\n\r\n");
+            client.write_all(req.into_bytes()).await.0.expect("write");
+            let first = server.recv().await.expect("recv");
+            let (cfg, router, core) = (cfg.clone(), router.clone(), core.clone());
+            tasks.push(ringcore_runtime::spawn_local(async move {
+                serve_busy(&server, None, &router, &cfg, &core, first).await
+            }));
+            clients.push(client);
+        }
+        let mut answers = 0;
+        for (i, client) in clients.iter().enumerate() {
+            let mut got = Vec::new();
+            if read_until(client, &mut got, &format!("slow c{i:02}"), 1).await {
+                answers += 1;
+            }
+        }
+        let ring_ran_dry = ringcore_runtime::stats::shard(0).recv_buf_ring_empty - before;
+        core.drain.start();
+        for t in tasks {
+            t.await.expect("the busy connection's task");
+        }
+        (answers, ring_ran_dry, ring)
+    });
+    assert_eq!(answers, CONNS);
+    if ring {
+        assert_eq!(ring_ran_dry, 0, "the ring ran dry while the handlers waited");
+    }
 }
 
 /// An answer larger than the socket's buffers, written while the client reads nothing and

@@ -143,8 +143,8 @@ pub(crate) enum Next {
     /// Any other complete request, in the caller's `Option<RawRequest>`.
     Request,
     /// A request without a body whose head [`Parser::read_fresh`] parsed into the caller's
-    /// [`Head`] in place, in the chunk it came in ([`Fresh::Head`]): a [`FreshHead`] takes or
-    /// skips it (not [`Next::into_raw`]).
+    /// [`Head`] in place, in the chunk it came in ([`Fresh::Head`]): the connection's
+    /// `FreshHead` takes or skips it (not [`Next::into_raw`]).
     Fresh,
 }
 
@@ -186,8 +186,8 @@ impl Next {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fresh {
     /// The chunk's first `n` bytes are the whole head of a request without a body: its
-    /// handler takes or skips it through a [`FreshHead`], and the bytes after it (if any)
-    /// are pushed.
+    /// handler takes or skips it through the connection's `FreshHead`, and the bytes after
+    /// it (if any) are pushed.
     Head(usize),
     /// The chunk starts with the whole head of a request with a body: push the chunk, then
     /// [`Parser::start_body`].
@@ -197,7 +197,7 @@ pub(crate) enum Fresh {
 }
 
 /// Where the head of a [`Next::Head`] lies, for its handler to read or pass over: the
-/// parser's buffer, or the chunk it came in ([`FreshHead`]).
+/// parser's buffer, or the chunk it came in ([`Next::Fresh`], the connection's `FreshHead`).
 pub(crate) trait HeadBytes {
     /// The head's bytes first.
     fn front(&self) -> &[u8];
@@ -221,48 +221,6 @@ impl HeadBytes for Parser {
     #[inline]
     fn skip_head(&mut self, head: &Head) {
         Parser::skip_head(self, head)
-    }
-}
-
-/// A head read in place from the chunk it arrived in ([`Fresh::Head`]): a handler that
-/// reads its request gets a copy of the head's bytes (the chunk, a buffer of the core's
-/// provided ring, goes back before the handler runs); one that reads nothing costs nothing.
-pub(crate) struct FreshHead<'a> {
-    bytes: &'a [u8],
-    parser: &'a mut Parser,
-}
-
-impl<'a> FreshHead<'a> {
-    /// The head in `bytes` (the chunk's first bytes, as [`Fresh::Head`] counted them), read
-    /// for `parser`.
-    pub(crate) fn new(bytes: &'a [u8], parser: &'a mut Parser) -> Self {
-        Self { bytes, parser }
-    }
-}
-
-impl HeadBytes for FreshHead<'_> {
-    #[inline]
-    fn front(&self) -> &[u8] {
-        self.bytes
-    }
-
-    fn take_head(&mut self, head: &Head) -> RawRequest {
-        debug_assert_eq!(head.framing, Framing::None);
-        self.parser.took_fresh_head();
-        RawRequest {
-            head: RequestHead {
-                bytes: Bytes::copy_from_slice(&self.bytes[..head.len()]),
-                parsed: *head,
-            },
-            body: Bytes::new(),
-        }
-    }
-
-    #[inline]
-    fn skip_head(&mut self, head: &Head) {
-        debug_assert_eq!(head.framing, Framing::None);
-        debug_assert!(head.len() <= self.bytes.len());
-        self.parser.took_fresh_head();
     }
 }
 
@@ -690,10 +648,10 @@ impl Parser {
         debug_assert!(none.is_none(), "a head with a body");
     }
 
-    /// Records that a head without a body was read elsewhere ([`Fresh::Head`]): what
-    /// [`take_head`](Self::take_head) and [`skip_head`](Self::skip_head) reset.
+    /// Records that a head without a body read elsewhere ([`Fresh::Head`]) was passed over:
+    /// what [`skip_head`](Self::skip_head) resets.
     #[inline]
-    fn took_fresh_head(&mut self) {
+    pub(crate) fn skipped_fresh_head(&mut self) {
         self.continue_sent = false;
         self.expect_continue = false;
     }
