@@ -193,7 +193,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     first: T::Chunk,
 ) -> Busy {
     // Without a buffer: one is taken from the core's pool only when bytes have to wait in
-    // it (see `fresh` below).
+    // it or a handler takes a head read in place (see `fresh` below).
     let mut parser = Parser::with_buf(cfg.limits.clone(), BytesMut::new());
     let mut out: Vec<u8> = core.pool.take_out();
     let mut head_started: Option<Instant> = Some(Instant::now());
@@ -269,8 +269,9 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     }
     // A chunk received while the parser held nothing (the usual request of a connection
     // answering one at a time): its first head is read in place when it is one without a
-    // body (`Parser::read_fresh`), so the chunk's bytes are not copied into a buffer taken
-    // from the core's pool and given back for it; anything else is pushed into the parser.
+    // body (`Parser::read_fresh`), so unless its handler takes the request (`FreshHead`),
+    // the chunk's bytes are not copied into a buffer taken from the core's pool and given
+    // back for it; anything else is pushed into the parser.
     let mut fresh = Some(first);
     let mut fresh_len = 0;
     loop {
