@@ -19,7 +19,9 @@
 //!   [`Server::latency_buckets`](crate::Server::latency_buckets)), so latency can be
 //!   aggregated across instances and windows (`histogram_quantile(0.99, sum by (le)
 //!   (rate(..._bucket[5m])))`): from the moment the request's bytes reached the core to the
-//!   moment its response was handed to the socket (with an access log or request spans on,
+//!   moment its response was handed to the socket (for the answers a core hands over after
+//!   its first in a loop turn: to the end of that turn, read once for all of them; with an
+//!   access log or request spans on,
 //!   and for [`Router::oneshot`](crate::Router::oneshot): to the moment it was ready; the
 //!   difference is the time an answer waits behind the rest of its pipelined batch), per
 //!   route pattern (not per path, so label cardinality
@@ -33,7 +35,7 @@
 //! - Whatever the governance middleware, caches and the application register with
 //!   [`Counter::new`] and [`Gauge::new`] (shed, limited, breaker state, cache hits, ...).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -98,6 +100,8 @@ fn to_micros(bounds: &[Duration]) -> Rc<[u64]> {
 /// server calls it on each core before building the router, with the bounds of
 /// [`Server::latency_buckets`](crate::Server::latency_buckets).
 pub fn set_latency_buckets(bounds: &[Duration]) {
+    // The answers of this turn so far count under the bounds they were answered with.
+    record_handed(Instant::now());
     let us = to_micros(bounds);
     BOUNDS.try_with(|b| *b.borrow_mut() = us.clone());
     ROUTES.try_with(|routes| {
@@ -259,6 +263,98 @@ impl RouteMetrics {
     }
 }
 
+/// Answers of one route, method, status and arrival handed to the socket in this loop turn
+/// and not recorded yet.
+struct Handed {
+    metrics: Rc<RouteMetrics>,
+    method: &'static Method,
+    code: u16,
+    since: Instant,
+    n: u64,
+}
+
+/// At most this many runs of alike answers wait for the end of a turn; one more records them
+/// all at once (a turn that answers that many is long enough for a clock read more).
+const HANDED_MAX: usize = 256;
+
+thread_local! {
+    /// The loop turn (its `loop_now`) whose first answer this core recorded as it was handed
+    /// over.
+    static HANDED_TURN: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// This core's answers handed to the socket in the current loop turn after its first, in
+    /// runs of alike ones, recorded when it ends ([`record_handed`]).
+    static HANDED: RefCell<Vec<Handed>> = const { RefCell::new(Vec::new()) };
+}
+
+impl RouteMetrics {
+    /// Records `n` answers that arrived at `since` and were just handed to the socket. The
+    /// first answers a core hands over in a loop turn are recorded at once, with a clock read;
+    /// the turn's later ones are recorded together when its tasks have run
+    /// (`ringcore_runtime::time::at_turn_end`), with one clock read for them all: their
+    /// latency is from the arrival to the end of the turn that wrote them, an upper bound of
+    /// when their bytes went to the kernel (a send through the ring is submitted then), and
+    /// alike ones (same route, method, status and arrival: the connections a turn served,
+    /// usually) are one histogram update. So a core answering one request per turn (low
+    /// load) reads the clock once per answer, as before, and a busy one once per turn. Off a
+    /// shard thread, recorded at once.
+    #[inline]
+    pub(crate) fn record_handed(self: &Rc<Self>, method: &'static Method, code: u16, since: Instant, n: u64) {
+        let turn = Some(ringcore_runtime::time::loop_now());
+        if HANDED_TURN.get() != turn {
+            // The turn's first (or off a shard, where every call is).
+            HANDED_TURN.set(turn);
+            self.record_n(method, code, since, Instant::now(), n);
+        } else {
+            self.hand_to_turn_end(method, code, since, n);
+        }
+    }
+
+    /// [`record_handed`](Self::record_handed) for an answer after the turn's first.
+    #[inline(never)]
+    fn hand_to_turn_end(self: &Rc<Self>, method: &'static Method, code: u16, since: Instant, n: u64) {
+        let (now, full) = HANDED.with(|h| {
+            let h = &mut *h.borrow_mut();
+            match h.last_mut() {
+                Some(last)
+                    if Rc::ptr_eq(&last.metrics, self)
+                        && std::ptr::eq(last.method, method)
+                        && last.code == code
+                        && last.since == since =>
+                {
+                    last.n += n;
+                    return (false, false);
+                }
+                Some(_) => {}
+                None if ringcore_runtime::time::at_turn_end(record_handed) => {}
+                None => return (true, false),
+            }
+            h.push(Handed {
+                metrics: self.clone(),
+                method,
+                code,
+                since,
+                n,
+            });
+            (false, h.len() >= HANDED_MAX)
+        });
+        if now {
+            self.record_n(method, code, since, Instant::now(), n);
+        } else if full {
+            record_handed(Instant::now());
+        }
+    }
+}
+
+/// Records the answers waiting for the end of the turn as answered at `now`.
+fn record_handed(now: Instant) {
+    HANDED.with(|h| {
+        // Recording borrows only each route's own cell, never this list.
+        for r in h.borrow_mut().drain(..) {
+            r.metrics.record_n(r.method, r.code, r.since, now, r.n);
+        }
+    });
+}
+
 /// A copy of every core's metrics at one moment, merged: the runtime registry's counters and
 /// gauges and the per-route latency. `Send`, so it can cross cores.
 #[derive(Debug, Default)]
@@ -279,6 +375,8 @@ struct RouteSnapshot {
 impl Snapshot {
     /// This core's metrics alone.
     pub fn local() -> Snapshot {
+        // The answers of this turn so far are in it.
+        record_handed(Instant::now());
         let mut s = Snapshot {
             registry: ringcore_runtime::metrics::Snapshot::local(),
             routes: BTreeMap::new(),
@@ -541,6 +639,64 @@ mod tests {
         assert_eq!(sum, 7);
         assert_eq!(buckets, BTreeMap::from([(10, 1), (u64::MAX, 0)]));
         assert_eq!(quantiles.0, Some(1));
+    }
+
+    /// The first answers a core hands to the socket in a loop turn are recorded at once; the
+    /// turn's later ones when it ends, with one clock reading: the work done after their
+    /// hand-over in that turn is inside their latency, alike answers are merged and still
+    /// counted one by one, and a read of the metrics within the turn already has the turn's
+    /// answers so far (recorded then). Off a shard, at once.
+    #[test]
+    fn handed_answers_are_recorded_when_their_turn_ends() {
+        static GET: Method = Method::GET;
+        static POST: Method = Method::POST;
+        let out = ringcore_runtime::Runtime::builder()
+            .core_count(1)
+            .handle_signals(false)
+            .build()
+            .expect("build")
+            .run(|| async {
+                let slow = RouteMetrics::for_route("/t/handed");
+                let read = RouteMetrics::for_route("/t/handed-read");
+                let t0 = Instant::now();
+                slow.record_handed(&GET, 200, t0, 2);
+                slow.record_handed(&GET, 200, t0, 1);
+                slow.record_handed(&POST, 201, t0, 1);
+                read.record_handed(&GET, 200, t0, 5);
+                let within = Snapshot::local().route_requests("/t/handed-read");
+                // Work after the hand-over, in the same turn; then the turn ends.
+                slow.record_handed(&GET, 200, t0, 1);
+                std::thread::sleep(Duration::from_millis(3));
+                ringcore_runtime::time::sleep(Duration::from_millis(1)).await;
+                let s = Snapshot::local();
+                let r = &s.routes["/t/handed"];
+                let by_status = r.by_status.clone();
+                let q = |q| s.route_latency("/t/handed", q);
+                (within, s.route_requests("/t/handed"), (q(0.0), q(1.0)), by_status)
+            })
+            .expect("run");
+        let (within, count, (fastest, slowest), by_status) =
+            out.into_iter().flatten().next().expect("result");
+        assert_eq!(within, 5);
+        assert_eq!(count, 5);
+        // The turn's first answer was recorded as it was handed over; the one handed after
+        // the read waited for the turn's end.
+        assert!(
+            fastest.is_some_and(|d| d < Duration::from_millis(3)),
+            "the turn's first answer waited: {fastest:?}"
+        );
+        assert!(
+            slowest.is_some_and(|d| d >= Duration::from_millis(3)),
+            "the turn's work is not in the latency: {slowest:?}"
+        );
+        assert_eq!(
+            by_status,
+            BTreeMap::from([(("GET".to_string(), 200), 4), (("POST".to_string(), 201), 1)])
+        );
+        // Off a shard: recorded at once (nothing waits for a turn that never ends).
+        let m = RouteMetrics::for_route("/t/handed-off");
+        m.record_handed(&GET, 200, Instant::now(), 1);
+        assert_eq!(m.recorded.borrow().fast.iter().sum::<u64>(), 1);
     }
 
     #[test]

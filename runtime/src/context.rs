@@ -53,6 +53,11 @@ pub(crate) fn exit() -> Option<Rc<Context>> {
     CURRENT.with(|c| c.borrow_mut().take())
 }
 
+/// Whether this thread is running a shard (its loop or its teardown).
+pub(crate) fn on_shard() -> bool {
+    current_tag() != 0
+}
+
 pub(crate) fn current_tag() -> usize {
     CURRENT_TAG.with(|t| t.get())
 }

@@ -92,6 +92,8 @@ where
     let torn = catch_unwind(AssertUnwindSafe(|| {
         remote.exited.store(true, Ordering::Release);
         cx.executor.drop_all();
+        // What the dropped tasks left for the end of a turn (none comes after this).
+        crate::time::run_turn_end();
         mesh::drain_on_exit(&cx);
         let sharded = std::mem::take(&mut *cx.sharded.borrow_mut());
         drop(sharded);
@@ -265,8 +267,12 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
     // reads the clock once, after its wait: `last_read`.
     let absolute = cx.driver.borrow().parks_on_absolute_deadline();
     let mut last_read = last_mesh;
+    // The first turn's instant too (not a reading per call, or one left by an earlier loop
+    // on this thread).
+    crate::time::set_loop_now(last_read);
     loop {
         cx.executor.run_ready(remote, max_polls);
+        crate::time::run_turn_end();
 
         if !main_done && main.is_finished() {
             main_done = true;

@@ -340,3 +340,52 @@ fn monotonic_shifted() -> bool {
         })
     })
 }
+
+thread_local! {
+    /// The readings `at_turn_end` hooks were given, in the order they ran.
+    static TURN_ENDS: RefCell<Vec<Instant>> = const { RefCell::new(Vec::new()) };
+}
+
+fn note_turn_end(now: Instant) {
+    TURN_ENDS.with(|e| e.borrow_mut().push(now));
+}
+
+/// A hook registered with `at_turn_end` runs when the turn's tasks have run (the rest of the
+/// registering task's work and another task's, ready in the same turn), once per
+/// registration, all with one clock reading, and before the core waits: long before the
+/// 200 ms sleep that follows ends.
+#[ringcore_runtime::test]
+async fn turn_end_hooks_run_after_the_turns_tasks_and_before_the_core_waits() {
+    assert!(ringcore_runtime::time::at_turn_end(note_turn_end));
+    assert!(ringcore_runtime::time::at_turn_end(note_turn_end));
+    let other = spawn_local(async {
+        std::thread::sleep(Duration::from_millis(3));
+        Instant::now()
+    });
+    std::thread::sleep(Duration::from_millis(2));
+    let worked = Instant::now();
+    assert!(
+        TURN_ENDS.with(|e| e.borrow().is_empty()),
+        "ran before the turn ended"
+    );
+    sleep(Duration::from_millis(200)).await;
+    let other_done = other.await.expect("the other task");
+    let ends = TURN_ENDS.with(|e| e.take());
+    assert_eq!(ends.len(), 2, "once per registration");
+    assert_eq!(ends[0], ends[1], "one reading for the turn");
+    assert!(
+        ends[0] >= worked && ends[0] >= other_done,
+        "before the turn's tasks were done"
+    );
+    assert!(
+        ends[0] < worked + Duration::from_millis(100),
+        "not before the core waited: {:?} after the turn's work",
+        ends[0] - worked
+    );
+}
+
+#[test]
+fn off_a_shard_no_turn_end_hook_is_taken() {
+    assert!(!ringcore_runtime::time::at_turn_end(note_turn_end));
+    assert!(TURN_ENDS.with(|e| e.borrow().is_empty()));
+}

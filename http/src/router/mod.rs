@@ -400,10 +400,11 @@ impl<S: 'static> Router<S> {
         }
     }
 
-    /// Records `n` answers [`start`](Self::start)ed alike, answered at `now`.
-    fn record_started(&self, started: &Started, code: u16, now: Instant, n: u64) {
+    /// Records `n` answers [`start`](Self::start)ed alike, just handed to the socket.
+    #[inline(always)]
+    fn record_started(&self, started: &Started, code: u16, n: u64) {
         let metrics = started.route.map_or(&self.unmatched, |i| &self.metrics[i]);
-        metrics.record_n(started.method, code, started.since, now, n);
+        metrics.record_handed(started.method, code, started.since, n);
     }
 
     async fn dispatch(&self, req: Request, span: &tracing::Span) -> (Response, Option<usize>) {
@@ -523,12 +524,13 @@ impl<F: Future<Output = Response>> Routed<F> {
 }
 
 /// The route metrics of the answers [`Router::start`]ed on one connection and not recorded yet.
-/// They are recorded together when the connection hands their bytes to the socket
-/// ([`record`](Answered::record), before each flush) or when this is dropped, with one clock
-/// read for them all: a pipelined batch of answers costs one read, and a run of answers with
-/// the same route, method, status and arrival (a batch read at once) one histogram update.
-/// An answer's latency is thus from its arrival to when it is written (as `$request_time` in
-/// nginx counts up to the send); a handler's own time is inside it.
+/// They are handed on together when the connection hands their bytes to the socket
+/// ([`record`](Answered::record), before each flush) or when this is dropped, and recorded
+/// at the end of that loop turn with one clock read for every answer of the core's turn
+/// (`RouteMetrics::record_handed`): a run of alike answers (same route, method, status and
+/// arrival: a pipelined batch, or the connections a turn served) is one histogram update.
+/// An answer's latency is thus from its arrival to the end of the turn that wrote it (as
+/// `$request_time` in nginx counts up to the send); a handler's own time is inside it.
 pub(crate) struct Answered<'r, S: 'static> {
     router: &'r Router<S>,
     /// The latest run of alike answers (same route, method, status and arrival) and its length:
@@ -564,11 +566,10 @@ impl<S: 'static> Answered<'_, S> {
         let Some((started, code, n)) = self.run.take() else {
             return;
         };
-        let now = Instant::now();
         for (s, c, k) in self.runs.drain(..) {
-            self.router.record_started(&s, c, now, k);
+            self.router.record_started(&s, c, k);
         }
-        self.router.record_started(&started, code, now, n);
+        self.router.record_started(&started, code, n);
     }
 }
 

@@ -6,6 +6,7 @@
 //! core has nothing to run it waits in `io_uring_enter` with the nearest deadline as the
 //! wait's timeout, so no extra SQE or thread is needed for time.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -33,6 +34,59 @@ pub(crate) fn set_loop_now(now: Instant) {
 /// measures). Off a shard thread (or before the first turn) it reads the real clock.
 pub fn loop_now() -> Instant {
     LOOP_NOW.with(|c| c.get()).unwrap_or_else(Instant::now)
+}
+
+thread_local! {
+    /// The hooks [`at_turn_end`] registered for the end of the current turn.
+    static TURN_END: RefCell<Vec<fn(Instant)>> = const { RefCell::new(Vec::new()) };
+    /// `TURN_END` is not empty: what the loop checks each turn.
+    static TURN_END_WANTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `hook` when the tasks of this loop turn have run, before the core waits for more
+/// work, with one clock reading taken then for all the hooks of the turn: work done in the
+/// turn is finished no later than that instant. A hook runs once per registration
+/// (registering it twice in a turn runs it twice); one registered from a hook runs at the
+/// end of the next turn. The last turn's run before the loop returns, and those registered
+/// while the shard's tasks are dropped at its end run once they all are.
+///
+/// This is how per-request bookkeeping pays for one clock read per turn instead of one per
+/// request: ringcore-http records the latency of every answer handed to the socket in a turn
+/// at its end. Returns false (nothing registered) off a shard thread, where no turn ends.
+pub fn at_turn_end(hook: fn(Instant)) -> bool {
+    if !context::on_shard() {
+        return false;
+    }
+    TURN_END.with(|h| h.borrow_mut().push(hook));
+    TURN_END_WANTED.set(true);
+    true
+}
+
+/// Runs the hooks registered with [`at_turn_end`] (the loop's end of turn); the check, which
+/// nearly every turn stops at, inline.
+#[inline]
+pub(crate) fn run_turn_end() {
+    if TURN_END_WANTED.get() {
+        run_turn_end_hooks();
+    }
+}
+
+#[inline(never)]
+fn run_turn_end_hooks() {
+    // Taken out first, so that a hook may register again (for the next turn) and its
+    // registration is not run now; the list's memory is kept for the next turn.
+    TURN_END_WANTED.set(false);
+    let mut hooks = TURN_END.with(|h| std::mem::take(&mut *h.borrow_mut()));
+    let now = Instant::now();
+    for hook in hooks.drain(..) {
+        hook(now);
+    }
+    TURN_END.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.is_empty() {
+            *h = hooks;
+        }
+    });
 }
 
 pub(crate) struct Timers {
