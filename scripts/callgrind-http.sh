@@ -19,6 +19,15 @@
 #   scripts/callgrind-http.sh --driver io_uring --shapes "4x16 64@0 16@10000"
 #   scripts/callgrind-http.sh --browser                   # requests with a browser's fields
 #   scripts/callgrind-http.sh --cache --shapes "64x1"     # also simulated cache misses
+#   scripts/callgrind-http.sh --footprint --driver io_uring --shapes "16@10000"   # code lines
+#
+# --footprint also prints the code footprint per request: the distinct 64-byte lines of code
+# the second run executed at least half as often as it answered (scripts/lib/code-footprint.py),
+# and the functions with the most of them. At low load a core meets each request with its L1
+# code cache (32 KiB) mostly refilled by the kernel's path, so this count, not only the
+# instructions, is what a request's wake-up costs in code fetches. Any server binary of
+# scripts/lib/bench-common.sh can be measured the same way (`--bin target/release/tokio_ct`;
+# BENCH_HTTPARSE=1 in the environment for its httparse variant).
 #
 # --cache runs cachegrind with a simulated cache (32 KiB 8-way L1 for data and code, 256 KiB
 # LL) and prints, next to the instructions, the L1 data misses (reads and writes) and the L1
@@ -42,6 +51,7 @@ PORT=18181
 SHAPES="8x16 8x1 1x1"
 FIELDS=plain
 CACHE=0
+FOOTPRINT=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) BIN="$2"; shift ;;
@@ -51,7 +61,8 @@ while [ $# -gt 0 ]; do
         --driver) DRIVER="$2"; shift ;;
         --browser) FIELDS=browser ;;
         --cache) CACHE=1 ;;
-        -h|--help) sed -n 2,36p "$0"; exit 0 ;;
+        --footprint) FOOTPRINT=1 ;;
+        -h|--help) sed -n 2,45p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -66,7 +77,9 @@ if [ "$CACHE" = 1 ]; then
         --cachegrind-out-file="$OUT/cg.out")
 else
     TOOL=(--tool=callgrind --callgrind-out-file="$OUT/cg.out")
+    [ "$FOOTPRINT" = 1 ] && TOOL+=(--dump-instr=yes)
 fi
+[ "$CACHE$FOOTPRINT" = 11 ] && { echo "--cache and --footprint: one at a time" >&2; exit 2; }
 
 case "$DRIVER" in epoll|io_uring) ;; *) echo "--driver: epoll or io_uring, not $DRIVER" >&2; exit 2 ;; esac
 
@@ -152,4 +165,8 @@ for shape in $SHAPES; do
         line+=", $(awk -v d=$((db - da)) -v i=$((ib - ia)) -v n=$((nb - na)) 'BEGIN { printf "%.1f L1 data misses, %.1f L1 code misses", d / n, i / n }') per request"
     fi
     echo "$line ($na and $nb requests: $a and $b instructions)"
+    if [ "$FOOTPRINT" = 1 ]; then
+        printf '  footprint of the second run: '
+        python3 scripts/lib/code-footprint.py "$OUT/cg.out" "$nb" 8
+    fi
 done
