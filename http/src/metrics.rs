@@ -291,12 +291,12 @@ impl RouteMetrics {
     /// first answers a core hands over in a loop turn are recorded at once, with a clock read;
     /// the turn's later ones are recorded together when its tasks have run
     /// (`ringcore_runtime::time::at_turn_end`), with one clock read for them all: their
-    /// latency is from the arrival to the end of the turn that wrote them, an upper bound of
-    /// when their bytes went to the kernel (a send through the ring is submitted then), and
-    /// alike ones (same route, method, status and arrival: the connections a turn served,
-    /// usually) are one histogram update. So a core answering one request per turn (low
-    /// load) reads the clock once per answer, as before, and a busy one once per turn. Off a
-    /// shard thread, recorded at once.
+    /// latency is from the arrival to the end of the turn that wrote them (after their
+    /// hand-over, and before a send through the ring goes to the kernel at the turn's
+    /// `io_uring_enter`), and consecutive alike ones (same route, method, status and
+    /// arrival: the connections a turn served, usually) are one histogram update. So a core
+    /// answering one request per turn (low load) reads the clock once per answer, as before,
+    /// and a busy one twice per turn. Off a shard thread, recorded at once.
     #[inline]
     pub(crate) fn record_handed(self: &Rc<Self>, method: &'static Method, code: u16, since: Instant, n: u64) {
         let turn = Some(ringcore_runtime::time::loop_now());
@@ -345,9 +345,10 @@ impl RouteMetrics {
     }
 }
 
-/// Records the answers waiting for the end of the turn as answered at `now`.
+/// Records the answers waiting for the end of the turn as answered at `now` (nothing once
+/// the thread's locals are being destroyed).
 fn record_handed(now: Instant) {
-    HANDED.with(|h| {
+    let _ = HANDED.try_with(|h| {
         // Recording borrows only each route's own cell, never this list.
         for r in h.borrow_mut().drain(..) {
             r.metrics.record_n(r.method, r.code, r.since, now, r.n);
@@ -642,52 +643,76 @@ mod tests {
     }
 
     /// The first answers a core hands to the socket in a loop turn are recorded at once; the
-    /// turn's later ones when it ends, with one clock reading: the work done after their
-    /// hand-over in that turn is inside their latency, alike answers are merged and still
-    /// counted one by one, and a read of the metrics within the turn already has the turn's
-    /// answers so far (recorded then). Off a shard, at once.
+    /// turn's later ones when the turn's tasks have run, with one clock reading: the rest of
+    /// the turn's work is inside their latency, the core's wait after the turn is not. Alike
+    /// answers are merged and still counted one by one; the next turn's first is recorded at
+    /// once again; a read of the metrics within a turn has its answers so far; at
+    /// `HANDED_MAX` waiting runs they are recorded at once. Off a shard, at once.
     #[test]
     fn handed_answers_are_recorded_when_their_turn_ends() {
         static GET: Method = Method::GET;
         static POST: Method = Method::POST;
+        fn recorded(m: &RouteMetrics) -> u64 {
+            let r = m.recorded.borrow();
+            r.fast.iter().sum::<u64>() + r.hist.len()
+        }
         let out = ringcore_runtime::Runtime::builder()
             .core_count(1)
             .handle_signals(false)
             .build()
             .expect("build")
             .run(|| async {
-                let slow = RouteMetrics::for_route("/t/handed");
-                let read = RouteMetrics::for_route("/t/handed-read");
-                let t0 = Instant::now();
-                slow.record_handed(&GET, 200, t0, 2);
-                slow.record_handed(&GET, 200, t0, 1);
-                slow.record_handed(&POST, 201, t0, 1);
-                read.record_handed(&GET, 200, t0, 5);
-                let within = Snapshot::local().route_requests("/t/handed-read");
-                // Work after the hand-over, in the same turn; then the turn ends.
-                slow.record_handed(&GET, 200, t0, 1);
-                std::thread::sleep(Duration::from_millis(3));
+                // A turn after the first (which has no instant of its own yet).
                 ringcore_runtime::time::sleep(Duration::from_millis(1)).await;
+                let m = RouteMetrics::for_route("/t/handed");
+                let t0 = Instant::now();
+                m.record_handed(&GET, 200, t0, 2);
+                let first = recorded(&m);
+                m.record_handed(&GET, 200, t0, 1);
+                m.record_handed(&POST, 201, t0, 1);
+                m.record_handed(&GET, 200, t0, 1);
+                let later = recorded(&m);
+                // The rest of the turn's work; then the turn ends and the core waits 50 ms.
+                std::thread::sleep(Duration::from_millis(3));
+                ringcore_runtime::time::sleep(Duration::from_millis(50)).await;
+                let after = recorded(&m);
+
+                let next = RouteMetrics::for_route("/t/handed-next");
+                next.record_handed(&GET, 200, Instant::now(), 1);
+                let next_first = recorded(&next);
+                let read = RouteMetrics::for_route("/t/handed-read");
+                read.record_handed(&GET, 200, Instant::now(), 3);
+                let read_within = Snapshot::local().route_requests("/t/handed-read");
+                let many = RouteMetrics::for_route("/t/handed-many");
+                let t1 = Instant::now();
+                for i in 0..HANDED_MAX as u64 {
+                    // Distinct arrivals: runs that cannot merge.
+                    many.record_handed(&GET, 200, t1 + Duration::from_micros(i), 1);
+                }
+                let many_within = recorded(&many);
+
                 let s = Snapshot::local();
-                let r = &s.routes["/t/handed"];
-                let by_status = r.by_status.clone();
                 let q = |q| s.route_latency("/t/handed", q);
-                (within, s.route_requests("/t/handed"), (q(0.0), q(1.0)), by_status)
+                let by_status = s.routes["/t/handed"].by_status.clone();
+                (
+                    (first, later, after, next_first, read_within, many_within),
+                    (s.route_requests("/t/handed"), q(0.0), q(1.0), by_status),
+                )
             })
             .expect("run");
-        let (within, count, (fastest, slowest), by_status) =
+        let (counts, (count, fastest, slowest, by_status)) =
             out.into_iter().flatten().next().expect("result");
-        assert_eq!(within, 5);
+        // first, later (still waiting), after the turn, the next turn's first, a read within
+        // a turn, and HANDED_MAX waiting runs (recorded when the list reached the bound).
+        assert_eq!(counts, (2, 2, 5, 1, 3, HANDED_MAX as u64));
         assert_eq!(count, 5);
-        // The turn's first answer was recorded as it was handed over; the one handed after
-        // the read waited for the turn's end.
         assert!(
             fastest.is_some_and(|d| d < Duration::from_millis(3)),
-            "the turn's first answer waited: {fastest:?}"
+            "the turn's first answers waited: {fastest:?}"
         );
         assert!(
-            slowest.is_some_and(|d| d >= Duration::from_millis(3)),
-            "the turn's work is not in the latency: {slowest:?}"
+            slowest.is_some_and(|d| d >= Duration::from_millis(3) && d < Duration::from_millis(40)),
+            "the later answers were not recorded at the end of their turn: {slowest:?}"
         );
         assert_eq!(
             by_status,
@@ -696,7 +721,8 @@ mod tests {
         // Off a shard: recorded at once (nothing waits for a turn that never ends).
         let m = RouteMetrics::for_route("/t/handed-off");
         m.record_handed(&GET, 200, Instant::now(), 1);
-        assert_eq!(m.recorded.borrow().fast.iter().sum::<u64>(), 1);
+        m.record_handed(&GET, 200, Instant::now(), 1);
+        assert_eq!(recorded(&m), 2);
     }
 
     #[test]

@@ -267,9 +267,6 @@ fn event_loop<R>(cx: &Rc<Context>, main: &JoinHandle<R>) -> io::Result<()> {
     // reads the clock once, after its wait: `last_read`.
     let absolute = cx.driver.borrow().parks_on_absolute_deadline();
     let mut last_read = last_mesh;
-    // The first turn's instant too (not a reading per call, or one left by an earlier loop
-    // on this thread).
-    crate::time::set_loop_now(last_read);
     loop {
         cx.executor.run_ready(remote, max_polls);
         crate::time::run_turn_end();

@@ -8,7 +8,8 @@ run executed at least half as often as it answered requests: the code a request 
 through, startup and rare paths left out. A server woken from idle for each request (low
 load) finds little of it still in its core's L1 code cache (32 KiB), after the kernel's own
 path in between, so the lines it needs, not only its instruction count, set how long the
-request takes. With TOP, also the TOP functions with the most such lines.
+request takes. With TOP, also the TOP functions with the most such lines (a line shared by two
+functions counts for both there, once in the total).
 """
 import collections
 import re
@@ -64,14 +65,13 @@ def main():
     path, requests = sys.argv[1], float(sys.argv[2])
     top = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     cost, func_of = parse(path)
-    per_line = collections.Counter()
+    # An instruction's self cost (Ir) is how often it ran; a line ran as often as its most
+    # run instruction.
+    hot_instr = [(obj, addr) for (obj, addr), c in cost.items() if c / requests >= 0.5]
+    hot = {(obj, addr // 64) for obj, addr in hot_instr}
     funcs = collections.defaultdict(set)
-    for (obj, addr), c in cost.items():
-        per_line[(obj, addr // 64)] += c
-    hot = {k for k, c in per_line.items() if c / requests >= 0.5}
-    for (obj, addr), fn in func_of.items():
-        if (obj, addr // 64) in hot and cost[(obj, addr)] / requests >= 0.5:
-            funcs[fn].add((obj, addr // 64))
+    for obj, addr in hot_instr:
+        funcs[func_of[(obj, addr)]].add((obj, addr // 64))
     print(f"{len(hot)} code lines ({len(hot) * 64 // 1024} KiB)")
     for fn, lines in sorted(funcs.items(), key=lambda kv: -len(kv[1]))[:top]:
         print(f"  {len(lines):4d}  {fn}")

@@ -525,12 +525,14 @@ impl<F: Future<Output = Response>> Routed<F> {
 
 /// The route metrics of the answers [`Router::start`]ed on one connection and not recorded yet.
 /// They are handed on together when the connection hands their bytes to the socket
-/// ([`record`](Answered::record), before each flush) or when this is dropped, and recorded
-/// at the end of that loop turn with one clock read for every answer of the core's turn
-/// (`RouteMetrics::record_handed`): a run of alike answers (same route, method, status and
-/// arrival: a pipelined batch, or the connections a turn served) is one histogram update.
-/// An answer's latency is thus from its arrival to the end of the turn that wrote it (as
-/// `$request_time` in nginx counts up to the send); a handler's own time is inside it.
+/// ([`record`](Answered::record), before each flush) or when this is dropped: a run of
+/// alike answers (same route, method, status and arrival: a pipelined batch) is one
+/// histogram update. The core's first hand-over of a loop turn is recorded then, with a
+/// clock read; its later ones at the end of the turn, with one clock read for them all and
+/// consecutive alike runs (the connections a turn served) merged
+/// (`RouteMetrics::record_handed`). An answer's latency is thus from its arrival to its
+/// hand-over, or to the end of the turn that handed it over (as `$request_time` in nginx
+/// counts up to the send); a handler's own time is inside it.
 pub(crate) struct Answered<'r, S: 'static> {
     router: &'r Router<S>,
     /// The latest run of alike answers (same route, method, status and arrival) and its length:

@@ -44,11 +44,14 @@ thread_local! {
 }
 
 /// Runs `hook` when the tasks of this loop turn have run, before the core waits for more
-/// work, with one clock reading taken then for all the hooks of the turn: work done in the
-/// turn is finished no later than that instant. A hook runs once per registration
-/// (registering it twice in a turn runs it twice); one registered from a hook runs at the
-/// end of the next turn. The last turn's run before the loop returns, and those registered
-/// while the shard's tasks are dropped at its end run once they all are.
+/// work, with one clock reading taken then for all the hooks of the turn: work the turn's
+/// tasks did is finished no later than that instant. A hook runs once per registration
+/// (registering it twice in a turn runs it twice). That holds for a registration made while
+/// a task is polled; one made elsewhere (from a hook, or from a closure another core sent
+/// with [`submit_to`](crate::submit_to), which runs after the tasks) runs at the end of the
+/// next turn, after the core has waited. The last turn's hooks run before the loop returns,
+/// and those registered while the shard's tasks are dropped at its end run once they all
+/// are.
 ///
 /// This is how per-request bookkeeping pays for one clock read per turn instead of one per
 /// request: ringcore-http records the latency of every answer handed to the socket in a turn
