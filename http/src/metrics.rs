@@ -101,7 +101,7 @@ fn to_micros(bounds: &[Duration]) -> Rc<[u64]> {
 /// [`Server::latency_buckets`](crate::Server::latency_buckets).
 pub fn set_latency_buckets(bounds: &[Duration]) {
     // The answers of this turn so far count under the bounds they were answered with.
-    record_handed(Instant::now());
+    record_turn_end(Instant::now());
     let us = to_micros(bounds);
     BOUNDS.try_with(|b| *b.borrow_mut() = us.clone());
     ROUTES.try_with(|routes| {
@@ -282,7 +282,7 @@ thread_local! {
     /// over.
     static HANDED_TURN: Cell<Option<Instant>> = const { Cell::new(None) };
     /// This core's answers handed to the socket in the current loop turn after its first, in
-    /// runs of alike ones, recorded when it ends ([`record_handed`]).
+    /// runs of alike ones, recorded when it ends ([`record_turn_end`]).
     static HANDED: RefCell<Vec<Handed>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -325,7 +325,7 @@ impl RouteMetrics {
                     return (false, false);
                 }
                 Some(_) => {}
-                None if ringcore_runtime::time::at_turn_end(record_handed) => {}
+                None if ringcore_runtime::time::at_turn_end(record_turn_end) => {}
                 None => return (true, false),
             }
             h.push(Handed {
@@ -340,14 +340,14 @@ impl RouteMetrics {
         if now {
             self.record_n(method, code, since, Instant::now(), n);
         } else if full {
-            record_handed(Instant::now());
+            record_turn_end(Instant::now());
         }
     }
 }
 
 /// Records the answers waiting for the end of the turn as answered at `now` (nothing once
 /// the thread's locals are being destroyed).
-fn record_handed(now: Instant) {
+fn record_turn_end(now: Instant) {
     let _ = HANDED.try_with(|h| {
         // Recording borrows only each route's own cell, never this list.
         for r in h.borrow_mut().drain(..) {
@@ -377,7 +377,7 @@ impl Snapshot {
     /// This core's metrics alone.
     pub fn local() -> Snapshot {
         // The answers of this turn so far are in it.
-        record_handed(Instant::now());
+        record_turn_end(Instant::now());
         let mut s = Snapshot {
             registry: ringcore_runtime::metrics::Snapshot::local(),
             routes: BTreeMap::new(),

@@ -168,10 +168,7 @@ impl HeadBytes for FreshHead<'_> {
 
     fn take_head(&mut self, head: &Head) -> RawRequest {
         debug_assert!(!self.parser.has_partial() && head.len() == self.bytes.len());
-        if self.parser.lacks_buf() {
-            self.parser.set_buf(self.pool.take_rx());
-        }
-        self.parser.push(self.bytes);
+        push_pooled(self.parser, self.pool, self.bytes);
         self.parser.take_head(head)
     }
 
@@ -180,6 +177,17 @@ impl HeadBytes for FreshHead<'_> {
         debug_assert!(head.len() == self.bytes.len());
         self.parser.skipped_fresh_head();
     }
+}
+
+/// Pushes `bytes` into `parser`, with a buffer from the core's pool first if it has none
+/// (a connection gives its buffer back while it waits between requests, and a head read in
+/// place needs none).
+#[inline]
+fn push_pooled(parser: &mut Parser, pool: &BufPool, bytes: &[u8]) {
+    if parser.lacks_buf() {
+        parser.set_buf(pool.take_rx());
+    }
+    parser.push(bytes);
 }
 
 /// Serves requests from `first` (the bytes that ended the idle wait) on, until the
@@ -296,10 +304,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                         (Next::Fresh, None)
                     }
                     other => {
-                        if parser.lacks_buf() {
-                            parser.set_buf(core.pool.take_rx());
-                        }
-                        parser.push(bytes);
+                        push_pooled(&mut parser, &core.pool, bytes);
                         fresh = None;
                         if other == Fresh::Body {
                             parser.start_body(&whole);
@@ -353,10 +358,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                         $start
                     };
                     if !rest.is_empty() {
-                        if parser.lacks_buf() {
-                            parser.set_buf(core.pool.take_rx());
-                        }
-                        parser.push(rest);
+                        push_pooled(&mut parser, &core.pool, rest);
                     }
                     fresh = None;
                     started
@@ -635,9 +637,6 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                     fresh = Some(chunk);
                     continue;
                 }
-                if parser.lacks_buf() {
-                    parser.set_buf(core.pool.take_rx());
-                }
                 if parser.in_body() && !body_prepaid {
                     // Room in the budget first, then the copy into the parser.
                     let deadline = read_deadline(&parser, head_started, body_started, cfg);
@@ -648,7 +647,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                         );
                     }
                 }
-                parser.push(&chunk);
+                push_pooled(&mut parser, &core.pool, &chunk);
             }
             // Half-close: every complete request was answered above; a partial one is dropped.
             Read::Eof | Read::Failed | Read::Drained => return end!(Busy::Closed(false)),
