@@ -428,6 +428,10 @@ fn the_per_user_limit_is_exact_across_cores() {
                             assert!(resp.header("retry-after").is_some(), "429 without Retry-After");
                             limited += 1;
                         }
+                        // The journal's guard against a slow disk (a group commit waiting
+                        // over 50 ms, as a loaded CI disk can make it): not through, and not
+                        // this test's subject.
+                        503 if resp.error().as_deref() == Some("overloaded") => {}
                         other => panic!("unexpected {other}: {}", resp.describe()),
                     }
                     thread::sleep(Duration::from_millis(5));
