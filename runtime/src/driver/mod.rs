@@ -137,8 +137,6 @@ pub(crate) struct UringDriver {
     eventfd_armed: bool,
     /// Set by `shutdown`: the eventfd read is not re-armed any more.
     closing: bool,
-    /// Completions copied out of the CQ before they are handled (reused between turns).
-    cqes: Vec<(u64, i32, u32)>,
     /// Completions that brought bytes to a receive since the last turn's end (for `QUIET`).
     received: usize,
     /// Set when the kernel takes absolute ring timeouts (`Features::abs_timer`): a park then
@@ -175,7 +173,6 @@ impl UringDriver {
             eventfd_buf: Box::new([0; 8]),
             eventfd_armed: false,
             closing: false,
-            cqes: Vec::with_capacity(256),
             received: 0,
             clock: features.abs_timer.then(uring::RingClock::new).flatten(),
         };
@@ -410,19 +407,20 @@ impl UringDriver {
     /// Moves completions from the CQ into the op slots. Returns how many were handled; adds
     /// those that brought bytes to a receive to `received`.
     fn reap(&mut self) -> usize {
-        let mut cqes = std::mem::take(&mut self.cqes);
-        {
-            let mut cq = self.ring.completion();
-            cq.sync();
-            cqes.extend(cq.map(|c| (c.user_data(), c.result(), c.flags())));
-        }
-        let n = cqes.len();
+        let mut n = 0;
         // Whether a multishot receive found the provided buffer ring empty in this batch
         // (counted once: the receives of one burst all find it empty together; another op's
         // ENOBUFS, a send's for one, says nothing about the ring).
         let mut starved = false;
-        for &(user_data, res, flags) in &cqes {
-            match user_data {
+        // Handled where they lie in the CQ (its head moves on when `cq` is dropped): only
+        // the fields other than the ring are touched meanwhile, and nothing handled here
+        // submits (a short posted send is resent after the loop).
+        let mut cq = self.ring.completion();
+        cq.sync();
+        for cqe in &mut cq {
+            n += 1;
+            let (res, flags) = (cqe.result(), cqe.flags());
+            match cqe.user_data() {
                 CANCEL_USER_DATA => {}
                 EVENTFD_USER_DATA => self.eventfd_armed = false,
                 key => {
@@ -437,11 +435,10 @@ impl UringDriver {
                 }
             }
         }
+        drop(cq);
         if let (true, Some(ring)) = (starved, &self.buf_ring) {
             ring.starved();
         }
-        cqes.clear();
-        self.cqes = cqes;
         self.dispose_orphaned();
         if self.ops.has_resends() {
             self.resend_posted();
