@@ -117,6 +117,7 @@ impl Reservation {
                 Poll::Pending
             }),
         )
+        .coarse()
         .await
         .is_ok();
         drop(slot);

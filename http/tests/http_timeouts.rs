@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{get_req, show, start_limits, test_router, Client};
-use ringcore_http::Limits;
+use common::{get_req, show, start_limits, start_with, test_router, Client};
+use ringcore_http::{get, Limits};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 /// Generous upper bound for "within roughly the timeout" on a shared 2-core machine.
@@ -51,6 +51,50 @@ fn drip_until_answered(c: &mut Client, prefix: &[u8], drip: u8) -> (Instant, Opt
         let _ = c.try_send(&[drip]);
     }
     (t0, None)
+}
+
+/// A connection's read deadline is a coarse timer: an idle core parks until it instead of
+/// polling for it, as the runtime does for a precise timer due within its idle spin. With
+/// the spin at 20 ms, a header-read timeout of 2 ms puts each partial head's deadline well
+/// inside it at the end of the turn that read the head; as precise timers, they made the
+/// core poll (`spins`). (The busy wait's deadline is checked the same way in `conn::tests`.)
+#[test]
+fn a_partial_heads_deadline_never_makes_an_idle_core_poll() {
+    const CONNS: u64 = 10;
+    let server = start_with(
+        |s| {
+            s.limits(limits(|l| l.header_read_timeout = Duration::from_millis(2)))
+                .runtime(|b| b.handle_signals(false).idle_spin(Duration::from_millis(20)))
+        },
+        || {
+            test_router().route(
+                "/spins",
+                get(|| async {
+                    let core = ringcore_http::runtime::shard_id();
+                    ringcore_http::runtime::stats::shard(core).spins.to_string()
+                }),
+            )
+        },
+    );
+    let spins = || -> u64 {
+        let r = common::roundtrip(server.addr, &get_req("/spins"));
+        assert_eq!(r.status, 200, "{}", r.head_raw);
+        String::from_utf8_lossy(&r.body).parse().expect("a count")
+    };
+    let before = spins();
+    for _ in 0..CONNS {
+        let mut c = server.client();
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n");
+        let r = c.read_response();
+        assert_eq!(r.status, 408, "{}", r.head_raw);
+        c.expect_closed();
+    }
+    let polled = spins() - before;
+    assert_eq!(
+        polled, 0,
+        "the core polled {polled} times for the deadlines of {CONNS} partial heads"
+    );
+    server.stop();
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use ringcore_runtime::time::{interval, sleep, sleep_until, timeout, Elapsed};
+use ringcore_runtime::time::{interval, sleep, sleep_until, timeout, timeout_at, Elapsed};
 use ringcore_runtime::{local_state, spawn_local};
 use ringcore_testkit::rt::{one_core, run_on};
 
@@ -388,4 +388,32 @@ async fn turn_end_hooks_run_after_the_turns_tasks_and_before_the_core_waits() {
 fn off_a_shard_no_turn_end_hook_is_taken() {
     assert!(!ringcore_runtime::time::at_turn_end(note_turn_end));
     assert!(TURN_ENDS.with(|e| e.borrow().is_empty()));
+}
+
+#[ringcore_runtime::test]
+async fn a_coarse_timeout_parks_where_a_short_precise_one_polls() {
+    let spins = || ringcore_runtime::stats::shard(ringcore_runtime::shard_id()).spins;
+    let short = Duration::from_micros(20);
+    let never = std::future::pending::<()>;
+    // A precise deadline due within the idle spin: the core polls for it.
+    let before = spins();
+    for _ in 0..20 {
+        assert!(timeout(short, never()).await.is_err());
+    }
+    let precise = spins() - before;
+    // The same deadlines made coarse: the core parks until each, and none ends early.
+    let before = spins();
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        assert!(timeout(short, never()).coarse().await.is_err());
+        assert!(t0.elapsed() >= short, "a coarse timeout ended early");
+        let t0 = Instant::now();
+        assert!(timeout_at(t0 + short, never()).coarse().await.is_err());
+        assert!(t0.elapsed() >= short, "a coarse timeout_at ended early");
+    }
+    let coarse = spins() - before;
+    assert!(precise > 0, "the core polled for no precise timeout");
+    assert_eq!(coarse, 0, "the core polled for a coarse timeout");
+    // A coarse timeout whose future finishes first gives its output.
+    assert_eq!(timeout(Duration::from_secs(5), async { 7 }).coarse().await, Ok(7));
 }

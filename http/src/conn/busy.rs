@@ -588,7 +588,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
         // busy stretch (see `serve`).
         let read = if parser.has_partial() {
             let deadline = read_deadline(&parser, head_started, body_started, cfg);
-            match timeout_at(deadline, stream.recv()).await {
+            match timeout_at(deadline, stream.recv()).coarse().await {
                 Ok(Ok(c)) if c.is_empty() => Read::Eof,
                 Ok(Ok(c)) => Read::Data(c),
                 Ok(Err(_)) => Read::Failed,

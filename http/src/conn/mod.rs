@@ -292,7 +292,7 @@ pub(crate) fn serve<S: 'static, T: Transport + 'static>(
             }
             let deadline = waiting_since + cfg.limits.keep_alive_timeout;
             let read = {
-                let recv = pin!(timeout_at(deadline, stream.recv()));
+                let recv = pin!(timeout_at(deadline, stream.recv()).coarse());
                 let drained = pin!(core.drain.wait());
                 select_read(recv, drained, || {}).await
             };

@@ -185,6 +185,61 @@ fn a_busy_connection_between_requests_closes_when_draining_starts() {
     );
 }
 
+/// A connection's deadlines are coarse timers: an idle core parks until them instead of
+/// polling for them, as it does for a precise timer due within its idle spin. With the spin
+/// at 20 ms, keep-alive and header-read timeouts of 2 ms put a busy stretch's deadline well
+/// inside it at the end of the turn that set it: the wait for the next request after an
+/// answer (its lazily moved timer), and the read of a partial head's rest. As precise
+/// timers, each made the core poll (the shard's `spins` counter).
+#[test]
+fn a_connections_deadlines_never_make_an_idle_core_poll() {
+    use std::time::Duration;
+    const HEADS: [&[u8]; 2] = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n",
+    ];
+    const DEADLINE: Duration = Duration::from_millis(2);
+    let builder = ringcore_testkit::rt::one_core(false).idle_spin(Duration::from_millis(20));
+    let (polled, idle, closed) = ringcore_testkit::rt::run_on(builder, || async {
+        let spins = || ringcore_runtime::stats::shard(ringcore_runtime::shard_id()).spins;
+        let limits = Limits {
+            keep_alive_timeout: DEADLINE,
+            header_read_timeout: DEADLINE,
+            ..Limits::default()
+        };
+        let cfg = config(&limits);
+        let router = Router::<()>::new().route("/", crate::get(|| async { "hi" }));
+        let core = Rc::new(CoreConns::new(&limits));
+        let before = spins();
+        let (mut idle, mut closed) = (0, 0);
+        for _ in 0..5 {
+            for head in HEADS {
+                let (client, server) = connected().await;
+                client.write_all(head.to_vec()).await.0.expect("write");
+                let first = server.recv().await.expect("recv");
+                let t0 = Instant::now();
+                match serve_busy(&server, None, &router, &cfg, &core, first).await {
+                    super::busy::Busy::Idle(_) => idle += 1,
+                    super::busy::Busy::Closed(_) => closed += 1,
+                }
+                assert!(
+                    t0.elapsed() < 10 * DEADLINE,
+                    "a deadline ended late: {:?}",
+                    t0.elapsed()
+                );
+            }
+        }
+        (spins() - before, idle, closed)
+    });
+    // The whole request is answered and its stretch goes idle at the keep-alive deadline; the
+    // partial head gets its 408 and the connection closes at the header deadline.
+    assert_eq!((idle, closed), (5, 5), "how the busy stretches ended");
+    assert_eq!(
+        polled, 0,
+        "the core polled {polled} times for 10 connections' deadlines"
+    );
+}
+
 /// A pipelined batch longer than one receive buffer, which the ring's multishot receive
 /// brings as several chunks at once, is answered in one write: the connection answers on
 /// through the chunks already received before it writes (each send here is one SEND entry

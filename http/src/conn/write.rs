@@ -289,7 +289,7 @@ pub(crate) async fn linger<T: Transport>(stream: &T, limits: &Limits) {
     let deadline = Instant::now() + limits.linger_timeout;
     let mut discarded = 0;
     while discarded < LINGER_MAX_BYTES {
-        match timeout_at(deadline, stream.recv()).await {
+        match timeout_at(deadline, stream.recv()).coarse().await {
             Ok(Ok(chunk)) if !chunk.is_empty() => discarded += chunk.len(),
             _ => return,
         }

@@ -113,6 +113,7 @@ pub(super) async fn handle<S: 'static>(
         arrived + limits.body_read_timeout,
         collect(body, limits, &mut reserved),
     )
+    .coarse()
     .await
     {
         Ok(Ok(b)) => b,

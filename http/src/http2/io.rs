@@ -82,7 +82,7 @@ async fn send_all<T: Transport>(
     timeout: Duration,
 ) -> (io::Result<()>, Vec<u8>) {
     loop {
-        let written = timeout_at(loop_now() + timeout, stream.write(buf)).await;
+        let written = timeout_at(loop_now() + timeout, stream.write(buf)).coarse().await;
         let (res, b) = match written {
             Ok(r) => r,
             // The send is cancelled with its future (its buffer stays with the driver until

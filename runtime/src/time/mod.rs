@@ -405,6 +405,17 @@ pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
     }
 }
 
+impl<F> Timeout<F> {
+    /// Makes the deadline a coarse timer ([`Sleep::coarse`]): a core with nothing else to do
+    /// parks until it rather than polling for it, so the timeout may end tens of
+    /// microseconds late. For deadlines counted in milliseconds or more, such as a
+    /// protocol's read and write timeouts.
+    pub fn coarse(mut self) -> Self {
+        self.sleep = self.sleep.coarse();
+        self
+    }
+}
+
 impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
 
