@@ -204,7 +204,9 @@ impl CoreTls {
         let conn = ServerConnection::new(self.current()).ok()?;
         let stream = TlsStream::new(tcp, conn.into());
         let deadline = ringcore_runtime::time::loop_now() + self.handshake_timeout();
-        let done = ringcore_runtime::time::timeout_at(deadline, stream.handshake()).await;
+        let done = ringcore_runtime::time::timeout_at(deadline, stream.handshake())
+            .coarse()
+            .await;
         match done {
             Ok(Ok(())) => Some(stream),
             Ok(Err(_)) => {

@@ -222,9 +222,10 @@ fn a_connections_deadlines_never_make_an_idle_core_poll() {
                     super::busy::Busy::Idle(_) => idle += 1,
                     super::busy::Busy::Closed(_) => closed += 1,
                 }
+                // Parked, not lost: the stretch ends (3 s: a loaded 2-core machine's bound).
                 assert!(
-                    t0.elapsed() < 10 * DEADLINE,
-                    "a deadline ended late: {:?}",
+                    t0.elapsed() < Duration::from_secs(3),
+                    "a deadline ended only after {:?}",
                     t0.elapsed()
                 );
             }

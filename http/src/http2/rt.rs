@@ -72,7 +72,9 @@ impl LocalSleep {
         let state = Arc::new(Mutex::new(SleepState::default()));
         let shared = state.clone();
         spawn_local(async move {
-            let mut sleep = pin!(sleep_until(deadline));
+            // Coarse, as every deadline of a connection: a ping interval needs no
+            // microseconds, and a precise timer would make an idle core poll for it.
+            let mut sleep = pin!(sleep_until(deadline).coarse());
             let fired = poll_fn(|cx| {
                 if lock(&shared).dropped {
                     return Poll::Ready(false);
