@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use ringcore_runtime::time::timeout_at;
+use crate::conn::coarse::timeout_at;
 use slab::Slab;
 
 use crate::metrics::{Counter, Gauge};
@@ -117,7 +117,6 @@ impl Reservation {
                 Poll::Pending
             }),
         )
-        .coarse()
         .await
         .is_ok();
         drop(slot);

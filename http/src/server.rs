@@ -477,12 +477,12 @@ async fn serve_core<S: 'static>(
     }
     LISTENING.with(|l| l.set(true));
     // Keeps this core's cached Date value current, so responses never read the clock. On a
-    // coarse timer: an idle core parks until the next second instead of polling for it, and
-    // the value may turn tens of microseconds late, which a one-second `Date` does not show.
+    // coarse timer (`conn::coarse`): the value may turn tens of microseconds late, which a
+    // one-second `Date` does not show.
     let date_task = spawn_local_in(TaskClass::Background, async {
         loop {
             let next = crate::proto::date::refresh();
-            sleep(next).coarse().await;
+            crate::conn::coarse::sleep(next).await;
         }
     });
     {

@@ -204,9 +204,7 @@ impl CoreTls {
         let conn = ServerConnection::new(self.current()).ok()?;
         let stream = TlsStream::new(tcp, conn.into());
         let deadline = ringcore_runtime::time::loop_now() + self.handshake_timeout();
-        let done = ringcore_runtime::time::timeout_at(deadline, stream.handshake())
-            .coarse()
-            .await;
+        let done = crate::conn::coarse::timeout_at(deadline, stream.handshake()).await;
         match done {
             Ok(Ok(())) => Some(stream),
             Ok(Err(_)) => {

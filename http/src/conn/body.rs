@@ -6,9 +6,9 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use super::coarse::timeout_at;
 use bytes::Bytes;
 use http::{StatusCode, Version};
-use ringcore_runtime::time::timeout_at;
 
 use super::wait::Read;
 use super::write::flush;
@@ -47,7 +47,7 @@ impl BodyClock {
     async fn recv<T: Transport>(&mut self, stream: &T, cfg: &ConnConfig) -> Read<T::Chunk> {
         let left = cfg.limits.body_read_timeout.saturating_sub(self.waited);
         let t0 = Instant::now();
-        let read = match timeout_at(t0 + left, stream.recv()).coarse().await {
+        let read = match timeout_at(t0 + left, stream.recv()).await {
             Ok(Ok(c)) if c.is_empty() => Read::Eof,
             Ok(Ok(c)) => Read::Data(c),
             Ok(Err(_)) => Read::Failed,
@@ -154,7 +154,6 @@ async fn pump_body<T: Transport>(
                     Instant::now() + cfg.limits.write_timeout,
                     send_continue(stream, advance),
                 )
-                .coarse()
                 .await;
                 if !matches!(sent, Ok(true)) {
                     shared.finish(Err(BodyError::Closed));

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 use ringcore_runtime::net::SendLane;
-use ringcore_runtime::time::{loop_now, timeout_at};
+use ringcore_runtime::time::loop_now;
+
+use super::coarse::timeout_at;
 
 use super::body::{answer_body_failure, drain_unread, serve_streamed, BodyClock, PumpEnd};
 use super::wait::{read_deadline, wait_next, Read};
@@ -588,7 +590,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
         // busy stretch (see `serve`).
         let read = if parser.has_partial() {
             let deadline = read_deadline(&parser, head_started, body_started, cfg);
-            match timeout_at(deadline, stream.recv()).coarse().await {
+            match timeout_at(deadline, stream.recv()).await {
                 Ok(Ok(c)) if c.is_empty() => Read::Eof,
                 Ok(Ok(c)) => Read::Data(c),
                 Ok(Err(_)) => Read::Failed,

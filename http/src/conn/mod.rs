@@ -9,6 +9,7 @@
 
 mod body;
 mod busy;
+pub(crate) mod coarse;
 #[cfg(test)]
 mod tests;
 mod wait;
@@ -25,9 +26,9 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
+use coarse::timeout_at;
 use http::header::HeaderValue;
 use ringcore_runtime::net::{RecvBuf, SendLane, TcpStream};
-use ringcore_runtime::time::timeout_at;
 use ringcore_runtime::IoBuf;
 use slab::Slab;
 
@@ -292,7 +293,7 @@ pub(crate) fn serve<S: 'static, T: Transport + 'static>(
             }
             let deadline = waiting_since + cfg.limits.keep_alive_timeout;
             let read = {
-                let recv = pin!(timeout_at(deadline, stream.recv()).coarse());
+                let recv = pin!(timeout_at(deadline, stream.recv()));
                 let drained = pin!(core.drain.wait());
                 select_read(recv, drained, || {}).await
             };

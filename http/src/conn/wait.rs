@@ -6,7 +6,9 @@ use std::ops::Deref;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use ringcore_runtime::time::{loop_now, sleep_until, Sleep};
+use ringcore_runtime::time::{loop_now, Sleep};
+
+use super::coarse::sleep_until;
 
 use super::ConnConfig;
 use crate::proto::Parser;
@@ -43,13 +45,7 @@ pub(super) fn read_deadline(
 /// one timer operation per timeout period per connection. A timer that fires while the task
 /// waits on something else only wakes it once for nothing.
 ///
-/// Coarse (`Sleep::coarse`), as every deadline of a connection is (keep-alive, read, write,
-/// body budget, TLS handshake): an idle core parks until it instead of polling for it,
-/// which a precise timer due within the runtime's idle spin (50 µs) makes it do. These
-/// deadlines are counted in milliseconds to seconds, and with many connections they fall
-/// due often (64 busy connections' waits alone, about 320 times a second): at 27,000
-/// requests/s over 64 connections the polling cost 300 ns of CPU per answer
-/// (`ringcore_runtime_spin_ns_total`), for a precision the deadlines do not need.
+/// On a coarse timer, as every deadline of a connection ([`super::coarse`]).
 pub(crate) struct LazyTimer {
     sleep: Sleep,
     /// Registered with the connection task's waker and not fired yet. (A busy stretch is
@@ -62,7 +58,7 @@ impl LazyTimer {
     /// is registered (once) to wake the task no later than `deadline`.
     pub(super) fn poll_due(timer: &mut Option<LazyTimer>, cx: &mut Context<'_>, deadline: Instant) -> bool {
         let t = timer.get_or_insert_with(|| LazyTimer {
-            sleep: sleep_until(deadline).coarse(),
+            sleep: sleep_until(deadline),
             armed: false,
         });
         if t.sleep.deadline() > deadline {

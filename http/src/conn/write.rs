@@ -10,7 +10,9 @@ use std::time::Instant;
 use http::header::HeaderValue;
 use http::StatusCode;
 use ringcore_runtime::net::SendLane;
-use ringcore_runtime::time::{loop_now, timeout_at};
+use ringcore_runtime::time::loop_now;
+
+use super::coarse::timeout_at;
 use ringcore_runtime::IoBuf;
 
 use super::{out_of_line, ConnConfig, CoreConns, LazyTimer, Transport};
@@ -289,7 +291,7 @@ pub(crate) async fn linger<T: Transport>(stream: &T, limits: &Limits) {
     let deadline = Instant::now() + limits.linger_timeout;
     let mut discarded = 0;
     while discarded < LINGER_MAX_BYTES {
-        match timeout_at(deadline, stream.recv()).coarse().await {
+        match timeout_at(deadline, stream.recv()).await {
             Ok(Ok(chunk)) if !chunk.is_empty() => discarded += chunk.len(),
             _ => return,
         }

@@ -15,7 +15,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode, Version};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
-use ringcore_runtime::time::{loop_now, timeout_at};
+use ringcore_runtime::time::loop_now;
+
+use crate::conn::coarse::timeout_at;
 
 use crate::budget::Reservation;
 use crate::conn::{ConnConfig, CoreConns};
@@ -113,7 +115,6 @@ pub(super) async fn handle<S: 'static>(
         arrived + limits.body_read_timeout,
         collect(body, limits, &mut reserved),
     )
-    .coarse()
     .await
     {
         Ok(Ok(b)) => b,

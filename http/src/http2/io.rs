@@ -18,7 +18,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::rt::{Read, ReadBufCursor, Write};
-use ringcore_runtime::time::{loop_now, timeout_at};
+use ringcore_runtime::time::loop_now;
+
+use crate::conn::coarse::timeout_at;
 
 use crate::conn::Transport;
 
@@ -82,7 +84,7 @@ async fn send_all<T: Transport>(
     timeout: Duration,
 ) -> (io::Result<()>, Vec<u8>) {
     loop {
-        let written = timeout_at(loop_now() + timeout, stream.write(buf)).coarse().await;
+        let written = timeout_at(loop_now() + timeout, stream.write(buf)).await;
         let (res, b) = match written {
             Ok(r) => r,
             // The send is cancelled with its future (its buffer stays with the driver until

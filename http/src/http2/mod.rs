@@ -34,7 +34,9 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
-use ringcore_runtime::time::{loop_now, sleep_until, timeout_at};
+use ringcore_runtime::time::loop_now;
+
+use crate::conn::coarse::{sleep_until, timeout_at};
 
 use crate::conn::{ConnConfig, CoreConns, Transport};
 use crate::metrics::Counter;
@@ -200,7 +202,7 @@ pub(crate) async fn serve<S: 'static, T: Transport + 'static>(
     let mut conn = pin!(builder.serve_connection(io, service));
     // Until the connection ends, the core drains, or no stream was handled for
     // `Limits::keep_alive_timeout` (the HTTP/1 idle timeout; hyper's HTTP/2 server has none).
-    let mut idle = sleep_until(loop_now() + idle_after).coarse();
+    let mut idle = sleep_until(loop_now() + idle_after);
     let ended = {
         let mut drain = pin!(core.drain.wait());
         poll_fn(|cx| {
@@ -239,7 +241,7 @@ pub(crate) async fn serve<S: 'static, T: Transport + 'static>(
             // answers the PING sent with the GOAWAY, and a peer that never does (or that
             // holds a response with a zero window) must not keep the connection slot.
             conn.as_mut().graceful_shutdown();
-            let _ = timeout_at(loop_now() + idle_after, conn).coarse().await;
+            let _ = timeout_at(loop_now() + idle_after, conn).await;
         }
     }
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::conn::coarse::sleep_until;
 use ringcore_runtime::spawn_local;
-use ringcore_runtime::time::sleep_until;
 
 /// Spawns hyper's tasks (one per HTTP/2 stream) with `spawn_local` on the current core.
 #[derive(Clone, Copy, Debug)]
@@ -72,9 +72,7 @@ impl LocalSleep {
         let state = Arc::new(Mutex::new(SleepState::default()));
         let shared = state.clone();
         spawn_local(async move {
-            // Coarse, as every deadline of a connection: a ping interval needs no
-            // microseconds, and a precise timer would make an idle core poll for it.
-            let mut sleep = pin!(sleep_until(deadline).coarse());
+            let mut sleep = pin!(sleep_until(deadline));
             let fired = poll_fn(|cx| {
                 if lock(&shared).dropped {
                     return Poll::Ready(false);
