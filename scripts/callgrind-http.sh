@@ -18,6 +18,8 @@
 #   scripts/callgrind-http.sh --shapes "1x1"              # one shape
 #   scripts/callgrind-http.sh --driver io_uring --shapes "4x16 64@0 16@10000"
 #   scripts/callgrind-http.sh --browser                   # requests with a browser's fields
+#   scripts/callgrind-http.sh --path /governed            # another route of `hello` (its
+#                                                         # governance layers' cost per request)
 #   scripts/callgrind-http.sh --cache --shapes "64x1"     # also simulated cache misses
 #   scripts/callgrind-http.sh --footprint --driver io_uring --shapes "16@10000"   # code lines
 #
@@ -48,6 +50,7 @@ BIN=target/release/hello
 DRIVER=epoll
 ROUNDS=100
 PORT=18181
+URLPATH=/plaintext
 SHAPES="8x16 8x1 1x1"
 FIELDS=plain
 CACHE=0
@@ -57,12 +60,13 @@ while [ $# -gt 0 ]; do
         --bin) BIN="$2"; shift ;;
         --rounds) ROUNDS="$2"; shift ;;
         --port) PORT="$2"; shift ;;
+        --path) URLPATH="$2"; shift ;;
         --shapes) SHAPES="$2"; shift ;;
         --driver) DRIVER="$2"; shift ;;
         --browser) FIELDS=browser ;;
         --cache) CACHE=1 ;;
         --footprint) FOOTPRINT=1 ;;
-        -h|--help) sed -n 2,45p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,47p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -88,7 +92,7 @@ case "$DRIVER" in epoll|io_uring) ;; *) echo "--driver: epoll or io_uring, not $
 # load_answers CONNS RATE SECS
 load_answers() {
     local conns=$1 rate=$2 secs=$3
-    timeout 120 target/release/ringcore-load --url "http://127.0.0.1:$PORT/plaintext" \
+    timeout 120 target/release/ringcore-load --url "http://127.0.0.1:$PORT$URLPATH" \
         --conns "$conns" --rate "$rate" --duration "$secs" --warmup 1 --timeout-ms 10000 \
         --no-progress --json "$OUT/load.json" >"$OUT/load.log" 2>&1 || return 0
     python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["status_all"]["2xx"])' "$OUT/load.json"
@@ -108,7 +112,7 @@ total() {
     # The server is stopped whether or not the client got every answer.
     case "$depth" in
         @*) n=$(load_answers "$conns" "${depth#@}" "$rounds") ;;
-        *) n=$(timeout 300 python3 scripts/lib/pipeclient.py "$PORT" "$conns" "$rounds" "$depth" /plaintext "$FIELDS") || n= ;;
+        *) n=$(timeout 300 python3 scripts/lib/pipeclient.py "$PORT" "$conns" "$rounds" "$depth" "$URLPATH" "$FIELDS") || n= ;;
     esac
     kill -INT "$pid" 2>/dev/null || true
     # Under valgrind the io_uring driver's park may miss the signal's wake-up: a request

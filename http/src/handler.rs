@@ -11,6 +11,7 @@
 //! Extractors run in argument order; the first rejection is the response and the handler does
 //! not run.
 
+use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -43,18 +44,58 @@ pub(crate) trait ErasedHandler<S> {
     fn place_unread_in(&self, _slot: &mut HandlerSlot) -> bool {
         false
     }
+
+    /// This handler as the rest of a middleware's chain (`middleware::Next`): the same
+    /// object, its state type erased.
+    fn into_rest(self: Rc<Self>) -> Rc<dyn Rest>;
+}
+
+/// A handler with the router's state type erased, so that `middleware::Next` is one type
+/// whatever the state.
+pub(crate) trait Rest {
+    /// [`ErasedHandler::place_in`] with the state as the router gave it to `Next`.
+    fn place_in_any(&self, req: Request, state: Rc<dyn Any>, slot: &mut HandlerSlot);
+}
+
+/// [`Rest::place_in_any`] of a handler whose state is `S`.
+#[inline(always)]
+pub(crate) fn place_in_any<S: 'static>(
+    handler: &impl ErasedHandler<S>,
+    req: Request,
+    state: Rc<dyn Any>,
+    slot: &mut HandlerSlot,
+) {
+    match state.downcast::<S>() {
+        Ok(state) => handler.place_in(req, state, slot),
+        // Not reached: a `Next` is made by the middleware in front of the handler, with the
+        // router's own `Rc<S>`.
+        Err(_) => slot.place(std::future::ready(Response::error(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+        ))),
+    }
 }
 
 /// A type-erased handler, stored in the router.
 pub(crate) type BoxHandler<S> = Rc<dyn ErasedHandler<S>>;
 
-/// The [`ErasedHandler`] of a [`Handler`] (`T` is its extractor marker).
-struct Erased<H, T> {
+/// The [`ErasedHandler`] of a [`Handler`] (`T` is its extractor marker, `S` the state).
+struct Erased<H, T, S> {
     handler: H,
-    _marker: PhantomData<fn() -> T>,
+    _marker: PhantomData<fn() -> (T, S)>,
 }
 
-impl<H, T, S> ErasedHandler<S> for Erased<H, T>
+impl<H, T, S> Rest for Erased<H, T, S>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: 'static,
+{
+    fn place_in_any(&self, req: Request, state: Rc<dyn Any>, slot: &mut HandlerSlot) {
+        place_in_any(self, req, state, slot);
+    }
+}
+
+impl<H, T, S> ErasedHandler<S> for Erased<H, T, S>
 where
     H: Handler<T, S>,
     T: 'static,
@@ -76,6 +117,10 @@ where
             }
             None => false,
         }
+    }
+
+    fn into_rest(self: Rc<Self>) -> Rc<dyn Rest> {
+        self
     }
 }
 

@@ -179,8 +179,10 @@ impl<T> FutureSlot<T> {
         at
     }
 
-    /// Drops the future in the slot, if any (the memory is kept).
-    fn clear(&mut self) {
+    /// Drops the future in the slot, if any; the memory is kept for the next one. (What a
+    /// pool of slots does before it keeps a slot whose future was abandoned: whatever that
+    /// future holds is let go now, not when the slot is next used.)
+    pub fn clear(&mut self) {
         // Taken first: a drop that panics must not leave the future to be dropped again.
         if let Some((at, drop, _)) = self.live.take() {
             // SAFETY: `live` names the future `put` wrote at `at` with its own drop function,
@@ -410,6 +412,24 @@ mod tests {
         assert_eq!(drops.get(), 3, "overwritten without its drop");
         drop(slot);
         assert_eq!(drops.get(), 4, "the slot was freed with a future still in it");
+    }
+
+    #[test]
+    fn clear_drops_the_future_now_and_keeps_the_memory() {
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let drops = Rc::new(Cell::new(0));
+        let mut slot = FutureSlot::new();
+        slot.place(Probe::new(&drops, 1));
+        assert_eq!(slot.poll_placed(&mut cx), Poll::Pending);
+        let capacity = slot.capacity();
+        slot.clear();
+        assert_eq!(drops.get(), 1, "not dropped by clear");
+        assert_eq!(slot.capacity(), capacity, "the memory went with it");
+        assert_eq!(slot.poll_placed(&mut cx), Poll::Ready(None), "still in the slot");
+        slot.clear();
+        drop(slot);
+        assert_eq!(drops.get(), 1, "dropped twice");
     }
 
     /// A placed future whose poll panics stays in the slot, and is dropped once: by the next

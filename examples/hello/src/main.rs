@@ -1,5 +1,8 @@
 //! `GET /plaintext`, `GET /json` (the TechEmpower shapes) and `/echo` (any method: the request
-//! body back with its Content-Type), on every core.
+//! body back with its Content-Type), on every core. `GET /governed` is `/plaintext` behind the
+//! governance a production route carries (load shedding, a concurrency limit, a timeout, a
+//! logging `from_fn` layer), to measure what those layers cost a request
+//! (`scripts/callgrind-http.sh --path /governed`).
 //!
 //! `GET /metrics` serves every core's metrics in the Prometheus text format. Logs go to
 //! stderr through `tracing` (`RUST_LOG=info` for start-up details, `RUST_LOG=
@@ -9,10 +12,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use ringcore_cli::CoreSpec;
 use ringcore_http::header::CONTENT_TYPE;
+use ringcore_http::middleware::{self, ConcurrencyLimit, LoadShed, Next, Timeout};
 use ringcore_http::{any, get, HeaderValue, Json, Request, Response, Router, Server, TlsConfig};
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
@@ -41,7 +46,17 @@ async fn echo(req: Request) -> Response {
     Response::with_body(ringcore_http::Body::Full(body)).header(CONTENT_TYPE, ctype)
 }
 
-/// `GET /plaintext`, `/json`, `/echo` and `/metrics` on every core.
+/// A pass-through `from_fn` layer: logs a server error at `debug` (what a service's own
+/// middleware typically looks like).
+async fn log_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status_code().is_server_error() {
+        tracing::debug!(status = %resp.status_code(), "server error");
+    }
+    resp
+}
+
+/// `GET /plaintext`, `/json`, `/governed`, `/echo` and `/metrics` on every core.
 #[derive(Debug, Parser)]
 #[command(name = "hello", version)]
 struct Args {
@@ -64,6 +79,14 @@ fn router() -> Router {
     Router::new()
         .route("/plaintext", get(plaintext))
         .route("/json", get(json))
+        .route(
+            "/governed",
+            get(plaintext)
+                .layer(middleware::from_fn(log_errors))
+                .layer(Timeout::new(Duration::from_secs(5)))
+                .layer(ConcurrencyLimit::new(1024))
+                .layer(LoadShed::new()),
+        )
         .route("/echo", any(echo))
         .route("/metrics", get(ringcore_http::metrics::prometheus))
         .access_log(tracing::enabled!(target: "ringcore_http::access", tracing::Level::INFO))

@@ -1,4 +1,4 @@
-//! The `hello` binary with a real client (`curl`): /plaintext, /json, HTTP/1.0, a chunked
+//! The `hello` binary with a real client (`curl`): /plaintext, /json, /governed, HTTP/1.0, a chunked
 //! upload to /echo, connection reuse, HTTP/2 with prior knowledge (no code in `hello` for
 //! it); and a clean stop on SIGTERM.
 
@@ -107,7 +107,7 @@ fn has(headers: &[String], line: &str) -> bool {
 }
 
 #[test]
-fn curl_gets_plaintext_and_json() {
+fn curl_gets_plaintext_json_and_governed() {
     let hello = start_hello();
     let out = curl(&["-sS", "-i", &hello.url("/plaintext")]);
     let (status, headers, body) = split_i(&out.stdout);
@@ -126,6 +126,13 @@ fn curl_gets_plaintext_and_json() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body, br#"{"message":"Hello, World!"}"#);
     assert!(has(&headers, "content-type: application/json"), "{headers:?}");
+
+    // `/plaintext` behind the governance layers answers the same.
+    let out = curl(&["-sS", "-i", &hello.url("/governed")]);
+    let (status, headers, body) = split_i(&out.stdout);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body, b"Hello, World!");
+    assert!(has(&headers, "content-length: 13"), "{headers:?}");
     hello.stop();
 }
 

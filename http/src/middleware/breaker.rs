@@ -7,7 +7,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{Fallback, Middleware, Next, Rejection, ResponseFuture};
+use super::{Either, Fallback, Middleware, Next, Rejection};
 use crate::metrics::{Counter, Gauge};
 use crate::request::Request;
 use crate::response::Response;
@@ -444,13 +444,19 @@ impl Drop for Permit {
 }
 
 impl Middleware for CircuitBreaker {
-    fn call(&self, req: Request, next: Next) -> ResponseFuture {
-        let permit = match self.try_acquire() {
-            Ok(p) => p,
-            Err(retry_after) => return self.fallback.respond(req, Rejection::CircuitOpen { retry_after }),
+    fn call(&self, req: Request, next: Next) -> impl Future<Output = Response> + 'static {
+        let (permit, rest) = match self.try_acquire() {
+            Ok(p) => (Some(p), Either::Rest(next.run(req))),
+            Err(retry_after) => {
+                let why = Rejection::CircuitOpen { retry_after };
+                (None, Either::Refused(self.fallback.respond(req, why)))
+            }
         };
-        Box::pin(async move {
-            let resp = next.run(req).await;
+        async move {
+            let resp = rest.await;
+            let Some(permit) = permit else {
+                return resp;
+            };
             let outcome = if resp.status_code().is_server_error() {
                 Outcome::Failure
             } else {
@@ -458,7 +464,7 @@ impl Middleware for CircuitBreaker {
             };
             permit.record(outcome);
             resp
-        })
+        }
     }
 }
 

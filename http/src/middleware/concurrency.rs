@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ringcore_runtime::time::timeout;
 
-use super::{rejected_counter, Fallback, Middleware, Next, Rejection, ResponseFuture};
+use super::{rejected_counter, Fallback, Middleware, Next, NextFuture, Rejection, ResponseFuture};
 use crate::metrics::{Counter, Gauge};
 use crate::request::Request;
 use crate::response::Response;
@@ -108,6 +108,13 @@ struct WaitGuard {
     done: bool,
 }
 
+impl WaitGuard {
+    /// The grant is used: the permit is the request's now (the caller's `PermitGuard`).
+    fn disarm(&mut self) {
+        self.done = true;
+    }
+}
+
 impl Drop for WaitGuard {
     fn drop(&mut self) {
         if self.done {
@@ -194,31 +201,52 @@ const SHED: Rejection = Rejection::Overloaded {
 };
 
 impl Middleware for ConcurrencyLimit {
-    fn call(&self, req: Request, next: Next) -> ResponseFuture {
+    fn call(&self, req: Request, next: Next) -> impl Future<Output = Response> + 'static {
         let sem = self.sem();
-        if sem.try_acquire() {
-            return Box::pin(async move {
-                let _permit = PermitGuard(sem);
-                next.run(req).await
-            });
-        }
-        if sem.waiters.borrow().len() >= self.queue {
+        let admitted = if sem.try_acquire() {
+            // Held until the rest of the chain ends or is dropped.
+            Admitted::Now(PermitGuard(sem), next.run(req))
+        } else if sem.waiters.borrow().len() >= self.queue {
             sem.rejected.inc();
-            return self.fallback.respond(req, SHED);
+            Admitted::Later(self.fallback.respond(req, SHED))
+        } else {
+            // Boxed: only a request that queues pays for its wait's (larger) future.
+            Admitted::Later(Box::pin(self.queued(sem, req, next)))
+        };
+        async move {
+            match admitted {
+                Admitted::Now(_permit, rest) => rest.await,
+                Admitted::Later(later) => later.await,
+            }
         }
+    }
+}
+
+/// A request through a [`ConcurrencyLimit`]: admitted with its permit, or answered later
+/// (queued for a permit, or refused).
+enum Admitted {
+    Now(PermitGuard, NextFuture),
+    Later(ResponseFuture),
+}
+
+impl ConcurrencyLimit {
+    /// Queues `req` for a permit (up to `max_wait`), then runs the rest of the chain, or
+    /// answers with the fallback.
+    fn queued(&self, sem: Rc<Sem>, req: Request, next: Next) -> impl Future<Output = Response> + 'static {
         let waiter = Rc::new(Waiter {
             granted: Cell::new(false),
             waker: RefCell::new(None),
         });
         sem.waiters.borrow_mut().push_back(waiter.clone());
+        // Made now, so that a future dropped before its first poll leaves the queue too.
+        let mut guard = WaitGuard {
+            sem: sem.clone(),
+            waiter: waiter.clone(),
+            done: false,
+        };
         let max_wait = self.max_wait;
         let fallback = self.fallback.clone();
-        Box::pin(async move {
-            let mut guard = WaitGuard {
-                sem: sem.clone(),
-                waiter: waiter.clone(),
-                done: false,
-            };
+        async move {
             let granted = poll_fn(|cx| {
                 if waiter.granted.get() {
                     Poll::Ready(())
@@ -234,9 +262,9 @@ impl Middleware for ConcurrencyLimit {
                 sem.rejected.inc();
                 return fallback.respond(req, SHED).await;
             }
-            guard.done = true;
+            guard.disarm();
             let _permit = PermitGuard(sem);
             next.run(req).await
-        })
+        }
     }
 }

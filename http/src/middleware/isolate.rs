@@ -1,9 +1,11 @@
 //! `Isolate`: run a route's handlers in a scheduling class of the runtime.
 
+use std::future::Future;
+
 use http::StatusCode;
 use ringcore_runtime::{spawn_local_in, TaskClass};
 
-use super::{Middleware, Next, ResponseFuture};
+use super::{Middleware, Next};
 use crate::request::Request;
 use crate::response::Response;
 
@@ -31,13 +33,13 @@ impl Isolate {
 }
 
 impl Middleware for Isolate {
-    fn call(&self, req: Request, next: Next) -> ResponseFuture {
-        let class = self.class;
-        Box::pin(async move {
-            let mut task = AbortOnDrop(spawn_local_in(class, next.run(req)));
+    fn call(&self, req: Request, next: Next) -> impl Future<Output = Response> + 'static {
+        // Spawned now; it runs when its class gets its turn.
+        let mut task = AbortOnDrop(spawn_local_in(self.class, next.run(req)));
+        async move {
             let out = (&mut task.0).await;
             out.unwrap_or_else(|_| Response::error(StatusCode::INTERNAL_SERVER_ERROR))
-        })
+        }
     }
 }
 

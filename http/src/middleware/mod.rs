@@ -36,16 +36,19 @@
 //! with a degradation handler given by its `fallback` method.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{HeaderValue, RETRY_AFTER};
 use http::StatusCode;
 
-use crate::handler::{BoxHandler, ErasedHandler, HandlerSlot};
+use crate::handler::{place_in_any, BoxHandler, ErasedHandler, HandlerSlot, Rest};
 use crate::request::Request;
 use crate::response::{IntoResponse, Response};
 
@@ -63,13 +66,58 @@ pub use rate_limit::{KeyBy, RateLimit, TokenBucket};
 pub use shed::{Codel, LoadShed, Saturation};
 pub use timeout::Timeout;
 
-/// A boxed response future, as middleware return.
+/// A boxed response future: what a governance middleware's degradation handler (its
+/// `fallback`) gives, and what a middleware may still return from [`Middleware::call`].
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Response>>>;
 
 /// Code that runs around a handler.
+///
+/// `call` returns the middleware's own future, of its own type: the server runs it where it
+/// runs a handler's future (in the connection's reusable slot), so a request through a layer
+/// costs no allocation. An `async move` block is the usual body; a middleware that decides
+/// something before the request goes on (a rate limit, a permit) decides it in `call` and
+/// hands the outcome to the block.
+///
+/// ```no_run
+/// use std::future::Future;
+/// use ringcore_http::middleware::{Middleware, Next};
+/// use ringcore_http::{get, header, HeaderValue, Request, Response, Router};
+///
+/// /// Tags every answer with the instance that served it.
+/// struct Tag(&'static str);
+///
+/// impl Middleware for Tag {
+///     fn call(&self, req: Request, next: Next) -> impl Future<Output = Response> + 'static {
+///         let tag = HeaderValue::from_static(self.0);
+///         // The rest of the chain's future is placed now, and awaited in the block.
+///         let rest = next.run(req);
+///         async move { rest.await.header(header::HeaderName::from_static("x-served-by"), tag) }
+///     }
+/// }
+/// # async fn h() -> &'static str { "" }
+/// let r = Router::new().route("/", get(h)).layer(Tag("eu-1"));
+/// ```
+///
+/// A middleware written for the earlier, boxed form (`-> ResponseFuture`, with
+/// `Box::pin(async move { .. })`) still compiles: a `Pin<Box<dyn Future>>` is such a
+/// future. It pays for its box per request; the rest of its chain does not.
+///
+/// ```no_run
+/// use ringcore_http::middleware::{Middleware, Next, ResponseFuture};
+/// use ringcore_http::Request;
+///
+/// struct Boxed;
+///
+/// impl Middleware for Boxed {
+///     #[allow(refining_impl_trait)]
+///     fn call(&self, req: Request, next: Next) -> ResponseFuture {
+///         Box::pin(async move { next.run(req).await })
+///     }
+/// }
+/// ```
 pub trait Middleware: 'static {
     /// Handles `req`, usually by calling `next.run(req)` somewhere inside.
-    fn call(&self, req: Request, next: Next) -> ResponseFuture;
+    fn call(&self, req: Request, next: Next) -> impl Future<Output = Response> + 'static;
 }
 
 /// The rest of the chain after a middleware (the next middleware, or the handler).
@@ -77,7 +125,7 @@ pub trait Middleware: 'static {
 /// Making one costs no allocation: it holds the rest of the chain (made once, when the
 /// layer was applied) and the router's state, both shared.
 pub struct Next {
-    rest: Rc<dyn Rest>,
+    link: Rc<Link>,
     state: Rc<dyn Any>,
 }
 
@@ -88,29 +136,143 @@ impl fmt::Debug for Next {
 }
 
 impl Next {
-    /// Runs the rest of the chain.
-    pub fn run(self, req: Request) -> ResponseFuture {
-        self.rest.call(req, self.state)
+    /// Runs the rest of the chain: its future is placed (in memory this layer reuses from
+    /// request to request, see [`NextFuture`]) and returned, to be awaited. Nothing of the
+    /// rest runs before it is polled but its middleware's `call`s.
+    #[inline]
+    pub fn run(self, req: Request) -> NextFuture {
+        let mut slot = self.link.pool.take();
+        self.link.rest.place_in_any(req, self.state, &mut slot.slot);
+        NextFuture {
+            slot: Some(slot),
+            link: self.link,
+        }
     }
 }
 
-/// The rest of a chain with the router's state type erased, so that [`Next`] is one type
-/// whatever the state.
-trait Rest {
-    fn call(&self, req: Request, state: Rc<dyn Any>) -> ResponseFuture;
+/// The rest of a chain, running: what [`Next::run`] returns.
+///
+/// Its future lies in a [`FutureSlot`](ringcore_runtime::FutureSlot) taken from the layer's
+/// pool of them and given back when this is dropped, its future dropped first (ended or
+/// abandoned, as by a timeout): after the first requests through a layer on a core,
+/// running the rest of its chain allocates nothing. The pool keeps up to
+/// [`POOLED_SLOTS`] slots per layer and route on each core (as many as requests were in
+/// flight through it at once, at most); past that a slot is freed when its request ends.
+#[must_use = "futures do nothing unless polled"]
+pub struct NextFuture {
+    /// `None` only once dropped.
+    slot: Option<Box<PooledSlot>>,
+    link: Rc<Link>,
 }
 
-/// The handler (or inner layers) behind a middleware, for [`Next`].
-struct RestOf<S>(BoxHandler<S>);
+impl fmt::Debug for NextFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NextFuture")
+    }
+}
 
-impl<S: 'static> Rest for RestOf<S> {
-    fn call(&self, req: Request, state: Rc<dyn Any>) -> ResponseFuture {
-        match state.downcast::<S>() {
-            Ok(state) => self.0.call(req, state),
-            // Not reached: `Wrapped<S>` makes every `Next` of a `RestOf<S>` with an `Rc<S>`.
-            Err(_) => Box::pin(std::future::ready(Response::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-            ))),
+impl Future for NextFuture {
+    type Output = Response;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let Some(pooled) = self.slot.as_mut() else {
+            unreachable!("a NextFuture's slot is taken only when it is dropped")
+        };
+        match pooled.slot.poll_placed(cx) {
+            Poll::Ready(Some(resp)) => Poll::Ready(resp),
+            Poll::Ready(None) => panic!("`NextFuture` polled after it completed"),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for NextFuture {
+    fn drop(&mut self) {
+        if let Some(mut pooled) = self.slot.take() {
+            // The rest's future first (if it did not finish): what it holds is let go now,
+            // and its drop may give inner layers' slots back to their pools.
+            pooled.slot.clear();
+            self.link.pool.give(pooled);
+        }
+    }
+}
+
+/// What a middleware that decides in `call` runs: the rest of the chain, or its refusal.
+pub(crate) enum Either {
+    Rest(NextFuture),
+    Refused(ResponseFuture),
+}
+
+impl Future for Either {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        match self.get_mut() {
+            Either::Rest(rest) => Pin::new(rest).poll(cx),
+            Either::Refused(refused) => refused.as_mut().poll(cx),
+        }
+    }
+}
+
+/// How many idle slots a layer keeps for the rest of its chain, per route and core (see
+/// [`NextFuture`]).
+pub const POOLED_SLOTS: usize = 256;
+
+/// The rest of a chain behind a middleware, and the idle slots its futures run in.
+struct Link {
+    pool: SlotPool,
+    rest: Rc<dyn Rest>,
+}
+
+/// A slot of a [`SlotPool`], boxed so that taking and giving it moves a pointer.
+struct PooledSlot {
+    slot: HandlerSlot,
+    next: Option<Box<PooledSlot>>,
+}
+
+/// The idle slots of one layer: a last-in first-out list, so that the slot taken next is
+/// the one whose memory was used last.
+#[derive(Default)]
+struct SlotPool {
+    head: Cell<Option<Box<PooledSlot>>>,
+    idle: Cell<usize>,
+}
+
+impl SlotPool {
+    /// An idle slot, or a new (empty) one.
+    #[inline]
+    fn take(&self) -> Box<PooledSlot> {
+        match self.head.take() {
+            Some(mut pooled) => {
+                self.head.set(pooled.next.take());
+                self.idle.set(self.idle.get() - 1);
+                pooled
+            }
+            None => Box::new(PooledSlot {
+                slot: HandlerSlot::new(),
+                next: None,
+            }),
+        }
+    }
+
+    /// Keeps `pooled` (its future already dropped), unless [`POOLED_SLOTS`] are idle.
+    #[inline]
+    fn give(&self, mut pooled: Box<PooledSlot>) {
+        let idle = self.idle.get();
+        if idle < POOLED_SLOTS {
+            pooled.next = self.head.take();
+            self.head.set(Some(pooled));
+            self.idle.set(idle + 1);
+        }
+    }
+}
+
+impl Drop for SlotPool {
+    fn drop(&mut self) {
+        // One at a time, not by recursion down the list.
+        let mut next = self.head.take();
+        while let Some(mut pooled) = next {
+            next = pooled.next.take();
         }
     }
 }
@@ -151,37 +313,57 @@ where
     F: Fn(Request, Next) -> Fut + 'static,
     Fut: Future<Output = Response> + 'static,
 {
-    fn call(&self, req: Request, next: Next) -> ResponseFuture {
-        Box::pin((self.0)(req, next))
+    fn call(&self, req: Request, next: Next) -> impl Future<Output = Response> + 'static {
+        (self.0)(req, next)
     }
 }
 
 /// Wraps a handler in a middleware.
-pub(crate) fn wrap<S: 'static>(handler: BoxHandler<S>, mw: Rc<dyn Middleware>) -> BoxHandler<S> {
+pub(crate) fn wrap<S: 'static, M: Middleware>(handler: BoxHandler<S>, mw: Rc<M>) -> BoxHandler<S> {
     Rc::new(Wrapped {
-        rest: Rc::new(RestOf(handler)),
+        link: Rc::new(Link {
+            pool: SlotPool::default(),
+            rest: handler.into_rest(),
+        }),
         mw,
+        _state: PhantomData,
     })
 }
 
 /// A handler behind a middleware.
-struct Wrapped<S> {
-    rest: Rc<RestOf<S>>,
-    mw: Rc<dyn Middleware>,
+struct Wrapped<S, M> {
+    link: Rc<Link>,
+    mw: Rc<M>,
+    _state: PhantomData<fn() -> S>,
 }
 
-impl<S: 'static> ErasedHandler<S> for Wrapped<S> {
-    fn call(&self, req: Request, state: Rc<S>) -> ResponseFuture {
-        let next = Next {
-            rest: self.rest.clone(),
+impl<S: 'static, M: Middleware> Wrapped<S, M> {
+    fn next(&self, state: Rc<S>) -> Next {
+        Next {
+            link: self.link.clone(),
             state,
-        };
-        self.mw.call(req, next)
+        }
+    }
+}
+
+impl<S: 'static, M: Middleware> ErasedHandler<S> for Wrapped<S, M> {
+    fn call(&self, req: Request, state: Rc<S>) -> ResponseFuture {
+        Box::pin(self.mw.call(req, self.next(state)))
     }
 
     fn place_in(&self, req: Request, state: Rc<S>, slot: &mut HandlerSlot) {
-        // A middleware's future is boxed (`ResponseFuture`); the box goes in the slot.
-        slot.place(self.call(req, state));
+        // The middleware's own future, in the caller's slot: no allocation.
+        slot.place(self.mw.call(req, self.next(state)));
+    }
+
+    fn into_rest(self: Rc<Self>) -> Rc<dyn Rest> {
+        self
+    }
+}
+
+impl<S: 'static, M: Middleware> Rest for Wrapped<S, M> {
+    fn place_in_any(&self, req: Request, state: Rc<dyn Any>, slot: &mut HandlerSlot) {
+        place_in_any(self, req, state, slot);
     }
 }
 
@@ -316,7 +498,108 @@ pub(crate) fn rejected_counter(
 
 #[cfg(test)]
 mod tests {
+    use std::future::poll_fn;
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
     use super::*;
+
+    /// Polls nothing again: the test polls by hand.
+    struct NoWake;
+
+    impl Wake for NoWake {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn a_layer_keeps_at_most_pooled_slots_idle_and_reuses_them() {
+        // A handler that waits until the gate opens, behind a pass-through layer.
+        let gate = Rc::new(Cell::new(false));
+        let g = gate.clone();
+        let handler = crate::handler::erase::<_, _, ()>(move || {
+            let g = g.clone();
+            async move {
+                poll_fn(|_| if g.get() { Poll::Ready(()) } else { Poll::Pending }).await;
+                "done"
+            }
+        });
+        let link = Rc::new(Link {
+            pool: SlotPool::default(),
+            rest: handler.handler.into_rest(),
+        });
+        let layer: Wrapped<(), _> = Wrapped {
+            link: link.clone(),
+            mw: Rc::new(from_fn(|req, next: Next| next.run(req))),
+            _state: PhantomData,
+        };
+        let waker = Waker::from(Arc::new(NoWake));
+        let mut cx = Context::from_waker(&waker);
+        let state = Rc::new(());
+        // A burst: more requests in flight through the layer than the pool keeps.
+        let n = POOLED_SLOTS + 44;
+        for wave in 0..2 {
+            let mut slots: Vec<HandlerSlot> = (0..n).map(|_| HandlerSlot::new()).collect();
+            for slot in &mut slots {
+                layer.place_in(Request::default(), state.clone(), slot);
+                assert!(slot.poll_placed(&mut cx).is_pending());
+            }
+            // Every request holds a slot of the layer's: none is idle.
+            assert_eq!(link.pool.idle.get(), 0, "wave {wave}");
+            gate.set(true);
+            for slot in &mut slots {
+                let Poll::Ready(Some(resp)) = slot.poll_placed(&mut cx) else {
+                    panic!("wave {wave}: not answered");
+                };
+                assert_eq!(resp.status_code(), StatusCode::OK);
+            }
+            // The burst's slots beyond the bound were freed; the rest wait for the next.
+            assert_eq!(link.pool.idle.get(), POOLED_SLOTS, "wave {wave}");
+            gate.set(false);
+        }
+        // An idle slot keeps the memory its last future used.
+        let pooled = link.pool.take();
+        assert!(pooled.slot.capacity() > 0);
+    }
+
+    #[test]
+    fn an_abandoned_next_drops_the_rest_of_the_chain_at_once() {
+        // The rest holds a probe; dropping the `NextFuture` (as a timeout does) must drop
+        // it now, not when the slot is next used, and give the slot back.
+        let dropped = Rc::new(Cell::new(0u32));
+        struct Probe(Rc<Cell<u32>>);
+        impl Drop for Probe {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let d = dropped.clone();
+        let handler = crate::handler::erase::<_, _, ()>(move || {
+            let probe = Probe(d.clone());
+            async move {
+                poll_fn(|_| Poll::<()>::Pending).await;
+                drop(probe);
+                "never"
+            }
+        });
+        let link = Rc::new(Link {
+            pool: SlotPool::default(),
+            rest: handler.handler.into_rest(),
+        });
+        let waker = Waker::from(Arc::new(NoWake));
+        let mut cx = Context::from_waker(&waker);
+        for i in 1..=3 {
+            let next = Next {
+                link: link.clone(),
+                state: Rc::new(()),
+            };
+            let mut rest = next.run(Request::default());
+            assert!(Pin::new(&mut rest).poll(&mut cx).is_pending());
+            assert_eq!(dropped.get(), i - 1);
+            drop(rest);
+            assert_eq!(dropped.get(), i);
+            assert_eq!(link.pool.idle.get(), 1);
+        }
+    }
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {

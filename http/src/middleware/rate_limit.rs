@@ -7,7 +7,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{rejected_counter, Fallback, Middleware, Next, Rejection, ResponseFuture};
+use super::{rejected_counter, Either, Fallback, Middleware, Next, Rejection};
 use crate::metrics::Counter;
 use crate::request::Request;
 use crate::response::Response;
@@ -245,12 +245,12 @@ impl RateLimit {
 }
 
 impl Middleware for RateLimit {
-    fn call(&self, req: Request, next: Next) -> ResponseFuture {
+    fn call(&self, req: Request, next: Next) -> impl Future<Output = Response> + 'static {
         match self.check(&req, Instant::now()) {
-            Ok(()) => next.run(req),
+            Ok(()) => Either::Rest(next.run(req)),
             Err(retry_after) => {
                 self.state().limited.inc();
-                self.fallback.respond(req, Rejection::RateLimited { retry_after })
+                Either::Refused(self.fallback.respond(req, Rejection::RateLimited { retry_after }))
             }
         }
     }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{rejected_counter, Fallback, Middleware, Next, Rejection, ResponseFuture};
+use super::{rejected_counter, Either, Fallback, Middleware, Next, Rejection};
 use crate::metrics::{Counter, Gauge};
 use crate::request::Request;
 use crate::response::Response;
@@ -346,7 +346,7 @@ impl LoadShed {
 }
 
 impl Middleware for LoadShed {
-    fn call(&self, req: Request, next: Next) -> ResponseFuture {
+    fn call(&self, req: Request, next: Next) -> impl Future<Output = Response> + 'static {
         let st = self.state();
         let now = Instant::now();
         let turn = req.received_at().unwrap_or(now);
@@ -373,14 +373,12 @@ impl Middleware for LoadShed {
             } else {
                 st.shed.inc();
             }
-            return self.fallback.respond(
-                req,
-                Rejection::Overloaded {
-                    retry_after: Duration::from_secs(1),
-                },
-            );
+            let why = Rejection::Overloaded {
+                retry_after: Duration::from_secs(1),
+            };
+            return Either::Refused(self.fallback.respond(req, why));
         }
-        next.run(req)
+        Either::Rest(next.run(req))
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ringcore_runtime::time::timeout;
 
-use super::{rejected_counter, Fallback, Middleware, Next, Rejection, ResponseFuture};
+use super::{rejected_counter, Fallback, Middleware, Next, Rejection};
 use crate::metrics::Counter;
 use crate::request::Request;
 use crate::response::Response;
@@ -58,25 +58,25 @@ impl Timeout {
 }
 
 impl Middleware for Timeout {
-    fn call(&self, req: Request, next: Next) -> ResponseFuture {
-        let duration = self.duration;
+    fn call(&self, req: Request, next: Next) -> impl Future<Output = Response> + 'static {
         let fallback = self.fallback.clone();
-        // Only a fallback needs the request after the handler took it.
-        let copy = fallback.is_set().then(|| req.clone());
+        // Only a fallback needs the request after the handler took it (boxed: the future
+        // without one stays small).
+        let copy = fallback.is_set().then(|| Box::new(req.clone()));
         let counter = self
             .rejected
             .get_or_init(|| rejected_counter("timeout", &self.name, "timed_out"))
             .clone();
-        Box::pin(async move {
-            match timeout(duration, next.run(req)).await {
+        let rest = timeout(self.duration, next.run(req));
+        async move {
+            match rest.await {
                 Ok(resp) => resp,
                 Err(_) => {
                     counter.inc();
-                    fallback
-                        .respond(copy.unwrap_or_default(), Rejection::TimedOut)
-                        .await
+                    let req = copy.map(|r| *r).unwrap_or_default();
+                    fallback.respond(req, Rejection::TimedOut).await
                 }
             }
-        })
+        }
     }
 }

@@ -130,7 +130,7 @@ impl<S: 'static> MethodRouter<S> {
         self.layer_rc(Rc::new(middleware))
     }
 
-    pub(super) fn layer_rc(mut self, mw: Rc<dyn Middleware>) -> Self {
+    pub(super) fn layer_rc<M: Middleware>(mut self, mw: Rc<M>) -> Self {
         self.handlers = self
             .handlers
             .into_iter()
@@ -209,7 +209,7 @@ impl<S: 'static> MethodRouter<S> {
 }
 
 /// `mw` around an endpoint's handler; whether it streams its body stays.
-pub(super) fn wrap_endpoint<S: 'static>(e: Endpoint<S>, mw: Rc<dyn Middleware>) -> Endpoint<S> {
+pub(super) fn wrap_endpoint<S: 'static, M: Middleware>(e: Endpoint<S>, mw: Rc<M>) -> Endpoint<S> {
     Endpoint {
         handler: wrap(e.handler, mw),
         streams_body: e.streams_body,

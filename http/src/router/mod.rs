@@ -107,7 +107,7 @@ impl<S: 'static> Router<S> {
     /// Wraps every route added so far (and the fallback) in `middleware`. One instance is
     /// shared by all those routes on this core (one rate-limit bucket, one breaker).
     pub fn layer<M: Middleware>(mut self, middleware: M) -> Self {
-        let mw: Rc<dyn Middleware> = Rc::new(middleware);
+        let mw = Rc::new(middleware);
         self.routes = self.routes.into_iter().map(|r| r.layer_rc(mw.clone())).collect();
         self.fallback = self.fallback.map(|h| wrap_endpoint(h, mw));
         self
