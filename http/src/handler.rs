@@ -105,6 +105,7 @@ where
         self.handler.call(req, state)
     }
 
+    #[inline]
     fn place_in(&self, req: Request, state: Rc<S>, slot: &mut HandlerSlot) {
         slot.place(self.handler.future(req, state));
     }

@@ -139,7 +139,6 @@ impl Next {
     /// Runs the rest of the chain: its future is placed (in memory this layer reuses from
     /// request to request, see [`NextFuture`]) and returned, to be awaited. Nothing of the
     /// rest runs before it is polled but its middleware's `call`s.
-    #[inline]
     pub fn run(self, req: Request) -> NextFuture {
         let mut slot = self.link.pool.take();
         self.link.rest.place_in_any(req, self.state, &mut slot.slot);
@@ -351,6 +350,7 @@ impl<S: 'static, M: Middleware> ErasedHandler<S> for Wrapped<S, M> {
         Box::pin(self.mw.call(req, self.next(state)))
     }
 
+    #[inline]
     fn place_in(&self, req: Request, state: Rc<S>, slot: &mut HandlerSlot) {
         // The middleware's own future, in the caller's slot: no allocation.
         slot.place(self.mw.call(req, self.next(state)));
