@@ -190,6 +190,58 @@ fn a_concurrency_limit_sheds_beyond_its_permits_and_queue() {
 }
 
 #[test]
+fn a_permit_comes_back_when_an_outer_layer_drops_the_request_before_polling_it() {
+    // An outer layer that starts the rest of the chain and drops it unpolled (as a hedging
+    // or short-circuiting middleware does): the limit's permit, taken when the rest was
+    // started, must come back, or every such request shrinks the limit by one for good.
+    let server = start(|| {
+        let limit = ConcurrencyLimit::new(1);
+        let drop_it = || {
+            from_fn(|req: Request, next: Next| async move {
+                drop(next.run(req));
+                (StatusCode::ACCEPTED, "dropped").into_response()
+            })
+        };
+        Router::new()
+            .route(
+                "/dropped",
+                get(|| async { "never" }).layer(limit.clone()).layer(drop_it()),
+            )
+            .route("/limited", get(|| async { "served" }).layer(limit))
+            // The same with a queue: the dropped request waits for the permit.
+            .group("/q", |g| {
+                let limit = ConcurrencyLimit::new(1).queue(1).max_wait(Duration::from_secs(5));
+                g.route("/hold/{ms}", get(slow).layer(limit.clone()))
+                    .route(
+                        "/dropped",
+                        get(|| async { "never" }).layer(limit.clone()).layer(drop_it()),
+                    )
+                    .route("/limited", get(|| async { "served" }).layer(limit))
+            })
+    });
+    let mut c = server.client();
+    let expect = |c: &mut Client, path: &str, want: (u16, &str)| {
+        c.send(&get_req(path));
+        let r = c.read_response();
+        assert_eq!((r.status, r.text().as_str()), want, "{path}: {}", r.head_raw);
+    };
+    for _ in 0..3 {
+        expect(&mut c, "/dropped", (202, "dropped"));
+        // The same limit (one permit) on another route: free again.
+        expect(&mut c, "/limited", (200, "served"));
+    }
+    // A request holds the permit; one more queues for it and is dropped unpolled: it must
+    // leave the queue, and the permit must not go to it when the first ends.
+    let addr = server.addr;
+    let holder = std::thread::spawn(move || common::roundtrip(addr, &get_req("/q/hold/300")).status);
+    std::thread::sleep(Duration::from_millis(100));
+    expect(&mut c, "/q/dropped", (202, "dropped"));
+    assert_eq!(holder.join().expect("holder"), 200);
+    expect(&mut c, "/q/limited", (200, "served"));
+    server.stop();
+}
+
+#[test]
 fn a_queued_request_that_waits_too_long_is_shed() {
     let server = start(|| {
         Router::new().route(
