@@ -231,7 +231,8 @@ fn the_count_sees_a_handler_that_allocates() {
 fn a_route_behind_a_middleware_allocates_nothing_per_request() {
     let n = 400;
     let made = allocations_over("/tagged", n);
-    // One per request (a boxed middleware future) would be 400, two per layer as before 800.
+    // Before the layers' futures ran in slots: 802 (a box for the middleware's future and one
+    // for the handler's, per request).
     assert!(
         made < 40,
         "{made} allocations for {n} requests behind a middleware"
@@ -244,6 +245,7 @@ fn a_route_behind_the_governance_set_allocates_nothing_per_request() {
     // circuit breaker and a `from_fn` layer around the handler: six layers.
     let n = 400;
     let made = allocations_over("/governed", n);
+    // Before: 2,003 (five boxes a request).
     assert!(made < 40, "{made} allocations for {n} requests behind six layers");
 }
 

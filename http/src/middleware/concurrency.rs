@@ -205,7 +205,7 @@ impl Middleware for ConcurrencyLimit {
         let sem = self.sem();
         let admitted = if sem.try_acquire() {
             // Held until the rest of the chain ends or is dropped.
-            Admitted::Now(PermitGuard(sem), next.run(req))
+            Admitted::Now(next.run(req), PermitGuard(sem))
         } else if sem.waiters.borrow().len() >= self.queue {
             sem.rejected.inc();
             Admitted::Later(self.fallback.respond(req, SHED))
@@ -215,7 +215,7 @@ impl Middleware for ConcurrencyLimit {
         };
         async move {
             match admitted {
-                Admitted::Now(_permit, rest) => rest.await,
+                Admitted::Now(rest, _permit) => rest.await,
                 Admitted::Later(later) => later.await,
             }
         }
@@ -225,7 +225,9 @@ impl Middleware for ConcurrencyLimit {
 /// A request through a [`ConcurrencyLimit`]: admitted with its permit, or answered later
 /// (queued for a permit, or refused).
 enum Admitted {
-    Now(PermitGuard, NextFuture),
+    /// The rest first: dropped unpolled, it goes before its permit is given back (to a
+    /// waiter, maybe), as it does when it ends.
+    Now(NextFuture, PermitGuard),
     Later(ResponseFuture),
 }
 

@@ -98,9 +98,18 @@ pub type ResponseFuture = Pin<Box<dyn Future<Output = Response>>>;
 /// let r = Router::new().route("/", get(h)).layer(Tag("eu-1"));
 /// ```
 ///
-/// A middleware written for the earlier, boxed form (`-> ResponseFuture`, with
-/// `Box::pin(async move { .. })`) still compiles: a `Pin<Box<dyn Future>>` is such a
-/// future. It pays for its box per request; the rest of its chain does not.
+/// **Middleware written for the earlier, boxed form** (`call` returned a
+/// [`ResponseFuture`], and so did `Next::run`):
+/// - A body `Box::pin(async move { .. })` still compiles: a `Pin<Box<dyn Future>>` is such a
+///   future. It pays for its box per request; the rest of its chain does not. Keeping
+///   `-> ResponseFuture` in the signature warns (`refining_impl_trait`): allow the lint, or
+///   write `-> impl Future<Output = Response> + 'static`.
+/// - [`Next::run`] returns a [`NextFuture`]. Where a `ResponseFuture` is wanted (one branch
+///   returns the rest of the chain, another a boxed answer), `Box::pin(next.run(req))`; or
+///   decide first and return one `async move` block that awaits either.
+/// - `dyn Middleware` is no longer a type (`call` returns a type of its own per
+///   middleware): keep a middleware generic (`M: Middleware`), as
+///   [`Router::layer`](crate::Router::layer) does.
 ///
 /// ```no_run
 /// use ringcore_http::middleware::{Middleware, Next, ResponseFuture};

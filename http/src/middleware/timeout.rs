@@ -67,9 +67,13 @@ impl Middleware for Timeout {
             .rejected
             .get_or_init(|| rejected_counter("timeout", &self.name, "timed_out"))
             .clone();
-        let rest = timeout(self.duration, next.run(req));
+        let duration = self.duration;
+        let rest = next.run(req);
         async move {
-            match rest.await {
+            // The deadline starts when this future is first polled, as a handler's own
+            // `timeout` would: behind `Isolate`, when the isolated task first runs, not
+            // while it waits for its class's turn.
+            match timeout(duration, rest).await {
                 Ok(resp) => resp,
                 Err(_) => {
                     counter.inc();
