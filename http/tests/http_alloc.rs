@@ -84,33 +84,24 @@ async fn reads_head(req: ringcore_http::Request) -> &'static str {
     }
 }
 
-/// How many [`DropProbe`]s were dropped.
+/// How many of [`boom`]'s probes were dropped.
 static PROBES_DROPPED: AtomicUsize = AtomicUsize::new(0);
 
-/// Counts its drop: held across an await by [`boom`], so it lies in the connection's slot.
-struct DropProbe;
+/// How many of [`slow`]'s probes were dropped.
+static SLOW_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its drop in its counter: held across an await by a handler, so it lies in a slot.
+struct DropProbe(&'static AtomicUsize);
 
 impl Drop for DropProbe {
     fn drop(&mut self) {
-        PROBES_DROPPED.fetch_add(1, Ordering::SeqCst);
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
-/// How many [`SlowProbe`]s were dropped.
-static SLOW_DROPPED: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts its drop: held by [`slow`] while it sleeps past its route's timeout.
-struct SlowProbe;
-
-impl Drop for SlowProbe {
-    fn drop(&mut self) {
-        SLOW_DROPPED.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// Sleeps for a minute with a [`SlowProbe`] alive, unless a timeout abandons it.
+/// Sleeps for a minute with a [`DropProbe`] alive, unless a timeout abandons it.
 async fn slow() -> &'static str {
-    let probe = SlowProbe;
+    let probe = DropProbe(&SLOW_DROPPED);
     ringcore_http::runtime::time::sleep(Duration::from_secs(60)).await;
     drop(probe);
     "too late"
@@ -118,7 +109,7 @@ async fn slow() -> &'static str {
 
 /// Panics after its first await, with a [`DropProbe`] alive in its future.
 async fn boom() -> &'static str {
-    let probe = DropProbe;
+    let probe = DropProbe(&PROBES_DROPPED);
     ringcore_http::runtime::yield_now().await;
     if std::hint::black_box(true) {
         panic!("handler panics on purpose (test)");
