@@ -242,6 +242,33 @@ fn a_permit_comes_back_when_an_outer_layer_drops_the_request_before_polling_it()
 }
 
 #[test]
+fn a_timeout_behind_isolate_counts_from_when_the_isolated_task_first_runs() {
+    // The outer layer starts the rest (spawning the isolated task) and then holds the core
+    // for 300 ms: the route's 150 ms deadline must count from when the task first runs, not
+    // from the spawn, or a request that waited for its class's turn times out unserved.
+    let server = start(|| {
+        let hold_core = from_fn(|req: Request, next: Next| async move {
+            let rest = next.run(req);
+            std::thread::sleep(Duration::from_millis(300));
+            rest.await
+        });
+        Router::new().route(
+            "/iso/{ms}",
+            get(slow)
+                .layer(Timeout::new(Duration::from_millis(150)))
+                .layer(Isolate::new(TaskClass::Background))
+                .layer(hold_core),
+        )
+    });
+    let r = common::roundtrip(server.addr, &get_req("/iso/20"));
+    assert_eq!((r.status, r.text().as_str()), (200, "slept"), "{}", r.head_raw);
+    // The deadline still holds for a handler that is slow once it runs.
+    let r = common::roundtrip(server.addr, &get_req("/iso/1000"));
+    assert_eq!(r.status, 503, "{}", r.head_raw);
+    server.stop();
+}
+
+#[test]
 fn a_queued_request_that_waits_too_long_is_shed() {
     let server = start(|| {
         Router::new().route(
