@@ -10,13 +10,16 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 
 use std::time::Duration;
 
 use common::{get_req, start};
 use ringcore_http::middleware::{self, CircuitBreaker, ConcurrencyLimit, LoadShed, RateLimit, Timeout};
-use ringcore_http::{get, Router};
+use ringcore_http::{get, Request, Response, Router};
 
 /// Counts the allocations made on each thread, then defers to the system allocator.
 struct Counting;
@@ -76,7 +79,7 @@ async fn owned() -> String {
 }
 
 /// Reads its request's head (the method and the target).
-async fn reads_head(req: ringcore_http::Request) -> &'static str {
+async fn reads_head(req: Request) -> &'static str {
     if req.method() == ringcore_http::Method::GET && req.path() == "/read" {
         "Hello, World!"
     } else {
@@ -84,8 +87,11 @@ async fn reads_head(req: ringcore_http::Request) -> &'static str {
     }
 }
 
-/// How many of [`boom`]'s probes were dropped.
+/// How many probes `/boom`'s handler dropped.
 static PROBES_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many probes `/boom-layered`'s handler, abandoned by its layer's panic, dropped.
+static LAYERED_DROPPED: AtomicUsize = AtomicUsize::new(0);
 
 /// How many of [`slow`]'s probes were dropped.
 static SLOW_DROPPED: AtomicUsize = AtomicUsize::new(0);
@@ -99,9 +105,10 @@ impl Drop for DropProbe {
     }
 }
 
-/// Sleeps for a minute with a [`DropProbe`] alive, unless a timeout abandons it.
-async fn slow() -> &'static str {
-    let probe = DropProbe(&SLOW_DROPPED);
+/// Sleeps for a minute with a [`DropProbe`] counting in `dropped` alive, unless it is
+/// abandoned.
+async fn slow(dropped: &'static AtomicUsize) -> &'static str {
+    let probe = DropProbe(dropped);
     ringcore_http::runtime::time::sleep(Duration::from_secs(60)).await;
     drop(probe);
     "too late"
@@ -118,25 +125,42 @@ async fn boom() -> &'static str {
     "unreachable"
 }
 
+/// A layer that starts the rest of the chain, lets it run to its first await (its future,
+/// with its probe, pending in the layer's pooled slot), then panics.
+async fn panics_over_pending(req: Request, next: middleware::Next) -> Response {
+    let mut rest = next.run(req);
+    std::future::poll_fn(|cx| {
+        assert!(Pin::new(&mut rest).poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    if std::hint::black_box(true) {
+        panic!("a layer panics on purpose (test)");
+    }
+    rest.await
+}
+
+/// A layer that only passes the request on.
+async fn pass(req: Request, next: middleware::Next) -> Response {
+    next.run(req).await
+}
+
 fn app() -> Router {
     Router::new()
         .route("/allocations", get(allocations))
         .route("/hello", get(hello))
         .route("/read", get(reads_head))
         .route("/boom", get(boom))
-        .route("/owned", get(owned))
         .route(
-            "/tagged",
-            get(hello).layer(middleware::from_fn(|req, next: middleware::Next| async move {
-                next.run(req).await
-            })),
+            "/boom-layered",
+            get(|| slow(&LAYERED_DROPPED)).layer(middleware::from_fn(panics_over_pending)),
         )
+        .route("/owned", get(owned))
+        .route("/tagged", get(hello).layer(middleware::from_fn(pass)))
         .route(
             "/governed",
             get(hello)
-                .layer(middleware::from_fn(|req, next: middleware::Next| async move {
-                    next.run(req).await
-                }))
+                .layer(middleware::from_fn(pass))
                 .layer(CircuitBreaker::new("governed"))
                 .layer(Timeout::new(Duration::from_secs(10)))
                 .layer(ConcurrencyLimit::new(64))
@@ -145,10 +169,8 @@ fn app() -> Router {
         )
         .route(
             "/slow",
-            get(slow)
-                .layer(middleware::from_fn(|req, next: middleware::Next| async move {
-                    next.run(req).await
-                }))
+            get(|| slow(&SLOW_DROPPED))
+                .layer(middleware::from_fn(pass))
                 .layer(Timeout::new(Duration::from_millis(20))),
         )
 }
@@ -258,6 +280,34 @@ fn a_handler_abandoned_by_a_timeout_is_dropped_and_its_slot_reused() {
     }
     server.stop();
     assert_eq!(SLOW_DROPPED.load(Ordering::SeqCst), 3, "dropped twice");
+}
+
+#[test]
+fn a_layer_that_panics_drops_the_pending_rest_once_and_its_slot_is_reused() {
+    let server = start(app);
+    for round in 1..=2 {
+        let mut c = server.client();
+        c.send(&get_req("/boom-layered"));
+        c.expect_closed();
+        // The pending handler in the layer's pooled slot was dropped while the panic
+        // unwound, once, not left there until the slot's next use; the second round runs
+        // in the slot the first gave back.
+        assert_eq!(LAYERED_DROPPED.load(Ordering::SeqCst), round);
+    }
+    // The core serves on, through a layer too.
+    let mut d = server.client();
+    for _ in 0..3 {
+        d.send(&get_req("/tagged"));
+        let r = d.read_response();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "Hello, World!"),
+            "{}",
+            r.head_raw
+        );
+    }
+    server.stop();
+    assert_eq!(LAYERED_DROPPED.load(Ordering::SeqCst), 2, "dropped twice");
 }
 
 #[test]
