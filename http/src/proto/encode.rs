@@ -124,7 +124,28 @@ impl Default for HeadPrefix {
     }
 }
 
+impl HeadPrefix {
+    /// The kept start is that of a head with this status, content type and server (and no
+    /// fields of the handler's own).
+    #[inline(always)]
+    fn same_start(
+        &self,
+        status: StatusCode,
+        content_type: Option<&HeaderValue>,
+        server: &HeaderValue,
+    ) -> bool {
+        self.status == status.as_u16()
+            && match (&self.content_type, content_type) {
+                (Some(a), Some(b)) => same_value(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && same_value(&self.server, server)
+    }
+}
+
 /// Equal values, found at once when both are the same static string (the usual case).
+#[inline(always)]
 fn same_value(a: &HeaderValue, b: &HeaderValue) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
@@ -132,8 +153,53 @@ fn same_value(a: &HeaderValue, b: &HeaderValue) -> bool {
 
 /// [`head_with`] through this core's [`HeadPrefix`]: the same bytes, assembled from the kept
 /// start when the status, content type and server match and the handler set no fields.
+///
+/// The usual answer (the whole head of the last one alike, made in this second) is one
+/// check and one copy, inlined where the answer is written; anything else goes to
+/// [`head_assembled`], out of line (a call with nine arguments, its prologue and epilogue
+/// were about 40 of the 100 instructions a kept head cost under
+/// `scripts/callgrind-http.sh`).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub(crate) fn head_cached(
+    out: &mut Vec<u8>,
+    kept: &RefCell<HeadPrefix>,
+    status: StatusCode,
+    content_type: Option<&HeaderValue>,
+    headers: &[(HeaderName, HeaderValue)],
+    server: &HeaderValue,
+    delimit: Delimit,
+    persist: Persist,
+    date: &date::Handle,
+) {
+    if headers.is_empty() {
+        if let Some(s) = date.second() {
+            let k = kept.borrow();
+            if k.whole_for == Some((s, delimit, persist)) && k.same_start(status, content_type, server) {
+                out.extend_from_slice(&k.whole);
+                return;
+            }
+        }
+    }
+    head_assembled(
+        out,
+        kept,
+        status,
+        content_type,
+        headers,
+        server,
+        delimit,
+        persist,
+        date,
+    )
+}
+
+/// [`head_cached`] past its first check: a head with fields of the handler's own, or one
+/// whose whole head is not kept (another second, framing or `Connection` field, or another
+/// start).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn head_assembled(
     out: &mut Vec<u8>,
     kept: &RefCell<HeadPrefix>,
     status: StatusCode,
@@ -147,41 +213,23 @@ pub(crate) fn head_cached(
     if !headers.is_empty() {
         return head_with(out, status, content_type, headers, server, delimit, persist, date);
     }
-    {
-        let k = kept.borrow();
-        let hit = k.status == status.as_u16()
-            && match (&k.content_type, content_type) {
-                (Some(a), Some(b)) => same_value(a, b),
-                (None, None) => true,
-                _ => false,
+    if kept.borrow().same_start(status, content_type, server) {
+        return date.with_stamped_line(|line, secs| {
+            let mut k = kept.borrow_mut();
+            let key = secs.map(|s| (s, delimit, persist));
+            out.reserve(k.bytes.len() + 100);
+            let start = out.len();
+            out.extend_from_slice(&k.bytes);
+            finish_with(out, Some(line), delimit, persist);
+            if key.is_none() {
+                // Off a runtime core: nothing to keep it under.
+                return;
             }
-            && same_value(&k.server, server);
-        if hit {
-            // The whole head of the last answer alike, if it was made in this second.
-            if let Some(s) = date.second() {
-                if k.whole_for == Some((s, delimit, persist)) {
-                    out.extend_from_slice(&k.whole);
-                    return;
-                }
-            }
-            drop(k);
-            return date.with_stamped_line(|line, secs| {
-                let mut k = kept.borrow_mut();
-                let key = secs.map(|s| (s, delimit, persist));
-                out.reserve(k.bytes.len() + 100);
-                let start = out.len();
-                out.extend_from_slice(&k.bytes);
-                finish_with(out, Some(line), delimit, persist);
-                if key.is_none() {
-                    // Off a runtime core: nothing to keep it under.
-                    return;
-                }
-                let k = &mut *k;
-                k.whole.clear();
-                k.whole.extend_from_slice(&out[start..]);
-                k.whole_for = key;
-            });
-        }
+            let k = &mut *k;
+            k.whole.clear();
+            k.whole.extend_from_slice(&out[start..]);
+            k.whole_for = key;
+        });
     }
     out.reserve(160 + server.len() + content_type.map_or(0, |c| c.len() + 16));
     let start = out.len();
