@@ -98,8 +98,20 @@ fn a_rate_limit_admits_its_burst_then_its_rate_and_answers_429_with_retry_after(
         )
     });
     let mut c = server.client();
-    // The burst at once.
-    let (statuses, retry) = burst(&mut c, "/limited", 15, "");
+    // The burst at once: pipelined in one write, so that the server takes all 15 within
+    // one turn and no token (one per 20 ms) comes back in between, however slowly this
+    // client runs on a loaded machine (15 round trips one after the other could take longer
+    // than 20 ms there, and a 16th token would be admitted).
+    c.send(get_req("/limited").repeat(15).as_slice());
+    let mut statuses = Vec::new();
+    let mut retry = None;
+    for _ in 0..15 {
+        let r = c.read_response();
+        if let Some(v) = r.header("retry-after") {
+            retry = Some(v.to_string());
+        }
+        statuses.push(r.status);
+    }
     let ok = statuses.iter().filter(|s| **s == 200).count();
     assert_eq!(ok, 10, "{statuses:?}");
     assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
@@ -109,6 +121,10 @@ fn a_rate_limit_admits_its_burst_then_its_rate_and_answers_429_with_retry_after(
     let started = Instant::now();
     let mut admitted = 0;
     let mut limited = 0;
+    // Time this client spent away (between two requests) beyond what the bucket holds (10
+    // tokens, 200 ms): tokens made then were lost to the cap, not refused.
+    let mut lost = Duration::ZERO;
+    let mut last = started;
     while started.elapsed() < Duration::from_millis(1000) {
         let (s, _) = burst(&mut c, "/limited", 1, "");
         match s[0] {
@@ -116,12 +132,20 @@ fn a_rate_limit_admits_its_burst_then_its_rate_and_answers_429_with_retry_after(
             429 => limited += 1,
             other => panic!("unexpected status {other}"),
         }
+        let now = Instant::now();
+        lost += (now - last).saturating_sub(Duration::from_millis(200));
+        last = now;
     }
     let secs = started.elapsed().as_secs_f64();
-    let expected = 50.0 * secs;
+    // Never more than the rate allows; as many when the client kept asking.
     assert!(
-        (admitted as f64 - expected).abs() <= 6.0,
+        admitted as f64 <= 50.0 * secs + 6.0,
         "admitted {admitted} in {secs:.2}s at 50/s (limited {limited})"
+    );
+    let asked_for = secs - lost.as_secs_f64();
+    assert!(
+        admitted as f64 >= 50.0 * asked_for - 6.0,
+        "admitted {admitted} in {secs:.2}s at 50/s, {asked_for:.2}s of it asking (limited {limited})"
     );
     assert!(
         limited > admitted,
@@ -467,6 +491,11 @@ fn an_isolated_flood_does_not_slow_the_critical_route() {
         iso_median * 3 < mixed_median,
         "isolated median {iso_median:?} vs not isolated {mixed_median:?}"
     );
-    // Not isolated, even the median waits behind the queue (~48 ms).
-    assert!(iso_p90 < Duration::from_millis(40), "isolated p90 {iso_p90:?}");
+    // Not isolated, even the median waits behind the queue (~48 ms); isolated, nine in ten
+    // come sooner than that. (Against the other run rather than a fixed bound: on a loaded
+    // machine this client's own scheduling delays add tens of ms to both runs' figures.)
+    assert!(
+        iso_p90 < mixed_median,
+        "isolated p90 {iso_p90:?} vs not isolated median {mixed_median:?}"
+    );
 }
