@@ -157,7 +157,7 @@ fn same_value(a: &HeaderValue, b: &HeaderValue) -> bool {
 /// The usual answer (the whole head of the last one alike, made in this second) is one
 /// check and one copy, inlined where the answer is written; anything else goes to
 /// [`head_assembled`], out of line (a call with nine arguments, its prologue and epilogue
-/// were about 40 of the 100 instructions a kept head cost under
+/// were about 30 of the 100 instructions a kept head cost under
 /// `scripts/callgrind-http.sh`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
