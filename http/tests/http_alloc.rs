@@ -282,6 +282,22 @@ fn a_handler_abandoned_by_a_timeout_is_dropped_and_its_slot_reused() {
     assert_eq!(SLOW_DROPPED.load(Ordering::SeqCst), 3, "dropped twice");
 }
 
+/// Three requests for `path` on a new connection, each answered "Hello, World!": the core
+/// serves on after a connection's handler panicked.
+fn serves_on(server: &common::TestServer, path: &str) {
+    let mut d = server.client();
+    for _ in 0..3 {
+        d.send(&get_req(path));
+        let r = d.read_response();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "Hello, World!"),
+            "{path}: {}",
+            r.head_raw
+        );
+    }
+}
+
 #[test]
 fn a_layer_that_panics_drops_the_pending_rest_once_and_its_slot_is_reused() {
     let server = start(app);
@@ -295,17 +311,7 @@ fn a_layer_that_panics_drops_the_pending_rest_once_and_its_slot_is_reused() {
         assert_eq!(LAYERED_DROPPED.load(Ordering::SeqCst), round);
     }
     // The core serves on, through a layer too.
-    let mut d = server.client();
-    for _ in 0..3 {
-        d.send(&get_req("/tagged"));
-        let r = d.read_response();
-        assert_eq!(
-            (r.status, r.text().as_str()),
-            (200, "Hello, World!"),
-            "{}",
-            r.head_raw
-        );
-    }
+    serves_on(&server, "/tagged");
     server.stop();
     assert_eq!(LAYERED_DROPPED.load(Ordering::SeqCst), 2, "dropped twice");
 }
@@ -322,17 +328,7 @@ fn a_handler_that_panics_in_the_slot_costs_its_connection_only() {
     // The panicking future was dropped (unwound out of the slot), once.
     assert_eq!(PROBES_DROPPED.load(Ordering::SeqCst), 1);
     // The core serves on: a new connection, its handlers in a slot of their own.
-    let mut d = server.client();
-    for _ in 0..3 {
-        d.send(&get_req("/hello"));
-        let r = d.read_response();
-        assert_eq!(
-            (r.status, r.text().as_str()),
-            (200, "Hello, World!"),
-            "{}",
-            r.head_raw
-        );
-    }
+    serves_on(&server, "/hello");
     server.stop();
     assert_eq!(PROBES_DROPPED.load(Ordering::SeqCst), 1, "dropped twice");
 }
