@@ -201,3 +201,45 @@ fn pipelined_batch_beyond_the_flush_threshold_stays_in_order() {
     }
     server.stop();
 }
+
+/// Handlers that wait (a sleep) in the middle of a pipelined batch: the requests after each
+/// are answered once it is ready, in order, each once, and the connection goes on. (The
+/// connection loop answers a batch's requests after its first in one synchronous run; a
+/// handler that is not ready makes the run wait with it and go on from there.)
+#[test]
+fn handlers_that_wait_inside_a_pipelined_batch_keep_it_in_order() {
+    let server = start(test_router);
+    let mut c = server.client();
+    let mut batch = Vec::new();
+    for path in ["/p/a", "/slow/60", "/p/b", "/slow/30", "/p/c"] {
+        batch.extend_from_slice(&get_req(path));
+    }
+    batch.extend_from_slice(b"HEAD /admin HTTP/1.1\r\nHost: t\r\n\r\n");
+    let t0 = std::time::Instant::now();
+    c.send(&batch);
+    for want in ["/p/a", "slept", "/p/b", "slept", "/p/c"] {
+        let r = c.read_response();
+        assert_eq!((r.status, r.text().as_str()), (200, want), "{}", r.head_raw);
+        assert!(!r.has_close(), "{}", r.head_raw);
+    }
+    let head = c.read_head_response();
+    assert_eq!(head.status, 200, "{}", head.head_raw);
+    assert!(
+        head.head_raw.to_ascii_lowercase().contains("content-length: 5"),
+        "{}",
+        head.head_raw
+    );
+    // Both sleeps ran, one after the other.
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(90), "took {took:?}");
+    assert!(
+        c.buffered().is_empty(),
+        "extra bytes: {:?}",
+        common::show(c.buffered())
+    );
+    c.send(&get_req("/p/after"));
+    assert_eq!(c.read_response().text(), "/p/after");
+    let report = server.stop();
+    // The six, the one after, and the start-up probe's.
+    assert_eq!(report.requests, 8, "{report}");
+}

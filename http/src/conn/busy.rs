@@ -4,6 +4,7 @@
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -27,10 +28,10 @@ use crate::limits::MAX_UNREAD_BODY_DRAIN;
 use crate::proto::encode::{self, Delimit, Persist};
 use crate::proto::head::Head;
 use crate::proto::parser::{Fresh, HeadBytes, Next, RawRequest};
-use crate::proto::Parser;
+use crate::proto::{Parser, ProtoError};
 use crate::request::{Request, RequestBody};
 use crate::response::{Body, BodyReceiver, Response};
-use crate::router::Router;
+use crate::router::{Answered, Router, Started};
 
 /// How long a connection waits for its next request in the busy state (its buffers already
 /// given back) before it drops that state and waits in the small idle one. A client that
@@ -153,6 +154,104 @@ fn write_answer(
         std::mem::forget(headers);
     }
     rest
+}
+
+/// A plain run's request whose handler is running (see `plain_run!` in [`serve_busy`]).
+struct Waiting {
+    started: Started,
+    version: Version,
+    is_head: bool,
+    wants_keep_alive: bool,
+}
+
+/// Where a plain run ended (see `plain_run!` in [`serve_busy`]).
+enum RunEnd {
+    /// An answer that leaves the general path more to do than take the next request: what
+    /// is left of it, and whether the connection stays.
+    Answered(Rest, bool),
+    /// At a request of another kind (the parse result), or at nothing buffered (`None`).
+    Stopped(Option<Result<Next, ProtoError>>),
+}
+
+/// What a plain run changes of its connection's state (see `plain_run!` in [`serve_busy`]).
+struct RunState<'a, 'r, S: 'static> {
+    parser: &'a mut Parser,
+    whole: &'a mut Head,
+    taken: &'a mut Option<RawRequest>,
+    stream_checked: &'a mut bool,
+    head_started: &'a mut Option<Instant>,
+    body_started: &'a mut Option<Instant>,
+    handler_slot: &'a mut HandlerSlot,
+    waiting: &'a mut Option<Waiting>,
+    answered: &'a mut Answered<'r, S>,
+    body_mem: &'a mut Reservation,
+    out: &'a mut Vec<u8>,
+}
+
+/// What a plain run reads (see `plain_run!` in [`serve_busy`]).
+struct RunContext<'a, 'r, S: 'static> {
+    router: &'r Router<S>,
+    peer: Option<SocketAddr>,
+    arrived: Instant,
+    cap: usize,
+    core: &'a CoreConns,
+    cfg: &'a ConnConfig,
+    date: &'a crate::proto::date::Handle,
+}
+
+/// A plain run (see `plain_run!` in [`serve_busy`]): each step as the general path takes
+/// it for a plain request without a body. Out of line: a first version inlined into the
+/// connection loop's future (and checked at the top of each request) cost 17 instructions a
+/// request more at 4x16 (`scripts/callgrind-http.sh`).
+#[inline(never)]
+fn plain_run<S: 'static>(
+    cx: &mut std::task::Context<'_>,
+    st: &mut RunState<'_, '_, S>,
+    rc: &RunContext<'_, '_, S>,
+) -> Poll<RunEnd> {
+    loop {
+        let w = match st.waiting.take() {
+            Some(w) => w,
+            None => {
+                if !st.parser.has_partial() {
+                    return Poll::Ready(RunEnd::Stopped(None));
+                }
+                match st.parser.next_plain(st.whole, st.taken) {
+                    Ok(Next::Head) => {}
+                    other => return Poll::Ready(RunEnd::Stopped(Some(other))),
+                }
+                *st.stream_checked = false;
+                *st.head_started = None;
+                *st.body_started = None;
+                rc.core.requests.set(rc.core.requests.get() + 1);
+                Waiting {
+                    is_head: *st.whole.method() == Method::HEAD,
+                    version: st.whole.version,
+                    wants_keep_alive: st.whole.keep_alive,
+                    started: rc
+                        .router
+                        .start_head(st.whole, st.parser, rc.peer, rc.arrived, st.handler_slot),
+                }
+            }
+        };
+        let resp = match st.handler_slot.poll_placed(cx) {
+            Poll::Ready(resp) => resp.unwrap_or_else(|| Response::error(StatusCode::INTERNAL_SERVER_ERROR)),
+            Poll::Pending => {
+                *st.waiting = Some(w);
+                return Poll::Pending;
+            }
+        };
+        st.answered.push(w.started, resp.status_code());
+        st.body_mem.release();
+        let keep_alive = w.wants_keep_alive && !rc.core.drain.is_draining();
+        let persist = Persist::new(w.version, keep_alive);
+        let rest = write_answer(
+            st.out, resp, w.version, w.is_head, persist, rc.cap, rc.core, rc.cfg, rc.date,
+        );
+        if !matches!(rest, Rest::Done) || !keep_alive || st.out.len() >= rc.cap {
+            return Poll::Ready(RunEnd::Answered(rest, keep_alive));
+        }
+    }
 }
 
 /// The head of a request read in place, in the chunk it came in (`Next::Fresh`), for its
@@ -288,193 +387,263 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     // back for it; anything else is pushed into the parser.
     let mut fresh = Some(first);
     let mut fresh_len = 0;
+    // A plain run (awaited): the requests the parser already holds (in a pipelined batch,
+    // those after its first; also a head that came in pieces), while each is a plain one
+    // without a body (`Next::Head`), started, polled and answered into `out` one after the
+    // other in one synchronous loop, as the general path below does each (the same steps,
+    // counters and decisions). A handler that is not ready makes the run wait with it
+    // (`waiting`, a local of the run's own await), and the next poll goes on from there.
+    // It ends at nothing buffered, at another parse result (`RunEnd::Stopped`, which the
+    // general path takes on from), and at an answer after which the general path has more
+    // to do than take the next request: a body to send on its own or stream, a connection
+    // to close, output at its cap (`RunEnd::Answered`). A pipelined batch's requests after
+    // its first are its own, with the loop's state in registers rather than in this future
+    // between them: `scripts/callgrind-http.sh` 4x16 1,356 to 1,277 instructions a request.
+    macro_rules! plain_run {
+        () => {{
+            let mut waiting = None;
+            poll_fn(|cx| {
+                plain_run(
+                    cx,
+                    &mut RunState {
+                        parser: &mut parser,
+                        whole: &mut whole,
+                        taken: &mut taken,
+                        stream_checked: &mut stream_checked,
+                        head_started: &mut head_started,
+                        body_started: &mut body_started,
+                        handler_slot: &mut handler_slot,
+                        waiting: &mut waiting,
+                        answered: &mut answered,
+                        body_mem: &mut body_mem,
+                        out: &mut out,
+                    },
+                    &RunContext {
+                        router,
+                        peer,
+                        arrived,
+                        cap,
+                        core,
+                        cfg,
+                        date: &date,
+                    },
+                )
+            })
+            .await
+        }};
+    }
     loop {
         // Answer every complete request already buffered, in order, into one write.
-        loop {
-            // The chunk of a head read in place (`Next::Fresh`), borrowed from `fresh`.
-            let mut fresh_bytes: &[u8] = &[];
-            let (next, streamed) = if !parser.has_partial() {
-                // Nothing buffered, no body under way: a chunk just received, or no request
-                // to find (the usual end of a batch, without a parse attempt).
-                let Some(chunk) = &fresh else {
-                    break;
-                };
-                let bytes: &[u8] = chunk;
-                match parser.read_fresh(bytes, &mut whole) {
-                    // Its head is read from the chunk (`Next::Fresh`), and the bytes after it
-                    // go into the parser (`start_fresh!`) before its handler runs, so that the
-                    // chunk (a buffer of the core's provided ring) is not held while it does.
-                    Fresh::Head(n) => {
-                        fresh_len = n;
-                        fresh_bytes = bytes;
-                        (Next::Fresh, None)
-                    }
-                    other => {
-                        push_pooled(&mut parser, &core.pool, bytes);
-                        fresh = None;
-                        if other == Fresh::Body {
-                            parser.start_body(&whole);
-                        }
-                        continue;
-                    }
-                }
-            } else {
-                match parser.next_plain(&mut whole, &mut taken) {
-                    Ok(Next::Incomplete) => {
-                        // A head is complete and its body still arriving: a handler that reads
-                        // its body as it comes gets the request now (asked once per request).
-                        let streams = !stream_checked
-                            && parser
-                                .body_head()
-                                .is_some_and(|(m, i, pq)| router.streams_body(m, i, pq));
-                        stream_checked = parser.in_body();
-                        match streams.then(|| parser.take_streaming()).flatten() {
-                            Some(raw) => {
-                                stream_checked = false;
-                                taken = Some(raw);
-                                (Next::Request, Some(StreamShared::new(core.m_body_stream.clone())))
-                            }
-                            None => break,
-                        }
-                    }
-                    Ok(n) => {
-                        stream_checked = false;
-                        (n, None)
-                    }
-                    Err(e) => {
-                        error_response(&mut out, cfg, e);
-                        return Busy::Closed(flush_out_of_line!());
-                    }
-                }
-            };
-            // The request of a head read in place ([`Next::Fresh`]) as `$start` makes it from
-            // a `FreshHead` (`h`), then the bytes after the head pushed and the chunk given
-            // back.
-            macro_rules! start_fresh {
-                (|$h:ident| $start:expr) => {{
-                    // (`Next::Fresh` always comes with its chunk: checked in debug builds.)
-                    debug_assert!(fresh.is_some() && fresh_len > 0 && fresh_len <= fresh_bytes.len());
-                    let (head_bytes, rest) = fresh_bytes.split_at(fresh_len.min(fresh_bytes.len()));
-                    let started = {
-                        let $h = &mut FreshHead {
-                            bytes: head_bytes,
-                            parser: &mut parser,
-                            pool: &core.pool,
-                        };
-                        $start
-                    };
-                    if !rest.is_empty() {
-                        push_pooled(&mut parser, &core.pool, rest);
-                    }
-                    fresh = None;
-                    started
-                }};
-            }
-            head_started = None;
-            body_started = None;
-            let head = next.head(&whole, &taken);
-            let is_head = *head.method() == Method::HEAD;
-            let version = head.version;
-            let wants_keep_alive = head.keep_alive;
-            core.requests.set(core.requests.get() + 1);
-            // Whether what is left of a streamed body allows keeping the connection, and the
-            // body's clock when its unread rest is to be drained after the answer.
-            let mut body_keeps = true;
+        'batch: loop {
+            // The body's clock when the unread rest of a streamed body is to be drained after
+            // the answer.
             let mut drain_after: Option<BodyClock> = None;
-            let resp = match streamed {
-                None if plain => {
-                    // The handler's own future, awaited here (no span, no access log); a
-                    // request whose head the parser still holds is made only if its handler
-                    // reads it.
-                    let started = match next {
-                        Next::Head => {
-                            router.start_head(&whole, &mut parser, peer, arrived, &mut handler_slot)
+            // What the answer left, and whether the connection stays.
+            let (rest, keep_alive) = 'answer: {
+                // The chunk of a head read in place (`Next::Fresh`), borrowed from `fresh`.
+                let mut fresh_bytes: &[u8] = &[];
+                let (next, streamed) = if parser.has_partial() {
+                    // The next request buffered. On the plain path, pipelined requests run in one
+                    // synchronous loop inside one poll (see `plain_run!`) up to the first request
+                    // of another kind, which comes here as its parse result, and to an answer
+                    // that needs more than being written into `out`.
+                    let parsed = if plain {
+                        // (A chunk read in place has been pushed or answered by now.)
+                        debug_assert!(fresh.is_none());
+                        match plain_run!() {
+                            RunEnd::Answered(rest, keep_alive) => break 'answer (rest, keep_alive),
+                            RunEnd::Stopped(None) => break 'batch,
+                            RunEnd::Stopped(Some(r)) => r,
                         }
-                        Next::Fresh => {
-                            start_fresh!(|h| router.start_head(&whole, h, peer, arrived, &mut handler_slot))
-                        }
-                        _ => {
-                            let raw = next.into_raw(&mut parser, &whole, &mut taken);
-                            router.start(raw, peer, arrived, &mut handler_slot)
-                        }
+                    } else {
+                        parser.next_plain(&mut whole, &mut taken)
                     };
-                    // Polled where it lies (`start` placed a future in the slot).
-                    let resp = poll_fn(|cx| handler_slot.poll_placed(cx))
-                        .await
-                        .unwrap_or_else(|| Response::error(StatusCode::INTERNAL_SERVER_ERROR));
-                    answered.push(started, resp.status_code());
-                    resp
-                }
-                // The traced or logged path (spans, access log) runs out of line.
-                None => {
-                    let raw = match next {
-                        Next::Fresh => start_fresh!(|h| h.take_head(&whole)),
-                        _ => next.into_raw(&mut parser, &whole, &mut taken),
-                    };
-                    out_of_line(router.handle(Request::new(raw, peer, arrived))).await
-                }
-                Some(shared) => {
-                    // A head read in place never has a body.
-                    debug_assert!(fresh.is_none());
-                    let raw = next.into_raw(&mut parser, &whole, &mut taken);
-                    // Earlier answers of the batch go out before the handler waits on its body.
-                    if !flush_out_of_line!() {
-                        return Busy::Closed(false);
+                    match parsed {
+                        Ok(Next::Incomplete) => {
+                            // A head is complete and its body still arriving: a handler that reads
+                            // its body as it comes gets the request now (asked once per request).
+                            let streams = !stream_checked
+                                && parser
+                                    .body_head()
+                                    .is_some_and(|(m, i, pq)| router.streams_body(m, i, pq));
+                            stream_checked = parser.in_body();
+                            match streams.then(|| parser.take_streaming()).flatten() {
+                                Some(raw) => {
+                                    stream_checked = false;
+                                    taken = Some(raw);
+                                    (Next::Request, Some(StreamShared::new(core.m_body_stream.clone())))
+                                }
+                                None => break 'batch,
+                            }
+                        }
+                        Ok(n) => {
+                            stream_checked = false;
+                            (n, None)
+                        }
+                        Err(e) => {
+                            error_response(&mut out, cfg, e);
+                            return Busy::Closed(flush_out_of_line!());
+                        }
                     }
-                    let body = RequestBody::Stream(BodyStream::from_conn(shared.clone()));
-                    let req = Request::with_body(raw, peer, arrived, body);
-                    let mut clock = BodyClock::default();
-                    // Out of line: the streamed path's state (about 3 KiB) would otherwise be
-                    // part of every busy connection's future, and its code of this loop's.
-                    let (resp, end) = out_of_line(serve_streamed(
-                        stream,
-                        &mut parser,
-                        router.handle(req),
-                        &shared,
-                        &mut clock,
-                        cfg,
-                    ))
-                    .await;
-                    // A stream kept past the handler is not read any more.
-                    shared.finish(Err(BodyError::Aborted));
-                    match end {
-                        Some(PumpEnd::Complete) => resp,
-                        Some(PumpEnd::Gone) => return Busy::Closed(false),
-                        Some(end @ (PumpEnd::Failed(_) | PumpEnd::TimedOut)) => {
-                            // The body failed (a 400) or stopped arriving (a 408).
-                            let fail = move |o: &mut Vec<u8>| match end {
-                                PumpEnd::Failed(e) => error_response(o, cfg, e),
-                                _ => timeout_response(o, cfg),
+                } else {
+                    // Nothing buffered, no body under way: a chunk just received, or no request
+                    // to find (the usual end of a batch, without a parse attempt).
+                    let Some(chunk) = &fresh else {
+                        break 'batch;
+                    };
+                    let bytes: &[u8] = chunk;
+                    match parser.read_fresh(bytes, &mut whole) {
+                        // Its head is read from the chunk (`Next::Fresh`), and the bytes after it
+                        // go into the parser (`start_fresh!`) before its handler runs, so that the
+                        // chunk (a buffer of the core's provided ring) is not held while it does.
+                        Fresh::Head(n) => {
+                            fresh_len = n;
+                            fresh_bytes = bytes;
+                            (Next::Fresh, None)
+                        }
+                        other => {
+                            push_pooled(&mut parser, &core.pool, bytes);
+                            fresh = None;
+                            if other == Fresh::Body {
+                                parser.start_body(&whole);
+                            }
+                            continue 'batch;
+                        }
+                    }
+                };
+                // The request of a head read in place ([`Next::Fresh`]) as `$start` makes it from
+                // a `FreshHead` (`h`), then the bytes after the head pushed and the chunk given
+                // back.
+                macro_rules! start_fresh {
+                    (|$h:ident| $start:expr) => {{
+                        // (`Next::Fresh` always comes with its chunk: checked in debug builds.)
+                        debug_assert!(fresh.is_some() && fresh_len > 0 && fresh_len <= fresh_bytes.len());
+                        let (head_bytes, rest) = fresh_bytes.split_at(fresh_len.min(fresh_bytes.len()));
+                        let started = {
+                            let $h = &mut FreshHead {
+                                bytes: head_bytes,
+                                parser: &mut parser,
+                                pool: &core.pool,
                             };
-                            return Busy::Closed(
-                                out_of_line(answer_body_failure(
-                                    stream, &mut out, cfg, core, resp, version, fail,
-                                ))
-                                .await,
-                            );
+                            $start
+                        };
+                        if !rest.is_empty() {
+                            push_pooled(&mut parser, &core.pool, rest);
                         }
-                        None | Some(PumpEnd::Dropped) => {
-                            // The handler left some of its body unread: after the answer
-                            // (the client may wait for it before sending the rest), read and
-                            // discard a bounded rest to keep the connection, else close. A
-                            // client still waiting for `100 Continue` never sends it, and a
-                            // declared rest past the bound is not worth reading.
-                            body_keeps = !parser.continue_pending()
-                                && !matches!(parser.stream_left(), Some(n) if n > MAX_UNREAD_BODY_DRAIN as u64);
-                            drain_after = body_keeps.then_some(clock);
-                            resp
+                        fresh = None;
+                        started
+                    }};
+                }
+                head_started = None;
+                body_started = None;
+                let head = next.head(&whole, &taken);
+                let is_head = *head.method() == Method::HEAD;
+                let version = head.version;
+                let wants_keep_alive = head.keep_alive;
+                core.requests.set(core.requests.get() + 1);
+                // Whether what is left of a streamed body allows keeping the connection.
+                let mut body_keeps = true;
+                let resp = match streamed {
+                    None if plain => {
+                        // The handler's own future, awaited here (no span, no access log); a
+                        // request whose head the parser still holds is made only if its handler
+                        // reads it.
+                        // (A plain `Next::Head` never comes here: the plain run takes it.)
+                        let started = match next {
+                            Next::Fresh => {
+                                start_fresh!(|h| router.start_head(
+                                    &whole,
+                                    h,
+                                    peer,
+                                    arrived,
+                                    &mut handler_slot
+                                ))
+                            }
+                            _ => {
+                                let raw = next.into_raw(&mut parser, &whole, &mut taken);
+                                router.start(raw, peer, arrived, &mut handler_slot)
+                            }
+                        };
+                        // Polled where it lies (`start` placed a future in the slot).
+                        let resp = poll_fn(|cx| handler_slot.poll_placed(cx))
+                            .await
+                            .unwrap_or_else(|| Response::error(StatusCode::INTERNAL_SERVER_ERROR));
+                        answered.push(started, resp.status_code());
+                        resp
+                    }
+                    // The traced or logged path (spans, access log) runs out of line.
+                    None => {
+                        let raw = match next {
+                            Next::Fresh => start_fresh!(|h| h.take_head(&whole)),
+                            _ => next.into_raw(&mut parser, &whole, &mut taken),
+                        };
+                        out_of_line(router.handle(Request::new(raw, peer, arrived))).await
+                    }
+                    Some(shared) => {
+                        // A head read in place never has a body.
+                        debug_assert!(fresh.is_none());
+                        let raw = next.into_raw(&mut parser, &whole, &mut taken);
+                        // Earlier answers of the batch go out before the handler waits on its body.
+                        if !flush_out_of_line!() {
+                            return Busy::Closed(false);
+                        }
+                        let body = RequestBody::Stream(BodyStream::from_conn(shared.clone()));
+                        let req = Request::with_body(raw, peer, arrived, body);
+                        let mut clock = BodyClock::default();
+                        // Out of line: the streamed path's state (about 3 KiB) would otherwise be
+                        // part of every busy connection's future, and its code of this loop's.
+                        let (resp, end) = out_of_line(serve_streamed(
+                            stream,
+                            &mut parser,
+                            router.handle(req),
+                            &shared,
+                            &mut clock,
+                            cfg,
+                        ))
+                        .await;
+                        // A stream kept past the handler is not read any more.
+                        shared.finish(Err(BodyError::Aborted));
+                        match end {
+                            Some(PumpEnd::Complete) => resp,
+                            Some(PumpEnd::Gone) => return Busy::Closed(false),
+                            Some(end @ (PumpEnd::Failed(_) | PumpEnd::TimedOut)) => {
+                                // The body failed (a 400) or stopped arriving (a 408).
+                                let fail = move |o: &mut Vec<u8>| match end {
+                                    PumpEnd::Failed(e) => error_response(o, cfg, e),
+                                    _ => timeout_response(o, cfg),
+                                };
+                                return Busy::Closed(
+                                    out_of_line(answer_body_failure(
+                                        stream, &mut out, cfg, core, resp, version, fail,
+                                    ))
+                                    .await,
+                                );
+                            }
+                            None | Some(PumpEnd::Dropped) => {
+                                // The handler left some of its body unread: after the answer
+                                // (the client may wait for it before sending the rest), read and
+                                // discard a bounded rest to keep the connection, else close. A
+                                // client still waiting for `100 Continue` never sends it, and a
+                                // declared rest past the bound is not worth reading.
+                                body_keeps = !parser.continue_pending()
+                                    && !matches!(parser.stream_left(), Some(n) if n > MAX_UNREAD_BODY_DRAIN as u64);
+                                drain_after = body_keeps.then_some(clock);
+                                resp
+                            }
                         }
                     }
-                }
+                };
+                // The request, and with it its body buffer, is gone.
+                body_mem.release();
+                // Decided after the handler: shutdown may have started while it ran.
+                let keep_alive = wants_keep_alive && body_keeps && !core.drain.is_draining();
+                let persist = Persist::new(version, keep_alive);
+                // The head (and a body that fits) written by a plain function: the response's
+                // parts stay in its frame, not in this loop's future (see `write_answer`).
+                let rest = write_answer(&mut out, resp, version, is_head, persist, cap, core, cfg, &date);
+                (rest, keep_alive)
             };
-            // The request, and with it its body buffer, is gone.
-            body_mem.release();
-            // Decided after the handler: shutdown may have started while it ran.
-            let keep_alive = wants_keep_alive && body_keeps && !core.drain.is_draining();
-            let persist = Persist::new(version, keep_alive);
-            // The head (and a body that fits) written by a plain function: the response's
-            // parts stay in its frame, not in this loop's future (see `write_answer`).
-            match write_answer(&mut out, resp, version, is_head, persist, cap, core, cfg, &date) {
+            match rest {
                 Rest::Done => {}
                 Rest::Large(b) => {
                     // A large body goes out in its own write, without a copy.
