@@ -55,6 +55,18 @@ fn the_traced_path_keeps_a_mixed_pipeline_in_order() {
     mixed_pipeline_in_order(start(|| test_router().access_log(true)));
 }
 
+/// Reads the answer to `HEAD /admin`: a 200 with the length its GET's body ("ADMIN") would
+/// have, and no body.
+fn expect_admin_head(c: &mut Client) {
+    let head = c.read_head_response();
+    assert_eq!(head.status, 200, "{}", head.head_raw);
+    assert!(
+        head.head_raw.to_ascii_lowercase().contains("content-length: 5"),
+        "{}",
+        head.head_raw
+    );
+}
+
 fn mixed_pipeline_in_order(server: common::TestServer) {
     let mut c = server.client();
     let mut batch = Vec::new();
@@ -73,13 +85,7 @@ fn mixed_pipeline_in_order(server: common::TestServer) {
     assert_eq!(c.read_response().text(), "/p/one?x=1");
     assert_eq!(c.read_response().text(), "ADMIN");
     assert_eq!(c.read_response().status, 404);
-    let head = c.read_head_response();
-    assert_eq!(head.status, 200, "{}", head.head_raw);
-    assert!(
-        head.head_raw.to_ascii_lowercase().contains("content-length: 5"),
-        "{}",
-        head.head_raw
-    );
+    expect_admin_head(&mut c);
     let r = c.read_response();
     assert_eq!(r.status, 405, "{}", r.head_raw);
     assert_eq!(c.read_head_response().status, 204);
@@ -222,13 +228,7 @@ fn handlers_that_wait_inside_a_pipelined_batch_keep_it_in_order() {
         assert_eq!((r.status, r.text().as_str()), (200, want), "{}", r.head_raw);
         assert!(!r.has_close(), "{}", r.head_raw);
     }
-    let head = c.read_head_response();
-    assert_eq!(head.status, 200, "{}", head.head_raw);
-    assert!(
-        head.head_raw.to_ascii_lowercase().contains("content-length: 5"),
-        "{}",
-        head.head_raw
-    );
+    expect_admin_head(&mut c);
     // Both sleeps ran, one after the other.
     let took = t0.elapsed();
     assert!(took >= Duration::from_millis(90), "took {took:?}");
