@@ -187,16 +187,7 @@ fn allocations_over(path: &str, n: u64) -> u64 {
         assert_eq!(r.status, 200, "{}", r.head_raw);
         r.text().parse().expect("a count")
     };
-    let hit = |c: &mut common::Client| {
-        c.send(&get_req(path));
-        let r = c.read_response();
-        assert_eq!(
-            (r.status, r.text().as_str()),
-            (200, "Hello, World!"),
-            "{}",
-            r.head_raw
-        );
-    };
+    let hit = |c: &mut common::Client| expect_hello(c, path);
     for _ in 0..50 {
         hit(&mut c);
     }
@@ -287,15 +278,20 @@ fn a_handler_abandoned_by_a_timeout_is_dropped_and_its_slot_reused() {
 fn serves_on(server: &common::TestServer, path: &str) {
     let mut d = server.client();
     for _ in 0..3 {
-        d.send(&get_req(path));
-        let r = d.read_response();
-        assert_eq!(
-            (r.status, r.text().as_str()),
-            (200, "Hello, World!"),
-            "{path}: {}",
-            r.head_raw
-        );
+        expect_hello(&mut d, path);
     }
+}
+
+/// One request for `path` on `c`, answered 200 "Hello, World!".
+fn expect_hello(c: &mut common::Client, path: &str) {
+    c.send(&get_req(path));
+    let r = c.read_response();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "Hello, World!"),
+        "{path}: {}",
+        r.head_raw
+    );
 }
 
 #[test]
