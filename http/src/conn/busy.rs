@@ -62,7 +62,11 @@ enum Rest {
 }
 
 /// Writes the head of `resp` into `out`, and its body when it is a full one that fits
-/// (`cap`: the pending-output cap), and says what is left. A plain function on purpose: the
+/// (`cap`: the pending-output cap), and says what is left and whether the connection stays:
+/// as the request asked (`keep`: its `keep_alive`, and what is left of a streamed body
+/// allows it) unless shutdown has started, which is read here, after the handler ran (it
+/// may have started meanwhile). Both paths that answer, the plain run and the general
+/// one, decide it here. A plain function on purpose: the
 /// response's parts (status, content type, fields, body: about 100 bytes) live in its frame,
 /// on the hot stack, where as locals of the connection loop they were saved in its future
 /// (they are alive across the awaits of the large and streamed bodies) and every answer
@@ -78,12 +82,14 @@ fn write_answer(
     resp: Response,
     version: Version,
     is_head: bool,
-    persist: Persist,
+    keep: bool,
     cap: usize,
     core: &CoreConns,
     cfg: &ConnConfig,
     date: &crate::proto::date::Handle,
-) -> Rest {
+) -> (Rest, bool) {
+    let keep_alive = keep && !core.drain.is_draining();
+    let persist = Persist::new(version, keep_alive);
     let (status, ctype, headers, body) = resp.into_parts();
     let bodyless = encode::bodyless(status);
     let write_head = |out: &mut Vec<u8>, d: Delimit, persist: Persist| {
@@ -153,7 +159,7 @@ fn write_answer(
         // scripts/callgrind-http.sh).
         std::mem::forget(headers);
     }
-    rest
+    (rest, keep_alive)
 }
 
 /// A plain run's request whose handler is running (see `plain_run!` in [`serve_busy`]).
@@ -243,10 +249,16 @@ fn plain_run<S: 'static>(
         };
         st.answered.push(w.started, resp.status_code());
         st.body_mem.release();
-        let keep_alive = w.wants_keep_alive && !rc.core.drain.is_draining();
-        let persist = Persist::new(w.version, keep_alive);
-        let rest = write_answer(
-            st.out, resp, w.version, w.is_head, persist, rc.cap, rc.core, rc.cfg, rc.date,
+        let (rest, keep_alive) = write_answer(
+            st.out,
+            resp,
+            w.version,
+            w.is_head,
+            w.wants_keep_alive,
+            rc.cap,
+            rc.core,
+            rc.cfg,
+            rc.date,
         );
         if !matches!(rest, Rest::Done) || !keep_alive || st.out.len() >= rc.cap {
             return Poll::Ready(RunEnd::Answered(rest, keep_alive));
@@ -398,7 +410,7 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
     // to do than take the next request: a body to send on its own or stream, a connection
     // to close, output at its cap (`RunEnd::Answered`). A pipelined batch's requests after
     // its first are its own, with the loop's state in registers rather than in this future
-    // between them: `scripts/callgrind-http.sh` 4x16 1,356 to 1,277 instructions a request.
+    // between them: `scripts/callgrind-http.sh` 4x16 1,356 to 1,265 instructions a request.
     macro_rules! plain_run {
         () => {{
             let mut waiting = None;
@@ -635,13 +647,10 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 };
                 // The request, and with it its body buffer, is gone.
                 body_mem.release();
-                // Decided after the handler: shutdown may have started while it ran.
-                let keep_alive = wants_keep_alive && body_keeps && !core.drain.is_draining();
-                let persist = Persist::new(version, keep_alive);
                 // The head (and a body that fits) written by a plain function: the response's
                 // parts stay in its frame, not in this loop's future (see `write_answer`).
-                let rest = write_answer(&mut out, resp, version, is_head, persist, cap, core, cfg, &date);
-                (rest, keep_alive)
+                let keep = wants_keep_alive && body_keeps;
+                write_answer(&mut out, resp, version, is_head, keep, cap, core, cfg, &date)
             };
             match rest {
                 Rest::Done => {}
