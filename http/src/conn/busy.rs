@@ -266,6 +266,87 @@ fn plain_run<S: 'static>(
     }
 }
 
+/// Sends what is left of an answer after its head ([`Rest::Large`], [`Rest::Stream`]), with
+/// the batch's earlier answers flushed first. `None` when the connection can go on; else it
+/// closes, and `Some(flushed)` says whether the last bytes went out. Its own future, run
+/// out of line by the connection loop: its states and its code (the large body's write
+/// loop with its deadline, the stream's chunk loop), inlined into the loop's future, sat
+/// between the runs of code every request takes (docs/bench-http.md, seventh session of
+/// 2026-12-03).
+#[allow(clippy::too_many_arguments)]
+async fn send_rest<T: Transport, S: 'static>(
+    stream: &T,
+    rest: Rest,
+    out: &mut Vec<u8>,
+    cfg: &ConnConfig,
+    core: &CoreConns,
+    write_timer: &mut Option<LazyTimer>,
+    answered: &mut Answered<'_, S>,
+    lane: &SendLane,
+) -> Option<bool> {
+    macro_rules! flush {
+        () => {
+            flush_answered(
+                stream,
+                out,
+                cfg,
+                core,
+                write_timer,
+                answered,
+                lane,
+                Post::No,
+            )
+            .await
+        };
+    }
+    match rest {
+        Rest::Done => {}
+        Rest::Large(b) => {
+            // A large body goes out in its own write, without a copy.
+            if !flush!() {
+                return Some(false);
+            }
+            let advance: fn(&mut Bytes, usize) = bytes::Buf::advance;
+            if send_all(stream, b, advance, cfg, core, write_timer)
+                .await
+                .is_none()
+            {
+                return Some(false);
+            }
+        }
+        Rest::Stream(rx, chunked) => {
+            let mut ready: Vec<Bytes> = Vec::new();
+            loop {
+                let closed = rx.drain_ready(&mut ready);
+                for c in ready.drain(..) {
+                    if chunked {
+                        encode::chunk(out, &c);
+                    } else {
+                        out.extend_from_slice(&c);
+                    }
+                }
+                if closed {
+                    break;
+                }
+                if !flush!() {
+                    return Some(false);
+                }
+                match rx.next().await {
+                    Some(c) if chunked => encode::chunk(out, &c),
+                    Some(c) => out.extend_from_slice(&c),
+                    None => break,
+                }
+            }
+            if chunked {
+                out.extend_from_slice(encode::LAST_CHUNK);
+            } else {
+                return Some(flush!());
+            }
+        }
+    }
+    None
+}
+
 /// The head of a request read in place, in the chunk it came in (`Next::Fresh`), for its
 /// handler to take or pass over. One that reads nothing costs nothing; one that takes its
 /// request gets the head as a head received any other way: pushed into the parser's buffer
@@ -652,49 +733,21 @@ pub(super) async fn serve_busy<S: 'static, T: Transport>(
                 let keep = wants_keep_alive && body_keeps;
                 write_answer(&mut out, resp, version, is_head, keep, cap, core, cfg, &date)
             };
-            match rest {
-                Rest::Done => {}
-                Rest::Large(b) => {
-                    // A large body goes out in its own write, without a copy.
-                    if !flush_out_of_line!() {
-                        return Busy::Closed(false);
-                    }
-                    let advance: fn(&mut Bytes, usize) = bytes::Buf::advance;
-                    if send_all(stream, b, advance, cfg, core, &mut write_timer)
-                        .await
-                        .is_none()
-                    {
-                        return Busy::Closed(false);
-                    }
-                }
-                Rest::Stream(rx, chunked) => {
-                    let mut ready: Vec<Bytes> = Vec::new();
-                    loop {
-                        let closed = rx.drain_ready(&mut ready);
-                        for c in ready.drain(..) {
-                            if chunked {
-                                encode::chunk(&mut out, &c);
-                            } else {
-                                out.extend_from_slice(&c);
-                            }
-                        }
-                        if closed {
-                            break;
-                        }
-                        if !flush_out_of_line!() {
-                            return Busy::Closed(false);
-                        }
-                        match rx.next().await {
-                            Some(c) if chunked => encode::chunk(&mut out, &c),
-                            Some(c) => out.extend_from_slice(&c),
-                            None => break,
-                        }
-                    }
-                    if chunked {
-                        out.extend_from_slice(encode::LAST_CHUNK);
-                    } else {
-                        return Busy::Closed(flush_out_of_line!());
-                    }
+            if !matches!(rest, Rest::Done) {
+                // A large or streamed body: its own future, out of line (see `send_rest`).
+                let sent = out_of_line(send_rest(
+                    stream,
+                    rest,
+                    &mut out,
+                    cfg,
+                    core,
+                    &mut write_timer,
+                    &mut answered,
+                    &lane,
+                ))
+                .await;
+                if let Some(closed) = sent {
+                    return Busy::Closed(closed);
                 }
             }
             if !keep_alive {
