@@ -2,9 +2,9 @@
 # A profile-guided (PGO) build of an HTTP server binary: built once instrumented, trained on
 # this machine under the request shapes the benchmarks use, then built again with the
 # recorded profile (`-Cprofile-use`), so that LLVM lays the hot paths out together and
-# inlines by what runs. Without a profile LLVM guesses: `hello`'s busy connection loop, one
-# state machine of 33 KiB, runs a request through 52 separate runs of hot code spread over
-# 122 lines of it (docs/bench-http.md, "2026-12-03, seventh session").
+# inlines by what runs. Without a profile LLVM guesses: at `4f625f7`, `hello`'s busy
+# connection loop, one state machine of 33 KiB, ran a request through 52 separate runs of hot
+# code spread over 122 lines of it (docs/bench-http.md, "2026-12-03, seventh session").
 #
 #   scripts/pgo-build.sh                                   # hello -> target/pgo/hello
 #   scripts/pgo-build.sh --package ringcore-benches --bin tokio_ct --env BENCH_HTTPARSE=1
