@@ -45,6 +45,17 @@ pub(super) const fn not_name_letter(w: u64) -> u64 {
     !(letter | digit | dash) & HIGH
 }
 
+/// Flags the bytes that are not a letter, a digit, `-`, `.` or `:` (the bytes of nearly
+/// every `Host` value: a name or an IPv4 address, and a port). Exact in every byte.
+#[inline]
+pub(super) const fn not_plain_host(w: u64) -> u64 {
+    let letter = between(w | (ONES * 0x20), b'a' - 1, b'z' + 1);
+    // `-` and `.`; the digits and `:` (one range, 0x30 to 0x3a).
+    let dash_dot = between(w, b'-' - 1, b'.' + 1);
+    let digit_colon = between(w, b'0' - 1, b':' + 1);
+    !(letter | dash_dot | digit_colon) & HIGH
+}
+
 /// The index (0 to 7) of the first flagged byte of a non-zero test result.
 #[inline]
 pub(super) const fn first(flagged: u64) -> usize {
@@ -61,7 +72,9 @@ mod tests {
     #[test]
     fn the_exact_tests_flag_every_byte_as_a_byte_check_does() {
         let name_letter = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
-        let next = [0u8, 1, 0x2c, 0x2d, 0x2e, 0x40, 0x5b, 0x60, 0x7b, 0x7f, 0x80, 0xff];
+        let next = [
+            0u8, 1, 0x0d, 0x2c, 0x2d, 0x2e, 0x2f, 0x3a, 0x3b, 0x40, 0x5b, 0x60, 0x7b, 0x7f, 0x80, 0xff,
+        ];
         for at in 0..8 {
             for hit in 0..=255u8 {
                 for fill in next {
@@ -74,6 +87,11 @@ mod tests {
                         assert_eq!(
                             flagged(not_name_letter(w), i),
                             !name_letter(b),
+                            "{bytes:02x?} at {i}"
+                        );
+                        assert_eq!(
+                            flagged(not_plain_host(w), i),
+                            !(name_letter(b) || b == b'.' || b == b':'),
                             "{bytes:02x?} at {i}"
                         );
                         assert_eq!(

@@ -398,6 +398,27 @@ mod resume {
             "GET / HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            // `Host` lines with plain values and ones just outside them, at every length
+            // around the eight-byte word their value is read in.
+            "GET / HTTP/1.1\r\nHOST:a\r\n\r\n",
+            "GET / HTTP/1.1\r\nhost: \t A-1.Example.COM:65535\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost:\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a \r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\t\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a_b.example\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a@b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: abcdefg\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: abcdefgh\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: abcdefghi\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: abcdefgh\nX: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: abcdefgh\rX: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: ab",
+            "GET / HTTP/1.1\r\nHost: ab\r",
+            "GET / HTTP/1.1\r\nHosts: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\x7f\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: 1\r\nHost: 10.0.0.1:80\r\n\r\n",
             "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
             "GET / HTTP/1.2\r\nHost: a\r\n\r\n",
@@ -433,6 +454,39 @@ mod resume {
         // The path is taken for the usual request (else this test compares the scan with itself).
         let usual = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
         assert!(matches!(parse_whole(usual, &Limits::default()), Some(Ok(_))));
+    }
+
+    /// A `Host` value of plain bytes (letters, digits, `-`, `.`, `:`, which the whole-head
+    /// path reads eight at a time and checks in the same scan) with one byte of every
+    /// value at every place, in values shorter and longer than a word and followed by
+    /// the end of the head or another field: the whole-head path answers as the resumable
+    /// scan does, or leaves the head to it.
+    #[test]
+    fn any_byte_in_a_host_value_gets_the_scans_verdict() {
+        let limits = Limits::default();
+        for len in [1usize, 7, 8, 9, 15, 16, 17, 23] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut value: Vec<u8> = b"a1-Z.9:b".iter().copied().cycle().take(len).collect();
+                    value[at] = b;
+                    for rest in [&b""[..], &b"X-Y: 1\r\n"[..]] {
+                        let head =
+                            [&b"GET / HTTP/1.1\r\nHost: "[..], &value, b"\r\n", rest, b"\r\n"].concat();
+                        if let Some(fast) = parse_whole(&head, &limits) {
+                            let show = String::from_utf8_lossy(&head);
+                            assert_eq!(
+                                format!("{:?}", fast.map(Some)),
+                                format!("{:?}", scanned(&head, &limits)),
+                                "{show:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // The usual value is read on the whole-head path.
+        let usual = b"GET / HTTP/1.1\r\nHost: a-1.example.com:8080\r\n\r\n";
+        assert!(matches!(parse_whole(usual, &limits), Some(Ok(h)) if h.keep_alive));
     }
 
     /// A field line from pieces that are each plain most of the time and now and then one
@@ -481,6 +535,16 @@ mod resume {
             1 => Just(b'\t'),
             1 => Just(b','),
             1 => Just(b':'),
+            // The bytes at the edges of a plain host value's (letters, digits, `-`, `.`, `:`)
+            // and the host bytes outside it.
+            1 => Just(b'.'),
+            1 => Just(b'-'),
+            1 => Just(b'Z'),
+            1 => Just(b'/'),
+            1 => Just(b';'),
+            1 => Just(b'['),
+            1 => Just(b'_'),
+            1 => Just(b'@'),
             1 => Just(0x7f),
             1 => Just(0x80),
             1 => Just(0xff),
@@ -490,6 +554,9 @@ mod resume {
         ];
         let value = prop_oneof![
             Just(b"127.0.0.1:8080".to_vec()),
+            Just(b"A-1.Example.com:443".to_vec()),
+            Just(b"[::1]:8080".to_vec()),
+            Just(b"a_b.example".to_vec()),
             Just(b"5".to_vec()),
             Just(b"5, 5".to_vec()),
             Just(b"chunked".to_vec()),
