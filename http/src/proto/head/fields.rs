@@ -168,6 +168,10 @@ pub(super) fn scan_plain_fields(
         }
         checks.plain_host();
         at += end + 2;
+        // The usual head ends here: found before the loop sets up its scans.
+        if buf.get(at..at + 2) == Some(b"\r\n") {
+            return Some(at + 2);
+        }
     }
     loop {
         let line = buf.get(at..)?;
