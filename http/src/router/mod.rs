@@ -256,8 +256,10 @@ impl<S: 'static> Router<S> {
     /// [`find_params`]: Self::find_params
     #[inline(always)]
     fn find_path(&self, path: &[u8]) -> Option<(usize, Vec<(String, String)>)> {
-        if let Some(same_len) = self.statics.get(path.len()) {
-            if let Some((_, i)) = same_len.iter().find(|(p, _)| same_path(p, path)) {
+        // A plain loop: `Iterator::find` was left out of line in the connection loop's
+        // future (a call and six registers saved for every request there).
+        for (p, i) in self.statics.get(path.len()).map_or(&[][..], |s| &s[..]) {
+            if same_path(p, path) {
                 return Some((*i, Vec::new()));
             }
         }
