@@ -55,8 +55,24 @@ pub(crate) struct LazyTimer {
 
 impl LazyTimer {
     /// Whether `deadline` has passed, for a wait that found nothing ready; if not, the timer
-    /// is registered (once) to wake the task no later than `deadline`.
+    /// is registered (once) to wake the task no later than `deadline`. The usual wait (the
+    /// timer armed for a deadline no later than this one, and not due) is answered inline;
+    /// the rest out of line ([`poll_due_slow`](Self::poll_due_slow)): as one function its
+    /// call and saved registers cost every wait (`scripts/callgrind-http.sh` 1x1 3,188 to
+    /// 3,166 instructions a request).
+    #[inline(always)]
     pub(super) fn poll_due(timer: &mut Option<LazyTimer>, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        if let Some(t) = timer {
+            if t.armed && t.sleep.deadline() <= deadline && loop_now() < t.sleep.deadline() {
+                return false;
+            }
+        }
+        Self::poll_due_slow(timer, cx, deadline)
+    }
+
+    /// [`poll_due`](Self::poll_due) past its usual case.
+    #[inline(never)]
+    fn poll_due_slow(timer: &mut Option<LazyTimer>, cx: &mut Context<'_>, deadline: Instant) -> bool {
         let t = timer.get_or_insert_with(|| LazyTimer {
             sleep: sleep_until(deadline),
             armed: false,
