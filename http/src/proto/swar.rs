@@ -46,7 +46,9 @@ pub(super) const fn not_name_letter(w: u64) -> u64 {
 }
 
 /// Flags the bytes that are not a letter, a digit, `-`, `.` or `:` (the bytes of nearly
-/// every `Host` value: a name or an IPv4 address, and a port). Exact in every byte.
+/// every `Host` value: a name or an IPv4 address, and a port). Exact in every byte. The same
+/// shape as [`not_name_letter`], written out: the two through one helper taking the ranges
+/// compiled the `Host` scan 9 instructions longer (`scripts/callgrind-http.sh` 4x16).
 #[inline]
 pub(super) const fn not_plain_host(w: u64) -> u64 {
     let letter = between(w | (ONES * 0x20), b'a' - 1, b'z' + 1);
