@@ -360,3 +360,46 @@ pub(super) fn parse_content_length(v: &[u8]) -> Option<u64> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The usual `Host` line is the one-scan path's (and the whole-head tests compare its
+    /// verdicts with the resumable scan's); any other line is left to the general steps.
+    #[test]
+    fn a_plain_host_line_is_read_in_one_scan_and_any_other_is_not() {
+        let taken: [(&[u8], usize); 6] = [
+            (b"Host: a-1.example.com:8080\r\n\r\n", 26),
+            (b"host:127.0.0.1\r\nX: 1\r\n\r\n", 14),
+            (b"HOST: \t ab\r\n\r\n", 10),
+            (b"Host: ab\r\n", 8),
+            (b"Host:\r\n\r\n", 5),
+            (b"Host: abcdefghijk\r\n\r\n", 17),
+        ];
+        for (line, end) in taken {
+            assert_eq!(
+                plain_host_line(line),
+                Some(end),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        let left: [&[u8]; 11] = [
+            b"Host: [::1]:80\r\n\r\n",
+            b"Host: a_b\r\n\r\n",
+            b"Host: a \r\n\r\n",
+            b"Host: abcdefgh \r\n\r\n",
+            b"Host: a\n\r\n",
+            b"Host: abcdefghij\rX\r\n",
+            b"Host : a\r\n\r\n",
+            b"Hosts: a\r\n\r\n",
+            b"Gost: a\r\n\r\n",
+            b"Host: ab",
+            b"Host: ab\r",
+        ];
+        for line in left {
+            assert_eq!(plain_host_line(line), None, "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+}

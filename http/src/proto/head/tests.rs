@@ -439,7 +439,12 @@ mod resume {
         .iter()
         .map(|s| s.as_bytes().to_vec())
         .collect();
-        for limits in [Limits::default(), tight] {
+        // No field allowed: a `Host` line read in one scan is refused as any other field is.
+        let no_fields = Limits {
+            max_headers: 0,
+            ..Limits::default()
+        };
+        for limits in [Limits::default(), tight, no_fields] {
             for head in &heads {
                 let show = String::from_utf8_lossy(head);
                 let scan = scanned(head, &limits);
@@ -464,7 +469,10 @@ mod resume {
     #[test]
     fn any_byte_in_a_host_value_gets_the_scans_verdict() {
         let limits = Limits::default();
-        for len in [1usize, 7, 8, 9, 15, 16, 17, 23] {
+        // Values read whole in words (7 to 9, 15 to 17, 23, with the CRLF and what follows in
+        // the last word) and ones whose last bytes the byte-at-a-time tail reads (the head
+        // ending there, under 8 bytes left: 1 to 3, and 9 to 11 after a word).
+        for len in [1usize, 2, 3, 7, 8, 9, 10, 11, 15, 16, 17, 23] {
             for at in 0..len {
                 for b in 0..=255u8 {
                     let mut value: Vec<u8> = b"a1-Z.9:b".iter().copied().cycle().take(len).collect();
