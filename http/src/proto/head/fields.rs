@@ -162,10 +162,11 @@ pub(super) fn scan_plain_fields(
     // bytes against the host table). Only the first line is tried, so that the other
     // fields do not pay for the try.
     if let Some(end) = buf.get(at..).and_then(plain_host_line) {
-        count = 1;
-        if count > max_fields {
+        // The field count's limit, as the loop below checks it for every other line.
+        if max_fields == 0 {
             return None;
         }
+        count = 1;
         checks.plain_host();
         at += end + 2;
         // The usual head ends here: found before the loop sets up its scans.
