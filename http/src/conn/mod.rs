@@ -78,6 +78,12 @@ pub(crate) trait Transport {
         Err(io::ErrorKind::WouldBlock.into())
     }
 
+    /// Whether [`try_write`](Self::try_write) made now would try the write (false: it would
+    /// say `WouldBlock` without trying, as on a busy io_uring core or over TLS).
+    fn writes_now(&self) -> bool {
+        false
+    }
+
     /// Hands `buf` to a send the connection does not wait for, reporting to `lane`
     /// (`TcpStream::post_send`); `Err(buf)` where the transport has no such path (then
     /// write it).
@@ -110,6 +116,11 @@ impl Transport for TcpStream {
 
     fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
         TcpStream::try_write(self, bytes)
+    }
+
+    #[inline]
+    fn writes_now(&self) -> bool {
+        self.sends_now()
     }
 
     fn shutdown_write(&self) -> impl Future<Output = io::Result<()>> {

@@ -231,6 +231,15 @@ impl TcpStream {
         }
     }
 
+    /// Whether a write made now is first tried with one non-blocking `send` on the core
+    /// ([`Builder::speculative_send`](crate::Builder::speculative_send)): when false,
+    /// [`try_write`](Self::try_write) would return `WouldBlock` without a system call, so a
+    /// caller that checks this first spares itself that error.
+    #[inline]
+    pub fn sends_now(&self) -> bool {
+        self.send_mode.now()
+    }
+
     /// Tries to write `bytes` now, without waiting: one non-blocking `send`, no operation
     /// and no buffer handed to the driver. Returns how many bytes were taken, or
     /// `WouldBlock` when the socket's send buffer is full; then use [`write`](Self::write).
@@ -239,7 +248,7 @@ impl TcpStream {
     /// and by default on io_uring while the core is busy, every send goes through the driver
     /// and this returns `WouldBlock` without a system call.
     pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
-        if !self.send_mode.now() {
+        if !self.sends_now() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         socket::send_now(self.fd.raw(), bytes)
