@@ -9,6 +9,7 @@
 //! why the tests below drive it with fabricated completions.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -265,6 +266,20 @@ pub(crate) struct Wakers {
 }
 
 impl Wakers {
+    /// Registers the local `waker` again where it is the one kept from its last wake-up
+    /// (and no other task's waits): the usual case, with no clone. False (nothing
+    /// registered) otherwise.
+    #[inline]
+    fn rearm_kept(&mut self, wait: &mut WaitState, waker: &Waker) -> bool {
+        match &self.first {
+            Some(w) if *wait != WaitState::Foreign && self.more.is_none() && w.will_wake(waker) => {
+                *wait = WaitState::Local;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn register(&mut self, wait: &mut WaitState, waker: &Waker, local: bool) {
         if !register_waiter(&mut self.first, wait, waker, local) {
             let more = self.more.get_or_insert_with(Box::default);
@@ -306,6 +321,10 @@ impl Results {
         if let Some(old) = self.first.replace(c) {
             self.rest.get_or_insert_with(Box::default).push_front(old);
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
     }
 
     fn pop_front(&mut self) -> Option<Completion> {
@@ -363,11 +382,39 @@ pub(crate) fn move_all<T>(to: &mut Vec<T>, from: &mut Vec<T>) {
     }
 }
 
+thread_local! {
+    /// How many times a multishot operation's slot on this core has changed other than by
+    /// its own stream's poll (see [`multi_epoch`]).
+    static MULTI_EPOCH: Cell<u64> = const { Cell::new(0) };
+}
+
+/// This core's multishot epoch: it moves whenever a completion reaches a multishot
+/// operation's slot (and when the table is abandoned at shutdown), and at no other time.
+/// A stream that polled its slot and left its waker registered there ([`MultiPoll::Pending`]
+/// or [`MultiPoll::Armed`]) knows, while the epoch has not moved, that nothing arrived since:
+/// polled again with the same waker it is still pending, with no driver access
+/// (`op::Multi::poll_next`). A connection that answers and then reads again does so within
+/// one poll of its task, between two turns of the ring, so its second read of every request
+/// is such a poll.
+#[inline]
+pub(crate) fn multi_epoch() -> u64 {
+    MULTI_EPOCH.with(Cell::get)
+}
+
+fn bump_multi_epoch() {
+    MULTI_EPOCH.with(|e| e.set(e.get() + 1));
+}
+
 /// What polling a multishot operation found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum MultiPoll {
     /// The next completion.
     Item(Completion),
+    /// The next completion, the last one queued, polled with a local waker: the waker is
+    /// registered again at once (as the task's next poll would), so the next completion
+    /// wakes the task in place even if it has not polled again by then, and that poll finds
+    /// it armed (see [`multi_epoch`]).
+    Armed(Completion),
     /// Nothing queued; the waker is registered.
     Pending,
     /// The stream has ended (its final completion was collected); the slot is free.
@@ -560,6 +607,9 @@ impl OpTable {
             return MultiPoll::Ended;
         };
         if let Some(c) = results.pop_front() {
+            if local && !*finished && results.is_empty() && wakers.rearm_kept(wait, waker) {
+                return MultiPoll::Armed(c);
+            }
             return MultiPoll::Item(c);
         }
         if *finished {
@@ -694,6 +744,7 @@ impl OpTable {
                 results,
                 finished,
             } => {
+                bump_multi_epoch();
                 results.push_back(c);
                 if !c.more() {
                     *finished = true;
@@ -753,6 +804,7 @@ impl OpTable {
     /// resources of operations still in the kernel (to be leaked, never freed). Operations
     /// dropped after this leak their resources too.
     pub(crate) fn abandon(&mut self) -> Vec<Box<dyn Any>> {
+        bump_multi_epoch();
         if !self.slots.is_empty() {
             self.leak_orphans = true;
         }
@@ -909,9 +961,10 @@ mod tests {
                 "woken at the completion"
             );
             assert_eq!(wake_all(&mut t), 0, "nothing handed out to wake later");
+            // The last completion queued: taken with the waker armed again at once.
             assert_eq!(
                 t.poll_multi(key, &w, true),
-                MultiPoll::Item(Completion::from_raw(n, F_MORE))
+                MultiPoll::Armed(Completion::from_raw(n, F_MORE))
             );
             assert_eq!(t.poll_multi(key, &w, true), MultiPoll::Pending);
             assert_eq!(Arc::strong_count(&count), 3, "kept, not cloned again");
@@ -920,23 +973,70 @@ mod tests {
         t.complete(key, Completion::from_raw(101, F_MORE));
         t.complete(key, Completion::from_raw(102, F_MORE));
         assert_eq!(count.0.load(Ordering::SeqCst), 101);
+        // Another one queued behind it: not armed.
         assert_eq!(
             t.poll_multi(key, &w, true),
             MultiPoll::Item(Completion::from_raw(101, F_MORE))
         );
         assert_eq!(count.0.load(Ordering::SeqCst), 101);
-        // The final completion ends the stream and frees the slot with the kept waker.
         assert_eq!(
             t.poll_multi(key, &w, true),
-            MultiPoll::Item(Completion::from_raw(102, F_MORE))
+            MultiPoll::Armed(Completion::from_raw(102, F_MORE))
         );
+        // Armed with the last one: the next completion wakes the task although it has not
+        // polled since.
+        t.complete(key, Completion::from_raw(103, F_MORE));
+        assert_eq!(count.0.load(Ordering::SeqCst), 102);
+        assert_eq!(
+            t.poll_multi(key, &w, true),
+            MultiPoll::Armed(Completion::from_raw(103, F_MORE))
+        );
+        // A foreign waker is never armed with a completion.
+        t.complete(key, Completion::from_raw(104, F_MORE));
+        assert_eq!(count.0.load(Ordering::SeqCst), 103);
+        assert_eq!(
+            t.poll_multi(key, &w, false),
+            MultiPoll::Item(Completion::from_raw(104, F_MORE))
+        );
+        // The final completion ends the stream and frees the slot with the kept waker.
         assert_eq!(t.poll_multi(key, &w, true), MultiPoll::Pending);
         t.complete(key, ok(0));
-        assert_eq!(count.0.load(Ordering::SeqCst), 102);
-        assert_eq!(t.poll_multi(key, &w, true), MultiPoll::Item(ok(0)));
+        assert_eq!(count.0.load(Ordering::SeqCst), 104);
+        assert_eq!(
+            t.poll_multi(key, &w, true),
+            MultiPoll::Item(ok(0)),
+            "final: not armed"
+        );
         assert_eq!(t.poll_multi(key, &w, true), MultiPoll::Ended);
         assert!(t.is_empty());
         assert_eq!(Arc::strong_count(&count), 2, "the kept waker went with the slot");
+    }
+
+    /// A stream that left its waker armed may skip the driver while the epoch stands still:
+    /// every completion that reaches a multishot slot must move it (and only those).
+    #[test]
+    fn the_multishot_epoch_moves_with_every_completion_of_a_multishot_op() {
+        let mut t = OpTable::with_capacity(4);
+        let multi = t.insert(Orphan::Nothing, true, false).expect("slot");
+        let single = t.insert(Orphan::Nothing, false, false).expect("slot");
+        let (_, w) = waker();
+        assert_eq!(t.poll_multi(multi, &w, true), MultiPoll::Pending);
+        let armed = multi_epoch();
+        t.complete(single, ok(1));
+        assert_eq!(multi_epoch(), armed, "another op's completion");
+        t.complete(multi, Completion::from_raw(1, F_MORE));
+        assert_ne!(multi_epoch(), armed, "the multishot op's completion");
+        let next = multi_epoch();
+        assert_eq!(
+            t.poll_multi(multi, &w, true),
+            MultiPoll::Armed(Completion::from_raw(1, F_MORE))
+        );
+        assert_eq!(multi_epoch(), next, "its own poll");
+        t.complete(multi, ok(0));
+        assert_ne!(multi_epoch(), next, "its final completion");
+        let last = multi_epoch();
+        let _ = t.abandon();
+        assert_ne!(multi_epoch(), last, "the table abandoned");
     }
 
     #[test]

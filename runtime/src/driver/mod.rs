@@ -48,7 +48,7 @@ use crate::stats;
 pub(crate) use accept_stream::AcceptStream;
 pub(crate) use backend::Driver;
 use buf_ring::BufRing;
-pub(crate) use lifecycle::{Completion, Deferred, Errno, MultiPoll, Orphan};
+pub(crate) use lifecycle::{multi_epoch, Completion, Deferred, Errno, MultiPoll, Orphan};
 use lifecycle::{OpTable, MAX_OP_KEY};
 use posted::Posted;
 pub use recv_buf::RecvBuf;
